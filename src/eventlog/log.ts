@@ -1,0 +1,50 @@
+// The one interface to the replicated log. Two implementations: JetStream (jetstream.ts) for
+// production and MemoryLog (memory.ts) for simulation and tests. Group commit and pipelining
+// live above it, in appender.ts, and are shared by both.
+
+import type { LogRecord } from "./envelope.js";
+
+/** The append was refused because the log's last sequence was not the expected one. */
+export class FencedError extends Error {
+  override name = "FencedError";
+  constructor(
+    readonly expectedLastSeq: number,
+    readonly actualLastSeq: number | undefined,
+  ) {
+    super(
+      `append fenced: expected the log to end at sequence ${expectedLastSeq}` +
+        (actualLastSeq === undefined ? "" : `, but it ends at ${actualLastSeq}`) +
+        " (another writer appended; this writer is no longer the leader)",
+    );
+  }
+}
+
+/** The log could not be reached in time (no stream leader, connection lost). Retryable. */
+export class LogUnavailableError extends Error {
+  override name = "LogUnavailableError";
+}
+
+export interface AppendAck {
+  seq: number;
+  /** True when the log already held this msgId (a retry of an append that had landed). */
+  duplicate: boolean;
+}
+
+export interface EventLog {
+  /** A human-readable name: stream name, or "memory". */
+  readonly name: string;
+  /**
+   * Append one encoded record, fenced: it lands only if the log's last sequence is
+   * `expectedLastSeq`. `msgId` makes a retry idempotent. Callers may issue several appends
+   * without awaiting (pipelining); implementations must keep their order.
+   * Rejects with FencedError or LogUnavailableError.
+   */
+  append(record: Uint8Array, expectedLastSeq: number, msgId: string): Promise<AppendAck>;
+  /** The sequence of the newest record (0 when empty). */
+  lastSeq(): Promise<number>;
+  /** The records from `fromSeq` (inclusive) to the end as it is when called, in order. */
+  read(fromSeq: number): AsyncIterable<LogRecord>;
+  /** The records from `fromSeq` on, following the live end until the signal aborts. */
+  follow(fromSeq: number, signal: AbortSignal): AsyncIterable<LogRecord>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,78 @@
+// An in-memory EventLog for simulation, tests and `roost dev` without a nats-server.
+// Same contract as JetStream: fenced appends, msgId de-duplication, ordered reads, follow.
+
+import { decodeRecord, type LogRecord } from "./envelope.js";
+import { FencedError, type AppendAck, type EventLog } from "./log.js";
+
+export class MemoryLog implements EventLog {
+  readonly name = "memory";
+  private readonly records: Uint8Array[] = [];
+  private readonly msgIds = new Map<string, number>();
+  private waiters: Array<() => void> = [];
+  private closed = false;
+
+  async append(record: Uint8Array, expectedLastSeq: number, msgId: string): Promise<AppendAck> {
+    return this.appendSync(record, expectedLastSeq, msgId);
+  }
+
+  /** Synchronous append, for the deterministic simulator. */
+  appendSync(record: Uint8Array, expectedLastSeq: number, msgId: string): AppendAck {
+    if (this.closed) throw new Error("memory log is closed");
+    const dup = this.msgIds.get(msgId);
+    if (dup !== undefined) return { seq: dup, duplicate: true };
+    const last = this.records.length;
+    if (expectedLastSeq !== last) throw new FencedError(expectedLastSeq, last);
+    this.records.push(record);
+    this.msgIds.set(msgId, last + 1);
+    const w = this.waiters;
+    this.waiters = [];
+    for (const wake of w) wake();
+    return { seq: last + 1, duplicate: false };
+  }
+
+  async lastSeq(): Promise<number> {
+    return this.records.length;
+  }
+
+  get length(): number {
+    return this.records.length;
+  }
+
+  /** The raw bytes of record `seq` (1-based). */
+  raw(seq: number): Uint8Array | undefined {
+    return this.records[seq - 1];
+  }
+
+  async *read(fromSeq: number): AsyncIterable<LogRecord> {
+    const end = this.records.length;
+    for (let s = Math.max(1, fromSeq); s <= end; s++) {
+      yield { seq: s, events: decodeRecord(this.records[s - 1]) };
+    }
+  }
+
+  async *follow(fromSeq: number, signal: AbortSignal): AsyncIterable<LogRecord> {
+    let s = Math.max(1, fromSeq);
+    while (!signal.aborted && !this.closed) {
+      while (s <= this.records.length) {
+        yield { seq: s, events: decodeRecord(this.records[s - 1]) };
+        s++;
+        if (signal.aborted) return;
+      }
+      await new Promise<void>((resolve) => {
+        const onAbort = () => resolve();
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.waiters.push(() => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const wake of w) wake();
+  }
+}

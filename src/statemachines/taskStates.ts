@@ -1,0 +1,56 @@
+// Task states, after Aurora's ScheduleStatus (aurora.md §1), plus DELETED, its pseudo-state for
+// a task removed from the store (we keep the record, marked DELETED, so history survives).
+
+export const TASK_STATES = [
+  "INIT",
+  "PENDING",
+  "THROTTLED",
+  "ASSIGNED",
+  "STARTING",
+  "RUNNING",
+  "KILLING",
+  "RESTARTING",
+  "PREEMPTING",
+  "DRAINING",
+  "PARTITIONED",
+  "FINISHED",
+  "FAILED",
+  "KILLED",
+  "LOST",
+  "DELETED",
+] as const;
+
+export type TaskStateName = (typeof TASK_STATES)[number];
+
+export const TERMINAL_STATES: ReadonlySet<TaskStateName> = new Set(["FINISHED", "FAILED", "KILLED", "LOST", "DELETED"]);
+
+/** ACTIVE = every non-terminal state except INIT. */
+export const ACTIVE_STATES: ReadonlySet<TaskStateName> = new Set(
+  TASK_STATES.filter((s) => s !== "INIT" && !TERMINAL_STATES.has(s)),
+);
+
+/** LIVE = the task may have a process on an agent that the scheduler considers up. */
+export const LIVE_STATES: ReadonlySet<TaskStateName> = new Set([
+  "RUNNING",
+  "KILLING",
+  "RESTARTING",
+  "PREEMPTING",
+  "DRAINING",
+  "PARTITIONED",
+]);
+
+/** States in which the task holds resources on an agent. */
+export const ON_AGENT_STATES: ReadonlySet<TaskStateName> = new Set([
+  "ASSIGNED",
+  "STARTING",
+  "RUNNING",
+  "KILLING",
+  "RESTARTING",
+  "PREEMPTING",
+  "DRAINING",
+  "PARTITIONED",
+]);
+
+export function isTaskState(s: string): s is TaskStateName {
+  return (TASK_STATES as readonly string[]).includes(s);
+}

@@ -1,0 +1,698 @@
+// Job spec files: parse (YAML or JSON), validate, normalise into a JobConfig.
+//
+// Validation has two layers:
+//   1. the JSON Schema in schema.ts (shipped as src/spec/job.schema.json for editors), checked
+//      by ajv with allErrors, its errors translated into plain words;
+//   2. semantic checks the schema cannot express: unique process names, {{ports.NAME}} only for
+//      declared ports, well-formed constraint strings, the dedicated constraint's role.
+// Every problem is collected and reported together in one SpecError.
+//
+// Normalisation fills every default and builds each object in a fixed key order (constraints
+// sorted by attribute name, constraint strings rewritten canonically), so the same spec always
+// yields the same JobConfig and the same encoded bytes.
+
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document } from "yaml";
+import type { JobConfig, TaskConfig } from "../domain/types.js";
+import {
+  CMDLINE_PATTERN,
+  ENVIRONMENT_PATTERN,
+  IDENTIFIER_PATTERN,
+  JOB_SCHEMA,
+  PORT_NAME_PATTERN,
+} from "./schema.js";
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+
+/** A job spec as written in a file (defaults may be omitted). */
+export interface JobSpec {
+  role: string;
+  environment: string;
+  name: string;
+  instances?: number;
+  service?: boolean;
+  tier?: string;
+  priority?: number;
+  maxTaskFailures?: number;
+  resources: { cpus: number; ramMb: number; diskMb: number; gpus?: number; ports?: string[] };
+  constraints?: Record<string, string>;
+  processes: Array<{ name: string; cmdline: string }>;
+}
+
+export interface SpecIssue {
+  /** The field, e.g. "resources.ramMb" or "processes[1].name"; "" for the document itself. */
+  path: string;
+  /** The rule broken, in words, e.g. "must be an integer greater than 0", "required", "unknown field". */
+  rule: string;
+  /** One line for a human: "path: rule" plus what was found, e.g. "resources.ramMb: must be ... (got -5)". */
+  message: string;
+  /** 1-based position in the source text, when the spec came from parseJobSpec. */
+  line?: number;
+  column?: number;
+}
+
+export class SpecError extends Error {
+  readonly issues: SpecIssue[];
+  readonly fileName: string | undefined;
+
+  constructor(issues: SpecIssue[], fileName?: string) {
+    const where = fileName ? ` ${fileName}` : "";
+    const count = issues.length === 1 ? "1 problem" : `${issues.length} problems`;
+    const lines = issues.map((i) => "  " + i.message + (i.line !== undefined && i.path !== "" ? ` [line ${i.line}, column ${i.column}]` : ""));
+    super([`invalid job spec${where} (${count}):`, ...lines].join("\n"));
+    this.name = "SpecError";
+    this.issues = issues;
+    this.fileName = fileName;
+  }
+}
+
+export type Constraint = { kind: "limit"; limit: number } | { kind: "value"; values: string[]; negated: boolean };
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+
+/** Parses a YAML or JSON job spec, validates it and returns the normalised JobConfig. */
+export function parseJobSpec(text: string, fileName?: string): JobConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true });
+  if (doc.errors.length > 0) {
+    const issues = doc.errors.map((e): SpecIssue => {
+      const { line, col } = lineCounter.linePos(e.pos[0]);
+      const rule = `YAML syntax error: ${firstLine(e.message)}`;
+      return { path: "", rule, message: `line ${line}, column ${col}: ${rule}`, line, column: col };
+    });
+    throw new SpecError(issues, fileName);
+  }
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    const rule = `YAML error: ${firstLine((err as Error).message)}`;
+    throw new SpecError([{ path: "", rule, message: rule }], fileName);
+  }
+  const raw = check(data);
+  if (raw.length > 0) {
+    // In source order, so the list reads top to bottom alongside the file.
+    const issues = raw
+      .map((r) => toIssue(r, locate(doc, lineCounter, r.segs, r.atKey === true)))
+      .sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+    throw new SpecError(issues, fileName);
+  }
+  return normalise(data as JobSpec);
+}
+
+/**
+ * Validates an already-parsed spec (e.g. a request from the bus) and returns the normalised
+ * JobConfig. Also accepts an already-normalised JobConfig (fields under `task`), so
+ * validateJobSpec(parseJobSpec(text)) round-trips; issue paths then point under "task.".
+ */
+export function validateJobSpec(obj: unknown): JobConfig {
+  const asConfig = isConfigShape(obj);
+  const data = asConfig ? flattenConfig(obj as Record<string, unknown>) : obj;
+  const raw = check(data);
+  if (raw.length > 0) {
+    throw new SpecError(raw.map((r) => toIssue(asConfig ? { ...r, segs: configSegs(r.segs) } : r)));
+  }
+  return normalise(data as JobSpec);
+}
+
+/** The spec form of a normalised JobConfig (every default spelled out). */
+export function jobConfigToSpec(config: JobConfig): JobSpec {
+  const t = config.task;
+  return {
+    role: config.role,
+    environment: config.environment,
+    name: config.name,
+    instances: config.instances,
+    service: t.service,
+    tier: t.tier,
+    priority: t.priority,
+    maxTaskFailures: t.maxTaskFailures,
+    resources: {
+      cpus: t.resources.cpus,
+      ramMb: t.resources.ramMb,
+      diskMb: t.resources.diskMb,
+      gpus: t.resources.gpus ?? 0,
+      ports: [...t.resources.ports],
+    },
+    constraints: { ...t.constraints },
+    processes: t.processes.map((p) => ({ name: p.name, cmdline: p.cmdline })),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+// {{ports.NAME}}, with optional spaces inside the braces. NAME is captured loosely so that a
+// malformed name (e.g. {{ports.HTTP}}) is reported as an undeclared port instead of being left
+// in the command line.
+const PORT_REF = /\{\{\s*ports\.([^{}\s]+)\s*\}\}/g;
+// Aurora's spelling, {{thermos.ports[NAME]}}: reported with a hint.
+const AURORA_PORT_REF = /\{\{\s*thermos\.ports\[([^\]{}]*)\]\s*\}\}/g;
+
+/** The port names a command line refers to as {{ports.NAME}}, in order, without repeats. */
+export function portRefs(cmdline: string): string[] {
+  const names: string[] = [];
+  for (const m of cmdline.matchAll(PORT_REF)) if (!names.includes(m[1])) names.push(m[1]);
+  return names;
+}
+
+/** Replaces every {{ports.NAME}} with the assigned port number; an unknown NAME throws. */
+export function renderCmdline(cmdline: string, ports: Record<string, number>): string {
+  return cmdline.replace(PORT_REF, (_m, name: string) => {
+    if (!Object.hasOwn(ports, name)) {
+      const known = Object.keys(ports);
+      throw new Error(
+        `command line uses {{ports.${name}}} but no port named "${name}" is assigned` +
+          ` (assigned: ${known.length > 0 ? known.join(", ") : "none"})`,
+      );
+    }
+    return String(ports[name]);
+  });
+}
+
+/** Environment variables for the assigned ports: ROOST_PORT_<NAME upper-cased> = "<port>". */
+export function portEnv(ports: Record<string, number>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, port] of Object.entries(ports)) env[`ROOST_PORT_${name.toUpperCase()}`] = String(port);
+  return env;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Constraints
+
+const CONSTRAINT_RULE = 'must be "limit:N" (N ≥ 1), a value list "v1,v2" or a negated list "!v1,v2"';
+
+/** Why a constraint string is malformed, or undefined if it is well formed. */
+function constraintProblem(value: string): string | undefined {
+  const v = value.trim();
+  if (v === "") return "it is empty";
+  if (v.startsWith("limit:")) {
+    const n = v.slice("limit:".length).trim();
+    if (!/^\d+$/.test(n)) return `the limit must be a whole number, got "${n}"`;
+    const limit = Number(n);
+    if (limit < 1) return "the limit must be at least 1";
+    if (!Number.isSafeInteger(limit)) return "the limit is too large";
+    return undefined;
+  }
+  const negated = v.startsWith("!");
+  const body = negated ? v.slice(1) : v;
+  if (negated && body.trim().startsWith("limit:")) return "a limit cannot be negated";
+  const items = body.split(",").map((s) => s.trim());
+  if (items.some((s) => s === "")) return items.length === 1 ? "the value list is empty" : "the value list has an empty item";
+  if (items.some((s) => s.includes("!"))) return '"!" may appear only once, at the start, to negate the whole list';
+  return undefined;
+}
+
+/** Parses a constraint string: "limit:N", "v1,v2" or "!v1,v2" (spaces around items are ignored). */
+export function parseConstraint(value: string): Constraint {
+  const problem = constraintProblem(value);
+  if (problem !== undefined) throw new Error(`invalid constraint "${value}": ${problem}; ${CONSTRAINT_RULE}`);
+  const v = value.trim();
+  if (v.startsWith("limit:")) return { kind: "limit", limit: Number(v.slice("limit:".length).trim()) };
+  const negated = v.startsWith("!");
+  const values = (negated ? v.slice(1) : v).split(",").map((s) => s.trim());
+  return { kind: "value", values, negated };
+}
+
+/** The canonical string of a constraint: "limit:N", "v1,v2" or "!v1,v2". */
+export function formatConstraint(c: Constraint): string {
+  return c.kind === "limit" ? `limit:${c.limit}` : (c.negated ? "!" : "") + c.values.join(",");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+type Seg = string | number;
+
+/** An issue before it is located and formatted. */
+interface RawIssue {
+  segs: Seg[];
+  rule: string;
+  /** What was found, appended in parentheses. */
+  detail?: string;
+  /** Locate the key rather than the value (unknown fields). */
+  atKey?: boolean;
+}
+
+type SchemaNode = {
+  type?: string;
+  enum?: readonly unknown[];
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  pattern?: string;
+  maxLength?: number;
+  minLength?: number;
+  minItems?: number;
+  items?: SchemaNode;
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: boolean | SchemaNode;
+  propertyNames?: SchemaNode;
+};
+
+let compiled: ValidateFunction | undefined;
+function validator(): ValidateFunction {
+  if (compiled === undefined) {
+    const ajv = new Ajv({ allErrors: true, useDefaults: false, strict: true });
+    compiled = ajv.compile(JOB_SCHEMA);
+  }
+  return compiled;
+}
+
+/** Every problem with a parsed spec; empty if it is valid. */
+function check(data: unknown): RawIssue[] {
+  const validate = validator();
+  const issues: RawIssue[] = [];
+  if (!validate(data)) {
+    for (const e of validate.errors ?? []) issues.push(...translate(e, data));
+  }
+  issues.push(...semanticIssues(data));
+  // allErrors reports e.g. both "type" and "exclusiveMinimum" for -1.5; they translate alike.
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const key = formatPath(i.segs) + "\u0000" + i.rule + "\u0000" + (i.detail ?? "");
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** Turns one ajv error into plain words; never ajv's own message unless the keyword is unknown. */
+function translate(e: ErrorObject, data: unknown): RawIssue[] {
+  const segs = pointerSegs(e.instancePath, data);
+  const node = schemaNodeAt(e.schemaPath);
+  const value = valueAt(data, segs);
+  switch (e.keyword) {
+    case "required":
+      return [{ segs: [...segs, (e.params as { missingProperty: string }).missingProperty], rule: "required" }];
+    case "additionalProperties": {
+      const field = (e.params as { additionalProperty: string }).additionalProperty;
+      const allowed = Object.keys(node?.properties ?? {});
+      const guess = closest(field, allowed);
+      return [
+        {
+          segs: [...segs, field],
+          rule: "unknown field",
+          detail: guess !== undefined ? `did you mean "${guess}"?` : `allowed here: ${allowed.join(", ")}`,
+          atKey: true,
+        },
+      ];
+    }
+    case "propertyNames":
+      // Reported by the nested error that carries propertyName (below).
+      return [];
+    case "uniqueItems": {
+      const out: RawIssue[] = [];
+      if (Array.isArray(value)) {
+        const first = new Map<string, number>();
+        value.forEach((item, i) => {
+          const k = JSON.stringify(item);
+          const j = first.get(k);
+          if (j === undefined) first.set(k, i);
+          else out.push({ segs: [...segs, i], rule: "must not repeat an earlier entry", detail: `${show(item)} is also ${formatPath([...segs, j])}` });
+        });
+      }
+      return out;
+    }
+    default:
+      break;
+  }
+  if (e.propertyName !== undefined) {
+    // A constraint attribute name that breaks propertyNames.
+    return [{ segs: [...segs, e.propertyName], rule: ATTRIBUTE_RULE, detail: `got ${show(e.propertyName)}`, atKey: true }];
+  }
+  if (node !== undefined && DESCRIBED_KEYWORDS.has(e.keyword)) {
+    const empty = segs.length === 0 && (value === null || value === undefined);
+    return [{ segs, rule: describe(node, e.schemaPath), detail: empty ? "the document is empty" : `got ${show(value)}` }];
+  }
+  return [{ segs, rule: e.message ?? `breaks the "${e.keyword}" rule`, detail: `got ${show(value)}` }];
+}
+
+const DESCRIBED_KEYWORDS = new Set([
+  "type",
+  "minimum",
+  "maximum",
+  "exclusiveMinimum",
+  "exclusiveMaximum",
+  "multipleOf",
+  "pattern",
+  "minLength",
+  "maxLength",
+  "enum",
+  "const",
+  "minItems",
+  "maxItems",
+  "format",
+]);
+
+const IDENT_WORDS = 'letters, digits, "_", "." or "-"';
+const ATTRIBUTE_RULE = `attribute names must be ${IDENT_WORDS}`;
+
+/** Rules for nodes whose generic description would be vague, by schema location. */
+const NODE_RULES: Record<string, string> = {
+  "": "must be a mapping of job fields (role, environment, name, resources, processes, ...)",
+  "/properties/resources": "must be a mapping with cpus, ramMb, diskMb (and optionally gpus, ports)",
+  "/properties/resources/properties/ports": "must be a list of port names",
+  "/properties/constraints": "must be a mapping from attribute name to constraint string",
+  "/properties/constraints/additionalProperties": CONSTRAINT_RULE,
+  "/properties/processes": "must be a list of at least one process (each with name and cmdline)",
+  "/properties/processes/items": "must be a mapping with name and cmdline",
+};
+
+const PATTERN_RULES: Record<string, string> = {
+  [ENVIRONMENT_PATTERN]: "must match devel|test|production|staging<N>",
+  [PORT_NAME_PATTERN]: 'must be a port name: a lowercase letter, then lowercase letters, digits or "_"',
+  [CMDLINE_PATTERN]: "must be a non-empty command line",
+  [IDENTIFIER_PATTERN]: `must be ${IDENT_WORDS}`,
+};
+
+/** The whole rule of a schema node, in words: "must be an integer from 1 to 4000". */
+function describe(node: SchemaNode, schemaPath: string): string {
+  const location = schemaPath.replace(/^#/, "").replace(/\/[^/]+$/, "");
+  const fixed = NODE_RULES[location];
+  if (fixed !== undefined) return fixed;
+  if (node.enum !== undefined) return `must be one of ${node.enum.map((v) => JSON.stringify(v)).join(", ")}`;
+  switch (node.type) {
+    case "integer":
+    case "number": {
+      const what = node.type === "integer" ? "an integer" : "a number";
+      if (node.minimum !== undefined && node.maximum !== undefined) return `must be ${what} from ${node.minimum} to ${node.maximum}`;
+      if (node.exclusiveMinimum !== undefined) return `must be ${what} greater than ${node.exclusiveMinimum}`;
+      if (node.minimum === -1) return `must be ${what} of at least 0, or -1 for unlimited`;
+      if (node.minimum !== undefined) return `must be ${what} of at least ${node.minimum}`;
+      return `must be ${what}`;
+    }
+    case "boolean":
+      return "must be true or false";
+    case "string": {
+      if (node.pattern === IDENTIFIER_PATTERN && node.maxLength !== undefined) {
+        return `must be 1 to ${node.maxLength} characters: ${IDENT_WORDS}`;
+      }
+      if (node.pattern !== undefined) return PATTERN_RULES[node.pattern] ?? `must match ${node.pattern}`;
+      return node.minLength ? "must be a non-empty string" : "must be a string";
+    }
+    case "array":
+      return node.minItems ? `must be a list of at least ${node.minItems}` : "must be a list";
+    case "object":
+      return "must be a mapping";
+    default:
+      return "has the wrong form";
+  }
+}
+
+/** The checks a schema cannot express. Defensive: runs on whatever the input is. */
+function semanticIssues(data: unknown): RawIssue[] {
+  const issues: RawIssue[] = [];
+  if (!isRecord(data)) return issues;
+
+  // Ports a command line may use: resources.ports when it is a list (invalid names are
+  // reported by the schema); none when it is absent; unknown, and the check skipped, when
+  // resources or its ports are missing or malformed (the schema reports that instead).
+  let declared: string[] | undefined;
+  if (isRecord(data.resources)) {
+    const p = data.resources.ports;
+    if (p === undefined) declared = [];
+    else if (Array.isArray(p)) declared = [...new Set(p.filter((x): x is string => typeof x === "string"))];
+  }
+
+  if (Array.isArray(data.processes)) {
+    const firstIndex = new Map<string, number>();
+    data.processes.forEach((proc, i) => {
+      if (!isRecord(proc)) return;
+      if (typeof proc.name === "string") {
+        const j = firstIndex.get(proc.name);
+        if (j === undefined) firstIndex.set(proc.name, i);
+        else {
+          issues.push({
+            segs: ["processes", i, "name"],
+            rule: "must be unique among processes",
+            detail: `"${proc.name}" is also processes[${j}].name`,
+          });
+        }
+      }
+      if (typeof proc.cmdline === "string") {
+        for (const m of proc.cmdline.matchAll(AURORA_PORT_REF)) {
+          issues.push({
+            segs: ["processes", i, "cmdline"],
+            rule: "must refer to ports as {{ports.NAME}}",
+            detail: `found Aurora's ${m[0]}; write {{ports.${m[1].trim().replace(/^['"]|['"]$/g, "")}}}`,
+          });
+        }
+        if (declared !== undefined) {
+          for (const name of portRefs(proc.cmdline)) {
+            if (declared.includes(name)) continue;
+            issues.push({
+              segs: ["processes", i, "cmdline"],
+              rule: "may only use ports declared in resources.ports",
+              detail: `{{ports.${name}}} is not declared; declared: ${declared.length > 0 ? declared.join(", ") : "none"}`,
+            });
+          }
+        }
+      }
+    });
+  }
+
+  if (isRecord(data.constraints)) {
+    for (const [attr, value] of Object.entries(data.constraints)) {
+      if (typeof value !== "string" || value === "") continue; // the schema reports it
+      const problem = constraintProblem(value);
+      if (problem !== undefined) {
+        issues.push({ segs: ["constraints", attr], rule: CONSTRAINT_RULE, detail: `got ${show(value)}: ${problem}` });
+        continue;
+      }
+      if (attr === "dedicated") issues.push(...dedicatedIssues(value, data.role));
+    }
+  }
+  return issues;
+}
+
+const DEDICATED_RULE = 'must be "ROLE/NAME" or "*/NAME", where ROLE is this job\'s role';
+
+/** Aurora: dedicated hosts are claimed by the value ROLE/NAME, ROLE being the job's role or "*". */
+function dedicatedIssues(value: string, role: unknown): RawIssue[] {
+  const c = parseConstraint(value);
+  const segs = ["constraints", "dedicated"];
+  if (c.kind === "limit" || c.negated) {
+    return [{ segs, rule: DEDICATED_RULE, detail: `got ${show(value)}: dedicated takes a value, not a limit or a negation` }];
+  }
+  const issues: RawIssue[] = [];
+  for (const v of c.values) {
+    const slash = v.indexOf("/");
+    if (slash <= 0 || slash === v.length - 1) {
+      issues.push({ segs, rule: DEDICATED_RULE, detail: `got ${show(v)}` });
+    } else if (typeof role === "string") {
+      const owner = v.slice(0, slash);
+      if (owner !== "*" && owner !== role) {
+        issues.push({ segs, rule: DEDICATED_RULE, detail: `got ${show(v)}: only role "${owner}" may use these hosts` });
+      }
+    }
+  }
+  return issues;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalisation
+
+function normalise(s: JobSpec): JobConfig {
+  const r = s.resources;
+  const constraints: Record<string, string> = {};
+  for (const attr of Object.keys(s.constraints ?? {}).sort()) {
+    constraints[attr] = formatConstraint(parseConstraint(s.constraints![attr]));
+  }
+  const task: TaskConfig = {
+    service: s.service ?? false,
+    tier: s.tier ?? "preemptible",
+    priority: num(s.priority ?? 0),
+    maxTaskFailures: num(s.maxTaskFailures ?? 1),
+    resources: {
+      cpus: num(r.cpus),
+      ramMb: num(r.ramMb),
+      diskMb: num(r.diskMb),
+      gpus: num(r.gpus ?? 0),
+      ports: [...(r.ports ?? [])],
+    },
+    constraints,
+    processes: s.processes.map((p) => ({ name: p.name, cmdline: p.cmdline })),
+  };
+  return {
+    role: s.role,
+    environment: s.environment,
+    name: s.name,
+    instances: num(s.instances ?? 1),
+    task,
+  };
+}
+
+/** -0 → 0, so encoders never see a negative zero. */
+function num(n: number): number {
+  return n + 0;
+}
+
+// JobConfig form accepted by validateJobSpec: { role, environment, name, instances, task }.
+const TASK_FIELDS = new Set(Object.keys(JOB_SCHEMA.properties).filter((k) => !["role", "environment", "name", "instances"].includes(k)));
+
+function isConfigShape(obj: unknown): boolean {
+  return isRecord(obj) && isRecord(obj.task) && !("processes" in obj) && !("resources" in obj);
+}
+
+function flattenConfig(obj: Record<string, unknown>): Record<string, unknown> {
+  const { task, ...rest } = obj;
+  return { ...rest, ...(task as Record<string, unknown>) };
+}
+
+function configSegs(segs: Seg[]): Seg[] {
+  return segs.length > 0 && typeof segs[0] === "string" && TASK_FIELDS.has(segs[0]) ? ["task", ...segs] : segs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function firstLine(s: string): string {
+  return s.split("\n")[0].trim();
+}
+
+/** "resources.ramMb", "processes[1].name", 'constraints["rack id"]'. */
+function formatPath(segs: Seg[]): string {
+  let out = "";
+  for (const seg of segs) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(seg)) out += out === "" ? seg : "." + seg;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+function toIssue(r: RawIssue, pos?: { line: number; col: number }): SpecIssue {
+  const path = formatPath(r.segs);
+  const message = `${path === "" ? "(spec)" : path}: ${r.rule}${r.detail !== undefined ? ` (${r.detail})` : ""}`;
+  const issue: SpecIssue = { path, rule: r.rule, message };
+  if (pos !== undefined) {
+    issue.line = pos.line;
+    issue.column = pos.col;
+  }
+  return issue;
+}
+
+/** A value, briefly, for "(got ...)". */
+function show(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null) return "an empty value";
+  if (Array.isArray(v)) return v.length === 0 ? "an empty list" : "a list";
+  if (typeof v === "object") return Object.keys(v).length === 0 ? "an empty mapping" : "a mapping";
+  if (typeof v === "string") return JSON.stringify(v.length > 60 ? v.slice(0, 57) + "..." : v);
+  return String(v);
+}
+
+/** JSON-pointer segments → path segments (array indices as numbers). */
+function pointerSegs(pointer: string, data: unknown): Seg[] {
+  if (pointer === "") return [];
+  const segs: Seg[] = [];
+  let cur: unknown = data;
+  for (const raw of pointer.slice(1).split("/")) {
+    const key = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+    if (Array.isArray(cur)) {
+      const i = Number(key);
+      segs.push(i);
+      cur = cur[i];
+    } else {
+      segs.push(key);
+      cur = isRecord(cur) ? cur[key] : undefined;
+    }
+  }
+  return segs;
+}
+
+function valueAt(data: unknown, segs: Seg[]): unknown {
+  let cur = data;
+  for (const s of segs) {
+    if (Array.isArray(cur) && typeof s === "number") cur = cur[s];
+    else if (isRecord(cur) && typeof s === "string") cur = cur[s];
+    else return undefined;
+  }
+  return cur;
+}
+
+/** The schema node holding the keyword at an ajv schemaPath ("#/properties/x/type"). */
+function schemaNodeAt(schemaPath: string): SchemaNode | undefined {
+  const parts = schemaPath.replace(/^#\/?/, "").split("/").filter((p) => p !== "");
+  parts.pop(); // the keyword itself
+  let node: unknown = JOB_SCHEMA;
+  for (const p of parts) {
+    if (!isRecord(node)) return undefined;
+    node = node[p.replace(/~1/g, "/").replace(/~0/g, "~")];
+  }
+  return isRecord(node) ? (node as SchemaNode) : undefined;
+}
+
+/** The allowed field closest to a misspelt one, if it is close enough to be a likely typo. */
+function closest(field: string, allowed: string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, "");
+  let best: string | undefined;
+  let bestDist = Infinity;
+  for (const a of allowed) {
+    const d = norm(a) === norm(field) ? 0 : editDistance(field.toLowerCase(), a.toLowerCase());
+    if (d < bestDist) {
+      bestDist = d;
+      best = a;
+    }
+  }
+  return bestDist <= Math.max(1, Math.floor(field.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/**
+ * Where a path points in the YAML source: the value, or the key for unknown fields; for a
+ * missing nested field, the mapping that lacks it.
+ */
+function locate(doc: Document, lc: LineCounter, segs: Seg[], atKey: boolean): { line: number; col: number } | undefined {
+  let node: unknown = doc.contents;
+  let offset = rangeStart(node);
+  for (let k = 0; k < segs.length; k++) {
+    const seg = segs[k];
+    if (isMap(node)) {
+      const pair = node.items.find((p) => String(isScalar(p.key) ? p.key.value : p.key) === String(seg));
+      if (pair === undefined) {
+        if (k === 0) return undefined; // a missing top-level field: "line 1" would say nothing
+        break;
+      }
+      const last = k === segs.length - 1;
+      if ((last && atKey) || pair.value === null || pair.value === undefined) {
+        offset = rangeStart(pair.key) ?? offset;
+        if (last && atKey) break;
+      }
+      node = pair.value;
+      offset = rangeStart(node) ?? offset;
+      if (node === null || node === undefined) break;
+    } else if (isSeq(node) && typeof seg === "number") {
+      const item: unknown = node.items[seg];
+      if (item === undefined) break;
+      node = item;
+      offset = rangeStart(node) ?? offset;
+    } else {
+      break;
+    }
+  }
+  return offset === undefined ? undefined : lc.linePos(offset);
+}
+
+function rangeStart(node: unknown): number | undefined {
+  const range = (node as { range?: [number, number, number] } | null | undefined)?.range;
+  return range ? range[0] : undefined;
+}

@@ -1,0 +1,84 @@
+// AgentRegistry: registrations and heartbeats. A registration is logged only when something
+// changed (new agent, new boot, new resources or attributes, or back from UNREACHABLE), so
+// agents re-registering after a leader change add nothing to the log. On registration the
+// agent's running tasks are reconciled with the log (mesos.md §1 Reconciliation):
+//  - a task the agent runs that the log does not place there is killed;
+//  - a task the log places on the agent as STARTING or RUNNING that the agent does not run is LOST.
+
+import { subjects } from "../bus/bus.js";
+import type { Heartbeat, RegisterReply, RegisterRequest } from "../agent/protocol.js";
+import { canonical } from "../replay/hash.js";
+import { TERMINAL_STATES } from "../statemachines/taskStates.js";
+import type { Scheduler } from "./scheduler.js";
+
+export class AgentRegistry {
+  /** agentId → last heartbeat (leader's clock). In memory only: liveness is not history. */
+  readonly lastHeartbeat = new Map<string, number>();
+
+  constructor(private readonly s: Scheduler) {}
+
+  serve(): Array<() => void> {
+    return [
+      this.s.bus.serve(subjects.register, (data) => this.register(data as RegisterRequest)),
+      this.s.bus.serve(subjects.heartbeat, (data) => {
+        const hb = data as Heartbeat;
+        if (hb && typeof hb.agentId === "string") this.lastHeartbeat.set(hb.agentId, this.s.clock.now());
+      }),
+    ];
+  }
+
+  async register(req: RegisterRequest): Promise<RegisterReply> {
+    const s = this.s;
+    const problem = validate(req);
+    if (problem) return { ok: false, error: problem };
+    const known = s.state.agents.get(req.agentId);
+    if (known?.state === "REMOVED") return { ok: false, error: `agent ${req.agentId} was removed and may not register again` };
+    const changed =
+      !known ||
+      known.state !== "ACTIVE" ||
+      known.host !== req.host ||
+      known.bootId !== req.bootId ||
+      canonical(known.attributes) !== canonical(req.attributes) ||
+      canonical(known.resources) !== canonical(req.resources);
+    const events = [];
+    if (changed) {
+      const why = !known ? "new agent" : known.bootId !== req.bootId ? "the host rebooted" : known.state !== "ACTIVE" ? `back from ${known.state}` : "its resources or attributes changed";
+      events.push(s.event("AgentRegistered", { agentId: req.agentId, host: req.host, attributes: req.attributes, resources: req.resources, bootId: req.bootId }, `agent ${req.agentId} on ${req.host} registered: ${why}`));
+    }
+    // Tasks the log places on this agent (with the same boot) that the agent no longer runs.
+    const running = new Set(req.running);
+    if (known && known.bootId === req.bootId) {
+      for (const taskId of [...known.tasks].sort()) {
+        const t = s.state.tasks.get(taskId)!;
+        if ((t.state === "STARTING" || t.state === "RUNNING") && !running.has(taskId)) {
+          events.push(s.event("TaskStateChanged", { taskId, to: "LOST" }, `agent ${req.agentId} re-registered without task ${taskId}`));
+        }
+      }
+    }
+    if (events.length) await s.commit(events);
+    this.lastHeartbeat.set(req.agentId, s.clock.now());
+    for (const taskId of req.running) {
+      const t = s.state.tasks.get(taskId);
+      if (!t || t.agentId !== req.agentId || TERMINAL_STATES.has(t.state)) {
+        s.launcher.kill(taskId, req.agentId, `agent ${req.agentId} runs ${taskId}, which the log does not place there`);
+      }
+    }
+    return { ok: true, schedulerId: s.schedulerId, epoch: s.epoch };
+  }
+}
+
+function validate(r: RegisterRequest): string | null {
+  if (!r || typeof r !== "object") return "registration must be an object";
+  if (typeof r.agentId !== "string" || !r.agentId) return "registration.agentId must be a non-empty string";
+  if (typeof r.host !== "string" || !r.host) return "registration.host must be a non-empty string";
+  if (typeof r.bootId !== "string") return "registration.bootId must be a string";
+  const res = r.resources;
+  if (!res || !(res.cpus > 0) || !(res.ramMb > 0) || !(res.diskMb > 0)) {
+    return "registration.resources must have cpus, ramMb and diskMb greater than 0";
+  }
+  if (!Array.isArray(res.ports) || !res.ports.every((p) => Array.isArray(p) && p.length === 2 && p[0] <= p[1])) {
+    return "registration.resources.ports must be a list of [lo, hi] ranges with lo ≤ hi";
+  }
+  if (!Array.isArray(r.running)) return "registration.running must be a list of task ids";
+  return null;
+}

@@ -1,0 +1,48 @@
+// The scheduler's adapters to the world, injected so the same actors run in production
+// (real clock, random ids) and under the deterministic simulator (virtual clock, seeded ids).
+
+import { randomBytes } from "node:crypto";
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref?.();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export interface Ids {
+  /** A short unique suffix for task ids and correlation ids. */
+  next(): string;
+}
+
+export const randomIds: Ids = { next: () => randomBytes(4).toString("hex") };
+
+/** Deterministic ids for simulation and golden logs. */
+export function seededIds(seed: number): Ids {
+  let s = seed >>> 0 || 1;
+  return {
+    next: () => {
+      // xorshift32
+      s ^= s << 13;
+      s >>>= 0;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      s >>>= 0;
+      return s.toString(16).padStart(8, "0");
+    },
+  };
+}
+
+/** Aurora's task id shape: role-env-job-instance-uuid. */
+export function taskIdFor(job: string, instance: number, ids: Ids): string {
+  return `${job.replaceAll("/", "-")}-${instance}-${ids.next()}`;
+}

@@ -1,0 +1,44 @@
+// The message bus between the scheduler, its agents and its clients. Two implementations:
+// NatsBus (core NATS request/reply) and MemoryBus (in-process, for simulation and `roost dev`
+// without a nats-server). Payloads are plain MessagePack.
+//
+// Subjects (the "bus API"; other tools rely on these names):
+//   roost.api.<op>                 client → leader requests (job.create, job.kill, job.status, …)
+//   roost.agent.register           agent → leader, request; the reply carries the leader's epoch
+//   roost.agent.heartbeat          agent → leader, publish
+//   roost.agent.status             agent → leader, request; the reply is the acknowledgement
+//   roost.agent.<agentId>.launch   leader → agent, request
+//   roost.agent.<agentId>.kill     leader → agent, request
+//   roost.leader                   leader → all, publish when a leader takes over
+
+export type Handler = (data: unknown, subject: string) => unknown | Promise<unknown>;
+
+export class NoResponderError extends Error {
+  override name = "NoResponderError";
+}
+
+export interface Bus {
+  /** Request/reply. Rejects with NoResponderError when nobody listens, or on timeout. */
+  request<T = unknown>(subject: string, data: unknown, timeoutMs?: number): Promise<T>;
+  publish(subject: string, data: unknown): void;
+  /**
+   * Serve a subject. The handler's return value (awaited) is the reply when the message was a
+   * request. A thrown error becomes a reply {error: message}. `subject` may end in ">".
+   */
+  serve(subject: string, handler: Handler): () => void;
+  close(): Promise<void>;
+}
+
+/** The reply shape of every API request that can fail. */
+export type Reply<T> = { ok: true; value: T } | { ok: false; error: string };
+
+export const API_PREFIX = "roost.api.";
+export const subjects = {
+  api: (op: string) => `${API_PREFIX}${op}`,
+  register: "roost.agent.register",
+  heartbeat: "roost.agent.heartbeat",
+  status: "roost.agent.status",
+  launch: (agentId: string) => `roost.agent.${agentId}.launch`,
+  kill: (agentId: string) => `roost.agent.${agentId}.kill`,
+  leader: "roost.leader",
+};

@@ -1,0 +1,298 @@
+// The fold: ClusterState × event → ClusterState. The only code that changes ClusterState.
+//
+// Pure over the log: it reads no clock, no randomness, no I/O, no environment. Times, ids and
+// reasons come from the events. The same log gives the same state (test/fold.test.ts pins this
+// with golden logs and state hashes).
+//
+// Task transitions go through the task machine (statemachines/task.ts) via its compiled table.
+// The machine's bookkeeping actions are applied here; its world effects (LAUNCH, KILL,
+// RESCHEDULE) are pushed to `out` for the leader to carry out once the event is committed.
+
+import type { AnyEnvelope } from "../eventlog/envelope.js";
+import { agentStep, type AgentEventName } from "../statemachines/agent.js";
+import { taskStep } from "../statemachines/taskTable.js";
+import { ON_AGENT_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import type { AgentRecord, ClusterState, TaskRecord } from "./state.js";
+
+export type Effect =
+  | { kind: "LAUNCH"; taskId: string }
+  | { kind: "KILL"; taskId: string; agentId: string | null }
+  | { kind: "RESCHEDULE"; taskId: string };
+
+/** Fold one committed record. `out` collects effects (the leader passes one; replay does not). */
+export function foldRecord(state: ClusterState, seq: number, events: readonly AnyEnvelope[], out?: Effect[]): void {
+  if (seq <= state.seq) {
+    throw new Error(`invariant: record ${seq} folded after record ${state.seq}; the log must be folded in order`);
+  }
+  for (let i = 0; i < events.length; i++) foldEvent(state, seq, events[i], out);
+  state.seq = seq;
+}
+
+export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, out?: Effect[]): void {
+  state.eventCount++;
+  switch (env.type) {
+    case "TaskStateChanged": {
+      const d = env.data;
+      const task = state.tasks.get(d.taskId);
+      if (!task) return anomaly(state, seq, env.type, `unknown task ${d.taskId}`);
+      if (d.agentSeq !== undefined) {
+        if (d.agentSeq <= task.agentSeq) return; // a duplicate delivery: already applied
+        task.agentSeq = d.agentSeq;
+      }
+      if (d.exitCode !== undefined) task.exitCode = d.exitCode;
+      transitionTask(state, task, d.to, seq, env.ts, env.reason, out);
+      return;
+    }
+    case "TaskAssigned": {
+      const d = env.data;
+      const task = state.tasks.get(d.taskId);
+      const agent = state.agents.get(d.agentId);
+      if (!task) return anomaly(state, seq, env.type, `unknown task ${d.taskId}`);
+      if (!agent) return anomaly(state, seq, env.type, `unknown agent ${d.agentId}`);
+      if (task.state !== "PENDING") return anomaly(state, seq, env.type, `task ${d.taskId} is ${task.state}, not PENDING`);
+      task.agentId = d.agentId;
+      task.host = d.host;
+      task.ports = d.ports;
+      transitionTask(state, task, "ASSIGNED", seq, env.ts, env.reason, out);
+      return;
+    }
+    case "TaskCreated": {
+      const d = env.data;
+      const job = state.jobs.get(d.job);
+      if (!job) return anomaly(state, seq, env.type, `unknown job ${d.job}`);
+      if (state.tasks.has(d.taskId)) return anomaly(state, seq, env.type, `task ${d.taskId} already exists`);
+      const task: TaskRecord = {
+        taskId: d.taskId,
+        job: d.job,
+        instance: d.instance,
+        configVersion: d.configVersion,
+        ancestorId: d.ancestorId,
+        state: "INIT",
+        failureCount: d.failureCount,
+        everKilling: false,
+        agentId: null,
+        host: null,
+        ports: null,
+        agentSeq: 0,
+        exitCode: null,
+        rescheduleWanted: false,
+        successorId: null,
+        events: [],
+      };
+      state.tasks.set(d.taskId, task);
+      job.instances.set(d.instance, d.taskId);
+      if (d.ancestorId !== null) {
+        const ancestor = state.tasks.get(d.ancestorId);
+        if (ancestor) {
+          ancestor.rescheduleWanted = false;
+          ancestor.successorId = d.taskId;
+        }
+      }
+      transitionTask(state, task, d.state, seq, env.ts, env.reason, out);
+      return;
+    }
+    case "JobCreated": {
+      const d = env.data;
+      const key = `${d.job.role}/${d.job.environment}/${d.job.name}`;
+      const existing = state.jobs.get(key);
+      if (existing && hasActiveTasks(state, existing.instances)) {
+        return anomaly(state, seq, env.type, `job ${key} already exists`);
+      }
+      state.jobs.set(key, {
+        key,
+        config: d.job,
+        configVersion: d.configVersion,
+        configs: { ...(existing?.configs ?? {}), [d.configVersion]: d.job.task },
+        createdSeq: seq,
+        createdTs: env.ts,
+        instances: new Map(),
+        killedInstances: new Set(),
+      });
+      return;
+    }
+    case "JobKillRequested": {
+      const d = env.data;
+      const job = state.jobs.get(d.job);
+      if (!job) return anomaly(state, seq, env.type, `unknown job ${d.job}`);
+      const instances = d.instances ?? [...job.instances.keys()].sort((a, b) => a - b);
+      for (const i of instances) {
+        job.killedInstances.add(i);
+        const taskId = job.instances.get(i);
+        const task = taskId === undefined ? undefined : state.tasks.get(taskId);
+        if (task) {
+          // A terminal task waiting to be rescheduled is not rescheduled once its instance is killed.
+          task.rescheduleWanted = false;
+          transitionTask(state, task, "KILLING", seq, env.ts, env.reason, out);
+        }
+      }
+      return;
+    }
+    case "AgentRegistered": {
+      const d = env.data;
+      let agent = state.agents.get(d.agentId);
+      if (!agent) {
+        agent = {
+          agentId: d.agentId,
+          host: d.host,
+          attributes: d.attributes,
+          resources: d.resources,
+          bootId: d.bootId,
+          state: "NEW",
+          registeredSeq: seq,
+          registeredTs: env.ts,
+          used: { cpus: 0, ramMb: 0, diskMb: 0, gpus: 0 },
+          usedPorts: new Set(),
+          tasks: new Set(),
+        };
+        state.agents.set(d.agentId, agent);
+      } else if (agent.bootId !== d.bootId) {
+        // The host rebooted: nothing it ran before survives.
+        for (const taskId of [...agent.tasks].sort()) {
+          const task = state.tasks.get(taskId)!;
+          transitionTask(state, task, "LOST", seq, env.ts, `host ${agent.host} rebooted (boot id changed)`, out);
+        }
+      }
+      const step = agentStep(agent.state, "REGISTER");
+      if (step.actions.includes("REFUSE")) return;
+      agent.host = d.host;
+      agent.attributes = d.attributes;
+      agent.resources = d.resources;
+      agent.bootId = d.bootId;
+      agent.state = step.next;
+      agent.registeredSeq = seq;
+      agent.registeredTs = env.ts;
+      return;
+    }
+    case "AgentStateChanged": {
+      const d = env.data;
+      const agent = state.agents.get(d.agentId);
+      if (!agent) return anomaly(state, seq, env.type, `unknown agent ${d.agentId}`);
+      const event: AgentEventName = d.to === "UNREACHABLE" ? "UNREACHABLE" : "REMOVE";
+      const step = agentStep(agent.state, event);
+      if (!step.changed) return;
+      agent.state = step.next;
+      for (const action of step.actions) {
+        const target: TaskStateName | null =
+          action === "PARTITION_TASKS" ? "PARTITIONED" : action === "LOSE_TASKS" ? "LOST" : null;
+        if (target === null) continue;
+        for (const taskId of [...agent.tasks].sort()) {
+          transitionTask(state, state.tasks.get(taskId)!, target, seq, env.ts, env.reason, out);
+        }
+      }
+      return;
+    }
+    case "LeaderElected": {
+      const d = env.data;
+      state.leader = { schedulerId: d.schedulerId, epoch: d.epoch, host: d.host, pid: d.pid, seq, ts: env.ts };
+      return;
+    }
+    default: {
+      const never: never = env;
+      return anomaly(state, seq, (never as AnyEnvelope).type, "unknown event type");
+    }
+  }
+}
+
+/** Run one request through the task machine and apply what it decides. */
+function transitionTask(
+  state: ClusterState,
+  task: TaskRecord,
+  to: TaskStateName,
+  seq: number,
+  ts: number,
+  reason: string,
+  out: Effect[] | undefined,
+): void {
+  const config = state.jobs.get(task.job)!.configs[task.configVersion];
+  const max = config.maxTaskFailures;
+  const bits =
+    (config.service ? 1 : 0) |
+    (max === -1 || task.failureCount < max - 1 ? 2 : 0) |
+    (task.everKilling ? 4 : 0);
+  const step = taskStep(task.state, to, bits);
+  const from = task.state;
+  if (step.changed) {
+    task.state = step.next;
+    if (from === "PENDING") state.pending.delete(task.taskId);
+    else if (step.next === "PENDING") state.pending.add(task.taskId);
+    if (step.next === "KILLING") task.everKilling = true;
+    task.events.push({ seq, ts, state: step.next, reason });
+    if (ON_AGENT_STATES.has(step.next) && !ON_AGENT_STATES.has(from)) acquire(state, task);
+    else if (!ON_AGENT_STATES.has(step.next) && ON_AGENT_STATES.has(from)) release(state, task);
+  }
+  const actions = step.actions;
+  for (let i = 0; i < actions.length; i++) {
+    switch (actions[i]) {
+      case "INCREMENT_FAILURES":
+        task.failureCount++;
+        break;
+      case "RESCHEDULE": {
+        const job = state.jobs.get(task.job)!;
+        if (!job.killedInstances.has(task.instance) && task.successorId === null) {
+          task.rescheduleWanted = true;
+          out?.push({ kind: "RESCHEDULE", taskId: task.taskId });
+        }
+        break;
+      }
+      case "TRANSITION_TO_LOST":
+        transitionTask(state, task, "LOST", seq, ts, `${reason}; the task cannot be reached, so it is lost`, out);
+        break;
+      case "LAUNCH":
+        out?.push({ kind: "LAUNCH", taskId: task.taskId });
+        break;
+      case "KILL":
+        out?.push({ kind: "KILL", taskId: task.taskId, agentId: task.agentId });
+        break;
+      case "DELETE":
+        if (task.state !== "DELETED") {
+          const before = task.state;
+          task.state = "DELETED";
+          task.events.push({ seq, ts, state: "DELETED", reason });
+          if (ON_AGENT_STATES.has(before)) release(state, task);
+        }
+        break;
+      case "SAVE_STATE":
+        break; // the log is the store: the event itself is the save
+    }
+  }
+}
+
+function acquire(state: ClusterState, task: TaskRecord): void {
+  const agent = task.agentId === null ? undefined : state.agents.get(task.agentId);
+  if (!agent) return;
+  const r = state.jobs.get(task.job)!.configs[task.configVersion].resources;
+  agent.used.cpus = roundCpus(agent.used.cpus + r.cpus);
+  agent.used.ramMb += r.ramMb;
+  agent.used.diskMb += r.diskMb;
+  agent.used.gpus += r.gpus ?? 0;
+  if (task.ports) for (const name in task.ports) agent.usedPorts.add(task.ports[name]);
+  agent.tasks.add(task.taskId);
+}
+
+function release(state: ClusterState, task: TaskRecord): void {
+  const agent: AgentRecord | undefined = task.agentId === null ? undefined : state.agents.get(task.agentId);
+  if (!agent || !agent.tasks.delete(task.taskId)) return;
+  const r = state.jobs.get(task.job)!.configs[task.configVersion].resources;
+  agent.used.cpus = roundCpus(agent.used.cpus - r.cpus);
+  agent.used.ramMb -= r.ramMb;
+  agent.used.diskMb -= r.diskMb;
+  agent.used.gpus -= r.gpus ?? 0;
+  if (task.ports) for (const name in task.ports) agent.usedPorts.delete(task.ports[name]);
+}
+
+/** Cpus are counted in thousandths, so sums carry no float dust (0.1 + 0.2 - 0.3 = 0). */
+function roundCpus(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+function hasActiveTasks(state: ClusterState, instances: Map<number, string>): boolean {
+  for (const taskId of instances.values()) {
+    const s = state.tasks.get(taskId)?.state;
+    if (s !== undefined && !TERMINAL_STATES.has(s)) return true;
+  }
+  return false;
+}
+
+function anomaly(state: ClusterState, seq: number, type: string, problem: string): void {
+  if (state.anomalies.length < 1000) state.anomalies.push({ seq, type, problem });
+}

@@ -1,0 +1,34 @@
+// A canonical hash of ClusterState: the determinism check. Two states hash equal exactly when
+// they hold the same data, whatever the order things were inserted in, in any version.
+
+import { createHash } from "node:crypto";
+import type { ClusterState } from "./state.js";
+
+/** A canonical JSON text: object keys sorted, Maps as sorted [key, value] pairs, Sets sorted. */
+export function canonical(value: unknown): string {
+  if (value === null || value === undefined) return "null";
+  if (typeof value === "number") return Number.isFinite(value) ? JSON.stringify(value) : `"${value}"`;
+  if (typeof value === "string" || typeof value === "boolean") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value instanceof Set) return canonical([...value].map(canonical).sort());
+  if (value instanceof Map) {
+    const entries = [...value.entries()].map(([k, v]) => [canonical(k), canonical(v)] as const);
+    entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${k}:${v}`).join(",")}}`;
+  }
+  if (typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`).join(",")}}`;
+  }
+  throw new Error(`cannot hash a ${typeof value}`);
+}
+
+export function stateHash(state: ClusterState): string {
+  const h = createHash("sha256");
+  h.update(canonical({ seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies }));
+  for (const m of [state.jobs, state.tasks, state.agents] as Map<string, unknown>[]) {
+    for (const key of [...m.keys()].sort()) h.update(`${key}=${canonical(m.get(key))}\n`);
+  }
+  return h.digest("hex");
+}

@@ -1,0 +1,117 @@
+// Read models over ClusterState, shared by the leader's API and by clients that fold the log
+// themselves (when no leader is up). Pure functions; plain JSON out.
+
+import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
+import { ACTIVE_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import type { ClusterState, TaskRecord } from "./state.js";
+
+export interface InstanceStatus {
+  instance: number;
+  taskId: string;
+  state: TaskStateName;
+  host: string | null;
+  ports: Record<string, number>;
+  reason: string;
+  failureCount: number;
+  exitCode: number | null;
+}
+
+export interface JobStatus {
+  job: JobKeyString;
+  instances: InstanceStatus[];
+  service: boolean;
+  configuredInstances: number;
+  seq: number;
+}
+
+export interface JobSummary {
+  job: JobKeyString;
+  service: boolean;
+  instances: number;
+  states: Partial<Record<TaskStateName, number>>;
+  active: number;
+}
+
+export interface TaskHistory {
+  taskId: string;
+  job: JobKeyString;
+  instance: number;
+  ancestorId: string | null;
+  successorId: string | null;
+  state: TaskStateName;
+  host: string | null;
+  ports: Record<string, number>;
+  failureCount: number;
+  exitCode: number | null;
+  events: Array<{ seq: number; ts: number; state: TaskStateName; reason: string }>;
+}
+
+/** Why a pending task waits, when the leader knows (placement vetoes are kept in memory). */
+export type PendingReasons = ReadonlyMap<string, string>;
+
+function latestReason(t: TaskRecord, pending?: PendingReasons): string {
+  if (t.state === "PENDING" && pending?.has(t.taskId)) return pending.get(t.taskId)!;
+  return t.events.length ? t.events[t.events.length - 1].reason : "";
+}
+
+export function jobStatus(state: ClusterState, key: string, pending?: PendingReasons): JobStatus | null {
+  const k = jobKeyString(parseJobKey(key));
+  const job = state.jobs.get(k);
+  if (!job) return null;
+  const instances: InstanceStatus[] = [];
+  for (const i of [...job.instances.keys()].sort((a, b) => a - b)) {
+    const t = state.tasks.get(job.instances.get(i)!)!;
+    instances.push({
+      instance: i,
+      taskId: t.taskId,
+      state: t.state,
+      host: t.host,
+      ports: t.ports ?? {},
+      reason: latestReason(t, pending),
+      failureCount: t.failureCount,
+      exitCode: t.exitCode,
+    });
+  }
+  return { job: k, instances, service: job.config.task.service, configuredInstances: job.config.instances, seq: state.seq };
+}
+
+export function jobList(state: ClusterState): JobSummary[] {
+  const out: JobSummary[] = [];
+  for (const key of [...state.jobs.keys()].sort()) {
+    const job = state.jobs.get(key)!;
+    const states: Partial<Record<TaskStateName, number>> = {};
+    let active = 0;
+    for (const taskId of job.instances.values()) {
+      const s = state.tasks.get(taskId)!.state;
+      states[s] = (states[s] ?? 0) + 1;
+      if (ACTIVE_STATES.has(s)) active++;
+    }
+    out.push({ job: key, service: job.config.task.service, instances: job.instances.size, states, active });
+  }
+  return out;
+}
+
+export function taskHistory(state: ClusterState, taskId: string): TaskHistory | null {
+  const t = state.tasks.get(taskId);
+  if (!t) return null;
+  return {
+    taskId: t.taskId,
+    job: t.job,
+    instance: t.instance,
+    ancestorId: t.ancestorId,
+    successorId: t.successorId,
+    state: t.state,
+    host: t.host,
+    ports: t.ports ?? {},
+    failureCount: t.failureCount,
+    exitCode: t.exitCode,
+    events: t.events.map((e) => ({ ...e })),
+  };
+}
+
+/** True when every listed instance of the job has reached a terminal state. */
+export function instancesTerminal(status: JobStatus, instances: number[] | null): boolean {
+  return status.instances
+    .filter((i) => instances === null || instances.includes(i.instance))
+    .every((i) => TERMINAL_STATES.has(i.state));
+}

@@ -1,0 +1,70 @@
+// The fold's fast path for the task machine.
+//
+// XState's pure transition() costs 25–65 µs a call (libraries.md): far too slow for a fold that
+// must apply a million events a second. The task machine is finite (16 states × 16 target
+// events × 8 guard inputs), so we compile it, by asking the machine itself, into a flat lookup
+// table once per process (≈ 2,048 transition() calls, ~0.1 s). The machine stays the one
+// definition; test/taskMachine.test.ts checks the table and the machine agree on every
+// (state, event, guard input) triple.
+
+import { transition } from "xstate";
+import { TASK_ACTIONS, taskMachine, type TaskAction, type TaskGuardInput } from "./task.js";
+import { TASK_STATES, type TaskStateName } from "./taskStates.js";
+
+export interface TaskStep {
+  /** The state after the request (equal to the current one when the request is refused). */
+  readonly next: TaskStateName;
+  /** True when the machine accepted the request and the state changed. */
+  readonly changed: boolean;
+  /** Side effects, in Aurora's order. Empty for a refused request unless it orders a KILL. */
+  readonly actions: readonly TaskAction[];
+}
+
+const N = TASK_STATES.length;
+const STATE_INDEX = new Map<TaskStateName, number>(TASK_STATES.map((s, i) => [s, i]));
+
+export function guardBits(g: TaskGuardInput): number {
+  return (g.isService ? 1 : 0) | (g.belowMaxFailures ? 2 : 0) | (g.everKilling ? 4 : 0);
+}
+
+export function bitsToGuard(bits: number): TaskGuardInput {
+  return { isService: (bits & 1) !== 0, belowMaxFailures: (bits & 2) !== 0, everKilling: (bits & 4) !== 0 };
+}
+
+/** Ask the XState machine itself: the slow, authoritative path. */
+export function machineStep(from: TaskStateName, to: TaskStateName, guard: TaskGuardInput): TaskStep {
+  const snapshot = taskMachine.resolveState({ value: from, context: guard });
+  const [next, actions] = transition(taskMachine, snapshot, { type: to });
+  const nextState = next.value as unknown as TaskStateName;
+  const names = actions
+    .map((a) => a.type)
+    .filter((t): t is TaskAction => (TASK_ACTIONS as readonly string[]).includes(t));
+  names.sort((a, b) => TASK_ACTIONS.indexOf(a) - TASK_ACTIONS.indexOf(b));
+  return { next: nextState, changed: nextState !== from, actions: names };
+}
+
+let table: TaskStep[] | null = null;
+
+function compile(): TaskStep[] {
+  const t = new Array<TaskStep>(N * N * 8);
+  for (let s = 0; s < N; s++) {
+    for (let e = 0; e < N; e++) {
+      for (let bits = 0; bits < 8; bits++) {
+        const step = machineStep(TASK_STATES[s], TASK_STATES[e], bitsToGuard(bits));
+        t[(s * N + e) * 8 + bits] = Object.freeze({ ...step, actions: Object.freeze(step.actions) });
+      }
+    }
+  }
+  return t;
+}
+
+/** The fast path: one array lookup. Same answer as machineStep, by construction and by test. */
+export function taskStep(from: TaskStateName, to: TaskStateName, guard: number): TaskStep {
+  const t = table ?? (table = compile());
+  const s = STATE_INDEX.get(from);
+  const e = STATE_INDEX.get(to);
+  if (s === undefined || e === undefined) {
+    throw new Error(`unknown task state in transition ${from} → ${to}`);
+  }
+  return t[(s * N + e) * 8 + guard];
+}

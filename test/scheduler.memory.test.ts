@@ -1,0 +1,115 @@
+// The whole loop in one process: scheduler + agents on the in-memory log and bus, running real
+// processes. Covers: placement and launch, RUNNING, service reschedule after a crash, batch
+// FINISHED, batch retry up to maxTaskFailures, kill ending KILLED with no process left.
+
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { isAlive } from "../src/agent/executor.js";
+import { jobStatus, taskHistory } from "../src/replay/queries.js";
+import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+
+let c: TestCluster;
+beforeEach(async () => {
+  c = await startCluster({ agents: 3 });
+});
+afterEach(async () => {
+  await c.stop();
+});
+
+function spec(name: string, over: Record<string, unknown> = {}) {
+  return {
+    role: "www-data",
+    environment: "devel",
+    name,
+    instances: 1,
+    resources: { cpus: 0.1, ramMb: 16, diskMb: 16 },
+    processes: [{ name: "main", cmdline: "sleep 1000" }],
+    ...over,
+  };
+}
+
+const states = (c: TestCluster, job: string) => jobStatus(c.scheduler.state, job)!.instances.map((i) => i.state);
+
+describe("scheduler on the in-memory log", () => {
+  it("places a 3-instance service with named ports and brings every instance to RUNNING", async () => {
+    const r = await c.scheduler.intake.create({ spec: spec("web", { instances: 3, service: true, resources: { cpus: 0.1, ramMb: 16, diskMb: 16, ports: ["http"] } }), user: "alice" });
+    expect(r.taskIds).toHaveLength(3);
+    await waitFor(c.scheduler, () => states(c, "www-data/devel/web").every((s) => s === "RUNNING"), "3 RUNNING");
+    const st = jobStatus(c.scheduler.state, "www-data/devel/web")!;
+    const ports = st.instances.map((i) => `${i.host}:${i.ports.http}`);
+    expect(new Set(ports).size).toBe(3);
+    for (const i of st.instances) expect(i.ports.http).toBeGreaterThan(0);
+    const h = taskHistory(c.scheduler.state, st.instances[0].taskId)!;
+    expect(h.events.map((e) => e.state)).toEqual(["PENDING", "ASSIGNED", "STARTING", "RUNNING"]);
+    expect(h.events.every((e) => e.reason.length > 0)).toBe(true);
+  });
+
+  it("reschedules a service task whose process died, with its ancestor linked", async () => {
+    await c.scheduler.intake.create({ spec: spec("svc", { service: true, processes: [{ name: "main", cmdline: "echo $$ > pid; exec sleep 1000" }] }) });
+    await waitFor(c.scheduler, () => states(c, "www-data/devel/svc")[0] === "RUNNING", "RUNNING");
+    const first = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
+    const agent = c.agents.find((a) => a.executor.isRunning(first.taskId))!;
+    // Kill the process by hand, as an operator would.
+    const { readFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const pidFile = join(c.dir, agent.agentId, "sandboxes", first.taskId, "pid");
+    process.kill(Number(readFileSync(pidFile, "utf8").trim()), "SIGKILL");
+    await waitFor(c.scheduler, () => {
+      const i = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
+      return i.taskId !== first.taskId && i.state === "RUNNING";
+    }, "replacement RUNNING");
+    const old = taskHistory(c.scheduler.state, first.taskId)!;
+    expect(old.state).toBe("FAILED");
+    expect(old.exitCode).toBe(137);
+    const next = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
+    expect(taskHistory(c.scheduler.state, next.taskId)!.ancestorId).toBe(first.taskId);
+    expect(taskHistory(c.scheduler.state, next.taskId)!.events[0].reason).toMatch(/rescheduled/);
+  });
+
+  it("runs a batch job to FINISHED and does not run it again", async () => {
+    await c.scheduler.intake.create({ spec: spec("batch", { processes: [{ name: "main", cmdline: "echo hi" }] }) });
+    await waitFor(c.scheduler, () => states(c, "www-data/devel/batch")[0] === "FINISHED", "FINISHED");
+    expect(c.scheduler.state.tasks.size).toBe(1);
+  });
+
+  it("retries a failing batch task up to maxTaskFailures, then leaves it FAILED", async () => {
+    await c.scheduler.intake.create({ spec: spec("flaky", { maxTaskFailures: 3, processes: [{ name: "main", cmdline: "exit 3" }] }) });
+    await waitFor(c.scheduler, () => {
+      const i = jobStatus(c.scheduler.state, "www-data/devel/flaky")!.instances[0];
+      return i.state === "FAILED" && i.failureCount === 3;
+    }, "third failure");
+    const tasks = [...c.scheduler.state.tasks.values()].filter((t) => t.job === "www-data/devel/flaky");
+    expect(tasks).toHaveLength(3);
+    expect(tasks.every((t) => t.state === "FAILED" && t.exitCode === 3)).toBe(true);
+    expect(tasks.filter((t) => t.rescheduleWanted)).toHaveLength(0);
+  });
+
+  it("kills a job: every instance ends KILLED and no process is left", async () => {
+    await c.scheduler.intake.create({ spec: spec("doomed", { instances: 2, service: true, processes: [{ name: "main", cmdline: "echo $$ > pid; sleep 1000 & wait" }] }) });
+    await waitFor(c.scheduler, () => states(c, "www-data/devel/doomed").every((s) => s === "RUNNING"), "RUNNING");
+    const { readFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const pids = jobStatus(c.scheduler.state, "www-data/devel/doomed")!.instances.map((i) => {
+      const t = c.scheduler.state.tasks.get(i.taskId)!;
+      return Number(readFileSync(join(c.dir, t.agentId!, "sandboxes", i.taskId, "pid"), "utf8").trim());
+    });
+    await c.scheduler.intake.kill({ job: "www-data/devel/doomed", user: "bob" });
+    await waitFor(c.scheduler, () => states(c, "www-data/devel/doomed").every((s) => s === "KILLED"), "KILLED");
+    for (const pid of pids) expect(isAlive(pid)).toBe(false);
+    expect([...c.scheduler.state.tasks.values()].filter((t) => t.job === "www-data/devel/doomed")).toHaveLength(2);
+    for (const a of c.scheduler.state.agents.values()) expect(a.used.cpus).toBe(0);
+  });
+
+  it("refuses an invalid spec with the field and rule, and appends nothing", async () => {
+    const before = c.scheduler.state.seq;
+    await expect(c.scheduler.intake.create({ spec: spec("bad", { resources: { cpus: 0.1, ramMb: -5, diskMb: 16 } }) })).rejects.toThrow(/resources\.ramMb/);
+    expect(c.scheduler.state.seq).toBe(before);
+  });
+
+  it("keeps a task PENDING with the reason when nothing fits", async () => {
+    await c.scheduler.intake.create({ spec: spec("huge", { resources: { cpus: 64, ramMb: 16, diskMb: 16 } }) });
+    await waitFor(c.scheduler, () => c.scheduler.placement.pendingReasons.size > 0, "a pending reason");
+    const st = jobStatus(c.scheduler.state, "www-data/devel/huge", c.scheduler.placement.pendingReasons)!;
+    expect(st.instances[0].state).toBe("PENDING");
+    expect(st.instances[0].reason).toMatch(/Insufficient: cpus/);
+  });
+});

@@ -1,0 +1,80 @@
+// An in-process cluster for tests: a scheduler and N agents on a MemoryBus and MemoryLog (or
+// on a given log and bus), with agents running real processes in a temp directory.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Agent } from "../../src/agent/agent.js";
+import { Scheduler } from "../../src/actors/scheduler.js";
+import type { Bus } from "../../src/bus/bus.js";
+import { MemoryBus } from "../../src/bus/memory.js";
+import type { EventLog } from "../../src/eventlog/log.js";
+import { MemoryLog } from "../../src/eventlog/memory.js";
+import type { ClusterState } from "../../src/replay/state.js";
+
+export interface TestCluster {
+  scheduler: Scheduler;
+  agents: Agent[];
+  bus: Bus;
+  log: EventLog;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(opts: { agents?: number; log?: EventLog; bus?: Bus; cpus?: number; ramMb?: number } = {}): Promise<TestCluster> {
+  const dir = mkdtempSync(join(tmpdir(), "roost-test-"));
+  const bus = opts.bus ?? new MemoryBus();
+  const log = opts.log ?? new MemoryLog();
+  const scheduler = new Scheduler({ log, bus, schedulerId: "sched-test", retryMs: 100 });
+  await scheduler.start();
+  const agents: Agent[] = [];
+  for (let i = 1; i <= (opts.agents ?? 3); i++) {
+    const base = 40000 + Math.floor(Math.random() * 200) * 100 + i * 20000 - 20000;
+    const agent = new Agent({
+      bus,
+      agentId: `agent-${i}`,
+      host: `host-${i}`,
+      attributes: { host: `host-${i}`, rack: `r${i}` },
+      resources: { cpus: opts.cpus ?? 2, ramMb: opts.ramMb ?? 1024, diskMb: 4096, ports: [[base, base + 99]] },
+      workDir: join(dir, `agent-${i}`),
+      bootId: `boot-${i}`,
+      graceMs: 1000,
+      statusRetryMs: 50,
+    });
+    await agent.start();
+    agents.push(agent);
+  }
+  await waitFor(scheduler, (s) => [...s.agents.values()].filter((a) => a.state === "ACTIVE").length === agents.length, "agents registered");
+  return {
+    scheduler,
+    agents,
+    bus,
+    log,
+    dir,
+    async stop() {
+      await Promise.all(agents.map((a) => a.stop()));
+      await scheduler.stop();
+      await bus.close();
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resolve when `pred` holds for the scheduler's state, checked after every commit. */
+export function waitFor(scheduler: Scheduler, pred: (s: ClusterState) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  if (pred(scheduler.state)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`));
+    }, timeoutMs);
+    const off = scheduler.onChange(() => {
+      if (pred(scheduler.state)) {
+        clearTimeout(timer);
+        off();
+        resolve();
+      }
+    });
+  });
+}

@@ -11,7 +11,10 @@
 import type { AnyEnvelope } from "../eventlog/envelope.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
-import { ON_AGENT_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import { ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+
+/** ON_AGENT_STATES as a plain record: a property load on the hot path instead of a Set lookup. */
+const ON_AGENT: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, ON_AGENT_STATES.has(s)])));
 import type { AgentRecord, ClusterState, TaskRecord } from "./state.js";
 
 export type Effect =
@@ -61,12 +64,16 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
       const job = state.jobs.get(d.job);
       if (!job) return anomaly(state, seq, env.type, `unknown job ${d.job}`);
       if (state.tasks.has(d.taskId)) return anomaly(state, seq, env.type, `task ${d.taskId} already exists`);
+      const config = job.configs[d.configVersion];
+      if (!config) return anomaly(state, seq, env.type, `job ${d.job} has no config version ${d.configVersion}`);
       const task: TaskRecord = {
         taskId: d.taskId,
         job: d.job,
         instance: d.instance,
         configVersion: d.configVersion,
         ancestorId: d.ancestorId,
+        service: config.service,
+        maxTaskFailures: config.maxTaskFailures,
         state: "INIT",
         failureCount: d.failureCount,
         everKilling: false,
@@ -203,10 +210,9 @@ function transitionTask(
   reason: string,
   out: Effect[] | undefined,
 ): void {
-  const config = state.jobs.get(task.job)!.configs[task.configVersion];
-  const max = config.maxTaskFailures;
+  const max = task.maxTaskFailures;
   const bits =
-    (config.service ? 1 : 0) |
+    (task.service ? 1 : 0) |
     (max === -1 || task.failureCount < max - 1 ? 2 : 0) |
     (task.everKilling ? 4 : 0);
   const step = taskStep(task.state, to, bits);
@@ -217,8 +223,10 @@ function transitionTask(
     else if (step.next === "PENDING") state.pending.add(task.taskId);
     if (step.next === "KILLING") task.everKilling = true;
     task.events.push({ seq, ts, state: step.next, reason });
-    if (ON_AGENT_STATES.has(step.next) && !ON_AGENT_STATES.has(from)) acquire(state, task);
-    else if (!ON_AGENT_STATES.has(step.next) && ON_AGENT_STATES.has(from)) release(state, task);
+    const wasOn = ON_AGENT[from];
+    const isOn = ON_AGENT[step.next];
+    if (isOn && !wasOn) acquire(state, task);
+    else if (wasOn && !isOn) release(state, task);
   }
   const actions = step.actions;
   for (let i = 0; i < actions.length; i++) {
@@ -248,7 +256,7 @@ function transitionTask(
           const before = task.state;
           task.state = "DELETED";
           task.events.push({ seq, ts, state: "DELETED", reason });
-          if (ON_AGENT_STATES.has(before)) release(state, task);
+          if (ON_AGENT[before]) release(state, task);
         }
         break;
       case "SAVE_STATE":

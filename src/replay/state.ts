@@ -21,6 +21,9 @@ export interface TaskRecord {
   instance: number;
   configVersion: number;
   ancestorId: string | null;
+  /** From the task's config, kept here for the machine's guards (the fold's hot path). */
+  service: boolean;
+  maxTaskFailures: number;
   state: TaskStateName;
   failureCount: number;
   everKilling: boolean;

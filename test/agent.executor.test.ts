@@ -1,0 +1,390 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Executor, isAlive, listDescendants, type ExecutorEvent, type LaunchSpec } from "../src/agent/executor.js";
+
+type Exited = Extract<ExecutorEvent, { type: "exited" }>;
+type Started = Extract<ExecutorEvent, { type: "started" }>;
+
+/** Collects executor events and lets tests await them. */
+class Events {
+  readonly all: ExecutorEvent[] = [];
+  private waiters: Array<{ pred: (e: ExecutorEvent) => boolean; resolve: (e: ExecutorEvent) => void }> = [];
+
+  readonly onEvent = (e: ExecutorEvent): void => {
+    this.all.push(e);
+    for (const w of [...this.waiters]) {
+      if (w.pred(e)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(e);
+      }
+    }
+  };
+
+  next(pred: (e: ExecutorEvent) => boolean, timeoutMs = 15_000): Promise<ExecutorEvent> {
+    const seen = this.all.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("timed out waiting for an executor event")), timeoutMs);
+      this.waiters.push({
+        pred,
+        resolve: (e) => {
+          clearTimeout(timer);
+          resolve(e);
+        },
+      });
+    });
+  }
+
+  async started(taskId: string): Promise<Started> {
+    return (await this.next((e) => e.type === "started" && e.taskId === taskId)) as Started;
+  }
+
+  async exited(taskId: string): Promise<Exited> {
+    return (await this.next((e) => e.type === "exited" && e.taskId === taskId)) as Exited;
+  }
+
+  of(taskId: string): ExecutorEvent[] {
+    return this.all.filter((e) => e.taskId === taskId);
+  }
+}
+
+/** Polls for a file written by a task process and returns its (trimmed) content. */
+async function waitForFile(file: string, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const text = fs.readFileSync(file, "utf8");
+      if (text.endsWith("\n")) return text.trim();
+    } catch {
+      // not there yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${file}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function waitForPid(file: string): Promise<number> {
+  const pid = Number(await waitForFile(file));
+  expect(Number.isInteger(pid) && pid > 0).toBe(true);
+  return pid;
+}
+
+/** Fails instead of hanging when a promise (e.g. a kill) does not settle in time. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not complete within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Pids of live processes whose environment contains NAME=VALUE. */
+function processesWithEnv(name: string, value: string): number[] {
+  const needle = Buffer.from(`${name}=${value}\0`);
+  const out: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const env = fs.readFileSync(`/proc/${entry}/environ`);
+      const at = env.indexOf(needle);
+      if ((at === 0 || (at > 0 && env[at - 1] === 0)) && isAlive(Number(entry))) out.push(Number(entry));
+    } catch {
+      // gone or unreadable
+    }
+  }
+  return out;
+}
+
+function sessionOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
+}
+
+let tmp: string;
+let events: Events;
+let executor: Executor;
+/** Pids the tests learned about: killed in afterEach in case a test failed half-way. */
+let seenPids: number[];
+/** Put in the environment of every task of the current test, to find its processes. */
+let testRun: string;
+
+beforeEach(async () => {
+  tmp = await fs.promises.mkdtemp(path.join(os.tmpdir(), "roost-executor-"));
+  events = new Events();
+  executor = new Executor({ onEvent: events.onEvent, defaultGraceMs: 2000 });
+  seenPids = [];
+  testRun = `${process.pid}-${Math.random().toString(36).slice(2)}`;
+});
+
+afterEach(async () => {
+  // Safety net first, so that a broken kill cannot leave processes behind or hang the hook.
+  for (const pid of [...seenPids, ...processesWithEnv("ROOST_TEST_RUN", testRun)]) {
+    try {
+      if (isAlive(pid)) process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  await within(executor.shutdown(200), 10_000, "executor shutdown");
+  await fs.promises.rm(tmp, { recursive: true, force: true });
+});
+
+function spec(taskId: string, processes: Record<string, string>, env: Record<string, string> = {}): LaunchSpec {
+  return {
+    taskId,
+    processes: Object.entries(processes).map(([name, cmdline]) => ({ name, cmdline })),
+    env: { ROOST_TEST_RUN: testRun, ...env },
+    sandboxDir: path.join(tmp, taskId),
+  };
+}
+
+async function pidFrom(file: string): Promise<number> {
+  const pid = await waitForPid(file);
+  seenPids.push(pid);
+  return pid;
+}
+
+describe("Executor: task outcome", () => {
+  it("reports exitCode 0 when every process exits 0", async () => {
+    executor.launch(spec("t-ok", { a: "true", b: "exit 0" }));
+    const started = await events.started("t-ok");
+    expect(Object.keys(started.pids).sort()).toEqual(["a", "b"]);
+    const exited = await events.exited("t-ok");
+    expect(exited).toEqual({
+      type: "exited",
+      taskId: "t-ok",
+      exitCode: 0,
+      signal: null,
+      message: "all processes finished",
+      killed: false,
+    });
+    expect(events.of("t-ok").map((e) => e.type)).toEqual(["started", "exited"]);
+    expect(executor.isRunning("t-ok")).toBe(false);
+    expect(executor.runningTasks()).toEqual([]);
+  });
+
+  it("reports the code of a failing process, naming it", async () => {
+    executor.launch(spec("t-fail", { web: "exit 3" }));
+    const exited = await events.exited("t-fail");
+    expect(exited.exitCode).toBe(3);
+    expect(exited.killed).toBe(false);
+    expect(exited.signal).toBeNull();
+    expect(exited.message).toBe('process "web" exited with code 3');
+  });
+
+  it("kills the other processes when one fails and reports the failing code", async () => {
+    const t = spec("t-two", {
+      good: "echo $$ > good.pid; sleep 1000",
+      bad: "while [ ! -f good.pid ]; do sleep 0.02; done; exit 4",
+    });
+    executor.launch(t);
+    const goodPid = await pidFrom(path.join(t.sandboxDir, "good.pid"));
+    const exited = await events.exited("t-two");
+    expect(exited.exitCode).toBe(4);
+    expect(exited.killed).toBe(false);
+    expect(exited.message).toBe('process "bad" exited with code 4');
+    expect(isAlive(goodPid)).toBe(false);
+    expect(processesWithEnv("ROOST_TEST_RUN", testRun)).toEqual([]);
+  });
+
+  it("reports a process killed by a signal as 128 + signo", async () => {
+    executor.launch(spec("t-sig", { usr: "kill -USR1 $$" }));
+    const exited = await events.exited("t-sig");
+    expect(exited.exitCode).toBe(128 + os.constants.signals.SIGUSR1);
+    expect(exited.signal).toBe("SIGUSR1");
+    expect(exited.message).toBe('process "usr" was killed by signal SIGUSR1');
+    expect(exited.killed).toBe(false);
+  });
+
+  it("reports a launch failure with exit code 127 and a clear message", async () => {
+    const file = path.join(tmp, "a-file");
+    fs.writeFileSync(file, "not a directory\n");
+    executor.launch({ taskId: "t-bad", processes: [{ name: "p", cmdline: "true" }], env: {}, sandboxDir: path.join(file, "sandbox") });
+    const exited = await events.exited("t-bad");
+    expect(exited.exitCode).toBe(127);
+    expect(exited.killed).toBe(false);
+    expect(exited.message).toMatch(/sandbox/);
+    expect(events.of("t-bad").map((e) => e.type)).toEqual(["exited"]);
+  });
+
+  it("reports a failure to spawn a later process, killing the ones already started", async () => {
+    // A NUL byte in an argument makes spawn() throw for the second process only.
+    const t = spec("t-partial", { first: "sleep 1000", second: "true\0" });
+    executor.launch(t);
+    const exited = await events.exited("t-partial");
+    expect(exited.exitCode).toBe(127);
+    expect(exited.killed).toBe(false);
+    expect(exited.message).toContain('"second"');
+    expect(events.of("t-partial").map((e) => e.type)).toEqual(["exited"]);
+    expect(processesWithEnv("ROOST_TEST_RUN", testRun)).toEqual([]);
+  });
+
+  it("leaves no process behind when a task finishes with orphans (background and setsid)", async () => {
+    const t = spec("t-orphans", {
+      main: [
+        "sh -c 'echo $$ > bg.pid; exec sleep 1000' &",
+        "setsid sh -c 'echo $$ > sid.pid; exec sleep 1000' &",
+        "while [ ! -s bg.pid ] || [ ! -s sid.pid ]; do sleep 0.02; done",
+        "exit 0",
+      ].join("\n"),
+    });
+    executor.launch(t);
+    const exited = await events.exited("t-orphans");
+    const bg = await pidFrom(path.join(t.sandboxDir, "bg.pid"));
+    const sid = await pidFrom(path.join(t.sandboxDir, "sid.pid"));
+    expect(exited.exitCode).toBe(0);
+    expect(isAlive(bg)).toBe(false);
+    expect(isAlive(sid)).toBe(false);
+    expect(processesWithEnv("ROOST_TEST_RUN", testRun)).toEqual([]);
+  });
+});
+
+describe("Executor: sandbox, output and environment", () => {
+  it("appends stdout and stderr to files in the sandbox and writes task.json", async () => {
+    const t = spec("t-out", { hello: "echo hello out; echo hello err >&2" });
+    executor.launch(t);
+    const started = await events.started("t-out");
+    await events.exited("t-out");
+    expect(fs.readFileSync(path.join(t.sandboxDir, "hello.stdout"), "utf8")).toBe("hello out\n");
+    expect(fs.readFileSync(path.join(t.sandboxDir, "hello.stderr"), "utf8")).toBe("hello err\n");
+    const taskJson = JSON.parse(fs.readFileSync(path.join(t.sandboxDir, "task.json"), "utf8"));
+    expect(taskJson.taskId).toBe("t-out");
+    expect(taskJson.pids).toEqual(started.pids);
+    expect(taskJson.processes).toEqual(t.processes);
+  });
+
+  it("runs processes in the sandbox with the extra environment", async () => {
+    const t = spec("t-env", { env: 'echo "$ROOST_PORT_HTTP $ROOST_TASK_ID"; pwd' }, { ROOST_PORT_HTTP: "31001", ROOST_TASK_ID: "t-env" });
+    executor.launch(t);
+    const exited = await events.exited("t-env");
+    expect(exited.exitCode).toBe(0);
+    const lines = fs.readFileSync(path.join(t.sandboxDir, "env.stdout"), "utf8").trim().split("\n");
+    expect(lines[0]).toBe("31001 t-env");
+    expect(fs.realpathSync(lines[1])).toBe(fs.realpathSync(t.sandboxDir));
+  });
+});
+
+describe("Executor: kill", () => {
+  it("kills a tree with a background and a setsid grandchild, leaving nothing alive", async () => {
+    const t = spec("t-tree", {
+      main: [
+        "sh -c 'echo $$ > bg.pid; exec sleep 1000' &",
+        "setsid sh -c 'echo $$ > sid.pid; exec sleep 1000' &",
+        "echo $$ > root.pid",
+        "wait",
+      ].join("\n"),
+      other: "echo $$ > other.pid; sleep 1000",
+    });
+    executor.launch(t);
+    const started = await events.started("t-tree");
+    const root = await pidFrom(path.join(t.sandboxDir, "root.pid"));
+    const bg = await pidFrom(path.join(t.sandboxDir, "bg.pid"));
+    const sid = await pidFrom(path.join(t.sandboxDir, "sid.pid"));
+    const other = await pidFrom(path.join(t.sandboxDir, "other.pid"));
+    expect(started.pids.main).toBe(root);
+    for (const pid of [root, bg, sid, other]) expect(isAlive(pid)).toBe(true);
+    // The setsid grandchild really left the task's session (and so its process group).
+    expect(sessionOf(sid)).not.toBe(root);
+    expect(listDescendants(root)).toEqual(expect.arrayContaining([bg, sid]));
+    expect(executor.isRunning("t-tree")).toBe(true);
+
+    await within(executor.kill("t-tree", 2000), 10_000, "kill");
+
+    for (const pid of [root, bg, sid, other]) expect(isAlive(pid)).toBe(false);
+    expect(processesWithEnv("ROOST_TEST_RUN", testRun)).toEqual([]);
+    const exited = await events.exited("t-tree");
+    expect(exited.killed).toBe(true);
+    expect(exited.message).toBe("killed by scheduler");
+    expect(executor.isRunning("t-tree")).toBe(false);
+    expect(events.of("t-tree").map((e) => e.type)).toEqual(["started", "exited"]);
+  });
+
+  it("SIGKILLs a process that ignores SIGTERM once the grace period is over", async () => {
+    const t = spec("t-stubborn", { stubborn: 'trap "" TERM; echo $$ > root.pid; sleep 1000' });
+    executor.launch(t);
+    const root = await pidFrom(path.join(t.sandboxDir, "root.pid"));
+    const children = listDescendants(root);
+    seenPids.push(...children);
+    const t0 = Date.now();
+    await within(executor.kill("t-stubborn", 400), 10_000, "kill");
+    const elapsed = Date.now() - t0;
+    expect(elapsed).toBeGreaterThanOrEqual(380);
+    expect(isAlive(root)).toBe(false);
+    for (const pid of children) expect(isAlive(pid)).toBe(false);
+    const exited = await events.exited("t-stubborn");
+    expect(exited.killed).toBe(true);
+    expect(exited.signal).toBe("SIGKILL");
+    expect(exited.exitCode).toBe(137);
+  });
+
+  it("kills promptly (well before the grace period) a process that honours SIGTERM", async () => {
+    const t = spec("t-polite", { polite: "echo $$ > root.pid; exec sleep 1000" });
+    executor.launch(t);
+    const root = await pidFrom(path.join(t.sandboxDir, "root.pid"));
+    const t0 = Date.now();
+    await within(executor.kill("t-polite", 10_000), 10_000, "kill");
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(isAlive(root)).toBe(false);
+    const exited = await events.exited("t-polite");
+    expect(exited).toMatchObject({ killed: true, signal: "SIGTERM", exitCode: 128 + os.constants.signals.SIGTERM });
+  });
+
+  it("kills a task right after launching it", async () => {
+    const t = spec("t-early", { a: "sleep 1000", b: "sleep 1000 & wait" });
+    executor.launch(t);
+    await within(executor.kill("t-early", 1000), 10_000, "kill");
+    expect(processesWithEnv("ROOST_TEST_RUN", testRun)).toEqual([]);
+    const exited = await events.exited("t-early");
+    expect(exited.killed).toBe(true);
+    expect(events.of("t-early").map((e) => e.type)).toEqual(["started", "exited"]);
+  });
+
+  it("resolves at once for an unknown or finished task", async () => {
+    await executor.kill("nope");
+    executor.launch(spec("t-done", { a: "true" }));
+    await events.exited("t-done");
+    await executor.kill("t-done");
+    expect(events.of("t-done").map((e) => e.type)).toEqual(["started", "exited"]);
+  });
+
+  it("shutdown kills every task", async () => {
+    const a = spec("t-a", { p: "echo $$ > p.pid; sleep 1000" });
+    const b = spec("t-b", { p: "echo $$ > p.pid; sleep 1000" });
+    executor.launch(a);
+    executor.launch(b);
+    const pa = await pidFrom(path.join(a.sandboxDir, "p.pid"));
+    const pb = await pidFrom(path.join(b.sandboxDir, "p.pid"));
+    expect(executor.runningTasks().sort()).toEqual(["t-a", "t-b"]);
+    await within(executor.shutdown(1000), 10_000, "shutdown");
+    expect(isAlive(pa)).toBe(false);
+    expect(isAlive(pb)).toBe(false);
+    expect(executor.runningTasks()).toEqual([]);
+    expect((await events.exited("t-a")).killed).toBe(true);
+    expect((await events.exited("t-b")).killed).toBe(true);
+  });
+});
+
+describe("Executor: launch idempotence", () => {
+  it("ignores a second launch of a known task", async () => {
+    const t = spec("t-idem", { p: "echo $$ > first.pid; sleep 1000" });
+    executor.launch(t);
+    executor.launch({ ...t, processes: [{ name: "p", cmdline: "echo second > second.txt; sleep 1000" }] });
+    const pid = await pidFrom(path.join(t.sandboxDir, "first.pid"));
+    await events.started("t-idem");
+    executor.launch(t);
+    expect(executor.runningTasks()).toEqual(["t-idem"]);
+    await within(executor.kill("t-idem", 1000), 10_000, "kill");
+    expect(isAlive(pid)).toBe(false);
+    expect(fs.existsSync(path.join(t.sandboxDir, "second.txt"))).toBe(false);
+    // Relaunching after it ended is ignored too (a duplicated launch message must not rerun it).
+    executor.launch(t);
+    expect(executor.isRunning("t-idem")).toBe(false);
+    expect(events.of("t-idem").map((e) => e.type)).toEqual(["started", "exited"]);
+  });
+});

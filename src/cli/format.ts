@@ -1,0 +1,81 @@
+// Human-readable output. Every command also has --json for machines.
+
+import type { AnyEnvelope } from "../eventlog/envelope.js";
+import type { JobStatus, JobSummary, TaskHistory } from "../replay/queries.js";
+
+export function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ")).join("\n");
+}
+
+const iso = (ts: number) => new Date(ts).toISOString();
+
+export function formatJobStatus(s: JobStatus): string {
+  const head = `${s.job}  ${s.service ? "service" : "batch"}  ${s.instances.length} instance(s)  (log seq ${s.seq})`;
+  const rows = [["INSTANCE", "STATE", "HOST", "PORTS", "TASK", "REASON"]];
+  for (const i of s.instances) {
+    rows.push([
+      String(i.instance),
+      i.state,
+      i.host ?? "-",
+      Object.entries(i.ports).map(([k, v]) => `${k}=${v}`).join(",") || "-",
+      i.taskId,
+      i.reason,
+    ]);
+  }
+  return `${head}\n${table(rows)}`;
+}
+
+export function formatJobList(jobs: JobSummary[]): string {
+  if (jobs.length === 0) return "no jobs";
+  const rows = [["JOB", "TYPE", "INSTANCES", "ACTIVE", "STATES"]];
+  for (const j of jobs) {
+    rows.push([j.job, j.service ? "service" : "batch", String(j.instances), String(j.active), Object.entries(j.states).map(([k, v]) => `${k}:${v}`).join(" ")]);
+  }
+  return table(rows);
+}
+
+export function formatTaskHistory(h: TaskHistory): string {
+  const lines = [
+    `task ${h.taskId}`,
+    `  job ${h.job} instance ${h.instance}, now ${h.state}` + (h.host ? ` on ${h.host}` : "") + (Object.keys(h.ports).length ? ` ports ${Object.entries(h.ports).map(([k, v]) => `${k}=${v}`).join(",")}` : ""),
+    `  failures ${h.failureCount}` + (h.exitCode !== null ? `, last exit code ${h.exitCode}` : ""),
+  ];
+  if (h.ancestorId) lines.push(`  rescheduled from ${h.ancestorId}`);
+  if (h.successorId) lines.push(`  rescheduled as ${h.successorId}`);
+  const rows = [["SEQ", "TIME", "STATE", "REASON"]];
+  for (const e of h.events) rows.push([String(e.seq), iso(e.ts), e.state, e.reason]);
+  return `${lines.join("\n")}\n\n${table(rows)}`;
+}
+
+/** One log event as a line: seq.index time epoch type key fields — reason. */
+export function formatEvent(seq: number, idx: number, e: AnyEnvelope): string {
+  let what: string;
+  switch (e.type) {
+    case "TaskStateChanged":
+      what = `task=${e.data.taskId} to=${e.data.to}${e.data.exitCode !== undefined ? ` exit=${e.data.exitCode}` : ""}${e.data.agentSeq !== undefined ? ` agentSeq=${e.data.agentSeq}` : ""}`;
+      break;
+    case "TaskAssigned":
+      what = `task=${e.data.taskId} host=${e.data.host} agent=${e.data.agentId}${Object.keys(e.data.ports).length ? ` ports=${Object.entries(e.data.ports).map(([k, v]) => `${k}:${v}`).join(",")}` : ""}`;
+      break;
+    case "TaskCreated":
+      what = `task=${e.data.taskId} job=${e.data.job} instance=${e.data.instance} state=${e.data.state}${e.data.ancestorId ? ` ancestor=${e.data.ancestorId}` : ""}`;
+      break;
+    case "JobCreated":
+      what = `job=${e.data.job.role}/${e.data.job.environment}/${e.data.job.name} instances=${e.data.job.instances} config=v${e.data.configVersion}`;
+      break;
+    case "JobKillRequested":
+      what = `job=${e.data.job} instances=${e.data.instances === null ? "all" : e.data.instances.join(",")} user=${e.data.user}`;
+      break;
+    case "AgentRegistered":
+      what = `agent=${e.data.agentId} host=${e.data.host} cpus=${e.data.resources.cpus} ramMb=${e.data.resources.ramMb}`;
+      break;
+    case "AgentStateChanged":
+      what = `agent=${e.data.agentId} to=${e.data.to}`;
+      break;
+    case "LeaderElected":
+      what = `scheduler=${e.data.schedulerId} epoch=${e.data.epoch} host=${e.data.host} pid=${e.data.pid}`;
+      break;
+  }
+  return `${seq}.${idx}  ${iso(e.ts)}  e${e.epoch}  ${e.type}  ${what}  — ${e.reason}`;
+}

@@ -125,7 +125,7 @@ withClusterOptions(job.command("create").argument("<file>", "job spec (YAML or J
         for (;;) {
           status = await c.request<JobStatus>("job.status", { job: r.job });
           const st = status;
-          const done = st.service ? st.instances.every((i) => i.state === "RUNNING") : instancesTerminal(st, null) && st.instances.every((i) => !i.reason.startsWith("rescheduled"));
+          const done = st.service ? st.instances.every((i) => i.state === "RUNNING") : instancesTerminal(st, null);
           if (done) break;
           await new Promise((res) => setTimeout(res, 200));
         }

@@ -1,9 +1,17 @@
 // Group commit with pipelining, on top of any EventLog.
 //
 // - Every request (an array of events) lands whole, in one record: a request is atomic.
-// - Requests made in the same tick share records, up to maxEventsPerRecord events each.
+// - Requests made in the same tick share records, up to maxEventsPerRecord events and
+//   maxRecordBytes encoded bytes each. A single request too large for one record is rejected
+//   on its own (RecordTooLargeError); the appender stays alive.
 // - Up to maxInFlight records are on the wire at once. Record k is fenced on
 //   expectedLastSeq = base + k, so order is kept and a second writer is refused.
+// - Pipelining needs a log that can also fence on the writer's own previous record
+//   (ChainedAppend, JetStream's Nats-Expected-Last-Msg-Id). Sequence fencing alone is not enough:
+//   if record k is refused because another writer appended one record, record k+1 (fenced on
+//   base + k) matches the log's new end and LANDS, after the other writer's record, although this
+//   writer is dead and rejects that request. With the previous-msgId check record k+1 is refused
+//   too. A log without appendAfter gets one record in flight at a time (still group commit).
 // - Commits are reported (onCommit, then the request promises) strictly in sequence order.
 // - When the log is unavailable (stream leader election, reconnect), unacknowledged records are
 //   re-sent in order with the same msgId and expected sequence until retryForMs runs out; a
@@ -13,7 +21,7 @@
 //   owner must step down.
 
 import { encodeRecord, type AnyEnvelope } from "./envelope.js";
-import { LogUnavailableError, type EventLog } from "./log.js";
+import { LogUnavailableError, type AppendAck, type EventLog } from "./log.js";
 
 export interface AppenderOptions {
   /** The last sequence this writer has folded: its first record is fenced on it. */
@@ -21,10 +29,42 @@ export interface AppenderOptions {
   /** Unique per writer incarnation; with the sequence it forms each record's msgId. */
   writerId: string;
   maxEventsPerRecord?: number;
+  /** Largest encoded record. Default 1,000,000 bytes, or the log's maxRecordSize if smaller. */
+  maxRecordBytes?: number;
+  /** Records on the wire at once (default 32); only for logs with ChainedAppend, else 1. */
   maxInFlight?: number;
   retryForMs?: number;
-  /** Called once per committed record, in sequence order, before requests resolve. */
+  /**
+   * Called once per committed record, in sequence order, before requests resolve. If it throws,
+   * the appender dies with that error (that record's requests and all later ones reject with it).
+   */
   onCommit?: (seq: number, events: AnyEnvelope[]) => void;
+}
+
+/**
+ * An EventLog that can fence an append on the writer's previous record as well as on the
+ * sequence: the record lands only if the log ends at `expectedLastSeq` AND (when `prevMsgId` is
+ * given) the last record's msgId is `prevMsgId`. A duplicate msgId is still answered first.
+ */
+export interface ChainedAppend {
+  appendAfter(record: Uint8Array, expectedLastSeq: number, msgId: string, prevMsgId: string | undefined): Promise<AppendAck>;
+}
+
+export function supportsChainedAppend(log: EventLog): log is EventLog & ChainedAppend {
+  return typeof (log as Partial<ChainedAppend>).appendAfter === "function";
+}
+
+/** A log that cannot take records above some size (JetStream: the server's max_payload). */
+export interface RecordSizeLimit {
+  readonly maxRecordSize: number;
+}
+
+/**
+ * One request's events do not fit in a record of maxRecordBytes: only that request fails.
+ * (JetStreamLog also throws it for a record above the server's max_payload.)
+ */
+export class RecordTooLargeError extends Error {
+  override name = "RecordTooLargeError";
 }
 
 interface Request {
@@ -33,28 +73,40 @@ interface Request {
   reject: (err: Error) => void;
 }
 
+type Outcome = { ok: true; seq: number } | { ok: false; err: Error };
+
 interface Pending {
   expected: number;
   msgId: string;
+  /** msgId of this appender's previous record (undefined for its first). */
+  prevMsgId: string | undefined;
   bytes: Uint8Array;
   events: AnyEnvelope[];
   requests: Request[];
-  result?: Promise<{ ok: true; seq: number } | { ok: false; err: Error }>;
+  result: Promise<Outcome>;
 }
 
 export class Appender {
   private readonly log: EventLog;
+  private readonly chained: (EventLog & ChainedAppend) | null;
+  private lastMsgId: string | undefined = undefined;
   private readonly maxEvents: number;
+  private readonly maxBytes: number;
   private readonly maxInFlight: number;
   private readonly retryForMs: number;
   private readonly writerId: string;
   private readonly onCommit?: (seq: number, events: AnyEnvelope[]) => void;
+  // The queue is `queue[qHead..]`: Array.shift() on a long array is O(n) in V8 (tens of µs per
+  // call at 100k entries), which made a burst of small requests quadratic.
   private queue: Request[] = [];
+  private qHead = 0;
   private inFlight: Pending[] = [];
   private nextExpected: number;
   private scheduled = false;
   private draining = false;
+  private recovering = false;
   private dead: Error | null = null;
+  private idleWaiters: Array<() => void> = [];
   /** Count of records committed by this appender. */
   committedRecords = 0;
 
@@ -63,14 +115,28 @@ export class Appender {
     this.nextExpected = opts.lastSeq;
     this.writerId = opts.writerId;
     this.maxEvents = opts.maxEventsPerRecord ?? 1000;
-    this.maxInFlight = opts.maxInFlight ?? 32;
+    const logLimit = (log as Partial<RecordSizeLimit>).maxRecordSize;
+    this.maxBytes = opts.maxRecordBytes ?? Math.min(1_000_000, typeof logLimit === "number" ? logLimit : Infinity);
+    this.chained = supportsChainedAppend(log) ? log : null;
+    // Without the previous-record check, pipelining could land a dead writer's record (above).
+    this.maxInFlight = this.chained ? Math.max(1, opts.maxInFlight ?? 32) : 1;
     this.retryForMs = opts.retryForMs ?? 20_000;
     this.onCommit = opts.onCommit;
+  }
+
+  /** Records this appender keeps on the wire at once (1 unless the log supports ChainedAppend). */
+  get pipelineDepth(): number {
+    return this.maxInFlight;
   }
 
   /** The error that killed this appender, or null while it can write. */
   get failure(): Error | null {
     return this.dead;
+  }
+
+  /** Requests waiting for a record, plus records on the wire. */
+  get pending(): { requests: number; records: number } {
+    return { requests: this.queue.length - this.qHead, records: this.inFlight.length };
   }
 
   /** Append events atomically; resolves with the sequence of the record that holds them. */
@@ -90,65 +156,131 @@ export class Appender {
   }
 
   /** Resolves once everything appended so far is committed (or failed). */
-  async flush(): Promise<void> {
-    while (this.queue.length > 0 || this.inFlight.length > 0) {
-      await new Promise((r) => setImmediate(r));
+  flush(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    return this.qHead >= this.queue.length && this.inFlight.length === 0;
+  }
+
+  private wakeIfIdle(): void {
+    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of w) wake();
+  }
+
+  private takeQueued(n: number): Request[] {
+    const out = this.queue.slice(this.qHead, this.qHead + n);
+    this.qHead += n;
+    if (this.qHead >= this.queue.length) {
+      this.queue = [];
+      this.qHead = 0;
+    } else if (this.qHead >= 4096 && this.qHead * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.qHead);
+      this.qHead = 0;
     }
+    return out;
   }
 
   private pump(): void {
-    while (!this.dead && !this.draining && this.queue.length > 0 && this.inFlight.length < this.maxInFlight) {
-      const requests: Request[] = [];
-      const events: AnyEnvelope[] = [];
-      while (this.queue.length > 0) {
-        const next = this.queue[0];
-        if (requests.length > 0 && events.length + next.events.length > this.maxEvents) break;
-        this.queue.shift();
-        requests.push(next);
-        for (const e of next.events) events.push(e);
+    while (!this.dead && !this.recovering && this.qHead < this.queue.length && this.inFlight.length < this.maxInFlight) {
+      // As many whole requests as fit in maxEvents (at least one).
+      let n = 0;
+      let count = 0;
+      for (let i = this.qHead; i < this.queue.length; i++) {
+        const len = this.queue[i].events.length;
+        if (n > 0 && count + len > this.maxEvents) break;
+        count += len;
+        n++;
+      }
+      let events = this.gather(n);
+      let bytes = encodeRecord(events);
+      // Too many bytes: halve the batch until it fits; a lone request that cannot fit fails alone.
+      while (bytes.length > this.maxBytes && n > 1) {
+        n = Math.ceil(n / 2);
+        events = this.gather(n);
+        bytes = encodeRecord(events);
+      }
+      const requests = this.takeQueued(n);
+      if (bytes.length > this.maxBytes) {
+        requests[0].reject(
+          new RecordTooLargeError(
+            `a request of ${events.length} events encodes to ${bytes.length} bytes, over the record limit of ${this.maxBytes}`,
+          ),
+        );
+        continue;
       }
       const expected = this.nextExpected++;
-      const p: Pending = {
-        expected,
-        msgId: `${this.writerId}:${expected + 1}`,
-        bytes: encodeRecord(events),
-        events,
-        requests,
-      };
-      p.result = this.send(p);
-      this.inFlight.push(p);
-      if (this.inFlight.length === 1) void this.drain();
+      const msgId = `${this.writerId}:${expected + 1}`;
+      const prevMsgId = this.lastMsgId;
+      this.lastMsgId = msgId;
+      const result = this.send(bytes, expected, msgId, prevMsgId);
+      this.inFlight.push({ expected, msgId, prevMsgId, bytes, events, requests, result });
+      if (!this.draining) void this.drain();
     }
+    this.wakeIfIdle();
   }
 
-  private send(p: Pending): Promise<{ ok: true; seq: number } | { ok: false; err: Error }> {
-    return this.log.append(p.bytes, p.expected, p.msgId).then(
+  /** The events of the first n queued requests, in order. */
+  private gather(n: number): AnyEnvelope[] {
+    if (n === 1) return this.queue[this.qHead].events.slice();
+    const events: AnyEnvelope[] = [];
+    for (let i = this.qHead; i < this.qHead + n; i++) {
+      const evs = this.queue[i].events;
+      for (let j = 0; j < evs.length; j++) events.push(evs[j]);
+    }
+    return events;
+  }
+
+  private send(bytes: Uint8Array, expected: number, msgId: string, prevMsgId: string | undefined): Promise<Outcome> {
+    let attempt: Promise<AppendAck>;
+    try {
+      attempt = this.chained
+        ? this.chained.appendAfter(bytes, expected, msgId, prevMsgId)
+        : this.log.append(bytes, expected, msgId);
+    } catch (err) {
+      attempt = Promise.reject(err);
+    }
+    return attempt.then(
       (ack) => ({ ok: true as const, seq: ack.seq }),
-      (err: Error) => ({ ok: false as const, err }),
+      (err: unknown) => ({ ok: false as const, err: err instanceof Error ? err : new Error(String(err)) }),
     );
   }
 
-  /** Settles in-flight records strictly in order. */
+  /** Settles in-flight records strictly in order, refilling the pipeline as records commit. */
   private async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
     try {
       while (this.inFlight.length > 0) {
         const head = this.inFlight[0];
-        let r = await head.result!;
+        let r = await head.result;
+        if (this.dead) return;
         if (!r.ok) {
           // Fenced at the head of the pipeline: nothing earlier failed, so another writer won.
           if (!(r.err instanceof LogUnavailableError)) return this.die(r.err);
-          r = await this.recover();
+          this.recovering = true;
+          try {
+            r = await this.recover();
+          } finally {
+            this.recovering = false;
+          }
+          if (this.dead) return;
           if (!r.ok) return this.die(r.err);
         }
         this.inFlight.shift();
         this.commit(head, r.seq);
+        if (this.dead) return;
+        this.pump();
       }
     } finally {
       this.draining = false;
     }
-    if (!this.dead && this.queue.length > 0) this.pump();
+    if (!this.dead && this.qHead < this.queue.length) this.pump();
+    this.wakeIfIdle();
   }
 
   /**
@@ -156,15 +288,16 @@ export class Appender {
    * then re-send every unacknowledged record one at a time, in order, with its msgId.
    * Returns the head's outcome; later records get fresh result promises.
    */
-  private async recover(): Promise<{ ok: true; seq: number } | { ok: false; err: Error }> {
+  private async recover(): Promise<Outcome> {
     await Promise.all(this.inFlight.map((p) => p.result));
     const deadline = Date.now() + this.retryForMs;
     let delay = 50;
-    let headResult: { ok: true; seq: number } | { ok: false; err: Error } | undefined;
+    let headResult: Outcome | undefined;
     for (let i = 0; i < this.inFlight.length; i++) {
       const p = this.inFlight[i];
       for (;;) {
-        const r = await this.send(p);
+        const r = await this.send(p.bytes, p.expected, p.msgId, p.prevMsgId);
+        if (this.dead) return { ok: false, err: this.dead };
         if (r.ok || !(r.err instanceof LogUnavailableError) || Date.now() > deadline) {
           p.result = Promise.resolve(r);
           if (i === 0) headResult = r;
@@ -180,10 +313,22 @@ export class Appender {
 
   private commit(p: Pending, seq: number): void {
     if (seq !== p.expected + 1) {
-      return this.die(new Error(`invariant: record fenced on ${p.expected} committed at ${seq}`));
+      const err = new Error(`invariant: record fenced on ${p.expected} committed at ${seq}`);
+      for (const r of p.requests) r.reject(err);
+      return this.die(err);
     }
     this.committedRecords++;
-    this.onCommit?.(seq, p.events);
+    if (this.onCommit) {
+      try {
+        this.onCommit(seq, p.events);
+      } catch (err) {
+        // The record is in the log but the owner could not apply it: its state is behind the log,
+        // so it must stop writing (and replay). Fail loudly instead of an unhandled rejection.
+        const e = err instanceof Error ? err : new Error(String(err));
+        for (const r of p.requests) r.reject(e);
+        return this.die(e);
+      }
+    }
     for (const r of p.requests) r.resolve(seq);
   }
 
@@ -191,8 +336,10 @@ export class Appender {
     if (this.dead) return;
     this.dead = err;
     for (const p of this.inFlight) for (const r of p.requests) r.reject(err);
-    for (const r of this.queue) r.reject(err);
+    for (let i = this.qHead; i < this.queue.length; i++) this.queue[i].reject(err);
     this.inFlight = [];
     this.queue = [];
+    this.qHead = 0;
+    this.wakeIfIdle();
   }
 }

@@ -15,7 +15,28 @@ import { MemoryLog } from "../eventlog/memory.js";
 import { findNatsServer, startNatsServer, type NatsServerHandle } from "../nats/server.js";
 import { makeLogger } from "../util/logger.js";
 import type { ClusterFile } from "./client.js";
+import { connectClient } from "./client.js";
 import { startGateway } from "./gateway.js";
+
+/** Wait until a leader answers and every agent is ACTIVE (the children take a moment). */
+async function waitReady(nats: string, agents: number, timeoutMs = 60_000): Promise<void> {
+  const client = await connectClient({ nats });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      try {
+        const info = await client.request<{ agents: Array<{ state: string }> }>("cluster.info", {}, 1000);
+        if (info.agents.filter((a) => a.state === "ACTIVE").length >= agents) return;
+      } catch {
+        // no leader yet
+      }
+      if (Date.now() > deadline) throw new Error(`the dev cluster did not become ready within ${timeoutMs / 1000} s; see .roost/logs`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await client.close();
+  }
+}
 
 export interface DevFlags {
   agents: number;
@@ -98,6 +119,7 @@ export async function runDev(f: DevFlags): Promise<void> {
     }
     const file: ClusterFile = { mode: "nats", nats: natsUrl, stream: "ROOST", pid: process.pid, startedAt: new Date().toISOString() };
     writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
+    await waitReady(natsUrl, f.agents);
     say(`scheduler and ${f.agents} agents started; logs in ${join(dir, "logs")}`, { agents: f.agents });
   } else {
     say("no nats-server found on PATH: running embedded (in-process log and bus; the log is not kept after exit)", { embedded: true });

@@ -1,0 +1,55 @@
+// Appender properties against the in-memory log: plain MemoryLog (no previous-record check, so one
+// record in flight) and MemoryLog with the JetStream-style previous-msgId check (pipelined).
+
+import { describe, expect, it } from "vitest";
+import { Appender, supportsChainedAppend } from "../src/eventlog/appender.js";
+import { FencedError } from "../src/eventlog/log.js";
+import { MemoryLog } from "../src/eventlog/memory.js";
+import { appenderSuite } from "./support/appenderSuite.js";
+import { ChainedMemoryLog, ev } from "./support/logs.js";
+
+appenderSuite("MemoryLog", async () => new MemoryLog(), { pipelined: false });
+appenderSuite("MemoryLog with previous-record fencing", async () => new ChainedMemoryLog(), { pipelined: true });
+
+describe("Appender capability detection", () => {
+  it("pipelines only over logs that fence on the previous record", () => {
+    expect(supportsChainedAppend(new MemoryLog())).toBe(false);
+    expect(supportsChainedAppend(new ChainedMemoryLog())).toBe(true);
+    expect(new Appender(new MemoryLog(), { lastSeq: 0, writerId: "x", maxInFlight: 8 }).pipelineDepth).toBe(1);
+    expect(new Appender(new ChainedMemoryLog(), { lastSeq: 0, writerId: "x", maxInFlight: 8 }).pipelineDepth).toBe(8);
+  });
+
+  it("ChainedMemoryLog answers duplicates first, then checks the previous msgId, then the sequence", async () => {
+    const log = new ChainedMemoryLog();
+    const rec = new Uint8Array([0x90]);
+    expect(await log.appendAfter(rec, 0, "a:1", undefined)).toEqual({ seq: 1, duplicate: false });
+    await expect(log.appendAfter(rec, 1, "b:2", "b:1")).rejects.toBeInstanceOf(FencedError);
+    expect(await log.appendAfter(rec, 7, "a:1", "zzz")).toEqual({ seq: 1, duplicate: true });
+    expect(await log.appendAfter(rec, 1, "a:2", "a:1")).toEqual({ seq: 2, duplicate: false });
+    await expect(log.append(rec, 1, "c:1")).rejects.toBeInstanceOf(FencedError);
+    expect(await log.lastSeq()).toBe(2);
+  });
+
+  it("dies with the error when onCommit throws, instead of an unhandled rejection", async () => {
+    const log = new MemoryLog();
+    const boom = new Error("fold failed");
+    const app = new Appender(log, {
+      lastSeq: 0,
+      writerId: "oc",
+      maxEventsPerRecord: 1,
+      onCommit: (seq) => {
+        if (seq === 2) throw boom;
+      },
+    });
+    const rs = await Promise.all([1, 2, 3].map((i) => app.append([ev(i)]).then((s) => s, (e: unknown) => e)));
+    expect(rs).toEqual([1, boom, boom]);
+    expect(app.failure).toBe(boom);
+    expect(await log.lastSeq()).toBe(2); // record 2 is in the log; its owner must replay
+  });
+
+  it("rejects empty requests without harming the appender", async () => {
+    const app = new Appender(new MemoryLog(), { lastSeq: 0, writerId: "e" });
+    await expect(app.append([])).rejects.toThrow(/at least one event/);
+    expect(await app.append([ev(1)])).toBe(1);
+  });
+});

@@ -81,7 +81,7 @@ describe("roost dev, end to end", () => {
   it("replaces an instance whose process is killed by hand", async () => {
     const victim = status.instances[0];
     const h = await roostJson<TaskHistory>(["task", "history", victim.taskId], dir);
-    const pid = Number(/pids (\d+)/.exec(h.events.find((e) => e.state === "RUNNING")!.reason)![1]);
+    const pid = Number(/pids (\d+)/.exec(h.events.find((e) => e.state === "RUNNING")!.reason!)![1]);
     process.kill(pid, "SIGKILL");
     await tail.until(stateEvent(victim.taskId, "FAILED"), "the victim FAILED");
     const line = await tail.until((l) => {
@@ -93,7 +93,7 @@ describe("roost dev, end to end", () => {
     const hist = await roostJson<TaskHistory>(["task", "history", replacement], dir);
     expect(hist.ancestorId).toBe(victim.taskId);
     expect(hist.events.map((e) => e.state)).toEqual(["PENDING", "ASSIGNED", "STARTING", "RUNNING"]);
-    expect(hist.events.every((e) => e.reason.length > 0)).toBe(true);
+    expect(hist.events.every((e) => (e.reason ?? "").length > 0)).toBe(true);
   }, 60_000);
 
   it("runs a batch job to FINISHED", async () => {
@@ -108,7 +108,7 @@ describe("roost dev, end to end", () => {
     const pids: number[] = [];
     for (const i of before.instances) {
       const h = await roostJson<TaskHistory>(["task", "history", i.taskId], dir);
-      pids.push(Number(/pids (\d+)/.exec(h.events.find((e) => e.state === "RUNNING")!.reason)![1]));
+      pids.push(Number(/pids (\d+)/.exec(h.events.find((e) => e.state === "RUNNING")!.reason!)![1]));
     }
     const r = await roostJson<{ status: JobStatus }>(["job", "kill", "www-data/devel/hello"], dir);
     expect(r.status.instances.map((i) => i.state)).toEqual(["KILLED", "KILLED", "KILLED"]);

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { decodeRecord, encodeRecord, makeEnvelope, unpack, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { foldRecord, type Effect } from "../src/replay/fold.js";
-import { stateHash } from "../src/replay/hash.js";
+import { STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 
@@ -97,6 +97,7 @@ describe("golden logs", () => {
         jobs: expected.jobs,
         agents: expected.agents,
       });
+      expect(expected.stateDigest).toBe(STATE_DIGEST_VERSION);
       expect(stateHash(s)).toBe(expected.stateHash);
     });
   }

@@ -4,7 +4,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isAlive } from "../src/agent/executor.js";
-import { jobStatus, taskHistory } from "../src/replay/queries.js";
+import { jobStatus, taskHistory, withReasons } from "../src/replay/queries.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
 
 let c: TestCluster;
@@ -38,9 +38,9 @@ describe("scheduler on the in-memory log", () => {
     const ports = st.instances.map((i) => `${i.host}:${i.ports.http}`);
     expect(new Set(ports).size).toBe(3);
     for (const i of st.instances) expect(i.ports.http).toBeGreaterThan(0);
-    const h = taskHistory(c.scheduler.state, st.instances[0].taskId)!;
+    const h = await withReasons(taskHistory(c.scheduler.state, st.instances[0].taskId)!, c.log);
     expect(h.events.map((e) => e.state)).toEqual(["PENDING", "ASSIGNED", "STARTING", "RUNNING"]);
-    expect(h.events.every((e) => e.reason.length > 0)).toBe(true);
+    expect(h.events.every((e) => (e.reason ?? "").length > 0)).toBe(true);
   });
 
   it("reschedules a service task whose process died, with its ancestor linked", async () => {
@@ -62,7 +62,7 @@ describe("scheduler on the in-memory log", () => {
     expect(old.exitCode).toBe(137);
     const next = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
     expect(taskHistory(c.scheduler.state, next.taskId)!.ancestorId).toBe(first.taskId);
-    expect(taskHistory(c.scheduler.state, next.taskId)!.events[0].reason).toMatch(/rescheduled/);
+    expect((await withReasons(taskHistory(c.scheduler.state, next.taskId)!, c.log)).events[0].reason).toMatch(/rescheduled/);
   });
 
   it("runs a batch job to FINISHED and does not run it again", async () => {

@@ -4,7 +4,7 @@
 
 import { API_PREFIX, type Reply } from "../bus/bus.js";
 import { jobKeyString, parseJobKey } from "../domain/types.js";
-import { jobList, jobStatus, taskHistory } from "../replay/queries.js";
+import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { SpecError, validateJobSpec } from "../spec/jobSpec.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { taskIdFor } from "./ports.js";
@@ -42,7 +42,7 @@ export class JobIntake {
       "task.history": (r: { taskId: string }) => {
         const h = taskHistory(this.s.state, need(r?.taskId, "taskId"));
         if (!h) throw new RequestError(`task ${r.taskId} does not exist`);
-        return h;
+        return withReasons(h, this.s.eventLog);
       },
       "cluster.info": () => ({
         schedulerId: this.s.schedulerId,

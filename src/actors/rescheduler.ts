@@ -31,7 +31,6 @@ export class Rescheduler {
       const t = s.state.tasks.get(id);
       if (!t || !t.rescheduleWanted || t.successorId !== null) continue;
       const job = s.state.jobs.get(t.job)!;
-      const last = t.events[t.events.length - 1];
       const newId = taskIdFor(t.job, t.instance, s.ids);
       events.push(
         s.event(
@@ -46,7 +45,7 @@ export class Rescheduler {
             state: "PENDING",
           },
           `rescheduled: ${t.taskId} ended ${t.state}` +
-            (last ? ` (${last.reason})` : "") +
+            (t.lastReason ? ` (${t.lastReason})` : "") +
             (job.config.task.service ? "; services always run again" : `; failure ${t.failureCount} of ${job.config.task.maxTaskFailures === -1 ? "unlimited" : job.config.task.maxTaskFailures}`),
         ),
       );

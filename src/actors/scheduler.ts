@@ -68,7 +68,8 @@ export class Scheduler {
   readonly agents: AgentRegistry;
 
   private appender: Appender | null = null;
-  private readonly eventLog: EventLog;
+  /** The log itself, for reads (task history reasons). Writes go through commit(). */
+  readonly eventLog: EventLog;
   private readonly unserve: Array<() => void> = [];
   private readonly onFatal: (err: Error) => void;
   private corrCounter = 0;

@@ -30,6 +30,8 @@ export interface ClusterClient {
   readonly where: string;
   /** A request to the leader; rejects with NoResponderError when no leader answers. */
   request<T>(op: string, data: unknown, timeoutMs?: number): Promise<T>;
+  /** One record by sequence (null when the log no longer holds it). */
+  get(seq: number): Promise<LogRecord | null>;
   /** Log records from `from` to the current end. */
   readLog(from: number): AsyncIterable<LogRecord>;
   followLog(from: number, signal: AbortSignal): AsyncIterable<LogRecord>;
@@ -74,6 +76,10 @@ class NatsClient implements ClusterClient {
     return this.log;
   }
 
+  async get(seq: number): Promise<LogRecord | null> {
+    return (await this.openLog()).get(seq);
+  }
+
   async *readLog(from: number): AsyncIterable<LogRecord> {
     yield* (await this.openLog()).read(from);
   }
@@ -113,6 +119,11 @@ class HttpClient implements ClusterClient {
     const res = await fetch(`${this.where}/log?from=${from}${wait ? "&wait=1" : ""}`, { signal });
     if (!res.ok) throw new ClientError(await res.text());
     return unpack<Array<[number, Uint8Array]>>(new Uint8Array(await res.arrayBuffer()));
+  }
+
+  async get(seq: number): Promise<LogRecord | null> {
+    const page = await this.page(seq, false);
+    return page.length && page[0][0] === seq ? { seq, events: decodeRecord(page[0][1]) } : null;
   }
 
   async *readLog(from: number): AsyncIterable<LogRecord> {

@@ -44,7 +44,7 @@ export function formatTaskHistory(h: TaskHistory): string {
   if (h.ancestorId) lines.push(`  rescheduled from ${h.ancestorId}`);
   if (h.successorId) lines.push(`  rescheduled as ${h.successorId}`);
   const rows = [["SEQ", "TIME", "STATE", "REASON"]];
-  for (const e of h.events) rows.push([String(e.seq), iso(e.ts), e.state, e.reason]);
+  for (const e of h.events) rows.push([String(e.seq), iso(e.ts), e.state, e.reason ?? ""]);
   return `${lines.join("\n")}\n\n${table(rows)}`;
 }
 

@@ -6,7 +6,7 @@ import { cpus, totalmem, userInfo } from "node:os";
 import { Command, Option } from "commander";
 import { NoResponderError } from "../bus/bus.js";
 import { jobKeyString, parseJobKey } from "../domain/types.js";
-import { instancesTerminal, jobList, jobStatus, taskHistory, type JobStatus, type JobSummary, type TaskHistory } from "../replay/queries.js";
+import { instancesTerminal, jobList, jobStatus, taskHistory, withReasons, type JobStatus, type JobSummary, type TaskHistory } from "../replay/queries.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
 import { connectClient, foldLocally, type ClusterClient } from "./client.js";
 import { runAgent, runScheduler } from "./daemons.js";
@@ -181,7 +181,8 @@ const task = program.command("task").description("inspect tasks");
 withClusterOptions(task.command("history").argument("<taskId>").description("every state change of a task, with time and reason"))
   .action(async (taskId: string, o: Common) => {
     await withClient(o, async (c) => {
-      const h = await readWithFallback<TaskHistory>(c, "task.history", { taskId }, (st) => taskHistory(st, taskId), `task ${taskId}`);
+      const local = await readWithFallback<TaskHistory | null>(c, "task.history", { taskId }, (st) => taskHistory(st, taskId), `task ${taskId}`);
+      const h = await withReasons(local!, c);
       print(o, h, () => formatTaskHistory(h));
     });
   });

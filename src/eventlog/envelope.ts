@@ -13,7 +13,7 @@
 // New envelope fields may only be appended at the end of the array.
 
 import { Packr } from "msgpackr";
-import { EVENT_VERSIONS, type EventPayloads, type EventType } from "./events.js";
+import { EVENT_TYPES, EVENT_VERSIONS, type EventPayloads, type EventType } from "./events.js";
 
 export interface Envelope<T extends EventType = EventType> {
   type: T;
@@ -54,6 +54,12 @@ export class DecodeError extends Error {
  */
 const upcasters: Partial<Record<EventType, Record<number, (data: any) => any>>> = {};
 
+/**
+ * Decoded strings are fresh heap strings; mapping the type to the catalog's own (internalized)
+ * string makes every `switch (env.type)` in the fold a pointer compare.
+ */
+const INTERNED_TYPES = new Map<string, EventType>(EVENT_TYPES.map((t) => [t, t]));
+
 export function makeEnvelope<T extends EventType>(
   type: T,
   data: EventPayloads[T],
@@ -85,9 +91,9 @@ export function decodeRecord(bytes: Uint8Array): AnyEnvelope[] {
     if (!Array.isArray(a) || a.length < 7 || typeof a[0] !== "string") {
       throw new DecodeError(`envelope ${i} must be [type, v, epoch, ts, corr, reason, data]`);
     }
-    const type = a[0] as EventType;
+    const type = INTERNED_TYPES.get(a[0]);
+    if (type === undefined) throw new DecodeError(`envelope ${i}: unknown event type "${a[0]}"`);
     const current = EVENT_VERSIONS[type];
-    if (current === undefined) throw new DecodeError(`envelope ${i}: unknown event type "${a[0]}"`);
     let v = a[1] as number;
     let data = a[6];
     if (v !== current) {

@@ -248,6 +248,16 @@ export class JetStreamLog implements EventLog, ChainedAppend, RecordSizeLimit {
     return (await this.info()).state.last_seq;
   }
 
+  async get(seq: number): Promise<LogRecord | null> {
+    try {
+      const m = await this.jsm.streams.getMessage(this.stream, { seq });
+      return m ? { seq: m.seq, events: decodeRecord(m.data) } : null;
+    } catch (err) {
+      if (/no message found|not found/i.test((err as Error).message)) return null;
+      throw mapUnavailable(err);
+    }
+  }
+
   /** Stream info, with connectivity errors mapped to LogUnavailableError. */
   async info(): Promise<StreamInfo> {
     try {

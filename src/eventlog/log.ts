@@ -42,6 +42,8 @@ export interface EventLog {
   append(record: Uint8Array, expectedLastSeq: number, msgId: string): Promise<AppendAck>;
   /** The sequence of the newest record (0 when empty). */
   lastSeq(): Promise<number>;
+  /** One record by sequence; null when the log does not hold it. */
+  get(seq: number): Promise<LogRecord | null>;
   /** The records from `fromSeq` (inclusive) to the end as it is when called, in order. */
   read(fromSeq: number): AsyncIterable<LogRecord>;
   /** The records from `fromSeq` on, following the live end until the signal aborts. */

@@ -34,6 +34,11 @@ export class MemoryLog implements EventLog {
     return this.records.length;
   }
 
+  async get(seq: number): Promise<LogRecord | null> {
+    const raw = this.records[seq - 1];
+    return raw ? { seq, events: decodeRecord(raw) } : null;
+  }
+
   get length(): number {
     return this.records.length;
   }

@@ -13,6 +13,8 @@ import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
 import { ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 
+const STATE_CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
+
 /** ON_AGENT_STATES as a plain record: a property load on the hot path instead of a Set lookup. */
 const ON_AGENT: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, ON_AGENT_STATES.has(s)])));
 import type { AgentRecord, ClusterState, TaskRecord } from "./state.js";
@@ -27,11 +29,29 @@ export function foldRecord(state: ClusterState, seq: number, events: readonly An
   if (seq <= state.seq) {
     throw new Error(`invariant: record ${seq} folded after record ${state.seq}; the log must be folded in order`);
   }
-  for (let i = 0; i < events.length; i++) foldEvent(state, seq, events[i], out);
+  for (let i = 0; i < events.length; i++) foldEvent(state, seq, i, events[i], out);
   state.seq = seq;
 }
 
-export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, out?: Effect[]): void {
+/** Where an event sits in the log and what it says: what a task's history points back to. */
+interface At {
+  seq: number;
+  idx: number;
+  ts: number;
+  reason: string;
+}
+
+/**
+ * One scratch At, rewritten at the start of every foldEvent: the fold is synchronous and
+ * single-threaded, and a million short-lived objects cost more GC than the fold itself.
+ */
+const at: At = { seq: 0, idx: 0, ts: 0, reason: "" };
+
+export function foldEvent(state: ClusterState, seq: number, idx: number, env: AnyEnvelope, out?: Effect[]): void {
+  at.seq = seq;
+  at.idx = idx;
+  at.ts = env.ts;
+  at.reason = env.reason;
   state.eventCount++;
   switch (env.type) {
     case "TaskStateChanged": {
@@ -43,7 +63,7 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
         task.agentSeq = d.agentSeq;
       }
       if (d.exitCode !== undefined) task.exitCode = d.exitCode;
-      transitionTask(state, task, d.to, seq, env.ts, env.reason, out);
+      transitionTask(state, task, d.to, at, out);
       return;
     }
     case "TaskAssigned": {
@@ -53,10 +73,10 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
       if (!task) return anomaly(state, seq, env.type, `unknown task ${d.taskId}`);
       if (!agent) return anomaly(state, seq, env.type, `unknown agent ${d.agentId}`);
       if (task.state !== "PENDING") return anomaly(state, seq, env.type, `task ${d.taskId} is ${task.state}, not PENDING`);
-      task.agentId = d.agentId;
-      task.host = d.host;
+      task.agentId = agent.agentId; // shared strings, not decoded copies
+      task.host = agent.host;
       task.ports = d.ports;
-      transitionTask(state, task, "ASSIGNED", seq, env.ts, env.reason, out);
+      transitionTask(state, task, "ASSIGNED", at, out);
       return;
     }
     case "TaskCreated": {
@@ -68,7 +88,7 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
       if (!config) return anomaly(state, seq, env.type, `job ${d.job} has no config version ${d.configVersion}`);
       const task: TaskRecord = {
         taskId: d.taskId,
-        job: d.job,
+        job: job.key, // one shared string per job, not a decoded copy per task
         instance: d.instance,
         configVersion: d.configVersion,
         ancestorId: d.ancestorId,
@@ -84,7 +104,8 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
         exitCode: null,
         rescheduleWanted: false,
         successorId: null,
-        events: [],
+        history: [],
+        lastReason: "",
       };
       state.tasks.set(d.taskId, task);
       job.instances.set(d.instance, d.taskId);
@@ -95,7 +116,7 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
           ancestor.successorId = d.taskId;
         }
       }
-      transitionTask(state, task, d.state, seq, env.ts, env.reason, out);
+      transitionTask(state, task, d.state, at, out);
       return;
     }
     case "JobCreated": {
@@ -129,7 +150,7 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
         if (task) {
           // A terminal task waiting to be rescheduled is not rescheduled once its instance is killed.
           task.rescheduleWanted = false;
-          transitionTask(state, task, "KILLING", seq, env.ts, env.reason, out);
+          transitionTask(state, task, "KILLING", at, out);
         }
       }
       return;
@@ -156,7 +177,7 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
         // The host rebooted: nothing it ran before survives.
         for (const taskId of [...agent.tasks].sort()) {
           const task = state.tasks.get(taskId)!;
-          transitionTask(state, task, "LOST", seq, env.ts, `host ${agent.host} rebooted (boot id changed)`, out);
+          transitionTask(state, task, "LOST", at, out);
         }
       }
       const step = agentStep(agent.state, "REGISTER");
@@ -183,7 +204,7 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
           action === "PARTITION_TASKS" ? "PARTITIONED" : action === "LOSE_TASKS" ? "LOST" : null;
         if (target === null) continue;
         for (const taskId of [...agent.tasks].sort()) {
-          transitionTask(state, state.tasks.get(taskId)!, target, seq, env.ts, env.reason, out);
+          transitionTask(state, state.tasks.get(taskId)!, target, at, out);
         }
       }
       return;
@@ -201,15 +222,7 @@ export function foldEvent(state: ClusterState, seq: number, env: AnyEnvelope, ou
 }
 
 /** Run one request through the task machine and apply what it decides. */
-function transitionTask(
-  state: ClusterState,
-  task: TaskRecord,
-  to: TaskStateName,
-  seq: number,
-  ts: number,
-  reason: string,
-  out: Effect[] | undefined,
-): void {
+function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName, at: At, out: Effect[] | undefined): void {
   const max = task.maxTaskFailures;
   const bits =
     (task.service ? 1 : 0) |
@@ -222,7 +235,7 @@ function transitionTask(
     if (from === "PENDING") state.pending.delete(task.taskId);
     else if (step.next === "PENDING") state.pending.add(task.taskId);
     if (step.next === "KILLING") task.everKilling = true;
-    task.events.push({ seq, ts, state: step.next, reason });
+    record(task, at, step.next);
     const wasOn = ON_AGENT[from];
     const isOn = ON_AGENT[step.next];
     if (isOn && !wasOn) acquire(state, task);
@@ -243,7 +256,7 @@ function transitionTask(
         break;
       }
       case "TRANSITION_TO_LOST":
-        transitionTask(state, task, "LOST", seq, ts, `${reason}; the task cannot be reached, so it is lost`, out);
+        transitionTask(state, task, "LOST", at, out);
         break;
       case "LAUNCH":
         out?.push({ kind: "LAUNCH", taskId: task.taskId });
@@ -255,7 +268,7 @@ function transitionTask(
         if (task.state !== "DELETED") {
           const before = task.state;
           task.state = "DELETED";
-          task.events.push({ seq, ts, state: "DELETED", reason });
+          record(task, at, "DELETED");
           if (ON_AGENT[before]) release(state, task);
         }
         break;
@@ -263,6 +276,11 @@ function transitionTask(
         break; // the log is the store: the event itself is the save
     }
   }
+}
+
+function record(task: TaskRecord, at: At, to: TaskStateName): void {
+  task.history.push(at.seq, at.idx, at.ts, STATE_CODE[to]);
+  task.lastReason = at.reason;
 }
 
 function acquire(state: ClusterState, task: TaskRecord): void {

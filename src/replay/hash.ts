@@ -2,7 +2,7 @@
 // they hold the same data, whatever the order things were inserted in, in any version.
 
 import { createHash } from "node:crypto";
-import type { ClusterState } from "./state.js";
+import type { AgentRecord, ClusterState, JobRecord, TaskRecord } from "./state.js";
 
 /** A canonical JSON text: object keys sorted, Maps as sorted [key, value] pairs, Sets sorted. */
 export function canonical(value: unknown): string {
@@ -24,11 +24,62 @@ export function canonical(value: unknown): string {
   throw new Error(`cannot hash a ${typeof value}`);
 }
 
+/**
+ * The state digest, version 1: exactly these fields, by name. Golden logs pin their hash, so
+ * this projection only ever grows by adding a digest version; derived caches and indexes
+ * (TaskRecord.service, ClusterState.pending, …) stay out, and internal representation can change
+ * freely as long as the projection does not.
+ */
+export const STATE_DIGEST_VERSION = 1;
+
+function digestTask(t: TaskRecord) {
+  return {
+    job: t.job,
+    instance: t.instance,
+    configVersion: t.configVersion,
+    ancestorId: t.ancestorId,
+    successorId: t.successorId,
+    state: t.state,
+    failureCount: t.failureCount,
+    everKilling: t.everKilling,
+    agentId: t.agentId,
+    host: t.host,
+    ports: t.ports,
+    agentSeq: t.agentSeq,
+    exitCode: t.exitCode,
+    rescheduleWanted: t.rescheduleWanted,
+    history: t.history,
+    lastReason: t.lastReason,
+  };
+}
+
+function digestJob(j: JobRecord) {
+  return { config: j.config, configVersion: j.configVersion, configs: j.configs, createdSeq: j.createdSeq, createdTs: j.createdTs, instances: j.instances, killedInstances: j.killedInstances };
+}
+
+function digestAgent(a: AgentRecord) {
+  return {
+    host: a.host,
+    attributes: a.attributes,
+    resources: a.resources,
+    bootId: a.bootId,
+    state: a.state,
+    registeredSeq: a.registeredSeq,
+    registeredTs: a.registeredTs,
+    used: a.used,
+    usedPorts: a.usedPorts,
+    tasks: a.tasks,
+  };
+}
+
 export function stateHash(state: ClusterState): string {
   const h = createHash("sha256");
-  h.update(canonical({ seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies }));
-  for (const m of [state.jobs, state.tasks, state.agents] as Map<string, unknown>[]) {
-    for (const key of [...m.keys()].sort()) h.update(`${key}=${canonical(m.get(key))}\n`);
-  }
+  h.update(canonical({ digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies }));
+  const section = <T>(name: string, m: Map<string, T>, project: (v: T) => unknown) => {
+    for (const key of [...m.keys()].sort()) h.update(`${name}:${key}=${canonical(project(m.get(key)!))}\n`);
+  };
+  section("job", state.jobs, digestJob);
+  section("task", state.tasks, digestTask);
+  section("agent", state.agents, digestAgent);
   return h.digest("hex");
 }

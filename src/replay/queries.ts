@@ -2,8 +2,9 @@
 // themselves (when no leader is up). Pure functions; plain JSON out.
 
 import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
-import { ACTIVE_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
-import type { ClusterState, TaskRecord } from "./state.js";
+import type { LogRecord } from "../eventlog/envelope.js";
+import { ACTIVE_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import { HISTORY_STRIDE, type ClusterState, type TaskRecord } from "./state.js";
 
 export interface InstanceStatus {
   instance: number;
@@ -43,7 +44,17 @@ export interface TaskHistory {
   ports: Record<string, number>;
   failureCount: number;
   exitCode: number | null;
-  events: Array<{ seq: number; ts: number; state: TaskStateName; reason: string }>;
+  events: TaskHistoryEvent[];
+}
+
+export interface TaskHistoryEvent {
+  seq: number;
+  /** The index of the causing event within its record. */
+  idx: number;
+  ts: number;
+  state: TaskStateName;
+  /** The causing event's reason, read back from the log (null until filled in). */
+  reason: string | null;
 }
 
 /** Why a pending task waits, when the leader knows (placement vetoes are kept in memory). */
@@ -51,7 +62,7 @@ export type PendingReasons = ReadonlyMap<string, string>;
 
 function latestReason(t: TaskRecord, pending?: PendingReasons): string {
   if (t.state === "PENDING" && pending?.has(t.taskId)) return pending.get(t.taskId)!;
-  return t.events.length ? t.events[t.events.length - 1].reason : "";
+  return t.lastReason;
 }
 
 export function jobStatus(state: ClusterState, key: string, pending?: PendingReasons): JobStatus | null {
@@ -105,8 +116,29 @@ export function taskHistory(state: ClusterState, taskId: string): TaskHistory | 
     ports: t.ports ?? {},
     failureCount: t.failureCount,
     exitCode: t.exitCode,
-    events: t.events.map((e) => ({ ...e })),
+    events: historyOf(t),
   };
+}
+
+function historyOf(t: TaskRecord): TaskHistoryEvent[] {
+  const out: TaskHistoryEvent[] = [];
+  const h = t.history;
+  for (let i = 0; i < h.length; i += HISTORY_STRIDE) {
+    out.push({ seq: h[i], idx: h[i + 1], ts: h[i + 2], state: TASK_STATES[h[i + 3]], reason: null });
+  }
+  if (out.length) out[out.length - 1].reason = t.lastReason;
+  return out;
+}
+
+/** Fill in each history event's reason from the log (the events that caused them). */
+export async function withReasons(h: TaskHistory, log: { get(seq: number): Promise<LogRecord | null> }): Promise<TaskHistory> {
+  const records = new Map<number, LogRecord | null>();
+  for (const e of h.events) {
+    if (e.reason !== null) continue;
+    if (!records.has(e.seq)) records.set(e.seq, await log.get(e.seq));
+    e.reason = records.get(e.seq)?.events[e.idx]?.reason ?? "(record no longer in the log)";
+  }
+  return h;
 }
 
 /** True when every listed instance of the job has reached a terminal state. */

@@ -5,7 +5,7 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { decodeRecord, encodeRecord, pack } from "../../src/eventlog/envelope.js";
 import { foldRecord } from "../../src/replay/fold.js";
-import { stateHash } from "../../src/replay/hash.js";
+import { STATE_DIGEST_VERSION, stateHash } from "../../src/replay/hash.js";
 import { ClusterState } from "../../src/replay/state.js";
 import { syntheticLog } from "../../src/sim/synthetic.js";
 
@@ -18,5 +18,5 @@ records.forEach((r, i) => foldRecord(state, i + 1, decodeRecord(r)));
 writeFileSync(`${base}.log`, pack(records));
 writeFileSync(
   `${base}.json`,
-  JSON.stringify({ records: records.length, events: state.eventCount, tasks: state.tasks.size, jobs: state.jobs.size, agents: state.agents.size, stateHash: stateHash(state) }, null, 2) + "\n",
+  JSON.stringify({ records: records.length, stateDigest: STATE_DIGEST_VERSION, events: state.eventCount, tasks: state.tasks.size, jobs: state.jobs.size, agents: state.agents.size, stateHash: stateHash(state) }, null, 2) + "\n",
 );

@@ -64,6 +64,9 @@ export class ChainedMemoryLog implements EventLog, ChainedAppend {
   lastSeq(): Promise<number> {
     return this.inner.lastSeq();
   }
+  get(seq: number): Promise<LogRecord | null> {
+    return this.inner.get(seq);
+  }
   read(fromSeq: number): AsyncIterable<LogRecord> {
     return this.inner.read(fromSeq);
   }
@@ -156,6 +159,7 @@ export function instrument(
     append: (record: Uint8Array, expected: number, msgId: string) =>
       run({ expected, msgId, prevMsgId: undefined }, () => inner.append(record, expected, msgId)),
     lastSeq: () => inner.lastSeq(),
+    get: (seq: number) => inner.get(seq),
     read: (fromSeq: number) => inner.read(fromSeq),
     follow: (fromSeq: number, signal: AbortSignal) => inner.follow(fromSeq, signal),
     close: () => inner.close(),

@@ -1,0 +1,92 @@
+// `npm run bench -- replay`: how fast a scheduler rebuilds its state from the log.
+//
+// A 1M-event log of a realistic mix (src/sim/synthetic.ts: 200 agents, ~3,800 jobs, ~240k tasks;
+// task lifecycle events dominate) in records of up to 1,000 events (what group commit writes
+// under load).
+//   foldEventsPerSec           fold from memory (events already decoded), median of 5
+//   jetstreamReadEventsPerSec  read from a JetStream R1 stream, decode and fold, median of 3
+// The task table is compiled before timing (a one-off ~0.1 s at process start, reported apart).
+
+import { Appender } from "../src/eventlog/appender.js";
+import { decodeRecord, type AnyEnvelope } from "../src/eventlog/envelope.js";
+import { openJetStreamLog } from "../src/eventlog/jetstream.js";
+import { startNatsServer } from "../src/nats/server.js";
+import { foldRecord } from "../src/replay/fold.js";
+import { ClusterState } from "../src/replay/state.js";
+import { syntheticLog } from "../src/sim/synthetic.js";
+import { warmTaskTable } from "../src/statemachines/taskTable.js";
+
+const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 1_000_000);
+const PER_RECORD = 1000;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+const note = (msg: string) => process.stderr.write(`replay: ${msg}\n`);
+
+export default async function replayBench(): Promise<Record<string, number | string>> {
+  let t = performance.now();
+  warmTaskTable();
+  const tableCompileMs = performance.now() - t;
+
+  let records: AnyEnvelope[][] = [...syntheticLog({ seed: 20261121, events: EVENTS, eventsPerRecord: PER_RECORD })];
+  const events = records.reduce((n, r) => n + r.length, 0);
+  note(`${events} events in ${records.length} records`);
+
+  const foldRates: number[] = [];
+  let tasks = 0;
+  for (let run = 0; run < 5; run++) {
+    const state = new ClusterState();
+    t = performance.now();
+    for (let i = 0; i < records.length; i++) foldRecord(state, i + 1, records[i]);
+    const ms = performance.now() - t;
+    foldRates.push((state.eventCount / ms) * 1000);
+    tasks = state.tasks.size;
+    if (state.anomalies.length) throw new Error(`fold anomalies: ${JSON.stringify(state.anomalies.slice(0, 3))}`);
+    note(`fold run ${run + 1}: ${Math.round(foldRates[run])} events/s`);
+  }
+
+  const server = await startNatsServer();
+  try {
+    const log = await openJetStreamLog({ servers: server.url, stream: "REPLAYBENCH", replicas: 1 });
+    const appender = new Appender(log, { lastSeq: 0, writerId: "bench", maxEventsPerRecord: PER_RECORD });
+    t = performance.now();
+    await Promise.all(records.map((r) => appender.append(r)));
+    note(`wrote ${await log.lastSeq()} records in ${Math.round(performance.now() - t)} ms`);
+    // A scheduler starting up holds only the log it reads: drop the in-memory copy.
+    const nRecords = records.length;
+    records = [];
+    const readRates: number[] = [];
+    for (let run = 0; run < 3; run++) {
+      const state = new ClusterState();
+      t = performance.now();
+      for await (const r of log.read(1)) foldRecord(state, r.seq, r.events);
+      const ms = performance.now() - t;
+      readRates.push((state.eventCount / ms) * 1000);
+      note(`jetstream read+decode+fold run ${run + 1}: ${Math.round(readRates[run])} events/s`);
+    }
+    // Decode alone, for the breakdown.
+    const raw: Uint8Array[] = [];
+    for await (const r of log.readRaw(1)) raw.push(r.data);
+    t = performance.now();
+    let n = 0;
+    for (const b of raw) n += decodeRecord(b).length;
+    const decodeEventsPerSec = (n / (performance.now() - t)) * 1000;
+    await log.close();
+    return {
+      foldEventsPerSec: Math.round(median(foldRates)),
+      jetstreamReadEventsPerSec: Math.round(median(readRates)),
+      decodeEventsPerSec: Math.round(decodeEventsPerSec),
+      events,
+      records: nRecords,
+      tasks,
+      tableCompileMs: Math.round(tableCompileMs),
+      foldRuns: foldRates.map(Math.round).join(","),
+      readRuns: readRates.map(Math.round).join(","),
+    };
+  } finally {
+    await server.stop();
+  }
+}

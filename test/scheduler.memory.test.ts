@@ -113,3 +113,41 @@ describe("scheduler on the in-memory log", () => {
     expect(st.instances[0].reason).toMatch(/Insufficient: cpus/);
   });
 });
+
+describe("status ingestion", () => {
+  it("appends a status once, however often the agent delivers it", async () => {
+    await c.scheduler.intake.create({ spec: spec("dup", { service: true }) });
+    await waitFor(c.scheduler, () => states(c, "www-data/devel/dup")[0] === "RUNNING", "RUNNING");
+    const t = c.scheduler.state.tasks.get(jobStatus(c.scheduler.state, "www-data/devel/dup")!.instances[0].taskId)!;
+    const before = c.scheduler.state.seq;
+    const dup = { agentId: t.agentId!, update: { taskId: t.taskId, seq: t.agentSeq, state: "RUNNING" as const, ts: 1 } };
+    for (let i = 0; i < 3; i++) expect(await c.scheduler.statusIngest.handle(dup)).toEqual({ ok: true, value: { duplicate: true } });
+    expect(c.scheduler.state.seq).toBe(before);
+  });
+
+  it("kills a task an agent runs that the log does not know, and logs nothing for it", async () => {
+    const before = c.scheduler.state.seq;
+    const agent = { agentId: "agent-stray" };
+    const killed: string[] = [];
+    const off = c.bus.serve(`roost.agent.${agent.agentId}.kill`, (d) => {
+      killed.push((d as { taskId: string }).taskId);
+      return { ok: true };
+    });
+    try {
+      const r = await c.scheduler.statusIngest.handle({ agentId: agent.agentId, update: { taskId: "ghost-task", seq: 1, state: "RUNNING", ts: 1 } });
+      expect(r).toEqual({ ok: true, value: { duplicate: false } });
+      await new Promise<void>((resolve) => {
+        const check = () => (killed.includes("ghost-task") ? resolve() : setImmediate(check));
+        check();
+      });
+    } finally {
+      off();
+    }
+    expect(c.scheduler.state.seq).toBe(before);
+  });
+
+  it("refuses a malformed status update with what is wrong", async () => {
+    const r = await c.scheduler.statusIngest.handle({ agentId: "agent-1", update: { taskId: 5 } } as never);
+    expect(r).toEqual({ ok: false, error: "status update must have taskId (string), seq (number) and state (string)" });
+  });
+});

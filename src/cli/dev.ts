@@ -41,6 +41,8 @@ async function waitReady(nats: string, agents: number, timeoutMs = 60_000): Prom
 export interface DevFlags {
   agents: number;
   nats?: string;
+  /** Run on the in-process log and bus even when a nats-server is available. */
+  embedded?: boolean;
   dir: string;
   json: boolean;
 }
@@ -78,7 +80,7 @@ export async function runDev(f: DevFlags): Promise<void> {
   process.once("SIGTERM", () => void stopAll(0));
 
   let natsUrl = f.nats;
-  if (!natsUrl && findNatsServer()) {
+  if (!natsUrl && !f.embedded && findNatsServer()) {
     const server: NatsServerHandle = await startNatsServer({ dir: join(dir, "nats") });
     stops.push(() => server.stop());
     natsUrl = server.url;
@@ -122,7 +124,11 @@ export async function runDev(f: DevFlags): Promise<void> {
     await waitReady(natsUrl, f.agents);
     say(`scheduler and ${f.agents} agents started; logs in ${join(dir, "logs")}`, { agents: f.agents });
   } else {
-    say("no nats-server found on PATH: running embedded (in-process log and bus; the log is not kept after exit)", { embedded: true });
+    say(
+      (f.embedded ? "--embedded" : "no nats-server found on PATH") +
+        ": running embedded (in-process log and bus; the log is not kept after exit)",
+      { embedded: true },
+    );
     const bus = new MemoryBus();
     const log = new MemoryLog();
     const logger = makeLogger("dev");

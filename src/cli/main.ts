@@ -77,8 +77,9 @@ program
   .option("--agents <n>", "number of agents", (v) => Number(v), 3)
   .option("--nats <url>", "use this nats-server instead of starting one")
   .option("--dir <dir>", "state directory", ".roost")
+  .option("--embedded", "run on an in-process log and bus, without nats-server")
   .option("--json", "machine-readable output (one JSON object per line)")
-  .action(async (o) => runDev({ agents: o.agents, nats: o.nats, dir: o.dir, json: !!o.json }));
+  .action(async (o) => runDev({ agents: o.agents, nats: o.nats, dir: o.dir, json: !!o.json, embedded: !!o.embedded }));
 
 program
   .command("scheduler")

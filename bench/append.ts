@@ -11,24 +11,13 @@ import { Appender } from "../src/eventlog/appender.js";
 import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { openJetStreamLog } from "../src/eventlog/jetstream.js";
 import { startNatsServer } from "../src/nats/server.js";
+import { Rng } from "../src/sim/rng.js";
 import type { TaskStateName } from "../src/statemachines/taskStates.js";
 
 const env = (k: string, d: number): number => {
   const v = process.env[k];
   return v === undefined || v === "" ? d : Number(v);
 };
-
-/** Deterministic PRNG (mulberry32) so every run issues the same requests. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const STATES: TaskStateName[] = ["ASSIGNED", "STARTING", "RUNNING", "FINISHED", "FAILED", "KILLING", "KILLED", "LOST"];
 const JOBS = ["www-data/prod/hello", "www-data/prod/frontend", "batch/devel/reindex", "infra/prod/log-shipper"];
@@ -59,7 +48,8 @@ const POOL_MASK = POOL_SIZE - 1;
 let poolCache: AnyEnvelope[] | null = null;
 function eventPool(): AnyEnvelope[] {
   if (poolCache) return poolCache;
-  const r = rng(7);
+  const rand = new Rng(7);
+  const r = () => rand.next();
   const pool = new Array<AnyEnvelope>(POOL_SIZE);
   for (let i = 0; i < POOL_SIZE; i++) pool[i] = makeEvent(i, r);
   return (poolCache = pool);
@@ -81,7 +71,8 @@ async function oneRun(url: string, stream: string, totalEvents: number, window: 
       maxEventsPerRecord: env("ROOST_BENCH_MAX_EVENTS", 1000),
       maxInFlight: env("ROOST_BENCH_MAX_INFLIGHT", 32),
     });
-    const r = rng(42);
+    const rand = new Rng(42);
+    const r = () => rand.next();
     const fresh = env("ROOST_BENCH_FRESH_EVENTS", 0) === 1;
     const pool = fresh ? [] : eventPool();
     let issued = 0;

@@ -27,6 +27,9 @@ function spec(name: string, over: Record<string, unknown> = {}) {
   };
 }
 
+/** The pid the agent reported with RUNNING ("processes started (pids N)"). */
+const runningPid = (taskId: string) => Number(/pids (\d+)/.exec(c.scheduler.state.tasks.get(taskId)!.lastReason)![1]);
+
 const states = (c: TestCluster, job: string) => jobStatus(c.scheduler.state, job)!.instances.map((i) => i.state);
 
 describe("scheduler on the in-memory log", () => {
@@ -44,15 +47,13 @@ describe("scheduler on the in-memory log", () => {
   });
 
   it("reschedules a service task whose process died, with its ancestor linked", async () => {
-    await c.scheduler.intake.create({ spec: spec("svc", { service: true, processes: [{ name: "main", cmdline: "echo $$ > pid; exec sleep 1000" }] }) });
+    await c.scheduler.intake.create({ spec: spec("svc", { service: true, processes: [{ name: "main", cmdline: "exec sleep 1000" }] }) });
     await waitFor(c.scheduler, () => states(c, "www-data/devel/svc")[0] === "RUNNING", "RUNNING");
     const first = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
     const agent = c.agents.find((a) => a.executor.isRunning(first.taskId))!;
-    // Kill the process by hand, as an operator would.
-    const { readFileSync } = await import("node:fs");
-    const { join } = await import("node:path");
-    const pidFile = join(c.dir, agent.agentId, "sandboxes", first.taskId, "pid");
-    process.kill(Number(readFileSync(pidFile, "utf8").trim()), "SIGKILL");
+    // Kill the process by hand, as an operator would (the RUNNING reason names its pid).
+    expect(agent).toBeDefined();
+    process.kill(runningPid(first.taskId), "SIGKILL");
     await waitFor(c.scheduler, () => {
       const i = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
       return i.taskId !== first.taskId && i.state === "RUNNING";
@@ -84,14 +85,9 @@ describe("scheduler on the in-memory log", () => {
   });
 
   it("kills a job: every instance ends KILLED and no process is left", async () => {
-    await c.scheduler.intake.create({ spec: spec("doomed", { instances: 2, service: true, processes: [{ name: "main", cmdline: "echo $$ > pid; sleep 1000 & wait" }] }) });
+    await c.scheduler.intake.create({ spec: spec("doomed", { instances: 2, service: true, processes: [{ name: "main", cmdline: "sleep 1000 & wait" }] }) });
     await waitFor(c.scheduler, () => states(c, "www-data/devel/doomed").every((s) => s === "RUNNING"), "RUNNING");
-    const { readFileSync } = await import("node:fs");
-    const { join } = await import("node:path");
-    const pids = jobStatus(c.scheduler.state, "www-data/devel/doomed")!.instances.map((i) => {
-      const t = c.scheduler.state.tasks.get(i.taskId)!;
-      return Number(readFileSync(join(c.dir, t.agentId!, "sandboxes", i.taskId, "pid"), "utf8").trim());
-    });
+    const pids = jobStatus(c.scheduler.state, "www-data/devel/doomed")!.instances.map((i) => runningPid(i.taskId));
     await c.scheduler.intake.kill({ job: "www-data/devel/doomed", user: "bob" });
     await waitFor(c.scheduler, () => states(c, "www-data/devel/doomed").every((s) => s === "KILLED"), "KILLED");
     for (const pid of pids) expect(isAlive(pid)).toBe(false);

@@ -15,6 +15,10 @@ export class Placement {
 
   constructor(private readonly s: Scheduler) {}
 
+  get busy(): boolean {
+    return this.running;
+  }
+
   kick(): void {
     if (this.stopped) return;
     if (this.running) {

@@ -12,6 +12,10 @@ export class Rescheduler {
 
   constructor(private readonly s: Scheduler) {}
 
+  get busy(): boolean {
+    return this.scheduled || this.inFlight.size > 0;
+  }
+
   reschedule(taskId: string): void {
     if (this.inFlight.has(taskId)) return;
     this.queue.add(taskId);

@@ -25,6 +25,7 @@ import { AgentRegistry } from "./agentRegistry.js";
 import { JobIntake } from "./jobIntake.js";
 import { Launcher } from "./launcher.js";
 import { Placement } from "./placement.js";
+import { AURORA_POLICY, type SchedulingPolicy } from "./policy.js";
 import { randomIds, systemClock, type Clock, type Ids } from "./ports.js";
 import { Rescheduler } from "./rescheduler.js";
 import { StatusIngest } from "./statusIngest.js";
@@ -44,6 +45,8 @@ export interface SchedulerOptions {
   retryMs?: number;
   /** Called once if this scheduler loses the log (fenced) or fails; default: log it. */
   onFatal?: (err: Error) => void;
+  /** Scheduling rules' timings and knobs; defaults are Aurora's. */
+  policy?: Partial<SchedulingPolicy>;
 }
 
 export class Scheduler {
@@ -57,6 +60,7 @@ export class Scheduler {
   readonly pid: number;
   readonly agentRequestTimeoutMs: number;
   readonly retryMs: number;
+  readonly policy: SchedulingPolicy;
   epoch = 0;
   role: "replaying" | "leader" | "stopped" = "replaying";
 
@@ -86,6 +90,7 @@ export class Scheduler {
     this.schedulerId = opts.schedulerId ?? `${this.host}:${this.pid}`;
     this.agentRequestTimeoutMs = opts.agentRequestTimeoutMs ?? 5000;
     this.retryMs = opts.retryMs ?? 1000;
+    this.policy = { ...AURORA_POLICY, ...opts.policy };
     this.onFatal = opts.onFatal ?? ((err) => this.log.fatal({ err }, "scheduler stopped"));
     this.intake = new JobIntake(this);
     this.placement = new Placement(this);
@@ -128,6 +133,15 @@ export class Scheduler {
 
   get leading(): boolean {
     return this.role === "leader";
+  }
+
+  /**
+   * True while work started by an event is still under way inside the scheduler (appends on the
+   * wire, a placement round, reschedules being written). The simulator settles on !busy().
+   */
+  busy(): boolean {
+    const a = this.appender?.pending;
+    return (a !== undefined && (a.requests > 0 || a.records > 0)) || this.placement.busy || this.rescheduler.busy;
   }
 
   /** A new correlation id for a request that starts here. */

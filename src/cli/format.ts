@@ -73,6 +73,18 @@ export function formatEvent(seq: number, idx: number, e: AnyEnvelope): string {
     case "AgentStateChanged":
       what = `agent=${e.data.agentId} to=${e.data.to}`;
       break;
+    case "JobInstancesAdded":
+      what = `job=${e.data.job} count=${e.data.count} user=${e.data.user}`;
+      break;
+    case "QuotaSet":
+      what = `role=${e.data.role} cpus=${e.data.cpus} ramMb=${e.data.ramMb} diskMb=${e.data.diskMb} user=${e.data.user}`;
+      break;
+    case "SlotReserved":
+      what = `task=${e.data.taskId} agent=${e.data.agentId} victims=${e.data.victims.join(",")} until=${iso(e.data.expiresTs)}`;
+      break;
+    case "SlotReleased":
+      what = `task=${e.data.taskId} agent=${e.data.agentId}`;
+      break;
     case "LeaderElected":
       what = `scheduler=${e.data.schedulerId} epoch=${e.data.epoch} host=${e.data.host} pid=${e.data.pid}`;
       break;

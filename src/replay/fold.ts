@@ -75,6 +75,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
       if (task.state !== "PENDING") return anomaly(state, seq, env.type, `task ${d.taskId} is ${task.state}, not PENDING`);
       task.agentId = agent.agentId; // shared strings, not decoded copies
       task.host = agent.host;
+      state.reservations.delete(d.taskId);
       task.ports = d.ports;
       transitionTask(state, task, "ASSIGNED", at, out);
       return;
@@ -106,6 +107,8 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
         successorId: null,
         history: [],
         lastReason: "",
+        throttleMs: d.throttleMs ?? 0,
+        throttledUntil: d.state === "THROTTLED" ? env.ts + (d.throttleMs ?? 0) : 0,
       };
       state.tasks.set(d.taskId, task);
       job.instances.set(d.instance, d.taskId);
@@ -209,6 +212,30 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
       }
       return;
     }
+    case "JobInstancesAdded": {
+      const d = env.data;
+      const job = state.jobs.get(d.job);
+      if (!job) return anomaly(state, seq, env.type, `unknown job ${d.job}`);
+      job.config = { ...job.config, instances: job.config.instances + d.count };
+      return;
+    }
+    case "QuotaSet": {
+      const d = env.data;
+      state.quotas.set(d.role, { cpus: d.cpus, ramMb: d.ramMb, diskMb: d.diskMb });
+      return;
+    }
+    case "SlotReserved": {
+      const d = env.data;
+      if (!state.tasks.has(d.taskId)) return anomaly(state, seq, env.type, `unknown task ${d.taskId}`);
+      if (!state.agents.has(d.agentId)) return anomaly(state, seq, env.type, `unknown agent ${d.agentId}`);
+      state.reservations.set(d.taskId, { taskId: d.taskId, agentId: d.agentId, victims: d.victims, expiresTs: d.expiresTs });
+      return;
+    }
+    case "SlotReleased": {
+      const r = state.reservations.get(env.data.taskId);
+      if (r && r.agentId === env.data.agentId) state.reservations.delete(env.data.taskId);
+      return;
+    }
     case "LeaderElected": {
       const d = env.data;
       state.leader = { schedulerId: d.schedulerId, epoch: d.epoch, host: d.host, pid: d.pid, seq, ts: env.ts };
@@ -236,6 +263,7 @@ function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName
     else if (step.next === "PENDING") state.pending.add(task.taskId);
     if (step.next === "KILLING") task.everKilling = true;
     record(task, at, step.next);
+    if (TERMINAL_STATES.has(step.next)) state.reservations.delete(task.taskId);
     const wasOn = ON_AGENT[from];
     const isOn = ON_AGENT[step.next];
     if (isOn && !wasOn) acquire(state, task);

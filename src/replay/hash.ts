@@ -50,6 +50,8 @@ function digestTask(t: TaskRecord) {
     rescheduleWanted: t.rescheduleWanted,
     history: t.history,
     lastReason: t.lastReason,
+    // Added after digest v1 was first pinned: present only when set, so older logs hash as before.
+    ...(t.throttleMs ? { throttleMs: t.throttleMs, throttledUntil: t.throttledUntil } : {}),
   };
 }
 
@@ -75,6 +77,9 @@ function digestAgent(a: AgentRecord) {
 export function stateHash(state: ClusterState): string {
   const h = createHash("sha256");
   h.update(canonical({ digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies }));
+  // Sections added after v1 was pinned hash nothing when empty, so older logs hash as before.
+  if (state.quotas.size) h.update(`quotas=${canonical(state.quotas)}\n`);
+  if (state.reservations.size) h.update(`reservations=${canonical(state.reservations)}\n`);
   const section = <T>(name: string, m: Map<string, T>, project: (v: T) => unknown) => {
     for (const key of [...m.keys()].sort()) h.update(`${name}:${key}=${canonical(project(m.get(key)!))}\n`);
   };

@@ -42,6 +42,23 @@ export interface TaskRecord {
   history: TaskHistoryEntries;
   /** The reason of the newest state change (the rest are in the log). */
   lastReason: string;
+  /** The flap penalty this task was created with (0 = none), and when it may run (event ts). */
+  throttleMs: number;
+  throttledUntil: number;
+}
+
+/** A slot the preemptor holds on an agent for a pending task (Aurora holds it 5 min). */
+export interface Reservation {
+  taskId: string;
+  agentId: string;
+  victims: string[];
+  expiresTs: number;
+}
+
+export interface Quota {
+  cpus: number;
+  ramMb: number;
+  diskMb: number;
 }
 
 export interface JobRecord {
@@ -87,6 +104,10 @@ export class ClusterState {
   readonly jobs = new Map<JobKeyString, JobRecord>();
   readonly tasks = new Map<string, TaskRecord>();
   readonly agents = new Map<string, AgentRecord>();
+  /** Production quota per role. A role without an entry has none (zero). */
+  readonly quotas = new Map<string, Quota>();
+  /** Held slots, by the pending task they are held for. */
+  readonly reservations = new Map<string, Reservation>();
   /** Derived index: PENDING tasks, in the order they became PENDING. Not hashed. */
   readonly pending = new Set<string>();
   /** Events the fold could not apply (a writer bug): kept, never thrown, so replay never bricks. */

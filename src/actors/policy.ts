@@ -1,0 +1,39 @@
+// Scheduling policy: every timing and knob of Aurora's rules, with Aurora's defaults
+// (aurora.md §1–2). Tests and the simulator shorten them; production keeps them.
+
+export interface SchedulingPolicy {
+  /** "spread" (default: least loaded host first) or "binpack" (fullest host that fits). */
+  placementMode: "spread" | "binpack";
+  /** Feasible candidates to compare before choosing (Nomad-style limit); the scan stops there. */
+  candidateLimit: number;
+  /** A task that ran less than this before ending is flapping (Aurora: 5 min). */
+  flapThresholdMs: number;
+  /** Flap penalty: truncated binary backoff from initial to max (Aurora: 30 s → 5 min). */
+  throttleInitialMs: number;
+  throttleMaxMs: number;
+  /** ASSIGNED, KILLING, RESTARTING, PREEMPTING or DRAINING this long ends in LOST (5 min). */
+  transientTimeoutMs: number;
+  /** A task group that failed to place retries with backoff from initial to max (1 s → 1 min). */
+  groupBackoffInitialMs: number;
+  groupBackoffMaxMs: number;
+  /** A pending task may preempt only after waiting this long (Aurora: 3 min). */
+  preemptionDelayMs: number;
+  /** How often the preemptor looks for victims (Aurora: 1 min). */
+  preemptionIntervalMs: number;
+  /** How long a slot freed by preemption is held for its task (Aurora: 5 min). */
+  reservationMs: number;
+}
+
+export const AURORA_POLICY: SchedulingPolicy = {
+  placementMode: "spread",
+  candidateLimit: 16,
+  flapThresholdMs: 5 * 60_000,
+  throttleInitialMs: 30_000,
+  throttleMaxMs: 5 * 60_000,
+  transientTimeoutMs: 5 * 60_000,
+  groupBackoffInitialMs: 1_000,
+  groupBackoffMaxMs: 60_000,
+  preemptionDelayMs: 3 * 60_000,
+  preemptionIntervalMs: 60_000,
+  reservationMs: 5 * 60_000,
+};

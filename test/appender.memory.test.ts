@@ -1,26 +1,27 @@
-// Appender properties against the in-memory log: plain MemoryLog (no previous-record check, so one
-// record in flight) and MemoryLog with the JetStream-style previous-msgId check (pipelined).
+// Appender properties against the in-memory log: MemoryLog, which has the JetStream-style
+// previous-msgId check (pipelined), and MemoryLog behind a wrapper that hides that check (so one
+// record in flight).
 
 import { describe, expect, it } from "vitest";
 import { Appender, supportsChainedAppend } from "../src/eventlog/appender.js";
 import { FencedError } from "../src/eventlog/log.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
 import { appenderSuite } from "./support/appenderSuite.js";
-import { ChainedMemoryLog, ev } from "./support/logs.js";
+import { ev, unchained } from "./support/logs.js";
 
-appenderSuite("MemoryLog", async () => new MemoryLog(), { pipelined: false });
-appenderSuite("MemoryLog with previous-record fencing", async () => new ChainedMemoryLog(), { pipelined: true });
+appenderSuite("MemoryLog (previous-record fencing)", async () => new MemoryLog(), { pipelined: true });
+appenderSuite("MemoryLog without previous-record fencing", async () => unchained(new MemoryLog()), { pipelined: false });
 
 describe("Appender capability detection", () => {
   it("pipelines only over logs that fence on the previous record", () => {
-    expect(supportsChainedAppend(new MemoryLog())).toBe(false);
-    expect(supportsChainedAppend(new ChainedMemoryLog())).toBe(true);
-    expect(new Appender(new MemoryLog(), { lastSeq: 0, writerId: "x", maxInFlight: 8 }).pipelineDepth).toBe(1);
-    expect(new Appender(new ChainedMemoryLog(), { lastSeq: 0, writerId: "x", maxInFlight: 8 }).pipelineDepth).toBe(8);
+    expect(supportsChainedAppend(unchained(new MemoryLog()))).toBe(false);
+    expect(supportsChainedAppend(new MemoryLog())).toBe(true);
+    expect(new Appender(unchained(new MemoryLog()), { lastSeq: 0, writerId: "x", maxInFlight: 8 }).pipelineDepth).toBe(1);
+    expect(new Appender(new MemoryLog(), { lastSeq: 0, writerId: "x", maxInFlight: 8 }).pipelineDepth).toBe(8);
   });
 
-  it("ChainedMemoryLog answers duplicates first, then checks the previous msgId, then the sequence", async () => {
-    const log = new ChainedMemoryLog();
+  it("MemoryLog answers duplicates first, then checks the previous msgId, then the sequence", async () => {
+    const log = new MemoryLog();
     const rec = new Uint8Array([0x90]);
     expect(await log.appendAfter(rec, 0, "a:1", undefined)).toEqual({ seq: 1, duplicate: false });
     await expect(log.appendAfter(rec, 1, "b:2", "b:1")).rejects.toBeInstanceOf(FencedError);

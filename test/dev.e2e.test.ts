@@ -92,7 +92,10 @@ describe("roost dev, end to end", () => {
     await tail.until(stateEvent(replacement, "RUNNING"), "the replacement RUNNING");
     const hist = await roostJson<TaskHistory>(["task", "history", replacement], dir);
     expect(hist.ancestorId).toBe(victim.taskId);
-    expect(hist.events.map((e) => e.state)).toEqual(["PENDING", "ASSIGNED", "STARTING", "RUNNING"]);
+    // It ran for well under 5 minutes, so it is flapping: the replacement serves a flap penalty first.
+    expect(hist.events.map((e) => e.state)).toEqual(["THROTTLED", "PENDING", "ASSIGNED", "STARTING", "RUNNING"]);
+    expect(hist.events[0].reason).toMatch(/flapping \(it ran .* < 5m\): throttled for 2s/);
+    expect(hist.events[1].reason).toMatch(/flap penalty of 2s served/);
     expect(hist.events.every((e) => (e.reason ?? "").length > 0)).toBe(true);
   }, 60_000);
 

@@ -103,7 +103,8 @@ describe("scheduler on the in-memory log", () => {
 
   it("keeps a task PENDING with the reason when nothing fits", async () => {
     await c.scheduler.intake.create({ spec: spec("huge", { resources: { cpus: 64, ramMb: 16, diskMb: 16 } }) });
-    await waitFor(c.scheduler, () => c.scheduler.placement.pendingReasons.size > 0, "a pending reason");
+    const id = jobStatus(c.scheduler.state, "www-data/devel/huge")!.instances[0].taskId;
+    await waitFor(c.scheduler, () => c.scheduler.placement.reasonFor(id) !== undefined, "a pending reason");
     const st = jobStatus(c.scheduler.state, "www-data/devel/huge", c.scheduler.placement.pendingReasons)!;
     expect(st.instances[0].state).toBe("PENDING");
     expect(st.instances[0].reason).toMatch(/Insufficient: cpus/);

@@ -3,9 +3,11 @@
 // was wrong and which rule it broke.
 
 import { API_PREFIX, type Reply } from "../bus/bus.js";
-import { jobKeyString, parseJobKey } from "../domain/types.js";
+import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
+import { amountsOf, consumesQuota, quotaBelowUsage, quotaCheck, quotaOf, quotaReport, type Amounts, type QuotaReport } from "../quota/quota.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { SpecError, validateJobSpec } from "../spec/jobSpec.js";
+import { IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, MAX_INSTANCES } from "../spec/schema.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { taskIdFor } from "./ports.js";
 import type { Scheduler } from "./scheduler.js";
@@ -20,6 +22,19 @@ export interface KillJobRequest {
   user?: string;
 }
 
+export interface AddInstancesRequest {
+  job: string;
+  count: number;
+  user?: string;
+}
+export interface SetQuotaRequest {
+  role: string;
+  cpus: number;
+  ramMb: number;
+  diskMb: number;
+  user?: string;
+}
+
 export class RequestError extends Error {
   override name = "RequestError";
 }
@@ -28,11 +43,20 @@ type Op = (req: any) => unknown | Promise<unknown>;
 
 export class JobIntake {
   private readonly ops: Record<string, Op>;
+  /**
+   * Writes whose check reads state another such write changes (quota, job existence) run one
+   * at a time: the check and the commit of one finish before the next check, or two requests
+   * could each fit the quota alone and overrun it together.
+   */
+  private writes: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly s: Scheduler) {
     this.ops = {
       "job.create": (r: CreateJobRequest) => this.create(r),
       "job.kill": (r: KillJobRequest) => this.kill(r),
+      "job.add": (r: AddInstancesRequest) => this.add(r),
+      "quota.get": (r: { role: string }) => quotaReport(this.s.state, need(r?.role, "role")),
+      "quota.set": (r: SetQuotaRequest) => this.setQuota(r),
       "job.status": (r: { job: string }) => {
         const st = jobStatus(this.s.state, need(r?.job, "job"), this.s.placement.pendingReasons);
         if (!st) throw new RequestError(`job ${r.job} does not exist`);
@@ -77,7 +101,18 @@ export class JobIntake {
     ];
   }
 
-  async create(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
+  /** Run `fn` after every earlier serialised write has been committed (or refused). */
+  private serialised<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(fn, fn);
+    this.writes = run.catch(() => undefined);
+    return run;
+  }
+
+  create(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
+    return this.serialised(() => this.doCreate(req));
+  }
+
+  private async doCreate(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
     const s = this.s;
     const config = validateJobSpec(req?.spec);
     const key = jobKeyString(config);
@@ -87,6 +122,10 @@ export class JobIntake {
       if (active.length > 0) {
         throw new RequestError(`job ${key} already exists with ${active.length} active task(s); rule: one job per role/environment/name — kill it first`);
       }
+    }
+    if (consumesQuota(config.task)) {
+      const short = quotaCheck(s.state, config.role, amountsOf(config.task, config.instances));
+      if (short) throw new RequestError(`cannot create job ${key} (${config.instances} × ${per(config.task.resources)}): ${short}`);
     }
     const user = typeof req.user === "string" && req.user ? req.user : "unknown";
     const corr = s.corr("create");
@@ -136,6 +175,119 @@ export class JobIntake {
       ),
     ]);
     return { job: key, instances, seq };
+  }
+
+  add(req: AddInstancesRequest): Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }> {
+    return this.serialised(() => this.doAdd(req));
+  }
+
+  /** Aurora's addInstances: new instances config.instances … +count−1, with the job's current config. */
+  private async doAdd(req: AddInstancesRequest): Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }> {
+    const s = this.s;
+    const key = jobKeyOf(req?.job);
+    const count = req.count;
+    if (typeof count !== "number" || !Number.isInteger(count) || count < 1 || count > MAX_INSTANCES) {
+      throw new RequestError(`request field "count" must be an integer from 1 to ${MAX_INSTANCES} (got ${show(count)})`);
+    }
+    const job = s.state.jobs.get(key);
+    if (!job) throw new RequestError(`job ${key} does not exist; rule: instances can only be added to an existing job — create it first`);
+    const cfg = job.configs[job.configVersion];
+    if (!cfg) throw new RequestError(`job ${key} has no config version ${job.configVersion}; rule: added instances run the job's current config`);
+    const active = [...job.instances.values()].filter((id) => !TERMINAL_STATES.has(s.state.tasks.get(id)!.state)).length;
+    if (active === 0) {
+      throw new RequestError(`job ${key} has no active tasks; rule: instances can only be added to a running job — create it again instead`);
+    }
+    const from = job.config.instances;
+    if (from + count > MAX_INSTANCES) {
+      throw new RequestError(`job ${key} has ${from} instances; adding ${count} would make ${from + count}; rule: at most ${MAX_INSTANCES} instances per job`);
+    }
+    if (consumesQuota(cfg)) {
+      const short = quotaCheck(s.state, job.config.role, amountsOf(cfg, count));
+      if (short) throw new RequestError(`cannot add ${count} instance(s) to job ${key} (${count} × ${per(cfg.resources)}): ${short}`);
+    }
+    const user = userOf(req);
+    const corr = s.corr("add");
+    const instances: number[] = [];
+    const taskIds: string[] = [];
+    const events = [
+      s.event("JobInstancesAdded", { job: key, count, user }, `${count} instance(s) added to job ${key} by ${user}: instances ${from}-${from + count - 1}`, corr),
+    ];
+    for (let i = from; i < from + count; i++) {
+      const taskId = taskIdFor(key, i, s.ids);
+      instances.push(i);
+      taskIds.push(taskId);
+      events.push(
+        s.event(
+          "TaskCreated",
+          { taskId, job: key, instance: i, configVersion: job.configVersion, ancestorId: null, failureCount: 0, state: "PENDING" },
+          `instance ${i} added to job ${key} (added by ${user})`,
+          corr,
+        ),
+      );
+    }
+    const seq = await s.commit(events);
+    return { job: key, instances, taskIds, seq };
+  }
+
+  setQuota(req: SetQuotaRequest): Promise<QuotaReport> {
+    return this.serialised(() => this.doSetQuota(req));
+  }
+
+  /** Aurora's setQuota (admin): a role's production quota, never below what it uses now. */
+  private async doSetQuota(req: SetQuotaRequest): Promise<QuotaReport> {
+    const s = this.s;
+    const problems: string[] = [];
+    const role = req?.role;
+    if (typeof role !== "string" || role.length === 0) problems.push(`role: must be a non-empty string (got ${show(role)})`);
+    else if (!new RegExp(IDENTIFIER_PATTERN).test(role) || role.length > IDENTIFIER_MAX_LENGTH) {
+      problems.push(`role: must be a role name (letters, digits, _ . -; at most ${IDENTIFIER_MAX_LENGTH} characters) (got ${show(role)})`);
+    }
+    const cpus = req?.cpus;
+    if (typeof cpus !== "number" || !Number.isFinite(cpus) || cpus < 0) problems.push(`cpus: must be a finite number ≥ 0 (got ${show(cpus)})`);
+    for (const f of ["ramMb", "diskMb"] as const) {
+      const v = req?.[f];
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 0) problems.push(`${f}: must be an integer ≥ 0 (got ${show(v)})`);
+    }
+    if (problems.length > 0) {
+      throw new RequestError(`invalid quota.set request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${problems.join("; ")}`);
+    }
+    const to: Amounts = { cpus: req.cpus, ramMb: req.ramMb, diskMb: req.diskMb };
+    const below = quotaBelowUsage(s.state, role as string, to);
+    if (below) throw new RequestError(below);
+    const user = userOf(req);
+    const was = s.state.quotas.has(role as string) ? amounts(quotaOf(s.state, role as string)) : "none";
+    await s.commit([
+      s.event("QuotaSet", { role: role as string, ...to, user }, `quota of role ${role} set by ${user}: ${amounts(to)} (was ${was})`, s.corr("quota")),
+    ]);
+    return quotaReport(s.state, role as string);
+  }
+}
+
+function amounts(a: Amounts): string {
+  return `cpus ${a.cpus}, ramMb ${a.ramMb}, diskMb ${a.diskMb}`;
+}
+
+/** One task's resources, for messages. */
+function per(r: Amounts): string {
+  return amounts(r);
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (typeof v === "number") return String(v);
+  return JSON.stringify(v) ?? String(v);
+}
+
+function userOf(req: { user?: unknown }): string {
+  return typeof req.user === "string" && req.user ? req.user : "unknown";
+}
+
+function jobKeyOf(v: unknown): JobKeyString {
+  const s = need(v, "job");
+  try {
+    return jobKeyString(parseJobKey(s));
+  } catch {
+    throw new RequestError(`request field "job" must have the form ROLE/ENV/NAME (got ${show(s)})`);
   }
 }
 

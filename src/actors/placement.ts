@@ -1,23 +1,61 @@
-// Placement actor: one round at a time over the PENDING tasks; each round's decisions are
-// committed together, and the next round starts after they are folded, so resources are never
-// double-booked. Why a task could not be placed is kept in memory (as Aurora does) and shown
-// by `roost job status`.
+// Placement actor: rounds over the PENDING tasks, one at a time; each round's decisions are
+// committed together and folded before the next round starts, so resources are never
+// double-booked.
+//
+// Tasks are grouped by identical configuration (job + config version), and groups take turns
+// in batches, so a large job cannot starve a small one. A group whose next task fits nowhere
+// stops for the round, records why (shown by `roost job status`), and backs off (1 s → 1 min,
+// doubling) unless capacity changes first. Pending reasons are kept in memory, as in Aurora:
+// they describe the present, not history.
 
-import { firstFit } from "../scheduling/firstFit.js";
+import { TaskGroup } from "../scheduling/feasible.js";
+import { OfferBook } from "../scheduling/offers.js";
+import { PlacementStack } from "../scheduling/stack.js";
+import type { AgentRecord } from "../replay/state.js";
 import type { Scheduler } from "./scheduler.js";
 
+/** Tasks of one group placed before the next group's turn. */
+const GROUP_BATCH = 50;
+/** At most this many placements per round (bounds the latency of a round). */
+const ROUND_MAX = 2000;
+
+interface Backoff {
+  delayMs: number;
+  untilTs: number;
+}
+
 export class Placement {
-  /** taskId → why it is still PENDING. */
-  readonly pendingReasons = new Map<string, string>();
+  private readonly groupReasons = new Map<string, string>();
+  private readonly backoffs = new Map<string, Backoff>();
+  private readonly stack: PlacementStack;
+  private agents: AgentRecord[] = [];
+  private agentsVersion = -1;
+  private capacitySeen = -1;
+  private groupTurn = 0;
   private running = false;
   private again = false;
   private stopped = false;
+  private wakeTimer: unknown = null;
+  private wakeAt = Infinity;
+  /** Placements made since start (for metrics and benchmarks). */
+  placed = 0;
 
-  constructor(private readonly s: Scheduler) {}
+  constructor(private readonly s: Scheduler) {
+    this.stack = new PlacementStack({ placementMode: s.policy.placementMode, candidateLimit: s.policy.candidateLimit });
+  }
 
   get busy(): boolean {
     return this.running;
   }
+
+  /** Why a PENDING task waits, if placement has looked at it. */
+  reasonFor(taskId: string): string | undefined {
+    const t = this.s.state.tasks.get(taskId);
+    return t && t.state === "PENDING" ? this.groupReasons.get(`${t.job}#${t.configVersion}`) : undefined;
+  }
+
+  /** The view `roost job status` reads pending reasons through. */
+  readonly pendingReasons = { get: (taskId: string) => this.reasonFor(taskId) };
 
   kick(): void {
     if (this.stopped) return;
@@ -31,6 +69,17 @@ export class Placement {
 
   stop(): void {
     this.stopped = true;
+    if (this.wakeTimer !== null) this.s.clock.clearTimeout(this.wakeTimer);
+  }
+
+  /** The active agents in a stable order (rebuilt only when agents change). */
+  activeAgents(): readonly AgentRecord[] {
+    const st = this.s.state;
+    if (this.agentsVersion !== st.agentsVersion) {
+      this.agents = [...st.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
+      this.agentsVersion = st.agentsVersion;
+    }
+    return this.agents;
   }
 
   private async loop(): Promise<void> {
@@ -46,20 +95,91 @@ export class Placement {
 
   private async round(): Promise<void> {
     const s = this.s;
-    for (const id of this.pendingReasons.keys()) if (!s.state.pending.has(id)) this.pendingReasons.delete(id);
-    if (s.state.pending.size === 0) return;
-    const round = firstFit(s.state, s.state.pending);
-    for (const u of round.unplaced) this.pendingReasons.set(u.taskId, u.reason);
-    if (round.unplaced.length > 0) s.notifyChange();
-    if (round.assignments.length === 0) return;
-    const events = round.assignments.map((a) => {
-      this.pendingReasons.delete(a.taskId);
-      return s.event("TaskAssigned", { taskId: a.taskId, agentId: a.agentId, host: a.host, ports: a.ports }, a.reason);
-    });
-    try {
-      await s.commit(events);
-    } catch (err) {
-      s.log.error({ err }, "placement commit failed");
+    const st = s.state;
+    if (st.capacityVersion !== this.capacitySeen) {
+      // Something was freed or added: every group may fit now.
+      this.capacitySeen = st.capacityVersion;
+      this.backoffs.clear();
     }
+    if (st.pending.size === 0) {
+      this.groupReasons.clear();
+      return;
+    }
+    const now = s.clock.now();
+    const groups = new Map<string, string[]>();
+    for (const taskId of st.pending) {
+      const t = st.tasks.get(taskId)!;
+      const key = `${t.job}#${t.configVersion}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = []));
+      g.push(taskId);
+    }
+    for (const key of this.groupReasons.keys()) if (!groups.has(key)) this.groupReasons.delete(key);
+    const ready = [...groups.keys()].filter((k) => (this.backoffs.get(k)?.untilTs ?? 0) <= now);
+    if (ready.length === 0) return this.wakeAtEarliestBackoff();
+
+    const offers = new OfferBook(st);
+    const agents = this.activeAgents();
+    const events = [];
+    const cursor = new Map<string, number>(); // group → tasks of it handled this round
+    const blocked = new Set<string>();
+    const turn = this.groupTurn++ % ready.length;
+    const order = [...ready.slice(turn), ...ready.slice(0, turn)];
+    let progress = true;
+    while (progress && events.length < ROUND_MAX) {
+      progress = false;
+      for (const key of order) {
+        if (blocked.has(key) || events.length >= ROUND_MAX) continue;
+        const taskIds = groups.get(key)!;
+        const from = cursor.get(key) ?? 0;
+        if (from >= taskIds.length) continue;
+        const first = st.tasks.get(taskIds[from])!;
+        const g = new TaskGroup(st.jobs.get(first.job)!, first.configVersion);
+        const out = this.stack.placeGroup(st, offers, agents, g, taskIds.slice(from, from + GROUP_BATCH), GROUP_BATCH);
+        cursor.set(key, from + out.assignments.length);
+        for (const a of out.assignments) {
+          events.push(s.event("TaskAssigned", { taskId: a.taskId, agentId: a.agentId, host: a.host, ports: a.ports, placement: a.decision }, a.reason));
+        }
+        if (out.assignments.length > 0) {
+          progress = true;
+          this.backoffs.delete(key);
+        }
+        if (out.blocked !== null) {
+          blocked.add(key);
+          this.groupReasons.set(key, out.blocked);
+          const prev = this.backoffs.get(key)?.delayMs ?? 0;
+          const delayMs = prev === 0 ? s.policy.groupBackoffInitialMs : Math.min(prev * 2, s.policy.groupBackoffMaxMs);
+          this.backoffs.set(key, { delayMs, untilTs: now + delayMs });
+        } else if (out.assignments.length > 0) {
+          this.groupReasons.delete(key);
+        }
+      }
+    }
+    if (blocked.size > 0) s.notifyChange();
+    if (events.length > 0) {
+      try {
+        await s.commit(events);
+        this.placed += events.length;
+      } catch (err) {
+        s.log.error({ err }, "placement commit failed");
+      }
+      // The commit's fold kicks placement again (still running: `again`), so the groups that
+      // are not blocked continue in the next round.
+    }
+    this.wakeAtEarliestBackoff();
+  }
+
+  /** Retry when the earliest backed-off group may run again. */
+  private wakeAtEarliestBackoff(): void {
+    let earliest = Infinity;
+    for (const b of this.backoffs.values()) earliest = Math.min(earliest, b.untilTs);
+    if (earliest === Infinity || earliest >= this.wakeAt || this.stopped) return;
+    if (this.wakeTimer !== null) this.s.clock.clearTimeout(this.wakeTimer);
+    this.wakeAt = earliest;
+    this.wakeTimer = this.s.clock.setTimeout(() => {
+      this.wakeTimer = null;
+      this.wakeAt = Infinity;
+      this.kick();
+    }, Math.max(0, earliest - this.s.clock.now()));
   }
 }

@@ -37,3 +37,37 @@ export const AURORA_POLICY: SchedulingPolicy = {
   preemptionIntervalMs: 60_000,
   reservationMs: 5 * 60_000,
 };
+
+/**
+ * `roost dev` runs Aurora's rules on a human's time scale: a process killed by hand comes back in
+ * seconds, not after a 30 s flap penalty, and a full cell preempts after 5 s, not 3 min.
+ */
+export const DEV_POLICY: Partial<SchedulingPolicy> = {
+  throttleInitialMs: 2_000,
+  throttleMaxMs: 30_000,
+  preemptionDelayMs: 5_000,
+  preemptionIntervalMs: 2_000,
+  groupBackoffMaxMs: 5_000,
+};
+
+/** Parse a policy override (JSON), naming any unknown or ill-typed field. */
+export function parsePolicy(json: string): Partial<SchedulingPolicy> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    throw new Error(`--policy must be a JSON object: ${(err as Error).message}`);
+  }
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new Error("--policy must be a JSON object");
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (!(k in AURORA_POLICY)) throw new Error(`--policy: unknown field "${k}"; known: ${Object.keys(AURORA_POLICY).join(", ")}`);
+    if (k === "placementMode") {
+      if (v !== "spread" && v !== "binpack") throw new Error(`--policy: placementMode must be "spread" or "binpack"`);
+    } else if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+      throw new Error(`--policy: ${k} must be a number ≥ 0 (milliseconds or a count)`);
+    }
+    out[k] = v;
+  }
+  return out as Partial<SchedulingPolicy>;
+}

@@ -2,7 +2,11 @@
 // (Aurora: role-env-job-instance-uuid) whose ancestorId points back and which carries the
 // failure count over. Effects raised in the same tick are committed together.
 
+import { HISTORY_STRIDE, type TaskRecord } from "../replay/state.js";
+import { TASK_STATES } from "../statemachines/taskStates.js";
+import type { SchedulingPolicy } from "./policy.js";
 import { taskIdFor } from "./ports.js";
+import { fmtMs } from "./timers.js";
 import type { Scheduler } from "./scheduler.js";
 
 export class Rescheduler {
@@ -36,6 +40,7 @@ export class Rescheduler {
       if (!t || !t.rescheduleWanted || t.successorId !== null) continue;
       const job = s.state.jobs.get(t.job)!;
       const newId = taskIdFor(t.job, t.instance, s.ids);
+      const flap = flapping(t, s.policy);
       events.push(
         s.event(
           "TaskCreated",
@@ -46,11 +51,13 @@ export class Rescheduler {
             configVersion: job.configVersion,
             ancestorId: t.taskId,
             failureCount: t.failureCount,
-            state: "PENDING",
+            state: flap ? "THROTTLED" : "PENDING",
+            ...(flap ? { throttleMs: flap.penaltyMs } : {}),
           },
           `rescheduled: ${t.taskId} ended ${t.state}` +
             (t.lastReason ? ` (${t.lastReason})` : "") +
-            (job.config.task.service ? "; services always run again" : `; failure ${t.failureCount} of ${job.config.task.maxTaskFailures === -1 ? "unlimited" : job.config.task.maxTaskFailures}`),
+            (job.config.task.service ? "; services always run again" : `; failure ${t.failureCount} of ${job.config.task.maxTaskFailures === -1 ? "unlimited" : job.config.task.maxTaskFailures}`) +
+            (flap ? `; flapping (${flap.why}): throttled for ${fmtMs(flap.penaltyMs)}` : ""),
         ),
       );
       this.inFlight.add(id);
@@ -64,4 +71,27 @@ export class Rescheduler {
       for (const id of ids) this.inFlight.delete(id);
     }
   }
+}
+
+/** States that mean the task was stopped on purpose: its short life is not its fault. */
+const INTERRUPTED = new Set(["KILLING", "RESTARTING", "DRAINING", "PREEMPTING"]);
+
+/**
+ * Aurora's flapping rule: a task that lived (RUNNING) less than flapThresholdMs, and was not
+ * interrupted by KILLING, RESTARTING, DRAINING or PREEMPTING, makes its successor THROTTLED. The
+ * penalty is a truncated binary backoff accumulated along the ancestor chain.
+ */
+export function flapping(t: TaskRecord, policy: SchedulingPolicy): { penaltyMs: number; why: string } | null {
+  const h = t.history;
+  let runningTs: number | null = null;
+  for (let i = 0; i < h.length; i += HISTORY_STRIDE) {
+    const state = TASK_STATES[h[i + 3]];
+    if (INTERRUPTED.has(state)) return null;
+    if (state === "RUNNING" && runningTs === null) runningTs = h[i + 2];
+  }
+  const endTs = h[h.length - HISTORY_STRIDE + 2];
+  const lived = runningTs === null ? 0 : endTs - runningTs;
+  if (lived >= policy.flapThresholdMs) return null;
+  const penaltyMs = t.throttleMs > 0 ? Math.min(t.throttleMs * 2, policy.throttleMaxMs) : policy.throttleInitialMs;
+  return { penaltyMs, why: runningTs === null ? "it never reached RUNNING" : `it ran ${fmtMs(lived)} < ${fmtMs(policy.flapThresholdMs)}` };
 }

@@ -18,7 +18,7 @@ import type { EventPayloads, EventType } from "../eventlog/events.js";
 import type { EventLog } from "../eventlog/log.js";
 import type { Bus } from "../bus/bus.js";
 import { subjects } from "../bus/bus.js";
-import { foldRecord, type Effect } from "../replay/fold.js";
+import { foldRecord, TIMED_STATES, type Effect } from "../replay/fold.js";
 import { ClusterState } from "../replay/state.js";
 import { silentLogger, type Logger } from "../util/logger.js";
 import { AgentRegistry } from "./agentRegistry.js";
@@ -27,7 +27,9 @@ import { Launcher } from "./launcher.js";
 import { Placement } from "./placement.js";
 import { AURORA_POLICY, type SchedulingPolicy } from "./policy.js";
 import { randomIds, systemClock, type Clock, type Ids } from "./ports.js";
+import { Preemptor } from "./preemptor.js";
 import { Rescheduler } from "./rescheduler.js";
+import { Timers } from "./timers.js";
 import { StatusIngest } from "./statusIngest.js";
 
 export interface SchedulerOptions {
@@ -70,6 +72,8 @@ export class Scheduler {
   readonly rescheduler: Rescheduler;
   readonly statusIngest: StatusIngest;
   readonly agents: AgentRegistry;
+  readonly timers: Timers;
+  readonly preemptor: Preemptor;
 
   private appender: Appender | null = null;
   /** The log itself, for reads (task history reasons). Writes go through commit(). */
@@ -98,6 +102,8 @@ export class Scheduler {
     this.rescheduler = new Rescheduler(this);
     this.statusIngest = new StatusIngest(this);
     this.agents = new AgentRegistry(this);
+    this.timers = new Timers(this);
+    this.preemptor = new Preemptor(this);
   }
 
   /** Replay the whole log, take over as leader, start serving. */
@@ -128,6 +134,8 @@ export class Scheduler {
     for (const u of this.unserve.splice(0)) u();
     this.launcher.stop();
     this.placement.stop();
+    this.timers.stop();
+    this.preemptor.stop();
     await this.appender?.flush().catch(() => {});
   }
 
@@ -189,6 +197,7 @@ export class Scheduler {
     for (const e of effects) {
       if (e.kind === "LAUNCH") this.launcher.launch(e.taskId);
       else if (e.kind === "KILL") this.launcher.kill(e.taskId, e.agentId, "the task machine ordered a kill");
+      else if (e.kind === "TIMER") this.timers.watch(e.taskId);
       else this.rescheduler.reschedule(e.taskId);
     }
     if (this.state.pending.size > 0) this.placement.kick();
@@ -197,12 +206,15 @@ export class Scheduler {
   /** After a takeover, the obligations a previous leader may have left half done. */
   private resumeObligations(): void {
     for (const t of this.state.tasks.values()) {
+      if (TIMED_STATES.includes(t.state)) this.timers.watch(t.taskId);
       if (t.rescheduleWanted) this.rescheduler.reschedule(t.taskId);
       else if (t.state === "ASSIGNED") this.launcher.launch(t.taskId);
       else if (t.state === "KILLING" || t.state === "RESTARTING" || t.state === "PREEMPTING" || t.state === "DRAINING") {
         this.launcher.kill(t.taskId, t.agentId, `resuming the kill of a ${t.state} task after a leader change`);
       }
     }
+    for (const r of this.state.reservations.values()) this.timers.watch(r.taskId);
     if (this.state.pending.size > 0) this.placement.kick();
+    this.preemptor.start();
   }
 }

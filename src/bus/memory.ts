@@ -1,11 +1,49 @@
 // In-process bus with NATS semantics: subjects with a trailing ">" wildcard, request/reply,
 // no-responders errors. Delivery is asynchronous (a microtask later), as over a network.
+//
+// `inFlight` counts requests not yet answered plus published deliveries whose handler has not
+// finished, so a simulator can tell when the bus is quiet. Request timeouts use a real timer;
+// a simulation turns them off (`requestTimeouts: false`) so real time cannot change its course.
 
 import { NoResponderError, type Bus, type Handler } from "./bus.js";
 
+export interface MemoryBusOptions {
+  /** Reject a request that is not answered within its timeout (real time). Default true. */
+  requestTimeouts?: boolean;
+}
+
 export class MemoryBus implements Bus {
   private readonly handlers = new Map<string, Set<Handler>>();
+  private readonly requestTimeouts: boolean;
   private closed = false;
+  private outstanding = 0;
+  private readonly outstandingBySubject = new Map<string, number>();
+
+  constructor(opts: MemoryBusOptions = {}) {
+    this.requestTimeouts = opts.requestTimeouts ?? true;
+  }
+
+  /** Requests not yet answered, plus published deliveries whose handler has not finished. */
+  get inFlight(): number {
+    return this.outstanding;
+  }
+
+  /** What is in flight, by subject (for diagnostics), sorted by subject. */
+  inFlightSubjects(): Array<[string, number]> {
+    return [...this.outstandingBySubject].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+
+  private begin(subject: string): void {
+    this.outstanding++;
+    this.outstandingBySubject.set(subject, (this.outstandingBySubject.get(subject) ?? 0) + 1);
+  }
+
+  private end(subject: string): void {
+    this.outstanding--;
+    const n = (this.outstandingBySubject.get(subject) ?? 1) - 1;
+    if (n <= 0) this.outstandingBySubject.delete(subject);
+    else this.outstandingBySubject.set(subject, n);
+  }
 
   private match(subject: string): Handler[] {
     const out: Handler[] = [];
@@ -20,28 +58,33 @@ export class MemoryBus implements Bus {
     if (this.closed) throw new NoResponderError(`bus closed (${subject})`);
     const hs = this.match(subject);
     if (hs.length === 0) throw new NoResponderError(`no responders on ${subject}`);
-    await Promise.resolve();
+    this.begin(subject);
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new NoResponderError(`request on ${subject} timed out after ${timeoutMs} ms`)), timeoutMs);
-    });
     try {
+      await Promise.resolve();
       const reply = Promise.resolve()
         .then(() => hs[0](structuredClone(data), subject))
         .catch((err: Error) => ({ ok: false, error: err.message }));
+      if (!this.requestTimeouts) return structuredClone(await reply) as T;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new NoResponderError(`request on ${subject} timed out after ${timeoutMs} ms`)), timeoutMs);
+      });
       return structuredClone(await Promise.race([reply, timeout])) as T;
     } finally {
       clearTimeout(timer);
+      this.end(subject);
     }
   }
 
   publish(subject: string, data: unknown): void {
     if (this.closed) return;
     for (const h of this.match(subject)) {
+      this.begin(subject);
       queueMicrotask(() => {
         void Promise.resolve()
           .then(() => h(structuredClone(data), subject))
-          .catch(() => {});
+          .catch(() => {})
+          .finally(() => this.end(subject));
       });
     }
   }

@@ -8,12 +8,14 @@ import { NatsBus } from "../bus/nats.js";
 import { openJetStreamLog } from "../eventlog/jetstream.js";
 import type { AgentResources } from "../domain/types.js";
 import { makeLogger } from "../util/logger.js";
+import { parsePolicy } from "../actors/policy.js";
 
 export interface SchedulerFlags {
   nats: string;
   stream: string;
   replicas: 1 | 3;
   id?: string;
+  policy?: string;
 }
 
 export async function runScheduler(f: SchedulerFlags): Promise<void> {
@@ -34,6 +36,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
     bus,
     logger,
     schedulerId: f.id,
+    policy: f.policy ? parsePolicy(f.policy) : undefined,
     onFatal: (err) => {
       logger.fatal({ err: err.message }, "lost the log: stepping down");
       void exit(1);

@@ -14,6 +14,7 @@ import { MemoryBus } from "../bus/memory.js";
 import { MemoryLog } from "../eventlog/memory.js";
 import { findNatsServer, startNatsServer, type NatsServerHandle } from "../nats/server.js";
 import { makeLogger } from "../util/logger.js";
+import { DEV_POLICY } from "../actors/policy.js";
 import type { ClusterFile } from "./client.js";
 import { connectClient } from "./client.js";
 import { startGateway } from "./gateway.js";
@@ -108,7 +109,7 @@ export async function runDev(f: DevFlags): Promise<void> {
       );
       return c;
     };
-    child("scheduler", ["scheduler", "--nats", natsUrl, "--id", "scheduler-1"]);
+    child("scheduler", ["scheduler", "--nats", natsUrl, "--id", "scheduler-1", "--policy", JSON.stringify(DEV_POLICY)]);
     for (let i = 1; i <= f.agents; i++) {
       const a = devAgentSpec(i);
       child(a.id, [
@@ -132,7 +133,7 @@ export async function runDev(f: DevFlags): Promise<void> {
     const bus = new MemoryBus();
     const log = new MemoryLog();
     const logger = makeLogger("dev");
-    const scheduler = new Scheduler({ log, bus, logger, schedulerId: "scheduler-1" });
+    const scheduler = new Scheduler({ log, bus, logger, schedulerId: "scheduler-1", policy: DEV_POLICY });
     await scheduler.start();
     stops.push(() => scheduler.stop());
     for (let i = 1; i <= f.agents; i++) {
@@ -147,5 +148,6 @@ export async function runDev(f: DevFlags): Promise<void> {
     writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
     say(`scheduler and ${f.agents} agents running in-process; gateway ${gw.url}`, { gateway: gw.url, agents: f.agents });
   }
+  say(`dev timings (shorter than Aurora's): ${JSON.stringify(DEV_POLICY)}`, { policy: DEV_POLICY });
   say(`cluster ready: ${clusterFile}. Try: roost job create examples/hello-service.yaml   (Ctrl-C stops everything)`, { clusterFile });
 }

@@ -1,6 +1,7 @@
 // Human-readable output. Every command also has --json for machines.
 
 import type { AnyEnvelope } from "../eventlog/envelope.js";
+import type { QuotaReport } from "../quota/quota.js";
 import type { JobStatus, JobSummary, TaskHistory } from "../replay/queries.js";
 
 export function table(rows: string[][]): string {
@@ -46,6 +47,18 @@ export function formatTaskHistory(h: TaskHistory): string {
   const rows = [["SEQ", "TIME", "STATE", "REASON"]];
   for (const e of h.events) rows.push([String(e.seq), iso(e.ts), e.state, e.reason ?? ""]);
   return `${lines.join("\n")}\n\n${table(rows)}`;
+}
+
+/** `roost quota get`: quota, production use and headroom per resource, then the production jobs. */
+export function formatQuotaReport(q: QuotaReport): string {
+  const head = `role ${q.role}: production quota${q.quotaSet ? "" : " (none set: zero)"}  (log seq ${q.seq})`;
+  const rows = [["RESOURCE", "QUOTA", "IN USE", "HEADROOM"]];
+  for (const r of ["cpus", "ramMb", "diskMb"] as const) rows.push([r, String(q.quota[r]), String(q.usage[r]), String(q.headroom[r])]);
+  const jobs =
+    q.jobs.length === 0
+      ? "no production jobs use this quota"
+      : table([["JOB", "INSTANCES", "CPUS", "RAMMB", "DISKMB"], ...q.jobs.map((j) => [j.job, String(j.instances), String(j.cpus), String(j.ramMb), String(j.diskMb)])]);
+  return `${head}\n${table(rows)}\n\n${jobs}`;
 }
 
 /** One log event as a line: seq.index time epoch type key fields — reason. */

@@ -3,15 +3,16 @@
 
 import { readFileSync } from "node:fs";
 import { cpus, totalmem, userInfo } from "node:os";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { NoResponderError } from "../bus/bus.js";
 import { jobKeyString, parseJobKey } from "../domain/types.js";
+import { quotaReport, type QuotaReport } from "../quota/quota.js";
 import { instancesTerminal, jobList, jobStatus, taskHistory, withReasons, type JobStatus, type JobSummary, type TaskHistory } from "../replay/queries.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
 import { connectClient, foldLocally, type ClusterClient } from "./client.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
-import { formatEvent, formatJobList, formatJobStatus, formatTaskHistory } from "./format.js";
+import { formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory } from "./format.js";
 
 interface Common {
   json?: boolean;
@@ -88,8 +89,9 @@ program
   .option("--stream <name>", "JetStream stream holding the log", "ROOST")
   .addOption(new Option("--replicas <n>", "stream replicas when creating it").choices(["1", "3"]).default("1"))
   .option("--id <id>", "scheduler id (default host:pid)")
+  .option("--policy <json>", 'override scheduling timings, e.g. \'{"preemptionDelayMs":5000}\' (defaults: Aurora\'s)')
   .option("--json", "log as JSON lines (always)")
-  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id }));
+  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy }));
 
 program
   .command("agent")
@@ -173,6 +175,47 @@ withClusterOptions(job.command("kill").argument("<job>", "ROLE/ENV/NAME").descri
         }
       }
       print(o, { ...r, ...(status ? { status } : {}) }, () => `kill of ${k} instances ${r.instances.join(",")} logged (seq ${r.seq})${status ? `\n\n${formatJobStatus(status)}` : ""}`);
+    });
+  });
+
+withClusterOptions(job.command("add").argument("<job>", "ROLE/ENV/NAME").argument("<count>", "how many instances to add").description("add instances to a running job (production jobs must fit the role's quota)"))
+  .option("--user <name>", "who is asking", userInfo().username)
+  .action(async (key: string, count: string, o: Common & { user: string }) => {
+    const k = jobKeyString(parseJobKey(key));
+    await withClient(o, async (c) => {
+      const r = await c.request<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", { job: k, count: Number(count), user: o.user });
+      print(o, r, () => `added ${r.instances.length} instance(s) to ${r.job} (log seq ${r.seq})\n${r.taskIds.map((t, i) => `  instance ${r.instances[i]}: ${t}`).join("\n")}`);
+    });
+  });
+
+// ---- roost quota --------------------------------------------------------------------------
+
+/** A number option: refuse what is not a number here; the scheduler checks the rules. */
+function numberArg(v: string): number {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`"${v}" is not a number`);
+  return n;
+}
+
+const quota = program.command("quota").description("production quota per role");
+
+withClusterOptions(quota.command("get").argument("<role>").description("a role's production quota, what its production jobs use, and the headroom"))
+  .action(async (role: string, o: Common) => {
+    await withClient(o, async (c) => {
+      const q = await readWithFallback<QuotaReport>(c, "quota.get", { role }, (st) => quotaReport(st, role), `role ${role}`);
+      print(o, q, () => formatQuotaReport(q));
+    });
+  });
+
+withClusterOptions(quota.command("set").argument("<role>").description("(admin) set a role's production quota; it cannot go below current usage"))
+  .requiredOption("--cpus <n>", "cpus", numberArg)
+  .requiredOption("--ram-mb <n>", "RAM, MB (integer)", numberArg)
+  .requiredOption("--disk-mb <n>", "disk, MB (integer)", numberArg)
+  .option("--user <name>", "who is asking", userInfo().username)
+  .action(async (role: string, o: Common & { cpus: number; ramMb: number; diskMb: number; user: string }) => {
+    await withClient(o, async (c) => {
+      const q = await c.request<QuotaReport>("quota.set", { role, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, user: o.user });
+      print(o, q, () => `quota of role ${role} set (log seq ${q.seq})\n\n${formatQuotaReport(q)}`);
     });
   });
 

@@ -1,13 +1,19 @@
 // An in-memory EventLog for simulation, tests and `roost dev` without a nats-server.
-// Same contract as JetStream: fenced appends, msgId de-duplication, ordered reads, follow.
+// Same contract as JetStream: fenced appends, msgId de-duplication, ordered reads, follow, and
+// ChainedAppend (JetStream's Nats-Expected-Last-Msg-Id), so the Appender pipelines over it.
+// The checks run in nats-server's order: duplicate msgId first, then the previous msgId, then
+// the sequence.
 
+import type { ChainedAppend } from "./appender.js";
 import { decodeRecord, type LogRecord } from "./envelope.js";
 import { FencedError, type AppendAck, type EventLog } from "./log.js";
 
-export class MemoryLog implements EventLog {
+export class MemoryLog implements EventLog, ChainedAppend {
   readonly name = "memory";
   private readonly records: Uint8Array[] = [];
   private readonly msgIds = new Map<string, number>();
+  /** msgId of the last record appended (undefined while empty). */
+  private lastMsgId: string | undefined = undefined;
   private waiters: Array<() => void> = [];
   private closed = false;
 
@@ -15,15 +21,25 @@ export class MemoryLog implements EventLog {
     return this.appendSync(record, expectedLastSeq, msgId);
   }
 
-  /** Synchronous append, for the deterministic simulator. */
-  appendSync(record: Uint8Array, expectedLastSeq: number, msgId: string): AppendAck {
+  async appendAfter(record: Uint8Array, expectedLastSeq: number, msgId: string, prevMsgId: string | undefined): Promise<AppendAck> {
+    return this.appendSync(record, expectedLastSeq, msgId, prevMsgId);
+  }
+
+  /**
+   * Synchronous append, for the deterministic simulator. Lands only if the log ends at
+   * `expectedLastSeq` and (when `prevMsgId` is given) its last record's msgId is `prevMsgId`;
+   * a msgId the log already holds is answered as a duplicate before either check.
+   */
+  appendSync(record: Uint8Array, expectedLastSeq: number, msgId: string, prevMsgId?: string): AppendAck {
     if (this.closed) throw new Error("memory log is closed");
     const dup = this.msgIds.get(msgId);
     if (dup !== undefined) return { seq: dup, duplicate: true };
     const last = this.records.length;
+    if (prevMsgId !== undefined && prevMsgId !== this.lastMsgId) throw new FencedError(expectedLastSeq, undefined);
     if (expectedLastSeq !== last) throw new FencedError(expectedLastSeq, last);
     this.records.push(record);
     this.msgIds.set(msgId, last + 1);
+    this.lastMsgId = msgId;
     const w = this.waiters;
     this.waiters = [];
     for (const wake of w) wake();

@@ -15,12 +15,18 @@ import { ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } fro
 
 const STATE_CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
+/** States with a deadline the leader enforces: the flap penalty, and Aurora's transient timeout. */
+export const TIMED_STATES: readonly TaskStateName[] = ["THROTTLED", "ASSIGNED", "KILLING", "RESTARTING", "PREEMPTING", "DRAINING"];
+const TIMED: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, TIMED_STATES.includes(s)])));
+
 /** ON_AGENT_STATES as a plain record: a property load on the hot path instead of a Set lookup. */
 const ON_AGENT: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, ON_AGENT_STATES.has(s)])));
 import type { AgentRecord, ClusterState, TaskRecord } from "./state.js";
 
 export type Effect =
   | { kind: "LAUNCH"; taskId: string }
+  /** The task entered a state with a deadline (THROTTLED, or a transient one), or got a held slot. */
+  | { kind: "TIMER"; taskId: string }
   | { kind: "KILL"; taskId: string; agentId: string | null }
   | { kind: "RESCHEDULE"; taskId: string };
 
@@ -190,6 +196,8 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
       agent.resources = d.resources;
       agent.bootId = d.bootId;
       agent.state = step.next;
+      state.agentsVersion++;
+      state.capacityVersion++;
       agent.registeredSeq = seq;
       agent.registeredTs = env.ts;
       return;
@@ -202,6 +210,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
       const step = agentStep(agent.state, event);
       if (!step.changed) return;
       agent.state = step.next;
+      state.agentsVersion++;
       for (const action of step.actions) {
         const target: TaskStateName | null =
           action === "PARTITION_TASKS" ? "PARTITIONED" : action === "LOSE_TASKS" ? "LOST" : null;
@@ -229,11 +238,14 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
       if (!state.tasks.has(d.taskId)) return anomaly(state, seq, env.type, `unknown task ${d.taskId}`);
       if (!state.agents.has(d.agentId)) return anomaly(state, seq, env.type, `unknown agent ${d.agentId}`);
       state.reservations.set(d.taskId, { taskId: d.taskId, agentId: d.agentId, victims: d.victims, expiresTs: d.expiresTs });
+      state.capacityVersion++;
+      out?.push({ kind: "TIMER", taskId: d.taskId });
       return;
     }
     case "SlotReleased": {
       const r = state.reservations.get(env.data.taskId);
       if (r && r.agentId === env.data.agentId) state.reservations.delete(env.data.taskId);
+      state.capacityVersion++;
       return;
     }
     case "LeaderElected": {
@@ -264,6 +276,7 @@ function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName
     if (step.next === "KILLING") task.everKilling = true;
     record(task, at, step.next);
     if (TERMINAL_STATES.has(step.next)) state.reservations.delete(task.taskId);
+    if (TIMED[step.next]) out?.push({ kind: "TIMER", taskId: task.taskId });
     const wasOn = ON_AGENT[from];
     const isOn = ON_AGENT[step.next];
     if (isOn && !wasOn) acquire(state, task);
@@ -326,6 +339,7 @@ function acquire(state: ClusterState, task: TaskRecord): void {
 function release(state: ClusterState, task: TaskRecord): void {
   const agent: AgentRecord | undefined = task.agentId === null ? undefined : state.agents.get(task.agentId);
   if (!agent || !agent.tasks.delete(task.taskId)) return;
+  state.capacityVersion++;
   const r = state.jobs.get(task.job)!.configs[task.configVersion].resources;
   agent.used.cpus = roundCpus(agent.used.cpus - r.cpus);
   agent.used.ramMb -= r.ramMb;

@@ -58,10 +58,15 @@ export interface TaskHistoryEvent {
 }
 
 /** Why a pending task waits, when the leader knows (placement vetoes are kept in memory). */
-export type PendingReasons = ReadonlyMap<string, string>;
+export interface PendingReasons {
+  get(taskId: string): string | undefined;
+}
 
 function latestReason(t: TaskRecord, pending?: PendingReasons): string {
-  if (t.state === "PENDING" && pending?.has(t.taskId)) return pending.get(t.taskId)!;
+  if (t.state === "PENDING") {
+    const r = pending?.get(t.taskId);
+    if (r !== undefined) return r;
+  }
   return t.lastReason;
 }
 

@@ -108,6 +108,9 @@ export class ClusterState {
   readonly quotas = new Map<string, Quota>();
   /** Held slots, by the pending task they are held for. */
   readonly reservations = new Map<string, Reservation>();
+  /** Derived counters (not hashed): bumped when agents change, and when resources free up. */
+  agentsVersion = 0;
+  capacityVersion = 0;
   /** Derived index: PENDING tasks, in the order they became PENDING. Not hashed. */
   readonly pending = new Set<string>();
   /** Events the fold could not apply (a writer bug): kept, never thrown, so replay never bricks. */

@@ -1,6 +1,6 @@
 // Appender properties, run against every EventLog implementation (memory and JetStream).
 //
-//   appenderSuite("MemoryLog", async () => new MemoryLog(), { pipelined: false });
+//   appenderSuite("MemoryLog", async () => new MemoryLog(), { pipelined: true });
 //
 // `open(name)` must return a fresh, empty log or one on a stream nobody else writes to.
 

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../src/agent/agent.js";
+import type { SchedulingPolicy } from "../../src/actors/policy.js";
 import { Scheduler } from "../../src/actors/scheduler.js";
 import type { Bus } from "../../src/bus/bus.js";
 import { MemoryBus } from "../../src/bus/memory.js";
@@ -21,11 +22,20 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { agents?: number; log?: EventLog; bus?: Bus; cpus?: number; ramMb?: number } = {}): Promise<TestCluster> {
+export async function startCluster(
+  opts: { agents?: number; log?: EventLog; bus?: Bus; cpus?: number; ramMb?: number; policy?: Partial<SchedulingPolicy> } = {},
+): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), "roost-test-"));
   const bus = opts.bus ?? new MemoryBus();
   const log = opts.log ?? new MemoryLog();
-  const scheduler = new Scheduler({ log, bus, schedulerId: "sched-test", retryMs: 100 });
+  const scheduler = new Scheduler({
+    log,
+    bus,
+    schedulerId: "sched-test",
+    retryMs: 100,
+    // Aurora's rules on a test's time scale.
+    policy: { throttleInitialMs: 10, throttleMaxMs: 100, groupBackoffInitialMs: 10, groupBackoffMaxMs: 100, ...opts.policy },
+  });
   await scheduler.start();
   const agents: Agent[] = [];
   for (let i = 1; i <= (opts.agents ?? 3); i++) {

@@ -1,8 +1,8 @@
 // EventLog wrappers and helpers shared by the Appender and JetStream tests.
 
-import { type ChainedAppend, supportsChainedAppend } from "../../src/eventlog/appender.js";
+import { supportsChainedAppend } from "../../src/eventlog/appender.js";
 import { makeEnvelope, type AnyEnvelope, type LogRecord } from "../../src/eventlog/envelope.js";
-import { FencedError, LogUnavailableError, type AppendAck, type EventLog } from "../../src/eventlog/log.js";
+import { LogUnavailableError, type AppendAck, type EventLog } from "../../src/eventlog/log.js";
 import { MemoryLog } from "../../src/eventlog/memory.js";
 
 /** A small, distinct event; `n` is recoverable from the decoded event (see evN). */
@@ -36,46 +36,25 @@ export function settle<T>(p: Promise<T>): Promise<Settled<T>> {
 }
 
 /**
- * MemoryLog plus ChainedAppend (the previous-record check JetStream does with
- * Nats-Expected-Last-Msg-Id), so the Appender pipelines over it. Same order of checks as
- * nats-server: duplicate msgId first, then the previous msgId, then the sequence.
+ * MemoryLog itself now implements ChainedAppend (the previous-record check JetStream does with
+ * Nats-Expected-Last-Msg-Id), so the Appender pipelines over it. Kept as a name for older tests.
  */
-export class ChainedMemoryLog implements EventLog, ChainedAppend {
-  readonly name = "memory-chained";
-  readonly inner = new MemoryLog();
-  private readonly ids = new Map<string, number>();
-  private lastMsgId: string | undefined;
+export class ChainedMemoryLog extends MemoryLog {}
 
-  async append(record: Uint8Array, expectedLastSeq: number, msgId: string): Promise<AppendAck> {
-    return this.appendAfterSync(record, expectedLastSeq, msgId, undefined);
-  }
-  async appendAfter(record: Uint8Array, expectedLastSeq: number, msgId: string, prevMsgId: string | undefined): Promise<AppendAck> {
-    return this.appendAfterSync(record, expectedLastSeq, msgId, prevMsgId);
-  }
-  private appendAfterSync(record: Uint8Array, expectedLastSeq: number, msgId: string, prevMsgId: string | undefined): AppendAck {
-    const dup = this.ids.get(msgId);
-    if (dup !== undefined) return { seq: dup, duplicate: true };
-    if (prevMsgId !== undefined && prevMsgId !== this.lastMsgId) throw new FencedError(expectedLastSeq, undefined);
-    const ack = this.inner.appendSync(record, expectedLastSeq, msgId);
-    this.ids.set(msgId, ack.seq);
-    this.lastMsgId = msgId;
-    return ack;
-  }
-  lastSeq(): Promise<number> {
-    return this.inner.lastSeq();
-  }
-  get(seq: number): Promise<LogRecord | null> {
-    return this.inner.get(seq);
-  }
-  read(fromSeq: number): AsyncIterable<LogRecord> {
-    return this.inner.read(fromSeq);
-  }
-  follow(fromSeq: number, signal: AbortSignal): AsyncIterable<LogRecord> {
-    return this.inner.follow(fromSeq, signal);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
+/**
+ * A log without ChainedAppend: forwards everything but appendAfter to `inner`, so the Appender
+ * keeps one record in flight over it (what a log without the previous-record check gets).
+ */
+export function unchained(inner: EventLog): EventLog {
+  return {
+    name: `unchained(${inner.name})`,
+    append: (record, expectedLastSeq, msgId) => inner.append(record, expectedLastSeq, msgId),
+    lastSeq: () => inner.lastSeq(),
+    get: (seq) => inner.get(seq),
+    read: (fromSeq) => inner.read(fromSeq),
+    follow: (fromSeq, signal) => inner.follow(fromSeq, signal),
+    close: () => inner.close(),
+  };
 }
 
 export interface AppendCall {

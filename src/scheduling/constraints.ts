@@ -1,0 +1,49 @@
+// A job's constraints, compiled once per task group from Aurora's form:
+//   {host: "limit:1", rack: "r1,r2", zone: "!z3", dedicated: "ml/train"}
+
+import { parseConstraint } from "../spec/jobSpec.js";
+
+export interface ValueConstraint {
+  attribute: string;
+  values: ReadonlySet<string>;
+  negated: boolean;
+}
+
+export interface LimitConstraint {
+  attribute: string;
+  limit: number;
+}
+
+export interface CompiledConstraints {
+  values: ValueConstraint[];
+  limits: LimitConstraint[];
+  /** The dedicated value the job asks for ("role/name"), or null. */
+  dedicated: string | null;
+}
+
+const cache = new WeakMap<Record<string, string>, CompiledConstraints>();
+
+export function compileConstraints(constraints: Record<string, string>): CompiledConstraints {
+  let c = cache.get(constraints);
+  if (c) return c;
+  c = { values: [], limits: [], dedicated: null };
+  for (const attribute of Object.keys(constraints).sort()) {
+    const parsed = parseConstraint(constraints[attribute]);
+    if (attribute === "dedicated" && parsed.kind === "value" && !parsed.negated) {
+      c.dedicated = parsed.values[0];
+    } else if (parsed.kind === "limit") {
+      c.limits.push({ attribute, limit: parsed.limit });
+    } else {
+      c.values.push({ attribute, values: new Set(parsed.values), negated: parsed.negated });
+    }
+  }
+  cache.set(constraints, c);
+  return c;
+}
+
+/** Does a host's `dedicated` attribute ("role/name" or "*\/name") admit this job's request? */
+export function dedicatedMatches(hostValue: string, requested: string, role: string): boolean {
+  if (hostValue !== requested && !(hostValue.startsWith("*/") && requested.endsWith(hostValue.slice(1)))) return false;
+  const hostRole = hostValue.split("/")[0];
+  return hostRole === "*" || hostRole === role;
+}

@@ -1,0 +1,46 @@
+// Build a ClusterState by folding hand-written events: the way tests set up the pure core.
+
+import type { AgentResources, JobConfig } from "../../src/domain/types.js";
+import { makeEnvelope, type AnyEnvelope } from "../../src/eventlog/envelope.js";
+import type { EventPayloads, EventType } from "../../src/eventlog/events.js";
+import { foldRecord } from "../../src/replay/fold.js";
+import { ClusterState } from "../../src/replay/state.js";
+import { validateJobSpec } from "../../src/spec/jobSpec.js";
+
+export class StateBuilder {
+  readonly state = new ClusterState();
+  private seq = 0;
+  ts = Date.UTC(2026, 0, 1);
+
+  emit<T extends EventType>(type: T, data: EventPayloads[T], reason = "test"): this {
+    this.ts += 1000;
+    foldRecord(this.state, ++this.seq, [makeEnvelope(type, data, { epoch: 1, ts: this.ts, corr: "t", reason }) as AnyEnvelope]);
+    return this;
+  }
+
+  agent(id: string, attributes: Record<string, string> = {}, res: Partial<AgentResources> = {}): this {
+    return this.emit("AgentRegistered", {
+      agentId: id,
+      host: id,
+      attributes: { host: id, ...attributes },
+      resources: { cpus: 4, ramMb: 4096, diskMb: 10000, gpus: 0, ports: [[31000, 31009]], ...res },
+      bootId: "b",
+    });
+  }
+
+  job(spec: Record<string, unknown>): JobConfig {
+    const job = validateJobSpec({ role: "www", environment: "devel", name: "j", resources: { cpus: 1, ramMb: 1024, diskMb: 100 }, processes: [{ name: "m", cmdline: "x" }], ...spec });
+    this.emit("JobCreated", { job, configVersion: 1 });
+    return job;
+  }
+
+  task(job: JobConfig, instance: number, id = `${job.name}-${instance}`): string {
+    this.emit("TaskCreated", { taskId: id, job: `${job.role}/${job.environment}/${job.name}`, instance, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" });
+    return id;
+  }
+
+  place(taskId: string, agentId: string, ports: Record<string, number> = {}): this {
+    this.emit("TaskAssigned", { taskId, agentId, host: agentId, ports });
+    return this.emit("TaskStateChanged", { taskId, to: "RUNNING", agentSeq: 1 });
+  }
+}

@@ -210,7 +210,7 @@ export class JobIntake {
     const instances: number[] = [];
     const taskIds: string[] = [];
     const events = [
-      s.event("JobInstancesAdded", { job: key, count, user }, `${count} instance(s) added to job ${key} by ${user}: instances ${from}-${from + count - 1}`, corr),
+      s.event("JobInstancesAdded", { job: key, count, user }, `${count} instance(s) added to job ${key} by ${user}: ${count === 1 ? `instance ${from}` : `instances ${from}-${from + count - 1}`}`, corr),
     ];
     for (let i = from; i < from + count; i++) {
       const taskId = taskIdFor(key, i, s.ids);

@@ -5,6 +5,7 @@
 import { API_PREFIX, type Reply } from "../bus/bus.js";
 import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
 import { amountsOf, consumesQuota, quotaBelowUsage, quotaCheck, quotaOf, quotaReport, type Amounts, type QuotaReport } from "../quota/quota.js";
+import { whyTask } from "../scheduling/why.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { SpecError, validateJobSpec } from "../spec/jobSpec.js";
 import { IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, MAX_INSTANCES } from "../spec/schema.js";
@@ -67,6 +68,17 @@ export class JobIntake {
         const h = taskHistory(this.s.state, need(r?.taskId, "taskId"));
         if (!h) throw new RequestError(`task ${r.taskId} does not exist`);
         return withReasons(h, this.s.eventLog);
+      },
+      "task.why": async (r: { taskId: string }) => {
+        const p = this.s.placement;
+        const w = await whyTask(this.s.state, need(r?.taskId, "taskId"), {
+          agents: p.activeAgents(),
+          mode: this.s.policy.placementMode,
+          reasonFor: (id) => p.reasonFor(id),
+          log: this.s.eventLog,
+        });
+        if (!w) throw new RequestError(`task ${r.taskId} does not exist`);
+        return w;
       },
       "cluster.info": () => ({
         schedulerId: this.s.schedulerId,

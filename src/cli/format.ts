@@ -3,6 +3,7 @@
 import type { AnyEnvelope } from "../eventlog/envelope.js";
 import type { QuotaReport } from "../quota/quota.js";
 import type { JobStatus, JobSummary, TaskHistory } from "../replay/queries.js";
+import type { WhyReport } from "../scheduling/why.js";
 
 export function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
@@ -103,4 +104,25 @@ export function formatEvent(seq: number, idx: number, e: AnyEnvelope): string {
       break;
   }
   return `${seq}.${idx}  ${iso(e.ts)}  e${e.epoch}  ${e.type}  ${what}  — ${e.reason}`;
+}
+
+export function formatWhy(w: WhyReport): string {
+  const lines = [`task ${w.taskId} is ${w.state}: ${w.summary}`];
+  if (w.heldSlot) lines.push(`  a slot is held for it on ${w.heldSlot.host} (preempting ${w.heldSlot.victims.join(", ")}) until ${iso(w.heldSlot.expiresTs)}`);
+  if (w.vetoes?.length) {
+    lines.push("", "hosts that cannot take it:");
+    for (const v of w.vetoes) {
+      lines.push(`  ${v.reason} — ${v.hosts} host(s)`);
+      for (const e of v.examples) lines.push(`    ${e.host}: ${e.detail}`);
+    }
+  }
+  if (w.feasible?.length) lines.push("", `hosts that could take it now: ${w.feasible.map((f) => `${f.host} (score ${f.score})`).join(", ")}`);
+  const d = w.placement?.decision;
+  if (d) {
+    lines.push("", `decision (log seq ${w.placement!.seq}): ${d.mode}, ${d.feasible} feasible of ${d.evaluated} hosts looked at, chosen score ${d.score}${d.reserved ? ", in a held slot" : ""}`);
+    for (const a of d.alternatives) lines.push(`  not ${a.host}: ${a.score !== undefined ? `lower score ${a.score}` : a.veto}`);
+    const vetoes = Object.entries(d.vetoes);
+    if (vetoes.length) lines.push(`  ruled out: ${vetoes.map(([r, n]) => `${r} (${n})`).join(", ")}`);
+  }
+  return lines.join("\n");
 }

@@ -78,3 +78,30 @@ export function assignedAt(state: ClusterState, taskId: string): { seq: number; 
   }
   return null;
 }
+
+export interface WhyDeps {
+  agents: readonly AgentRecord[];
+  mode: "spread" | "binpack";
+  reasonFor(taskId: string): string | undefined;
+  log: { get(seq: number): Promise<{ events: Array<{ type: string; reason: string; data: unknown }> } | null> };
+}
+
+/** The answer to `roost task why`, whatever state the task is in. */
+export async function whyTask(state: ClusterState, taskId: string, deps: WhyDeps): Promise<WhyReport | null> {
+  const t = state.tasks.get(taskId);
+  if (!t) return null;
+  if (t.state === "PENDING") return whyPending(state, deps.agents, taskId, deps.mode, deps.reasonFor(taskId));
+  if (t.state === "THROTTLED") {
+    return { taskId, state: t.state, summary: `flapping: held back ${t.throttleMs / 1000}s, until ${new Date(t.throttledUntil).toISOString()} (${t.lastReason})` };
+  }
+  const at = assignedAt(state, taskId);
+  if (!at) return { taskId, state: t.state, summary: `${t.state}; it was never placed (${t.lastReason})` };
+  const ev = (await deps.log.get(at.seq))?.events[at.idx];
+  const data = ev?.type === "TaskAssigned" ? (ev.data as { placement?: PlacementDecision }) : null;
+  return {
+    taskId,
+    state: t.state,
+    summary: `${t.state}; placed on ${t.host}: ${ev?.reason ?? "(record no longer in the log)"}`,
+    placement: { host: t.host ?? "", seq: at.seq, decision: data?.placement ?? null, reason: ev?.reason ?? null },
+  };
+}

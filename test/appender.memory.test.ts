@@ -31,22 +31,28 @@ describe("Appender capability detection", () => {
     expect(await log.lastSeq()).toBe(2);
   });
 
-  it("dies with the error when onCommit throws, instead of an unhandled rejection", async () => {
-    const log = new MemoryLog();
-    const boom = new Error("fold failed");
-    const app = new Appender(log, {
-      lastSeq: 0,
-      writerId: "oc",
-      maxEventsPerRecord: 1,
-      onCommit: (seq) => {
-        if (seq === 2) throw boom;
-      },
+  for (const [label, open, landed] of [
+    ["one record in flight", () => unchained(new MemoryLog()), 2],
+    // Pipelined, record 3 was already on the wire (and landed) when record 2's fold failed.
+    ["pipelined", () => new MemoryLog(), 3],
+  ] as const) {
+    it(`dies with the error when onCommit throws, instead of an unhandled rejection (${label})`, async () => {
+      const log = open();
+      const boom = new Error("fold failed");
+      const app = new Appender(log, {
+        lastSeq: 0,
+        writerId: "oc",
+        maxEventsPerRecord: 1,
+        onCommit: (seq) => {
+          if (seq === 2) throw boom;
+        },
+      });
+      const rs = await Promise.all([1, 2, 3].map((i) => app.append([ev(i)]).then((s) => s, (e: unknown) => e)));
+      expect(rs).toEqual([1, boom, boom]);
+      expect(app.failure).toBe(boom);
+      expect(await log.lastSeq()).toBe(landed); // record 2 is in the log; its owner must replay
     });
-    const rs = await Promise.all([1, 2, 3].map((i) => app.append([ev(i)]).then((s) => s, (e: unknown) => e)));
-    expect(rs).toEqual([1, boom, boom]);
-    expect(app.failure).toBe(boom);
-    expect(await log.lastSeq()).toBe(2); // record 2 is in the log; its owner must replay
-  });
+  }
 
   it("rejects empty requests without harming the appender", async () => {
     const app = new Appender(new MemoryLog(), { lastSeq: 0, writerId: "e" });

@@ -9,10 +9,12 @@ import { jobKeyString, parseJobKey } from "../domain/types.js";
 import { quotaReport, type QuotaReport } from "../quota/quota.js";
 import { instancesTerminal, jobList, jobStatus, taskHistory, withReasons, type JobStatus, type JobSummary, type TaskHistory } from "../replay/queries.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
+import { whyTask, type WhyReport } from "../scheduling/why.js";
 import { connectClient, foldLocally, type ClusterClient } from "./client.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
-import { formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory } from "./format.js";
+import { formatWhy, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory } from "./format.js";
+import { registerSimCommand } from "./sim.js";
 
 interface Common {
   json?: boolean;
@@ -231,6 +233,21 @@ withClusterOptions(task.command("history").argument("<taskId>").description("eve
     });
   });
 
+withClusterOptions(task.command("why").argument("<taskId>").description("why a task waits, or why it went where it did, with hosts and numbers"))
+  .action(async (taskId: string, o: Common) => {
+    await withClient(o, async (c) => {
+      const w = await readWithFallback<WhyReport | null>(c, "task.why", { taskId }, () => null, `task ${taskId}`).catch(async (err) => {
+        if (!(err instanceof Error) || !/does not exist/.test(err.message)) throw err;
+        // No leader: judge from the log, without the leader's in-memory pending reasons.
+        const st = await foldLocally(c);
+        const agents = [...st.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
+        return whyTask(st, taskId, { agents, mode: "spread", reasonFor: () => undefined, log: c });
+      });
+      if (!w) throw new Error(`task ${taskId} does not exist`);
+      print(o, w, () => formatWhy(w));
+    });
+  });
+
 const log = program.command("log").description("read the event log");
 withClusterOptions(log.command("tail").description("print the log as readable lines"))
   .option("--from <seq>", "first record sequence", (v) => Number(v), 1)
@@ -245,6 +262,10 @@ withClusterOptions(log.command("tail").description("print the log as readable li
       }
     });
   });
+
+// ---- roost sim (src/cli/sim.ts) ----------------------------------------------------------
+
+registerSimCommand(program);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   const json = process.argv.includes("--json");

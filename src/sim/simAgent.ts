@@ -314,7 +314,7 @@ export class SimAgent {
         } catch {
           // no leader yet
         } finally {
-          this.registerOnWire = false;
+          if (gen === this.generation) this.registerOnWire = false;
         }
         if (gen !== this.generation) return false;
         if (reply?.ok) {

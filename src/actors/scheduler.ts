@@ -81,7 +81,7 @@ export class Scheduler {
   private readonly unserve: Array<() => void> = [];
   private readonly onFatal: (err: Error) => void;
   private corrCounter = 0;
-  private readonly listeners = new Set<(seq: number) => void>();
+  private readonly listeners = new Set<(seq: number, events?: readonly AnyEnvelope[]) => void>();
 
   constructor(opts: SchedulerOptions) {
     this.eventLog = opts.log;
@@ -180,19 +180,20 @@ export class Scheduler {
    * Be told after each committed record is folded, and when in-memory views (pending reasons)
    * change. Tests and watchers await state this way.
    */
-  onChange(listener: (seq: number) => void): () => void {
+  onChange(listener: (seq: number, events?: readonly AnyEnvelope[]) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  notifyChange(): void {
-    for (const l of this.listeners) l(this.state.seq);
+  /** `events` is set when the change is a committed record (then they are its events). */
+  notifyChange(events?: readonly AnyEnvelope[]): void {
+    for (const l of this.listeners) l(this.state.seq, events);
   }
 
   private onCommit(seq: number, events: AnyEnvelope[]): void {
     const effects: Effect[] = [];
     foldRecord(this.state, seq, events, effects);
-    this.notifyChange();
+    this.notifyChange(events);
     if (this.role === "stopped") return;
     for (const e of effects) {
       if (e.kind === "LAUNCH") this.launcher.launch(e.taskId);

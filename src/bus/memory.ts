@@ -14,6 +14,8 @@ export interface MemoryBusOptions {
 
 export class MemoryBus implements Bus {
   private readonly handlers = new Map<string, Set<Handler>>();
+  /** Patterns ending in ">", in registration order. */
+  private readonly wildcards: string[] = [];
   private readonly requestTimeouts: boolean;
   private closed = false;
   private outstanding = 0;
@@ -45,11 +47,13 @@ export class MemoryBus implements Bus {
     else this.outstandingBySubject.set(subject, n);
   }
 
+  /** Exact subjects in a map (O(1) per message); only ">" patterns are scanned. */
   private match(subject: string): Handler[] {
     const out: Handler[] = [];
-    for (const [pattern, hs] of this.handlers) {
-      const ok = pattern.endsWith(">") ? subject.startsWith(pattern.slice(0, -1)) : pattern === subject;
-      if (ok) for (const h of hs) out.push(h);
+    const exact = this.handlers.get(subject);
+    if (exact) for (const h of exact) out.push(h);
+    for (const pattern of this.wildcards) {
+      if (subject.startsWith(pattern.slice(0, -1))) for (const h of this.handlers.get(pattern)!) out.push(h);
     }
     return out;
   }
@@ -91,7 +95,10 @@ export class MemoryBus implements Bus {
 
   serve(subject: string, handler: Handler): () => void {
     let hs = this.handlers.get(subject);
-    if (!hs) this.handlers.set(subject, (hs = new Set()));
+    if (!hs) {
+      this.handlers.set(subject, (hs = new Set()));
+      if (subject.endsWith(">")) this.wildcards.push(subject);
+    }
     hs.add(handler);
     return () => {
       hs!.delete(handler);
@@ -101,5 +108,6 @@ export class MemoryBus implements Bus {
   async close(): Promise<void> {
     this.closed = true;
     this.handlers.clear();
+    this.wildcards.length = 0;
   }
 }

@@ -10,6 +10,11 @@ import { compileConstraints, dedicatedMatches, type CompiledConstraints } from "
 import type { OfferBook } from "./offers.js";
 import type { Veto } from "./vetoes.js";
 
+/** An agent's attribute; `host` is always there (the host name), as in Aurora. */
+export function attributeOf(agent: AgentRecord, name: string): string | undefined {
+  return agent.attributes[name] ?? (name === "host" ? agent.host : undefined);
+}
+
 /** What the checks need to know about the tasks being placed: one job's identical tasks. */
 export class TaskGroup {
   readonly key: string;
@@ -47,7 +52,7 @@ export class TaskGroup {
   private count(agent: AgentRecord, delta: number): void {
     this.perAgent!.set(agent.agentId, (this.perAgent!.get(agent.agentId) ?? 0) + delta);
     for (const [attribute, byValue] of this.limitCounts!) {
-      const v = agent.attributes[attribute];
+      const v = attributeOf(agent, attribute);
       if (v !== undefined) byValue.set(v, (byValue.get(v) ?? 0) + delta);
     }
   }
@@ -81,7 +86,7 @@ export function checkDedicated(g: TaskGroup, agent: AgentRecord): Veto | null {
 
 export function checkValueConstraints(g: TaskGroup, agent: AgentRecord, out: Veto[]): void {
   for (const c of g.constraints.values) {
-    const v = agent.attributes[c.attribute];
+    const v = attributeOf(agent, c.attribute);
     const ok = c.negated ? v === undefined || !c.values.has(v) : v !== undefined && c.values.has(v);
     if (!ok) {
       const want = `${c.negated ? "not " : ""}${[...c.values].join(" or ")}`;
@@ -92,7 +97,7 @@ export function checkValueConstraints(g: TaskGroup, agent: AgentRecord, out: Vet
 
 export function checkLimits(state: ClusterState, g: TaskGroup, agent: AgentRecord, out: Veto[]): void {
   for (const l of g.constraints.limits) {
-    const v = agent.attributes[l.attribute];
+    const v = attributeOf(agent, l.attribute);
     if (v === undefined) {
       out.push({ kind: "limit", attribute: l.attribute, detail: `${l.attribute} is unset on this host` });
       continue;

@@ -1,0 +1,141 @@
+// `npm run bench -- placement`: a C1M-style run (after Nomad's C1M) through the real scheduler.
+//   Setup: 5,000 agents (lightweight bus agents that accept launches and report nothing, so
+//   the scheduler does placement work only), placements committed to JetStream R1.
+//   placementsPerSec     1,000 jobs × 100 tasks submitted back to back (a mix: limit host=1,
+//                        rack limits with a zone exclusion, plain; half with named ports); the
+//                        time from the first submit until all 100,000 placements are committed
+//   submitToPlacedP99Ms  offered load of 1,000 tasks/s (a 100-task job every 100 ms for 10 s) on a
+//                        fresh cell: per task, from the job.create request to its TaskAssigned
+//                        being committed; p50 and p99
+
+import { Scheduler } from "../src/actors/scheduler.js";
+import { subjects } from "../src/bus/bus.js";
+import { MemoryBus } from "../src/bus/memory.js";
+import type { AnyEnvelope } from "../src/eventlog/envelope.js";
+import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
+import { startNatsServer } from "../src/nats/server.js";
+import type { RegisterRequest } from "../src/agent/protocol.js";
+import { Rng } from "../src/sim/rng.js";
+
+const AGENTS = Number(process.env.ROOST_BENCH_AGENTS ?? 5000);
+const JOBS = Number(process.env.ROOST_BENCH_JOBS ?? 1000);
+const note = (m: string) => process.stderr.write(`placement: ${m}\n`);
+
+function jobSpec(i: number, rng: Rng) {
+  const kind = i % 3;
+  const constraints = kind === 0 ? { host: "limit:1" } : kind === 1 ? { rack: "limit:10", zone: "!z2" } : {};
+  const ports = i % 2 === 0 ? ["http"] : [];
+  return {
+    role: `team${i % 20}`,
+    environment: "devel",
+    name: `job${i}`,
+    instances: 100,
+    service: true,
+    resources: { cpus: rng.pick([0.25, 0.5, 1]), ramMb: rng.pick([256, 512, 1024, 2048]), diskMb: 1024, ports },
+    constraints,
+    processes: [{ name: "main", cmdline: ports.length ? "./server --port {{ports.http}}" : "./worker" }],
+  };
+}
+
+async function cell(log: JetStreamLog): Promise<{ scheduler: Scheduler; bus: MemoryBus }> {
+  const bus = new MemoryBus({ requestTimeouts: false });
+  const scheduler = new Scheduler({ log, bus, schedulerId: "bench" });
+  await scheduler.start();
+  const regs: Promise<unknown>[] = [];
+  for (let i = 0; i < AGENTS; i++) {
+    const agentId = `agent-${String(i).padStart(5, "0")}`;
+    bus.serve(subjects.launch(agentId), () => ({ ok: true }));
+    bus.serve(subjects.kill(agentId), () => ({ ok: true }));
+    const req: RegisterRequest = {
+      agentId,
+      host: `${agentId}.dc1`,
+      attributes: { rack: `r${i % 100}`, zone: `z${i % 3}` },
+      resources: { cpus: 32, ramMb: 131072, diskMb: 1_000_000, gpus: 0, ports: [[31000, 31999]] },
+      bootId: "boot",
+      running: [],
+    };
+    regs.push(bus.request(subjects.register, req));
+  }
+  await Promise.all(regs);
+  return { scheduler, bus };
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+export default async function placementBench(): Promise<Record<string, number | string>> {
+  const server = await startNatsServer();
+  try {
+    // Throughput.
+    const log1 = await openJetStreamLog({ servers: server.url, stream: "PLACE1", replicas: 1 });
+    const { scheduler: s1, bus: bus1 } = await cell(log1);
+    note(`${AGENTS} agents registered`);
+    const total = JOBS * 100;
+    const done = new Promise<number>((resolve) => {
+      let placed = 0;
+      s1.onChange((_seq, events) => {
+        if (!events) return;
+        for (const e of events) if (e.type === "TaskAssigned") placed++;
+        if (placed >= total) resolve(performance.now());
+      });
+    });
+    const rng = new Rng(1);
+    const t0 = performance.now();
+    for (let i = 0; i < JOBS; i++) await s1.intake.create({ spec: jobSpec(i, rng), user: "bench" });
+    const submitted = performance.now();
+    const t1 = await done;
+    const placementsPerSec = (total / (t1 - t0)) * 1000;
+    note(`${total} placements in ${Math.round(t1 - t0)} ms (submitting took ${Math.round(submitted - t0)} ms): ${Math.round(placementsPerSec)}/s`);
+    const pendingLeft = s1.state.pending.size;
+    await s1.stop();
+    await bus1.close();
+    await log1.close();
+
+    // Latency at 1,000 tasks/s.
+    const log2 = await openJetStreamLog({ servers: server.url, stream: "PLACE2", replicas: 1 });
+    const { scheduler: s2, bus: bus2 } = await cell(log2);
+    const submittedAt = new Map<string, number>();
+    const latencies: number[] = [];
+    s2.onChange((_seq, events?: readonly AnyEnvelope[]) => {
+      if (!events) return;
+      const now = performance.now();
+      for (const e of events) {
+        if (e.type !== "TaskAssigned") continue;
+        const job = s2.state.tasks.get(e.data.taskId)!.job;
+        const at = submittedAt.get(job);
+        if (at !== undefined) latencies.push(now - at);
+      }
+    });
+    const rng2 = new Rng(2);
+    const jobs = 100;
+    const start = performance.now();
+    for (let i = 0; i < jobs; i++) {
+      const due = start + i * 100;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const spec = jobSpec(i, rng2);
+      submittedAt.set(`${spec.role}/${spec.environment}/${spec.name}`, performance.now());
+      void s2.intake.create({ spec, user: "bench" });
+    }
+    while (latencies.length < jobs * 100) await new Promise((r) => setTimeout(r, 20));
+    await s2.stop();
+    await bus2.close();
+    await log2.close();
+    const p50 = percentile(latencies, 50);
+    const p99 = percentile(latencies, 99);
+    note(`offered 1,000 tasks/s for 10 s: submit→placed p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
+    return {
+      placementsPerSec: Math.round(placementsPerSec),
+      submitToPlacedP99Ms: Math.round(p99 * 10) / 10,
+      submitToPlacedP50Ms: Math.round(p50 * 10) / 10,
+      agents: AGENTS,
+      tasks: total,
+      pendingLeft,
+      offeredTasksPerSec: 1000,
+    };
+  } finally {
+    await server.stop();
+  }
+}

@@ -137,3 +137,47 @@ describe("roost dev, end to end", () => {
     expect(r.stderr).toMatch(/greater than 0/);
   }, 30_000);
 });
+
+describe("roost dev, scheduling rules", () => {
+  const examples = new URL("../examples/", import.meta.url).pathname;
+
+  it("limit host=1: three instances on three agents; a fourth waits with the reason, and task why explains it", async () => {
+    const created = await roostJson<{ taskIds: string[] }>(["job", "create", `${examples}one-per-host.yaml`], dir);
+    for (const t of created.taskIds) await tail.until(stateEvent(t, "RUNNING"), `${t} RUNNING`);
+    const s = await roostJson<JobStatus>(["job", "status", "www-data/devel/spread"], dir);
+    expect(new Set(s.instances.map((i) => i.host)).size).toBe(3);
+    const added = await roostJson<{ taskIds: string[] }>(["job", "add", "www-data/devel/spread", "1"], dir);
+    let fourth = (await roostJson<JobStatus>(["job", "status", "www-data/devel/spread"], dir)).instances[3];
+    for (let i = 0; i < 50 && fourth.reason !== "Limit not satisfied: host"; i++) {
+      // The reason appears after the placement round that looked at it.
+      await new Promise((r) => setTimeout(r, 100));
+      fourth = (await roostJson<JobStatus>(["job", "status", "www-data/devel/spread"], dir)).instances[3];
+    }
+    expect(fourth).toMatchObject({ taskId: added.taskIds[0], state: "PENDING", reason: "Limit not satisfied: host" });
+    const why = await roost(["task", "why", added.taskIds[0]], dir);
+    expect(why.stdout).toMatch(/none of 3 hosts can take it: Limit not satisfied: host/);
+    expect(why.stdout).toMatch(/host host-\d already has 1 of the job's tasks \(limit 1\)/);
+    await roostJson(["job", "kill", "www-data/devel/spread"], dir);
+  }, 60_000);
+
+  it("a full cell: production preempts preemptible work after the delay, with the reason logged", async () => {
+    const filler = await roostJson<{ taskIds: string[] }>(["job", "create", `${examples}filler.yaml`], dir);
+    for (const t of filler.taskIds) await tail.until(stateEvent(t, "RUNNING"), `${t} RUNNING`);
+    const refused = await roost(["job", "create", `${examples}prod-service.yaml`], dir);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/over its production quota/);
+    await roostJson(["quota", "set", "www-data", "--cpus", "4", "--ram-mb", "4096", "--disk-mb", "1024"], dir);
+    const prod = await roostJson<{ taskIds: string[] }>(["job", "create", `${examples}prod-service.yaml`], dir);
+    const reserved = JSON.parse(await tail.until((l) => JSON.parse(l).type === "SlotReserved", "a held slot", 30_000));
+    expect(reserved.data.taskId).toBe(prod.taskIds[0]);
+    const victim = reserved.data.victims[0] as string;
+    const preempting = JSON.parse(await tail.until(stateEvent(victim, "PREEMPTING"), "the victim PREEMPTING"));
+    expect(preempting.reason).toMatch(/production \(tier preferred\) preempts preemptible \(tier preemptible\)/);
+    await tail.until(stateEvent(victim, "KILLED"), "the victim KILLED");
+    await tail.until(stateEvent(prod.taskIds[0], "RUNNING"), "production RUNNING", 30_000);
+    const why = await roostJson<{ placement: { decision: { reserved?: boolean } } }>(["task", "why", prod.taskIds[0]], dir);
+    expect(why.placement.decision.reserved).toBe(true);
+    await roostJson(["job", "kill", "www-data/production/checkout"], dir);
+    await roostJson(["job", "kill", "www-data/devel/filler"], dir);
+  }, 90_000);
+});

@@ -14,6 +14,7 @@ import { ClusterState } from "../src/replay/state.js";
 import { validateJobSpec } from "../src/spec/jobSpec.js";
 import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import { testSpec } from "./support/specs.js";
 
 let c: TestCluster | null = null;
 afterEach(async () => {
@@ -21,19 +22,7 @@ afterEach(async () => {
   c = null;
 });
 
-function spec(name: string, over: Record<string, unknown> = {}) {
-  return {
-    role: "www-data",
-    environment: "production",
-    name,
-    instances: 1,
-    tier: "preferred",
-    service: true,
-    resources: { cpus: 0.1, ramMb: 16, diskMb: 16 },
-    processes: [{ name: "main", cmdline: "sleep 1000" }],
-    ...over,
-  };
-}
+const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, { environment: "production", tier: "preferred", service: true });
 
 const api = <T>(op: string, data: unknown) => c!.bus.request<Reply<T>>(subjects.api(op), data);
 const states = (job: string) => jobStatus(c!.scheduler.state, job)!.instances.map((i) => i.state);

@@ -9,6 +9,7 @@ import { stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";
 import { withReasons } from "../src/replay/queries.js";
 import { taskHistory } from "../src/replay/queries.js";
+import { testSpec } from "./support/specs.js";
 
 let sim: Sim | null = null;
 afterEach(async () => {
@@ -18,17 +19,7 @@ afterEach(async () => {
 
 const MIN = 60_000;
 
-function spec(name: string, over: Record<string, unknown> = {}) {
-  return {
-    role: "www",
-    environment: "devel",
-    name,
-    instances: 1,
-    resources: { cpus: 1, ramMb: 1024, diskMb: 100 },
-    processes: [{ name: "main", cmdline: "serve" }],
-    ...over,
-  };
-}
+const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, { role: "www", resources: { cpus: 1, ramMb: 1024, diskMb: 100 }, processes: [{ name: "main", cmdline: "serve" }] });
 
 const hostsOf = (s: Sim, job: string) => s.status(job).instances.map((i) => i.host);
 const statesOf = (s: Sim, job: string) => s.status(job).instances.map((i) => i.state);

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isAlive } from "../src/agent/executor.js";
 import { jobStatus, taskHistory, withReasons } from "../src/replay/queries.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import { testSpec } from "./support/specs.js";
 
 let c: TestCluster;
 beforeEach(async () => {
@@ -15,17 +16,7 @@ afterEach(async () => {
   await c.stop();
 });
 
-function spec(name: string, over: Record<string, unknown> = {}) {
-  return {
-    role: "www-data",
-    environment: "devel",
-    name,
-    instances: 1,
-    resources: { cpus: 0.1, ramMb: 16, diskMb: 16 },
-    processes: [{ name: "main", cmdline: "sleep 1000" }],
-    ...over,
-  };
-}
+const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, {});
 
 /** The pid the agent reported with RUNNING ("processes started (pids N)"). */
 const runningPid = (taskId: string) => Number(/pids (\d+)/.exec(c.scheduler.state.tasks.get(taskId)!.lastReason)![1]);

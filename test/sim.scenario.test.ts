@@ -1,25 +1,17 @@
 // Scenario files and `roost sim`: validation that names the field, the same file and seed giving
 // the same summary (in this process and across processes), and another seed another log.
 
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadScenario, parseScenario, runScenario, ScenarioError, type ScenarioSummary } from "../src/sim/scenario.js";
+import { runNode, type RunResult } from "./support/roost.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BASIC = fileURLToPath(new URL("../examples/sims/basic.yaml", import.meta.url));
 
 /** `roost sim` from source (node --import tsx), so no build is needed. */
-function roostSim(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "sim", ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    c.stdout.on("data", (d) => (stdout += d));
-    c.stderr.on("data", (d) => (stderr += d));
-    c.on("error", reject);
-    c.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+function roostSim(args: string[]): Promise<RunResult> {
+  return runNode(["--import", "tsx", "src/cli/main.ts", "sim", ...args], ROOT);
 }
 
 const lastLine = (s: string) => s.trimEnd().split("\n").at(-1)!;

@@ -11,18 +11,9 @@ import type { ClusterState } from "../src/replay/state.js";
 import { VirtualClock } from "../src/sim/clock.js";
 import { Sim } from "../src/sim/sim.js";
 import { SimAgent } from "../src/sim/simAgent.js";
+import { testSpec } from "./support/specs.js";
 
-function spec(name: string, over: Record<string, unknown> = {}) {
-  return {
-    role: "www-data",
-    environment: "devel",
-    name,
-    instances: 1,
-    resources: { cpus: 0.5, ramMb: 64, diskMb: 64 },
-    processes: [{ name: "main", cmdline: "run" }],
-    ...over,
-  };
-}
+const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, { resources: { cpus: 0.5, ramMb: 64, diskMb: 64 }, processes: [{ name: "main", cmdline: "run" }] });
 
 const AGENTS = [{ count: 3, cpus: 4, ramMb: 4096, diskMb: 8192, attributes: (i: number) => ({ rack: `r${i % 2}` }) }];
 

@@ -95,13 +95,13 @@ export async function whyTask(state: ClusterState, taskId: string, deps: WhyDeps
     return { taskId, state: t.state, summary: `flapping: held back ${t.throttleMs / 1000}s, until ${new Date(t.throttledUntil).toISOString()} (${t.lastReason})` };
   }
   const at = assignedAt(state, taskId);
-  if (!at) return { taskId, state: t.state, summary: `${t.state}; it was never placed (${t.lastReason})` };
+  if (!at) return { taskId, state: t.state, summary: `it was never placed (${t.lastReason})` };
   const ev = (await deps.log.get(at.seq))?.events[at.idx];
   const data = ev?.type === "TaskAssigned" ? (ev.data as { placement?: PlacementDecision }) : null;
   return {
     taskId,
     state: t.state,
-    summary: `${t.state}; placed on ${t.host}: ${ev?.reason ?? "(record no longer in the log)"}`,
+    summary: `placed on ${t.host}: ${ev?.reason ?? "(record no longer in the log)"}`,
     placement: { host: t.host ?? "", seq: at.seq, decision: data?.placement ?? null, reason: ev?.reason ?? null },
   };
 }

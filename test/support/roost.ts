@@ -14,8 +14,13 @@ export interface RunResult {
 }
 
 export function roost(args: string[], cwd: string): Promise<RunResult> {
+  return runNode([ROOST, ...args], cwd);
+}
+
+/** Run node with `args` in `cwd`; resolve with its exit code and output. */
+export function runNode(args: string[], cwd: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [ROOST, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const c = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     c.stdout.on("data", (d) => (stdout += d));

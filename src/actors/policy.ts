@@ -66,6 +66,8 @@ export function parsePolicy(json: string): Partial<SchedulingPolicy> {
       if (v !== "spread" && v !== "binpack") throw new Error(`--policy: placementMode must be "spread" or "binpack"`);
     } else if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
       throw new Error(`--policy: ${k} must be a number ≥ 0 (milliseconds or a count)`);
+    } else if (k === "candidateLimit" && (!Number.isInteger(v) || v < 1)) {
+      throw new Error(`--policy: candidateLimit must be a whole number ≥ 1 (got ${v})`);
     }
     out[k] = v;
   }

@@ -40,7 +40,9 @@ export class PlacementStack {
   /** Where the next scan starts: rotating spreads load and bounds the work per task. */
   private cursor = 0;
 
-  constructor(private readonly opts: StackOptions) {}
+  constructor(private readonly opts: StackOptions) {
+    if (!(opts.candidateLimit >= 1)) throw new Error(`candidateLimit must be at least 1 (got ${opts.candidateLimit})`);
+  }
 
   /** Place up to `max` of `taskIds` (all of group g) on `agents` (the active ones, stable order). */
   placeGroup(state: ClusterState, offers: OfferBook, agents: readonly AgentRecord[], g: TaskGroup, taskIds: readonly string[], max: number): GroupOutcome {

@@ -14,8 +14,43 @@ import type { Scheduler } from "./scheduler.js";
 export class AgentRegistry {
   /** agentId → last heartbeat (leader's clock). In memory only: liveness is not history. */
   readonly lastHeartbeat = new Map<string, number>();
+  /** Agents that have registered with this leader since its term began. */
+  private readonly registeredThisTerm = new Set<string>();
+  private termStart = 0;
 
   constructor(private readonly s: Scheduler) {}
+
+  /** A new term: every known agent's liveness clock starts now. */
+  beginTerm(): void {
+    this.termStart = this.s.clock.now();
+    this.registeredThisTerm.clear();
+  }
+
+  /** When this leader last heard from the agent (its term start if not yet). */
+  lastHeard(agentId: string): number {
+    return Math.max(this.lastHeartbeat.get(agentId) ?? 0, this.termStart);
+  }
+
+  /**
+   * The reconciliation window: resolves once every agent the log holds ACTIVE has registered
+   * with this leader, or after windowMs, whichever comes first.
+   */
+  reconciled(windowMs: number): Promise<void> {
+    const s = this.s;
+    const waiting = () => [...s.state.agents.values()].some((a) => a.state === "ACTIVE" && !this.registeredThisTerm.has(a.agentId));
+    if (!waiting()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = s.clock.setTimeout(() => done(), windowMs);
+      const off = s.onChange(() => {
+        if (!waiting() || !s.leading) done();
+      });
+      const done = () => {
+        s.clock.clearTimeout(timer);
+        off();
+        resolve();
+      };
+    });
+  }
 
   serve(): Array<() => void> {
     return [
@@ -45,18 +80,24 @@ export class AgentRegistry {
       const why = !known ? "new agent" : known.bootId !== req.bootId ? "the host rebooted" : known.state !== "ACTIVE" ? `back from ${known.state}` : "its resources or attributes changed";
       events.push(s.event("AgentRegistered", { agentId: req.agentId, host: req.host, attributes: req.attributes, resources: req.resources, bootId: req.bootId }, `agent ${req.agentId} on ${req.host} registered: ${why}`));
     }
-    // Tasks the log places on this agent (with the same boot) that the agent no longer runs.
+    // Reconcile the tasks the log places on this agent (same boot) with what it runs:
+    // gone → LOST (rescheduled); partitioned but still running → RUNNING again.
     const running = new Set(req.running);
     if (known && known.bootId === req.bootId) {
       for (const taskId of [...known.tasks].sort()) {
         const t = s.state.tasks.get(taskId)!;
-        if ((t.state === "STARTING" || t.state === "RUNNING") && !running.has(taskId)) {
+        const runs = running.has(taskId);
+        if ((t.state === "STARTING" || t.state === "RUNNING" || t.state === "PARTITIONED") && !runs) {
           events.push(s.event("TaskStateChanged", { taskId, to: "LOST" }, `agent ${req.agentId} re-registered without task ${taskId}`));
+        } else if (t.state === "PARTITIONED" && runs) {
+          events.push(s.event("TaskStateChanged", { taskId, to: "RUNNING" }, `agent ${req.agentId} is back and still runs ${taskId}`));
         }
       }
     }
     if (events.length) await s.commit(events);
     this.lastHeartbeat.set(req.agentId, s.clock.now());
+    this.registeredThisTerm.add(req.agentId);
+    s.notifyChange();
     for (const taskId of req.running) {
       const t = s.state.tasks.get(taskId);
       if (!t || t.agentId !== req.agentId || TERMINAL_STATES.has(t.state)) {

@@ -58,7 +58,7 @@ export class Placement {
   readonly pendingReasons = { get: (taskId: string) => this.reasonFor(taskId) };
 
   kick(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.s.reconciling) return; // resumeObligations kicks after reconciling
     if (this.running) {
       this.again = true;
       return;

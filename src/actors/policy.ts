@@ -22,6 +22,12 @@ export interface SchedulingPolicy {
   preemptionIntervalMs: number;
   /** How long a slot freed by preemption is held for its task (Aurora: 5 min). */
   reservationMs: number;
+  /** After a takeover: how long to wait for known agents to re-register before resuming. */
+  reconcileWindowMs: number;
+  /** An agent not heard from for this long is UNREACHABLE and its tasks PARTITIONED. */
+  agentTimeoutMs: number;
+  /** A PARTITIONED task goes LOST (and is rescheduled) after this delay (Aurora's partition policy: 0). */
+  partitionDelayMs: number;
 }
 
 export const AURORA_POLICY: SchedulingPolicy = {
@@ -36,6 +42,9 @@ export const AURORA_POLICY: SchedulingPolicy = {
   preemptionDelayMs: 3 * 60_000,
   preemptionIntervalMs: 60_000,
   reservationMs: 5 * 60_000,
+  reconcileWindowMs: 5_000,
+  agentTimeoutMs: 15_000,
+  partitionDelayMs: 0,
 };
 
 /**
@@ -48,6 +57,7 @@ export const DEV_POLICY: Partial<SchedulingPolicy> = {
   preemptionDelayMs: 5_000,
   preemptionIntervalMs: 2_000,
   groupBackoffMaxMs: 5_000,
+  agentTimeoutMs: 5_000,
 };
 
 /** Parse a policy override (JSON), naming any unknown or ill-typed field. */

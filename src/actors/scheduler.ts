@@ -1,11 +1,25 @@
-// The leader: replays the log, takes over (a fenced LeaderElected), then runs its actors.
+// A scheduler replica. Without a lease (tests, the simulator, a lone scheduler) it replays the log
+// and takes over at once. With a lease (roost scheduler) it is a hot standby that follows and
+// folds the log until it wins the lease, then takes over:
+//   1. fold to the end of the log, append LeaderElected fenced on that sequence (a deposed
+//      leader's later records are refused; if one slipped in first, fold it and retry);
+//   2. reconciliation window: announce itself on roost.leader; agents re-register and report
+//      what they run (AgentRegistry reconciles); wait until every known agent has, or the window
+//      ends;
+//   3. only then resume placement, timers, preemption and agent health checks.
+// It renews the lease every leaseMs/3; a failed renewal, or a fenced append, makes it step down
+// at once and go back to following the log.
+//
+// Its actors, while it leads:
 //
 //   JobIntake      client requests → JobCreated / TaskCreated / JobKillRequested
-//   Placement      PENDING tasks → TaskAssigned               (scheduling/firstFit.ts)
+//   Placement      PENDING tasks → TaskAssigned               (scheduling/)
 //   Launcher       LAUNCH and KILL effects → requests to agents, retried
 //   Rescheduler    RESCHEDULE effects → TaskCreated for the next run of the instance
 //   StatusIngest   agent status updates → TaskStateChanged, acknowledged after commit
 //   AgentRegistry  registrations → AgentRegistered; reconciles what an agent runs
+//   AgentHealth    missed heartbeats → AgentStateChanged UNREACHABLE
+//   Timers, Preemptor (see their files)
 //
 // Invariant 1 is kept in one place: commit() appends through the fenced Appender, whose
 // onCommit folds each committed record in sequence order and only then hands the effects the
@@ -13,6 +27,7 @@
 
 import { hostname } from "node:os";
 import { Appender } from "../eventlog/appender.js";
+import { FencedError } from "../eventlog/log.js";
 import { makeEnvelope, type AnyEnvelope } from "../eventlog/envelope.js";
 import type { EventPayloads, EventType } from "../eventlog/events.js";
 import type { EventLog } from "../eventlog/log.js";
@@ -21,7 +36,10 @@ import { subjects } from "../bus/bus.js";
 import { foldRecord, TIMED_STATES, type Effect } from "../replay/fold.js";
 import { ClusterState } from "../replay/state.js";
 import { silentLogger, type Logger } from "../util/logger.js";
+import { AgentHealth } from "./agentHealth.js";
 import { AgentRegistry } from "./agentRegistry.js";
+import type { Lease } from "./lease.js";
+import type { MemberBoard } from "./members.js";
 import { JobIntake } from "./jobIntake.js";
 import { Launcher } from "./launcher.js";
 import { Placement } from "./placement.js";
@@ -49,6 +67,10 @@ export interface SchedulerOptions {
   onFatal?: (err: Error) => void;
   /** Scheduling rules' timings and knobs; defaults are Aurora's. */
   policy?: Partial<SchedulingPolicy>;
+  /** High availability: compete for this lease instead of taking over at once. */
+  lease?: Lease;
+  /** Where replicas say who they are (roost cluster status). */
+  members?: MemberBoard;
 }
 
 export class Scheduler {
@@ -64,16 +86,30 @@ export class Scheduler {
   readonly retryMs: number;
   readonly policy: SchedulingPolicy;
   epoch = 0;
-  role: "replaying" | "leader" | "stopped" = "replaying";
+  role: "replaying" | "standby" | "leader" | "stopped" = "replaying";
+  /** True between LeaderElected and the end of the reconciliation window. */
+  reconciling = false;
+  /** Leader changes this replica went through (for tests and metrics). */
+  terms = 0;
 
-  readonly intake: JobIntake;
-  readonly placement: Placement;
-  readonly launcher: Launcher;
-  readonly rescheduler: Rescheduler;
-  readonly statusIngest: StatusIngest;
-  readonly agents: AgentRegistry;
-  readonly timers: Timers;
-  readonly preemptor: Preemptor;
+  // The actors of one term as leader; a replica that steps down gets fresh ones next term.
+  intake!: JobIntake;
+  placement!: Placement;
+  launcher!: Launcher;
+  rescheduler!: Rescheduler;
+  statusIngest!: StatusIngest;
+  agents!: AgentRegistry;
+  timers!: Timers;
+  preemptor!: Preemptor;
+  health!: AgentHealth;
+
+  private readonly lease: Lease | null;
+  private readonly members: MemberBoard | null;
+  private holdEnd: ((why: string) => void) | null = null;
+  private renewTimer: unknown = null;
+  private memberTimer: unknown = null;
+  private electing: Promise<void> | null = null;
+  private standbyAbort: AbortController | null = null;
 
   private appender: Appender | null = null;
   /** The log itself, for reads (task history reasons). Writes go through commit(). */
@@ -96,6 +132,12 @@ export class Scheduler {
     this.retryMs = opts.retryMs ?? 1000;
     this.policy = { ...AURORA_POLICY, ...opts.policy };
     this.onFatal = opts.onFatal ?? ((err) => this.log.fatal({ err }, "scheduler stopped"));
+    this.lease = opts.lease ?? null;
+    this.members = opts.members ?? null;
+    this.makeActors();
+  }
+
+  private makeActors(): void {
     this.intake = new JobIntake(this);
     this.placement = new Placement(this);
     this.launcher = new Launcher(this);
@@ -104,43 +146,199 @@ export class Scheduler {
     this.agents = new AgentRegistry(this);
     this.timers = new Timers(this);
     this.preemptor = new Preemptor(this);
+    this.health = new AgentHealth(this);
   }
 
-  /** Replay the whole log, take over as leader, start serving. */
+  /**
+   * Replay the log. Without a lease, take over at once (resolves once leading). With a lease,
+   * become a standby that competes for it in the background (resolves once caught up).
+   */
   async start(): Promise<void> {
     const t0 = Date.now();
-    for await (const r of this.eventLog.read(this.state.seq + 1)) foldRecord(this.state, r.seq, r.events);
+    await this.catchUp();
     this.log.info({ seq: this.state.seq, events: this.state.eventCount, ms: Date.now() - t0 }, "replayed the log");
-    const epoch = (this.state.leader?.epoch ?? 0) + 1;
-    this.appender = new Appender(this.eventLog, {
-      lastSeq: this.state.seq,
-      writerId: `${this.schedulerId}:${epoch}`,
-      onCommit: (seq, events) => this.onCommit(seq, events),
-    });
-    this.epoch = epoch;
-    await this.commit([
-      this.event("LeaderElected", { schedulerId: this.schedulerId, epoch, host: this.host, pid: this.pid }, `${this.schedulerId} took over after replaying ${this.state.seq} records`),
-    ]);
-    this.role = "leader";
-    this.unserve.push(...this.intake.serve(), ...this.statusIngest.serve(), ...this.agents.serve());
-    this.bus.publish(subjects.leader, { schedulerId: this.schedulerId, epoch });
-    this.resumeObligations();
-    this.log.info({ epoch, seq: this.state.seq }, "leading");
+    this.publishMember();
+    if (!this.lease) return this.takeOver((this.state.leader?.epoch ?? 0) + 1);
+    this.role = "standby";
+    this.electing = this.elect(this.lease);
   }
 
   async stop(): Promise<void> {
     if (this.role === "stopped") return;
+    const wasLeader = this.role === "leader";
     this.role = "stopped";
+    this.standbyAbort?.abort();
+    this.holdEnd?.("stopping");
+    this.stopTerm();
+    if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
+    await this.appender?.flush().catch(() => {});
+    if (wasLeader) await this.lease?.release();
+    await this.electing?.catch(() => {});
+  }
+
+  /** Fold every record the log holds beyond what this replica has folded. */
+  private async catchUp(): Promise<void> {
+    for await (const r of this.eventLog.read(this.state.seq + 1)) this.foldFollowed(r.seq, r.events);
+  }
+
+  /** Fold a record read from the log (not one this replica just committed): no effects. */
+  private foldFollowed(seq: number, events: AnyEnvelope[]): void {
+    if (seq <= this.state.seq) return; // already folded (our own commit, seen again)
+    foldRecord(this.state, seq, events);
+    this.notifyChange(events);
+  }
+
+  /** Standby: follow the live log until aborted, retrying after errors. */
+  private async follow(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        for await (const r of this.eventLog.follow(this.state.seq + 1, signal)) this.foldFollowed(r.seq, r.events);
+      } catch (err) {
+        if (signal.aborted) return;
+        this.log.warn({ err: (err as Error).message }, "following the log failed; retrying");
+        await this.sleep(500);
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.clock.setTimeout(resolve, ms));
+  }
+
+  /** Standby until the lease is won; lead until it is lost; and again, until stopped. */
+  private async elect(lease: Lease): Promise<void> {
+    const me = { id: this.schedulerId, host: this.host, pid: this.pid };
+    while (!this.stopped) {
+      this.standbyAbort = new AbortController();
+      const following = this.follow(this.standbyAbort.signal);
+      let epoch: number | null = null;
+      while (!this.stopped) {
+        epoch = await lease.tryAcquire(me);
+        if (epoch !== null) break;
+        await this.sleep(lease.leaseMs / 4);
+      }
+      this.standbyAbort.abort();
+      await following;
+      if (this.stopped || epoch === null) {
+        if (epoch !== null) await lease.release();
+        return;
+      }
+      let why: string;
+      try {
+        const held = this.hold(lease);
+        await this.takeOver(epoch);
+        why = await held;
+      } catch (err) {
+        why = `the takeover failed: ${(err as Error).message}`;
+      }
+      this.stepDown(why);
+    }
+  }
+
+  /** Renew the lease every leaseMs/3; resolves with why leadership ended. */
+  private hold(lease: Lease): Promise<string> {
+    return new Promise<string>((resolve) => {
+      this.holdEnd = (why) => {
+        this.holdEnd = null;
+        if (this.renewTimer !== null) this.clock.clearTimeout(this.renewTimer);
+        this.renewTimer = null;
+        resolve(why);
+      };
+      const tick = async () => {
+        this.renewTimer = null;
+        if (this.holdEnd === null) return;
+        try {
+          await lease.renew();
+        } catch (err) {
+          return this.holdEnd?.((err as Error).message);
+        }
+        if (this.holdEnd !== null) this.renewTimer = this.clock.setTimeout(() => void tick(), lease.leaseMs / 3);
+      };
+      this.renewTimer = this.clock.setTimeout(() => void tick(), lease.leaseMs / 3);
+    });
+  }
+
+  /** Fenced takeover, reconciliation window, then resume (see the file comment). */
+  private async takeOver(epoch: number): Promise<void> {
+    this.epoch = epoch;
+    for (let attempt = 0; ; attempt++) {
+      await this.catchUp();
+      const appender = new Appender(this.eventLog, {
+        lastSeq: this.state.seq,
+        writerId: `${this.schedulerId}:${epoch}:${attempt}`,
+        onCommit: (seq, events) => this.onCommit(seq, events),
+      });
+      this.appender = appender;
+      const elected = this.event(
+        "LeaderElected",
+        { schedulerId: this.schedulerId, epoch, host: this.host, pid: this.pid },
+        `${this.schedulerId} took over at epoch ${epoch} after folding ${this.state.seq} records`,
+      );
+      try {
+        await appender.append([elected]);
+        break;
+      } catch (err) {
+        // A deposed leader's record landed after we caught up: fold it and try again.
+        if (!(err instanceof FencedError) || attempt >= 20 || this.stopped) throw err;
+      }
+    }
+    if (this.stopped) return;
+    this.role = "leader";
+    this.terms++;
+    this.reconciling = true;
+    this.agents.beginTerm();
+    this.unserve.push(...this.intake.serve(), ...this.statusIngest.serve(), ...this.agents.serve());
+    this.bus.publish(subjects.leader, { schedulerId: this.schedulerId, epoch });
+    this.publishMember();
+    this.log.info({ epoch, seq: this.state.seq }, "leading; reconciling with the agents");
+    await this.agents.reconciled(this.policy.reconcileWindowMs);
+    if (!this.leading) return;
+    this.reconciling = false;
+    this.resumeObligations();
+    this.log.info({ epoch, seq: this.state.seq }, "reconciled; placement and timers resume");
+  }
+
+  /** End this term: stop serving and acting, forget in-memory views, follow the log again. */
+  private stepDown(why: string): void {
+    if (this.role === "stopped") return;
+    this.log.warn({ why, epoch: this.epoch }, "stepping down");
+    this.stopTerm();
+    this.role = "standby";
+    this.reconciling = false;
+    this.appender = null;
+    this.makeActors();
+    this.publishMember();
+  }
+
+  private stopTerm(): void {
     for (const u of this.unserve.splice(0)) u();
     this.launcher.stop();
     this.placement.stop();
     this.timers.stop();
     this.preemptor.stop();
-    await this.appender?.flush().catch(() => {});
+    this.health.stop();
+  }
+
+  /** Say who this replica is and how far it has folded (every second, while it runs). */
+  private publishMember(): void {
+    if (!this.members || this.role === "stopped") return;
+    if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
+    void this.members
+      .put({ id: this.schedulerId, pid: this.pid, host: this.host, role: this.role === "leader" ? "leader" : "standby", epoch: this.role === "leader" ? this.epoch : (this.state.leader?.epoch ?? 0), appliedSeq: this.state.seq, ts: this.clock.now() })
+      .catch(() => {});
+    this.memberTimer = this.clock.setTimeout(() => {
+      this.memberTimer = null;
+      this.publishMember();
+    }, 1000);
   }
 
   get leading(): boolean {
     return this.role === "leader";
+  }
+
+  /** A getter, so checks after an await are not narrowed away by the compiler. */
+  get stopped(): boolean {
+    return this.role === "stopped";
   }
 
   /**
@@ -168,9 +366,12 @@ export class Scheduler {
     try {
       return await appender.append(events);
     } catch (err) {
-      if (appender.failure && this.leading) {
-        void this.stop();
-        this.onFatal(appender.failure);
+      if (appender.failure && this.leading && appender === this.appender) {
+        if (this.holdEnd) this.holdEnd(`the log refused our append: ${appender.failure.message}`);
+        else {
+          void this.stop();
+          this.onFatal(appender.failure);
+        }
       }
       throw err;
     }
@@ -191,10 +392,11 @@ export class Scheduler {
   }
 
   private onCommit(seq: number, events: AnyEnvelope[]): void {
+    if (seq <= this.state.seq) return; // a deposed term's record, already folded from the log
     const effects: Effect[] = [];
     foldRecord(this.state, seq, events, effects);
     this.notifyChange(events);
-    if (this.role === "stopped") return;
+    if (this.role !== "leader") return; // effects belong to the term that is leading
     for (const e of effects) {
       if (e.kind === "LAUNCH") this.launcher.launch(e.taskId);
       else if (e.kind === "KILL") this.launcher.kill(e.taskId, e.agentId, "the task machine ordered a kill");
@@ -217,5 +419,6 @@ export class Scheduler {
     for (const r of this.state.reservations.values()) this.timers.watch(r.taskId);
     if (this.state.pending.size > 0) this.placement.kick();
     this.preemptor.start();
+    this.health.start();
   }
 }

@@ -37,7 +37,7 @@ export class Timers {
   watch(taskId: string): void {
     const s = this.s;
     const t = s.state.tasks.get(taskId);
-    if (!t || this.stopped) return;
+    if (!t || this.stopped || s.reconciling) return; // resumeObligations arms every deadline after reconciling
     const reservation = s.state.reservations.get(taskId);
     let dueTs: number;
     let key: string;
@@ -47,6 +47,9 @@ export class Timers {
     } else if (t.state === "ASSIGNED" || t.state === "KILLING" || t.state === "RESTARTING" || t.state === "PREEMPTING" || t.state === "DRAINING") {
       dueTs = enteredTs(t) + s.policy.transientTimeoutMs;
       key = `transient:${t.history.length}`;
+    } else if (t.state === "PARTITIONED") {
+      dueTs = enteredTs(t) + s.policy.partitionDelayMs;
+      key = `partition:${t.history.length}`;
     } else if (reservation && t.state === "PENDING") {
       dueTs = reservation.expiresTs;
       key = `slot:${reservation.agentId}:${reservation.expiresTs}`;
@@ -77,6 +80,14 @@ export class Timers {
           ? `the agent on ${t.host} never reported the launch`
           : `the agent on ${t.host} never confirmed the kill`;
       events.push(s.event("TaskStateChanged", { taskId, to: "LOST" }, `${t.state} for ${since}, past the transient timeout of ${fmtMs(s.policy.transientTimeoutMs)}: ${what}`));
+    } else if (key.startsWith("partition:") && key === `partition:${t.history.length}`) {
+      events.push(
+        s.event(
+          "TaskStateChanged",
+          { taskId, to: "LOST" },
+          `partitioned for ${fmtMs(s.clock.now() - enteredTs(t))}: the agent on ${t.host} is unreachable (partition policy: lost after ${fmtMs(s.policy.partitionDelayMs)})`,
+        ),
+      );
     } else if (key.startsWith("slot:")) {
       const r = s.state.reservations.get(taskId);
       if (r && key === `slot:${r.agentId}:${r.expiresTs}`) {

@@ -9,6 +9,8 @@ import { openJetStreamLog } from "../eventlog/jetstream.js";
 import type { AgentResources } from "../domain/types.js";
 import { makeLogger } from "../util/logger.js";
 import { parsePolicy } from "../actors/policy.js";
+import { KvLease } from "../actors/lease.js";
+import { KvMemberBoard } from "../actors/members.js";
 
 export interface SchedulerFlags {
   nats: string;
@@ -16,12 +18,15 @@ export interface SchedulerFlags {
   replicas: 1 | 3;
   id?: string;
   policy?: string;
+  leaseMs?: number;
 }
 
 export async function runScheduler(f: SchedulerFlags): Promise<void> {
   const logger = makeLogger("scheduler");
   const bus = await NatsBus.connect(f.nats, `roost-scheduler-${f.id ?? process.pid}`);
   const log = await openJetStreamLog({ servers: f.nats, nc: bus.nc, stream: f.stream, replicas: f.replicas });
+  const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
+  const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
   let exiting = false;
   const exit = async (code: number) => {
     if (exiting) return;
@@ -37,6 +42,8 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
     logger,
     schedulerId: f.id,
     policy: f.policy ? parsePolicy(f.policy) : undefined,
+    lease,
+    members,
     onFatal: (err) => {
       logger.fatal({ err: err.message }, "lost the log: stepping down");
       void exit(1);

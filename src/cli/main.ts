@@ -86,14 +86,15 @@ program
 
 program
   .command("scheduler")
-  .description("run one scheduler against a NATS server")
+  .description("run one scheduler replica: a hot standby until it holds the leader lease")
   .requiredOption("--nats <url>", "NATS URL")
   .option("--stream <name>", "JetStream stream holding the log", "ROOST")
   .addOption(new Option("--replicas <n>", "stream replicas when creating it").choices(["1", "3"]).default("1"))
   .option("--id <id>", "scheduler id (default host:pid)")
   .option("--policy <json>", 'override scheduling timings, e.g. \'{"preemptionDelayMs":5000}\' (defaults: Aurora\'s)')
   .option("--json", "log as JSON lines (always)")
-  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy }));
+  .option("--lease-ms <ms>", "leader lease: a leader that cannot renew within this long is replaced", (v) => Number(v), 3000)
+  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs }));
 
 program
   .command("agent")

@@ -16,7 +16,7 @@ import { ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } fro
 const STATE_CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
 /** States with a deadline the leader enforces: the flap penalty, and Aurora's transient timeout. */
-export const TIMED_STATES: readonly TaskStateName[] = ["THROTTLED", "ASSIGNED", "KILLING", "RESTARTING", "PREEMPTING", "DRAINING"];
+export const TIMED_STATES: readonly TaskStateName[] = ["THROTTLED", "ASSIGNED", "KILLING", "RESTARTING", "PREEMPTING", "DRAINING", "PARTITIONED"];
 const TIMED: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, TIMED_STATES.includes(s)])));
 
 /** ON_AGENT_STATES as a plain record: a property load on the hot path instead of a Set lookup. */

@@ -250,6 +250,15 @@ export class SimAgent {
         void this.register();
       }),
     );
+    this.heartbeat();
+  }
+
+  /** Heartbeats on the virtual clock, every second, as the real agent sends them. */
+  private heartbeat(): void {
+    this.after(1000, () => {
+      this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: this.clock.now() });
+      this.heartbeat();
+    });
   }
 
   private down(): void {

@@ -1,0 +1,66 @@
+// AgentHealth: an agent not heard from (heartbeats, registrations) for agentTimeoutMs is marked
+// UNREACHABLE, which moves its STARTING and RUNNING tasks to PARTITIONED (the agent machine's
+// PARTITION_TASKS); the partition policy's delay then ends them LOST (timers.ts), and they are
+// rescheduled. Heartbeats are not history, so they stay in memory; a new leader starts every
+// agent's clock at its takeover, so a leader change alone never marks an agent unreachable.
+
+import type { Scheduler } from "./scheduler.js";
+import { fmtMs } from "./timers.js";
+
+export class AgentHealth {
+  private timer: unknown = null;
+  private stopped = false;
+  private checking = false;
+
+  constructor(private readonly s: Scheduler) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) this.s.clock.clearTimeout(this.timer);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const every = Math.max(100, Math.min(1000, this.s.policy.agentTimeoutMs / 4));
+    this.timer = this.s.clock.setTimeout(() => {
+      this.timer = null;
+      void this.check().finally(() => this.schedule());
+    }, every);
+  }
+
+  /** One pass; returns the agents marked unreachable. Exposed for tests. */
+  async check(): Promise<string[]> {
+    const s = this.s;
+    if (this.checking || !s.leading || s.reconciling) return [];
+    this.checking = true;
+    try {
+      const now = s.clock.now();
+      const events = [];
+      const marked: string[] = [];
+      for (const a of s.state.agents.values()) {
+        if (a.state !== "ACTIVE") continue;
+        const last = s.agents.lastHeard(a.agentId);
+        if (now - last <= s.policy.agentTimeoutMs) continue;
+        marked.push(a.agentId);
+        events.push(
+          s.event(
+            "AgentStateChanged",
+            { agentId: a.agentId, to: "UNREACHABLE" },
+            `no heartbeat from agent ${a.agentId} on ${a.host} for ${fmtMs(now - last)} (timeout ${fmtMs(s.policy.agentTimeoutMs)}): its tasks are partitioned`,
+          ),
+        );
+      }
+      if (events.length) await s.commit(events);
+      return marked;
+    } catch (err) {
+      s.log.error({ err }, "agent health check failed");
+      return [];
+    } finally {
+      this.checking = false;
+    }
+  }
+}

@@ -1,0 +1,157 @@
+// The leader lease. One scheduler holds it; its revision is the leader epoch stamped on every
+// event. The lease only decides who should lead; the log's fencing (expected sequence and
+// previous msgId) decides who can write, so a paused ex-leader that still believes it leads
+// can append nothing.
+//
+// KvLease follows libraries.md's recipe for nats-server 2.9: a dedicated KV bucket whose every
+// key expires after leaseMs (no per-key TTL on 2.9), acquired with create() (fails while the key
+// lives), renewed with update(revision) every leaseMs/3, and polled by candidates every leaseMs/4
+// (expiry emits no watch event). A failed or late renewal means the lease is gone: step down.
+
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Clock } from "./ports.js";
+
+export interface LeaseHolder {
+  id: string;
+  host: string;
+  pid: number;
+}
+
+export interface Lease {
+  readonly leaseMs: number;
+  /** Take the lease if nobody holds it: the revision (the epoch), or null. */
+  tryAcquire(me: LeaseHolder): Promise<number | null>;
+  /** Extend it; throws LeaseLostError if it was lost (expired and taken, or deleted). */
+  renew(): Promise<void>;
+  /** Give it up (on a clean stop), so a standby takes over at once. */
+  release(): Promise<void>;
+  /** Who holds it now, and at which revision (possibly stale: reads may hit any replica). */
+  holder(): Promise<(LeaseHolder & { revision: number }) | null>;
+}
+
+export class LeaseLostError extends Error {
+  override name = "LeaseLostError";
+}
+
+const KEY = "leader";
+
+export class KvLease implements Lease {
+  private revision = 0;
+  private constructor(
+    private readonly kv: KV,
+    readonly leaseMs: number,
+  ) {}
+
+  static async open(nc: NatsConnection, opts: { bucket?: string; leaseMs?: number; replicas?: number } = {}): Promise<KvLease> {
+    const leaseMs = opts.leaseMs ?? 3000;
+    const kvm = new Kvm(nc);
+    const bucket = opts.bucket ?? "roost_leader";
+    let kv: KV;
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        kv = await kvm.create(bucket, { history: 1, ttl: leaseMs, replicas: opts.replicas ?? 1 });
+        break;
+      } catch (err) {
+        // JetStream may still be electing its meta leader right after start.
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    return new KvLease(kv, leaseMs);
+  }
+
+  async tryAcquire(me: LeaseHolder): Promise<number | null> {
+    try {
+      this.revision = await this.kv.create(KEY, JSON.stringify(me));
+      return this.revision;
+    } catch {
+      return null; // held by someone (or JetStream unreachable): try again later
+    }
+  }
+
+  async renew(): Promise<void> {
+    const e = await this.kv.get(KEY).catch(() => null);
+    const value = e?.value ?? new Uint8Array();
+    try {
+      this.revision = await this.kv.update(KEY, value, this.revision);
+    } catch (err) {
+      throw new LeaseLostError(`leader lease lost: ${(err as Error).message}`);
+    }
+  }
+
+  async release(): Promise<void> {
+    try {
+      await this.kv.delete(KEY, { previousSeq: this.revision });
+    } catch {
+      // already gone or taken: nothing to release
+    }
+  }
+
+  async holder(): Promise<(LeaseHolder & { revision: number }) | null> {
+    const e = await this.kv.get(KEY).catch(() => null);
+    if (!e || e.operation !== "PUT" || e.value.length === 0) return null;
+    try {
+      return { ...(JSON.parse(new TextDecoder().decode(e.value)) as LeaseHolder), revision: e.revision };
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** The lease's shared state in memory, on an injected clock: one board per simulated cell. */
+export class MemoryLeaseBoard {
+  rev = 0;
+  held: { holder: LeaseHolder; revision: number; expires: number } | null = null;
+
+  constructor(
+    readonly clock: Clock,
+    readonly leaseMs = 3000,
+  ) {}
+
+  live(): MemoryLeaseBoard["held"] {
+    if (this.held && this.held.expires <= this.clock.now()) this.held = null;
+    return this.held;
+  }
+
+  /** One contender's handle on the board. */
+  lease(): MemoryLease {
+    return new MemoryLease(this);
+  }
+}
+
+/** The same contract as KvLease, for the simulator and tests. */
+export class MemoryLease implements Lease {
+  private mine = 0;
+  constructor(private readonly board: MemoryLeaseBoard) {}
+
+  get leaseMs(): number {
+    return this.board.leaseMs;
+  }
+
+  async tryAcquire(me: LeaseHolder): Promise<number | null> {
+    const b = this.board;
+    if (b.live()) return null;
+    b.held = { holder: me, revision: ++b.rev, expires: b.clock.now() + b.leaseMs };
+    this.mine = b.held.revision;
+    return this.mine;
+  }
+
+  async renew(): Promise<void> {
+    const b = this.board;
+    const h = b.live();
+    if (!h || h.revision !== this.mine) throw new LeaseLostError("leader lease lost: expired or taken");
+    h.revision = this.mine = ++b.rev;
+    h.expires = b.clock.now() + b.leaseMs;
+  }
+
+  async release(): Promise<void> {
+    if (this.board.live()?.revision === this.mine) this.board.held = null;
+  }
+
+  async holder(): Promise<(LeaseHolder & { revision: number }) | null> {
+    const h = this.board.live();
+    return h ? { ...h.holder, revision: h.revision } : null;
+  }
+}

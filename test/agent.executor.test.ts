@@ -388,3 +388,96 @@ describe("Executor: launch idempotence", () => {
     expect(events.of("t-idem").map((e) => e.type)).toEqual(["started", "exited"]);
   });
 });
+
+describe("Executor: exit status wrapper", () => {
+  it("passes any command line through untouched, closes its status pipe, and writes <name>.exit", async () => {
+    const cmdline = [
+      `printf '%s|' "it's" 'say "hi"' '$HOME' "back\\\\slash" "$0"; echo`,
+      "[ -e /proc/$$/fd/3 ] && echo fd3-open || echo fd3-closed",
+      "exit 7",
+    ].join("\n");
+    const t = spec("t-quote", { "odd name": cmdline });
+    executor.launch(t);
+    const exited = await events.exited("t-quote");
+    expect(exited.exitCode).toBe(7);
+    expect(exited.message).toBe('process "odd name" exited with code 7');
+    const out = fs.readFileSync(path.join(t.sandboxDir, "odd_name.stdout"), "utf8");
+    expect(out).toBe(`it's|say "hi"|$HOME|back\\slash|/bin/sh|\nfd3-closed\n`);
+    expect(fs.readFileSync(path.join(t.sandboxDir, "odd_name.exit"), "utf8")).toBe("7\n");
+  });
+
+  it("records a signal death as 128 + signo in the exit file", async () => {
+    const t = spec("t-sigfile", { usr: "kill -USR1 $$" });
+    executor.launch(t);
+    expect((await events.exited("t-sigfile")).signal).toBe("SIGUSR1");
+    expect(fs.readFileSync(path.join(t.sandboxDir, "usr.exit"), "utf8").trim()).toBe(String(128 + os.constants.signals.SIGUSR1));
+  });
+
+  it("a kill with SIGTERM still records the exit status", async () => {
+    const t = spec("t-termfile", { p: "echo $$ > p.pid; sleep 1000" });
+    executor.launch(t);
+    await pidFrom(path.join(t.sandboxDir, "p.pid"));
+    await within(executor.kill("t-termfile", 5000), 10_000, "kill");
+    expect((await events.exited("t-termfile")).killed).toBe(true);
+    expect(fs.readFileSync(path.join(t.sandboxDir, "p.exit"), "utf8").trim()).toBe(String(128 + os.constants.signals.SIGTERM));
+  });
+});
+
+describe("Executor: adopt", () => {
+  it("a second executor re-attaches to a task, watches it and reports its exit code", async () => {
+    const t = spec("t-adopt", { a: "echo $$ > a.pid; while [ ! -f go ]; do sleep 0.02; done; exit 9", b: "echo $$ > b.pid; sleep 1000" });
+    executor.launch(t);
+    const started = await events.started("t-adopt");
+    const a = await pidFrom(path.join(t.sandboxDir, "a.pid"));
+    const b = await pidFrom(path.join(t.sandboxDir, "b.pid"));
+    expect(started.pids).toEqual({ a, b });
+    const [rec] = executor.records();
+    expect(rec).toMatchObject({ taskId: "t-adopt", started: true, killed: false });
+    expect(rec.processes.map((p) => p.commandPid)).toEqual([a, b]);
+    executor.detach();
+
+    const events2 = new Events();
+    const second = new Executor({ onEvent: events2.onEvent, defaultGraceMs: 1000 });
+    try {
+      second.adopt(rec);
+      expect(second.runningTasks()).toEqual(["t-adopt"]);
+      fs.writeFileSync(path.join(t.sandboxDir, "go"), "");
+      const exited = (await events2.exited("t-adopt")) as Exited;
+      expect(exited).toMatchObject({ exitCode: 9, killed: false, message: 'process "a" exited with code 9' });
+      expect(isAlive(b)).toBe(false);
+      expect(events2.of("t-adopt").map((e) => e.type)).toEqual(["exited"]);
+      expect(events.of("t-adopt").map((e) => e.type)).toEqual(["started"]); // the first one let go
+    } finally {
+      await second.shutdown(200);
+    }
+  });
+
+  it("a pid whose start time differs is not the task's process: it is left alone and the task is lost", async () => {
+    const { spawn } = await import("node:child_process");
+    const stranger = spawn("sleep", ["1000"], { stdio: "ignore" });
+    seenPids.push(stranger.pid!);
+    await new Promise((r) => stranger.once("spawn", r));
+    const stat = fs.readFileSync(`/proc/${stranger.pid}/stat`, "utf8");
+    const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    const sandboxDir = path.join(tmp, "t-reused");
+    const second = new Executor({ onEvent: events.onEvent, defaultGraceMs: 500 });
+    try {
+      second.adopt({
+        taskId: "t-reused",
+        sandboxDir,
+        spec: { taskId: "t-reused", processes: [{ name: "p", cmdline: "sleep 1000" }], env: {}, sandboxDir },
+        marker: "no-such-marker",
+        minStart: start - 1,
+        started: true,
+        killed: false,
+        processes: [{ name: "p", pid: stranger.pid!, startTime: start - 1, commandPid: null, exitFile: path.join(sandboxDir, "p.exit") }],
+      });
+      const lost = await events.next((e) => e.type === "lost" && e.taskId === "t-reused");
+      expect(lost).toEqual({ type: "lost", taskId: "t-reused", message: 'process "p" exited while the agent was down; exit status unknown' });
+      expect(isAlive(stranger.pid!)).toBe(true);
+    } finally {
+      stranger.kill("SIGKILL");
+      await second.shutdown(200);
+    }
+  });
+});

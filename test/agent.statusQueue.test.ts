@@ -304,6 +304,51 @@ describe("StatusQueue", () => {
   });
 });
 
+describe("StatusQueue: snapshot for a checkpoint", () => {
+  it("snapshot() lists what is unacknowledged and the seqs, onChange says when they change, restore() takes them back", async () => {
+    const m = manualSend();
+    let changes = 0;
+    const q = new StatusQueue({ send: m.send, onChange: () => changes++, now: () => 7 });
+    q.enqueue("a", "STARTING");
+    q.enqueue("a", "RUNNING");
+    q.enqueue("b", "STARTING");
+    expect(changes).toBe(3);
+    await flush();
+    m.calls.find((c) => c.update.taskId === "b")!.resolve(true);
+    await flush();
+    expect(changes).toBe(4); // b#1 acknowledged
+    const snap = q.snapshot();
+    expect(snap).toEqual({
+      pending: [
+        { taskId: "a", seq: 1, state: "STARTING", ts: 7 },
+        { taskId: "a", seq: 2, state: "RUNNING", ts: 7 },
+      ],
+      lastSeqs: { a: 2, b: 1 },
+    });
+    // Restricted to some tasks, pending ones always included.
+    expect(q.snapshot([]).lastSeqs).toEqual({ a: 2 });
+    // forget() drops an idle task's counter only.
+    expect(q.forget("a")).toBe(false);
+    expect(q.forget("b")).toBe(true);
+    expect(q.lastSeqOf("b")).toBe(0);
+    q.stop();
+
+    const delivered: string[] = [];
+    const q2 = new StatusQueue({
+      send: async (u) => {
+        delivered.push(`${u.taskId}#${u.seq}:${u.state}`);
+        return true;
+      },
+    });
+    q2.restore(snap.pending, snap.lastSeqs);
+    q2.enqueue("a", "FINISHED");
+    q2.enqueue("b", "LOST");
+    await q2.onIdle();
+    expect(delivered.filter((d) => d.startsWith("a#"))).toEqual(["a#1:STARTING", "a#2:RUNNING", "a#3:FINISHED"]);
+    expect(delivered.filter((d) => d.startsWith("b#"))).toEqual(["b#2:LOST"]);
+  });
+});
+
 describe("StatusDeduper", () => {
   it("accepts each (taskId, seq) once, per task", () => {
     const d = new StatusDeduper();

@@ -1,14 +1,22 @@
 // `roost agent`: one per host. Registers with the leader (and again whenever a new leader
 // announces itself), sends heartbeats, runs tasks as real process trees (executor.ts) and
 // reports their status at least once, in order per task (statusQueue.ts).
+//
+// Recovery (mesos.md §1 "Agent checkpointing and recovery"): the agent checkpoints its tasks and
+// unacknowledged status updates to <workDir>/checkpoint.json (checkpoint.ts). A restarted agent
+// (after kill -9 too) reads it: on the same boot it re-attaches to the tasks (Executor.adopt:
+// same pids keep running; tasks that ended meanwhile are reported with their real exit codes, or
+// LOST when no exit status was left), and after a host reboot (a new boot id) it reports every
+// checkpointed task LOST. Either way the unacknowledged updates are sent again, seqs continuing.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { subjects, type Bus } from "../bus/bus.js";
 import type { AgentResources } from "../domain/types.js";
 import { portEnv, renderCmdline } from "../spec/jobSpec.js";
 import { silentLogger, type Logger } from "../util/logger.js";
+import { checkpointPath, readCheckpoint, writeCheckpoint, CHECKPOINT_VERSION, type Checkpoint } from "./checkpoint.js";
 import { Executor, type ExecutorEvent } from "./executor.js";
 import type { Ack, KillRequest, LaunchRequest, RegisterReply, RegisterRequest, StatusRequest } from "./protocol.js";
 import { StatusQueue, type StatusUpdate } from "./statusQueue.js";
@@ -19,14 +27,32 @@ export interface AgentOptions {
   host: string;
   attributes: Record<string, string>;
   resources: AgentResources;
-  /** Sandboxes go under <workDir>/sandboxes/<taskId>. */
+  /** Sandboxes go under <workDir>/sandboxes/<taskId>; the checkpoint is <workDir>/checkpoint.json. */
   workDir: string;
+  /** The host's boot id (default: /proc/sys/kernel/random/boot_id); a different one means a reboot. */
   bootId?: string;
+  /** Checkpoint tasks and status updates, and recover them at start (default true). */
+  checkpoint?: boolean;
   heartbeatMs?: number;
   graceMs?: number;
   statusRetryMs?: number;
   logger?: Logger;
 }
+
+/** What start() recovered from the checkpoint. */
+export interface RecoverySummary {
+  /** The checkpoint's boot id differed: the host rebooted, and its tasks were reported LOST. */
+  rebooted: boolean;
+  /** Tasks re-attached (each is then reported as it ends, or was found to have ended). */
+  adopted: string[];
+  /** Tasks reported LOST because the host rebooted. */
+  lost: string[];
+  /** Unacknowledged status updates restored (and sent again). */
+  restoredUpdates: number;
+}
+
+/** How many ended task ids the checkpoint keeps (a duplicated launch of one is refused). */
+const ENDED_KEPT = 1000;
 
 export function readBootId(): string {
   try {
@@ -47,30 +73,52 @@ export class Agent {
   private heartbeat: NodeJS.Timeout | null = null;
   /** Tasks this agent has seen (launched or told to kill): a later launch of a killed one is refused. */
   private readonly known = new Map<string, "running" | "ended" | "killed-before-launch">();
+  /** Ended task ids, oldest first, at most ENDED_KEPT (checkpointed). */
+  private readonly recentEnded = new Set<string>();
   private registered = false;
   private registering: Promise<void> | null = null;
   private stopped = false;
+  private readonly checkpointFile: string;
+  private readonly checkpointing: boolean;
+  /** Checkpoint writes are allowed: after recovery at start, until stop() or abandon(). */
+  private checkpointOpen = false;
+  private checkpointDirty = false;
+  private checkpointFlush: NodeJS.Immediate | null = null;
+  /** What start() recovered from the checkpoint (null: there was none, or checkpointing is off). */
+  recovery: RecoverySummary | null = null;
   leaderEpoch = 0;
+  /** The newest epoch a leader announced itself with (roost.leader). */
+  private announcedEpoch = 0;
 
   constructor(private readonly opts: AgentOptions) {
     this.agentId = opts.agentId;
     this.bus = opts.bus;
     this.log = opts.logger ?? silentLogger;
     this.bootId = opts.bootId ?? readBootId();
+    this.checkpointing = opts.checkpoint ?? true;
+    this.checkpointFile = checkpointPath(opts.workDir);
     this.executor = new Executor({ onEvent: (e) => this.onExecutorEvent(e), defaultGraceMs: opts.graceMs ?? 5000 });
     this.statuses = new StatusQueue({
       send: (u) => this.sendStatus(u),
       initialRetryMs: opts.statusRetryMs ?? 500,
       maxRetryMs: 10_000,
+      onChange: () => this.markDirty(),
     });
   }
 
   async start(): Promise<void> {
+    if (this.checkpointing) {
+      this.recover();
+      this.checkpointOpen = true;
+      this.markDirty();
+    }
     this.unserve.push(
       this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d as LaunchRequest)),
       this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d as KillRequest)),
-      this.bus.serve(subjects.leader, () => {
-        this.log.info("a new leader announced itself; registering again");
+      this.bus.serve(subjects.leader, (d) => {
+        const epoch = (d as { epoch?: number } | null)?.epoch ?? 0;
+        if (epoch > this.announcedEpoch) this.announcedEpoch = epoch;
+        this.log.info({ epoch }, "a new leader announced itself; registering again");
         void this.register();
       }),
     );
@@ -91,18 +139,22 @@ export class Agent {
           attributes: this.opts.attributes,
           resources: this.opts.resources,
           bootId: this.bootId,
-          running: this.executor.runningTasks(),
+          running: this.reportedTasks(),
         };
         try {
           const reply = await this.bus.request<RegisterReply>(subjects.register, req, 5000);
-          if (reply.ok) {
+          // A deposed leader may still answer for a moment: only the announced leader counts.
+          if (reply.ok && (reply.epoch ?? 0) < this.announcedEpoch) {
+            this.log.info({ epoch: reply.epoch, announced: this.announcedEpoch }, "a deposed leader answered the registration; trying again");
+          } else if (reply.ok) {
             this.registered = true;
             this.leaderEpoch = reply.epoch ?? 0;
             this.statuses.resume();
             this.log.info({ epoch: reply.epoch, leader: reply.schedulerId }, "registered");
             return;
+          } else {
+            this.log.error({ error: reply.error }, "registration refused");
           }
-          this.log.error({ error: reply.error }, "registration refused");
         } catch (err) {
           this.log.debug({ err: (err as Error).message }, "no leader to register with yet");
         }
@@ -119,13 +171,143 @@ export class Agent {
     return this.registered;
   }
 
-  /** Stop serving; by default kill every task (a dev cluster shutting down). */
+  /**
+   * Stop serving; by default kill every task (a dev cluster shutting down). With killTasks false
+   * the tasks keep running and the checkpoint stays, for the next agent on this work dir to
+   * re-attach to them.
+   */
   async stop(opts: { killTasks?: boolean } = {}): Promise<void> {
     this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     for (const u of this.unserve.splice(0)) u();
-    if (opts.killTasks ?? true) await this.executor.shutdown(this.opts.graceMs ?? 5000);
+    if (opts.killTasks ?? true) {
+      await this.executor.shutdown(this.opts.graceMs ?? 5000);
+    } else {
+      const left = this.executor.runningTasks();
+      if (left.length > 0) this.log.info({ tasks: left }, "stopping with tasks left running; a restarted agent re-attaches to them");
+    }
+    this.abandon();
+  }
+
+  /**
+   * Lets go at once, as kill -9 would (after the last checkpoint write): no more serving,
+   * heartbeats, status sends, polling or checkpoint writes; processes and checkpoint are left as
+   * they are. For tests of recovery, and the end of stop().
+   */
+  abandon(): void {
+    this.stopped = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    for (const u of this.unserve.splice(0)) u();
+    this.flushCheckpoint();
+    this.checkpointOpen = false;
+    this.executor.detach();
     this.statuses.stop();
+  }
+
+  /** Tasks to report as running at registration: those running, and those not fully reported yet. */
+  private reportedTasks(): string[] {
+    const ids = new Set(this.executor.runningTasks());
+    // A task whose last updates are still on their way is not gone: were it left out, the leader
+    // would call it LOST before its real end (e.g. FAILED with an exit code) reaches it.
+    for (const u of this.statuses.pending()) ids.add(u.taskId);
+    return [...ids];
+  }
+
+  // ---- checkpoint --------------------------------------------------------------------------------
+
+  /** Reads the checkpoint and takes over what it describes (start(), before serving anything). */
+  private recover(): void {
+    let cp: Checkpoint | null;
+    try {
+      cp = readCheckpoint(this.checkpointFile);
+    } catch (err) {
+      const aside = `${this.checkpointFile}.unreadable-${Date.now()}`;
+      try {
+        renameSync(this.checkpointFile, aside);
+      } catch {
+        // leave it
+      }
+      this.log.error({ err: (err as Error).message, movedTo: aside }, "cannot read the checkpoint; starting without it (its tasks are not re-attached)");
+      return;
+    }
+    if (!cp) return;
+    if (cp.agentId !== this.agentId) {
+      throw new Error(
+        `${this.checkpointFile} is the checkpoint of agent ${cp.agentId}, not ${this.agentId}: start the agent with --id ${cp.agentId}, or give it another --work-dir`,
+      );
+    }
+    this.statuses.restore(cp.statusUpdates.pending, cp.statusUpdates.lastSeqs);
+    for (const taskId of cp.ended) this.noteEnded(taskId, "ended");
+    const rebooted = cp.bootId !== this.bootId;
+    const summary: RecoverySummary = { rebooted, adopted: [], lost: [], restoredUpdates: cp.statusUpdates.pending.length };
+    for (const t of cp.tasks) {
+      if (rebooted) {
+        // A reboot killed every process of the host: nothing to re-attach to, nothing to kill.
+        this.noteEnded(t.taskId, "ended");
+        this.statuses.enqueue(t.taskId, "LOST", { message: "the host rebooted" });
+        summary.lost.push(t.taskId);
+      } else {
+        this.known.set(t.taskId, "running");
+        this.executor.adopt(t);
+        summary.adopted.push(t.taskId);
+      }
+    }
+    this.recovery = summary;
+    this.log.info(
+      { rebooted, adopted: summary.adopted, lost: summary.lost, restoredUpdates: summary.restoredUpdates },
+      rebooted ? "recovered the checkpoint: the host rebooted, its tasks are LOST" : "recovered the checkpoint: re-attached to its tasks",
+    );
+  }
+
+  private noteEnded(taskId: string, how: "ended" | "killed-before-launch"): void {
+    this.known.set(taskId, how);
+    this.recentEnded.delete(taskId);
+    this.recentEnded.add(taskId);
+    while (this.recentEnded.size > ENDED_KEPT) {
+      const oldest = this.recentEnded.values().next().value as string;
+      this.recentEnded.delete(oldest);
+      this.statuses.forget(oldest);
+    }
+  }
+
+  /** Something the checkpoint holds changed: write it soon (changes in one turn make one write). */
+  private markDirty(): void {
+    if (!this.checkpointOpen) return;
+    this.checkpointDirty = true;
+    if (this.checkpointFlush) return;
+    this.checkpointFlush = setImmediate(() => {
+      this.checkpointFlush = null;
+      this.flushCheckpoint();
+    });
+  }
+
+  /** Writes the checkpoint now if it changed. */
+  flushCheckpoint(): void {
+    if (this.checkpointFlush) clearImmediate(this.checkpointFlush);
+    this.checkpointFlush = null;
+    if (!this.checkpointOpen || !this.checkpointDirty) return;
+    this.checkpointDirty = false;
+    try {
+      writeCheckpoint(this.checkpointFile, this.checkpointData());
+    } catch (err) {
+      this.checkpointDirty = true;
+      this.log.error({ err: (err as Error).message, file: this.checkpointFile }, "cannot write the checkpoint");
+    }
+  }
+
+  private checkpointData(): Checkpoint {
+    const tasks = this.executor.records();
+    const ended = [...this.recentEnded];
+    return {
+      version: CHECKPOINT_VERSION,
+      agentId: this.agentId,
+      bootId: this.bootId,
+      writtenAt: Date.now(),
+      tasks,
+      statusUpdates: this.statuses.snapshot([...tasks.map((t) => t.taskId), ...ended]),
+      ended,
+    };
   }
 
   private onLaunch(req: LaunchRequest): Ack {
@@ -140,8 +322,9 @@ export class Agent {
     try {
       processes = req.processes.map((p) => ({ name: p.name, cmdline: renderCmdline(p.cmdline, req.ports) }));
     } catch (err) {
-      this.known.set(req.taskId, "ended");
+      this.noteEnded(req.taskId, "ended");
       this.statuses.enqueue(req.taskId, "FAILED", { exitCode: 127, message: `cannot start: ${(err as Error).message}` });
+      this.flushCheckpoint();
       return { ok: true };
     }
     const sandboxDir = join(this.opts.workDir, "sandboxes", req.taskId);
@@ -158,6 +341,8 @@ export class Agent {
         ROOST_SANDBOX: sandboxDir,
       },
     });
+    // Checkpointed before the launch is acknowledged: a restarted agent knows every task it ran.
+    this.flushCheckpoint();
     this.log.info({ taskId: req.taskId, sandboxDir }, "launched");
     return { ok: true };
   }
@@ -167,9 +352,10 @@ export class Agent {
     const seen = this.known.get(req.taskId);
     if (this.executor.isRunning(req.taskId)) {
       void this.executor.kill(req.taskId, req.graceMs);
+      this.markDirty(); // the task is now being killed
     } else if (seen === undefined) {
       // Killed before its launch arrived: it never ran, and it never will.
-      this.known.set(req.taskId, "killed-before-launch");
+      this.noteEnded(req.taskId, "killed-before-launch");
       this.statuses.enqueue(req.taskId, "KILLED", { message: "killed before it was launched" });
     }
     return { ok: true };
@@ -180,8 +366,9 @@ export class Agent {
       this.statuses.enqueue(e.taskId, "RUNNING", { message: `processes started (pids ${Object.values(e.pids).join(", ")})` });
       return;
     }
-    this.known.set(e.taskId, "ended");
-    if (e.killed) this.statuses.enqueue(e.taskId, "KILLED", { exitCode: e.exitCode, message: e.message });
+    this.noteEnded(e.taskId, "ended");
+    if (e.type === "lost") this.statuses.enqueue(e.taskId, "LOST", { message: e.message });
+    else if (e.killed) this.statuses.enqueue(e.taskId, "KILLED", { exitCode: e.exitCode, message: e.message });
     else if (e.exitCode === 0) this.statuses.enqueue(e.taskId, "FINISHED", { exitCode: 0, message: e.message });
     else this.statuses.enqueue(e.taskId, "FAILED", { exitCode: e.exitCode, message: e.message });
   }

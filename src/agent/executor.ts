@@ -3,6 +3,14 @@
 // - A task is a list of processes, each a shell command line run with /bin/sh -c in its own
 //   process group (detached), with the sandbox directory as cwd and stdout/stderr appended to
 //   <sandbox>/<process>.stdout and .stderr. <sandbox>/task.json records the spec and the pids.
+// - Each command runs under a small /bin/sh wrapper (WRAPPER_SCRIPT), the group leader, which
+//   writes the command's exit status to <sandbox>/<process>.exit even when the agent is dead, then
+//   exits the same way (re-raising a fatal signal). The command line is passed as an argument,
+//   never spliced into the script. The reported pid of a process is the command's own ($$ in it).
+// - adopt() re-attaches to a task launched by an earlier agent (from its checkpoint): its
+//   processes are not our children, so their liveness is polled through /proc (pid + start time,
+//   every ADOPT_POLL_MS, only while adopted processes run) and their exit status is read from
+//   the .exit file. A process gone without an exit file has an unknown status: the task is lost.
 // - The task finishes when every process exited 0. The first process that exits non-zero or by a
 //   signal (and was not killed by us) fails the task: the rest of the tree is killed and the task
 //   reports that process's code (a signal counts as 128 + signo).
@@ -13,9 +21,11 @@
 //   root's process group, and a per-launch marker variable in /proc/<pid>/environ.
 // - Whatever way the task ends, leftover processes of its tree are reaped before "exited" is
 //   reported: no process is left behind.
-// - Nothing runs while idle: liveness is polled (every POLL_MS) only while a tree is being killed.
+// - Nothing runs while idle: liveness is polled (every POLL_MS) only while a tree is being killed,
+//   and (every ADOPT_POLL_MS) only while adopted processes run.
 //
-// The executor knows nothing of the scheduler: it reports "started" and "exited" through onEvent.
+// The executor knows nothing of the scheduler: it reports "started", "exited" and "lost" through
+// onEvent, and describes its tasks for a checkpoint through records().
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -43,12 +53,43 @@ export type ExecutorEvent =
       signal: string | null;
       message: string;
       killed: boolean;
-    };
+    }
+  /** An adopted task whose exit status cannot be known (a process vanished without an exit file). */
+  | { type: "lost"; taskId: string; message: string };
 
 export interface ExecutorOptions {
   onEvent: (e: ExecutorEvent) => void;
   /** Grace between SIGTERM and SIGKILL when none is given, and for internal cleanups. */
   defaultGraceMs?: number;
+}
+
+/** One process of a task, as checkpointed. */
+export interface ProcessRecord {
+  name: string;
+  /** The wrapper: leader of the process group; its exit ends the process. Null: not spawned. */
+  pid: number | null;
+  /** The wrapper's start time (/proc/<pid>/stat field 22, clock ticks since boot): pid reuse check. */
+  startTime: number;
+  /** The command's own pid ($$ in the command line), once known. */
+  commandPid: number | null;
+  /** Where the wrapper writes the command's exit status. */
+  exitFile: string;
+}
+
+/** What the executor needs to re-attach to a task (Executor.records() → checkpoint → adopt()). */
+export interface TaskRecord {
+  taskId: string;
+  sandboxDir: string;
+  spec: LaunchSpec;
+  /** The launch marker (RUN_MARKER_ENV) carried by every process of the tree. */
+  marker: string;
+  /** Start time of the earliest wrapper: nothing older belongs to the tree. */
+  minStart: number;
+  /** "started" was reported. */
+  started: boolean;
+  /** A kill was under way. */
+  killed: boolean;
+  processes: ProcessRecord[];
 }
 
 /** Environment variable carrying a per-launch marker, used to find escaped descendants. */
@@ -57,7 +98,28 @@ export const RUN_MARKER_ENV = "ROOST_EXECUTOR_RUN";
 /** Exit code reported when a process could not be started. */
 export const LAUNCH_FAILURE_EXIT_CODE = 127;
 
+/**
+ * The wrapper every process runs under: `/bin/sh -c WRAPPER_SCRIPT /bin/sh <cmdline> <exitFile>`
+ * with fd 3 a pipe to the executor. It runs `/bin/sh -c <cmdline>` in the foreground (that shell
+ * first writes its pid to fd 3 and closes it), writes the exit status ($?: 128 + signo for a
+ * signal) to the exit file, then exits with that status, re-raising a fatal signal on itself so
+ * that its parent sees the same code or signal (stop signals 19-22 are never re-raised).
+ * Termination signals sent to the group are caught while the command runs (the trap runs when it
+ * ends), so a SIGTERM kill still records the status; only SIGKILL leaves no exit file.
+ */
+export const WRAPPER_SCRIPT = [
+  "trap : HUP INT QUIT TERM USR1 USR2",
+  `"$0" -c 'trap "" PIPE;echo $$ >&3;trap - PIPE;exec 3>&- "$0" -c "$1"' "$0" "$1"`,
+  "c=$?",
+  'echo $c >"$2"',
+  "trap - HUP INT QUIT TERM USR1 USR2",
+  "case $c in 147|148|149|150);; *)if [ $c -gt 128 ]&&[ $c -le 192 ];then ulimit -c 0 2>/dev/null;kill -$((c-128)) $$;fi;;esac",
+  "exit $c",
+].join("\n");
+
 const POLL_MS = 50;
+/** Liveness poll of adopted processes (not our children: no exit events). */
+const ADOPT_POLL_MS = 200;
 
 // ---------------------------------------------------------------------------------------------
 // /proc helpers (Linux)
@@ -199,22 +261,60 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+
+/** The signal name for a number (the first name Node lists for it), or null. */
+function signalName(signo: number): string | null {
+  for (const [name, n] of Object.entries(os.constants.signals as Record<string, number>)) if (n === signo) return name;
+  return null;
+}
+
+/** Signals that do not end a process by default: re-raising one leaves the wrapper running on. */
+const NON_FATAL_SIGNALS = new Set(["SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU"]);
+
+/**
+ * The (code, signal) a wrapper's exit status stands for, as its parent would have seen it: the
+ * wrapper re-raises a fatal signal (status 129..192, the stop signals 147..150 excepted), and
+ * exits with the status otherwise.
+ */
+function decodeStatus(status: number): { code: number | null; signal: string | null } {
+  if (status > 128 && status <= 192 && (status < 147 || status > 150)) {
+    const sig = signalName(status - 128);
+    if (sig && !NON_FATAL_SIGNALS.has(sig)) return { code: null, signal: sig };
+  }
+  return { code: status, signal: null };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 interface Proc {
   name: string;
   cmdline: string;
   child: ChildProcess | null;
+  /** Our end of the pipe on which the command reports its pid. */
+  pidPipe: NodeJS.ReadableStream & { destroy(): void } | null;
+  /** The wrapper: leader of the process group. */
   pid: number | null;
+  /** The wrapper's start time (clock ticks since boot), 0 if unknown. */
+  startTime: number;
+  /** The command's own pid, once it reported it. */
+  commandPid: number | null;
+  exitFile: string;
+  /** "started" may be reported for it: spawned, and its command pid known (or never to be). */
+  ready: boolean;
   exited: boolean;
   code: number | null;
   signal: string | null;
+  /** Re-attached from a checkpoint: liveness from /proc, exit status from exitFile. */
+  adopted: boolean;
+  /** Ended with no exit status to be had (an adopted process gone without an exit file). */
+  unknown: boolean;
 }
 
 type Outcome =
   | { kind: "finished" }
   | { kind: "failed"; proc: Proc }
   | { kind: "launchFailed"; message: string }
+  | { kind: "lost"; message: string }
   | { kind: "killed" };
 
 interface Task {
@@ -226,8 +326,10 @@ interface Task {
   /** Every process ever seen in the tree, pid → starttime. */
   tracked: Map<number, number>;
   outcome: Outcome | null;
-  /** Spawning is settled ("started" emitted, or the launch failed). */
+  /** Spawning is settled ("started" emitted, or the launch failed), or the task was adopted. */
   launchSettled: boolean;
+  /** "started" was emitted (by this executor or the one that launched it). */
+  started: boolean;
   /** A reap loop is running; its deadline for SIGKILL can only move earlier. */
   reaping: Promise<void> | null;
   killDeadline: number;
@@ -240,9 +342,12 @@ export class Executor {
   private readonly onEvent: (e: ExecutorEvent) => void;
   private readonly defaultGraceMs: number;
   private readonly tasks = new Map<string, Task>();
-  /** Every task id ever launched: a second launch of one is ignored. */
+  /** Every task id ever launched or adopted: a second launch of one is ignored. */
   private readonly known = new Set<string>();
   private shuttingDown = false;
+  /** Let go of everything (detach()): no more events, signals or polling. */
+  private detached = false;
+  private adoptTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: ExecutorOptions) {
     this.onEvent = opts.onEvent;
@@ -250,32 +355,11 @@ export class Executor {
   }
 
   launch(spec: LaunchSpec): void {
-    if (this.known.has(spec.taskId)) return;
+    if (this.known.has(spec.taskId) || this.detached) return;
     this.known.add(spec.taskId);
 
-    let resolveDone!: () => void;
-    const task: Task = {
-      spec,
-      marker: randomUUID(),
-      procs: spec.processes.map((p) => ({
-        name: p.name,
-        cmdline: p.cmdline,
-        child: null,
-        pid: null,
-        exited: false,
-        code: null,
-        signal: null,
-      })),
-      minStart: 0,
-      tracked: new Map(),
-      outcome: null,
-      launchSettled: false,
-      reaping: null,
-      killDeadline: Infinity,
-      done: new Promise<void>((r) => (resolveDone = r)),
-      resolveDone: () => resolveDone(),
-      finished: false,
-    };
+    const task = this.newTask(spec, randomUUID());
+    task.procs = spec.processes.map((p) => this.newProc(p.name, p.cmdline, spec.sandboxDir));
     this.tasks.set(spec.taskId, task);
 
     const fail = (message: string): void => {
@@ -299,13 +383,13 @@ export class Executor {
     }
 
     const env: NodeJS.ProcessEnv = { ...process.env, ...spec.env, [RUN_MARKER_ENV]: task.marker };
-    let spawned = 0;
-    const onSpawned = (): void => {
-      spawned++;
-      if (spawned < task.procs.length || task.launchSettled) return;
+    const onReady = (p: Proc): void => {
+      if (p.ready || this.detached) return;
+      p.ready = true;
+      if (task.launchSettled || task.procs.some((q) => !q.ready)) return;
       task.launchSettled = true;
-      const pids: Record<string, number> = {};
-      for (const p of task.procs) pids[p.name] = p.pid!;
+      task.started = true;
+      const pids = reportedPids(task);
       this.writeTaskFile(task, pids);
       this.emit({ type: "started", taskId: spec.taskId, pids });
       // A process may have exited between spawning and now.
@@ -320,23 +404,64 @@ export class Executor {
         const base = path.join(spec.sandboxDir, fileSafe(p.name));
         out = fs.openSync(`${base}.stdout`, "a");
         errFd = fs.openSync(`${base}.stderr`, "a");
-        const child = spawn("/bin/sh", ["-c", p.cmdline], {
+        fs.rmSync(p.exitFile, { force: true });
+        const child = spawn("/bin/sh", ["-c", WRAPPER_SCRIPT, "/bin/sh", p.cmdline, p.exitFile], {
           cwd: spec.sandboxDir,
           detached: true,
           env,
-          stdio: ["ignore", out, errFd],
+          stdio: ["ignore", out, errFd, "pipe"],
         });
         p.child = child;
         p.pid = child.pid ?? null;
         const st = p.pid !== null ? readStat(p.pid) : null; // exists (maybe as a zombie) until reaped
-        if (st) task.minStart = task.minStart === 0 ? st.starttime : Math.min(task.minStart, st.starttime);
-        child.once("spawn", onSpawned);
+        if (st) {
+          p.startTime = st.starttime;
+          task.minStart = task.minStart === 0 ? st.starttime : Math.min(task.minStart, st.starttime);
+        }
+        // Ready once spawned and once the command's pid came through fd 3 (or never will).
+        let spawned = false;
+        let pidSettled = false;
+        const check = (): void => {
+          if (spawned && pidSettled) onReady(p);
+        };
+        const pipe = child.stdio[3] as (NodeJS.ReadableStream & { destroy(): void }) | null | undefined;
+        if (pipe) {
+          p.pidPipe = pipe;
+          let buf = "";
+          pipe.setEncoding("utf8");
+          pipe.on("data", (chunk: string) => {
+            if (pidSettled) return;
+            buf += chunk;
+            const nl = buf.indexOf("\n");
+            if (nl < 0) return;
+            const pid = Number(buf.slice(0, nl).trim());
+            if (Number.isInteger(pid) && pid > 0) p.commandPid = pid;
+            pidSettled = true;
+            pipe.destroy();
+            p.pidPipe = null;
+            check();
+          });
+          pipe.on("error", () => {});
+          pipe.on("close", () => {
+            p.pidPipe = null;
+            if (pidSettled) return;
+            pidSettled = true;
+            check();
+          });
+        } else {
+          pidSettled = true;
+        }
+        child.once("spawn", () => {
+          spawned = true;
+          check();
+        });
         child.on("error", (err) => {
-          if (p.exited || p.pid !== null) return; // errors of a running child (e.g. failed kill)
+          if (p.exited || p.pid !== null || this.detached) return; // errors of a running child (e.g. failed kill)
           p.exited = true;
           fail(`failed to launch process "${p.name}": ${err.message}`);
         });
         child.once("exit", (code, sig) => {
+          if (this.detached) return;
           p.exited = true;
           p.code = code;
           p.signal = sig;
@@ -352,9 +477,88 @@ export class Executor {
     }
   }
 
+  /**
+   * Re-attaches to a task an earlier executor launched (its checkpointed record). Processes still
+   * alive (same pid and start time) are watched; those that ended meanwhile are judged by their
+   * exit files, in the order they were written; one gone without an exit file makes the task
+   * lost. The outcome rules are those of launched tasks, and the task is reported through onEvent
+   * ("started" first if its earlier executor had not reported it). A task marked killed goes on
+   * being killed.
+   */
+  adopt(rec: TaskRecord): void {
+    if (this.known.has(rec.taskId) || this.detached) return;
+    this.known.add(rec.taskId);
+    const spec = rec.spec;
+    const task = this.newTask(spec, rec.marker);
+    task.minStart = rec.minStart;
+    task.launchSettled = true;
+    task.started = rec.started;
+    task.procs = rec.processes.map((r) => {
+      const p = this.newProc(r.name, spec.processes.find((q) => q.name === r.name)?.cmdline ?? "", spec.sandboxDir);
+      p.pid = r.pid;
+      p.startTime = r.startTime;
+      p.commandPid = r.commandPid;
+      p.exitFile = r.exitFile || p.exitFile;
+      p.ready = true;
+      p.adopted = true;
+      return p;
+    });
+    this.tasks.set(rec.taskId, task);
+    if (rec.killed) task.outcome = { kind: "killed" };
+
+    // What ended while nobody watched, in the order the exit files were written; unknown last.
+    const ended: Array<{ p: Proc; at: bigint }> = [];
+    for (const p of task.procs) {
+      if (adoptedAlive(p)) continue;
+      const at = readExitFile(p);
+      ended.push({ p, at: at ?? BigInt(Number.MAX_SAFE_INTEGER) * 1_000_000n });
+    }
+    ended.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+    for (const { p } of ended) {
+      this.judge(task, p, `process "${p.name}" exited while the agent was down; exit status unknown`);
+    }
+    if (task.procs.length === 0 && !task.outcome) task.outcome = { kind: "lost", message: "no processes were recorded" };
+
+    queueMicrotask(() => {
+      if (this.detached || task.finished) return;
+      if (!task.started && !task.outcome && task.procs.some((p) => !p.exited)) {
+        task.started = true;
+        this.emit({ type: "started", taskId: rec.taskId, pids: reportedPids(task) });
+      }
+      if (task.outcome) this.terminate(task, this.defaultGraceMs);
+      else this.evaluate(task);
+      this.watchAdopted();
+    });
+  }
+
+  /** What a checkpoint needs to re-attach to every current task (adopt()). */
+  records(): TaskRecord[] {
+    const out: TaskRecord[] = [];
+    for (const t of this.tasks.values()) {
+      if (t.finished) continue;
+      out.push({
+        taskId: t.spec.taskId,
+        sandboxDir: t.spec.sandboxDir,
+        spec: t.spec,
+        marker: t.marker,
+        minStart: t.minStart,
+        started: t.started,
+        killed: t.outcome?.kind === "killed",
+        processes: t.procs.map((p) => ({
+          name: p.name,
+          pid: p.pid,
+          startTime: p.startTime,
+          commandPid: p.commandPid,
+          exitFile: p.exitFile,
+        })),
+      });
+    }
+    return out;
+  }
+
   kill(taskId: string, graceMs?: number): Promise<void> {
     const task = this.tasks.get(taskId);
-    if (!task || task.finished) return Promise.resolve();
+    if (!task || task.finished || this.detached) return Promise.resolve();
     if (!task.outcome) task.outcome = { kind: "killed" };
     this.terminate(task, graceMs ?? this.defaultGraceMs);
     return task.done;
@@ -373,9 +577,66 @@ export class Executor {
     await Promise.all([...this.tasks.keys()].map((id) => this.kill(id, graceMs)));
   }
 
+  /**
+   * Lets go of every task without touching its processes (an agent stopping with its tasks left
+   * running, or standing for one killed with -9): no more events, polling or signals. A later
+   * executor can adopt() the tasks from their records().
+   */
+  detach(): void {
+    this.detached = true;
+    if (this.adoptTimer) clearTimeout(this.adoptTimer);
+    this.adoptTimer = null;
+    for (const t of this.tasks.values()) {
+      for (const p of t.procs) {
+        p.pidPipe?.destroy();
+        p.pidPipe = null;
+        p.child?.unref();
+      }
+    }
+  }
+
   // -------------------------------------------------------------------------------------------
 
+  private newTask(spec: LaunchSpec, marker: string): Task {
+    let resolveDone!: () => void;
+    return {
+      spec,
+      marker,
+      procs: [],
+      minStart: 0,
+      tracked: new Map(),
+      outcome: null,
+      launchSettled: false,
+      started: false,
+      reaping: null,
+      killDeadline: Infinity,
+      done: new Promise<void>((r) => (resolveDone = r)),
+      resolveDone: () => resolveDone(),
+      finished: false,
+    };
+  }
+
+  private newProc(name: string, cmdline: string, sandboxDir: string): Proc {
+    return {
+      name,
+      cmdline,
+      child: null,
+      pidPipe: null,
+      pid: null,
+      startTime: 0,
+      commandPid: null,
+      exitFile: path.resolve(sandboxDir, `${fileSafe(name)}.exit`),
+      ready: false,
+      exited: false,
+      code: null,
+      signal: null,
+      adopted: false,
+      unknown: false,
+    };
+  }
+
   private emit(e: ExecutorEvent): void {
+    if (this.detached) return;
     try {
       this.onEvent(e);
     } catch {
@@ -385,25 +646,33 @@ export class Executor {
 
   private writeTaskFile(task: Task, pids: Record<string, number>): void {
     const { taskId, processes, env, sandboxDir } = task.spec;
+    const wrapperPids: Record<string, number | null> = {};
+    for (const p of task.procs) wrapperPids[p.name] = p.pid;
     try {
       fs.writeFileSync(
         path.join(sandboxDir, "task.json"),
-        JSON.stringify({ taskId, processes, env, sandboxDir, pids, launchedAt: Date.now() }, null, 2) + "\n",
+        JSON.stringify({ taskId, processes, env, sandboxDir, pids, wrapperPids, launchedAt: Date.now() }, null, 2) + "\n",
       );
     } catch {
       // Informational only.
     }
   }
 
+  /** Sets the outcome a process's end decides, if none is set yet. */
+  private judge(task: Task, p: Proc, unknownMessage: string): void {
+    if (task.outcome) return;
+    if (p.unknown) task.outcome = { kind: "lost", message: unknownMessage };
+    else if (p.code !== 0 || p.signal !== null) task.outcome = { kind: "failed", proc: p };
+  }
+
   private onProcessExit(task: Task, p: Proc): void {
-    const failed = p.code !== 0 || p.signal !== null;
-    if (failed && !task.outcome) task.outcome = { kind: "failed", proc: p };
+    this.judge(task, p, `process "${p.name}" ended without an exit status (no exit file)`);
     this.evaluate(task);
   }
 
   /** Decides, after a process exits, whether the task is over (or must be torn down). */
   private evaluate(task: Task): void {
-    if (!task.launchSettled || task.finished) return;
+    if (!task.launchSettled || task.finished || this.detached) return;
     if (task.outcome) {
       this.terminate(task, this.defaultGraceMs);
       return;
@@ -414,8 +683,40 @@ export class Executor {
     }
   }
 
+  // ---- adopted processes: no exit events, so their liveness is polled -------------------------
+
+  private watchAdopted(): void {
+    if (this.adoptTimer || this.detached) return;
+    let any = false;
+    for (const t of this.tasks.values()) {
+      if (!t.finished && t.procs.some((p) => p.adopted && !p.exited)) any = true;
+    }
+    if (!any) return;
+    this.adoptTimer = setTimeout(() => {
+      this.adoptTimer = null;
+      this.pollAdopted();
+      this.watchAdopted();
+    }, ADOPT_POLL_MS);
+    // Not unref'd: like a launched child, an adopted process is work that keeps the process up.
+  }
+
+  private pollAdopted(): void {
+    if (this.detached) return;
+    for (const t of [...this.tasks.values()]) {
+      if (t.finished) continue;
+      for (const p of t.procs) {
+        if (!p.adopted || p.exited || adoptedAlive(p)) continue;
+        readExitFile(p);
+        this.onProcessExit(t, p);
+      }
+    }
+  }
+
+  // ---- killing ---------------------------------------------------------------------------------
+
   /** Starts (or hurries) the reap of the task's tree; reports "exited" once nothing is left. */
   private terminate(task: Task, graceMs: number): void {
+    if (this.detached) return;
     task.killDeadline = Math.min(task.killDeadline, Date.now() + Math.max(0, graceMs));
     if (task.reaping) return;
     task.reaping = this.reap(task).then(
@@ -428,7 +729,17 @@ export class Executor {
     const termed = new Set<number>();
     let phase: "TERM" | "KILL" = "TERM";
     for (;;) {
+      if (this.detached) return;
       if (phase === "TERM" && Date.now() >= task.killDeadline) phase = "KILL";
+      // Adopted roots: their ends are seen here (a wrapper SIGKILLed by us leaves no exit file).
+      for (const p of task.procs) {
+        if (!p.adopted || p.exited || adoptedAlive(p)) continue;
+        readExitFile(p);
+        if (p.unknown && phase === "KILL" && task.outcome?.kind === "killed") {
+          p.unknown = false;
+          p.signal = "SIGKILL";
+        }
+      }
       const live = this.scan(task);
       const rootsLive = task.procs.some((p) => p.pid !== null && !p.exited);
       if (live.length === 0 && !rootsLive && task.launchSettled) return;
@@ -442,7 +753,7 @@ export class Executor {
           roots.push(p.pid);
         }
       }
-      const rootPids = new Set(task.procs.map((p) => p.pid));
+      const rootPids = treeRoots(task);
       for (const st of live) if (rootPids.has(st.pgrp)) groups.add(st.pgrp);
       if (phase === "KILL") {
         for (const g of groups) signal(-g, "SIGKILL");
@@ -465,15 +776,15 @@ export class Executor {
 
   /**
    * The live processes of the task's tree other than the roots (whose liveness comes from exit
-   * events), remembering every one seen so that later scans still find them if orphaned.
+   * events, or for adopted roots from /proc), remembering every one seen so that later scans
+   * still find them if orphaned.
    */
   private scan(task: Task): ProcStat[] {
     if (!HAVE_PROC) return [];
     const procs = snapshot();
     const byPid = new Map<number, ProcStat>();
     for (const st of procs) byPid.set(st.pid, st);
-    const rootPids = new Set<number>();
-    for (const p of task.procs) if (p.pid !== null) rootPids.add(p.pid);
+    const rootPids = treeRoots(task);
 
     const found = new Map<number, ProcStat>();
     const consider = (st: ProcStat): void => {
@@ -503,7 +814,7 @@ export class Executor {
   }
 
   private finish(task: Task): void {
-    if (task.finished) return;
+    if (task.finished || this.detached) return;
     task.finished = true;
     this.tasks.delete(task.spec.taskId);
     this.emit(this.exitEvent(task));
@@ -525,6 +836,8 @@ export class Executor {
           message: outcome.message,
           killed: false,
         };
+      case "lost":
+        return { type: "lost", taskId, message: outcome.message };
       case "failed": {
         const p = outcome.proc;
         const message =
@@ -535,7 +848,7 @@ export class Executor {
       }
       case "killed": {
         // Exit status as observed: the first process (in spec order) that did not exit 0.
-        const p = task.procs.find((q) => q.exited && (q.code !== 0 || q.signal !== null));
+        const p = task.procs.find((q) => q.exited && !q.unknown && (q.code !== 0 || q.signal !== null));
         return {
           type: "exited",
           taskId,
@@ -547,6 +860,57 @@ export class Executor {
       }
     }
   }
+}
+
+/** The pids "started" reports: each command's own pid (its wrapper's if it never reported it). */
+function reportedPids(task: Task): Record<string, number> {
+  const pids: Record<string, number> = {};
+  for (const p of task.procs) {
+    const pid = p.commandPid ?? p.pid;
+    if (pid !== null) pids[p.name] = pid;
+  }
+  return pids;
+}
+
+/**
+ * Pids that anchor the tree (process group and session leaders, ppid roots). A launched root
+ * counts even after it exited (it was our child: its pid was ours until just now); an adopted
+ * root only while it is alive and verified, since its pid may have been reused meanwhile.
+ */
+function treeRoots(task: Task): Set<number> {
+  const out = new Set<number>();
+  for (const p of task.procs) if (p.pid !== null && (!p.adopted || !p.exited)) out.add(p.pid);
+  return out;
+}
+
+/** An adopted process's wrapper is alive: same pid and same start time, not a zombie. */
+function adoptedAlive(p: Proc): boolean {
+  if (p.pid === null || p.startTime <= 0) return false;
+  const st = readStat(p.pid);
+  return st !== null && !isDeadState(st.state) && st.starttime === p.startTime;
+}
+
+/**
+ * Marks an adopted process ended and reads its exit status from its exit file. Returns the
+ * file's mtime (ns) when it had one; otherwise the process is `unknown`.
+ */
+function readExitFile(p: Proc): bigint | null {
+  p.exited = true;
+  try {
+    const text = fs.readFileSync(p.exitFile, "utf8").trim();
+    const status = Number(text);
+    if (text !== "" && Number.isInteger(status) && status >= 0 && status <= 255) {
+      const { code, signal: sig } = decodeStatus(status);
+      p.code = code;
+      p.signal = sig;
+      p.unknown = false;
+      return fs.statSync(p.exitFile, { bigint: true }).mtimeNs;
+    }
+  } catch {
+    // no exit file (or unreadable)
+  }
+  p.unknown = true;
+  return null;
 }
 
 function exitCodeOf(p: Proc): number {

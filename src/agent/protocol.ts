@@ -8,7 +8,10 @@ export interface RegisterRequest {
   attributes: Record<string, string>;
   resources: AgentResources;
   bootId: string;
-  /** Tasks the agent is running now (for reconciliation). */
+  /**
+   * Tasks the agent is running now, re-attached ones included, and tasks whose final status
+   * update it has not delivered yet (for reconciliation: none of these is gone).
+   */
   running: string[];
 }
 

@@ -10,6 +10,8 @@
 // - Updates may therefore arrive more than once (an ack can be lost): the receiver drops
 //   duplicates by (taskId, seq), e.g. with StatusDeduper.
 // - No timer runs while nothing is pending.
+// - snapshot() and restore() carry the unacknowledged updates and seq counters across a restart
+//   (the agent's checkpoint); onChange says when they changed.
 
 export type AgentTaskState = "STARTING" | "RUNNING" | "FINISHED" | "FAILED" | "KILLED" | "LOST";
 
@@ -31,6 +33,14 @@ export interface StatusQueueOptions {
   initialRetryMs?: number;
   maxRetryMs?: number;
   now?: () => number;
+  /** Called (synchronously) whenever what snapshot() returns changes: an update queued, acknowledged or restored, or a task forgotten. */
+  onChange?: () => void;
+}
+
+/** What survives a restart: every unacknowledged update and the last seq assigned per task. */
+export interface StatusSnapshot {
+  pending: StatusUpdate[];
+  lastSeqs: Record<string, number>;
 }
 
 interface Entry {
@@ -53,6 +63,7 @@ export class StatusQueue {
   private readonly initialRetryMs: number;
   private readonly maxRetryMs: number;
   private readonly now: () => number;
+  private readonly onChange: () => void;
   private readonly streams = new Map<string, Stream>();
   /** Last seq assigned per task. */
   private readonly lastSeq = new Map<string, number>();
@@ -66,6 +77,7 @@ export class StatusQueue {
     this.initialRetryMs = Math.max(1, opts.initialRetryMs ?? 1000);
     this.maxRetryMs = Math.max(this.initialRetryMs, opts.maxRetryMs ?? 10_000);
     this.now = opts.now ?? Date.now;
+    this.onChange = opts.onChange ?? (() => {});
   }
 
   /** Queues a new update for the task, with the task's next seq, and sends it when its turn comes. */
@@ -80,6 +92,7 @@ export class StatusQueue {
     if (extra.exitCode !== undefined) update.exitCode = extra.exitCode;
     if (extra.message !== undefined) update.message = extra.message;
     this.push(update);
+    this.changed();
     return update;
   }
 
@@ -88,6 +101,37 @@ export class StatusQueue {
     const all: Entry[] = [];
     for (const s of this.streams.values()) all.push(...s.entries);
     return all.sort((a, b) => a.ord - b.ord).map((e) => e.update);
+  }
+
+  /** The last seq assigned to the task's updates (0 if none). */
+  lastSeqOf(taskId: string): number {
+    return this.lastSeq.get(taskId) ?? 0;
+  }
+
+  /**
+   * Unacknowledged updates (as pending()) and the last seq per task, for a checkpoint; restore()
+   * takes them back. `lastSeqs` covers the given tasks (default: every task with a seq).
+   */
+  snapshot(taskIds?: Iterable<string>): StatusSnapshot {
+    const pending = this.pending().map((u) => ({ ...u }));
+    const lastSeqs: Record<string, number> = {};
+    if (taskIds === undefined) {
+      for (const [taskId, seq] of this.lastSeq) lastSeqs[taskId] = seq;
+    } else {
+      for (const taskId of taskIds) {
+        const seq = this.lastSeq.get(taskId);
+        if (seq !== undefined) lastSeqs[taskId] = seq;
+      }
+    }
+    for (const u of pending) lastSeqs[u.taskId] = Math.max(lastSeqs[u.taskId] ?? 0, this.lastSeq.get(u.taskId) ?? u.seq);
+    return { pending, lastSeqs };
+  }
+
+  /** Forgets a task's seq counter if nothing of it is pending (bounding memory); false otherwise. */
+  forget(taskId: string): boolean {
+    if (this.streams.has(taskId)) return false;
+    if (this.lastSeq.delete(taskId)) this.changed();
+    return true;
   }
 
   /** Stops sending (disconnected). Updates in flight finish; nothing new is sent. */
@@ -135,6 +179,7 @@ export class StatusQueue {
       if (s?.entries.some((e) => e.update.seq === u.seq)) continue;
       this.push({ ...u });
     }
+    this.changed();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -176,9 +221,11 @@ export class StatusQueue {
       s.failures = 0;
       if (s.entries.length === 0) {
         if (this.streams.get(s.taskId) === s) this.streams.delete(s.taskId);
+        this.changed();
         this.checkIdle();
         return;
       }
+      this.changed();
       this.pump(s);
       return;
     }
@@ -190,6 +237,14 @@ export class StatusQueue {
       s.timer = null;
       this.pump(s);
     }, delay);
+  }
+
+  private changed(): void {
+    try {
+      this.onChange();
+    } catch {
+      // A failing listener must not wedge the queue.
+    }
   }
 
   private clearTimer(s: Stream): void {

@@ -9,6 +9,7 @@ import { openJetStreamLog } from "../eventlog/jetstream.js";
 import type { AgentResources } from "../domain/types.js";
 import { makeLogger } from "../util/logger.js";
 import { parsePolicy } from "../actors/policy.js";
+import { natsServers } from "./client.js";
 import { KvLease } from "../actors/lease.js";
 import { KvMemberBoard } from "../actors/members.js";
 
@@ -23,8 +24,8 @@ export interface SchedulerFlags {
 
 export async function runScheduler(f: SchedulerFlags): Promise<void> {
   const logger = makeLogger("scheduler");
-  const bus = await NatsBus.connect(f.nats, `roost-scheduler-${f.id ?? process.pid}`);
-  const log = await openJetStreamLog({ servers: f.nats, nc: bus.nc, stream: f.stream, replicas: f.replicas });
+  const bus = await NatsBus.connect(natsServers(f.nats), `roost-scheduler-${f.id ?? process.pid}`);
+  const log = await openJetStreamLog({ servers: natsServers(f.nats), nc: bus.nc, stream: f.stream, replicas: f.replicas });
   const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
   const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
   let exiting = false;
@@ -92,7 +93,7 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   const host = f.host ?? hostname();
   const agentId = f.id ?? host;
   const logger = makeLogger("agent").child({ agentId });
-  const bus = await NatsBus.connect(f.nats, `roost-agent-${agentId}`);
+  const bus = await NatsBus.connect(natsServers(f.nats), `roost-agent-${agentId}`);
   const resources: AgentResources = { cpus: f.cpus, ramMb: f.ramMb, diskMb: f.diskMb, gpus: f.gpus, ports: parsePortRanges(f.ports) };
   const agent = new Agent({
     bus,
@@ -102,7 +103,11 @@ export async function runAgent(f: AgentFlags): Promise<void> {
     resources,
     workDir: resolve(f.workDir),
     logger,
+    // <work-dir>/checkpoint.json: a restarted agent (after kill -9 too) re-attaches to its tasks.
+    checkpoint: true,
   });
+  // Without --kill-tasks-on-exit the tasks keep running and the checkpoint stays for the next
+  // agent on this work dir; with it they are killed (and their KILLED updates checkpointed).
   const stop = async () => {
     await agent.stop({ killTasks: f.killTasksOnExit });
     await bus.close();

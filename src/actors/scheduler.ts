@@ -168,12 +168,30 @@ export class Scheduler {
     const wasLeader = this.role === "leader";
     this.role = "stopped";
     this.standbyAbort?.abort();
+    this.wakeSleepers();
+    this.notifyChange(); // wakes a reconciliation window that waits on changes
     this.holdEnd?.("stopping");
     this.stopTerm();
     if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
     await this.appender?.flush().catch(() => {});
     if (wasLeader) await this.lease?.release();
     await this.electing?.catch(() => {});
+  }
+
+  /**
+   * Die abruptly, as under SIGKILL: stop acting at once, keep the lease (it expires), flush
+   * nothing. For the simulator and fault tests.
+   */
+  crash(): void {
+    if (this.role === "stopped") return;
+    this.role = "stopped";
+    this.standbyAbort?.abort();
+    this.wakeSleepers();
+    this.notifyChange();
+    if (this.renewTimer !== null) this.clock.clearTimeout(this.renewTimer);
+    this.holdEnd = null;
+    this.stopTerm();
+    if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
   }
 
   /** Fold every record the log holds beyond what this replica has folded. */
@@ -201,8 +219,25 @@ export class Scheduler {
     }
   }
 
+  /** Sleeps end early when the replica stops (the clock may be virtual and stand still). */
+  private readonly sleepers = new Set<() => void>();
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.clock.setTimeout(resolve, ms));
+    return new Promise((resolve) => {
+      const h = this.clock.setTimeout(() => {
+        this.sleepers.delete(wake);
+        resolve();
+      }, ms);
+      const wake = () => {
+        this.clock.clearTimeout(h);
+        resolve();
+      };
+      this.sleepers.add(wake);
+    });
+  }
+
+  private wakeSleepers(): void {
+    for (const w of [...this.sleepers]) w();
+    this.sleepers.clear();
   }
 
   /** Standby until the lease is won; lead until it is lost; and again, until stopped. */

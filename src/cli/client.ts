@@ -38,6 +38,11 @@ export interface ClusterClient {
   close(): Promise<void>;
 }
 
+/** A NATS URL, or several separated by commas (a cluster's members). */
+export function natsServers(url: string): string[] {
+  return url.split(",").map((u) => u.trim()).filter((u) => u.length > 0);
+}
+
 export function loadClusterFile(path = DEFAULT_CLUSTER_FILE): ClusterFile {
   const p = resolve(path);
   if (!existsSync(p)) {
@@ -49,7 +54,7 @@ export function loadClusterFile(path = DEFAULT_CLUSTER_FILE): ClusterFile {
 export async function connectClient(opts: { nats?: string; cluster?: string; stream?: string }): Promise<ClusterClient> {
   const file: ClusterFile = opts.nats ? { mode: "nats", nats: opts.nats } : loadClusterFile(opts.cluster);
   if (file.mode === "embedded") return new HttpClient(file.http!);
-  const bus = await NatsBus.connect(file.nats!, "roost-cli");
+  const bus = await NatsBus.connect(natsServers(file.nats!), "roost-cli");
   return new NatsClient(file.nats!, bus, opts.stream ?? file.stream ?? "ROOST");
 }
 
@@ -59,7 +64,7 @@ function unwrap<T>(r: Reply<T>): T {
   return r.value;
 }
 
-class NatsClient implements ClusterClient {
+export class NatsClient implements ClusterClient {
   private log: JetStreamLog | null = null;
   constructor(
     readonly where: string,
@@ -86,6 +91,11 @@ class NatsClient implements ClusterClient {
 
   async *followLog(from: number, signal: AbortSignal): AsyncIterable<LogRecord> {
     yield* (await this.openLog()).follow(from, signal);
+  }
+
+  /** The client's NATS connection (for KV and stream reads). */
+  get nc() {
+    return this.bus.nc;
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,7 @@ import { Scheduler } from "../actors/scheduler.js";
 import { MemoryBus } from "../bus/memory.js";
 import { MemoryLog } from "../eventlog/memory.js";
 import { findNatsServer, startNatsServer, type NatsServerHandle } from "../nats/server.js";
+import { startNatsCluster } from "../nats/cluster.js";
 import { makeLogger } from "../util/logger.js";
 import { DEV_POLICY } from "../actors/policy.js";
 import type { ClusterFile } from "./client.js";
@@ -44,6 +45,8 @@ export interface DevFlags {
   nats?: string;
   /** Run on the in-process log and bus even when a nats-server is available. */
   embedded?: boolean;
+  /** High availability: 3 nats-servers (an R3 stream) and 3 scheduler replicas. */
+  ha?: boolean;
   dir: string;
   json: boolean;
 }
@@ -81,7 +84,14 @@ export async function runDev(f: DevFlags): Promise<void> {
   process.once("SIGTERM", () => void stopAll(0));
 
   let natsUrl = f.nats;
-  if (!natsUrl && !f.embedded && findNatsServer()) {
+  if (f.ha && (f.embedded || f.nats)) throw new Error("--ha starts its own 3 nats-servers: it cannot be combined with --embedded or --nats");
+  if (f.ha) {
+    if (!findNatsServer()) throw new Error("--ha needs nats-server on PATH (apt-get install nats-server)");
+    const cluster = await startNatsCluster({ dir: join(dir, "nats-ha") });
+    stops.push(() => cluster.stop());
+    natsUrl = cluster.urls.join(",");
+    say(`3 nats-servers ${cluster.urls.join(" ")} (JetStream R3 in ${join(dir, "nats-ha")}, pids ${cluster.servers.map((s) => s!.pid).join(" ")})`, { nats: cluster.urls, pids: cluster.servers.map((s) => s!.pid) });
+  } else if (!natsUrl && !f.embedded && findNatsServer()) {
     const server: NatsServerHandle = await startNatsServer({ dir: join(dir, "nats") });
     stops.push(() => server.stop());
     natsUrl = server.url;
@@ -109,7 +119,10 @@ export async function runDev(f: DevFlags): Promise<void> {
       );
       return c;
     };
-    child("scheduler", ["scheduler", "--nats", natsUrl, "--id", "scheduler-1", "--policy", JSON.stringify(DEV_POLICY)]);
+    const replicas = f.ha ? 3 : 1;
+    for (let i = 1; i <= replicas; i++) {
+      child(`scheduler-${i}`, ["scheduler", "--nats", natsUrl, "--id", `scheduler-${i}`, "--replicas", String(replicas), "--policy", JSON.stringify(DEV_POLICY)]);
+    }
     for (let i = 1; i <= f.agents; i++) {
       const a = devAgentSpec(i);
       child(a.id, [
@@ -123,7 +136,7 @@ export async function runDev(f: DevFlags): Promise<void> {
     const file: ClusterFile = { mode: "nats", nats: natsUrl, stream: "ROOST", pid: process.pid, startedAt: new Date().toISOString() };
     writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
     await waitReady(natsUrl, f.agents);
-    say(`scheduler and ${f.agents} agents started; logs in ${join(dir, "logs")}`, { agents: f.agents });
+    say(`${f.ha ? "3 scheduler replicas" : "a scheduler"} and ${f.agents} agents started; logs in ${join(dir, "logs")}`, { agents: f.agents, schedulers: f.ha ? 3 : 1 });
   } else {
     say(
       (f.embedded ? "--embedded" : "no nats-server found on PATH") +

@@ -13,6 +13,7 @@ import { whyTask, type WhyReport } from "../scheduling/why.js";
 import { connectClient, foldLocally, type ClusterClient } from "./client.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
+import { registerClusterCommand } from "./cluster.js";
 import { formatWhy, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory } from "./format.js";
 import { registerSimCommand } from "./sim.js";
 
@@ -81,8 +82,9 @@ program
   .option("--nats <url>", "use this nats-server instead of starting one")
   .option("--dir <dir>", "state directory", ".roost")
   .option("--embedded", "run on an in-process log and bus, without nats-server")
+  .option("--ha", "high availability: 3 nats-servers (R3 stream) and 3 scheduler replicas")
   .option("--json", "machine-readable output (one JSON object per line)")
-  .action(async (o) => runDev({ agents: o.agents, nats: o.nats, dir: o.dir, json: !!o.json, embedded: !!o.embedded }));
+  .action(async (o) => runDev({ agents: o.agents, nats: o.nats, dir: o.dir, json: !!o.json, embedded: !!o.embedded, ha: !!o.ha }));
 
 program
   .command("scheduler")
@@ -267,6 +269,9 @@ withClusterOptions(log.command("tail").description("print the log as readable li
 // ---- roost sim (src/cli/sim.ts) ----------------------------------------------------------
 
 registerSimCommand(program);
+
+// ---- roost cluster (src/cli/cluster.ts) -----------------------------------------------------
+registerClusterCommand(program, withClusterOptions);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   const json = process.argv.includes("--json");

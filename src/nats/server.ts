@@ -25,6 +25,12 @@ export interface NatsServerOptions {
   binary?: string;
   /** How long to wait for the server to become healthy. Default 20 s. */
   startTimeoutMs?: number;
+  /** Server name (unique in a cluster). Default roost_<port>. */
+  serverName?: string;
+  /** Monitoring port. Default: a free port. */
+  httpPort?: number;
+  /** Join a cluster: its name, this server's route port, and every member's route URL. */
+  cluster?: { name: string; port: number; routes: string[] };
 }
 
 export interface NatsServerHandle {
@@ -143,14 +149,14 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
 
 async function startOnce(binary: string, dir: string, ownDir: boolean, opts: NatsServerOptions): Promise<NatsServerHandle> {
   const port = opts.port ?? (await freePort());
-  let httpPort = await freePort();
+  let httpPort = opts.httpPort ?? (await freePort());
   while (httpPort === port) httpPort = await freePort();
   const storeDir = resolve(opts.storeDir ?? join(dir, "jetstream"));
   await mkdir(storeDir, { recursive: true });
   const confFile = join(dir, "nats-server.conf");
   const logFile = join(dir, "nats-server.log");
   const conf = [
-    `server_name: ${confString(`roost_${port}`)}`,
+    `server_name: ${confString(opts.serverName ?? `roost_${port}`)}`,
     `listen: ${confString(`127.0.0.1:${port}`)}`,
     `http: ${confString(`127.0.0.1:${httpPort}`)}`,
     `jetstream {`,
@@ -158,6 +164,15 @@ async function startOnce(binary: string, dir: string, ownDir: boolean, opts: Nat
     `  max_memory_store: 1GB`,
     `  max_file_store: 64GB`,
     `}`,
+    ...(opts.cluster
+      ? [
+          `cluster {`,
+          `  name: ${confString(opts.cluster.name)}`,
+          `  listen: ${confString(`127.0.0.1:${opts.cluster.port}`)}`,
+          `  routes: [${opts.cluster.routes.map(confString).join(", ")}]`,
+          `}`,
+        ]
+      : []),
     "",
   ].join("\n");
   await writeFile(confFile, conf);

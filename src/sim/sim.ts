@@ -28,6 +28,7 @@ import { jobStatus, type JobStatus } from "../replay/queries.js";
 import type { ClusterState } from "../replay/state.js";
 import { DEFAULT_SIM_EPOCH, VirtualClock } from "./clock.js";
 import { Rng } from "./rng.js";
+import { MemoryLeaseBoard } from "../actors/lease.js";
 import { SimAgent, type TaskBehavior } from "./simAgent.js";
 
 export type { TaskBehavior } from "./simAgent.js";
@@ -60,6 +61,12 @@ export interface SimOptions {
   retryMs?: number;
   /** Most setImmediate turns one settle() may take before it gives up (default 200,000). */
   maxSettleTurns?: number;
+  /**
+   * High availability: this many scheduler replicas compete for one lease (leaseMs, default
+   * 3000) instead of one scheduler taking over at once.
+   */
+  replicas?: number;
+  leaseMs?: number;
 }
 
 /** A behaviour for a job's tasks, fixed or chosen per launch (e.g. by instance). */
@@ -80,6 +87,9 @@ export class Sim {
   /** Virtual epoch ms at start. */
   readonly startTs: number;
   private current: Scheduler;
+  /** Every replica (HA mode), in start order; one scheduler otherwise. */
+  readonly replicas: Scheduler[] = [];
+  private leaseBoard: MemoryLeaseBoard | null = null;
   private readonly opts: SimOptions;
   private readonly ownsLog: boolean;
   private readonly behaviors = new Map<string, JobBehavior>();
@@ -97,13 +107,23 @@ export class Sim {
     this.ownsLog = opts.log === undefined;
     this.log = opts.log ?? new MemoryLog();
     this.rng = new Rng(opts.seed);
-    this.current = this.newScheduler();
+    if ((opts.replicas ?? 1) > 1) {
+      this.leaseBoard = new MemoryLeaseBoard(this.clock, opts.leaseMs ?? 3000);
+      for (let i = 0; i < opts.replicas!; i++) {
+        if (i > 0) this.leaderCount++;
+        this.replicas.push(this.newScheduler());
+      }
+      this.current = this.replicas[0];
+    } else {
+      this.current = this.newScheduler();
+      this.replicas.push(this.current);
+    }
   }
 
   /** A scheduler and every agent, registered and settled. */
   static async start(opts: SimOptions): Promise<Sim> {
     const sim = new Sim(opts);
-    await sim.current.start();
+    for (const r of sim.replicas) await r.start();
     await sim.settle();
     const counters = new Map<string, number>();
     for (const [gi, g] of opts.agents.entries()) {
@@ -137,11 +157,12 @@ export class Sim {
 
   /** The leading scheduler (a new one after failover()). */
   get scheduler(): Scheduler {
+    if (this.leaseBoard) return this.replicas.find((r) => r.leading) ?? this.current;
     return this.current;
   }
 
   get state(): ClusterState {
-    return this.current.state;
+    return this.scheduler.state;
   }
 
   /** Virtual ms since start. */
@@ -229,7 +250,7 @@ export class Sim {
   }
 
   private busyNow(): boolean {
-    return this.current.busy() || this.bus.inFlight > 0 || this.agents.some((a) => a.busy);
+    return this.replicas.some((r) => r.busy()) || this.current.busy() || this.bus.inFlight > 0 || this.agents.some((a) => a.busy);
   }
 
   private describeBusy(): string {
@@ -323,6 +344,7 @@ export class Sim {
     if (this.stopped) return;
     this.stopped = true;
     for (const a of this.agents) a.stop();
+    for (const r of this.replicas) if (r !== this.current) await r.stop();
     await this.current.stop();
     await this.bus.close();
     if (this.ownsLog) await this.log.close();
@@ -341,6 +363,7 @@ export class Sim {
       pid: n,
       retryMs: this.opts.retryMs,
       policy: this.opts.policy,
+      ...(this.leaseBoard ? { lease: this.leaseBoard.lease() } : {}),
       onFatal: (err) => {
         this.fatal ??= err;
       },

@@ -138,6 +138,8 @@ export class SimAgent {
   /** Status sends that failed (no responder, refused), for tests of retries. */
   statusFailures = 0;
   leaderEpoch = 0;
+  /** The newest epoch a leader announced itself with (roost.leader). */
+  private announcedEpoch = 0;
 
   constructor(opts: SimAgentOptions) {
     this.agentId = opts.agentId;
@@ -246,7 +248,10 @@ export class SimAgent {
     this.unserve.push(
       this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d as LaunchRequest)),
       this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d as KillRequest)),
-      this.bus.serve(subjects.leader, () => {
+      this.bus.serve(subjects.leader, (d) => {
+        const epoch = (d as { epoch?: number } | null)?.epoch ?? 0;
+        if (epoch > this.announcedEpoch) this.announcedEpoch = epoch;
+        this.registered = false;
         void this.register();
       }),
     );
@@ -326,7 +331,8 @@ export class SimAgent {
           if (gen === this.generation) this.registerOnWire = false;
         }
         if (gen !== this.generation) return false;
-        if (reply?.ok) {
+        // A deposed leader may still answer for a moment: only the announced leader counts.
+        if (reply?.ok && (reply.epoch ?? 0) >= this.announcedEpoch) {
           this.registered = true;
           this.leaderEpoch = reply.epoch ?? 0;
           // Resend every unacknowledged head now, with its backoff reset (the real agent's resume()).

@@ -12,6 +12,7 @@ import { parsePolicy } from "../actors/policy.js";
 import { natsServers } from "./client.js";
 import { KvLease } from "../actors/lease.js";
 import { KvMemberBoard } from "../actors/members.js";
+import { SnapshotStore } from "../eventlog/snapshots.js";
 
 export interface SchedulerFlags {
   nats: string;
@@ -20,6 +21,7 @@ export interface SchedulerFlags {
   id?: string;
   policy?: string;
   leaseMs?: number;
+  snapshotEvery?: number;
 }
 
 export async function runScheduler(f: SchedulerFlags): Promise<void> {
@@ -28,6 +30,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
   const log = await openJetStreamLog({ servers: natsServers(f.nats), nc: bus.nc, stream: f.stream, replicas: f.replicas });
   const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
   const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
+  const snapshots = await SnapshotStore.forLog(log);
   let exiting = false;
   const exit = async (code: number) => {
     if (exiting) return;
@@ -45,6 +48,8 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
     policy: f.policy ? parsePolicy(f.policy) : undefined,
     lease,
     members,
+    snapshots,
+    snapshotEvery: f.snapshotEvery,
     onFatal: (err) => {
       logger.fatal({ err: err.message }, "lost the log: stepping down");
       void exit(1);

@@ -16,6 +16,7 @@ import { runDev } from "./dev.js";
 import { registerClusterCommand } from "./cluster.js";
 import { formatWhy, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory } from "./format.js";
 import { registerSimCommand } from "./sim.js";
+import { registerSnapshotCommand } from "./snapshot.js";
 
 interface Common {
   json?: boolean;
@@ -96,7 +97,8 @@ program
   .option("--policy <json>", 'override scheduling timings, e.g. \'{"preemptionDelayMs":5000}\' (defaults: Aurora\'s)')
   .option("--json", "log as JSON lines (always)")
   .option("--lease-ms <ms>", "leader lease: a leader that cannot renew within this long is replaced", (v) => Number(v), 3000)
-  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs }));
+  .option("--snapshot-every <events>", "the leader writes a snapshot of the folded state every this many events", (v) => Number(v), 100_000)
+  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs, snapshotEvery: o.snapshotEvery }));
 
 program
   .command("agent")
@@ -272,6 +274,9 @@ registerSimCommand(program);
 
 // ---- roost cluster (src/cli/cluster.ts) -----------------------------------------------------
 registerClusterCommand(program, withClusterOptions);
+
+// ---- roost snapshot (src/cli/snapshot.ts) ------------------------------------------------
+registerSnapshotCommand(program, withClusterOptions);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   const json = process.argv.includes("--json");

@@ -1,7 +1,7 @@
 // A canonical hash of ClusterState: the determinism check. Two states hash equal exactly when
 // they hold the same data, whatever the order things were inserted in, in any version.
 
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import type { AgentRecord, ClusterState, JobRecord, TaskRecord } from "./state.js";
 
 /** A canonical JSON text: object keys sorted, Maps as sorted [key, value] pairs, Sets sorted. */
@@ -32,7 +32,8 @@ export function canonical(value: unknown): string {
  */
 export const STATE_DIGEST_VERSION = 1;
 
-function digestTask(t: TaskRecord) {
+/** The task projection of digest v1 (stateHash writes canonical() of it directly, see writeTaskDigest). */
+export function digestTask(t: TaskRecord) {
   return {
     job: t.job,
     instance: t.instance,
@@ -74,17 +75,333 @@ function digestAgent(a: AgentRecord) {
   };
 }
 
-export function stateHash(state: ClusterState): string {
-  const h = createHash("sha256");
-  h.update(canonical({ digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies }));
+export interface StateHashOptions {
+  /**
+   * The order stateHash digests the tasks in (by id, Array#sort's default order: UTF-16 code
+   * units), as positions in the map's insertion order, when already known (a snapshot carries
+   * it): skips the sort and the per-task map lookups, the costliest steps at millions of tasks.
+   * Checked (a permutation, ids strictly ascending); any other order is ignored and the hash
+   * computed with a sort.
+   */
+  taskOrder?: ArrayLike<number>;
+}
+
+const FEED_BYTES = 1 << 16;
+const HUGE_TEXT = FEED_BYTES >> 3;
+
+/**
+ * The hash input as UTF-8 bytes, buffered and fed to SHA-256 in 64 KiB pieces. Writing the
+ * canonical text straight into bytes (digits by hand, plain ASCII strings copied) costs a
+ * fraction of building it as strings, and one update() per entry costs more than SHA-256
+ * itself. The bytes are exactly those of update(canonical text): test/snapshot.test.ts checks
+ * stateHash against the string implementation, on odd values too.
+ */
+class Utf8Feed {
+  private readonly buf = Buffer.allocUnsafe(FEED_BYTES);
+  private pos = 0;
+  private first = false;
+  constructor(private readonly h: Hash) {}
+
+  private flush(): void {
+    if (this.pos > 0) {
+      this.h.update(this.buf.subarray(0, this.pos));
+      this.pos = 0;
+    }
+  }
+
+  /** Text as UTF-8, as update(text) encodes it (lone surrogates become U+FFFD). */
+  text(t: string): void {
+    const n = t.length;
+    if (n > HUGE_TEXT) {
+      this.flush();
+      this.h.update(t);
+      return;
+    }
+    if (this.pos + 3 * n > FEED_BYTES) this.flush();
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let i = 0; i < n; i++) {
+      const c = t.charCodeAt(i);
+      if (c >= 0x80) {
+        this.pos += buf.write(t, this.pos, "utf8");
+        return;
+      }
+      buf[pos++] = c;
+    }
+    this.pos = pos;
+  }
+
+  /** An ASCII literal (field names, punctuation). */
+  ascii(t: string): void {
+    const n = t.length;
+    if (this.pos + n > FEED_BYTES) this.flush();
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let i = 0; i < n; i++) buf[pos++] = t.charCodeAt(i);
+    this.pos = pos;
+  }
+
+  /** canonical() of a string: JSON.stringify, copied directly when nothing needs escaping. */
+  json(t: string): void {
+    const n = t.length;
+    if (n > HUGE_TEXT) return this.text(JSON.stringify(t));
+    if (this.pos + n + 2 > FEED_BYTES) this.flush();
+    const buf = this.buf;
+    const start = this.pos;
+    let pos = start;
+    buf[pos++] = 0x22;
+    for (let i = 0; i < n; i++) {
+      const c = t.charCodeAt(i);
+      if (c < 0x20 || c === 0x22 || c === 0x5c || c >= 0x80) {
+        this.pos = start;
+        return this.text(JSON.stringify(t));
+      }
+      buf[pos++] = c;
+    }
+    buf[pos++] = 0x22;
+    this.pos = pos;
+  }
+
+  /** canonical() of a number: integers digit by digit (as JSON.stringify writes them, -0 as 0). */
+  num(x: number): void {
+    if (!Number.isSafeInteger(x)) return this.text(Number.isFinite(x) ? JSON.stringify(x) : `"${x}"`);
+    if (this.pos + 24 > FEED_BYTES) this.flush();
+    const buf = this.buf;
+    let pos = this.pos;
+    if (x < 0) {
+      buf[pos++] = 0x2d;
+      x = -x;
+    }
+    if (x >= 1e9) {
+      // Above 31 bits: the digits above the lowest nine, then those nine zero-padded.
+      const hi = Math.floor(x / 1e9);
+      pos = hi >= 1e9 ? writePadded(buf, writeUint(buf, pos, Math.floor(hi / 1e9)), hi % 1e9) : writeUint(buf, pos, hi);
+      pos = writePadded(buf, pos, x - hi * 1e9);
+    } else pos = writeUint(buf, pos, x);
+    this.pos = pos;
+  }
+
+  /** canonical(v), with the common scalars written directly. */
+  value(v: unknown): void {
+    if (typeof v === "string") this.json(v);
+    else if (typeof v === "number") this.num(v);
+    else if (v === null) this.ascii("null");
+    else if (typeof v === "boolean") this.ascii(v ? "true" : "false");
+    else writeCanonical(this, v);
+  }
+
+  /** `{`: the start of an object written key by key. */
+  open(): void {
+    this.ascii("{");
+    this.first = true;
+  }
+  /** A key literal (`"name":`), after a comma unless it is the object's first. */
+  key(literal: string): void {
+    if (!this.first) this.ascii(",");
+    this.first = false;
+    this.ascii(literal);
+  }
+  close(): void {
+    this.ascii("}");
+  }
+
+  digest(): string {
+    this.flush();
+    return this.h.digest("hex");
+  }
+}
+
+/** The digits of an integer 0 ≤ x < 1e9 at `pos`; returns the position after them. */
+function writeUint(buf: Buffer, pos: number, x: number): number {
+  x |= 0;
+  const len = x < 10 ? 1 : x < 100 ? 2 : x < 1e3 ? 3 : x < 1e4 ? 4 : x < 1e5 ? 5 : x < 1e6 ? 6 : x < 1e7 ? 7 : x < 1e8 ? 8 : 9;
+  let p = pos + len;
+  do {
+    const q = (x / 10) | 0;
+    buf[--p] = 0x30 + x - q * 10;
+    x = q;
+  } while (x > 0);
+  return pos + len;
+}
+
+/** The nine digits of an integer 0 ≤ x < 1e9, zero-padded. */
+function writePadded(buf: Buffer, pos: number, x: number): number {
+  x |= 0;
+  for (let p = pos + 9; p > pos; ) {
+    const q = (x / 10) | 0;
+    buf[--p] = 0x30 + x - q * 10;
+    x = q;
+  }
+  return pos + 9;
+}
+
+const byCanonicalKey = (a: readonly [string, number], b: readonly [string, number]): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+
+/** canonical(v) into the feed, without building the text (the same bytes). */
+function writeCanonical(f: Utf8Feed, v: unknown): void {
+  if (v === null || v === undefined) return f.ascii("null");
+  switch (typeof v) {
+    case "number":
+      return f.num(v);
+    case "string":
+      return f.json(v);
+    case "boolean":
+      return f.ascii(v ? "true" : "false");
+    case "object":
+      break;
+    default:
+      throw new Error(`cannot hash a ${typeof v}`);
+  }
+  if (Array.isArray(v)) {
+    // As map() and join(): holes write nothing, undefined writes null.
+    f.ascii("[");
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) f.ascii(",");
+      if (i in v) writeCanonical(f, v[i]);
+    }
+    return f.ascii("]");
+  }
+  if (v instanceof Set) {
+    const items = [...v].map(canonical).sort();
+    f.ascii("[");
+    for (let i = 0; i < items.length; i++) {
+      if (i > 0) f.ascii(",");
+      f.json(items[i]);
+    }
+    return f.ascii("]");
+  }
+  if (v instanceof Map) {
+    // Entries by canonical key (a stable sort, as canonical's), values written in place.
+    const values = [...v.values()];
+    const keys = [...v.keys()].map((k, i) => [canonical(k), i] as const).sort(byCanonicalKey);
+    f.ascii("{");
+    for (let i = 0; i < keys.length; i++) {
+      if (i > 0) f.ascii(",");
+      f.text(keys[i][0]);
+      f.ascii(":");
+      writeCanonical(f, values[keys[i][1]]);
+    }
+    return f.ascii("}");
+  }
+  const obj = v as Record<string, unknown>;
+  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  f.ascii("{");
+  for (let i = 0; i < keys.length; i++) {
+    if (i > 0) f.ascii(",");
+    f.json(keys[i]);
+    f.ascii(":");
+    writeCanonical(f, obj[keys[i]]);
+  }
+  f.ascii("}");
+}
+
+/** canonical(digestTask(t)) into the feed: the same text, field by field in sorted key order,
+ *  each written only when not undefined (as canonical() does). */
+function writeTaskDigest(f: Utf8Feed, t: TaskRecord): void {
+  let v: unknown;
+  f.open();
+  if ((v = t.agentId) !== undefined) (f.key('"agentId":'), f.value(v));
+  if ((v = t.agentSeq) !== undefined) (f.key('"agentSeq":'), f.value(v));
+  if ((v = t.ancestorId) !== undefined) (f.key('"ancestorId":'), f.value(v));
+  if ((v = t.configVersion) !== undefined) (f.key('"configVersion":'), f.value(v));
+  if ((v = t.everKilling) !== undefined) (f.key('"everKilling":'), f.value(v));
+  if ((v = t.exitCode) !== undefined) (f.key('"exitCode":'), f.value(v));
+  if ((v = t.failureCount) !== undefined) (f.key('"failureCount":'), f.value(v));
+  if ((v = t.history) !== undefined) (f.key('"history":'), writeNumbers(f, v));
+  if ((v = t.host) !== undefined) (f.key('"host":'), f.value(v));
+  if ((v = t.instance) !== undefined) (f.key('"instance":'), f.value(v));
+  if ((v = t.job) !== undefined) (f.key('"job":'), f.value(v));
+  if ((v = t.lastReason) !== undefined) (f.key('"lastReason":'), f.value(v));
+  if ((v = t.ports) !== undefined) (f.key('"ports":'), f.value(v));
+  if ((v = t.rescheduleWanted) !== undefined) (f.key('"rescheduleWanted":'), f.value(v));
+  if ((v = t.state) !== undefined) (f.key('"state":'), f.value(v));
+  if ((v = t.successorId) !== undefined) (f.key('"successorId":'), f.value(v));
+  if (t.throttleMs) {
+    f.key('"throttleMs":');
+    f.value(t.throttleMs);
+    if ((v = t.throttledUntil) !== undefined) (f.key('"throttledUntil":'), f.value(v));
+  }
+  f.close();
+}
+
+/** canonical(v) of a task history: an array of finite numbers, else the general path. */
+function writeNumbers(f: Utf8Feed, v: unknown): void {
+  if (!Array.isArray(v)) return writeCanonical(f, v);
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (typeof x !== "number" || !Number.isFinite(x)) return writeCanonical(f, v);
+  }
+  f.ascii("[");
+  for (let i = 0; i < v.length; i++) {
+    if (i > 0) f.ascii(",");
+    f.num(v[i]);
+  }
+  f.ascii("]");
+}
+
+export function stateHash(state: ClusterState, opts: StateHashOptions = {}): string {
+  const n = state.tasks.size;
+  const order = opts.taskOrder;
+  if (order && order.length === n) {
+    // The map's entries by insertion position, read in one sequential pass.
+    const ids = new Array<string>(n);
+    const tasks = new Array<TaskRecord>(n);
+    let i = 0;
+    for (const [id, t] of state.tasks) {
+      ids[i] = id;
+      tasks[i] = t;
+      i++;
+    }
+    // A permutation with ids strictly ascending is exactly the sorted order.
+    const seen = new Uint8Array(n);
+    let ok = true;
+    for (let k = 0; k < n && ok; k++) {
+      const p = order[k];
+      if (!(p >= 0 && p < n) || seen[p] || (k > 0 && !(ids[order[k - 1]] < ids[p]))) ok = false;
+      else seen[p] = 1;
+    }
+    if (ok) return digestState(state, n, (k) => ids[order[k]], (k) => tasks[order[k]]);
+  }
+  const ids = [...state.tasks.keys()].sort();
+  return digestState(state, n, (k) => ids[k], (k) => state.tasks.get(ids[k])!);
+}
+
+/** The digest, with the k-th task (in id order) and its id given by position. */
+function digestState(state: ClusterState, n: number, idAt: (k: number) => string, taskAt: (k: number) => TaskRecord): string {
+  const f = new Utf8Feed(createHash("sha256"));
+  writeCanonical(f, { digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies });
   // Sections added after v1 was pinned hash nothing when empty, so older logs hash as before.
-  if (state.quotas.size) h.update(`quotas=${canonical(state.quotas)}\n`);
-  if (state.reservations.size) h.update(`reservations=${canonical(state.reservations)}\n`);
-  const section = <T>(name: string, m: Map<string, T>, project: (v: T) => unknown) => {
-    for (const key of [...m.keys()].sort()) h.update(`${name}:${key}=${canonical(project(m.get(key)!))}\n`);
-  };
-  section("job", state.jobs, digestJob);
-  section("task", state.tasks, digestTask);
-  section("agent", state.agents, digestAgent);
-  return h.digest("hex");
+  if (state.quotas.size) {
+    f.ascii("quotas=");
+    writeCanonical(f, state.quotas);
+    f.ascii("\n");
+  }
+  if (state.reservations.size) {
+    f.ascii("reservations=");
+    writeCanonical(f, state.reservations);
+    f.ascii("\n");
+  }
+  // Entries are `name:key=canonical\n`, keys in code-unit order.
+  for (const key of [...state.jobs.keys()].sort()) {
+    f.ascii("job:");
+    f.text(key);
+    f.ascii("=");
+    writeCanonical(f, digestJob(state.jobs.get(key)!));
+    f.ascii("\n");
+  }
+  for (let k = 0; k < n; k++) {
+    f.ascii("task:");
+    f.text(idAt(k));
+    f.ascii("=");
+    writeTaskDigest(f, taskAt(k));
+    f.ascii("\n");
+  }
+  for (const key of [...state.agents.keys()].sort()) {
+    f.ascii("agent:");
+    f.text(key);
+    f.ascii("=");
+    writeCanonical(f, digestAgent(state.agents.get(key)!));
+    f.ascii("\n");
+  }
+  return f.digest();
 }

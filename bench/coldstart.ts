@@ -1,0 +1,128 @@
+// `npm run bench -- coldstart`: how fast a scheduler starts from a snapshot plus the log's tail.
+//
+// A log of ROOST_BENCH_EVENTS events (default 10,000,000) of the realistic mix
+// (src/sim/synthetic.ts, as bench/replay.ts: ~240k tasks per million events, since a state keeps
+// every task ever created) is written to a JetStream R1 stream in records of ~1,000 events,
+// streaming: each record is generated, appended (pipelined group commit) and folded as it
+// commits, so only the state and the records on the wire are in memory. At ~95% of the log the
+// folded state is written to the object store as a snapshot; the rest of the log is its tail.
+// Then, with the writer's state dropped:
+//   coldStartMs           coldStart(): newest snapshot fetched, decoded (its state hash
+//                         recomputed and checked), then the tail read from JetStream and folded
+//   coldStart10MEventsMs  the same figure, named for the goal, when the log has ≥ 10M events
+//   snapshotLoadMs        of which: finding, fetching and decoding the snapshot
+//   snapshotFetchMs, snapshotDecodeMs   ... split (decoding includes the state hash check)
+//   tailMs, tailRecords, tailEvents
+//   snapshotBytes, snapshotEncodeMs, snapshotWriteMs (the writer's side)
+//   foldFromGenesisMs     coldStart() without a snapshot, for comparison (only ≤ 2M events)
+// The cold-started state is checked against the writer's state (state hash) before reporting.
+
+import { Appender } from "../src/eventlog/appender.js";
+import { openJetStreamLog } from "../src/eventlog/jetstream.js";
+import { SnapshotStore } from "../src/eventlog/snapshots.js";
+import { startNatsServer } from "../src/nats/server.js";
+import { coldStart } from "../src/replay/coldStart.js";
+import { foldRecord } from "../src/replay/fold.js";
+import { stateHash } from "../src/replay/hash.js";
+import { ClusterState } from "../src/replay/state.js";
+import { syntheticLog } from "../src/sim/synthetic.js";
+import { warmTaskTable } from "../src/statemachines/taskTable.js";
+
+const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 10_000_000);
+const PER_RECORD = 1000;
+const SNAPSHOT_AT = 0.95;
+const GENESIS_MAX_EVENTS = 2_000_000;
+/** Records appended but not yet committed, at most. */
+const WINDOW = 64;
+
+const note = (msg: string) => process.stderr.write(`coldstart: ${msg}\n`);
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
+
+export default async function coldStartBench(): Promise<Record<string, number | string>> {
+  warmTaskTable();
+  const server = await startNatsServer();
+  try {
+    const log = await openJetStreamLog({ servers: server.url, stream: "COLDSTARTBENCH", replicas: 1 });
+    const store = await SnapshotStore.forLog(log, { bucket: "coldstart_bench" });
+
+    // ---- write the log, folding as it commits; snapshot at ~95% ----------------------------
+    let writer: ClusterState | null = new ClusterState();
+    const appender = new Appender(log, {
+      lastSeq: 0,
+      writerId: "coldstart-bench",
+      maxEventsPerRecord: PER_RECORD,
+      onCommit: (seq, events) => foldRecord(writer!, seq, events),
+    });
+    const window: Promise<number>[] = [];
+    let generated = 0;
+    let nextNote = 1_000_000;
+    let snap: Awaited<ReturnType<SnapshotStore["put"]>> | null = null;
+    const t0 = performance.now();
+    for (const record of syntheticLog({ seed: 20261121, events: EVENTS, eventsPerRecord: PER_RECORD })) {
+      window.push(appender.append(record));
+      generated += record.length;
+      if (window.length >= WINDOW) await window.shift();
+      if (generated >= nextNote) {
+        note(`${generated} events written (${Math.round((performance.now() - t0) / 1000)} s, heap ${mib(process.memoryUsage().heapUsed)})`);
+        nextNote += 1_000_000;
+      }
+      if (snap === null && generated >= EVENTS * SNAPSHOT_AT) {
+        await Promise.all(window.splice(0));
+        snap = await store.put(writer);
+        note(`snapshot ${snap.name}: ${writer.tasks.size} tasks, ${mib(snap.size)}, encoded in ${Math.round(snap.encodeMs)} ms, stored in ${Math.round(snap.writeMs)} ms`);
+      }
+    }
+    await Promise.all(window.splice(0));
+    const writeMs = performance.now() - t0;
+    if (snap === null) throw new Error("no snapshot was taken");
+    if (writer.anomalies.length) throw new Error(`fold anomalies: ${JSON.stringify(writer.anomalies.slice(0, 3))}`);
+    const expected = stateHash(writer);
+    const records = writer.seq;
+    const events = writer.eventCount;
+    const tasks = writer.tasks.size;
+    note(`log: ${events} events in ${records} records, ${tasks} tasks, written and folded in ${Math.round(writeMs / 1000)} s`);
+    writer = null; // a starting scheduler holds nothing but what it loads
+    gc();
+
+    // ---- cold start: snapshot + tail --------------------------------------------------------
+    const r = await coldStart(log, store);
+    if (r.fromSnapshot !== snap.name) throw new Error(`cold start used ${r.fromSnapshot}, not ${snap.name} (skipped: ${JSON.stringify(r.skipped)})`);
+    note(`cold start: ${Math.round(r.ms)} ms (snapshot ${Math.round(r.snapshotLoadMs)} ms: fetch ${Math.round(r.snapshotFetchMs)}, decode ${Math.round(r.snapshotDecodeMs)}; tail of ${r.tailRecords} records / ${r.tailEvents} events ${Math.round(r.tailMs)} ms), heap ${mib(process.memoryUsage().heapUsed)}`);
+    const got = stateHash(r.state);
+    if (got !== expected) throw new Error(`cold-started state ${got} differs from the writer's ${expected}`);
+    const result: Record<string, number | string> = {
+      coldStartMs: Math.round(r.ms),
+      ...(events >= 10_000_000 ? { coldStart10MEventsMs: Math.round(r.ms) } : {}),
+      snapshotLoadMs: Math.round(r.snapshotLoadMs),
+      snapshotFetchMs: Math.round(r.snapshotFetchMs),
+      snapshotDecodeMs: Math.round(r.snapshotDecodeMs),
+      tailMs: Math.round(r.tailMs),
+      tailRecords: r.tailRecords,
+      tailEvents: r.tailEvents,
+      snapshotBytes: r.snapshotBytes,
+      snapshotSeq: r.snapshotSeq,
+      snapshotEncodeMs: Math.round(snap.encodeMs),
+      snapshotWriteMs: Math.round(snap.writeMs),
+      events,
+      records,
+      tasks,
+      writeAndFoldMs: Math.round(writeMs),
+      stateHashChecked: "yes",
+    };
+    r.state = new ClusterState();
+    gc();
+
+    // ---- for comparison: the whole log from genesis (only for small logs) ---------------------
+    if (events <= GENESIS_MAX_EVENTS) {
+      const g = await coldStart(log);
+      if (stateHash(g.state) !== expected) throw new Error("the fold from genesis differs from the writer's state");
+      result.foldFromGenesisMs = Math.round(g.ms);
+      note(`fold from genesis: ${Math.round(g.ms)} ms`);
+    }
+    await log.close();
+    return result;
+  } finally {
+    await server.stop();
+  }
+}

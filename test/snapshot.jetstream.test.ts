@@ -1,0 +1,194 @@
+// SnapshotStore on a real nats-server (JetStream object store), and a cold start from it over a
+// JetStream log: put/list/load, a corrupt newest snapshot skipped for an older one, snapshot plus
+// tail equal to the fold from genesis, prune.
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
+import { Objm } from "@nats-io/obj";
+import { describe, expect, it } from "vitest";
+import { encodeRecord, type AnyEnvelope } from "../src/eventlog/envelope.js";
+import type { JetStreamLog } from "../src/eventlog/jetstream.js";
+import { DEFAULT_SNAPSHOT_BUCKET, SnapshotStore, snapshotName } from "../src/eventlog/snapshots.js";
+import { coldStart } from "../src/replay/coldStart.js";
+import { foldRecord } from "../src/replay/fold.js";
+import { stateHash } from "../src/replay/hash.js";
+import { ClusterState } from "../src/replay/state.js";
+import { syntheticLog } from "../src/sim/synthetic.js";
+import { withNats } from "./support/nats.js";
+import { roost } from "./support/roost.js";
+
+const nats = withNats();
+
+const records = [...syntheticLog({ seed: 404, events: 30_000, agents: 20, eventsPerRecord: 200 })];
+
+function foldPrefix(n: number): ClusterState {
+  const s = new ClusterState();
+  for (let i = 0; i < n; i++) foldRecord(s, i + 1, records[i]);
+  return s;
+}
+
+async function writeLog(log: JetStreamLog, recs: readonly AnyEnvelope[][]): Promise<void> {
+  for (let i = 0; i < recs.length; i++) await log.append(encodeRecord(recs[i]), i, `r${i}`);
+}
+
+/** Garbage under a snapshot name, written straight into the bucket (as a broken writer would). */
+async function putGarbage(log: JetStreamLog, bucket: string, seq: number): Promise<void> {
+  const os = await new Objm(jetstream(log.nc)).open(bucket);
+  await os.putBlob({ name: snapshotName(seq) }, new TextEncoder().encode("this is not a snapshot"));
+}
+
+describe("SnapshotStore (JetStream object store)", () => {
+  it("puts, lists newest first with what it covers, and loads the newest", async () => {
+    const log = await nats.openLog("SNAP_PUT");
+    const store = await SnapshotStore.forLog(log, { bucket: "snap_put" });
+    expect(store.bucket).toBe("snap_put");
+    for (const cut of [30, records.length, 90]) await store.put(foldPrefix(cut), { createdTs: 1000 + cut });
+    const list = await store.list();
+    expect(list.map((s) => s.seq)).toEqual([records.length, 90, 30]);
+    const newest = foldPrefix(records.length);
+    expect(list[0]).toMatchObject({
+      name: snapshotName(records.length),
+      eventCount: newest.eventCount,
+      stateHash: stateHash(newest),
+      createdTs: 1000 + records.length,
+      tasks: newest.tasks.size,
+    });
+    expect(list[0].size).toBeGreaterThan(512 * 1024); // several object-store chunks
+    expect(list[0].description).toMatch(new RegExp(`^seq ${records.length}, ${newest.eventCount} events`));
+
+    // getBytes reads the chunks itself: exactly what the object store's own reader returns.
+    const own = await store.getBytes(snapshotName(records.length));
+    const lib = await (await new Objm(jetstream(log.nc)).open("snap_put")).getBlob(snapshotName(records.length));
+    expect(own!.length).toBe(list[0].size);
+    expect(Buffer.compare(Buffer.from(own!), Buffer.from(lib!))).toBe(0);
+    expect(await store.getBytes(snapshotName(12345))).toBeNull();
+
+    const loaded = await store.loadNewest();
+    expect(loaded).not.toBeNull();
+    expect(loaded!.name).toBe(snapshotName(records.length));
+    expect(loaded!.skipped).toEqual([]);
+    expect(stateHash(loaded!.state)).toBe(stateHash(newest));
+    const older = await store.loadNewest(89);
+    expect(older!.seq).toBe(30);
+    expect(older!.skipped.map((s) => s.name)).toEqual([snapshotName(records.length), snapshotName(90)]);
+    expect(stateHash(older!.state)).toBe(stateHash(foldPrefix(30)));
+  });
+
+  it("skips a corrupt newest snapshot, records why, and uses the older one", async () => {
+    const log = await nats.openLog("SNAP_CORRUPT");
+    const store = await SnapshotStore.forLog(log, { bucket: "snap_corrupt" });
+    await store.put(foldPrefix(50));
+    await putGarbage(log, "snap_corrupt", 120);
+    const loaded = await store.loadNewest();
+    expect(loaded!.seq).toBe(50);
+    expect(loaded!.skipped).toHaveLength(1);
+    expect(loaded!.skipped[0].name).toBe(snapshotName(120));
+    expect(loaded!.skipped[0].error).toMatch(/not a snapshot/);
+    expect(stateHash(loaded!.state)).toBe(stateHash(foldPrefix(50)));
+  });
+
+  it("cold start: snapshot plus tail equals the fold from genesis; without a snapshot it folds the log", async () => {
+    const log = await nats.openLog("SNAP_COLD");
+    await writeLog(log, records);
+    const full = foldPrefix(records.length);
+    const store = await SnapshotStore.forLog(log); // the default bucket
+    expect(store.bucket).toBe(DEFAULT_SNAPSHOT_BUCKET);
+
+    const genesis = await coldStart(log, store);
+    expect(genesis.fromSnapshot).toBeNull();
+    expect(genesis.snapshotSeq).toBe(0);
+    expect(genesis.tailRecords).toBe(records.length);
+    expect(genesis.skipped).toEqual([]);
+    expect(stateHash(genesis.state)).toBe(stateHash(full));
+
+    const cut = Math.floor(records.length * 0.7);
+    await store.put(foldPrefix(cut));
+    await putGarbage(log, DEFAULT_SNAPSHOT_BUCKET, cut + 5); // newer, corrupt: skipped
+    const r = await coldStart(log, store);
+    expect(r.fromSnapshot).toBe(snapshotName(cut));
+    expect(r.snapshotSeq).toBe(cut);
+    expect(r.tailRecords).toBe(records.length - cut);
+    expect(r.tailEvents).toBe(records.slice(cut).reduce((n, x) => n + x.length, 0));
+    expect(r.skipped.map((s) => s.name)).toEqual([snapshotName(cut + 5)]);
+    expect(r.snapshotBytes).toBeGreaterThan(0);
+    expect(stateHash(r.state)).toBe(stateHash(full));
+    expect(r.state.anomalies).toEqual([]);
+  });
+
+  it("cold start ignores a snapshot beyond the log's end (another log's), folding from genesis", async () => {
+    const log = await nats.openLog("SNAP_SHORT");
+    await writeLog(log, records.slice(0, 20));
+    const store = await SnapshotStore.forLog(log, { bucket: "snap_short" });
+    await store.put(foldPrefix(40));
+    const r = await coldStart(log, store);
+    expect(r.fromSnapshot).toBeNull();
+    expect(r.skipped[0].error).toMatch(/beyond the log's last sequence 20/);
+    expect(stateHash(r.state)).toBe(stateHash(foldPrefix(20)));
+  });
+
+  it("prune keeps the N newest", async () => {
+    const log = await nats.openLog("SNAP_PRUNE");
+    const store = await SnapshotStore.forLog(log, { bucket: "snap_prune" });
+    for (const cut of [10, 20, 30, 40, 50]) await store.put(foldPrefix(cut));
+    expect(await store.prune(2)).toEqual([snapshotName(30), snapshotName(20), snapshotName(10)]);
+    expect((await store.list()).map((s) => s.seq)).toEqual([50, 40]);
+    expect(await store.prune()).toEqual([]);
+    expect((await store.loadNewest())!.seq).toBe(50);
+  });
+
+  it("open without create refuses a bucket that does not exist", async () => {
+    const log = await nats.openLog("SNAP_OPEN");
+    await expect(SnapshotStore.open(log.nc, { bucket: "snap_missing", create: false })).rejects.toThrow(/snap_missing/);
+  });
+});
+
+describe("roost snapshot list / verify (the built CLI)", () => {
+  it("lists snapshots, verifies a good one (exit 0), and reports a mismatch or a broken one (exit 1)", async () => {
+    const log = await nats.openLog("SNAP_CLI");
+    await writeLog(log, records.slice(0, 60));
+    const store = await SnapshotStore.forLog(log, { bucket: "snap_cli" });
+    await store.put(foldPrefix(40));
+    // A snapshot that decodes fine but is not this log's state at seq 50.
+    const other = new ClusterState();
+    const foreign = [...syntheticLog({ seed: 405, events: 30_000, agents: 20, eventsPerRecord: 200 })];
+    for (let i = 0; i < 50; i++) foldRecord(other, i + 1, foreign[i]);
+    await store.put(other);
+    await putGarbage(log, "snap_cli", 55);
+    const dir = mkdtempSync(join(tmpdir(), "roost-snap-cli-"));
+    const args = ["--nats", nats.url, "--stream", "SNAP_CLI", "--bucket", "snap_cli"];
+    try {
+      const list = await roost(["snapshot", "list", ...args, "--json"], dir);
+      expect(list.code).toBe(0);
+      expect(JSON.parse(list.stdout).map((x: { name: string }) => x.name)).toEqual([snapshotName(55), snapshotName(50), snapshotName(40)]);
+      const human = await roost(["snapshot", "list", ...args], dir);
+      expect(human.stdout).toMatch(/^NAME\s+SEQ\s+EVENTS/);
+      expect(human.stdout).toContain(snapshotName(40));
+
+      const good = await roost(["snapshot", "verify", ...args, "--name", snapshotName(40), "--json"], dir);
+      expect(good.code).toBe(0);
+      const goodReport = JSON.parse(good.stdout);
+      expect(goodReport).toMatchObject({ name: snapshotName(40), seq: 40, match: true, snapshotHash: stateHash(foldPrefix(40)), logHash: stateHash(foldPrefix(40)) });
+      const goodText = await roost(["snapshot", "verify", ...args, "--name", snapshotName(40)], dir);
+      expect(goodText.stdout).toMatch(/^match: snap\/000000000040/);
+
+      const bad = await roost(["snapshot", "verify", ...args, "--name", snapshotName(50)], dir);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toMatch(/^MISMATCH: snap\/000000000050/);
+      expect(bad.stdout).toContain(stateHash(other));
+      expect(bad.stdout).toContain(stateHash(foldPrefix(50)));
+
+      const newest = await roost(["snapshot", "verify", ...args, "--json"], dir); // default: the newest, garbage
+      expect(newest.code).toBe(1);
+      expect(JSON.parse(newest.stdout)).toMatchObject({ name: snapshotName(55), match: false, problem: expect.stringMatching(/does not decode/) });
+
+      writeFileSync(join(dir, "cluster.json"), JSON.stringify({ mode: "embedded", http: "http://127.0.0.1:9" }));
+      const embedded = await roost(["snapshot", "list", "--cluster", join(dir, "cluster.json")], dir);
+      expect(embedded.code).toBe(1);
+      expect(embedded.stderr).toMatch(/not available on an embedded dev cluster/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

@@ -1,6 +1,8 @@
 // AgentRegistry: registrations and heartbeats. A registration is logged only when something
 // changed (new agent, new boot, new resources or attributes, or back from UNREACHABLE), so
-// agents re-registering after a leader change add nothing to the log. On registration the
+// agents re-registering after a leader change add nothing to the log. An agent the log holds
+// UNREACHABLE whose heartbeats arrive again is asked to register (roost.leader with its
+// agentId). On registration the
 // agent's running tasks are reconciled with the log (mesos.md §1 Reconciliation):
 //  - a task the agent runs that the log does not place there is killed;
 //  - a task the log places on the agent as STARTING or RUNNING that the agent does not run is LOST.
@@ -14,6 +16,8 @@ import type { Scheduler } from "./scheduler.js";
 export class AgentRegistry {
   /** agentId → last heartbeat (leader's clock). In memory only: liveness is not history. */
   readonly lastHeartbeat = new Map<string, number>();
+  /** When this leader last asked an UNREACHABLE agent it hears again to register (at most once a second). */
+  private readonly askedToRegister = new Map<string, number>();
   /** Agents that have registered with this leader since its term began. */
   private readonly registeredThisTerm = new Set<string>();
   private termStart = 0;
@@ -57,7 +61,20 @@ export class AgentRegistry {
       this.s.bus.serve(subjects.register, (data) => this.register(data as RegisterRequest)),
       this.s.bus.serve(subjects.heartbeat, (data) => {
         const hb = data as Heartbeat;
-        if (hb && typeof hb.agentId === "string") this.lastHeartbeat.set(hb.agentId, this.s.clock.now());
+        if (!hb || typeof hb.agentId !== "string") return;
+        const now = this.s.clock.now();
+        this.lastHeartbeat.set(hb.agentId, now);
+        // The log holds this agent UNREACHABLE, yet it is heard again (it was paused, or cut off):
+        // ask it to register again, so that it is ACTIVE again and what it runs is reconciled
+        // (copies of tasks rescheduled elsewhere meanwhile are killed). Nothing else would make
+        // it: an agent registers at start and when a new leader announces itself.
+        if (this.s.leading && this.s.state.agents.get(hb.agentId)?.state === "UNREACHABLE") {
+          const asked = this.askedToRegister.get(hb.agentId) ?? -Infinity;
+          if (now - asked >= 1000) {
+            this.askedToRegister.set(hb.agentId, now);
+            this.s.bus.publish(subjects.leader, { schedulerId: this.s.schedulerId, epoch: this.s.epoch, agentId: hb.agentId });
+          }
+        }
       }),
     ];
   }

@@ -35,6 +35,8 @@ import type { Bus } from "../bus/bus.js";
 import { subjects } from "../bus/bus.js";
 import { foldRecord, TIMED_STATES, type Effect } from "../replay/fold.js";
 import { ClusterState } from "../replay/state.js";
+import { coldStart } from "../replay/coldStart.js";
+import type { BaseSnapshotStore } from "../eventlog/snapshots.js";
 import { silentLogger, type Logger } from "../util/logger.js";
 import { AgentHealth } from "./agentHealth.js";
 import { AgentRegistry } from "./agentRegistry.js";
@@ -71,10 +73,14 @@ export interface SchedulerOptions {
   lease?: Lease;
   /** Where replicas say who they are (roost cluster status). */
   members?: MemberBoard;
+  /** Snapshots: a cold start loads the newest valid one; the leader writes one every snapshotEvery events. */
+  snapshots?: BaseSnapshotStore;
+  snapshotEvery?: number;
 }
 
 export class Scheduler {
-  readonly state = new ClusterState();
+  /** The folded state. Replaced once, at start, when a snapshot is loaded; only the fold changes it. */
+  state = new ClusterState();
   readonly clock: Clock;
   readonly ids: Ids;
   readonly log: Logger;
@@ -105,6 +111,12 @@ export class Scheduler {
 
   private readonly lease: Lease | null;
   private readonly members: MemberBoard | null;
+  private readonly snapshots: BaseSnapshotStore | null;
+  private readonly snapshotEvery: number;
+  private snapshotAtEvents = 0;
+  /** How this replica's state was built at start: from which snapshot (null: the whole log). */
+  startedFrom: { snapshot: string | null; snapshotSeq: number; tailRecords: number; skipped: number } | null = null;
+  private snapshotting = false;
   private holdEnd: ((why: string) => void) | null = null;
   private renewTimer: unknown = null;
   private memberTimer: unknown = null;
@@ -134,6 +146,8 @@ export class Scheduler {
     this.onFatal = opts.onFatal ?? ((err) => this.log.fatal({ err }, "scheduler stopped"));
     this.lease = opts.lease ?? null;
     this.members = opts.members ?? null;
+    this.snapshots = opts.snapshots ?? null;
+    this.snapshotEvery = opts.snapshotEvery ?? 100_000;
     this.makeActors();
   }
 
@@ -155,6 +169,14 @@ export class Scheduler {
    */
   async start(): Promise<void> {
     const t0 = Date.now();
+    if (this.snapshots && this.state.seq === 0) {
+      const cold = await coldStart(this.eventLog, this.snapshots);
+      this.state = cold.state;
+      this.startedFrom = { snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords, skipped: cold.skipped.length };
+      this.snapshotAtEvents = cold.fromSnapshot ? this.state.eventCount : 0;
+      for (const k of cold.skipped) this.log.warn({ snapshot: k.name, error: k.error }, "skipped a snapshot that would not load");
+      this.log.info({ snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords }, "cold start");
+    }
     await this.catchUp();
     this.log.info({ seq: this.state.seq, events: this.state.eventCount, ms: Date.now() - t0 }, "replayed the log");
     this.publishMember();
@@ -265,6 +287,10 @@ export class Scheduler {
         why = await held;
       } catch (err) {
         why = `the takeover failed: ${(err as Error).message}`;
+        // Stop renewing and give the lease up: a replica that renews a lease it does not use
+        // keeps every other replica from taking over, and the cell has no leader at all.
+        this.holdEnd?.(why);
+        await lease.release();
       }
       this.stepDown(why);
     }
@@ -402,7 +428,10 @@ export class Scheduler {
       return await appender.append(events);
     } catch (err) {
       if (appender.failure && this.leading && appender === this.appender) {
-        if (this.holdEnd) this.holdEnd(`the log refused our append: ${appender.failure.message}`);
+        // With a lease, step down and stay a standby. holdEnd may already be null: the lease was
+        // lost (a failed renewal, often in the same moment as this refusal) and the step-down
+        // is under way; that is no reason to stop the process.
+        if (this.lease) this.holdEnd?.(`the log refused our append: ${appender.failure.message}`);
         else {
           void this.stop();
           this.onFatal(appender.failure);
@@ -432,6 +461,7 @@ export class Scheduler {
     foldRecord(this.state, seq, events, effects);
     this.notifyChange(events);
     if (this.role !== "leader") return; // effects belong to the term that is leading
+    this.maybeSnapshot();
     for (const e of effects) {
       if (e.kind === "LAUNCH") this.launcher.launch(e.taskId);
       else if (e.kind === "KILL") this.launcher.kill(e.taskId, e.agentId, "the task machine ordered a kill");
@@ -439,6 +469,26 @@ export class Scheduler {
       else this.rescheduler.reschedule(e.taskId);
     }
     if (this.state.pending.size > 0) this.placement.kick();
+  }
+
+  /** The leader writes a snapshot every snapshotEvery events (encoded at once, stored after). */
+  private maybeSnapshot(): void {
+    if (!this.snapshots || this.snapshotting || this.state.eventCount - this.snapshotAtEvents < this.snapshotEvery) return;
+    this.snapshotting = true;
+    this.snapshotAtEvents = this.state.eventCount;
+    const store = this.snapshots;
+    setImmediate(() => {
+      store
+        .put(this.state, { createdTs: this.clock.now() })
+        .then((p) => {
+          this.log.info({ snapshot: p.name, seq: p.seq, bytes: p.size }, "wrote a snapshot");
+          return store.prune(3);
+        })
+        .catch((err: Error) => this.log.warn({ err: err.message }, "writing a snapshot failed; the log still has everything"))
+        .finally(() => {
+          this.snapshotting = false;
+        });
+    });
   }
 
   /** After a takeover, the obligations a previous leader may have left half done. */

@@ -75,6 +75,9 @@ export class Agent {
   private readonly known = new Map<string, "running" | "ended" | "killed-before-launch">();
   /** Ended task ids, oldest first, at most ENDED_KEPT (checkpointed). */
   private readonly recentEnded = new Set<string>();
+  /** Launches waiting their turn (see onLaunch), and the end of the last one queued. */
+  private readonly queuedLaunches = new Map<string, { killed: boolean; done: Promise<Ack> }>();
+  private launchTurn: Promise<void> = Promise.resolve();
   private registered = false;
   private registering: Promise<void> | null = null;
   private stopped = false;
@@ -116,9 +119,15 @@ export class Agent {
       this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d as LaunchRequest)),
       this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d as KillRequest)),
       this.bus.serve(subjects.leader, (d) => {
-        const epoch = (d as { epoch?: number } | null)?.epoch ?? 0;
+        const m = d as { epoch?: number; agentId?: string } | null;
+        const epoch = m?.epoch ?? 0;
         if (epoch > this.announcedEpoch) this.announcedEpoch = epoch;
-        this.log.info({ epoch }, "a new leader announced itself; registering again");
+        // With agentId, the leader asks one agent to register again (it holds that agent
+        // UNREACHABLE but hears its heartbeats again); the others have nothing to do.
+        if (typeof m?.agentId === "string") {
+          if (m.agentId !== this.agentId) return;
+          this.log.info({ epoch }, "the leader asks this agent to register again");
+        } else this.log.info({ epoch }, "a new leader announced itself; registering again");
         void this.register();
       }),
     );
@@ -310,12 +319,37 @@ export class Agent {
     };
   }
 
-  private onLaunch(req: LaunchRequest): Ack {
+  /**
+   * Launches run one per event-loop turn, in arrival order. A spawn costs ~5 ms, so a burst of
+   * hundreds (a large job placed at once) done in one go held the loop for seconds: heartbeats
+   * went out late enough for the leader to call the agent unreachable, and launch replies timed
+   * out. Each launch is still acknowledged only once it is done and checkpointed.
+   */
+  private onLaunch(req: LaunchRequest): Ack | Promise<Ack> {
     if (!req || typeof req.taskId !== "string" || !Array.isArray(req.processes)) {
       return { ok: false, error: "launch request must have taskId and processes" };
     }
-    const seen = this.known.get(req.taskId);
-    if (seen !== undefined) return { ok: true }; // a retried launch: already handled
+    const queued = this.queuedLaunches.get(req.taskId);
+    if (queued) return queued.done; // a retried launch still waiting its turn: the same answer
+    if (this.known.get(req.taskId) !== undefined) return { ok: true }; // a retried launch: already handled
+    const entry = { killed: false, done: null as unknown as Promise<Ack> };
+    entry.done = this.launchTurn
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => {
+        this.queuedLaunches.delete(req.taskId);
+        if (this.stopped) return { ok: false, error: `agent ${this.agentId} is stopping` };
+        if (entry.killed || this.known.get(req.taskId) !== undefined) return { ok: true }; // killed while waiting (reported KILLED)
+        return this.launchNow(req);
+      });
+    this.launchTurn = entry.done.then(
+      () => {},
+      () => {},
+    );
+    this.queuedLaunches.set(req.taskId, entry);
+    return entry.done;
+  }
+
+  private launchNow(req: LaunchRequest): Ack {
     this.known.set(req.taskId, "running");
     this.statuses.enqueue(req.taskId, "STARTING");
     let processes;
@@ -350,7 +384,13 @@ export class Agent {
   private onKill(req: KillRequest): Ack {
     if (!req || typeof req.taskId !== "string") return { ok: false, error: "kill request must have taskId" };
     const seen = this.known.get(req.taskId);
-    if (this.executor.isRunning(req.taskId)) {
+    const queued = this.queuedLaunches.get(req.taskId);
+    if (queued && seen === undefined) {
+      // Its launch is still waiting its turn: it never runs.
+      queued.killed = true;
+      this.noteEnded(req.taskId, "killed-before-launch");
+      this.statuses.enqueue(req.taskId, "KILLED", { message: "killed before it was launched" });
+    } else if (this.executor.isRunning(req.taskId)) {
       void this.executor.kill(req.taskId, req.graceMs);
       this.markDirty(); // the task is now being killed
     } else if (seen === undefined) {

@@ -16,6 +16,11 @@
 //   snapshotBytes, snapshotEncodeMs, snapshotWriteMs (the writer's side)
 //   foldFromGenesisMs     coldStart() without a snapshot, for comparison (only ≤ 2M events)
 // The cold-started state is checked against the writer's state (state hash) before reporting.
+//
+// Memory: a state keeps every task, so 10M events hold ~2.4M tasks; the writer's state needs
+// ~4.5 GB of heap, more than Node's default limit on most machines:
+//   NODE_OPTIONS=--max-old-space-size=12000 npm run bench -- coldstart
+// Writing the log (generate, append, fold) takes ~13 minutes at 10M on 2 cores.
 
 import { Appender } from "../src/eventlog/appender.js";
 import { openJetStreamLog } from "../src/eventlog/jetstream.js";

@@ -12,7 +12,7 @@ import { MemoryLog } from "../src/eventlog/memory.js";
 import { MemorySnapshotStore, snapshotName } from "../src/eventlog/snapshots.js";
 import { coldStart, shouldSnapshot } from "../src/replay/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
-import { canonical, digestTask, STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
+import { canonical, digestTask, sortStrings, STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
 import {
   AGENT_FIELDS,
   decodeSnapshot,
@@ -324,6 +324,12 @@ describe("stateHash writes the same bytes as the string implementation", () => {
     expect(stateHash(s)).toBe(referenceStateHash(s));
     (s.leader as unknown as { extra: unknown }).extra = () => 1;
     expect(() => stateHash(s)).toThrow(/cannot hash a function/);
+  });
+
+  it("sorts ids exactly as Array#sort does", () => {
+    for (const list of [[], ["b"], ["b", "a", "", "ab", "a-b", "A", "~", " "], ["x\ny", "x", "y"], ["é", "e", "f", "😀", "\ud800"], ["t-10", "t-9", "t-100", "t-1"]]) {
+      expect(sortStrings(list)).toEqual([...list].sort());
+    }
   });
 
   it("changes when any task field changes", () => {

@@ -27,7 +27,7 @@
 
 import { hostname } from "node:os";
 import { Appender } from "../eventlog/appender.js";
-import { FencedError } from "../eventlog/log.js";
+import { FencedError, LogUnavailableError } from "../eventlog/log.js";
 import { makeEnvelope, type AnyEnvelope } from "../eventlog/envelope.js";
 import type { EventPayloads, EventType } from "../eventlog/events.js";
 import type { EventLog } from "../eventlog/log.js";
@@ -118,6 +118,7 @@ export class Scheduler {
   startedFrom: { snapshot: string | null; snapshotSeq: number; tailRecords: number; skipped: number } | null = null;
   private snapshotting = false;
   private holdEnd: ((why: string) => void) | null = null;
+  private checkingLog = false;
   private renewTimer: unknown = null;
   private memberTimer: unknown = null;
   private electing: Promise<void> | null = null;
@@ -177,7 +178,18 @@ export class Scheduler {
       for (const k of cold.skipped) this.log.warn({ snapshot: k.name, error: k.error }, "skipped a snapshot that would not load");
       this.log.info({ snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords }, "cold start");
     }
-    await this.catchUp();
+    // A replica that starts while the stream elects a leader (a nats-server was lost) waits for it
+    // instead of exiting.
+    for (;;) {
+      try {
+        await this.catchUp();
+        break;
+      } catch (err) {
+        if (!(err instanceof LogUnavailableError) || this.stopped) throw err;
+        this.log.warn({ err: err.message, seq: this.state.seq }, "the log is unavailable; replaying again shortly");
+        await this.sleep(500);
+      }
+    }
     this.log.info({ seq: this.state.seq, events: this.state.eventCount, ms: Date.now() - t0 }, "replayed the log");
     this.publishMember();
     if (!this.lease) return this.takeOver((this.state.leader?.epoch ?? 0) + 1);
@@ -314,16 +326,56 @@ export class Scheduler {
           return this.holdEnd?.((err as Error).message);
         }
         if (this.holdEnd !== null) this.renewTimer = this.clock.setTimeout(() => void tick(), lease.leaseMs / 3);
+        // Not awaited: a slow log must not delay the next renewal.
+        if (!this.checkingLog) {
+          this.checkingLog = true;
+          void this.supersededInLog()
+            .then((yes) => {
+              if (yes) this.holdEnd?.("another writer appended to the log while this replica held the lease");
+            })
+            .finally(() => {
+              this.checkingLog = false;
+            });
+        }
       };
       this.renewTimer = this.clock.setTimeout(() => void tick(), lease.leaseMs / 3);
     });
   }
 
+  /**
+   * True when the log holds a record this leader did not write. A leader does not follow the log,
+   * so without this it learns of a successor only when its own next append is refused, and an idle
+   * leader never does: it keeps answering requests from a stale state. It happens when the lease
+   * is granted twice (seen on nats-server 2.9.10 after a member's loss: one replica kept renewing
+   * while another was granted the lease and took over the log). Checked after each renewal, only
+   * with nothing of ours on the wire (a record of ours that landed is then already folded).
+   */
+  private async supersededInLog(): Promise<boolean> {
+    const a = this.appender;
+    if (!this.leading || !a) return false;
+    const seq = this.state.seq;
+    const idle = () => a.pending.records === 0 && a.pending.requests === 0;
+    if (!idle()) return false;
+    let last: number;
+    try {
+      last = await this.eventLog.lastSeq();
+    } catch {
+      return false; // the log is unreachable: the lease decides
+    }
+    return last > seq && this.state.seq === seq && idle() && this.appender === a && this.leading;
+  }
+
   /** Fenced takeover, reconciliation window, then resume (see the file comment). */
-  private async takeOver(epoch: number): Promise<void> {
-    this.epoch = epoch;
+  private async takeOver(leaseEpoch: number): Promise<void> {
+    let epoch = leaseEpoch;
     for (let attempt = 0; ; attempt++) {
       await this.catchUp();
+      // Epochs only grow along the log. The lease revision normally does too, but not always: after
+      // a nats-server loss the lease bucket's sequence can restart lower (seen on 2.9.10: a
+      // LeaderElected at epoch 141 after one at 148), and agents refuse to register with a
+      // leader older than one that announced itself, forever.
+      epoch = Math.max(leaseEpoch, (this.state.leader?.epoch ?? 0) + 1);
+      this.epoch = epoch;
       const appender = new Appender(this.eventLog, {
         lastSeq: this.state.seq,
         writerId: `${this.schedulerId}:${epoch}:${attempt}`,

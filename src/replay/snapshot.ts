@@ -11,6 +11,7 @@
 //     strs   task ids, once: the state's tasks first (in the state's order), then ids the
 //            state refers to but does not hold; everything else refers to them by index
 //     syms   every other string, once: job keys, agent ids, hosts, reasons, port names
+//            (each table, when all ASCII, as one bin of bytes plus a column of lengths)
 //     t      the tasks as columns: one packed numeric column per field ([kind, base, bytes]:
 //            the narrowest of u8/u16/u32 holding value - base, else f64), the history as four
 //            columns (seq, idx, ts, state) of all tasks' entries back to back plus a length each
@@ -27,7 +28,7 @@
 
 import { Packr } from "msgpackr";
 import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
-import { STATE_DIGEST_VERSION, stateHash } from "./hash.js";
+import { sortStrings, STATE_DIGEST_VERSION, stateHash } from "./hash.js";
 import { ClusterState, HISTORY_STRIDE, type AgentRecord, type JobRecord, type TaskRecord } from "./state.js";
 
 export const SNAPSHOT_FORMAT = "roost-snapshot";
@@ -122,6 +123,44 @@ function unpackColumn(col: unknown, n: number, what: string): Unpacked {
           ? new Uint32Array(src.buffer, src.byteOffset, n)
           : new Float64Array(src.buffer, src.byteOffset, n);
   return { a, b: kind === F64 ? -0 : base };
+}
+
+// ---- string tables ----------------------------------------------------------------------------
+
+/**
+ * A string table: when every string is ASCII, one bin of their bytes back to back and a column
+ * of lengths; otherwise a plain MessagePack array. Decoding the bin gives each string its own
+ * flat copy: msgpackr's native decoder hands out slices of one large string, which are slower to
+ * compare, sort and hash (stateHash ~20%, sorting ids ~2×).
+ */
+function packStrings(list: string[]): unknown {
+  const joined = list.join("");
+  if (/[^\x00-\x7f]/.test(joined)) return list;
+  const lengths = new Float64Array(list.length);
+  for (let i = 0; i < list.length; i++) lengths[i] = list[i].length;
+  return { count: list.length, bytes: Buffer.from(joined, "latin1"), lengths: packColumn(lengths, list.length) };
+}
+
+function unpackStrings(v: unknown, what: string): string[] {
+  if (Array.isArray(v)) {
+    for (const x of v) if (typeof x !== "string") throw new SnapshotError(`string table ${what} is malformed`);
+    return v as string[];
+  }
+  const t = v as { count?: unknown; bytes?: unknown; lengths?: unknown } | null;
+  if (typeof t !== "object" || t === null || !Number.isSafeInteger(t.count) || !(t.bytes instanceof Uint8Array)) throw new SnapshotError(`string table ${what} is malformed`);
+  const n = t.count as number;
+  const lengths = unpackColumn(t.lengths, n, `${what} lengths`);
+  const bytes = Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
+  const out = new Array<string>(n);
+  let offset = 0;
+  for (let i = 0; i < n; i++) {
+    const end = offset + lengths.a[i] + lengths.b;
+    if (end > bytes.length) throw new SnapshotError(`string table ${what} is shorter than its lengths`);
+    out[i] = bytes.toString("latin1", offset, end);
+    offset = end;
+  }
+  if (offset !== bytes.length) throw new SnapshotError(`string table ${what} is longer than its lengths`);
+  return out;
 }
 
 // ---- the fields the codec knows --------------------------------------------------------------
@@ -332,7 +371,7 @@ export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOption
   }
 
   // The order stateHash digests tasks in (by id), as task positions: the reader skips the sort.
-  const ids = [...state.tasks.keys()].sort();
+  const ids = sortStrings(strs.length === n ? strs : strs.slice(0, n));
   const order = new Float64Array(n);
   for (let k = 0; k < n; k++) order[k] = index.get(ids[k])!;
   // The pending index must be exactly the PENDING tasks (decode checks this too, since the
@@ -391,8 +430,8 @@ export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOption
   const body = bodyCodec.pack({
     n,
     entries,
-    strs,
-    syms,
+    strs: packStrings(strs),
+    syms: packStrings(syms),
     t: {
       job: packColumn(cJob, n),
       instance: packColumn(cInstance, n),
@@ -526,8 +565,8 @@ export function readSnapshot(bytes: Uint8Array): { header: SnapshotHeader; state
 interface Body {
   n: number;
   entries: number;
-  strs: string[];
-  syms: string[];
+  strs: unknown;
+  syms: unknown;
   t: Record<string, unknown>;
   order: unknown;
   np: number;
@@ -537,10 +576,12 @@ interface Body {
 
 function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] } {
   const body = bodyCodec.unpack(bytes) as Body;
-  if (typeof body !== "object" || body === null || !Array.isArray(body.strs) || !Array.isArray(body.syms) || typeof body.t !== "object" || !(body.small instanceof Uint8Array)) {
+  if (typeof body !== "object" || body === null || typeof body.t !== "object" || !(body.small instanceof Uint8Array)) {
     throw new SnapshotError("snapshot body is malformed");
   }
-  const { n, entries, strs, syms } = body;
+  const { n, entries } = body;
+  const strs = unpackStrings(body.strs, "strs");
+  const syms = unpackStrings(body.syms, "syms");
   if (!Number.isSafeInteger(n) || !Number.isSafeInteger(entries) || n < 0 || entries < 0 || strs.length < n) throw new SnapshotError("snapshot body is malformed");
   const c = (name: string, len = n) => unpackColumn(body.t[name], len, name);
   const job = c("job"), instance = c("instance"), configVersion = c("configVersion"), ancestor = c("ancestor");
@@ -581,8 +622,15 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
     if (!(i >= 0 && i < n) || byPosition[i] !== undefined) throw new SnapshotError("snapshot task order is not a permutation");
     order[k] = i;
     const flags = flagsCol.a[i] + flagsCol.b;
-    const history: number[] = [];
-    for (let h = hStart[i], end = hStart[i + 1]; h < end; h++) history.push(hSeq.a[h] + hSeq.b, hIdx.a[h] + hIdx.b, hTs.a[h] + hTs.b, hState.a[h] + hState.b);
+    // Exactly sized (push would leave slack in every one of millions of arrays).
+    const h0 = hStart[i];
+    const history: number[] = new Array((hStart[i + 1] - h0) * HISTORY_STRIDE);
+    for (let h = h0, x = 0; x < history.length; h++) {
+      history[x++] = hSeq.a[h] + hSeq.b;
+      history[x++] = hIdx.a[h] + hIdx.b;
+      history[x++] = hTs.a[h] + hTs.b;
+      history[x++] = hState.a[h] + hState.b;
+    }
     let ports: Record<string, number> | null = null;
     if (!(flags & F_PORTS_NULL)) {
       ports = {};

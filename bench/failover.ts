@@ -1,0 +1,408 @@
+// `npm run bench -- failover`: how long a cell is without a leader that places work, on real
+// processes. From the SIGKILL of the leader scheduler process to the new leader's first placement:
+// a job is submitted right after the kill (the client retries every 25 ms until a leader takes
+// it) and the first TaskAssigned of the new epoch is its task.
+//
+// The cell: 3 nats-servers on loopback (startNatsCluster) with the log as an R3 stream, pre-filled
+// with ROOST_BENCH_EVENTS (default 1,000,000) synthetic events (src/sim/synthetic.ts, appended
+// with the Appender as bench/replay.ts does), closed by a record that kills the synthetic jobs and
+// removes the synthetic agents (so no leader inherits thousands of obligations toward 200 agents
+// that do not exist); 3 `roost scheduler` replicas (default policy and lease: --lease-ms 3000) and
+// 3 `roost agent`s, as child processes. Hot standby: before every kill all 3 replicas have folded
+// the whole log (members board appliedSeq = the stream's last sequence) for at least 2 s; the
+// replica killed in the previous run was restarted, replayed the 1M-event log cold and caught up.
+//
+//   failoverP99Ms              SIGKILL of the leader → its successor's first placement committed
+//                              (seen by polling the stream by sequence every 20 ms)
+//   failoverWithNatsLossP99Ms  the same, SIGKILLing at the same moment the nats-server that leads
+//                              the log's stream (it is restarted and caught up after each run)
+// With ROOST_BENCH_RUNS (default 5) samples, p99 is the largest sample. Medians and every sample
+// are reported too, with a breakdown (new LeaderElected, job accepted, placement decided: the
+// event's own ts) and the cold replay time of the restarted replica.
+//
+// Snapshots (src/eventlog/snapshots.ts): a scheduler starting cold loads the newest one, and the
+// leader writes one every --snapshot-every events (default 100,000, counted from the state the
+// replica started with). A hot standby has nothing left to fold at the kill, so a snapshot in the
+// store should not change the failover; the leader writing one may (it encodes the whole state).
+// The store starts empty; the leader-only and nats-loss runs come first, then the bench writes a
+// snapshot of the whole log and repeats the leader-only runs:
+//   failoverWithSnapshotP99Ms  leader only, with a recent snapshot in the store
+//   coldStartSamples / coldStartFromSnapshotSamples   every replica start ("replayed the log":
+//                              snapshot load + tail, ms), from genesis and from a snapshot
+//   snapshotsWrittenBySchedulers   snapshots the leaders wrote during the bench
+// ROOST_BENCH_SNAPSHOT_EVERY sets the schedulers' --snapshot-every (e.g. 1000000000: never).
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { KvMemberBoard } from "../src/actors/members.js";
+import { connectClient, type NatsClient } from "../src/cli/client.js";
+import { Appender } from "../src/eventlog/appender.js";
+import { SnapshotStore } from "../src/eventlog/snapshots.js";
+import { coldStart } from "../src/replay/coldStart.js";
+import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
+import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
+import { startNatsCluster, type NatsClusterHandle } from "../src/nats/cluster.js";
+import { foldRecord } from "../src/replay/fold.js";
+import { ClusterState } from "../src/replay/state.js";
+import { syntheticLog } from "../src/sim/synthetic.js";
+import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
+
+const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 1_000_000);
+const RUNS = Number(process.env.ROOST_BENCH_RUNS ?? 5);
+const LEASE_MS = Number(process.env.ROOST_BENCH_LEASE_MS ?? 3000);
+/** --snapshot-every for the schedulers (unset: their default, 100,000 events). */
+const SNAPSHOT_EVERY = process.env.ROOST_BENCH_SNAPSHOT_EVERY;
+const PER_RECORD = 1000;
+const WINDOW = 64;
+const ROOST_BIN = fileURLToPath(new URL("../../bin/roost.js", import.meta.url));
+
+const note = (msg: string) => process.stderr.write(`failover: ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+/** Nearest-rank p99: with fewer than 100 samples, the largest. */
+function p99(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)];
+}
+
+class Child {
+  readonly proc: ChildProcess;
+  readonly lines: string[] = [];
+  exited = false;
+  readonly done: Promise<void>;
+  constructor(
+    readonly name: string,
+    readonly args: string[],
+    readonly logFile: string,
+  ) {
+    this.proc = spawn(process.execPath, [ROOST_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ROOST_LOG_LEVEL: "info" } });
+    const out = createWriteStream(logFile, { flags: "a" });
+    const take = (l: string) => {
+      this.lines.push(l);
+      out.write(l + "\n");
+    };
+    createInterface({ input: this.proc.stdout! }).on("line", take);
+    createInterface({ input: this.proc.stderr! }).on("line", take);
+    this.done = new Promise((r) =>
+      this.proc.once("exit", () => {
+        this.exited = true;
+        out.end();
+        r();
+      }),
+    );
+  }
+  get pid(): number {
+    return this.proc.pid!;
+  }
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    this.proc.kill("SIGTERM");
+    const t = setTimeout(() => this.proc.kill("SIGKILL"), 5000);
+    await this.done;
+    clearTimeout(t);
+  }
+}
+
+/** Append the synthetic log, then retire its jobs and agents; returns the last sequence. */
+async function prefill(log: JetStreamLog): Promise<{ lastSeq: number; events: number; tasks: number }> {
+  const state = new ClusterState();
+  const appender = new Appender(log, { lastSeq: 0, writerId: "bench-prefill", maxEventsPerRecord: PER_RECORD, onCommit: (seq, events) => foldRecord(state, seq, events) });
+  const inFlight = new Set<Promise<number>>();
+  let ts = 0;
+  const t0 = performance.now();
+  for (const record of syntheticLog({ seed: 20261121, events: EVENTS, eventsPerRecord: PER_RECORD })) {
+    ts = record.at(-1)!.ts;
+    const p = appender.append(record);
+    inFlight.add(p);
+    void p.then(() => inFlight.delete(p));
+    if (inFlight.size >= WINDOW) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  note(`appended ${state.eventCount} synthetic events in ${state.seq} records (R3) in ${Math.round(performance.now() - t0)} ms`);
+  // Retire the synthetic cell: kill every job with a live task, then remove every agent (a killed
+  // task on a removed agent is LOST and not rescheduled). Nothing is left for a leader to do.
+  const retire: AnyEnvelope[] = [];
+  const meta = (reason: string) => ({ epoch: 1, ts: ++ts, corr: "bench-retire", reason });
+  const live = new Set<string>();
+  for (const t of state.tasks.values()) if (!TERMINAL_STATES.has(t.state)) live.add(t.job);
+  for (const job of [...live].sort()) retire.push(makeEnvelope("JobKillRequested", { job, instances: null, user: "bench" }, meta(`bench: retire synthetic job ${job}`)) as AnyEnvelope);
+  for (const a of state.agents.values()) retire.push(makeEnvelope("AgentStateChanged", { agentId: a.agentId, to: "REMOVED" }, meta(`bench: retire synthetic agent ${a.agentId}`)) as AnyEnvelope);
+  for (let i = 0; i < retire.length; i += PER_RECORD) await appender.append(retire.slice(i, i + PER_RECORD));
+  const left = [...state.tasks.values()].filter((t) => !TERMINAL_STATES.has(t.state) || t.rescheduleWanted).length;
+  if (left > 0 || state.anomalies.length > 0) throw new Error(`prefill left ${left} tasks with work to do, anomalies ${JSON.stringify(state.anomalies.slice(0, 3))}`);
+  note(`retired ${live.size} jobs and ${state.agents.size} agents: ${state.eventCount} events, ${state.tasks.size} tasks, all ended`);
+  return { lastSeq: state.seq, events: state.eventCount, tasks: state.tasks.size };
+}
+
+/** How long a scheduler took to start (its "replayed the log" line), and from which snapshot; or null. */
+function replayed(c: Child): { ms: number; snapshot: string | null } | null {
+  let snapshot: string | null = null;
+  for (const line of c.lines) {
+    try {
+      const j = JSON.parse(line) as { msg?: string; ms?: number; snapshot?: string | null };
+      if (j.msg === "cold start") snapshot = j.snapshot ?? null;
+      if (j.msg === "replayed the log" && typeof j.ms === "number") return { ms: j.ms, snapshot };
+    } catch {
+      // not a log line
+    }
+  }
+  return null;
+}
+
+type Info = { schedulerId: string; epoch: number; agents: Array<{ state: string }> };
+
+export default async function failoverBench(): Promise<Record<string, number | string>> {
+  const dir = mkdtempSync(join(tmpdir(), "roost-failover-"));
+  let nats: NatsClusterHandle | null = null;
+  const schedulers = new Map<string, Child>();
+  /** Scheduler processes killed by the bench (their output is still counted). */
+  const retired: Child[] = [];
+  const agents: Child[] = [];
+  let client: NatsClient | null = null;
+  let reader: JetStreamLog | null = null;
+  try {
+    nats = await startNatsCluster({ dir: join(dir, "nats") });
+    const url = nats.urls.join(",");
+    const writer = await openJetStreamLog({ servers: nats.urls, stream: "ROOST", replicas: 3, timeoutMs: 20_000 });
+    const filled = await prefill(writer);
+    await writer.close();
+
+    const schedulerArgs = (id: string) => ["scheduler", "--nats", url, "--replicas", "3", "--id", id, "--lease-ms", String(LEASE_MS), ...(SNAPSHOT_EVERY ? ["--snapshot-every", SNAPSHOT_EVERY] : [])];
+    const startScheduler = (id: string) => schedulers.set(id, new Child(id, schedulerArgs(id), join(dir, `${id}.log`)));
+    for (let i = 1; i <= 3; i++) startScheduler(`scheduler-${i}`);
+    for (let i = 1; i <= 3; i++) {
+      const lo = 35000 + i * 100;
+      agents.push(
+        new Child(`agent-${i}`, ["agent", "--nats", url, "--id", `bench-agent-${i}`, "--host", `bench-host-${i}`, "--cpus", "1", "--ram-mb", "256", "--disk-mb", "256", "--ports", `${lo}-${lo + 99}`, "--work-dir", join(dir, `agent-${i}`), "--kill-tasks-on-exit"], join(dir, `agent-${i}.log`)),
+      );
+    }
+    client = (await connectClient({ nats: url })) as NatsClient;
+    const jsm: JetStreamManager = await jetstreamManager(client.nc, { timeout: 1000 });
+    reader = await openJetStreamLog({ servers: nats.urls, nc: client.nc, stream: "ROOST", create: false, timeoutMs: 500 });
+    const members = await KvMemberBoard.open(client.nc, { replicas: 3 });
+
+    const lastSeq = async () => (await jsm.streams.info("ROOST")).state.last_seq;
+    const info = () => client!.request<Info>("cluster.info", {}, 1000);
+
+    /** A leader, 3 ACTIVE agents, every replica running and caught up (for ≥ 2 s). */
+    const healthy = async (timeoutMs = 180_000): Promise<Info> => {
+      const deadline = Date.now() + timeoutMs;
+      let caughtUpSince = 0;
+      let last = "";
+      for (;;) {
+        try {
+          const i = await info();
+          const seq = await lastSeq();
+          const ms = await members.list();
+          const hot = ms.filter((m) => schedulers.get(m.id)?.exited === false && m.appliedSeq === seq && Date.now() - m.ts < 2500);
+          const ok = i.agents.filter((a) => a.state === "ACTIVE").length === 3 && hot.length === 3 && hot.filter((m) => m.role === "leader").length === 1;
+          last = `leader ${i.schedulerId}, agents ${JSON.stringify(i.agents.filter((a) => a.state !== "REMOVED"))}, seq ${seq}, members ${JSON.stringify(ms.map((m) => [m.id, m.role, m.appliedSeq]))}`;
+          if (ok) {
+            caughtUpSince ||= Date.now();
+            if (Date.now() - caughtUpSince >= 2000) return i;
+          } else caughtUpSince = 0;
+        } catch (err) {
+          caughtUpSince = 0;
+          last = (err as Error).message;
+        }
+        if (Date.now() > deadline) throw new Error(`the cell did not become healthy: ${last}`);
+        await sleep(200);
+      }
+    };
+
+    /** Every stream has a leader and all its replicas current (a restarted nats-server caught up). */
+    const streamsCurrent = async (timeoutMs = 120_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        try {
+          let ok = true;
+          for await (const si of jsm.streams.list()) {
+            const peers = si.cluster?.replicas ?? [];
+            if (!si.cluster?.leader || peers.length !== si.config.num_replicas - 1 || peers.some((r) => !r.current || r.offline)) ok = false;
+          }
+          if (ok) return;
+        } catch {
+          // electing
+        }
+        if (Date.now() > deadline) throw new Error("streams did not catch up");
+        await sleep(250);
+      }
+    };
+
+    let t = performance.now();
+    const first = await healthy();
+    note(`cell healthy in ${Math.round(performance.now() - t)} ms: leader ${first.schedulerId} at epoch ${first.epoch}`);
+    const coldStarts: Array<{ ms: number; snapshot: string | null }> = [];
+    for (const s of schedulers.values()) {
+      const r = replayed(s);
+      if (r !== null) coldStarts.push(r);
+    }
+
+    let runN = 0;
+    const failoverOnce = async (withNatsLoss: boolean) => {
+      const before = await healthy();
+      const leader = schedulers.get(before.schedulerId)!;
+      const si = await jsm.streams.info("ROOST");
+      const natsVictim = Number((si.cluster?.leader ?? "n1").slice(1)) - 1;
+      const from = si.state.last_seq + 1;
+      const name = `failover-${++runN}`;
+      const spec = { role: "bench", environment: "devel", name, instances: 1, service: false, resources: { cpus: 0.01, ramMb: 1, diskMb: 1 }, processes: [{ name: "main", cmdline: "exit 0" }] };
+
+      const killedAt = Date.now();
+      process.kill(leader.pid, "SIGKILL");
+      const natsKilled = withNatsLoss ? nats!.kill(natsVictim) : Promise.resolve(); // SIGKILL, synchronously
+      await leader.done;
+      await natsKilled;
+
+      // Submit right after the kill; only the next leader can take it.
+      let acceptedAt = 0;
+      let taskId = "";
+      for (;;) {
+        try {
+          const r = await client!.request<{ taskIds: string[] }>("job.create", { spec, user: "bench" }, 1000);
+          taskId = r.taskIds[0];
+          acceptedAt = Date.now();
+          break;
+        } catch (err) {
+          if (/already exists/.test((err as Error).message)) {
+            // an earlier attempt landed but its reply was lost: take the task from the log below
+            acceptedAt = Date.now();
+            break;
+          }
+          await sleep(25);
+        }
+      }
+      // Watch the log by sequence until the first TaskAssigned after the successor's LeaderElected
+      // is committed (by the order of the log, not by epoch numbers).
+      let seq = from;
+      let electedTs = 0;
+      let electedEpoch = 0;
+      let placed: { ts: number; seenAt: number; epoch: number } | null = null;
+      while (!placed) {
+        let rec;
+        try {
+          rec = await reader!.get(seq);
+        } catch {
+          rec = null;
+        }
+        if (!rec) {
+          await sleep(20);
+          continue;
+        }
+        for (const e of rec.events) {
+          if (e.type === "LeaderElected" && e.data.schedulerId !== before.schedulerId) {
+            electedTs ||= e.ts;
+            electedEpoch = e.epoch;
+          }
+          if (e.type === "TaskAssigned" && electedTs && e.epoch === electedEpoch && (taskId === "" || e.data.taskId === taskId)) {
+            placed = { ts: e.ts, seenAt: Date.now(), epoch: e.epoch };
+            break;
+          }
+        }
+        seq++;
+      }
+      const sample = {
+        ms: placed.seenAt - killedAt,
+        decidedMs: placed.ts - killedAt,
+        electedMs: electedTs ? electedTs - killedAt : -1,
+        acceptedMs: acceptedAt - killedAt,
+      };
+      note(`${withNatsLoss ? "with nats loss" : "leader only"} run: placement committed ${sample.ms} ms after the kill (decided ${sample.decidedMs}, LeaderElected ${sample.electedMs}, job accepted ${sample.acceptedMs}); ${before.schedulerId} → epoch ${placed.epoch}${withNatsLoss ? `, nats n${natsVictim + 1} killed` : ""}`);
+
+      // Back to 3 replicas (and 3 nats-servers): the killed one replays the log cold.
+      if (withNatsLoss) {
+        await nats!.restart(natsVictim);
+        await streamsCurrent();
+      }
+      retired.push(leader);
+      startScheduler(before.schedulerId);
+      const restarted = schedulers.get(before.schedulerId)!;
+      t = performance.now();
+      for (;;) {
+        const r = replayed(restarted);
+        if (r !== null) {
+          coldStarts.push(r);
+          break;
+        }
+        if (restarted.exited) throw new Error(`${before.schedulerId} exited while replaying: ${restarted.lines.slice(-5).join("\n")}`);
+        if (performance.now() - t > 180_000) throw new Error(`${before.schedulerId} did not replay the log within 180 s`);
+        await sleep(100);
+      }
+      return sample;
+    };
+
+    type Sample = Awaited<ReturnType<typeof failoverOnce>>;
+    const plain: Sample[] = [];
+    for (let i = 0; i < RUNS; i++) plain.push(await failoverOnce(false));
+    const lossy: Sample[] = [];
+    for (let i = 0; i < RUNS; i++) lossy.push(await failoverOnce(true));
+
+    // With a recent snapshot: fold the whole log here and store it; restarted replicas start from it.
+    let snapshotNote = "";
+    const withSnapshot: Sample[] = [];
+    try {
+      await healthy();
+      t = performance.now();
+      const full = await openJetStreamLog({ servers: nats.urls, nc: client.nc, stream: "ROOST", create: false });
+      const cs = await coldStart(full);
+      const store = await SnapshotStore.forLog(full);
+      const put = await store.put(cs.state, { createdTs: Date.now() });
+      await full.close();
+      snapshotNote = `${put.name}: ${Math.round(put.size / 2 ** 20)} MiB, ${cs.state.eventCount} events, written in ${Math.round(performance.now() - t)} ms`;
+      note(`snapshot ${snapshotNote}`);
+      for (let i = 0; i < RUNS; i++) withSnapshot.push(await failoverOnce(false));
+    } catch (err) {
+      snapshotNote = `failed: ${(err as Error).message}`;
+      note(`the snapshot variant failed: ${(err as Error).message}`);
+    }
+    await healthy();
+
+    const ms = (xs: Sample[], k: keyof Sample) => xs.map((x) => x[k]);
+    const fromGenesis = coldStarts.filter((c) => c.snapshot === null).map((c) => c.ms);
+    const fromSnapshot = coldStarts.filter((c) => c.snapshot !== null).map((c) => c.ms);
+    return {
+      failoverP99Ms: p99(ms(plain, "ms")),
+      failoverMedianMs: median(ms(plain, "ms")),
+      failoverWithNatsLossP99Ms: p99(ms(lossy, "ms")),
+      failoverWithNatsLossMedianMs: median(ms(lossy, "ms")),
+      failoverWithSnapshotP99Ms: withSnapshot.length ? p99(ms(withSnapshot, "ms")) : -1,
+      failoverWithSnapshotMedianMs: withSnapshot.length ? median(ms(withSnapshot, "ms")) : -1,
+      failoverSamples: ms(plain, "ms").join(","),
+      failoverWithNatsLossSamples: ms(lossy, "ms").join(","),
+      failoverWithSnapshotSamples: ms(withSnapshot, "ms").join(","),
+      failoverDecidedSamples: ms(plain, "decidedMs").join(","),
+      failoverWithNatsLossDecidedSamples: ms(lossy, "decidedMs").join(","),
+      failoverLeaderElectedMedianMs: median(ms(plain, "electedMs")),
+      failoverWithNatsLossLeaderElectedMedianMs: median(ms(lossy, "electedMs")),
+      failoverJobAcceptedMedianMs: median(ms(plain, "acceptedMs")),
+      failoverWithNatsLossJobAcceptedMedianMs: median(ms(lossy, "acceptedMs")),
+      coldStartSamples: fromGenesis.join(","),
+      coldStartFromSnapshotSamples: fromSnapshot.join(","),
+      runs: RUNS,
+      leaseMs: LEASE_MS,
+      schedulerSnapshotEvery: SNAPSHOT_EVERY ?? "default",
+      snapshotsWrittenBySchedulers: [...schedulers.values(), ...retired].reduce((n, c) => n + c.lines.filter((l) => l.includes('"msg":"wrote a snapshot"')).length, 0),
+      events: filled.events,
+      records: filled.lastSeq,
+      tasks: filled.tasks,
+      snapshot: snapshotNote,
+    };
+  } finally {
+    await reader?.close().catch(() => {});
+    await client?.close().catch(() => {});
+    await Promise.all([...schedulers.values()].map((s) => s.stop()));
+    await Promise.all(agents.map((a) => a.stop()));
+    await nats?.stop().catch(() => {});
+    if (process.env.ROOST_BENCH_KEEP) note(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}

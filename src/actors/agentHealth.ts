@@ -4,32 +4,24 @@
 // rescheduled. Heartbeats are not history, so they stay in memory; a new leader starts every
 // agent's clock at its takeover, so a leader change alone never marks an agent unreachable.
 
+import { Periodic } from "./periodic.js";
 import type { Scheduler } from "./scheduler.js";
 import { fmtMs } from "./timers.js";
 
 export class AgentHealth {
-  private timer: unknown = null;
-  private stopped = false;
   private checking = false;
+  private readonly periodic: Periodic;
 
-  constructor(private readonly s: Scheduler) {}
+  constructor(private readonly s: Scheduler) {
+    this.periodic = new Periodic(s.clock, () => Math.max(100, Math.min(1000, s.policy.agentTimeoutMs / 4)), () => this.check());
+  }
 
   start(): void {
-    this.schedule();
+    this.periodic.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer !== null) this.s.clock.clearTimeout(this.timer);
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    const every = Math.max(100, Math.min(1000, this.s.policy.agentTimeoutMs / 4));
-    this.timer = this.s.clock.setTimeout(() => {
-      this.timer = null;
-      void this.check().finally(() => this.schedule());
-    }, every);
+    this.periodic.stop();
   }
 
   /** One pass; returns the agents marked unreachable. Exposed for tests. */

@@ -7,33 +7,26 @@
 import { findSlot } from "../preemptor/preemptor.js";
 import { TaskGroup } from "../scheduling/feasible.js";
 import { OfferBook } from "../scheduling/offers.js";
+import { Periodic } from "./periodic.js";
 import type { Scheduler } from "./scheduler.js";
 import { enteredTs, fmtMs } from "./timers.js";
 
 export class Preemptor {
-  private timer: unknown = null;
-  private stopped = false;
   private running = false;
+  private readonly periodic: Periodic;
   /** Slots found since start (for tests and metrics). */
   slots = 0;
 
-  constructor(private readonly s: Scheduler) {}
+  constructor(private readonly s: Scheduler) {
+    this.periodic = new Periodic(s.clock, () => s.policy.preemptionIntervalMs, () => this.pass());
+  }
 
   start(): void {
-    this.schedule();
+    this.periodic.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer !== null) this.s.clock.clearTimeout(this.timer);
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = this.s.clock.setTimeout(() => {
-      this.timer = null;
-      void this.pass().finally(() => this.schedule());
-    }, this.s.policy.preemptionIntervalMs);
+    this.periodic.stop();
   }
 
   /** One search over the blocked groups. Exposed for tests. */

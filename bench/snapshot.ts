@@ -7,11 +7,15 @@
 //   decodeMs       decodeSnapshot (includes recomputing stateHash and checking it)
 //   stateHashMs    stateHash alone, for the breakdown
 //   snapshotBytes  the encoded size
+//   slicedEncodeMs, slicedMaxPauseMs   the encoder as a standby runs it (runSliced, 10 ms slices):
+//                  wall time, and the longest its event loop went without a turn (the sort of the
+//                  task ids and the final pack are single steps)
 
 import { decodeRecord, encodeRecord } from "../src/eventlog/envelope.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
-import { decodeSnapshot, encodeSnapshot } from "../src/replay/snapshot.js";
+import { decodeSnapshot, encodeSnapshot, encodeSnapshotSteps } from "../src/replay/snapshot.js";
+import { runSliced } from "../src/actors/checkpoint.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 
@@ -44,7 +48,31 @@ export default async function snapshotBench(): Promise<Record<string, number | s
     if (stateHash(decoded) !== expected) throw new Error("decoded state differs");
     note(`run ${run + 1}: stateHash ${Math.round(hash[run])} ms, encode ${Math.round(enc[run])} ms, decode ${Math.round(dec[run])} ms, ${bytes.length} bytes`);
   }
+  const sliced: number[] = [];
+  const pauses: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    let last = performance.now();
+    let maxPause = 0;
+    // Turns of the event loop, timestamped: the gaps between them are the pauses.
+    let ticking = true;
+    const tick = () => {
+      const now = performance.now();
+      maxPause = Math.max(maxPause, now - last);
+      last = now;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const t = performance.now();
+    const encoded = await runSliced(encodeSnapshotSteps(state), { sliceMs: 10 });
+    sliced.push(performance.now() - t);
+    ticking = false;
+    pauses.push(maxPause);
+    if (encoded === null || encoded.header.stateHash !== expected) throw new Error("the sliced encoder wrote another state");
+    note(`sliced run ${run + 1}: ${Math.round(sliced[run])} ms, longest pause ${Math.round(maxPause)} ms`);
+  }
   return {
+    slicedEncodeMs: Math.round(median(sliced)),
+    slicedMaxPauseMs: Math.round(median(pauses)),
     encodeMs: Math.round(median(enc)),
     decodeMs: Math.round(median(dec)),
     stateHashMs: Math.round(median(hash)),

@@ -41,7 +41,10 @@ import { silentLogger, type Logger } from "../util/logger.js";
 import { AgentHealth } from "./agentHealth.js";
 import { AgentRegistry } from "./agentRegistry.js";
 import type { Lease } from "./lease.js";
-import type { MemberBoard } from "./members.js";
+import type { MemberBoard, MemberStatus } from "./members.js";
+import { runSliced, snapshotPoint, writesSnapshot } from "./checkpoint.js";
+import { encodeSnapshotSteps, type EncodedSnapshot } from "../replay/snapshot.js";
+import { runSteps } from "../replay/hash.js";
 import { JobIntake } from "./jobIntake.js";
 import { Launcher } from "./launcher.js";
 import { Placement } from "./placement.js";
@@ -73,9 +76,12 @@ export interface SchedulerOptions {
   lease?: Lease;
   /** Where replicas say who they are (roost cluster status). */
   members?: MemberBoard;
-  /** Snapshots: a cold start loads the newest valid one; the leader writes one every snapshotEvery events. */
+  /** Snapshots: a cold start loads the newest valid one; one is written every snapshotEvery
+   *  events, by a standby when there is one (see checkpoint.ts). */
   snapshots?: BaseSnapshotStore;
   snapshotEvery?: number;
+  /** A standby encodes a snapshot this many ms at a time between turns of its event loop. Default 10. */
+  snapshotSliceMs?: number;
 }
 
 export class Scheduler {
@@ -113,10 +119,17 @@ export class Scheduler {
   private readonly members: MemberBoard | null;
   private readonly snapshots: BaseSnapshotStore | null;
   private readonly snapshotEvery: number;
-  private snapshotAtEvents = 0;
+  private readonly snapshotSliceMs: number;
+  /** snapshotPoint() of the state last folded: a snapshot is due when it grows. */
+  private snapshotPointSeen = 0;
+  /** The members board as last read (null: no board, or not read yet). */
+  private membersSeen: MemberStatus[] | null = null;
+  private membersReadAt = -Infinity;
   /** How this replica's state was built at start: from which snapshot (null: the whole log). */
   startedFrom: { snapshot: string | null; snapshotSeq: number; tailRecords: number; skipped: number } | null = null;
   private snapshotting = false;
+  /** Snapshots this replica encoded and began storing (for tests and the log). */
+  snapshotsWritten = 0;
   private holdEnd: ((why: string) => void) | null = null;
   private checkingLog = false;
   private renewTimer: unknown = null;
@@ -149,6 +162,7 @@ export class Scheduler {
     this.members = opts.members ?? null;
     this.snapshots = opts.snapshots ?? null;
     this.snapshotEvery = opts.snapshotEvery ?? 100_000;
+    this.snapshotSliceMs = opts.snapshotSliceMs ?? 10;
     this.makeActors();
   }
 
@@ -174,7 +188,6 @@ export class Scheduler {
       const cold = await coldStart(this.eventLog, this.snapshots);
       this.state = cold.state;
       this.startedFrom = { snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords, skipped: cold.skipped.length };
-      this.snapshotAtEvents = cold.fromSnapshot ? this.state.eventCount : 0;
       for (const k of cold.skipped) this.log.warn({ snapshot: k.name, error: k.error }, "skipped a snapshot that would not load");
       this.log.info({ snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords }, "cold start");
     }
@@ -231,6 +244,8 @@ export class Scheduler {
   /** Fold every record the log holds beyond what this replica has folded. */
   private async catchUp(): Promise<void> {
     for await (const r of this.eventLog.read(this.state.seq + 1)) this.foldFollowed(r.seq, r.events);
+    // Points passed while catching up are not written: catching up is when speed matters most.
+    this.snapshotPointSeen = Math.max(this.snapshotPointSeen, snapshotPoint(this.state.eventCount, this.snapshotEvery));
   }
 
   /** Fold a record read from the log (not one this replica just committed): no effects. */
@@ -244,7 +259,10 @@ export class Scheduler {
   private async follow(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {
-        for await (const r of this.eventLog.follow(this.state.seq + 1, signal)) this.foldFollowed(r.seq, r.events);
+        for await (const r of this.eventLog.follow(this.state.seq + 1, signal)) {
+          this.foldFollowed(r.seq, r.events);
+          if (this.snapshotDue() && this.writesSnapshot("standby")) await this.checkpoint(signal);
+        }
       } catch (err) {
         if (signal.aborted) return;
         this.log.warn({ err: (err as Error).message }, "following the log failed; retrying");
@@ -408,6 +426,7 @@ export class Scheduler {
     if (!this.leading) return;
     this.reconciling = false;
     this.resumeObligations();
+    this.notifyChange(); // the role changed: watchers waiting for a settled leader
     this.log.info({ epoch, seq: this.state.seq }, "reconciled; placement and timers resume");
   }
 
@@ -439,10 +458,22 @@ export class Scheduler {
     void this.members
       .put({ id: this.schedulerId, pid: this.pid, host: this.host, role: this.role === "leader" ? "leader" : "standby", epoch: this.role === "leader" ? this.epoch : (this.state.leader?.epoch ?? 0), appliedSeq: this.state.seq, ts: this.clock.now() })
       .catch(() => {});
+    if (this.clock.now() - this.membersReadAt >= 2000) void this.readMembers();
     this.memberTimer = this.clock.setTimeout(() => {
       this.memberTimer = null;
       this.publishMember();
     }, 1000);
+  }
+
+  /** Read the members board: who else is there, for choosing the snapshot writer (checkpoint.ts). */
+  async readMembers(): Promise<void> {
+    if (!this.members) return;
+    this.membersReadAt = this.clock.now();
+    try {
+      this.membersSeen = await this.members.list();
+    } catch {
+      // keep the last view; the board is only a hint
+    }
   }
 
   get leading(): boolean {
@@ -523,24 +554,57 @@ export class Scheduler {
     if (this.state.pending.size > 0) this.placement.kick();
   }
 
-  /** The leader writes a snapshot every snapshotEvery events (encoded at once, stored after). */
+  /** True once per snapshot point the fold passes (see checkpoint.ts); every replica calls it after each fold. */
+  private snapshotDue(): boolean {
+    if (!this.snapshots) return false;
+    const point = snapshotPoint(this.state.eventCount, this.snapshotEvery);
+    if (point <= this.snapshotPointSeen) return false;
+    this.snapshotPointSeen = point;
+    return !this.snapshotting;
+  }
+
+  /** Whether this replica, in this role, writes the snapshot that is due (checkpoint.ts). */
+  private writesSnapshot(role: "leader" | "standby"): boolean {
+    return writesSnapshot({ id: this.schedulerId, role }, this.members ? this.membersSeen : null, this.clock.now());
+  }
+
+  /** The leader, with no standby to do it: encode at once (its loop pauses), store after. */
   private maybeSnapshot(): void {
-    if (!this.snapshots || this.snapshotting || this.state.eventCount - this.snapshotAtEvents < this.snapshotEvery) return;
+    if (!this.snapshotDue() || !this.writesSnapshot("leader")) return;
+    const t0 = performance.now();
+    const encoded = runSteps(encodeSnapshotSteps(this.state, { createdTs: this.clock.now() }));
+    this.storeSnapshot(encoded, performance.now() - t0);
+  }
+
+  /**
+   * A standby writes the snapshot: folding stops (the caller awaits this) while the state is
+   * encoded a slice at a time; the upload runs after folding resumes. Dropped if the replica
+   * stops following (it won the lease, or stops).
+   */
+  private async checkpoint(signal: AbortSignal): Promise<void> {
+    const t0 = performance.now();
+    const encoded = await runSliced(encodeSnapshotSteps(this.state, { createdTs: this.clock.now() }), { sliceMs: this.snapshotSliceMs, signal });
+    if (encoded === null) {
+      this.log.info({ seq: this.state.seq }, "dropped a snapshot half encoded: this replica stopped following");
+      return;
+    }
+    this.storeSnapshot(encoded, performance.now() - t0);
+  }
+
+  private storeSnapshot(encoded: EncodedSnapshot, encodeMs: number): void {
+    const store = this.snapshots!;
     this.snapshotting = true;
-    this.snapshotAtEvents = this.state.eventCount;
-    const store = this.snapshots;
-    setImmediate(() => {
-      store
-        .put(this.state, { createdTs: this.clock.now() })
-        .then((p) => {
-          this.log.info({ snapshot: p.name, seq: p.seq, bytes: p.size }, "wrote a snapshot");
-          return store.prune(3);
-        })
-        .catch((err: Error) => this.log.warn({ err: err.message }, "writing a snapshot failed; the log still has everything"))
-        .finally(() => {
-          this.snapshotting = false;
-        });
-    });
+    this.snapshotsWritten++;
+    store
+      .putEncoded(encoded)
+      .then((p) => {
+        this.log.info({ snapshot: p.name, seq: p.seq, bytes: p.size, encodeMs: Math.round(encodeMs), writeMs: Math.round(p.writeMs), role: this.role }, "wrote a snapshot");
+        return store.prune(3);
+      })
+      .catch((err: Error) => this.log.warn({ err: err.message }, "writing a snapshot failed; the log still has everything"))
+      .finally(() => {
+        this.snapshotting = false;
+      });
   }
 
   /** After a takeover, the obligations a previous leader may have left half done. */

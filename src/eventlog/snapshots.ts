@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { Objm, StorageType, type ObjectInfo, type ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { encodeSnapshotWithHeader, readSnapshot, type SnapshotHeader } from "../replay/snapshot.js";
+import { encodeSnapshotWithHeader, readSnapshot, type EncodedSnapshot, type SnapshotHeader } from "../replay/snapshot.js";
 import type { ClusterState } from "../replay/state.js";
 import type { JetStreamLog } from "./jetstream.js";
 
@@ -98,7 +98,13 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
   /** Encode the state and store it under the name of the sequence it covers. */
   async put(state: ClusterState, opts: { createdTs?: number } = {}): Promise<PutSnapshot> {
     const t0 = performance.now();
-    const { bytes, header } = encodeSnapshotWithHeader(state, opts);
+    const encoded = encodeSnapshotWithHeader(state, opts);
+    const encodeMs = performance.now() - t0;
+    return { ...(await this.putEncoded(encoded)), encodeMs };
+  }
+
+  /** Store a snapshot already encoded (encodeSnapshotSteps, run a slice at a time). encodeMs is 0. */
+  async putEncoded({ bytes, header }: EncodedSnapshot): Promise<PutSnapshot> {
     const t1 = performance.now();
     const name = snapshotName(header.seq);
     const meta = {
@@ -109,7 +115,7 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
       tasks: header.tasks,
     };
     await this.putBytes(name, bytes, meta);
-    return { name, seq: header.seq, size: bytes.length, ...meta, encodeMs: t1 - t0, writeMs: performance.now() - t1 };
+    return { name, seq: header.seq, size: bytes.length, ...meta, encodeMs: 0, writeMs: performance.now() - t1 };
   }
 
   /** Snapshots, newest (highest seq) first. */

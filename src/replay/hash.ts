@@ -86,6 +86,40 @@ export function sortStrings(list: readonly string[]): string[] {
   return Buffer.from(joined, "latin1").toString("latin1").split("\n").sort();
 }
 
+/**
+ * sortStrings as sliced work (see runSteps): runs of 16k sorted one at a time, then merged
+ * pairwise, yielding every 64k strings merged. The same order as sortStrings.
+ */
+export function* sortStringsSteps(list: readonly string[]): Steps<string[]> {
+  const RUN = 1 << 14;
+  if (list.length <= RUN) return sortStrings(list);
+  let runs: string[][] = [];
+  for (let i = 0; i < list.length; i += RUN) {
+    runs.push(sortStrings(list.slice(i, i + RUN)));
+    yield;
+  }
+  while (runs.length > 1) {
+    const next: string[][] = [];
+    for (let r = 0; r < runs.length; r += 2) next.push(r + 1 < runs.length ? yield* mergeSorted(runs[r], runs[r + 1]) : runs[r]);
+    runs = next;
+  }
+  return runs[0];
+}
+
+function* mergeSorted(a: string[], b: string[]): Steps<string[]> {
+  const out = new Array<string>(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) {
+    out[k++] = b[j] < a[i] ? b[j++] : a[i++];
+    if ((k & 0xffff) === 0) yield;
+  }
+  while (i < a.length) out[k++] = a[i++];
+  while (j < b.length) out[k++] = b[j++];
+  return out;
+}
+
 export interface StateHashOptions {
   /**
    * The order stateHash digests the tasks in (by id, Array#sort's default order: UTF-16 code
@@ -356,6 +390,29 @@ function writeNumbers(f: Utf8Feed, v: unknown): void {
 }
 
 export function stateHash(state: ClusterState, opts: StateHashOptions = {}): string {
+  return runSteps(stateHashSteps(state, opts));
+}
+
+/** How many tasks a step of the sliced computations (stateHashSteps, the snapshot encoder) covers. */
+export const TASKS_PER_STEP = 4096;
+
+/**
+ * Work that can be sliced: a generator that yields between steps of bounded size and returns its
+ * result. runSteps() runs it at once; a caller that must keep its event loop turning (a standby
+ * writing a snapshot: lease polls, heartbeats) runs it a few milliseconds at a time instead.
+ */
+export type Steps<T> = Generator<void, T, void>;
+
+/** Run sliced work to its end, synchronously. */
+export function runSteps<T>(steps: Steps<T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** stateHash as sliced work: yields every TASKS_PER_STEP tasks. */
+export function* stateHashSteps(state: ClusterState, opts: StateHashOptions = {}): Steps<string> {
   const n = state.tasks.size;
   const order = opts.taskOrder;
   if (order && order.length === n) {
@@ -364,6 +421,7 @@ export function stateHash(state: ClusterState, opts: StateHashOptions = {}): str
     const tasks = new Array<TaskRecord>(n);
     let i = 0;
     for (const [id, t] of state.tasks) {
+      if (i % TASKS_PER_STEP === 0) yield;
       ids[i] = id;
       tasks[i] = t;
       i++;
@@ -372,18 +430,19 @@ export function stateHash(state: ClusterState, opts: StateHashOptions = {}): str
     const seen = new Uint8Array(n);
     let ok = true;
     for (let k = 0; k < n && ok; k++) {
+      if (k % (TASKS_PER_STEP * 4) === 0) yield;
       const p = order[k];
       if (!(p >= 0 && p < n) || seen[p] || (k > 0 && !(ids[order[k - 1]] < ids[p]))) ok = false;
       else seen[p] = 1;
     }
-    if (ok) return digestState(state, n, (k) => ids[order[k]], (k) => tasks[order[k]]);
+    if (ok) return yield* digestState(state, n, (k) => ids[order[k]], (k) => tasks[order[k]]);
   }
-  const ids = sortStrings([...state.tasks.keys()]);
-  return digestState(state, n, (k) => ids[k], (k) => state.tasks.get(ids[k])!);
+  const ids = yield* sortStringsSteps([...state.tasks.keys()]);
+  return yield* digestState(state, n, (k) => ids[k], (k) => state.tasks.get(ids[k])!);
 }
 
 /** The digest, with the k-th task (in id order) and its id given by position. */
-function digestState(state: ClusterState, n: number, idAt: (k: number) => string, taskAt: (k: number) => TaskRecord): string {
+function* digestState(state: ClusterState, n: number, idAt: (k: number) => string, taskAt: (k: number) => TaskRecord): Steps<string> {
   const f = new Utf8Feed(createHash("sha256"));
   writeCanonical(f, { digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies });
   // Sections added after v1 was pinned hash nothing when empty, so older logs hash as before.
@@ -398,7 +457,9 @@ function digestState(state: ClusterState, n: number, idAt: (k: number) => string
     f.ascii("\n");
   }
   // Entries are `name:key=canonical\n`, keys in code-unit order.
+  let j = 0;
   for (const key of [...state.jobs.keys()].sort()) {
+    if (j++ % 256 === 0) yield;
     f.ascii("job:");
     f.text(key);
     f.ascii("=");
@@ -406,13 +467,16 @@ function digestState(state: ClusterState, n: number, idAt: (k: number) => string
     f.ascii("\n");
   }
   for (let k = 0; k < n; k++) {
+    if (k % TASKS_PER_STEP === 0) yield;
     f.ascii("task:");
     f.text(idAt(k));
     f.ascii("=");
     writeTaskDigest(f, taskAt(k));
     f.ascii("\n");
   }
+  let a = 0;
   for (const key of [...state.agents.keys()].sort()) {
+    if (a++ % 64 === 0) yield;
     f.ascii("agent:");
     f.text(key);
     f.ascii("=");

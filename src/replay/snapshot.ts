@@ -28,7 +28,7 @@
 
 import { Packr } from "msgpackr";
 import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
-import { sortStrings, STATE_DIGEST_VERSION, stateHash } from "./hash.js";
+import { runSteps, sortStringsSteps, STATE_DIGEST_VERSION, stateHash, stateHashSteps, TASKS_PER_STEP, type Steps } from "./hash.js";
 import { ClusterState, HISTORY_STRIDE, type AgentRecord, type JobRecord, type TaskRecord } from "./state.js";
 
 export const SNAPSHOT_FORMAT = "roost-snapshot";
@@ -235,7 +235,22 @@ export function encodeSnapshot(state: ClusterState, opts: EncodeOptions = {}): U
 }
 
 /** encodeSnapshot, also returning the header it wrote. */
-export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOptions = {}): { bytes: Uint8Array; header: SnapshotHeader } {
+export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOptions = {}): EncodedSnapshot {
+  return runSteps(encodeSnapshotSteps(state, opts));
+}
+
+export interface EncodedSnapshot {
+  bytes: Uint8Array;
+  header: SnapshotHeader;
+}
+
+/**
+ * The encoder as sliced work (see runSteps in hash.ts): it yields every TASKS_PER_STEP tasks, so
+ * a caller can run it a few milliseconds at a time. The state must not change until it returns
+ * (a standby stops folding meanwhile; see Scheduler.checkpoint). The longest steps are packing
+ * the string table and the final pack of the columns (bulk copies, tens of ms at 250k tasks).
+ */
+export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = {}): Steps<EncodedSnapshot> {
   checkFields("ClusterState", state, STATE_FIELDS);
   const n = state.tasks.size;
 
@@ -244,6 +259,7 @@ export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOption
   const index = new Map<string, number>();
   let i = 0;
   for (const id of state.tasks.keys()) {
+    if (i % TASKS_PER_STEP === 0) yield;
     strs[i] = id;
     index.set(id, i);
     i++;
@@ -300,6 +316,7 @@ export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOption
   let first = true;
   let cPendingCount = 0;
   for (const t of state.tasks.values()) {
+    if (i % TASKS_PER_STEP === 0) yield;
     if (first) {
       checkFields("TaskRecord", t, TASK_FIELDS);
       first = false;
@@ -371,9 +388,12 @@ export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOption
   }
 
   // The order stateHash digests tasks in (by id), as task positions: the reader skips the sort.
-  const ids = sortStrings(strs.length === n ? strs : strs.slice(0, n));
+  const ids = yield* sortStringsSteps(strs.length === n ? strs : strs.slice(0, n));
   const order = new Float64Array(n);
-  for (let k = 0; k < n; k++) order[k] = index.get(ids[k])!;
+  for (let k = 0; k < n; k++) {
+    if (k % TASKS_PER_STEP === 0) yield;
+    order[k] = index.get(ids[k])!;
+  }
   // The pending index must be exactly the PENDING tasks (decode checks this too, since the
   // index is not hashed): a state that breaks it is a fold bug, and is not written.
   const pending = new Float64Array(state.pending.size);
@@ -384,8 +404,10 @@ export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOption
   }
   if (cPendingCount !== state.pending.size) throw new SnapshotError(`the state's pending index holds ${state.pending.size} tasks, the state has ${cPendingCount} PENDING`);
 
+  yield;
   const jobs: JobRow[] = [];
   for (const j of state.jobs.values()) {
+    if (jobs.length % 256 === 0) yield;
     checkFields("JobRecord", j, JOB_FIELDS);
     const instanceIds: number[] = [];
     const instanceTasks: number[] = [];
@@ -397,6 +419,7 @@ export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOption
   }
   const agents: AgentRow[] = [];
   for (const a of state.agents.values()) {
+    if (agents.length % 64 === 0) yield;
     checkFields("AgentRecord", a, AGENT_FIELDS);
     agents.push([
       sym(a.agentId),
@@ -426,43 +449,41 @@ export function encodeSnapshotWithHeader(state: ClusterState, opts: EncodeOption
     capacityVersion: state.capacityVersion,
   };
 
-  const hash = stateHash(state, { taskOrder: order });
+  const hash = yield* stateHashSteps(state, { taskOrder: order });
+  yield;
+  const strsPacked = packStrings(strs);
+  yield;
+  const smallPacked = smallCodec.pack(small);
+  yield;
+  // Each column is packed in a step of its own (the history columns hold millions of entries).
+  const columns: Array<[name: string, values: Float64Array, length: number]> = [
+    ["job", cJob, n], ["instance", cInstance, n], ["configVersion", cConfigVersion, n], ["ancestor", cAncestor, n],
+    ["maxTaskFailures", cMaxFail, n], ["state", cState, n], ["failureCount", cFailures, n], ["agent", cAgent, n],
+    ["host", cHost, n], ["agentSeq", cAgentSeq, n], ["exitCode", cExit, n], ["successor", cSuccessor, n],
+    ["reason", cReason, n], ["throttleMs", cThrottleMs, n], ["throttledUntil", cThrottledUntil, n], ["flags", cFlags, n],
+    ["ports", cPorts, n], ["histLen", cHistLen, n], ["portName", Float64Array.from(portNames), portNames.length],
+    ["portValue", Float64Array.from(portValues), portValues.length], ["hSeq", hSeq, entries], ["hIdx", hIdx, entries],
+    ["hTs", hTs, entries], ["hState", hState, entries],
+  ];
+  const t: Record<string, Column> = {};
+  for (const [name, values, length] of columns) {
+    t[name] = packColumn(values, length);
+    yield;
+  }
+  const orderPacked = packColumn(order, n);
+  yield;
   const body = bodyCodec.pack({
     n,
     entries,
-    strs: packStrings(strs),
+    strs: strsPacked,
     syms: packStrings(syms),
-    t: {
-      job: packColumn(cJob, n),
-      instance: packColumn(cInstance, n),
-      configVersion: packColumn(cConfigVersion, n),
-      ancestor: packColumn(cAncestor, n),
-      maxTaskFailures: packColumn(cMaxFail, n),
-      state: packColumn(cState, n),
-      failureCount: packColumn(cFailures, n),
-      agent: packColumn(cAgent, n),
-      host: packColumn(cHost, n),
-      agentSeq: packColumn(cAgentSeq, n),
-      exitCode: packColumn(cExit, n),
-      successor: packColumn(cSuccessor, n),
-      reason: packColumn(cReason, n),
-      throttleMs: packColumn(cThrottleMs, n),
-      throttledUntil: packColumn(cThrottledUntil, n),
-      flags: packColumn(cFlags, n),
-      ports: packColumn(cPorts, n),
-      histLen: packColumn(cHistLen, n),
-      portName: packColumn(Float64Array.from(portNames), portNames.length),
-      portValue: packColumn(Float64Array.from(portValues), portValues.length),
-      hSeq: packColumn(hSeq, entries),
-      hIdx: packColumn(hIdx, entries),
-      hTs: packColumn(hTs, entries),
-      hState: packColumn(hState, entries),
-    },
-    order: packColumn(order, n),
+    t,
+    order: orderPacked,
     np: pending.length,
     pending: packColumn(pending, pending.length),
-    small: smallCodec.pack(small),
+    small: smallPacked,
   });
+  yield;
   const header: SnapshotHeader = {
     format: SNAPSHOT_FORMAT,
     version: SNAPSHOT_VERSION,

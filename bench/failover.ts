@@ -20,16 +20,18 @@
 // are reported too, with a breakdown (new LeaderElected, job accepted, placement decided: the
 // event's own ts) and the cold replay time of the restarted replica.
 //
-// Snapshots (src/eventlog/snapshots.ts): a scheduler starting cold loads the newest one, and the
-// leader writes one every --snapshot-every events (default 100,000, counted from the state the
-// replica started with). A hot standby has nothing left to fold at the kill, so a snapshot in the
-// store should not change the failover; the leader writing one may (it encodes the whole state).
+// Snapshots (src/eventlog/snapshots.ts): a scheduler starting cold loads the newest one, and one
+// is written every --snapshot-every events (default 100,000), by a standby (src/actors/checkpoint.ts;
+// a replica that started from genesis over the 1M-event log writes one soon after it starts). A hot
+// standby has nothing left to fold at the kill, so a snapshot in the store should not change the
+// failover; a leader writing one would (it encodes the whole state on its event loop).
 // The store starts empty; the leader-only and nats-loss runs come first, then the bench writes a
 // snapshot of the whole log and repeats the leader-only runs:
 //   failoverWithSnapshotP99Ms  leader only, with a recent snapshot in the store
 //   coldStartSamples / coldStartFromSnapshotSamples   every replica start ("replayed the log":
 //                              snapshot load + tail, ms), from genesis and from a snapshot
-//   snapshotsWrittenBySchedulers   snapshots the leaders wrote during the bench
+//   snapshotsWrittenByLeaders / snapshotsWrittenByStandbys   snapshots the replicas wrote
+//                              during the bench, by the role they had then
 // ROOST_BENCH_SNAPSHOT_EVERY sets the schedulers' --snapshot-every (e.g. 1000000000: never).
 
 import { spawn, type ChildProcess } from "node:child_process";
@@ -160,7 +162,39 @@ function replayed(c: Child): { ms: number; snapshot: string | null } | null {
 
 type Info = { schedulerId: string; epoch: number; agents: Array<{ state: string }> };
 
+/**
+ * The issue asks this bench for coldStart10MEventsMs too: bench/coldstart.ts, run as a child with
+ * the heap a 10M-event state needs, after the cell above is gone. ROOST_BENCH_COLDSTART_EVENTS
+ * sets its log size (default 10,000,000; 0 skips it). It takes ~15 minutes at 10M.
+ */
+const COLDSTART_EVENTS = Number(process.env.ROOST_BENCH_COLDSTART_EVENTS ?? 10_000_000);
+const RUN_JS = fileURLToPath(new URL("./run.js", import.meta.url));
+
 export default async function failoverBench(): Promise<Record<string, number | string>> {
+  const failover = await failoverFigures();
+  if (COLDSTART_EVENTS <= 0) return failover;
+  note(`cold start over ${COLDSTART_EVENTS} events (bench/coldstart.ts, in a child process)`);
+  const child = spawn(process.execPath, ["--expose-gc", "--max-old-space-size=12000", RUN_JS, "coldstart"], {
+    env: { ...process.env, ROOST_BENCH_EVENTS: String(COLDSTART_EVENTS) },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const last = out.trim().split("\n").pop() ?? "";
+  if (code !== 0 || !last.startsWith("{")) throw new Error(`the cold-start bench failed (exit ${code})`);
+  const cold = JSON.parse(last) as Record<string, number | string>;
+  return {
+    ...failover,
+    coldStart10MEventsMs: cold.coldStart10MEventsMs ?? -1,
+    coldStartMs: cold.coldStartMs,
+    coldStartEvents: cold.events ?? COLDSTART_EVENTS,
+    coldStartSnapshotDecodeMs: cold.snapshotDecodeMs,
+    coldStartTailMs: cold.tailMs,
+  };
+}
+
+async function failoverFigures(): Promise<Record<string, number | string>> {
   const dir = mkdtempSync(join(tmpdir(), "roost-failover-"));
   let nats: NatsClusterHandle | null = null;
   const schedulers = new Map<string, Child>();
@@ -367,6 +401,8 @@ export default async function failoverBench(): Promise<Record<string, number | s
     await healthy();
 
     const ms = (xs: Sample[], k: keyof Sample) => xs.map((x) => x[k]);
+    const snapshotsWritten = (role: string) =>
+      [...schedulers.values(), ...retired].reduce((n, c) => n + c.lines.filter((l) => l.includes('"msg":"wrote a snapshot"') && l.includes(`"role":"${role}"`)).length, 0);
     const fromGenesis = coldStarts.filter((c) => c.snapshot === null).map((c) => c.ms);
     const fromSnapshot = coldStarts.filter((c) => c.snapshot !== null).map((c) => c.ms);
     return {
@@ -390,7 +426,8 @@ export default async function failoverBench(): Promise<Record<string, number | s
       runs: RUNS,
       leaseMs: LEASE_MS,
       schedulerSnapshotEvery: SNAPSHOT_EVERY ?? "default",
-      snapshotsWrittenBySchedulers: [...schedulers.values(), ...retired].reduce((n, c) => n + c.lines.filter((l) => l.includes('"msg":"wrote a snapshot"')).length, 0),
+      snapshotsWrittenByLeaders: snapshotsWritten("leader"),
+      snapshotsWrittenByStandbys: snapshotsWritten("standby"),
       events: filled.events,
       records: filled.lastSeq,
       tasks: filled.tasks,

@@ -4,13 +4,16 @@
 // agents' replies (measured: a leader paused ~3 s at 250k tasks and lost its 3 s lease).
 //
 // - When: a snapshot is due each time the folded event count crosses a multiple of
-//   --snapshot-every. Every replica folds the same records, so all agree on the points.
+//   --snapshot-every. Every replica folds the same records, so all agree on the points. A replica
+//   that started more than --snapshot-every events past its snapshot (or from genesis) finds one
+//   due at its first fold after starting.
 // - Who: the standby with the smallest id among the standbys fresh on the members board. It stops
 //   folding while it encodes (so the state holds still), encoding a few milliseconds at a time so
 //   its event loop keeps turning (lease polls, its member entry); folding resumes before the
 //   upload. If it wins the lease meanwhile, it drops the snapshot and takes over.
 // - The leader writes only when no standby is fresh on the board (a lone scheduler, or one with
-//   no board): then encoding pauses it, for ~3 s per 250k tasks.
+//   no board), deciding on a fresh read of the board; then encoding pauses it, ~3 s per 250k
+//   tasks. The snapshot is of the state as it is then: a snapshot may cover any sequence.
 // Views of the board can differ for a moment, so a point may get two writers (the same state,
 // stored twice under one name) or none (the next point has one). Either is harmless: a snapshot is
 // only a shortcut.

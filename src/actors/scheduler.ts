@@ -188,6 +188,9 @@ export class Scheduler {
       const cold = await coldStart(this.eventLog, this.snapshots);
       this.state = cold.state;
       this.startedFrom = { snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords, skipped: cold.skipped.length };
+      // Points passed since the snapshot started from (all of them, from genesis) make the next
+      // one due at once: a cell restarted over a long log gets a snapshot soon.
+      this.snapshotPointSeen = snapshotPoint(cold.fromSnapshot ? this.state.eventCount - cold.tailEvents : 0, this.snapshotEvery);
       for (const k of cold.skipped) this.log.warn({ snapshot: k.name, error: k.error }, "skipped a snapshot that would not load");
       this.log.info({ snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords }, "cold start");
     }
@@ -244,8 +247,6 @@ export class Scheduler {
   /** Fold every record the log holds beyond what this replica has folded. */
   private async catchUp(): Promise<void> {
     for await (const r of this.eventLog.read(this.state.seq + 1)) this.foldFollowed(r.seq, r.events);
-    // Points passed while catching up are not written: catching up is when speed matters most.
-    this.snapshotPointSeen = Math.max(this.snapshotPointSeen, snapshotPoint(this.state.eventCount, this.snapshotEvery));
   }
 
   /** Fold a record read from the log (not one this replica just committed): no effects. */
@@ -568,12 +569,20 @@ export class Scheduler {
     return writesSnapshot({ id: this.schedulerId, role }, this.members ? this.membersSeen : null, this.clock.now());
   }
 
-  /** The leader, with no standby to do it: encode at once (its loop pauses), store after. */
+  /**
+   * The leader, when no standby can: it decides on a fresh read of the board (a stale view could
+   * pause it for nothing), then encodes the state as it is by then, at once (its loop pauses).
+   */
   private maybeSnapshot(): void {
-    if (!this.snapshotDue() || !this.writesSnapshot("leader")) return;
-    const t0 = performance.now();
-    const encoded = runSteps(encodeSnapshotSteps(this.state, { createdTs: this.clock.now() }));
-    this.storeSnapshot(encoded, performance.now() - t0);
+    if (!this.snapshotDue()) return;
+    this.snapshotting = true;
+    void this.readMembers().then(() => {
+      this.snapshotting = false;
+      if (!this.leading || !this.writesSnapshot("leader")) return;
+      const t0 = performance.now();
+      const encoded = runSteps(encodeSnapshotSteps(this.state, { createdTs: this.clock.now() }));
+      this.storeSnapshot(encoded, performance.now() - t0);
+    });
   }
 
   /**

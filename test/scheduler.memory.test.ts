@@ -7,6 +7,12 @@ import { isAlive } from "../src/agent/executor.js";
 import { jobStatus, taskHistory, withReasons } from "../src/replay/queries.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
 import { testSpec } from "./support/specs.js";
+import { Scheduler } from "../src/actors/scheduler.js";
+import { MemoryBus } from "../src/bus/memory.js";
+import { MemoryLog } from "../src/eventlog/memory.js";
+import { foldRecord } from "../src/replay/fold.js";
+import { stateHash } from "../src/replay/hash.js";
+import { ClusterState } from "../src/replay/state.js";
 
 let c: TestCluster;
 beforeEach(async () => {
@@ -137,5 +143,24 @@ describe("status ingestion", () => {
   it("refuses a malformed status update with what is wrong", async () => {
     const r = await c.scheduler.statusIngest.handle({ agentId: "agent-1", update: { taskId: 5 } } as never);
     expect(r).toEqual({ ok: false, error: "status update must have taskId (string), seq (number) and state (string)" });
+  });
+});
+
+describe("the leader folds what the log holds", () => {
+  it("a string msgpack cannot carry (a lone surrogate) folds on the leader as every replay folds it", async () => {
+    const log = new MemoryLog();
+    const leader = new Scheduler({ log, bus: new MemoryBus(), schedulerId: "a" });
+    await leader.start();
+    try {
+      // JSON can carry "\ud800"; MessagePack writes it as U+FFFD.
+      const spec = testSpec("lone", { processes: [{ name: "main", cmdline: JSON.parse('"sleep 1 # \\ud800"') as string }] });
+      await leader.intake.create({ spec, user: "t" });
+      const replayed = new ClusterState();
+      for await (const r of log.read(1)) foldRecord(replayed, r.seq, r.events);
+      expect(replayed.seq).toBe(leader.state.seq);
+      expect(stateHash(leader.state)).toBe(stateHash(replayed));
+    } finally {
+      await leader.stop();
+    }
   });
 });

@@ -13,6 +13,10 @@
 //   writer is dead and rejects that request. With the previous-msgId check record k+1 is refused
 //   too. A log without appendAfter gets one record in flight at a time (still group commit).
 // - Commits are reported (onCommit, then the request promises) strictly in sequence order.
+//   onCommit gets the record decoded from the bytes the log holds, not the objects appended: the
+//   writer folds exactly what every replay will fold. (They can differ: msgpackr writes a lone
+//   UTF-16 surrogate as U+FFFD, so a string that came in over JSON would fold one way on the
+//   leader and another on every replica.)
 // - When the log is unavailable (stream leader election, reconnect), unacknowledged records are
 //   re-sent in order with the same msgId and expected sequence until retryForMs runs out; a
 //   record that had in fact landed comes back as a duplicate with its original sequence.
@@ -20,7 +24,7 @@
 //   owns the log: the appender is dead, every pending request rejects with FencedError, and the
 //   owner must step down.
 
-import { encodeRecord, type AnyEnvelope } from "./envelope.js";
+import { decodeRecord, encodeRecord, type AnyEnvelope } from "./envelope.js";
 import { LogUnavailableError, type AppendAck, type EventLog } from "./log.js";
 
 export interface AppenderOptions {
@@ -35,7 +39,8 @@ export interface AppenderOptions {
   maxInFlight?: number;
   retryForMs?: number;
   /**
-   * Called once per committed record, in sequence order, before requests resolve. If it throws,
+   * Called once per committed record, in sequence order, before requests resolve, with the events
+   * decoded from the record's bytes (what a replay folds). If it throws,
    * the appender dies with that error (that record's requests and all later ones reject with it).
    */
   onCommit?: (seq: number, events: AnyEnvelope[]) => void;
@@ -320,7 +325,7 @@ export class Appender {
     this.committedRecords++;
     if (this.onCommit) {
       try {
-        this.onCommit(seq, p.events);
+        this.onCommit(seq, decodeRecord(p.bytes));
       } catch (err) {
         // The record is in the log but the owner could not apply it: its state is behind the log,
         // so it must stop writing (and replay). Fail loudly instead of an unhandled rejection.

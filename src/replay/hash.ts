@@ -355,7 +355,7 @@ function writeTaskDigest(f: Utf8Feed, t: TaskRecord): void {
   if ((v = t.instance) !== undefined) (f.key(K.instance), typeof v === "number" ? f.num(v) : f.value(v));
   if ((v = t.job) !== undefined) (f.key(K.job), typeof v === "string" ? f.json(v) : f.value(v));
   if ((v = t.lastReason) !== undefined) (f.key(K.lastReason), typeof v === "string" ? f.json(v) : f.value(v));
-  if ((v = t.ports) !== undefined) (f.key(K.ports), f.value(v));
+  if ((v = t.ports) !== undefined) (f.key(K.ports), writePorts(f, v));
   if ((v = t.rescheduleWanted) !== undefined) (f.key(K.rescheduleWanted), f.value(v));
   if ((v = t.state) !== undefined) (f.key(K.state), typeof v === "string" ? f.json(v) : f.value(v));
   if ((v = t.successorId) !== undefined) (f.key(K.successorId), typeof v === "string" ? f.json(v) : f.value(v));
@@ -373,6 +373,37 @@ const K = Object.fromEntries(
     (k) => [k, [`{"${k}":`, `,"${k}":`] as const],
   ),
 ) as Record<string, readonly [string, string]>;
+
+/**
+ * canonical(v) of a task's ports: a plain object of a few numbers, its keys sorted by insertion
+ * (no Object.keys().filter().sort() per task), else the general path.
+ */
+function writePorts(f: Utf8Feed, v: unknown): void {
+  if (v === null || typeof v !== "object" || Array.isArray(v) || Object.getPrototypeOf(v) !== Object.prototype) return writeCanonical(f, v);
+  const obj = v as Record<string, unknown>;
+  const keys: string[] = [];
+  for (const k in obj) {
+    const x = obj[k];
+    if (x === undefined) continue;
+    if (typeof x !== "number" || keys.length >= 8) return writeCanonical(f, v);
+    // Insertion sort: a task has a handful of ports.
+    let i = keys.length;
+    keys.push(k);
+    while (i > 0 && keys[i - 1] > k) {
+      keys[i] = keys[i - 1];
+      i--;
+    }
+    keys[i] = k;
+  }
+  f.ascii("{");
+  for (let i = 0; i < keys.length; i++) {
+    if (i > 0) f.ascii(",");
+    f.json(keys[i]);
+    f.ascii(":");
+    f.num(obj[keys[i]] as number);
+  }
+  f.ascii("}");
+}
 
 /** canonical(v) of a task history: an array of finite numbers, else the general path. */
 function writeNumbers(f: Utf8Feed, v: unknown): void {

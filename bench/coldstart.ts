@@ -7,13 +7,24 @@
 // commits, so only the state and the records on the wire are in memory. At ~95% of the log the
 // folded state is written to the object store as a snapshot; the rest of the log is its tail.
 // Then, with the writer's state dropped:
-//   coldStartMs           coldStart(): newest snapshot fetched, decoded (its state hash
-//                         recomputed and checked), then the tail read from JetStream and folded
+//   coldStartMs           coldStart(): newest snapshot fetched and decoded, the tail read from
+//                         JetStream and folded, and the snapshot's state hash recomputed and checked
+//                         (for a large snapshot in a worker thread, during the decode and the tail)
 //   coldStart10MEventsMs  the same figure, named for the goal, when the log has ≥ 10M events
 //   snapshotLoadMs        of which: finding, fetching and decoding the snapshot
-//   snapshotFetchMs, snapshotDecodeMs   ... split (decoding includes the state hash check)
+//   snapshotFetchMs, snapshotDecodeMs   ... split (decoding includes the state hash check only
+//                         when it ran inline)
+//   snapshotVerify        where the check ran: "worker" or "inline"
+//   snapshotVerifyMs      how long the check took on its thread (in the worker: decode + hash)
+//   snapshotVerifyWaitMs  how long the main thread waited for the worker's verdict after the tail
+//   snapshotCopyMs        placing the bytes where the worker reads them (0: fetched into shared
+//                         memory)
 //   tailMs, tailRecords, tailEvents
 //   snapshotBytes, snapshotEncodeMs, snapshotWriteMs (the writer's side)
+//   coldStartInlineCheckMs  for comparison, a second cold start with the check inline (decode +
+//                         hash, then the tail, all on the main thread: the way before the worker).
+//                         It runs second, with the main thread's code already optimized; the
+//                         worker's code is cold in every run
 //   foldFromGenesisMs     coldStart() without a snapshot, for comparison (only ≤ 2M events)
 // The cold-started state is checked against the writer's state (state hash) before reporting.
 //
@@ -93,7 +104,11 @@ export default async function coldStartBench(): Promise<Record<string, number | 
     // ---- cold start: snapshot + tail --------------------------------------------------------
     const r = await coldStart(log, store);
     if (r.fromSnapshot !== snap.name) throw new Error(`cold start used ${r.fromSnapshot}, not ${snap.name} (skipped: ${JSON.stringify(r.skipped)})`);
-    note(`cold start: ${Math.round(r.ms)} ms (snapshot ${Math.round(r.snapshotLoadMs)} ms: fetch ${Math.round(r.snapshotFetchMs)}, decode ${Math.round(r.snapshotDecodeMs)}; tail of ${r.tailRecords} records / ${r.tailEvents} events ${Math.round(r.tailMs)} ms), heap ${mib(process.memoryUsage().heapUsed)}`);
+    note(
+      `cold start: ${Math.round(r.ms)} ms (snapshot ${Math.round(r.snapshotLoadMs)} ms: fetch ${Math.round(r.snapshotFetchMs)}, decode ${Math.round(r.snapshotDecodeMs)}; ` +
+        `tail of ${r.tailRecords} records / ${r.tailEvents} events ${Math.round(r.tailMs)} ms; ` +
+        `check ${r.snapshotVerify} ${Math.round(r.snapshotVerifyMs)} ms, waited ${Math.round(r.snapshotVerifyWaitMs)} ms), heap ${mib(process.memoryUsage().heapUsed)}`,
+    );
     const got = stateHash(r.state);
     if (got !== expected) throw new Error(`cold-started state ${got} differs from the writer's ${expected}`);
     const result: Record<string, number | string> = {
@@ -102,6 +117,10 @@ export default async function coldStartBench(): Promise<Record<string, number | 
       snapshotLoadMs: Math.round(r.snapshotLoadMs),
       snapshotFetchMs: Math.round(r.snapshotFetchMs),
       snapshotDecodeMs: Math.round(r.snapshotDecodeMs),
+      snapshotVerify: r.snapshotVerify ?? "none",
+      snapshotVerifyMs: Math.round(r.snapshotVerifyMs),
+      snapshotVerifyWaitMs: Math.round(r.snapshotVerifyWaitMs),
+      snapshotCopyMs: Math.round(r.snapshotCopyMs),
       tailMs: Math.round(r.tailMs),
       tailRecords: r.tailRecords,
       tailEvents: r.tailEvents,
@@ -116,6 +135,14 @@ export default async function coldStartBench(): Promise<Record<string, number | 
       stateHashChecked: "yes",
     };
     r.state = new ClusterState();
+    gc();
+
+    // ---- for comparison: the same cold start with the check inline ---------------------------
+    const inline = await coldStart(log, store, { verify: "inline" });
+    if (inline.fromSnapshot !== snap.name || stateHash(inline.state) !== expected) throw new Error("the cold start with the check inline differs");
+    result.coldStartInlineCheckMs = Math.round(inline.ms);
+    note(`cold start, check inline: ${Math.round(inline.ms)} ms (fetch ${Math.round(inline.snapshotFetchMs)}, decode + check ${Math.round(inline.snapshotDecodeMs)}, tail ${Math.round(inline.tailMs)})`);
+    inline.state = new ClusterState();
     gc();
 
     // ---- for comparison: the whole log from genesis (only for small logs) ---------------------

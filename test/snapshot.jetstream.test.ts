@@ -7,10 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeRecord, type AnyEnvelope } from "../src/eventlog/envelope.js";
-import type { JetStreamLog } from "../src/eventlog/jetstream.js";
+import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
 import { DEFAULT_SNAPSHOT_BUCKET, SnapshotStore, snapshotName } from "../src/eventlog/snapshots.js";
+import { startNatsCluster, type NatsClusterHandle } from "../src/nats/cluster.js";
 import { coldStart } from "../src/replay/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
@@ -138,9 +139,85 @@ describe("SnapshotStore (JetStream object store)", () => {
     expect((await store.loadNewest())!.seq).toBe(50);
   });
 
+  it("cold start with the check in a worker (the bytes fetched into shared memory) equals the fold from genesis", async () => {
+    const log = await nats.openLog("SNAP_WORKER");
+    await writeLog(log, records);
+    const store = await SnapshotStore.forLog(log, { bucket: "snap_worker" });
+    const cut = Math.floor(records.length * 0.6);
+    await store.put(foldPrefix(cut));
+    const shared = await store.getBytes(snapshotName(cut), { shared: true });
+    expect(shared!.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Buffer.compare(Buffer.from(shared!), Buffer.from((await store.getBytes(snapshotName(cut)))!))).toBe(0);
+    const r = await coldStart(log, store, { verify: "worker" });
+    expect(r).toMatchObject({ fromSnapshot: snapshotName(cut), snapshotVerify: "worker", skipped: [], tailRecords: records.length - cut });
+    expect(stateHash(r.state)).toBe(stateHash(foldPrefix(records.length)));
+  });
+
+  it("a snapshot of another stream (named in its header) is skipped", async () => {
+    const logA = await nats.openLog("SNAP_STREAM_A");
+    const logB = await nats.openLog("SNAP_STREAM_B");
+    await writeLog(logA, records.slice(0, 40));
+    await writeLog(logB, records.slice(0, 40));
+    const storeA = await SnapshotStore.forLog(logA, { bucket: "snap_streams" });
+    expect(storeA.stream).toBe("SNAP_STREAM_A");
+    await storeA.put(foldPrefix(30));
+    expect((await storeA.loadNewest())!.header.stream).toBe("SNAP_STREAM_A");
+    const storeB = await SnapshotStore.forLog(logB, { bucket: "snap_streams" }); // the same bucket
+    const b = await coldStart(logB, storeB);
+    expect(b.fromSnapshot).toBeNull();
+    expect(b.skipped).toEqual([{ name: snapshotName(30), error: expect.stringMatching(/stream SNAP_STREAM_A, not of SNAP_STREAM_B/) }]);
+    expect(stateHash(b.state)).toBe(stateHash(foldPrefix(40)));
+    expect((await coldStart(logA, storeA)).fromSnapshot).toBe(snapshotName(30));
+  });
+
   it("open without create refuses a bucket that does not exist", async () => {
     const log = await nats.openLog("SNAP_OPEN");
     await expect(SnapshotStore.open(log.nc, { bucket: "snap_missing", create: false })).rejects.toThrow(/snap_missing/);
+  });
+});
+
+// A cold start against an empty (new) bucket must cost about nothing. Every store here waits up to
+// 60 s for a request (timeoutMs), and every test may take 10 s at most: a cold start that waits out
+// a request fails the test instead of passing slowly.
+describe("an empty snapshot bucket", () => {
+  it("a cold start against a new bucket resolves without waiting out a request", async () => {
+    const log = await nats.openLog("SNAP_EMPTY");
+    await writeLog(log, records.slice(0, 10));
+    const store = await SnapshotStore.forLog(log, { bucket: "snap_empty", timeoutMs: 60_000 });
+    expect(await store.list()).toEqual([]);
+    const r = await coldStart(log, store);
+    expect(r).toMatchObject({ fromSnapshot: null, skipped: [], tailRecords: 10 });
+    expect(stateHash(r.state)).toBe(stateHash(foldPrefix(10)));
+  }, 10_000);
+
+  describe("3 nodes, R3: replicas starting at once on a new bucket", () => {
+    let cluster: NatsClusterHandle | null = null;
+    beforeAll(async () => {
+      cluster = await startNatsCluster();
+    }, 60_000);
+    afterAll(async () => {
+      await cluster?.stop();
+    });
+
+    // The first replica to get there creates the bucket; the others find its stream while it has no
+    // leader yet. Reading that stream (as os.list() does) is not answered until it has one: each of
+    // them waited out the whole request timeout (10 s by default) before folding from genesis.
+    it("every replica's cold start resolves without waiting out a request", async () => {
+      const urls = cluster!.urls;
+      const first = await openJetStreamLog({ servers: urls, stream: "SNAP_RACE", replicas: 3 });
+      const logs = [first];
+      try {
+        await writeLog(first, records.slice(0, 10));
+        for (let i = 0; i < 2; i++) logs.push(await openJetStreamLog({ servers: urls, stream: "SNAP_RACE", create: false }));
+        const results = await Promise.all(logs.map(async (log) => coldStart(log, await SnapshotStore.forLog(log, { bucket: "snap_race", timeoutMs: 60_000 }))));
+        for (const r of results) {
+          expect(r).toMatchObject({ fromSnapshot: null, skipped: [], tailRecords: 10 });
+          expect(stateHash(r.state)).toBe(stateHash(foldPrefix(10)));
+        }
+      } finally {
+        await Promise.all(logs.map((l) => l.close()));
+      }
+    }, 10_000);
   });
 });
 

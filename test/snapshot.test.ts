@@ -9,7 +9,7 @@ import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import { decodeRecord, encodeRecord, makeEnvelope, unpack, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
-import { MemorySnapshotStore, snapshotName } from "../src/eventlog/snapshots.js";
+import { MemorySnapshotStore, snapshotName, type LoadOptions, type NewestReport } from "../src/eventlog/snapshots.js";
 import { coldStart, shouldSnapshot } from "../src/replay/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { canonical, digestTask, sortStrings, STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
@@ -25,8 +25,10 @@ import {
   SnapshotError,
   STATE_FIELDS,
   TASK_FIELDS,
+  verifySnapshot,
 } from "../src/replay/snapshot.js";
 import { ClusterState, type AgentRecord, type JobRecord, type TaskRecord } from "../src/replay/state.js";
+import { startVerifier, toShared } from "../src/replay/verifyWorker.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 
 function foldAll(records: readonly AnyEnvelope[][], state = new ClusterState(), firstSeq = 1): ClusterState {
@@ -444,5 +446,137 @@ describe("memory snapshot store and cold start", () => {
     });
     expect(b).toEqual(a);
     expect(stateHash(decoded)).toBe(stateHash(original));
+  });
+});
+
+describe("the state hash checked in a worker thread (deferred), and the log's stream", () => {
+  const records = [...syntheticLog({ seed: 41, events: 10_000, agents: 10 })];
+  const full = foldAll(records);
+  const prefix = (n: number) => foldAll(records.slice(0, n));
+  async function logOf(recs: AnyEnvelope[][]): Promise<MemoryLog> {
+    const log = new MemoryLog();
+    for (let i = 0; i < recs.length; i++) await log.append(encodeRecord(recs[i]), i, `m${i}`);
+    return log;
+  }
+  const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number", mapsAsObjects: true, useToJSON: false });
+
+  /** Snapshot bytes that decode (the body is intact) but whose header records another state hash. */
+  function wrongHash(state: ClusterState): Uint8Array {
+    const [h, b] = packr.unpack(encodeSnapshot(state)) as [Record<string, unknown>, Uint8Array];
+    return packr.pack([{ ...h, stateHash: createHash("sha256").update("another state").digest("hex") }, b]);
+  }
+
+  /** Snapshot bytes with one byte of a column changed (a history timestamp), re-wrapped: they decode
+   *  to another state than the one their header's hash records. */
+  function wrongColumn(state: ClusterState): Uint8Array {
+    const [h, b] = packr.unpack(encodeSnapshot(state)) as [Record<string, unknown>, Uint8Array];
+    const body = packr.unpack(b) as { t: Record<string, [number, number, Uint8Array]> };
+    const ts = Uint8Array.prototype.slice.call(body.t.hTs[2]);
+    ts[0] ^= 1;
+    body.t.hTs[2] = ts;
+    return packr.pack([h, packr.pack(body)]);
+  }
+
+  /** A memory store that records what each loadNewestReport was asked, and what it returned. */
+  class RecordingStore extends MemorySnapshotStore {
+    calls: Array<{ below: number | undefined; verify: LoadOptions["verify"]; loaded: string | null }> = [];
+    override async loadNewestReport(maxSeq?: number, opts: LoadOptions = {}): Promise<NewestReport> {
+      const r = await super.loadNewestReport(maxSeq, opts);
+      this.calls.push({ below: opts.below, verify: opts.verify, loaded: r.loaded?.name ?? null });
+      return r;
+    }
+  }
+
+  it("readSnapshot(bytes, { verify: false }) decodes without the check; verifySnapshot checks", () => {
+    const s = prefix(50);
+    expect(verifySnapshot(encodeSnapshot(s)).stateHash).toBe(stateHash(s));
+    for (const bad of [wrongHash(s), wrongColumn(s)]) {
+      expect(() => verifySnapshot(bad)).toThrow(/hash mismatch/);
+      expect(() => readSnapshot(bad)).toThrow(/hash mismatch/);
+      const unchecked = readSnapshot(bad, { verify: false });
+      expect(unchecked.state.seq).toBe(50);
+      expect(stateHash(unchecked.state, { taskOrder: unchecked.taskOrder })).toBe(stateHash(unchecked.state));
+    }
+    expect(stateHash(readSnapshot(wrongHash(s), { verify: false }).state)).toBe(stateHash(s));
+    expect(stateHash(readSnapshot(wrongColumn(s), { verify: false }).state)).not.toBe(stateHash(s));
+  });
+
+  it("the verifier thread: a match resolves from the worker, a mismatch rejects with the SnapshotError, cancel rejects", async () => {
+    const s = prefix(50);
+    const bytes = encodeSnapshot(s);
+    const shared = toShared(bytes);
+    expect(shared.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(toShared(shared)).toBe(shared); // already shared: no copy
+    const good = await startVerifier().check(shared);
+    expect(good).toMatchObject({ by: "worker" });
+    expect(good.workerFailure).toBeUndefined();
+    for (const bad of [wrongHash(s), wrongColumn(s)]) {
+      const verdict = startVerifier().check(bad);
+      await expect(verdict).rejects.toThrow(SnapshotError);
+      await expect(verdict).rejects.toThrow(/hash mismatch/);
+    }
+    const v = startVerifier();
+    const cancelled = v.check(bytes);
+    v.cancel();
+    await expect(cancelled).rejects.toThrow(/cancelled/);
+  });
+
+  it("cold start with the check in a worker equals the fold from genesis", async () => {
+    const log = await logOf(records);
+    const store = new RecordingStore();
+    await store.put(prefix(70));
+    const r = await coldStart(log, store, { verify: "worker" });
+    expect(r).toMatchObject({ fromSnapshot: snapshotName(70), snapshotSeq: 70, snapshotVerify: "worker", skipped: [], tailRecords: records.length - 70 });
+    expect(store.calls).toEqual([{ below: Infinity, verify: "worker", loaded: snapshotName(70) }]);
+    expect(stateHash(r.state)).toBe(stateHash(full));
+    expect(view(r.state)).toStrictEqual(view(full));
+    // A small snapshot: "auto" (the default) checks it inline.
+    expect((await coldStart(log, store)).snapshotVerify).toBe("inline");
+  });
+
+  it("a snapshot that decodes but not to its hash is skipped after the deferred check; the older one is folded on instead", async () => {
+    for (const bad of [wrongHash, wrongColumn]) {
+      const log = await logOf(records);
+      const store = new RecordingStore();
+      await store.put(prefix(40));
+      await store.putBytes(snapshotName(70), bad(prefix(70)), { description: "decodes, to another hash" });
+      const r = await coldStart(log, store, { verify: "worker" });
+      // The first load handed back the bad snapshot's unchecked state (its tail was folded onto it);
+      // the verdict then sent the cold start back to the older snapshot.
+      expect(store.calls).toEqual([
+        { below: Infinity, verify: "worker", loaded: snapshotName(70) },
+        { below: 70, verify: "worker", loaded: snapshotName(40) },
+      ]);
+      expect(r.skipped).toEqual([{ name: snapshotName(70), error: expect.stringMatching(/state hash mismatch/) }]);
+      expect(r).toMatchObject({ fromSnapshot: snapshotName(40), snapshotSeq: 40, snapshotVerify: "worker", tailRecords: records.length - 40 });
+      expect(stateHash(r.state)).toBe(stateHash(full));
+      expect(view(r.state)).toStrictEqual(view(full));
+    }
+  });
+
+  it("with no other snapshot, a failed deferred check falls back to genesis", async () => {
+    const log = await logOf(records);
+    const store = new RecordingStore();
+    await store.putBytes(snapshotName(70), wrongColumn(prefix(70)), { description: "decodes, to another hash" });
+    const r = await coldStart(log, store, { verify: "worker" });
+    expect(store.calls.map((c) => c.loaded)).toEqual([snapshotName(70), null]);
+    expect(r).toMatchObject({ fromSnapshot: null, snapshotSeq: 0, snapshotVerify: null, tailRecords: records.length });
+    expect(r.skipped).toEqual([{ name: snapshotName(70), error: expect.stringMatching(/state hash mismatch/) }]);
+    expect(view(r.state)).toStrictEqual(view(full));
+  });
+
+  it("records the log's stream in the header; a snapshot of another stream is skipped, one without the field loads", async () => {
+    const s = prefix(30);
+    expect(readSnapshotHeader(encodeSnapshot(s, { stream: "ROOST_A" })).stream).toBe("ROOST_A");
+    expect(readSnapshotHeader(encodeSnapshot(s))).not.toHaveProperty("stream");
+    const a = new MemorySnapshotStore("ROOST_A");
+    await a.put(s);
+    expect((await a.loadNewest())!.header.stream).toBe("ROOST_A");
+    const other = await a.loadNewestReport(Infinity, { stream: "ROOST_B" });
+    expect(other.loaded).toBeNull();
+    expect(other.skipped).toEqual([{ name: snapshotName(30), error: expect.stringMatching(/stream ROOST_A, not of ROOST_B/) }]);
+    const older = new MemorySnapshotStore(); // writes no stream, as snapshots from before the field
+    await older.put(s);
+    expect((await older.loadNewestReport(Infinity, { stream: "ROOST_B" })).loaded!.seq).toBe(30);
   });
 });

@@ -4,14 +4,18 @@
 // the ones that do not: a snapshot is only a shortcut, the log is the truth.
 //
 // The object store checks each object's SHA-256 on read (corrupt chunks never reach the decoder);
-// the decoder checks the format, the version and the state hash (src/replay/snapshot.ts).
+// the decoder checks the format, the version and the state hash (src/replay/snapshot.ts). A cold
+// start may have the state hash checked in a worker thread while it folds the tail (LoadOptions
+// verify, src/replay/verifyWorker.ts): the state then comes with a `verified` promise to await.
+// A snapshot whose header names another stream than the log's is skipped.
 
 import { createHash } from "node:crypto";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { Objm, StorageType, type ObjectInfo, type ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { encodeSnapshotWithHeader, readSnapshot, type EncodedSnapshot, type SnapshotHeader } from "../replay/snapshot.js";
+import { encodeSnapshotWithHeader, readSnapshot, readSnapshotHeader, type EncodedSnapshot, type SnapshotHeader } from "../replay/snapshot.js";
 import type { ClusterState } from "../replay/state.js";
+import { startVerifier, toShared, type Verdict } from "../replay/verifyWorker.js";
 import type { JetStreamLog } from "./jetstream.js";
 
 export const DEFAULT_SNAPSHOT_BUCKET = "roost_snapshots";
@@ -67,9 +71,46 @@ export interface LoadedSnapshot {
   bytes: number;
   /** Wall time of fetching and decoding it (and the ones skipped), ms. */
   ms: number;
-  /** Of which fetching its bytes, and decoding them (state hash check included), ms. */
+  /** Of which fetching its bytes, and decoding them (the state hash check included when it ran
+   *  inline), ms. */
   fetchMs: number;
   decodeMs: number;
+  /**
+   * The state hash check. Inline it has passed already (the load throws otherwise); in a worker
+   * (LoadOptions.verify) it is still running: the state must not be trusted until this resolves,
+   * and when it rejects (with the reason, e.g. a SnapshotError "state hash mismatch") the state,
+   * and anything folded onto it, must be dropped.
+   */
+  verified: Promise<Verdict>;
+  /** Stop a check still running (when giving up on this state); `verified` then rejects. */
+  cancelVerify(): void;
+  /** Time to place the bytes where the worker reads them (a copy into shared memory; 0 when they
+   *  were fetched there, or inline), ms. */
+  copyMs: number;
+}
+
+/** Where the state hash of a snapshot is checked: "inline" before the load returns; "worker" in a
+ *  worker thread meanwhile; "auto": the worker for large snapshots (WORKER_MIN_BYTES /
+ *  WORKER_MIN_TASKS), inline for small ones. */
+export type VerifyWhere = "inline" | "worker" | "auto";
+
+/**
+ * From this size on, "auto" checks in a worker. A worker's start-up (its modules, ~60 ms from
+ * dist, hidden behind the fetch) is paid back once the check takes longer than that; a 50k-task
+ * snapshot (~5 MiB) takes ~0.5 s to decode and check.
+ */
+export const WORKER_MIN_BYTES = 8 * 2 ** 20;
+export const WORKER_MIN_TASKS = 50_000;
+
+export interface LoadOptions {
+  /** Default "inline": the state comes back checked. */
+  verify?: VerifyWhere;
+  /** The log's stream: a snapshot whose header names another one is skipped (one without the
+   *  field loads). Default: the store's (SnapshotStore.forLog sets it); none: no check. */
+  stream?: string;
+  /** Only snapshots covering sequences below this one: those at or above it were passed over
+   *  already (a cold start falling back after a deferred check failed). */
+  below?: number;
 }
 
 /** What loadNewestReport found: the snapshot loaded (null if none could be), and every newer
@@ -82,23 +123,27 @@ export interface NewestReport {
 /** What a cold start needs from a store. */
 export interface SnapshotSource {
   loadNewest(maxSeq?: number): Promise<LoadedSnapshot | null>;
-  loadNewestReport(maxSeq?: number): Promise<NewestReport>;
+  loadNewestReport(maxSeq?: number, opts?: LoadOptions): Promise<NewestReport>;
 }
 
 /** The store logic, over four primitives a backend provides. */
 export abstract class BaseSnapshotStore implements SnapshotSource {
+  /** @param stream The log's stream: written into snapshots put, checked on load (LoadOptions). */
+  constructor(readonly stream?: string) {}
+
   /** Store bytes under a name (replacing an object of that name). */
   abstract putBytes(name: string, bytes: Uint8Array, info: Omit<SnapshotInfo, "name" | "seq" | "size">): Promise<void>;
-  /** The bytes under a name; null when there is no such object. */
-  abstract getBytes(name: string): Promise<Uint8Array | null>;
+  /** The bytes under a name; null when there is no such object. `shared`: preferably in a
+   *  SharedArrayBuffer (to hand to a worker thread without a copy). */
+  abstract getBytes(name: string, opts?: { shared?: boolean }): Promise<Uint8Array | null>;
   /** Every snapshot object, in any order. */
   protected abstract listAll(): Promise<SnapshotInfo[]>;
   abstract delete(name: string): Promise<void>;
 
   /** Encode the state and store it under the name of the sequence it covers. */
-  async put(state: ClusterState, opts: { createdTs?: number } = {}): Promise<PutSnapshot> {
+  async put(state: ClusterState, opts: { createdTs?: number; stream?: string } = {}): Promise<PutSnapshot> {
     const t0 = performance.now();
-    const encoded = encodeSnapshotWithHeader(state, opts);
+    const encoded = encodeSnapshotWithHeader(state, { stream: this.stream, ...opts });
     const encodeMs = performance.now() - t0;
     return { ...(await this.putEncoded(encoded)), encodeMs };
   }
@@ -123,16 +168,52 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
     return (await this.listAll()).sort((a, b) => b.seq - a.seq);
   }
 
-  /** Decode one snapshot; throws (SnapshotError for bad bytes) when it cannot be used. */
-  async load(name: string): Promise<{ state: ClusterState; header: SnapshotHeader; bytes: number; fetchMs: number; decodeMs: number }> {
+  /**
+   * Fetch and decode one snapshot; throws (SnapshotError for bad bytes) when it cannot be used.
+   * With `verify: "worker"` the state hash is checked in a worker thread on the same bytes, and the
+   * state returned before the verdict: see LoadedSnapshot.verified.
+   */
+  async load(name: string, opts: { verify?: "inline" | "worker"; stream?: string } = {}): Promise<Omit<LoadedSnapshot, "seq" | "name" | "skipped" | "ms">> {
+    const stream = opts.stream ?? this.stream;
     const t0 = performance.now();
-    const bytes = await this.getBytes(name);
-    if (bytes === null) throw new Error(`snapshot ${name} does not exist`);
-    const t1 = performance.now();
-    const { state, header } = readSnapshot(bytes);
-    const seq = snapshotSeqOf(name);
-    if (seq !== null && seq !== header.seq) throw new Error(`snapshot ${name} holds the state at seq ${header.seq}, not ${seq}`);
-    return { state, header, bytes: bytes.length, fetchMs: t1 - t0, decodeMs: performance.now() - t1 };
+    // Started before the fetch: the thread loads its modules while the bytes arrive.
+    const verifier = opts.verify === "worker" ? startVerifier() : null;
+    try {
+      const bytes = await this.getBytes(name, { shared: verifier !== null });
+      if (bytes === null) throw new Error(`snapshot ${name} does not exist`);
+      const t1 = performance.now();
+      const head = readSnapshotHeader(bytes);
+      const seq = snapshotSeqOf(name);
+      if (seq !== null && seq !== head.seq) throw new Error(`snapshot ${name} holds the state at seq ${head.seq}, not ${seq}`);
+      if (stream !== undefined && head.stream !== undefined && head.stream !== stream) {
+        throw new Error(`snapshot ${name} is a state of the stream ${head.stream}, not of ${stream}`);
+      }
+      let verified: Promise<Verdict> | null = null;
+      let copyMs = 0;
+      if (verifier) {
+        const tc = performance.now();
+        const shared = toShared(bytes); // no copy when fetched into shared memory
+        copyMs = performance.now() - tc;
+        verified = verifier.check(shared);
+        verified.catch(() => {}); // the caller awaits it; meanwhile a rejection is not unhandled
+      }
+      const t2 = performance.now();
+      const { state, header } = readSnapshot(bytes, { verify: verifier === null });
+      const decodeMs = performance.now() - t2;
+      return {
+        state,
+        header,
+        bytes: bytes.length,
+        fetchMs: t1 - t0,
+        decodeMs,
+        verified: verified ?? Promise.resolve({ by: "inline", ms: decodeMs }),
+        cancelVerify: () => verifier?.cancel(),
+        copyMs,
+      };
+    } catch (err) {
+      verifier?.cancel();
+      throw err;
+    }
   }
 
   /**
@@ -144,18 +225,26 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
     return (await this.loadNewestReport(maxSeq)).loaded;
   }
 
-  /** loadNewest, also reporting the snapshots skipped when none could be used. */
-  async loadNewestReport(maxSeq = Number.POSITIVE_INFINITY): Promise<NewestReport> {
+  /**
+   * loadNewest, also reporting the snapshots skipped when none could be used. With
+   * `opts.verify` "worker" (or "auto" for a large one) the snapshot returned may still be being
+   * checked: await `loaded.verified` before trusting it (src/replay/coldStart.ts).
+   */
+  async loadNewestReport(maxSeq = Number.POSITIVE_INFINITY, opts: LoadOptions = {}): Promise<NewestReport> {
     const t0 = performance.now();
     const skipped: SkippedSnapshot[] = [];
+    const below = opts.below ?? Number.POSITIVE_INFINITY;
     for (const info of await this.list()) {
+      if (info.seq >= below) continue;
       if (info.seq > maxSeq) {
         skipped.push({ name: info.name, error: `covers seq ${info.seq}, beyond the log's last sequence ${maxSeq}` });
         continue;
       }
       try {
-        const { state, header, bytes, fetchMs, decodeMs } = await this.load(info.name);
-        return { loaded: { state, seq: header.seq, name: info.name, header, skipped, bytes, ms: performance.now() - t0, fetchMs, decodeMs }, skipped };
+        const verify = opts.verify ?? "inline";
+        const worker = verify === "worker" || (verify === "auto" && (info.size >= WORKER_MIN_BYTES || (info.tasks ?? 0) >= WORKER_MIN_TASKS));
+        const one = await this.load(info.name, { verify: worker ? "worker" : "inline", stream: opts.stream });
+        return { loaded: { ...one, seq: one.header.seq, name: info.name, skipped, ms: performance.now() - t0 }, skipped };
       } catch (err) {
         skipped.push({ name: info.name, error: (err as Error).message });
       }
@@ -180,6 +269,8 @@ export interface SnapshotStoreOptions {
   create?: boolean;
   /** Request timeout, ms. Default 10,000 (a put of a large snapshot is many chunks). */
   timeoutMs?: number;
+  /** The log's stream (see BaseSnapshotStore.stream). forLog: the log's. */
+  stream?: string;
 }
 
 /** Snapshots in a JetStream object store (file storage). */
@@ -189,33 +280,33 @@ export class SnapshotStore extends BaseSnapshotStore {
     private readonly os: ObjectStore,
     private readonly js: JetStreamClient,
     private readonly chunkBytes: number,
+    stream: string | undefined,
   ) {
-    super();
+    super(stream);
   }
 
   /** Open (by default create) the bucket on a connection; the caller keeps owning `nc`. */
   static async open(nc: NatsConnection, opts: SnapshotStoreOptions = {}): Promise<SnapshotStore> {
     const bucket = opts.bucket ?? DEFAULT_SNAPSHOT_BUCKET;
-    const js: JetStreamClient = jetstream(nc, { timeout: opts.timeoutMs ?? 10_000 });
-    const objm = new Objm(js);
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const js: JetStreamClient = jetstream(nc, { timeout: timeoutMs });
     let os: ObjectStore;
     try {
-      os =
-        opts.create === false
-          ? await objm.open(bucket)
-          : await objm.create(bucket, { replicas: opts.replicas ?? 1, storage: StorageType.File, description: "Roost state snapshots (src/eventlog/snapshots.ts)" });
+      if (opts.create !== false) await createBucket(nc, bucket, opts.replicas ?? 1, timeoutMs);
+      os = await new Objm(js).open(bucket);
     } catch (err) {
       throw new Error(`snapshot bucket ${bucket}: ${(err as Error).message}`, { cause: err });
     }
     // Fewer, larger chunks than the default 128 KiB: a 30 MB snapshot is ~60 publishes.
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
-    return new SnapshotStore(bucket, os, js, Math.max(64 * 1024, Math.min(CHUNK_BYTES, maxPayload - 1024)));
+    return new SnapshotStore(bucket, os, js, Math.max(64 * 1024, Math.min(CHUNK_BYTES, maxPayload - 1024)), opts.stream);
   }
 
-  /** The store beside a log: its connection, and as many replicas as its stream. */
+  /** The store beside a log: its connection, as many replicas as its stream, and its stream's
+   *  name (recorded in snapshots, checked on load). */
   static async forLog(log: JetStreamLog, opts: Omit<SnapshotStoreOptions, "replicas"> = {}): Promise<SnapshotStore> {
     const info = await log.info();
-    return SnapshotStore.open(log.nc, { ...opts, replicas: info.config.num_replicas });
+    return SnapshotStore.open(log.nc, { stream: log.stream, ...opts, replicas: info.config.num_replicas });
   }
 
   async putBytes(name: string, bytes: Uint8Array, info: Omit<SnapshotInfo, "name" | "seq" | "size">): Promise<void> {
@@ -230,11 +321,11 @@ export class SnapshotStore extends BaseSnapshotStore {
    * JavaScript SHA-256 and a growing buffer) on a 250 MB snapshot. The layout is the object
    * store's (ADR-20): chunks on `$O.<bucket>.C.<nuid>` in the stream `OBJ_<bucket>`.
    */
-  async getBytes(name: string): Promise<Uint8Array | null> {
+  async getBytes(name: string, opts: { shared?: boolean } = {}): Promise<Uint8Array | null> {
     const info = await this.os.info(name);
     if (info === null || info.deleted) return null;
     if (info.options?.link || info.size === 0) return this.os.getBlob(name);
-    const out = Buffer.allocUnsafe(info.size);
+    const out = opts.shared ? Buffer.from(new SharedArrayBuffer(info.size)) : Buffer.allocUnsafe(info.size);
     const sha = createHash("sha256");
     const consumer = await this.js.consumers.get(`OBJ_${this.bucket}`, { filter_subjects: `$O.${this.bucket}.C.${info.nuid}` });
     // A small window: 16 × 512 KiB in flight (much more trips the client's slow-consumer limit).
@@ -261,6 +352,12 @@ export class SnapshotStore extends BaseSnapshotStore {
   }
 
   protected async listAll(): Promise<SnapshotInfo[]> {
+    // An empty bucket is answered from its stream's info, without os.list(): that first asks the
+    // stream for its last metadata message, and while a just-created replicated bucket has no
+    // stream leader yet (another replica created it a moment ago) nothing answers: the request
+    // waited out the whole timeout (10 s) on the first cold start of a new cluster.
+    const jsm = await this.js.jetstreamManager(false);
+    if ((await jsm.streams.info(`OBJ_${this.bucket}`)).state.messages === 0) return [];
     const out: SnapshotInfo[] = [];
     for (const o of await this.os.list()) {
       if (o.deleted) continue;
@@ -278,6 +375,28 @@ export class SnapshotStore extends BaseSnapshotStore {
 /** Object chunk size: fewer publishes than the default 128 KiB, and a read window that stays
  *  well under the client's pending limits. */
 const CHUNK_BYTES = 512 * 1024;
+
+/** How long one attempt to create the bucket waits for an answer (see createBucket). */
+const CREATE_ATTEMPT_MS = 500;
+
+/**
+ * Create the bucket unless it exists (Objm.create looks it up before it adds it). Replicas of a
+ * new cluster start at once and race to create it, and on a 3-node nats-server 2.9 a create request
+ * that loses the race can go unanswered (seen: the whole 10 s timeout, and open() threw).
+ * So an attempt waits at most CREATE_ATTEMPT_MS; the next one finds the stream the winner created.
+ */
+async function createBucket(nc: NatsConnection, bucket: string, replicas: number, timeoutMs: number): Promise<void> {
+  const objm = new Objm(jetstream(nc, { timeout: Math.min(timeoutMs, CREATE_ATTEMPT_MS) }));
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      await objm.create(bucket, { replicas, storage: StorageType.File, description: "Roost state snapshots (src/eventlog/snapshots.ts)" });
+      return;
+    } catch (err) {
+      if ((err as Error).name !== "TimeoutError" || performance.now() >= deadline) throw err;
+    }
+  }
+}
 
 /** The object store's digest ("SHA-256=" + base64url, padded; older writers used hex or std base64). */
 function digestMatches(recorded: string, actual: Buffer): boolean {

@@ -1,13 +1,29 @@
 // A cold start: the newest usable snapshot plus the log after it, or the whole log.
 //
-// The snapshot must cover a sequence the log holds (seq ≤ the log's last); snapshots that do not
-// decode to their recorded state hash are skipped (and reported), falling back to an older one
-// and finally to folding from genesis. Either way the result is the fold of the log.
+// The snapshot must cover a sequence the log holds (seq ≤ the log's last) and, when its header
+// names one, be of the log's stream; snapshots that do not decode to their recorded state hash
+// are skipped (and reported), falling back to an older one and finally to folding from genesis.
+// Either way the result is the fold of the log.
+//
+// For a large snapshot the state hash is checked in a worker thread (src/replay/verifyWorker.ts)
+// while this thread decodes the same bytes unchecked and folds the tail; the verdict is awaited
+// before returning. If it says the snapshot is not what was written, the state folded on from it
+// is dropped and the cold start goes on exactly as if the snapshot had failed inline: from the
+// next older snapshot, or genesis, folding the tail again.
 
 import type { EventLog } from "../eventlog/log.js";
-import type { SkippedSnapshot, SnapshotSource } from "../eventlog/snapshots.js";
+import type { LoadedSnapshot, SkippedSnapshot, SnapshotSource, VerifyWhere } from "../eventlog/snapshots.js";
 import { foldRecord } from "./fold.js";
 import { ClusterState } from "./state.js";
+
+export interface ColdStartOptions {
+  /**
+   * Where the snapshot's state hash is checked: "worker", in a worker thread while this thread
+   * decodes and folds the tail; "inline", before the tail; "auto" (default), the worker for large
+   * snapshots only (see WORKER_MIN_BYTES in src/eventlog/snapshots.ts).
+   */
+  verify?: VerifyWhere;
+}
 
 export interface ColdStartResult {
   state: ClusterState;
@@ -19,60 +35,115 @@ export interface ColdStartResult {
   tailRecords: number;
   /** Events in those records. */
   tailEvents: number;
-  /** Snapshots passed over, newest first, with why (a store that could not be read is one too). */
+  /** Snapshots passed over, newest first, with why (a store that could not be read is one too;
+   *  so is one whose deferred check failed after its tail was folded). */
   skipped: SkippedSnapshot[];
   /** Snapshot bytes loaded (0 without one). */
   snapshotBytes: number;
-  /** Time to find, fetch and decode the snapshot, ms (0 without a store)... */
+  /** Time to find, fetch and decode the snapshot, ms (0 without a store), over every attempt... */
   snapshotLoadMs: number;
-  /** ...of which fetching the bytes of the one used, and decoding them (hash check included). */
+  /** ...of which fetching the bytes of the one used, and decoding them (the hash check included
+   *  when it ran inline). */
   snapshotFetchMs: number;
   snapshotDecodeMs: number;
-  /** Time to read and fold the tail, ms. */
+  /** Where the state hash of the snapshot used was checked (null without one). "inline" also when
+   *  the worker failed (not: rejected the snapshot) and the check ran here instead. */
+  snapshotVerify: "inline" | "worker" | null;
+  /** How long that check took on the thread it ran on (in a worker: its decode and hash), ms. */
+  snapshotVerifyMs: number;
+  /** How long this thread waited for the worker's verdict after folding the tail, ms. */
+  snapshotVerifyWaitMs: number;
+  /** Time to place the bytes where the worker reads them (0: fetched into shared memory), ms. */
+  snapshotCopyMs: number;
+  /** Time to read and fold the tail, ms (over every attempt). */
   tailMs: number;
   /** Wall time of the whole cold start, ms. */
   ms: number;
 }
 
-export async function coldStart(log: EventLog, store?: SnapshotSource): Promise<ColdStartResult> {
+export async function coldStart(log: EventLog, store?: SnapshotSource, opts: ColdStartOptions = {}): Promise<ColdStartResult> {
   const t0 = performance.now();
   const last = await log.lastSeq();
-  let state = new ClusterState();
-  let fromSnapshot: string | null = null;
-  let snapshotSeq = 0;
-  let snapshotBytes = 0;
-  let snapshotFetchMs = 0;
-  let snapshotDecodeMs = 0;
-  let skipped: SkippedSnapshot[] = [];
-  if (store) {
+  const stream = streamOf(log);
+  const skipped: SkippedSnapshot[] = [];
+  let snapshotLoadMs = 0;
+  let tailMs = 0;
+  let snapshotVerifyWaitMs = 0;
+  /** After a deferred check failed: only snapshots older than that one. */
+  let below = Number.POSITIVE_INFINITY;
+  for (;;) {
+    const t1 = performance.now();
+    let loaded: LoadedSnapshot | null = null;
+    if (store) {
+      try {
+        const report = await store.loadNewestReport(last, { verify: opts.verify ?? "auto", stream, below });
+        skipped.push(...report.skipped);
+        loaded = report.loaded;
+      } catch (err) {
+        // The store itself failed (unreachable, no bucket): the log alone still gives the state.
+        skipped.push({ name: "(snapshot store)", error: (err as Error).message });
+      }
+    }
+    const state = loaded?.state ?? new ClusterState();
+    const snapshotSeq = loaded?.seq ?? 0;
+    const t2 = performance.now();
+    snapshotLoadMs += t2 - t1;
+    let tailRecords = 0;
+    let tailEvents = 0;
     try {
-      const report = await store.loadNewestReport(last);
-      skipped = report.skipped;
-      if (report.loaded) {
-        state = report.loaded.state;
-        fromSnapshot = report.loaded.name;
-        snapshotSeq = report.loaded.seq;
-        snapshotBytes = report.loaded.bytes;
-        snapshotFetchMs = report.loaded.fetchMs;
-        snapshotDecodeMs = report.loaded.decodeMs;
+      if (last > snapshotSeq) {
+        for await (const r of log.read(snapshotSeq + 1)) {
+          foldRecord(state, r.seq, r.events);
+          tailRecords++;
+          tailEvents += r.events.length;
+        }
       }
     } catch (err) {
-      // The store itself failed (unreachable, no bucket): the log alone still gives the state.
-      skipped = [{ name: "(snapshot store)", error: (err as Error).message }];
+      loaded?.cancelVerify();
+      throw err;
     }
-  }
-  const t1 = performance.now();
-  let tailRecords = 0;
-  let tailEvents = 0;
-  if (last > snapshotSeq) {
-    for await (const r of log.read(snapshotSeq + 1)) {
-      foldRecord(state, r.seq, r.events);
-      tailRecords++;
-      tailEvents += r.events.length;
+    const t3 = performance.now();
+    tailMs += t3 - t2;
+    let verdict = null;
+    if (loaded) {
+      try {
+        verdict = await loaded.verified;
+      } catch (err) {
+        // Not the state that was written: neither is anything folded onto it. As if it had
+        // failed inline: the next older snapshot, or genesis, and the tail folded again.
+        snapshotVerifyWaitMs += performance.now() - t3;
+        skipped.push({ name: loaded.name, error: (err as Error).message });
+        below = loaded.seq;
+        continue;
+      }
     }
+    const t4 = performance.now();
+    snapshotVerifyWaitMs += t4 - t3;
+    return {
+      state,
+      fromSnapshot: loaded?.name ?? null,
+      snapshotSeq,
+      tailRecords,
+      tailEvents,
+      skipped,
+      snapshotBytes: loaded?.bytes ?? 0,
+      snapshotLoadMs,
+      snapshotFetchMs: loaded?.fetchMs ?? 0,
+      snapshotDecodeMs: loaded?.decodeMs ?? 0,
+      snapshotVerify: verdict?.by ?? null,
+      snapshotVerifyMs: verdict?.ms ?? 0,
+      snapshotVerifyWaitMs,
+      snapshotCopyMs: loaded?.copyMs ?? 0,
+      tailMs,
+      ms: t4 - t0,
+    };
   }
-  const t2 = performance.now();
-  return { state, fromSnapshot, snapshotSeq, tailRecords, tailEvents, skipped, snapshotBytes, snapshotLoadMs: t1 - t0, snapshotFetchMs, snapshotDecodeMs, tailMs: t2 - t1, ms: t2 - t0 };
+}
+
+/** The JetStream stream a log is on (JetStreamLog.stream); none for other logs (MemoryLog). */
+function streamOf(log: EventLog): string | undefined {
+  const stream = (log as { stream?: unknown }).stream;
+  return typeof stream === "string" ? stream : undefined;
 }
 
 /** Is it time for the leader to write a snapshot? Every `every` events (0 or less: never). */

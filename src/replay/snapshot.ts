@@ -48,6 +48,9 @@ export interface SnapshotHeader {
   tasks: number;
   jobs: number;
   agents: number;
+  /** The JetStream stream of the log this state is a fold of, when the writer knew it (absent in
+   *  older snapshots and for a memory log). A cold start skips a snapshot of another stream. */
+  stream?: string;
 }
 
 /** A snapshot that is not one, is of another format version, or does not decode to its hash. */
@@ -227,6 +230,8 @@ interface Small {
 export interface EncodeOptions {
   /** Epoch ms recorded as createdTs. Default: Date.now(). */
   createdTs?: number;
+  /** The log's stream name, recorded in the header (SnapshotHeader.stream). Default: none. */
+  stream?: string;
 }
 
 /** The state as snapshot bytes. The state is only read. */
@@ -495,6 +500,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     tasks: n,
     jobs: state.jobs.size,
     agents: state.agents.size,
+    ...(opts.stream !== undefined ? { stream: opts.stream } : {}),
   };
   return { bytes: outer.pack([header, body]), header };
 }
@@ -551,6 +557,7 @@ function splitSnapshot(bytes: Uint8Array): { header: SnapshotHeader; body: Uint8
     if (typeof header[k] !== "number") throw new SnapshotError(`snapshot header has no ${k}`);
   }
   if (typeof header.stateHash !== "string") throw new SnapshotError("snapshot header has no stateHash");
+  if (header.stream !== undefined && typeof header.stream !== "string") throw new SnapshotError("snapshot header has a malformed stream");
   return { header, body: top[1] };
 }
 
@@ -559,8 +566,26 @@ export function decodeSnapshot(bytes: Uint8Array): ClusterState {
   return readSnapshot(bytes).state;
 }
 
-/** decodeSnapshot, with the header. */
-export function readSnapshot(bytes: Uint8Array): { header: SnapshotHeader; state: ClusterState } {
+export interface ReadOptions {
+  /**
+   * Recompute stateHash and compare it with the header's (default true). With false the state is
+   * only decoded (format, version and structure checked, not the hash): the caller must check the
+   * same bytes with verifySnapshot before trusting it, as a cold start does in a worker thread
+   * (src/replay/verifyWorker.ts) while it folds the tail.
+   */
+  verify?: boolean;
+}
+
+export interface ReadSnapshot {
+  header: SnapshotHeader;
+  state: ClusterState;
+  /** The decoded state's tasks in stateHash's order, as positions in its task map (the
+   *  `taskOrder` of stateHash; valid until the state changes). */
+  taskOrder: number[];
+}
+
+/** decodeSnapshot, with the header; `{ verify: false }` skips the state hash check. */
+export function readSnapshot(bytes: Uint8Array, opts: ReadOptions = {}): ReadSnapshot {
   const { header, body } = splitSnapshot(bytes);
   if (header.digest !== STATE_DIGEST_VERSION) {
     throw new SnapshotError(`snapshot was hashed with state digest v${header.digest}; this build computes v${STATE_DIGEST_VERSION}`);
@@ -576,11 +601,23 @@ export function readSnapshot(bytes: Uint8Array): { header: SnapshotHeader; state
   if (state.seq !== header.seq || state.eventCount !== header.eventCount) {
     throw new SnapshotError(`snapshot body is at seq ${state.seq} (${state.eventCount} events), its header says seq ${header.seq} (${header.eventCount} events)`);
   }
-  const hash = stateHash(state, { taskOrder: order });
-  if (hash !== header.stateHash) {
-    throw new SnapshotError(`snapshot state hash mismatch: header ${header.stateHash}, decoded state ${hash}`);
+  if (opts.verify !== false) {
+    const hash = stateHash(state, { taskOrder: order });
+    if (hash !== header.stateHash) {
+      throw new SnapshotError(`snapshot state hash mismatch: header ${header.stateHash}, decoded state ${hash}`);
+    }
   }
-  return { header, state };
+  return { header, state, taskOrder: order };
+}
+
+/**
+ * Check snapshot bytes fully: decode them and compare the state's hash with the header's (what
+ * readSnapshot does by default; the state is dropped). Returns the header; throws SnapshotError
+ * unless the bytes decode to exactly the state that was written. Decoding is deterministic, so a
+ * state another readSnapshot(bytes, { verify: false }) decoded from the same bytes is that state.
+ */
+export function verifySnapshot(bytes: Uint8Array): SnapshotHeader {
+  return readSnapshot(bytes).header;
 }
 
 interface Body {

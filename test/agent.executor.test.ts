@@ -370,6 +370,78 @@ describe("Executor: kill", () => {
   });
 });
 
+describe("Executor: killing many tasks at once", () => {
+  it("reaps every tree, launched and adopted, setsid escapees and SIGTERM-ignoring processes included, before reporting it exited", async () => {
+    // Each task: a root with a background child and an escapee (setsid, orphaned at once,
+    // ignoring SIGTERM: only the launch marker finds it, only SIGKILL ends it). Every other task
+    // has a second root that ignores SIGTERM too; in the others, the roots end at SIGTERM while
+    // the escapee lives on until the grace period is over. Half the tasks are adopted by a second
+    // executor, half launched by it.
+    const escapee = 'trap "" TERM; echo $$ > sid.pid; exec sleep 1000';
+    const pidFiles = (i: number) => ["root.pid", "bg.pid", "sid.pid", ...(i % 2 === 0 ? ["stubborn.pid"] : [])];
+    const taskSpec = (taskId: string, i: number): LaunchSpec =>
+      spec(
+        taskId,
+        {
+          main: [
+            // In the foreground: when it returns, the escapee's parent is gone.
+            `sh -c 'setsid sh -c "$ESCAPEE" &'`,
+            "sh -c 'echo $$ > bg.pid; exec sleep 1000' &",
+            "echo $$ > root.pid",
+            "wait",
+          ].join("\n"),
+          ...(i % 2 === 0 ? { stubborn: 'trap "" TERM; echo $$ > stubborn.pid; sleep 1000' } : {}),
+        },
+        { ESCAPEE: escapee, ROOST_MASS_TASK: taskId },
+      );
+    const PER_HALF = 6;
+    const adoptedIds = Array.from({ length: PER_HALF }, (_, i) => `t-mass-adopted-${i}`);
+    const launchedIds = Array.from({ length: PER_HALF }, (_, i) => `t-mass-launched-${i}`);
+    const ready = async (taskId: string, i: number): Promise<void> => {
+      const dir = path.join(tmp, taskId);
+      const [root, , sid] = await Promise.all(pidFiles(i).map((f) => pidFrom(path.join(dir, f))));
+      expect(sessionOf(sid)).not.toBe(sessionOf(root)); // it really escaped
+    };
+
+    const first = new Executor({ onEvent: () => {}, defaultGraceMs: 300 });
+    adoptedIds.forEach((id, i) => first.launch(taskSpec(id, i)));
+    await Promise.all(adoptedIds.map((id, i) => ready(id, i)));
+    const records = first.records();
+    expect(records.map((r) => r.taskId).sort()).toEqual([...adoptedIds].sort());
+    first.detach();
+
+    // Whatever of a task's tree is still alive when its "exited" is reported.
+    const aliveAtExit = new Map<string, number[]>();
+    const second = new Executor({
+      defaultGraceMs: 300,
+      onEvent: (e) => {
+        if (e.type === "exited") aliveAtExit.set(e.taskId, processesWithEnv("ROOST_MASS_TASK", e.taskId));
+        events.onEvent(e);
+      },
+    });
+    try {
+      for (const rec of records) second.adopt(rec);
+      launchedIds.forEach((id, i) => second.launch(taskSpec(id, i)));
+      await Promise.all(launchedIds.map((id, i) => ready(id, i)));
+      const all = [...adoptedIds, ...launchedIds];
+      expect(second.runningTasks().sort()).toEqual([...all].sort());
+
+      await within(Promise.all(all.map((id) => second.kill(id, 300))), 20_000, "mass kill");
+
+      for (const id of all) {
+        const exited = await events.exited(id);
+        expect(exited.killed).toBe(true);
+        expect(aliveAtExit.get(id)).toEqual([]);
+      }
+      expect(second.runningTasks()).toEqual([]);
+      for (const pid of seenPids) expect(isAlive(pid)).toBe(false);
+      expect(processesWithEnv("ROOST_TEST_RUN", testRun)).toEqual([]);
+    } finally {
+      await second.shutdown(200);
+    }
+  });
+});
+
 describe("Executor: launch idempotence", () => {
   it("ignores a second launch of a known task", async () => {
     const t = spec("t-idem", { p: "echo $$ > first.pid; sleep 1000" });

@@ -21,8 +21,19 @@
 //   root's process group, and a per-launch marker variable in /proc/<pid>/environ.
 // - Whatever way the task ends, leftover processes of its tree are reaped before "exited" is
 //   reported: no process is left behind.
-// - Nothing runs while idle: liveness is polled (every POLL_MS) only while a tree is being killed,
-//   and (every ADOPT_POLL_MS) only while adopted processes run.
+// - Nothing runs while idle: liveness is polled only while a tree is being killed, and (every
+//   ADOPT_POLL_MS) only while adopted processes run.
+// - Killing is polled by ONE reaper for all the trees being killed, not one loop per task: each
+//   tick reads /proc once (ProcTable: pid → ppid, group, session, start time) and every task's
+//   reap consults that table, so killing 1,000 tasks costs one /proc scan per tick, not 1,000.
+//   (One timer per task also starved the event loop: once their scans took longer than the poll
+//   interval, Node stayed in its timers phase and never polled I/O, so child exits, the very
+//   events the reaps waited for, were never delivered.) The marker variable is read from
+//   /proc/<pid>/environ once per process (cached by pid + start time), not once per task per
+//   tick. Ticks run every POLL_MS while trees change, back off to POLL_MAX_MS while nothing does
+//   (a grace period running out), come sooner at a grace deadline or when a root exits, and never
+//   closer together than REAP_LOAD_FACTOR times the last tick's cost, so that reaping cannot take
+//   over the event loop (agent heartbeats).
 //
 // The executor knows nothing of the scheduler: it reports "started", "exited" and "lost" through
 // onEvent, and describes its tasks for a checkpoint through records().
@@ -117,7 +128,14 @@ export const WRAPPER_SCRIPT = [
   "exit $c",
 ].join("\n");
 
+/** Reaper tick interval while trees change (processes dying, the SIGKILL phase beginning). */
 const POLL_MS = 50;
+/** The interval backs off (doubling) up to this while nothing changes. */
+const POLL_MAX_MS = 200;
+/** Delay of the tick a root's exit brings forward (coalescing a burst of exits into one tick). */
+const NUDGE_MS = 5;
+/** Ticks are at least this many times their own cost apart: reaping takes at most ~1/(1+k) of the loop. */
+const REAP_LOAD_FACTOR = 3;
 /** Liveness poll of adopted processes (not our children: no exit events). */
 const ADOPT_POLL_MS = 200;
 
@@ -185,13 +203,19 @@ function snapshot(): ProcStat[] {
   return out;
 }
 
-function descendantsIn(procs: ProcStat[], roots: Iterable<number>): ProcStat[] {
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+function childrenOf(procs: ProcStat[]): Map<number, ProcStat[]> {
   const children = new Map<number, ProcStat[]>();
-  for (const p of procs) {
-    let list = children.get(p.ppid);
-    if (!list) children.set(p.ppid, (list = []));
-    list.push(p);
-  }
+  for (const p of procs) pushTo(children, p.ppid, p);
+  return children;
+}
+
+function descendantsIn(children: Map<number, ProcStat[]>, roots: Iterable<number>): ProcStat[] {
   const out: ProcStat[] = [];
   const seen = new Set<number>();
   const stack = [...roots];
@@ -209,7 +233,7 @@ function descendantsIn(procs: ProcStat[], roots: Iterable<number>): ProcStat[] {
 
 /** Pids of every live (non-zombie) descendant of pid, found through /proc ppid links. */
 export function listDescendants(pid: number): number[] {
-  return descendantsIn(snapshot(), [pid]).map((p) => p.pid);
+  return descendantsIn(childrenOf(snapshot()), [pid]).map((p) => p.pid);
 }
 
 /** True if the process exists and is not a zombie. */
@@ -227,17 +251,92 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-function hasMarker(pid: number, marker: string): boolean {
+const MARKER_PREFIX = Buffer.from(`${RUN_MARKER_ENV}=`);
+const NO_MARKERS: readonly string[] = [];
+
+/**
+ * The launch markers (values of RUN_MARKER_ENV, usually none or one) in a process's environment,
+ * or undefined when that cannot be told now: the process is gone, or its environment read empty
+ * (a process in the middle of exec, or a kernel thread). A process we may not read has none.
+ */
+function markersOf(pid: number): readonly string[] | undefined {
   let env: Buffer;
   try {
     env = fs.readFileSync(`/proc/${pid}/environ`);
-  } catch {
-    return false; // gone, or not ours to read
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === "EACCES" || code === "EPERM" ? NO_MARKERS : undefined;
   }
-  const needle = Buffer.from(`${RUN_MARKER_ENV}=${marker}\0`);
-  const at = env.indexOf(needle);
-  return at === 0 || (at > 0 && env[at - 1] === 0);
+  if (env.length === 0) return undefined;
+  let out: string[] | null = null;
+  for (let at = env.indexOf(MARKER_PREFIX); at >= 0; at = env.indexOf(MARKER_PREFIX, at + 1)) {
+    if (at > 0 && env[at - 1] !== 0) continue; // inside another variable
+    const start = at + MARKER_PREFIX.length;
+    const end = env.indexOf(0, start);
+    if (end < 0) break; // not NUL-terminated: not a whole variable
+    (out ??= []).push(env.toString("latin1", start, end));
+  }
+  return out ?? NO_MARKERS;
 }
+
+/** What the marker cache remembers of a process: its start time (pid reuse check) and markers. */
+interface MarkerEntry {
+  starttime: number;
+  markers: readonly string[];
+}
+
+/**
+ * One read of /proc shared by every reap of a reaper tick: the live processes, indexed by pid,
+ * parent, process group and session, and (built on first use) by launch marker.
+ */
+class ProcTable {
+  readonly byPid = new Map<number, ProcStat>();
+  readonly children: Map<number, ProcStat[]>;
+  readonly byPgrp = new Map<number, ProcStat[]>();
+  readonly bySession = new Map<number, ProcStat[]>();
+  private byMarker: Map<string, ProcStat[]> | null = null;
+
+  constructor(readonly procs: ProcStat[]) {
+    for (const p of procs) {
+      this.byPid.set(p.pid, p);
+      pushTo(this.byPgrp, p.pgrp, p);
+      pushTo(this.bySession, p.session, p);
+    }
+    this.children = childrenOf(procs);
+  }
+
+  /** The same process (pid and start time) is alive. */
+  alive(pid: number | null, starttime: number): boolean {
+    if (pid === null || starttime <= 0) return false;
+    return this.byPid.get(pid)?.starttime === starttime;
+  }
+
+  /**
+   * Processes started at or after minStart whose environment carries the marker. The first call
+   * of a tick classifies every process started at or after `since` (reading the environment only
+   * of processes the cache does not know), and prunes the cache of processes gone.
+   */
+  withMarker(marker: string, minStart: number, cache: Map<number, MarkerEntry>, since: number): ProcStat[] {
+    if (!this.byMarker) {
+      const index = new Map<string, ProcStat[]>();
+      for (const [pid, e] of cache) if (!this.alive(pid, e.starttime)) cache.delete(pid);
+      for (const st of this.procs) {
+        if (st.starttime < since || st.pid === process.pid) continue;
+        let e = cache.get(st.pid);
+        if (!e || e.starttime !== st.starttime) {
+          const markers = markersOf(st.pid);
+          if (markers === undefined) continue; // not now: read again next tick
+          cache.set(st.pid, (e = { starttime: st.starttime, markers }));
+        }
+        for (const m of e.markers) pushTo(index, m, st);
+      }
+      this.byMarker = index;
+    }
+    return (this.byMarker.get(marker) ?? []).filter((st) => st.starttime >= minStart);
+  }
+}
+
+const EMPTY_TABLE = new ProcTable([]);
 
 /** Sends a signal, ignoring processes (or groups) that are already gone. */
 function signal(target: number, sig: NodeJS.Signals): void {
@@ -255,10 +354,6 @@ function signalNumber(sig: string): number {
 
 function fileSafe(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]/g, "_");
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 
@@ -330,9 +425,16 @@ interface Task {
   launchSettled: boolean;
   /** "started" was emitted (by this executor or the one that launched it). */
   started: boolean;
-  /** A reap loop is running; its deadline for SIGKILL can only move earlier. */
-  reaping: Promise<void> | null;
+  /** The tree is being reaped (the task is in the reaper's set); the SIGKILL deadline can only move earlier. */
+  reaping: boolean;
   killDeadline: number;
+  /** Past killDeadline: whatever is left of the tree is SIGKILLed at every tick. */
+  killPhase: boolean;
+  /** Pids (and negated groups) already sent SIGTERM. */
+  termed: Set<number>;
+  /** What the last reaper tick saw of the tree (live processes, live roots): change detection. */
+  lastLive: number;
+  lastRootsLive: number;
   done: Promise<void>;
   resolveDone: () => void;
   finished: boolean;
@@ -348,6 +450,16 @@ export class Executor {
   /** Let go of everything (detach()): no more events, signals or polling. */
   private detached = false;
   private adoptTimer: NodeJS.Timeout | null = null;
+  /** Tasks whose trees are being reaped, all served by one reaper tick (reapTick). */
+  private readonly reaping = new Set<Task>();
+  private reapTimer: NodeJS.Timeout | null = null;
+  /** When the pending reaper tick is due (Date.now() time), Infinity if none. */
+  private reapAt = Infinity;
+  private reapInterval = POLL_MS;
+  /** Earliest time the next tick may run at its own pace (REAP_LOAD_FACTOR × the last one's cost). */
+  private reapNotBefore = 0;
+  /** Launch markers read from /proc/<pid>/environ, by pid, while trees are being reaped. */
+  private readonly markerCache = new Map<number, MarkerEntry>();
 
   constructor(opts: ExecutorOptions) {
     this.onEvent = opts.onEvent;
@@ -394,6 +506,8 @@ export class Executor {
       this.emit({ type: "started", taskId: spec.taskId, pids });
       // A process may have exited between spawning and now.
       this.evaluate(task);
+      // Killed while launching: the reap waited for the launch to settle.
+      if (task.reaping && !task.finished) this.nudgeReaper();
     };
 
     for (const p of task.procs) {
@@ -586,6 +700,9 @@ export class Executor {
     this.detached = true;
     if (this.adoptTimer) clearTimeout(this.adoptTimer);
     this.adoptTimer = null;
+    if (this.reapTimer) clearTimeout(this.reapTimer);
+    this.reapTimer = null;
+    this.reapAt = Infinity;
     for (const t of this.tasks.values()) {
       for (const p of t.procs) {
         p.pidPipe?.destroy();
@@ -608,8 +725,12 @@ export class Executor {
       outcome: null,
       launchSettled: false,
       started: false,
-      reaping: null,
+      reaping: false,
       killDeadline: Infinity,
+      killPhase: false,
+      termed: new Set(),
+      lastLive: -1,
+      lastRootsLive: -1,
       done: new Promise<void>((r) => (resolveDone = r)),
       resolveDone: () => resolveDone(),
       finished: false,
@@ -668,6 +789,8 @@ export class Executor {
   private onProcessExit(task: Task, p: Proc): void {
     this.judge(task, p, `process "${p.name}" ended without an exit status (no exit file)`);
     this.evaluate(task);
+    // A root of a tree being reaped ended: look again soon (the tree may be gone now).
+    if (task.reaping && !task.finished) this.nudgeReaper();
   }
 
   /** Decides, after a process exits, whether the task is over (or must be torn down). */
@@ -716,62 +839,152 @@ export class Executor {
 
   /** Starts (or hurries) the reap of the task's tree; reports "exited" once nothing is left. */
   private terminate(task: Task, graceMs: number): void {
-    if (this.detached) return;
+    if (this.detached || task.finished) return;
     task.killDeadline = Math.min(task.killDeadline, Date.now() + Math.max(0, graceMs));
-    if (task.reaping) return;
-    task.reaping = this.reap(task).then(
-      () => this.finish(task),
-      () => this.finish(task),
-    );
+    if (!task.reaping) {
+      task.reaping = true;
+      this.reaping.add(task);
+      // The launched roots and their groups are signalled right away (they are our children:
+      // their pids cannot have been reused); the rest of the tree is found and signalled at the
+      // first tick, which every kill of this turn of the event loop shares.
+      if (Date.now() >= task.killDeadline) task.killPhase = true;
+      const sig = task.killPhase ? "SIGKILL" : "SIGTERM";
+      for (const p of task.procs) {
+        if (p.adopted || p.pid === null || p.exited) continue;
+        signal(-p.pid, sig);
+        signal(p.pid, sig);
+        task.termed.add(-p.pid);
+        task.termed.add(p.pid);
+      }
+      this.scheduleReap(Date.now());
+    } else if (!task.killPhase) {
+      this.scheduleReap(task.killDeadline);
+    }
   }
 
-  private async reap(task: Task): Promise<void> {
-    const termed = new Set<number>();
-    let phase: "TERM" | "KILL" = "TERM";
-    for (;;) {
-      if (this.detached) return;
-      if (phase === "TERM" && Date.now() >= task.killDeadline) phase = "KILL";
-      // Adopted roots: their ends are seen here (a wrapper SIGKILLed by us leaves no exit file).
-      for (const p of task.procs) {
-        if (!p.adopted || p.exited || adoptedAlive(p)) continue;
-        readExitFile(p);
-        if (p.unknown && phase === "KILL" && task.outcome?.kind === "killed") {
-          p.unknown = false;
-          p.signal = "SIGKILL";
-        }
+  /** Makes sure a reaper tick runs by `at` (Date.now() time). */
+  private scheduleReap(at: number): void {
+    if (this.detached || this.reaping.size === 0) return;
+    if (this.reapTimer && this.reapAt <= at) return;
+    if (this.reapTimer) clearTimeout(this.reapTimer);
+    this.reapAt = at;
+    this.reapTimer = setTimeout(() => this.reapTick(), Math.max(0, at - Date.now()));
+  }
+
+  /** A root of a reaped tree exited: tick again soon, at the fast pace, within the load limit. */
+  private nudgeReaper(): void {
+    this.reapInterval = POLL_MS;
+    this.scheduleReap(Math.max(Date.now() + NUDGE_MS, this.reapNotBefore));
+  }
+
+  /**
+   * One reaper tick: reads /proc once, then advances the reap of every tree being killed
+   * (signals, SIGKILL past its deadline), reports "exited" for those with nothing left, and
+   * schedules the next tick while any remain.
+   */
+  private reapTick(): void {
+    this.reapTimer = null;
+    this.reapAt = Infinity;
+    if (this.detached || this.reaping.size === 0) return;
+    const t0 = performance.now();
+    const now = Date.now();
+    const table = HAVE_PROC ? new ProcTable(snapshot()) : EMPTY_TABLE;
+    let markersSince = Infinity;
+    for (const task of this.reaping) if (task.minStart > 0) markersSince = Math.min(markersSince, task.minStart);
+    let changed = false;
+    for (const task of [...this.reaping]) {
+      if (task.finished || this.detached) {
+        this.reaping.delete(task);
+        continue;
       }
-      const live = this.scan(task);
-      const rootsLive = task.procs.some((p) => p.pid !== null && !p.exited);
-      if (live.length === 0 && !rootsLive && task.launchSettled) return;
-      // Groups: each root leads its own group (detached); signal a group while it has members.
-      // Live roots are signalled both through their group and directly.
-      const groups = new Set<number>();
-      const roots: number[] = [];
-      for (const p of task.procs) {
-        if (p.pid !== null && !p.exited) {
-          groups.add(p.pid);
-          roots.push(p.pid);
-        }
+      let step: "done" | "changed" | "same";
+      try {
+        step = this.reapStep(task, table, now, markersSince);
+      } catch {
+        step = "done"; // as good as it gets: report rather than wedge the task
       }
-      const rootPids = treeRoots(task);
-      for (const st of live) if (rootPids.has(st.pgrp)) groups.add(st.pgrp);
-      if (phase === "KILL") {
-        for (const g of groups) signal(-g, "SIGKILL");
-        for (const pid of roots) signal(pid, "SIGKILL");
-        for (const st of live) signal(st.pid, "SIGKILL");
-      } else {
-        for (const g of groups) {
-          if (!termed.has(-g)) signal(-g, "SIGTERM");
-          termed.add(-g);
-        }
-        for (const st of [...roots.map((pid) => ({ pid })), ...live]) {
-          if (!termed.has(st.pid)) signal(st.pid, "SIGTERM");
-          termed.add(st.pid);
-        }
+      if (step !== "same") changed = true;
+      if (step === "done") {
+        this.reaping.delete(task);
+        this.finish(task);
       }
-      const wait = phase === "TERM" ? Math.min(POLL_MS, Math.max(1, task.killDeadline - Date.now())) : POLL_MS;
-      await sleep(wait);
     }
+    if (this.detached) return;
+    if (this.reaping.size === 0) {
+      this.markerCache.clear();
+      this.reapInterval = POLL_MS;
+      return;
+    }
+    const cost = performance.now() - t0;
+    this.reapInterval = changed ? POLL_MS : Math.min(POLL_MAX_MS, this.reapInterval * 2);
+    const end = Date.now();
+    this.reapNotBefore = end + REAP_LOAD_FACTOR * cost;
+    let next = end + Math.max(this.reapInterval, REAP_LOAD_FACTOR * cost);
+    // A grace period running out is worth a tick of its own.
+    for (const task of this.reaping) if (!task.killPhase) next = Math.min(next, task.killDeadline);
+    this.scheduleReap(Math.max(next, end + 1));
+  }
+
+  /**
+   * Advances the reap of one tree with this tick's process table: "done" once nothing of the
+   * tree is alive (and the launch is settled), else whether anything changed since the last tick
+   * (for the reaper's back-off).
+   */
+  private reapStep(task: Task, table: ProcTable, now: number, markersSince: number): "done" | "changed" | "same" {
+    let changed = false;
+    if (!task.killPhase && now >= task.killDeadline) {
+      task.killPhase = true;
+      changed = true;
+    }
+    // Adopted roots: their ends are seen here (a wrapper SIGKILLed by us leaves no exit file).
+    for (const p of task.procs) {
+      if (!p.adopted || p.exited || table.alive(p.pid, p.startTime)) continue;
+      readExitFile(p);
+      changed = true;
+      if (p.unknown && task.killPhase && task.outcome?.kind === "killed") {
+        p.unknown = false;
+        p.signal = "SIGKILL";
+      }
+    }
+    const live = this.scan(task, table, markersSince);
+    let rootsLive = 0;
+    for (const p of task.procs) if (p.pid !== null && !p.exited) rootsLive++;
+    if (live.length === 0 && rootsLive === 0 && task.launchSettled) return "done";
+    if (live.length !== task.lastLive || rootsLive !== task.lastRootsLive) changed = true;
+    task.lastLive = live.length;
+    task.lastRootsLive = rootsLive;
+    // Groups: each root leads its own group (detached); signal a group while it has members.
+    // Live roots are signalled both through their group and directly.
+    const groups = new Set<number>();
+    const roots: number[] = [];
+    for (const p of task.procs) {
+      if (p.pid !== null && !p.exited) {
+        groups.add(p.pid);
+        roots.push(p.pid);
+      }
+    }
+    const rootPids = treeRoots(task);
+    for (const st of live) if (rootPids.has(st.pgrp)) groups.add(st.pgrp);
+    if (task.killPhase) {
+      for (const g of groups) signal(-g, "SIGKILL");
+      for (const pid of roots) signal(pid, "SIGKILL");
+      for (const st of live) signal(st.pid, "SIGKILL");
+    } else {
+      const termed = task.termed;
+      for (const g of groups) {
+        if (!termed.has(-g)) signal(-g, "SIGTERM");
+        termed.add(-g);
+      }
+      for (const pid of roots) {
+        if (!termed.has(pid)) signal(pid, "SIGTERM");
+        termed.add(pid);
+      }
+      for (const st of live) {
+        if (!termed.has(st.pid)) signal(st.pid, "SIGTERM");
+        termed.add(st.pid);
+      }
+    }
+    return changed ? "changed" : "same";
   }
 
   /**
@@ -779,11 +992,8 @@ export class Executor {
    * events, or for adopted roots from /proc), remembering every one seen so that later scans
    * still find them if orphaned.
    */
-  private scan(task: Task): ProcStat[] {
-    if (!HAVE_PROC) return [];
-    const procs = snapshot();
-    const byPid = new Map<number, ProcStat>();
-    for (const st of procs) byPid.set(st.pid, st);
+  private scan(task: Task, table: ProcTable, markersSince: number): ProcStat[] {
+    if (table.procs.length === 0) return [];
     const rootPids = treeRoots(task);
 
     const found = new Map<number, ProcStat>();
@@ -791,23 +1001,24 @@ export class Executor {
       if (st.pid === process.pid || rootPids.has(st.pid)) return;
       found.set(st.pid, st);
     };
-    // 1. Processes seen before, if still the same process (pid + start time).
+    // 1. Processes seen before, if still the same process (pid + start time); the others are
+    //    gone for good (a reused pid has another start time).
     for (const [pid, start] of task.tracked) {
-      const st = byPid.get(pid);
+      const st = table.byPid.get(pid);
       if (st && st.starttime === start) consider(st);
+      else task.tracked.delete(pid);
     }
     // 2. Members of a root's process group or session (orphans that did not setsid).
-    for (const st of procs) {
-      if ((rootPids.has(st.pgrp) || rootPids.has(st.session)) && st.starttime >= task.minStart) consider(st);
+    for (const root of rootPids) {
+      for (const st of table.byPgrp.get(root) ?? []) if (st.starttime >= task.minStart) consider(st);
+      for (const st of table.bySession.get(root) ?? []) if (st.starttime >= task.minStart) consider(st);
     }
     // 3. Processes carrying the launch marker (escaped via setsid and orphaned).
-    for (const st of procs) {
-      if (task.minStart > 0 && st.starttime >= task.minStart && !found.has(st.pid) && !rootPids.has(st.pid)) {
-        if (hasMarker(st.pid, task.marker)) consider(st);
-      }
+    if (task.minStart > 0) {
+      for (const st of table.withMarker(task.marker, task.minStart, this.markerCache, markersSince)) consider(st);
     }
     // 4. Descendants, through ppid links, of the roots and of everything found so far.
-    for (const st of descendantsIn(procs, [...rootPids, ...found.keys()])) consider(st);
+    for (const st of descendantsIn(table.children, [...rootPids, ...found.keys()])) consider(st);
 
     for (const st of found.values()) task.tracked.set(st.pid, st.starttime);
     return [...found.values()];

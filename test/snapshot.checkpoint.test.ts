@@ -123,7 +123,7 @@ describe("the sliced encoder", () => {
 describe("snapshots in a replicated scheduler", () => {
   async function cell(ids: string[]) {
     const log = new MemoryLog();
-    const store = new MemorySnapshotStore();
+    const store = new MemorySnapshotStore("ROOST_TEST");
     const bus = new MemoryBus();
     const board = new MemoryLeaseBoard(systemClock, 3000);
     const members = new MemoryMemberBoard();
@@ -150,6 +150,7 @@ describe("snapshots in a replicated scheduler", () => {
       expect(c.snapshotsWritten).toBe(0);
       const newest = (await store.list())[0];
       const loaded = await store.load(newest.name);
+      expect(loaded.header.stream).toBe("ROOST_TEST"); // a snapshot names the log it is a fold of
       const replayed = new ClusterState();
       for await (const r of log.read(1)) if (r.seq <= newest.seq) foldRecord(replayed, r.seq, r.events);
       expect(stateHash(loaded.state)).toBe(stateHash(replayed));

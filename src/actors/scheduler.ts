@@ -580,7 +580,7 @@ export class Scheduler {
       this.snapshotting = false;
       if (!this.leading || !this.writesSnapshot("leader")) return;
       const t0 = performance.now();
-      const encoded = runSteps(encodeSnapshotSteps(this.state, { createdTs: this.clock.now() }));
+      const encoded = runSteps(encodeSnapshotSteps(this.state, { createdTs: this.clock.now(), stream: this.snapshots?.stream }));
       this.storeSnapshot(encoded, performance.now() - t0);
     });
   }
@@ -592,7 +592,7 @@ export class Scheduler {
    */
   private async checkpoint(signal: AbortSignal): Promise<void> {
     const t0 = performance.now();
-    const encoded = await runSliced(encodeSnapshotSteps(this.state, { createdTs: this.clock.now() }), { sliceMs: this.snapshotSliceMs, signal });
+    const encoded = await runSliced(encodeSnapshotSteps(this.state, { createdTs: this.clock.now(), stream: this.snapshots?.stream }), { sliceMs: this.snapshotSliceMs, signal });
     if (encoded === null) {
       this.log.info({ seq: this.state.seq }, "dropped a snapshot half encoded: this replica stopped following");
       return;

@@ -592,10 +592,16 @@ export class Scheduler {
    */
   private async checkpoint(signal: AbortSignal): Promise<void> {
     const t0 = performance.now();
-    const encoded = await runSliced(encodeSnapshotSteps(this.state, { createdTs: this.clock.now(), stream: this.snapshots?.stream }), { sliceMs: this.snapshotSliceMs, signal });
+    const state = this.state;
+    const seq = state.seq;
+    const encoded = await runSliced(encodeSnapshotSteps(state, { createdTs: this.clock.now(), stream: this.snapshots?.stream }), { sliceMs: this.snapshotSliceMs, signal });
     if (encoded === null) {
       this.log.info({ seq: this.state.seq }, "dropped a snapshot half encoded: this replica stopped following");
       return;
+    }
+    // The state must have held still: a fold during the encoding would have mixed two states.
+    if (this.state !== state || state.seq !== seq || encoded.header.seq !== seq) {
+      throw new Error(`invariant: the state moved from seq ${seq} to ${this.state.seq} while a snapshot of it was encoded`);
     }
     this.storeSnapshot(encoded, performance.now() - t0);
   }

@@ -97,7 +97,7 @@ program
   .option("--policy <json>", 'override scheduling timings, e.g. \'{"preemptionDelayMs":5000}\' (defaults: Aurora\'s)')
   .option("--json", "log as JSON lines (always)")
   .option("--lease-ms <ms>", "leader lease: a leader that cannot renew within this long is replaced", (v) => Number(v), 3000)
-  .option("--snapshot-every <events>", "the leader writes a snapshot of the folded state every this many events", (v) => Number(v), 100_000)
+  .option("--snapshot-every <events>", "write a snapshot of the folded state every this many events (a standby writes it when one is up; 0: never)", (v) => Number(v), 100_000)
   .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs, snapshotEvery: o.snapshotEvery }));
 
 program

@@ -29,33 +29,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { Executor, type ExecutorEvent } from "../src/agent/executor.js";
+import { Executor, processesWithEnv, type ExecutorEvent } from "../src/agent/executor.js";
 
 const TASKS = Number(process.env.ROOST_BENCH_TASKS ?? 1000);
 const GRACE_MS = Number(process.env.ROOST_BENCH_GRACE_MS ?? 5000);
 const STUBBORN = process.env.ROOST_BENCH_STUBBORN === "1";
 const TIMEOUT_MS = Number(process.env.ROOST_BENCH_TIMEOUT_MS ?? 120_000);
 const note = (m: string) => process.stderr.write(`kill: ${m}\n`);
-
-/** Live (non-zombie) processes whose environment holds NAME=VALUE. */
-function processesWithEnv(name: string, value: string): number[] {
-  const needle = Buffer.from(`${name}=${value}\0`);
-  const out: number[] = [];
-  for (const entry of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-      const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-      if (state === "Z" || state === "X") continue;
-      const env = fs.readFileSync(`/proc/${entry}/environ`);
-      const at = env.indexOf(needle);
-      if (at === 0 || (at > 0 && env[at - 1] === 0)) out.push(Number(entry));
-    } catch {
-      // gone or unreadable
-    }
-  }
-  return out;
-}
 
 export default async function killBench(): Promise<Record<string, number | string>> {
   const tmp = await fs.promises.mkdtemp(path.join(os.tmpdir(), "roost-bench-kill-"));

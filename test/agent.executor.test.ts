@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Executor, isAlive, listDescendants, type ExecutorEvent, type LaunchSpec } from "../src/agent/executor.js";
+import { Executor, isAlive, listDescendants, processesWithEnv, type ExecutorEvent, type LaunchSpec } from "../src/agent/executor.js";
 
 type Exited = Extract<ExecutorEvent, { type: "exited" }>;
 type Started = Extract<ExecutorEvent, { type: "started" }>;
@@ -82,23 +82,6 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Pids of live processes whose environment contains NAME=VALUE. */
-function processesWithEnv(name: string, value: string): number[] {
-  const needle = Buffer.from(`${name}=${value}\0`);
-  const out: number[] = [];
-  for (const entry of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const env = fs.readFileSync(`/proc/${entry}/environ`);
-      const at = env.indexOf(needle);
-      if ((at === 0 || (at > 0 && env[at - 1] === 0)) && isAlive(Number(entry))) out.push(Number(entry));
-    } catch {
-      // gone or unreadable
-    }
-  }
-  return out;
 }
 
 function sessionOf(pid: number): number {

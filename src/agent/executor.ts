@@ -236,6 +236,22 @@ export function listDescendants(pid: number): number[] {
   return descendantsIn(childrenOf(snapshot()), [pid]).map((p) => p.pid);
 }
 
+/** Pids of the live (non-zombie) processes whose environment holds NAME=VALUE (tests, benches). */
+export function processesWithEnv(name: string, value: string): number[] {
+  const needle = Buffer.from(`${name}=${value}\0`);
+  const out: number[] = [];
+  for (const p of snapshot()) {
+    try {
+      const env = fs.readFileSync(`/proc/${p.pid}/environ`);
+      const at = env.indexOf(needle);
+      if (at === 0 || (at > 0 && env[at - 1] === 0)) out.push(p.pid);
+    } catch {
+      // gone or unreadable
+    }
+  }
+  return out;
+}
+
 /** True if the process exists and is not a zombie. */
 export function isAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;

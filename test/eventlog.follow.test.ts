@@ -23,7 +23,11 @@ class Follower {
   readonly done: Promise<void>;
 
   /** Follow from `from`; `before` (a stopped follower) supplies what was seen up to there. */
-  constructor(log: JetStreamLog, from: number, before?: Follower) {
+  constructor(
+    private readonly log: JetStreamLog,
+    from: number,
+    before?: Follower,
+  ) {
     if (before) {
       this.seqs.push(...before.seqs);
       this.keys.push(...before.keys);
@@ -55,7 +59,7 @@ class Follower {
       if (this.error) throw this.error;
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: the follower saw ${this.seqs.length} of ${n} records`);
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: the follower saw ${this.seqs.length} of ${n} records (reader: ${JSON.stringify(this.log.readStats)}, connected to ${this.log.nc.info?.server_name})`);
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);

@@ -87,7 +87,7 @@ export async function runDev(f: DevFlags): Promise<void> {
   if (f.ha && (f.embedded || f.nats)) throw new Error("--ha starts its own 3 nats-servers: it cannot be combined with --embedded or --nats");
   if (f.ha) {
     if (!findNatsServer()) throw new Error("--ha needs nats-server on PATH (apt-get install nats-server)");
-    const cluster = await startNatsCluster({ dir: join(dir, "nats-ha") });
+    const cluster = await startNatsCluster({ dir: join(dir, "nats-ha"), name: "roost" });
     stops.push(() => cluster.stop());
     natsUrl = cluster.urls.join(",");
     say(`3 nats-servers ${cluster.urls.join(" ")} (JetStream R3 in ${join(dir, "nats-ha")}, pids ${cluster.servers.map((s) => s!.pid).join(" ")})`, { nats: cluster.urls, pids: cluster.servers.map((s) => s!.pid) });

@@ -2,6 +2,7 @@
 // tests and the failover benchmark. Every server keeps its ports and directory, so a killed one
 // can be started again as the same member.
 
+import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -18,6 +19,7 @@ export interface NatsClusterHandle {
   stop(): Promise<void>;
 }
 
+/** `name`: the cluster's name (default: derived from its directory, so unique to it). */
 export async function startNatsCluster(opts: { dir?: string; size?: number; name?: string } = {}): Promise<NatsClusterHandle> {
   const size = opts.size ?? 3;
   const ownDir = opts.dir === undefined;
@@ -32,13 +34,17 @@ export async function startNatsCluster(opts: { dir?: string; size?: number; name
   };
   for (let i = 0; i < size; i++) ports.push({ client: await fresh(), http: await fresh(), route: await fresh() });
   const routes = ports.map((p) => `nats-route://127.0.0.1:${p.route}`);
+  // A name of its own, stable for its directory: the survivors of a killed member keep dialling
+  // its route port, and when tests run side by side another cluster's member may be given that
+  // port. Under one shared name the two clusters would merge.
+  const name = opts.name ?? `roost-${createHash("sha256").update(dir).digest("hex").slice(0, 10)}`;
   const startMember = (i: number) =>
     startNatsServer({
       dir: join(dir, `n${i + 1}`),
       serverName: `n${i + 1}`,
       port: ports[i].client,
       httpPort: ports[i].http,
-      cluster: { name: opts.name ?? "roost", port: ports[i].route, routes },
+      cluster: { name, port: ports[i].route, routes },
       startTimeoutMs: 60_000,
     });
   // Together: clustered JetStream is healthy only once a quorum is up.

@@ -3,6 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Executor, isAlive, listDescendants, processesWithEnv, type ExecutorEvent, type LaunchSpec } from "../src/agent/executor.js";
+import { waitForPid } from "./support/files.js";
 
 type Exited = Extract<ExecutorEvent, { type: "exited" }>;
 type Started = Extract<ExecutorEvent, { type: "started" }>;
@@ -48,27 +49,6 @@ class Events {
   of(taskId: string): ExecutorEvent[] {
     return this.all.filter((e) => e.taskId === taskId);
   }
-}
-
-/** Polls for a file written by a task process and returns its (trimmed) content. */
-async function waitForFile(file: string, timeoutMs = 10_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const text = fs.readFileSync(file, "utf8");
-      if (text.endsWith("\n")) return text.trim();
-    } catch {
-      // not there yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${file}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function waitForPid(file: string): Promise<number> {
-  const pid = Number(await waitForFile(file));
-  expect(Number.isInteger(pid) && pid > 0).toBe(true);
-  return pid;
 }
 
 /** Fails instead of hanging when a promise (e.g. a kill) does not settle in time. */

@@ -17,6 +17,7 @@ import type { KillRequest, LaunchRequest, RegisterRequest, StatusRequest } from 
 import type { StatusUpdate } from "../src/agent/statusQueue.js";
 import { subjects } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
+import { waitForFile, waitForPid } from "./support/files.js";
 
 const AGENT_ID = "agent-r";
 
@@ -153,27 +154,6 @@ function sandbox(taskId: string): string {
   return path.join(workDir, "sandboxes", taskId);
 }
 
-/** Polls (bounded) for a file a task process writes, ending with a newline; returns it trimmed. */
-async function waitForFile(file: string, timeoutMs = 10_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const text = fs.readFileSync(file, "utf8");
-      if (text.endsWith("\n")) return text.trim();
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${file}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function pidIn(file: string): Promise<number> {
-  const pid = Number(await waitForFile(file));
-  expect(Number.isInteger(pid) && pid > 0).toBe(true);
-  return pid;
-}
-
 /** Polls (bounded) until pred holds. */
 async function until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -224,9 +204,9 @@ describe("Agent recovery (same boot)", () => {
       ].join("\n"),
     });
     const running = await fake.status("t-run", "RUNNING");
-    const web = await pidIn(path.join(sandbox("t-run"), "web.pid"));
-    const bg = await pidIn(path.join(sandbox("t-run"), "bg.pid"));
-    const sid = await pidIn(path.join(sandbox("t-run"), "sid.pid"));
+    const web = await waitForPid(path.join(sandbox("t-run"), "web.pid"));
+    const bg = await waitForPid(path.join(sandbox("t-run"), "bg.pid"));
+    const sid = await waitForPid(path.join(sandbox("t-run"), "sid.pid"));
     expect(running.message).toContain(String(web));
 
     // The checkpoint names the processes: the wrapper (watched, with its start time) and the command.
@@ -270,7 +250,7 @@ describe("Agent recovery (same boot)", () => {
     await launch("t-ok", { main: `${waitGo}; exit 0`, other: `${waitGo}; true` });
     await launch("t-gone", { main: "echo $$ > main.pid; sleep 1000" });
     await Promise.all(["t-fail", "t-ok", "t-gone"].map((t) => fake.status(t, "RUNNING")));
-    await pidIn(path.join(sandbox("t-gone"), "main.pid"));
+    await waitForPid(path.join(sandbox("t-gone"), "main.pid"));
     await until(() => checkpoint().tasks.every((t) => t.started), "started checkpointed");
     const goneWrapper = checkpoint().tasks.find((t) => t.taskId === "t-gone")!.processes[0].pid!;
 
@@ -307,8 +287,8 @@ describe("Agent recovery (same boot)", () => {
       helper: "echo $$ > helper.pid; sleep 1000",
     });
     await fake.status("t-late", "RUNNING");
-    const helper = await pidIn(path.join(sandbox("t-late"), "helper.pid"));
-    await pidIn(path.join(sandbox("t-late"), "worker.pid"));
+    const helper = await waitForPid(path.join(sandbox("t-late"), "helper.pid"));
+    await waitForPid(path.join(sandbox("t-late"), "worker.pid"));
     a1.abandon();
 
     const a2 = newAgent();
@@ -335,7 +315,7 @@ describe("Agent recovery (same boot)", () => {
       ["t-acks", 2, "RUNNING"],
     ]);
     expect(checkpoint().statusUpdates.lastSeqs).toEqual({ "t-acks": 2 });
-    const main = await pidIn(path.join(sandbox("t-acks"), "main.pid"));
+    const main = await waitForPid(path.join(sandbox("t-acks"), "main.pid"));
     a1.abandon();
 
     fake.ack = true;
@@ -376,7 +356,7 @@ describe("Agent recovery (host rebooted)", () => {
     await a1.start();
     await launch("t-boot", { main: "echo $$ > main.pid; sleep 1000" });
     await fake.status("t-boot", "RUNNING");
-    const main = await pidIn(path.join(sandbox("t-boot"), "main.pid"));
+    const main = await waitForPid(path.join(sandbox("t-boot"), "main.pid"));
     await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
     const wrapper = checkpoint().tasks[0].processes[0].pid!;
     a1.abandon();
@@ -400,7 +380,7 @@ describe("Agent checkpoint options", () => {
     await a.start();
     await launch("t-nocp", { main: "echo $$ > main.pid; sleep 1000" });
     await fake.status("t-nocp", "RUNNING");
-    const main = await pidIn(path.join(sandbox("t-nocp"), "main.pid"));
+    const main = await waitForPid(path.join(sandbox("t-nocp"), "main.pid"));
     await a.stop();
     expect(isAlive(main)).toBe(false);
     expect(fs.existsSync(path.join(workDir, "checkpoint.json"))).toBe(false);
@@ -479,8 +459,8 @@ describe("Agent recovery after a real kill -9", () => {
     const { running } = await first.line("running");
     expect(running).toMatchObject({ taskId: "t-k9", seq: 2 });
     const dir = path.join(workDir, "sandboxes", "t-k9");
-    const main = await pidIn(path.join(dir, "main.pid"));
-    const side = await pidIn(path.join(dir, "side.pid"));
+    const main = await waitForPid(path.join(dir, "main.pid"));
+    const side = await waitForPid(path.join(dir, "side.pid"));
     const wrappers = checkpoint().tasks[0].processes.map((p) => p.pid!);
     expect(wrappers.map(ppidOf)).toEqual([first.child.pid, first.child.pid]);
 

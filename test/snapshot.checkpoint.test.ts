@@ -17,6 +17,7 @@ import { runSteps, sortStrings, sortStringsSteps, stateHash, stateHashSteps } fr
 import { encodeSnapshot, encodeSnapshotSteps, readSnapshot } from "../src/replay/snapshot.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
+import { waitFor } from "./support/cluster.js";
 import { testSpec } from "./support/specs.js";
 
 const member = (id: string, role: "leader" | "standby", ts: number): MemberStatus => ({ id, role, ts, pid: 1, host: "h", epoch: 1, appliedSeq: 0 });
@@ -26,23 +27,6 @@ function syntheticState(events: number): ClusterState {
   let seq = 0;
   for (const r of syntheticLog({ seed: 7, events, eventsPerRecord: 100 })) foldRecord(s, ++seq, decodeRecord(encodeRecord(r)));
   return s;
-}
-
-/** Resolves when `cond` holds, checked after each change the scheduler reports. */
-function until(s: Scheduler, cond: () => boolean, what: string): Promise<void> {
-  if (cond()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`timed out waiting for ${what}`));
-    }, 10_000);
-    const off = s.onChange(() => {
-      if (!cond()) return;
-      clearTimeout(timer);
-      off();
-      resolve();
-    });
-  });
 }
 
 async function waitForSnapshot(store: MemorySnapshotStore): Promise<void> {
@@ -57,6 +41,12 @@ describe("who writes snapshots", () => {
   it("a snapshot is due each time the event count crosses a multiple of --snapshot-every", () => {
     expect([0, 99, 100, 199, 200, 1050].map((n) => snapshotPoint(n, 100))).toEqual([0, 0, 1, 1, 2, 10]);
     expect(snapshotPoint(12345, 0)).toBe(0); // 0: never
+    // Due when the point grows: at 25,000 events, after a snapshot at 0 or 15,000 yes; at 20,000 no.
+    const due = (now: number, last: number, every: number) => snapshotPoint(now, every) > snapshotPoint(last, every);
+    expect(due(25_000, 0, 10_000)).toBe(true);
+    expect(due(25_000, 20_000, 10_000)).toBe(false);
+    expect(due(25_000, 15_000, 10_000)).toBe(true);
+    expect(due(25_000, 0, 0)).toBe(false);
   });
 
   it("the standby with the smallest id writes; the leader only when no standby is fresh", () => {
@@ -131,7 +121,7 @@ describe("snapshots in a replicated scheduler", () => {
     for (const id of ids) {
       const s = new Scheduler({ log, bus, schedulerId: id, lease: board.lease(), members, snapshots: store, snapshotEvery: 20, snapshotSliceMs: 0 });
       await s.start();
-      if (replicas.length === 0) await until(s, () => s.leading && !s.reconciling, `${id} leading`);
+      if (replicas.length === 0) await waitFor(s, () => s.leading && !s.reconciling, `${id} leading`, 10_000);
       replicas.push(s);
     }
     for (const s of replicas) await s.readMembers();

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { decodeRecord, encodeRecord, makeEnvelope, unpack, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
 import { MemorySnapshotStore, snapshotName, type LoadOptions, type NewestReport } from "../src/eventlog/snapshots.js";
-import { coldStart, shouldSnapshot } from "../src/replay/coldStart.js";
+import { coldStart } from "../src/replay/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { canonical, digestTask, sortStrings, STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
 import {
@@ -422,15 +422,6 @@ describe("memory snapshot store and cold start", () => {
     const r = await coldStart(log, store);
     expect(r.tailRecords).toBe(0);
     expect(stateHash(r.state)).toBe(stateHash(full));
-  });
-
-  it("shouldSnapshot every N events", () => {
-    const s = new ClusterState();
-    s.eventCount = 25_000;
-    expect(shouldSnapshot(s, 0, 10_000)).toBe(true);
-    expect(shouldSnapshot(s, 20_000, 10_000)).toBe(false);
-    expect(shouldSnapshot(s, 15_000, 10_000)).toBe(true);
-    expect(shouldSnapshot(s, 0, 0)).toBe(false);
   });
 
   it("the fold continues identically with effects after a cold start (the leader's path)", () => {

@@ -33,6 +33,8 @@ export interface AppendAck {
 export interface EventLog {
   /** A human-readable name: stream name, or "memory". */
   readonly name: string;
+  /** The JetStream stream holding the log (snapshots record it); undefined for a memory log. */
+  readonly stream?: string;
   /**
    * Append one encoded record, fenced: it lands only if the log's last sequence is
    * `expectedLastSeq`. `msgId` makes a retry idempotent. Callers may issue several appends

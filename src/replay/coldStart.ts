@@ -64,7 +64,7 @@ export interface ColdStartResult {
 export async function coldStart(log: EventLog, store?: SnapshotSource, opts: ColdStartOptions = {}): Promise<ColdStartResult> {
   const t0 = performance.now();
   const last = await log.lastSeq();
-  const stream = streamOf(log);
+  const stream = log.stream;
   const skipped: SkippedSnapshot[] = [];
   let snapshotLoadMs = 0;
   let tailMs = 0;
@@ -138,15 +138,4 @@ export async function coldStart(log: EventLog, store?: SnapshotSource, opts: Col
       ms: t4 - t0,
     };
   }
-}
-
-/** The JetStream stream a log is on (JetStreamLog.stream); none for other logs (MemoryLog). */
-function streamOf(log: EventLog): string | undefined {
-  const stream = (log as { stream?: unknown }).stream;
-  return typeof stream === "string" ? stream : undefined;
-}
-
-/** Is it time for the leader to write a snapshot? Every `every` events (0 or less: never). */
-export function shouldSnapshot(state: ClusterState, lastSnapshotEventCount: number, every: number): boolean {
-  return every > 0 && state.eventCount - lastSnapshotEventCount >= every;
 }

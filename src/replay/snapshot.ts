@@ -188,6 +188,17 @@ export const STATE_FIELDS = [
   "seq", "eventCount", "leader", "jobs", "tasks", "agents", "quotas", "reservations", "agentsVersion", "capacityVersion", "pending", "anomalies",
 ] as const satisfies readonly (keyof ClusterState)[];
 
+/** The position of `s` in a string table, appended (and indexed) when new. */
+function indexIn(table: string[], index: Map<string, number>, s: string): number {
+  let k = index.get(s);
+  if (k === undefined) {
+    k = table.length;
+    table.push(s);
+    index.set(s, k);
+  }
+  return k;
+}
+
 /** A record with a field this codec does not know would lose it: refuse, loudly. */
 function checkFields(what: string, record: object, known: readonly string[]): void {
   const keys = Object.keys(record);
@@ -270,28 +281,12 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     i++;
   }
   /** Task ids (and ids of tasks the state no longer holds) index `strs`. */
-  const intern = (s: string): number => {
-    let k = index.get(s);
-    if (k === undefined) {
-      k = strs.length;
-      strs.push(s);
-      index.set(s, k);
-    }
-    return k;
-  };
+  const intern = (s: string): number => indexIn(strs, index, s);
   /** Every other string (job keys, agent ids, hosts, reasons, port names) indexes `syms`, a
    *  short table, so those columns pack into u8/u16. */
   const syms: string[] = [];
   const symIndex = new Map<string, number>();
-  const sym = (s: string): number => {
-    let k = symIndex.get(s);
-    if (k === undefined) {
-      k = syms.length;
-      syms.push(s);
-      symIndex.set(s, k);
-    }
-    return k;
-  };
+  const sym = (s: string): number => indexIn(syms, symIndex, s);
 
   const odd: unknown[] = [];
   /** A string-or-null field as an index (-1: null); anything else goes to `odd`. */

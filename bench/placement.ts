@@ -11,7 +11,7 @@
 import { Scheduler } from "../src/actors/scheduler.js";
 import { subjects } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
-import type { AnyEnvelope } from "../src/eventlog/envelope.js";
+import type { LogEntry } from "../src/eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
 import { startNatsServer } from "../src/nats/server.js";
 import type { RegisterRequest } from "../src/agent/protocol.js";
@@ -98,7 +98,7 @@ export default async function placementBench(): Promise<Record<string, number | 
     const { scheduler: s2, bus: bus2 } = await cell(log2);
     const submittedAt = new Map<string, number>();
     const latencies: number[] = [];
-    s2.onChange((_seq, events?: readonly AnyEnvelope[]) => {
+    s2.onChange((_seq, events?: readonly LogEntry[]) => {
       if (!events) return;
       const now = performance.now();
       for (const e of events) {

@@ -7,7 +7,7 @@
 //                      cost a blocked group pays once per round)
 
 import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
-import type { EventPayloads, EventType } from "../src/eventlog/events.js";
+import type { EventPayloads, EventType } from "../src/domain/events.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { TaskGroup } from "../src/scheduling/feasible.js";

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { subjects, type Reply } from "../src/bus/bus.js";
 import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
-import type { EventPayloads, EventType } from "../src/eventlog/events.js";
+import type { EventPayloads, EventType } from "../src/domain/events.js";
 import { isProduction, quotaCheck, quotaReport, roleUsage, TIERS } from "../src/quota/quota.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { jobStatus } from "../src/replay/queries.js";

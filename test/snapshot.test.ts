@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
-import { decodeRecord, encodeRecord, makeEnvelope, unpack, type AnyEnvelope } from "../src/eventlog/envelope.js";
+import { decodeRecord, encodeRecord, makeEnvelope, unpack, type AnyEnvelope, type LogEntry } from "../src/eventlog/envelope.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
 import { MemorySnapshotStore, snapshotName, type LoadOptions, type NewestReport } from "../src/eventlog/snapshots.js";
 import { coldStart } from "../src/replay/coldStart.js";
@@ -31,12 +31,12 @@ import { ClusterState, type AgentRecord, type JobRecord, type TaskRecord } from 
 import { startVerifier, toShared } from "../src/replay/verifyWorker.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 
-function foldAll(records: readonly AnyEnvelope[][], state = new ClusterState(), firstSeq = 1): ClusterState {
+function foldAll(records: readonly LogEntry[][], state = new ClusterState(), firstSeq = 1): ClusterState {
   records.forEach((r, i) => foldRecord(state, firstSeq + i, r));
   return state;
 }
 
-function golden(name: string): { records: AnyEnvelope[][]; expected: { stateHash: string } } {
+function golden(name: string): { records: LogEntry[][]; expected: { stateHash: string } } {
   const dir = new URL("./golden/", import.meta.url);
   const raw = unpack<Uint8Array[]>(readFileSync(new URL(`${name}.log`, dir)));
   return { records: raw.map((r) => decodeRecord(r)), expected: JSON.parse(readFileSync(new URL(`${name}.json`, dir), "utf8")) };
@@ -59,6 +59,7 @@ function view(s: ClusterState) {
     reservations: [...s.reservations],
     pending: [...s.pending],
     anomalies: s.anomalies,
+    anomalyCount: s.anomalyCount,
     agentsVersion: s.agentsVersion,
     capacityVersion: s.capacityVersion,
   };
@@ -71,9 +72,11 @@ function roundTrip(s: ClusterState): ClusterState {
 /** The digest as written before stateHash learned to write bytes: one string per entry. */
 function referenceStateHash(state: ClusterState): string {
   const h = createHash("sha256");
-  h.update(canonical({ digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies }));
+  const anomalies = state.anomalies.map((a) => [a.seq, a.index, a.type]);
+  h.update(canonical({ digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies }));
   if (state.quotas.size) h.update(`quotas=${canonical(state.quotas)}\n`);
   if (state.reservations.size) h.update(`reservations=${canonical(state.reservations)}\n`);
+  if (state.anomalyCount > state.anomalies.length) h.update(`anomalyCount=${canonical(state.anomalyCount)}\n`);
   const section = <T>(name: string, m: Map<string, T>, project: (v: T) => unknown) => {
     for (const key of [...m.keys()].sort()) h.update(`${name}:${key}=${canonical(project(m.get(key)!))}\n`);
   };
@@ -111,7 +114,8 @@ function oddState(loneSurrogates = false): ClusterState {
   t(15).state = "NOT_A_STATE";
   t(16).everKilling = "yes";
   t(17).job = 42;
-  s.anomalies.push({ seq: 3, type: "Weird\u2028Type", problem: "x" });
+  s.anomalies.push({ seq: 3, index: 0, type: "Weird\u2028Type", why: "x" });
+  s.anomalyCount = 7; // more than are kept
   s.quotas.set("röle", { cpus: 0.1 + 0.2, ramMb: 10, diskMb: 1 });
   const agent = [...s.agents.values()][0];
   agent.used.cpus = -0;

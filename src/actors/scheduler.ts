@@ -28,8 +28,8 @@
 import { hostname } from "node:os";
 import { Appender } from "../eventlog/appender.js";
 import { FencedError, LogUnavailableError } from "../eventlog/log.js";
-import { makeEnvelope, type AnyEnvelope } from "../eventlog/envelope.js";
-import type { EventPayloads, EventType } from "../eventlog/events.js";
+import { makeEnvelope, type AnyEnvelope, type LogEntry } from "../eventlog/envelope.js";
+import type { EventPayloads, EventType } from "../domain/events.js";
 import type { EventLog } from "../eventlog/log.js";
 import type { Bus } from "../bus/bus.js";
 import { subjects } from "../bus/bus.js";
@@ -143,7 +143,7 @@ export class Scheduler {
   private readonly unserve: Array<() => void> = [];
   private readonly onFatal: (err: Error) => void;
   private corrCounter = 0;
-  private readonly listeners = new Set<(seq: number, events?: readonly AnyEnvelope[]) => void>();
+  private readonly listeners = new Set<(seq: number, events?: readonly LogEntry[]) => void>();
 
   constructor(opts: SchedulerOptions) {
     this.eventLog = opts.log;
@@ -250,7 +250,7 @@ export class Scheduler {
   }
 
   /** Fold a record read from the log (not one this replica just committed): no effects. */
-  private foldFollowed(seq: number, events: AnyEnvelope[]): void {
+  private foldFollowed(seq: number, events: LogEntry[]): void {
     if (seq <= this.state.seq) return; // already folded (our own commit, seen again)
     foldRecord(this.state, seq, events);
     this.notifyChange(events);
@@ -529,17 +529,17 @@ export class Scheduler {
    * Be told after each committed record is folded, and when in-memory views (pending reasons)
    * change. Tests and watchers await state this way.
    */
-  onChange(listener: (seq: number, events?: readonly AnyEnvelope[]) => void): () => void {
+  onChange(listener: (seq: number, events?: readonly LogEntry[]) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
   /** `events` is set when the change is a committed record (then they are its events). */
-  notifyChange(events?: readonly AnyEnvelope[]): void {
+  notifyChange(events?: readonly LogEntry[]): void {
     for (const l of this.listeners) l(this.state.seq, events);
   }
 
-  private onCommit(seq: number, events: AnyEnvelope[]): void {
+  private onCommit(seq: number, events: LogEntry[]): void {
     if (seq <= this.state.seq) return; // a deposed term's record, already folded from the log
     const effects: Effect[] = [];
     foldRecord(this.state, seq, events, effects);

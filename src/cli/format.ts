@@ -1,6 +1,7 @@
 // Human-readable output. Every command also has --json for machines.
 
-import type { AnyEnvelope } from "../eventlog/envelope.js";
+import { checkEventData, UNREADABLE, type LogEntry } from "../domain/events.js";
+import { formatProblem } from "../domain/validate.js";
 import type { QuotaReport } from "../quota/quota.js";
 import type { JobStatus, JobSummary, TaskHistory } from "../replay/queries.js";
 import type { WhyReport } from "../scheduling/why.js";
@@ -62,8 +63,23 @@ export function formatQuotaReport(q: QuotaReport): string {
   return `${head}\n${table(rows)}\n\n${jobs}`;
 }
 
-/** One log event as a line: seq.index time epoch type key fields — reason. */
-export function formatEvent(seq: number, idx: number, e: AnyEnvelope): string {
+/** Why the fold skips this entry whatever the state (unreadable, or breaking its schema), or null. */
+export function entryAnomaly(e: LogEntry): string | null {
+  if (e.type === UNREADABLE) return e.data.why;
+  const bad = checkEventData(e.type, e.data);
+  return bad === null ? null : formatProblem(bad, "data");
+}
+
+/**
+ * One log entry as a line: seq.index time epoch type key fields — reason. An entry the fold
+ * skips is marked `!! ANOMALY` with why; `anomaly` passes one the caller knows of otherwise (an
+ * event that names a task the state does not hold).
+ */
+export function formatEvent(seq: number, idx: number, e: LogEntry, anomaly: string | null = entryAnomaly(e)): string {
+  if (anomaly !== null) {
+    return `${seq}.${idx}  ${iso(e.ts)}  e${e.epoch}  ${e.type}  !! ANOMALY (the fold skips it): ${anomaly}${e.reason ? `  — ${e.reason}` : ""}`;
+  }
+  if (e.type === UNREADABLE) return `${seq}.${idx}  ${e.type}`; // unreachable: entryAnomaly names it
   let what: string;
   switch (e.type) {
     case "TaskStateChanged":

@@ -2,6 +2,9 @@
 // Names follow Aurora (role/environment/name, instances, tier, priority, maxTaskFailures),
 // in camelCase.
 
+import { Type, type Static } from "typebox";
+import { Dict } from "./validate.js";
+
 export type JobKeyString = string; // "role/environment/name"
 
 export interface JobKey {
@@ -22,36 +25,44 @@ export function parseJobKey(s: string): JobKey {
   return { role: parts[0], environment: parts[1], name: parts[2] };
 }
 
-export interface Resources {
-  cpus: number;
-  ramMb: number;
-  diskMb: number;
-  gpus?: number;
-}
+// The shapes below are also schemas (TypeBox: one definition gives the type and its JSON
+// Schema). They are the *log's* shapes: only the types the fold relies on, no policy bounds, so
+// that every JobCreated or AgentRegistered any build ever wrote still folds (limits.ts holds the
+// bounds new requests must meet).
+
+const Num = Type.Number();
+const Int = Type.Integer();
+const Str = Type.String();
+
+export const ResourcesSchema = Type.Object({ cpus: Num, ramMb: Num, diskMb: Num, gpus: Type.Optional(Num) });
+export type Resources = Static<typeof ResourcesSchema>;
 
 /** One process of a task (Thermos-style): a shell command line. */
-export interface ProcessSpec {
-  name: string;
-  cmdline: string;
-}
+export const ProcessSpecSchema = Type.Object({ name: Str, cmdline: Str });
+export type ProcessSpec = Static<typeof ProcessSpecSchema>;
 
 /** What every instance of a job runs. Stored in JobCreated; tasks refer to it by version. */
-export interface TaskConfig {
-  service: boolean;
-  tier: string;
-  priority: number;
-  maxTaskFailures: number; // -1 = unlimited; ignored for services
-  resources: Resources & { ports: string[] };
-  constraints: Record<string, string>;
-  processes: ProcessSpec[];
-}
+export const TaskConfigSchema = Type.Object({
+  service: Type.Boolean(),
+  tier: Str,
+  priority: Num,
+  /** -1 = unlimited; ignored for services. */
+  maxTaskFailures: Int,
+  resources: Type.Object({ cpus: Num, ramMb: Num, diskMb: Num, gpus: Type.Optional(Num), ports: Type.Array(Str) }),
+  constraints: Dict(Str),
+  processes: Type.Array(ProcessSpecSchema),
+});
+export type TaskConfig = Static<typeof TaskConfigSchema>;
 
-export interface JobConfig extends JobKey {
-  instances: number;
-  task: TaskConfig;
-}
+export const JobConfigSchema = Type.Object({ role: Str, environment: Str, name: Str, instances: Int, task: TaskConfigSchema });
+export type JobConfig = Static<typeof JobConfigSchema>;
 
 /** Agent-advertised capacity. Port ranges are inclusive [lo, hi] pairs. */
-export interface AgentResources extends Resources {
-  ports: Array<[number, number]>;
-}
+export const AgentResourcesSchema = Type.Object({
+  cpus: Num,
+  ramMb: Num,
+  diskMb: Num,
+  gpus: Type.Optional(Num),
+  ports: Type.Array(Type.Tuple([Int, Int])),
+});
+export type AgentResources = Static<typeof AgentResourcesSchema>;

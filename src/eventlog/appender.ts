@@ -24,7 +24,7 @@
 //   owns the log: the appender is dead, every pending request rejects with FencedError, and the
 //   owner must step down.
 
-import { decodeRecord, encodeRecord, type AnyEnvelope } from "./envelope.js";
+import { decodeRecord, encodeRecord, type AnyEnvelope, type LogEntry } from "./envelope.js";
 import { LogUnavailableError, type AppendAck, type EventLog } from "./log.js";
 
 export interface AppenderOptions {
@@ -43,7 +43,7 @@ export interface AppenderOptions {
    * decoded from the record's bytes (what a replay folds). If it throws,
    * the appender dies with that error (that record's requests and all later ones reject with it).
    */
-  onCommit?: (seq: number, events: AnyEnvelope[]) => void;
+  onCommit?: (seq: number, events: LogEntry[]) => void;
 }
 
 /**
@@ -100,7 +100,7 @@ export class Appender {
   private readonly maxInFlight: number;
   private readonly retryForMs: number;
   private readonly writerId: string;
-  private readonly onCommit?: (seq: number, events: AnyEnvelope[]) => void;
+  private readonly onCommit?: (seq: number, events: LogEntry[]) => void;
   // The queue is `queue[qHead..]`: Array.shift() on a long array is O(n) in V8 (tens of µs per
   // call at 100k entries), which made a burst of small requests quadratic.
   private queue: Request[] = [];

@@ -7,8 +7,17 @@
 // Task transitions go through the task machine (statemachines/task.ts) via its compiled table.
 // The machine's bookkeeping actions are applied here; its world effects (LAUNCH, KILL,
 // RESCHEDULE) are pushed to `out` for the leader to carry out once the event is committed.
+//
+// Total: it never throws on a record from the log. An entry the decoder could not read, a payload
+// that breaks its schema (domain/events.ts), or an event that names a task, job or agent the state
+// does not hold, is recorded as an anomaly {seq, index, type, why} and skipped: the same on every
+// replica, in every cold start and in every CLI read. It used to throw, and one bad status update
+// ("RUNNING → BOGUS") bricked the cell: no scheduler could start and no read worked. A records
+// that a build before the schemas appended with an ill-typed field (only a hostile agent could
+// have caused one) now folds as an anomaly too; no golden log holds one.
 
-import type { AnyEnvelope } from "../eventlog/envelope.js";
+import { checkEventData, UNREADABLE, type LogEntry } from "../domain/events.js";
+import { formatProblem } from "../domain/validate.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
 import { ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
@@ -21,7 +30,7 @@ const TIMED: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntrie
 
 /** ON_AGENT_STATES as a plain record: a property load on the hot path instead of a Set lookup. */
 const ON_AGENT: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, ON_AGENT_STATES.has(s)])));
-import type { AgentRecord, ClusterState, TaskRecord } from "./state.js";
+import { MAX_ANOMALIES_KEPT, type AgentRecord, type ClusterState, type TaskRecord } from "./state.js";
 
 export type Effect =
   | { kind: "LAUNCH"; taskId: string }
@@ -31,11 +40,20 @@ export type Effect =
   | { kind: "RESCHEDULE"; taskId: string };
 
 /** Fold one committed record. `out` collects effects (the leader passes one; replay does not). */
-export function foldRecord(state: ClusterState, seq: number, events: readonly AnyEnvelope[], out?: Effect[]): void {
+export function foldRecord(state: ClusterState, seq: number, events: readonly LogEntry[], out?: Effect[]): void {
   if (seq <= state.seq) {
+    // A caller's bug (records come from the log in order), never a record's: so this one throws.
     throw new Error(`invariant: record ${seq} folded after record ${state.seq}; the log must be folded in order`);
   }
-  for (let i = 0; i < events.length; i++) foldEvent(state, seq, i, events[i], out);
+  for (let i = 0; i < events.length; i++) {
+    try {
+      foldEvent(state, seq, i, events[i], out);
+    } catch (err) {
+      // The schemas and the checks below are meant to leave nothing that throws; the property
+      // test (test/fold.property.test.ts) folds random and mutated records and fails on this.
+      anomaly(state, seq, i, events[i]?.type ?? "?", `the fold failed on this event: ${(err as Error).message}`);
+    }
+  }
   state.seq = seq;
 }
 
@@ -53,17 +71,21 @@ interface At {
  */
 const at: At = { seq: 0, idx: 0, ts: 0, reason: "" };
 
-export function foldEvent(state: ClusterState, seq: number, idx: number, env: AnyEnvelope, out?: Effect[]): void {
+export function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntry, out?: Effect[]): void {
+  state.eventCount++;
+  if (entry.type === UNREADABLE) return anomaly(state, seq, idx, entry.data.claimedType ?? UNREADABLE, entry.data.why);
+  const env = entry;
+  const bad = checkEventData(env.type, env.data);
+  if (bad !== null) return anomaly(state, seq, idx, env.type, formatProblem(bad, "data"));
   at.seq = seq;
   at.idx = idx;
   at.ts = env.ts;
   at.reason = env.reason;
-  state.eventCount++;
   switch (env.type) {
     case "TaskStateChanged": {
       const d = env.data;
       const task = state.tasks.get(d.taskId);
-      if (!task) return anomaly(state, seq, env.type, `unknown task ${d.taskId}`);
+      if (!task) return anomaly(state, seq, idx, env.type, `unknown task ${d.taskId}`);
       if (d.agentSeq !== undefined) {
         if (d.agentSeq <= task.agentSeq) return; // a duplicate delivery: already applied
         task.agentSeq = d.agentSeq;
@@ -76,9 +98,9 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
       const d = env.data;
       const task = state.tasks.get(d.taskId);
       const agent = state.agents.get(d.agentId);
-      if (!task) return anomaly(state, seq, env.type, `unknown task ${d.taskId}`);
-      if (!agent) return anomaly(state, seq, env.type, `unknown agent ${d.agentId}`);
-      if (task.state !== "PENDING") return anomaly(state, seq, env.type, `task ${d.taskId} is ${task.state}, not PENDING`);
+      if (!task) return anomaly(state, seq, idx, env.type, `unknown task ${d.taskId}`);
+      if (!agent) return anomaly(state, seq, idx, env.type, `unknown agent ${d.agentId}`);
+      if (task.state !== "PENDING") return anomaly(state, seq, idx, env.type, `task ${d.taskId} is ${task.state}, not PENDING`);
       task.agentId = agent.agentId; // shared strings, not decoded copies
       task.host = agent.host;
       state.reservations.delete(d.taskId);
@@ -89,10 +111,10 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
     case "TaskCreated": {
       const d = env.data;
       const job = state.jobs.get(d.job);
-      if (!job) return anomaly(state, seq, env.type, `unknown job ${d.job}`);
-      if (state.tasks.has(d.taskId)) return anomaly(state, seq, env.type, `task ${d.taskId} already exists`);
+      if (!job) return anomaly(state, seq, idx, env.type, `unknown job ${d.job}`);
+      if (state.tasks.has(d.taskId)) return anomaly(state, seq, idx, env.type, `task ${d.taskId} already exists`);
       const config = job.configs[d.configVersion];
-      if (!config) return anomaly(state, seq, env.type, `job ${d.job} has no config version ${d.configVersion}`);
+      if (!config) return anomaly(state, seq, idx, env.type, `job ${d.job} has no config version ${d.configVersion}`);
       const task: TaskRecord = {
         taskId: d.taskId,
         job: job.key, // one shared string per job, not a decoded copy per task
@@ -133,7 +155,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
       const key = `${d.job.role}/${d.job.environment}/${d.job.name}`;
       const existing = state.jobs.get(key);
       if (existing && hasActiveTasks(state, existing.instances)) {
-        return anomaly(state, seq, env.type, `job ${key} already exists`);
+        return anomaly(state, seq, idx, env.type, `job ${key} already exists`);
       }
       state.jobs.set(key, {
         key,
@@ -150,7 +172,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
     case "JobKillRequested": {
       const d = env.data;
       const job = state.jobs.get(d.job);
-      if (!job) return anomaly(state, seq, env.type, `unknown job ${d.job}`);
+      if (!job) return anomaly(state, seq, idx, env.type, `unknown job ${d.job}`);
       const instances = d.instances ?? [...job.instances.keys()].sort((a, b) => a - b);
       for (const i of instances) {
         job.killedInstances.add(i);
@@ -205,7 +227,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
     case "AgentStateChanged": {
       const d = env.data;
       const agent = state.agents.get(d.agentId);
-      if (!agent) return anomaly(state, seq, env.type, `unknown agent ${d.agentId}`);
+      if (!agent) return anomaly(state, seq, idx, env.type, `unknown agent ${d.agentId}`);
       const event: AgentEventName = d.to === "UNREACHABLE" ? "UNREACHABLE" : "REMOVE";
       const step = agentStep(agent.state, event);
       if (!step.changed) return;
@@ -224,7 +246,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
     case "JobInstancesAdded": {
       const d = env.data;
       const job = state.jobs.get(d.job);
-      if (!job) return anomaly(state, seq, env.type, `unknown job ${d.job}`);
+      if (!job) return anomaly(state, seq, idx, env.type, `unknown job ${d.job}`);
       job.config = { ...job.config, instances: job.config.instances + d.count };
       return;
     }
@@ -235,8 +257,8 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
     }
     case "SlotReserved": {
       const d = env.data;
-      if (!state.tasks.has(d.taskId)) return anomaly(state, seq, env.type, `unknown task ${d.taskId}`);
-      if (!state.agents.has(d.agentId)) return anomaly(state, seq, env.type, `unknown agent ${d.agentId}`);
+      if (!state.tasks.has(d.taskId)) return anomaly(state, seq, idx, env.type, `unknown task ${d.taskId}`);
+      if (!state.agents.has(d.agentId)) return anomaly(state, seq, idx, env.type, `unknown agent ${d.agentId}`);
       state.reservations.set(d.taskId, { taskId: d.taskId, agentId: d.agentId, victims: d.victims, expiresTs: d.expiresTs });
       state.capacityVersion++;
       out?.push({ kind: "TIMER", taskId: d.taskId });
@@ -255,7 +277,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, env: An
     }
     default: {
       const never: never = env;
-      return anomaly(state, seq, (never as AnyEnvelope).type, "unknown event type");
+      return anomaly(state, seq, idx, (never as { type: string }).type, "unknown event type");
     }
   }
 }
@@ -361,6 +383,7 @@ function hasActiveTasks(state: ClusterState, instances: Map<number, string>): bo
   return false;
 }
 
-function anomaly(state: ClusterState, seq: number, type: string, problem: string): void {
-  if (state.anomalies.length < 1000) state.anomalies.push({ seq, type, problem });
+function anomaly(state: ClusterState, seq: number, index: number, type: string, why: string): void {
+  state.anomalyCount++;
+  if (state.anomalies.length < MAX_ANOMALIES_KEPT) state.anomalies.push({ seq, index, type, why });
 }

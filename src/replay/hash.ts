@@ -475,7 +475,10 @@ export function* stateHashSteps(state: ClusterState, opts: StateHashOptions = {}
 /** The digest, with the k-th task (in id order) and its id given by position. */
 function* digestState(state: ClusterState, n: number, idAt: (k: number) => string, taskAt: (k: number) => TaskRecord): Steps<string> {
   const f = new Utf8Feed(createHash("sha256"));
-  writeCanonical(f, { digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies: state.anomalies });
+  // An anomaly counts by where it is and what it claimed to be; its `why` is words for people,
+  // which a later build may put better without changing what the log folds to.
+  const anomalies = state.anomalies.map((a) => [a.seq, a.index, a.type]);
+  writeCanonical(f, { digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies });
   // Sections added after v1 was pinned hash nothing when empty, so older logs hash as before.
   if (state.quotas.size) {
     f.ascii("quotas=");
@@ -485,6 +488,11 @@ function* digestState(state: ClusterState, n: number, idAt: (k: number) => strin
   if (state.reservations.size) {
     f.ascii("reservations=");
     writeCanonical(f, state.reservations);
+    f.ascii("\n");
+  }
+  if (state.anomalyCount > state.anomalies.length) {
+    f.ascii("anomalyCount=");
+    writeCanonical(f, state.anomalyCount);
     f.ascii("\n");
   }
   // Entries are `name:key=canonical\n`, keys in code-unit order.

@@ -185,7 +185,7 @@ export const AGENT_FIELDS = [
 
 /** Every ClusterState field (taskConfig is a method). */
 export const STATE_FIELDS = [
-  "seq", "eventCount", "leader", "jobs", "tasks", "agents", "quotas", "reservations", "agentsVersion", "capacityVersion", "pending", "anomalies",
+  "seq", "eventCount", "leader", "jobs", "tasks", "agents", "quotas", "reservations", "agentsVersion", "capacityVersion", "pending", "anomalies", "anomalyCount",
 ] as const satisfies readonly (keyof ClusterState)[];
 
 /** The position of `s` in a string table, appended (and indexed) when new. */
@@ -228,6 +228,8 @@ interface Small {
   quotas: Array<[string, unknown]>;
   reservations: Array<[string, unknown]>;
   anomalies: ClusterState["anomalies"];
+  /** Absent in snapshots written before anomalies were counted (then: anomalies.length). */
+  anomalyCount?: number;
   /** Task field values that fit no column: [task index, field, value] triples, flattened. */
   odd: unknown[];
   seq: number;
@@ -442,6 +444,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     quotas: [...state.quotas],
     reservations: [...state.reservations],
     anomalies: state.anomalies,
+    anomalyCount: state.anomalyCount,
     odd,
     seq: state.seq,
     eventCount: state.eventCount,
@@ -770,7 +773,13 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   state.leader = small.leader;
   for (const [role, q] of small.quotas) state.quotas.set(role, q as never);
   for (const [taskId, r] of small.reservations) state.reservations.set(taskId, r as never);
+  // Anomalies were {seq, type, problem} before they gained an index: such a snapshot describes a
+  // state this build would fold differently, so it is refused (the log still has everything).
+  for (const a of small.anomalies) {
+    if (typeof a?.why !== "string" || !Number.isSafeInteger(a.index)) throw new SnapshotError("snapshot holds anomalies in the format before index/why; folding the log instead");
+  }
   state.anomalies.push(...small.anomalies);
+  state.anomalyCount = small.anomalyCount ?? small.anomalies.length;
   state.agentsVersion = small.agentsVersion;
   state.capacityVersion = small.capacityVersion;
 

@@ -89,11 +89,24 @@ export interface AgentRecord {
   tasks: Set<string>;
 }
 
+/**
+ * A log entry the fold could not apply, kept instead of thrown (fold.ts): where it is, what it
+ * claimed to be, and why it was skipped.
+ */
 export interface Anomaly {
   seq: number;
+  /** Its position within the record. */
+  index: number;
+  /** Its event type, as far as it could be read ("(unreadable)" when it named none). */
   type: string;
-  problem: string;
+  why: string;
 }
+
+/**
+ * The state keeps the first this-many anomalies and counts the rest (anomalyCount): a stream of
+ * garbage must not grow the state without bound.
+ */
+export const MAX_ANOMALIES_KEPT = 1000;
 
 export class ClusterState {
   /** Sequence of the last record folded. */
@@ -113,8 +126,10 @@ export class ClusterState {
   capacityVersion = 0;
   /** Derived index: PENDING tasks, in the order they became PENDING. Not hashed. */
   readonly pending = new Set<string>();
-  /** Events the fold could not apply (a writer bug): kept, never thrown, so replay never bricks. */
+  /** Entries the fold could not apply: kept, never thrown, so replay never bricks (the first MAX_ANOMALIES_KEPT). */
   readonly anomalies: Anomaly[] = [];
+  /** All anomalies folded, kept or not. */
+  anomalyCount = 0;
 
   taskConfig(t: TaskRecord): TaskConfig {
     const job = this.jobs.get(t.job)!;

@@ -3,7 +3,7 @@
 // take the best. When no agent at all can take the group's next task, none of its identical
 // tasks can, so the group stops for this round with the reason of the agent that came closest.
 
-import type { PlacementDecision } from "../eventlog/events.js";
+import type { PlacementDecision } from "../domain/events.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
 import { vetoes, type TaskGroup } from "./feasible.js";
 import type { Free, OfferBook } from "./offers.js";

@@ -4,7 +4,7 @@
 //   THROTTLED the flap penalty and when it ends
 //   placed    the decision logged with TaskAssigned (score, runners-up, vetoes seen)
 
-import type { PlacementDecision } from "../eventlog/events.js";
+import type { PlacementDecision } from "../domain/events.js";
 import type { ClusterState } from "../replay/state.js";
 import { HISTORY_STRIDE } from "../replay/state.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";

@@ -21,7 +21,7 @@ import type { LaunchRequest } from "../agent/protocol.js";
 import { subjects, type Reply } from "../bus/bus.js";
 import { MemoryBus } from "../bus/memory.js";
 import { jobKeyString, parseJobKey, type AgentResources } from "../domain/types.js";
-import { encodeRecord, type AnyEnvelope } from "../eventlog/envelope.js";
+import { encodeRecord, type AnyEnvelope, type LogEntry } from "../eventlog/envelope.js";
 import type { EventLog } from "../eventlog/log.js";
 import { MemoryLog } from "../eventlog/memory.js";
 import { jobStatus, type JobStatus } from "../replay/queries.js";
@@ -320,8 +320,8 @@ export class Sim {
   }
 
   /** Every event in the log, in order, with where it sits. */
-  async events(): Promise<Array<{ seq: number; idx: number; event: AnyEnvelope }>> {
-    const out: Array<{ seq: number; idx: number; event: AnyEnvelope }> = [];
+  async events(): Promise<Array<{ seq: number; idx: number; event: LogEntry }>> {
+    const out: Array<{ seq: number; idx: number; event: LogEntry }> = [];
     for await (const r of this.log.read(1)) r.events.forEach((event, idx) => out.push({ seq: r.seq, idx, event }));
     return out;
   }
@@ -335,7 +335,7 @@ export class Sim {
     if (this.log instanceof MemoryLog) {
       for (let seq = 1; seq <= this.log.length; seq++) h.update(this.log.raw(seq)!);
     } else {
-      for await (const r of this.log.read(1)) h.update(encodeRecord(r.events));
+      for await (const r of this.log.read(1)) h.update(encodeRecord(r.events as AnyEnvelope[]));
     }
     return h.digest("hex");
   }

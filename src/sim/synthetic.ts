@@ -8,7 +8,7 @@
 // small model of where every task is.
 
 import { makeEnvelope, type AnyEnvelope } from "../eventlog/envelope.js";
-import type { EventPayloads, EventType } from "../eventlog/events.js";
+import type { EventPayloads, EventType } from "../domain/events.js";
 import type { JobConfig } from "../domain/types.js";
 import { Rng } from "./rng.js";
 

@@ -1,7 +1,7 @@
 // EventLog wrappers and helpers shared by the Appender and JetStream tests.
 
 import { supportsChainedAppend } from "../../src/eventlog/appender.js";
-import { makeEnvelope, type AnyEnvelope, type LogRecord } from "../../src/eventlog/envelope.js";
+import { makeEnvelope, type AnyEnvelope, type LogEntry, type LogRecord } from "../../src/eventlog/envelope.js";
 import { LogUnavailableError, type AppendAck, type EventLog } from "../../src/eventlog/log.js";
 import { MemoryLog } from "../../src/eventlog/memory.js";
 
@@ -15,7 +15,7 @@ export function ev(n: number, writer = "w"): AnyEnvelope {
 }
 
 /** The `n` and writer of an event made by ev(). */
-export function evKey(e: AnyEnvelope): string {
+export function evKey(e: LogEntry): string {
   if (e.type !== "TaskStateChanged") throw new Error(`unexpected event type ${e.type}`);
   return e.data.taskId;
 }

@@ -2,7 +2,7 @@
 
 import type { AgentResources, JobConfig } from "../../src/domain/types.js";
 import { makeEnvelope, type AnyEnvelope } from "../../src/eventlog/envelope.js";
-import type { EventPayloads, EventType } from "../../src/eventlog/events.js";
+import type { EventPayloads, EventType } from "../../src/domain/events.js";
 import { foldRecord } from "../../src/replay/fold.js";
 import { ClusterState } from "../../src/replay/state.js";
 import { validateJobSpec } from "../../src/spec/jobSpec.js";

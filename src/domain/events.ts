@@ -1,0 +1,188 @@
+// The event catalog. Every scheduler decision is one of these, wrapped in an Envelope.
+//
+// Rules (invariant 4): an event type's fields only ever grow. A field never changes meaning. A
+// breaking change is a new version number with an upcaster (eventlog/envelope.ts) that turns the
+// old payload into the new one.
+//
+// Each payload is a schema (TypeBox), so the type the code sees and the check the fold applies
+// are one definition. The fold checks every event against its schema before applying it: a record
+// that breaks it (a bad field value, a state that does not exist) becomes an anomaly instead of an
+// exception. That is what this file learned from the poisoned log: a status update carrying
+// state "BOGUS" was appended, and the fold threw "unknown task state in transition RUNNING →
+// BOGUS" on every replica and in every CLI read, so nothing could start again.
+//
+// The schemas are the log's types, deliberately loose: no length or range policy (limits.ts
+// holds that, for new requests). A field an older build wrote must keep folding the same way.
+
+import { Type, type Static } from "typebox";
+import { TASK_STATES } from "../statemachines/taskStates.js";
+import { AgentResourcesSchema, JobConfigSchema } from "./types.js";
+import { Dict, fastChecker, OneOf, type Problem } from "./validate.js";
+
+const Str = Type.String();
+const Int = Type.Integer();
+const Num = Type.Number();
+
+/** A placement decision as logged: enough to answer "why host X and not host Y?". */
+const PlacementDecisionSchema = Type.Object({
+  /** "spread" or "binpack". */
+  mode: Str,
+  /** Agents looked at, and how many of them could take the task. */
+  evaluated: Num,
+  feasible: Num,
+  /** The chosen agent's score (higher is better). */
+  score: Num,
+  /** Up to three runners-up: a score when feasible, otherwise the veto. */
+  alternatives: Type.Array(Type.Object({ host: Str, score: Type.Optional(Num), veto: Type.Optional(Str) })),
+  /** How many agents each veto excluded, among those evaluated. */
+  vetoes: Dict(Num),
+  /** Set when the task took a slot the preemptor held for it. */
+  reserved: Type.Optional(Type.Boolean()),
+});
+export type PlacementDecision = Static<typeof PlacementDecisionSchema>;
+
+export const EVENT_SCHEMAS = {
+  /** A scheduler took the lease. Everything after it is stamped with `epoch`. */
+  LeaderElected: Type.Object({ schedulerId: Str, epoch: Num, host: Str, pid: Num }),
+  /** An agent (one per host) registered or re-registered. */
+  AgentRegistered: Type.Object({ agentId: Str, host: Str, attributes: Dict(Str), resources: AgentResourcesSchema, bootId: Str }),
+  /** The leader judged an agent's lifecycle to change (see statemachines/agent.ts). */
+  AgentStateChanged: Type.Object({ agentId: Str, to: OneOf(["UNREACHABLE", "REMOVED"] as const) }),
+  /** A job was accepted. `job` is the validated, normalised config. */
+  JobCreated: Type.Object({ job: JobConfigSchema, configVersion: Int }),
+  /** Instances were added to a running job: instances become `instances` + count. */
+  JobInstancesAdded: Type.Object({ job: Str, count: Int, user: Str }),
+  /** An administrator set a role's production quota. */
+  QuotaSet: Type.Object({ role: Str, cpus: Num, ramMb: Num, diskMb: Num, user: Str }),
+  /** A user asked to kill instances (null = all). Tasks move through the task machine. */
+  JobKillRequested: Type.Object({ job: Str, instances: Type.Union([Type.Array(Int), Type.Null()]), user: Str }),
+  /** A task came into being for an instance (first run or RESCHEDULE of `ancestorId`). */
+  TaskCreated: Type.Object({
+    taskId: Str,
+    job: Str,
+    instance: Int,
+    configVersion: Int,
+    ancestorId: Type.Union([Str, Type.Null()]),
+    failureCount: Int,
+    state: OneOf(["PENDING", "THROTTLED"] as const),
+    /** THROTTLED only: the flap penalty; the task may run again at the event's ts + throttleMs. */
+    throttleMs: Type.Optional(Num),
+  }),
+  /** Placement matched a PENDING task to an agent. Ports are concrete numbers by name. */
+  TaskAssigned: Type.Object({
+    taskId: Str,
+    agentId: Str,
+    host: Str,
+    ports: Dict(Int),
+    /** Why this host: the decision, compactly (scheduling/stack.ts). */
+    placement: Type.Optional(PlacementDecisionSchema),
+  }),
+  /**
+   * The preemptor freed a slot on `agentId` for a pending task by preempting `victims`; the slot is
+   * held for that task until it is placed or `expiresTs`.
+   */
+  SlotReserved: Type.Object({ taskId: Str, agentId: Str, victims: Type.Array(Str), expiresTs: Num }),
+  /** A held slot was let go (it expired, or its task went away). */
+  SlotReleased: Type.Object({ taskId: Str, agentId: Str }),
+  /**
+   * A request to move a task to `to`, run through the task machine by the fold.
+   * From an agent status update, `agentSeq` is that task's status sequence number (duplicates
+   * are dropped by the leader before appending) and `exitCode` is set for FINISHED/FAILED.
+   */
+  TaskStateChanged: Type.Object({
+    taskId: Str,
+    to: OneOf(TASK_STATES),
+    agentSeq: Type.Optional(Int),
+    exitCode: Type.Optional(Int),
+    message: Type.Optional(Str),
+  }),
+};
+
+export type EventPayloads = { [T in keyof typeof EVENT_SCHEMAS]: Static<(typeof EVENT_SCHEMAS)[T]> };
+export type EventType = keyof EventPayloads;
+
+export const EVENT_TYPES = Object.keys(EVENT_SCHEMAS) as readonly EventType[];
+
+/** Current version of each event type's payload. */
+export const EVENT_VERSIONS: Record<EventType, number> = {
+  LeaderElected: 1,
+  AgentRegistered: 1,
+  AgentStateChanged: 1,
+  JobCreated: 1,
+  JobKillRequested: 1,
+  JobInstancesAdded: 1,
+  QuotaSet: 1,
+  SlotReserved: 1,
+  SlotReleased: 1,
+  TaskCreated: 1,
+  TaskAssigned: 1,
+  TaskStateChanged: 1,
+};
+
+export function isEventType(t: string): t is EventType {
+  return Object.hasOwn(EVENT_SCHEMAS, t);
+}
+
+const checks = Object.fromEntries(EVENT_TYPES.map((t) => [t, fastChecker(EVENT_SCHEMAS[t])])) as Record<EventType, (v: unknown) => Problem | null>;
+
+/** The first way `data` breaks its type's schema, or null when it folds. */
+export function checkEventData(type: EventType, data: unknown): Problem | null {
+  return checks[type](data);
+}
+
+// ---- envelopes --------------------------------------------------------------------------------
+
+/**
+ * The envelope of one event (wire format: eventlog/envelope.ts).
+ *   epoch  leader epoch (lease revision) of the writer; 0 before any election
+ *   ts     wall-clock ms of the decision, read by the writer, never by the fold
+ *   corr   correlation id: ties a request to every event it caused
+ *   reason why the decision was made, in words an SRE can read
+ */
+export interface Envelope<T extends EventType = EventType> {
+  type: T;
+  v: number;
+  epoch: number;
+  ts: number;
+  corr: string;
+  reason: string;
+  data: EventPayloads[T];
+}
+
+/** Any envelope, as a discriminated union on `type` so `switch (env.type)` narrows `data`. */
+export type AnyEnvelope = { [T in EventType]: Envelope<T> }[EventType];
+
+/**
+ * What the decoder makes of an entry it cannot read: bad bytes, an unknown type, a payload
+ * version newer than this build. Never written: it exists only between decoding and the fold,
+ * which records it as an anomaly. The name cannot collide with an event type (it is no
+ * identifier).
+ */
+export const UNREADABLE = "(unreadable)";
+export interface UnreadableEntry {
+  type: typeof UNREADABLE;
+  v: number;
+  epoch: number;
+  ts: number;
+  corr: string;
+  reason: string;
+  /** Why it could not be read, and the type it claimed (null when it named none). */
+  data: { why: string; claimedType: string | null };
+}
+
+/** One entry of a record as read back from the log. */
+export type LogEntry = AnyEnvelope | UnreadableEntry;
+
+/** A decoded record: the entries of one log message and the stream sequence that holds them. */
+export interface LogRecord {
+  seq: number;
+  events: LogEntry[];
+}
+
+export function makeEnvelope<T extends EventType>(
+  type: T,
+  data: EventPayloads[T],
+  meta: { epoch: number; ts: number; corr: string; reason: string },
+): Envelope<T> {
+  return { type, v: EVENT_VERSIONS[type], epoch: meta.epoch, ts: meta.ts, corr: meta.corr, reason: meta.reason, data };
+}

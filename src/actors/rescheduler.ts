@@ -13,15 +13,22 @@ export class Rescheduler {
   private readonly queue = new Set<string>();
   private readonly inFlight = new Set<string>();
   private scheduled = false;
+  private stopped = false;
 
   constructor(private readonly s: Scheduler) {}
+
+  /** No more reschedules from this actor (Scheduler.quiesce); rescheduleWanted stays in the state. */
+  stop(): void {
+    this.stopped = true;
+    this.queue.clear();
+  }
 
   get busy(): boolean {
     return this.scheduled || this.inFlight.size > 0;
   }
 
   reschedule(taskId: string): void {
-    if (this.inFlight.has(taskId)) return;
+    if (this.stopped || this.inFlight.has(taskId)) return;
     this.queue.add(taskId);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -31,6 +38,7 @@ export class Rescheduler {
 
   private async flush(): Promise<void> {
     this.scheduled = false;
+    if (this.stopped) return;
     const s = this.s;
     const ids = [...this.queue];
     this.queue.clear();

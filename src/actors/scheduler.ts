@@ -103,6 +103,8 @@ export class Scheduler {
   reconciling = false;
   /** Leader changes this replica went through (for tests and metrics). */
   terms = 0;
+  /** Why this replica stopped placing (quiesce()); null while it places. */
+  quiesced: string | null = null;
 
   // The actors of one term as leader; a replica that steps down gets fresh ones next term.
   intake!: JobIntake;
@@ -176,6 +178,28 @@ export class Scheduler {
     this.timers = new Timers(this);
     this.preemptor = new Preemptor(this);
     this.health = new AgentHealth(this);
+    if (this.quiesced !== null) this.quiesceActors();
+  }
+
+  /**
+   * Stop placing, rescheduling and preempting, for good (a cluster shutting down: its tasks are
+   * about to be killed, and replacements would only be launched on agents that are going away).
+   * Everything else goes on: requests are answered, status updates recorded (the KILLEDs of the
+   * shutdown reach the log), kills carried out, timers and agent health kept. Obligations such as
+   * rescheduleWanted stay in the state, for a later leader to resume. A replica told this stays
+   * quiesced if it steps down and leads again; a standby told this is quiesced once it leads.
+   */
+  quiesce(why: string): void {
+    if (this.quiesced !== null) return;
+    this.quiesced = why;
+    this.quiesceActors();
+    this.log.info({ why, role: this.role, epoch: this.epoch }, "quiesced: no more placement, rescheduling or preemption");
+  }
+
+  private quiesceActors(): void {
+    this.placement.stop();
+    this.rescheduler.stop();
+    this.preemptor.stop();
   }
 
   /**
@@ -634,7 +658,7 @@ export class Scheduler {
     }
     for (const r of this.state.reservations.values()) this.timers.watch(r.taskId);
     if (this.state.pending.size > 0) this.placement.kick();
-    this.preemptor.start();
+    if (this.quiesced === null) this.preemptor.start();
     this.health.start();
   }
 }

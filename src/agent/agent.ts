@@ -81,6 +81,9 @@ export class Agent {
   private registered = false;
   private registering: Promise<void> | null = null;
   private stopped = false;
+  /** stop() calls waiting for acknowledgements: abandon() ends their wait. */
+  private readonly abandonWaiters = new Set<() => void>();
+  private abandoned = false;
   private readonly checkpointFile: string;
   private readonly checkpointing: boolean;
   /** Checkpoint writes are allowed: after recovery at start, until stop() or abandon(). */
@@ -181,19 +184,41 @@ export class Agent {
   }
 
   /**
-   * Stop serving; by default kill every task (a dev cluster shutting down). With killTasks false
-   * the tasks keep running and the checkpoint stays, for the next agent on this work dir to
+   * Stop; by default kill every task (a dev cluster shutting down). With killTasks false the
+   * tasks keep running and the checkpoint stays, for the next agent on this work dir to
    * re-attach to them.
+   *
+   * `reason` becomes the message of the tasks' KILLED updates (default "killed by scheduler").
+   * With statusWaitMs > 0 the agent keeps heartbeating, serving and sending status updates until
+   * every update is acknowledged (the leader has recorded the KILLEDs) or that long has passed;
+   * what is left unacknowledged stays in the checkpoint for the next agent on this work dir.
+   * Launches are refused from the start. Calling it again while it runs (e.g. with graceMs 0)
+   * hastens the kills.
    */
-  async stop(opts: { killTasks?: boolean } = {}): Promise<void> {
+  async stop(opts: { killTasks?: boolean; reason?: string; graceMs?: number; statusWaitMs?: number } = {}): Promise<void> {
+    const again = this.stopped;
     this.stopped = true;
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    for (const u of this.unserve.splice(0)) u();
+    if (!again) this.log.info({ reason: opts.reason, killTasks: opts.killTasks ?? true }, "stopping");
+    if (!(opts.statusWaitMs! > 0)) {
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      for (const u of this.unserve.splice(0)) u();
+    }
     if (opts.killTasks ?? true) {
-      await this.executor.shutdown(this.opts.graceMs ?? 5000);
+      await this.executor.shutdown(opts.graceMs ?? this.opts.graceMs ?? 5000, opts.reason);
+      this.flushCheckpoint();
     } else {
       const left = this.executor.runningTasks();
       if (left.length > 0) this.log.info({ tasks: left }, "stopping with tasks left running; a restarted agent re-attaches to them");
+    }
+    if (opts.statusWaitMs! > 0 && !this.abandoned && this.statuses.pending().length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const acked = await Promise.race([
+        this.statuses.onIdle().then(() => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), opts.statusWaitMs))),
+        new Promise<boolean>((r) => this.abandonWaiters.add(() => r(false))), // a faster stop() ended it
+      ]);
+      clearTimeout(timer);
+      if (!acked) this.log.warn({ pending: this.statuses.pending().length }, "stopping with status updates unacknowledged; they stay in the checkpoint");
     }
     this.abandon();
   }
@@ -205,6 +230,9 @@ export class Agent {
    */
   abandon(): void {
     this.stopped = true;
+    this.abandoned = true;
+    for (const w of this.abandonWaiters) w();
+    this.abandonWaiters.clear();
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     for (const u of this.unserve.splice(0)) u();

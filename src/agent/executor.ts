@@ -426,7 +426,7 @@ type Outcome =
   | { kind: "failed"; proc: Proc }
   | { kind: "launchFailed"; message: string }
   | { kind: "lost"; message: string }
-  | { kind: "killed" };
+  | { kind: "killed"; why?: string };
 
 interface Task {
   spec: LaunchSpec;
@@ -686,10 +686,11 @@ export class Executor {
     return out;
   }
 
-  kill(taskId: string, graceMs?: number): Promise<void> {
+  /** `why`: the KILLED message (default "killed by scheduler"), e.g. why the agent is shutting down. */
+  kill(taskId: string, graceMs?: number, why?: string): Promise<void> {
     const task = this.tasks.get(taskId);
     if (!task || task.finished || this.detached) return Promise.resolve();
-    if (!task.outcome) task.outcome = { kind: "killed" };
+    if (!task.outcome) task.outcome = why === undefined ? { kind: "killed" } : { kind: "killed", why };
     this.terminate(task, graceMs ?? this.defaultGraceMs);
     return task.done;
   }
@@ -702,9 +703,9 @@ export class Executor {
     return [...this.tasks.keys()];
   }
 
-  async shutdown(graceMs?: number): Promise<void> {
+  async shutdown(graceMs?: number, why?: string): Promise<void> {
     this.shuttingDown = true;
-    await Promise.all([...this.tasks.keys()].map((id) => this.kill(id, graceMs)));
+    await Promise.all([...this.tasks.keys()].map((id) => this.kill(id, graceMs, why)));
   }
 
   /**
@@ -1081,7 +1082,7 @@ export class Executor {
           taskId,
           exitCode: p ? exitCodeOf(p) : 0,
           signal: p ? p.signal : null,
-          message: "killed by scheduler",
+          message: outcome.why ?? "killed by scheduler",
           killed: true,
         };
       }

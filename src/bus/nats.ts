@@ -33,8 +33,12 @@ export class NatsBus implements Bus {
   }
 
   publish(subject: string, data: unknown): void {
-    if (this.nc.isClosed()) return;
-    this.nc.publish(subject, pack(data));
+    if (this.nc.isClosed() || this.nc.isDraining()) return;
+    try {
+      this.nc.publish(subject, pack(data));
+    } catch {
+      // closed or draining in the meantime: a publish is fire-and-forget
+    }
   }
 
   serve(subject: string, handler: Handler): () => void {
@@ -51,19 +55,48 @@ export class NatsBus implements Bus {
         void Promise.resolve()
           .then(() => handler(data, msg.subject))
           .then(
-            (reply) => {
-              if (msg.reply) msg.respond(pack(reply ?? null));
-            },
-            (e: Error) => {
-              if (msg.reply) msg.respond(pack({ ok: false, error: e.message }));
-            },
+            (reply) => respond(msg, reply ?? null),
+            (e: Error) => respond(msg, { ok: false, error: e.message }),
           );
       },
     });
     return () => sub.unsubscribe();
   }
 
-  async close(): Promise<void> {
-    if (this.owned && !this.nc.isClosed()) await this.nc.drain();
+  private closing: Promise<void> | null = null;
+
+  /**
+   * Drain (subscriptions finish what they hold, then the connection closes), at most drainMs;
+   * a connection that cannot drain (the server is gone, or it is draining already) is closed.
+   * Never rejects, and a second call waits for the first.
+   */
+  close(drainMs = 2000): Promise<void> {
+    if (!this.owned || this.nc.isClosed()) return this.closing ?? Promise.resolve();
+    this.closing ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const drained = this.nc.drain();
+        drained.catch(() => {}); // it may settle after the race is lost
+        await Promise.race([
+          drained,
+          new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("drain timed out")), drainMs))),
+        ]);
+      } catch {
+        await this.nc.close().catch(() => {});
+      } finally {
+        clearTimeout(timer);
+      }
+    })();
+    return this.closing;
+  }
+}
+
+/** A reply to a request that may outlive the connection (closed or draining while it was handled). */
+function respond(msg: { reply?: string; respond(data: Uint8Array): boolean }, value: unknown): void {
+  if (!msg.reply) return;
+  try {
+    msg.respond(pack(value));
+  } catch {
+    // the connection closed meanwhile: the requester times out and retries
   }
 }

@@ -1,4 +1,6 @@
 // `roost scheduler` and `roost agent`: long-running processes against a NATS URL.
+// SIGTERM, SIGINT and SIGHUP stop them in order (a second signal: at once); with
+// --control-stdin `roost dev` drives them over stdin (control.ts) and they stop when it goes.
 
 import { hostname } from "node:os";
 import { resolve } from "node:path";
@@ -13,6 +15,7 @@ import { natsServers } from "./client.js";
 import { KvLease } from "../actors/lease.js";
 import { KvMemberBoard } from "../actors/members.js";
 import { SnapshotStore } from "../eventlog/snapshots.js";
+import { controlReply, listenForControl, onStopSignals } from "./control.js";
 
 export interface SchedulerFlags {
   nats: string;
@@ -22,42 +25,112 @@ export interface SchedulerFlags {
   policy?: string;
   leaseMs?: number;
   snapshotEvery?: number;
+  /** Read control lines on stdin and stop at its end (control.ts; `roost dev` does this). */
+  control?: boolean;
+}
+
+/** How long an orderly stop may take before the process exits anyway. */
+const SCHEDULER_STOP_MS = 10_000;
+const AGENT_STOP_MS = 25_000;
+const PARENT_GONE_STOP_MS = 3000;
+
+/**
+ * The stop of a daemon: each step awaited in turn, its errors logged, never thrown (an orderly
+ * stop must not end in an uncaught error), then process.exit. A stop that hangs (an unreachable
+ * server) ends by the deadline.
+ */
+function stopper(logger: ReturnType<typeof makeLogger>, defaultDeadlineMs: number) {
+  let exiting = false;
+  const finish = async (code: number, why: string, steps: Array<[string, () => Promise<unknown> | undefined]>, deadlineMs = defaultDeadlineMs): Promise<void> => {
+    if (exiting) return;
+    exiting = true;
+    logger.info({ why }, "stopping");
+    setTimeout(() => {
+      logger.warn({ why, ms: deadlineMs }, "the stop took too long; exiting");
+      process.exit(code);
+    }, deadlineMs).unref();
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        logger.warn({ err: (err as Error).message, step: what }, "a step of the stop failed");
+      }
+    }
+    logger.info({ why }, "stopped");
+    process.exit(code);
+  };
+  /**
+   * Runs the start: an error it throws once the stop has begun is the stop's doing (the bus
+   * closed under it), not a failure; the stop ends the process.
+   */
+  const starting = async (start: () => Promise<void>): Promise<void> => {
+    try {
+      await start();
+    } catch (err) {
+      if (!exiting) throw err;
+      await new Promise(() => {});
+    }
+  };
+  return Object.assign(finish, { starting });
 }
 
 export async function runScheduler(f: SchedulerFlags): Promise<void> {
   const logger = makeLogger("scheduler");
-  const bus = await NatsBus.connect(natsServers(f.nats), `roost-scheduler-${f.id ?? process.pid}`);
-  const log = await openJetStreamLog({ servers: natsServers(f.nats), nc: bus.nc, stream: f.stream, replicas: f.replicas });
-  const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
-  const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
-  const snapshots = await SnapshotStore.forLog(log);
-  let exiting = false;
-  const exit = async (code: number) => {
-    if (exiting) return;
-    exiting = true;
-    await scheduler.stop();
-    await log.close();
-    await bus.close();
-    process.exit(code);
-  };
-  const scheduler = new Scheduler({
-    log,
-    bus,
-    logger,
-    schedulerId: f.id,
-    policy: f.policy ? parsePolicy(f.policy) : undefined,
-    lease,
-    members,
-    snapshots,
-    snapshotEvery: f.snapshotEvery,
-    onFatal: (err) => {
-      logger.fatal({ err: err.message }, "lost the log: stepping down");
-      void exit(1);
-    },
+  let scheduler: Scheduler | null = null;
+  let bus: NatsBus | null = null;
+  let log: Awaited<ReturnType<typeof openJetStreamLog>> | null = null;
+  let quiesceWhy: string | null = null;
+  const finish = stopper(logger, SCHEDULER_STOP_MS);
+  // After the parent's end (its nats-server is going too, most likely) the stop is kept short.
+  const exit = (code: number, why: string, parentGone = false) =>
+    finish(
+      code,
+      why,
+      [
+        ["scheduler", () => scheduler?.stop()],
+        ["log", () => log?.close()],
+        ["bus", () => bus?.close(parentGone ? 500 : undefined)],
+      ],
+      parentGone ? PARENT_GONE_STOP_MS : undefined,
+    );
+  // Installed before connecting: a stop or the parent's end may come at any time.
+  onStopSignals((sig) => void exit(0, `got ${sig}`));
+  if (f.control) {
+    listenForControl({
+      quiesce: (why) => {
+        if (scheduler) scheduler.quiesce(why || "told to quiesce");
+        else quiesceWhy = why || "told to quiesce";
+        controlReply("quiesced");
+      },
+      stop: (why) => void exit(0, why || "told to stop"),
+      eof: () => void exit(0, "its control pipe closed (the parent went away)", true),
+      unknown: (line) => logger.warn({ line }, "unknown control line"),
+    });
+  }
+  await finish.starting(async () => {
+    bus = await NatsBus.connect(natsServers(f.nats), `roost-scheduler-${f.id ?? process.pid}`);
+    log = await openJetStreamLog({ servers: natsServers(f.nats), nc: bus.nc, stream: f.stream, replicas: f.replicas });
+    const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
+    const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
+    const snapshots = await SnapshotStore.forLog(log);
+    scheduler = new Scheduler({
+      log,
+      bus,
+      logger,
+      schedulerId: f.id,
+      policy: f.policy ? parsePolicy(f.policy) : undefined,
+      lease,
+      members,
+      snapshots,
+      snapshotEvery: f.snapshotEvery,
+      onFatal: (err) => {
+        logger.fatal({ err: err.message }, "lost the log: stepping down");
+        void exit(1, `lost the log: ${err.message}`);
+      },
+    });
+    if (quiesceWhy !== null) scheduler.quiesce(quiesceWhy);
+    await scheduler.start();
   });
-  process.once("SIGTERM", () => void exit(0));
-  process.once("SIGINT", () => void exit(0));
-  await scheduler.start();
 }
 
 export interface AgentFlags {
@@ -72,6 +145,8 @@ export interface AgentFlags {
   ports: string;
   workDir: string;
   killTasksOnExit: boolean;
+  /** Read control lines on stdin and stop at its end (control.ts; `roost dev` does this). */
+  control?: boolean;
 }
 
 export function parsePortRanges(s: string): Array<[number, number]> {
@@ -98,27 +173,55 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   const host = f.host ?? hostname();
   const agentId = f.id ?? host;
   const logger = makeLogger("agent").child({ agentId });
-  const bus = await NatsBus.connect(natsServers(f.nats), `roost-agent-${agentId}`);
-  const resources: AgentResources = { cpus: f.cpus, ramMb: f.ramMb, diskMb: f.diskMb, gpus: f.gpus, ports: parsePortRanges(f.ports) };
-  const agent = new Agent({
-    bus,
-    agentId,
-    host,
-    attributes: { host, ...parseAttributes(f.attr) },
-    resources,
-    workDir: resolve(f.workDir),
-    logger,
-    // <work-dir>/checkpoint.json: a restarted agent (after kill -9 too) re-attaches to its tasks.
-    checkpoint: true,
-  });
+  let agent: Agent | null = null;
+  let bus: NatsBus | null = null;
+  const finish = stopper(logger, AGENT_STOP_MS);
   // Without --kill-tasks-on-exit the tasks keep running and the checkpoint stays for the next
-  // agent on this work dir; with it they are killed (and their KILLED updates checkpointed).
-  const stop = async () => {
-    await agent.stop({ killTasks: f.killTasksOnExit });
-    await bus.close();
-    process.exit(0);
+  // agent on this work dir; with it they are killed, `why` is what their KILLED updates say, and
+  // the agent waits (a while) until the leader has recorded them. A second stop is a fast one:
+  // the kills are hastened (SIGKILL now) and the wait cut short. After the parent's end (its
+  // nats-server is going too, most likely) the agent waits little.
+  let stopping = false;
+  const stop = (why: string, fast: boolean, parentGone = false) => {
+    const short = fast || parentGone;
+    const opts = { killTasks: f.killTasksOnExit, reason: why, graceMs: fast ? 0 : undefined, statusWaitMs: f.killTasksOnExit ? (short ? 1500 : 10_000) : 0 };
+    const closeBus = () => bus?.close(short ? 500 : undefined);
+    if (stopping) {
+      if (fast) logger.warn({ why }, "stopping at once");
+      // Hastens the kills; the first stop's wait ends with this one (Agent.stop).
+      if (fast && agent) void agent.stop(opts).catch(() => {});
+      return;
+    }
+    stopping = true;
+    void finish(0, why, [
+      ["agent", () => agent?.stop(opts)],
+      ["bus", closeBus],
+    ]);
   };
-  process.once("SIGTERM", () => void stop());
-  process.once("SIGINT", () => void stop());
-  await agent.start();
+  onStopSignals((sig, fast) => stop(`agent ${agentId} is stopping (${sig})`, fast));
+  if (f.control) {
+    listenForControl({
+      stop: (why, fast) => stop(why || `agent ${agentId} was told to stop`, fast),
+      eof: () => stop(`agent ${agentId} is stopping: its control pipe closed (the parent went away)`, false, true),
+      unknown: (line) => logger.warn({ line }, "unknown control line"),
+    });
+  }
+  await finish.starting(async () => {
+    const resources: AgentResources = { cpus: f.cpus, ramMb: f.ramMb, diskMb: f.diskMb, gpus: f.gpus, ports: parsePortRanges(f.ports) };
+    const attributes = { host, ...parseAttributes(f.attr) };
+    bus = await NatsBus.connect(natsServers(f.nats), `roost-agent-${agentId}`);
+    if (stopping) return; // told to stop while connecting
+    agent = new Agent({
+      bus,
+      agentId,
+      host,
+      attributes,
+      resources,
+      workDir: resolve(f.workDir),
+      logger,
+      // <work-dir>/checkpoint.json: a restarted agent (after kill -9 too) re-attaches to its tasks.
+      checkpoint: true,
+    });
+    await agent.start();
+  });
 }

@@ -2,43 +2,41 @@
 // .roost/nats) when nats-server is on PATH, or an existing server with --nats; a scheduler and
 // N agents as child processes (`roost scheduler`, `roost agent`), each with its log under
 // .roost/logs. Without any nats-server it runs embedded: an in-process log and bus, reachable by
-// other `roost` commands through a loopback HTTP gateway. Ctrl-C stops everything.
+// other `roost` commands through a loopback HTTP gateway.
+//
+// It owns its directory and its children:
+// - The directory's lock (devLock.ts): a second `roost dev` there refuses at once, touching nothing.
+// - Children run in process groups of their own, so a terminal's Ctrl-C or hangup reaches only
+//   `roost dev`, which orchestrates; and they die with it even after kill -9: the node children
+//   stop when their stdin (a pipe from here, also their control channel, control.ts) reaches
+//   EOF, nats-server gets SIGTERM as its parent's death signal (setpriv --pdeathsig).
+// - SIGINT, SIGTERM and SIGHUP start an ordered stop: the schedulers quiesce (no more placement,
+//   rescheduling or preemption), then the agents kill their tasks and wait until the leader has
+//   recorded each KILLED with the true reason ("roost dev is shutting down (SIGINT)"), then the
+//   schedulers stop, then the nats-servers (never one given with --nats). A second signal makes
+//   it fast (tasks SIGKILLed, little waiting); no child is left behind either way.
+// - "cluster ready" and cluster.json come once a leader answers and every agent is ACTIVE.
+// - A child that dies is restarted with backoff (0.5 s doubling to 10 s; reset after 10 s of
+//   life), nats-server included (same ports and store: clients reconnect); each restart is said
+//   on the output. A failed start stops whatever was started.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, closeSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Agent } from "../agent/agent.js";
 import { Scheduler } from "../actors/scheduler.js";
 import { MemoryBus } from "../bus/memory.js";
 import { MemoryLog } from "../eventlog/memory.js";
 import { findNatsServer, startNatsServer, type NatsServerHandle } from "../nats/server.js";
-import { startNatsCluster } from "../nats/cluster.js";
+import { startNatsCluster, type NatsClusterHandle } from "../nats/cluster.js";
 import { makeLogger } from "../util/logger.js";
 import { DEV_POLICY } from "../actors/policy.js";
 import type { ClusterFile } from "./client.js";
 import { connectClient } from "./client.js";
 import { startGateway } from "./gateway.js";
-
-/** Wait until a leader answers and every agent is ACTIVE (the children take a moment). */
-async function waitReady(nats: string, agents: number, timeoutMs = 60_000): Promise<void> {
-  const client = await connectClient({ nats });
-  const deadline = Date.now() + timeoutMs;
-  try {
-    for (;;) {
-      try {
-        const info = await client.request<{ agents: Array<{ state: string }> }>("cluster.info", {}, 1000);
-        if (info.agents.filter((a) => a.state === "ACTIVE").length >= agents) return;
-      } catch {
-        // no leader yet
-      }
-      if (Date.now() > deadline) throw new Error(`the dev cluster did not become ready within ${timeoutMs / 1000} s; see .roost/logs`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  } finally {
-    await client.close();
-  }
-}
+import { acquireDevLock, DevLockHeldError, type DevLock } from "./devLock.js";
 
 export interface DevFlags {
   agents: number;
@@ -53,6 +51,16 @@ export interface DevFlags {
 
 const ROOST_BIN = fileURLToPath(new URL("../../../bin/roost.js", import.meta.url));
 
+/** Restart backoff: from RESTART_MIN_MS, doubling up to RESTART_MAX_MS; reset after RESTART_RESET_MS of life. */
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 10_000;
+const RESTART_RESET_MS = 10_000;
+/** How long the ordered stop gives each step before it kills. */
+const QUIESCE_WAIT_MS = 3000;
+const AGENT_STOP_WAIT_MS = 30_000;
+const SCHEDULER_STOP_WAIT_MS = 12_000;
+const FAST_STOP_WAIT_MS = 5000;
+
 export function devAgentSpec(i: number) {
   const lo = 20000 + i * 1000;
   return {
@@ -63,104 +71,441 @@ export function devAgentSpec(i: number) {
   };
 }
 
-export async function runDev(f: DevFlags): Promise<void> {
-  const dir = resolve(f.dir);
-  mkdirSync(join(dir, "logs"), { recursive: true });
-  const say = (msg: string, data: Record<string, unknown> = {}) =>
-    console.log(f.json ? JSON.stringify({ msg, ...data }) : msg);
-  const clusterFile = join(dir, "cluster.json");
-  const stops: Array<() => Promise<void>> = [];
-  let stopping = false;
-  const stopAll = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    say("stopping the dev cluster…");
-    for (const s of stops.reverse()) await s().catch(() => {});
-    rmSync(clusterFile, { force: true });
-    say("stopped");
-    process.exit(code);
-  };
-  process.once("SIGINT", () => void stopAll(0));
-  process.once("SIGTERM", () => void stopAll(0));
+type ExitStatus = { code: number | null; signal: NodeJS.Signals | null };
+type Say = (msg: string, data?: Record<string, unknown>) => void;
 
-  let natsUrl = f.nats;
-  if (f.ha && (f.embedded || f.nats)) throw new Error("--ha starts its own 3 nats-servers: it cannot be combined with --embedded or --nats");
-  if (f.ha) {
-    if (!findNatsServer()) throw new Error("--ha needs nats-server on PATH (apt-get install nats-server)");
-    const cluster = await startNatsCluster({ dir: join(dir, "nats-ha"), name: "roost" });
-    stops.push(() => cluster.stop());
-    natsUrl = cluster.urls.join(",");
-    say(`3 nats-servers ${cluster.urls.join(" ")} (JetStream R3 in ${join(dir, "nats-ha")}, pids ${cluster.servers.map((s) => s!.pid).join(" ")})`, { nats: cluster.urls, pids: cluster.servers.map((s) => s!.pid) });
-  } else if (!natsUrl && !f.embedded && findNatsServer()) {
-    const server: NatsServerHandle = await startNatsServer({ dir: join(dir, "nats") });
-    stops.push(() => server.stop());
-    natsUrl = server.url;
-    say(`nats-server ${server.url} (JetStream in ${join(dir, "nats")}, pid ${server.pid})`, { nats: server.url, pid: server.pid });
+class Stopping extends Error {
+  constructor() {
+    super("roost dev is stopping");
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Something roost dev runs and restarts when it dies: a node child or a nats-server. */
+abstract class Supervised {
+  pid = 0;
+  /** False once roost dev stops: an exit is then no reason to restart. */
+  wanted = true;
+  private startedAt = 0;
+  private failures = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private current: Promise<ExitStatus> | null = null;
+
+  constructor(
+    readonly name: string,
+    protected readonly say: Say,
+  ) {}
+
+  /** Start the process; resolves with its pid and its exit. */
+  protected abstract launch(): Promise<{ pid: number; exited: Promise<ExitStatus> }>;
+
+  get running(): boolean {
+    return this.current !== null;
   }
 
-  if (natsUrl) {
-    const children: ChildProcess[] = [];
-    const child = (name: string, args: string[]) => {
-      const out = createWriteStream(join(dir, "logs", `${name}.log`), { flags: "a" });
-      const c = spawn(process.execPath, [ROOST_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-      c.stdout!.pipe(out);
-      c.stderr!.pipe(out);
-      c.on("exit", (code, signal) => {
-        if (!stopping) say(`${name} exited (${signal ?? code}); see ${join(dir, "logs", `${name}.log`)}`, { exited: name, code, signal });
-      });
-      children.push(c);
-      stops.push(
-        () =>
-          new Promise<void>((r) => {
-            if (c.exitCode !== null || c.signalCode !== null) return r();
-            c.once("exit", () => r());
-            c.kill("SIGTERM");
-          }),
+  /** Resolves when the current process (if any) has exited. */
+  exited(): Promise<void> {
+    return this.current ? this.current.then(() => {}) : Promise.resolve();
+  }
+
+  async start(): Promise<void> {
+    const { pid, exited } = await this.launch();
+    this.pid = pid;
+    this.startedAt = Date.now();
+    const current = exited;
+    this.current = current;
+    void current.then((st) => {
+      if (this.current === current) this.current = null;
+      this.onExit(st);
+    });
+  }
+
+  /** No more restarts (roost dev is stopping). */
+  release(): void {
+    this.wanted = false;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+  }
+
+  private onExit(st: ExitStatus): void {
+    if (!this.wanted) return;
+    if (Date.now() - this.startedAt >= RESTART_RESET_MS) this.failures = 0;
+    const delay = Math.min(RESTART_MIN_MS * 2 ** this.failures, RESTART_MAX_MS);
+    this.failures++;
+    const how = st.signal ?? `code ${st.code}`;
+    this.say(`${this.name} exited (${how}); restarting it in ${delay / 1000} s`, { exited: this.name, code: st.code, signal: st.signal, restartInMs: delay });
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (!this.wanted) return;
+      this.start().then(
+        () => {
+          if (!this.wanted) return; // stopping began while it started: the stop takes care of it
+          this.say(`${this.name} restarted (pid ${this.pid}) after it exited (${how})`, { restarted: this.name, pid: this.pid, code: st.code, signal: st.signal });
+        },
+        (err: Error) => {
+          if (!this.wanted) return;
+          this.say(`${this.name} did not restart: ${err.message}`, { restartFailed: this.name, error: err.message });
+          this.onExit(st); // try again, later
+        },
       );
-      return c;
-    };
-    const replicas = f.ha ? 3 : 1;
-    for (let i = 1; i <= replicas; i++) {
-      child(`scheduler-${i}`, ["scheduler", "--nats", natsUrl, "--id", `scheduler-${i}`, "--replicas", String(replicas), "--policy", JSON.stringify(DEV_POLICY)]);
+    }, delay);
+  }
+}
+
+/** `roost scheduler` or `roost agent` as a child: its own process group, stdin its control pipe. */
+class NodeChild extends Supervised {
+  private proc: ChildProcess | null = null;
+  private readonly replyWaiters = new Set<(line: string) => void>();
+
+  constructor(
+    name: string,
+    say: Say,
+    private readonly args: string[],
+    private readonly logFile: string,
+  ) {
+    super(name, say);
+  }
+
+  protected launch(): Promise<{ pid: number; exited: Promise<ExitStatus> }> {
+    // stderr (its log) goes straight to the file: it outlives us. stdout carries control answers.
+    const fd = openSync(this.logFile, "a");
+    let c: ChildProcess;
+    try {
+      c = spawn(process.execPath, [ROOST_BIN, ...this.args, "--control-stdin"], { stdio: ["pipe", "pipe", fd], detached: true });
+    } finally {
+      closeSync(fd);
     }
-    for (let i = 1; i <= f.agents; i++) {
-      const a = devAgentSpec(i);
-      child(a.id, [
-        "agent", "--nats", natsUrl, "--id", a.id, "--host", a.host,
-        ...Object.entries(a.attributes).filter(([k]) => k !== "host").flatMap(([k, v]) => ["--attr", `${k}=${v}`]),
-        "--cpus", String(a.resources.cpus), "--ram-mb", String(a.resources.ramMb), "--disk-mb", String(a.resources.diskMb),
-        "--ports", a.resources.ports.map(([lo, hi]) => `${lo}-${hi}`).join(","),
-        "--work-dir", join(dir, "agents", a.id), "--kill-tasks-on-exit",
-      ]);
+    this.proc = c;
+    c.stdin!.on("error", () => {}); // it died: its exit is handled below
+    createInterface({ input: c.stdout! }).on("line", (line) => {
+      for (const w of [...this.replyWaiters]) w(line);
+      if (line.trim() !== "quiesced") appendFileSync(this.logFile, `${line}\n`); // not an answer: keep it
+    });
+    const exited = new Promise<ExitStatus>((res) => {
+      c.once("exit", (code, signal) => res({ code, signal }));
+      c.once("error", () => res({ code: null, signal: null }));
+    });
+    if (c.pid === undefined) return exited.then((st) => Promise.reject(new Error(`could not start ${this.name} (${st.code ?? st.signal ?? "spawn failed"})`)));
+    return Promise.resolve({ pid: c.pid, exited });
+  }
+
+  /** Write a control line; false when the child is not running. */
+  send(line: string): boolean {
+    if (!this.running || !this.proc?.stdin?.writable) return false;
+    this.proc.stdin.write(`${line}\n`);
+    return true;
+  }
+
+  /** Send a line and wait (at most ms) for the answer `reply`. */
+  async ask(line: string, reply: string, ms: number): Promise<boolean> {
+    let done!: (ok: boolean) => void;
+    const answered = new Promise<boolean>((r) => (done = r));
+    const w = (l: string) => l.trim() === reply && done(true);
+    this.replyWaiters.add(w);
+    const timer = setTimeout(() => done(false), ms);
+    void this.exited().then(() => done(false));
+    try {
+      return this.send(line) ? await answered : false;
+    } finally {
+      clearTimeout(timer);
+      this.replyWaiters.delete(w);
     }
-    const file: ClusterFile = { mode: "nats", nats: natsUrl, stream: "ROOST", pid: process.pid, startedAt: new Date().toISOString() };
-    writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
-    await waitReady(natsUrl, f.agents);
-    say(`${f.ha ? "3 scheduler replicas" : "a scheduler"} and ${f.agents} agents started; logs in ${join(dir, "logs")}`, { agents: f.agents, schedulers: f.ha ? 3 : 1 });
-  } else {
-    say(
-      (f.embedded ? "--embedded" : "no nats-server found on PATH") +
-        ": running embedded (in-process log and bus; the log is not kept after exit)",
-      { embedded: true },
-    );
-    const bus = new MemoryBus();
-    const log = new MemoryLog();
-    const logger = makeLogger("dev");
-    const scheduler = new Scheduler({ log, bus, logger, schedulerId: "scheduler-1", policy: DEV_POLICY });
-    await scheduler.start();
-    stops.push(() => scheduler.stop());
-    for (let i = 1; i <= f.agents; i++) {
-      const a = devAgentSpec(i);
-      const agent = new Agent({ bus, agentId: a.id, host: a.host, attributes: a.attributes, resources: a.resources, workDir: join(dir, "agents", a.id), logger: logger.child({ agentId: a.id }) });
-      await agent.start();
-      stops.push(() => agent.stop({ killTasks: true }));
+  }
+
+  /** Send `line` (stop …/kill …) and wait for the exit; after ms, SIGKILL its process group. */
+  async stop(line: string, ms: number): Promise<void> {
+    this.release();
+    if (!this.running) return;
+    this.send(line);
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([this.exited().then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), ms)))]);
+    clearTimeout(timer);
+    if (late) {
+      this.say(`${this.name} did not stop within ${ms / 1000} s; killing it`, { killed: this.name });
+      this.kill();
+      await this.exited();
     }
-    const gw = await startGateway(bus, log);
-    stops.push(() => gw.close());
-    const file: ClusterFile = { mode: "embedded", http: gw.url, pid: process.pid, startedAt: new Date().toISOString() };
-    writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
-    say(`scheduler and ${f.agents} agents running in-process; gateway ${gw.url}`, { gateway: gw.url, agents: f.agents });
+  }
+
+  kill(): void {
+    if (!this.running || !this.proc?.pid) return;
+    try {
+      process.kill(-this.proc.pid, "SIGKILL");
+    } catch {
+      this.proc.kill("SIGKILL");
+    }
+  }
+}
+
+/** The nats-server `roost dev` started: restarted with the same ports and store when it dies. */
+class NatsChild extends Supervised {
+  handle: NatsServerHandle | null = null;
+  constructor(
+    name: string,
+    say: Say,
+    private readonly startIt: (previous: NatsServerHandle | null) => Promise<NatsServerHandle>,
+  ) {
+    super(name, say);
+  }
+
+  protected async launch(): Promise<{ pid: number; exited: Promise<ExitStatus> }> {
+    const h = await this.startIt(this.handle);
+    this.handle = h;
+    return { pid: h.pid, exited: h.exited };
+  }
+
+  async stop(): Promise<void> {
+    this.release();
+    if (this.running) await this.handle?.stop().catch(() => {});
+  }
+}
+
+export async function runDev(f: DevFlags): Promise<void> {
+  if (f.ha && (f.embedded || f.nats)) throw new Error("--ha starts its own 3 nats-servers: it cannot be combined with --embedded or --nats");
+  if (f.ha && !findNatsServer()) throw new Error("--ha needs nats-server on PATH (apt-get install nats-server)");
+  const dir = resolve(f.dir);
+  mkdirSync(dir, { recursive: true });
+  let lock: DevLock;
+  try {
+    lock = await acquireDevLock(dir);
+  } catch (err) {
+    if (!(err instanceof DevLockHeldError)) throw err;
+    // Exactly this, and nothing touched: not the other one's cluster.json, store or children.
+    console.error(f.json ? JSON.stringify({ error: err.message, pid: err.pid }) : err.message);
+    process.exit(1);
+  }
+  process.on("exit", () => lock.release());
+  // A closed terminal makes writes to it fail (EIO): that must not end the stop half way.
+  process.stdout.on("error", () => {});
+  process.stderr.on("error", () => {});
+  mkdirSync(join(dir, "logs"), { recursive: true });
+  const say: Say = (msg, data = {}) => {
+    try {
+      console.log(f.json ? JSON.stringify({ msg, ...data }) : msg);
+    } catch {
+      // the terminal is gone
+    }
+  };
+  const clusterFile = join(dir, "cluster.json");
+
+  // What a stop undoes, set as things start. `stop` runs once; a second signal makes it fast.
+  let stopping = false;
+  let fast = false;
+  let orderly: ((why: string) => Promise<void>) | null = null;
+  let hurried: ((why: string) => Promise<void>) | null = null;
+  let exiting = false;
+  const finish = (code: number) => {
+    if (exiting) return;
+    exiting = true;
+    rmSync(clusterFile, { force: true });
+    say("stopped", { stopped: true, code });
+    lock.release();
+    process.exit(code);
+  };
+  let exitCode = 0;
+  const run = (how: ((why: string) => Promise<void>) | null, why: string) =>
+    void (how ?? (async () => {}))(why)
+      .catch((err: Error) => say(`a step of the stop failed: ${err.message}`, { error: err.message }))
+      .finally(() => finish(exitCode));
+  const stop = (why: string, code: number) => {
+    if (!stopping) {
+      stopping = true;
+      exitCode = code;
+      say(`stopping the dev cluster: ${why}…`, { stopping: why });
+      run(orderly, why);
+    } else if (!fast) {
+      fast = true;
+      say(`stopping at once: ${why}`, { stoppingFast: why });
+      run(hurried, why);
+    }
+  };
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(sig, () => stop(`roost dev is shutting down (${sig})`, 0));
+  }
+  const check = () => {
+    if (stopping) throw new Stopping();
+  };
+
+  try {
+    if (f.embedded || (!f.nats && !f.ha && !findNatsServer())) {
+      await runEmbedded(f, dir, say, clusterFile, check, (o, h) => ((orderly = o), (hurried = h)));
+    } else {
+      await runWithNats(f, dir, say, clusterFile, check, (o, h) => ((orderly = o), (hurried = h)));
+    }
+  } catch (err) {
+    if (err instanceof Stopping || stopping) return; // a signal came during the start: the stop is under way
+    const msg = `roost dev could not start: ${(err as Error).message}`;
+    console.error(f.json ? JSON.stringify({ error: msg }) : msg);
+    stop("its start failed", 1);
+    return;
   }
   say(`dev timings (shorter than Aurora's): ${JSON.stringify(DEV_POLICY)}`, { policy: DEV_POLICY });
   say(`cluster ready: ${clusterFile}. Try: roost job create examples/hello-service.yaml   (Ctrl-C stops everything)`, { clusterFile });
+}
+
+type SetStops = (orderly: (why: string) => Promise<void>, hurried: (why: string) => Promise<void>) => void;
+
+async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: string, check: () => void, setStops: SetStops): Promise<void> {
+  const servers: NatsChild[] = [];
+  const schedulers: NodeChild[] = [];
+  const agents: NodeChild[] = [];
+  const everything = () => [...servers, ...schedulers, ...agents];
+
+  const stopServers = () => Promise.all(servers.map((s) => s.stop()));
+  setStops(
+    async (why) => {
+      for (const c of everything()) c.release();
+      // 1. No more placement, rescheduling or preemption (every replica: a standby may take over).
+      await Promise.all(schedulers.map((s) => s.ask(`quiesce ${why}`, "quiesced", QUIESCE_WAIT_MS)));
+      // 2. The agents kill their tasks; the leader records each KILLED with `why`.
+      await Promise.all(agents.map((a) => a.stop(`stop ${why}`, AGENT_STOP_WAIT_MS)));
+      // 3. The schedulers, then the servers we started.
+      await Promise.all(schedulers.map((s) => s.stop(`stop ${why}`, SCHEDULER_STOP_WAIT_MS)));
+      await stopServers();
+    },
+    async (why) => {
+      for (const c of everything()) c.release();
+      // Tasks SIGKILLed at once by their agents (an agent killed outright would leave them).
+      await Promise.all(agents.map((a) => a.stop(`kill ${why}`, FAST_STOP_WAIT_MS)));
+      for (const s of schedulers) s.kill();
+      await Promise.all(schedulers.map((s) => s.exited()));
+      await stopServers();
+    },
+  );
+
+  let natsUrl = f.nats;
+  const natsOpts = { ownProcessGroup: true, dieWithParent: true };
+  if (f.ha) {
+    let cluster: NatsClusterHandle | null = null;
+    const natsDir = join(dir, "nats-ha");
+    for (let i = 0; i < 3; i++) {
+      servers.push(
+        new NatsChild(`nats-server-${i + 1}`, say, async (previous) => {
+          if (previous === null) return cluster!.servers[i]!;
+          return cluster!.restart(i);
+        }),
+      );
+    }
+    cluster = await startNatsCluster({ dir: natsDir, name: "roost", ...natsOpts });
+    // Together (startNatsCluster), then each supervised on its own.
+    await Promise.all(servers.map((s) => s.start()));
+    natsUrl = cluster.urls.join(",");
+    const pids = servers.map((s) => s.pid);
+    say(`3 nats-servers ${cluster.urls.join(" ")} (JetStream R3 in ${natsDir}, pids ${pids.join(" ")})`, { nats: cluster.urls, pids });
+  } else if (!natsUrl) {
+    const natsDir = join(dir, "nats");
+    const server = new NatsChild("nats-server", say, (previous) =>
+      startNatsServer({ dir: natsDir, ...natsOpts, ...(previous ? { port: previous.port, httpPort: Number(new URL(previous.monitorUrl).port) } : {}) }),
+    );
+    servers.push(server);
+    await server.start();
+    natsUrl = server.handle!.url;
+    say(`nats-server ${natsUrl} (JetStream in ${natsDir}, pid ${server.pid})`, { nats: natsUrl, pid: server.pid });
+  }
+  check();
+
+  const url = natsUrl!;
+  const logFile = (name: string) => join(dir, "logs", `${name}.log`);
+  const replicas = f.ha ? 3 : 1;
+  for (let i = 1; i <= replicas; i++) {
+    const name = `scheduler-${i}`;
+    schedulers.push(new NodeChild(name, say, ["scheduler", "--nats", url, "--id", name, "--replicas", String(replicas), "--policy", JSON.stringify(DEV_POLICY)], logFile(name)));
+  }
+  for (let i = 1; i <= f.agents; i++) {
+    const a = devAgentSpec(i);
+    agents.push(
+      new NodeChild(
+        a.id,
+        say,
+        [
+          "agent", "--nats", url, "--id", a.id, "--host", a.host,
+          ...Object.entries(a.attributes).filter(([k]) => k !== "host").flatMap(([k, v]) => ["--attr", `${k}=${v}`]),
+          "--cpus", String(a.resources.cpus), "--ram-mb", String(a.resources.ramMb), "--disk-mb", String(a.resources.diskMb),
+          "--ports", a.resources.ports.map(([lo, hi]) => `${lo}-${hi}`).join(","),
+          "--work-dir", join(dir, "agents", a.id), "--kill-tasks-on-exit",
+        ],
+        logFile(a.id),
+      ),
+    );
+  }
+  for (const c of [...schedulers, ...agents]) {
+    check();
+    await c.start();
+  }
+  await waitReady(url, agents.map((a) => a.name), check, join(dir, "logs"));
+  check();
+  const file: ClusterFile = { mode: "nats", nats: url, stream: "ROOST", pid: process.pid, startedAt: new Date().toISOString() };
+  writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
+  const pids = Object.fromEntries(everything().map((c) => [c.name, c.pid]));
+  say(`${f.ha ? "3 scheduler replicas" : "a scheduler"} and ${f.agents} agents started (pids ${Object.entries(pids).map(([n, p]) => `${n} ${p}`).join(", ")}); logs in ${join(dir, "logs")}`, {
+    agents: f.agents,
+    schedulers: replicas,
+    pids,
+  });
+}
+
+/** Wait until a leader answers and every agent is ACTIVE and has spoken to it. */
+async function waitReady(nats: string, agentIds: string[], check: () => void, logs: string, timeoutMs = 60_000): Promise<void> {
+  const client = await connectClient({ nats });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      check();
+      try {
+        const info = await client.request<{ agents: Array<{ agentId: string; state: string; lastHeartbeat: number | null }> }>("cluster.info", {}, 1000);
+        const ready = new Set(info.agents.filter((a) => a.state === "ACTIVE" && a.lastHeartbeat !== null).map((a) => a.agentId));
+        if (agentIds.every((id) => ready.has(id))) return;
+      } catch {
+        // no leader yet
+      }
+      if (Date.now() > deadline) throw new Error(`the dev cluster did not become ready within ${timeoutMs / 1000} s; see ${logs}`);
+      await sleep(100);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: string, check: () => void, setStops: SetStops): Promise<void> {
+  say(
+    (f.embedded ? "--embedded" : "no nats-server found on PATH") + ": running embedded (in-process log and bus; the log is not kept after exit)",
+    { embedded: true },
+  );
+  const bus = new MemoryBus();
+  const log = new MemoryLog();
+  const logger = makeLogger("dev");
+  const scheduler = new Scheduler({ log, bus, logger, schedulerId: "scheduler-1", policy: DEV_POLICY });
+  const agents: Agent[] = [];
+  let gw: Awaited<ReturnType<typeof startGateway>> | null = null;
+  const rest = async () => {
+    await scheduler.stop().catch(() => {});
+    await gw?.close().catch(() => {});
+  };
+  setStops(
+    async (why) => {
+      scheduler.quiesce(why);
+      await Promise.all(agents.map((a) => a.stop({ killTasks: true, reason: why, statusWaitMs: 10_000 }).catch(() => {})));
+      await rest();
+    },
+    async (why) => {
+      scheduler.quiesce(why);
+      await Promise.all(agents.map((a) => a.stop({ killTasks: true, reason: why, graceMs: 0, statusWaitMs: 1000 }).catch(() => {})));
+      await rest();
+    },
+  );
+  await scheduler.start();
+  for (let i = 1; i <= f.agents; i++) {
+    check();
+    const a = devAgentSpec(i);
+    const agent = new Agent({ bus, agentId: a.id, host: a.host, attributes: a.attributes, resources: a.resources, workDir: join(dir, "agents", a.id), logger: logger.child({ agentId: a.id }) });
+    agents.push(agent);
+    await agent.start();
+  }
+  check();
+  gw = await startGateway(bus, log);
+  check();
+  const file: ClusterFile = { mode: "embedded", http: gw.url, pid: process.pid, startedAt: new Date().toISOString() };
+  writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
+  say(`scheduler and ${f.agents} agents running in-process; gateway ${gw.url}`, { gateway: gw.url, agents: f.agents });
 }

@@ -76,10 +76,22 @@ function parseInstances(s: string): number[] {
 
 // ---- roost dev / scheduler / agent -------------------------------------------------------
 
+// Each dev agent offers its own 1000 ports from 21000 on (devAgentSpec): at most 44 fit below 65536.
+const MAX_DEV_AGENTS = 32;
+
+/** `roost dev --agents`: a whole number from 1 to MAX_DEV_AGENTS, refused at once otherwise. */
+function parseDevAgents(v: string): number {
+  const n = /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_DEV_AGENTS) {
+    throw new InvalidArgumentError(`--agents must be a whole number from 1 to ${MAX_DEV_AGENTS}, got "${v}"`);
+  }
+  return n;
+}
+
 program
   .command("dev")
   .description("run a local cluster in the foreground: nats-server, a scheduler and N agents")
-  .option("--agents <n>", "number of agents", (v) => Number(v), 3)
+  .option("--agents <n>", `number of agents (1 to ${MAX_DEV_AGENTS})`, parseDevAgents, 3)
   .option("--nats <url>", "use this nats-server instead of starting one")
   .option("--dir <dir>", "state directory", ".roost")
   .option("--embedded", "run on an in-process log and bus, without nats-server")
@@ -98,7 +110,8 @@ program
   .option("--json", "log as JSON lines (always)")
   .option("--lease-ms <ms>", "leader lease: a leader that cannot renew within this long is replaced", (v) => Number(v), 3000)
   .option("--snapshot-every <events>", "write a snapshot of the folded state every this many events (a standby writes it when one is up; 0: never)", (v) => Number(v), 100_000)
-  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs, snapshotEvery: o.snapshotEvery }));
+  .option("--control-stdin", "read control lines (quiesce, stop, kill) on stdin and stop at its end (used by `roost dev`)")
+  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs, snapshotEvery: o.snapshotEvery, control: !!o.controlStdin }));
 
 program
   .command("agent")
@@ -114,9 +127,10 @@ program
   .option("--ports <ranges>", "port ranges to offer, e.g. 31000-32000", "31000-32000")
   .option("--work-dir <dir>", "where task sandboxes live", ".roost/agent")
   .option("--kill-tasks-on-exit", "kill running tasks when the agent stops", false)
+  .option("--control-stdin", "read control lines (stop, kill) on stdin and stop at its end (used by `roost dev`)")
   .option("--json", "log as JSON lines (always)")
   .action(async (o) =>
-    runAgent({ nats: o.nats, id: o.id, host: o.host, attr: o.attr, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, gpus: o.gpus, ports: o.ports, workDir: o.workDir, killTasksOnExit: o.killTasksOnExit }),
+    runAgent({ nats: o.nats, id: o.id, host: o.host, attr: o.attr, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, gpus: o.gpus, ports: o.ports, workDir: o.workDir, killTasksOnExit: o.killTasksOnExit, control: !!o.controlStdin }),
   );
 
 // ---- roost job ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { freePort, startNatsServer, type NatsServerHandle } from "./server.js";
+import { freePort, startNatsServer, type NatsServerHandle, type NatsServerOptions } from "./server.js";
 
 export interface NatsClusterHandle {
   /** Client URLs of every member, for connect({ servers }). */
@@ -20,7 +20,9 @@ export interface NatsClusterHandle {
 }
 
 /** `name`: the cluster's name (default: derived from its directory, so unique to it). */
-export async function startNatsCluster(opts: { dir?: string; size?: number; name?: string } = {}): Promise<NatsClusterHandle> {
+export async function startNatsCluster(
+  opts: { dir?: string; size?: number; name?: string } & Pick<NatsServerOptions, "ownProcessGroup" | "dieWithParent"> = {},
+): Promise<NatsClusterHandle> {
   const size = opts.size ?? 3;
   const ownDir = opts.dir === undefined;
   const dir = ownDir ? await mkdtemp(join(tmpdir(), "roost-natscluster-")) : resolve(opts.dir!);
@@ -46,9 +48,19 @@ export async function startNatsCluster(opts: { dir?: string; size?: number; name
       httpPort: ports[i].http,
       cluster: { name, port: ports[i].route, routes },
       startTimeoutMs: 60_000,
+      ownProcessGroup: opts.ownProcessGroup,
+      dieWithParent: opts.dieWithParent,
     });
   // Together: clustered JetStream is healthy only once a quorum is up.
-  const servers: Array<NatsServerHandle | null> = await Promise.all(ports.map((_, i) => startMember(i)));
+  const started = await Promise.allSettled(ports.map((_, i) => startMember(i)));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) {
+    // No member left running when the cluster could not start.
+    await Promise.all(started.map((r) => (r.status === "fulfilled" ? r.value.stop().catch(() => {}) : undefined)));
+    if (ownDir) await rm(dir, { recursive: true, force: true }).catch(() => {});
+    throw failed.reason;
+  }
+  const servers: Array<NatsServerHandle | null> = started.map((r) => (r as PromiseFulfilledResult<NatsServerHandle>).value);
   return {
     urls: ports.map((p) => `nats://127.0.0.1:${p.client}`),
     servers,

@@ -6,9 +6,11 @@
 // - Readiness is the monitor's /healthz answering 200 (JetStream up), polled; no fixed sleeps.
 // - stop() sends SIGTERM, waits for exit, SIGKILLs after 5 s, then removes the temp dir.
 // - A process 'exit' hook SIGKILLs any server still running, so a crashed test leaves no orphan.
+// - For `roost dev`: ownProcessGroup (a terminal's signals reach only its parent) and
+//   dieWithParent (it dies even when its parent is killed with -9; see the option).
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants as fsConstants, closeSync, openSync, readFileSync } from "node:fs";
+import { accessSync, constants as fsConstants, closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -31,6 +33,18 @@ export interface NatsServerOptions {
   httpPort?: number;
   /** Join a cluster: its name, this server's route port, and every member's route URL. */
   cluster?: { name: string; port: number; routes: string[] };
+  /**
+   * Run in a process group of its own, so a terminal's Ctrl-C or hangup reaches only this
+   * process (which then stops the server in order). Default false.
+   */
+  ownProcessGroup?: boolean;
+  /**
+   * Die with this process, even when it is killed with -9: `setpriv --pdeathsig SIGTERM` when
+   * /usr/bin/setpriv exists (util-linux), else a watchdog (`sh`) that sends SIGTERM when its
+   * stdin, a pipe from this process, reaches EOF. Only for servers started from the main thread
+   * (the death signal follows the thread that started the server). Default false.
+   */
+  dieWithParent?: boolean;
 }
 
 export interface NatsServerHandle {
@@ -45,7 +59,11 @@ export interface NatsServerHandle {
   logFile: string;
   /** SIGTERM, wait for exit (SIGKILL after 5 s), remove the dir if it was a temp dir. */
   stop(): Promise<void>;
+  /** Resolves when the server process exits, for whatever reason (stop() included). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
+
+const SETPRIV = "/usr/bin/setpriv";
 
 const SEARCH_DIRS = ["/usr/sbin", "/usr/local/bin", "/usr/bin"];
 
@@ -180,21 +198,37 @@ async function startOnce(binary: string, dir: string, ownDir: boolean, opts: Nat
   // stdout/stderr go to a file: an unread pipe would fill up and stall the server.
   const logFd = openSync(logFile, "a");
   let child: ChildProcess;
+  const pdeathsig = opts.dieWithParent === true && existsSync(SETPRIV);
   try {
-    child = spawn(binary, ["-c", confFile], { stdio: ["ignore", logFd, logFd], detached: false });
+    // setpriv sets the death signal, then execs the server: same pid.
+    const [file, args] = pdeathsig ? [SETPRIV, ["--pdeathsig", "SIGTERM", "--", binary, "-c", confFile]] : [binary, ["-c", confFile]];
+    child = spawn(file, args, { stdio: ["ignore", logFd, logFd], detached: opts.ownProcessGroup === true });
   } finally {
     closeSync(logFd);
   }
   installExitHook();
   live.add(child);
+  // Without setpriv: a watchdog whose stdin is a pipe from us; the kernel closes it when we die.
+  let watchdog: ChildProcess | null = null;
+  if (opts.dieWithParent === true && !pdeathsig && child.pid !== undefined) {
+    watchdog = spawn("/bin/sh", ["-c", `read _ignored; kill -TERM ${child.pid} 2>/dev/null`], { stdio: ["pipe", "ignore", "ignore"], detached: true });
+    watchdog.on("error", () => {});
+    watchdog.stdin!.on("error", () => {});
+    watchdog.unref();
+    (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
+  }
 
   let exited = false;
   let exitInfo = "";
+  let exitStatus: { code: number | null; signal: NodeJS.Signals | null } = { code: null, signal: null };
   const exitPromise = new Promise<void>((res) => {
     child.once("exit", (code, signal) => {
       exited = true;
       exitInfo = signal ? `signal ${signal}` : `code ${code}`;
+      exitStatus = { code, signal };
       live.delete(child);
+      // The server is gone: the watchdog must not signal its pid (it could be reused).
+      if (watchdog && watchdog.exitCode === null && watchdog.signalCode === null) watchdog.kill("SIGKILL");
       res();
     });
   });
@@ -251,6 +285,7 @@ async function startOnce(binary: string, dir: string, ownDir: boolean, opts: Nat
     dir,
     logFile,
     stop,
+    exited: exitPromise.then(() => exitStatus),
   };
 }
 

@@ -38,7 +38,7 @@ class FakeScheduler {
       return { ok: true, epoch: 1, schedulerId: "fake" };
     });
     bus.serve(subjects.status, (d) => {
-      const u = (d as StatusRequest).update;
+      const u = (d as StatusRequest).update as StatusUpdate;
       this.attempts.push(u);
       this.notify();
       if (!this.ack) return { ok: false, error: "not acknowledging (test)" };

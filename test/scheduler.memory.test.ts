@@ -121,28 +121,52 @@ describe("status ingestion", () => {
 
   it("kills a task an agent runs that the log does not know, and logs nothing for it", async () => {
     const before = c.scheduler.state.seq;
-    const agent = { agentId: "agent-stray" };
-    const killed: string[] = [];
-    const off = c.bus.serve(`roost.agent.${agent.agentId}.kill`, (d) => {
-      killed.push((d as { taskId: string }).taskId);
-      return { ok: true };
-    });
-    try {
-      const r = await c.scheduler.statusIngest.handle({ agentId: agent.agentId, update: { taskId: "ghost-task", seq: 1, state: "RUNNING", ts: 1 } });
-      expect(r).toEqual({ ok: true, value: { duplicate: false } });
-      await new Promise<void>((resolve) => {
-        const check = () => (killed.includes("ghost-task") ? resolve() : setImmediate(check));
-        check();
-      });
-    } finally {
-      off();
-    }
+    const kills: Array<[string, string | null]> = [];
+    const launcher = c.scheduler.launcher;
+    const kill = launcher.kill.bind(launcher);
+    launcher.kill = (taskId, agentId, why) => {
+      kills.push([taskId, agentId]);
+      kill(taskId, agentId, why);
+    };
+    const r = await c.scheduler.statusIngest.handle({ agentId: "agent-1", update: { taskId: "ghost-task", seq: 1, state: "RUNNING", ts: 1 } });
+    expect(r).toEqual({ ok: true, value: { duplicate: false } });
+    expect(kills).toEqual([["ghost-task", "agent-1"]]);
     expect(c.scheduler.state.seq).toBe(before);
   });
 
+  it("refuses a status from an agent the log does not know, and logs nothing", async () => {
+    const before = c.scheduler.state.seq;
+    const r = await c.scheduler.statusIngest.handle({ agentId: "agent-stray", update: { taskId: "ghost-task", seq: 1, state: "RUNNING", ts: 1 } });
+    expect(r).toEqual({ ok: false, error: "agentId: agent agent-stray is not registered; rule: an agent registers before it reports" });
+    expect(c.scheduler.state.seq).toBe(before);
+  });
+
+  it("refuses a state only the scheduler decides (or none at all), for a task the agent runs, and logs nothing", async () => {
+    await c.scheduler.intake.create({ spec: spec("poison", { service: true }) });
+    await waitFor(c.scheduler, () => states(c, "www-data/devel/poison")[0] === "RUNNING", "RUNNING");
+    const t = c.scheduler.state.tasks.get(jobStatus(c.scheduler.state, "www-data/devel/poison")!.instances[0].taskId)!;
+    const before = c.scheduler.state.seq;
+    for (const state of ["BOGUS", "PENDING", "KILLING", "DELETED", 7, null]) {
+      const r = await c.scheduler.statusIngest.handle({ agentId: t.agentId, update: { taskId: t.taskId, seq: t.agentSeq + 1, state, ts: 1 } });
+      expect(r.ok).toBe(false);
+      expect(!r.ok && r.error).toMatch(/^invalid status update: update\.state: must be a state an agent reports: STARTING, RUNNING, FINISHED, FAILED, KILLED, LOST/);
+    }
+    // From another agent than the one the log places it on: a stray, killed there; nothing logged.
+    const other = [...c.scheduler.state.agents.keys()].find((a) => a !== t.agentId)!;
+    expect(await c.scheduler.statusIngest.handle({ agentId: other, update: { taskId: t.taskId, seq: t.agentSeq + 1, state: "FAILED", ts: 1 } })).toEqual({ ok: true, value: { duplicate: false } });
+    expect(c.scheduler.state.seq).toBe(before);
+    expect(c.scheduler.state.tasks.get(t.taskId)!.state).toBe("RUNNING");
+    expect(c.scheduler.state.anomalies).toEqual([]);
+  });
+
   it("refuses a malformed status update with what is wrong", async () => {
-    const r = await c.scheduler.statusIngest.handle({ agentId: "agent-1", update: { taskId: 5 } } as never);
-    expect(r).toEqual({ ok: false, error: "status update must have taskId (string), seq (number) and state (string)" });
+    const before = c.scheduler.state.seq;
+    const r = await c.scheduler.statusIngest.handle({ agentId: "agent-1", update: { taskId: 5 } });
+    expect(r).toEqual({
+      ok: false,
+      error: "invalid status update: update.seq: is required; update.state: is required; update.ts: is required; update.taskId: must be a string: 1 to 256 characters (got 5)",
+    });
+    expect(c.scheduler.state.seq).toBe(before);
   });
 });
 

@@ -6,9 +6,17 @@
 // agent's running tasks are reconciled with the log (mesos.md §1 Reconciliation):
 //  - a task the agent runs that the log does not place there is killed;
 //  - a task the log places on the agent as STARTING or RUNNING that the agent does not run is LOST.
+// Registrations and heartbeats are checked against their schemas (agent/protocol.ts) first; a
+// registration that breaks one is refused with the field and the rule, and only its known fields
+// reach the log.
+
+const checkRegister = checker(RegisterRequestSchema);
+const checkHeartbeat = fastChecker(HeartbeatSchema);
 
 import { subjects } from "../bus/bus.js";
-import type { Heartbeat, RegisterReply, RegisterRequest } from "../agent/protocol.js";
+import { HeartbeatSchema, RegisterRequestSchema, type Heartbeat, type RegisterReply, type RegisterRequest } from "../agent/protocol.js";
+import type { AgentResources } from "../domain/types.js";
+import { checker, fastChecker, formatProblems } from "../domain/validate.js";
 import { canonical } from "../replay/hash.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import type { Scheduler } from "./scheduler.js";
@@ -58,10 +66,12 @@ export class AgentRegistry {
 
   serve(): Array<() => void> {
     return [
-      this.s.bus.serve(subjects.register, (data) => this.register(data as RegisterRequest)),
+      this.s.bus.serve(subjects.register, (data) => this.register(data)),
       this.s.bus.serve(subjects.heartbeat, (data) => {
+        if (checkHeartbeat(data) !== null) return; // a publish: nobody to answer; not heard
         const hb = data as Heartbeat;
-        if (!hb || typeof hb.agentId !== "string") return;
+        // Only agents the log knows have a liveness clock: garbage ids must not grow this map.
+        if (!this.s.state.agents.has(hb.agentId)) return;
         const now = this.s.clock.now();
         this.lastHeartbeat.set(hb.agentId, now);
         // The log holds this agent UNREACHABLE, yet it is heard again (it was paused, or cut off):
@@ -79,10 +89,22 @@ export class AgentRegistry {
     ];
   }
 
-  async register(req: RegisterRequest): Promise<RegisterReply> {
+  async register(data: unknown): Promise<RegisterReply> {
     const s = this.s;
-    const problem = validate(req);
-    if (problem) return { ok: false, error: problem };
+    const problems = checkRegister(data);
+    if (problems.length > 0) return { ok: false, error: `invalid registration: ${formatProblems(problems)}` };
+    const req = data as RegisterRequest;
+    const resources: AgentResources = {
+      cpus: req.resources.cpus,
+      ramMb: req.resources.ramMb,
+      diskMb: req.resources.diskMb,
+      ...(typeof req.resources.gpus === "number" ? { gpus: req.resources.gpus } : {}),
+      ports: req.resources.ports.map(([lo, hi]) => [lo, hi] as [number, number]),
+    };
+    const bad = resources.ports.find(([lo, hi]) => lo > hi);
+    if (bad) return { ok: false, error: `invalid registration: resources.ports: each range [lo, hi] must have lo ≤ hi (got [${bad[0]}, ${bad[1]}])` };
+    const attributes: Record<string, string> = {};
+    for (const k of Object.keys(req.attributes).sort()) attributes[k] = req.attributes[k];
     const known = s.state.agents.get(req.agentId);
     if (known?.state === "REMOVED") return { ok: false, error: `agent ${req.agentId} was removed and may not register again` };
     const changed =
@@ -90,12 +112,12 @@ export class AgentRegistry {
       known.state !== "ACTIVE" ||
       known.host !== req.host ||
       known.bootId !== req.bootId ||
-      canonical(known.attributes) !== canonical(req.attributes) ||
-      canonical(known.resources) !== canonical(req.resources);
+      canonical(known.attributes) !== canonical(attributes) ||
+      canonical(known.resources) !== canonical(resources);
     const events = [];
     if (changed) {
       const why = !known ? "new agent" : known.bootId !== req.bootId ? "the host rebooted" : known.state !== "ACTIVE" ? `back from ${known.state}` : "its resources or attributes changed";
-      events.push(s.event("AgentRegistered", { agentId: req.agentId, host: req.host, attributes: req.attributes, resources: req.resources, bootId: req.bootId }, `agent ${req.agentId} on ${req.host} registered: ${why}`));
+      events.push(s.event("AgentRegistered", { agentId: req.agentId, host: req.host, attributes, resources, bootId: req.bootId }, `agent ${req.agentId} on ${req.host} registered: ${why}`));
     }
     // Reconcile the tasks the log places on this agent (same boot) with what it runs:
     // gone → LOST (rescheduled); partitioned but still running → RUNNING again.
@@ -123,20 +145,4 @@ export class AgentRegistry {
     }
     return { ok: true, schedulerId: s.schedulerId, epoch: s.epoch };
   }
-}
-
-function validate(r: RegisterRequest): string | null {
-  if (!r || typeof r !== "object") return "registration must be an object";
-  if (typeof r.agentId !== "string" || !r.agentId) return "registration.agentId must be a non-empty string";
-  if (typeof r.host !== "string" || !r.host) return "registration.host must be a non-empty string";
-  if (typeof r.bootId !== "string") return "registration.bootId must be a string";
-  const res = r.resources;
-  if (!res || !(res.cpus > 0) || !(res.ramMb > 0) || !(res.diskMb > 0)) {
-    return "registration.resources must have cpus, ramMb and diskMb greater than 0";
-  }
-  if (!Array.isArray(res.ports) || !res.ports.every((p) => Array.isArray(p) && p.length === 2 && p[0] <= p[1])) {
-    return "registration.resources.ports must be a list of [lo, hi] ranges with lo ≤ hi";
-  }
-  if (!Array.isArray(r.running)) return "registration.running must be a list of task ids";
-  return null;
 }

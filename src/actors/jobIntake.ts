@@ -93,6 +93,8 @@ export class JobIntake {
           tasks: a.tasks.size,
           lastHeartbeat: this.s.agents.lastHeartbeat.get(a.agentId) ?? null,
         })),
+        anomalies: this.s.state.anomalies,
+        anomalyCount: this.s.state.anomalyCount,
       }),
     };
   }

@@ -1,19 +1,77 @@
-// Messages between the scheduler and its agents (bus subjects in bus/bus.ts).
+// Messages between the scheduler and its agents (bus subjects in bus/bus.ts), as schemas: each
+// side checks what it receives before acting on it (invariant 6). The leader refuses a
+// registration, heartbeat or status update that breaks its schema with an error naming the field
+// and the rule, and appends nothing; an agent refuses a launch or kill the same way.
+//
+// What taught this: a status update with state "BOGUS" was appended as TaskStateChanged and
+// bricked the log; a launch naming a process ".." made the agent write that process's output
+// outside its sandbox.
+//
+// Unknown fields are ignored, not refused (an agent and a scheduler of different builds meet
+// during a rolling upgrade); only the known fields are read, and only they reach the log.
 
-import type { AgentResources, ProcessSpec, Resources } from "../domain/types.js";
+import { Type, type Static, type TSchema } from "typebox";
+import {
+  AGENT_ID_MAX_LENGTH,
+  AGENT_ID_PATTERN,
+  ATTRIBUTE_VALUE_MAX_LENGTH,
+  HOST_MAX_LENGTH,
+  HOST_PATTERN,
+  MAX_AGENT_CPUS,
+  MAX_AGENT_DISK_MB,
+  MAX_AGENT_GPUS,
+  MAX_AGENT_RAM_MB,
+  MAX_ATTRIBUTES,
+  MAX_CMDLINE_BYTES,
+  MAX_PORT_RANGES,
+  MAX_PORTS_PER_TASK,
+  MAX_PROCESSES,
+  MAX_RUNNING_REPORTED,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  OPAQUE_ID_MAX_LENGTH,
+  STATUS_MESSAGE_MAX_LENGTH,
+  TASK_ID_MAX_LENGTH,
+  TASK_ID_PATTERN,
+} from "../domain/limits.js";
+import { Dict, OneOf, RULE } from "../domain/validate.js";
 
-export interface RegisterRequest {
-  agentId: string;
-  host: string;
-  attributes: Record<string, string>;
-  resources: AgentResources;
-  bootId: string;
-  /**
-   * Tasks the agent is running now, re-attached ones included, and tasks whose final status
-   * update it has not delivered yet (for reconciliation: none of these is gone).
-   */
-  running: string[];
-}
+export const AgentIdSchema = Type.String({ pattern: AGENT_ID_PATTERN, maxLength: AGENT_ID_MAX_LENGTH, [RULE]: `must be an agent id: letters, digits, "_", ":" and "-", in dot-separated words, at most ${AGENT_ID_MAX_LENGTH} characters` });
+export const TaskIdSchema = Type.String({ pattern: TASK_ID_PATTERN, maxLength: TASK_ID_MAX_LENGTH, [RULE]: `must be a task id: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${TASK_ID_MAX_LENGTH} characters` });
+const HostSchema = Type.String({ pattern: HOST_PATTERN, maxLength: HOST_MAX_LENGTH, [RULE]: `must be a host name: letters, digits, "_", ".", ":" and "-", at most ${HOST_MAX_LENGTH} characters` });
+const NameSchema = Type.String({ pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH, [RULE]: `must be a name: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${NAME_MAX_LENGTH} characters` });
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+/** Optional, and nil allowed: the codec writes an undefined field as nil. */
+const Maybe = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
+
+export const AgentResourcesOffer = Type.Object(
+  {
+    cpus: Type.Number({ exclusiveMinimum: 0, maximum: MAX_AGENT_CPUS }),
+    ramMb: Type.Integer({ minimum: 1, maximum: MAX_AGENT_RAM_MB }),
+    diskMb: Type.Integer({ minimum: 1, maximum: MAX_AGENT_DISK_MB }),
+    gpus: Maybe(Type.Integer({ minimum: 0, maximum: MAX_AGENT_GPUS })),
+    ports: Type.Array(Type.Tuple([Port, Port]), { maxItems: MAX_PORT_RANGES, [RULE]: `must be a list of at most ${MAX_PORT_RANGES} port ranges [lo, hi], 1 ≤ lo ≤ hi ≤ 65535` }),
+  },
+);
+
+export const RegisterRequestSchema = Type.Object(
+  {
+    agentId: AgentIdSchema,
+    host: HostSchema,
+    attributes: Dict(Type.String({ maxLength: ATTRIBUTE_VALUE_MAX_LENGTH, pattern: "^[^\\u0000-\\u001f\\u007f]*$", [RULE]: `must be printable text of at most ${ATTRIBUTE_VALUE_MAX_LENGTH} characters` }), {
+      keys: NameSchema,
+      maxEntries: MAX_ATTRIBUTES,
+    }),
+    resources: AgentResourcesOffer,
+    bootId: Type.String({ minLength: 1, maxLength: OPAQUE_ID_MAX_LENGTH }),
+    /**
+     * Tasks the agent is running now, re-attached ones included, and tasks whose final status
+     * update it has not delivered yet (for reconciliation: none of these is gone).
+     */
+    running: Type.Array(Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }), { maxItems: MAX_RUNNING_REPORTED }),
+  },
+);
+export type RegisterRequest = Static<typeof RegisterRequestSchema>;
 
 export interface RegisterReply {
   ok: boolean;
@@ -22,38 +80,61 @@ export interface RegisterReply {
   epoch?: number;
 }
 
-export interface LaunchRequest {
-  taskId: string;
-  job: string;
-  instance: number;
-  processes: ProcessSpec[];
-  ports: Record<string, number>;
-  resources: Resources;
-}
+/** The states an agent reports (the rest are the scheduler's to decide). */
+export const AGENT_REPORTED_STATES = ["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"] as const;
+export type AgentReportedState = (typeof AGENT_REPORTED_STATES)[number];
 
-export interface KillRequest {
-  taskId: string;
-  graceMs?: number;
-}
+export const StatusRequestSchema = Type.Object(
+  {
+    agentId: AgentIdSchema,
+    update: Type.Object(
+      {
+        taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }),
+        seq: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+        state: OneOf(AGENT_REPORTED_STATES, { rule: `must be a state an agent reports: ${AGENT_REPORTED_STATES.join(", ")}` }),
+        exitCode: Maybe(Type.Integer({ minimum: -255, maximum: 255 })),
+        message: Maybe(Type.String({ maxLength: STATUS_MESSAGE_MAX_LENGTH })),
+        ts: Type.Number(),
+      },
+    ),
+  },
+);
+export type StatusRequest = Static<typeof StatusRequestSchema>;
 
-export interface StatusRequest {
-  agentId: string;
-  update: {
-    taskId: string;
-    seq: number;
-    state: "STARTING" | "RUNNING" | "FINISHED" | "FAILED" | "KILLED" | "LOST";
-    exitCode?: number;
-    message?: string;
-    ts: number;
-  };
-}
+export const HeartbeatSchema = Type.Object({ agentId: AgentIdSchema, ts: Type.Number() });
+export type Heartbeat = Static<typeof HeartbeatSchema>;
+
+export const LaunchRequestSchema = Type.Object(
+  {
+    taskId: TaskIdSchema,
+    job: Type.String({ minLength: 1, maxLength: 3 * NAME_MAX_LENGTH + 2 }),
+    instance: Type.Integer({ minimum: 0 }),
+    processes: Type.Array(
+      Type.Object(
+        {
+          name: NameSchema,
+          cmdline: Type.String({
+            minLength: 1,
+            pattern: "^[^\\u0000]*$",
+            maxLength: MAX_CMDLINE_BYTES,
+            [RULE]: `must be a command line without NUL bytes, of at most ${MAX_CMDLINE_BYTES} characters`,
+          }),
+        },
+      ),
+      { minItems: 1, maxItems: MAX_PROCESSES },
+    ),
+    ports: Dict(Port, { maxEntries: MAX_PORTS_PER_TASK }),
+    resources: Type.Object({ cpus: Type.Number({ minimum: 0 }), ramMb: Type.Number({ minimum: 0 }), diskMb: Type.Number({ minimum: 0 }), gpus: Maybe(Type.Number({ minimum: 0 })) }),
+  },
+);
+export type LaunchRequest = Static<typeof LaunchRequestSchema>;
+
+export const KillRequestSchema = Type.Object(
+  { taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }), graceMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 * 60_000 })) },
+);
+export type KillRequest = Static<typeof KillRequestSchema>;
 
 export interface Ack {
   ok: boolean;
   error?: string;
-}
-
-export interface Heartbeat {
-  agentId: string;
-  ts: number;
 }

@@ -39,7 +39,8 @@ export async function startCluster(
   await scheduler.start();
   const agents: Agent[] = [];
   for (let i = 1; i <= (opts.agents ?? 3); i++) {
-    const base = 40000 + Math.floor(Math.random() * 200) * 100 + i * 20000 - 20000;
+    // Distinct ranges per agent, below 65536 (a registration offering more is refused).
+    const base = 30000 + ((i - 1) % 11) * 3000 + Math.floor(Math.random() * 29) * 100;
     const agent = new Agent({
       bus,
       agentId: `agent-${i}`,

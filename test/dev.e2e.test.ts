@@ -177,7 +177,7 @@ describe("roost dev, scheduling rules", () => {
     await tail.until(stateEvent(prod.taskIds[0], "RUNNING"), "production RUNNING", 30_000);
     const why = await roostJson<{ placement: { decision: { reserved?: boolean } } }>(["task", "why", prod.taskIds[0]], dir);
     expect(why.placement.decision.reserved).toBe(true);
-    await roostJson(["job", "kill", "www-data/production/checkout"], dir);
+    await roostJson(["job", "kill", "www-data/prod/checkout"], dir);
     await roostJson(["job", "kill", "www-data/devel/filler"], dir);
   }, 90_000);
 });

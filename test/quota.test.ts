@@ -22,7 +22,7 @@ afterEach(async () => {
   c = null;
 });
 
-const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, { environment: "production", tier: "preferred", service: true });
+const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, { environment: "prod", tier: "preferred", service: true });
 
 const api = <T>(op: string, data: unknown) => c!.bus.request<Reply<T>>(subjects.api(op), data);
 const states = (job: string) => jobStatus(c!.scheduler.state, job)!.instances.map((i) => i.state);
@@ -59,13 +59,13 @@ describe("quota API (a scheduler, no agents)", () => {
     c = await startCluster({ agents: 0 });
     const msg = await refused(
       c.scheduler.intake.create({ spec: spec("web", { instances: 2 }), user: "alice" }),
-      "cannot create job www-data/production/web (2 × cpus 0.1, ramMb 16, diskMb 16): role www-data is over its production quota: " +
+      "cannot create job www-data/prod/web (2 × cpus 0.1, ramMb 16, diskMb 16): role www-data is over its production quota: " +
         "needs cpus 0.2 more (quota 0, in use 0, asked 0.2), ramMb 32 more (quota 0, in use 0, asked 32), diskMb 32 more (quota 0, in use 0, asked 32); " +
         "role www-data has no quota set, which means zero until an administrator runs roost quota set www-data; " +
         "rule: production (tier preferred) jobs must fit the role's quota — see roost quota get www-data",
     );
     expect(msg).toContain("rule:");
-    expect(c.scheduler.state.jobs.has("www-data/production/web")).toBe(false);
+    expect(c.scheduler.state.jobs.has("www-data/prod/web")).toBe(false);
   });
 
   it("lets preemptible and revocable jobs ignore quota", async () => {
@@ -99,8 +99,8 @@ describe("quota API (a scheduler, no agents)", () => {
         usage: { cpus: 0.55, ramMb: 160, diskMb: 292 },
         headroom: { cpus: 0.45, ramMb: 96, diskMb: 220 },
         jobs: [
-          { job: "www-data/production/db", instances: 1, cpus: 0.25, ramMb: 64, diskMb: 100 },
-          { job: "www-data/production/web", instances: 3, cpus: 0.3, ramMb: 96, diskMb: 192 },
+          { job: "www-data/prod/db", instances: 1, cpus: 0.25, ramMb: 64, diskMb: 100 },
+          { job: "www-data/prod/web", instances: 3, cpus: 0.3, ramMb: 96, diskMb: 192 },
         ],
         seq: c.scheduler.state.seq,
       },
@@ -115,11 +115,11 @@ describe("quota API (a scheduler, no agents)", () => {
     await c.scheduler.intake.create({ spec: spec("a", { instances: 2, resources: { cpus: 0.3, ramMb: 64, diskMb: 64 } }) });
     await refused(
       c.scheduler.intake.create({ spec: spec("b", { instances: 3, resources: { cpus: 0.2, ramMb: 64, diskMb: 32 } }) }),
-      "cannot create job www-data/production/b (3 × cpus 0.2, ramMb 64, diskMb 32): role www-data is over its production quota: " +
+      "cannot create job www-data/prod/b (3 × cpus 0.2, ramMb 64, diskMb 32): role www-data is over its production quota: " +
         "needs cpus 0.2 more (quota 1, in use 0.6, asked 0.6), ramMb 64 more (quota 256, in use 128, asked 192); " +
         "rule: production (tier preferred) jobs must fit the role's quota — see roost quota get www-data",
     );
-    expect(c.scheduler.state.jobs.has("www-data/production/b")).toBe(false);
+    expect(c.scheduler.state.jobs.has("www-data/prod/b")).toBe(false);
     // Exactly filling the quota is allowed.
     await c.scheduler.intake.create({ spec: spec("c", { instances: 2, resources: { cpus: 0.2, ramMb: 64, diskMb: 64 } }) });
     expect(quotaReport(c.scheduler.state, "www-data").headroom).toEqual({ cpus: 0, ramMb: 0, diskMb: 0 });
@@ -181,18 +181,18 @@ describe("quota API (a scheduler, no agents)", () => {
     c = await startCluster({ agents: 0 });
     await c.scheduler.intake.create({ spec: spec("web", { tier: "preemptible", instances: 3998 }) });
     await refused(
-      c.scheduler.intake.add({ job: "www-data/production/nope", count: 1 }),
-      "job www-data/production/nope does not exist; rule: instances can only be added to an existing job — create it first",
+      c.scheduler.intake.add({ job: "www-data/prod/nope", count: 1 }),
+      "job www-data/prod/nope does not exist; rule: instances can only be added to an existing job — create it first",
     );
-    await refused(c.scheduler.intake.add({ job: "www-data/production/web", count: 0 }), 'request field "count" must be an integer from 1 to 4000 (got 0)');
-    await refused(c.scheduler.intake.add({ job: "www-data/production/web", count: 1.5 }), 'request field "count" must be an integer from 1 to 4000 (got 1.5)');
-    await refused(c.scheduler.intake.add({ job: "www-data/production/web", count: "2" as never }), 'request field "count" must be an integer from 1 to 4000 (got "2")');
+    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: 0 }), 'request field "count" must be an integer from 1 to 4000 (got 0)');
+    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: 1.5 }), 'request field "count" must be an integer from 1 to 4000 (got 1.5)');
+    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: "2" as never }), 'request field "count" must be an integer from 1 to 4000 (got "2")');
     await refused(c.scheduler.intake.add({ job: "web", count: 1 }), 'request field "job" must have the form ROLE/ENV/NAME (got "web")');
     await refused(
-      c.scheduler.intake.add({ job: "www-data/production/web", count: 3 }),
-      "job www-data/production/web has 3998 instances; adding 3 would make 4001; rule: at most 4000 instances per job",
+      c.scheduler.intake.add({ job: "www-data/prod/web", count: 3 }),
+      "job www-data/prod/web has 3998 instances; adding 3 would make 4001; rule: at most 4000 instances per job",
     );
-    const r = await c.scheduler.intake.add({ job: "www-data/production/web", count: 2 });
+    const r = await c.scheduler.intake.add({ job: "www-data/prod/web", count: 2 });
     expect(r.instances).toEqual([3998, 3999]);
   });
 
@@ -201,21 +201,21 @@ describe("quota API (a scheduler, no agents)", () => {
     await c.scheduler.intake.setQuota({ role: "www-data", cpus: 0.5, ramMb: 1024, diskMb: 1024 });
     await c.scheduler.intake.create({ spec: spec("web", { instances: 2 }) });
     await refused(
-      c.scheduler.intake.add({ job: "www-data/production/web", count: 4, user: "bob" }),
-      "cannot add 4 instance(s) to job www-data/production/web (4 × cpus 0.1, ramMb 16, diskMb 16): role www-data is over its production quota: " +
+      c.scheduler.intake.add({ job: "www-data/prod/web", count: 4, user: "bob" }),
+      "cannot add 4 instance(s) to job www-data/prod/web (4 × cpus 0.1, ramMb 16, diskMb 16): role www-data is over its production quota: " +
         "needs cpus 0.1 more (quota 0.5, in use 0.2, asked 0.4); rule: production (tier preferred) jobs must fit the role's quota — see roost quota get www-data",
     );
-    expect(c.scheduler.state.jobs.get("www-data/production/web")!.config.instances).toBe(2);
-    const r = await c.scheduler.intake.add({ job: "www-data/production/web", count: 3, user: "bob" });
-    expect(r).toMatchObject({ job: "www-data/production/web", instances: [2, 3, 4] });
+    expect(c.scheduler.state.jobs.get("www-data/prod/web")!.config.instances).toBe(2);
+    const r = await c.scheduler.intake.add({ job: "www-data/prod/web", count: 3, user: "bob" });
+    expect(r).toMatchObject({ job: "www-data/prod/web", instances: [2, 3, 4] });
     expect(r.taskIds).toHaveLength(3);
     expect(roleUsage(c.scheduler.state, "www-data")).toMatchObject({ cpus: 0.5, ramMb: 80, diskMb: 80 });
     // One record: JobInstancesAdded and its tasks, with reasons naming the user.
     const rec = (await c.log.get(r.seq))!;
     expect(rec.events.map((e) => e.type)).toEqual(["JobInstancesAdded", "TaskCreated", "TaskCreated", "TaskCreated"]);
-    expect(rec.events[0].reason).toBe("3 instance(s) added to job www-data/production/web by bob: instances 2-4");
-    expect(rec.events[1].reason).toBe("instance 2 added to job www-data/production/web (added by bob)");
-    const job = c.scheduler.state.jobs.get("www-data/production/web")!;
+    expect(rec.events[0].reason).toBe("3 instance(s) added to job www-data/prod/web by bob: instances 2-4");
+    expect(rec.events[1].reason).toBe("instance 2 added to job www-data/prod/web (added by bob)");
+    const job = c.scheduler.state.jobs.get("www-data/prod/web")!;
     expect(job.config.instances).toBe(5);
     expect(r.taskIds.map((id) => c!.scheduler.state.tasks.get(id)!)).toMatchObject([
       { instance: 2, state: "PENDING", configVersion: job.configVersion },
@@ -229,36 +229,36 @@ describe("quota with agents running tasks", () => {
   it("job.add adds instances that get placed and run", async () => {
     c = await startCluster({ agents: 2 });
     await c.scheduler.intake.create({ spec: spec("web", { tier: "preemptible" }) });
-    await waitFor(c.scheduler, () => states("www-data/production/web").every((s) => s === "RUNNING"), "instance 0 RUNNING");
-    const r = await api<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", { job: "www-data/production/web", count: 2, user: "carol" });
+    await waitFor(c.scheduler, () => states("www-data/prod/web").every((s) => s === "RUNNING"), "instance 0 RUNNING");
+    const r = await api<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", { job: "www-data/prod/web", count: 2, user: "carol" });
     expect(r.ok && r.value.instances).toEqual([1, 2]);
     await waitFor(c.scheduler, () => {
-      const st = states("www-data/production/web");
+      const st = states("www-data/prod/web");
       return st.length === 3 && st.every((s) => s === "RUNNING");
     }, "3 instances RUNNING");
-    expect(jobStatus(c.scheduler.state, "www-data/production/web")!.configuredInstances).toBe(3);
+    expect(jobStatus(c.scheduler.state, "www-data/prod/web")!.configuredInstances).toBe(3);
   });
 
   it("killing production instances frees quota once their tasks are terminal", async () => {
     c = await startCluster({ agents: 2 });
     await c.scheduler.intake.setQuota({ role: "www-data", cpus: 0.3, ramMb: 48, diskMb: 48 });
     await c.scheduler.intake.create({ spec: spec("web", { instances: 3 }) });
-    await waitFor(c.scheduler, () => states("www-data/production/web").every((s) => s === "RUNNING"), "3 RUNNING");
+    await waitFor(c.scheduler, () => states("www-data/prod/web").every((s) => s === "RUNNING"), "3 RUNNING");
     expect(roleUsage(c.scheduler.state, "www-data")).toMatchObject({ cpus: 0.3, ramMb: 48, diskMb: 48 });
     await refused(c.scheduler.intake.create({ spec: spec("other") }), /needs cpus 0\.1 more \(quota 0\.3, in use 0\.3, asked 0\.1\)/);
 
-    await c.scheduler.intake.kill({ job: "www-data/production/web", instances: [1, 2], user: "dave" });
+    await c.scheduler.intake.kill({ job: "www-data/prod/web", instances: [1, 2], user: "dave" });
     await waitFor(c.scheduler, () => {
-      const st = states("www-data/production/web");
+      const st = states("www-data/prod/web");
       return st[0] === "RUNNING" && TERMINAL_STATES.has(st[1]) && TERMINAL_STATES.has(st[2]);
     }, "instances 1 and 2 terminal");
     expect(quotaReport(c.scheduler.state, "www-data")).toMatchObject({
       usage: { cpus: 0.1, ramMb: 16, diskMb: 16 },
       headroom: { cpus: 0.2, ramMb: 32, diskMb: 32 },
-      jobs: [{ job: "www-data/production/web", instances: 1 }],
+      jobs: [{ job: "www-data/prod/web", instances: 1 }],
     });
     await c.scheduler.intake.create({ spec: spec("other", { instances: 2 }) });
-    await waitFor(c.scheduler, () => states("www-data/production/other").every((s) => s === "RUNNING"), "other RUNNING");
+    await waitFor(c.scheduler, () => states("www-data/prod/other").every((s) => s === "RUNNING"), "other RUNNING");
     expect(roleUsage(c.scheduler.state, "www-data").cpus).toBe(0.3);
   });
 });
@@ -276,10 +276,10 @@ describe("roleUsage over a folded log", () => {
       s,
       ev("QuotaSet", { role: "www-data", cpus: 1, ramMb: 20, diskMb: 40, user: "admin" }),
       ev("JobCreated", { job, configVersion: 1 }),
-      ev("TaskCreated", { taskId: "t0", job: "www-data/production/svc", instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }),
-      ev("TaskCreated", { taskId: "t1", job: "www-data/production/svc", instance: 1, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }),
+      ev("TaskCreated", { taskId: "t0", job: "www-data/prod/svc", instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }),
+      ev("TaskCreated", { taskId: "t1", job: "www-data/prod/svc", instance: 1, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }),
     );
-    expect(roleUsage(s, "www-data")).toEqual({ cpus: 1, ramMb: 20, diskMb: 40, jobs: [{ job: "www-data/production/svc", instances: 2, cpus: 1, ramMb: 20, diskMb: 40 }] });
+    expect(roleUsage(s, "www-data")).toEqual({ cpus: 1, ramMb: 20, diskMb: 40, jobs: [{ job: "www-data/prod/svc", instances: 2, cpus: 1, ramMb: 20, diskMb: 40 }] });
     // Instance 0's task ends and waits for its replacement: still counted (the replacement will need it).
     const t0 = s.tasks.get("t0")!;
     t0.state = "FAILED";
@@ -294,7 +294,7 @@ describe("roleUsage over a folded log", () => {
     );
     expect(s.tasks.get("t1")!.state).toBe("ASSIGNED");
     expect(roleUsage(s, "www-data").cpus).toBe(1);
-    fold(s, ev("JobKillRequested", { job: "www-data/production/svc", instances: [1], user: "dave" }));
+    fold(s, ev("JobKillRequested", { job: "www-data/prod/svc", instances: [1], user: "dave" }));
     expect(s.tasks.get("t1")!.state).toBe("KILLING");
     expect(roleUsage(s, "www-data")).toMatchObject({ cpus: 0.5, ramMb: 10, diskMb: 20 });
     expect(quotaCheck(s, "www-data", { cpus: 0.5, ramMb: 10, diskMb: 20 })).toBeNull();

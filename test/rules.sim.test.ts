@@ -213,15 +213,15 @@ describe("preemption", () => {
     await sim.advance(1_000);
     expect(statesOf(sim, "www/devel/batchy").every((s) => s === "RUNNING")).toBe(true);
     await sim.request("quota.set", { role: "www", cpus: 10, ramMb: 10000, diskMb: 10000, user: "admin" });
-    await sim.createJob(spec("prod", { tier: "preferred", environment: "production" }));
+    await sim.createJob(spec("prod", { tier: "preferred", environment: "prod" }));
     await sim.advance(2 * MIN);
-    expect(sim.status("www/production/prod").instances[0].state).toBe("PENDING"); // not yet: 3 min delay
-    await sim.runUntil(() => sim!.status("www/production/prod").instances[0].state === "RUNNING", 5 * MIN, "prod RUNNING");
+    expect(sim.status("www/prod/prod").instances[0].state).toBe("PENDING"); // not yet: 3 min delay
+    await sim.runUntil(() => sim!.status("www/prod/prod").instances[0].state === "RUNNING", 5 * MIN, "prod RUNNING");
     const victims = [...sim.state.tasks.values()].filter((t) => t.job === "www/devel/batchy" && t.state === "KILLED");
     expect(victims).toHaveLength(1);
     const vh = await withReasons(taskHistory(sim.state, victims[0].taskId)!, sim.log);
     expect(vh.events.find((e) => e.state === "PREEMPTING")!.reason).toMatch(/production \(tier preferred\) preempts preemptible \(tier preemptible\)/);
-    const prod = sim.status("www/production/prod").instances[0];
+    const prod = sim.status("www/prod/prod").instances[0];
     const ph = await withReasons(taskHistory(sim.state, prod.taskId)!, sim.log);
     expect(ph.events.find((e) => e.state === "ASSIGNED")!.reason).toMatch(/in the slot the preemptor held for it/);
     expect(prod.host).toBe(victims[0].host);
@@ -243,11 +243,11 @@ describe("preemption", () => {
   it("preemptible work never preempts production", async () => {
     sim = await Sim.start({ seed: 14, agents: [{ count: 1, cpus: 1, ramMb: 4096, diskMb: 10000 }], policy: { preemptionDelayMs: 0 } });
     await sim.request("quota.set", { role: "www", cpus: 10, ramMb: 10000, diskMb: 10000, user: "admin" });
-    await sim.createJob(spec("prod", { tier: "preferred", environment: "production" }));
+    await sim.createJob(spec("prod", { tier: "preferred", environment: "prod" }));
     await sim.advance(1_000);
     await sim.createJob(spec("eager", { priority: 100 }));
     await sim.advance(10 * MIN);
-    expect(sim.status("www/production/prod").instances[0].state).toBe("RUNNING");
+    expect(sim.status("www/prod/prod").instances[0].state).toBe("RUNNING");
     expect(sim.status("www/devel/eager").instances[0].state).toBe("PENDING");
     expect(sim.state.reservations.size).toBe(0);
   });
@@ -260,7 +260,7 @@ describe("replay", () => {
     await sim.createJob(spec("flappy", { service: true }));
     await sim.createJob(spec("filler", { instances: 5, constraints: { host: "limit:2" } }));
     await sim.request("quota.set", { role: "www", cpus: 10, ramMb: 10000, diskMb: 10000, user: "admin" });
-    await sim.createJob(spec("prod", { tier: "preferred", environment: "production", instances: 2 }));
+    await sim.createJob(spec("prod", { tier: "preferred", environment: "prod", instances: 2 }));
     await sim.advance(20 * MIN);
     const replayed = new ClusterState();
     for await (const r of sim.log.read(1)) foldRecord(replayed, r.seq, r.events);

@@ -81,8 +81,8 @@ faults:
     expect(c.summary.logHash).not.toBe(a.summary.logHash);
     // The flaky job failed some runs (failProbability), the service is running, the batch finished.
     expect(a.summary.tasks.FAILED ?? 0).toBeGreaterThan(0);
-    expect(a.summary.jobs["www-data/production/web"]).toEqual({ RUNNING: 3 });
-    expect(a.summary.jobs["analytics/production/nightly"]).toEqual({ FINISHED: 4 });
+    expect(a.summary.jobs["www-data/prod/web"]).toEqual({ RUNNING: 3 });
+    expect(a.summary.jobs["analytics/prod/nightly"]).toEqual({ FINISHED: 4 });
     expect(a.timeline.some((l) => /agent agent-2 rebooted/.test(l))).toBe(true);
     expect(a.summary.tasks.LOST ?? 0).toBeGreaterThan(0);
   });
@@ -111,7 +111,7 @@ describe("roost sim", () => {
     ]);
     expect(JSON.parse(other.stdout).seed).toBe(7);
     expect(JSON.parse(other.stdout).logHash).not.toBe(JSON.parse(short.stdout).logHash);
-    expect(Object.keys(JSON.parse(short.stdout).jobs)).toEqual(["www-data/production/web"]);
+    expect(Object.keys(JSON.parse(short.stdout).jobs)).toEqual(["www-data/prod/web"]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/invalid scenario/);
     expect(bad.stderr).toMatch(/role: unknown field/);

@@ -145,10 +145,20 @@ describe("parseJobSpec / validateJobSpec: valid specs", () => {
     expect(cfg.task.constraints).toEqual({ dedicated: "www-data/db", host: "limit:1" });
   });
 
-  it("accepts every Aurora environment", () => {
-    for (const environment of ["devel", "test", "production", "staging", "staging2", "staging42"]) {
+  it("accepts every environment of Aurora's default allowed_job_environments, ^(prod|devel|test|staging\\d*)$", () => {
+    for (const environment of ["devel", "test", "prod", "staging", "staging2", "staging42"]) {
       expect(validateJobSpec({ ...base(), environment }).environment).toBe(environment);
     }
+  });
+
+  it("refuses another environment quoting the pattern in force, and takes the scheduler's own pattern", () => {
+    const issue = single({ ...base(), environment: "production" }, "environment", "must match the environments this scheduler allows, ^(prod|devel|test|staging\\d*)$");
+    expect(issue.message).toContain('(got "production")');
+    const allowed = /^(production|qa)$/;
+    expect(validateJobSpec({ ...base(), environment: "production" }, { allowedEnvironments: allowed }).environment).toBe("production");
+    expect(errorOf(() => validateJobSpec({ ...base(), environment: "prod" }, { allowedEnvironments: allowed })).message).toContain("^(production|qa)$");
+    // The CLI does not know the scheduler's pattern: parseJobSpec checks the name rule only.
+    expect(parseJobSpec("role: r\nenvironment: production\nname: n\nresources: {cpus: 1, ramMb: 1, diskMb: 1}\nprocesses: [{name: p, cmdline: x}]\n").environment).toBe("production");
   });
 
   it("does not share arrays or objects with the input", () => {
@@ -209,9 +219,8 @@ describe("validation rules: each error names the field and the rule", () => {
   });
 
   it("bad environment", () => {
-    const issue = single({ ...base(), environment: "prod" }, "environment", "must match devel|test|production|staging<N>");
-    expect(issue.message).toContain('(got "prod")');
-    single({ ...base(), environment: "staging-2" }, "environment", "devel|test|production|staging<N>");
+    single({ ...base(), environment: "staging-2" }, "environment", "must match the environments this scheduler allows");
+    single({ ...base(), environment: ".." }, "environment", "letters, digits");
   });
 
   it("role and name: allowed characters and length", () => {
@@ -220,24 +229,58 @@ describe("validation rules: each error names the field and the rule", () => {
     expect(validateJobSpec({ ...base(), name: "a.b_c-D9" }).name).toBe("a.b_c-D9");
   });
 
+  it('names are never "." or ".." and never start with "." or "-" (roles, names, processes)', () => {
+    for (const bad of [".", "..", ".hidden", "-flag"]) {
+      single({ ...base(), role: bad }, "role", 'not starting with "." or "-"');
+      single({ ...base(), name: bad }, "name", 'not starting with "." or "-"');
+      single({ ...base(), processes: [{ name: bad, cmdline: "x" }] }, "processes[0].name", 'not starting with "." or "-"');
+    }
+  });
+
+  it("every number has explicit bounds (1e-300 cpus, 1e308 ramMb and priority, 2^64 diskMb are refused)", () => {
+    single({ ...base(), resources: { ...base().resources, cpus: 1e-300 } }, "resources.cpus", "must be a number from 0.001 to 1024");
+    single({ ...base(), resources: { ...base().resources, cpus: 0.0015 } }, "resources.cpus", "at most 3 decimal places");
+    single({ ...base(), resources: { ...base().resources, ramMb: 1e308 } }, "resources.ramMb", "must be an integer from 1 to 4194304");
+    single({ ...base(), resources: { ...base().resources, diskMb: 2 ** 64 } }, "resources.diskMb", "must be an integer from 1 to 67108864");
+    single({ ...base(), resources: { ...base().resources, gpus: 1e9 } }, "resources.gpus", "must be an integer from 0 to 64");
+    single({ ...base(), priority: 1e308 }, "priority", "must be an integer from 0 to 1000");
+    single({ ...base(), maxTaskFailures: 1e6 }, "maxTaskFailures", "must be an integer from 0 to 100, or -1 for unlimited");
+    single({ ...base(), resources: { ...base().resources, ports: ["http", ...Array.from({ length: 64 }, (_, i) => `p${i}`)] } }, "resources.ports", "at most 64");
+    single({ ...base(), processes: Array.from({ length: 33 }, (_, i) => ({ name: `p${i}`, cmdline: "x" })) }, "processes", "1 to 32 processes");
+  });
+
+  it("a command line has no NUL byte and is under 64 KiB (exec cannot run either)", () => {
+    single({ ...base(), processes: [{ name: "p", cmdline: "echo a\u0000b" }] }, "processes[0].cmdline", "without NUL bytes");
+    single({ ...base(), processes: [{ name: "p", cmdline: "x".repeat(900 * 1024) }] }, "processes[0].cmdline", "at most 65535 bytes");
+    // Counted in UTF-8 bytes: 30,000 three-byte characters are 90,000 bytes.
+    single({ ...base(), processes: [{ name: "p", cmdline: "東".repeat(30_000) }] }, "processes[0].cmdline", "at most 65535 bytes");
+    expect(validateJobSpec({ ...base(), processes: [{ name: "p", cmdline: "x".repeat(65_535) }] }).task.processes[0].cmdline).toHaveLength(65_535);
+  });
+
+  it('constraints read only their own names: "constructor" is an attribute like any other', () => {
+    const cfg = validateJobSpec({ ...base(), constraints: { constructor: "x", toString: "limit:1" } });
+    expect(cfg.task.constraints).toEqual({ constructor: "x", toString: "limit:1" });
+    single({ ...base(), constraints: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`a${i}`, "x"])) }, "constraints", "at most 32");
+  });
+
   it("negative ramMb", () => {
-    const issue = single({ ...base(), resources: { ...base().resources, ramMb: -5 } }, "resources.ramMb", "must be an integer greater than 0");
-    expect(issue.message).toBe("resources.ramMb: must be an integer greater than 0 (got -5)");
+    const issue = single({ ...base(), resources: { ...base().resources, ramMb: -5 } }, "resources.ramMb", "must be an integer from 1 to 4194304");
+    expect(issue.message).toBe("resources.ramMb: must be an integer from 1 to 4194304 (got -5)");
   });
 
   it("fractional ramMb", () => {
-    const issue = single({ ...base(), resources: { ...base().resources, ramMb: 12.5 } }, "resources.ramMb", "must be an integer greater than 0");
+    const issue = single({ ...base(), resources: { ...base().resources, ramMb: 12.5 } }, "resources.ramMb", "must be an integer from 1 to 4194304");
     expect(issue.message).toContain("(got 12.5)");
   });
 
   it("cpus must be positive; gpus may be 0 but not negative", () => {
-    single({ ...base(), resources: { ...base().resources, cpus: 0 } }, "resources.cpus", "must be a number greater than 0");
-    single({ ...base(), resources: { ...base().resources, gpus: -1 } }, "resources.gpus", "must be an integer of at least 0");
+    single({ ...base(), resources: { ...base().resources, cpus: 0 } }, "resources.cpus", "must be a number from 0.001 to 1024");
+    single({ ...base(), resources: { ...base().resources, gpus: -1 } }, "resources.gpus", "must be an integer from 0 to 64");
   });
 
   it("wrong types are described in words", () => {
     single({ ...base(), service: "yes" }, "service", "must be true or false");
-    single({ ...base(), resources: { ...base().resources, ramMb: "64Mi" } }, "resources.ramMb", "must be an integer greater than 0");
+    single({ ...base(), resources: { ...base().resources, ramMb: "64Mi" } }, "resources.ramMb", "must be an integer from 1 to 4194304");
     single({ ...base(), resources: "big" }, "resources", "must be a mapping");
     single({ ...base(), processes: {} }, "processes", "must be a list");
   });
@@ -267,7 +310,7 @@ describe("validation rules: each error names the field and the rule", () => {
   });
 
   it("at least one process, each with a non-empty cmdline", () => {
-    single({ ...base(), processes: [] }, "processes", "at least one process");
+    single({ ...base(), processes: [] }, "processes", "1 to 32 processes");
     single({ ...base(), processes: [{ name: "p", cmdline: "  " }] }, "processes[0].cmdline", "must be a non-empty command line");
   });
 
@@ -338,7 +381,7 @@ describe("validation rules: each error names the field and the rule", () => {
   });
 
   it("priority and maxTaskFailures bounds", () => {
-    single({ ...base(), priority: -1 }, "priority", "must be an integer of at least 0");
+    single({ ...base(), priority: -1 }, "priority", "must be an integer from 0 to 1000");
     single({ ...base(), maxTaskFailures: -2 }, "maxTaskFailures", "-1 for unlimited");
     expect(validateJobSpec({ ...base(), maxTaskFailures: -1 }).task.maxTaskFailures).toBe(-1);
   });
@@ -378,7 +421,7 @@ describe("validation rules: each error names the field and the rule", () => {
 
   it("reports every problem together, one per line, in plain words", () => {
     const spec = {
-      environment: "prod",
+      environment: "prod!",
       name: "hello",
       instances: 0,
       tier: "gold",

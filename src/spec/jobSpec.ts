@@ -14,13 +14,8 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document } from "yaml";
 import type { JobConfig, TaskConfig } from "../domain/types.js";
-import {
-  CMDLINE_PATTERN,
-  ENVIRONMENT_PATTERN,
-  IDENTIFIER_PATTERN,
-  JOB_SCHEMA,
-  PORT_NAME_PATTERN,
-} from "./schema.js";
+import { DEFAULT_ENVIRONMENT_PATTERN, MAX_CMDLINE_BYTES, MAX_CONSTRAINTS, MAX_CPUS, MAX_PORTS_PER_TASK, MAX_PROCESSES, MIN_CPUS } from "../domain/limits.js";
+import { CMDLINE_PATTERN, IDENTIFIER_PATTERN, JOB_SCHEMA, PORT_NAME_PATTERN } from "./schema.js";
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -102,15 +97,32 @@ export function parseJobSpec(text: string, fileName?: string): JobConfig {
   return normalise(data as JobSpec);
 }
 
+/** What the scheduler allows beyond the spec's own rules (its options). */
+export interface SpecPolicy {
+  /**
+   * Environments the scheduler accepts (Aurora's allowed_job_environments; `roost scheduler
+   * --allowed-environments`). Default: DEFAULT_ENVIRONMENT_PATTERN.
+   */
+  allowedEnvironments?: RegExp;
+}
+
+export const DEFAULT_ALLOWED_ENVIRONMENTS = new RegExp(DEFAULT_ENVIRONMENT_PATTERN);
+
 /**
  * Validates an already-parsed spec (e.g. a request from the bus) and returns the normalised
  * JobConfig. Also accepts an already-normalised JobConfig (fields under `task`), so
  * validateJobSpec(parseJobSpec(text)) round-trips; issue paths then point under "task.".
+ * The scheduler validates with its policy; the CLI (parseJobSpec) checks the spec's own rules
+ * only, since it does not know which environments the scheduler allows.
  */
-export function validateJobSpec(obj: unknown): JobConfig {
+export function validateJobSpec(obj: unknown, policy: SpecPolicy = {}): JobConfig {
   const asConfig = isConfigShape(obj);
   const data = asConfig ? flattenConfig(obj as Record<string, unknown>) : obj;
   const raw = check(data);
+  const allowed = policy.allowedEnvironments ?? DEFAULT_ALLOWED_ENVIRONMENTS;
+  if (isRecord(data) && typeof data.environment === "string" && !raw.some((r) => r.segs[0] === "environment") && !allowed.test(data.environment)) {
+    raw.push({ segs: ["environment"], rule: `must match the environments this scheduler allows, ${allowed.source}`, detail: `got ${show(data.environment)}` });
+  }
   if (raw.length > 0) {
     throw new SpecError(raw.map((r) => toIssue(asConfig ? { ...r, segs: configSegs(r.segs) } : r)));
   }
@@ -246,6 +258,7 @@ type SchemaNode = {
   maxLength?: number;
   minLength?: number;
   minItems?: number;
+  maxItems?: number;
   items?: SchemaNode;
   properties?: Record<string, SchemaNode>;
   additionalProperties?: boolean | SchemaNode;
@@ -344,40 +357,45 @@ const DESCRIBED_KEYWORDS = new Set([
   "const",
   "minItems",
   "maxItems",
+  "maxProperties",
   "format",
 ]);
 
-const IDENT_WORDS = 'letters, digits, "_", "." or "-"';
+const IDENT_WORDS = 'letters, digits, "_", "." or "-", not starting with "." or "-"';
 const ATTRIBUTE_RULE = `attribute names must be ${IDENT_WORDS}`;
 
 /** Rules for nodes whose generic description would be vague, by schema location. */
 const NODE_RULES: Record<string, string> = {
   "": "must be a mapping of job fields (role, environment, name, resources, processes, ...)",
   "/properties/resources": "must be a mapping with cpus, ramMb, diskMb (and optionally gpus, ports)",
-  "/properties/resources/properties/ports": "must be a list of port names",
-  "/properties/constraints": "must be a mapping from attribute name to constraint string",
+  "/properties/resources/properties/ports": `must be a list of at most ${MAX_PORTS_PER_TASK} port names`,
+  "/properties/constraints": `must be a mapping from attribute name to constraint string, at most ${MAX_CONSTRAINTS} of them`,
   "/properties/constraints/additionalProperties": CONSTRAINT_RULE,
-  "/properties/processes": "must be a list of at least one process (each with name and cmdline)",
+  "/properties/processes": `must be a list of 1 to ${MAX_PROCESSES} processes (each with name and cmdline)`,
   "/properties/processes/items": "must be a mapping with name and cmdline",
 };
 
 const PATTERN_RULES: Record<string, string> = {
-  [ENVIRONMENT_PATTERN]: "must match devel|test|production|staging<N>",
   [PORT_NAME_PATTERN]: 'must be a port name: a lowercase letter, then lowercase letters, digits or "_"',
-  [CMDLINE_PATTERN]: "must be a non-empty command line",
+  [CMDLINE_PATTERN]: "must be a non-empty command line without NUL bytes",
   [IDENTIFIER_PATTERN]: `must be ${IDENT_WORDS}`,
 };
 
 /** The whole rule of a schema node, in words: "must be an integer from 1 to 4000". */
 function describe(node: SchemaNode, schemaPath: string): string {
   const location = schemaPath.replace(/^#/, "").replace(/\/[^/]+$/, "");
+  const keyword = schemaPath.slice(schemaPath.lastIndexOf("/") + 1);
+  if (keyword === "maxLength" && node.pattern === CMDLINE_PATTERN) return `must be a command line of at most ${MAX_CMDLINE_BYTES} bytes`;
+  if (keyword === "maxLength" && node.pattern !== IDENTIFIER_PATTERN) return `must be at most ${node.maxLength} characters`;
   const fixed = NODE_RULES[location];
   if (fixed !== undefined) return fixed;
+  if (keyword === "maxItems") return `must be a list of at most ${node.maxItems}`;
   if (node.enum !== undefined) return `must be one of ${node.enum.map((v) => JSON.stringify(v)).join(", ")}`;
   switch (node.type) {
     case "integer":
     case "number": {
       const what = node.type === "integer" ? "an integer" : "a number";
+      if (node.minimum === -1 && node.maximum !== undefined) return `must be ${what} from 0 to ${node.maximum}, or -1 for unlimited`;
       if (node.minimum !== undefined && node.maximum !== undefined) return `must be ${what} from ${node.minimum} to ${node.maximum}`;
       if (node.exclusiveMinimum !== undefined) return `must be ${what} greater than ${node.exclusiveMinimum}`;
       if (node.minimum === -1) return `must be ${what} of at least 0, or -1 for unlimited`;
@@ -394,6 +412,7 @@ function describe(node: SchemaNode, schemaPath: string): string {
       return node.minLength ? "must be a non-empty string" : "must be a string";
     }
     case "array":
+      if (node.minItems && node.maxItems) return `must be a list of ${node.minItems} to ${node.maxItems}`;
       return node.minItems ? `must be a list of at least ${node.minItems}` : "must be a list";
     case "object":
       return "must be a mapping";
@@ -417,10 +436,24 @@ function semanticIssues(data: unknown): RawIssue[] {
     else if (Array.isArray(p)) declared = [...new Set(p.filter((x): x is string => typeof x === "string"))];
   }
 
+  if (isRecord(data.resources)) {
+    const cpus = data.resources.cpus;
+    // cpus are counted in thousandths (fold.ts): a finer value would leave dust in every sum.
+    if (typeof cpus === "number" && cpus >= MIN_CPUS && cpus <= MAX_CPUS && Math.round(cpus * 1000) / 1000 !== cpus) {
+      issues.push({ segs: ["resources", "cpus"], rule: "must have at most 3 decimal places (cpus are counted in thousandths)", detail: `got ${show(cpus)}` });
+    }
+  }
+
   if (Array.isArray(data.processes)) {
     const firstIndex = new Map<string, number>();
     data.processes.forEach((proc, i) => {
       if (!isRecord(proc)) return;
+      if (typeof proc.cmdline === "string" && proc.cmdline.length <= MAX_CMDLINE_BYTES) {
+        const bytes = Buffer.byteLength(proc.cmdline, "utf8");
+        if (bytes > MAX_CMDLINE_BYTES) {
+          issues.push({ segs: ["processes", i, "cmdline"], rule: `must be a command line of at most ${MAX_CMDLINE_BYTES} bytes`, detail: `it is ${bytes} bytes in UTF-8` });
+        }
+      }
       if (typeof proc.name === "string") {
         const j = firstIndex.get(proc.name);
         if (j === undefined) firstIndex.set(proc.name, i);

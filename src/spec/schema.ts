@@ -9,19 +9,42 @@
 // documentation only: validation runs with useDefaults off, and jobSpec.ts fills every default
 // itself while normalising, so a spec always normalises to the same JobConfig.
 
-/** Role and job name: Aurora's good-identifier rule, at most 64 characters. */
-export const IDENTIFIER_PATTERN = "^[A-Za-z0-9_.-]+$";
-export const IDENTIFIER_MAX_LENGTH = 64;
-/** Aurora's environment rule. */
-export const ENVIRONMENT_PATTERN = "^(devel|test|production|staging\\d*)$";
-/** A named port; also safe to upper-case into an environment variable name. */
-export const PORT_NAME_PATTERN = "^[a-z][a-z0-9_]*$";
-/** A constraint's attribute name (host, rack, zone, dedicated, ...). */
-export const ATTRIBUTE_PATTERN = "^[A-Za-z0-9_.-]+$";
-/** A command line must contain something other than white space. */
-export const CMDLINE_PATTERN = "\\S";
+import {
+  MAX_CMDLINE_BYTES,
+  MAX_CONSTRAINT_LENGTH,
+  MAX_CONSTRAINTS,
+  MAX_CPUS,
+  MAX_DISK_MB,
+  MAX_GPUS,
+  MAX_INSTANCES,
+  MAX_PORTS_PER_TASK,
+  MAX_PRIORITY,
+  MAX_PROCESSES,
+  MAX_RAM_MB,
+  MAX_TASK_FAILURES,
+  MIN_CPUS,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  PORT_NAME_MAX_LENGTH,
+  PORT_NAME_PATTERN,
+} from "../domain/limits.js";
 
-export const MAX_INSTANCES = 4000;
+export { MAX_INSTANCES, PORT_NAME_PATTERN };
+
+/**
+ * Roles, environments, job and process names (domain/limits.ts): Aurora's good-identifier
+ * characters, never starting with "." or "-", so never "." or "..".
+ */
+export const IDENTIFIER_PATTERN = NAME_PATTERN;
+export const IDENTIFIER_MAX_LENGTH = NAME_MAX_LENGTH;
+/** A constraint's attribute name (host, rack, zone, dedicated, ...). */
+export const ATTRIBUTE_PATTERN = NAME_PATTERN;
+/**
+ * A command line must contain something other than white space, and no NUL byte (exec cannot
+ * pass one: such a task failed to launch forever). Its size in UTF-8 bytes is checked in
+ * jobSpec.ts; maxLength (characters) is the schema's coarse bound.
+ */
+export const CMDLINE_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
 
 export const TIERS = ["preferred", "preemptible", "revocable"] as const;
 export type Tier = (typeof TIERS)[number];
@@ -42,9 +65,11 @@ export const JOB_SCHEMA = {
       maxLength: IDENTIFIER_MAX_LENGTH,
     },
     environment: {
-      description: "devel, test, production, or staging followed by optional digits (staging, staging2, ...).",
+      description:
+        "A name the scheduler allows (roost scheduler --allowed-environments); by default Aurora's ^(prod|devel|test|staging\\d*)$: prod, devel, test, or staging followed by optional digits.",
       type: "string",
-      pattern: ENVIRONMENT_PATTERN,
+      pattern: IDENTIFIER_PATTERN,
+      maxLength: IDENTIFIER_MAX_LENGTH,
     },
     name: {
       description: "The job's name, unique within role/environment.",
@@ -74,12 +99,14 @@ export const JOB_SCHEMA = {
       description: "Priority among the role's jobs of the same tier; higher may preempt lower.",
       type: "integer",
       minimum: 0,
+      maximum: MAX_PRIORITY,
       default: 0,
     },
     maxTaskFailures: {
       description: "How many times a batch task may fail before it is given up on; -1 = unlimited. Ignored for services.",
       type: "integer",
       minimum: -1,
+      maximum: MAX_TASK_FAILURES,
       default: 1,
     },
     resources: {
@@ -88,16 +115,17 @@ export const JOB_SCHEMA = {
       additionalProperties: false,
       required: ["cpus", "ramMb", "diskMb"],
       properties: {
-        cpus: { description: "CPU cores (fractions allowed).", type: "number", exclusiveMinimum: 0 },
-        ramMb: { description: "Memory in MiB.", type: "integer", exclusiveMinimum: 0 },
-        diskMb: { description: "Sandbox disk in MiB.", type: "integer", exclusiveMinimum: 0 },
-        gpus: { description: "Whole GPUs.", type: "integer", minimum: 0, default: 0 },
+        cpus: { description: "CPU cores, in thousandths at the finest (0.001).", type: "number", minimum: MIN_CPUS, maximum: MAX_CPUS },
+        ramMb: { description: "Memory in MiB.", type: "integer", minimum: 1, maximum: MAX_RAM_MB },
+        diskMb: { description: "Sandbox disk in MiB.", type: "integer", minimum: 1, maximum: MAX_DISK_MB },
+        gpus: { description: "Whole GPUs.", type: "integer", minimum: 0, maximum: MAX_GPUS, default: 0 },
         ports: {
           description:
             "Named ports. Each instance is assigned concrete port numbers; commands see them as {{ports.NAME}} and $ROOST_PORT_<NAME>.",
           type: "array",
           uniqueItems: true,
-          items: { type: "string", pattern: PORT_NAME_PATTERN },
+          maxItems: MAX_PORTS_PER_TASK,
+          items: { type: "string", pattern: PORT_NAME_PATTERN, maxLength: PORT_NAME_MAX_LENGTH },
           default: [],
         },
       },
@@ -106,24 +134,27 @@ export const JOB_SCHEMA = {
       description:
         'Placement constraints, by host attribute: "limit:N" (at most N instances per attribute value), "v1,v2" (value must be one of these) or "!v1,v2" (must be none of these). dedicated takes "ROLE/NAME" or "*/NAME".',
       type: "object",
-      propertyNames: { pattern: ATTRIBUTE_PATTERN },
-      additionalProperties: { type: "string", minLength: 1 },
+      maxProperties: MAX_CONSTRAINTS,
+      propertyNames: { pattern: ATTRIBUTE_PATTERN, maxLength: IDENTIFIER_MAX_LENGTH },
+      additionalProperties: { type: "string", minLength: 1, maxLength: MAX_CONSTRAINT_LENGTH },
       default: {},
     },
     processes: {
       description: "The processes every instance runs, each a shell command line.",
       type: "array",
       minItems: 1,
+      maxItems: MAX_PROCESSES,
       items: {
         type: "object",
         additionalProperties: false,
         required: ["name", "cmdline"],
         properties: {
-          name: { description: "Unique within the task.", type: "string", pattern: IDENTIFIER_PATTERN },
+          name: { description: "Unique within the task.", type: "string", pattern: IDENTIFIER_PATTERN, maxLength: IDENTIFIER_MAX_LENGTH },
           cmdline: {
-            description: "A shell command line; {{ports.NAME}} is replaced by the assigned port.",
+            description: `A shell command line of at most ${MAX_CMDLINE_BYTES} bytes, without NUL; {{ports.NAME}} is replaced by the assigned port.`,
             type: "string",
             minLength: 1,
+            maxLength: MAX_CMDLINE_BYTES,
             pattern: CMDLINE_PATTERN,
           },
         },

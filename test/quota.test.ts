@@ -162,18 +162,18 @@ describe("quota API (a scheduler, no agents)", () => {
     c = await startCluster({ agents: 0 });
     await refused(
       c.scheduler.intake.setQuota({ role: "www-data", cpus: -1, ramMb: 1.5, diskMb: 10 }),
-      "invalid quota.set request (2 problems): cpus: must be a finite number ≥ 0 (got -1); ramMb: must be an integer ≥ 0 (got 1.5)",
+      "invalid quota.set request (2 problems): cpus: must be a number from 0 to 1000000 (got -1); ramMb: must be an integer from 0 to 1099511627776 (got 1.5)",
     );
     await refused(
       c.scheduler.intake.setQuota({ role: "", cpus: 1, ramMb: 1, diskMb: -2 }),
-      'invalid quota.set request (2 problems): role: must be a non-empty string (got ""); diskMb: must be an integer ≥ 0 (got -2)',
+      'invalid quota.set request (2 problems): role: must be a role name: letters, digits, "_", "." and "-", not starting with "." or "-", at most 64 characters (got ""); diskMb: must be an integer from 0 to 1099511627776 (got -2)',
     );
-    await refused(c.scheduler.intake.setQuota({ role: "www-data", cpus: Infinity, ramMb: 1, diskMb: 1 }), /cpus: must be a finite number ≥ 0 \(got Infinity\)/);
+    await refused(c.scheduler.intake.setQuota({ role: "www-data", cpus: Infinity, ramMb: 1, diskMb: 1 }), /cpus: must be a number from 0 to 1000000 \(got Infinity\)/);
     await refused(c.scheduler.intake.setQuota({ role: "www data", cpus: 1, ramMb: 1, diskMb: 1 }), /^invalid quota\.set request \(1 problem\): role: must be a role name/);
     // Over the bus, the same refusal is a {ok: false, error} reply.
     const r = await api("quota.set", { role: "www-data", cpus: "many", ramMb: 1, diskMb: 1 });
-    expect(r).toEqual({ ok: false, error: 'invalid quota.set request (1 problem): cpus: must be a finite number ≥ 0 (got "many")' });
-    expect(await api("quota.get", {})).toEqual({ ok: false, error: 'request field "role" must be a non-empty string' });
+    expect(r).toEqual({ ok: false, error: 'invalid quota.set request (1 problem): cpus: must be a number from 0 to 1000000 (got "many")' });
+    expect(await api("quota.get", {})).toEqual({ ok: false, error: "invalid quota.get request (1 problem): role: is required" });
     expect(c.scheduler.state.quotas.size).toBe(0);
   });
 
@@ -184,10 +184,17 @@ describe("quota API (a scheduler, no agents)", () => {
       c.scheduler.intake.add({ job: "www-data/prod/nope", count: 1 }),
       "job www-data/prod/nope does not exist; rule: instances can only be added to an existing job — create it first",
     );
-    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: 0 }), 'request field "count" must be an integer from 1 to 4000 (got 0)');
-    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: 1.5 }), 'request field "count" must be an integer from 1 to 4000 (got 1.5)');
-    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: "2" as never }), 'request field "count" must be an integer from 1 to 4000 (got "2")');
-    await refused(c.scheduler.intake.add({ job: "web", count: 1 }), 'request field "job" must have the form ROLE/ENV/NAME (got "web")');
+    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: 0 }), "invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got 0)");
+    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: 1.5 }), "invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got 1.5)");
+    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: "2" as never }), 'invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got "2")');
+    await refused(
+      c.scheduler.intake.add({ job: "web", count: 1 }),
+      'invalid job.add request (1 problem): job: must be a job key ROLE/ENV/NAME (three parts of 1 to 64 characters, separated by /) (got "web")',
+    );
+    await refused(
+      c.scheduler.intake.add({ job: "www-data/prod/web", count: 1, user: "eve\u0007" }),
+      'invalid job.add request (1 problem): user: must be 1 to 64 printable ASCII characters, not starting or ending with a space (got "eve\\u0007")',
+    );
     await refused(
       c.scheduler.intake.add({ job: "www-data/prod/web", count: 3 }),
       "job www-data/prod/web has 3998 instances; adding 3 would make 4001; rule: at most 4000 instances per job",

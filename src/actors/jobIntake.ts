@@ -1,14 +1,19 @@
-// JobIntake: the client API on the bus (roost.api.*). Writes are validated against the folded
+// JobIntake: the client API on the bus (roost.api.*). Every request is checked against its
+// schema (api/requests.ts) before anything else; writes are then validated against the folded
 // state, committed, and only then answered. A refused request changes nothing and says what
-// was wrong and which rule it broke.
+// was wrong and which rule it broke; "internal error" is kept for the scheduler's own bugs.
 
 import { API_PREFIX, type Reply } from "../bus/bus.js";
+import { REQUEST_SCHEMAS, type RequestOp } from "../api/requests.js";
+import { checker, formatProblems, type Problem } from "../domain/validate.js";
 import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
+import { RecordTooLargeError } from "../eventlog/appender.js";
+import { FencedError, LogUnavailableError } from "../eventlog/log.js";
 import { amountsOf, consumesQuota, quotaBelowUsage, quotaCheck, quotaOf, quotaReport, type Amounts, type QuotaReport } from "../quota/quota.js";
 import { whyTask } from "../scheduling/why.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { SpecError, validateJobSpec } from "../spec/jobSpec.js";
-import { IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, MAX_INSTANCES } from "../spec/schema.js";
+import { MAX_INSTANCES } from "../spec/schema.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { taskIdFor } from "./ports.js";
 import type { Scheduler } from "./scheduler.js";
@@ -41,6 +46,8 @@ export class RequestError extends Error {
 }
 
 type Op = (req: any) => unknown | Promise<unknown>;
+
+const CHECKS = Object.fromEntries(Object.entries(REQUEST_SCHEMAS).map(([op, schema]) => [op, checker(schema)])) as Record<RequestOp, (v: unknown) => Problem[]>;
 
 export class JobIntake {
   private readonly ops: Record<string, Op>;
@@ -102,12 +109,18 @@ export class JobIntake {
   serve(): Array<() => void> {
     return [
       this.s.bus.serve(`${API_PREFIX}>`, async (data, subject): Promise<Reply<unknown>> => {
-        const op = this.ops[subject.slice(API_PREFIX.length)];
+        const name = subject.slice(API_PREFIX.length);
+        const op = Object.hasOwn(this.ops, name) ? this.ops[name] : undefined;
         if (!op) return { ok: false, error: `unknown request ${subject}; known: ${Object.keys(this.ops).join(", ")}` };
         try {
-          return { ok: true, value: await op(data) };
+          checked(name as RequestOp, data ?? {});
+          return { ok: true, value: await op(data ?? {}) };
         } catch (err) {
           if (err instanceof RequestError || err instanceof SpecError) return { ok: false, error: err.message };
+          if (err instanceof RecordTooLargeError) return { ok: false, error: `the request is too large to log: ${err.message}` };
+          if (err instanceof LogUnavailableError || err instanceof FencedError || (err as Error).message === "this scheduler is not the leader") {
+            return { ok: false, error: `not committed, try again: ${(err as Error).message}` };
+          }
           this.s.log.error({ err, subject }, "request failed");
           return { ok: false, error: `internal error: ${(err as Error).message}` };
         }
@@ -122,13 +135,14 @@ export class JobIntake {
     return run;
   }
 
-  create(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
+  async create(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
+    checked("job.create", req);
     return this.serialised(() => this.doCreate(req));
   }
 
   private async doCreate(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
     const s = this.s;
-    const config = validateJobSpec(req?.spec);
+    const config = validateJobSpec(req?.spec, { allowedEnvironments: s.allowedEnvironments });
     const key = jobKeyString(config);
     const existing = s.state.jobs.get(key);
     if (existing) {
@@ -141,7 +155,7 @@ export class JobIntake {
       const short = quotaCheck(s.state, config.role, amountsOf(config.task, config.instances));
       if (short) throw new RequestError(`cannot create job ${key} (${config.instances} × ${per(config.task.resources)}): ${short}`);
     }
-    const user = typeof req.user === "string" && req.user ? req.user : "unknown";
+    const user = userOf(req);
     const corr = s.corr("create");
     const configVersion = (existing?.configVersion ?? 0) + 1;
     const events = [s.event("JobCreated", { job: config, configVersion }, `job ${key} created by ${user}`, corr)];
@@ -163,6 +177,7 @@ export class JobIntake {
   }
 
   async kill(req: KillJobRequest): Promise<{ job: string; instances: number[]; seq: number }> {
+    checked("job.kill", req);
     const s = this.s;
     const key = jobKeyString(parseJobKey(need(req?.job, "job")));
     const job = s.state.jobs.get(key);
@@ -179,7 +194,7 @@ export class JobIntake {
       if (missing.length) throw new RequestError(`job ${key} has no instance ${missing.join(", ")}; it has instances 0-${known.length - 1}`);
       instances = [...new Set(req.instances)].sort((a, b) => a - b);
     }
-    const user = typeof req.user === "string" && req.user ? req.user : "unknown";
+    const user = userOf(req);
     const seq = await s.commit([
       s.event(
         "JobKillRequested",
@@ -191,7 +206,8 @@ export class JobIntake {
     return { job: key, instances, seq };
   }
 
-  add(req: AddInstancesRequest): Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }> {
+  async add(req: AddInstancesRequest): Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }> {
+    checked("job.add", req);
     return this.serialised(() => this.doAdd(req));
   }
 
@@ -243,37 +259,32 @@ export class JobIntake {
     return { job: key, instances, taskIds, seq };
   }
 
-  setQuota(req: SetQuotaRequest): Promise<QuotaReport> {
+  async setQuota(req: SetQuotaRequest): Promise<QuotaReport> {
+    checked("quota.set", req);
     return this.serialised(() => this.doSetQuota(req));
   }
 
   /** Aurora's setQuota (admin): a role's production quota, never below what it uses now. */
   private async doSetQuota(req: SetQuotaRequest): Promise<QuotaReport> {
     const s = this.s;
-    const problems: string[] = [];
-    const role = req?.role;
-    if (typeof role !== "string" || role.length === 0) problems.push(`role: must be a non-empty string (got ${show(role)})`);
-    else if (!new RegExp(IDENTIFIER_PATTERN).test(role) || role.length > IDENTIFIER_MAX_LENGTH) {
-      problems.push(`role: must be a role name (letters, digits, _ . -; at most ${IDENTIFIER_MAX_LENGTH} characters) (got ${show(role)})`);
-    }
-    const cpus = req?.cpus;
-    if (typeof cpus !== "number" || !Number.isFinite(cpus) || cpus < 0) problems.push(`cpus: must be a finite number ≥ 0 (got ${show(cpus)})`);
-    for (const f of ["ramMb", "diskMb"] as const) {
-      const v = req?.[f];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 0) problems.push(`${f}: must be an integer ≥ 0 (got ${show(v)})`);
-    }
-    if (problems.length > 0) {
-      throw new RequestError(`invalid quota.set request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${problems.join("; ")}`);
-    }
+    const role = req.role;
     const to: Amounts = { cpus: req.cpus, ramMb: req.ramMb, diskMb: req.diskMb };
-    const below = quotaBelowUsage(s.state, role as string, to);
+    const below = quotaBelowUsage(s.state, role, to);
     if (below) throw new RequestError(below);
     const user = userOf(req);
-    const was = s.state.quotas.has(role as string) ? amounts(quotaOf(s.state, role as string)) : "none";
+    const was = s.state.quotas.has(role) ? amounts(quotaOf(s.state, role)) : "none";
     await s.commit([
-      s.event("QuotaSet", { role: role as string, ...to, user }, `quota of role ${role} set by ${user}: ${amounts(to)} (was ${was})`, s.corr("quota")),
+      s.event("QuotaSet", { role, ...to, user }, `quota of role ${role} set by ${user}: ${amounts(to)} (was ${was})`, s.corr("quota")),
     ]);
-    return quotaReport(s.state, role as string);
+    return quotaReport(s.state, role);
+  }
+}
+
+/** Throws a RequestError naming every field that breaks the op's request schema. */
+function checked(op: RequestOp, req: unknown): void {
+  const problems = CHECKS[op](req);
+  if (problems.length > 0) {
+    throw new RequestError(`invalid ${op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`);
   }
 }
 

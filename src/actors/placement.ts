@@ -158,7 +158,9 @@ export class Placement {
     if (blocked.size > 0) s.notifyChange();
     if (events.length > 0) {
       try {
-        await s.commit(events);
+        // Checked again once the records ahead of it are folded: a kill on the wire may have
+        // overtaken a task this round placed (the overtaken assignments are dropped).
+        await s.commit(events, { recheck: true });
         this.placed += events.length;
       } catch (err) {
         s.log.error({ err }, "placement commit failed");

@@ -33,7 +33,10 @@ import type { EventPayloads, EventType } from "../domain/events.js";
 import type { EventLog } from "../eventlog/log.js";
 import type { Bus } from "../bus/bus.js";
 import { subjects } from "../bus/bus.js";
-import { foldRecord, TIMED_STATES, type Effect } from "../replay/fold.js";
+import { BatchOverlay, foldRecord, rejection, TIMED_STATES, type Effect } from "../replay/fold.js";
+import { checkEventData } from "../domain/events.js";
+import { formatProblem } from "../domain/validate.js";
+import { DEFAULT_ALLOWED_ENVIRONMENTS } from "../spec/jobSpec.js";
 import { ClusterState } from "../replay/state.js";
 import { coldStart } from "../replay/coldStart.js";
 import type { BaseSnapshotStore } from "../eventlog/snapshots.js";
@@ -55,6 +58,17 @@ import { Rescheduler } from "./rescheduler.js";
 import { Timers } from "./timers.js";
 import { StatusIngest } from "./statusIngest.js";
 
+/** The leader would not append an event its fold would reject (Scheduler.commit). */
+export class RefusedEventError extends Error {
+  override name = "RefusedEventError";
+  constructor(
+    readonly event: AnyEnvelope,
+    readonly why: string,
+  ) {
+    super(`invariant: the leader refused to append ${event.type} (${why}); the fold would skip it`);
+  }
+}
+
 export interface SchedulerOptions {
   log: EventLog;
   bus: Bus;
@@ -72,6 +86,8 @@ export interface SchedulerOptions {
   onFatal?: (err: Error) => void;
   /** Scheduling rules' timings and knobs; defaults are Aurora's. */
   policy?: Partial<SchedulingPolicy>;
+  /** Environments a job may name (Aurora's allowed_job_environments); default ^(prod|devel|test|staging\d*)$. */
+  allowedEnvironments?: RegExp;
   /** High availability: compete for this lease instead of taking over at once. */
   lease?: Lease;
   /** Where replicas say who they are (roost cluster status). */
@@ -97,6 +113,7 @@ export class Scheduler {
   readonly agentRequestTimeoutMs: number;
   readonly retryMs: number;
   readonly policy: SchedulingPolicy;
+  readonly allowedEnvironments: RegExp;
   epoch = 0;
   role: "replaying" | "standby" | "leader" | "stopped" = "replaying";
   /** True between LeaderElected and the end of the reconciliation window. */
@@ -159,6 +176,7 @@ export class Scheduler {
     this.agentRequestTimeoutMs = opts.agentRequestTimeoutMs ?? 5000;
     this.retryMs = opts.retryMs ?? 1000;
     this.policy = { ...AURORA_POLICY, ...opts.policy };
+    this.allowedEnvironments = opts.allowedEnvironments ?? DEFAULT_ALLOWED_ENVIRONMENTS;
     this.onFatal = opts.onFatal ?? ((err) => this.log.fatal({ err }, "scheduler stopped"));
     this.lease = opts.lease ?? null;
     this.members = opts.members ?? null;
@@ -528,12 +546,25 @@ export class Scheduler {
     return makeEnvelope(type, data, { epoch: this.epoch, ts: this.clock.now(), corr: corr ?? this.corr(), reason }) as AnyEnvelope;
   }
 
-  /** Append events atomically; resolves after they are committed and folded. */
-  async commit(events: AnyEnvelope[]): Promise<number> {
+  /**
+   * Append events atomically; resolves after they are committed and folded.
+   *
+   * The leader never appends an event its own fold would reject: each event is checked against
+   * its schema and against the state (rejection(), the fold's own test, with what the batch
+   * itself creates) first. A refusal appends nothing and throws RefusedEventError: a decision
+   * that names what does not exist is a bug, and a test or the simulator fails on it.
+   *
+   * With `recheck`, the batch is checked once every record ahead of it is folded (see
+   * Appender's recheck), and the events that no longer apply are dropped instead: for decisions
+   * a record on the wire may overtake (Placement's TaskAssigned of a task being killed).
+   */
+  async commit(events: AnyEnvelope[], opts: { recheck?: boolean } = {}): Promise<number> {
     const appender = this.appender;
     if (!appender || this.role === "stopped") throw new Error("this scheduler is not the leader");
+    if (!opts.recheck) this.checkBatch(events, false);
+    const recheck = opts.recheck ? (batch: AnyEnvelope[]) => this.checkBatch(batch, true) : undefined;
     try {
-      return await appender.append(events);
+      return await appender.append(events, { recheck });
     } catch (err) {
       if (appender.failure && this.leading && appender === this.appender) {
         // With a lease, step down and stay a standby. holdEnd may already be null: the lease was
@@ -547,6 +578,32 @@ export class Scheduler {
       }
       throw err;
     }
+  }
+
+  /**
+   * The events of a batch the fold would apply, in order. An event that breaks its schema always
+   * throws RefusedEventError (only a bug builds one). One the state rejects throws too, unless
+   * `dropStale`: then it is a decision a committed record overtook, and is left out.
+   */
+  private checkBatch(events: readonly AnyEnvelope[], dropStale: boolean): AnyEnvelope[] {
+    const kept: AnyEnvelope[] = [];
+    const overlay = new BatchOverlay();
+    for (const e of events) {
+      const bad = checkEventData(e.type, e.data);
+      const why = bad ? formatProblem(bad, "data") : rejection(this.state, e, overlay);
+      if (why !== null) {
+        if (dropStale && !bad) {
+          this.log.info({ type: e.type, why }, "dropped a decision a committed record overtook");
+          continue;
+        }
+        const err = new RefusedEventError(e, why);
+        this.log.error({ err: err.message }, "refused to append an event the fold would reject");
+        throw err;
+      }
+      overlay.note(e);
+      kept.push(e);
+    }
+    return kept;
   }
 
   /**

@@ -25,6 +25,8 @@ export interface SchedulerFlags {
   policy?: string;
   leaseMs?: number;
   snapshotEvery?: number;
+  /** A regular expression: the environments a job may name. */
+  allowedEnvironments?: string;
   /** Read control lines on stdin and stop at its end (control.ts; `roost dev` does this). */
   control?: boolean;
 }
@@ -123,6 +125,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
       members,
       snapshots,
       snapshotEvery: f.snapshotEvery,
+      allowedEnvironments: f.allowedEnvironments ? new RegExp(f.allowedEnvironments) : undefined,
       onFatal: (err) => {
         logger.fatal({ err: err.message }, "lost the log: stepping down");
         void exit(1, `lost the log: ${err.message}`);

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { cpus, totalmem, userInfo } from "node:os";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { NoResponderError } from "../bus/bus.js";
+import { DEFAULT_ENVIRONMENT_PATTERN } from "../domain/limits.js";
 import { jobKeyString, parseJobKey } from "../domain/types.js";
 import { quotaReport, type QuotaReport } from "../quota/quota.js";
 import { instancesTerminal, jobList, jobStatus, taskHistory, withReasons, type JobStatus, type JobSummary, type TaskHistory } from "../replay/queries.js";
@@ -99,6 +100,18 @@ program
   .option("--json", "machine-readable output (one JSON object per line)")
   .action(async (o) => runDev({ agents: o.agents, nats: o.nats, dir: o.dir, json: !!o.json, embedded: !!o.embedded, ha: !!o.ha }));
 
+/** A regular expression option: refused at once when it does not compile. */
+function regexArg(flag: string): (v: string) => string {
+  return (v) => {
+    try {
+      new RegExp(v);
+    } catch (err) {
+      throw new InvalidArgumentError(`${flag} "${v}" is not a regular expression: ${(err as Error).message}`);
+    }
+    return v;
+  };
+}
+
 program
   .command("scheduler")
   .description("run one scheduler replica: a hot standby until it holds the leader lease")
@@ -111,7 +124,10 @@ program
   .option("--lease-ms <ms>", "leader lease: a leader that cannot renew within this long is replaced", (v) => Number(v), 3000)
   .option("--snapshot-every <events>", "write a snapshot of the folded state every this many events (a standby writes it when one is up; 0: never)", (v) => Number(v), 100_000)
   .option("--control-stdin", "read control lines (quiesce, stop, kill) on stdin and stop at its end (used by `roost dev`)")
-  .action(async (o) => runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs, snapshotEvery: o.snapshotEvery, control: !!o.controlStdin }));
+  .option("--allowed-environments <regex>", "environments a job may name (Aurora's allowed_job_environments)", regexArg("--allowed-environments"), DEFAULT_ENVIRONMENT_PATTERN)
+  .action(async (o) =>
+    runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs, snapshotEvery: o.snapshotEvery, control: !!o.controlStdin, allowedEnvironments: o.allowedEnvironments }),
+  );
 
 program
   .command("agent")

@@ -33,6 +33,10 @@ export const MAX_PRIORITY = 1000;
 /** maxTaskFailures: -1 means unlimited; otherwise at most this many. */
 export const MAX_TASK_FAILURES = 100;
 
+/** A role's production quota (a sum over many tasks). */
+export const MAX_QUOTA_CPUS = 1_000_000;
+export const MAX_QUOTA_MB = 2 ** 40; // 1 EiB
+
 export const MAX_PORTS_PER_TASK = 64;
 export const PORT_NAME_PATTERN = "^[a-z][a-z0-9_]*$";
 export const PORT_NAME_MAX_LENGTH = 32;

@@ -76,6 +76,21 @@ interface Request {
   events: AnyEnvelope[];
   resolve: (seq: number) => void;
   reject: (err: Error) => void;
+  /** See AppendOptions.recheck. */
+  recheck?: (events: AnyEnvelope[]) => AnyEnvelope[];
+}
+
+export interface AppendOptions {
+  /**
+   * Decide again, against everything before it: the request waits until every record ahead of
+   * it is committed and folded (onCommit), then `recheck` runs, synchronously, and returns the
+   * events still worth appending (none: nothing is appended and the request resolves with the
+   * log's last sequence). Those events start a record of their own. It closes the window in
+   * which a pipelined decision is overtaken by a record already on the wire (a placement of a
+   * task whose kill is in flight): a pipeline bubble per such request, paid by Placement once
+   * per round.
+   */
+  recheck?: (events: AnyEnvelope[]) => AnyEnvelope[];
 }
 
 type Outcome = { ok: true; seq: number } | { ok: false; err: Error };
@@ -145,11 +160,11 @@ export class Appender {
   }
 
   /** Append events atomically; resolves with the sequence of the record that holds them. */
-  append(events: AnyEnvelope[]): Promise<number> {
+  append(events: AnyEnvelope[], opts: AppendOptions = {}): Promise<number> {
     if (this.dead) return Promise.reject(this.dead);
     if (events.length === 0) return Promise.reject(new Error("append needs at least one event"));
     return new Promise<number>((resolve, reject) => {
-      this.queue.push({ events, resolve, reject });
+      this.queue.push({ events, resolve, reject, recheck: opts.recheck });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -192,11 +207,34 @@ export class Appender {
 
   private pump(): void {
     while (!this.dead && !this.recovering && this.qHead < this.queue.length && this.inFlight.length < this.maxInFlight) {
-      // As many whole requests as fit in maxEvents (at least one).
+      const head = this.queue[this.qHead];
+      if (head.recheck) {
+        // It decides again once everything ahead of it is folded: wait for the pipeline to empty.
+        if (this.inFlight.length > 0) break;
+        const recheck = head.recheck;
+        head.recheck = undefined;
+        let kept: AnyEnvelope[];
+        try {
+          kept = recheck(head.events);
+        } catch (err) {
+          this.takeQueued(1);
+          head.reject(err instanceof Error ? err : new Error(String(err)));
+          continue;
+        }
+        if (kept.length === 0) {
+          this.takeQueued(1);
+          head.resolve(this.nextExpected);
+          continue;
+        }
+        head.events = kept;
+      }
+      // As many whole requests as fit in maxEvents (at least one); a request that must recheck
+      // starts a record of its own.
       let n = 0;
       let count = 0;
       for (let i = this.qHead; i < this.queue.length; i++) {
         const len = this.queue[i].events.length;
+        if (n > 0 && this.queue[i].recheck) break;
         if (n > 0 && count + len > this.maxEvents) break;
         count += len;
         n++;

@@ -16,7 +16,7 @@
 // that a build before the schemas appended with an ill-typed field (only a hostile agent could
 // have caused one) now folds as an anomaly too; no golden log holds one.
 
-import { checkEventData, UNREADABLE, type LogEntry } from "../domain/events.js";
+import { checkEventData, UNREADABLE, type AnyEnvelope, type LogEntry } from "../domain/events.js";
 import { formatProblem } from "../domain/validate.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
@@ -77,6 +77,8 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
   const env = entry;
   const bad = checkEventData(env.type, env.data);
   if (bad !== null) return anomaly(state, seq, idx, env.type, formatProblem(bad, "data"));
+  const rejected = rejection(state, env);
+  if (rejected !== null) return anomaly(state, seq, idx, env.type, rejected);
   at.seq = seq;
   at.idx = idx;
   at.ts = env.ts;
@@ -84,8 +86,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
   switch (env.type) {
     case "TaskStateChanged": {
       const d = env.data;
-      const task = state.tasks.get(d.taskId);
-      if (!task) return anomaly(state, seq, idx, env.type, `unknown task ${d.taskId}`);
+      const task = state.tasks.get(d.taskId)!;
       if (d.agentSeq !== undefined) {
         if (d.agentSeq <= task.agentSeq) return; // a duplicate delivery: already applied
         task.agentSeq = d.agentSeq;
@@ -96,11 +97,8 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
     }
     case "TaskAssigned": {
       const d = env.data;
-      const task = state.tasks.get(d.taskId);
-      const agent = state.agents.get(d.agentId);
-      if (!task) return anomaly(state, seq, idx, env.type, `unknown task ${d.taskId}`);
-      if (!agent) return anomaly(state, seq, idx, env.type, `unknown agent ${d.agentId}`);
-      if (task.state !== "PENDING") return anomaly(state, seq, idx, env.type, `task ${d.taskId} is ${task.state}, not PENDING`);
+      const task = state.tasks.get(d.taskId)!;
+      const agent = state.agents.get(d.agentId)!;
       task.agentId = agent.agentId; // shared strings, not decoded copies
       task.host = agent.host;
       state.reservations.delete(d.taskId);
@@ -110,11 +108,8 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
     }
     case "TaskCreated": {
       const d = env.data;
-      const job = state.jobs.get(d.job);
-      if (!job) return anomaly(state, seq, idx, env.type, `unknown job ${d.job}`);
-      if (state.tasks.has(d.taskId)) return anomaly(state, seq, idx, env.type, `task ${d.taskId} already exists`);
+      const job = state.jobs.get(d.job)!;
       const config = job.configs[d.configVersion];
-      if (!config) return anomaly(state, seq, idx, env.type, `job ${d.job} has no config version ${d.configVersion}`);
       const task: TaskRecord = {
         taskId: d.taskId,
         job: job.key, // one shared string per job, not a decoded copy per task
@@ -152,11 +147,8 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
     }
     case "JobCreated": {
       const d = env.data;
-      const key = `${d.job.role}/${d.job.environment}/${d.job.name}`;
+      const key = jobKeyOf(d.job);
       const existing = state.jobs.get(key);
-      if (existing && hasActiveTasks(state, existing.instances)) {
-        return anomaly(state, seq, idx, env.type, `job ${key} already exists`);
-      }
       state.jobs.set(key, {
         key,
         config: d.job,
@@ -171,8 +163,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
     }
     case "JobKillRequested": {
       const d = env.data;
-      const job = state.jobs.get(d.job);
-      if (!job) return anomaly(state, seq, idx, env.type, `unknown job ${d.job}`);
+      const job = state.jobs.get(d.job)!;
       const instances = d.instances ?? [...job.instances.keys()].sort((a, b) => a - b);
       for (const i of instances) {
         job.killedInstances.add(i);
@@ -226,8 +217,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
     }
     case "AgentStateChanged": {
       const d = env.data;
-      const agent = state.agents.get(d.agentId);
-      if (!agent) return anomaly(state, seq, idx, env.type, `unknown agent ${d.agentId}`);
+      const agent = state.agents.get(d.agentId)!;
       const event: AgentEventName = d.to === "UNREACHABLE" ? "UNREACHABLE" : "REMOVE";
       const step = agentStep(agent.state, event);
       if (!step.changed) return;
@@ -245,8 +235,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
     }
     case "JobInstancesAdded": {
       const d = env.data;
-      const job = state.jobs.get(d.job);
-      if (!job) return anomaly(state, seq, idx, env.type, `unknown job ${d.job}`);
+      const job = state.jobs.get(d.job)!;
       job.config = { ...job.config, instances: job.config.instances + d.count };
       return;
     }
@@ -257,8 +246,6 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
     }
     case "SlotReserved": {
       const d = env.data;
-      if (!state.tasks.has(d.taskId)) return anomaly(state, seq, idx, env.type, `unknown task ${d.taskId}`);
-      if (!state.agents.has(d.agentId)) return anomaly(state, seq, idx, env.type, `unknown agent ${d.agentId}`);
       state.reservations.set(d.taskId, { taskId: d.taskId, agentId: d.agentId, victims: d.victims, expiresTs: d.expiresTs });
       state.capacityVersion++;
       out?.push({ kind: "TIMER", taskId: d.taskId });
@@ -278,6 +265,98 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
     default: {
       const never: never = env;
       return anomaly(state, seq, idx, (never as { type: string }).type, "unknown event type");
+    }
+  }
+}
+
+function jobKeyOf(j: { role: string; environment: string; name: string }): string {
+  return `${j.role}/${j.environment}/${j.name}`;
+}
+
+/**
+ * What a batch about to be appended creates, for checking its later events against (a JobCreated
+ * followed by its TaskCreated, a TaskCreated followed by its TaskAssigned). The leader's commit
+ * check only; the fold applies each event before looking at the next.
+ */
+export class BatchOverlay {
+  /** Tasks created or assigned earlier in the batch: their state by then. */
+  readonly tasks = new Map<string, { job: string; instance: number; state: TaskStateName }>();
+  /** Jobs created earlier in the batch: their config version. */
+  readonly jobs = new Map<string, number>();
+
+  /** Record what an event that passed the check creates. */
+  note(env: AnyEnvelope): void {
+    if (env.type === "TaskCreated") this.tasks.set(env.data.taskId, { job: env.data.job, instance: env.data.instance, state: env.data.state });
+    else if (env.type === "TaskAssigned") {
+      const t = this.tasks.get(env.data.taskId);
+      if (t) t.state = "ASSIGNED";
+      else this.tasks.set(env.data.taskId, { job: "", instance: -1, state: "ASSIGNED" });
+    } else if (env.type === "JobCreated") this.jobs.set(jobKeyOf(env.data.job), env.data.configVersion);
+  }
+}
+
+/**
+ * Why the fold would skip this (schema-valid) event as an anomaly, or null when it applies: the
+ * one definition of what the fold rejects. The fold calls it before applying each event, and the
+ * leader calls it, with the batch's overlay, before appending (Scheduler.commit), so that it never
+ * appends an event its own fold would reject. Rejected are events that name a task, job or agent
+ * the state does not hold, a second live task for an instance, a second active job with one key,
+ * and an assignment of a task that is not PENDING.
+ */
+export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOverlay): string | null {
+  switch (env.type) {
+    case "TaskStateChanged":
+      return state.tasks.has(env.data.taskId) || batch?.tasks.has(env.data.taskId) ? null : `unknown task ${env.data.taskId}`;
+    case "TaskAssigned": {
+      const d = env.data;
+      const inBatch = batch?.tasks.get(d.taskId);
+      const st = inBatch?.state ?? state.tasks.get(d.taskId)?.state;
+      if (st === undefined) return `unknown task ${d.taskId}`;
+      if (!state.agents.has(d.agentId)) return `unknown agent ${d.agentId}`;
+      if (st !== "PENDING") return `task ${d.taskId} is ${st}, not PENDING`;
+      return null;
+    }
+    case "TaskCreated": {
+      const d = env.data;
+      const job = state.jobs.get(d.job);
+      const batchVersion = batch?.jobs.get(d.job);
+      if (!job && batchVersion === undefined) return `unknown job ${d.job}`;
+      if (state.tasks.has(d.taskId) || batch?.tasks.has(d.taskId)) return `task ${d.taskId} already exists`;
+      if (batchVersion !== d.configVersion && !(job && job.configs[d.configVersion])) return `job ${d.job} has no config version ${d.configVersion}`;
+      if (batchVersion === undefined && job) {
+        const current = job.instances.get(d.instance);
+        const t = current === undefined ? undefined : state.tasks.get(current);
+        if (t && !TERMINAL_STATES.has(t.state)) return `instance ${d.instance} of job ${d.job} already has a live task, ${t.taskId} (${t.state})`;
+      }
+      if (batch) {
+        for (const other of batch.tasks.values()) {
+          if (other.job === d.job && other.instance === d.instance) return `instance ${d.instance} of job ${d.job} already gets a task in this batch`;
+        }
+      }
+      return null;
+    }
+    case "JobCreated": {
+      const key = jobKeyOf(env.data.job);
+      const existing = state.jobs.get(key);
+      if ((existing && hasActiveTasks(state, existing.instances)) || batch?.jobs.has(key)) return `job ${key} already exists`;
+      return null;
+    }
+    case "JobKillRequested":
+    case "JobInstancesAdded":
+      return state.jobs.has(env.data.job) || batch?.jobs.has(env.data.job) ? null : `unknown job ${env.data.job}`;
+    case "AgentStateChanged":
+      return state.agents.has(env.data.agentId) ? null : `unknown agent ${env.data.agentId}`;
+    case "SlotReserved":
+      if (!state.tasks.has(env.data.taskId) && !batch?.tasks.has(env.data.taskId)) return `unknown task ${env.data.taskId}`;
+      return state.agents.has(env.data.agentId) ? null : `unknown agent ${env.data.agentId}`;
+    case "AgentRegistered":
+    case "QuotaSet":
+    case "SlotReleased":
+    case "LeaderElected":
+      return null;
+    default: {
+      const never: never = env;
+      return `unknown event type ${(never as { type: string }).type}`;
     }
   }
 }

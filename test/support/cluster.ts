@@ -23,7 +23,7 @@ export interface TestCluster {
 }
 
 export async function startCluster(
-  opts: { agents?: number; log?: EventLog; bus?: Bus; cpus?: number; ramMb?: number; policy?: Partial<SchedulingPolicy> } = {},
+  opts: { agents?: number; log?: EventLog; bus?: Bus; cpus?: number; ramMb?: number; policy?: Partial<SchedulingPolicy>; allowedEnvironments?: RegExp } = {},
 ): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), "roost-test-"));
   const bus = opts.bus ?? new MemoryBus();
@@ -33,6 +33,7 @@ export async function startCluster(
     bus,
     schedulerId: "sched-test",
     retryMs: 100,
+    allowedEnvironments: opts.allowedEnvironments,
     // Aurora's rules on a test's time scale.
     policy: { throttleInitialMs: 10, throttleMaxMs: 100, groupBackoffInitialMs: 10, groupBackoffMaxMs: 100, ...opts.policy },
   });

@@ -1,0 +1,80 @@
+// The client API's requests, as schemas (TypeBox, checked by ajv in domain/validate.ts). The
+// leader checks every request against its schema before it reads the state or decides anything
+// (invariant 6), and a refusal names the field and the rule.
+//
+// What taught this: a malformed job key or an oversized `user` came back as "internal error: …",
+// and a `user` with control characters went into event reasons verbatim.
+//
+// References to what already exists (a job key in kill/status, a role in quota.get, a task id)
+// are looser than the rules for creating something new: a job an older build accepted under a
+// name today's rules refuse must stay reachable, to be inspected and killed.
+
+import { Type, type Static } from "typebox";
+import {
+  MAX_INSTANCES,
+  MAX_QUOTA_CPUS,
+  MAX_QUOTA_MB,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  TASK_ID_MAX_LENGTH,
+  USER_MAX_LENGTH,
+  USER_PATTERN,
+} from "../domain/limits.js";
+import { RULE } from "../domain/validate.js";
+
+/** A part of a job key that exists: no "/", no control characters. */
+const KEY_PART = "[^/\\u0000-\\u001f\\u007f]{1,64}";
+export const JobKeySchema = Type.String({
+  pattern: `^${KEY_PART}/${KEY_PART}/${KEY_PART}$`,
+  maxLength: 3 * 64 + 2,
+  [RULE]: "must be a job key ROLE/ENV/NAME (three parts of 1 to 64 characters, separated by /)",
+});
+export const UserSchema = Type.String({
+  pattern: USER_PATTERN,
+  maxLength: USER_MAX_LENGTH,
+  [RULE]: `must be 1 to ${USER_MAX_LENGTH} printable ASCII characters, not starting or ending with a space`,
+});
+const RoleRefSchema = Type.String({ minLength: 1, maxLength: NAME_MAX_LENGTH, pattern: "^[^/\\u0000-\\u001f\\u007f]*$", [RULE]: `must be a role: 1 to ${NAME_MAX_LENGTH} characters, no "/" or control characters` });
+const NewRoleSchema = Type.String({ pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH, [RULE]: `must be a role name: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${NAME_MAX_LENGTH} characters` });
+const TaskIdRefSchema = Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH, pattern: "^[^\\u0000-\\u001f\\u007f]*$", [RULE]: `must be a task id: 1 to ${TASK_ID_MAX_LENGTH} characters, no control characters` });
+const User = Type.Optional(UserSchema);
+
+export const REQUEST_SCHEMAS = {
+  /** `spec` is checked by the job spec's own schema (spec/schema.ts), with the field paths it names. */
+  "job.create": Type.Object({ spec: Type.Unknown(), user: User }, { additionalProperties: false }),
+  "job.kill": Type.Object(
+    {
+      job: JobKeySchema,
+      instances: Type.Optional(
+        Type.Union([Type.Array(Type.Integer({ minimum: 0, maximum: MAX_INSTANCES * 2 }), { maxItems: MAX_INSTANCES * 2 }), Type.Null()], {
+          [RULE]: "must be a list of instance ids (integers ≥ 0), or null for all",
+        }),
+      ),
+      user: User,
+    },
+    { additionalProperties: false },
+  ),
+  "job.add": Type.Object(
+    { job: JobKeySchema, count: Type.Integer({ minimum: 1, maximum: MAX_INSTANCES }), user: User },
+    { additionalProperties: false },
+  ),
+  "job.status": Type.Object({ job: JobKeySchema }, { additionalProperties: false }),
+  "job.list": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" }),
+  "quota.get": Type.Object({ role: RoleRefSchema }, { additionalProperties: false }),
+  "quota.set": Type.Object(
+    {
+      role: NewRoleSchema,
+      cpus: Type.Number({ minimum: 0, maximum: MAX_QUOTA_CPUS }),
+      ramMb: Type.Integer({ minimum: 0, maximum: MAX_QUOTA_MB }),
+      diskMb: Type.Integer({ minimum: 0, maximum: MAX_QUOTA_MB }),
+      user: User,
+    },
+    { additionalProperties: false },
+  ),
+  "task.history": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
+  "task.why": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
+  "cluster.info": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" }),
+};
+
+export type RequestOp = keyof typeof REQUEST_SCHEMAS;
+export type Request<Op extends RequestOp> = Static<(typeof REQUEST_SCHEMAS)[Op]>;

@@ -1,0 +1,117 @@
+// What the leader takes from outside and what it writes: every API request is checked against its
+// schema and refused naming the field and the rule (never "internal error"), the scheduler's
+// allowed environments are enforced with the pattern quoted, and the leader never appends an
+// event its own fold would reject, even when a record on the wire overtakes its decision.
+
+import { afterEach, describe, expect, it } from "vitest";
+import { RefusedEventError } from "../src/actors/scheduler.js";
+import { subjects, type Reply } from "../src/bus/bus.js";
+import { MemoryBus } from "../src/bus/memory.js";
+import { MemoryLog } from "../src/eventlog/memory.js";
+import { jobStatus } from "../src/replay/queries.js";
+import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import { testSpec } from "./support/specs.js";
+
+let c: TestCluster | null = null;
+afterEach(async () => {
+  await c?.stop();
+  c = null;
+});
+
+const api = <T>(op: string, data: unknown) => c!.bus.request<Reply<T>>(subjects.api(op), data);
+
+describe("API requests are checked before anything is decided", () => {
+  it("names the field and the rule for caller mistakes, and appends nothing", async () => {
+    c = await startCluster({ agents: 0 });
+    const before = c.scheduler.state.seq;
+    const cases: Array<[string, unknown, RegExp]> = [
+      ["job.status", { job: "web" }, /^invalid job\.status request \(1 problem\): job: must be a job key ROLE\/ENV\/NAME/],
+      ["job.status", { job: 42 }, /job: must be a job key/],
+      ["job.kill", { job: "a/b/c", instances: [1, -1] }, /instances: must be a list of instance ids/],
+      ["job.kill", { job: "a/b/c", extra: 1 }, /extra: is not a known field \(known: job, instances, user\)/],
+      ["job.create", { spec: testSpec("u"), user: "x".repeat(65) }, /user: must be 1 to 64 printable ASCII characters/],
+      ["job.create", { spec: testSpec("u"), user: "line\nbreak" }, /user: must be 1 to 64 printable ASCII characters/],
+      ["job.create", { spec: testSpec("u"), user: { name: "eve" } }, /user: must be 1 to 64 printable ASCII characters.*\(got a mapping\)/],
+      ["job.create", { spec: testSpec("u", { role: ".." }) }, /role: must be .*not starting with "\." or "-"/],
+      ["task.history", { taskId: "" }, /taskId: must be a task id/],
+      ["quota.get", "a string", /must be a mapping/],
+      ["job.list", [1, 2], /must be an empty mapping/],
+    ];
+    for (const [op, data, error] of cases) {
+      const r = await api(op, data);
+      expect(r.ok, `${op} ${JSON.stringify(data)}`).toBe(false);
+      const message = r.ok ? "" : r.error;
+      expect(message, op).toMatch(error);
+      expect(message).not.toMatch(/internal error/);
+    }
+    expect(c.scheduler.state.seq).toBe(before);
+  });
+
+  it("allows Aurora's environments by default, refuses others quoting the pattern, and takes --allowed-environments", async () => {
+    c = await startCluster({ agents: 0 });
+    const r = await api("job.create", { spec: testSpec("web", { environment: "production" }), user: "t" });
+    expect(r).toEqual({
+      ok: false,
+      error: 'invalid job spec (1 problem):\n  environment: must match the environments this scheduler allows, ^(prod|devel|test|staging\\d*)$ (got "production")',
+    });
+    expect((await api("job.create", { spec: testSpec("web", { environment: "prod" }), user: "t" })).ok).toBe(true);
+    await c.stop();
+    c = await startCluster({ agents: 0, allowedEnvironments: /^(production|qa)$/ });
+    expect((await api("job.create", { spec: testSpec("web", { environment: "production" }), user: "t" })).ok).toBe(true);
+    const refused = await api("job.create", { spec: testSpec("web2", { environment: "prod" }), user: "t" });
+    expect(!refused.ok && refused.error).toContain("^(production|qa)$");
+  });
+});
+
+describe("the leader never appends an event its fold would reject", () => {
+  it("refuses a batch naming a task, job or agent that does not exist, and appends nothing", async () => {
+    const log = new MemoryLog();
+    c = await startCluster({ agents: 1, log, bus: new MemoryBus() });
+    const s = c.scheduler;
+    const before = log.length;
+    const bad = [
+      s.event("TaskStateChanged", { taskId: "nobody", to: "RUNNING" }, "test"),
+      s.event("TaskAssigned", { taskId: "nobody", agentId: "agent-1", host: "host-1", ports: {} }, "test"),
+      s.event("JobKillRequested", { job: "no/such/job", instances: null, user: "t" }, "test"),
+      s.event("AgentStateChanged", { agentId: "nobody", to: "UNREACHABLE" }, "test"),
+      // The wrong shape: what only a bug could build.
+      s.event("TaskStateChanged", { taskId: "x", to: "BOGUS" as never }, "test"),
+    ];
+    for (const e of bad) await expect(s.commit([e]), e.type).rejects.toBeInstanceOf(RefusedEventError);
+    expect(log.length).toBe(before);
+    expect(s.state.anomalies).toEqual([]);
+    expect(s.leading).toBe(true);
+  });
+
+  it("never creates a second live task for an instance", async () => {
+    c = await startCluster({ agents: 0 });
+    const s = c.scheduler;
+    await s.intake.create({ spec: testSpec("one"), user: "t" });
+    const job = s.state.jobs.get("www-data/devel/one")!;
+    const e = s.event("TaskCreated", { taskId: "second-copy", job: job.key, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }, "test");
+    await expect(s.commit([e])).rejects.toThrow(/instance 0 of job www-data\/devel\/one already has a live task/);
+  });
+
+  it("checks a batch with what the batch itself creates (a job and its tasks in one record)", async () => {
+    c = await startCluster({ agents: 0 });
+    const r = await c.scheduler.intake.create({ spec: testSpec("batch", { instances: 3 }), user: "t" });
+    expect(r.taskIds).toHaveLength(3);
+    expect(c.scheduler.state.anomalies).toEqual([]);
+  });
+
+  it("drops a placement that a kill on the wire overtook, instead of logging an anomaly", async () => {
+    // One agent too small for the task: it stays PENDING, so placement never assigns it itself.
+    c = await startCluster({ agents: 1, ramMb: 8 });
+    const s = c.scheduler;
+    await s.intake.create({ spec: testSpec("victim"), user: "t" });
+    const taskId = jobStatus(s.state, "www-data/devel/victim")!.instances[0].taskId;
+    await waitFor(s, (st) => st.tasks.get(taskId)?.state === "PENDING", "PENDING");
+    const assign = () => s.event("TaskAssigned", { taskId, agentId: "agent-1", host: "host-1", ports: {} }, "a decision made while the task was PENDING");
+    // The kill is appended first and is still on the wire when the placement is committed.
+    const kill = s.intake.kill({ job: "www-data/devel/victim", instances: null, user: "t" });
+    const placed = s.commit([assign()], { recheck: true });
+    await Promise.all([kill, placed]);
+    expect(s.state.tasks.get(taskId)!.state).not.toBe("ASSIGNED");
+    expect(s.state.anomalies).toEqual([]);
+  });
+});

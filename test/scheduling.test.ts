@@ -34,6 +34,20 @@ describe("feasibility checks", () => {
     expect(reasons).toEqual(["", "Constraint not satisfied: zone", "Constraint not satisfied: rack"]);
   });
 
+  it('reads only an agent\'s own attributes: "constructor" or "toString" is a missing attribute, not Object.prototype\'s', () => {
+    const b = new StateBuilder().agent("a1", { rack: "r1" }).agent("a2", { constructor: "x" });
+    b.job({ name: "j", constraints: { constructor: "x", toString: "!y" } });
+    const g = group(b, "j");
+    const offers = new OfferBook(b.state);
+    const v1 = vetoes(b.state, offers, g, agent(b, "a1"), "t");
+    expect(reasonOf(v1)).toBe("Constraint not satisfied: constructor");
+    expect(JSON.stringify(v1)).not.toMatch(/function|native code/);
+    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a2"), "t"))).toBe("");
+    b.job({ name: "k", constraints: { hasOwnProperty: "limit:1" } });
+    // A host without the attribute fails a limit on it, as any missing attribute does.
+    expect(reasonOf(vetoes(b.state, offers, group(b, "k"), agent(b, "a1"), "t"))).toBe("Limit not satisfied: hasOwnProperty");
+  });
+
   it("limit constraints count the job's active tasks per attribute value", () => {
     const b = new StateBuilder().agent("a1", { rack: "r1" }).agent("a2", { rack: "r1" }).agent("a3", { rack: "r2" });
     const job = b.job({ name: "j", instances: 3, constraints: { host: "limit:1", rack: "limit:2" } });

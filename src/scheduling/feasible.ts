@@ -12,7 +12,9 @@ import type { Veto } from "./vetoes.js";
 
 /** An agent's attribute; `host` is always there (the host name), as in Aurora. */
 export function attributeOf(agent: AgentRecord, name: string): string | undefined {
-  return agent.attributes[name] ?? (name === "host" ? agent.host : undefined);
+  // Own properties only: a constraint on "constructor" must not read Object.prototype's.
+  const attrs = agent.attributes;
+  return Object.hasOwn(attrs, name) ? attrs[name] : name === "host" ? agent.host : undefined;
 }
 
 /** What the checks need to know about the tasks being placed: one job's identical tasks. */
@@ -75,7 +77,7 @@ export class TaskGroup {
 }
 
 export function checkDedicated(g: TaskGroup, agent: AgentRecord): Veto | null {
-  const host = agent.attributes.dedicated;
+  const host = Object.hasOwn(agent.attributes, "dedicated") ? agent.attributes.dedicated : undefined;
   const want = g.constraints.dedicated;
   if (host === undefined) {
     return want === null ? null : { kind: "constraint", attribute: "dedicated", detail: `not dedicated; the job asks for dedicated ${want}` };

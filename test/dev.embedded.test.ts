@@ -28,7 +28,11 @@ it("says it runs embedded, and runs a batch job to FINISHED through the gateway"
     join(dir, "job.yaml"),
     "role: ops\nenvironment: test\nname: once\nresources: {cpus: 0.1, ramMb: 16, diskMb: 16}\nprocesses: [{name: main, cmdline: 'echo done'}]\n",
   );
-  const created = await roostJson<{ taskIds: string[] }>(["job", "create", "job.yaml", "--wait"], dir);
+  // --wait --json prints JSON lines: created, one per change, then done (with the task ids).
+  const wait = await roost(["job", "create", "job.yaml", "--wait", "--json"], dir);
+  expect(wait.code, wait.stderr).toBe(0);
+  const created = JSON.parse(wait.stdout.trim().split("\n").at(-1)!) as { event: string; taskIds: string[] };
+  expect(created.event).toBe("done");
   const s = await roostJson<JobStatus>(["job", "status", "ops/test/once"], dir);
   expect(s.instances[0].state).toBe("FINISHED");
   const h = await roostJson<TaskHistory>(["task", "history", created.taskIds[0]], dir);

@@ -162,7 +162,10 @@ async function readStoppedLog(dir: string): Promise<LogLine[]> {
 async function runService(dir: string): Promise<string[]> {
   const r = await roost(["job", "create", "svc.yaml", "--wait", "--json"], dir);
   expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout) as { taskIds: string[] }).taskIds;
+  // --wait --json prints JSON lines: created, one per change, then done (with the task ids).
+  const done = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { event: string; taskIds: string[] };
+  expect(done.event).toBe("done");
+  return done.taskIds;
 }
 
 function killedWithReason(log: LogLine[], taskIds: string[], why: RegExp): LogLine[] {

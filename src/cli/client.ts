@@ -1,11 +1,16 @@
 // How the CLI reaches a cluster: over NATS (requests to the leader, log reads from JetStream),
 // or over the HTTP gateway of a `roost dev` that runs embedded (no nats-server). When no leader
 // answers, reads fall back to folding the log here, so operators can inspect state in an outage.
+//
+// Every wait on the cluster is bounded by the client's timeout (the CLI's --timeout, 10 s by
+// default) and says what it waited for when it runs out: connecting (nothing listening at the URL
+// fails at once, naming it), a request (retried while no scheduler answers, then NoLeaderError:
+// "no scheduler is leading"), opening the log's stream, and each record of a log read.
 
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { NoResponderError, subjects, type Reply } from "../bus/bus.js";
-import { NatsBus } from "../bus/nats.js";
 import { decodeRecord, pack, unpack, type LogRecord } from "../eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../eventlog/jetstream.js";
 import { foldRecord } from "../replay/fold.js";
@@ -22,17 +27,98 @@ export interface ClusterFile {
 
 export const DEFAULT_CLUSTER_FILE = ".roost/cluster.json";
 
+/** A refusal, or a problem the caller can fix: the CLI prints its message alone, never a stack. */
 export class ClientError extends Error {
   override name = "ClientError";
 }
 
+/** Nothing answers where the cluster should be (no NATS server at the URL, no dev gateway). */
+export class UnreachableError extends ClientError {
+  override name = "UnreachableError";
+}
+
+/** A wait on the cluster ran out of time; the message says what was waited for. */
+export class WaitTimeoutError extends ClientError {
+  override name = "WaitTimeoutError";
+}
+
+/**
+ * No scheduler answered a request, retried until the deadline ("no scheduler is leading"). A
+ * NoResponderError, so a read can still fall back to folding the log here.
+ */
+export class NoLeaderError extends NoResponderError {
+  override name = "NoLeaderError";
+}
+
+/** The scheduler took the request but did not answer in time (it may still carry it out). */
+export class LeaderTimeoutError extends NoResponderError {
+  override name = "LeaderTimeoutError";
+}
+
+/** How long any one wait on the cluster may last unless the caller says otherwise. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** 10000 → "10 s", 2500 → "2.5 s". */
+export function seconds(ms: number): string {
+  const s = Math.round(ms / 100) / 10;
+  return `${s} s`;
+}
+
+/** `p`, or a WaitTimeoutError naming `what` once `ms` have passed (p is left to settle unheard). */
+export function within<T>(ms: number, what: string | (() => string), p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new WaitTimeoutError(`timed out after ${seconds(ms)} waiting for ${typeof what === "function" ? what() : what}`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The records of `it`, each within `ms` of asking for it, or a WaitTimeoutError naming `what`. */
+async function* stallBounded<T>(it: AsyncIterable<T>, ms: number, what: () => string): AsyncGenerator<T> {
+  const iter = it[Symbol.asyncIterator]();
+  let stuck = false;
+  try {
+    for (;;) {
+      let r: IteratorResult<T>;
+      try {
+        r = await within(ms, what, iter.next());
+      } catch (err) {
+        stuck = err instanceof WaitTimeoutError;
+        throw err;
+      }
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    // A generator still inside next() would queue return() behind it: do not wait for that one.
+    if (stuck) void iter.return?.()?.catch(() => {});
+    else await iter.return?.();
+  }
+}
+
+export interface RequestOptions {
+  /** The longest the request may take, retries included. Default: the client's timeout. */
+  timeoutMs?: number;
+  /** Retry while no scheduler answers (default); false: the first "no responders" rejects. */
+  retry?: boolean;
+}
+
 export interface ClusterClient {
   readonly where: string;
-  /** A request to the leader; rejects with NoResponderError when no leader answers. */
-  request<T>(op: string, data: unknown, timeoutMs?: number): Promise<T>;
+  /** How long any one wait on the cluster may last (the CLI's --timeout). */
+  readonly timeoutMs: number;
+  /** Where the client says what it is waiting for when that takes a while (stderr in the CLI). */
+  readonly note: (msg: string) => void;
+  /**
+   * A request to the leader, retried while no scheduler answers until the timeout (a number is
+   * the timeout); then NoLeaderError. A refusal rejects with ClientError, its message the leader's.
+   */
+  request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T>;
   /** One record by sequence (null when the log no longer holds it). */
   get(seq: number): Promise<LogRecord | null>;
-  /** Log records from `from` to the current end. */
+  /** The log's last sequence, or null when this client cannot tell. */
+  lastSeq(): Promise<number | null>;
+  /** Log records from `from` to the current end; each must come within the timeout. */
   readLog(from: number): AsyncIterable<LogRecord>;
   followLog(from: number, signal: AbortSignal): AsyncIterable<LogRecord>;
   close(): Promise<void>;
@@ -48,85 +134,278 @@ export function loadClusterFile(path = DEFAULT_CLUSTER_FILE): ClusterFile {
   if (!existsSync(p)) {
     throw new ClientError(`no cluster file at ${p}: start one with \`roost dev\`, or pass --nats URL`);
   }
-  return JSON.parse(readFileSync(p, "utf8")) as ClusterFile;
+  let file: ClusterFile;
+  try {
+    file = JSON.parse(readFileSync(p, "utf8")) as ClusterFile;
+  } catch (err) {
+    throw new ClientError(`cluster file ${p} is not valid JSON (${(err as Error).message}): start the cluster again with \`roost dev\`, or pass --nats URL`);
+  }
+  const ok = file && typeof file === "object" && (file.mode === "embedded" ? typeof file.http === "string" : typeof file.nats === "string");
+  if (!ok) throw new ClientError(`cluster file ${p} names no cluster (it needs "nats", or "mode": "embedded" and "http"): pass --nats URL`);
+  return file;
 }
 
-export async function connectClient(opts: { nats?: string; cluster?: string; stream?: string }): Promise<ClusterClient> {
+export interface ConnectOptions {
+  nats?: string;
+  cluster?: string;
+  stream?: string;
+  /** Bound on every wait: connecting, a leader to answer, the log's stream. Default 10 s. */
+  timeoutMs?: number;
+  /** Told what the client waits for when that takes a while. Default: nothing is said. */
+  note?: (msg: string) => void;
+  /**
+   * Reconnects after a lost NATS connection. Default: without end (long-lived users such as
+   * `roost dev`); the CLI bounds it so a lost server ends a command.
+   */
+  maxReconnectAttempts?: number;
+}
+
+/** The options every CLI command that talks to a cluster takes (withClusterOptions in main.ts). */
+export interface CliClusterOptions {
+  json?: boolean;
+  nats?: string;
+  cluster?: string;
+  /** --timeout, seconds. */
+  timeout?: number;
+  stream?: string;
+}
+
+/**
+ * ConnectOptions as the CLI uses them: --timeout (seconds) bounds every wait, what is waited for
+ * is said on stderr, and a lost NATS connection is given up on after about the timeout (a
+ * follower, `log tail --follow`, keeps reconnecting).
+ */
+export function cliConnectOptions(o: CliClusterOptions, defaults: { follow?: boolean } = {}): ConnectOptions {
+  const timeoutMs = o.timeout !== undefined ? o.timeout * 1000 : DEFAULT_TIMEOUT_MS;
+  return {
+    nats: o.nats,
+    cluster: o.cluster,
+    stream: o.stream,
+    timeoutMs,
+    note: (msg) => console.error(`roost: ${msg}`),
+    maxReconnectAttempts: defaults.follow ? -1 : Math.max(1, Math.ceil(timeoutMs / 250)),
+  };
+}
+
+export async function connectClient(opts: ConnectOptions): Promise<ClusterClient> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const note = opts.note ?? (() => {});
   const file: ClusterFile = opts.nats ? { mode: "nats", nats: opts.nats } : loadClusterFile(opts.cluster);
-  if (file.mode === "embedded") return new HttpClient(file.http!);
-  const bus = await NatsBus.connect(natsServers(file.nats!), "roost-cli");
-  return new NatsClient(file.nats!, bus, opts.stream ?? file.stream ?? "ROOST");
+  const origin = opts.nats ? "" : ` (named by ${resolve(opts.cluster ?? DEFAULT_CLUSTER_FILE)})`;
+  if (file.mode === "embedded") return new HttpClient(file.http!, timeoutMs, note, origin);
+  const url = file.nats!;
+  const servers = natsServers(url);
+  if (servers.length === 0) throw new ClientError(`no NATS URL given${origin}`);
+  let nc: NatsConnection;
+  try {
+    nc = await within(
+      timeoutMs + 1000,
+      `NATS at ${url}${origin}`,
+      connect({ servers, name: "roost-cli", timeout: timeoutMs, maxReconnectAttempts: opts.maxReconnectAttempts ?? -1, reconnectTimeWait: 250 }),
+    );
+  } catch (err) {
+    const e = err as Error;
+    if (err instanceof WaitTimeoutError) throw new UnreachableError(`cannot reach NATS at ${url}${origin}: ${e.message}`);
+    const why = /refused/i.test(e.message)
+      ? "connection refused (nothing listens there)"
+      : e.name === "TimeoutError" || /^timeout$/i.test(e.message)
+        ? `no NATS handshake within ${seconds(timeoutMs)}`
+        : e.message;
+    const hint = opts.nats ? "is nats-server running there?" : "is `roost dev` still running?";
+    throw new UnreachableError(`cannot reach NATS at ${url}${origin}: ${why}; ${hint}`);
+  }
+  return new NatsClient(url, nc, opts.stream ?? file.stream ?? "ROOST", timeoutMs, note);
 }
 
 function unwrap<T>(r: Reply<T>): T {
   if (!r || typeof r !== "object" || !("ok" in r)) throw new ClientError("malformed reply from the scheduler");
-  if (!r.ok) throw new ClientError(r.error);
+  if (!r.ok) throw new ClientError(typeof r.error === "string" ? r.error : "the scheduler refused the request without saying why");
   return r.value;
 }
 
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The least time one try of a request is given (so a request may end up to this much past its timeout). */
+const MIN_ATTEMPT_MS = 1000;
+
+/** One try of a request: the reply, nobody listening, or no answer in time. */
+type Attempt<T> = { reply: Reply<T> } | "none" | "timeout";
+
+/**
+ * Request/reply with the CLI's rules: while nobody answers (no leader, e.g. during a failover)
+ * try again, backing off to 1 s, until `timeoutMs`; then NoLeaderError saying so, what was asked
+ * and for how long. A request taken but not answered in time is not repeated (a write may have
+ * landed): LeaderTimeoutError.
+ */
+async function requestWithRetry<T>(
+  subject: string,
+  where: string,
+  opts: RequestOptions & { timeoutMs: number },
+  note: (msg: string) => void,
+  attempt: (leftMs: number) => Promise<Attempt<T>>,
+): Promise<T> {
+  const start = Date.now();
+  const deadline = start + opts.timeoutMs;
+  const retry = opts.retry ?? true;
+  let attempts = 0;
+  let delay = 100;
+  for (;;) {
+    attempts++;
+    // Never less than a second: a last try with a sliver of time left would time out, not hear "no responders".
+    const r = await attempt(Math.max(MIN_ATTEMPT_MS, deadline - Date.now()));
+    if (r === "timeout") {
+      throw new LeaderTimeoutError(`timed out after ${seconds(Date.now() - start)} waiting for the scheduler to answer ${subject} at ${where} (a write may still be carried out: look before repeating it)`);
+    }
+    if (r !== "none") return unwrap(r.reply);
+    const left = deadline - Date.now();
+    if (!retry || left <= 0) {
+      throw new NoLeaderError(
+        retry
+          ? `no scheduler is leading: nothing answered ${subject} at ${where} for ${seconds(Date.now() - start)} (${attempts} attempt${attempts === 1 ? "" : "s"}); start one with \`roost dev\` or \`roost scheduler --nats URL\`, or wait longer with --timeout`
+          : `no scheduler is leading: nothing answers ${subject} at ${where}`,
+      );
+    }
+    if (attempts === 1) note(`no scheduler answers ${subject} at ${where} yet; trying again for up to ${seconds(opts.timeoutMs)}`);
+    await sleep(Math.min(delay, left));
+    delay = Math.min(delay * 2, 1000);
+  }
+}
+
 export class NatsClient implements ClusterClient {
-  private log: JetStreamLog | null = null;
+  private log: Promise<JetStreamLog> | null = null;
   constructor(
     readonly where: string,
-    private readonly bus: NatsBus,
-    private readonly stream: string,
+    /** The client's NATS connection (for KV and stream reads). */
+    readonly nc: NatsConnection,
+    /** The log's stream. */
+    readonly stream: string,
+    readonly timeoutMs = DEFAULT_TIMEOUT_MS,
+    readonly note: (msg: string) => void = () => {},
   ) {}
 
-  async request<T>(op: string, data: unknown, timeoutMs = 10_000): Promise<T> {
-    return unwrap(await this.bus.request<Reply<T>>(subjects.api(op), data, timeoutMs));
+  request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
+    const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
+    const subject = subjects.api(op);
+    const payload = pack(data);
+    return requestWithRetry<T>(subject, this.where, { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs }, this.note, async (left) => {
+      try {
+        const m = await this.nc.request(subject, payload, { timeout: left });
+        return { reply: unpack<Reply<T>>(m.data) };
+      } catch (err) {
+        const e = err as Error;
+        if (/no responders/i.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return "none";
+        if (e.name === "TimeoutError" || /timeout/i.test(e.message)) return "timeout";
+        if (/closed|draining|disconnect/i.test(`${e.name} ${e.message}`)) throw new UnreachableError(`lost the connection to NATS at ${this.where}: ${e.message}`);
+        throw err;
+      }
+    });
   }
 
-  private async openLog(): Promise<JetStreamLog> {
-    this.log ??= await openJetStreamLog({ servers: this.where, nc: this.bus.nc, stream: this.stream, create: false });
+  /** What a wait on the log is waiting for. */
+  private logName(): string {
+    return `the log's stream ${this.stream} at ${this.where}`;
+  }
+
+  private openLog(): Promise<JetStreamLog> {
+    this.log ??= within(
+      this.timeoutMs,
+      () => this.logName(),
+      openJetStreamLog({ servers: this.where, nc: this.nc, stream: this.stream, create: false, timeoutMs: Math.min(5000, this.timeoutMs), readyTimeoutMs: this.timeoutMs }),
+    ).catch((err: Error) => {
+      this.log = null;
+      if (/does not exist/i.test(err.message)) {
+        throw new ClientError(`${this.logName()} does not exist: no scheduler has written a log there (start a cluster with \`roost dev\`, or name the stream)`);
+      }
+      if (/jetstream (is )?not enabled/i.test(err.message)) throw new ClientError(`JetStream is not enabled on the NATS server at ${this.where} (run nats-server with -js)`);
+      throw err;
+    });
     return this.log;
   }
 
   async get(seq: number): Promise<LogRecord | null> {
-    return (await this.openLog()).get(seq);
+    const log = await this.openLog();
+    return within(this.timeoutMs, () => `record ${seq} of ${this.logName()}`, log.get(seq));
+  }
+
+  async lastSeq(): Promise<number | null> {
+    const log = await this.openLog();
+    return within(this.timeoutMs, () => `the last sequence of ${this.logName()}`, log.lastSeq());
   }
 
   async *readLog(from: number): AsyncIterable<LogRecord> {
-    yield* (await this.openLog()).read(from);
+    const log = await this.openLog();
+    let next = from;
+    for await (const r of stallBounded(log.read(from), this.timeoutMs, () => `record ${next} of ${this.logName()}`)) {
+      next = r.seq + 1;
+      yield r;
+    }
   }
 
   async *followLog(from: number, signal: AbortSignal): AsyncIterable<LogRecord> {
     yield* (await this.openLog()).follow(from, signal);
   }
 
-  /** The client's NATS connection (for KV and stream reads). */
-  get nc() {
-    return this.bus.nc;
-  }
-
   async close(): Promise<void> {
-    await this.log?.close();
-    await this.bus.close();
+    const log = this.log;
+    this.log = null;
+    if (log) await within(2000, "the log to close", log.then((l) => l.close())).catch(() => {});
+    if (this.nc.isClosed()) return;
+    try {
+      await within(2000, "the NATS connection to drain", this.nc.drain());
+    } catch {
+      await this.nc.close().catch(() => {});
+    }
   }
 }
 
 /** Talks to the gateway in cli/gateway.ts. */
 class HttpClient implements ClusterClient {
-  constructor(readonly where: string) {}
+  constructor(
+    readonly where: string,
+    readonly timeoutMs = DEFAULT_TIMEOUT_MS,
+    readonly note: (msg: string) => void = () => {},
+    private readonly origin = "",
+  ) {}
 
-  async request<T>(op: string, data: unknown, timeoutMs = 10_000): Promise<T> {
-    let res: Response;
-    try {
-      res = await fetch(`${this.where}/bus/${subjects.api(op)}`, {
-        method: "POST",
-        body: pack(data),
-        headers: { "content-type": "application/msgpack", "x-timeout-ms": String(timeoutMs) },
-        signal: AbortSignal.timeout(timeoutMs + 1000),
-      });
-    } catch (err) {
-      throw new NoResponderError(`cannot reach the dev cluster at ${this.where}: ${(err as Error).message}`);
-    }
-    if (res.status === 503) throw new NoResponderError(await res.text());
-    if (!res.ok) throw new ClientError(await res.text());
-    return unwrap(unpack<Reply<T>>(new Uint8Array(await res.arrayBuffer())));
+  private unreachable(err: unknown): UnreachableError {
+    const e = err as Error & { cause?: Error };
+    const why = /refused/i.test(`${e.message} ${e.cause?.message ?? ""}`) ? "connection refused (nothing listens there)" : (e.cause?.message ?? e.message);
+    return new UnreachableError(`cannot reach the embedded dev cluster's gateway at ${this.where}${this.origin}: ${why}; is \`roost dev\` still running?`);
+  }
+
+  request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
+    const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
+    const subject = subjects.api(op);
+    const body = pack(data);
+    return requestWithRetry<T>(subject, this.where, { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs }, this.note, async (left) => {
+      let res: Response;
+      try {
+        res = await fetch(`${this.where}/bus/${subject}`, {
+          method: "POST",
+          body,
+          headers: { "content-type": "application/msgpack", "x-timeout-ms": String(left) },
+          signal: AbortSignal.timeout(left + 1000),
+        });
+      } catch (err) {
+        if ((err as Error).name === "TimeoutError") return "timeout";
+        throw this.unreachable(err);
+      }
+      if (res.status === 503) return "none";
+      if (!res.ok) throw new ClientError(await res.text());
+      return { reply: unpack<Reply<T>>(new Uint8Array(await res.arrayBuffer())) };
+    });
   }
 
   private async page(from: number, wait: boolean, signal?: AbortSignal): Promise<Array<[number, Uint8Array]>> {
-    const res = await fetch(`${this.where}/log?from=${from}${wait ? "&wait=1" : ""}`, { signal });
+    let res: Response;
+    try {
+      // A waiting page is answered within 20 s by the gateway, with or without records.
+      res = await fetch(`${this.where}/log?from=${from}${wait ? "&wait=1" : ""}`, { signal: signal ?? AbortSignal.timeout(this.timeoutMs) });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      if ((err as Error).name === "TimeoutError") throw new WaitTimeoutError(`timed out after ${seconds(this.timeoutMs)} waiting for record ${from} of the log at ${this.where}`);
+      throw this.unreachable(err);
+    }
     if (!res.ok) throw new ClientError(await res.text());
     return unpack<Array<[number, Uint8Array]>>(new Uint8Array(await res.arrayBuffer()));
   }
@@ -134,6 +413,10 @@ class HttpClient implements ClusterClient {
   async get(seq: number): Promise<LogRecord | null> {
     const page = await this.page(seq, false);
     return page.length && page[0][0] === seq ? { seq, events: decodeRecord(page[0][1]) } : null;
+  }
+
+  async lastSeq(): Promise<number | null> {
+    return null;
   }
 
   async *readLog(from: number): AsyncIterable<LogRecord> {
@@ -162,9 +445,23 @@ class HttpClient implements ClusterClient {
   async close(): Promise<void> {}
 }
 
-/** Fold the whole log here: the read path that needs no leader. */
+/**
+ * Fold the whole log here: the read path that needs no leader. Each record must come within the
+ * client's timeout; when the fold takes a while it says how far it is (client.note) every 2 s.
+ */
 export async function foldLocally(client: ClusterClient): Promise<ClusterState> {
   const state = new ClusterState();
-  for await (const r of client.readLog(1)) foldRecord(state, r.seq, r.events);
+  const started = Date.now();
+  let said = started;
+  let target: number | null | undefined;
+  for await (const r of client.readLog(1)) {
+    foldRecord(state, r.seq, r.events);
+    const now = Date.now();
+    if (now - said >= 2000) {
+      said = now;
+      if (target === undefined) target = await client.lastSeq().catch(() => null);
+      client.note(`folding the log here: at sequence ${r.seq}${target ? ` of ${target}` : ""} after ${seconds(now - started)}`);
+    }
+  }
   return state;
 }

@@ -1,46 +1,146 @@
 // The `roost` command. commander handles parsing and help (a well-kept library beats a
 // hand-written parser); every subcommand takes --json.
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cpus, totalmem, userInfo } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { NoResponderError } from "../bus/bus.js";
-import { DEFAULT_ENVIRONMENT_PATTERN } from "../domain/limits.js";
+import { DEFAULT_ENVIRONMENT_PATTERN, MAX_INSTANCES, NAME_MAX_LENGTH, NAME_PATTERN, TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, USER_MAX_LENGTH, USER_PATTERN } from "../domain/limits.js";
 import { jobKeyString, parseJobKey } from "../domain/types.js";
 import { quotaReport, type QuotaReport } from "../quota/quota.js";
+import { foldRecord } from "../replay/fold.js";
 import { instancesTerminal, jobList, jobStatus, taskHistory, withReasons, type JobStatus, type JobSummary, type TaskHistory } from "../replay/queries.js";
+import { ClusterState } from "../replay/state.js";
+import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
 import { whyTask, type WhyReport } from "../scheduling/why.js";
-import { connectClient, foldLocally, type ClusterClient } from "./client.js";
+import { cliConnectOptions, connectClient, foldLocally, seconds, WaitTimeoutError, type CliClusterOptions, type ClusterClient } from "./client.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
 import { registerClusterCommand } from "./cluster.js";
-import { formatWhy, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory } from "./format.js";
+import { entryAnomaly, formatWhy, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory } from "./format.js";
 import { registerSimCommand } from "./sim.js";
 import { registerSnapshotCommand } from "./snapshot.js";
 
-interface Common {
-  json?: boolean;
-  nats?: string;
-  cluster?: string;
+type Common = CliClusterOptions;
+
+/** package.json's version, found next to (or above) this file at run time: works in src/ and dist/. */
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const p = join(dir, "package.json");
+    if (existsSync(p)) {
+      try {
+        const pkg = JSON.parse(readFileSync(p, "utf8")) as { name?: unknown; version?: unknown };
+        if (pkg.name === "roost" && typeof pkg.version === "string") return pkg.version;
+      } catch {
+        // not ours, or unreadable: look further up
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) return "unknown (no package.json of roost found above the installed files)";
+    dir = up;
+  }
 }
 
 const program = new Command();
-program.name("roost").description("An Aurora-style cluster scheduler on a replicated NATS JetStream log").showHelpAfterError();
+program
+  .name("roost")
+  .description("An Aurora-style cluster scheduler on a replicated NATS JetStream log")
+  .version(packageVersion(), "-V, --version", "print roost's version")
+  .showHelpAfterError();
 
-function withClusterOptions(c: Command): Command {
+// ---- option and argument checks: a bad value is refused at once, naming the flag and the rule ----
+
+/** A whole number from `min` to `max`. */
+function wholeNumber(name: string, rule: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (v: string): number => {
+    const n = /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be ${rule}, got "${v}"`);
+    return n;
+  };
+}
+
+/** A number greater than 0, at most `max`. */
+function positiveNumber(name: string, rule: string, max = Number.MAX_SAFE_INTEGER) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n) || n <= 0 || n > max) throw new InvalidArgumentError(`${name} must be ${rule}, got "${v}"`);
+    return n;
+  };
+}
+
+/** The longest --timeout (setTimeout cannot wait longer than 24.8 days). */
+const MAX_TIMEOUT_S = 1_000_000;
+const timeoutArg = positiveNumber("--timeout", `a positive number of seconds (at most ${MAX_TIMEOUT_S})`, MAX_TIMEOUT_S);
+
+const NAME_RE = new RegExp(NAME_PATTERN);
+const NAME_RULE = `letters, digits, "_", "." and "-", not starting with "." or "-", at most ${NAME_MAX_LENGTH} characters`;
+
+/** A job key ROLE/ENV/NAME, each part a valid name (the leader would refuse it anyway, less clearly). */
+function jobKeyArg(v: string): string {
+  const parts = v.split("/");
+  if (parts.length !== 3 || parts.some((p) => !NAME_RE.test(p) || p.length > NAME_MAX_LENGTH)) {
+    throw new InvalidArgumentError(`a job key must be ROLE/ENV/NAME, each part ${NAME_RULE}; got "${v}"`);
+  }
+  return jobKeyString(parseJobKey(v));
+}
+
+function roleArg(v: string): string {
+  if (!NAME_RE.test(v) || v.length > NAME_MAX_LENGTH) throw new InvalidArgumentError(`a role must be ${NAME_RULE}; got "${v}"`);
+  return v;
+}
+
+const TASK_ID_RE = new RegExp(TASK_ID_PATTERN);
+function taskIdArg(v: string): string {
+  if (!TASK_ID_RE.test(v) || v.length > TASK_ID_MAX_LENGTH) {
+    throw new InvalidArgumentError(`a task id is letters, digits, "_", "." and "-" (at most ${TASK_ID_MAX_LENGTH} characters), as \`roost job status\` shows it; got "${v}"`);
+  }
+  return v;
+}
+
+const USER_RE = new RegExp(USER_PATTERN);
+function userArg(v: string): string {
+  if (!USER_RE.test(v) || v.length > USER_MAX_LENGTH) {
+    throw new InvalidArgumentError(`--user must be printable ASCII without leading or trailing spaces, at most ${USER_MAX_LENGTH} characters; got ${JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v)}`);
+  }
+  return v;
+}
+
+/** --instances: ids and ranges like 0,2-3, each id below MAX_INSTANCES. */
+function parseInstances(s: string): number[] {
+  const out = new Set<number>();
+  for (const part of s.split(",")) {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!m) throw new InvalidArgumentError(`--instances takes instance ids and ranges like 0,2-3; got "${s}"`);
+    const lo = Number(m[1]);
+    const hi = m[2] === undefined ? lo : Number(m[2]);
+    if (hi < lo) throw new InvalidArgumentError(`--instances: range ${part.trim()} runs backwards (in "${s}")`);
+    if (hi >= MAX_INSTANCES) throw new InvalidArgumentError(`--instances: instance ids are below ${MAX_INSTANCES} (a job has at most ${MAX_INSTANCES}); got ${hi} in "${s}"`);
+    for (let i = lo; i <= hi; i++) out.add(i);
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+const DEFAULT_TIMEOUT_HELP = "give up on any wait on the cluster (reaching NATS, a scheduler to answer, the log) after this many seconds (default: 10)";
+
+/** The options of every command that talks to a cluster; `timeoutHelp` when --timeout means more there. */
+function withClusterOptions(c: Command, timeoutHelp = DEFAULT_TIMEOUT_HELP): Command {
   return c
     .option("--json", "machine-readable output")
     .option("--nats <url>", "reach the cluster at this NATS URL instead of the cluster file")
-    .option("--cluster <file>", "cluster file written by `roost dev`", ".roost/cluster.json");
+    .option("--cluster <file>", "cluster file written by `roost dev`", ".roost/cluster.json")
+    .option("--timeout <s>", timeoutHelp, timeoutArg);
 }
 
 function print(opts: Common, value: unknown, human: () => string): void {
   console.log(opts.json ? JSON.stringify(value, null, 2) : human());
 }
 
-async function withClient<T>(opts: Common, fn: (c: ClusterClient) => Promise<T>): Promise<T> {
-  const client = await connectClient({ nats: opts.nats, cluster: opts.cluster });
+async function withClient<T>(opts: Common, fn: (c: ClusterClient) => Promise<T>, how: { follow?: boolean } = {}): Promise<T> {
+  const client = await connectClient(cliConnectOptions(opts, how));
   try {
     return await fn(client);
   } finally {
@@ -48,10 +148,13 @@ async function withClient<T>(opts: Common, fn: (c: ClusterClient) => Promise<T>)
   }
 }
 
+/** How long a read waits for the leader before it folds the log here instead. */
+const READ_LEADER_WAIT_MS = 3000;
+
 /** Ask the leader; when none answers, fold the log here and answer from that. */
 async function readWithFallback<T>(client: ClusterClient, op: string, data: unknown, local: (s: Awaited<ReturnType<typeof foldLocally>>) => T | null, what: string): Promise<T> {
   try {
-    return await client.request<T>(op, data, 3000);
+    return await client.request<T>(op, data, { retry: false, timeoutMs: Math.min(READ_LEADER_WAIT_MS, client.timeoutMs) });
   } catch (err) {
     if (!(err instanceof NoResponderError)) throw err;
     const state = await foldLocally(client);
@@ -62,17 +165,13 @@ async function readWithFallback<T>(client: ClusterClient, op: string, data: unkn
   }
 }
 
-function parseInstances(s: string): number[] {
-  const out = new Set<number>();
-  for (const part of s.split(",")) {
-    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
-    if (!m) throw new Error(`--instances "${s}": use ids and ranges like 0,2-3`);
-    const lo = Number(m[1]);
-    const hi = m[2] === undefined ? lo : Number(m[2]);
-    if (hi < lo) throw new Error(`--instances "${s}": range ${part} runs backwards`);
-    for (let i = lo; i <= hi; i++) out.add(i);
-  }
-  return [...out].sort((a, b) => a - b);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** What still keeps a wait on `status` from being over, instance by instance. */
+function notDone(status: JobStatus, pred: (i: JobStatus["instances"][number]) => boolean): string {
+  const left = status.instances.filter((i) => !pred(i));
+  const shown = left.slice(0, 5).map((i) => `instance ${i.instance} is ${i.state}${i.reason ? ` (${i.reason})` : ""}`);
+  return `${shown.join("; ")}${left.length > shown.length ? `; and ${left.length - shown.length} more` : ""}`;
 }
 
 // ---- roost dev / scheduler / agent -------------------------------------------------------
@@ -121,8 +220,8 @@ program
   .option("--id <id>", "scheduler id (default host:pid)")
   .option("--policy <json>", 'override scheduling timings, e.g. \'{"preemptionDelayMs":5000}\' (defaults: Aurora\'s)')
   .option("--json", "log as JSON lines (always)")
-  .option("--lease-ms <ms>", "leader lease: a leader that cannot renew within this long is replaced", (v) => Number(v), 3000)
-  .option("--snapshot-every <events>", "write a snapshot of the folded state every this many events (a standby writes it when one is up; 0: never)", (v) => Number(v), 100_000)
+  .option("--lease-ms <ms>", "leader lease: a leader that cannot renew within this long is replaced", wholeNumber("--lease-ms", "a whole number of milliseconds ≥ 1", 1), 3000)
+  .option("--snapshot-every <events>", "write a snapshot of the folded state every this many events (a standby writes it when one is up; 0: never)", wholeNumber("--snapshot-every", "a whole number of events ≥ 0", 0), 100_000)
   .option("--control-stdin", "read control lines (quiesce, stop, kill) on stdin and stop at its end (used by `roost dev`)")
   .option("--allowed-environments <regex>", "environments a job may name (Aurora's allowed_job_environments)", regexArg("--allowed-environments"), DEFAULT_ENVIRONMENT_PATTERN)
   .action(async (o) =>
@@ -136,10 +235,10 @@ program
   .option("--id <id>", "agent id (default: host name)")
   .option("--host <host>", "host name to advertise (default: this machine's)")
   .option("--attr <name=value>", "an attribute (repeatable), e.g. rack=r1", (v: string, acc: string[]) => [...acc, v], [] as string[])
-  .option("--cpus <n>", "cpus to offer", (v) => Number(v), cpus().length)
-  .option("--ram-mb <n>", "RAM to offer, MB", (v) => Number(v), Math.floor(totalmem() / 2 ** 20))
-  .option("--disk-mb <n>", "disk to offer, MB", (v) => Number(v), 65536)
-  .option("--gpus <n>", "gpus to offer", (v) => Number(v), 0)
+  .option("--cpus <n>", "cpus to offer", positiveNumber("--cpus", "a number greater than 0"), cpus().length)
+  .option("--ram-mb <n>", "RAM to offer, MB", wholeNumber("--ram-mb", "a whole number of MB ≥ 1", 1), Math.floor(totalmem() / 2 ** 20))
+  .option("--disk-mb <n>", "disk to offer, MB", wholeNumber("--disk-mb", "a whole number of MB ≥ 1", 1), 65536)
+  .option("--gpus <n>", "gpus to offer", wholeNumber("--gpus", "a whole number ≥ 0", 0), 0)
   .option("--ports <ranges>", "port ranges to offer, e.g. 31000-32000", "31000-32000")
   .option("--work-dir <dir>", "where task sandboxes live", ".roost/agent")
   .option("--kill-tasks-on-exit", "kill running tasks when the agent stops", false)
@@ -153,30 +252,64 @@ program
 
 const job = program.command("job").description("create, inspect and kill jobs");
 
-withClusterOptions(job.command("create").argument("<file>", "job spec (YAML or JSON)").description("create a job from a spec file"))
-  .option("--user <name>", "who is asking", userInfo().username)
-  .option("--wait", "wait until every instance is RUNNING (or has ended, for batch jobs)")
+/** How long `job create --wait` waits for the instances unless --timeout says otherwise. */
+const CREATE_WAIT_S = 300;
+/** How long `job kill` waits for the tasks to end unless --timeout says otherwise. */
+const KILL_WAIT_S = 60;
+/** How often a wait asks the leader for the job's status. */
+const WAIT_POLL_MS = 500;
+
+withClusterOptions(
+  job.command("create").argument("<file>", "job spec (YAML or JSON)").description("create a job from a spec file"),
+  `give up on any wait on the cluster after this many seconds (default: 10); with --wait, also on the instances (default: ${CREATE_WAIT_S})`,
+)
+  .option("--user <name>", "who is asking", userArg, userInfo().username)
+  .option("--wait", "print each instance's state as it changes until every instance is RUNNING (a batch job: has ended); exit 1 at --timeout")
   .action(async (file: string, o: Common & { user: string; wait?: boolean }) => {
     const config = parseJobSpec(readFileSync(file, "utf8"), file);
     await withClient(o, async (c) => {
-      const r = await c.request<{ job: string; taskIds: string[]; seq: number }>("job.create", { spec: config, user: o.user });
-      let status: JobStatus | null = null;
-      if (o.wait) {
-        for (;;) {
-          status = await c.request<JobStatus>("job.status", { job: r.job });
-          const st = status;
-          const done = st.service ? st.instances.every((i) => i.state === "RUNNING") : instancesTerminal(st, null);
-          if (done) break;
-          await new Promise((res) => setTimeout(res, 200));
-        }
+      type Created = { job: string; taskIds: string[]; seq: number };
+      const r = await c.request<Created>("job.create", { spec: config, user: o.user });
+      const createdText = `created ${r.job} (log seq ${r.seq})\n${r.taskIds.map((t, i) => `  instance ${i}: ${t}`).join("\n")}`;
+      if (!o.wait) {
+        print(o, r, () => createdText);
+        return;
       }
-      print(o, { ...r, ...(status ? { status } : {}) }, () => `created ${r.job} (log seq ${r.seq})\n${r.taskIds.map((t, i) => `  instance ${i}: ${t}`).join("\n")}${status ? `\n\n${formatJobStatus(status)}` : ""}`);
+      // JSON lines with --json: created, then one per change, then done (or timeout).
+      const line = (value: Record<string, unknown>, human: string) => console.log(o.json ? JSON.stringify(value) : human);
+      line({ event: "created", ...r }, createdText);
+      const waitS = o.timeout ?? CREATE_WAIT_S;
+      const deadline = Date.now() + waitS * 1000;
+      const seen = new Map<number, string>();
+      let status: JobStatus | null = null;
+      const finished = (i: JobStatus["instances"][number]) => (status!.service ? i.state === "RUNNING" : TERMINAL_STATES.has(i.state));
+      for (;;) {
+        const left = deadline - Date.now();
+        status = await c.request<JobStatus>("job.status", { job: r.job }, { timeoutMs: Math.min(c.timeoutMs, Math.max(left, 1000)) });
+        for (const i of status.instances) {
+          const now = `${i.taskId}\0${i.state}\0${i.reason}`;
+          if (seen.get(i.instance) === now) continue;
+          seen.set(i.instance, now);
+          const replaced = i.taskId !== r.taskIds[i.instance] ? ` (task ${i.taskId})` : "";
+          line({ event: "instance", job: r.job, instance: i.instance, taskId: i.taskId, state: i.state, reason: i.reason }, `instance ${i.instance}${replaced} ${i.state}${i.reason ? `: ${i.reason}` : ""}`);
+        }
+        if (status.instances.every(finished)) break;
+        if (Date.now() >= deadline) {
+          const what = notDone(status, finished);
+          line({ event: "timeout", ...r, waitedS: waitS, notDone: status.instances.filter((i) => !finished(i)).map((i) => i.instance), status }, "");
+          throw new WaitTimeoutError(
+            `timed out after ${seconds(waitS * 1000)} waiting for ${r.job} to ${status.service ? "be RUNNING" : "end"}: ${what}. ` +
+              `The job stays created: see \`roost job status ${r.job}\`, \`roost task why TASK\`, or kill it with \`roost job kill ${r.job}\``,
+          );
+        }
+        await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())));
+      }
+      line({ event: "done", ...r, status }, `\n${formatJobStatus(status)}`);
     });
   });
 
-withClusterOptions(job.command("status").argument("<job>", "ROLE/ENV/NAME").description("show each instance: state, host, ports, reason"))
-  .action(async (key: string, o: Common) => {
-    const k = jobKeyString(parseJobKey(key));
+withClusterOptions(job.command("status").argument("<job>", "ROLE/ENV/NAME", jobKeyArg).description("show each instance: state, host, ports, reason"))
+  .action(async (k: string, o: Common) => {
     await withClient(o, async (c) => {
       const s = await readWithFallback<JobStatus>(c, "job.status", { job: k }, (st) => jobStatus(st, k), `job ${k}`);
       print(o, s, () => formatJobStatus(s));
@@ -191,36 +324,46 @@ withClusterOptions(job.command("list").description("list jobs with their task st
     });
   });
 
-withClusterOptions(job.command("kill").argument("<job>", "ROLE/ENV/NAME").description("kill a job, or some of its instances"))
-  .option("--instances <ids>", "instance ids and ranges, e.g. 0,2-3 (default: all)")
-  .option("--user <name>", "who is asking", userInfo().username)
+withClusterOptions(
+  job.command("kill").argument("<job>", "ROLE/ENV/NAME", jobKeyArg).description("kill a job, or some of its instances"),
+  `give up on any wait on the cluster after this many seconds (default: 10), and on the tasks to end (default: ${KILL_WAIT_S})`,
+)
+  .option("--instances <ids>", "instance ids and ranges, e.g. 0,2-3 (default: all)", parseInstances)
+  .option("--user <name>", "who is asking", userArg, userInfo().username)
   .option("--no-wait", "return once the kill is logged, without waiting for the tasks to end")
-  .option("--timeout <s>", "how long to wait for the tasks to end", (v) => Number(v), 60)
-  .action(async (key: string, o: Common & { instances?: string; user: string; wait: boolean; timeout: number }) => {
-    const k = jobKeyString(parseJobKey(key));
-    const instances = o.instances ? parseInstances(o.instances) : null;
+  .action(async (k: string, o: Common & { instances?: number[]; user: string; wait: boolean }) => {
+    const instances = o.instances ?? null;
     await withClient(o, async (c) => {
       const r = await c.request<{ job: string; instances: number[]; seq: number }>("job.kill", { job: k, instances, user: o.user });
       let status: JobStatus | null = null;
       if (o.wait) {
-        const deadline = Date.now() + o.timeout * 1000;
+        const waitS = o.timeout ?? KILL_WAIT_S;
+        const deadline = Date.now() + waitS * 1000;
         for (;;) {
-          status = await c.request<JobStatus>("job.status", { job: k });
+          status = await c.request<JobStatus>("job.status", { job: k }, { timeoutMs: Math.min(c.timeoutMs, Math.max(deadline - Date.now(), 1000)) });
           if (instancesTerminal(status, r.instances)) break;
-          if (Date.now() > deadline) throw new Error(`the kill is logged (seq ${r.seq}) but not every task ended within ${o.timeout} s; see \`roost job status ${k}\``);
-          await new Promise((res) => setTimeout(res, 200));
+          if (Date.now() >= deadline) {
+            const what = notDone({ ...status, instances: status.instances.filter((i) => r.instances.includes(i.instance)) }, (i) => TERMINAL_STATES.has(i.state));
+            throw new WaitTimeoutError(`the kill is logged (seq ${r.seq}) but not every task ended within ${seconds(waitS * 1000)}: ${what}; see \`roost job status ${k}\``);
+          }
+          await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())));
         }
       }
       print(o, { ...r, ...(status ? { status } : {}) }, () => `kill of ${k} instances ${r.instances.join(",")} logged (seq ${r.seq})${status ? `\n\n${formatJobStatus(status)}` : ""}`);
     });
   });
 
-withClusterOptions(job.command("add").argument("<job>", "ROLE/ENV/NAME").argument("<count>", "how many instances to add").description("add instances to a running job (production jobs must fit the role's quota)"))
-  .option("--user <name>", "who is asking", userInfo().username)
-  .action(async (key: string, count: string, o: Common & { user: string }) => {
-    const k = jobKeyString(parseJobKey(key));
+withClusterOptions(
+  job
+    .command("add")
+    .argument("<job>", "ROLE/ENV/NAME", jobKeyArg)
+    .argument("<count>", `how many instances to add (1 to ${MAX_INSTANCES})`, wholeNumber("COUNT", `a whole number from 1 to ${MAX_INSTANCES}`, 1, MAX_INSTANCES))
+    .description("add instances to a running job (production jobs must fit the role's quota)"),
+)
+  .option("--user <name>", "who is asking", userArg, userInfo().username)
+  .action(async (k: string, count: number, o: Common & { user: string }) => {
     await withClient(o, async (c) => {
-      const r = await c.request<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", { job: k, count: Number(count), user: o.user });
+      const r = await c.request<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", { job: k, count, user: o.user });
       print(o, r, () => `added ${r.instances.length} instance(s) to ${r.job} (log seq ${r.seq})\n${r.taskIds.map((t, i) => `  instance ${r.instances[i]}: ${t}`).join("\n")}`);
     });
   });
@@ -236,7 +379,7 @@ function numberArg(v: string): number {
 
 const quota = program.command("quota").description("production quota per role");
 
-withClusterOptions(quota.command("get").argument("<role>").description("a role's production quota, what its production jobs use, and the headroom"))
+withClusterOptions(quota.command("get").argument("<role>", "the role", roleArg).description("a role's production quota, what its production jobs use, and the headroom"))
   .action(async (role: string, o: Common) => {
     await withClient(o, async (c) => {
       const q = await readWithFallback<QuotaReport>(c, "quota.get", { role }, (st) => quotaReport(st, role), `role ${role}`);
@@ -244,11 +387,11 @@ withClusterOptions(quota.command("get").argument("<role>").description("a role's
     });
   });
 
-withClusterOptions(quota.command("set").argument("<role>").description("(admin) set a role's production quota; it cannot go below current usage"))
+withClusterOptions(quota.command("set").argument("<role>", "the role", roleArg).description("(admin) set a role's production quota; it cannot go below current usage"))
   .requiredOption("--cpus <n>", "cpus", numberArg)
   .requiredOption("--ram-mb <n>", "RAM, MB (integer)", numberArg)
   .requiredOption("--disk-mb <n>", "disk, MB (integer)", numberArg)
-  .option("--user <name>", "who is asking", userInfo().username)
+  .option("--user <name>", "who is asking", userArg, userInfo().username)
   .action(async (role: string, o: Common & { cpus: number; ramMb: number; diskMb: number; user: string }) => {
     await withClient(o, async (c) => {
       const q = await c.request<QuotaReport>("quota.set", { role, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, user: o.user });
@@ -259,7 +402,7 @@ withClusterOptions(quota.command("set").argument("<role>").description("(admin) 
 // ---- roost task / log ---------------------------------------------------------------------
 
 const task = program.command("task").description("inspect tasks");
-withClusterOptions(task.command("history").argument("<taskId>").description("every state change of a task, with time and reason"))
+withClusterOptions(task.command("history").argument("<taskId>", "a task id", taskIdArg).description("every state change of a task, with time and reason"))
   .action(async (taskId: string, o: Common) => {
     await withClient(o, async (c) => {
       const local = await readWithFallback<TaskHistory | null>(c, "task.history", { taskId }, (st) => taskHistory(st, taskId), `task ${taskId}`);
@@ -268,13 +411,14 @@ withClusterOptions(task.command("history").argument("<taskId>").description("eve
     });
   });
 
-withClusterOptions(task.command("why").argument("<taskId>").description("why a task waits, or why it went where it did, with hosts and numbers"))
+withClusterOptions(task.command("why").argument("<taskId>", "a task id", taskIdArg).description("why a task waits, or why it went where it did, with hosts and numbers"))
   .action(async (taskId: string, o: Common) => {
     await withClient(o, async (c) => {
-      const w = await readWithFallback<WhyReport | null>(c, "task.why", { taskId }, () => null, `task ${taskId}`).catch(async (err) => {
-        if (!(err instanceof Error) || !/does not exist/.test(err.message)) throw err;
+      const w = await c.request<WhyReport | null>("task.why", { taskId }, { retry: false, timeoutMs: Math.min(READ_LEADER_WAIT_MS, c.timeoutMs) }).catch(async (err) => {
+        if (!(err instanceof NoResponderError)) throw err;
         // No leader: judge from the log, without the leader's in-memory pending reasons.
         const st = await foldLocally(c);
+        console.error(`no leader answered; this is judged from the state folded from the log here, at sequence ${st.seq}`);
         const agents = [...st.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
         return whyTask(st, taskId, { agents, mode: "spread", reasonFor: () => undefined, log: c });
       });
@@ -284,18 +428,35 @@ withClusterOptions(task.command("why").argument("<taskId>").description("why a t
   });
 
 const log = program.command("log").description("read the event log");
-withClusterOptions(log.command("tail").description("print the log as readable lines"))
-  .option("--from <seq>", "first record sequence", (v) => Number(v), 1)
+withClusterOptions(log.command("tail").description("print the log as readable lines; entries the fold skips are marked as anomalies"))
+  .option("--from <seq>", "first record sequence, a positive integer (from 1, the default, the tail also folds the log and marks every anomaly)", wholeNumber("--from", "a positive integer sequence (1, 2, …)", 1), 1)
   .option("--follow", "keep printing new records")
   .action(async (o: Common & { from: number; follow?: boolean }) => {
-    await withClient(o, async (c) => {
-      const ac = new AbortController();
-      process.once("SIGINT", () => ac.abort());
-      const records = o.follow ? c.followLog(o.from, ac.signal) : c.readLog(o.from);
-      for await (const r of records) {
-        r.events.forEach((e, i) => console.log(o.json ? JSON.stringify({ seq: r.seq, idx: i, ...e }) : formatEvent(r.seq, i, e)));
-      }
-    });
+    await withClient(
+      o,
+      async (c) => {
+        const ac = new AbortController();
+        process.once("SIGINT", () => ac.abort());
+        const records = o.follow ? c.followLog(o.from, ac.signal) : c.readLog(o.from);
+        // From the start, fold along: then also the entries only the state shows to be wrong (an
+        // event naming a task nobody created) are marked. Later starts mark what is wrong by itself.
+        const state = o.from === 1 ? new ClusterState() : null;
+        for await (const r of records) {
+          let marks: Map<number, string> | null = null;
+          if (state) {
+            state.anomalies.length = 0; // only this record's: the state keeps the first 1000 at most
+            const before = state.anomalyCount;
+            foldRecord(state, r.seq, r.events);
+            if (state.anomalyCount > before) marks = new Map(state.anomalies.map((a) => [a.index, a.why]));
+          }
+          r.events.forEach((e, i) => {
+            const anomaly = marks?.get(i) ?? entryAnomaly(e);
+            console.log(o.json ? JSON.stringify({ seq: r.seq, idx: i, ...e, ...(anomaly !== null ? { anomaly } : {}) }) : formatEvent(r.seq, i, e, anomaly));
+          });
+        }
+      },
+      { follow: o.follow },
+    );
   });
 
 // ---- roost sim (src/cli/sim.ts) ----------------------------------------------------------
@@ -308,9 +469,19 @@ registerClusterCommand(program, withClusterOptions);
 // ---- roost snapshot (src/cli/snapshot.ts) ------------------------------------------------
 registerSnapshotCommand(program, withClusterOptions);
 
-program.parseAsync(process.argv).catch((err: Error) => {
+/**
+ * Every failure ends as one line, `roost: <message>` (with --json: {"error": …} on stderr), and
+ * exit code 1: a refusal from the leader, a bad flag caught late, an unreachable cluster, a wait
+ * that ran out. Never a stack trace, also not for a rejection nobody awaited.
+ */
+function fail(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
   const json = process.argv.includes("--json");
-  if (json) console.error(JSON.stringify({ error: err.message }));
-  else console.error(`roost: ${err.message}`);
+  if (json) console.error(JSON.stringify({ error: message }));
+  else console.error(`roost: ${message}`);
   process.exit(1);
-});
+}
+// The daemons keep Node's default (a stack in their log); a client command says one line.
+if (!["dev", "scheduler", "agent"].includes(process.argv[2] ?? "")) process.on("unhandledRejection", fail);
+
+program.parseAsync(process.argv).catch(fail);

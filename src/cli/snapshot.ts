@@ -16,7 +16,7 @@ import { foldRecord } from "../replay/fold.js";
 import { stateHash } from "../replay/hash.js";
 import { readSnapshot, SnapshotError } from "../replay/snapshot.js";
 import { ClusterState } from "../replay/state.js";
-import { connectClient, loadClusterFile, natsServers } from "./client.js";
+import { cliConnectOptions, connectClient, loadClusterFile, natsServers } from "./client.js";
 
 interface SnapshotOptions {
   json?: boolean;
@@ -24,6 +24,8 @@ interface SnapshotOptions {
   cluster?: string;
   stream?: string;
   bucket?: string;
+  /** --timeout, seconds: bounds reaching NATS and opening the log and the store. */
+  timeout?: number;
 }
 
 export interface VerifyReport {
@@ -43,7 +45,8 @@ export interface VerifyReport {
 
 /** Connect as the other commands do; snapshots need the NATS mode. */
 async function openCluster(o: SnapshotOptions): Promise<{ nc: NatsConnection; log: JetStreamLog; store: SnapshotStore }> {
-  const client = await connectClient({ nats: o.nats, cluster: o.cluster, stream: o.stream });
+  const opts = cliConnectOptions(o);
+  const client = await connectClient(opts);
   const where = client.where;
   await client.close();
   if (/^https?:/i.test(where)) {
@@ -51,9 +54,9 @@ async function openCluster(o: SnapshotOptions): Promise<{ nc: NatsConnection; lo
   }
   const stream = o.stream ?? (o.nats ? undefined : loadClusterFile(o.cluster).stream) ?? "ROOST";
   const servers = natsServers(where);
-  const nc = await connect({ servers, name: "roost-snapshot", timeout: 5000 });
+  const nc = await connect({ servers, name: "roost-snapshot", timeout: opts.timeoutMs, maxReconnectAttempts: opts.maxReconnectAttempts });
   try {
-    const log = await openJetStreamLog({ servers, nc, stream, create: false });
+    const log = await openJetStreamLog({ servers, nc, stream, create: false, readyTimeoutMs: opts.timeoutMs });
     const store = await SnapshotStore.open(nc, { bucket: o.bucket ?? DEFAULT_SNAPSHOT_BUCKET, create: false });
     return { nc, log, store };
   } catch (err) {

@@ -436,9 +436,10 @@ describe("Executor: exit status wrapper", () => {
     const exited = await events.exited("t-quote");
     expect(exited.exitCode).toBe(7);
     expect(exited.message).toBe('process "odd name" exited with code 7');
-    const out = fs.readFileSync(path.join(t.sandboxDir, "odd_name.stdout"), "utf8");
+    // The name is escaped one to one into a file name (sandbox.ts): the space is %20.
+    const out = fs.readFileSync(path.join(t.sandboxDir, "odd%20name.stdout"), "utf8");
     expect(out).toBe(`it's|say "hi"|$HOME|back\\slash|/bin/sh|\nfd3-closed\n`);
-    expect(fs.readFileSync(path.join(t.sandboxDir, "odd_name.exit"), "utf8")).toBe("7\n");
+    expect(fs.readFileSync(path.join(t.sandboxDir, "odd%20name.exit"), "utf8")).toBe("7\n");
   });
 
   it("records a signal death as 128 + signo in the exit file", async () => {

@@ -6,6 +6,10 @@
 // agent's running tasks are reconciled with the log (mesos.md §1 Reconciliation):
 //  - a task the agent runs that the log does not place there is killed;
 //  - a task the log places on the agent as STARTING or RUNNING that the agent does not run is LOST.
+// An agent heard again (its registration, or a heartbeat while the log holds it UNREACHABLE) has
+// every launch and kill aimed at it sent again at once, their backoff started over
+// (Launcher.agentReturned): a stale copy of a task rescheduled elsewhere dies one registration
+// round trip after its agent returns at the latest, not when a retry's backoff runs out.
 // Registrations and heartbeats are checked against their schemas (agent/protocol.ts) first; a
 // registration that breaks one is refused with the field and the rule, and only its known fields
 // reach the log.
@@ -83,6 +87,9 @@ export class AgentRegistry {
           if (now - asked >= 1000) {
             this.askedToRegister.set(hb.agentId, now);
             this.s.bus.publish(subjects.leader, { schedulerId: this.s.schedulerId, epoch: this.s.epoch, agentId: hb.agentId });
+            // It hears us again: the kills already owed to it (copies of tasks rescheduled while
+            // it was away) go out now, without waiting for its registration or for their backoff.
+            this.s.launcher.agentReturned(hb.agentId);
           }
         }
       }),
@@ -137,10 +144,13 @@ export class AgentRegistry {
     this.lastHeartbeat.set(req.agentId, s.clock.now());
     this.registeredThisTerm.add(req.agentId);
     s.notifyChange();
+    // Whatever is owed to this agent is sent now (a retry sleeping in backoff wakes up), and so
+    // is the kill of every copy it runs that the log does not place there.
+    s.launcher.agentReturned(req.agentId);
     for (const taskId of req.running) {
       const t = s.state.tasks.get(taskId);
       if (!t || t.agentId !== req.agentId || TERMINAL_STATES.has(t.state)) {
-        s.launcher.kill(taskId, req.agentId, `agent ${req.agentId} runs ${taskId}, which the log does not place there`);
+        s.launcher.kill(taskId, req.agentId, `agent ${req.agentId} runs ${taskId}, which the log does not place there`, { now: true });
       }
     }
     return { ok: true, schedulerId: s.schedulerId, epoch: s.epoch };

@@ -2,6 +2,14 @@
 // task still needs it (a launch while ASSIGNED; a kill while KILLING, RESTARTING, PREEMPTING or
 // DRAINING, as Aurora's KillRetry). An agent acknowledges a request; the outcome arrives later
 // as a status update.
+//
+// Each request has one retry loop (per task and agent). An agent heard again after it was away
+// (agentReturned: its registration, or its first heartbeat while the log holds it UNREACHABLE)
+// restarts the backoff of every loop aimed at it: a sleeping loop tries again at once, and one
+// whose request is still out (sent while the agent could not hear it) gets a second request
+// now. What taught this: a stale copy of a rescheduled task ran on for 10 s next to its
+// replacement after its agent came back, because the kill's retry slept out its 5/10/20 s
+// backoff, and the registration's own kill of it was dropped as a duplicate.
 
 import { subjects, type Reply } from "../bus/bus.js";
 import type { KillRequest, LaunchRequest } from "../agent/protocol.js";
@@ -9,25 +17,45 @@ import type { Scheduler } from "./scheduler.js";
 
 const KILL_STATES = new Set(["KILLING", "RESTARTING", "PREEMPTING", "DRAINING"]);
 
+/** One retry loop: a task's launch or kill, on one agent. */
+interface Loop {
+  agentId: string;
+  /** One request (the loop's attempt). */
+  attempt: () => Promise<void>;
+  /** Ends the backoff sleep now (set while the loop sleeps). */
+  wake: (() => void) | null;
+  /** An attempt is on the wire. */
+  inFlight: boolean;
+  /** A second request sent by kick() while the loop's own was on the wire. */
+  extra: boolean;
+  /** Kicked since the backoff last advanced: it starts over. */
+  kicked: boolean;
+}
+
 export class Launcher {
-  private readonly launching = new Set<string>();
-  private readonly killing = new Set<string>();
-  private readonly timers = new Set<unknown>();
+  /** Retry loops by `${kind} ${taskId} ${agentId}`. */
+  private readonly loops = new Map<string, Loop>();
   private stopped = false;
 
   constructor(private readonly s: Scheduler) {}
 
   stop(): void {
     this.stopped = true;
-    for (const t of this.timers) this.s.clock.clearTimeout(t);
-    this.timers.clear();
+    for (const l of this.loops.values()) l.wake?.();
   }
 
   launch(taskId: string): void {
-    if (this.launching.has(taskId)) return;
-    this.launching.add(taskId);
+    const agentId = this.s.state.tasks.get(taskId)?.agentId;
+    if (!agentId) return;
+    const key = `launch ${taskId} ${agentId}`;
+    if (this.loops.has(key)) return;
     void this.retrying(
-      () => this.s.state.tasks.get(taskId)?.state === "ASSIGNED",
+      key,
+      agentId,
+      () => {
+        const t = this.s.state.tasks.get(taskId);
+        return t?.state === "ASSIGNED" && t.agentId === agentId;
+      },
       async () => {
         const t = this.s.state.tasks.get(taskId)!;
         const cfg = this.s.state.taskConfig(t);
@@ -39,23 +67,31 @@ export class Launcher {
           ports: t.ports ?? {},
           resources: { cpus: cfg.resources.cpus, ramMb: cfg.resources.ramMb, diskMb: cfg.resources.diskMb, gpus: cfg.resources.gpus ?? 0 },
         };
-        const r = await this.s.bus.request<Reply<unknown>>(subjects.launch(t.agentId!), req, this.s.agentRequestTimeoutMs);
+        const r = await this.s.bus.request<Reply<unknown>>(subjects.launch(agentId), req, this.s.agentRequestTimeoutMs);
         if (!r.ok) throw new Error(r.error);
       },
       `launch ${taskId}`,
-    ).finally(() => this.launching.delete(taskId));
+    );
   }
 
   /**
    * Kill a task on an agent. While the task is in a killing state the kill is retried until the
    * agent reports it ended; a zombie (a task the log holds dead, or does not know) gets one
-   * acknowledged kill.
+   * acknowledged kill. A kill already under way for the task on that agent is not doubled; with
+   * `now`, its backoff starts over and a request goes out at once (kick).
    */
-  kill(taskId: string, agentId: string | null, why: string): void {
-    if (agentId === null || this.killing.has(taskId)) return;
-    this.killing.add(taskId);
+  kill(taskId: string, agentId: string | null, why: string, opts: { now?: boolean } = {}): void {
+    if (agentId === null) return;
+    const key = `kill ${taskId} ${agentId}`;
+    const running = this.loops.get(key);
+    if (running) {
+      if (opts.now) this.kick(running);
+      return;
+    }
     let sentOnce = false;
     void this.retrying(
+      key,
+      agentId,
       () => {
         const st = this.s.state.tasks.get(taskId)?.state;
         return st !== undefined && KILL_STATES.has(st) ? true : !sentOnce;
@@ -71,26 +107,76 @@ export class Launcher {
       },
       `kill ${taskId}`,
       5,
-    ).finally(() => this.killing.delete(taskId));
+    );
   }
 
-  private async retrying(needed: () => boolean, attempt: () => Promise<void>, what: string, slowFactor = 1): Promise<void> {
-    let delay = this.s.retryMs * slowFactor;
-    while (!this.stopped && this.s.leading && needed()) {
-      try {
-        await attempt();
-        return;
-      } catch (err) {
-        if (!(err instanceof RetryLater)) this.s.log.warn({ err: (err as Error).message, what }, "agent request failed; will retry");
+  /**
+   * The agent is heard again after it was away: every launch and kill aimed at it is tried again
+   * at once, its backoff started over.
+   */
+  agentReturned(agentId: string): void {
+    for (const l of this.loops.values()) if (l.agentId === agentId) this.kick(l);
+  }
+
+  /** The retry loops aimed at an agent, and what each is doing (for tests and diagnostics). */
+  loopsFor(agentId: string): Array<{ key: string; state: "sending" | "sleeping" }> {
+    return [...this.loops.entries()].filter(([, l]) => l.agentId === agentId).map(([key, l]) => ({ key, state: l.wake ? "sleeping" : "sending" }));
+  }
+
+  private kick(l: Loop): void {
+    if (this.stopped) return;
+    l.kicked = true;
+    if (l.wake) {
+      l.wake();
+    } else if (l.inFlight && !l.extra) {
+      // The loop's request may have gone out while the agent could not hear it: it would only
+      // time out. Send another now; the loop goes on as it was (the agent takes both alike).
+      l.extra = true;
+      void l
+        .attempt()
+        .catch(() => {})
+        .finally(() => (l.extra = false));
+    }
+  }
+
+  private async retrying(key: string, agentId: string, needed: () => boolean, attempt: () => Promise<void>, what: string, slowFactor = 1): Promise<void> {
+    const first = this.s.retryMs * slowFactor;
+    const loop: Loop = { agentId, attempt, wake: null, inFlight: false, extra: false, kicked: false };
+    this.loops.set(key, loop);
+    let delay = first;
+    try {
+      while (!this.stopped && this.s.leading && needed()) {
+        loop.kicked = false;
+        loop.inFlight = true;
+        try {
+          await attempt();
+          return;
+        } catch (err) {
+          if (!(err instanceof RetryLater)) this.s.log.warn({ err: (err as Error).message, what }, "agent request failed; will retry");
+        } finally {
+          loop.inFlight = false;
+        }
+        if (loop.kicked) {
+          // Kicked while the request was out (kick() sent another): the backoff starts over.
+          loop.kicked = false;
+          delay = first;
+        }
+        if (this.stopped) return;
+        await new Promise<void>((resolve) => {
+          const t = this.s.clock.setTimeout(() => {
+            loop.wake = null;
+            resolve();
+          }, delay);
+          loop.wake = () => {
+            loop.wake = null;
+            this.s.clock.clearTimeout(t);
+            resolve();
+          };
+        });
+        delay = loop.kicked ? first : Math.min(delay * 2, first * 8);
       }
-      await new Promise<void>((resolve) => {
-        const t = this.s.clock.setTimeout(() => {
-          this.timers.delete(t);
-          resolve();
-        }, delay);
-        this.timers.add(t);
-      });
-      delay = Math.min(delay * 2, this.s.retryMs * slowFactor * 8);
+    } finally {
+      this.loops.delete(key);
     }
   }
 }

@@ -10,16 +10,63 @@
 // checkpointed task LOST. Either way the unacknowledged updates are sent again, seqs continuing.
 
 import { readFileSync, renameSync } from "node:fs";
-import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { subjects, type Bus } from "../bus/bus.js";
-import type { AgentResources } from "../domain/types.js";
+import { MAX_CMDLINE_BYTES, STATUS_MESSAGE_MAX_LENGTH } from "../domain/limits.js";
+import type { AgentResources, ProcessSpec } from "../domain/types.js";
+import { checker, formatProblems, show } from "../domain/validate.js";
 import { portEnv, renderCmdline } from "../spec/jobSpec.js";
 import { silentLogger, type Logger } from "../util/logger.js";
 import { checkpointPath, readCheckpoint, writeCheckpoint, CHECKPOINT_VERSION, type Checkpoint } from "./checkpoint.js";
-import { Executor, type ExecutorEvent } from "./executor.js";
-import type { Ack, KillRequest, LaunchRequest, RegisterReply, RegisterRequest, StatusRequest } from "./protocol.js";
+import { Executor, LAUNCH_FAILURE_EXIT_CODE, type ExecutorEvent } from "./executor.js";
+import {
+  KillRequestSchema,
+  LaunchRequestSchema,
+  LaunchShapeSchema,
+  type Ack,
+  type KillRequest,
+  type LaunchRequest,
+  type RegisterReply,
+  type RegisterRequest,
+  type StatusRequest,
+} from "./protocol.js";
+import { taskSandboxDir } from "./sandbox.js";
 import { StatusQueue, type StatusUpdate } from "./statusQueue.js";
+
+// Launches and kills are checked before anything is done (protocol.ts): a request of the wrong
+// shape is refused with the field and the rule; a launch of the right shape whose task can never
+// run is acknowledged and reported FAILED at once, with the reason.
+const checkLaunchShape = checker(LaunchShapeSchema);
+const checkLaunch = checker(LaunchRequestSchema);
+const checkKill = checker(KillRequestSchema);
+
+/** A launch's processes with their ports filled in, or why its task can never run. */
+export function prepareLaunch(req: LaunchRequest): { processes: ProcessSpec[] } | { problem: string } {
+  const problems = checkLaunch(req);
+  if (problems.length > 0) return { problem: formatProblems(problems) };
+  const names = new Set<string>();
+  const processes: ProcessSpec[] = [];
+  for (const [i, p] of req.processes.entries()) {
+    if (names.has(p.name)) return { problem: `processes[${i}].name: must differ from the names of the other processes (got ${show(p.name)})` };
+    names.add(p.name);
+    let cmdline: string;
+    try {
+      cmdline = renderCmdline(p.cmdline, req.ports);
+    } catch (err) {
+      return { problem: `processes[${i}].cmdline: ${(err as Error).message}` };
+    }
+    // The schema counts characters; exec counts bytes (E2BIG past 128 KiB).
+    const bytes = Buffer.byteLength(cmdline, "utf8");
+    if (bytes > MAX_CMDLINE_BYTES) return { problem: `processes[${i}].cmdline: must be at most ${MAX_CMDLINE_BYTES} bytes in UTF-8, ports filled in (got ${bytes})` };
+    processes.push({ name: p.name, cmdline });
+  }
+  return { processes };
+}
+
+/** A status message cut to what a status update may carry. */
+function clip(message: string): string {
+  return message.length <= STATUS_MESSAGE_MAX_LENGTH ? message : `${message.slice(0, STATUS_MESSAGE_MAX_LENGTH - 3)}...`;
+}
 
 export interface AgentOptions {
   bus: Bus;
@@ -27,7 +74,10 @@ export interface AgentOptions {
   host: string;
   attributes: Record<string, string>;
   resources: AgentResources;
-  /** Sandboxes go under <workDir>/sandboxes/<taskId>; the checkpoint is <workDir>/checkpoint.json. */
+  /**
+   * Sandboxes go under <workDir>/sandboxes/<taskId> (the task id escaped into a plain file name,
+   * sandbox.ts; a valid one is unchanged); the checkpoint is <workDir>/checkpoint.json.
+   */
   workDir: string;
   /** The host's boot id (default: /proc/sys/kernel/random/boot_id); a different one means a reboot. */
   bootId?: string;
@@ -80,6 +130,8 @@ export class Agent {
   private launchTurn: Promise<void> = Promise.resolve();
   private registered = false;
   private registering: Promise<void> | null = null;
+  /** Cuts short the wait of the registration under way (register({again: true})). */
+  private registerNow: (() => void) | null = null;
   private stopped = false;
   /** stop() calls waiting for acknowledgements: abandon() ends their wait. */
   private readonly abandonWaiters = new Set<() => void>();
@@ -119,8 +171,8 @@ export class Agent {
       this.markDirty();
     }
     this.unserve.push(
-      this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d as LaunchRequest)),
-      this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d as KillRequest)),
+      this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d)),
+      this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d)),
       this.bus.serve(subjects.leader, (d) => {
         const m = d as { epoch?: number; agentId?: string } | null;
         const epoch = m?.epoch ?? 0;
@@ -130,20 +182,45 @@ export class Agent {
         if (typeof m?.agentId === "string") {
           if (m.agentId !== this.agentId) return;
           this.log.info({ epoch }, "the leader asks this agent to register again");
-        } else this.log.info({ epoch }, "a new leader announced itself; registering again");
+          // It has not seen a registration of ours: one still awaiting its reply was lost.
+          void this.register({ again: true });
+          return;
+        }
+        this.log.info({ epoch }, "a new leader announced itself; registering again");
         void this.register();
       }),
     );
+    // The connection to NATS was lost and is back (the agent was stopped, or cut off, long
+    // enough for the server to drop it): whatever went out meanwhile is gone, and the leader may
+    // hold this agent UNREACHABLE and have rescheduled its tasks. Say so at once (a heartbeat,
+    // and a registration: the leader then kills the copies of tasks it placed elsewhere meanwhile)
+    // rather than at the next heartbeat and the leader's request to register.
+    const offReconnect = this.bus.onReconnect?.(() => {
+      if (this.stopped) return;
+      this.log.info({}, "the connection to NATS is back; registering again");
+      this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: Date.now() });
+      void this.register({ again: true });
+    });
+    if (offReconnect) this.unserve.push(offReconnect);
     this.heartbeat = setInterval(() => this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: Date.now() }), this.opts.heartbeatMs ?? 1000);
     this.heartbeat.unref();
     await this.register();
   }
 
-  /** Register until a leader accepts (retrying with backoff while there is none). */
-  register(): Promise<void> {
-    if (this.registering) return this.registering;
+  /**
+   * Register until a leader accepts (retrying with backoff while there is none). With `again`, a
+   * registration under way stops waiting (for its reply, or its backoff) and sends a new
+   * request now: the one it waits on may have been lost with a connection.
+   */
+  register(opts: { again?: boolean } = {}): Promise<void> {
+    if (this.registering) {
+      if (opts.again) this.registerNow?.();
+      return this.registering;
+    }
     this.registering = (async () => {
       let delay = 200;
+      // Resolves "again" when register({again}) cuts the current wait short.
+      const cut = () => new Promise<"again">((resolve) => (this.registerNow = () => resolve("again")));
       while (!this.stopped) {
         const req: RegisterRequest = {
           agentId: this.agentId,
@@ -154,7 +231,10 @@ export class Agent {
           running: this.reportedTasks(),
         };
         try {
-          const reply = await this.bus.request<RegisterReply>(subjects.register, req, 5000);
+          const sent = this.bus.request<RegisterReply>(subjects.register, req, 5000);
+          sent.catch(() => {}); // it may be abandoned below
+          const reply = await Promise.race([sent, cut()]).finally(() => (this.registerNow = null));
+          if (reply === "again") continue;
           // A deposed leader may still answer for a moment: only the announced leader counts.
           if (reply.ok && (reply.epoch ?? 0) < this.announcedEpoch) {
             this.log.info({ epoch: reply.epoch, announced: this.announcedEpoch }, "a deposed leader answered the registration; trying again");
@@ -170,11 +250,12 @@ export class Agent {
         } catch (err) {
           this.log.debug({ err: (err as Error).message }, "no leader to register with yet");
         }
-        await new Promise((r) => setTimeout(r, delay).unref());
-        delay = Math.min(delay * 2, 5000);
+        const slept = await Promise.race([new Promise<"slept">((r) => setTimeout(() => r("slept"), delay).unref()), cut()]).finally(() => (this.registerNow = null));
+        delay = slept === "again" ? 200 : Math.min(delay * 2, 5000);
       }
     })().finally(() => {
       this.registering = null;
+      this.registerNow = null;
     });
     return this.registering;
   }
@@ -353,13 +434,23 @@ export class Agent {
    * went out late enough for the leader to call the agent unreachable, and launch replies timed
    * out. Each launch is still acknowledged only once it is done and checkpointed.
    */
-  private onLaunch(req: LaunchRequest): Ack | Promise<Ack> {
-    if (!req || typeof req.taskId !== "string" || !Array.isArray(req.processes)) {
-      return { ok: false, error: "launch request must have taskId and processes" };
-    }
+  private onLaunch(data: unknown): Ack | Promise<Ack> {
+    const shape = checkLaunchShape(data);
+    if (shape.length > 0) return { ok: false, error: `invalid launch request: ${formatProblems(shape)}` };
+    const req = data as LaunchRequest;
     const queued = this.queuedLaunches.get(req.taskId);
     if (queued) return queued.done; // a retried launch still waiting its turn: the same answer
     if (this.known.get(req.taskId) !== undefined) return { ok: true }; // a retried launch: already handled
+    if (this.stopped) return { ok: false, error: `agent ${this.agentId} is stopping` };
+    const prepared = prepareLaunch(req);
+    if ("problem" in prepared) {
+      // It can never run: say so now, once, rather than refuse it to a leader that retries.
+      this.noteEnded(req.taskId, "ended");
+      this.statuses.enqueue(req.taskId, "FAILED", { exitCode: LAUNCH_FAILURE_EXIT_CODE, message: clip(`cannot start: ${prepared.problem}`) });
+      this.flushCheckpoint();
+      this.log.warn({ taskId: req.taskId, problem: prepared.problem }, "refused to start a task that can never run; reported it FAILED");
+      return { ok: true };
+    }
     const entry = { killed: false, done: null as unknown as Promise<Ack> };
     entry.done = this.launchTurn
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
@@ -367,7 +458,7 @@ export class Agent {
         this.queuedLaunches.delete(req.taskId);
         if (this.stopped) return { ok: false, error: `agent ${this.agentId} is stopping` };
         if (entry.killed || this.known.get(req.taskId) !== undefined) return { ok: true }; // killed while waiting (reported KILLED)
-        return this.launchNow(req);
+        return this.launchNow(req, prepared.processes);
       });
     this.launchTurn = entry.done.then(
       () => {},
@@ -377,19 +468,18 @@ export class Agent {
     return entry.done;
   }
 
-  private launchNow(req: LaunchRequest): Ack {
+  private launchNow(req: LaunchRequest, processes: ProcessSpec[]): Ack {
     this.known.set(req.taskId, "running");
     this.statuses.enqueue(req.taskId, "STARTING");
-    let processes;
+    let sandboxDir: string;
     try {
-      processes = req.processes.map((p) => ({ name: p.name, cmdline: renderCmdline(p.cmdline, req.ports) }));
+      sandboxDir = taskSandboxDir(this.opts.workDir, req.taskId);
     } catch (err) {
       this.noteEnded(req.taskId, "ended");
-      this.statuses.enqueue(req.taskId, "FAILED", { exitCode: 127, message: `cannot start: ${(err as Error).message}` });
+      this.statuses.enqueue(req.taskId, "FAILED", { exitCode: LAUNCH_FAILURE_EXIT_CODE, message: clip(`cannot start: ${(err as Error).message}`) });
       this.flushCheckpoint();
       return { ok: true };
     }
-    const sandboxDir = join(this.opts.workDir, "sandboxes", req.taskId);
     this.executor.launch({
       taskId: req.taskId,
       processes,
@@ -409,8 +499,10 @@ export class Agent {
     return { ok: true };
   }
 
-  private onKill(req: KillRequest): Ack {
-    if (!req || typeof req.taskId !== "string") return { ok: false, error: "kill request must have taskId" };
+  private onKill(data: unknown): Ack {
+    const problems = checkKill(data);
+    if (problems.length > 0) return { ok: false, error: `invalid kill request: ${formatProblems(problems)}` };
+    const req = data as KillRequest;
     const seen = this.known.get(req.taskId);
     const queued = this.queuedLaunches.get(req.taskId);
     if (queued && seen === undefined) {
@@ -419,7 +511,8 @@ export class Agent {
       this.noteEnded(req.taskId, "killed-before-launch");
       this.statuses.enqueue(req.taskId, "KILLED", { message: "killed before it was launched" });
     } else if (this.executor.isRunning(req.taskId)) {
-      void this.executor.kill(req.taskId, req.graceMs);
+      // At once: the tree gets SIGTERM in this turn (SIGKILL after the grace period).
+      void this.executor.kill(req.taskId, req.graceMs ?? undefined);
       this.markDirty(); // the task is now being killed
     } else if (seen === undefined) {
       // Killed before its launch arrived: it never ran, and it never will.

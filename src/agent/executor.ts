@@ -3,6 +3,9 @@
 // - A task is a list of processes, each a shell command line run with /bin/sh -c in its own
 //   process group (detached), with the sandbox directory as cwd and stdout/stderr appended to
 //   <sandbox>/<process>.stdout and .stderr. <sandbox>/task.json records the spec and the pids.
+//   Every one of these paths is built by sandbox.ts, which escapes the process name one to one
+//   into a plain file name and checks that the path lies inside the sandbox (a process named
+//   ".." writes <sandbox>/%2E..stdout, not <sandbox>/..stdout next to every other sandbox).
 // - Each command runs under a small /bin/sh wrapper (WRAPPER_SCRIPT), the group leader, which
 //   writes the command's exit status to <sandbox>/<process>.exit even when the agent is dead, then
 //   exits the same way (re-raising a fatal signal). The command line is passed as an argument,
@@ -42,8 +45,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
-import * as path from "node:path";
 import type { ProcessSpec } from "../domain/types.js";
+import { processFile, taskFile } from "./sandbox.js";
 
 export interface LaunchSpec {
   taskId: string;
@@ -368,10 +371,6 @@ function signalNumber(sig: string): number {
   return (os.constants.signals as Record<string, number>)[sig] ?? 0;
 }
 
-function fileSafe(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]/g, "_");
-}
-
 
 /** The signal name for a number (the first name Node lists for it), or null. */
 function signalName(signo: number): string | null {
@@ -531,9 +530,8 @@ export class Executor {
       let out: number | null = null;
       let errFd: number | null = null;
       try {
-        const base = path.join(spec.sandboxDir, fileSafe(p.name));
-        out = fs.openSync(`${base}.stdout`, "a");
-        errFd = fs.openSync(`${base}.stderr`, "a");
+        out = fs.openSync(processFile(spec.sandboxDir, p.name, ".stdout"), "a");
+        errFd = fs.openSync(processFile(spec.sandboxDir, p.name, ".stderr"), "a");
         fs.rmSync(p.exitFile, { force: true });
         const child = spawn("/bin/sh", ["-c", WRAPPER_SCRIPT, "/bin/sh", p.cmdline, p.exitFile], {
           cwd: spec.sandboxDir,
@@ -763,7 +761,7 @@ export class Executor {
       pid: null,
       startTime: 0,
       commandPid: null,
-      exitFile: path.resolve(sandboxDir, `${fileSafe(name)}.exit`),
+      exitFile: processFile(sandboxDir, name, ".exit"),
       ready: false,
       exited: false,
       code: null,
@@ -788,7 +786,7 @@ export class Executor {
     for (const p of task.procs) wrapperPids[p.name] = p.pid;
     try {
       fs.writeFileSync(
-        path.join(sandboxDir, "task.json"),
+        taskFile(sandboxDir),
         JSON.stringify({ taskId, processes, env, sandboxDir, pids, wrapperPids, launchedAt: Date.now() }, null, 2) + "\n",
       );
     } catch {

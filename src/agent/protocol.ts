@@ -104,6 +104,27 @@ export type StatusRequest = Static<typeof StatusRequestSchema>;
 export const HeartbeatSchema = Type.Object({ agentId: AgentIdSchema, ts: Type.Number() });
 export type Heartbeat = Static<typeof HeartbeatSchema>;
 
+/**
+ * The least a launch must be for an agent to take it up: an object with every field of its type,
+ * and a task id it can report on (a status update carries at most TASK_ID_MAX_LENGTH characters).
+ * A launch that breaks this is refused with the field and the rule ({ok: false}); the leader
+ * retries it. One that has this shape but breaks LaunchRequestSchema (a process named "..", a
+ * cmdline with a NUL byte or over the limit, an unsafe task id) can never run: the agent
+ * acknowledges it and reports it FAILED at once with the problem, so nothing retries in vain and
+ * the reason reaches the log.
+ */
+export const LaunchShapeSchema = Type.Object(
+  {
+    taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }),
+    job: Type.String(),
+    instance: Type.Number(),
+    processes: Type.Array(Type.Object({ name: Type.String(), cmdline: Type.String() })),
+    ports: Dict(Type.Number()),
+    resources: Type.Object({ cpus: Type.Number(), ramMb: Type.Number(), diskMb: Type.Number(), gpus: Maybe(Type.Number()) }),
+  },
+);
+
+/** What a launch must be for its task to run (see LaunchShapeSchema for what else happens). */
 export const LaunchRequestSchema = Type.Object(
   {
     taskId: TaskIdSchema,
@@ -130,7 +151,7 @@ export const LaunchRequestSchema = Type.Object(
 export type LaunchRequest = Static<typeof LaunchRequestSchema>;
 
 export const KillRequestSchema = Type.Object(
-  { taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }), graceMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 * 60_000 })) },
+  { taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }), graceMs: Maybe(Type.Integer({ minimum: 0, maximum: 10 * 60_000 })) },
 );
 export type KillRequest = Static<typeof KillRequestSchema>;
 

@@ -26,6 +26,12 @@ export interface Bus {
    * request. A thrown error becomes a reply {error: message}. `subject` may end in ">".
    */
   serve(subject: string, handler: Handler): () => void;
+  /**
+   * Be told each time the connection is back after it was lost (NatsBus only: a MemoryBus never
+   * loses one). What was published or requested while it was down is gone (the NATS client
+   * drops its outbound buffer when it dials again); this is the moment to send it again.
+   */
+  onReconnect?(listener: () => void): () => void;
   close(): Promise<void>;
 }
 

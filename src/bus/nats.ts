@@ -63,6 +63,30 @@ export class NatsBus implements Bus {
     return () => sub.unsubscribe();
   }
 
+  private readonly reconnectListeners = new Set<() => void>();
+  private watchingStatus = false;
+
+  onReconnect(listener: () => void): () => void {
+    this.reconnectListeners.add(listener);
+    if (!this.watchingStatus) {
+      this.watchingStatus = true;
+      void (async () => {
+        // "reconnect" comes once the new connection is up and its subscriptions are sent again.
+        for await (const s of this.nc.status()) {
+          if (s.type !== "reconnect") continue;
+          for (const l of [...this.reconnectListeners]) {
+            try {
+              l();
+            } catch {
+              // a listener's failure is its own
+            }
+          }
+        }
+      })().catch(() => {});
+    }
+    return () => this.reconnectListeners.delete(listener);
+  }
+
   private closing: Promise<void> | null = null;
 
   /**

@@ -21,7 +21,7 @@ export interface NatsClusterHandle {
 
 /** `name`: the cluster's name (default: derived from its directory, so unique to it). */
 export async function startNatsCluster(
-  opts: { dir?: string; size?: number; name?: string } & Pick<NatsServerOptions, "ownProcessGroup" | "dieWithParent"> = {},
+  opts: { dir?: string; size?: number; name?: string } & Pick<NatsServerOptions, "ownProcessGroup" | "dieWithParent" | "pingIntervalMs" | "pingMax"> = {},
 ): Promise<NatsClusterHandle> {
   const size = opts.size ?? 3;
   const ownDir = opts.dir === undefined;
@@ -50,6 +50,8 @@ export async function startNatsCluster(
       startTimeoutMs: 60_000,
       ownProcessGroup: opts.ownProcessGroup,
       dieWithParent: opts.dieWithParent,
+      pingIntervalMs: opts.pingIntervalMs,
+      pingMax: opts.pingMax,
     });
   // Together: clustered JetStream is healthy only once a quorum is up.
   const started = await Promise.allSettled(ports.map((_, i) => startMember(i)));

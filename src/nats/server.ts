@@ -45,6 +45,14 @@ export interface NatsServerOptions {
    * (the death signal follows the thread that started the server). Default false.
    */
   dieWithParent?: boolean;
+  /**
+   * How often the server pings a client (and route) that sent nothing, and how many pings may go
+   * unanswered before it drops the connection as stale. Defaults are nats-server's (2 min, 2): a
+   * stopped or cut-off client keeps its connection, and messages sent to it wait in its socket,
+   * for minutes. Fault tests shorten them to have such a client dropped in about a second.
+   */
+  pingIntervalMs?: number;
+  pingMax?: number;
 }
 
 export interface NatsServerHandle {
@@ -177,6 +185,8 @@ async function startOnce(binary: string, dir: string, ownDir: boolean, opts: Nat
     `server_name: ${confString(opts.serverName ?? `roost_${port}`)}`,
     `listen: ${confString(`127.0.0.1:${port}`)}`,
     `http: ${confString(`127.0.0.1:${httpPort}`)}`,
+    ...(opts.pingIntervalMs !== undefined ? [`ping_interval: ${confString(`${opts.pingIntervalMs}ms`)}`] : []),
+    ...(opts.pingMax !== undefined ? [`ping_max: ${opts.pingMax}`] : []),
     `jetstream {`,
     `  store_dir: ${confString(storeDir)}`,
     `  max_memory_store: 1GB`,

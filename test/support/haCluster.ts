@@ -295,6 +295,8 @@ export interface HaCellOptions {
   tail?: boolean;
   /** Temp dir name prefix. */
   prefix?: string;
+  /** The nats-servers' ping interval and unanswered-ping limit (NatsServerOptions; default nats-server's). */
+  natsPing?: { intervalMs: number; max: number };
 }
 
 export interface Leader {
@@ -336,7 +338,7 @@ export class HaCell {
     mkdirSync(join(dir, "logs"));
     let nats: NatsClusterHandle;
     try {
-      nats = await startNatsCluster({ dir: join(dir, "nats") });
+      nats = await startNatsCluster({ dir: join(dir, "nats"), pingIntervalMs: o.natsPing?.intervalMs, pingMax: o.natsPing?.max });
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
       throw err;

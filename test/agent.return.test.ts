@@ -241,4 +241,13 @@ describe("agent: back on the bus, it says so at once", () => {
     rbus.publish(subjects.leader, { schedulerId: "fake", epoch: 1, agentId: "agent-other" });
     await expect(arrived(() => registrations.length >= 4, "no registration", 300)).rejects.toThrow(/timed out/);
   });
+
+  it("a malformed leader announcement is ignored: it cannot make the agent refuse the real leader", async () => {
+    for (const bad of [{ epoch: 1e300, schedulerId: "x" }, { epoch: "9".repeat(30), schedulerId: "x" }, { epoch: 5 }, "hello", null]) rbus.publish(subjects.leader, bad);
+    await expect(arrived(() => registrations.length >= 2, "no registration", 300)).rejects.toThrow(/timed out/);
+    // The real leader (epoch 1) announces itself: the agent registers, and accepts its reply.
+    rbus.publish(subjects.leader, { schedulerId: "fake", epoch: 1 });
+    await arrived(() => registrations.length >= 2, "a registration with the real leader");
+    await until(() => agent.isRegistered && agent.leaderEpoch === 1, "registered at epoch 1");
+  });
 });

@@ -14,7 +14,7 @@ import { randomUUID } from "node:crypto";
 import { subjects, type Bus } from "../bus/bus.js";
 import { MAX_CMDLINE_BYTES, STATUS_MESSAGE_MAX_LENGTH } from "../domain/limits.js";
 import type { AgentResources, ProcessSpec } from "../domain/types.js";
-import { checker, formatProblems, show } from "../domain/validate.js";
+import { checker, fastChecker, formatProblems, show } from "../domain/validate.js";
 import { portEnv, renderCmdline } from "../spec/jobSpec.js";
 import { silentLogger, type Logger } from "../util/logger.js";
 import { checkpointPath, readCheckpoint, writeCheckpoint, CHECKPOINT_VERSION, type Checkpoint } from "./checkpoint.js";
@@ -23,6 +23,8 @@ import {
   KillRequestSchema,
   LaunchRequestSchema,
   LaunchShapeSchema,
+  LeaderAnnouncementSchema,
+  type LeaderAnnouncement,
   type Ack,
   type KillRequest,
   type LaunchRequest,
@@ -39,6 +41,7 @@ import { StatusQueue, type StatusUpdate } from "./statusQueue.js";
 const checkLaunchShape = checker(LaunchShapeSchema);
 const checkLaunch = checker(LaunchRequestSchema);
 const checkKill = checker(KillRequestSchema);
+const checkAnnouncement = fastChecker(LeaderAnnouncementSchema);
 
 /** A launch's processes with their ports filled in, or why its task can never run. */
 export function prepareLaunch(req: LaunchRequest): { processes: ProcessSpec[] } | { problem: string } {
@@ -174,8 +177,13 @@ export class Agent {
       this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d)),
       this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d)),
       this.bus.serve(subjects.leader, (d) => {
-        const m = d as { epoch?: number; agentId?: string } | null;
-        const epoch = m?.epoch ?? 0;
+        const bad = checkAnnouncement(d);
+        if (bad !== null) {
+          this.log.warn({ problem: formatProblems([bad]) }, "ignored a malformed leader announcement");
+          return;
+        }
+        const m = d as LeaderAnnouncement;
+        const epoch = m.epoch;
         if (epoch > this.announcedEpoch) this.announcedEpoch = epoch;
         // With agentId, the leader asks one agent to register again (it holds that agent
         // UNREACHABLE but hears its heartbeats again); the others have nothing to do.

@@ -105,6 +105,18 @@ export const HeartbeatSchema = Type.Object({ agentId: AgentIdSchema, ts: Type.Nu
 export type Heartbeat = Static<typeof HeartbeatSchema>;
 
 /**
+ * roost.leader: a leader announcing itself (agents register again), or asking one agent to
+ * (agentId). Who may publish it is the front door's business (permissions); its shape is checked
+ * here, so a garbage epoch cannot make an agent ignore every real leader.
+ */
+export const LeaderAnnouncementSchema = Type.Object({
+  schedulerId: Type.String({ minLength: 1, maxLength: OPAQUE_ID_MAX_LENGTH }),
+  epoch: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+  agentId: Maybe(AgentIdSchema),
+});
+export type LeaderAnnouncement = Static<typeof LeaderAnnouncementSchema>;
+
+/**
  * The least a launch must be for an agent to take it up: an object with every field of its type,
  * and a task id it can report on (a status update carries at most TASK_ID_MAX_LENGTH characters).
  * A launch that breaks this is refused with the field and the rule ({ok: false}); the leader

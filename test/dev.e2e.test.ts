@@ -134,7 +134,7 @@ describe("roost dev, end to end", () => {
     const r = await roost(["job", "create", "bad.yaml"], dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/resources\.ramMb/);
-    expect(r.stderr).toMatch(/greater than 0/);
+    expect(r.stderr).toMatch(/must be an integer from 1 to 4194304 \(got -16\)/);
   }, 30_000);
 });
 

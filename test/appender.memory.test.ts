@@ -54,6 +54,35 @@ describe("Appender capability detection", () => {
     });
   }
 
+  it("recheck: decides again once what may overtake it is folded, in a record of its own, and may drop everything", async () => {
+    const folded: number[] = [];
+    const app = new Appender(new MemoryLog(), { lastSeq: 0, writerId: "r", onCommit: (seq) => folded.push(seq) });
+    const seenAt: number[][] = [];
+    const first = app.append([ev(1)]);
+    // May be overtaken by anything: waits until record 1 is folded, then keeps its event.
+    const second = app.append([ev(2)], { recheck: (es) => (seenAt.push([...folded]), es) });
+    // Queued behind a recheck: rides after it, never before.
+    const third = app.append([ev(3)]);
+    // Drops everything: resolves with the log's last sequence, appends nothing.
+    const fourth = app.append([ev(4)], { recheck: () => [] });
+    expect(await Promise.all([first, second, third, fourth])).toEqual([1, 2, 2, 2]);
+    expect(seenAt).toEqual([[1]]);
+    expect(folded).toEqual([1, 2]);
+  });
+
+  it("recheck with overtakenBy: no bubble when nothing on the wire can overtake it", async () => {
+    const folded: number[] = [];
+    const app = new Appender(new MemoryLog(), { lastSeq: 0, writerId: "o", maxEventsPerRecord: 1, onCommit: (seq) => folded.push(seq) });
+    const seenAt: number[][] = [];
+    const key = (e: { data: unknown }) => (e.data as { taskId: string }).taskId;
+    const pending = [app.append([ev(1)]), app.append([ev(2)])];
+    pending.push(app.append([ev(3)], { recheck: (es) => (seenAt.push([...folded]), es), overtakenBy: (e) => key(e) === "w/task-99" }));
+    pending.push(app.append([ev(4)], { recheck: (es) => (seenAt.push([...folded]), es), overtakenBy: (e) => key(e) === "w/task-3" }));
+    expect(await Promise.all(pending)).toEqual([1, 2, 3, 4]);
+    // The first recheck ran with records 1 and 2 still on the wire; the second waited for record 3.
+    expect(seenAt).toEqual([[], [1, 2, 3]]);
+  });
+
   it("rejects empty requests without harming the appender", async () => {
     const app = new Appender(new MemoryLog(), { lastSeq: 0, writerId: "e" });
     await expect(app.append([])).rejects.toThrow(/at least one event/);

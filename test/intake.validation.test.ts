@@ -9,6 +9,7 @@ import { subjects, type Reply } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
 import { jobStatus } from "../src/replay/queries.js";
+import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
 import { testSpec } from "./support/specs.js";
 
@@ -97,6 +98,24 @@ describe("the leader never appends an event its fold would reject", () => {
     const r = await c.scheduler.intake.create({ spec: testSpec("batch", { instances: 3 }), user: "t" });
     expect(r.taskIds).toHaveLength(3);
     expect(c.scheduler.state.anomalies).toEqual([]);
+  });
+
+  it("drops a reschedule that a kill on the wire overtook: a killed instance does not come back", async () => {
+    c = await startCluster({ agents: 1 });
+    const s = c.scheduler;
+    await s.intake.create({ spec: testSpec("svc", { service: true }), user: "t" });
+    const taskId = jobStatus(s.state, "www-data/devel/svc")!.instances[0].taskId;
+    await waitFor(s, (st) => st.tasks.get(taskId)?.state === "RUNNING", "RUNNING");
+    const t = s.state.tasks.get(taskId)!;
+    // It fails: the fold asks for a reschedule, which the Rescheduler decides on the next turn.
+    await s.statusIngest.handle({ agentId: t.agentId, update: { taskId, seq: t.agentSeq + 100, state: "FAILED", exitCode: 1, ts: 1 } });
+    // Before it does, the user kills the job: the kill is appended first.
+    await s.intake.kill({ job: "www-data/devel/svc", instances: null, user: "t" });
+    await waitFor(s, () => !s.rescheduler.busy, "the reschedule decided");
+    const job = s.state.jobs.get("www-data/devel/svc")!;
+    expect(job.instances.get(0)).toBe(taskId); // no successor was created
+    expect([...s.state.tasks.values()].filter((x) => x.job === job.key && !TERMINAL_STATES.has(x.state))).toEqual([]);
+    expect(s.state.anomalies).toEqual([]);
   });
 
   it("drops a placement that a kill on the wire overtook, instead of logging an anomaly", async () => {

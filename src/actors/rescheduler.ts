@@ -72,7 +72,9 @@ export class Rescheduler {
     }
     if (events.length === 0) return;
     try {
-      await s.commit(events);
+      // Checked again once the records ahead of it are folded: a kill of the instance on the
+      // wire overtakes its reschedule (the overtaken ones are dropped; see overtaken()).
+      await s.commit(events, { recheck: true });
     } catch (err) {
       s.log.error({ err }, "reschedule commit failed");
     } finally {

@@ -33,7 +33,7 @@ import type { EventPayloads, EventType } from "../domain/events.js";
 import type { EventLog } from "../eventlog/log.js";
 import type { Bus } from "../bus/bus.js";
 import { subjects } from "../bus/bus.js";
-import { BatchOverlay, foldRecord, rejection, TIMED_STATES, type Effect } from "../replay/fold.js";
+import { BatchOverlay, foldRecord, overtaken, rejection, TIMED_STATES, touches, type Effect } from "../replay/fold.js";
 import { checkEventData } from "../domain/events.js";
 import { formatProblem } from "../domain/validate.js";
 import { DEFAULT_ALLOWED_ENVIRONMENTS } from "../spec/jobSpec.js";
@@ -563,8 +563,9 @@ export class Scheduler {
     if (!appender || this.role === "stopped") throw new Error("this scheduler is not the leader");
     if (!opts.recheck) this.checkBatch(events, false);
     const recheck = opts.recheck ? (batch: AnyEnvelope[]) => this.checkBatch(batch, true) : undefined;
+    const overtakenBy = opts.recheck ? this.overtakers(events) : undefined;
     try {
-      return await appender.append(events, { recheck });
+      return await appender.append(events, { recheck, overtakenBy });
     } catch (err) {
       if (appender.failure && this.leading && appender === this.appender) {
         // With a lease, step down and stay a standby. holdEnd may already be null: the lease was
@@ -580,6 +581,19 @@ export class Scheduler {
     }
   }
 
+  /** Which events ahead of this batch may change what it decides: those acting on its tasks or jobs. */
+  private overtakers(events: readonly AnyEnvelope[]): (ahead: AnyEnvelope) => boolean {
+    const keys = new Set<string>();
+    for (const e of events) {
+      for (const k of touches(e)) {
+        keys.add(k);
+        const job = this.state.tasks.get(k)?.job;
+        if (job !== undefined) keys.add(job);
+      }
+    }
+    return (ahead) => touches(ahead).some((k) => keys.has(k));
+  }
+
   /**
    * The events of a batch the fold would apply, in order. An event that breaks its schema always
    * throws RefusedEventError (only a bug builds one). One the state rejects throws too, unless
@@ -590,7 +604,7 @@ export class Scheduler {
     const overlay = new BatchOverlay();
     for (const e of events) {
       const bad = checkEventData(e.type, e.data);
-      const why = bad ? formatProblem(bad, "data") : rejection(this.state, e, overlay);
+      const why = bad ? formatProblem(bad, "data") : (rejection(this.state, e, overlay) ?? (dropStale ? overtaken(this.state, e) : null));
       if (why !== null) {
         if (dropStale && !bad) {
           this.log.info({ type: e.type, why }, "dropped a decision a committed record overtook");

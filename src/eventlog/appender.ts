@@ -76,8 +76,9 @@ interface Request {
   events: AnyEnvelope[];
   resolve: (seq: number) => void;
   reject: (err: Error) => void;
-  /** See AppendOptions.recheck. */
+  /** See AppendOptions.recheck and overtakenBy. */
   recheck?: (events: AnyEnvelope[]) => AnyEnvelope[];
+  overtakenBy?: (ahead: AnyEnvelope) => boolean;
 }
 
 export interface AppendOptions {
@@ -87,10 +88,15 @@ export interface AppendOptions {
    * events still worth appending (none: nothing is appended and the request resolves with the
    * log's last sequence). Those events start a record of their own. It closes the window in
    * which a pipelined decision is overtaken by a record already on the wire (a placement of a
-   * task whose kill is in flight): a pipeline bubble per such request, paid by Placement once
-   * per round.
+   * task whose kill is in flight).
    */
   recheck?: (events: AnyEnvelope[]) => AnyEnvelope[];
+  /**
+   * With recheck: can this event, ahead of the request on the wire, change what the request
+   * decides? When no event ahead can, the request is rechecked at once, without waiting for the
+   * pipeline to empty: the bubble is paid only when a conflict is possible.
+   */
+  overtakenBy?: (ahead: AnyEnvelope) => boolean;
 }
 
 type Outcome = { ok: true; seq: number } | { ok: false; err: Error };
@@ -164,7 +170,7 @@ export class Appender {
     if (this.dead) return Promise.reject(this.dead);
     if (events.length === 0) return Promise.reject(new Error("append needs at least one event"));
     return new Promise<number>((resolve, reject) => {
-      this.queue.push({ events, resolve, reject, recheck: opts.recheck });
+      this.queue.push({ events, resolve, reject, recheck: opts.recheck, overtakenBy: opts.overtakenBy });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -209,8 +215,9 @@ export class Appender {
     while (!this.dead && !this.recovering && this.qHead < this.queue.length && this.inFlight.length < this.maxInFlight) {
       const head = this.queue[this.qHead];
       if (head.recheck) {
-        // It decides again once everything ahead of it is folded: wait for the pipeline to empty.
-        if (this.inFlight.length > 0) break;
+        // It decides again once everything ahead of it that could overtake it is folded: wait for
+        // the pipeline to empty, unless nothing on the wire can change its decision.
+        if (this.inFlight.length > 0 && this.mayOvertake(head)) break;
         const recheck = head.recheck;
         head.recheck = undefined;
         let kept: AnyEnvelope[];
@@ -265,6 +272,14 @@ export class Appender {
       if (!this.draining) void this.drain();
     }
     this.wakeIfIdle();
+  }
+
+  /** Whether a record on the wire may change what `r` decides (always, without overtakenBy). */
+  private mayOvertake(r: Request): boolean {
+    const by = r.overtakenBy;
+    if (!by) return true;
+    for (const p of this.inFlight) for (const e of p.events) if (by(e)) return true;
+    return false;
   }
 
   /** The events of the first n queued requests, in order. */

@@ -296,6 +296,49 @@ export class BatchOverlay {
 }
 
 /**
+ * The tasks and jobs an event acts on (ids and job keys): two events that share none cannot
+ * change what the other decides, so a rechecked decision need not wait for the other's record
+ * (Appender's overtakenBy). Agent events act on their agent's tasks by state, which a PENDING
+ * task's placement or a terminal task's reschedule does not depend on.
+ */
+export function touches(env: AnyEnvelope): readonly string[] {
+  switch (env.type) {
+    case "TaskStateChanged":
+    case "TaskAssigned":
+    case "SlotReleased":
+      return [env.data.taskId];
+    case "TaskCreated":
+      return env.data.ancestorId === null ? [env.data.taskId, env.data.job] : [env.data.taskId, env.data.job, env.data.ancestorId];
+    case "SlotReserved":
+      return [env.data.taskId, ...env.data.victims];
+    case "JobKillRequested":
+    case "JobInstancesAdded":
+      return [env.data.job];
+    case "JobCreated":
+      return [jobKeyOf(env.data.job)];
+    default:
+      return [];
+  }
+}
+
+/**
+ * Why a decision the leader made a moment ago no longer holds, though the fold would apply it
+ * (the leader's test, with `recheck`, not the fold's): a reschedule of an instance that was
+ * killed meanwhile, or of a task that has been rescheduled already. Without it, a job killed
+ * while a reschedule of one of its instances was on the wire got that instance back, running.
+ */
+export function overtaken(state: ClusterState, env: AnyEnvelope): string | null {
+  if (env.type !== "TaskCreated") return null;
+  const d = env.data;
+  const ancestorId = d.ancestorId;
+  if (ancestorId === null) return null;
+  if (state.jobs.get(d.job)?.killedInstances.has(d.instance)) return `instance ${d.instance} of job ${d.job} was killed meanwhile`;
+  const ancestor = state.tasks.get(ancestorId);
+  if (ancestor && (ancestor.successorId !== null || !ancestor.rescheduleWanted)) return `${ancestorId} was rescheduled already, or no longer wants to be`;
+  return null;
+}
+
+/**
  * Why the fold would skip this (schema-valid) event as an anomaly, or null when it applies: the
  * one definition of what the fold rejects. The fold calls it before applying each event, and the
  * leader calls it, with the batch's overlay, before appending (Scheduler.commit), so that it never

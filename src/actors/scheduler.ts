@@ -584,14 +584,15 @@ export class Scheduler {
   /** Which events ahead of this batch may change what it decides: those acting on its tasks or jobs. */
   private overtakers(events: readonly AnyEnvelope[]): (ahead: AnyEnvelope) => boolean {
     const keys = new Set<string>();
-    for (const e of events) {
-      for (const k of touches(e)) {
-        keys.add(k);
-        const job = this.state.tasks.get(k)?.job;
-        if (job !== undefined) keys.add(job);
-      }
-    }
-    return (ahead) => touches(ahead).some((k) => keys.has(k));
+    const add = (k: string): boolean => {
+      keys.add(k);
+      const job = this.state.tasks.get(k)?.job;
+      if (job !== undefined) keys.add(job);
+      return false;
+    };
+    for (const e of events) touches(e, add);
+    const hit = (k: string): boolean => keys.has(k);
+    return (ahead) => touches(ahead, hit);
   }
 
   /**

@@ -79,6 +79,8 @@ interface Request {
   /** See AppendOptions.recheck and overtakenBy. */
   recheck?: (events: AnyEnvelope[]) => AnyEnvelope[];
   overtakenBy?: (ahead: AnyEnvelope) => boolean;
+  /** overtakenBy's verdict per record on the wire, so each record is scanned once. */
+  verdicts?: WeakMap<Pending, boolean>;
 }
 
 export interface AppendOptions {
@@ -278,7 +280,21 @@ export class Appender {
   private mayOvertake(r: Request): boolean {
     const by = r.overtakenBy;
     if (!by) return true;
-    for (const p of this.inFlight) for (const e of p.events) if (by(e)) return true;
+    const verdicts = (r.verdicts ??= new WeakMap());
+    for (const p of this.inFlight) {
+      let v = verdicts.get(p);
+      if (v === undefined) {
+        v = false;
+        for (const e of p.events) {
+          if (by(e)) {
+            v = true;
+            break;
+          }
+        }
+        verdicts.set(p, v);
+      }
+      if (v) return true;
+    }
     return false;
   }
 

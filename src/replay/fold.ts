@@ -279,45 +279,52 @@ function jobKeyOf(j: { role: string; environment: string; name: string }): strin
  * check only; the fold applies each event before looking at the next.
  */
 export class BatchOverlay {
-  /** Tasks created or assigned earlier in the batch: their state by then. */
+  /** Tasks created earlier in the batch: their state by then. */
   readonly tasks = new Map<string, { job: string; instance: number; state: TaskStateName }>();
+  /** Tasks assigned earlier in the batch. */
+  readonly assigned = new Set<string>();
   /** Jobs created earlier in the batch: their config version. */
   readonly jobs = new Map<string, number>();
+  /** `${job}#${instance}` of each task created earlier in the batch. */
+  readonly instances = new Set<string>();
 
   /** Record what an event that passed the check creates. */
   note(env: AnyEnvelope): void {
-    if (env.type === "TaskCreated") this.tasks.set(env.data.taskId, { job: env.data.job, instance: env.data.instance, state: env.data.state });
-    else if (env.type === "TaskAssigned") {
-      const t = this.tasks.get(env.data.taskId);
-      if (t) t.state = "ASSIGNED";
-      else this.tasks.set(env.data.taskId, { job: "", instance: -1, state: "ASSIGNED" });
-    } else if (env.type === "JobCreated") this.jobs.set(jobKeyOf(env.data.job), env.data.configVersion);
+    if (env.type === "TaskCreated") {
+      this.tasks.set(env.data.taskId, { job: env.data.job, instance: env.data.instance, state: env.data.state });
+      this.instances.add(`${env.data.job}#${env.data.instance}`);
+    } else if (env.type === "TaskAssigned") this.assigned.add(env.data.taskId);
+    else if (env.type === "JobCreated") this.jobs.set(jobKeyOf(env.data.job), env.data.configVersion);
   }
 }
 
 /**
- * The tasks and jobs an event acts on (ids and job keys): two events that share none cannot
- * change what the other decides, so a rechecked decision need not wait for the other's record
- * (Appender's overtakenBy). Agent events act on their agent's tasks by state, which a PENDING
- * task's placement or a terminal task's reschedule does not depend on.
+ * The tasks and jobs an event acts on (ids and job keys), each passed to `visit` until it returns
+ * true: two events that share none cannot change what the other decides, so a rechecked decision
+ * need not wait for the other's record (Appender's overtakenBy). Agent events act on their agent's
+ * tasks by state, which a PENDING task's placement or a terminal task's reschedule does not
+ * depend on. No allocation: the Appender asks it of every event on the wire.
  */
-export function touches(env: AnyEnvelope): readonly string[] {
+export function touches(env: AnyEnvelope, visit: (key: string) => boolean): boolean {
   switch (env.type) {
     case "TaskStateChanged":
     case "TaskAssigned":
     case "SlotReleased":
-      return [env.data.taskId];
+      return visit(env.data.taskId);
     case "TaskCreated":
-      return env.data.ancestorId === null ? [env.data.taskId, env.data.job] : [env.data.taskId, env.data.job, env.data.ancestorId];
-    case "SlotReserved":
-      return [env.data.taskId, ...env.data.victims];
+      return visit(env.data.taskId) || visit(env.data.job) || (env.data.ancestorId !== null && visit(env.data.ancestorId));
+    case "SlotReserved": {
+      if (visit(env.data.taskId)) return true;
+      for (const v of env.data.victims) if (visit(v)) return true;
+      return false;
+    }
     case "JobKillRequested":
     case "JobInstancesAdded":
-      return [env.data.job];
+      return visit(env.data.job);
     case "JobCreated":
-      return [jobKeyOf(env.data.job)];
+      return visit(jobKeyOf(env.data.job));
     default:
-      return [];
+      return false;
   }
 }
 
@@ -352,8 +359,7 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       return state.tasks.has(env.data.taskId) || batch?.tasks.has(env.data.taskId) ? null : `unknown task ${env.data.taskId}`;
     case "TaskAssigned": {
       const d = env.data;
-      const inBatch = batch?.tasks.get(d.taskId);
-      const st = inBatch?.state ?? state.tasks.get(d.taskId)?.state;
+      const st = batch?.assigned.has(d.taskId) ? "ASSIGNED" : (batch?.tasks.get(d.taskId)?.state ?? state.tasks.get(d.taskId)?.state);
       if (st === undefined) return `unknown task ${d.taskId}`;
       if (!state.agents.has(d.agentId)) return `unknown agent ${d.agentId}`;
       if (st !== "PENDING") return `task ${d.taskId} is ${st}, not PENDING`;
@@ -371,11 +377,7 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
         const t = current === undefined ? undefined : state.tasks.get(current);
         if (t && !TERMINAL_STATES.has(t.state)) return `instance ${d.instance} of job ${d.job} already has a live task, ${t.taskId} (${t.state})`;
       }
-      if (batch) {
-        for (const other of batch.tasks.values()) {
-          if (other.job === d.job && other.instance === d.instance) return `instance ${d.instance} of job ${d.job} already gets a task in this batch`;
-        }
-      }
+      if (batch?.instances.has(`${d.job}#${d.instance}`)) return `instance ${d.instance} of job ${d.job} already gets a task in this batch`;
       return null;
     }
     case "JobCreated": {

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pack, unpack } from "../src/eventlog/envelope.js";
 import type { ClusterStatus } from "../src/cli/cluster.js";
 import { HaCell, type LogEvent } from "./support/haCluster.js";
+import { testSpec } from "./support/specs.js";
 
 let cell: HaCell;
 let nc: NatsConnection;
@@ -29,15 +30,7 @@ afterAll(async () => {
   expect(await cell.stop()).toEqual({ daemons: [], natsServers: [], taskProcesses: [] });
 }, 120_000);
 
-const spec = (name: string) => ({
-  role: "www-data",
-  environment: "devel",
-  name,
-  instances: 1,
-  service: true,
-  resources: { cpus: 0.01, ramMb: 1, diskMb: 1 },
-  processes: [{ name: "main", cmdline: "exec sleep 100000" }],
-});
+const spec = (name: string) => testSpec(name, { service: true, resources: { cpus: 0.01, ramMb: 1, diskMb: 1 }, processes: [{ name: "main", cmdline: "exec sleep 100000" }] });
 
 async function lastSeq(): Promise<number> {
   return (await (await jetstreamManager(nc)).streams.info("ROOST")).state.last_seq;

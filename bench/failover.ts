@@ -90,7 +90,7 @@ class Child {
     const out = createWriteStream(logFile, { flags: "a" });
     const take = (l: string) => {
       this.lines.push(l);
-      out.write(l + "\n");
+      out.write(`${l}\n`);
     };
     createInterface({ input: this.proc.stdout! }).on("line", take);
     createInterface({ input: this.proc.stderr! }).on("line", take);
@@ -322,7 +322,7 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
       let electedEpoch = 0;
       let placed: { ts: number; seenAt: number; epoch: number } | null = null;
       while (!placed) {
-        let rec;
+        let rec: Awaited<ReturnType<NonNullable<typeof reader>["get"]>>;
         try {
           rec = await reader!.get(seq);
         } catch {

@@ -35,7 +35,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const result = await mod.default();
-  await new Promise<void>((resolve) => process.stdout.write(JSON.stringify(result) + "\n", () => resolve()));
+  await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(result)}\n`, () => resolve()));
   return 0;
 }
 

@@ -367,7 +367,7 @@ describe("Executor: killing many tasks at once", () => {
     };
 
     const first = new Executor({ onEvent: () => {}, defaultGraceMs: 300 });
-    adoptedIds.forEach((id, i) => first.launch(taskSpec(id, i)));
+    for (const [i, id] of adoptedIds.entries()) first.launch(taskSpec(id, i));
     await Promise.all(adoptedIds.map((id, i) => ready(id, i)));
     const records = first.records();
     expect(records.map((r) => r.taskId).sort()).toEqual([...adoptedIds].sort());
@@ -384,7 +384,7 @@ describe("Executor: killing many tasks at once", () => {
     });
     try {
       for (const rec of records) second.adopt(rec);
-      launchedIds.forEach((id, i) => second.launch(taskSpec(id, i)));
+      for (const [i, id] of launchedIds.entries()) second.launch(taskSpec(id, i));
       await Promise.all(launchedIds.map((id, i) => ready(id, i)));
       const all = [...adoptedIds, ...launchedIds];
       expect(second.runningTasks().sort()).toEqual([...all].sort());

@@ -416,7 +416,7 @@ function agentProcess(mode: "launch" | "recover", bootId = "boot-A") {
   children.push(child);
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += d));
-  const lines: Array<Record<string, any>> = [];
+  const lines: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
   createInterface({ input: child.stdout! }).on("line", (l) => {
     lines.push(JSON.parse(l));
@@ -427,7 +427,7 @@ function agentProcess(mode: "launch" | "recover", bootId = "boot-A") {
     child,
     exited,
     /** The first line with the given key. */
-    line(key: string, timeoutMs = 20_000): Promise<Record<string, any>> {
+    line(key: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
           waiters.delete(check);
@@ -472,7 +472,7 @@ describe("Agent recovery after a real kill -9", () => {
 
     const second = agentProcess("recover");
     const { registered, recovery } = await second.line("registered");
-    expect(registered.running).toEqual(["t-k9"]);
+    expect((registered as { running: string[] }).running).toEqual(["t-k9"]);
     expect(recovery).toEqual({ rebooted: false, adopted: ["t-k9"], lost: [], restoredUpdates: 0 });
     fs.writeFileSync(path.join(dir, "go"), "");
     const { ended } = await second.line("ended");

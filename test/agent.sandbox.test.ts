@@ -41,7 +41,7 @@ const HOSTILE = [
   " ",
   "ünï/cödé",
   "x".repeat(300),
-  "x".repeat(300) + "y",
+  `${"x".repeat(300)}y`,
   "%".repeat(150),
 ];
 
@@ -82,7 +82,7 @@ describe("safeFileName and pathInside", () => {
       expect(f.startsWith(".")).toBe(false);
       expect(f).not.toMatch(/[/\0]/);
       expect(f.length).toBeLessThanOrEqual(SAFE_NAME_MAX);
-      expect(Buffer.byteLength(f + ".stdout")).toBeLessThanOrEqual(255);
+      expect(Buffer.byteLength(`${f}.stdout`)).toBeLessThanOrEqual(255);
       expect(seen.get(f), `${JSON.stringify(name)} and ${JSON.stringify(seen.get(f))} share ${f}`).toBeUndefined();
       seen.set(f, name);
     }

@@ -58,9 +58,13 @@ describe("Appender capability detection", () => {
     const folded: number[] = [];
     const app = new Appender(new MemoryLog(), { lastSeq: 0, writerId: "r", onCommit: (seq) => folded.push(seq) });
     const seenAt: number[][] = [];
+    const seen = <T>(es: T): T => {
+      seenAt.push([...folded]);
+      return es;
+    };
     const first = app.append([ev(1)]);
     // May be overtaken by anything: waits until record 1 is folded, then keeps its event.
-    const second = app.append([ev(2)], { recheck: (es) => (seenAt.push([...folded]), es) });
+    const second = app.append([ev(2)], { recheck: (es) => seen(es) });
     // Queued behind a recheck: rides after it, never before.
     const third = app.append([ev(3)]);
     // Drops everything: resolves with the log's last sequence, appends nothing.
@@ -74,10 +78,14 @@ describe("Appender capability detection", () => {
     const folded: number[] = [];
     const app = new Appender(new MemoryLog(), { lastSeq: 0, writerId: "o", maxEventsPerRecord: 1, onCommit: (seq) => folded.push(seq) });
     const seenAt: number[][] = [];
+    const seen = <T>(es: T): T => {
+      seenAt.push([...folded]);
+      return es;
+    };
     const key = (e: { data: unknown }) => (e.data as { taskId: string }).taskId;
     const pending = [app.append([ev(1)]), app.append([ev(2)])];
-    pending.push(app.append([ev(3)], { recheck: (es) => (seenAt.push([...folded]), es), overtakenBy: (e) => key(e) === "w/task-99" }));
-    pending.push(app.append([ev(4)], { recheck: (es) => (seenAt.push([...folded]), es), overtakenBy: (e) => key(e) === "w/task-3" }));
+    pending.push(app.append([ev(3)], { recheck: seen, overtakenBy: (e) => key(e) === "w/task-99" }));
+    pending.push(app.append([ev(4)], { recheck: seen, overtakenBy: (e) => key(e) === "w/task-3" }));
     expect(await Promise.all(pending)).toEqual([1, 2, 3, 4]);
     // The first recheck ran with records 1 and 2 still on the wire; the second waited for record 3.
     expect(seenAt).toEqual([[], [1, 2, 3]]);

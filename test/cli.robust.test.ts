@@ -247,7 +247,7 @@ describe("a log holding foreign records", () => {
     const marked = lines.filter((l) => l.includes("!! ANOMALY (the fold skips it)"));
     expect(marked.map((l) => l.split(" ")[0])).toEqual(["3.0", "4.0", "5.0"]);
     expect(lines[4]).toMatch(/unknown event type "NoSuchEvent"/);
-    expect(lines[5]).toMatch(/TaskStateChanged  !! ANOMALY \(the fold skips it\): .*ghost-0/);
+    expect(lines[5]).toMatch(/TaskStateChanged {2}!! ANOMALY \(the fold skips it\): .*ghost-0/);
 
     expect(json.code, json.stderr).toBe(0);
     const entries = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as { seq: number; idx: number; type: string; anomaly?: string });
@@ -265,7 +265,7 @@ describe("a log holding foreign records", () => {
     // Not from the start: what is wrong by itself is marked, the fold's own findings cannot be.
     expect(later.code, later.stderr).toBe(0);
     expect(later.stdout).toMatch(/^4\.0 .*!! ANOMALY/m);
-    expect(later.stdout).toMatch(/^5\.0 .*TaskStateChanged  task=ghost-0/m);
+    expect(later.stdout).toMatch(/^5\.0 .*TaskStateChanged {2}task=ghost-0/m);
   }, 30_000);
 
   it("cluster status lists the anomalies from the local fold, promptly, with no leader", async () => {

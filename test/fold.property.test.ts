@@ -72,7 +72,7 @@ function mutate(rng: Rng, v: unknown, names: string[], depth = 0): unknown {
 
 function foldBytes(records: Uint8Array[]): ClusterState {
   const s = new ClusterState();
-  records.forEach((r, i) => foldRecord(s, i + 1, decodeRecord(r)));
+  for (const [i, r] of records.entries()) foldRecord(s, i + 1, decodeRecord(r));
   return s;
 }
 

@@ -12,7 +12,7 @@ import { syntheticLog } from "../src/sim/synthetic.js";
 
 function foldAll(records: readonly LogEntry[][]): ClusterState {
   const s = new ClusterState();
-  records.forEach((r, i) => foldRecord(s, i + 1, r));
+  for (const [i, r] of records.entries()) foldRecord(s, i + 1, r);
   return s;
 }
 
@@ -72,7 +72,7 @@ describe("fold determinism", () => {
     const log = [...syntheticLog({ seed: 3, events: 2_000, agents: 5 })];
     const s = new ClusterState();
     const out: Effect[] = [];
-    log.forEach((r, i) => foldRecord(s, i + 1, r, out));
+    for (const [i, r] of log.entries()) foldRecord(s, i + 1, r, out);
     expect(out.some((e) => e.kind === "LAUNCH")).toBe(true);
     expect(out.some((e) => e.kind === "RESCHEDULE")).toBe(true);
     expect(stateHash(s)).toBe(stateHash(foldAll(log)));

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { LaunchRequest, StatusRequest } from "../src/agent/protocol.js";
 import { subjects } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
-import { MemoryLog } from "../src/eventlog/memory.js";
+import type { MemoryLog } from "../src/eventlog/memory.js";
 import type { ClusterState } from "../src/replay/state.js";
 import { VirtualClock } from "../src/sim/clock.js";
 import { Sim } from "../src/sim/sim.js";

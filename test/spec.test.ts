@@ -41,6 +41,7 @@ const VALID_JSON = JSON.stringify({
 });
 
 /** A minimal valid spec object, to break one field at a time. */
+// biome-ignore lint/suspicious/noExplicitAny: tests reach into and break any field of it
 function base(): Record<string, any> {
   return {
     role: "www-data",

@@ -173,7 +173,7 @@ describe("never two live copies of an instance (real processes)", () => {
       constraints: { host: "limit:1" },
       processes: [{ name: "main", cmdline: "exec sleep 100000" }],
     });
-    const sampler = new CopySampler(job, join(cell.dir, "agents") + "/");
+    const sampler = new CopySampler(job, `${join(cell.dir, "agents")}/`);
     sampler.start();
     try {
       const from = tail.mark();

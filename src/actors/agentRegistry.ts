@@ -115,8 +115,7 @@ export class AgentRegistry {
     const known = s.state.agents.get(req.agentId);
     if (known?.state === "REMOVED") return { ok: false, error: `agent ${req.agentId} was removed and may not register again` };
     const changed =
-      !known ||
-      known.state !== "ACTIVE" ||
+      known?.state !== "ACTIVE" ||
       known.host !== req.host ||
       known.bootId !== req.bootId ||
       canonical(known.attributes) !== canonical(attributes) ||

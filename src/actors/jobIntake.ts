@@ -45,6 +45,7 @@ export class RequestError extends Error {
   override name = "RequestError";
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: each op takes its own request type, checked against its schema before the call
 type Op = (req: any) => unknown | Promise<unknown>;
 
 const CHECKS = Object.fromEntries(Object.entries(REQUEST_SCHEMAS).map(([op, schema]) => [op, checker(schema)])) as Record<RequestOp, (v: unknown) => Problem[]>;

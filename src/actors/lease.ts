@@ -91,7 +91,7 @@ export class KvLease implements Lease {
 
   async holder(): Promise<(LeaseHolder & { revision: number }) | null> {
     const e = await this.kv.get(KEY).catch(() => null);
-    if (!e || e.operation !== "PUT" || e.value.length === 0) return null;
+    if (e?.operation !== "PUT" || e.value.length === 0) return null;
     try {
       return { ...(JSON.parse(new TextDecoder().decode(e.value)) as LeaseHolder), revision: e.revision };
     } catch {

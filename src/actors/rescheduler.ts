@@ -45,7 +45,7 @@ export class Rescheduler {
     const events = [];
     for (const id of ids) {
       const t = s.state.tasks.get(id);
-      if (!t || !t.rescheduleWanted || t.successorId !== null) continue;
+      if (!t?.rescheduleWanted || t.successorId !== null) continue;
       const job = s.state.jobs.get(t.job)!;
       const newId = taskIdFor(t.job, t.instance, s.ids);
       const flap = flapping(t, s.policy);

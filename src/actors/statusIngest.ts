@@ -42,7 +42,7 @@ export class StatusIngest {
     if (u.seq <= task.agentSeq) return { ok: true, value: { duplicate: true } };
     const exitCode = typeof u.exitCode === "number" ? u.exitCode : undefined;
     const message = typeof u.message === "string" && u.message ? u.message : undefined;
-    const reason = `agent on ${task.host} reported ${u.state}` + (exitCode !== undefined ? ` (exit code ${exitCode})` : "") + (message ? `: ${message}` : "");
+    const reason = `agent on ${task.host} reported ${u.state}${exitCode !== undefined ? ` (exit code ${exitCode})` : ""}${message ? `: ${message}` : ""}`;
     await s.commit([
       s.event(
         "TaskStateChanged",

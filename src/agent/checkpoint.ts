@@ -55,7 +55,7 @@ export function checkpointPath(workDir: string): string {
 export function writeCheckpoint(file: string, cp: Checkpoint): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(cp) + "\n");
+  fs.writeFileSync(tmp, `${JSON.stringify(cp)}\n`);
   fs.renameSync(tmp, file);
 }
 

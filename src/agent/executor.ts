@@ -787,7 +787,7 @@ export class Executor {
     try {
       fs.writeFileSync(
         taskFile(sandboxDir),
-        JSON.stringify({ taskId, processes, env, sandboxDir, pids, wrapperPids, launchedAt: Date.now() }, null, 2) + "\n",
+        `${JSON.stringify({ taskId, processes, env, sandboxDir, pids, wrapperPids, launchedAt: Date.now() }, null, 2)}\n`,
       );
     } catch {
       // Informational only.

@@ -329,9 +329,15 @@ export async function runDev(f: DevFlags): Promise<void> {
 
   try {
     if (f.embedded || (!f.nats && !f.ha && !findNatsServer())) {
-      await runEmbedded(f, dir, say, clusterFile, check, (o, h) => ((orderly = o), (hurried = h)));
+      await runEmbedded(f, dir, say, clusterFile, check, (o, h) => {
+        orderly = o;
+        hurried = h;
+      });
     } else {
-      await runWithNats(f, dir, say, clusterFile, check, (o, h) => ((orderly = o), (hurried = h)));
+      await runWithNats(f, dir, say, clusterFile, check, (o, h) => {
+        orderly = o;
+        hurried = h;
+      });
     }
   } catch (err) {
     if (err instanceof Stopping || stopping) return; // a signal came during the start: the stop is under way
@@ -436,7 +442,7 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
   await waitReady(url, agents.map((a) => a.name), check, join(dir, "logs"));
   check();
   const file: ClusterFile = { mode: "nats", nats: url, stream: "ROOST", pid: process.pid, startedAt: new Date().toISOString() };
-  writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
+  writeFileSync(clusterFile, `${JSON.stringify(file, null, 2)}\n`);
   const pids = Object.fromEntries(everything().map((c) => [c.name, c.pid]));
   say(`${f.ha ? "3 scheduler replicas" : "a scheduler"} and ${f.agents} agents started (pids ${Object.entries(pids).map(([n, p]) => `${n} ${p}`).join(", ")}); logs in ${join(dir, "logs")}`, {
     agents: f.agents,
@@ -469,7 +475,7 @@ async function waitReady(nats: string, agentIds: string[], check: () => void, lo
 
 async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: string, check: () => void, setStops: SetStops): Promise<void> {
   say(
-    (f.embedded ? "--embedded" : "no nats-server found on PATH") + ": running embedded (in-process log and bus; the log is not kept after exit)",
+    `${f.embedded ? "--embedded" : "no nats-server found on PATH"}: running embedded (in-process log and bus; the log is not kept after exit)`,
     { embedded: true },
   );
   const bus = new MemoryBus();
@@ -506,6 +512,6 @@ async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: stri
   gw = await startGateway(bus, log);
   check();
   const file: ClusterFile = { mode: "embedded", http: gw.url, pid: process.pid, startedAt: new Date().toISOString() };
-  writeFileSync(clusterFile, JSON.stringify(file, null, 2) + "\n");
+  writeFileSync(clusterFile, `${JSON.stringify(file, null, 2)}\n`);
   say(`scheduler and ${f.agents} agents running in-process; gateway ${gw.url}`, { gateway: gw.url, agents: f.agents });
 }

@@ -96,7 +96,7 @@ export async function acquireDevLock(dir: string): Promise<DevLock> {
   const path = join(dir, "dev.lock");
   const takeoverPath = `${path}.takeover`;
   const me: Holder = { pid: process.pid, starttime: procStartTime(process.pid) ?? undefined, startedAt: new Date().toISOString() };
-  const text = JSON.stringify(me) + "\n";
+  const text = `${JSON.stringify(me)}\n`;
   for (let attempt = 0; attempt < 100; attempt++) {
     try {
       const fd = openSync(path, "wx");

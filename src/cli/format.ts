@@ -41,8 +41,8 @@ export function formatJobList(jobs: JobSummary[]): string {
 export function formatTaskHistory(h: TaskHistory): string {
   const lines = [
     `task ${h.taskId}`,
-    `  job ${h.job} instance ${h.instance}, now ${h.state}` + (h.host ? ` on ${h.host}` : "") + (Object.keys(h.ports).length ? ` ports ${Object.entries(h.ports).map(([k, v]) => `${k}=${v}`).join(",")}` : ""),
-    `  failures ${h.failureCount}` + (h.exitCode !== null ? `, last exit code ${h.exitCode}` : ""),
+    `  job ${h.job} instance ${h.instance}, now ${h.state}${h.host ? ` on ${h.host}` : ""}${Object.keys(h.ports).length ? ` ports ${Object.entries(h.ports).map(([k, v]) => `${k}=${v}`).join(",")}` : ""}`,
+    `  failures ${h.failureCount}${h.exitCode !== null ? `, last exit code ${h.exitCode}` : ""}`,
   ];
   if (h.ancestorId) lines.push(`  rescheduled from ${h.ancestorId}`);
   if (h.successorId) lines.push(`  rescheduled as ${h.successorId}`);

@@ -18,7 +18,7 @@ function integer(name: string, min: number) {
 export async function runSim(file: string, o: { seed?: number; until?: number; json?: boolean }): Promise<void> {
   const scenario = loadScenario(file);
   const result = await runScenario(scenario, { seed: o.seed, until: o.until });
-  if (!o.json) console.log(formatScenarioResult(file, result) + "\n");
+  if (!o.json) console.log(`${formatScenarioResult(file, result)}\n`);
   console.log(JSON.stringify(result.summary));
 }
 

@@ -80,7 +80,7 @@ export function formatProblems(problems: readonly Problem[], prefix = ""): strin
 
 function problemsOf(root: TSchema, errors: readonly ErrorObject[], value: unknown): Problem[] {
   // A union's branch errors say little ("must be string", "must be null"): report the union.
-  const unions = errors.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf").map((e) => e.schemaPath + "/");
+  const unions = errors.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf").map((e) => `${e.schemaPath}/`);
   const out: Problem[] = [];
   const seen = new Set<string>();
   for (const e of errors) {

@@ -47,7 +47,7 @@ const codec = new Packr({
  * Upcasters turn a payload of an older version into the current one, per event type.
  * upcasters[type][v] maps version v to v+1. None exist yet: every type is at version 1.
  */
-const upcasters: Partial<Record<EventType, Record<number, (data: any) => any>>> = {};
+const upcasters: Partial<Record<EventType, Record<number, (data: unknown) => unknown>>> = {};
 
 /**
  * Decoded strings are fresh heap strings; mapping the type to the catalog's own (internalized)

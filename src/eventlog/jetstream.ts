@@ -815,7 +815,7 @@ class PullSession {
  * account hash, $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>].
  */
 function parseAckReply(reply: string | undefined): { sseq: number; dseq: number } | null {
-  if (!reply || !reply.startsWith("$JS.ACK.")) return null;
+  if (!reply?.startsWith("$JS.ACK.")) return null;
   const t = reply.split(".");
   const base = t.length === 9 ? 5 : t.length >= 11 ? 7 : -1;
   if (base < 0) return null;

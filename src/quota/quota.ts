@@ -24,7 +24,7 @@ export function isProduction(cfg: TaskConfig): boolean {
 
 /** A job on dedicated hosts (a `dedicated` constraint). */
 export function isDedicated(cfg: TaskConfig): boolean {
-  return Object.prototype.hasOwnProperty.call(cfg.constraints, "dedicated");
+  return  Object.hasOwn(cfg.constraints, "dedicated");
 }
 
 /** Aurora enforces quota only for production, non-dedicated jobs. */

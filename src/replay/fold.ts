@@ -371,7 +371,7 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       const batchVersion = batch?.jobs.get(d.job);
       if (!job && batchVersion === undefined) return `unknown job ${d.job}`;
       if (state.tasks.has(d.taskId) || batch?.tasks.has(d.taskId)) return `task ${d.taskId} already exists`;
-      if (batchVersion !== d.configVersion && !(job && job.configs[d.configVersion])) return `job ${d.job} has no config version ${d.configVersion}`;
+      if (batchVersion !== d.configVersion && !(job?.configs[d.configVersion])) return `job ${d.job} has no config version ${d.configVersion}`;
       if (batchVersion === undefined && job) {
         const current = job.instances.get(d.instance);
         const t = current === undefined ? undefined : state.tasks.get(current);
@@ -484,7 +484,7 @@ function acquire(state: ClusterState, task: TaskRecord): void {
 
 function release(state: ClusterState, task: TaskRecord): void {
   const agent: AgentRecord | undefined = task.agentId === null ? undefined : state.agents.get(task.agentId);
-  if (!agent || !agent.tasks.delete(task.taskId)) return;
+  if (!agent?.tasks.delete(task.taskId)) return;
   state.capacityVersion++;
   const r = state.jobs.get(task.job)!.configs[task.configVersion].resources;
   agent.used.cpus = roundCpus(agent.used.cpus - r.cpus);

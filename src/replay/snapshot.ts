@@ -138,6 +138,7 @@ function unpackColumn(col: unknown, n: number, what: string): Unpacked {
  */
 function packStrings(list: string[]): unknown {
   const joined = list.join("");
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the range \x00-\x7f is "ASCII", control characters included on purpose
   if (/[^\x00-\x7f]/.test(joined)) return list;
   const lengths = new Float64Array(list.length);
   for (let i = 0; i < list.length; i++) lengths[i] = list[i].length;

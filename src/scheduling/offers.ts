@@ -25,7 +25,7 @@ export class OfferBook {
   constructor(private readonly state: ClusterState) {
     for (const r of state.reservations.values()) {
       const t = state.tasks.get(r.taskId);
-      if (!t || t.state !== "PENDING") continue;
+      if (t?.state !== "PENDING") continue;
       let m = this.held.get(r.agentId);
       if (!m) this.held.set(r.agentId, (m = new Map()));
       m.set(r.taskId, state.taskConfig(t).resources);

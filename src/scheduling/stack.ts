@@ -123,7 +123,7 @@ export class PlacementStack {
     const res = g.config.resources;
     const picked = offers.pickPorts(c.agent, res.ports.length)!;
     const ports: Record<string, number> = {};
-    res.ports.forEach((name, i) => (ports[name] = picked[i]));
+    for (let i = 0; i < res.ports.length; i++) ports[res.ports[i]] = picked[i];
     offers.consume(c.agent, res, picked, taskId);
     g.placed(state, c.agent);
     const decision: PlacementDecision = {

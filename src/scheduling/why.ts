@@ -58,7 +58,7 @@ export function whyPending(
     agents.length === 0
       ? "no active agents"
       : feasible.length > 0
-        ? `${feasible.length} of ${agents.length} hosts could take it now; it waits for its group's turn` + (pendingReason ? ` (last round: ${pendingReason})` : "")
+        ? `${feasible.length} of ${agents.length} hosts could take it now; it waits for its group's turn${pendingReason ? ` (last round: ${pendingReason})` : ""}`
         : `none of ${agents.length} hosts can take it: ${pendingReason ?? vetoes[0]?.reason ?? "unknown"}`;
   return {
     taskId,

@@ -213,9 +213,12 @@ export function parseScenario(text: string, fileName?: string, baseDir = "."): S
   if (!Array.isArray(data.agents) || data.agents.length === 0) {
     c.problem("agents", "required: a list of agent groups ({count, cpus, ramMb, diskMb, …})", data.agents ?? undefined);
   } else {
-    data.agents.forEach((raw: unknown, gi: number) => {
+    for (const [gi, raw] of (data.agents as unknown[]).entries()) {
       const path = `agents[${gi}]`;
-      if (!isObj(raw)) return c.problem(path, "must be a map with count, cpus, ramMb, diskMb", raw);
+      if (!isObj(raw)) {
+        c.problem(path, "must be a map with count, cpus, ramMb, diskMb", raw);
+        continue;
+      }
       c.fields(raw, path, AGENT_FIELDS);
       const count = c.num(raw, "count", path, { int: true, min: 1, required: true });
       const cpus = c.num(raw, "cpus", path, { above: true, required: true });
@@ -243,7 +246,7 @@ export function parseScenario(text: string, fileName?: string, baseDir = "."): S
       if (count !== undefined && cpus !== undefined && ramMb !== undefined && diskMb !== undefined) {
         agents.push({ count, cpus, ramMb, diskMb, ...(prefix ? { prefix } : {}), ...(gpus !== undefined ? { gpus } : {}), ...(ports ? { ports } : {}), ...(attributes ? { attributes } : {}) });
       }
-    });
+    }
   }
   const ids = new Set(agentIds(agents));
 

@@ -322,7 +322,7 @@ export class Sim {
   /** Every event in the log, in order, with where it sits. */
   async events(): Promise<Array<{ seq: number; idx: number; event: LogEntry }>> {
     const out: Array<{ seq: number; idx: number; event: LogEntry }> = [];
-    for await (const r of this.log.read(1)) r.events.forEach((event, idx) => out.push({ seq: r.seq, idx, event }));
+    for await (const r of this.log.read(1)) for (const [idx, event] of r.events.entries()) out.push({ seq: r.seq, idx, event });
     return out;
   }
 

@@ -54,7 +54,7 @@ export class SpecError extends Error {
   constructor(issues: SpecIssue[], fileName?: string) {
     const where = fileName ? ` ${fileName}` : "";
     const count = issues.length === 1 ? "1 problem" : `${issues.length} problems`;
-    const lines = issues.map((i) => "  " + i.message + (i.line !== undefined && i.path !== "" ? ` [line ${i.line}, column ${i.column}]` : ""));
+    const lines = issues.map((i) => `  ${i.message}${i.line !== undefined && i.path !== "" ? ` [line ${i.line}, column ${i.column}]` : ""}`);
     super([`invalid job spec${where} (${count}):`, ...lines].join("\n"));
     this.name = "SpecError";
     this.issues = issues;
@@ -285,7 +285,7 @@ function check(data: unknown): RawIssue[] {
   // allErrors reports e.g. both "type" and "exclusiveMinimum" for -1.5; they translate alike.
   const seen = new Set<string>();
   return issues.filter((i) => {
-    const key = formatPath(i.segs) + "\u0000" + i.rule + "\u0000" + (i.detail ?? "");
+    const key = `${formatPath(i.segs)}\u0000${i.rule}\u0000${i.detail ?? ""}`;
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
@@ -595,7 +595,7 @@ function formatPath(segs: Seg[]): string {
   let out = "";
   for (const seg of segs) {
     if (typeof seg === "number") out += `[${seg}]`;
-    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(seg)) out += out === "" ? seg : "." + seg;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(seg)) out += out === "" ? seg : `.${seg}`;
     else out += `[${JSON.stringify(seg)}]`;
   }
   return out;
@@ -618,7 +618,7 @@ function show(v: unknown): string {
   if (v === null) return "an empty value";
   if (Array.isArray(v)) return v.length === 0 ? "an empty list" : "a list";
   if (typeof v === "object") return Object.keys(v).length === 0 ? "an empty mapping" : "a mapping";
-  if (typeof v === "string") return JSON.stringify(v.length > 60 ? v.slice(0, 57) + "..." : v);
+  if (typeof v === "string") return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
   return String(v);
 }
 

@@ -165,5 +165,5 @@ export const JOB_SCHEMA = {
 
 /** The exact text of src/spec/job.schema.json. */
 export function jobSchemaText(): string {
-  return JSON.stringify(JOB_SCHEMA, null, 2) + "\n";
+  return `${JSON.stringify(JOB_SCHEMA, null, 2)}\n`;
 }

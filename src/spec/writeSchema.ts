@@ -12,7 +12,7 @@ function packageRoot(): string {
   for (;;) {
     if (existsSync(join(dir, "package.json"))) return dir;
     const parent = dirname(dir);
-    if (parent === dir) throw new Error("writeSchema: no package.json above " + fileURLToPath(import.meta.url));
+    if (parent === dir) throw new Error(`writeSchema: no package.json above ${fileURLToPath(import.meta.url)}`);
     dir = parent;
   }
 }

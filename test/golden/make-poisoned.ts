@@ -45,11 +45,11 @@ good.forEach((r, i) => {
   if (f) records.push(f);
 });
 const state = new ClusterState();
-records.forEach((r, i) => foldRecord(state, i + 1, decodeRecord(r)));
+for (const [i, r] of records.entries()) foldRecord(state, i + 1, decodeRecord(r));
 writeFileSync(`${base}.log`, pack(records));
 writeFileSync(
   `${base}.json`,
-  JSON.stringify(
+  `${JSON.stringify(
     {
       records: records.length,
       stateDigest: STATE_DIGEST_VERSION,
@@ -62,5 +62,5 @@ writeFileSync(
     },
     null,
     2,
-  ) + "\n",
+  )}\n`,
 );

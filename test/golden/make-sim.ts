@@ -45,5 +45,5 @@ await sim.stop();
 writeFileSync(`${base}.log`, pack(records));
 writeFileSync(
   `${base}.json`,
-  JSON.stringify({ records: records.length, stateDigest: STATE_DIGEST_VERSION, events: state.eventCount, tasks: state.tasks.size, jobs: state.jobs.size, agents: state.agents.size, stateHash: stateHash(state), covers: [...types].sort() }, null, 2) + "\n",
+  `${JSON.stringify({ records: records.length, stateDigest: STATE_DIGEST_VERSION, events: state.eventCount, tasks: state.tasks.size, jobs: state.jobs.size, agents: state.agents.size, stateHash: stateHash(state), covers: [...types].sort() }, null, 2)}\n`,
 );

@@ -14,9 +14,9 @@ const base = new URL(`./${name}`, import.meta.url).pathname;
 if (!name || existsSync(`${base}.log`)) throw new Error(`usage: make.ts NAME SEED EVENTS (and ${name}.log must not exist yet)`);
 const records = [...syntheticLog({ seed: Number(seedArg), events: Number(eventsArg), agents: 20 })].map(encodeRecord);
 const state = new ClusterState();
-records.forEach((r, i) => foldRecord(state, i + 1, decodeRecord(r)));
+for (const [i, r] of records.entries()) foldRecord(state, i + 1, decodeRecord(r));
 writeFileSync(`${base}.log`, pack(records));
 writeFileSync(
   `${base}.json`,
-  JSON.stringify({ records: records.length, stateDigest: STATE_DIGEST_VERSION, events: state.eventCount, tasks: state.tasks.size, jobs: state.jobs.size, agents: state.agents.size, stateHash: stateHash(state) }, null, 2) + "\n",
+  `${JSON.stringify({ records: records.length, stateDigest: STATE_DIGEST_VERSION, events: state.eventCount, tasks: state.tasks.size, jobs: state.jobs.size, agents: state.agents.size, stateHash: stateHash(state) }, null, 2)}\n`,
 );

@@ -14,7 +14,7 @@ import { MemoryBus } from "../../src/bus/memory.js";
 
 const [mode, workDir, bootId] = process.argv.slice(2);
 const bus = new MemoryBus();
-const say = (o: unknown): void => void process.stdout.write(JSON.stringify(o) + "\n");
+const say = (o: unknown): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
 let onStatus: (u: StatusRequest["update"]) => void = () => {};
 let registered: RegisterRequest | null = null;
 bus.serve(subjects.register, (d) => {

@@ -46,7 +46,7 @@ export class Daemon {
     liveChildren.add(this.child);
     const take = (l: string) => {
       this.lines.push(l);
-      appendFileSync(logFile, l + "\n");
+      appendFileSync(logFile, `${l}\n`);
       onLine?.(l);
       for (const w of this.waiters.splice(0)) w();
     };
@@ -140,7 +140,7 @@ export interface LogEvent {
   ts: number;
   corr: string;
   reason: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: an event's payload, as any type of event prints it
   data: any;
 }
 

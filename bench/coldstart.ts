@@ -86,7 +86,9 @@ export default async function coldStartBench(): Promise<Record<string, number | 
       if (snap === null && generated >= EVENTS * SNAPSHOT_AT) {
         await Promise.all(window.splice(0));
         snap = await store.put(writer);
-        note(`snapshot ${snap.name}: ${writer.tasks.size} tasks, ${mib(snap.size)}, encoded in ${Math.round(snap.encodeMs)} ms, stored in ${Math.round(snap.writeMs)} ms`);
+        note(
+          `snapshot ${snap.name}: ${writer.tasks.size} tasks, ${mib(snap.size)}, encoded in ${Math.round(snap.encodeMs)} ms, stored in ${Math.round(snap.writeMs)} ms`,
+        );
       }
     }
     await Promise.all(window.splice(0));
@@ -103,7 +105,8 @@ export default async function coldStartBench(): Promise<Record<string, number | 
 
     // ---- cold start: snapshot + tail --------------------------------------------------------
     const r = await coldStart(log, store);
-    if (r.fromSnapshot !== snap.name) throw new Error(`cold start used ${r.fromSnapshot}, not ${snap.name} (skipped: ${JSON.stringify(r.skipped)})`);
+    if (r.fromSnapshot !== snap.name)
+      throw new Error(`cold start used ${r.fromSnapshot}, not ${snap.name} (skipped: ${JSON.stringify(r.skipped)})`);
     note(
       `cold start: ${Math.round(r.ms)} ms (snapshot ${Math.round(r.snapshotLoadMs)} ms: fetch ${Math.round(r.snapshotFetchMs)}, decode ${Math.round(r.snapshotDecodeMs)}; ` +
         `tail of ${r.tailRecords} records / ${r.tailEvents} events ${Math.round(r.tailMs)} ms; ` +
@@ -139,9 +142,12 @@ export default async function coldStartBench(): Promise<Record<string, number | 
 
     // ---- for comparison: the same cold start with the check inline ---------------------------
     const inline = await coldStart(log, store, { verify: "inline" });
-    if (inline.fromSnapshot !== snap.name || stateHash(inline.state) !== expected) throw new Error("the cold start with the check inline differs");
+    if (inline.fromSnapshot !== snap.name || stateHash(inline.state) !== expected)
+      throw new Error("the cold start with the check inline differs");
     result.coldStartInlineCheckMs = Math.round(inline.ms);
-    note(`cold start, check inline: ${Math.round(inline.ms)} ms (fetch ${Math.round(inline.snapshotFetchMs)}, decode + check ${Math.round(inline.snapshotDecodeMs)}, tail ${Math.round(inline.tailMs)})`);
+    note(
+      `cold start, check inline: ${Math.round(inline.ms)} ms (fetch ${Math.round(inline.snapshotFetchMs)}, decode + check ${Math.round(inline.snapshotDecodeMs)}, tail ${Math.round(inline.tailMs)})`,
+    );
     inline.state = new ClusterState();
     gc();
 

@@ -86,7 +86,10 @@ class Child {
     readonly args: string[],
     readonly logFile: string,
   ) {
-    this.proc = spawn(process.execPath, [ROOST_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ROOST_LOG_LEVEL: "info" } });
+    this.proc = spawn(process.execPath, [ROOST_BIN, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ROOST_LOG_LEVEL: "info" },
+    });
     const out = createWriteStream(logFile, { flags: "a" });
     const take = (l: string) => {
       this.lines.push(l);
@@ -117,7 +120,12 @@ class Child {
 /** Append the synthetic log, then retire its jobs and agents; returns the last sequence. */
 async function prefill(log: JetStreamLog): Promise<{ lastSeq: number; events: number; tasks: number }> {
   const state = new ClusterState();
-  const appender = new Appender(log, { lastSeq: 0, writerId: "bench-prefill", maxEventsPerRecord: PER_RECORD, onCommit: (seq, events) => foldRecord(state, seq, events) });
+  const appender = new Appender(log, {
+    lastSeq: 0,
+    writerId: "bench-prefill",
+    maxEventsPerRecord: PER_RECORD,
+    onCommit: (seq, events) => foldRecord(state, seq, events),
+  });
   const inFlight = new Set<Promise<number>>();
   let ts = 0;
   const t0 = performance.now();
@@ -136,11 +144,22 @@ async function prefill(log: JetStreamLog): Promise<{ lastSeq: number; events: nu
   const meta = (reason: string) => ({ epoch: 1, ts: ++ts, corr: "bench-retire", reason });
   const live = new Set<string>();
   for (const t of state.tasks.values()) if (!TERMINAL_STATES.has(t.state)) live.add(t.job);
-  for (const job of [...live].sort()) retire.push(makeEnvelope("JobKillRequested", { job, instances: null, user: "bench" }, meta(`bench: retire synthetic job ${job}`)) as AnyEnvelope);
-  for (const a of state.agents.values()) retire.push(makeEnvelope("AgentStateChanged", { agentId: a.agentId, to: "REMOVED" }, meta(`bench: retire synthetic agent ${a.agentId}`)) as AnyEnvelope);
+  for (const job of [...live].sort())
+    retire.push(
+      makeEnvelope("JobKillRequested", { job, instances: null, user: "bench" }, meta(`bench: retire synthetic job ${job}`)) as AnyEnvelope,
+    );
+  for (const a of state.agents.values())
+    retire.push(
+      makeEnvelope(
+        "AgentStateChanged",
+        { agentId: a.agentId, to: "REMOVED" },
+        meta(`bench: retire synthetic agent ${a.agentId}`),
+      ) as AnyEnvelope,
+    );
   for (let i = 0; i < retire.length; i += PER_RECORD) await appender.append(retire.slice(i, i + PER_RECORD));
   const left = [...state.tasks.values()].filter((t) => !TERMINAL_STATES.has(t.state) || t.rescheduleWanted).length;
-  if (left > 0 || state.anomalies.length > 0) throw new Error(`prefill left ${left} tasks with work to do, anomalies ${JSON.stringify(state.anomalies.slice(0, 3))}`);
+  if (left > 0 || state.anomalies.length > 0)
+    throw new Error(`prefill left ${left} tasks with work to do, anomalies ${JSON.stringify(state.anomalies.slice(0, 3))}`);
   note(`retired ${live.size} jobs and ${state.agents.size} agents: ${state.eventCount} events, ${state.tasks.size} tasks, all ended`);
   return { lastSeq: state.seq, events: state.eventCount, tasks: state.tasks.size };
 }
@@ -210,13 +229,47 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
     const filled = await prefill(writer);
     await writer.close();
 
-    const schedulerArgs = (id: string) => ["scheduler", "--nats", url, "--replicas", "3", "--id", id, "--lease-ms", String(LEASE_MS), ...(SNAPSHOT_EVERY ? ["--snapshot-every", SNAPSHOT_EVERY] : [])];
+    const schedulerArgs = (id: string) => [
+      "scheduler",
+      "--nats",
+      url,
+      "--replicas",
+      "3",
+      "--id",
+      id,
+      "--lease-ms",
+      String(LEASE_MS),
+      ...(SNAPSHOT_EVERY ? ["--snapshot-every", SNAPSHOT_EVERY] : []),
+    ];
     const startScheduler = (id: string) => schedulers.set(id, new Child(id, schedulerArgs(id), join(dir, `${id}.log`)));
     for (let i = 1; i <= 3; i++) startScheduler(`scheduler-${i}`);
     for (let i = 1; i <= 3; i++) {
       const lo = 35000 + i * 100;
       agents.push(
-        new Child(`agent-${i}`, ["agent", "--nats", url, "--id", `bench-agent-${i}`, "--host", `bench-host-${i}`, "--cpus", "1", "--ram-mb", "256", "--disk-mb", "256", "--ports", `${lo}-${lo + 99}`, "--work-dir", join(dir, `agent-${i}`), "--kill-tasks-on-exit"], join(dir, `agent-${i}.log`)),
+        new Child(
+          `agent-${i}`,
+          [
+            "agent",
+            "--nats",
+            url,
+            "--id",
+            `bench-agent-${i}`,
+            "--host",
+            `bench-host-${i}`,
+            "--cpus",
+            "1",
+            "--ram-mb",
+            "256",
+            "--disk-mb",
+            "256",
+            "--ports",
+            `${lo}-${lo + 99}`,
+            "--work-dir",
+            join(dir, `agent-${i}`),
+            "--kill-tasks-on-exit",
+          ],
+          join(dir, `agent-${i}.log`),
+        ),
       );
     }
     client = (await connectClient({ nats: url })) as NatsClient;
@@ -238,7 +291,10 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
           const seq = await lastSeq();
           const ms = await members.list();
           const hot = ms.filter((m) => schedulers.get(m.id)?.exited === false && m.appliedSeq === seq && Date.now() - m.ts < 2500);
-          const ok = i.agents.filter((a) => a.state === "ACTIVE").length === 3 && hot.length === 3 && hot.filter((m) => m.role === "leader").length === 1;
+          const ok =
+            i.agents.filter((a) => a.state === "ACTIVE").length === 3 &&
+            hot.length === 3 &&
+            hot.filter((m) => m.role === "leader").length === 1;
           last = `leader ${i.schedulerId}, agents ${JSON.stringify(i.agents.filter((a) => a.state !== "REMOVED"))}, seq ${seq}, members ${JSON.stringify(ms.map((m) => [m.id, m.role, m.appliedSeq]))}`;
           if (ok) {
             caughtUpSince ||= Date.now();
@@ -261,7 +317,8 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
           let ok = true;
           for await (const si of jsm.streams.list()) {
             const peers = si.cluster?.replicas ?? [];
-            if (!si.cluster?.leader || peers.length !== si.config.num_replicas - 1 || peers.some((r) => !r.current || r.offline)) ok = false;
+            if (!si.cluster?.leader || peers.length !== si.config.num_replicas - 1 || peers.some((r) => !r.current || r.offline))
+              ok = false;
           }
           if (ok) return;
         } catch {
@@ -289,7 +346,15 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
       const natsVictim = Number((si.cluster?.leader ?? "n1").slice(1)) - 1;
       const from = si.state.last_seq + 1;
       const name = `failover-${++runN}`;
-      const spec = { role: "bench", environment: "devel", name, instances: 1, service: false, resources: { cpus: 0.01, ramMb: 1, diskMb: 1 }, processes: [{ name: "main", cmdline: "exit 0" }] };
+      const spec = {
+        role: "bench",
+        environment: "devel",
+        name,
+        instances: 1,
+        service: false,
+        resources: { cpus: 0.01, ramMb: 1, diskMb: 1 },
+        processes: [{ name: "main", cmdline: "exit 0" }],
+      };
 
       const killedAt = Date.now();
       process.kill(leader.pid, "SIGKILL");
@@ -350,7 +415,9 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
         electedMs: electedTs ? electedTs - killedAt : -1,
         acceptedMs: acceptedAt - killedAt,
       };
-      note(`${withNatsLoss ? "with nats loss" : "leader only"} run: placement committed ${sample.ms} ms after the kill (decided ${sample.decidedMs}, LeaderElected ${sample.electedMs}, job accepted ${sample.acceptedMs}); ${before.schedulerId} → epoch ${placed.epoch}${withNatsLoss ? `, nats n${natsVictim + 1} killed` : ""}`);
+      note(
+        `${withNatsLoss ? "with nats loss" : "leader only"} run: placement committed ${sample.ms} ms after the kill (decided ${sample.decidedMs}, LeaderElected ${sample.electedMs}, job accepted ${sample.acceptedMs}); ${before.schedulerId} → epoch ${placed.epoch}${withNatsLoss ? `, nats n${natsVictim + 1} killed` : ""}`,
+      );
 
       // Back to 3 replicas (and 3 nats-servers): the killed one replays the log cold.
       if (withNatsLoss) {
@@ -402,7 +469,10 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
 
     const ms = (xs: Sample[], k: keyof Sample) => xs.map((x) => x[k]);
     const snapshotsWritten = (role: string) =>
-      [...schedulers.values(), ...retired].reduce((n, c) => n + c.lines.filter((l) => l.includes('"msg":"wrote a snapshot"') && l.includes(`"role":"${role}"`)).length, 0);
+      [...schedulers.values(), ...retired].reduce(
+        (n, c) => n + c.lines.filter((l) => l.includes('"msg":"wrote a snapshot"') && l.includes(`"role":"${role}"`)).length,
+        0,
+      );
     const fromGenesis = coldStarts.filter((c) => c.snapshot === null).map((c) => c.ms);
     const fromSnapshot = coldStarts.filter((c) => c.snapshot !== null).map((c) => c.ms);
     return {

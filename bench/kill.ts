@@ -83,12 +83,16 @@ export default async function killBench(): Promise<Record<string, number | strin
     let ioStallMax = 0;
     const probe = (): void => {
       if (!probing) return;
-      setTimeout(() => setImmediate(() => {
-        const now = performance.now();
-        ioStallMax = Math.max(ioStallMax, now - lastCheck);
-        lastCheck = now;
-        probe();
-      }), 5);
+      setTimeout(
+        () =>
+          setImmediate(() => {
+            const now = performance.now();
+            ioStallMax = Math.max(ioStallMax, now - lastCheck);
+            lastCheck = now;
+            probe();
+          }),
+        5,
+      );
     };
     probe();
     const cpu0 = process.cpuUsage();

@@ -87,7 +87,9 @@ export default async function placementBench(): Promise<Record<string, number | 
     const submitted = performance.now();
     const t1 = await done;
     const placementsPerSec = (total / (t1 - t0)) * 1000;
-    note(`${total} placements in ${Math.round(t1 - t0)} ms (submitting took ${Math.round(submitted - t0)} ms): ${Math.round(placementsPerSec)}/s`);
+    note(
+      `${total} placements in ${Math.round(t1 - t0)} ms (submitting took ${Math.round(submitted - t0)} ms): ${Math.round(placementsPerSec)}/s`,
+    );
     const pendingLeft = s1.state.pending.size;
     await s1.stop();
     await bus1.close();

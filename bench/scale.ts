@@ -85,8 +85,16 @@ export default async function scaleBench(): Promise<Record<string, number | stri
     for (let i = 0; i < 100; i++, n++) {
       const taskId = `${key.replaceAll("/", "-")}-${i}-${n.toString(16).padStart(8, "0")}`;
       const agentId = `agent-${String(n % 10_000).padStart(5, "0")}`;
-      b.emit("TaskCreated", { taskId, job: key, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }, `instance ${i} of new job ${key}`);
-      b.emit("TaskAssigned", { taskId, agentId, host: `${agentId}.dc1`, ports: { http: 31000 + Math.floor(n / 10_000) } }, `spread on ${agentId}.dc1`);
+      b.emit(
+        "TaskCreated",
+        { taskId, job: key, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
+        `instance ${i} of new job ${key}`,
+      );
+      b.emit(
+        "TaskAssigned",
+        { taskId, agentId, host: `${agentId}.dc1`, ports: { http: 31000 + Math.floor(n / 10_000) } },
+        `spread on ${agentId}.dc1`,
+      );
       b.emit("TaskStateChanged", { taskId, to: "STARTING", agentSeq: 1 }, `agent on ${agentId}.dc1 reported STARTING`);
       b.emit("TaskStateChanged", { taskId, to: "RUNNING", agentSeq: 2 }, `agent on ${agentId}.dc1 reported RUNNING: processes started`);
     }
@@ -105,17 +113,29 @@ export default async function scaleBench(): Promise<Record<string, number | stri
     for (let i = 0; i < Math.min(4000, size / 5); i++) {
       const taskId = `filler-${i}`;
       const agentId = `agent-${String((i * 5) % size).padStart(5, "0")}`;
-      s.emit("TaskCreated", { taskId, job: filler, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }, "x");
+      s.emit(
+        "TaskCreated",
+        { taskId, job: filler, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
+        "x",
+      );
       s.emit("TaskAssigned", { taskId, agentId, host: `${agentId}.dc1`, ports: { http: 31000 } }, "x");
     }
     const key = job(s, "bench", 1000, { constraints: { rack: "limit:40", zone: "!z2" } });
     const ids: string[] = [];
     for (let i = 0; i < 1000; i++) {
       ids.push(`bench-${i}`);
-      s.emit("TaskCreated", { taskId: `bench-${i}`, job: key, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }, "x");
+      s.emit(
+        "TaskCreated",
+        { taskId: `bench-${i}`, job: key, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
+        "x",
+      );
     }
     const fat = job(s, "fat", 1, { resources: { cpus: 128, ramMb: 1, diskMb: 1, ports: ["http"] } });
-    s.emit("TaskCreated", { taskId: "fat-0", job: fat, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }, "x");
+    s.emit(
+      "TaskCreated",
+      { taskId: "fat-0", job: fat, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
+      "x",
+    );
     s.flush();
     const activeAgents = [...s.state.agents.values()].sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
     const runs: number[] = [];
@@ -139,7 +159,9 @@ export default async function scaleBench(): Promise<Record<string, number | stri
     }
     scans.sort((x, y) => x - y);
     result[`blockedScanUs_${size}`] = Math.round(scans[2]);
-    note(`${size} agents: ${result[`placeUs_${size}`]} µs per placed task; ${result[`blockedScanUs_${size}`]} µs to judge every agent for a task that fits nowhere`);
+    note(
+      `${size} agents: ${result[`placeUs_${size}`]} µs per placed task; ${result[`blockedScanUs_${size}`]} µs to judge every agent for a task that fits nowhere`,
+    );
   }
   return result;
 }

@@ -28,7 +28,8 @@ const note = (msg: string) => process.stderr.write(`snapshot: ${msg}\n`);
 export default async function snapshotBench(): Promise<Record<string, number | string>> {
   const state = new ClusterState();
   let seq = 0;
-  for (const r of syntheticLog({ seed: 20261121, events: EVENTS, eventsPerRecord: 1000 })) foldRecord(state, ++seq, decodeRecord(encodeRecord(r)));
+  for (const r of syntheticLog({ seed: 20261121, events: EVENTS, eventsPerRecord: 1000 }))
+    foldRecord(state, ++seq, decodeRecord(encodeRecord(r)));
   note(`${state.eventCount} events, ${state.tasks.size} tasks, ${state.jobs.size} jobs, ${state.agents.size} agents`);
   const expected = stateHash(state);
   const enc: number[] = [];
@@ -46,7 +47,9 @@ export default async function snapshotBench(): Promise<Record<string, number | s
     const decoded = decodeSnapshot(bytes);
     dec.push(performance.now() - t);
     if (stateHash(decoded) !== expected) throw new Error("decoded state differs");
-    note(`run ${run + 1}: stateHash ${Math.round(hash[run])} ms, encode ${Math.round(enc[run])} ms, decode ${Math.round(dec[run])} ms, ${bytes.length} bytes`);
+    note(
+      `run ${run + 1}: stateHash ${Math.round(hash[run])} ms, encode ${Math.round(enc[run])} ms, decode ${Math.round(dec[run])} ms, ${bytes.length} bytes`,
+    );
   }
   const sliced: number[] = [];
   const pauses: number[] = [];

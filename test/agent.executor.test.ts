@@ -509,7 +509,11 @@ describe("Executor: adopt", () => {
         processes: [{ name: "p", pid: stranger.pid!, startTime: start - 1, commandPid: null, exitFile: path.join(sandboxDir, "p.exit") }],
       });
       const lost = await events.next((e) => e.type === "lost" && e.taskId === "t-reused");
-      expect(lost).toEqual({ type: "lost", taskId: "t-reused", message: 'process "p" exited while the agent was down; exit status unknown' });
+      expect(lost).toEqual({
+        type: "lost",
+        taskId: "t-reused",
+        message: 'process "p" exited while the agent was down; exit status unknown',
+      });
       expect(isAlive(stranger.pid!)).toBe(true);
     } finally {
       stranger.kill("SIGKILL");

@@ -59,7 +59,9 @@ class FakeScheduler {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.listeners.delete(check);
-        reject(new Error(`timed out waiting for ${what}; acked: ${JSON.stringify(this.acked.map((u) => `${u.taskId}#${u.seq}:${u.state}`))}`));
+        reject(
+          new Error(`timed out waiting for ${what}; acked: ${JSON.stringify(this.acked.map((u) => `${u.taskId}#${u.seq}:${u.state}`))}`),
+        );
       }, timeoutMs);
       const check = (): void => {
         const v = pred();
@@ -197,11 +199,7 @@ describe("Agent recovery (same boot)", () => {
     await a1.start();
     await launch("t-run", {
       web: "echo $$ > web.pid; sleep 1000",
-      tree: [
-        "sh -c 'echo $$ > bg.pid; exec sleep 1000' &",
-        "setsid sh -c 'echo $$ > sid.pid; exec sleep 1000' &",
-        "wait",
-      ].join("\n"),
+      tree: ["sh -c 'echo $$ > bg.pid; exec sleep 1000' &", "setsid sh -c 'echo $$ > sid.pid; exec sleep 1000' &", "wait"].join("\n"),
     });
     const running = await fake.status("t-run", "RUNNING");
     const web = await waitForPid(path.join(sandbox("t-run"), "web.pid"));
@@ -307,7 +305,10 @@ describe("Agent recovery (same boot)", () => {
     await a1.start();
     await launch("t-acks", { main: "echo $$ > main.pid; sleep 1000" });
     // STARTING was tried and refused (RUNNING waits behind it); the checkpoint holds both.
-    await fake.waitFor(() => (fake.attempts.some((u) => u.taskId === "t-acks" && u.state === "STARTING") ? true : undefined), "STARTING tried");
+    await fake.waitFor(
+      () => (fake.attempts.some((u) => u.taskId === "t-acks" && u.state === "STARTING") ? true : undefined),
+      "STARTING tried",
+    );
     await until(() => checkpoint().statusUpdates.pending.length === 2, "two pending updates checkpointed");
     const pending = checkpoint().statusUpdates.pending;
     expect(pending.map((u) => [u.taskId, u.seq, u.state])).toEqual([
@@ -370,7 +371,10 @@ describe("Agent recovery (host rebooted)", () => {
     expect(a2.executor.runningTasks()).toEqual([]);
     const lost = await fake.status("t-boot", "LOST");
     expect(lost).toMatchObject({ seq: 3, message: "the host rebooted" });
-    await until(() => checkpoint().bootId === "boot-B" && checkpoint().tasks.length === 0 && checkpoint().statusUpdates.pending.length === 0, "new checkpoint");
+    await until(
+      () => checkpoint().bootId === "boot-B" && checkpoint().tasks.length === 0 && checkpoint().statusUpdates.pending.length === 0,
+      "new checkpoint",
+    );
   });
 });
 

@@ -32,7 +32,14 @@ let log: MemoryLog;
 let s: Scheduler;
 
 function registration(running: string[]): RegisterRequest {
-  return { agentId: AGENT, host: "host-x", attributes: {}, resources: { cpus: 1, ramMb: 64, diskMb: 64, ports: [[31000, 31009]] }, bootId: "boot-x", running };
+  return {
+    agentId: AGENT,
+    host: "host-x",
+    attributes: {},
+    resources: { cpus: 1, ramMb: 64, diskMb: 64, ports: [[31000, 31009]] },
+    bootId: "boot-x",
+    running,
+  };
 }
 
 /** Polls (bounded) until pred holds: a retry loop falling asleep makes no event. */
@@ -47,7 +54,10 @@ async function until(pred: () => boolean, what: string, timeoutMs = 5000): Promi
 const sleeping = (key: string) => () => s.launcher.loopsFor(AGENT).some((l) => l.key === key && l.state === "sleeping");
 
 /** Serves kills for the agent from now on; resolves with the first kill's time after `since`. */
-function serveKills(answer: (n: number) => unknown = () => ({ ok: true })): { kills: Array<{ taskId: string; at: number }>; next: (timeoutMs: number) => Promise<number> } {
+function serveKills(answer: (n: number) => unknown = () => ({ ok: true })): {
+  kills: Array<{ taskId: string; at: number }>;
+  next: (timeoutMs: number) => Promise<number>;
+} {
   const kills: Array<{ taskId: string; at: number }> = [];
   const waiters: Array<() => void> = [];
   bus.serve(subjects.kill(AGENT), (d) => {
@@ -243,7 +253,8 @@ describe("agent: back on the bus, it says so at once", () => {
   });
 
   it("a malformed leader announcement is ignored: it cannot make the agent refuse the real leader", async () => {
-    for (const bad of [{ epoch: 1e300, schedulerId: "x" }, { epoch: "9".repeat(30), schedulerId: "x" }, { epoch: 5 }, "hello", null]) rbus.publish(subjects.leader, bad);
+    for (const bad of [{ epoch: 1e300, schedulerId: "x" }, { epoch: "9".repeat(30), schedulerId: "x" }, { epoch: 5 }, "hello", null])
+      rbus.publish(subjects.leader, bad);
     await expect(arrived(() => registrations.length >= 2, "no registration", 300)).rejects.toThrow(/timed out/);
     // The real leader (epoch 1) announces itself: the agent registers, and accepts its reply.
     rbus.publish(subjects.leader, { schedulerId: "fake", epoch: 1 });

@@ -135,7 +135,10 @@ describe("Executor: hostile names stay in their own sandbox", () => {
     await executor.shutdown(0);
     for (const s of specs) {
       const exited = events.find((e) => e.taskId === s.taskId && e.type === "exited");
-      expect(exited, `${s.taskId}: ${JSON.stringify(events.filter((e) => e.taskId === s.taskId))}`).toMatchObject({ exitCode: 0, killed: false });
+      expect(exited, `${s.taskId}: ${JSON.stringify(events.filter((e) => e.taskId === s.taskId))}`).toMatchObject({
+        exitCode: 0,
+        killed: false,
+      });
     }
 
     // Nothing outside <work>/sandboxes/<one dir per task>.
@@ -247,9 +250,18 @@ describe("Agent: launch and kill checks", () => {
     expect(await launch(null)).toEqual({ ok: false, error: "invalid launch request: (message): must be a mapping (got null)" });
     const { taskId: _taskId, ...noTaskId } = good("t-1");
     expect(await launch(noTaskId)).toEqual({ ok: false, error: "invalid launch request: taskId: is required" });
-    expect(await launch({ ...good("t-2"), processes: "echo hi" })).toEqual({ ok: false, error: 'invalid launch request: processes: must be a list (got "echo hi")' });
-    expect(await launch({ ...good("t-3"), processes: [{ name: "main" }] })).toEqual({ ok: false, error: "invalid launch request: processes[0].cmdline: is required" });
-    expect(await launch({ ...good("t-4"), taskId: "x".repeat(257) })).toMatchObject({ ok: false, error: expect.stringMatching(/^invalid launch request: taskId: must be a string: 1 to 256 characters/) });
+    expect(await launch({ ...good("t-2"), processes: "echo hi" })).toEqual({
+      ok: false,
+      error: 'invalid launch request: processes: must be a list (got "echo hi")',
+    });
+    expect(await launch({ ...good("t-3"), processes: [{ name: "main" }] })).toEqual({
+      ok: false,
+      error: "invalid launch request: processes[0].cmdline: is required",
+    });
+    expect(await launch({ ...good("t-4"), taskId: "x".repeat(257) })).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/^invalid launch request: taskId: must be a string: 1 to 256 characters/),
+    });
     // Nothing was reported, nothing written.
     expect(leader.updates).toEqual([]);
     expect(fs.existsSync(sandboxesDir(work))).toBe(false);
@@ -257,14 +269,52 @@ describe("Agent: launch and kill checks", () => {
 
   it("acknowledges a launch that can never run and reports it FAILED (127) at once, writing nothing", async () => {
     const cases: Array<[string, LaunchRequest, RegExp]> = [
-      ["t-dot", good("t-dot", { processes: [{ name: ".", cmdline: "echo x" }] }), /^cannot start: processes\[0\]\.name: must be a name: .* \(got "\."\)$/],
-      ["t-dotdot", good("t-dotdot", { processes: [{ name: "ok", cmdline: "echo x" }, { name: "..", cmdline: "echo x" }] }), /^cannot start: processes\[1\]\.name: must be a name.*\(got "\.\."\)$/],
+      [
+        "t-dot",
+        good("t-dot", { processes: [{ name: ".", cmdline: "echo x" }] }),
+        /^cannot start: processes\[0\]\.name: must be a name: .* \(got "\."\)$/,
+      ],
+      [
+        "t-dotdot",
+        good("t-dotdot", {
+          processes: [
+            { name: "ok", cmdline: "echo x" },
+            { name: "..", cmdline: "echo x" },
+          ],
+        }),
+        /^cannot start: processes\[1\]\.name: must be a name.*\(got "\.\."\)$/,
+      ],
       ["t-slash", good("t-slash", { processes: [{ name: "../x", cmdline: "echo x" }] }), /processes\[0\]\.name: must be a name/],
-      ["t-nul", good("t-nul", { processes: [{ name: "main", cmdline: "echo a\0b" }] }), /^cannot start: processes\[0\]\.cmdline: must be a command line without NUL bytes/],
-      ["t-long", good("t-long", { processes: [{ name: "main", cmdline: "x".repeat(MAX_CMDLINE_BYTES + 1) }] }), /processes\[0\]\.cmdline: must be a command line without NUL bytes, of at most 65535 characters/],
-      ["t-bytes", good("t-bytes", { processes: [{ name: "main", cmdline: "é".repeat(40_000) }] }), /^cannot start: processes\[0\]\.cmdline: must be at most 65535 bytes in UTF-8, ports filled in \(got 80000\)$/],
-      ["t-dup", good("t-dup", { processes: [{ name: "a", cmdline: "true" }, { name: "a", cmdline: "true" }] }), /^cannot start: processes\[1\]\.name: must differ from the names of the other processes \(got "a"\)$/],
-      ["t-port", good("t-port", { processes: [{ name: "main", cmdline: "echo {{ports.http}}" }] }), /^cannot start: processes\[0\]\.cmdline: command line uses \{\{ports\.http\}\} but no port named "http" is assigned/],
+      [
+        "t-nul",
+        good("t-nul", { processes: [{ name: "main", cmdline: "echo a\0b" }] }),
+        /^cannot start: processes\[0\]\.cmdline: must be a command line without NUL bytes/,
+      ],
+      [
+        "t-long",
+        good("t-long", { processes: [{ name: "main", cmdline: "x".repeat(MAX_CMDLINE_BYTES + 1) }] }),
+        /processes\[0\]\.cmdline: must be a command line without NUL bytes, of at most 65535 characters/,
+      ],
+      [
+        "t-bytes",
+        good("t-bytes", { processes: [{ name: "main", cmdline: "é".repeat(40_000) }] }),
+        /^cannot start: processes\[0\]\.cmdline: must be at most 65535 bytes in UTF-8, ports filled in \(got 80000\)$/,
+      ],
+      [
+        "t-dup",
+        good("t-dup", {
+          processes: [
+            { name: "a", cmdline: "true" },
+            { name: "a", cmdline: "true" },
+          ],
+        }),
+        /^cannot start: processes\[1\]\.name: must differ from the names of the other processes \(got "a"\)$/,
+      ],
+      [
+        "t-port",
+        good("t-port", { processes: [{ name: "main", cmdline: "echo {{ports.http}}" }] }),
+        /^cannot start: processes\[0\]\.cmdline: command line uses \{\{ports\.http\}\} but no port named "http" is assigned/,
+      ],
       ["..", good(".."), /^cannot start: taskId: must be a task id/],
       ["../../x", good("../../x"), /^cannot start: taskId: must be a task id/],
     ];
@@ -286,7 +336,10 @@ describe("Agent: launch and kill checks", () => {
   it("refuses a kill of the wrong shape, and starts the kill of a running task at once", async () => {
     expect(await kill({})).toEqual({ ok: false, error: "invalid kill request: taskId: is required" });
     expect(await kill(7)).toEqual({ ok: false, error: "invalid kill request: (message): must be a mapping (got 7)" });
-    expect(await kill({ taskId: "t-k", graceMs: -1 })).toMatchObject({ ok: false, error: expect.stringMatching(/^invalid kill request: graceMs: /) });
+    expect(await kill({ taskId: "t-k", graceMs: -1 })).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/^invalid kill request: graceMs: /),
+    });
 
     expect(await launch(good("t-k"))).toEqual({ ok: true });
     await leader.update("t-k", "RUNNING");

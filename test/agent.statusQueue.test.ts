@@ -248,7 +248,12 @@ describe("StatusQueue", () => {
 
     q.resume();
     await vi.advanceTimersByTimeAsync(0);
-    expect(m.calls.slice(5).map((c) => `${c.update.taskId}#${c.update.seq}`).sort()).toEqual(["a#1", "b#1"]);
+    expect(
+      m.calls
+        .slice(5)
+        .map((c) => `${c.update.taskId}#${c.update.seq}`)
+        .sort(),
+    ).toEqual(["a#1", "b#1"]);
     // A send in flight when pausing completes; its failure is retried only after resume.
     q.pause();
     m.calls[5].resolve(false);
@@ -258,7 +263,12 @@ describe("StatusQueue", () => {
     expect(q.pending().map((u) => `${u.taskId}#${u.seq}`)).toEqual(["a#1", "b#2"]);
     q.resume();
     await vi.advanceTimersByTimeAsync(0);
-    expect(m.calls.slice(7).map((c) => `${c.update.taskId}#${c.update.seq}`).sort()).toEqual(["a#1", "b#2"]);
+    expect(
+      m.calls
+        .slice(7)
+        .map((c) => `${c.update.taskId}#${c.update.seq}`)
+        .sort(),
+    ).toEqual(["a#1", "b#2"]);
     m.calls[7].resolve(true);
     m.calls[8].resolve(true);
     await vi.advanceTimersByTimeAsync(0);

@@ -5,9 +5,21 @@ import { AGENT_EVENTS, AGENT_STATES, agentMachineStep, agentStep, type AgentStat
 
 const EXPECTED: Record<AgentStateName, Record<string, { next: AgentStateName; actions: string[] }>> = {
   NEW: { REGISTER: { next: "ACTIVE", actions: [] }, UNREACHABLE: { next: "NEW", actions: [] }, REMOVE: { next: "REMOVED", actions: [] } },
-  ACTIVE: { REGISTER: { next: "ACTIVE", actions: [] }, UNREACHABLE: { next: "UNREACHABLE", actions: ["PARTITION_TASKS"] }, REMOVE: { next: "REMOVED", actions: ["LOSE_TASKS"] } },
-  UNREACHABLE: { REGISTER: { next: "ACTIVE", actions: ["RECONCILE_TASKS"] }, UNREACHABLE: { next: "UNREACHABLE", actions: [] }, REMOVE: { next: "REMOVED", actions: ["LOSE_TASKS"] } },
-  REMOVED: { REGISTER: { next: "REMOVED", actions: ["REFUSE"] }, UNREACHABLE: { next: "REMOVED", actions: [] }, REMOVE: { next: "REMOVED", actions: [] } },
+  ACTIVE: {
+    REGISTER: { next: "ACTIVE", actions: [] },
+    UNREACHABLE: { next: "UNREACHABLE", actions: ["PARTITION_TASKS"] },
+    REMOVE: { next: "REMOVED", actions: ["LOSE_TASKS"] },
+  },
+  UNREACHABLE: {
+    REGISTER: { next: "ACTIVE", actions: ["RECONCILE_TASKS"] },
+    UNREACHABLE: { next: "UNREACHABLE", actions: [] },
+    REMOVE: { next: "REMOVED", actions: ["LOSE_TASKS"] },
+  },
+  REMOVED: {
+    REGISTER: { next: "REMOVED", actions: ["REFUSE"] },
+    UNREACHABLE: { next: "REMOVED", actions: [] },
+    REMOVE: { next: "REMOVED", actions: [] },
+  },
 };
 
 describe("agent machine", () => {

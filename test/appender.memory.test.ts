@@ -47,7 +47,14 @@ describe("Appender capability detection", () => {
           if (seq === 2) throw boom;
         },
       });
-      const rs = await Promise.all([1, 2, 3].map((i) => app.append([ev(i)]).then((s) => s, (e: unknown) => e)));
+      const rs = await Promise.all(
+        [1, 2, 3].map((i) =>
+          app.append([ev(i)]).then(
+            (s) => s,
+            (e: unknown) => e,
+          ),
+        ),
+      );
       expect(rs).toEqual([1, boom, boom]);
       expect(app.failure).toBe(boom);
       expect(await log.lastSeq()).toBe(landed); // record 2 is in the log; its owner must replay

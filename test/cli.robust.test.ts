@@ -60,7 +60,15 @@ function jobRecord(name: string, over: Record<string, unknown> = {}): AnyEnvelop
   const job = validateJobSpec(testSpec(name, over));
   return [
     ev("JobCreated", { job, configVersion: 1 }),
-    ev("TaskCreated", { taskId: `${name}-0`, job: `www-data/devel/${name}`, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }),
+    ev("TaskCreated", {
+      taskId: `${name}-0`,
+      job: `www-data/devel/${name}`,
+      instance: 0,
+      configVersion: 1,
+      ancestorId: null,
+      failureCount: 0,
+      state: "PENDING",
+    }),
   ];
 }
 
@@ -99,7 +107,9 @@ describe("a nats-server with the log but no scheduler", () => {
     writeFileSync(spec, JSON.stringify(testSpec("never-created")));
     const r = await timed(["job", "create", spec, "--timeout", "2", "--nats", nats.url]);
     expect(r.code, r.stderr).not.toBe(0);
-    expect(r.stderr).toMatch(/roost: no scheduler is leading: nothing answered roost\.api\.job\.create at nats:\/\/127\.0\.0\.1:\d+ for 2(\.\d)? s/);
+    expect(r.stderr).toMatch(
+      /roost: no scheduler is leading: nothing answered roost\.api\.job\.create at nats:\/\/127\.0\.0\.1:\d+ for 2(\.\d)? s/,
+    );
     expect(r.stderr).not.toMatch(/no responders|at .*\.js:\d+/); // no raw transport error, no stack
     expect(r.ms).toBeGreaterThanOrEqual(2000);
     expect(r.ms).toBeLessThan(2000 + SLACK_MS);
@@ -198,12 +208,21 @@ describe("bad values are refused at once, naming the flag and the rule", () => {
       [["log", "tail", "--from", "abc"], /option '--from <seq>' argument 'abc' is invalid\. --from must be a positive integer sequence/],
       [["log", "tail", "--from", "-5"], /option '--from <seq>' argument '-5' is invalid\. --from must be a positive integer sequence/],
       [["log", "tail", "--from", "0"], /option '--from <seq>' argument '0' is invalid\. --from must be a positive integer sequence/],
-      [["job", "kill", "www-data/devel/x", "--timeout", "x"], /option '--timeout <s>' argument 'x' is invalid\. --timeout must be a positive number of seconds/],
+      [
+        ["job", "kill", "www-data/devel/x", "--timeout", "x"],
+        /option '--timeout <s>' argument 'x' is invalid\. --timeout must be a positive number of seconds/,
+      ],
       [["job", "add", "www-data/devel/x", "0"], /argument 'count'\. COUNT must be a whole number from 1 to 4000/],
       [["job", "kill", "www-data/devel/x", "--instances", "3-1"], /--instances: range 3-1 runs backwards/],
       [["job", "status", "www-data/../x"], /a job key must be ROLE\/ENV\/NAME/],
     ];
-    const results = await batched(cases.map(([args]) => () => timed([...args, "--nats", url])));
+    const results = await batched(
+      cases.map(
+        ([args]) =>
+          () =>
+            timed([...args, "--nats", url]),
+      ),
+    );
     results.forEach((r, i) => {
       const what = cases[i][0].join(" ");
       expect(r.code, what).not.toBe(0);
@@ -231,7 +250,15 @@ describe("a log holding foreign records", () => {
     await js.publish("foreign.events", new TextEncoder().encode("hello")); // seq 3: not MessagePack envelopes
     await js.publish("foreign.events", pack([["NoSuchEvent", 1, 1, ts, "c", "r", {}]])); // seq 4: an unknown type
     await append(log, [ev("TaskStateChanged", { taskId: "ghost-0", to: "RUNNING" })]); // seq 5: a task nobody created
-    await append(log, [ev("AgentRegistered", { agentId: "a1", host: "a1", attributes: { host: "a1" }, resources: { cpus: 1, ramMb: 64, diskMb: 64, gpus: 0, ports: [] }, bootId: "b" })]); // seq 6: fine
+    await append(log, [
+      ev("AgentRegistered", {
+        agentId: "a1",
+        host: "a1",
+        attributes: { host: "a1" },
+        resources: { cpus: 1, ramMb: 64, diskMb: 64, gpus: 0, ports: [] },
+        bootId: "b",
+      }),
+    ]); // seq 6: fine
     cf = clusterFile("foreign", nats.url, "FOREIGN");
   });
 
@@ -250,7 +277,10 @@ describe("a log holding foreign records", () => {
     expect(lines[5]).toMatch(/TaskStateChanged {2}!! ANOMALY \(the fold skips it\): .*ghost-0/);
 
     expect(json.code, json.stderr).toBe(0);
-    const entries = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as { seq: number; idx: number; type: string; anomaly?: string });
+    const entries = json.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { seq: number; idx: number; type: string; anomaly?: string });
     expect(entries.map((e) => [e.seq, e.idx, e.anomaly !== undefined])).toEqual([
       [1, 0, false],
       [2, 0, false],
@@ -269,7 +299,10 @@ describe("a log holding foreign records", () => {
   }, 30_000);
 
   it("cluster status lists the anomalies from the local fold, promptly, with no leader", async () => {
-    const [json, human] = await batched([() => timed(["cluster", "status", "--json", "--cluster", cf]), () => timed(["cluster", "status", "--cluster", cf])]);
+    const [json, human] = await batched([
+      () => timed(["cluster", "status", "--json", "--cluster", cf]),
+      () => timed(["cluster", "status", "--cluster", cf]),
+    ]);
     expect(json.code, json.stderr).toBe(0);
     expect(json.ms).toBeLessThan(3000 + SLACK_MS); // one cluster.info (nobody answers), then the fold
     const s = JSON.parse(json.stdout) as ClusterStatus;
@@ -309,7 +342,9 @@ describe("job create --wait on a job that can never be placed", () => {
     createInterface({ input: child.stdout }).on("line", (line) => lines.push({ line, running: child.exitCode === null }));
     child.stderr.on("data", (d) => (stderr += d));
     const t0 = Date.now();
-    const exited = new Promise<{ code: number | null; ms: number; stderr: string }>((res) => child.on("close", (code) => res({ code, ms: Date.now() - t0, stderr })));
+    const exited = new Promise<{ code: number | null; ms: number; stderr: string }>((res) =>
+      child.on("close", (code) => res({ code, ms: Date.now() - t0, stderr })),
+    );
     return { lines, exited };
   }
 
@@ -327,12 +362,16 @@ describe("job create --wait on a job that can never be placed", () => {
     expect(h.lines[1].line).toMatch(/^ {2}instance 0: www-data-devel-huge-0-/);
     const pending = h.lines.findIndex((l) => l.line === "instance 0 PENDING: Insufficient: ramMb");
     expect(pending, h.lines.map((l) => l.line).join("\n")).toBeGreaterThan(1);
-    expect(he.stderr).toMatch(/^roost: timed out after 3 s waiting for www-data\/devel\/huge to be RUNNING: instance 0 is PENDING \(Insufficient: ramMb\)/);
+    expect(he.stderr).toMatch(
+      /^roost: timed out after 3 s waiting for www-data\/devel\/huge to be RUNNING: instance 0 is PENDING \(Insufficient: ramMb\)/,
+    );
     expect(he.ms).toBeGreaterThanOrEqual(3000);
     expect(he.ms).toBeLessThan(3000 + SLACK_MS);
 
     expect(je.code, je.stderr).toBe(1);
-    const events = j.lines.map((l) => JSON.parse(l.line) as { event: string; job: string; state?: string; reason?: string; taskIds?: string[] });
+    const events = j.lines.map(
+      (l) => JSON.parse(l.line) as { event: string; job: string; state?: string; reason?: string; taskIds?: string[] },
+    );
     expect(events[0]).toMatchObject({ event: "created", job: "www-data/devel/huge-json", taskIds: [expect.any(String)] });
     expect(events).toContainEqual(expect.objectContaining({ event: "instance", state: "PENDING", reason: "Insufficient: ramMb" }));
     expect(events.at(-1)).toMatchObject({ event: "timeout", job: "www-data/devel/huge-json", notDone: [0] });

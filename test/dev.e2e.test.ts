@@ -67,11 +67,19 @@ describe("roost dev, end to end", () => {
     const ports = status.instances.map((i) => i.ports.http);
     expect(new Set(ports).size).toBe(3);
     for (const i of status.instances) {
-      expect(i).toMatchObject({ instance: expect.any(Number), taskId: expect.any(String), host: expect.any(String), reason: expect.any(String) });
+      expect(i).toMatchObject({
+        instance: expect.any(Number),
+        taskId: expect.any(String),
+        host: expect.any(String),
+        reason: expect.any(String),
+      });
       // The server may take a moment to listen after RUNNING; retry the connection briefly.
       let body = "";
       for (let attempt = 0; attempt < 50 && !body; attempt++) {
-        body = await fetch(`http://127.0.0.1:${i.ports.http}/`).then((r) => r.text(), () => "");
+        body = await fetch(`http://127.0.0.1:${i.ports.http}/`).then(
+          (r) => r.text(),
+          () => "",
+        );
         if (!body) await new Promise((r) => setTimeout(r, 100));
       }
       expect(body).toBe(`hello from ${i.taskId}`);

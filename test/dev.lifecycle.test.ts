@@ -99,7 +99,8 @@ class Dev {
 
   /** The pids roost dev printed once its children had started. */
   async pids(): Promise<Record<string, number>> {
-    return (await this.until((m) => typeof m.pids === "object" && m.pids !== null && !Array.isArray(m.pids), "the children's pids")).pids as Record<string, number>;
+    return (await this.until((m) => typeof m.pids === "object" && m.pids !== null && !Array.isArray(m.pids), "the children's pids"))
+      .pids as Record<string, number>;
   }
 }
 
@@ -153,7 +154,10 @@ async function readStoppedLog(dir: string): Promise<LogLine[]> {
   try {
     const r = await roost(["log", "tail", "--from", "1", "--json", "--nats", server.url], dir);
     expect(r.code, r.stderr).toBe(0);
-    return r.stdout.trim().split("\n").map((l) => JSON.parse(l) as LogLine);
+    return r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as LogLine);
   } finally {
     await server.stop();
   }
@@ -213,7 +217,9 @@ describe("roost dev owns its directory and its children", () => {
     const clusterFile = join(dirA, ".roost", "cluster.json");
     const before = readFileSync(clusterFile, "utf8");
     const logsBefore = readdirSync(join(dirA, ".roost", "logs")).sort();
-    const procsBefore = processesOf(dirA).map((p) => p.pid).sort();
+    const procsBefore = processesOf(dirA)
+      .map((p) => p.pid)
+      .sort();
 
     const second = await roost(["dev", "--agents", "2"], dirA);
     expect(second.code).not.toBe(0);
@@ -222,7 +228,11 @@ describe("roost dev owns its directory and its children", () => {
 
     expect(readFileSync(clusterFile, "utf8")).toBe(before);
     expect(readdirSync(join(dirA, ".roost", "logs")).sort()).toEqual(logsBefore);
-    expect(processesOf(dirA).map((p) => p.pid).sort()).toEqual(procsBefore);
+    expect(
+      processesOf(dirA)
+        .map((p) => p.pid)
+        .sort(),
+    ).toEqual(procsBefore);
     expect(devA.child.exitCode).toBe(null);
     tasksA = await runService(dirA); // the first one still serves: a job runs
     expect(tasksA).toHaveLength(2);
@@ -261,7 +271,10 @@ describe("roost dev owns its directory and its children", () => {
     await again.ready();
     const r = await roost(["log", "tail", "--from", "1", "--json"], dir);
     expect(r.code, r.stderr).toBe(0);
-    const log = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as LogLine);
+    const log = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as LogLine);
     const killed = killedWithReason(log, tasks, /reported KILLED .*: roost dev is shutting down \(SIGHUP\)$/);
     // Recorded by the first run's leader as it stopped, not replayed at this start.
     const elections = log.filter((e) => e.type === "LeaderElected");
@@ -272,7 +285,9 @@ describe("roost dev owns its directory and its children", () => {
       expect(e.ts).toBeGreaterThanOrEqual(stopAt);
     }
     // The stopping leader had quiesced: it did not reschedule the killed services (a later leader does).
-    const rescheduledThen = log.filter((e) => e.type === "TaskCreated" && tasks.includes(e.data.ancestorId as string) && e.epoch === elections[0].epoch);
+    const rescheduledThen = log.filter(
+      (e) => e.type === "TaskCreated" && tasks.includes(e.data.ancestorId as string) && e.epoch === elections[0].epoch,
+    );
     expect(rescheduledThen).toEqual([]);
     process.kill(again.pid, "SIGTERM");
     expect((await again.exited).code).toBe(0);

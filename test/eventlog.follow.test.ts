@@ -59,7 +59,9 @@ class Follower {
       if (this.error) throw this.error;
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: the follower saw ${this.seqs.length} of ${n} records (reader: ${JSON.stringify(this.log.readStats)}, connected to ${this.log.nc.info?.server_name})`);
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for ${what}: the follower saw ${this.seqs.length} of ${n} records (reader: ${JSON.stringify(this.log.readStats)}, connected to ${this.log.nc.info?.server_name})`,
+        );
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
@@ -102,7 +104,12 @@ async function consumersOf(nc: NatsConnection, stream: string): Promise<Consumer
 
 /** The one consumer of `stream` (the follower's), with the name of the server hosting it. */
 async function followerConsumer(nc: NatsConnection, stream: string): Promise<{ name: string; host: string }> {
-  const cs = await pollUntil("the follower's consumer to be listed", 10_000, () => consumersOf(nc, stream), (cs) => cs.length === 1 && !!cs[0].cluster?.leader);
+  const cs = await pollUntil(
+    "the follower's consumer to be listed",
+    10_000,
+    () => consumersOf(nc, stream),
+    (cs) => cs.length === 1 && !!cs[0].cluster?.leader,
+  );
   return { name: cs[0].name, host: cs[0].cluster!.leader! };
 }
 
@@ -229,7 +236,12 @@ describe("JetStreamLog read()/follow() on one server", () => {
     try {
       await follower.until(1, "the first record", 10_000);
       // Several heartbeat periods and stall checks on an idle log (waited on by counting them).
-      await pollUntil("heartbeats and stall checks", 15_000, async () => ({ ...log.readStats }), (s) => s.heartbeats >= 8 && s.stallChecks >= 3);
+      await pollUntil(
+        "heartbeats and stall checks",
+        15_000,
+        async () => ({ ...log.readStats }),
+        (s) => s.heartbeats >= 8 && s.stallChecks >= 3,
+      );
       expect(log.readStats.consumersCreated).toBe(1);
       expect(log.readStats.consumerRestarts).toBe(0);
       await writer.append(encodeRecord([ev(2)]), 1, "i:2");

@@ -105,8 +105,7 @@ describe("JetStreamLog", () => {
     const ac = new AbortController();
     const seen: LogRecord[] = [];
     const waiters: Array<{ n: number; resolve: () => void }> = [];
-    const seenAtLeast = (n: number) =>
-      new Promise<void>((resolve) => (seen.length >= n ? resolve() : waiters.push({ n, resolve })));
+    const seenAtLeast = (n: number) => new Promise<void>((resolve) => (seen.length >= n ? resolve() : waiters.push({ n, resolve })));
     const done = (async () => {
       for await (const r of log.follow(1, ac.signal)) {
         seen.push(r);
@@ -183,16 +182,21 @@ describe("JetStreamLog", () => {
       await nc.close();
     }
     await expect(openJetStreamLog({ servers: nats.url, stream: bad })).rejects.toThrow(/retention/);
-    await expect(openJetStreamLog({ servers: nats.url, stream: streamName("absent"), create: false })).rejects.toThrow(
-      /does not exist/,
-    );
+    await expect(openJetStreamLog({ servers: nats.url, stream: streamName("absent"), create: false })).rejects.toThrow(/does not exist/);
   });
 
   it("a full stream (discard: new) refuses appends with a final error, not LogUnavailableError", async () => {
     const log = await nats.openLog(streamName("full"), { maxMsgs: 3 });
     const app = new Appender(log, { lastSeq: 0, writerId: "full", maxEventsPerRecord: 1, retryForMs: 20_000 });
     const started = Date.now();
-    const rs = await Promise.all([1, 2, 3, 4, 5].map((i) => app.append([ev(i)]).then((s) => s, (e: unknown) => e)));
+    const rs = await Promise.all(
+      [1, 2, 3, 4, 5].map((i) =>
+        app.append([ev(i)]).then(
+          (s) => s,
+          (e: unknown) => e,
+        ),
+      ),
+    );
     expect(rs.slice(0, 3)).toEqual([1, 2, 3]);
     expect(rs[3]).toBeInstanceOf(Error);
     expect(rs[3]).not.toBeInstanceOf(LogUnavailableError);

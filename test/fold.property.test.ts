@@ -26,7 +26,20 @@ function randomValue(rng: Rng, depth = 0, names: string[] = []): unknown {
     case 3:
       return rng.pick([0, -0, 1.5, -1, 2 ** 53, 1e308, -1e308, 0.1, Number.MAX_SAFE_INTEGER, 2 ** 31]);
     case 4:
-      return rng.pick(["", "x", "BOGUS", "RUNNING", "constructor", "__proto__", "toString", "\u0000", "a/b/c", "..", ...TASK_STATES, ...names]);
+      return rng.pick([
+        "",
+        "x",
+        "BOGUS",
+        "RUNNING",
+        "constructor",
+        "__proto__",
+        "toString",
+        "\u0000",
+        "a/b/c",
+        "..",
+        ...TASK_STATES,
+        ...names,
+      ]);
     case 5:
       return rng.pick(names.length ? names : ["t"]);
     case 6:
@@ -38,7 +51,21 @@ function randomValue(rng: Rng, depth = 0, names: string[] = []): unknown {
     case 9:
     case 10: {
       const o: Record<string, unknown> = {};
-      const keys = ["taskId", "agentId", "to", "job", "instance", "ports", "resources", "cpus", "task", "state", "constructor", "hasOwnProperty", "agentSeq"];
+      const keys = [
+        "taskId",
+        "agentId",
+        "to",
+        "job",
+        "instance",
+        "ports",
+        "resources",
+        "cpus",
+        "task",
+        "state",
+        "constructor",
+        "hasOwnProperty",
+        "agentSeq",
+      ];
       for (let i = rng.int(5); i > 0; i--) o[rng.pick(keys)] = randomValue(rng, depth + 1, names);
       return o;
     }
@@ -93,7 +120,9 @@ function poisonedLog(seed: number, base: Uint8Array[]): Uint8Array[] {
       out.push(pack(mutate(rng, raw, names)));
     } else if (roll < 0.9) {
       // Random MessagePack, shaped like a record now and then.
-      out.push(pack(rng.chance(0.5) ? [[rng.pick(EVENT_TYPES), 1, 1, 1, "c", "r", randomValue(rng, 0, names)]] : randomValue(rng, 0, names)));
+      out.push(
+        pack(rng.chance(0.5) ? [[rng.pick(EVENT_TYPES), 1, 1, 1, "c", "r", randomValue(rng, 0, names)]] : randomValue(rng, 0, names)),
+      );
     } else {
       // Bytes: the record cut short, or flipped.
       const b = Uint8Array.from(bytes);

@@ -55,7 +55,13 @@ describe("fold determinism", () => {
 
   it("refuses records out of order", () => {
     const s = new ClusterState();
-    const r = [makeEnvelope("LeaderElected", { schedulerId: "a", epoch: 1, host: "h", pid: 1 }, { epoch: 1, ts: 1, corr: "c", reason: "r" }) as AnyEnvelope];
+    const r = [
+      makeEnvelope(
+        "LeaderElected",
+        { schedulerId: "a", epoch: 1, host: "h", pid: 1 },
+        { epoch: 1, ts: 1, corr: "c", reason: "r" },
+      ) as AnyEnvelope,
+    ];
     foldRecord(s, 2, r);
     expect(() => foldRecord(s, 2, r)).toThrow(/folded after record 2/);
   });

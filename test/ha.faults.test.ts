@@ -31,7 +31,11 @@ beforeAll(async () => {
 afterAll(async () => {
   if (!cell) return;
   const ours = `ROOST_SANDBOX=${cell.dir}/`;
-  const sleepsBefore = new Set(cellProcesses(ours).filter((p) => p.args === "sleep 100000").map((p) => p.pid));
+  const sleepsBefore = new Set(
+    cellProcesses(ours)
+      .filter((p) => p.args === "sleep 100000")
+      .map((p) => p.pid),
+  );
   const left = await cell.stop();
   // Nothing of ours is left: no scheduler or agent, no nats-server, no task process.
   expect(left).toEqual({ daemons: [], natsServers: [], taskProcesses: [] });
@@ -51,10 +55,15 @@ const spec = (name: string, over: Record<string, unknown> = {}) => ({
   ...over,
 });
 
-const reached = (taskId: string, to: string) => (e: LogEvent) => e.type === "TaskStateChanged" && e.data.taskId === taskId && e.data.to === to;
+const reached = (taskId: string, to: string) => (e: LogEvent) =>
+  e.type === "TaskStateChanged" && e.data.taskId === taskId && e.data.to === to;
 
 /** Create a job through the CLI, retrying while no leader takes it (the log or the leader may be changing). */
-async function createJob(name: string, over: Record<string, unknown>, timeoutMs = 60_000): Promise<{ job: string; taskIds: string[]; seq: number }> {
+async function createJob(
+  name: string,
+  over: Record<string, unknown>,
+  timeoutMs = 60_000,
+): Promise<{ job: string; taskIds: string[]; seq: number }> {
   const file = cell.spec(name, spec(name, over));
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 1; ; attempt++) {
@@ -139,7 +148,10 @@ describe("HA faults with real processes", () => {
     for (const pids of before.values()) for (const pid of pids) expect(isAlive(pid)).toBe(true);
 
     const again = await cell.restart("agent-2");
-    const recovered = JSON.parse(await again.until((l) => l.includes("recovered the checkpoint"), "checkpoint recovery")) as { adopted: string[]; rebooted: boolean };
+    const recovered = JSON.parse(await again.until((l) => l.includes("recovered the checkpoint"), "checkpoint recovery")) as {
+      adopted: string[];
+      rebooted: boolean;
+    };
     expect(recovered.rebooted).toBe(false);
     expect(recovered.adopted).toEqual(expect.arrayContaining(created.taskIds));
     await again.until((l) => l.includes('"msg":"registered"'), "the restarted agent registered");
@@ -153,7 +165,9 @@ describe("HA faults with real processes", () => {
     expect(cs.agents.find((a) => a.agentId === "agent-2")?.state).toBe("ACTIVE");
     // Nothing happened to these tasks in the log since the kill: no LOST, no replacement.
     await tail.reach(cs.log!.lastSeq);
-    const touched = tail.events.slice(mark).filter((e) => created.taskIds.includes(e.data?.taskId) || created.taskIds.includes(e.data?.ancestorId));
+    const touched = tail.events
+      .slice(mark)
+      .filter((e) => created.taskIds.includes(e.data?.taskId) || created.taskIds.includes(e.data?.ancestorId));
     expect(touched).toEqual([]);
   }, 90_000);
 
@@ -176,7 +190,12 @@ describe("HA faults with real processes", () => {
     let contMark = 0;
     await paused(agent, async () => {
       const stoppedAt = Date.now();
-      const unreachable = await tail.until((e) => e.type === "AgentStateChanged" && e.data.agentId === agentId && e.data.to === "UNREACHABLE", `${agentId} UNREACHABLE`, 30_000, mark);
+      const unreachable = await tail.until(
+        (e) => e.type === "AgentStateChanged" && e.data.agentId === agentId && e.data.to === "UNREACHABLE",
+        `${agentId} UNREACHABLE`,
+        30_000,
+        mark,
+      );
       // Its last heartbeat went out up to a heartbeat interval (1 s) before the stop.
       expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(POLICY.agentTimeoutMs - 1000);
       expect(unreachable.reason).toMatch(/^no heartbeat from agent .* for \d+s \(timeout 3s\)/);
@@ -187,7 +206,10 @@ describe("HA faults with real processes", () => {
         expect(l.seq).toBeGreaterThan(unreachable.seq);
         expect(l.reason).toMatch(/^partitioned for \d+ms: the agent on host-\d is unreachable/);
         const h = await cell.roostJson<{ events: Array<{ seq: number; state: string }> }>(["task", "history", t]);
-        expect(h.events.slice(-2).map((e) => [e.seq, e.state])).toEqual([[unreachable.seq, "PARTITIONED"], [l.seq, "LOST"]]);
+        expect(h.events.slice(-2).map((e) => [e.seq, e.state])).toEqual([
+          [unreachable.seq, "PARTITIONED"],
+          [l.seq, "LOST"],
+        ]);
         const next = await tail.until((e) => e.type === "TaskCreated" && e.data.ancestorId === t, `a replacement for ${t}`, 10_000, mark);
         replacements.push(next.data.taskId as string);
       }
@@ -202,7 +224,12 @@ describe("HA faults with real processes", () => {
     });
     // It registers again (back from UNREACHABLE), and the leader kills what the log no longer places there.
     await agent.until((l) => l.includes('"msg":"registered"'), `${agentId} registered again`, 30_000, agentMark);
-    const back = await tail.until((e) => e.type === "AgentRegistered" && e.data.agentId === agentId, `${agentId} registered again`, 30_000, contMark);
+    const back = await tail.until(
+      (e) => e.type === "AgentRegistered" && e.data.agentId === agentId,
+      `${agentId} registered again`,
+      30_000,
+      contMark,
+    );
     expect(back.reason).toMatch(/back from UNREACHABLE/);
     for (const t of stale) await tail.until(reached(t, "KILLED"), `the stale copy ${t} killed`, 30_000, contMark);
     for (const pids of stalePids.values()) for (const pid of pids) expect(isAlive(pid)).toBe(false);
@@ -221,7 +248,12 @@ describe("HA faults with real processes", () => {
     const oldMark = old.daemon.mark();
     const { next, elected, created } = await paused(old.daemon, async () => {
       const next = await cell.leader(30_000, old.id);
-      const elected = await tail.until((e) => e.type === "LeaderElected" && e.data.schedulerId !== old.id, "a new LeaderElected", 30_000, mark);
+      const elected = await tail.until(
+        (e) => e.type === "LeaderElected" && e.data.schedulerId !== old.id,
+        "a new LeaderElected",
+        30_000,
+        mark,
+      );
       expect(elected.data.schedulerId).toBe(next.id);
       expect(elected.epoch).toBeGreaterThan(old.epoch);
       // A request the paused leader will find waiting when it wakes: it tries to write for it.
@@ -229,10 +261,14 @@ describe("HA faults with real processes", () => {
       return { next, elected, created };
     });
     await old.daemon.until((l) => l.includes('"msg":"stepping down"'), `${old.id} stepping down`, 15_000, oldMark);
-    const st = await cell.waitStatus((s) => {
-      const m = s.schedulers.find((x) => x.id === old.id);
-      return m !== undefined && m.role === "standby" && m.seenMsAgo < 2000 && s.leader?.schedulerId === next.id;
-    }, `${old.id} standby on the members board`, 15_000);
+    const st = await cell.waitStatus(
+      (s) => {
+        const m = s.schedulers.find((x) => x.id === old.id);
+        return m !== undefined && m.role === "standby" && m.seenMsAgo < 2000 && s.leader?.schedulerId === next.id;
+      },
+      `${old.id} standby on the members board`,
+      15_000,
+    );
     expect(st.schedulers.filter((m) => m.role === "leader").map((m) => m.id)).toEqual([next.id]);
     await allRunning(created.taskIds, mark);
     // Nothing carries the old epoch after the new leader's LeaderElected.
@@ -251,7 +287,12 @@ describe("HA faults with real processes", () => {
     const file = cell.spec("big", spec("big", { instances: N }));
     const create = cell.roostJson<{ job: string; taskIds: string[]; seq: number }>(["job", "create", file]);
     // Kill it as its first placements reach the log.
-    await tail.until((e) => e.type === "TaskAssigned" && e.data.taskId.startsWith("www-data-devel-big-"), "the first placement of big", 60_000, mark);
+    await tail.until(
+      (e) => e.type === "TaskAssigned" && e.data.taskId.startsWith("www-data-devel-big-"),
+      "the first placement of big",
+      60_000,
+      mark,
+    );
     await old.daemon.kill9();
     const killedAt = Date.now();
     const created = await create; // acknowledged before the kill
@@ -286,7 +327,8 @@ describe("HA faults with real processes", () => {
         const taskId = (e.data as { taskId?: string }).taskId;
         const t = taskId ? state.tasks.get(taskId) : undefined;
         if (t) instances.add(`${t.job}#${t.instance}`);
-        if (r.seq < elected.seq && e.type === "TaskStateChanged" && ids.has(e.data.taskId) && e.data.to === "RUNNING") runningBeforeFailover++;
+        if (r.seq < elected.seq && e.type === "TaskStateChanged" && ids.has(e.data.taskId) && e.data.to === "RUNNING")
+          runningBeforeFailover++;
       }
       if (instances.size === 0) continue;
       const live = new Map<string, number>();
@@ -303,7 +345,9 @@ describe("HA faults with real processes", () => {
     // The acknowledged create is in the log at the sequence it was acknowledged with.
     const ack = records.find((r) => r.seq === created.seq)!;
     expect(ack.events.some((e) => e.type === "JobCreated" && e.data.job.name === "big")).toBe(true);
-    const logged = new Set(records.flatMap((r) => r.events.filter((e) => e.type === "TaskCreated").map((e) => (e.data as { taskId: string }).taskId)));
+    const logged = new Set(
+      records.flatMap((r) => r.events.filter((e) => e.type === "TaskCreated").map((e) => (e.data as { taskId: string }).taskId)),
+    );
     expect(created.taskIds.filter((t) => !logged.has(t))).toEqual([]);
     // Exactly N: the job's tasks are the N created (none rescheduled), all RUNNING.
     const bigTasks = [...state.tasks.values()].filter((t) => t.job === "www-data/devel/big");
@@ -321,6 +365,8 @@ describe("HA faults with real processes", () => {
     const procs = cell.taskProcesses("ROOST_JOB=www-data/devel/big\0").filter((p) => p.args === "sleep 100000");
     expect(procs).toHaveLength(N);
     expect(new Set(procs.map((p) => p.pid))).toEqual(reportedPids);
-    console.log(`1,000-instance failover: ${runningBeforeFailover} RUNNING before the new LeaderElected (seq ${elected.seq}); all ${N} RUNNING ${doneMs} ms after the kill`);
+    console.log(
+      `1,000-instance failover: ${runningBeforeFailover} RUNNING before the new LeaderElected (seq ${elected.seq}); all ${N} RUNNING ${doneMs} ms after the kill`,
+    );
   }, 180_000);
 });

@@ -53,7 +53,11 @@ describe("replicas and failover", () => {
     await new Promise((r) => setImmediate(r)); // let a placement round get under way
     first.crash();
     expect([...first.state.tasks.values()].filter((t) => t.state === "RUNNING").length).toBeLessThan(1000);
-    await sim.runUntil((s) => s.tasks.size >= 1000 && [...s.tasks.values()].filter((t) => t.state === "RUNNING").length === 1000, 60_000, "1,000 RUNNING");
+    await sim.runUntil(
+      (s) => s.tasks.size >= 1000 && [...s.tasks.values()].filter((t) => t.state === "RUNNING").length === 1000,
+      60_000,
+      "1,000 RUNNING",
+    );
     const next = sim.scheduler;
     expect(next).not.toBe(first);
     expect(next.leading).toBe(true);
@@ -96,7 +100,11 @@ describe("replicas and failover", () => {
     // It wakes still believing it leads: its first append is refused, and it steps down.
     const seq = next.state.seq;
     expect(stalled.leading).toBe(true);
-    await expect(stalled.commit([stalled.event("QuotaSet", { role: "x", cpus: 1, ramMb: 1, diskMb: 1, user: "zombie" }, "a write from a deposed leader")])).rejects.toThrow(FencedError);
+    await expect(
+      stalled.commit([
+        stalled.event("QuotaSet", { role: "x", cpus: 1, ramMb: 1, diskMb: 1, user: "zombie" }, "a write from a deposed leader"),
+      ]),
+    ).rejects.toThrow(FencedError);
     await sim.settle();
     expect(stalled.leading).toBe(false);
     expect(stalled.role).toBe("standby");

@@ -53,7 +53,8 @@ describe("API requests are checked before anything is decided", () => {
     const r = await api("job.create", { spec: testSpec("web", { environment: "production" }), user: "t" });
     expect(r).toEqual({
       ok: false,
-      error: 'invalid job spec (1 problem):\n  environment: must match the environments this scheduler allows, ^(prod|devel|test|staging\\d*)$ (got "production")',
+      error:
+        'invalid job spec (1 problem):\n  environment: must match the environments this scheduler allows, ^(prod|devel|test|staging\\d*)$ (got "production")',
     });
     expect((await api("job.create", { spec: testSpec("web", { environment: "prod" }), user: "t" })).ok).toBe(true);
     await c.stop();
@@ -89,7 +90,11 @@ describe("the leader never appends an event its fold would reject", () => {
     const s = c.scheduler;
     await s.intake.create({ spec: testSpec("one"), user: "t" });
     const job = s.state.jobs.get("www-data/devel/one")!;
-    const e = s.event("TaskCreated", { taskId: "second-copy", job: job.key, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }, "test");
+    const e = s.event(
+      "TaskCreated",
+      { taskId: "second-copy", job: job.key, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
+      "test",
+    );
     await expect(s.commit([e])).rejects.toThrow(/instance 0 of job www-data\/devel\/one already has a live task/);
   });
 
@@ -125,7 +130,8 @@ describe("the leader never appends an event its fold would reject", () => {
     await s.intake.create({ spec: testSpec("victim"), user: "t" });
     const taskId = jobStatus(s.state, "www-data/devel/victim")!.instances[0].taskId;
     await waitFor(s, (st) => st.tasks.get(taskId)?.state === "PENDING", "PENDING");
-    const assign = () => s.event("TaskAssigned", { taskId, agentId: "agent-1", host: "host-1", ports: {} }, "a decision made while the task was PENDING");
+    const assign = () =>
+      s.event("TaskAssigned", { taskId, agentId: "agent-1", host: "host-1", ports: {} }, "a decision made while the task was PENDING");
     // The kill is appended first and is still on the wire when the placement is committed.
     const kill = s.intake.kill({ job: "www-data/devel/victim", instances: null, user: "t" });
     const placed = s.commit([assign()], { recheck: true });

@@ -20,7 +20,13 @@ let cell: HaCell;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  cell = await HaCell.start({ schedulers: 2, agents: 1, policy: { agentTimeoutMs: 3000, reconcileWindowMs: 2000 }, leaseMs: 2000, prefix: "roost-poison-" });
+  cell = await HaCell.start({
+    schedulers: 2,
+    agents: 1,
+    policy: { agentTimeoutMs: 3000, reconcileWindowMs: 2000 },
+    leaseMs: 2000,
+    prefix: "roost-poison-",
+  });
   nc = await connect({ servers: cell.nats.urls });
 }, 120_000);
 
@@ -30,7 +36,12 @@ afterAll(async () => {
   expect(await cell.stop()).toEqual({ daemons: [], natsServers: [], taskProcesses: [] });
 }, 120_000);
 
-const spec = (name: string) => testSpec(name, { service: true, resources: { cpus: 0.01, ramMb: 1, diskMb: 1 }, processes: [{ name: "main", cmdline: "exec sleep 100000" }] });
+const spec = (name: string) =>
+  testSpec(name, {
+    service: true,
+    resources: { cpus: 0.01, ramMb: 1, diskMb: 1 },
+    processes: [{ name: "main", cmdline: "exec sleep 100000" }],
+  });
 
 async function lastSeq(): Promise<number> {
   return (await (await jetstreamManager(nc)).streams.info("ROOST")).state.last_seq;
@@ -47,7 +58,11 @@ async function createAndRun(name: string): Promise<string> {
   }
   const status = await cell.roostJson<{ instances: Array<{ taskId: string }> }>(["job", "status", `www-data/devel/${name}`]);
   const taskId = status.instances[0].taskId;
-  await cell.tail!.until((e: LogEvent) => e.type === "TaskStateChanged" && e.data.taskId === taskId && e.data.to === "RUNNING", `${taskId} RUNNING`, 60_000);
+  await cell.tail!.until(
+    (e: LogEvent) => e.type === "TaskStateChanged" && e.data.taskId === taskId && e.data.to === "RUNNING",
+    `${taskId} RUNNING`,
+    60_000,
+  );
   return taskId;
 }
 
@@ -57,8 +72,12 @@ describe("hostile input against a real cell", () => {
   it("a status update with a state no agent reports gets an error reply, and the log does not grow", async () => {
     running = await createAndRun("victim");
     const before = await lastSeq();
-    const ask = async (subject: string, data: Uint8Array) => unpack<{ ok: boolean; error?: string }>((await nc.request(subject, data, { timeout: 5000 })).data);
-    const bogus = await ask("roost.agent.status", pack({ agentId: "agent-1", update: { taskId: running, seq: 1_000_000, state: "BOGUS", ts: Date.now() } }));
+    const ask = async (subject: string, data: Uint8Array) =>
+      unpack<{ ok: boolean; error?: string }>((await nc.request(subject, data, { timeout: 5000 })).data);
+    const bogus = await ask(
+      "roost.agent.status",
+      pack({ agentId: "agent-1", update: { taskId: running, seq: 1_000_000, state: "BOGUS", ts: Date.now() } }),
+    );
     expect(bogus.ok).toBe(false);
     expect(bogus.error).toMatch(/^invalid status update: update\.state: must be a state an agent reports/);
     expect((await ask("roost.agent.status", new TextEncoder().encode("hello"))).ok).toBe(false);

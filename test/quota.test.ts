@@ -22,7 +22,8 @@ afterEach(async () => {
   c = null;
 });
 
-const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, { environment: "prod", tier: "preferred", service: true });
+const spec = (name: string, over: Record<string, unknown> = {}) =>
+  testSpec(name, over, { environment: "prod", tier: "preferred", service: true });
 
 const api = <T>(op: string, data: unknown) => c!.bus.request<Reply<T>>(subjects.api(op), data);
 const states = (job: string) => jobStatus(c!.scheduler.state, job)!.instances.map((i) => i.state);
@@ -80,7 +81,12 @@ describe("quota API (a scheduler, no agents)", () => {
   it("creates a production job within quota after quota.set, and reports quota, usage and headroom", async () => {
     c = await startCluster({ agents: 0 });
     const set = await c.scheduler.intake.setQuota({ role: "www-data", cpus: 1, ramMb: 256, diskMb: 512, user: "admin" });
-    expect(set).toMatchObject({ role: "www-data", quotaSet: true, quota: { cpus: 1, ramMb: 256, diskMb: 512 }, usage: { cpus: 0, ramMb: 0, diskMb: 0 } });
+    expect(set).toMatchObject({
+      role: "www-data",
+      quotaSet: true,
+      quota: { cpus: 1, ramMb: 256, diskMb: 512 },
+      usage: { cpus: 0, ramMb: 0, diskMb: 0 },
+    });
     const last = (await c.log.get(c.scheduler.state.seq))!.events[0];
     expect(last.type).toBe("QuotaSet");
     expect(last.reason).toBe("quota of role www-data set by admin: cpus 1, ramMb 256, diskMb 512 (was none)");
@@ -139,7 +145,9 @@ describe("quota API (a scheduler, no agents)", () => {
       c.scheduler.intake.create({ spec: spec("y", { resources: { cpus: 0.6, ramMb: 16, diskMb: 16 } }) }),
     ]);
     expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected"]);
-    expect(((results[1] as PromiseRejectedResult).reason as Error).message).toMatch(/needs cpus 0\.2 more \(quota 1, in use 0\.6, asked 0\.6\)/);
+    expect(((results[1] as PromiseRejectedResult).reason as Error).message).toMatch(
+      /needs cpus 0\.2 more \(quota 1, in use 0\.6, asked 0\.6\)/,
+    );
     expect(roleUsage(c.scheduler.state, "www-data").cpus).toBe(0.6);
   });
 
@@ -168,8 +176,14 @@ describe("quota API (a scheduler, no agents)", () => {
       c.scheduler.intake.setQuota({ role: "", cpus: 1, ramMb: 1, diskMb: -2 }),
       'invalid quota.set request (2 problems): role: must be a role name: letters, digits, "_", "." and "-", not starting with "." or "-", at most 64 characters (got ""); diskMb: must be an integer from 0 to 1099511627776 (got -2)',
     );
-    await refused(c.scheduler.intake.setQuota({ role: "www-data", cpus: Infinity, ramMb: 1, diskMb: 1 }), /cpus: must be a number from 0 to 1000000 \(got Infinity\)/);
-    await refused(c.scheduler.intake.setQuota({ role: "www data", cpus: 1, ramMb: 1, diskMb: 1 }), /^invalid quota\.set request \(1 problem\): role: must be a role name/);
+    await refused(
+      c.scheduler.intake.setQuota({ role: "www-data", cpus: Infinity, ramMb: 1, diskMb: 1 }),
+      /cpus: must be a number from 0 to 1000000 \(got Infinity\)/,
+    );
+    await refused(
+      c.scheduler.intake.setQuota({ role: "www data", cpus: 1, ramMb: 1, diskMb: 1 }),
+      /^invalid quota\.set request \(1 problem\): role: must be a role name/,
+    );
     // Over the bus, the same refusal is a {ok: false, error} reply.
     const r = await api("quota.set", { role: "www-data", cpus: "many", ramMb: 1, diskMb: 1 });
     expect(r).toEqual({ ok: false, error: 'invalid quota.set request (1 problem): cpus: must be a number from 0 to 1000000 (got "many")' });
@@ -184,9 +198,18 @@ describe("quota API (a scheduler, no agents)", () => {
       c.scheduler.intake.add({ job: "www-data/prod/nope", count: 1 }),
       "job www-data/prod/nope does not exist; rule: instances can only be added to an existing job — create it first",
     );
-    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: 0 }), "invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got 0)");
-    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: 1.5 }), "invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got 1.5)");
-    await refused(c.scheduler.intake.add({ job: "www-data/prod/web", count: "2" as never }), 'invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got "2")');
+    await refused(
+      c.scheduler.intake.add({ job: "www-data/prod/web", count: 0 }),
+      "invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got 0)",
+    );
+    await refused(
+      c.scheduler.intake.add({ job: "www-data/prod/web", count: 1.5 }),
+      "invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got 1.5)",
+    );
+    await refused(
+      c.scheduler.intake.add({ job: "www-data/prod/web", count: "2" as never }),
+      'invalid job.add request (1 problem): count: must be an integer from 1 to 4000 (got "2")',
+    );
     await refused(
       c.scheduler.intake.add({ job: "web", count: 1 }),
       'invalid job.add request (1 problem): job: must be a job key ROLE/ENV/NAME (three parts of 1 to 64 characters, separated by /) (got "web")',
@@ -237,12 +260,20 @@ describe("quota with agents running tasks", () => {
     c = await startCluster({ agents: 2 });
     await c.scheduler.intake.create({ spec: spec("web", { tier: "preemptible" }) });
     await waitFor(c.scheduler, () => states("www-data/prod/web").every((s) => s === "RUNNING"), "instance 0 RUNNING");
-    const r = await api<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", { job: "www-data/prod/web", count: 2, user: "carol" });
+    const r = await api<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", {
+      job: "www-data/prod/web",
+      count: 2,
+      user: "carol",
+    });
     expect(r.ok && r.value.instances).toEqual([1, 2]);
-    await waitFor(c.scheduler, () => {
-      const st = states("www-data/prod/web");
-      return st.length === 3 && st.every((s) => s === "RUNNING");
-    }, "3 instances RUNNING");
+    await waitFor(
+      c.scheduler,
+      () => {
+        const st = states("www-data/prod/web");
+        return st.length === 3 && st.every((s) => s === "RUNNING");
+      },
+      "3 instances RUNNING",
+    );
     expect(jobStatus(c.scheduler.state, "www-data/prod/web")!.configuredInstances).toBe(3);
   });
 
@@ -255,10 +286,14 @@ describe("quota with agents running tasks", () => {
     await refused(c.scheduler.intake.create({ spec: spec("other") }), /needs cpus 0\.1 more \(quota 0\.3, in use 0\.3, asked 0\.1\)/);
 
     await c.scheduler.intake.kill({ job: "www-data/prod/web", instances: [1, 2], user: "dave" });
-    await waitFor(c.scheduler, () => {
-      const st = states("www-data/prod/web");
-      return st[0] === "RUNNING" && TERMINAL_STATES.has(st[1]) && TERMINAL_STATES.has(st[2]);
-    }, "instances 1 and 2 terminal");
+    await waitFor(
+      c.scheduler,
+      () => {
+        const st = states("www-data/prod/web");
+        return st[0] === "RUNNING" && TERMINAL_STATES.has(st[1]) && TERMINAL_STATES.has(st[2]);
+      },
+      "instances 1 and 2 terminal",
+    );
     expect(quotaReport(c.scheduler.state, "www-data")).toMatchObject({
       usage: { cpus: 0.1, ramMb: 16, diskMb: 16 },
       headroom: { cpus: 0.2, ramMb: 32, diskMb: 32 },
@@ -272,7 +307,8 @@ describe("quota with agents running tasks", () => {
 
 describe("roleUsage over a folded log", () => {
   let seq = 0;
-  const ev = <T extends EventType>(type: T, data: EventPayloads[T]) => makeEnvelope(type, data, { epoch: 1, ts: 1000 + seq, corr: "t", reason: "test" }) as AnyEnvelope;
+  const ev = <T extends EventType>(type: T, data: EventPayloads[T]) =>
+    makeEnvelope(type, data, { epoch: 1, ts: 1000 + seq, corr: "t", reason: "test" }) as AnyEnvelope;
   const fold = (state: ClusterState, ...events: AnyEnvelope[]) => foldRecord(state, ++seq, events);
 
   it("counts an instance whose task ended but is owed a replacement, and not one that is killed", () => {
@@ -283,20 +319,49 @@ describe("roleUsage over a folded log", () => {
       s,
       ev("QuotaSet", { role: "www-data", cpus: 1, ramMb: 20, diskMb: 40, user: "admin" }),
       ev("JobCreated", { job, configVersion: 1 }),
-      ev("TaskCreated", { taskId: "t0", job: "www-data/prod/svc", instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }),
-      ev("TaskCreated", { taskId: "t1", job: "www-data/prod/svc", instance: 1, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }),
+      ev("TaskCreated", {
+        taskId: "t0",
+        job: "www-data/prod/svc",
+        instance: 0,
+        configVersion: 1,
+        ancestorId: null,
+        failureCount: 0,
+        state: "PENDING",
+      }),
+      ev("TaskCreated", {
+        taskId: "t1",
+        job: "www-data/prod/svc",
+        instance: 1,
+        configVersion: 1,
+        ancestorId: null,
+        failureCount: 0,
+        state: "PENDING",
+      }),
     );
-    expect(roleUsage(s, "www-data")).toEqual({ cpus: 1, ramMb: 20, diskMb: 40, jobs: [{ job: "www-data/prod/svc", instances: 2, cpus: 1, ramMb: 20, diskMb: 40 }] });
+    expect(roleUsage(s, "www-data")).toEqual({
+      cpus: 1,
+      ramMb: 20,
+      diskMb: 40,
+      jobs: [{ job: "www-data/prod/svc", instances: 2, cpus: 1, ramMb: 20, diskMb: 40 }],
+    });
     // Instance 0's task ends and waits for its replacement: still counted (the replacement will need it).
     const t0 = s.tasks.get("t0")!;
     t0.state = "FAILED";
     t0.rescheduleWanted = true;
     expect(roleUsage(s, "www-data").cpus).toBe(1);
-    expect(quotaCheck(s, "www-data", { cpus: 0.5, ramMb: 10, diskMb: 20 })).toMatch(/^role www-data is over its production quota: needs cpus 0\.5 more/);
+    expect(quotaCheck(s, "www-data", { cpus: 0.5, ramMb: 10, diskMb: 20 })).toMatch(
+      /^role www-data is over its production quota: needs cpus 0\.5 more/,
+    );
     // Killing instance 1 frees its share at once, while its task is still KILLING on its agent.
     fold(
       s,
-      ev("AgentRegistered", { agentId: "a1", host: "h1", attributes: {}, resources: { cpus: 4, ramMb: 1024, diskMb: 1024, ports: [] }, bootId: "b1" }),
+      ev("AgentRegistered", {
+        agentId: "a1",
+        host: "h1",
+        attributes: {},
+        resources: { cpus: 4, ramMb: 1024, diskMb: 1024, ports: [] },
+        bootId: "b1",
+      }),
       ev("TaskAssigned", { taskId: "t1", agentId: "a1", host: "h1", ports: {} }),
     );
     expect(s.tasks.get("t1")!.state).toBe("ASSIGNED");

@@ -19,7 +19,8 @@ afterEach(async () => {
 
 const MIN = 60_000;
 
-const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, { role: "www", resources: { cpus: 1, ramMb: 1024, diskMb: 100 }, processes: [{ name: "main", cmdline: "serve" }] });
+const spec = (name: string, over: Record<string, unknown> = {}) =>
+  testSpec(name, over, { role: "www", resources: { cpus: 1, ramMb: 1024, diskMb: 100 }, processes: [{ name: "main", cmdline: "serve" }] });
 
 const hostsOf = (s: Sim, job: string) => s.status(job).instances.map((i) => i.host);
 const statesOf = (s: Sim, job: string) => s.status(job).instances.map((i) => i.state);
@@ -70,9 +71,14 @@ describe("placement rules", () => {
     await sim.advance(5_000);
     expect(hostsOf(sim, "www/devel/plain").every((h) => h!.startsWith("gen"))).toBe(true);
     expect(hostsOf(sim, "www/devel/db").every((h) => h!.startsWith("db"))).toBe(true);
-    await expect(sim.createJob({ ...spec("other", { constraints: { dedicated: "www/db" } }), role: "ads" })).rejects.toThrow(/only role "www" may use these hosts/);
+    await expect(sim.createJob({ ...spec("other", { constraints: { dedicated: "www/db" } }), role: "ads" })).rejects.toThrow(
+      /only role "www" may use these hosts/,
+    );
     await sim.stop();
-    sim = await Sim.start({ seed: 3, agents: [{ count: 2, cpus: 8, ramMb: 16384, diskMb: 10000, attributes: () => ({ dedicated: "ml/train" }) }] });
+    sim = await Sim.start({
+      seed: 3,
+      agents: [{ count: 2, cpus: 8, ramMb: 16384, diskMb: 10000, attributes: () => ({ dedicated: "ml/train" }) }],
+    });
     await sim.createJob(spec("plain"));
     await sim.advance(5_000);
     expect(sim.status("www/devel/plain").instances[0].reason).toBe("Host is dedicated");
@@ -139,7 +145,10 @@ describe("placement rules", () => {
     await sim.advance(5_000);
     expect(sim.status("www/devel/fat").instances[0].reason).toBe("Insufficient: ramMb");
     expect(sim.status("www/devel/zoned").instances[0].reason).toBe("Constraint not satisfied: zone");
-    const why = await sim.request<{ summary: string; vetoes: Array<{ reason: string; hosts: number; examples: Array<{ detail: string }> }> }>("task.why", { taskId: sim.status("www/devel/fat").instances[0].taskId });
+    const why = await sim.request<{
+      summary: string;
+      vetoes: Array<{ reason: string; hosts: number; examples: Array<{ detail: string }> }>;
+    }>("task.why", { taskId: sim.status("www/devel/fat").instances[0].taskId });
     expect(why.summary).toMatch(/none of 2 hosts can take it/);
     expect(why.vetoes[0]).toMatchObject({ reason: "Insufficient: ramMb", hosts: 2 });
     expect(why.vetoes[0].examples[0].detail).toBe("needs ramMb 4096, free 2048 of 2048");
@@ -220,7 +229,9 @@ describe("preemption", () => {
     const victims = [...sim.state.tasks.values()].filter((t) => t.job === "www/devel/batchy" && t.state === "KILLED");
     expect(victims).toHaveLength(1);
     const vh = await withReasons(taskHistory(sim.state, victims[0].taskId)!, sim.log);
-    expect(vh.events.find((e) => e.state === "PREEMPTING")!.reason).toMatch(/production \(tier preferred\) preempts preemptible \(tier preemptible\)/);
+    expect(vh.events.find((e) => e.state === "PREEMPTING")!.reason).toMatch(
+      /production \(tier preferred\) preempts preemptible \(tier preemptible\)/,
+    );
     const prod = sim.status("www/prod/prod").instances[0];
     const ph = await withReasons(taskHistory(sim.state, prod.taskId)!, sim.log);
     expect(ph.events.find((e) => e.state === "ASSIGNED")!.reason).toMatch(/in the slot the preemptor held for it/);

@@ -31,7 +31,10 @@ const states = (c: TestCluster, job: string) => jobStatus(c.scheduler.state, job
 
 describe("scheduler on the in-memory log", () => {
   it("places a 3-instance service with named ports and brings every instance to RUNNING", async () => {
-    const r = await c.scheduler.intake.create({ spec: spec("web", { instances: 3, service: true, resources: { cpus: 0.1, ramMb: 16, diskMb: 16, ports: ["http"] } }), user: "alice" });
+    const r = await c.scheduler.intake.create({
+      spec: spec("web", { instances: 3, service: true, resources: { cpus: 0.1, ramMb: 16, diskMb: 16, ports: ["http"] } }),
+      user: "alice",
+    });
     expect(r.taskIds).toHaveLength(3);
     await waitFor(c.scheduler, () => states(c, "www-data/devel/web").every((s) => s === "RUNNING"), "3 RUNNING");
     const st = jobStatus(c.scheduler.state, "www-data/devel/web")!;
@@ -51,10 +54,14 @@ describe("scheduler on the in-memory log", () => {
     // Kill the process by hand, as an operator would (the RUNNING reason names its pid).
     expect(agent).toBeDefined();
     process.kill(runningPid(first.taskId), "SIGKILL");
-    await waitFor(c.scheduler, () => {
-      const i = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
-      return i.taskId !== first.taskId && i.state === "RUNNING";
-    }, "replacement RUNNING");
+    await waitFor(
+      c.scheduler,
+      () => {
+        const i = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
+        return i.taskId !== first.taskId && i.state === "RUNNING";
+      },
+      "replacement RUNNING",
+    );
     const old = taskHistory(c.scheduler.state, first.taskId)!;
     expect(old.state).toBe("FAILED");
     expect(old.exitCode).toBe(137);
@@ -71,10 +78,14 @@ describe("scheduler on the in-memory log", () => {
 
   it("retries a failing batch task up to maxTaskFailures, then leaves it FAILED", async () => {
     await c.scheduler.intake.create({ spec: spec("flaky", { maxTaskFailures: 3, processes: [{ name: "main", cmdline: "exit 3" }] }) });
-    await waitFor(c.scheduler, () => {
-      const i = jobStatus(c.scheduler.state, "www-data/devel/flaky")!.instances[0];
-      return i.state === "FAILED" && i.failureCount === 3;
-    }, "third failure");
+    await waitFor(
+      c.scheduler,
+      () => {
+        const i = jobStatus(c.scheduler.state, "www-data/devel/flaky")!.instances[0];
+        return i.state === "FAILED" && i.failureCount === 3;
+      },
+      "third failure",
+    );
     const tasks = [...c.scheduler.state.tasks.values()].filter((t) => t.job === "www-data/devel/flaky");
     expect(tasks).toHaveLength(3);
     expect(tasks.every((t) => t.state === "FAILED" && t.exitCode === 3)).toBe(true);
@@ -82,7 +93,9 @@ describe("scheduler on the in-memory log", () => {
   });
 
   it("kills a job: every instance ends KILLED and no process is left", async () => {
-    await c.scheduler.intake.create({ spec: spec("doomed", { instances: 2, service: true, processes: [{ name: "main", cmdline: "sleep 1000 & wait" }] }) });
+    await c.scheduler.intake.create({
+      spec: spec("doomed", { instances: 2, service: true, processes: [{ name: "main", cmdline: "sleep 1000 & wait" }] }),
+    });
     await waitFor(c.scheduler, () => states(c, "www-data/devel/doomed").every((s) => s === "RUNNING"), "RUNNING");
     const pids = jobStatus(c.scheduler.state, "www-data/devel/doomed")!.instances.map((i) => runningPid(i.taskId));
     await c.scheduler.intake.kill({ job: "www-data/devel/doomed", user: "bob" });
@@ -94,7 +107,9 @@ describe("scheduler on the in-memory log", () => {
 
   it("refuses an invalid spec with the field and rule, and appends nothing", async () => {
     const before = c.scheduler.state.seq;
-    await expect(c.scheduler.intake.create({ spec: spec("bad", { resources: { cpus: 0.1, ramMb: -5, diskMb: 16 } }) })).rejects.toThrow(/resources\.ramMb/);
+    await expect(c.scheduler.intake.create({ spec: spec("bad", { resources: { cpus: 0.1, ramMb: -5, diskMb: 16 } }) })).rejects.toThrow(
+      /resources\.ramMb/,
+    );
     expect(c.scheduler.state.seq).toBe(before);
   });
 
@@ -128,7 +143,10 @@ describe("status ingestion", () => {
       kills.push([taskId, agentId]);
       kill(taskId, agentId, why);
     };
-    const r = await c.scheduler.statusIngest.handle({ agentId: "agent-1", update: { taskId: "ghost-task", seq: 1, state: "RUNNING", ts: 1 } });
+    const r = await c.scheduler.statusIngest.handle({
+      agentId: "agent-1",
+      update: { taskId: "ghost-task", seq: 1, state: "RUNNING", ts: 1 },
+    });
     expect(r).toEqual({ ok: true, value: { duplicate: false } });
     expect(kills).toEqual([["ghost-task", "agent-1"]]);
     expect(c.scheduler.state.seq).toBe(before);
@@ -136,7 +154,10 @@ describe("status ingestion", () => {
 
   it("refuses a status from an agent the log does not know, and logs nothing", async () => {
     const before = c.scheduler.state.seq;
-    const r = await c.scheduler.statusIngest.handle({ agentId: "agent-stray", update: { taskId: "ghost-task", seq: 1, state: "RUNNING", ts: 1 } });
+    const r = await c.scheduler.statusIngest.handle({
+      agentId: "agent-stray",
+      update: { taskId: "ghost-task", seq: 1, state: "RUNNING", ts: 1 },
+    });
     expect(r).toEqual({ ok: false, error: "agentId: agent agent-stray is not registered; rule: an agent registers before it reports" });
     expect(c.scheduler.state.seq).toBe(before);
   });
@@ -147,13 +168,20 @@ describe("status ingestion", () => {
     const t = c.scheduler.state.tasks.get(jobStatus(c.scheduler.state, "www-data/devel/poison")!.instances[0].taskId)!;
     const before = c.scheduler.state.seq;
     for (const state of ["BOGUS", "PENDING", "KILLING", "DELETED", 7, null]) {
-      const r = await c.scheduler.statusIngest.handle({ agentId: t.agentId, update: { taskId: t.taskId, seq: t.agentSeq + 1, state, ts: 1 } });
+      const r = await c.scheduler.statusIngest.handle({
+        agentId: t.agentId,
+        update: { taskId: t.taskId, seq: t.agentSeq + 1, state, ts: 1 },
+      });
       expect(r.ok).toBe(false);
-      expect(!r.ok && r.error).toMatch(/^invalid status update: update\.state: must be a state an agent reports: STARTING, RUNNING, FINISHED, FAILED, KILLED, LOST/);
+      expect(!r.ok && r.error).toMatch(
+        /^invalid status update: update\.state: must be a state an agent reports: STARTING, RUNNING, FINISHED, FAILED, KILLED, LOST/,
+      );
     }
     // From another agent than the one the log places it on: a stray, killed there; nothing logged.
     const other = [...c.scheduler.state.agents.keys()].find((a) => a !== t.agentId)!;
-    expect(await c.scheduler.statusIngest.handle({ agentId: other, update: { taskId: t.taskId, seq: t.agentSeq + 1, state: "FAILED", ts: 1 } })).toEqual({ ok: true, value: { duplicate: false } });
+    expect(
+      await c.scheduler.statusIngest.handle({ agentId: other, update: { taskId: t.taskId, seq: t.agentSeq + 1, state: "FAILED", ts: 1 } }),
+    ).toEqual({ ok: true, value: { duplicate: false } });
     expect(c.scheduler.state.seq).toBe(before);
     expect(c.scheduler.state.tasks.get(t.taskId)!.state).toBe("RUNNING");
     expect(c.scheduler.state.anomalies).toEqual([]);
@@ -164,7 +192,8 @@ describe("status ingestion", () => {
     const r = await c.scheduler.statusIngest.handle({ agentId: "agent-1", update: { taskId: 5 } });
     expect(r).toEqual({
       ok: false,
-      error: "invalid status update: update.seq: is required; update.state: is required; update.ts: is required; update.taskId: must be a string: 1 to 256 characters (got 5)",
+      error:
+        "invalid status update: update.seq: is required; update.state: is required; update.ts: is required; update.taskId: must be a string: 1 to 256 characters (got 5)",
     });
     expect(c.scheduler.state.seq).toBe(before);
   });

@@ -73,7 +73,16 @@ describe("feasibility checks", () => {
 
 describe("offers", () => {
   it("hand out ports lowest first, skipping used ones and those given out this round", () => {
-    const b = new StateBuilder().agent("a1", {}, { ports: [[31000, 31002], [32000, 32001]] });
+    const b = new StateBuilder().agent(
+      "a1",
+      {},
+      {
+        ports: [
+          [31000, 31002],
+          [32000, 32001],
+        ],
+      },
+    );
     const job = b.job({ name: "j", resources: { cpus: 1, ramMb: 10, diskMb: 10, ports: ["http"] } });
     b.place(b.task(job, 0), "a1", { http: 31001 });
     const offers = new OfferBook(b.state);
@@ -120,7 +129,9 @@ describe("stack", () => {
     expect(out.blocked).toBe("Limit not satisfied: host");
     const d = out.assignments[2].decision;
     expect(d).toMatchObject({ mode: "spread", evaluated: 3, feasible: 1, vetoes: { "Limit not satisfied: host": 2 } });
-    expect(out.assignments[0].reason).toMatch(/^spread on a\d \(score [\d.]+, best of 3 feasible among 3 hosts looked at\); next: a\d score/);
+    expect(out.assignments[0].reason).toMatch(
+      /^spread on a\d \(score [\d.]+, best of 3 feasible among 3 hosts looked at\); next: a\d score/,
+    );
   });
 
   it("looks at no more feasible hosts than candidateLimit, and rotates where it starts", () => {
@@ -137,7 +148,14 @@ describe("stack", () => {
   it("reports the host that came closest: a resource shortfall beats a constraint", () => {
     const b = new StateBuilder().agent("a1", { zone: "z1" }).agent("a2", { zone: "z2" }, { ramMb: 512 });
     const job = b.job({ name: "j", constraints: { zone: "z2" } });
-    const out = new PlacementStack({ placementMode: "spread", candidateLimit: 16 }).placeGroup(b.state, new OfferBook(b.state), [...b.state.agents.values()], group(b, "j"), [b.task(job, 0)], 10);
+    const out = new PlacementStack({ placementMode: "spread", candidateLimit: 16 }).placeGroup(
+      b.state,
+      new OfferBook(b.state),
+      [...b.state.agents.values()],
+      group(b, "j"),
+      [b.task(job, 0)],
+      10,
+    );
     expect(out.blocked).toBe("Insufficient: ramMb");
   });
 });

@@ -51,15 +51,18 @@ faults:
       "faults[0].kind:",
       "faults[1].instance: required",
     ]) {
-      expect(issues.some((i) => i.startsWith(field)), `${field} in\n${issues.join("\n")}`).toBe(true);
+      expect(
+        issues.some((i) => i.startsWith(field)),
+        `${field} in\n${issues.join("\n")}`,
+      ).toBe(true);
     }
     expect((err as Error).message).toMatch(/^invalid scenario bad\.yaml \(\d+ problems\):/);
   });
 
   it("knows the agents it defines, and reads job spec files relative to itself", () => {
-    expect(() => parseScenario("agents: [{count: 2, cpus: 1, ramMb: 1, diskMb: 1}]\nfaults: [{at: 1, kind: crashAgent, agent: agent-3}]")).toThrow(
-      /faults\[0\]\.agent: no such agent; agents: agent-1, agent-2/,
-    );
+    expect(() =>
+      parseScenario("agents: [{count: 2, cpus: 1, ramMb: 1, diskMb: 1}]\nfaults: [{at: 1, kind: crashAgent, agent: agent-3}]"),
+    ).toThrow(/faults\[0\]\.agent: no such agent; agents: agent-1, agent-2/);
     const sc = parseScenario(
       "until: 1000\nagents: [{count: 1, cpus: 1, ramMb: 64, diskMb: 64}]\njobs: [{at: 5, file: ../batch-job.yaml, behavior: {runMs: 10}}]",
       "inline.yaml",

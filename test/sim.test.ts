@@ -13,7 +13,8 @@ import { Sim } from "../src/sim/sim.js";
 import { SimAgent } from "../src/sim/simAgent.js";
 import { testSpec } from "./support/specs.js";
 
-const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, { resources: { cpus: 0.5, ramMb: 64, diskMb: 64 }, processes: [{ name: "main", cmdline: "run" }] });
+const spec = (name: string, over: Record<string, unknown> = {}) =>
+  testSpec(name, over, { resources: { cpus: 0.5, ramMb: 64, diskMb: 64 }, processes: [{ name: "main", cmdline: "run" }] });
 
 const AGENTS = [{ count: 3, cpus: 4, ramMb: 4096, diskMb: 8192, attributes: (i: number) => ({ rack: `r${i % 2}` }) }];
 
@@ -154,7 +155,14 @@ describe("SimAgent", () => {
       statusRetryMs: 50,
     });
     expect(await agent.start()).toBe(true);
-    const launch = (taskId: string): LaunchRequest => ({ taskId, job: "r/devel/j", instance: 0, processes: [{ name: "m", cmdline: "x" }], ports: {}, resources: { cpus: 1, ramMb: 1, diskMb: 1 } });
+    const launch = (taskId: string): LaunchRequest => ({
+      taskId,
+      job: "r/devel/j",
+      instance: 0,
+      processes: [{ name: "m", cmdline: "x" }],
+      ports: {},
+      resources: { cpus: 1, ramMb: 1, diskMb: 1 },
+    });
     expect(await bus.request(subjects.launch("a1"), launch("t1"))).toEqual({ ok: true });
     expect(await bus.request(subjects.launch("a1"), launch("t2"))).toEqual({ ok: true });
     expect(await bus.request(subjects.launch("a1"), launch("t1"))).toEqual({ ok: true }); // a retried launch
@@ -231,7 +239,11 @@ describe("Sim: the scheduler's rules under simulated agents", () => {
     expect(sim.state.tasks.get(first)!.state).toBe("FAILED");
     expect(sim.state.tasks.get(first)!.exitCode).toBe(137);
     expect(() => agent.exitTask(first, 1)).toThrow(/does not run task/);
-    const took = await sim.runUntil((s) => current(s, job, 0).taskId !== first && current(s, job, 0).state === "RUNNING", 10 * 60_000, "replacement RUNNING");
+    const took = await sim.runUntil(
+      (s) => current(s, job, 0).taskId !== first && current(s, job, 0).state === "RUNNING",
+      10 * 60_000,
+      "replacement RUNNING",
+    );
     expect(took).toBeGreaterThanOrEqual(0);
     const next = current(sim.state, job, 0);
     expect(next.ancestorId).toBe(first);
@@ -239,7 +251,11 @@ describe("Sim: the scheduler's rules under simulated agents", () => {
     // A service that ends by itself (exit 0 after runMs) is run again too.
     sim.behave(job, { runMs: 10 * 60_000, exitCode: 0 });
     sim.agentOf(next.taskId)!.exitTask(next.taskId, 0);
-    await sim.runUntil((s) => current(s, job, 0).ancestorId === next.taskId && current(s, job, 0).state === "RUNNING", 10 * 60_000, "third run RUNNING");
+    await sim.runUntil(
+      (s) => current(s, job, 0).ancestorId === next.taskId && current(s, job, 0).state === "RUNNING",
+      10 * 60_000,
+      "third run RUNNING",
+    );
     const third = current(sim.state, job, 0);
     await sim.runUntil((s) => s.tasks.get(third.taskId)!.state === "FINISHED", 11 * 60_000, "third run FINISHED");
     await sim.runUntil((s) => current(s, job, 0).ancestorId === third.taskId, 10 * 60_000, "fourth run created");

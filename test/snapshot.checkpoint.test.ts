@@ -20,7 +20,15 @@ import { syntheticLog } from "../src/sim/synthetic.js";
 import { waitFor } from "./support/cluster.js";
 import { testSpec } from "./support/specs.js";
 
-const member = (id: string, role: "leader" | "standby", ts: number): MemberStatus => ({ id, role, ts, pid: 1, host: "h", epoch: 1, appliedSeq: 0 });
+const member = (id: string, role: "leader" | "standby", ts: number): MemberStatus => ({
+  id,
+  role,
+  ts,
+  pid: 1,
+  host: "h",
+  epoch: 1,
+  appliedSeq: 0,
+});
 
 function syntheticState(events: number): ClusterState {
   const s = new ClusterState();
@@ -119,7 +127,16 @@ describe("snapshots in a replicated scheduler", () => {
     const members = new MemoryMemberBoard();
     const replicas: Scheduler[] = [];
     for (const id of ids) {
-      const s = new Scheduler({ log, bus, schedulerId: id, lease: board.lease(), members, snapshots: store, snapshotEvery: 20, snapshotSliceMs: 0 });
+      const s = new Scheduler({
+        log,
+        bus,
+        schedulerId: id,
+        lease: board.lease(),
+        members,
+        snapshots: store,
+        snapshotEvery: 20,
+        snapshotSliceMs: 0,
+      });
       await s.start();
       if (replicas.length === 0) await waitFor(s, () => s.leading && !s.reconciling, `${id} leading`, 10_000);
       replicas.push(s);

@@ -209,7 +209,9 @@ describe("an empty snapshot bucket", () => {
       try {
         await writeLog(first, records.slice(0, 10));
         for (let i = 0; i < 2; i++) logs.push(await openJetStreamLog({ servers: urls, stream: "SNAP_RACE", create: false }));
-        const results = await Promise.all(logs.map(async (log) => coldStart(log, await SnapshotStore.forLog(log, { bucket: "snap_race", timeoutMs: 60_000 }))));
+        const results = await Promise.all(
+          logs.map(async (log) => coldStart(log, await SnapshotStore.forLog(log, { bucket: "snap_race", timeoutMs: 60_000 }))),
+        );
         for (const r of results) {
           expect(r).toMatchObject({ fromSnapshot: null, skipped: [], tailRecords: 10 });
           expect(stateHash(r.state)).toBe(stateHash(foldPrefix(10)));
@@ -246,7 +248,13 @@ describe("roost snapshot list / verify (the built CLI)", () => {
       const good = await roost(["snapshot", "verify", ...args, "--name", snapshotName(40), "--json"], dir);
       expect(good.code).toBe(0);
       const goodReport = JSON.parse(good.stdout);
-      expect(goodReport).toMatchObject({ name: snapshotName(40), seq: 40, match: true, snapshotHash: stateHash(foldPrefix(40)), logHash: stateHash(foldPrefix(40)) });
+      expect(goodReport).toMatchObject({
+        name: snapshotName(40),
+        seq: 40,
+        match: true,
+        snapshotHash: stateHash(foldPrefix(40)),
+        logHash: stateHash(foldPrefix(40)),
+      });
       const goodText = await roost(["snapshot", "verify", ...args, "--name", snapshotName(40)], dir);
       expect(goodText.stdout).toMatch(/^match: snap\/000000000040/);
 
@@ -258,7 +266,11 @@ describe("roost snapshot list / verify (the built CLI)", () => {
 
       const newest = await roost(["snapshot", "verify", ...args, "--json"], dir); // default: the newest, garbage
       expect(newest.code).toBe(1);
-      expect(JSON.parse(newest.stdout)).toMatchObject({ name: snapshotName(55), match: false, problem: expect.stringMatching(/does not decode/) });
+      expect(JSON.parse(newest.stdout)).toMatchObject({
+        name: snapshotName(55),
+        match: false,
+        problem: expect.stringMatching(/does not decode/),
+      });
 
       writeFileSync(join(dir, "cluster.json"), JSON.stringify({ mode: "embedded", http: "http://127.0.0.1:9" }));
       const embedded = await roost(["snapshot", "list", "--cluster", join(dir, "cluster.json")], dir);

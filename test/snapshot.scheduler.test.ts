@@ -61,7 +61,13 @@ describe("snapshots in the scheduler", () => {
     await waitForSnapshot(store, 1);
     await s1.stop();
     const newest = (await store.list())[0];
-    await store.putBytes(`snap/${String(newest.seq + 1).padStart(12, "0")}`, new Uint8Array([1, 2, 3]), { description: "garbage", eventCount: 0, stateHash: "x", createdTs: 0, tasks: 0 });
+    await store.putBytes(`snap/${String(newest.seq + 1).padStart(12, "0")}`, new Uint8Array([1, 2, 3]), {
+      description: "garbage",
+      eventCount: 0,
+      stateHash: "x",
+      createdTs: 0,
+      tasks: 0,
+    });
     const s2 = new Scheduler({ log, bus: new MemoryBus(), schedulerId: "b", snapshots: store });
     await s2.start();
     expect(s2.startedFrom).toMatchObject({ snapshot: newest.name, skipped: 1 });

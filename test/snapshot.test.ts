@@ -80,9 +80,28 @@ function referenceStateHash(state: ClusterState): string {
   const section = <T>(name: string, m: Map<string, T>, project: (v: T) => unknown) => {
     for (const key of [...m.keys()].sort()) h.update(`${name}:${key}=${canonical(project(m.get(key)!))}\n`);
   };
-  section("job", state.jobs, (j: JobRecord) => ({ config: j.config, configVersion: j.configVersion, configs: j.configs, createdSeq: j.createdSeq, createdTs: j.createdTs, instances: j.instances, killedInstances: j.killedInstances }));
+  section("job", state.jobs, (j: JobRecord) => ({
+    config: j.config,
+    configVersion: j.configVersion,
+    configs: j.configs,
+    createdSeq: j.createdSeq,
+    createdTs: j.createdTs,
+    instances: j.instances,
+    killedInstances: j.killedInstances,
+  }));
   section("task", state.tasks, digestTask);
-  section("agent", state.agents, (a: AgentRecord) => ({ host: a.host, attributes: a.attributes, resources: a.resources, bootId: a.bootId, state: a.state, registeredSeq: a.registeredSeq, registeredTs: a.registeredTs, used: a.used, usedPorts: a.usedPorts, tasks: a.tasks }));
+  section("agent", state.agents, (a: AgentRecord) => ({
+    host: a.host,
+    attributes: a.attributes,
+    resources: a.resources,
+    bootId: a.bootId,
+    state: a.state,
+    registeredSeq: a.registeredSeq,
+    registeredTs: a.registeredTs,
+    used: a.used,
+    usedPorts: a.usedPorts,
+    tasks: a.tasks,
+  }));
   return h.digest("hex");
 }
 
@@ -223,7 +242,14 @@ describe("snapshot header and errors", () => {
 
   it("has a plain MessagePack header: format, version, seq, eventCount, stateHash, createdTs", () => {
     const [header] = packr.unpack(bytes) as [Record<string, unknown>, Uint8Array];
-    expect(header).toMatchObject({ format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, seq: state.seq, eventCount: state.eventCount, stateHash: stateHash(state), createdTs: 1234 });
+    expect(header).toMatchObject({
+      format: SNAPSHOT_FORMAT,
+      version: SNAPSHOT_VERSION,
+      seq: state.seq,
+      eventCount: state.eventCount,
+      stateHash: stateHash(state),
+      createdTs: 1234,
+    });
     expect(readSnapshotHeader(bytes)).toEqual(header);
     expect(readSnapshot(bytes).header).toEqual(header);
   });
@@ -250,7 +276,10 @@ describe("snapshot header and errors", () => {
     expect(() => decodeSnapshot(bad)).toThrow(SnapshotError);
     expect(() => decodeSnapshot(bad)).toThrow(/hash mismatch/);
     // Another state's body under this header.
-    const [, otherBody] = packr.unpack(encodeSnapshot(foldAll([...syntheticLog({ seed: 22, events: 3_000, agents: 5 })]))) as [unknown, Uint8Array];
+    const [, otherBody] = packr.unpack(encodeSnapshot(foldAll([...syntheticLog({ seed: 22, events: 3_000, agents: 5 })]))) as [
+      unknown,
+      Uint8Array,
+    ];
     expect(() => decodeSnapshot(rewrite((h) => [h, otherBody]))).toThrow(SnapshotError);
   });
 
@@ -264,7 +293,13 @@ describe("snapshot header and errors", () => {
   });
 
   it("refuses bytes that are no snapshot", () => {
-    for (const junk of [new Uint8Array(0), new TextEncoder().encode("garbage, not a snapshot"), packr.pack({ format: SNAPSHOT_FORMAT }), packr.pack([1, 2]), bytes.subarray(0, bytes.length >> 1)]) {
+    for (const junk of [
+      new Uint8Array(0),
+      new TextEncoder().encode("garbage, not a snapshot"),
+      packr.pack({ format: SNAPSHOT_FORMAT }),
+      packr.pack([1, 2]),
+      bytes.subarray(0, bytes.length >> 1),
+    ]) {
       expect(() => decodeSnapshot(junk)).toThrow(SnapshotError);
     }
   });
@@ -323,7 +358,26 @@ describe("stateHash writes the same bytes as the string implementation", () => {
     const s = foldAll([...syntheticLog({ seed: 14, events: 500, agents: 3 })]);
     // biome-ignore lint/suspicious/noSparseArray: a hole is one of the odd values the codecs must carry
     const sparse = [1, , undefined, "x"];
-    s.leader = { schedulerId: "s\u00e9", epoch: 1e21, host: "h", pid: -0, seq: Number.NaN, ts: 1.5, extra: { sparse, set: new Set([3, "3", 10, 2]), map: new Map<unknown, unknown>([[10, "a"], [2, new Set([1])], ["2", null], [true, [undefined]]]), date: new Date(0), typed: new Uint8Array([9, 8]) } } as never;
+    s.leader = {
+      schedulerId: "s\u00e9",
+      epoch: 1e21,
+      host: "h",
+      pid: -0,
+      seq: Number.NaN,
+      ts: 1.5,
+      extra: {
+        sparse,
+        set: new Set([3, "3", 10, 2]),
+        map: new Map<unknown, unknown>([
+          [10, "a"],
+          [2, new Set([1])],
+          ["2", null],
+          [true, [undefined]],
+        ]),
+        date: new Date(0),
+        typed: new Uint8Array([9, 8]),
+      },
+    } as never;
     s.quotas.set("b", { cpus: 1, ramMb: 2, diskMb: 3 });
     s.quotas.set("a", { cpus: 0.30000000000000004, ramMb: 2, diskMb: 3 });
     s.reservations.set("t", { taskId: "t", agentId: "agent-0", victims: ["v2", "v1"], expiresTs: 5 });
@@ -333,7 +387,14 @@ describe("stateHash writes the same bytes as the string implementation", () => {
   });
 
   it("sorts ids exactly as Array#sort does", () => {
-    for (const list of [[], ["b"], ["b", "a", "", "ab", "a-b", "A", "~", " "], ["x\ny", "x", "y"], ["é", "e", "f", "😀", "\ud800"], ["t-10", "t-9", "t-100", "t-1"]]) {
+    for (const list of [
+      [],
+      ["b"],
+      ["b", "a", "", "ab", "a-b", "A", "~", " "],
+      ["x\ny", "x", "y"],
+      ["é", "e", "f", "😀", "\ud800"],
+      ["t-10", "t-9", "t-100", "t-1"],
+    ]) {
       expect(sortStrings(list)).toEqual([...list].sort());
     }
   });
@@ -432,7 +493,13 @@ describe("memory snapshot store and cold start", () => {
     const cut = 60;
     const original = foldAll(records.slice(0, cut));
     const decoded = roundTrip(original);
-    const extra = [makeEnvelope("LeaderElected", { schedulerId: "s2", epoch: 2, host: "h", pid: 2 }, { epoch: 2, ts: 9e12, corr: "c", reason: "r" }) as AnyEnvelope];
+    const extra = [
+      makeEnvelope(
+        "LeaderElected",
+        { schedulerId: "s2", epoch: 2, host: "h", pid: 2 },
+        { epoch: 2, ts: 9e12, corr: "c", reason: "r" },
+      ) as AnyEnvelope,
+    ];
     const a: unknown[] = [];
     const b: unknown[] = [];
     [...records.slice(cut), extra].forEach((r, i) => {
@@ -521,7 +588,13 @@ describe("the state hash checked in a worker thread (deferred), and the log's st
     const store = new RecordingStore();
     await store.put(prefix(70));
     const r = await coldStart(log, store, { verify: "worker" });
-    expect(r).toMatchObject({ fromSnapshot: snapshotName(70), snapshotSeq: 70, snapshotVerify: "worker", skipped: [], tailRecords: records.length - 70 });
+    expect(r).toMatchObject({
+      fromSnapshot: snapshotName(70),
+      snapshotSeq: 70,
+      snapshotVerify: "worker",
+      skipped: [],
+      tailRecords: records.length - 70,
+    });
     expect(store.calls).toEqual([{ below: Infinity, verify: "worker", loaded: snapshotName(70) }]);
     expect(stateHash(r.state)).toBe(stateHash(full));
     expect(view(r.state)).toStrictEqual(view(full));
@@ -543,7 +616,12 @@ describe("the state hash checked in a worker thread (deferred), and the log's st
         { below: 70, verify: "worker", loaded: snapshotName(40) },
       ]);
       expect(r.skipped).toEqual([{ name: snapshotName(70), error: expect.stringMatching(/state hash mismatch/) }]);
-      expect(r).toMatchObject({ fromSnapshot: snapshotName(40), snapshotSeq: 40, snapshotVerify: "worker", tailRecords: records.length - 40 });
+      expect(r).toMatchObject({
+        fromSnapshot: snapshotName(40),
+        snapshotSeq: 40,
+        snapshotVerify: "worker",
+        tailRecords: records.length - 40,
+      });
       expect(stateHash(r.state)).toBe(stateHash(full));
       expect(view(r.state)).toStrictEqual(view(full));
     }

@@ -84,7 +84,8 @@ function single(spec: unknown, path: string, rule: string | RegExp): SpecIssue {
 }
 
 // Phrases that only ajv (or JSON Schema) would say.
-const JARGON = /must NOT|must have required property|additional propert|additionalProperties|exclusiveMinimum|must match pattern|must be equal to one of|should |instancePath|schemaPath|#\//;
+const JARGON =
+  /must NOT|must have required property|additional propert|additionalProperties|exclusiveMinimum|must match pattern|must be equal to one of|should |instancePath|schemaPath|#\//;
 
 describe("parseJobSpec / validateJobSpec: valid specs", () => {
   it("YAML and JSON of the same spec normalise to the same config, with every default filled", () => {
@@ -153,13 +154,23 @@ describe("parseJobSpec / validateJobSpec: valid specs", () => {
   });
 
   it("refuses another environment quoting the pattern in force, and takes the scheduler's own pattern", () => {
-    const issue = single({ ...base(), environment: "production" }, "environment", "must match the environments this scheduler allows, ^(prod|devel|test|staging\\d*)$");
+    const issue = single(
+      { ...base(), environment: "production" },
+      "environment",
+      "must match the environments this scheduler allows, ^(prod|devel|test|staging\\d*)$",
+    );
     expect(issue.message).toContain('(got "production")');
     const allowed = /^(production|qa)$/;
     expect(validateJobSpec({ ...base(), environment: "production" }, { allowedEnvironments: allowed }).environment).toBe("production");
-    expect(errorOf(() => validateJobSpec({ ...base(), environment: "prod" }, { allowedEnvironments: allowed })).message).toContain("^(production|qa)$");
+    expect(errorOf(() => validateJobSpec({ ...base(), environment: "prod" }, { allowedEnvironments: allowed })).message).toContain(
+      "^(production|qa)$",
+    );
     // The CLI does not know the scheduler's pattern: parseJobSpec checks the name rule only.
-    expect(parseJobSpec("role: r\nenvironment: production\nname: n\nresources: {cpus: 1, ramMb: 1, diskMb: 1}\nprocesses: [{name: p, cmdline: x}]\n").environment).toBe("production");
+    expect(
+      parseJobSpec(
+        "role: r\nenvironment: production\nname: n\nresources: {cpus: 1, ramMb: 1, diskMb: 1}\nprocesses: [{name: p, cmdline: x}]\n",
+      ).environment,
+    ).toBe("production");
   });
 
   it("does not share arrays or objects with the input", () => {
@@ -246,8 +257,16 @@ describe("validation rules: each error names the field and the rule", () => {
     single({ ...base(), resources: { ...base().resources, gpus: 1e9 } }, "resources.gpus", "must be an integer from 0 to 64");
     single({ ...base(), priority: 1e308 }, "priority", "must be an integer from 0 to 1000");
     single({ ...base(), maxTaskFailures: 1e6 }, "maxTaskFailures", "must be an integer from 0 to 100, or -1 for unlimited");
-    single({ ...base(), resources: { ...base().resources, ports: ["http", ...Array.from({ length: 64 }, (_, i) => `p${i}`)] } }, "resources.ports", "at most 64");
-    single({ ...base(), processes: Array.from({ length: 33 }, (_, i) => ({ name: `p${i}`, cmdline: "x" })) }, "processes", "1 to 32 processes");
+    single(
+      { ...base(), resources: { ...base().resources, ports: ["http", ...Array.from({ length: 64 }, (_, i) => `p${i}`)] } },
+      "resources.ports",
+      "at most 64",
+    );
+    single(
+      { ...base(), processes: Array.from({ length: 33 }, (_, i) => ({ name: `p${i}`, cmdline: "x" })) },
+      "processes",
+      "1 to 32 processes",
+    );
   });
 
   it("a command line has no NUL byte and is under 64 KiB (exec cannot run either)", () => {
@@ -255,22 +274,36 @@ describe("validation rules: each error names the field and the rule", () => {
     single({ ...base(), processes: [{ name: "p", cmdline: "x".repeat(900 * 1024) }] }, "processes[0].cmdline", "at most 65535 bytes");
     // Counted in UTF-8 bytes: 30,000 three-byte characters are 90,000 bytes.
     single({ ...base(), processes: [{ name: "p", cmdline: "東".repeat(30_000) }] }, "processes[0].cmdline", "at most 65535 bytes");
-    expect(validateJobSpec({ ...base(), processes: [{ name: "p", cmdline: "x".repeat(65_535) }] }).task.processes[0].cmdline).toHaveLength(65_535);
+    expect(validateJobSpec({ ...base(), processes: [{ name: "p", cmdline: "x".repeat(65_535) }] }).task.processes[0].cmdline).toHaveLength(
+      65_535,
+    );
   });
 
   it('constraints read only their own names: "constructor" is an attribute like any other', () => {
     const cfg = validateJobSpec({ ...base(), constraints: { constructor: "x", toString: "limit:1" } });
     expect(cfg.task.constraints).toEqual({ constructor: "x", toString: "limit:1" });
-    single({ ...base(), constraints: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`a${i}`, "x"])) }, "constraints", "at most 32");
+    single(
+      { ...base(), constraints: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`a${i}`, "x"])) },
+      "constraints",
+      "at most 32",
+    );
   });
 
   it("negative ramMb", () => {
-    const issue = single({ ...base(), resources: { ...base().resources, ramMb: -5 } }, "resources.ramMb", "must be an integer from 1 to 4194304");
+    const issue = single(
+      { ...base(), resources: { ...base().resources, ramMb: -5 } },
+      "resources.ramMb",
+      "must be an integer from 1 to 4194304",
+    );
     expect(issue.message).toBe("resources.ramMb: must be an integer from 1 to 4194304 (got -5)");
   });
 
   it("fractional ramMb", () => {
-    const issue = single({ ...base(), resources: { ...base().resources, ramMb: 12.5 } }, "resources.ramMb", "must be an integer from 1 to 4194304");
+    const issue = single(
+      { ...base(), resources: { ...base().resources, ramMb: 12.5 } },
+      "resources.ramMb",
+      "must be an integer from 1 to 4194304",
+    );
     expect(issue.message).toContain("(got 12.5)");
   });
 

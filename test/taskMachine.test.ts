@@ -8,9 +8,17 @@ import type { TaskAction, TaskGuardInput } from "../src/statemachines/task.js";
 import { bitsToGuard, machineStep, taskStep } from "../src/statemachines/taskTable.js";
 import { TASK_STATES, type TaskStateName } from "../src/statemachines/taskStates.js";
 
-const S = "SAVE_STATE", R = "RESCHEDULE", K = "KILL", INC = "INCREMENT_FAILURES", TTL = "TRANSITION_TO_LOST", DEL = "DELETE";
+const S = "SAVE_STATE",
+  R = "RESCHEDULE",
+  K = "KILL",
+  INC = "INCREMENT_FAILURES",
+  TTL = "TRANSITION_TO_LOST",
+  DEL = "DELETE";
 type Row = (g: TaskGuardInput) => TaskAction[];
-const fixed = (...a: TaskAction[]): Row => () => a;
+const fixed =
+  (...a: TaskAction[]): Row =>
+  () =>
+    a;
 const finished: Row = (g) => (g.isService ? [S, R] : [S]);
 const failed: Row = (g) => (g.isService || g.belowMaxFailures ? [INC, S, R] : [INC, S]);
 const dying = (extra: Row = fixed(S, K)) => ({ KILLING: extra, RESTARTING: extra, DRAINING: extra, PREEMPTING: extra });
@@ -19,15 +27,56 @@ const LEGAL: Record<TaskStateName, Partial<Record<TaskStateName, Row>>> = {
   INIT: { PENDING: fixed(S), THROTTLED: fixed(S) },
   PENDING: { ASSIGNED: fixed(S, "LAUNCH"), KILLING: fixed(DEL) },
   THROTTLED: { PENDING: fixed(S), KILLING: fixed(DEL) },
-  ASSIGNED: { STARTING: fixed(S), RUNNING: fixed(S), FINISHED: finished, FAILED: failed, KILLED: fixed(S, R), LOST: fixed(S, R, K), ...dying() },
-  STARTING: { RUNNING: fixed(S), FINISHED: finished, FAILED: failed, KILLED: fixed(S, R), LOST: fixed(S, R), PARTITIONED: fixed(S), ...dying() },
+  ASSIGNED: {
+    STARTING: fixed(S),
+    RUNNING: fixed(S),
+    FINISHED: finished,
+    FAILED: failed,
+    KILLED: fixed(S, R),
+    LOST: fixed(S, R, K),
+    ...dying(),
+  },
+  STARTING: {
+    RUNNING: fixed(S),
+    FINISHED: finished,
+    FAILED: failed,
+    KILLED: fixed(S, R),
+    LOST: fixed(S, R),
+    PARTITIONED: fixed(S),
+    ...dying(),
+  },
   RUNNING: { FINISHED: finished, FAILED: failed, KILLED: fixed(S, R), LOST: fixed(S, R), PARTITIONED: fixed(S), ...dying() },
   KILLING: { FINISHED: fixed(S), FAILED: fixed(S), KILLED: fixed(S), LOST: fixed(S), DELETED: fixed(DEL), PARTITIONED: fixed(S, TTL) },
-  RESTARTING: { FINISHED: fixed(S, R), FAILED: fixed(S, R), KILLED: fixed(S, R), LOST: fixed(S, R, K), KILLING: fixed(S), PARTITIONED: fixed(S, TTL) },
-  PREEMPTING: { FINISHED: fixed(S, R), FAILED: fixed(S, R), KILLED: fixed(S, R), LOST: fixed(S, R, K), KILLING: fixed(S), PARTITIONED: fixed(S, TTL) },
-  DRAINING: { FINISHED: fixed(S, R), FAILED: fixed(S, R), KILLED: fixed(S, R), LOST: fixed(S, R, K), KILLING: fixed(S), PARTITIONED: fixed(S, TTL) },
+  RESTARTING: {
+    FINISHED: fixed(S, R),
+    FAILED: fixed(S, R),
+    KILLED: fixed(S, R),
+    LOST: fixed(S, R, K),
+    KILLING: fixed(S),
+    PARTITIONED: fixed(S, TTL),
+  },
+  PREEMPTING: {
+    FINISHED: fixed(S, R),
+    FAILED: fixed(S, R),
+    KILLED: fixed(S, R),
+    LOST: fixed(S, R, K),
+    KILLING: fixed(S),
+    PARTITIONED: fixed(S, TTL),
+  },
+  DRAINING: {
+    FINISHED: fixed(S, R),
+    FAILED: fixed(S, R),
+    KILLED: fixed(S, R),
+    LOST: fixed(S, R, K),
+    KILLING: fixed(S),
+    PARTITIONED: fixed(S, TTL),
+  },
   PARTITIONED: {
-    ASSIGNED: fixed(S), STARTING: fixed(S), RUNNING: fixed(S), FINISHED: finished, FAILED: failed,
+    ASSIGNED: fixed(S),
+    STARTING: fixed(S),
+    RUNNING: fixed(S),
+    FINISHED: finished,
+    FAILED: failed,
     LOST: (g) => (g.everKilling ? [S, K] : [S, R, K]),
     ...dying(fixed(S, TTL)),
   },
@@ -38,7 +87,17 @@ const LEGAL: Record<TaskStateName, Partial<Record<TaskStateName, Row>>> = {
   DELETED: {},
 };
 /** Illegal, but a stray status update from a task we believe dead or dying is killed. */
-const ZOMBIE_FROM = new Set<TaskStateName>(["KILLING", "RESTARTING", "PREEMPTING", "DRAINING", "FINISHED", "FAILED", "KILLED", "LOST", "DELETED"]);
+const ZOMBIE_FROM = new Set<TaskStateName>([
+  "KILLING",
+  "RESTARTING",
+  "PREEMPTING",
+  "DRAINING",
+  "FINISHED",
+  "FAILED",
+  "KILLED",
+  "LOST",
+  "DELETED",
+]);
 const ZOMBIE_TO = new Set<TaskStateName>(["ASSIGNED", "STARTING", "RUNNING"]);
 
 const GUARDS = Array.from({ length: 8 }, (_, b) => b);

@@ -156,7 +156,8 @@ class CopySampler {
   }
 }
 
-const reached = (taskId: string, to: string) => (e: LogEvent) => e.type === "TaskStateChanged" && e.data.taskId === taskId && e.data.to === to;
+const reached = (taskId: string, to: string) => (e: LogEvent) =>
+  e.type === "TaskStateChanged" && e.data.taskId === taskId && e.data.to === to;
 
 describe("never two live copies of an instance (real processes)", () => {
   it("a stale copy on an agent back from SIGSTOP is killed within one registration round trip of SIGCONT", async () => {
@@ -179,7 +180,11 @@ describe("never two live copies of an instance (real processes)", () => {
       const from = tail.mark();
       const created = await cell.roostJson<{ taskIds: string[] }>(["job", "create", file]);
       for (const t of created.taskIds) await tail.until(reached(t, "RUNNING"), `${t} RUNNING`, 30_000, from);
-      await sampler.until((s) => s.copies.size === 2 && [...s.copies.values()].every((ids) => ids.size === 1), "one live copy of each instance", 10_000);
+      await sampler.until(
+        (s) => s.copies.size === 2 && [...s.copies.values()].every((ids) => ids.size === 1),
+        "one live copy of each instance",
+        10_000,
+      );
 
       const status = await cell.roostJson<JobStatus>(["job", "status", job]);
       const stale = status.instances[0].taskId;
@@ -197,9 +202,19 @@ describe("never two live copies of an instance (real processes)", () => {
       const stopAt = Date.now();
       let contAt = 0;
       try {
-        await tail.until((e) => e.type === "AgentStateChanged" && e.data.agentId === agentId && e.data.to === "UNREACHABLE", `${agentId} UNREACHABLE`, 20_000, mark);
+        await tail.until(
+          (e) => e.type === "AgentStateChanged" && e.data.agentId === agentId && e.data.to === "UNREACHABLE",
+          `${agentId} UNREACHABLE`,
+          20_000,
+          mark,
+        );
         await tail.until(reached(stale, "LOST"), `${stale} LOST`, 10_000, mark);
-        const next = await tail.until((e) => e.type === "TaskCreated" && e.data.ancestorId === stale, `a replacement for ${stale}`, 10_000, mark);
+        const next = await tail.until(
+          (e) => e.type === "TaskCreated" && e.data.ancestorId === stale,
+          `a replacement for ${stale}`,
+          10_000,
+          mark,
+        );
         const replacement = next.data.taskId as string;
         await tail.until(reached(replacement, "RUNNING"), `${replacement} RUNNING`, 20_000, mark);
         // The replacement runs on another host while the stale copy runs on: two copies, which
@@ -209,15 +224,26 @@ describe("never two live copies of an instance (real processes)", () => {
         // sleeps in backoff (5 s, then 10 s).
         const failed = (l: string) => l.includes("agent request failed") && l.includes(`kill ${stale}`);
         const first = await leader.daemon.until(failed, `the leader's kill of ${stale} failing`, 20_000, leaderMark);
-        const second = await leader.daemon.until(failed, `the leader's kill of ${stale} failing again`, 20_000, leader.daemon.lines.indexOf(first) + 1);
-        console.log(`the leader's kill of the stale copy failed: ${(JSON.parse(first) as { err: string }).err}; ${(JSON.parse(second) as { err: string }).err}`);
+        const second = await leader.daemon.until(
+          failed,
+          `the leader's kill of ${stale} failing again`,
+          20_000,
+          leader.daemon.lines.indexOf(first) + 1,
+        );
+        console.log(
+          `the leader's kill of the stale copy failed: ${(JSON.parse(first) as { err: string }).err}; ${(JSON.parse(second) as { err: string }).err}`,
+        );
       } finally {
         agent.signal("SIGCONT");
         contAt = Date.now();
       }
 
       // Until the stale copy is gone (watched for far longer than the bound, to measure the overlap).
-      const single = await sampler.until((s) => s.at > contAt && (s.copies.get(inst)?.size ?? 0) <= 1, `instance ${inst} back to one live copy`, 45_000);
+      const single = await sampler.until(
+        (s) => s.at > contAt && (s.copies.get(inst)?.size ?? 0) <= 1,
+        `instance ${inst} back to one live copy`,
+        45_000,
+      );
       const overlapMs = single.at - contAt;
       console.log(`two live copies of instance ${inst} for ${overlapMs} ms after SIGCONT (bound ${BOUND_MS} ms)`);
       // The log agrees: the stale copy ended KILLED (the agent's report of the kill).

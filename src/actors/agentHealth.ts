@@ -13,7 +13,11 @@ export class AgentHealth {
   private readonly periodic: Periodic;
 
   constructor(private readonly s: Scheduler) {
-    this.periodic = new Periodic(s.clock, () => Math.max(100, Math.min(1000, s.policy.agentTimeoutMs / 4)), () => this.check());
+    this.periodic = new Periodic(
+      s.clock,
+      () => Math.max(100, Math.min(1000, s.policy.agentTimeoutMs / 4)),
+      () => this.check(),
+    );
   }
 
   start(): void {

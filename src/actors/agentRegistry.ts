@@ -109,7 +109,11 @@ export class AgentRegistry {
       ports: req.resources.ports.map(([lo, hi]) => [lo, hi] as [number, number]),
     };
     const bad = resources.ports.find(([lo, hi]) => lo > hi);
-    if (bad) return { ok: false, error: `invalid registration: resources.ports: each range [lo, hi] must have lo ≤ hi (got [${bad[0]}, ${bad[1]}])` };
+    if (bad)
+      return {
+        ok: false,
+        error: `invalid registration: resources.ports: each range [lo, hi] must have lo ≤ hi (got [${bad[0]}, ${bad[1]}])`,
+      };
     const attributes: Record<string, string> = {};
     for (const k of Object.keys(req.attributes).sort()) attributes[k] = req.attributes[k];
     const known = s.state.agents.get(req.agentId);
@@ -122,8 +126,20 @@ export class AgentRegistry {
       canonical(known.resources) !== canonical(resources);
     const events = [];
     if (changed) {
-      const why = !known ? "new agent" : known.bootId !== req.bootId ? "the host rebooted" : known.state !== "ACTIVE" ? `back from ${known.state}` : "its resources or attributes changed";
-      events.push(s.event("AgentRegistered", { agentId: req.agentId, host: req.host, attributes, resources, bootId: req.bootId }, `agent ${req.agentId} on ${req.host} registered: ${why}`));
+      const why = !known
+        ? "new agent"
+        : known.bootId !== req.bootId
+          ? "the host rebooted"
+          : known.state !== "ACTIVE"
+            ? `back from ${known.state}`
+            : "its resources or attributes changed";
+      events.push(
+        s.event(
+          "AgentRegistered",
+          { agentId: req.agentId, host: req.host, attributes, resources, bootId: req.bootId },
+          `agent ${req.agentId} on ${req.host} registered: ${why}`,
+        ),
+      );
     }
     // Reconcile the tasks the log places on this agent (same boot) with what it runs:
     // gone → LOST (rescheduled); partitioned but still running → RUNNING again.

@@ -41,7 +41,11 @@ export function freshStandbys(members: readonly MemberStatus[], now: number): st
  * Whether this replica writes the snapshot that is due. `members` is null without a board: then
  * the leader writes and standbys do not (they cannot know of each other).
  */
-export function writesSnapshot(me: { id: string; role: "leader" | "standby" }, members: readonly MemberStatus[] | null, now: number): boolean {
+export function writesSnapshot(
+  me: { id: string; role: "leader" | "standby" },
+  members: readonly MemberStatus[] | null,
+  now: number,
+): boolean {
   if (members === null) return me.role === "leader";
   const standbys = freshStandbys(members, now).filter((id) => id !== me.id);
   if (me.role === "leader") return standbys.length === 0;

@@ -9,7 +9,16 @@ import { checker, formatProblems, type Problem } from "../domain/validate.js";
 import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
 import { RecordTooLargeError } from "../eventlog/appender.js";
 import { FencedError, LogUnavailableError } from "../eventlog/log.js";
-import { amountsOf, consumesQuota, quotaBelowUsage, quotaCheck, quotaOf, quotaReport, type Amounts, type QuotaReport } from "../quota/quota.js";
+import {
+  amountsOf,
+  consumesQuota,
+  quotaBelowUsage,
+  quotaCheck,
+  quotaOf,
+  quotaReport,
+  type Amounts,
+  type QuotaReport,
+} from "../quota/quota.js";
 import { whyTask } from "../scheduling/why.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { SpecError, validateJobSpec } from "../spec/jobSpec.js";
@@ -48,7 +57,10 @@ export class RequestError extends Error {
 // biome-ignore lint/suspicious/noExplicitAny: each op takes its own request type, checked against its schema before the call
 type Op = (req: any) => unknown | Promise<unknown>;
 
-const CHECKS = Object.fromEntries(Object.entries(REQUEST_SCHEMAS).map(([op, schema]) => [op, checker(schema)])) as Record<RequestOp, (v: unknown) => Problem[]>;
+const CHECKS = Object.fromEntries(Object.entries(REQUEST_SCHEMAS).map(([op, schema]) => [op, checker(schema)])) as Record<
+  RequestOp,
+  (v: unknown) => Problem[]
+>;
 
 export class JobIntake {
   private readonly ops: Record<string, Op>;
@@ -119,7 +131,11 @@ export class JobIntake {
         } catch (err) {
           if (err instanceof RequestError || err instanceof SpecError) return { ok: false, error: err.message };
           if (err instanceof RecordTooLargeError) return { ok: false, error: `the request is too large to log: ${err.message}` };
-          if (err instanceof LogUnavailableError || err instanceof FencedError || (err as Error).message === "this scheduler is not the leader") {
+          if (
+            err instanceof LogUnavailableError ||
+            err instanceof FencedError ||
+            (err as Error).message === "this scheduler is not the leader"
+          ) {
             return { ok: false, error: `not committed, try again: ${(err as Error).message}` };
           }
           this.s.log.error({ err, subject }, "request failed");
@@ -149,7 +165,9 @@ export class JobIntake {
     if (existing) {
       const active = [...existing.instances.values()].filter((id) => !TERMINAL_STATES.has(s.state.tasks.get(id)!.state));
       if (active.length > 0) {
-        throw new RequestError(`job ${key} already exists with ${active.length} active task(s); rule: one job per role/environment/name — kill it first`);
+        throw new RequestError(
+          `job ${key} already exists with ${active.length} active task(s); rule: one job per role/environment/name — kill it first`,
+        );
       }
     }
     if (consumesQuota(config.task)) {
@@ -192,7 +210,8 @@ export class JobIntake {
         throw new RequestError("instances must be a list of instance ids (integers ≥ 0)");
       }
       const missing = req.instances.filter((i) => !job.instances.has(i));
-      if (missing.length) throw new RequestError(`job ${key} has no instance ${missing.join(", ")}; it has instances 0-${known.length - 1}`);
+      if (missing.length)
+        throw new RequestError(`job ${key} has no instance ${missing.join(", ")}; it has instances 0-${known.length - 1}`);
       instances = [...new Set(req.instances)].sort((a, b) => a - b);
     }
     const user = userOf(req);
@@ -223,14 +242,19 @@ export class JobIntake {
     const job = s.state.jobs.get(key);
     if (!job) throw new RequestError(`job ${key} does not exist; rule: instances can only be added to an existing job — create it first`);
     const cfg = job.configs[job.configVersion];
-    if (!cfg) throw new RequestError(`job ${key} has no config version ${job.configVersion}; rule: added instances run the job's current config`);
+    if (!cfg)
+      throw new RequestError(`job ${key} has no config version ${job.configVersion}; rule: added instances run the job's current config`);
     const active = [...job.instances.values()].filter((id) => !TERMINAL_STATES.has(s.state.tasks.get(id)!.state)).length;
     if (active === 0) {
-      throw new RequestError(`job ${key} has no active tasks; rule: instances can only be added to a running job — create it again instead`);
+      throw new RequestError(
+        `job ${key} has no active tasks; rule: instances can only be added to a running job — create it again instead`,
+      );
     }
     const from = job.config.instances;
     if (from + count > MAX_INSTANCES) {
-      throw new RequestError(`job ${key} has ${from} instances; adding ${count} would make ${from + count}; rule: at most ${MAX_INSTANCES} instances per job`);
+      throw new RequestError(
+        `job ${key} has ${from} instances; adding ${count} would make ${from + count}; rule: at most ${MAX_INSTANCES} instances per job`,
+      );
     }
     if (consumesQuota(cfg)) {
       const short = quotaCheck(s.state, job.config.role, amountsOf(cfg, count));
@@ -241,7 +265,12 @@ export class JobIntake {
     const instances: number[] = [];
     const taskIds: string[] = [];
     const events = [
-      s.event("JobInstancesAdded", { job: key, count, user }, `${count} instance(s) added to job ${key} by ${user}: ${count === 1 ? `instance ${from}` : `instances ${from}-${from + count - 1}`}`, corr),
+      s.event(
+        "JobInstancesAdded",
+        { job: key, count, user },
+        `${count} instance(s) added to job ${key} by ${user}: ${count === 1 ? `instance ${from}` : `instances ${from}-${from + count - 1}`}`,
+        corr,
+      ),
     ];
     for (let i = from; i < from + count; i++) {
       const taskId = taskIdFor(key, i, s.ids);
@@ -285,7 +314,9 @@ export class JobIntake {
 function checked(op: RequestOp, req: unknown): void {
   const problems = CHECKS[op](req);
   if (problems.length > 0) {
-    throw new RequestError(`invalid ${op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`);
+    throw new RequestError(
+      `invalid ${op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
+    );
   }
 }
 

@@ -120,7 +120,9 @@ export class Launcher {
 
   /** The retry loops aimed at an agent, and what each is doing (for tests and diagnostics). */
   loopsFor(agentId: string): Array<{ key: string; state: "sending" | "sleeping" }> {
-    return [...this.loops.entries()].filter(([, l]) => l.agentId === agentId).map(([key, l]) => ({ key, state: l.wake ? "sleeping" : "sending" }));
+    return [...this.loops.entries()]
+      .filter(([, l]) => l.agentId === agentId)
+      .map(([key, l]) => ({ key, state: l.wake ? "sleeping" : "sending" }));
   }
 
   private kick(l: Loop): void {
@@ -139,7 +141,14 @@ export class Launcher {
     }
   }
 
-  private async retrying(key: string, agentId: string, needed: () => boolean, attempt: () => Promise<void>, what: string, slowFactor = 1): Promise<void> {
+  private async retrying(
+    key: string,
+    agentId: string,
+    needed: () => boolean,
+    attempt: () => Promise<void>,
+    what: string,
+    slowFactor = 1,
+  ): Promise<void> {
     const first = this.s.retryMs * slowFactor;
     const loop: Loop = { agentId, attempt, wake: null, inFlight: false, extra: false, kicked: false };
     this.loops.set(key, loop);

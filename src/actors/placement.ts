@@ -138,7 +138,13 @@ export class Placement {
         const out = this.stack.placeGroup(st, offers, agents, g, taskIds.slice(from, from + GROUP_BATCH), GROUP_BATCH);
         cursor.set(key, from + out.assignments.length);
         for (const a of out.assignments) {
-          events.push(s.event("TaskAssigned", { taskId: a.taskId, agentId: a.agentId, host: a.host, ports: a.ports, placement: a.decision }, a.reason));
+          events.push(
+            s.event(
+              "TaskAssigned",
+              { taskId: a.taskId, agentId: a.agentId, host: a.host, ports: a.ports, placement: a.decision },
+              a.reason,
+            ),
+          );
         }
         if (out.assignments.length > 0) {
           progress = true;
@@ -178,10 +184,13 @@ export class Placement {
     if (earliest === Infinity || earliest >= this.wakeAt || this.stopped) return;
     if (this.wakeTimer !== null) this.s.clock.clearTimeout(this.wakeTimer);
     this.wakeAt = earliest;
-    this.wakeTimer = this.s.clock.setTimeout(() => {
-      this.wakeTimer = null;
-      this.wakeAt = Infinity;
-      this.kick();
-    }, Math.max(0, earliest - this.s.clock.now()));
+    this.wakeTimer = this.s.clock.setTimeout(
+      () => {
+        this.wakeTimer = null;
+        this.wakeAt = Infinity;
+        this.kick();
+      },
+      Math.max(0, earliest - this.s.clock.now()),
+    );
   }
 }

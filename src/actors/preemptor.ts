@@ -18,7 +18,11 @@ export class Preemptor {
   slots = 0;
 
   constructor(private readonly s: Scheduler) {
-    this.periodic = new Periodic(s.clock, () => s.policy.preemptionIntervalMs, () => this.pass());
+    this.periodic = new Periodic(
+      s.clock,
+      () => s.policy.preemptionIntervalMs,
+      () => this.pass(),
+    );
   }
 
   start(): void {

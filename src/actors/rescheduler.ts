@@ -64,7 +64,9 @@ export class Rescheduler {
           },
           `rescheduled: ${t.taskId} ended ${t.state}` +
             (t.lastReason ? ` (${t.lastReason})` : "") +
-            (job.config.task.service ? "; services always run again" : `; failure ${t.failureCount} of ${job.config.task.maxTaskFailures === -1 ? "unlimited" : job.config.task.maxTaskFailures}`) +
+            (job.config.task.service
+              ? "; services always run again"
+              : `; failure ${t.failureCount} of ${job.config.task.maxTaskFailures === -1 ? "unlimited" : job.config.task.maxTaskFailures}`) +
             (flap ? `; flapping (${flap.why}): throttled for ${fmtMs(flap.penaltyMs)}` : ""),
         ),
       );

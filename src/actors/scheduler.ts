@@ -229,7 +229,12 @@ export class Scheduler {
     if (this.snapshots && this.state.seq === 0) {
       const cold = await coldStart(this.eventLog, this.snapshots);
       this.state = cold.state;
-      this.startedFrom = { snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords, skipped: cold.skipped.length };
+      this.startedFrom = {
+        snapshot: cold.fromSnapshot,
+        snapshotSeq: cold.snapshotSeq,
+        tailRecords: cold.tailRecords,
+        skipped: cold.skipped.length,
+      };
       // Points passed since the snapshot started from (all of them, from genesis) make the next
       // one due at once: a cell restarted over a long log gets a snapshot soon.
       this.snapshotPointSeen = snapshotPoint(cold.fromSnapshot ? this.state.eventCount - cold.tailEvents : 0, this.snapshotEvery);
@@ -499,7 +504,15 @@ export class Scheduler {
     if (!this.members || this.role === "stopped") return;
     if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
     void this.members
-      .put({ id: this.schedulerId, pid: this.pid, host: this.host, role: this.role === "leader" ? "leader" : "standby", epoch: this.role === "leader" ? this.epoch : (this.state.leader?.epoch ?? 0), appliedSeq: this.state.seq, ts: this.clock.now() })
+      .put({
+        id: this.schedulerId,
+        pid: this.pid,
+        host: this.host,
+        role: this.role === "leader" ? "leader" : "standby",
+        epoch: this.role === "leader" ? this.epoch : (this.state.leader?.epoch ?? 0),
+        appliedSeq: this.state.seq,
+        ts: this.clock.now(),
+      })
       .catch(() => {});
     if (this.clock.now() - this.membersReadAt >= 2000) void this.readMembers();
     this.memberTimer = this.clock.setTimeout(() => {
@@ -690,7 +703,10 @@ export class Scheduler {
     const t0 = performance.now();
     const state = this.state;
     const seq = state.seq;
-    const encoded = await runSliced(encodeSnapshotSteps(state, { createdTs: this.clock.now(), stream: this.snapshots?.stream }), { sliceMs: this.snapshotSliceMs, signal });
+    const encoded = await runSliced(encodeSnapshotSteps(state, { createdTs: this.clock.now(), stream: this.snapshots?.stream }), {
+      sliceMs: this.snapshotSliceMs,
+      signal,
+    });
     if (encoded === null) {
       this.log.info({ seq: this.state.seq }, "dropped a snapshot half encoded: this replica stopped following");
       return;
@@ -709,7 +725,10 @@ export class Scheduler {
     store
       .putEncoded(encoded)
       .then((p) => {
-        this.log.info({ snapshot: p.name, seq: p.seq, bytes: p.size, encodeMs: Math.round(encodeMs), writeMs: Math.round(p.writeMs), role: this.role }, "wrote a snapshot");
+        this.log.info(
+          { snapshot: p.name, seq: p.seq, bytes: p.size, encodeMs: Math.round(encodeMs), writeMs: Math.round(p.writeMs), role: this.role },
+          "wrote a snapshot",
+        );
         return store.prune(3);
       })
       .catch((err: Error) => this.log.warn({ err: err.message }, "writing a snapshot failed; the log still has everything"))

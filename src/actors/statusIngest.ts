@@ -36,7 +36,8 @@ export class StatusIngest {
     if (!task || task.agentId !== req.agentId) {
       // The log does not place this task on this agent: a stray copy. Kill it if it still runs;
       // acknowledge, so the agent stops sending it; log nothing.
-      if (live) s.launcher.kill(u.taskId, req.agentId, `agent ${req.agentId} runs ${u.taskId}, which the log does not place there`, { now: true });
+      if (live)
+        s.launcher.kill(u.taskId, req.agentId, `agent ${req.agentId} runs ${u.taskId}, which the log does not place there`, { now: true });
       return { ok: true, value: { duplicate: false } };
     }
     if (u.seq <= task.agentSeq) return { ok: true, value: { duplicate: true } };
@@ -46,7 +47,13 @@ export class StatusIngest {
     await s.commit([
       s.event(
         "TaskStateChanged",
-        { taskId: u.taskId, to: u.state, agentSeq: u.seq, ...(exitCode !== undefined ? { exitCode } : {}), ...(message ? { message } : {}) },
+        {
+          taskId: u.taskId,
+          to: u.state,
+          agentSeq: u.seq,
+          ...(exitCode !== undefined ? { exitCode } : {}),
+          ...(message ? { message } : {}),
+        },
         reason,
       ),
     ]);

@@ -44,7 +44,13 @@ export class Timers {
     if (t.state === "THROTTLED") {
       dueTs = t.throttledUntil;
       key = `throttle:${t.history.length}`;
-    } else if (t.state === "ASSIGNED" || t.state === "KILLING" || t.state === "RESTARTING" || t.state === "PREEMPTING" || t.state === "DRAINING") {
+    } else if (
+      t.state === "ASSIGNED" ||
+      t.state === "KILLING" ||
+      t.state === "RESTARTING" ||
+      t.state === "PREEMPTING" ||
+      t.state === "DRAINING"
+    ) {
       dueTs = enteredTs(t) + s.policy.transientTimeoutMs;
       key = `transient:${t.history.length}`;
     } else if (t.state === "PARTITIONED") {
@@ -59,10 +65,13 @@ export class Timers {
     const prev = this.armed.get(taskId);
     if (prev?.key === key) return;
     if (prev) s.clock.clearTimeout(prev.handle);
-    const handle = s.clock.setTimeout(() => {
-      this.armed.delete(taskId);
-      void this.fire(taskId, key);
-    }, Math.max(0, dueTs - s.clock.now()));
+    const handle = s.clock.setTimeout(
+      () => {
+        this.armed.delete(taskId);
+        void this.fire(taskId, key);
+      },
+      Math.max(0, dueTs - s.clock.now()),
+    );
     this.armed.set(taskId, { handle, key });
   }
 
@@ -76,10 +85,14 @@ export class Timers {
     } else if (key.startsWith("transient:") && key === `transient:${t.history.length}`) {
       const since = fmtMs(s.clock.now() - enteredTs(t));
       const what =
-        t.state === "ASSIGNED"
-          ? `the agent on ${t.host} never reported the launch`
-          : `the agent on ${t.host} never confirmed the kill`;
-      events.push(s.event("TaskStateChanged", { taskId, to: "LOST" }, `${t.state} for ${since}, past the transient timeout of ${fmtMs(s.policy.transientTimeoutMs)}: ${what}`));
+        t.state === "ASSIGNED" ? `the agent on ${t.host} never reported the launch` : `the agent on ${t.host} never confirmed the kill`;
+      events.push(
+        s.event(
+          "TaskStateChanged",
+          { taskId, to: "LOST" },
+          `${t.state} for ${since}, past the transient timeout of ${fmtMs(s.policy.transientTimeoutMs)}: ${what}`,
+        ),
+      );
     } else if (key.startsWith("partition:") && key === `partition:${t.history.length}`) {
       events.push(
         s.event(
@@ -91,7 +104,13 @@ export class Timers {
     } else if (key.startsWith("slot:")) {
       const r = s.state.reservations.get(taskId);
       if (r && key === `slot:${r.agentId}:${r.expiresTs}`) {
-        events.push(s.event("SlotReleased", { taskId, agentId: r.agentId }, `the slot held on ${s.state.agents.get(r.agentId)?.host ?? r.agentId} for ${taskId} expired unused after ${fmtMs(s.policy.reservationMs)}`));
+        events.push(
+          s.event(
+            "SlotReleased",
+            { taskId, agentId: r.agentId },
+            `the slot held on ${s.state.agents.get(r.agentId)?.host ?? r.agentId} for ${taskId} expired unused after ${fmtMs(s.policy.reservationMs)}`,
+          ),
+        );
       }
     }
     if (events.length === 0) return;

@@ -50,7 +50,8 @@ export function prepareLaunch(req: LaunchRequest): { processes: ProcessSpec[] } 
   const names = new Set<string>();
   const processes: ProcessSpec[] = [];
   for (const [i, p] of req.processes.entries()) {
-    if (names.has(p.name)) return { problem: `processes[${i}].name: must differ from the names of the other processes (got ${show(p.name)})` };
+    if (names.has(p.name))
+      return { problem: `processes[${i}].name: must differ from the names of the other processes (got ${show(p.name)})` };
     names.add(p.name);
     let cmdline: string;
     try {
@@ -60,7 +61,8 @@ export function prepareLaunch(req: LaunchRequest): { processes: ProcessSpec[] } 
     }
     // The schema counts characters; exec counts bytes (E2BIG past 128 KiB).
     const bytes = Buffer.byteLength(cmdline, "utf8");
-    if (bytes > MAX_CMDLINE_BYTES) return { problem: `processes[${i}].cmdline: must be at most ${MAX_CMDLINE_BYTES} bytes in UTF-8, ports filled in (got ${bytes})` };
+    if (bytes > MAX_CMDLINE_BYTES)
+      return { problem: `processes[${i}].cmdline: must be at most ${MAX_CMDLINE_BYTES} bytes in UTF-8, ports filled in (got ${bytes})` };
     processes.push({ name: p.name, cmdline });
   }
   return { processes };
@@ -210,7 +212,10 @@ export class Agent {
       void this.register({ again: true });
     });
     if (offReconnect) this.unserve.push(offReconnect);
-    this.heartbeat = setInterval(() => this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: Date.now() }), this.opts.heartbeatMs ?? 1000);
+    this.heartbeat = setInterval(
+      () => this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: Date.now() }),
+      this.opts.heartbeatMs ?? 1000,
+    );
     this.heartbeat.unref();
     await this.register();
   }
@@ -245,7 +250,10 @@ export class Agent {
           if (reply === "again") continue;
           // A deposed leader may still answer for a moment: only the announced leader counts.
           if (reply.ok && (reply.epoch ?? 0) < this.announcedEpoch) {
-            this.log.info({ epoch: reply.epoch, announced: this.announcedEpoch }, "a deposed leader answered the registration; trying again");
+            this.log.info(
+              { epoch: reply.epoch, announced: this.announcedEpoch },
+              "a deposed leader answered the registration; trying again",
+            );
           } else if (reply.ok) {
             this.registered = true;
             this.leaderEpoch = reply.epoch ?? 0;
@@ -258,7 +266,9 @@ export class Agent {
         } catch (err) {
           this.log.debug({ err: (err as Error).message }, "no leader to register with yet");
         }
-        const slept = await Promise.race([new Promise<"slept">((r) => setTimeout(() => r("slept"), delay).unref()), cut()]).finally(() => (this.registerNow = null));
+        const slept = await Promise.race([new Promise<"slept">((r) => setTimeout(() => r("slept"), delay).unref()), cut()]).finally(
+          () => (this.registerNow = null),
+        );
         delay = slept === "again" ? 200 : Math.min(delay * 2, 5000);
       }
     })().finally(() => {
@@ -307,7 +317,11 @@ export class Agent {
         new Promise<boolean>((r) => this.abandonWaiters.add(() => r(false))), // a faster stop() ended it
       ]);
       clearTimeout(timer);
-      if (!acked) this.log.warn({ pending: this.statuses.pending().length }, "stopping with status updates unacknowledged; they stay in the checkpoint");
+      if (!acked)
+        this.log.warn(
+          { pending: this.statuses.pending().length },
+          "stopping with status updates unacknowledged; they stay in the checkpoint",
+        );
     }
     this.abandon();
   }
@@ -354,7 +368,10 @@ export class Agent {
       } catch {
         // leave it
       }
-      this.log.error({ err: (err as Error).message, movedTo: aside }, "cannot read the checkpoint; starting without it (its tasks are not re-attached)");
+      this.log.error(
+        { err: (err as Error).message, movedTo: aside },
+        "cannot read the checkpoint; starting without it (its tasks are not re-attached)",
+      );
       return;
     }
     if (!cp) return;
@@ -454,7 +471,10 @@ export class Agent {
     if ("problem" in prepared) {
       // It can never run: say so now, once, rather than refuse it to a leader that retries.
       this.noteEnded(req.taskId, "ended");
-      this.statuses.enqueue(req.taskId, "FAILED", { exitCode: LAUNCH_FAILURE_EXIT_CODE, message: clip(`cannot start: ${prepared.problem}`) });
+      this.statuses.enqueue(req.taskId, "FAILED", {
+        exitCode: LAUNCH_FAILURE_EXIT_CODE,
+        message: clip(`cannot start: ${prepared.problem}`),
+      });
       this.flushCheckpoint();
       this.log.warn({ taskId: req.taskId, problem: prepared.problem }, "refused to start a task that can never run; reported it FAILED");
       return { ok: true };
@@ -484,7 +504,10 @@ export class Agent {
       sandboxDir = taskSandboxDir(this.opts.workDir, req.taskId);
     } catch (err) {
       this.noteEnded(req.taskId, "ended");
-      this.statuses.enqueue(req.taskId, "FAILED", { exitCode: LAUNCH_FAILURE_EXIT_CODE, message: clip(`cannot start: ${(err as Error).message}`) });
+      this.statuses.enqueue(req.taskId, "FAILED", {
+        exitCode: LAUNCH_FAILURE_EXIT_CODE,
+        message: clip(`cannot start: ${(err as Error).message}`),
+      });
       this.flushCheckpoint();
       return { ok: true };
     }

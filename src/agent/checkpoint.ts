@@ -101,7 +101,8 @@ function validate(v: unknown): string | null {
     }
   }
   const su = v.statusUpdates;
-  if (!isObject(su) || !Array.isArray(su.pending) || !isObject(su.lastSeqs)) return "statusUpdates must have pending (a list) and lastSeqs (an object)";
+  if (!isObject(su) || !Array.isArray(su.pending) || !isObject(su.lastSeqs))
+    return "statusUpdates must have pending (a list) and lastSeqs (an object)";
   for (const [i, u] of (su.pending as unknown[]).entries()) {
     const x = u as Partial<StatusUpdate>;
     if (!isObject(u) || typeof x.taskId !== "string" || !Number.isInteger(x.seq) || typeof x.state !== "string") {

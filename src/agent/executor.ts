@@ -371,7 +371,6 @@ function signalNumber(sig: string): number {
   return (os.constants.signals as Record<string, number>)[sig] ?? 0;
 }
 
-
 /** The signal name for a number (the first name Node lists for it), or null. */
 function signalName(signo: number): string | null {
   for (const [name, n] of Object.entries(os.constants.signals as Record<string, number>)) if (n === signo) return name;
@@ -401,7 +400,7 @@ interface Proc {
   cmdline: string;
   child: ChildProcess | null;
   /** Our end of the pipe on which the command reports its pid. */
-  pidPipe: NodeJS.ReadableStream & { destroy(): void } | null;
+  pidPipe: (NodeJS.ReadableStream & { destroy(): void }) | null;
   /** The wrapper: leader of the process group. */
   pid: number | null;
   /** The wrapper's start time (clock ticks since boot), 0 if unknown. */
@@ -1067,9 +1066,7 @@ export class Executor {
       case "failed": {
         const p = outcome.proc;
         const message =
-          p.signal !== null
-            ? `process "${p.name}" was killed by signal ${p.signal}`
-            : `process "${p.name}" exited with code ${p.code}`;
+          p.signal !== null ? `process "${p.name}" was killed by signal ${p.signal}` : `process "${p.name}" exited with code ${p.code}`;
         return { type: "exited", taskId, exitCode: exitCodeOf(p), signal: p.signal, message, killed: false };
       }
       case "killed": {

@@ -36,41 +36,63 @@ import {
 } from "../domain/limits.js";
 import { Dict, OneOf, RULE } from "../domain/validate.js";
 
-export const AgentIdSchema = Type.String({ pattern: AGENT_ID_PATTERN, maxLength: AGENT_ID_MAX_LENGTH, [RULE]: `must be an agent id: letters, digits, "_", ":" and "-", in dot-separated words, at most ${AGENT_ID_MAX_LENGTH} characters` });
-export const TaskIdSchema = Type.String({ pattern: TASK_ID_PATTERN, maxLength: TASK_ID_MAX_LENGTH, [RULE]: `must be a task id: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${TASK_ID_MAX_LENGTH} characters` });
-const HostSchema = Type.String({ pattern: HOST_PATTERN, maxLength: HOST_MAX_LENGTH, [RULE]: `must be a host name: letters, digits, "_", ".", ":" and "-", at most ${HOST_MAX_LENGTH} characters` });
-const NameSchema = Type.String({ pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH, [RULE]: `must be a name: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${NAME_MAX_LENGTH} characters` });
+export const AgentIdSchema = Type.String({
+  pattern: AGENT_ID_PATTERN,
+  maxLength: AGENT_ID_MAX_LENGTH,
+  [RULE]: `must be an agent id: letters, digits, "_", ":" and "-", in dot-separated words, at most ${AGENT_ID_MAX_LENGTH} characters`,
+});
+export const TaskIdSchema = Type.String({
+  pattern: TASK_ID_PATTERN,
+  maxLength: TASK_ID_MAX_LENGTH,
+  [RULE]: `must be a task id: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${TASK_ID_MAX_LENGTH} characters`,
+});
+const HostSchema = Type.String({
+  pattern: HOST_PATTERN,
+  maxLength: HOST_MAX_LENGTH,
+  [RULE]: `must be a host name: letters, digits, "_", ".", ":" and "-", at most ${HOST_MAX_LENGTH} characters`,
+});
+const NameSchema = Type.String({
+  pattern: NAME_PATTERN,
+  maxLength: NAME_MAX_LENGTH,
+  [RULE]: `must be a name: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${NAME_MAX_LENGTH} characters`,
+});
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 /** Optional, and nil allowed: the codec writes an undefined field as nil. */
 const Maybe = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
 
-export const AgentResourcesOffer = Type.Object(
-  {
-    cpus: Type.Number({ exclusiveMinimum: 0, maximum: MAX_AGENT_CPUS }),
-    ramMb: Type.Integer({ minimum: 1, maximum: MAX_AGENT_RAM_MB }),
-    diskMb: Type.Integer({ minimum: 1, maximum: MAX_AGENT_DISK_MB }),
-    gpus: Maybe(Type.Integer({ minimum: 0, maximum: MAX_AGENT_GPUS })),
-    ports: Type.Array(Type.Tuple([Port, Port]), { maxItems: MAX_PORT_RANGES, [RULE]: `must be a list of at most ${MAX_PORT_RANGES} port ranges [lo, hi], 1 ≤ lo ≤ hi ≤ 65535` }),
-  },
-);
+export const AgentResourcesOffer = Type.Object({
+  cpus: Type.Number({ exclusiveMinimum: 0, maximum: MAX_AGENT_CPUS }),
+  ramMb: Type.Integer({ minimum: 1, maximum: MAX_AGENT_RAM_MB }),
+  diskMb: Type.Integer({ minimum: 1, maximum: MAX_AGENT_DISK_MB }),
+  gpus: Maybe(Type.Integer({ minimum: 0, maximum: MAX_AGENT_GPUS })),
+  ports: Type.Array(Type.Tuple([Port, Port]), {
+    maxItems: MAX_PORT_RANGES,
+    [RULE]: `must be a list of at most ${MAX_PORT_RANGES} port ranges [lo, hi], 1 ≤ lo ≤ hi ≤ 65535`,
+  }),
+});
 
-export const RegisterRequestSchema = Type.Object(
-  {
-    agentId: AgentIdSchema,
-    host: HostSchema,
-    attributes: Dict(Type.String({ maxLength: ATTRIBUTE_VALUE_MAX_LENGTH, pattern: "^[^\\u0000-\\u001f\\u007f]*$", [RULE]: `must be printable text of at most ${ATTRIBUTE_VALUE_MAX_LENGTH} characters` }), {
+export const RegisterRequestSchema = Type.Object({
+  agentId: AgentIdSchema,
+  host: HostSchema,
+  attributes: Dict(
+    Type.String({
+      maxLength: ATTRIBUTE_VALUE_MAX_LENGTH,
+      pattern: "^[^\\u0000-\\u001f\\u007f]*$",
+      [RULE]: `must be printable text of at most ${ATTRIBUTE_VALUE_MAX_LENGTH} characters`,
+    }),
+    {
       keys: NameSchema,
       maxEntries: MAX_ATTRIBUTES,
-    }),
-    resources: AgentResourcesOffer,
-    bootId: Type.String({ minLength: 1, maxLength: OPAQUE_ID_MAX_LENGTH }),
-    /**
-     * Tasks the agent is running now, re-attached ones included, and tasks whose final status
-     * update it has not delivered yet (for reconciliation: none of these is gone).
-     */
-    running: Type.Array(Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }), { maxItems: MAX_RUNNING_REPORTED }),
-  },
-);
+    },
+  ),
+  resources: AgentResourcesOffer,
+  bootId: Type.String({ minLength: 1, maxLength: OPAQUE_ID_MAX_LENGTH }),
+  /**
+   * Tasks the agent is running now, re-attached ones included, and tasks whose final status
+   * update it has not delivered yet (for reconciliation: none of these is gone).
+   */
+  running: Type.Array(Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }), { maxItems: MAX_RUNNING_REPORTED }),
+});
 export type RegisterRequest = Static<typeof RegisterRequestSchema>;
 
 export interface RegisterReply {
@@ -84,21 +106,17 @@ export interface RegisterReply {
 export const AGENT_REPORTED_STATES = ["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"] as const;
 export type AgentReportedState = (typeof AGENT_REPORTED_STATES)[number];
 
-export const StatusRequestSchema = Type.Object(
-  {
-    agentId: AgentIdSchema,
-    update: Type.Object(
-      {
-        taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }),
-        seq: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
-        state: OneOf(AGENT_REPORTED_STATES, { rule: `must be a state an agent reports: ${AGENT_REPORTED_STATES.join(", ")}` }),
-        exitCode: Maybe(Type.Integer({ minimum: -255, maximum: 255 })),
-        message: Maybe(Type.String({ maxLength: STATUS_MESSAGE_MAX_LENGTH })),
-        ts: Type.Number(),
-      },
-    ),
-  },
-);
+export const StatusRequestSchema = Type.Object({
+  agentId: AgentIdSchema,
+  update: Type.Object({
+    taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }),
+    seq: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    state: OneOf(AGENT_REPORTED_STATES, { rule: `must be a state an agent reports: ${AGENT_REPORTED_STATES.join(", ")}` }),
+    exitCode: Maybe(Type.Integer({ minimum: -255, maximum: 255 })),
+    message: Maybe(Type.String({ maxLength: STATUS_MESSAGE_MAX_LENGTH })),
+    ts: Type.Number(),
+  }),
+});
 export type StatusRequest = Static<typeof StatusRequestSchema>;
 
 export const HeartbeatSchema = Type.Object({ agentId: AgentIdSchema, ts: Type.Number() });
@@ -125,46 +143,46 @@ export type LeaderAnnouncement = Static<typeof LeaderAnnouncementSchema>;
  * acknowledges it and reports it FAILED at once with the problem, so nothing retries in vain and
  * the reason reaches the log.
  */
-export const LaunchShapeSchema = Type.Object(
-  {
-    taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }),
-    job: Type.String(),
-    instance: Type.Number(),
-    processes: Type.Array(Type.Object({ name: Type.String(), cmdline: Type.String() })),
-    ports: Dict(Type.Number()),
-    resources: Type.Object({ cpus: Type.Number(), ramMb: Type.Number(), diskMb: Type.Number(), gpus: Maybe(Type.Number()) }),
-  },
-);
+export const LaunchShapeSchema = Type.Object({
+  taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }),
+  job: Type.String(),
+  instance: Type.Number(),
+  processes: Type.Array(Type.Object({ name: Type.String(), cmdline: Type.String() })),
+  ports: Dict(Type.Number()),
+  resources: Type.Object({ cpus: Type.Number(), ramMb: Type.Number(), diskMb: Type.Number(), gpus: Maybe(Type.Number()) }),
+});
 
 /** What a launch must be for its task to run (see LaunchShapeSchema for what else happens). */
-export const LaunchRequestSchema = Type.Object(
-  {
-    taskId: TaskIdSchema,
-    job: Type.String({ minLength: 1, maxLength: 3 * NAME_MAX_LENGTH + 2 }),
-    instance: Type.Integer({ minimum: 0 }),
-    processes: Type.Array(
-      Type.Object(
-        {
-          name: NameSchema,
-          cmdline: Type.String({
-            minLength: 1,
-            pattern: "^[^\\u0000]*$",
-            maxLength: MAX_CMDLINE_BYTES,
-            [RULE]: `must be a command line without NUL bytes, of at most ${MAX_CMDLINE_BYTES} characters`,
-          }),
-        },
-      ),
-      { minItems: 1, maxItems: MAX_PROCESSES },
-    ),
-    ports: Dict(Port, { maxEntries: MAX_PORTS_PER_TASK }),
-    resources: Type.Object({ cpus: Type.Number({ minimum: 0 }), ramMb: Type.Number({ minimum: 0 }), diskMb: Type.Number({ minimum: 0 }), gpus: Maybe(Type.Number({ minimum: 0 })) }),
-  },
-);
+export const LaunchRequestSchema = Type.Object({
+  taskId: TaskIdSchema,
+  job: Type.String({ minLength: 1, maxLength: 3 * NAME_MAX_LENGTH + 2 }),
+  instance: Type.Integer({ minimum: 0 }),
+  processes: Type.Array(
+    Type.Object({
+      name: NameSchema,
+      cmdline: Type.String({
+        minLength: 1,
+        pattern: "^[^\\u0000]*$",
+        maxLength: MAX_CMDLINE_BYTES,
+        [RULE]: `must be a command line without NUL bytes, of at most ${MAX_CMDLINE_BYTES} characters`,
+      }),
+    }),
+    { minItems: 1, maxItems: MAX_PROCESSES },
+  ),
+  ports: Dict(Port, { maxEntries: MAX_PORTS_PER_TASK }),
+  resources: Type.Object({
+    cpus: Type.Number({ minimum: 0 }),
+    ramMb: Type.Number({ minimum: 0 }),
+    diskMb: Type.Number({ minimum: 0 }),
+    gpus: Maybe(Type.Number({ minimum: 0 })),
+  }),
+});
 export type LaunchRequest = Static<typeof LaunchRequestSchema>;
 
-export const KillRequestSchema = Type.Object(
-  { taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }), graceMs: Maybe(Type.Integer({ minimum: 0, maximum: 10 * 60_000 })) },
-);
+export const KillRequestSchema = Type.Object({
+  taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }),
+  graceMs: Maybe(Type.Integer({ minimum: 0, maximum: 10 * 60_000 })),
+});
 export type KillRequest = Static<typeof KillRequestSchema>;
 
 export interface Ack {

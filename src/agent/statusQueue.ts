@@ -81,11 +81,7 @@ export class StatusQueue {
   }
 
   /** Queues a new update for the task, with the task's next seq, and sends it when its turn comes. */
-  enqueue(
-    taskId: string,
-    state: AgentTaskState,
-    extra: { exitCode?: number; message?: string } = {},
-  ): StatusUpdate {
+  enqueue(taskId: string, state: AgentTaskState, extra: { exitCode?: number; message?: string } = {}): StatusUpdate {
     const seq = (this.lastSeq.get(taskId) ?? 0) + 1;
     this.lastSeq.set(taskId, seq);
     const update: StatusUpdate = { taskId, seq, state, ts: this.now() };

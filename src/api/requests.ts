@@ -34,9 +34,23 @@ export const UserSchema = Type.String({
   maxLength: USER_MAX_LENGTH,
   [RULE]: `must be 1 to ${USER_MAX_LENGTH} printable ASCII characters, not starting or ending with a space`,
 });
-const RoleRefSchema = Type.String({ minLength: 1, maxLength: NAME_MAX_LENGTH, pattern: "^[^/\\u0000-\\u001f\\u007f]*$", [RULE]: `must be a role: 1 to ${NAME_MAX_LENGTH} characters, no "/" or control characters` });
-const NewRoleSchema = Type.String({ pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH, [RULE]: `must be a role name: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${NAME_MAX_LENGTH} characters` });
-const TaskIdRefSchema = Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH, pattern: "^[^\\u0000-\\u001f\\u007f]*$", [RULE]: `must be a task id: 1 to ${TASK_ID_MAX_LENGTH} characters, no control characters` });
+const RoleRefSchema = Type.String({
+  minLength: 1,
+  maxLength: NAME_MAX_LENGTH,
+  pattern: "^[^/\\u0000-\\u001f\\u007f]*$",
+  [RULE]: `must be a role: 1 to ${NAME_MAX_LENGTH} characters, no "/" or control characters`,
+});
+const NewRoleSchema = Type.String({
+  pattern: NAME_PATTERN,
+  maxLength: NAME_MAX_LENGTH,
+  [RULE]: `must be a role name: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${NAME_MAX_LENGTH} characters`,
+});
+const TaskIdRefSchema = Type.String({
+  minLength: 1,
+  maxLength: TASK_ID_MAX_LENGTH,
+  pattern: "^[^\\u0000-\\u001f\\u007f]*$",
+  [RULE]: `must be a task id: 1 to ${TASK_ID_MAX_LENGTH} characters, no control characters`,
+});
 const User = Type.Optional(UserSchema);
 
 export const REQUEST_SCHEMAS = {

@@ -68,7 +68,10 @@ export function seconds(ms: number): string {
 export function within<T>(ms: number, what: string | (() => string), p: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new WaitTimeoutError(`timed out after ${seconds(ms)} waiting for ${typeof what === "function" ? what() : what}`)), ms);
+    timer = setTimeout(
+      () => reject(new WaitTimeoutError(`timed out after ${seconds(ms)} waiting for ${typeof what === "function" ? what() : what}`)),
+      ms,
+    );
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
@@ -126,7 +129,10 @@ export interface ClusterClient {
 
 /** A NATS URL, or several separated by commas (a cluster's members). */
 export function natsServers(url: string): string[] {
-  return url.split(",").map((u) => u.trim()).filter((u) => u.length > 0);
+  return url
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
 }
 
 export function loadClusterFile(path = DEFAULT_CLUSTER_FILE): ClusterFile {
@@ -138,7 +144,9 @@ export function loadClusterFile(path = DEFAULT_CLUSTER_FILE): ClusterFile {
   try {
     file = JSON.parse(readFileSync(p, "utf8")) as ClusterFile;
   } catch (err) {
-    throw new ClientError(`cluster file ${p} is not valid JSON (${(err as Error).message}): start the cluster again with \`roost dev\`, or pass --nats URL`);
+    throw new ClientError(
+      `cluster file ${p} is not valid JSON (${(err as Error).message}): start the cluster again with \`roost dev\`, or pass --nats URL`,
+    );
   }
   const ok = file && typeof file === "object" && (file.mode === "embedded" ? typeof file.http === "string" : typeof file.nats === "string");
   if (!ok) throw new ClientError(`cluster file ${p} names no cluster (it needs "nats", or "mode": "embedded" and "http"): pass --nats URL`);
@@ -201,7 +209,13 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
     nc = await within(
       timeoutMs + 1000,
       `NATS at ${url}${origin}`,
-      connect({ servers, name: "roost-cli", timeout: timeoutMs, maxReconnectAttempts: opts.maxReconnectAttempts ?? -1, reconnectTimeWait: 250 }),
+      connect({
+        servers,
+        name: "roost-cli",
+        timeout: timeoutMs,
+        maxReconnectAttempts: opts.maxReconnectAttempts ?? -1,
+        reconnectTimeWait: 250,
+      }),
     );
   } catch (err) {
     const e = err as Error;
@@ -254,7 +268,9 @@ async function requestWithRetry<T>(
     // Never less than a second: a last try with a sliver of time left would time out, not hear "no responders".
     const r = await attempt(Math.max(MIN_ATTEMPT_MS, deadline - Date.now()));
     if (r === "timeout") {
-      throw new LeaderTimeoutError(`timed out after ${seconds(Date.now() - start)} waiting for the scheduler to answer ${subject} at ${where} (a write may still be carried out: look before repeating it)`);
+      throw new LeaderTimeoutError(
+        `timed out after ${seconds(Date.now() - start)} waiting for the scheduler to answer ${subject} at ${where} (a write may still be carried out: look before repeating it)`,
+      );
     }
     if (r !== "none") return unwrap(r.reply);
     const left = deadline - Date.now();
@@ -295,7 +311,8 @@ export class NatsClient implements ClusterClient {
         const e = err as Error;
         if (/no responders/i.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return "none";
         if (e.name === "TimeoutError" || /timeout/i.test(e.message)) return "timeout";
-        if (/closed|draining|disconnect/i.test(`${e.name} ${e.message}`)) throw new UnreachableError(`lost the connection to NATS at ${this.where}: ${e.message}`);
+        if (/closed|draining|disconnect/i.test(`${e.name} ${e.message}`))
+          throw new UnreachableError(`lost the connection to NATS at ${this.where}: ${e.message}`);
         throw err;
       }
     });
@@ -310,13 +327,23 @@ export class NatsClient implements ClusterClient {
     this.log ??= within(
       this.timeoutMs,
       () => this.logName(),
-      openJetStreamLog({ servers: this.where, nc: this.nc, stream: this.stream, create: false, timeoutMs: Math.min(5000, this.timeoutMs), readyTimeoutMs: this.timeoutMs }),
+      openJetStreamLog({
+        servers: this.where,
+        nc: this.nc,
+        stream: this.stream,
+        create: false,
+        timeoutMs: Math.min(5000, this.timeoutMs),
+        readyTimeoutMs: this.timeoutMs,
+      }),
     ).catch((err: Error) => {
       this.log = null;
       if (/does not exist/i.test(err.message)) {
-        throw new ClientError(`${this.logName()} does not exist: no scheduler has written a log there (start a cluster with \`roost dev\`, or name the stream)`);
+        throw new ClientError(
+          `${this.logName()} does not exist: no scheduler has written a log there (start a cluster with \`roost dev\`, or name the stream)`,
+        );
       }
-      if (/jetstream (is )?not enabled/i.test(err.message)) throw new ClientError(`JetStream is not enabled on the NATS server at ${this.where} (run nats-server with -js)`);
+      if (/jetstream (is )?not enabled/i.test(err.message))
+        throw new ClientError(`JetStream is not enabled on the NATS server at ${this.where} (run nats-server with -js)`);
       throw err;
     });
     return this.log;
@@ -348,7 +375,12 @@ export class NatsClient implements ClusterClient {
   async close(): Promise<void> {
     const log = this.log;
     this.log = null;
-    if (log) await within(2000, "the log to close", log.then((l) => l.close())).catch(() => {});
+    if (log)
+      await within(
+        2000,
+        "the log to close",
+        log.then((l) => l.close()),
+      ).catch(() => {});
     if (this.nc.isClosed()) return;
     try {
       await within(2000, "the NATS connection to drain", this.nc.drain());
@@ -369,8 +401,12 @@ class HttpClient implements ClusterClient {
 
   private unreachable(err: unknown): UnreachableError {
     const e = err as Error & { cause?: Error };
-    const why = /refused/i.test(`${e.message} ${e.cause?.message ?? ""}`) ? "connection refused (nothing listens there)" : (e.cause?.message ?? e.message);
-    return new UnreachableError(`cannot reach the embedded dev cluster's gateway at ${this.where}${this.origin}: ${why}; is \`roost dev\` still running?`);
+    const why = /refused/i.test(`${e.message} ${e.cause?.message ?? ""}`)
+      ? "connection refused (nothing listens there)"
+      : (e.cause?.message ?? e.message);
+    return new UnreachableError(
+      `cannot reach the embedded dev cluster's gateway at ${this.where}${this.origin}: ${why}; is \`roost dev\` still running?`,
+    );
   }
 
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
@@ -400,10 +436,13 @@ class HttpClient implements ClusterClient {
     let res: Response;
     try {
       // A waiting page is answered within 20 s by the gateway, with or without records.
-      res = await fetch(`${this.where}/log?from=${from}${wait ? "&wait=1" : ""}`, { signal: signal ?? AbortSignal.timeout(this.timeoutMs) });
+      res = await fetch(`${this.where}/log?from=${from}${wait ? "&wait=1" : ""}`, {
+        signal: signal ?? AbortSignal.timeout(this.timeoutMs),
+      });
     } catch (err) {
       if (signal?.aborted) throw err;
-      if ((err as Error).name === "TimeoutError") throw new WaitTimeoutError(`timed out after ${seconds(this.timeoutMs)} waiting for record ${from} of the log at ${this.where}`);
+      if ((err as Error).name === "TimeoutError")
+        throw new WaitTimeoutError(`timed out after ${seconds(this.timeoutMs)} waiting for record ${from} of the log at ${this.where}`);
       throw this.unreachable(err);
     }
     if (!res.ok) throw new ClientError(await res.text());

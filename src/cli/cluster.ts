@@ -7,7 +7,16 @@ import type { Command } from "commander";
 import { KvMemberBoard, type MemberStatus } from "../actors/members.js";
 import { NoResponderError } from "../bus/bus.js";
 import type { Anomaly } from "../replay/state.js";
-import { NatsClient, WaitTimeoutError, cliConnectOptions, connectClient, foldLocally, within, type CliClusterOptions, type ClusterClient } from "./client.js";
+import {
+  NatsClient,
+  WaitTimeoutError,
+  cliConnectOptions,
+  connectClient,
+  foldLocally,
+  within,
+  type CliClusterOptions,
+  type ClusterClient,
+} from "./client.js";
 import { table } from "./format.js";
 
 /**
@@ -64,19 +73,29 @@ export async function clusterStatus(c: ClusterClient, stream = "ROOST"): Promise
       return null;
     };
     const board = await within(t, `the members board (KV roost_members) at ${c.where}`, KvMemberBoard.open(c.nc)).catch(skip);
-    members = (await within(t, `the members board (KV roost_members) at ${c.where}`, board?.list() ?? Promise.resolve([])).catch(skip)) ?? [];
+    members =
+      (await within(t, `the members board (KV roost_members) at ${c.where}`, board?.list() ?? Promise.resolve([])).catch(skip)) ?? [];
     const jsm = await within(t, `JetStream at ${c.where}`, jetstreamManager(c.nc, { timeout: Math.min(5000, t) })).catch(skip);
     const si = jsm ? await within(t, `the log's stream ${stream} at ${c.where}`, jsm.streams.info(stream)).catch(skip) : null;
     if (jsm && si) {
       let newestSnapshot: string | null = null;
       try {
-        newestSnapshot = await within(t, `the snapshot store at ${c.where}`, (async () => {
-          const names = (await jsm.streams.names().next()).filter((n) => n === "OBJ_roost_snapshots");
-          if (!names.length) return null;
-          const { Objm } = await import("@nats-io/obj");
-          const os = await new Objm(c.nc).open("roost_snapshots");
-          return (await os.list()).map((e) => e.name).sort().at(-1) ?? null;
-        })());
+        newestSnapshot = await within(
+          t,
+          `the snapshot store at ${c.where}`,
+          (async () => {
+            const names = (await jsm.streams.names().next()).filter((n) => n === "OBJ_roost_snapshots");
+            if (!names.length) return null;
+            const { Objm } = await import("@nats-io/obj");
+            const os = await new Objm(c.nc).open("roost_snapshots");
+            return (
+              (await os.list())
+                .map((e) => e.name)
+                .sort()
+                .at(-1) ?? null
+            );
+          })(),
+        );
       } catch {
         newestSnapshot = null;
       }
@@ -105,7 +124,9 @@ export async function clusterStatus(c: ClusterClient, stream = "ROOST"): Promise
       foldError = err.message;
       return null;
     });
-    agents = st ? [...st.agents.values()].map((a) => ({ agentId: a.agentId, host: a.host, state: a.state, tasks: a.tasks.size, lastHeartbeat: null })) : [];
+    agents = st
+      ? [...st.agents.values()].map((a) => ({ agentId: a.agentId, host: a.host, state: a.state, tasks: a.tasks.size, lastHeartbeat: null }))
+      : [];
     anomalies = st?.anomalies ?? [];
     anomalyCount = st?.anomalyCount ?? 0;
     foldedEpoch = st?.leader?.epoch ?? 0;
@@ -141,19 +162,54 @@ export function formatClusterStatus(s: ClusterStatus): string {
         : `leader: none answers, and the log cannot be folded here: ${s.foldError}`,
   );
   out.push("", "SCHEDULERS");
-  out.push(s.schedulers.length ? table([["ID", "PID", "HOST", "ROLE", "EPOCH", "APPLIED SEQ", "SEEN"], ...s.schedulers.map((m) => [m.id, String(m.pid), m.host, m.role, String(m.epoch), String(m.appliedSeq), `${Math.round(m.seenMsAgo / 1000)}s ago`])]) : "  (none reporting)");
-  if (s.schedulers.some((m) => m.role === "deposed")) out.push("  (deposed: it still says leader on the members board, but a newer leader was elected; its entry expires within 10 s)");
+  out.push(
+    s.schedulers.length
+      ? table([
+          ["ID", "PID", "HOST", "ROLE", "EPOCH", "APPLIED SEQ", "SEEN"],
+          ...s.schedulers.map((m) => [
+            m.id,
+            String(m.pid),
+            m.host,
+            m.role,
+            String(m.epoch),
+            String(m.appliedSeq),
+            `${Math.round(m.seenMsAgo / 1000)}s ago`,
+          ]),
+        ])
+      : "  (none reporting)",
+  );
+  if (s.schedulers.some((m) => m.role === "deposed"))
+    out.push("  (deposed: it still says leader on the members board, but a newer leader was elected; its entry expires within 10 s)");
   out.push("", "LOG");
-  out.push(s.log ? `  stream ${s.log.stream}, ${s.log.replicas} replica(s), last seq ${s.log.lastSeq}, stream leader ${s.log.leader ?? "-"}, newest snapshot ${s.log.newestSnapshot ?? "none"}` : "  (not reachable from here)");
+  out.push(
+    s.log
+      ? `  stream ${s.log.stream}, ${s.log.replicas} replica(s), last seq ${s.log.lastSeq}, stream leader ${s.log.leader ?? "-"}, newest snapshot ${s.log.newestSnapshot ?? "none"}`
+      : "  (not reachable from here)",
+  );
   out.push("", "AGENTS");
-  out.push(s.agents.length ? table([["ID", "HOST", "STATE", "TASKS", "LAST HEARTBEAT"], ...s.agents.map((a) => [a.agentId, a.host, a.state, String(a.tasks), a.lastHeartbeat ? new Date(a.lastHeartbeat).toISOString() : "-"])]) : "  (none)");
+  out.push(
+    s.agents.length
+      ? table([
+          ["ID", "HOST", "STATE", "TASKS", "LAST HEARTBEAT"],
+          ...s.agents.map((a) => [
+            a.agentId,
+            a.host,
+            a.state,
+            String(a.tasks),
+            a.lastHeartbeat ? new Date(a.lastHeartbeat).toISOString() : "-",
+          ]),
+        ])
+      : "  (none)",
+  );
   out.push("", "ANOMALIES");
   if (s.foldError !== null) {
     out.push("  (unknown: the log cannot be folded here)");
   } else if (s.anomalyCount === 0) {
     out.push("  none: the fold applied every log entry");
   } else {
-    out.push(`  ${s.anomalyCount} log entr${s.anomalyCount === 1 ? "y" : "ies"} the fold skipped${s.anomalyCount > ANOMALIES_SHOWN ? ` (the first ${Math.min(ANOMALIES_SHOWN, s.anomalies.length)}; all kept ones in --json)` : ""}; see them with \`roost log tail\`:`);
+    out.push(
+      `  ${s.anomalyCount} log entr${s.anomalyCount === 1 ? "y" : "ies"} the fold skipped${s.anomalyCount > ANOMALIES_SHOWN ? ` (the first ${Math.min(ANOMALIES_SHOWN, s.anomalies.length)}; all kept ones in --json)` : ""}; see them with \`roost log tail\`:`,
+    );
     for (const a of s.anomalies.slice(0, ANOMALIES_SHOWN)) out.push(`  ${a.seq}.${a.index}  ${a.type}: ${a.why}`);
   }
   return out.join("\n");
@@ -161,7 +217,9 @@ export function formatClusterStatus(s: ClusterStatus): string {
 
 export function registerClusterCommand(program: Command, withClusterOptions: (c: Command) => Command): void {
   const cluster = program.command("cluster").description("the cell as a whole");
-  withClusterOptions(cluster.command("status").description("scheduler replicas (a replaced leader shows as deposed), the log, the agents and the anomalies"))
+  withClusterOptions(
+    cluster.command("status").description("scheduler replicas (a replaced leader shows as deposed), the log, the agents and the anomalies"),
+  )
     .option("--stream <name>", "the log's stream (default: the cluster file's, or ROOST)")
     .action(async (o: CliClusterOptions & { stream?: string }) => {
       const c = await connectClient(cliConnectOptions(o));

@@ -43,7 +43,12 @@ const PARENT_GONE_STOP_MS = 3000;
  */
 function stopper(logger: ReturnType<typeof makeLogger>, defaultDeadlineMs: number) {
   let exiting = false;
-  const finish = async (code: number, why: string, steps: Array<[string, () => Promise<unknown> | undefined]>, deadlineMs = defaultDeadlineMs): Promise<void> => {
+  const finish = async (
+    code: number,
+    why: string,
+    steps: Array<[string, () => Promise<unknown> | undefined]>,
+    deadlineMs = defaultDeadlineMs,
+  ): Promise<void> => {
     if (exiting) return;
     exiting = true;
     logger.info({ why }, "stopping");
@@ -187,7 +192,12 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   let stopping = false;
   const stop = (why: string, fast: boolean, parentGone = false) => {
     const short = fast || parentGone;
-    const opts = { killTasks: f.killTasksOnExit, reason: why, graceMs: fast ? 0 : undefined, statusWaitMs: f.killTasksOnExit ? (short ? 1500 : 10_000) : 0 };
+    const opts = {
+      killTasks: f.killTasksOnExit,
+      reason: why,
+      graceMs: fast ? 0 : undefined,
+      statusWaitMs: f.killTasksOnExit ? (short ? 1500 : 10_000) : 0,
+    };
     const closeBus = () => bus?.close(short ? 500 : undefined);
     if (stopping) {
       if (fast) logger.warn({ why }, "stopping at once");

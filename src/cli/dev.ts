@@ -134,14 +134,24 @@ abstract class Supervised {
     const delay = Math.min(RESTART_MIN_MS * 2 ** this.failures, RESTART_MAX_MS);
     this.failures++;
     const how = st.signal ?? `code ${st.code}`;
-    this.say(`${this.name} exited (${how}); restarting it in ${delay / 1000} s`, { exited: this.name, code: st.code, signal: st.signal, restartInMs: delay });
+    this.say(`${this.name} exited (${how}); restarting it in ${delay / 1000} s`, {
+      exited: this.name,
+      code: st.code,
+      signal: st.signal,
+      restartInMs: delay,
+    });
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       if (!this.wanted) return;
       this.start().then(
         () => {
           if (!this.wanted) return; // stopping began while it started: the stop takes care of it
-          this.say(`${this.name} restarted (pid ${this.pid}) after it exited (${how})`, { restarted: this.name, pid: this.pid, code: st.code, signal: st.signal });
+          this.say(`${this.name} restarted (pid ${this.pid}) after it exited (${how})`, {
+            restarted: this.name,
+            pid: this.pid,
+            code: st.code,
+            signal: st.signal,
+          });
         },
         (err: Error) => {
           if (!this.wanted) return;
@@ -186,7 +196,8 @@ class NodeChild extends Supervised {
       c.once("exit", (code, signal) => res({ code, signal }));
       c.once("error", () => res({ code: null, signal: null }));
     });
-    if (c.pid === undefined) return exited.then((st) => Promise.reject(new Error(`could not start ${this.name} (${st.code ?? st.signal ?? "spawn failed"})`)));
+    if (c.pid === undefined)
+      return exited.then((st) => Promise.reject(new Error(`could not start ${this.name} (${st.code ?? st.signal ?? "spawn failed"})`)));
     return Promise.resolve({ pid: c.pid, exited });
   }
 
@@ -219,7 +230,10 @@ class NodeChild extends Supervised {
     if (!this.running) return;
     this.send(line);
     let timer: NodeJS.Timeout | undefined;
-    const late = await Promise.race([this.exited().then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), ms)))]);
+    const late = await Promise.race([
+      this.exited().then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), ms))),
+    ]);
     clearTimeout(timer);
     if (late) {
       this.say(`${this.name} did not stop within ${ms / 1000} s; killing it`, { killed: this.name });
@@ -262,7 +276,8 @@ class NatsChild extends Supervised {
 }
 
 export async function runDev(f: DevFlags): Promise<void> {
-  if (f.ha && (f.embedded || f.nats)) throw new Error("--ha starts its own 3 nats-servers: it cannot be combined with --embedded or --nats");
+  if (f.ha && (f.embedded || f.nats))
+    throw new Error("--ha starts its own 3 nats-servers: it cannot be combined with --embedded or --nats");
   if (f.ha && !findNatsServer()) throw new Error("--ha needs nats-server on PATH (apt-get install nats-server)");
   const dir = resolve(f.dir);
   mkdirSync(dir, { recursive: true });
@@ -402,7 +417,11 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
   } else if (!natsUrl) {
     const natsDir = join(dir, "nats");
     const server = new NatsChild("nats-server", say, (previous) =>
-      startNatsServer({ dir: natsDir, ...natsOpts, ...(previous ? { port: previous.port, httpPort: Number(new URL(previous.monitorUrl).port) } : {}) }),
+      startNatsServer({
+        dir: natsDir,
+        ...natsOpts,
+        ...(previous ? { port: previous.port, httpPort: Number(new URL(previous.monitorUrl).port) } : {}),
+      }),
     );
     servers.push(server);
     await server.start();
@@ -416,7 +435,14 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
   const replicas = f.ha ? 3 : 1;
   for (let i = 1; i <= replicas; i++) {
     const name = `scheduler-${i}`;
-    schedulers.push(new NodeChild(name, say, ["scheduler", "--nats", url, "--id", name, "--replicas", String(replicas), "--policy", JSON.stringify(DEV_POLICY)], logFile(name)));
+    schedulers.push(
+      new NodeChild(
+        name,
+        say,
+        ["scheduler", "--nats", url, "--id", name, "--replicas", String(replicas), "--policy", JSON.stringify(DEV_POLICY)],
+        logFile(name),
+      ),
+    );
   }
   for (let i = 1; i <= f.agents; i++) {
     const a = devAgentSpec(i);
@@ -425,11 +451,27 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
         a.id,
         say,
         [
-          "agent", "--nats", url, "--id", a.id, "--host", a.host,
-          ...Object.entries(a.attributes).filter(([k]) => k !== "host").flatMap(([k, v]) => ["--attr", `${k}=${v}`]),
-          "--cpus", String(a.resources.cpus), "--ram-mb", String(a.resources.ramMb), "--disk-mb", String(a.resources.diskMb),
-          "--ports", a.resources.ports.map(([lo, hi]) => `${lo}-${hi}`).join(","),
-          "--work-dir", join(dir, "agents", a.id), "--kill-tasks-on-exit",
+          "agent",
+          "--nats",
+          url,
+          "--id",
+          a.id,
+          "--host",
+          a.host,
+          ...Object.entries(a.attributes)
+            .filter(([k]) => k !== "host")
+            .flatMap(([k, v]) => ["--attr", `${k}=${v}`]),
+          "--cpus",
+          String(a.resources.cpus),
+          "--ram-mb",
+          String(a.resources.ramMb),
+          "--disk-mb",
+          String(a.resources.diskMb),
+          "--ports",
+          a.resources.ports.map(([lo, hi]) => `${lo}-${hi}`).join(","),
+          "--work-dir",
+          join(dir, "agents", a.id),
+          "--kill-tasks-on-exit",
         ],
         logFile(a.id),
       ),
@@ -439,16 +481,26 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
     check();
     await c.start();
   }
-  await waitReady(url, agents.map((a) => a.name), check, join(dir, "logs"));
+  await waitReady(
+    url,
+    agents.map((a) => a.name),
+    check,
+    join(dir, "logs"),
+  );
   check();
   const file: ClusterFile = { mode: "nats", nats: url, stream: "ROOST", pid: process.pid, startedAt: new Date().toISOString() };
   writeFileSync(clusterFile, `${JSON.stringify(file, null, 2)}\n`);
   const pids = Object.fromEntries(everything().map((c) => [c.name, c.pid]));
-  say(`${f.ha ? "3 scheduler replicas" : "a scheduler"} and ${f.agents} agents started (pids ${Object.entries(pids).map(([n, p]) => `${n} ${p}`).join(", ")}); logs in ${join(dir, "logs")}`, {
-    agents: f.agents,
-    schedulers: replicas,
-    pids,
-  });
+  say(
+    `${f.ha ? "3 scheduler replicas" : "a scheduler"} and ${f.agents} agents started (pids ${Object.entries(pids)
+      .map(([n, p]) => `${n} ${p}`)
+      .join(", ")}); logs in ${join(dir, "logs")}`,
+    {
+      agents: f.agents,
+      schedulers: replicas,
+      pids,
+    },
+  );
 }
 
 /** Wait until a leader answers and every agent is ACTIVE and has spoken to it. */
@@ -459,7 +511,11 @@ async function waitReady(nats: string, agentIds: string[], check: () => void, lo
     for (;;) {
       check();
       try {
-        const info = await client.request<{ agents: Array<{ agentId: string; state: string; lastHeartbeat: number | null }> }>("cluster.info", {}, 1000);
+        const info = await client.request<{ agents: Array<{ agentId: string; state: string; lastHeartbeat: number | null }> }>(
+          "cluster.info",
+          {},
+          1000,
+        );
         const ready = new Set(info.agents.filter((a) => a.state === "ACTIVE" && a.lastHeartbeat !== null).map((a) => a.agentId));
         if (agentIds.every((id) => ready.has(id))) return;
       } catch {
@@ -504,7 +560,15 @@ async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: stri
   for (let i = 1; i <= f.agents; i++) {
     check();
     const a = devAgentSpec(i);
-    const agent = new Agent({ bus, agentId: a.id, host: a.host, attributes: a.attributes, resources: a.resources, workDir: join(dir, "agents", a.id), logger: logger.child({ agentId: a.id }) });
+    const agent = new Agent({
+      bus,
+      agentId: a.id,
+      host: a.host,
+      attributes: a.attributes,
+      resources: a.resources,
+      workDir: join(dir, "agents", a.id),
+      logger: logger.child({ agentId: a.id }),
+    });
     agents.push(agent);
     await agent.start();
   }

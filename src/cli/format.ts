@@ -21,7 +21,9 @@ export function formatJobStatus(s: JobStatus): string {
       String(i.instance),
       i.state,
       i.host ?? "-",
-      Object.entries(i.ports).map(([k, v]) => `${k}=${v}`).join(",") || "-",
+      Object.entries(i.ports)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(",") || "-",
       i.taskId,
       i.reason,
     ]);
@@ -33,7 +35,15 @@ export function formatJobList(jobs: JobSummary[]): string {
   if (jobs.length === 0) return "no jobs";
   const rows = [["JOB", "TYPE", "INSTANCES", "ACTIVE", "STATES"]];
   for (const j of jobs) {
-    rows.push([j.job, j.service ? "service" : "batch", String(j.instances), String(j.active), Object.entries(j.states).map(([k, v]) => `${k}:${v}`).join(" ")]);
+    rows.push([
+      j.job,
+      j.service ? "service" : "batch",
+      String(j.instances),
+      String(j.active),
+      Object.entries(j.states)
+        .map(([k, v]) => `${k}:${v}`)
+        .join(" "),
+    ]);
   }
   return table(rows);
 }
@@ -41,7 +51,13 @@ export function formatJobList(jobs: JobSummary[]): string {
 export function formatTaskHistory(h: TaskHistory): string {
   const lines = [
     `task ${h.taskId}`,
-    `  job ${h.job} instance ${h.instance}, now ${h.state}${h.host ? ` on ${h.host}` : ""}${Object.keys(h.ports).length ? ` ports ${Object.entries(h.ports).map(([k, v]) => `${k}=${v}`).join(",")}` : ""}`,
+    `  job ${h.job} instance ${h.instance}, now ${h.state}${h.host ? ` on ${h.host}` : ""}${
+      Object.keys(h.ports).length
+        ? ` ports ${Object.entries(h.ports)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(",")}`
+        : ""
+    }`,
     `  failures ${h.failureCount}${h.exitCode !== null ? `, last exit code ${h.exitCode}` : ""}`,
   ];
   if (h.ancestorId) lines.push(`  rescheduled from ${h.ancestorId}`);
@@ -59,7 +75,10 @@ export function formatQuotaReport(q: QuotaReport): string {
   const jobs =
     q.jobs.length === 0
       ? "no production jobs use this quota"
-      : table([["JOB", "INSTANCES", "CPUS", "RAMMB", "DISKMB"], ...q.jobs.map((j) => [j.job, String(j.instances), String(j.cpus), String(j.ramMb), String(j.diskMb)])]);
+      : table([
+          ["JOB", "INSTANCES", "CPUS", "RAMMB", "DISKMB"],
+          ...q.jobs.map((j) => [j.job, String(j.instances), String(j.cpus), String(j.ramMb), String(j.diskMb)]),
+        ]);
   return `${head}\n${table(rows)}\n\n${jobs}`;
 }
 
@@ -86,7 +105,13 @@ export function formatEvent(seq: number, idx: number, e: LogEntry, anomaly: stri
       what = `task=${e.data.taskId} to=${e.data.to}${e.data.exitCode !== undefined ? ` exit=${e.data.exitCode}` : ""}${e.data.agentSeq !== undefined ? ` agentSeq=${e.data.agentSeq}` : ""}`;
       break;
     case "TaskAssigned":
-      what = `task=${e.data.taskId} host=${e.data.host} agent=${e.data.agentId}${Object.keys(e.data.ports).length ? ` ports=${Object.entries(e.data.ports).map(([k, v]) => `${k}:${v}`).join(",")}` : ""}`;
+      what = `task=${e.data.taskId} host=${e.data.host} agent=${e.data.agentId}${
+        Object.keys(e.data.ports).length
+          ? ` ports=${Object.entries(e.data.ports)
+              .map(([k, v]) => `${k}:${v}`)
+              .join(",")}`
+          : ""
+      }`;
       break;
     case "TaskCreated":
       what = `task=${e.data.taskId} job=${e.data.job} instance=${e.data.instance} state=${e.data.state}${e.data.ancestorId ? ` ancestor=${e.data.ancestorId}` : ""}`;
@@ -124,7 +149,10 @@ export function formatEvent(seq: number, idx: number, e: LogEntry, anomaly: stri
 
 export function formatWhy(w: WhyReport): string {
   const lines = [`task ${w.taskId} is ${w.state}: ${w.summary}`];
-  if (w.heldSlot) lines.push(`  a slot is held for it on ${w.heldSlot.host} (preempting ${w.heldSlot.victims.join(", ")}) until ${iso(w.heldSlot.expiresTs)}`);
+  if (w.heldSlot)
+    lines.push(
+      `  a slot is held for it on ${w.heldSlot.host} (preempting ${w.heldSlot.victims.join(", ")}) until ${iso(w.heldSlot.expiresTs)}`,
+    );
   if (w.vetoes?.length) {
     lines.push("", "hosts that cannot take it:");
     for (const v of w.vetoes) {
@@ -132,10 +160,14 @@ export function formatWhy(w: WhyReport): string {
       for (const e of v.examples) lines.push(`    ${e.host}: ${e.detail}`);
     }
   }
-  if (w.feasible?.length) lines.push("", `hosts that could take it now: ${w.feasible.map((f) => `${f.host} (score ${f.score})`).join(", ")}`);
+  if (w.feasible?.length)
+    lines.push("", `hosts that could take it now: ${w.feasible.map((f) => `${f.host} (score ${f.score})`).join(", ")}`);
   const d = w.placement?.decision;
   if (d) {
-    lines.push("", `decision (log seq ${w.placement!.seq}): ${d.mode}, ${d.feasible} feasible of ${d.evaluated} hosts looked at, chosen score ${d.score}${d.reserved ? ", in a held slot" : ""}`);
+    lines.push(
+      "",
+      `decision (log seq ${w.placement!.seq}): ${d.mode}, ${d.feasible} feasible of ${d.evaluated} hosts looked at, chosen score ${d.score}${d.reserved ? ", in a held slot" : ""}`,
+    );
     for (const a of d.alternatives) lines.push(`  not ${a.host}: ${a.score !== undefined ? `lower score ${a.score}` : a.veto}`);
     const vetoes = Object.entries(d.vetoes);
     if (vetoes.length) lines.push(`  ruled out: ${vetoes.map(([r, n]) => `${r} (${n})`).join(", ")}`);

@@ -7,16 +7,42 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { NoResponderError } from "../bus/bus.js";
-import { DEFAULT_ENVIRONMENT_PATTERN, MAX_INSTANCES, NAME_MAX_LENGTH, NAME_PATTERN, TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, USER_MAX_LENGTH, USER_PATTERN } from "../domain/limits.js";
+import {
+  DEFAULT_ENVIRONMENT_PATTERN,
+  MAX_INSTANCES,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  TASK_ID_MAX_LENGTH,
+  TASK_ID_PATTERN,
+  USER_MAX_LENGTH,
+  USER_PATTERN,
+} from "../domain/limits.js";
 import { jobKeyString, parseJobKey } from "../domain/types.js";
 import { quotaReport, type QuotaReport } from "../quota/quota.js";
 import { foldRecord } from "../replay/fold.js";
-import { instancesTerminal, jobList, jobStatus, taskHistory, withReasons, type JobStatus, type JobSummary, type TaskHistory } from "../replay/queries.js";
+import {
+  instancesTerminal,
+  jobList,
+  jobStatus,
+  taskHistory,
+  withReasons,
+  type JobStatus,
+  type JobSummary,
+  type TaskHistory,
+} from "../replay/queries.js";
 import { ClusterState } from "../replay/state.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
 import { whyTask, type WhyReport } from "../scheduling/why.js";
-import { cliConnectOptions, connectClient, foldLocally, seconds, WaitTimeoutError, type CliClusterOptions, type ClusterClient } from "./client.js";
+import {
+  cliConnectOptions,
+  connectClient,
+  foldLocally,
+  seconds,
+  WaitTimeoutError,
+  type CliClusterOptions,
+  type ClusterClient,
+} from "./client.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
 import { registerClusterCommand } from "./cluster.js";
@@ -96,7 +122,9 @@ function roleArg(v: string): string {
 const TASK_ID_RE = new RegExp(TASK_ID_PATTERN);
 function taskIdArg(v: string): string {
   if (!TASK_ID_RE.test(v) || v.length > TASK_ID_MAX_LENGTH) {
-    throw new InvalidArgumentError(`a task id is letters, digits, "_", "." and "-" (at most ${TASK_ID_MAX_LENGTH} characters), as \`roost job status\` shows it; got "${v}"`);
+    throw new InvalidArgumentError(
+      `a task id is letters, digits, "_", "." and "-" (at most ${TASK_ID_MAX_LENGTH} characters), as \`roost job status\` shows it; got "${v}"`,
+    );
   }
   return v;
 }
@@ -104,7 +132,9 @@ function taskIdArg(v: string): string {
 const USER_RE = new RegExp(USER_PATTERN);
 function userArg(v: string): string {
   if (!USER_RE.test(v) || v.length > USER_MAX_LENGTH) {
-    throw new InvalidArgumentError(`--user must be printable ASCII without leading or trailing spaces, at most ${USER_MAX_LENGTH} characters; got ${JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v)}`);
+    throw new InvalidArgumentError(
+      `--user must be printable ASCII without leading or trailing spaces, at most ${USER_MAX_LENGTH} characters; got ${JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v)}`,
+    );
   }
   return v;
 }
@@ -118,13 +148,17 @@ function parseInstances(s: string): number[] {
     const lo = Number(m[1]);
     const hi = m[2] === undefined ? lo : Number(m[2]);
     if (hi < lo) throw new InvalidArgumentError(`--instances: range ${part.trim()} runs backwards (in "${s}")`);
-    if (hi >= MAX_INSTANCES) throw new InvalidArgumentError(`--instances: instance ids are below ${MAX_INSTANCES} (a job has at most ${MAX_INSTANCES}); got ${hi} in "${s}"`);
+    if (hi >= MAX_INSTANCES)
+      throw new InvalidArgumentError(
+        `--instances: instance ids are below ${MAX_INSTANCES} (a job has at most ${MAX_INSTANCES}); got ${hi} in "${s}"`,
+      );
     for (let i = lo; i <= hi; i++) out.add(i);
   }
   return [...out].sort((a, b) => a - b);
 }
 
-const DEFAULT_TIMEOUT_HELP = "give up on any wait on the cluster (reaching NATS, a scheduler to answer, the log) after this many seconds (default: 10)";
+const DEFAULT_TIMEOUT_HELP =
+  "give up on any wait on the cluster (reaching NATS, a scheduler to answer, the log) after this many seconds (default: 10)";
 
 /** The options of every command that talks to a cluster; `timeoutHelp` when --timeout means more there. */
 function withClusterOptions(c: Command, timeoutHelp = DEFAULT_TIMEOUT_HELP): Command {
@@ -152,7 +186,13 @@ async function withClient<T>(opts: Common, fn: (c: ClusterClient) => Promise<T>,
 const READ_LEADER_WAIT_MS = 3000;
 
 /** Ask the leader; when none answers, fold the log here and answer from that. */
-async function readWithFallback<T>(client: ClusterClient, op: string, data: unknown, local: (s: Awaited<ReturnType<typeof foldLocally>>) => T | null, what: string): Promise<T> {
+async function readWithFallback<T>(
+  client: ClusterClient,
+  op: string,
+  data: unknown,
+  local: (s: Awaited<ReturnType<typeof foldLocally>>) => T | null,
+  what: string,
+): Promise<T> {
   try {
     return await client.request<T>(op, data, { retry: false, timeoutMs: Math.min(READ_LEADER_WAIT_MS, client.timeoutMs) });
   } catch (err) {
@@ -218,14 +258,39 @@ program
   .option("--stream <name>", "JetStream stream holding the log", "ROOST")
   .addOption(new Option("--replicas <n>", "stream replicas when creating it").choices(["1", "3"]).default("1"))
   .option("--id <id>", "scheduler id (default host:pid)")
-  .option("--policy <json>", 'override scheduling timings, e.g. \'{"preemptionDelayMs":5000}\' (defaults: Aurora\'s)')
+  .option("--policy <json>", "override scheduling timings, e.g. '{\"preemptionDelayMs\":5000}' (defaults: Aurora's)")
   .option("--json", "log as JSON lines (always)")
-  .option("--lease-ms <ms>", "leader lease: a leader that cannot renew within this long is replaced", wholeNumber("--lease-ms", "a whole number of milliseconds ≥ 1", 1), 3000)
-  .option("--snapshot-every <events>", "write a snapshot of the folded state every this many events (a standby writes it when one is up; 0: never)", wholeNumber("--snapshot-every", "a whole number of events ≥ 0", 0), 100_000)
+  .option(
+    "--lease-ms <ms>",
+    "leader lease: a leader that cannot renew within this long is replaced",
+    wholeNumber("--lease-ms", "a whole number of milliseconds ≥ 1", 1),
+    3000,
+  )
+  .option(
+    "--snapshot-every <events>",
+    "write a snapshot of the folded state every this many events (a standby writes it when one is up; 0: never)",
+    wholeNumber("--snapshot-every", "a whole number of events ≥ 0", 0),
+    100_000,
+  )
   .option("--control-stdin", "read control lines (quiesce, stop, kill) on stdin and stop at its end (used by `roost dev`)")
-  .option("--allowed-environments <regex>", "environments a job may name (Aurora's allowed_job_environments)", regexArg("--allowed-environments"), DEFAULT_ENVIRONMENT_PATTERN)
+  .option(
+    "--allowed-environments <regex>",
+    "environments a job may name (Aurora's allowed_job_environments)",
+    regexArg("--allowed-environments"),
+    DEFAULT_ENVIRONMENT_PATTERN,
+  )
   .action(async (o) =>
-    runScheduler({ nats: o.nats, stream: o.stream, replicas: Number(o.replicas) as 1 | 3, id: o.id, policy: o.policy, leaseMs: o.leaseMs, snapshotEvery: o.snapshotEvery, control: !!o.controlStdin, allowedEnvironments: o.allowedEnvironments }),
+    runScheduler({
+      nats: o.nats,
+      stream: o.stream,
+      replicas: Number(o.replicas) as 1 | 3,
+      id: o.id,
+      policy: o.policy,
+      leaseMs: o.leaseMs,
+      snapshotEvery: o.snapshotEvery,
+      control: !!o.controlStdin,
+      allowedEnvironments: o.allowedEnvironments,
+    }),
   );
 
 program
@@ -245,7 +310,20 @@ program
   .option("--control-stdin", "read control lines (stop, kill) on stdin and stop at its end (used by `roost dev`)")
   .option("--json", "log as JSON lines (always)")
   .action(async (o) =>
-    runAgent({ nats: o.nats, id: o.id, host: o.host, attr: o.attr, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, gpus: o.gpus, ports: o.ports, workDir: o.workDir, killTasksOnExit: o.killTasksOnExit, control: !!o.controlStdin }),
+    runAgent({
+      nats: o.nats,
+      id: o.id,
+      host: o.host,
+      attr: o.attr,
+      cpus: o.cpus,
+      ramMb: o.ramMb,
+      diskMb: o.diskMb,
+      gpus: o.gpus,
+      ports: o.ports,
+      workDir: o.workDir,
+      killTasksOnExit: o.killTasksOnExit,
+      control: !!o.controlStdin,
+    }),
   );
 
 // ---- roost job ----------------------------------------------------------------------------
@@ -264,7 +342,10 @@ withClusterOptions(
   `give up on any wait on the cluster after this many seconds (default: 10); with --wait, also on the instances (default: ${CREATE_WAIT_S})`,
 )
   .option("--user <name>", "who is asking", userArg, userInfo().username)
-  .option("--wait", "print each instance's state as it changes until every instance is RUNNING (a batch job: has ended); exit 1 at --timeout")
+  .option(
+    "--wait",
+    "print each instance's state as it changes until every instance is RUNNING (a batch job: has ended); exit 1 at --timeout",
+  )
   .action(async (file: string, o: Common & { user: string; wait?: boolean }) => {
     const config = parseJobSpec(readFileSync(file, "utf8"), file);
     await withClient(o, async (c) => {
@@ -291,12 +372,24 @@ withClusterOptions(
           if (seen.get(i.instance) === now) continue;
           seen.set(i.instance, now);
           const replaced = i.taskId !== r.taskIds[i.instance] ? ` (task ${i.taskId})` : "";
-          line({ event: "instance", job: r.job, instance: i.instance, taskId: i.taskId, state: i.state, reason: i.reason }, `instance ${i.instance}${replaced} ${i.state}${i.reason ? `: ${i.reason}` : ""}`);
+          line(
+            { event: "instance", job: r.job, instance: i.instance, taskId: i.taskId, state: i.state, reason: i.reason },
+            `instance ${i.instance}${replaced} ${i.state}${i.reason ? `: ${i.reason}` : ""}`,
+          );
         }
         if (status.instances.every(finished)) break;
         if (Date.now() >= deadline) {
           const what = notDone(status, finished);
-          line({ event: "timeout", ...r, waitedS: waitS, notDone: status.instances.filter((i) => !finished(i)).map((i) => i.instance), status }, "");
+          line(
+            {
+              event: "timeout",
+              ...r,
+              waitedS: waitS,
+              notDone: status.instances.filter((i) => !finished(i)).map((i) => i.instance),
+              status,
+            },
+            "",
+          );
           throw new WaitTimeoutError(
             `timed out after ${seconds(waitS * 1000)} waiting for ${r.job} to ${status.service ? "be RUNNING" : "end"}: ${what}. ` +
               `The job stays created: see \`roost job status ${r.job}\`, \`roost task why TASK\`, or kill it with \`roost job kill ${r.job}\``,
@@ -308,21 +401,21 @@ withClusterOptions(
     });
   });
 
-withClusterOptions(job.command("status").argument("<job>", "ROLE/ENV/NAME", jobKeyArg).description("show each instance: state, host, ports, reason"))
-  .action(async (k: string, o: Common) => {
-    await withClient(o, async (c) => {
-      const s = await readWithFallback<JobStatus>(c, "job.status", { job: k }, (st) => jobStatus(st, k), `job ${k}`);
-      print(o, s, () => formatJobStatus(s));
-    });
+withClusterOptions(
+  job.command("status").argument("<job>", "ROLE/ENV/NAME", jobKeyArg).description("show each instance: state, host, ports, reason"),
+).action(async (k: string, o: Common) => {
+  await withClient(o, async (c) => {
+    const s = await readWithFallback<JobStatus>(c, "job.status", { job: k }, (st) => jobStatus(st, k), `job ${k}`);
+    print(o, s, () => formatJobStatus(s));
   });
+});
 
-withClusterOptions(job.command("list").description("list jobs with their task states"))
-  .action(async (o: Common) => {
-    await withClient(o, async (c) => {
-      const jobs = await readWithFallback<JobSummary[]>(c, "job.list", {}, (st) => jobList(st), "job list");
-      print(o, jobs, () => formatJobList(jobs));
-    });
+withClusterOptions(job.command("list").description("list jobs with their task states")).action(async (o: Common) => {
+  await withClient(o, async (c) => {
+    const jobs = await readWithFallback<JobSummary[]>(c, "job.list", {}, (st) => jobList(st), "job list");
+    print(o, jobs, () => formatJobList(jobs));
   });
+});
 
 withClusterOptions(
   job.command("kill").argument("<job>", "ROLE/ENV/NAME", jobKeyArg).description("kill a job, or some of its instances"),
@@ -340,16 +433,28 @@ withClusterOptions(
         const waitS = o.timeout ?? KILL_WAIT_S;
         const deadline = Date.now() + waitS * 1000;
         for (;;) {
-          status = await c.request<JobStatus>("job.status", { job: k }, { timeoutMs: Math.min(c.timeoutMs, Math.max(deadline - Date.now(), 1000)) });
+          status = await c.request<JobStatus>(
+            "job.status",
+            { job: k },
+            { timeoutMs: Math.min(c.timeoutMs, Math.max(deadline - Date.now(), 1000)) },
+          );
           if (instancesTerminal(status, r.instances)) break;
           if (Date.now() >= deadline) {
-            const what = notDone({ ...status, instances: status.instances.filter((i) => r.instances.includes(i.instance)) }, (i) => TERMINAL_STATES.has(i.state));
-            throw new WaitTimeoutError(`the kill is logged (seq ${r.seq}) but not every task ended within ${seconds(waitS * 1000)}: ${what}; see \`roost job status ${k}\``);
+            const what = notDone({ ...status, instances: status.instances.filter((i) => r.instances.includes(i.instance)) }, (i) =>
+              TERMINAL_STATES.has(i.state),
+            );
+            throw new WaitTimeoutError(
+              `the kill is logged (seq ${r.seq}) but not every task ended within ${seconds(waitS * 1000)}: ${what}; see \`roost job status ${k}\``,
+            );
           }
           await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())));
         }
       }
-      print(o, { ...r, ...(status ? { status } : {}) }, () => `kill of ${k} instances ${r.instances.join(",")} logged (seq ${r.seq})${status ? `\n\n${formatJobStatus(status)}` : ""}`);
+      print(
+        o,
+        { ...r, ...(status ? { status } : {}) },
+        () => `kill of ${k} instances ${r.instances.join(",")} logged (seq ${r.seq})${status ? `\n\n${formatJobStatus(status)}` : ""}`,
+      );
     });
   });
 
@@ -357,14 +462,27 @@ withClusterOptions(
   job
     .command("add")
     .argument("<job>", "ROLE/ENV/NAME", jobKeyArg)
-    .argument("<count>", `how many instances to add (1 to ${MAX_INSTANCES})`, wholeNumber("COUNT", `a whole number from 1 to ${MAX_INSTANCES}`, 1, MAX_INSTANCES))
+    .argument(
+      "<count>",
+      `how many instances to add (1 to ${MAX_INSTANCES})`,
+      wholeNumber("COUNT", `a whole number from 1 to ${MAX_INSTANCES}`, 1, MAX_INSTANCES),
+    )
     .description("add instances to a running job (production jobs must fit the role's quota)"),
 )
   .option("--user <name>", "who is asking", userArg, userInfo().username)
   .action(async (k: string, count: number, o: Common & { user: string }) => {
     await withClient(o, async (c) => {
-      const r = await c.request<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", { job: k, count, user: o.user });
-      print(o, r, () => `added ${r.instances.length} instance(s) to ${r.job} (log seq ${r.seq})\n${r.taskIds.map((t, i) => `  instance ${r.instances[i]}: ${t}`).join("\n")}`);
+      const r = await c.request<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", {
+        job: k,
+        count,
+        user: o.user,
+      });
+      print(
+        o,
+        r,
+        () =>
+          `added ${r.instances.length} instance(s) to ${r.job} (log seq ${r.seq})\n${r.taskIds.map((t, i) => `  instance ${r.instances[i]}: ${t}`).join("\n")}`,
+      );
     });
   });
 
@@ -379,15 +497,24 @@ function numberArg(v: string): number {
 
 const quota = program.command("quota").description("production quota per role");
 
-withClusterOptions(quota.command("get").argument("<role>", "the role", roleArg).description("a role's production quota, what its production jobs use, and the headroom"))
-  .action(async (role: string, o: Common) => {
-    await withClient(o, async (c) => {
-      const q = await readWithFallback<QuotaReport>(c, "quota.get", { role }, (st) => quotaReport(st, role), `role ${role}`);
-      print(o, q, () => formatQuotaReport(q));
-    });
+withClusterOptions(
+  quota
+    .command("get")
+    .argument("<role>", "the role", roleArg)
+    .description("a role's production quota, what its production jobs use, and the headroom"),
+).action(async (role: string, o: Common) => {
+  await withClient(o, async (c) => {
+    const q = await readWithFallback<QuotaReport>(c, "quota.get", { role }, (st) => quotaReport(st, role), `role ${role}`);
+    print(o, q, () => formatQuotaReport(q));
   });
+});
 
-withClusterOptions(quota.command("set").argument("<role>", "the role", roleArg).description("(admin) set a role's production quota; it cannot go below current usage"))
+withClusterOptions(
+  quota
+    .command("set")
+    .argument("<role>", "the role", roleArg)
+    .description("(admin) set a role's production quota; it cannot go below current usage"),
+)
   .requiredOption("--cpus <n>", "cpus", numberArg)
   .requiredOption("--ram-mb <n>", "RAM, MB (integer)", numberArg)
   .requiredOption("--disk-mb <n>", "disk, MB (integer)", numberArg)
@@ -402,19 +529,32 @@ withClusterOptions(quota.command("set").argument("<role>", "the role", roleArg).
 // ---- roost task / log ---------------------------------------------------------------------
 
 const task = program.command("task").description("inspect tasks");
-withClusterOptions(task.command("history").argument("<taskId>", "a task id", taskIdArg).description("every state change of a task, with time and reason"))
-  .action(async (taskId: string, o: Common) => {
-    await withClient(o, async (c) => {
-      const local = await readWithFallback<TaskHistory | null>(c, "task.history", { taskId }, (st) => taskHistory(st, taskId), `task ${taskId}`);
-      const h = await withReasons(local!, c);
-      print(o, h, () => formatTaskHistory(h));
-    });
+withClusterOptions(
+  task.command("history").argument("<taskId>", "a task id", taskIdArg).description("every state change of a task, with time and reason"),
+).action(async (taskId: string, o: Common) => {
+  await withClient(o, async (c) => {
+    const local = await readWithFallback<TaskHistory | null>(
+      c,
+      "task.history",
+      { taskId },
+      (st) => taskHistory(st, taskId),
+      `task ${taskId}`,
+    );
+    const h = await withReasons(local!, c);
+    print(o, h, () => formatTaskHistory(h));
   });
+});
 
-withClusterOptions(task.command("why").argument("<taskId>", "a task id", taskIdArg).description("why a task waits, or why it went where it did, with hosts and numbers"))
-  .action(async (taskId: string, o: Common) => {
-    await withClient(o, async (c) => {
-      const w = await c.request<WhyReport | null>("task.why", { taskId }, { retry: false, timeoutMs: Math.min(READ_LEADER_WAIT_MS, c.timeoutMs) }).catch(async (err) => {
+withClusterOptions(
+  task
+    .command("why")
+    .argument("<taskId>", "a task id", taskIdArg)
+    .description("why a task waits, or why it went where it did, with hosts and numbers"),
+).action(async (taskId: string, o: Common) => {
+  await withClient(o, async (c) => {
+    const w = await c
+      .request<WhyReport | null>("task.why", { taskId }, { retry: false, timeoutMs: Math.min(READ_LEADER_WAIT_MS, c.timeoutMs) })
+      .catch(async (err) => {
         if (!(err instanceof NoResponderError)) throw err;
         // No leader: judge from the log, without the leader's in-memory pending reasons.
         const st = await foldLocally(c);
@@ -422,14 +562,19 @@ withClusterOptions(task.command("why").argument("<taskId>", "a task id", taskIdA
         const agents = [...st.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
         return whyTask(st, taskId, { agents, mode: "spread", reasonFor: () => undefined, log: c });
       });
-      if (!w) throw new Error(`task ${taskId} does not exist`);
-      print(o, w, () => formatWhy(w));
-    });
+    if (!w) throw new Error(`task ${taskId} does not exist`);
+    print(o, w, () => formatWhy(w));
   });
+});
 
 const log = program.command("log").description("read the event log");
 withClusterOptions(log.command("tail").description("print the log as readable lines; entries the fold skips are marked as anomalies"))
-  .option("--from <seq>", "first record sequence, a positive integer (from 1, the default, the tail also folds the log and marks every anomaly)", wholeNumber("--from", "a positive integer sequence (1, 2, …)", 1), 1)
+  .option(
+    "--from <seq>",
+    "first record sequence, a positive integer (from 1, the default, the tail also folds the log and marks every anomaly)",
+    wholeNumber("--from", "a positive integer sequence (1, 2, …)", 1),
+    1,
+  )
   .option("--follow", "keep printing new records")
   .action(async (o: Common & { from: number; follow?: boolean }) => {
     await withClient(
@@ -451,7 +596,11 @@ withClusterOptions(log.command("tail").description("print the log as readable li
           }
           r.events.forEach((e, i) => {
             const anomaly = marks?.get(i) ?? entryAnomaly(e);
-            console.log(o.json ? JSON.stringify({ seq: r.seq, idx: i, ...e, ...(anomaly !== null ? { anomaly } : {}) }) : formatEvent(r.seq, i, e, anomaly));
+            console.log(
+              o.json
+                ? JSON.stringify({ seq: r.seq, idx: i, ...e, ...(anomaly !== null ? { anomaly } : {}) })
+                : formatEvent(r.seq, i, e, anomaly),
+            );
           });
         }
       },

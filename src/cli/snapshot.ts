@@ -50,7 +50,9 @@ async function openCluster(o: SnapshotOptions): Promise<{ nc: NatsConnection; lo
   const where = client.where;
   await client.close();
   if (/^https?:/i.test(where)) {
-    throw new Error(`snapshots are not available on an embedded dev cluster (${where}): its log lives in memory; run \`roost dev\` with nats-server`);
+    throw new Error(
+      `snapshots are not available on an embedded dev cluster (${where}): its log lives in memory; run \`roost dev\` with nats-server`,
+    );
   }
   const stream = o.stream ?? (o.nats ? undefined : loadClusterFile(o.cluster).stream) ?? "ROOST";
   const servers = natsServers(where);
@@ -88,7 +90,14 @@ function formatList(list: SnapshotInfo[]): string {
   ]);
   const head = ["NAME", "SEQ", "EVENTS", "TASKS", "SIZE", "CREATED", "STATE HASH"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+  return [head, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /** Fold the log from genesis through `seq` (the log must reach it). */
@@ -138,7 +147,16 @@ export async function verifySnapshot(log: JetStreamLog, store: SnapshotStore, na
     logHash = stateHash(folded);
   }
   const match = problem === undefined && snapshotHash !== null && snapshotHash === logHash;
-  return { name: info.name, seq, eventCount, snapshotHash, logHash, match, ...(problem ? { problem } : {}), ms: Math.round(performance.now() - t0) };
+  return {
+    name: info.name,
+    seq,
+    eventCount,
+    snapshotHash,
+    logHash,
+    match,
+    ...(problem ? { problem } : {}),
+    ms: Math.round(performance.now() - t0),
+  };
 }
 
 /** Adds `roost snapshot list|verify` to the program; `withClusterOptions` adds the options every
@@ -150,15 +168,20 @@ export function registerSnapshotCommand(program: Command, withClusterOptions: (c
       .option("--stream <name>", "JetStream stream holding the log (default: the cluster file's, or ROOST)")
       .option("--bucket <name>", "object store bucket holding the snapshots", DEFAULT_SNAPSHOT_BUCKET);
 
-  withOptions(snapshot.command("list").description("list snapshots, newest first: the sequence each covers, events, tasks, size"))
-    .action(async (o: SnapshotOptions) => {
+  withOptions(snapshot.command("list").description("list snapshots, newest first: the sequence each covers, events, tasks, size")).action(
+    async (o: SnapshotOptions) => {
       await withCluster(o, async ({ store }) => {
         const list = await store.list();
         console.log(o.json ? JSON.stringify(list, null, 2) : formatList(list));
       });
-    });
+    },
+  );
 
-  withOptions(snapshot.command("verify").description("check that a snapshot (default: the newest) equals the fold of the log from genesis to its sequence"))
+  withOptions(
+    snapshot
+      .command("verify")
+      .description("check that a snapshot (default: the newest) equals the fold of the log from genesis to its sequence"),
+  )
     .option("--name <name>", "the snapshot to check, e.g. snap/000000001234 (default: the newest)")
     .action(async (o: SnapshotOptions & { name?: string }) => {
       const r = await withCluster(o, ({ log, store }) => verifySnapshot(log, store, o.name));

@@ -123,7 +123,10 @@ export function isEventType(t: string): t is EventType {
   return Object.hasOwn(EVENT_SCHEMAS, t);
 }
 
-const checks = Object.fromEntries(EVENT_TYPES.map((t) => [t, fastChecker(EVENT_SCHEMAS[t])])) as Record<EventType, (v: unknown) => Problem | null>;
+const checks = Object.fromEntries(EVENT_TYPES.map((t) => [t, fastChecker(EVENT_SCHEMAS[t])])) as Record<
+  EventType,
+  (v: unknown) => Problem | null
+>;
 
 /** The first way `data` breaks its type's schema, or null when it folds. */
 export function checkEventData(type: EventType, data: unknown): Problem | null {

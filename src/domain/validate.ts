@@ -128,7 +128,10 @@ function toProblem(root: TSchema, e: ErrorObject, value: unknown): Problem | nul
 
 /** The schema node that holds the failing keyword ("#/properties/a/type" → the node of a). */
 function nodeAt(root: TSchema, schemaPath: string): Record<string, unknown> | undefined {
-  const parts = schemaPath.replace(/^#\/?/, "").split("/").filter((p) => p !== "");
+  const parts = schemaPath
+    .replace(/^#\/?/, "")
+    .split("/")
+    .filter((p) => p !== "");
   parts.pop();
   let node: unknown = root;
   for (const raw of parts) {
@@ -157,7 +160,9 @@ export function describe(node: Record<string, unknown>, keyword?: string): strin
       const hi = node.maximum ?? node.exclusiveMaximum;
       const loWord = node.exclusiveMinimum !== undefined ? `greater than ${lo}` : `${lo}`;
       if (lo !== undefined && hi !== undefined) {
-        return node.exclusiveMinimum !== undefined ? `must be ${what} greater than ${lo} and at most ${hi}` : `must be ${what} from ${loWord} to ${hi}`;
+        return node.exclusiveMinimum !== undefined
+          ? `must be ${what} greater than ${lo} and at most ${hi}`
+          : `must be ${what} from ${loWord} to ${hi}`;
       }
       if (lo !== undefined) return node.exclusiveMinimum !== undefined ? `must be ${what} ${loWord}` : `must be ${what} of at least ${lo}`;
       if (hi !== undefined) return `must be ${what} of at most ${hi}`;

@@ -312,9 +312,7 @@ export class Appender {
   private send(bytes: Uint8Array, expected: number, msgId: string, prevMsgId: string | undefined): Promise<Outcome> {
     let attempt: Promise<AppendAck>;
     try {
-      attempt = this.chained
-        ? this.chained.appendAfter(bytes, expected, msgId, prevMsgId)
-        : this.log.append(bytes, expected, msgId);
+      attempt = this.chained ? this.chained.appendAfter(bytes, expected, msgId, prevMsgId) : this.log.append(bytes, expected, msgId);
     } catch (err) {
       attempt = Promise.reject(err);
     }

@@ -90,9 +90,12 @@ function decodeEnvelope(a: unknown): LogEntry {
   const type = INTERNED_TYPES.get(claimed);
   if (type === undefined) return unreadable(`unknown event type ${JSON.stringify(claimed.slice(0, 80))}`, claimed.slice(0, 80));
   const [, v, epoch, ts, corr, reason] = a as unknown[];
-  if (!Number.isSafeInteger(v) || (v as number) < 1) return unreadable(`${type}: the payload version must be an integer ≥ 1, not ${kind(v)}`, type);
-  if (!Number.isSafeInteger(epoch) || (epoch as number) < 0) return unreadable(`${type}: the epoch must be an integer ≥ 0, not ${kind(epoch)}`, type);
-  if (typeof ts !== "number" || !Number.isFinite(ts)) return unreadable(`${type}: the timestamp must be a finite number, not ${kind(ts)}`, type);
+  if (!Number.isSafeInteger(v) || (v as number) < 1)
+    return unreadable(`${type}: the payload version must be an integer ≥ 1, not ${kind(v)}`, type);
+  if (!Number.isSafeInteger(epoch) || (epoch as number) < 0)
+    return unreadable(`${type}: the epoch must be an integer ≥ 0, not ${kind(epoch)}`, type);
+  if (typeof ts !== "number" || !Number.isFinite(ts))
+    return unreadable(`${type}: the timestamp must be a finite number, not ${kind(ts)}`, type);
   if (typeof corr !== "string") return unreadable(`${type}: the correlation id must be a string, not ${kind(corr)}`, type);
   if (typeof reason !== "string") return unreadable(`${type}: the reason must be a string, not ${kind(reason)}`, type);
   const current = EVENT_VERSIONS[type];

@@ -132,7 +132,6 @@ export class LogGapError extends Error {
   }
 }
 
-
 const DEFAULT_MAX_MSGS = 1_000_000_000;
 const DEFAULT_MAX_BYTES = -1;
 /** Bytes of headers (msg id, expectations) and protocol slack reserved below max_payload. */
@@ -785,9 +784,7 @@ class PullSession {
     if (this.head < this.queue.length) return; // records waiting for the reader: not stalled
     if (this.suspectAt > 0 && now - this.suspectAt >= heartbeatMs) {
       if (this.lastDelivery < this.suspectAt) {
-        this.restart(
-          `the stream holds sequence ${this.nextSeq} and later, but nothing was delivered for ${now - this.lastDelivery} ms`,
-        );
+        this.restart(`the stream holds sequence ${this.nextSeq} and later, but nothing was delivered for ${now - this.lastDelivery} ms`);
         return;
       }
       this.suspectAt = 0;

@@ -14,7 +14,13 @@ import { availableParallelism } from "node:os";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { Objm, StorageType, type ObjectInfo, type ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { encodeSnapshotWithHeader, readSnapshot, readSnapshotHeader, type EncodedSnapshot, type SnapshotHeader } from "../replay/snapshot.js";
+import {
+  encodeSnapshotWithHeader,
+  readSnapshot,
+  readSnapshotHeader,
+  type EncodedSnapshot,
+  type SnapshotHeader,
+} from "../replay/snapshot.js";
 import type { ClusterState } from "../replay/state.js";
 import { startVerifier, toShared, type Verdict } from "../replay/verifyWorker.js";
 import type { JetStreamLog } from "./jetstream.js";
@@ -180,7 +186,10 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
    * With `verify: "worker"` the state hash is checked in a worker thread on the same bytes, and the
    * state returned before the verdict: see LoadedSnapshot.verified.
    */
-  async load(name: string, opts: { verify?: "inline" | "worker"; stream?: string } = {}): Promise<Omit<LoadedSnapshot, "seq" | "name" | "skipped" | "ms">> {
+  async load(
+    name: string,
+    opts: { verify?: "inline" | "worker"; stream?: string } = {},
+  ): Promise<Omit<LoadedSnapshot, "seq" | "name" | "skipped" | "ms">> {
     const stream = opts.stream ?? this.stream;
     const t0 = performance.now();
     // Started before the fetch: the thread loads its modules while the bytes arrive.
@@ -251,7 +260,9 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
         const verify = opts.verify ?? "inline";
         const worker =
           verify === "worker" ||
-          (verify === "auto" && availableParallelism() >= WORKER_MIN_CPUS && (info.size >= WORKER_MIN_BYTES || (info.tasks ?? 0) >= WORKER_MIN_TASKS));
+          (verify === "auto" &&
+            availableParallelism() >= WORKER_MIN_CPUS &&
+            (info.size >= WORKER_MIN_BYTES || (info.tasks ?? 0) >= WORKER_MIN_TASKS));
         const one = await this.load(info.name, { verify: worker ? "worker" : "inline", stream: opts.stream });
         return { loaded: { ...one, seq: one.header.seq, name: info.name, skipped, ms: performance.now() - t0 }, skipped };
       } catch (err) {
@@ -356,7 +367,8 @@ export class SnapshotStore extends BaseSnapshotStore {
     if (chunks !== info.chunks || offset !== info.size) {
       throw new Error(`snapshot ${name}: read ${chunks} chunks / ${offset} bytes, the object has ${info.chunks} / ${info.size}`);
     }
-    if (!digestMatches(info.digest, sha.digest())) throw new Error(`snapshot ${name}: the bytes read do not match the object's SHA-256 (${info.digest})`);
+    if (!digestMatches(info.digest, sha.digest()))
+      throw new Error(`snapshot ${name}: the bytes read do not match the object's SHA-256 (${info.digest})`);
     return out;
   }
 

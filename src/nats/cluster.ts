@@ -21,7 +21,10 @@ export interface NatsClusterHandle {
 
 /** `name`: the cluster's name (default: derived from its directory, so unique to it). */
 export async function startNatsCluster(
-  opts: { dir?: string; size?: number; name?: string } & Pick<NatsServerOptions, "ownProcessGroup" | "dieWithParent" | "pingIntervalMs" | "pingMax"> = {},
+  opts: { dir?: string; size?: number; name?: string } & Pick<
+    NatsServerOptions,
+    "ownProcessGroup" | "dieWithParent" | "pingIntervalMs" | "pingMax"
+  > = {},
 ): Promise<NatsClusterHandle> {
   const size = opts.size ?? 3;
   const ownDir = opts.dir === undefined;

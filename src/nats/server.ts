@@ -221,7 +221,10 @@ async function startOnce(binary: string, dir: string, ownDir: boolean, opts: Nat
   // Without setpriv: a watchdog whose stdin is a pipe from us; the kernel closes it when we die.
   let watchdog: ChildProcess | null = null;
   if (opts.dieWithParent === true && !pdeathsig && child.pid !== undefined) {
-    watchdog = spawn("/bin/sh", ["-c", `read _ignored; kill -TERM ${child.pid} 2>/dev/null`], { stdio: ["pipe", "ignore", "ignore"], detached: true });
+    watchdog = spawn("/bin/sh", ["-c", `read _ignored; kill -TERM ${child.pid} 2>/dev/null`], {
+      stdio: ["pipe", "ignore", "ignore"],
+      detached: true,
+    });
     watchdog.on("error", () => {});
     watchdog.stdin!.on("error", () => {});
     watchdog.unref();

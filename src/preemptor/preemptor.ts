@@ -54,7 +54,11 @@ export function findSlot(
     const free = offers.free(agent, taskId);
     let ports = offers.freePortCount(agent);
     const fits = () =>
-      free.cpus >= need.cpus - 1e-9 && free.ramMb >= need.ramMb && free.diskMb >= need.diskMb && free.gpus >= (need.gpus ?? 0) && ports >= need.ports.length;
+      free.cpus >= need.cpus - 1e-9 &&
+      free.ramMb >= need.ramMb &&
+      free.diskMb >= need.diskMb &&
+      free.gpus >= (need.gpus ?? 0) &&
+      ports >= need.ports.length;
     if (fits()) continue; // it fits without preemption: placement will take it
     const candidates: Array<{ t: TaskRecord; cfg: TaskConfig; why: string }> = [];
     for (const id of agent.tasks) {
@@ -64,7 +68,10 @@ export function findSlot(
       const why = preemptionRight({ role: g.role, cfg: g.config }, { role: state.jobs.get(t.job)!.config.role, cfg });
       if (why) candidates.push({ t, cfg, why });
     }
-    candidates.sort((a, b) => b.cfg.resources.cpus - a.cfg.resources.cpus || b.cfg.resources.ramMb - a.cfg.resources.ramMb || (a.t.taskId < b.t.taskId ? -1 : 1));
+    candidates.sort(
+      (a, b) =>
+        b.cfg.resources.cpus - a.cfg.resources.cpus || b.cfg.resources.ramMb - a.cfg.resources.ramMb || (a.t.taskId < b.t.taskId ? -1 : 1),
+    );
     const victims: typeof candidates = [];
     for (const c of candidates) {
       if (fits()) break;

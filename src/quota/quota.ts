@@ -24,7 +24,7 @@ export function isProduction(cfg: TaskConfig): boolean {
 
 /** A job on dedicated hosts (a `dedicated` constraint). */
 export function isDedicated(cfg: TaskConfig): boolean {
-  return  Object.hasOwn(cfg.constraints, "dedicated");
+  return Object.hasOwn(cfg.constraints, "dedicated");
 }
 
 /** Aurora enforces quota only for production, non-dedicated jobs. */
@@ -125,7 +125,9 @@ export function quotaCheck(state: ClusterState, role: string, add: Amounts): str
     }
   }
   if (short.length === 0) return null;
-  const unset = state.quotas.has(role) ? "" : `; role ${role} has no quota set, which means zero until an administrator runs roost quota set ${role}`;
+  const unset = state.quotas.has(role)
+    ? ""
+    : `; role ${role} has no quota set, which means zero until an administrator runs roost quota set ${role}`;
   return `role ${role} is over its production quota: needs ${short.join(", ")}${unset}; rule: ${QUOTA_RULE} — see roost quota get ${role}`;
 }
 

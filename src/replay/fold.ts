@@ -25,7 +25,15 @@ import { ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } fro
 const STATE_CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
 /** States with a deadline the leader enforces: the flap penalty, and Aurora's transient timeout. */
-export const TIMED_STATES: readonly TaskStateName[] = ["THROTTLED", "ASSIGNED", "KILLING", "RESTARTING", "PREEMPTING", "DRAINING", "PARTITIONED"];
+export const TIMED_STATES: readonly TaskStateName[] = [
+  "THROTTLED",
+  "ASSIGNED",
+  "KILLING",
+  "RESTARTING",
+  "PREEMPTING",
+  "DRAINING",
+  "PARTITIONED",
+];
 const TIMED: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, TIMED_STATES.includes(s)])));
 
 /** ON_AGENT_STATES as a plain record: a property load on the hot path instead of a Set lookup. */
@@ -224,8 +232,7 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
       agent.state = step.next;
       state.agentsVersion++;
       for (const action of step.actions) {
-        const target: TaskStateName | null =
-          action === "PARTITION_TASKS" ? "PARTITIONED" : action === "LOSE_TASKS" ? "LOST" : null;
+        const target: TaskStateName | null = action === "PARTITION_TASKS" ? "PARTITIONED" : action === "LOSE_TASKS" ? "LOST" : null;
         if (target === null) continue;
         for (const taskId of [...agent.tasks].sort()) {
           transitionTask(state, state.tasks.get(taskId)!, target, at, out);
@@ -341,7 +348,8 @@ export function overtaken(state: ClusterState, env: AnyEnvelope): string | null 
   if (ancestorId === null) return null;
   if (state.jobs.get(d.job)?.killedInstances.has(d.instance)) return `instance ${d.instance} of job ${d.job} was killed meanwhile`;
   const ancestor = state.tasks.get(ancestorId);
-  if (ancestor && (ancestor.successorId !== null || !ancestor.rescheduleWanted)) return `${ancestorId} was rescheduled already, or no longer wants to be`;
+  if (ancestor && (ancestor.successorId !== null || !ancestor.rescheduleWanted))
+    return `${ancestorId} was rescheduled already, or no longer wants to be`;
   return null;
 }
 
@@ -371,11 +379,13 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       const batchVersion = batch?.jobs.get(d.job);
       if (!job && batchVersion === undefined) return `unknown job ${d.job}`;
       if (state.tasks.has(d.taskId) || batch?.tasks.has(d.taskId)) return `task ${d.taskId} already exists`;
-      if (batchVersion !== d.configVersion && !(job?.configs[d.configVersion])) return `job ${d.job} has no config version ${d.configVersion}`;
+      if (batchVersion !== d.configVersion && !job?.configs[d.configVersion])
+        return `job ${d.job} has no config version ${d.configVersion}`;
       if (batchVersion === undefined && job) {
         const current = job.instances.get(d.instance);
         const t = current === undefined ? undefined : state.tasks.get(current);
-        if (t && !TERMINAL_STATES.has(t.state)) return `instance ${d.instance} of job ${d.job} already has a live task, ${t.taskId} (${t.state})`;
+        if (t && !TERMINAL_STATES.has(t.state))
+          return `instance ${d.instance} of job ${d.job} already has a live task, ${t.taskId} (${t.state})`;
       }
       if (batch?.instances.has(`${d.job}#${d.instance}`)) return `instance ${d.instance} of job ${d.job} already gets a task in this batch`;
       return null;
@@ -409,10 +419,7 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
 /** Run one request through the task machine and apply what it decides. */
 function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName, at: At, out: Effect[] | undefined): void {
   const max = task.maxTaskFailures;
-  const bits =
-    (task.service ? 1 : 0) |
-    (max === -1 || task.failureCount < max - 1 ? 2 : 0) |
-    (task.everKilling ? 4 : 0);
+  const bits = (task.service ? 1 : 0) | (max === -1 || task.failureCount < max - 1 ? 2 : 0) | (task.everKilling ? 4 : 0);
   const step = taskStep(task.state, to, bits);
   const from = task.state;
   if (step.changed) {

@@ -18,7 +18,9 @@ export function canonical(value: unknown): string {
   }
   if (typeof value === "object") {
     const obj = value as Record<string, unknown>;
-    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+    const keys = Object.keys(obj)
+      .filter((k) => obj[k] !== undefined)
+      .sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`).join(",")}}`;
   }
   throw new Error(`cannot hash a ${typeof value}`);
@@ -57,7 +59,15 @@ export function digestTask(t: TaskRecord) {
 }
 
 function digestJob(j: JobRecord) {
-  return { config: j.config, configVersion: j.configVersion, configs: j.configs, createdSeq: j.createdSeq, createdTs: j.createdTs, instances: j.instances, killedInstances: j.killedInstances };
+  return {
+    config: j.config,
+    configVersion: j.configVersion,
+    configs: j.configs,
+    createdSeq: j.createdSeq,
+    createdTs: j.createdTs,
+    instances: j.instances,
+    killedInstances: j.killedInstances,
+  };
 }
 
 function digestAgent(a: AgentRecord) {
@@ -327,7 +337,9 @@ function writeCanonical(f: Utf8Feed, v: unknown): void {
     return f.ascii("}");
   }
   const obj = v as Record<string, unknown>;
-  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
   f.ascii("{");
   for (let i = 0; i < keys.length; i++) {
     if (i > 0) f.ascii(",");
@@ -344,26 +356,26 @@ function writeCanonical(f: Utf8Feed, v: unknown): void {
 function writeTaskDigest(f: Utf8Feed, t: TaskRecord): void {
   let v: unknown;
   f.open();
-  if ((v = t.agentId) !== undefined) (f.key(K.agentId), typeof v === "string" ? f.json(v) : f.value(v));
-  if ((v = t.agentSeq) !== undefined) (f.key(K.agentSeq), typeof v === "number" ? f.num(v) : f.value(v));
-  if ((v = t.ancestorId) !== undefined) (f.key(K.ancestorId), typeof v === "string" ? f.json(v) : f.value(v));
-  if ((v = t.configVersion) !== undefined) (f.key(K.configVersion), typeof v === "number" ? f.num(v) : f.value(v));
-  if ((v = t.everKilling) !== undefined) (f.key(K.everKilling), f.value(v));
-  if ((v = t.exitCode) !== undefined) (f.key(K.exitCode), typeof v === "number" ? f.num(v) : f.value(v));
-  if ((v = t.failureCount) !== undefined) (f.key(K.failureCount), typeof v === "number" ? f.num(v) : f.value(v));
-  if ((v = t.history) !== undefined) (f.key(K.history), writeNumbers(f, v));
-  if ((v = t.host) !== undefined) (f.key(K.host), typeof v === "string" ? f.json(v) : f.value(v));
-  if ((v = t.instance) !== undefined) (f.key(K.instance), typeof v === "number" ? f.num(v) : f.value(v));
-  if ((v = t.job) !== undefined) (f.key(K.job), typeof v === "string" ? f.json(v) : f.value(v));
-  if ((v = t.lastReason) !== undefined) (f.key(K.lastReason), typeof v === "string" ? f.json(v) : f.value(v));
-  if ((v = t.ports) !== undefined) (f.key(K.ports), writePorts(f, v));
-  if ((v = t.rescheduleWanted) !== undefined) (f.key(K.rescheduleWanted), f.value(v));
-  if ((v = t.state) !== undefined) (f.key(K.state), typeof v === "string" ? f.json(v) : f.value(v));
-  if ((v = t.successorId) !== undefined) (f.key(K.successorId), typeof v === "string" ? f.json(v) : f.value(v));
+  if ((v = t.agentId) !== undefined) f.key(K.agentId), typeof v === "string" ? f.json(v) : f.value(v);
+  if ((v = t.agentSeq) !== undefined) f.key(K.agentSeq), typeof v === "number" ? f.num(v) : f.value(v);
+  if ((v = t.ancestorId) !== undefined) f.key(K.ancestorId), typeof v === "string" ? f.json(v) : f.value(v);
+  if ((v = t.configVersion) !== undefined) f.key(K.configVersion), typeof v === "number" ? f.num(v) : f.value(v);
+  if ((v = t.everKilling) !== undefined) f.key(K.everKilling), f.value(v);
+  if ((v = t.exitCode) !== undefined) f.key(K.exitCode), typeof v === "number" ? f.num(v) : f.value(v);
+  if ((v = t.failureCount) !== undefined) f.key(K.failureCount), typeof v === "number" ? f.num(v) : f.value(v);
+  if ((v = t.history) !== undefined) f.key(K.history), writeNumbers(f, v);
+  if ((v = t.host) !== undefined) f.key(K.host), typeof v === "string" ? f.json(v) : f.value(v);
+  if ((v = t.instance) !== undefined) f.key(K.instance), typeof v === "number" ? f.num(v) : f.value(v);
+  if ((v = t.job) !== undefined) f.key(K.job), typeof v === "string" ? f.json(v) : f.value(v);
+  if ((v = t.lastReason) !== undefined) f.key(K.lastReason), typeof v === "string" ? f.json(v) : f.value(v);
+  if ((v = t.ports) !== undefined) f.key(K.ports), writePorts(f, v);
+  if ((v = t.rescheduleWanted) !== undefined) f.key(K.rescheduleWanted), f.value(v);
+  if ((v = t.state) !== undefined) f.key(K.state), typeof v === "string" ? f.json(v) : f.value(v);
+  if ((v = t.successorId) !== undefined) f.key(K.successorId), typeof v === "string" ? f.json(v) : f.value(v);
   if (t.throttleMs) {
     f.key(K.throttleMs);
     f.value(t.throttleMs);
-    if ((v = t.throttledUntil) !== undefined) (f.key(K.throttledUntil), f.value(v));
+    if ((v = t.throttledUntil) !== undefined) f.key(K.throttledUntil), f.value(v);
   }
   f.close();
 }
@@ -371,9 +383,26 @@ function writeTaskDigest(f: Utf8Feed, t: TaskRecord): void {
 
 /** A task digest's keys as [first-key literal, later-key literal] (`{"k":` is written whole). */
 const K = Object.fromEntries(
-  ["agentId", "agentSeq", "ancestorId", "configVersion", "everKilling", "exitCode", "failureCount", "history", "host", "instance", "job", "lastReason", "ports", "rescheduleWanted", "state", "successorId", "throttleMs", "throttledUntil"].map(
-    (k) => [k, [`{"${k}":`, `,"${k}":`] as const],
-  ),
+  [
+    "agentId",
+    "agentSeq",
+    "ancestorId",
+    "configVersion",
+    "everKilling",
+    "exitCode",
+    "failureCount",
+    "history",
+    "host",
+    "instance",
+    "job",
+    "lastReason",
+    "ports",
+    "rescheduleWanted",
+    "state",
+    "successorId",
+    "throttleMs",
+    "throttledUntil",
+  ].map((k) => [k, [`{"${k}":`, `,"${k}":`] as const]),
 ) as Record<string, readonly [string, string]>;
 
 /**
@@ -468,10 +497,21 @@ export function* stateHashSteps(state: ClusterState, opts: StateHashOptions = {}
       if (!(p >= 0 && p < n) || seen[p] || (k > 0 && !(ids[order[k - 1]] < ids[p]))) ok = false;
       else seen[p] = 1;
     }
-    if (ok) return yield* digestState(state, n, (k) => ids[order[k]], (k) => tasks[order[k]]);
+    if (ok)
+      return yield* digestState(
+        state,
+        n,
+        (k) => ids[order[k]],
+        (k) => tasks[order[k]],
+      );
   }
   const ids = yield* sortStringsSteps([...state.tasks.keys()]);
-  return yield* digestState(state, n, (k) => ids[k], (k) => state.tasks.get(ids[k])!);
+  return yield* digestState(
+    state,
+    n,
+    (k) => ids[k],
+    (k) => state.tasks.get(ids[k])!,
+  );
 }
 
 /** The digest, with the k-th task (in id order) and its id given by position. */

@@ -148,7 +148,5 @@ export async function withReasons(h: TaskHistory, log: { get(seq: number): Promi
 
 /** True when every listed instance of the job has reached a terminal state. */
 export function instancesTerminal(status: JobStatus, instances: number[] | null): boolean {
-  return status.instances
-    .filter((i) => instances === null || instances.includes(i.instance))
-    .every((i) => TERMINAL_STATES.has(i.state));
+  return status.instances.filter((i) => instances === null || instances.includes(i.instance)).every((i) => TERMINAL_STATES.has(i.state));
 }

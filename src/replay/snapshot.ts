@@ -151,7 +151,8 @@ function unpackStrings(v: unknown, what: string): string[] {
     return v as string[];
   }
   const t = v as { count?: unknown; bytes?: unknown; lengths?: unknown } | null;
-  if (typeof t !== "object" || t === null || !Number.isSafeInteger(t.count) || !(t.bytes instanceof Uint8Array)) throw new SnapshotError(`string table ${what} is malformed`);
+  if (typeof t !== "object" || t === null || !Number.isSafeInteger(t.count) || !(t.bytes instanceof Uint8Array))
+    throw new SnapshotError(`string table ${what} is malformed`);
   const n = t.count as number;
   const lengths = unpackColumn(t.lengths, n, `${what} lengths`);
   const bytes = Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
@@ -171,22 +172,69 @@ function unpackStrings(v: unknown, what: string): string[] {
 
 /** Every TaskRecord field, in the order fold.ts creates them (one hidden class for all tasks). */
 export const TASK_FIELDS = [
-  "taskId", "job", "instance", "configVersion", "ancestorId", "service", "maxTaskFailures", "state",
-  "failureCount", "everKilling", "agentId", "host", "ports", "agentSeq", "exitCode", "rescheduleWanted",
-  "successorId", "history", "lastReason", "throttleMs", "throttledUntil",
+  "taskId",
+  "job",
+  "instance",
+  "configVersion",
+  "ancestorId",
+  "service",
+  "maxTaskFailures",
+  "state",
+  "failureCount",
+  "everKilling",
+  "agentId",
+  "host",
+  "ports",
+  "agentSeq",
+  "exitCode",
+  "rescheduleWanted",
+  "successorId",
+  "history",
+  "lastReason",
+  "throttleMs",
+  "throttledUntil",
 ] as const satisfies readonly (keyof TaskRecord)[];
 
 export const JOB_FIELDS = [
-  "key", "config", "configVersion", "configs", "createdSeq", "createdTs", "instances", "killedInstances",
+  "key",
+  "config",
+  "configVersion",
+  "configs",
+  "createdSeq",
+  "createdTs",
+  "instances",
+  "killedInstances",
 ] as const satisfies readonly (keyof JobRecord)[];
 
 export const AGENT_FIELDS = [
-  "agentId", "host", "attributes", "resources", "bootId", "state", "registeredSeq", "registeredTs", "used", "usedPorts", "tasks",
+  "agentId",
+  "host",
+  "attributes",
+  "resources",
+  "bootId",
+  "state",
+  "registeredSeq",
+  "registeredTs",
+  "used",
+  "usedPorts",
+  "tasks",
 ] as const satisfies readonly (keyof AgentRecord)[];
 
 /** Every ClusterState field (taskConfig is a method). */
 export const STATE_FIELDS = [
-  "seq", "eventCount", "leader", "jobs", "tasks", "agents", "quotas", "reservations", "agentsVersion", "capacityVersion", "pending", "anomalies", "anomalyCount",
+  "seq",
+  "eventCount",
+  "leader",
+  "jobs",
+  "tasks",
+  "agents",
+  "quotas",
+  "reservations",
+  "agentsVersion",
+  "capacityVersion",
+  "pending",
+  "anomalies",
+  "anomalyCount",
 ] as const satisfies readonly (keyof ClusterState)[];
 
 /** The position of `s` in a string table, appended (and indexed) when new. */
@@ -219,8 +267,30 @@ const F_EXIT_NULL = 8;
 const F_PORTS_NULL = 16;
 
 /** Job and agent records, positionally (the codec's own shape; strings by table index). */
-type JobRow = [keyIdx: number, config: unknown, configVersion: number, configs: unknown, createdSeq: number, createdTs: number, instanceIds: number[], instanceTasks: number[], killed: number[]];
-type AgentRow = [agentIdx: number, hostIdx: number, attributes: unknown, resources: unknown, bootId: string, state: string, registeredSeq: number, registeredTs: number, used: unknown, usedPorts: number[], tasks: number[]];
+type JobRow = [
+  keyIdx: number,
+  config: unknown,
+  configVersion: number,
+  configs: unknown,
+  createdSeq: number,
+  createdTs: number,
+  instanceIds: number[],
+  instanceTasks: number[],
+  killed: number[],
+];
+type AgentRow = [
+  agentIdx: number,
+  hostIdx: number,
+  attributes: unknown,
+  resources: unknown,
+  bootId: string,
+  state: string,
+  registeredSeq: number,
+  registeredTs: number,
+  used: unknown,
+  usedPorts: number[],
+  tasks: number[],
+];
 
 interface Small {
   jobs: JobRow[];
@@ -305,12 +375,31 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
   };
 
   const col = () => new Float64Array(n);
-  const cJob = col(), cInstance = col(), cConfigVersion = col(), cAncestor = col(), cMaxFail = col(), cState = col();
-  const cFailures = col(), cAgent = col(), cHost = col(), cAgentSeq = col(), cExit = col(), cSuccessor = col();
-  const cReason = col(), cThrottleMs = col(), cThrottledUntil = col(), cFlags = col(), cPorts = col(), cHistLen = col();
+  const cJob = col(),
+    cInstance = col(),
+    cConfigVersion = col(),
+    cAncestor = col(),
+    cMaxFail = col(),
+    cState = col();
+  const cFailures = col(),
+    cAgent = col(),
+    cHost = col(),
+    cAgentSeq = col(),
+    cExit = col(),
+    cSuccessor = col();
+  const cReason = col(),
+    cThrottleMs = col(),
+    cThrottledUntil = col(),
+    cFlags = col(),
+    cPorts = col(),
+    cHistLen = col();
   let entries = 0;
-  for (const t of state.tasks.values()) entries += Array.isArray(t.history) && t.history.length % HISTORY_STRIDE === 0 ? t.history.length / HISTORY_STRIDE : 0;
-  const hSeq = new Float64Array(entries), hIdx = new Float64Array(entries), hTs = new Float64Array(entries), hState = new Float64Array(entries);
+  for (const t of state.tasks.values())
+    entries += Array.isArray(t.history) && t.history.length % HISTORY_STRIDE === 0 ? t.history.length / HISTORY_STRIDE : 0;
+  const hSeq = new Float64Array(entries),
+    hIdx = new Float64Array(entries),
+    hTs = new Float64Array(entries),
+    hState = new Float64Array(entries);
   const portNames: number[] = [];
   const portValues: number[] = [];
 
@@ -405,7 +494,8 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     if (state.tasks.get(id)?.state !== "PENDING") throw new SnapshotError(`the state's pending index names ${id}, which is not PENDING`);
     pending[i++] = intern(id);
   }
-  if (cPendingCount !== state.pending.size) throw new SnapshotError(`the state's pending index holds ${state.pending.size} tasks, the state has ${cPendingCount} PENDING`);
+  if (cPendingCount !== state.pending.size)
+    throw new SnapshotError(`the state's pending index holds ${state.pending.size} tasks, the state has ${cPendingCount} PENDING`);
 
   yield;
   const jobs: JobRow[] = [];
@@ -418,7 +508,17 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
       instanceIds.push(inst);
       instanceTasks.push(intern(taskId));
     }
-    jobs.push([sym(j.key), j.config, j.configVersion, j.configs, j.createdSeq, j.createdTs, instanceIds, instanceTasks, [...j.killedInstances]]);
+    jobs.push([
+      sym(j.key),
+      j.config,
+      j.configVersion,
+      j.configs,
+      j.createdSeq,
+      j.createdTs,
+      instanceIds,
+      instanceTasks,
+      [...j.killedInstances],
+    ]);
   }
   const agents: AgentRow[] = [];
   for (const a of state.agents.values()) {
@@ -461,13 +561,30 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
   yield;
   // Each column is packed in a step of its own (the history columns hold millions of entries).
   const columns: Array<[name: string, values: Float64Array, length: number]> = [
-    ["job", cJob, n], ["instance", cInstance, n], ["configVersion", cConfigVersion, n], ["ancestor", cAncestor, n],
-    ["maxTaskFailures", cMaxFail, n], ["state", cState, n], ["failureCount", cFailures, n], ["agent", cAgent, n],
-    ["host", cHost, n], ["agentSeq", cAgentSeq, n], ["exitCode", cExit, n], ["successor", cSuccessor, n],
-    ["reason", cReason, n], ["throttleMs", cThrottleMs, n], ["throttledUntil", cThrottledUntil, n], ["flags", cFlags, n],
-    ["ports", cPorts, n], ["histLen", cHistLen, n], ["portName", Float64Array.from(portNames), portNames.length],
-    ["portValue", Float64Array.from(portValues), portValues.length], ["hSeq", hSeq, entries], ["hIdx", hIdx, entries],
-    ["hTs", hTs, entries], ["hState", hState, entries],
+    ["job", cJob, n],
+    ["instance", cInstance, n],
+    ["configVersion", cConfigVersion, n],
+    ["ancestor", cAncestor, n],
+    ["maxTaskFailures", cMaxFail, n],
+    ["state", cState, n],
+    ["failureCount", cFailures, n],
+    ["agent", cAgent, n],
+    ["host", cHost, n],
+    ["agentSeq", cAgentSeq, n],
+    ["exitCode", cExit, n],
+    ["successor", cSuccessor, n],
+    ["reason", cReason, n],
+    ["throttleMs", cThrottleMs, n],
+    ["throttledUntil", cThrottledUntil, n],
+    ["flags", cFlags, n],
+    ["ports", cPorts, n],
+    ["histLen", cHistLen, n],
+    ["portName", Float64Array.from(portNames), portNames.length],
+    ["portValue", Float64Array.from(portValues), portValues.length],
+    ["hSeq", hSeq, entries],
+    ["hIdx", hIdx, entries],
+    ["hTs", hTs, entries],
+    ["hState", hState, entries],
   ];
   const t: Record<string, Column> = {};
   for (const [name, values, length] of columns) {
@@ -517,7 +634,13 @@ function isNumberRecord(v: unknown): v is Record<string, number> {
 /** An agent's `used`: four f64s (bytes), which keep -0 (cpus sums can round to it); else as is. */
 function packUsed(used: AgentRecord["used"]): unknown {
   const keys = Object.keys(used);
-  const exact = keys.length === 4 && keys[0] === "cpus" && keys[1] === "ramMb" && keys[2] === "diskMb" && keys[3] === "gpus" && keys.every((k) => typeof used[k as keyof typeof used] === "number");
+  const exact =
+    keys.length === 4 &&
+    keys[0] === "cpus" &&
+    keys[1] === "ramMb" &&
+    keys[2] === "diskMb" &&
+    keys[3] === "gpus" &&
+    keys.every((k) => typeof used[k as keyof typeof used] === "number");
   if (!exact) return used;
   return new Uint8Array(new Float64Array([used.cpus, used.ramMb, used.diskMb, used.gpus]).buffer);
 }
@@ -548,9 +671,12 @@ function splitSnapshot(bytes: Uint8Array): { header: SnapshotHeader; body: Uint8
     throw new SnapshotError("not a snapshot: expected [header, body]");
   }
   const header = top[0] as SnapshotHeader;
-  if (header.format !== SNAPSHOT_FORMAT) throw new SnapshotError(`not a snapshot: format is ${JSON.stringify(header.format)}, not "${SNAPSHOT_FORMAT}"`);
+  if (header.format !== SNAPSHOT_FORMAT)
+    throw new SnapshotError(`not a snapshot: format is ${JSON.stringify(header.format)}, not "${SNAPSHOT_FORMAT}"`);
   if (header.version !== SNAPSHOT_VERSION) {
-    throw new SnapshotError(`snapshot format version ${JSON.stringify(header.version)} is not the version this build reads (${SNAPSHOT_VERSION})`);
+    throw new SnapshotError(
+      `snapshot format version ${JSON.stringify(header.version)} is not the version this build reads (${SNAPSHOT_VERSION})`,
+    );
   }
   for (const k of ["seq", "eventCount", "createdTs", "digest", "tasks", "jobs", "agents"] as const) {
     if (typeof header[k] !== "number") throw new SnapshotError(`snapshot header has no ${k}`);
@@ -598,7 +724,9 @@ export function readSnapshot(bytes: Uint8Array, opts: ReadOptions = {}): ReadSna
     throw new SnapshotError(`snapshot body does not decode: ${(err as Error).message}`, { cause: err });
   }
   if (state.seq !== header.seq || state.eventCount !== header.eventCount) {
-    throw new SnapshotError(`snapshot body is at seq ${state.seq} (${state.eventCount} events), its header says seq ${header.seq} (${header.eventCount} events)`);
+    throw new SnapshotError(
+      `snapshot body is at seq ${state.seq} (${state.eventCount} events), its header says seq ${header.seq} (${header.eventCount} events)`,
+    );
   }
   if (opts.verify !== false) {
     const hash = stateHash(state, { taskOrder: order });
@@ -639,14 +767,31 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const { n, entries } = body;
   const strs = unpackStrings(body.strs, "strs");
   const syms = unpackStrings(body.syms, "syms");
-  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(entries) || n < 0 || entries < 0 || strs.length < n) throw new SnapshotError("snapshot body is malformed");
+  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(entries) || n < 0 || entries < 0 || strs.length < n)
+    throw new SnapshotError("snapshot body is malformed");
   const c = (name: string, len = n) => unpackColumn(body.t[name], len, name);
-  const job = c("job"), instance = c("instance"), configVersion = c("configVersion"), ancestor = c("ancestor");
-  const maxFail = c("maxTaskFailures"), stateCol = c("state"), failures = c("failureCount"), agent = c("agent");
-  const host = c("host"), agentSeq = c("agentSeq"), exitCode = c("exitCode"), successor = c("successor");
-  const reason = c("reason"), throttleMs = c("throttleMs"), throttledUntil = c("throttledUntil"), flagsCol = c("flags");
-  const portsCol = c("ports"), histLen = c("histLen");
-  const hSeq = c("hSeq", entries), hIdx = c("hIdx", entries), hTs = c("hTs", entries), hState = c("hState", entries);
+  const job = c("job"),
+    instance = c("instance"),
+    configVersion = c("configVersion"),
+    ancestor = c("ancestor");
+  const maxFail = c("maxTaskFailures"),
+    stateCol = c("state"),
+    failures = c("failureCount"),
+    agent = c("agent");
+  const host = c("host"),
+    agentSeq = c("agentSeq"),
+    exitCode = c("exitCode"),
+    successor = c("successor");
+  const reason = c("reason"),
+    throttleMs = c("throttleMs"),
+    throttledUntil = c("throttledUntil"),
+    flagsCol = c("flags");
+  const portsCol = c("ports"),
+    histLen = c("histLen");
+  const hSeq = c("hSeq", entries),
+    hIdx = c("hIdx", entries),
+    hTs = c("hTs", entries),
+    hState = c("hState", entries);
   // Where each task's history entries and ports start (the columns hold them back to back).
   const hStart = new Float64Array(n + 1);
   const pStart = new Float64Array(n + 1);
@@ -656,7 +801,8 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   }
   if (hStart[n] !== entries) throw new SnapshotError("snapshot task columns disagree on their lengths");
   const nPorts = pStart[n];
-  const portName = c("portName", nPorts), portValue = c("portValue", nPorts);
+  const portName = c("portName", nPorts),
+    portValue = c("portValue", nPorts);
   const orderCol = unpackColumn(body.order, n, "order");
 
   const small = smallCodec.unpack(body.small) as Small;
@@ -753,7 +899,19 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
       killedInstances: new Set(killed),
     });
   }
-  for (const [agentIdx, hostIdx, attributes, resources, bootId, st, registeredSeq, registeredTs, used, usedPorts, agentTasks] of small.agents) {
+  for (const [
+    agentIdx,
+    hostIdx,
+    attributes,
+    resources,
+    bootId,
+    st,
+    registeredSeq,
+    registeredTs,
+    used,
+    usedPorts,
+    agentTasks,
+  ] of small.agents) {
     const agentId = syms[agentIdx];
     state.agents.set(agentId, {
       agentId,
@@ -777,7 +935,8 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   // Anomalies were {seq, type, problem} before they gained an index: such a snapshot describes a
   // state this build would fold differently, so it is refused (the log still has everything).
   for (const a of small.anomalies) {
-    if (typeof a?.why !== "string" || !Number.isSafeInteger(a.index)) throw new SnapshotError("snapshot holds anomalies in the format before index/why; folding the log instead");
+    if (typeof a?.why !== "string" || !Number.isSafeInteger(a.index))
+      throw new SnapshotError("snapshot holds anomalies in the format before index/why; folding the log instead");
   }
   state.anomalies.push(...small.anomalies);
   state.anomalyCount = small.anomalyCount ?? small.anomalies.length;
@@ -794,7 +953,8 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   }
   let pendingTasks = 0;
   for (const t of tasks.values()) if (t.state === "PENDING") pendingTasks++;
-  if (pendingTasks !== state.pending.size) throw new SnapshotError(`snapshot pending index holds ${state.pending.size} tasks, the state has ${pendingTasks} PENDING`);
+  if (pendingTasks !== state.pending.size)
+    throw new SnapshotError(`snapshot pending index holds ${state.pending.size} tasks, the state has ${pendingTasks} PENDING`);
 
   return { state, order };
 }

@@ -70,8 +70,15 @@ function workerTarget(): { target: URL | string; eval: boolean } {
   if (!self.pathname.endsWith(".ts")) return { target: self, eval: false };
   // tsx resolved from here, so the working directory does not matter. require.resolve finds the
   // CommonJS build of tsx/esm/api; its ES module build (which registers the hooks) sits beside it.
-  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href;
-  return { target: `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(self.href)}); });`, eval: true };
+  const tsxApi = pathToFileURL(
+    createRequire(import.meta.url)
+      .resolve("tsx/esm/api")
+      .replace(/\.cjs$/, ".mjs"),
+  ).href;
+  return {
+    target: `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(self.href)}); });`,
+    eval: true,
+  };
 }
 
 /**
@@ -137,7 +144,9 @@ class VerifierThread implements Verifier {
           }
         });
       w.on("message", (r: CheckReply) =>
-        settle(() => (r.ok ? resolve({ by: "worker", ms: r.ms }) : reject(r.snapshotError ? new SnapshotError(r.error) : new Error(r.error)))),
+        settle(() =>
+          r.ok ? resolve({ by: "worker", ms: r.ms }) : reject(r.snapshotError ? new SnapshotError(r.error) : new Error(r.error)),
+        ),
       );
       w.on("error", (err: Error) => fallback(`the verifier thread failed: ${err.message}`));
       // (A reply still queued is handled first: the exit is looked at a turn later.)

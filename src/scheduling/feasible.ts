@@ -82,7 +82,9 @@ export function checkDedicated(g: TaskGroup, agent: AgentRecord): Veto | null {
   const host = attributeOf(agent, "dedicated");
   const want = g.constraints.dedicated;
   if (host === undefined) {
-    return want === null ? null : { kind: "constraint", attribute: "dedicated", detail: `not dedicated; the job asks for dedicated ${want}` };
+    return want === null
+      ? null
+      : { kind: "constraint", attribute: "dedicated", detail: `not dedicated; the job asks for dedicated ${want}` };
   }
   if (want !== null && dedicatedMatches(host, want, g.role)) return null;
   return { kind: "dedicated", detail: `dedicated to ${host}` };
@@ -108,7 +110,11 @@ export function checkLimits(state: ClusterState, g: TaskGroup, agent: AgentRecor
     }
     const n = g.limitCount(state, l.attribute, v);
     if (n >= l.limit) {
-      out.push({ kind: "limit", attribute: l.attribute, detail: `${l.attribute} ${v} already has ${n} of the job's tasks (limit ${l.limit})` });
+      out.push({
+        kind: "limit",
+        attribute: l.attribute,
+        detail: `${l.attribute} ${v} already has ${n} of the job's tasks (limit ${l.limit})`,
+      });
     }
   }
 }
@@ -118,13 +124,17 @@ export function checkResources(offers: OfferBook, g: TaskGroup, agent: AgentReco
   const free = offers.free(agent, taskId);
   const total = agent.resources;
   if (free.cpus < need.cpus) out.push({ kind: "insufficient", resource: "cpus", need: need.cpus, free: free.cpus, total: total.cpus });
-  if (free.ramMb < need.ramMb) out.push({ kind: "insufficient", resource: "ramMb", need: need.ramMb, free: free.ramMb, total: total.ramMb });
-  if (free.diskMb < need.diskMb) out.push({ kind: "insufficient", resource: "diskMb", need: need.diskMb, free: free.diskMb, total: total.diskMb });
+  if (free.ramMb < need.ramMb)
+    out.push({ kind: "insufficient", resource: "ramMb", need: need.ramMb, free: free.ramMb, total: total.ramMb });
+  if (free.diskMb < need.diskMb)
+    out.push({ kind: "insufficient", resource: "diskMb", need: need.diskMb, free: free.diskMb, total: total.diskMb });
   const gpus = need.gpus ?? 0;
-  if (gpus > 0 && free.gpus < gpus) out.push({ kind: "insufficient", resource: "gpus", need: gpus, free: free.gpus, total: total.gpus ?? 0 });
+  if (gpus > 0 && free.gpus < gpus)
+    out.push({ kind: "insufficient", resource: "gpus", need: gpus, free: free.gpus, total: total.gpus ?? 0 });
   if (need.ports.length > 0) {
     const freePorts = offers.freePortCount(agent);
-    if (freePorts < need.ports.length) out.push({ kind: "insufficient", resource: "ports", need: need.ports.length, free: freePorts, total: freePorts });
+    if (freePorts < need.ports.length)
+      out.push({ kind: "insufficient", resource: "ports", need: need.ports.length, free: freePorts, total: freePorts });
   }
 }
 

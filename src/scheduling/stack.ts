@@ -45,7 +45,14 @@ export class PlacementStack {
   }
 
   /** Place up to `max` of `taskIds` (all of group g) on `agents` (the active ones, stable order). */
-  placeGroup(state: ClusterState, offers: OfferBook, agents: readonly AgentRecord[], g: TaskGroup, taskIds: readonly string[], max: number): GroupOutcome {
+  placeGroup(
+    state: ClusterState,
+    offers: OfferBook,
+    agents: readonly AgentRecord[],
+    g: TaskGroup,
+    taskIds: readonly string[],
+    max: number,
+  ): GroupOutcome {
     const assignments: Assignment[] = [];
     for (const taskId of taskIds) {
       if (assignments.length >= max) break;
@@ -58,11 +65,19 @@ export class PlacementStack {
 
   private score(state: ClusterState, g: TaskGroup, agent: AgentRecord, free: Free): number {
     const need = g.config.resources;
-    return this.opts.placementMode === "binpack" ? binpackScore(agent, free, need) : spreadScore(agent, free, need, g.onAgent(state, agent));
+    return this.opts.placementMode === "binpack"
+      ? binpackScore(agent, free, need)
+      : spreadScore(agent, free, need, g.onAgent(state, agent));
   }
 
   /** One task: an Assignment, or the reason it fits nowhere. */
-  private placeOne(state: ClusterState, offers: OfferBook, agents: readonly AgentRecord[], g: TaskGroup, taskId: string): Assignment | string {
+  private placeOne(
+    state: ClusterState,
+    offers: OfferBook,
+    agents: readonly AgentRecord[],
+    g: TaskGroup,
+    taskId: string,
+  ): Assignment | string {
     const n = agents.length;
     if (n === 0) return "No active agents";
     // A slot the preemptor freed for this task comes first.

@@ -66,7 +66,9 @@ export function whyPending(
     summary,
     vetoes,
     feasible: feasible.slice(0, 5),
-    ...(held ? { heldSlot: { host: state.agents.get(held.agentId)?.host ?? held.agentId, victims: held.victims, expiresTs: held.expiresTs } } : {}),
+    ...(held
+      ? { heldSlot: { host: state.agents.get(held.agentId)?.host ?? held.agentId, victims: held.victims, expiresTs: held.expiresTs } }
+      : {}),
   };
 }
 
@@ -92,7 +94,11 @@ export async function whyTask(state: ClusterState, taskId: string, deps: WhyDeps
   if (!t) return null;
   if (t.state === "PENDING") return whyPending(state, deps.agents, taskId, deps.mode, deps.reasonFor(taskId));
   if (t.state === "THROTTLED") {
-    return { taskId, state: t.state, summary: `flapping: held back ${t.throttleMs / 1000}s, until ${new Date(t.throttledUntil).toISOString()} (${t.lastReason})` };
+    return {
+      taskId,
+      state: t.state,
+      summary: `flapping: held back ${t.throttleMs / 1000}s, until ${new Date(t.throttledUntil).toISOString()} (${t.lastReason})`,
+    };
   }
   const at = assignedAt(state, taskId);
   if (!at) return { taskId, state: t.state, summary: `it was never placed (${t.lastReason})` };

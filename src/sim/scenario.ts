@@ -85,10 +85,16 @@ class Checker {
     this.issues.push(`${path}: ${rule}${value === undefined ? "" : got(value)}`);
   }
   fields(obj: Obj, path: string, known: readonly string[]): void {
-    for (const k of Object.keys(obj)) if (!known.includes(k)) this.problem(path ? `${path}.${k}` : k, `unknown field; known: ${known.join(", ")}`);
+    for (const k of Object.keys(obj))
+      if (!known.includes(k)) this.problem(path ? `${path}.${k}` : k, `unknown field; known: ${known.join(", ")}`);
   }
   /** A number ≥ min (integer when asked); undefined when absent and not required. */
-  num(obj: Obj, key: string, path: string, o: { min?: number; max?: number; int?: boolean; required?: boolean; above?: boolean } = {}): number | undefined {
+  num(
+    obj: Obj,
+    key: string,
+    path: string,
+    o: { min?: number; max?: number; int?: boolean; required?: boolean; above?: boolean } = {},
+  ): number | undefined {
     const v = obj[key];
     const p = `${path}.${key}`.replace(/^\./, "");
     if (v === undefined || v === null) {
@@ -97,7 +103,13 @@ class Checker {
     }
     const min = o.min ?? 0;
     const what = `${o.int ? "an integer" : "a number"} ${o.above ? "greater than" : "≥"} ${min}${o.max !== undefined ? ` and ≤ ${o.max}` : ""}`;
-    if (typeof v !== "number" || !Number.isFinite(v) || (o.int && !Number.isInteger(v)) || (o.above ? v <= min : v < min) || (o.max !== undefined && v > o.max)) {
+    if (
+      typeof v !== "number" ||
+      !Number.isFinite(v) ||
+      (o.int && !Number.isInteger(v)) ||
+      (o.above ? v <= min : v < min) ||
+      (o.max !== undefined && v > o.max)
+    ) {
       this.problem(p, `must be ${what}`, v);
       return undefined;
     }
@@ -226,12 +238,16 @@ export function parseScenario(text: string, fileName?: string, baseDir = "."): S
       const diskMb = c.num(raw, "diskMb", path, { int: true, above: true, required: true });
       const gpus = c.num(raw, "gpus", path, { int: true });
       const prefix = c.str(raw, "prefix", path);
-      if (prefix !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(prefix)) c.problem(`${path}.prefix`, "must be letters, digits, _ and - (it starts agent ids)", prefix);
+      if (prefix !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(prefix))
+        c.problem(`${path}.prefix`, "must be letters, digits, _ and - (it starts agent ids)", prefix);
       let ports: [number, number][] | undefined;
       if (raw.ports !== undefined) {
         const ok =
           Array.isArray(raw.ports) &&
-          raw.ports.every((r: unknown) => Array.isArray(r) && r.length === 2 && r.every((x) => Number.isInteger(x) && x >= 1 && x <= 65535) && r[0] <= r[1]);
+          raw.ports.every(
+            (r: unknown) =>
+              Array.isArray(r) && r.length === 2 && r.every((x) => Number.isInteger(x) && x >= 1 && x <= 65535) && r[0] <= r[1],
+          );
         if (!ok) c.problem(`${path}.ports`, "must be a list of [lo, hi] port ranges, 1 ≤ lo ≤ hi ≤ 65535", raw.ports);
         else ports = (raw.ports as [number, number][]).map(([lo, hi]) => [lo, hi]);
       }
@@ -244,7 +260,16 @@ export function parseScenario(text: string, fileName?: string, baseDir = "."): S
         }
       }
       if (count !== undefined && cpus !== undefined && ramMb !== undefined && diskMb !== undefined) {
-        agents.push({ count, cpus, ramMb, diskMb, ...(prefix ? { prefix } : {}), ...(gpus !== undefined ? { gpus } : {}), ...(ports ? { ports } : {}), ...(attributes ? { attributes } : {}) });
+        agents.push({
+          count,
+          cpus,
+          ramMb,
+          diskMb,
+          ...(prefix ? { prefix } : {}),
+          ...(gpus !== undefined ? { gpus } : {}),
+          ...(ports ? { ports } : {}),
+          ...(attributes ? { attributes } : {}),
+        });
       }
     }
   }
@@ -309,7 +334,10 @@ export function parseScenario(text: string, fileName?: string, baseDir = "."): S
             config = parseJobSpec(text, file);
           } catch (err) {
             if (err instanceof SpecError) {
-              for (const i of err.issues) c.issues.push(`${path}.file (${file}): ${i.message}${i.line !== undefined && i.path !== "" ? ` [line ${i.line}, column ${i.column}]` : ""}`);
+              for (const i of err.issues)
+                c.issues.push(
+                  `${path}.file (${file}): ${i.message}${i.line !== undefined && i.path !== "" ? ` [line ${i.line}, column ${i.column}]` : ""}`,
+                );
             } else c.problem(`${path}.file`, (err as Error).message);
           }
         }
@@ -331,14 +359,23 @@ export function parseScenario(text: string, fileName?: string, baseDir = "."): S
     const at = c.num(raw, "at", path, { required: true });
     const kind = raw.kind as FaultKind;
     if (!FAULT_KINDS.includes(kind)) {
-      c.problem(`${path}.kind`, raw.kind === undefined ? `required: one of ${FAULT_KINDS.join(", ")}` : `must be one of ${FAULT_KINDS.join(", ")}`, raw.kind);
+      c.problem(
+        `${path}.kind`,
+        raw.kind === undefined ? `required: one of ${FAULT_KINDS.join(", ")}` : `must be one of ${FAULT_KINDS.join(", ")}`,
+        raw.kind,
+      );
       continue;
     }
     const f: ScenarioFault = { at: at ?? 0, kind, origin: path };
     const before = c.issues.length;
     if (kind === "crashAgent" || kind === "rebootAgent") {
       const agent = c.str(raw, "agent", path, true);
-      if (agent !== undefined && !ids.has(agent)) c.problem(`${path}.agent`, ids.size ? `no such agent; agents: ${[...ids].join(", ")}` : "no such agent (no valid agent group is defined)", agent);
+      if (agent !== undefined && !ids.has(agent))
+        c.problem(
+          `${path}.agent`,
+          ids.size ? `no such agent; agents: ${[...ids].join(", ")}` : "no such agent (no valid agent group is defined)",
+          agent,
+        );
       f.agent = agent;
       for (const k of ["job", "instance", "exitCode"]) if (raw[k] !== undefined) c.problem(`${path}.${k}`, `not used by ${kind}`);
     } else {
@@ -491,7 +528,11 @@ async function runFault(sim: Sim, f: ScenarioFault, notes: string[]): Promise<st
       const agent = taskId ? sim.agentOf(taskId) : null;
       const phase = taskId && agent ? agent.taskPhase(taskId) : undefined;
       if (!taskId || !agent || (phase !== "running" && phase !== "starting") || !agent.isUp) {
-        const why = !job ? "the job does not exist" : !taskId ? "it has no such instance" : `its task ${taskId} is ${sim.state.tasks.get(taskId)!.state}${agent ? ` (on ${agent.agentId}: ${phase ?? "unknown there"})` : ""}, not running`;
+        const why = !job
+          ? "the job does not exist"
+          : !taskId
+            ? "it has no such instance"
+            : `its task ${taskId} is ${sim.state.tasks.get(taskId)!.state}${agent ? ` (on ${agent.agentId}: ${phase ?? "unknown there"})` : ""}, not running`;
         notes.push(`${where}: exitTask ${f.job} instance ${f.instance} skipped: ${why}`);
         return `exitTask ${f.job}/${f.instance} skipped`;
       }
@@ -525,7 +566,10 @@ export function formatScenarioResult(name: string, r: ScenarioResult): string {
     lines.push("", "notes:");
     for (const n of r.notes) lines.push(`  ${n}`);
   }
-  const fmt = (c: Record<string, number>) => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+  const fmt = (c: Record<string, number>) =>
+    Object.entries(c)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ") || "none";
   lines.push("", "jobs (current task of each instance):");
   const width = Math.max(0, ...Object.keys(s.jobs).map((k) => k.length));
   for (const [k, c] of Object.entries(s.jobs)) lines.push(`  ${k.padEnd(width)}  ${fmt(c)}`);

@@ -134,7 +134,13 @@ export class Sim {
         counters.set(prefix, n);
         const agentId = `${prefix}-${n}`;
         if (sim.agents.some((a) => a.agentId === agentId)) throw new Error(`sim: two agents would be called ${agentId}`);
-        const resources: AgentResources = { cpus: g.cpus, ramMb: g.ramMb, diskMb: g.diskMb, gpus: g.gpus ?? 0, ports: (g.ports ?? [[31000, 32000]]).map(([lo, hi]) => [lo, hi] as [number, number]) };
+        const resources: AgentResources = {
+          cpus: g.cpus,
+          ramMb: g.ramMb,
+          diskMb: g.diskMb,
+          gpus: g.gpus ?? 0,
+          ports: (g.ports ?? [[31000, 32000]]).map(([lo, hi]) => [lo, hi] as [number, number]),
+        };
         const agent = new SimAgent({
           bus: sim.bus,
           clock: sim.clock,
@@ -256,7 +262,13 @@ export class Sim {
   private describeBusy(): string {
     const parts: string[] = [];
     if (this.current.busy()) parts.push("the scheduler is busy");
-    if (this.bus.inFlight > 0) parts.push(`bus in flight: ${this.bus.inFlightSubjects().map(([s, n]) => `${s} ×${n}`).join(", ")}`);
+    if (this.bus.inFlight > 0)
+      parts.push(
+        `bus in flight: ${this.bus
+          .inFlightSubjects()
+          .map(([s, n]) => `${s} ×${n}`)
+          .join(", ")}`,
+      );
     const busyAgents = this.agents.filter((a) => a.busy).map((a) => a.agentId);
     if (busyAgents.length) parts.push(`agents busy: ${busyAgents.join(", ")}`);
     if (this.clock.hasDueNow()) parts.push("timers keep falling due at the same instant");

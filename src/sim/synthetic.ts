@@ -76,15 +76,43 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
   let jobN = 0;
   let portN = 0;
 
-  const newTask = (job: string, instance: number, service: boolean, maxFailures: number, ports: string[], failures: number, ancestor: string | null, why: string): void => {
+  const newTask = (
+    job: string,
+    instance: number,
+    service: boolean,
+    maxFailures: number,
+    ports: string[],
+    failures: number,
+    ancestor: string | null,
+    why: string,
+  ): void => {
     if (killed.has(job)) return;
-    const t: Task = { id: `${job.replaceAll("/", "-")}-${instance}-${rng.hex8()}`, job, instance, agent: "", host: "", agentSeq: 0, failures, service, maxFailures, ports };
-    emit("TaskCreated", { taskId: t.id, job, instance, configVersion: 1, ancestorId: ancestor, failureCount: failures, state: "PENDING" }, why);
+    const t: Task = {
+      id: `${job.replaceAll("/", "-")}-${instance}-${rng.hex8()}`,
+      job,
+      instance,
+      agent: "",
+      host: "",
+      agentSeq: 0,
+      failures,
+      service,
+      maxFailures,
+      ports,
+    };
+    emit(
+      "TaskCreated",
+      { taskId: t.id, job, instance, configVersion: 1, ancestorId: ancestor, failureCount: failures, state: "PENDING" },
+      why,
+    );
     pending.push(t);
   };
   const status = (t: Task, to: "STARTING" | "RUNNING" | "FINISHED" | "FAILED" | "KILLED", exitCode?: number) => {
     t.agentSeq++;
-    emit("TaskStateChanged", { taskId: t.id, to, agentSeq: t.agentSeq, ...(exitCode !== undefined ? { exitCode } : {}) }, `agent on ${t.host} reported ${to}${exitCode !== undefined ? ` (exit code ${exitCode})` : ""}`);
+    emit(
+      "TaskStateChanged",
+      { taskId: t.id, to, agentSeq: t.agentSeq, ...(exitCode !== undefined ? { exitCode } : {}) },
+      `agent on ${t.host} reported ${to}${exitCode !== undefined ? ` (exit code ${exitCode})` : ""}`,
+    );
   };
   const take = (xs: Task[]): Task => {
     const i = rng.int(xs.length);

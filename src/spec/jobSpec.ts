@@ -14,7 +14,15 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document } from "yaml";
 import type { JobConfig, TaskConfig } from "../domain/types.js";
-import { DEFAULT_ENVIRONMENT_PATTERN, MAX_CMDLINE_BYTES, MAX_CONSTRAINTS, MAX_CPUS, MAX_PORTS_PER_TASK, MAX_PROCESSES, MIN_CPUS } from "../domain/limits.js";
+import {
+  DEFAULT_ENVIRONMENT_PATTERN,
+  MAX_CMDLINE_BYTES,
+  MAX_CONSTRAINTS,
+  MAX_CPUS,
+  MAX_PORTS_PER_TASK,
+  MAX_PROCESSES,
+  MIN_CPUS,
+} from "../domain/limits.js";
 import { CMDLINE_PATTERN, IDENTIFIER_PATTERN, JOB_SCHEMA, PORT_NAME_PATTERN } from "./schema.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -54,7 +62,9 @@ export class SpecError extends Error {
   constructor(issues: SpecIssue[], fileName?: string) {
     const where = fileName ? ` ${fileName}` : "";
     const count = issues.length === 1 ? "1 problem" : `${issues.length} problems`;
-    const lines = issues.map((i) => `  ${i.message}${i.line !== undefined && i.path !== "" ? ` [line ${i.line}, column ${i.column}]` : ""}`);
+    const lines = issues.map(
+      (i) => `  ${i.message}${i.line !== undefined && i.path !== "" ? ` [line ${i.line}, column ${i.column}]` : ""}`,
+    );
     super([`invalid job spec${where} (${count}):`, ...lines].join("\n"));
     this.name = "SpecError";
     this.issues = issues;
@@ -120,8 +130,17 @@ export function validateJobSpec(obj: unknown, policy: SpecPolicy = {}): JobConfi
   const data = asConfig ? flattenConfig(obj as Record<string, unknown>) : obj;
   const raw = check(data);
   const allowed = policy.allowedEnvironments ?? DEFAULT_ALLOWED_ENVIRONMENTS;
-  if (isRecord(data) && typeof data.environment === "string" && !raw.some((r) => r.segs[0] === "environment") && !allowed.test(data.environment)) {
-    raw.push({ segs: ["environment"], rule: `must match the environments this scheduler allows, ${allowed.source}`, detail: `got ${show(data.environment)}` });
+  if (
+    isRecord(data) &&
+    typeof data.environment === "string" &&
+    !raw.some((r) => r.segs[0] === "environment") &&
+    !allowed.test(data.environment)
+  ) {
+    raw.push({
+      segs: ["environment"],
+      rule: `must match the environments this scheduler allows, ${allowed.source}`,
+      detail: `got ${show(data.environment)}`,
+    });
   }
   if (raw.length > 0) {
     throw new SpecError(raw.map((r) => toIssue(asConfig ? { ...r, segs: configSegs(r.segs) } : r)));
@@ -324,7 +343,12 @@ function translate(e: ErrorObject, data: unknown): RawIssue[] {
           const k = JSON.stringify(item);
           const j = first.get(k);
           if (j === undefined) first.set(k, i);
-          else out.push({ segs: [...segs, i], rule: "must not repeat an earlier entry", detail: `${show(item)} is also ${formatPath([...segs, j])}` });
+          else
+            out.push({
+              segs: [...segs, i],
+              rule: "must not repeat an earlier entry",
+              detail: `${show(item)} is also ${formatPath([...segs, j])}`,
+            });
         });
       }
       return out;
@@ -440,7 +464,11 @@ function semanticIssues(data: unknown): RawIssue[] {
     const cpus = data.resources.cpus;
     // cpus are counted in thousandths (fold.ts): a finer value would leave dust in every sum.
     if (typeof cpus === "number" && cpus >= MIN_CPUS && cpus <= MAX_CPUS && Math.round(cpus * 1000) / 1000 !== cpus) {
-      issues.push({ segs: ["resources", "cpus"], rule: "must have at most 3 decimal places (cpus are counted in thousandths)", detail: `got ${show(cpus)}` });
+      issues.push({
+        segs: ["resources", "cpus"],
+        rule: "must have at most 3 decimal places (cpus are counted in thousandths)",
+        detail: `got ${show(cpus)}`,
+      });
     }
   }
 
@@ -451,7 +479,11 @@ function semanticIssues(data: unknown): RawIssue[] {
       if (typeof proc.cmdline === "string" && proc.cmdline.length <= MAX_CMDLINE_BYTES) {
         const bytes = Buffer.byteLength(proc.cmdline, "utf8");
         if (bytes > MAX_CMDLINE_BYTES) {
-          issues.push({ segs: ["processes", i, "cmdline"], rule: `must be a command line of at most ${MAX_CMDLINE_BYTES} bytes`, detail: `it is ${bytes} bytes in UTF-8` });
+          issues.push({
+            segs: ["processes", i, "cmdline"],
+            rule: `must be a command line of at most ${MAX_CMDLINE_BYTES} bytes`,
+            detail: `it is ${bytes} bytes in UTF-8`,
+          });
         }
       }
       if (typeof proc.name === "string") {
@@ -653,7 +685,10 @@ function valueAt(data: unknown, segs: Seg[]): unknown {
 
 /** The schema node holding the keyword at an ajv schemaPath ("#/properties/x/type"). */
 function schemaNodeAt(schemaPath: string): SchemaNode | undefined {
-  const parts = schemaPath.replace(/^#\/?/, "").split("/").filter((p) => p !== "");
+  const parts = schemaPath
+    .replace(/^#\/?/, "")
+    .split("/")
+    .filter((p) => p !== "");
   parts.pop(); // the keyword itself
   let node: unknown = JOB_SCHEMA;
   for (const p of parts) {

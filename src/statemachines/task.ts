@@ -17,15 +17,7 @@ import { setup } from "xstate";
 import { TASK_STATES, type TaskStateName } from "./taskStates.js";
 
 /** Aurora's side effects, in the order Aurora runs them, plus LAUNCH (on ASSIGNED). */
-export const TASK_ACTIONS = [
-  "INCREMENT_FAILURES",
-  "SAVE_STATE",
-  "RESCHEDULE",
-  "TRANSITION_TO_LOST",
-  "LAUNCH",
-  "KILL",
-  "DELETE",
-] as const;
+export const TASK_ACTIONS = ["INCREMENT_FAILURES", "SAVE_STATE", "RESCHEDULE", "TRANSITION_TO_LOST", "LAUNCH", "KILL", "DELETE"] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 
 export interface TaskGuardInput {

@@ -25,9 +25,7 @@ export type TaskStateName = (typeof TASK_STATES)[number];
 export const TERMINAL_STATES: ReadonlySet<TaskStateName> = new Set(["FINISHED", "FAILED", "KILLED", "LOST", "DELETED"]);
 
 /** ACTIVE = every non-terminal state except INIT. */
-export const ACTIVE_STATES: ReadonlySet<TaskStateName> = new Set(
-  TASK_STATES.filter((s) => s !== "INIT" && !TERMINAL_STATES.has(s)),
-);
+export const ACTIVE_STATES: ReadonlySet<TaskStateName> = new Set(TASK_STATES.filter((s) => s !== "INIT" && !TERMINAL_STATES.has(s)));
 
 /** LIVE = the task may have a process on an agent that the scheduler considers up. */
 export const LIVE_STATES: ReadonlySet<TaskStateName> = new Set([

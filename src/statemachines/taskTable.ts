@@ -36,9 +36,7 @@ export function machineStep(from: TaskStateName, to: TaskStateName, guard: TaskG
   const snapshot = taskMachine.resolveState({ value: from, context: guard });
   const [next, actions] = transition(taskMachine, snapshot, { type: to });
   const nextState = next.value as unknown as TaskStateName;
-  const names = actions
-    .map((a) => a.type)
-    .filter((t): t is TaskAction => (TASK_ACTIONS as readonly string[]).includes(t));
+  const names = actions.map((a) => a.type).filter((t): t is TaskAction => (TASK_ACTIONS as readonly string[]).includes(t));
   names.sort((a, b) => TASK_ACTIONS.indexOf(a) - TASK_ACTIONS.indexOf(b));
   return { next: nextState, changed: nextState !== from, actions: names };
 }

@@ -36,7 +36,11 @@ const foreign: Uint8Array[] = [
   pack([env("TaskStateChanged", 1, { taskId: "no-such-task", to: "RUNNING" })]),
   pack([env("JobCreated", 1, { job: { role: "x" }, configVersion: 1 })]),
   pack([[1, 2, 3]]),
-  pack([env("QuotaSet", 1, { role: "mixed", cpus: 1, ramMb: 1, diskMb: 1, user: "ok" }), "not an envelope", env("QuotaSet", 1, { role: "mixed", cpus: "one" })]),
+  pack([
+    env("QuotaSet", 1, { role: "mixed", cpus: 1, ramMb: 1, diskMb: 1, user: "ok" }),
+    "not an envelope",
+    env("QuotaSet", 1, { role: "mixed", cpus: "one" }),
+  ]),
 ];
 const records: Uint8Array[] = [];
 good.forEach((r, i) => {

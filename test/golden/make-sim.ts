@@ -16,8 +16,13 @@ const base = new URL(`./${name}`, import.meta.url).pathname;
 if (!name || existsSync(`${base}.log`)) throw new Error(`usage: make-sim.ts NAME (and ${name}.log must not exist yet)`);
 
 const spec = (n: string, over: Record<string, unknown> = {}) => ({
-  role: "www", environment: "devel", name: n, instances: 1,
-  resources: { cpus: 1, ramMb: 512, diskMb: 100 }, processes: [{ name: "main", cmdline: "serve" }], ...over,
+  role: "www",
+  environment: "devel",
+  name: n,
+  instances: 1,
+  resources: { cpus: 1, ramMb: 512, diskMb: 100 },
+  processes: [{ name: "main", cmdline: "serve" }],
+  ...over,
 });
 const sim = await Sim.start({
   seed: 20261121,
@@ -40,7 +45,8 @@ for (let s = 1; s <= log.length; s++) records.push(log.raw(s)!);
 const state = new ClusterState();
 for await (const r of sim.log.read(1)) foldRecord(state, r.seq, r.events);
 const types = new Set<string>();
-for await (const r of sim.log.read(1)) for (const e of r.events) types.add(`${e.type}${e.type === "TaskStateChanged" ? `:${e.data.to}` : ""}`);
+for await (const r of sim.log.read(1))
+  for (const e of r.events) types.add(`${e.type}${e.type === "TaskStateChanged" ? `:${e.data.to}` : ""}`);
 await sim.stop();
 writeFileSync(`${base}.log`, pack(records));
 writeFileSync(

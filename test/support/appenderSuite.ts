@@ -168,7 +168,13 @@ export function appenderSuite(label: string, open: (name: string) => Promise<Eve
       const issued: Issued[] = [];
       let n = 0;
       for (let burst = 0; burst < 4; burst++) {
-        for (let i = 0; i < 60; i++) issued.push(issue(app, Array.from({ length: 1 + (i % 3) }, () => ev(n++, "rec"))));
+        for (let i = 0; i < 60; i++)
+          issued.push(
+            issue(
+              app,
+              Array.from({ length: 1 + (i % 3) }, () => ev(n++, "rec")),
+            ),
+          );
         await tick();
       }
       await expectAllCommitted(log, base, issued, commits);

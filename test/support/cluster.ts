@@ -23,7 +23,15 @@ export interface TestCluster {
 }
 
 export async function startCluster(
-  opts: { agents?: number; log?: EventLog; bus?: Bus; cpus?: number; ramMb?: number; policy?: Partial<SchedulingPolicy>; allowedEnvironments?: RegExp } = {},
+  opts: {
+    agents?: number;
+    log?: EventLog;
+    bus?: Bus;
+    cpus?: number;
+    ramMb?: number;
+    policy?: Partial<SchedulingPolicy>;
+    allowedEnvironments?: RegExp;
+  } = {},
 ): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), "roost-test-"));
   const bus = opts.bus ?? new MemoryBus();

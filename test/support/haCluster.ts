@@ -83,7 +83,9 @@ export class Daemon {
       for (; i < this.lines.length; i++) if (pred(this.lines[i])) return this.lines[i];
       const left = deadline - Date.now();
       if (left <= 0 || !this.running) {
-        throw new Error(`${this.name}: ${this.running ? "timed out" : `exited (${JSON.stringify(this.exitInfo)})`} waiting for ${what}; last lines:\n${this.lines.slice(-15).join("\n")}`);
+        throw new Error(
+          `${this.name}: ${this.running ? "timed out" : `exited (${JSON.stringify(this.exitInfo)})`} waiting for ${what}; last lines:\n${this.lines.slice(-15).join("\n")}`,
+        );
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
@@ -200,20 +202,26 @@ export class LogTail {
   }
 
   private spawn(from: number): void {
-    const d = new Daemon("log-tail", ["log", "tail", "--follow", "--json", "--from", String(from), "--nats", this.cell.url], this.cell.dir, this.logFile, (l) => {
-      if (!l.startsWith("{")) return;
-      let e: LogEvent;
-      try {
-        e = JSON.parse(l) as LogEvent;
-      } catch {
-        return;
-      }
-      if (typeof e.seq !== "number" || typeof e.type !== "string") return;
-      const last = this.events.at(-1);
-      if (last && (e.seq < last.seq || (e.seq === last.seq && e.idx <= last.idx))) return; // seen before a restart
-      this.events.push(e);
-      for (const w of this.waiters.splice(0)) w();
-    });
+    const d = new Daemon(
+      "log-tail",
+      ["log", "tail", "--follow", "--json", "--from", String(from), "--nats", this.cell.url],
+      this.cell.dir,
+      this.logFile,
+      (l) => {
+        if (!l.startsWith("{")) return;
+        let e: LogEvent;
+        try {
+          e = JSON.parse(l) as LogEvent;
+        } catch {
+          return;
+        }
+        if (typeof e.seq !== "number" || typeof e.type !== "string") return;
+        const last = this.events.at(-1);
+        if (last && (e.seq < last.seq || (e.seq === last.seq && e.idx <= last.idx))) return; // seen before a restart
+        this.events.push(e);
+        for (const w of this.waiters.splice(0)) w();
+      },
+    );
     this.daemon = d;
     void d.exited.then(() => {
       if (this.stopped) return;
@@ -236,7 +244,9 @@ export class LogTail {
       for (; i < this.events.length; i++) if (pred(this.events[i])) return this.events[i];
       const left = deadline - Date.now();
       if (left <= 0) {
-        const last = this.events.slice(-8).map((e) => `${e.seq}.${e.idx} e${e.epoch} ${e.type} ${JSON.stringify(e.data).slice(0, 120)} — ${e.reason}`);
+        const last = this.events
+          .slice(-8)
+          .map((e) => `${e.seq}.${e.idx} e${e.epoch} ${e.type} ${JSON.stringify(e.data).slice(0, 120)} — ${e.reason}`);
         throw new Error(`log tail: timed out after ${timeoutMs} ms waiting for ${what}; last events:\n${last.join("\n")}`);
       }
       await this.wait(left);
@@ -352,11 +362,18 @@ export class HaCell {
       const res = o.agentResources ?? { cpus: 8, ramMb: 8192, diskMb: 16384 };
       for (let i = 1; i <= (o.agents ?? 3); i++) {
         const lo = base + (i - 1) * 100;
-        cell.startAgent({ id: `agent-${i}`, host: `host-${i}`, attrs: { rack: `rack-${i}`, zone: `zone-${((i - 1) % 2) + 1}` }, ...res, ports: `${lo}-${lo + 99}` });
+        cell.startAgent({
+          id: `agent-${i}`,
+          host: `host-${i}`,
+          attrs: { rack: `rack-${i}`, zone: `zone-${((i - 1) % 2) + 1}` },
+          ...res,
+          ports: `${lo}-${lo + 99}`,
+        });
       }
       cell.nc = await connect({ servers: nats.urls, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
       const jsm = await jetstreamManager(cell.nc, { timeout: 2000 });
-      if (o.tail ?? true) cell.tail = new LogTail(cell, join(dir, "logs", "log-tail.log"), async () => (await jsm.streams.info("ROOST")).state.last_seq);
+      if (o.tail ?? true)
+        cell.tail = new LogTail(cell, join(dir, "logs", "log-tail.log"), async () => (await jsm.streams.info("ROOST")).state.last_seq);
       await cell.healthy(90_000);
     } catch (err) {
       await cell.stop().catch(() => {});
@@ -366,15 +383,41 @@ export class HaCell {
   }
 
   schedulerArgs(id: string): string[] {
-    return ["scheduler", "--nats", this.url, "--replicas", "3", "--id", id, "--policy", JSON.stringify(this.opts.policy), "--lease-ms", String(this.opts.leaseMs)];
+    return [
+      "scheduler",
+      "--nats",
+      this.url,
+      "--replicas",
+      "3",
+      "--id",
+      id,
+      "--policy",
+      JSON.stringify(this.opts.policy),
+      "--lease-ms",
+      String(this.opts.leaseMs),
+    ];
   }
 
   agentArgs(a: AgentConfig): string[] {
     return [
-      "agent", "--nats", this.url, "--id", a.id, "--host", a.host,
+      "agent",
+      "--nats",
+      this.url,
+      "--id",
+      a.id,
+      "--host",
+      a.host,
       ...Object.entries(a.attrs).flatMap(([k, v]) => ["--attr", `${k}=${v}`]),
-      "--cpus", String(a.cpus), "--ram-mb", String(a.ramMb), "--disk-mb", String(a.diskMb),
-      "--ports", a.ports, "--work-dir", join(this.dir, "agents", a.id),
+      "--cpus",
+      String(a.cpus),
+      "--ram-mb",
+      String(a.ramMb),
+      "--disk-mb",
+      String(a.diskMb),
+      "--ports",
+      a.ports,
+      "--work-dir",
+      join(this.dir, "agents", a.id),
     ];
   }
 
@@ -439,7 +482,10 @@ export class HaCell {
       } catch (err) {
         last = (err as Error).message;
       }
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last cluster status: ${typeof last === "string" ? last : JSON.stringify(last)}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for ${what}; last cluster status: ${typeof last === "string" ? last : JSON.stringify(last)}`,
+        );
       await new Promise((r) => setTimeout(r, 250));
     }
   }
@@ -469,11 +515,16 @@ export class HaCell {
 
   /** The leader, as `roost cluster status` names it, with its process (checked against the members board). */
   async leader(timeoutMs = 30_000, not?: string): Promise<Leader> {
-    const s = await this.waitStatus((st) => st.leader !== null && st.leader.schedulerId !== not && this.schedulers.get(st.leader.schedulerId)?.running === true, not ? `a leader other than ${not}` : "a leader", timeoutMs);
+    const s = await this.waitStatus(
+      (st) => st.leader !== null && st.leader.schedulerId !== not && this.schedulers.get(st.leader.schedulerId)?.running === true,
+      not ? `a leader other than ${not}` : "a leader",
+      timeoutMs,
+    );
     const id = s.leader!.schedulerId;
     const daemon = this.schedulers.get(id)!;
     const member = s.schedulers.find((m) => m.id === id);
-    if (member && member.pid !== daemon.pid) throw new Error(`the members board says ${id} is pid ${member.pid}, but its process is ${daemon.pid}`);
+    if (member && member.pid !== daemon.pid)
+      throw new Error(`the members board says ${id} is pid ${member.pid}, but its process is ${daemon.pid}`);
     return { id, pid: daemon.pid, epoch: s.leader!.epoch, daemon };
   }
 
@@ -510,7 +561,9 @@ export class HaCell {
             const c = si.cluster;
             const peers = c?.replicas ?? [];
             if (!c?.leader || peers.length !== si.config.num_replicas - 1 || peers.some((r) => !r.current || r.offline)) {
-              behind.push(`${si.config.name}: leader ${c?.leader ?? "-"}, peers ${JSON.stringify(peers.map((r) => [r.name, r.current, r.offline ?? false]))}`);
+              behind.push(
+                `${si.config.name}: leader ${c?.leader ?? "-"}, peers ${JSON.stringify(peers.map((r) => [r.name, r.current, r.offline ?? false]))}`,
+              );
             }
           }
           if (behind.length === 0) return;
@@ -564,7 +617,12 @@ export class HaCell {
     await this.nats.stop();
     const leftovers: Leftovers = {
       daemons: [...this.schedulers.values(), ...this.agents.values()].filter((d) => d.running).map((d) => `${d.name} (pid ${d.pid})`),
-      natsServers: [...new Set([...[...this.natsPids].filter((pid) => isAlive(pid)), ...processesWhere((a) => a.includes("nats-server") && a.includes(this.dir))])],
+      natsServers: [
+        ...new Set([
+          ...[...this.natsPids].filter((pid) => isAlive(pid)),
+          ...processesWhere((a) => a.includes("nats-server") && a.includes(this.dir)),
+        ]),
+      ],
       taskProcesses: this.taskProcesses().map((p) => ({ pid: p.pid, args: p.args })),
     };
     // ROOST_KEEP_HA_DIR=1 keeps the logs (daemons', nats-servers') for a post-mortem.

@@ -29,13 +29,28 @@ export class StateBuilder {
   }
 
   job(spec: Record<string, unknown>): JobConfig {
-    const job = validateJobSpec({ role: "www", environment: "devel", name: "j", resources: { cpus: 1, ramMb: 1024, diskMb: 100 }, processes: [{ name: "m", cmdline: "x" }], ...spec });
+    const job = validateJobSpec({
+      role: "www",
+      environment: "devel",
+      name: "j",
+      resources: { cpus: 1, ramMb: 1024, diskMb: 100 },
+      processes: [{ name: "m", cmdline: "x" }],
+      ...spec,
+    });
     this.emit("JobCreated", { job, configVersion: 1 });
     return job;
   }
 
   task(job: JobConfig, instance: number, id = `${job.name}-${instance}`): string {
-    this.emit("TaskCreated", { taskId: id, job: `${job.role}/${job.environment}/${job.name}`, instance, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" });
+    this.emit("TaskCreated", {
+      taskId: id,
+      job: `${job.role}/${job.environment}/${job.name}`,
+      instance,
+      configVersion: 1,
+      ancestorId: null,
+      failureCount: 0,
+      state: "PENDING",
+    });
     return id;
   }
 

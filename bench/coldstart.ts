@@ -35,9 +35,9 @@
 
 import { Appender } from "../src/eventlog/appender.js";
 import { openJetStreamLog } from "../src/eventlog/jetstream.js";
-import { SnapshotStore } from "../src/eventlog/snapshots.js";
+import { SnapshotStore } from "../src/storage/snapshotStore.js";
 import { startNatsServer } from "../src/nats/server.js";
-import { coldStart } from "../src/replay/coldStart.js";
+import { coldStart } from "../src/storage/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";

@@ -20,8 +20,8 @@
 // are reported too, with a breakdown (new LeaderElected, job accepted, placement decided: the
 // event's own ts) and the cold replay time of the restarted replica.
 //
-// Snapshots (src/eventlog/snapshots.ts): a scheduler starting cold loads the newest one, and one
-// is written every --snapshot-every events (default 100,000), by a standby (src/actors/checkpoint.ts;
+// Snapshots (src/storage/snapshotStore.ts): a scheduler starting cold loads the newest one, and one
+// is written every --snapshot-every events (default 100,000), by a standby (src/actors/snapshotWriter.ts;
 // a replica that started from genesis over the 1M-event log writes one soon after it starts). A hot
 // standby has nothing left to fold at the kill, so a snapshot in the store should not change the
 // failover; a leader writing one would (it encodes the whole state on its event loop).
@@ -44,8 +44,8 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { KvMemberBoard } from "../src/actors/members.js";
 import { connectClient, type NatsClient } from "../src/cli/client.js";
 import { Appender } from "../src/eventlog/appender.js";
-import { SnapshotStore } from "../src/eventlog/snapshots.js";
-import { coldStart } from "../src/replay/coldStart.js";
+import { SnapshotStore } from "../src/storage/snapshotStore.js";
+import { coldStart } from "../src/storage/coldStart.js";
 import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
 import { startNatsCluster, type NatsClusterHandle } from "../src/nats/cluster.js";

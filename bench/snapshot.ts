@@ -15,7 +15,7 @@ import { decodeRecord, encodeRecord } from "../src/eventlog/envelope.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
 import { decodeSnapshot, encodeSnapshot, encodeSnapshotSteps } from "../src/replay/snapshot.js";
-import { runSliced } from "../src/actors/checkpoint.js";
+import { runSliced } from "../src/actors/snapshotWriter.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 

@@ -7,6 +7,7 @@ import { OfferBook } from "../src/scheduling/offers.js";
 import { binpackScore, spreadScore } from "../src/scheduling/rank.js";
 import { PlacementStack } from "../src/scheduling/stack.js";
 import { reasonOf, vetoScore, vetoText } from "../src/scheduling/vetoes.js";
+import { validateJobSpec } from "../src/spec/jobSpec.js";
 import { StateBuilder } from "./support/state.js";
 
 function group(b: StateBuilder, name: string) {
@@ -46,6 +47,21 @@ describe("feasibility checks", () => {
     b.job({ name: "k", constraints: { hasOwnProperty: "limit:1" } });
     // A host without the attribute fails a limit on it, as any missing attribute does.
     expect(reasonOf(vetoes(b.state, offers, group(b, "k"), agent(b, "a1"), "t"))).toBe("Limit not satisfied: hasOwnProperty");
+  });
+
+  it("a malformed constraint in the log (an older build's, or a foreign record's) vetoes every host instead of throwing", () => {
+    const b = new StateBuilder().agent("a1", { rack: "r1" });
+    const valid = validateJobSpec({
+      role: "www",
+      environment: "devel",
+      name: "j",
+      resources: { cpus: 1, ramMb: 64, diskMb: 64 },
+      processes: [{ name: "m", cmdline: "x" }],
+    });
+    b.rawJob({ ...valid, task: { ...valid.task, constraints: { rack: "limit:abc", zone: "" } } });
+    const vs = vetoes(b.state, new OfferBook(b.state), group(b, "j"), agent(b, "a1"), "t");
+    expect(reasonOf(vs)).toBe("Constraint not satisfied: rack; Constraint not satisfied: zone");
+    expect(JSON.stringify(vs)).toMatch(/malformed/);
   });
 
   it("limit constraints count the job's active tasks per attribute value", () => {

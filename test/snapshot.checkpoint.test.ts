@@ -1,16 +1,16 @@
-// Who writes snapshots (src/actors/checkpoint.ts): a standby, encoding a slice at a time; the leader
+// Who writes snapshots (src/actors/snapshotWriter.ts): a standby, encoding a slice at a time; the leader
 // only when no standby is on the members board. And the sliced encoder writes exactly the bytes
 // the one-shot encoder writes.
 
 import { describe, expect, it } from "vitest";
-import { runSliced, snapshotPoint, writesSnapshot } from "../src/actors/checkpoint.js";
+import { runSliced, snapshotPoint, writesSnapshot } from "../src/actors/snapshotWriter.js";
 import { MemoryLeaseBoard } from "../src/actors/lease.js";
 import { MemoryMemberBoard, type MemberStatus } from "../src/actors/members.js";
 import { systemClock } from "../src/actors/ports.js";
 import { Scheduler } from "../src/actors/scheduler.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
-import { MemorySnapshotStore } from "../src/eventlog/snapshots.js";
+import { MemorySnapshotStore } from "../src/storage/snapshotStore.js";
 import { decodeRecord, encodeRecord } from "../src/eventlog/envelope.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { runSteps, sortStrings, sortStringsSteps, stateHash, stateHashSteps } from "../src/replay/hash.js";

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { Scheduler } from "../src/actors/scheduler.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
-import { MemorySnapshotStore } from "../src/eventlog/snapshots.js";
+import { MemorySnapshotStore } from "../src/storage/snapshotStore.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";

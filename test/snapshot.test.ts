@@ -9,8 +9,8 @@ import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import { decodeRecord, encodeRecord, makeEnvelope, unpack, type AnyEnvelope, type LogEntry } from "../src/eventlog/envelope.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
-import { MemorySnapshotStore, snapshotName, type LoadOptions, type NewestReport } from "../src/eventlog/snapshots.js";
-import { coldStart } from "../src/replay/coldStart.js";
+import { MemorySnapshotStore, snapshotName, type LoadOptions, type NewestReport } from "../src/storage/snapshotStore.js";
+import { coldStart } from "../src/storage/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { canonical, digestTask, sortStrings, STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
 import {
@@ -28,7 +28,7 @@ import {
   verifySnapshot,
 } from "../src/replay/snapshot.js";
 import { ClusterState, type AgentRecord, type JobRecord, type TaskRecord } from "../src/replay/state.js";
-import { startVerifier, toShared } from "../src/replay/verifyWorker.js";
+import { startVerifier, toShared } from "../src/storage/verifyWorker.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 
 function foldAll(records: readonly LogEntry[][], state = new ClusterState(), firstSeq = 1): ClusterState {

@@ -38,14 +38,14 @@ import { checkEventData } from "../domain/events.js";
 import { formatProblem } from "../domain/validate.js";
 import { DEFAULT_ALLOWED_ENVIRONMENTS } from "../spec/jobSpec.js";
 import { ClusterState } from "../replay/state.js";
-import { coldStart } from "../replay/coldStart.js";
-import type { BaseSnapshotStore } from "../eventlog/snapshots.js";
+import { coldStart } from "../storage/coldStart.js";
+import type { BaseSnapshotStore } from "../storage/snapshotStore.js";
 import { silentLogger, type Logger } from "../util/logger.js";
 import { AgentHealth } from "./agentHealth.js";
 import { AgentRegistry } from "./agentRegistry.js";
 import type { Lease } from "./lease.js";
 import type { MemberBoard, MemberStatus } from "./members.js";
-import { runSliced, snapshotPoint, writesSnapshot } from "./checkpoint.js";
+import { runSliced, snapshotPoint, writesSnapshot } from "./snapshotWriter.js";
 import { encodeSnapshotSteps, type EncodedSnapshot } from "../replay/snapshot.js";
 import { runSteps } from "../replay/hash.js";
 import { JobIntake } from "./jobIntake.js";
@@ -93,7 +93,7 @@ export interface SchedulerOptions {
   /** Where replicas say who they are (roost cluster status). */
   members?: MemberBoard;
   /** Snapshots: a cold start loads the newest valid one; one is written every snapshotEvery
-   *  events, by a standby when there is one (see checkpoint.ts). */
+   *  events, by a standby when there is one (see snapshotWriter.ts). */
   snapshots?: BaseSnapshotStore;
   snapshotEvery?: number;
   /** A standby encodes a snapshot this many ms at a time between turns of its event loop. Default 10. */
@@ -521,7 +521,7 @@ export class Scheduler {
     }, 1000);
   }
 
-  /** Read the members board: who else is there, for choosing the snapshot writer (checkpoint.ts). */
+  /** Read the members board: who else is there, for choosing the snapshot writer (snapshotWriter.ts). */
   async readMembers(): Promise<void> {
     if (!this.members) return;
     this.membersReadAt = this.clock.now();
@@ -664,7 +664,7 @@ export class Scheduler {
     if (this.state.pending.size > 0) this.placement.kick();
   }
 
-  /** True once per snapshot point the fold passes (see checkpoint.ts); every replica calls it after each fold. */
+  /** True once per snapshot point the fold passes (see snapshotWriter.ts); every replica calls it after each fold. */
   private snapshotDue(): boolean {
     if (!this.snapshots) return false;
     const point = snapshotPoint(this.state.eventCount, this.snapshotEvery);
@@ -673,7 +673,7 @@ export class Scheduler {
     return !this.snapshotting;
   }
 
-  /** Whether this replica, in this role, writes the snapshot that is due (checkpoint.ts). */
+  /** Whether this replica, in this role, writes the snapshot that is due (snapshotWriter.ts). */
   private writesSnapshot(role: "leader" | "standby"): boolean {
     return writesSnapshot({ id: this.schedulerId, role }, this.members ? this.membersSeen : null, this.clock.now());
   }

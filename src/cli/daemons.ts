@@ -14,7 +14,7 @@ import { parsePolicy } from "../actors/policy.js";
 import { natsServers } from "./client.js";
 import { KvLease } from "../actors/lease.js";
 import { KvMemberBoard } from "../actors/members.js";
-import { SnapshotStore } from "../eventlog/snapshots.js";
+import { SnapshotStore } from "../storage/snapshotStore.js";
 import { controlReply, listenForControl, onStopSignals } from "./control.js";
 
 export interface SchedulerFlags {

@@ -11,7 +11,7 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Command } from "commander";
 import { openJetStreamLog, type JetStreamLog } from "../eventlog/jetstream.js";
-import { DEFAULT_SNAPSHOT_BUCKET, SnapshotStore, type SnapshotInfo } from "../eventlog/snapshots.js";
+import { DEFAULT_SNAPSHOT_BUCKET, SnapshotStore, type SnapshotInfo } from "../storage/snapshotStore.js";
 import { foldRecord } from "../replay/fold.js";
 import { stateHash } from "../replay/hash.js";
 import { readSnapshot, SnapshotError } from "../replay/snapshot.js";

@@ -2,7 +2,7 @@
 // themselves (when no leader is up). Pure functions; plain JSON out.
 
 import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
-import type { LogRecord } from "../eventlog/envelope.js";
+import type { LogRecord } from "../domain/events.js";
 import { ACTIVE_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import { HISTORY_STRIDE, type ClusterState, type TaskRecord } from "./state.js";
 

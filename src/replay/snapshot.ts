@@ -312,7 +312,7 @@ interface Small {
 // ---- encode ---------------------------------------------------------------------------------
 
 export interface EncodeOptions {
-  /** Epoch ms recorded as createdTs. Default: Date.now(). */
+  /** Epoch ms recorded as createdTs: the writer's clock (the codec reads none). Default 0. */
   createdTs?: number;
   /** The log's stream name, recorded in the header (SnapshotHeader.stream). Default: none. */
   stream?: string;
@@ -611,7 +611,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     seq: state.seq,
     eventCount: state.eventCount,
     stateHash: hash,
-    createdTs: opts.createdTs ?? Date.now(),
+    createdTs: opts.createdTs ?? 0,
     digest: STATE_DIGEST_VERSION,
     tasks: n,
     jobs: state.jobs.size,
@@ -696,7 +696,7 @@ export interface ReadOptions {
    * Recompute stateHash and compare it with the header's (default true). With false the state is
    * only decoded (format, version and structure checked, not the hash): the caller must check the
    * same bytes with verifySnapshot before trusting it, as a cold start does in a worker thread
-   * (src/replay/verifyWorker.ts) while it folds the tail.
+   * (src/storage/verifyWorker.ts) while it folds the tail.
    */
   verify?: boolean;
 }

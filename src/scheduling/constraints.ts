@@ -1,12 +1,18 @@
 // A job's constraints, compiled once per task group from Aurora's form:
 //   {host: "limit:1", rack: "r1,r2", zone: "!z3", dedicated: "ml/train"}
+//
+// Total: a constraint string the grammar refuses (a job an older build or a foreign record put in
+// the log; today's intake refuses them) compiles to one no host satisfies, with why. Placement and
+// `task why` read every job in the log, and a throw here would stop both for every job.
 
-import { parseConstraint } from "../spec/jobSpec.js";
+import { constraintProblem, parseConstraint } from "../domain/constraints.js";
 
 export interface ValueConstraint {
   attribute: string;
   values: ReadonlySet<string>;
   negated: boolean;
+  /** Set when the constraint string is malformed: then no host satisfies it. */
+  malformed?: string;
 }
 
 export interface LimitConstraint {
@@ -28,6 +34,11 @@ export function compileConstraints(constraints: Record<string, string>): Compile
   if (c) return c;
   c = { values: [], limits: [], dedicated: null };
   for (const attribute of Object.keys(constraints).sort()) {
+    const problem = constraintProblem(constraints[attribute]);
+    if (problem !== undefined) {
+      c.values.push({ attribute, values: new Set(), negated: false, malformed: `"${constraints[attribute]}": ${problem}` });
+      continue;
+    }
     const parsed = parseConstraint(constraints[attribute]);
     if (attribute === "dedicated" && parsed.kind === "value" && !parsed.negated) {
       c.dedicated = parsed.values[0];

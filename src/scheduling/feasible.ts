@@ -94,7 +94,13 @@ export function checkValueConstraints(g: TaskGroup, agent: AgentRecord, out: Vet
   for (const c of g.constraints.values) {
     const v = attributeOf(agent, c.attribute);
     const ok = c.negated ? v === undefined || !c.values.has(v) : v !== undefined && c.values.has(v);
-    if (!ok) {
+    if (c.malformed !== undefined) {
+      out.push({
+        kind: "constraint",
+        attribute: c.attribute,
+        detail: `the job's constraint on ${c.attribute} is malformed (${c.malformed}): no host satisfies it`,
+      });
+    } else if (!ok) {
       const want = `${c.negated ? "not " : ""}${[...c.values].join(" or ")}`;
       out.push({ kind: "constraint", attribute: c.attribute, detail: `${c.attribute} is ${v ?? "unset"}; the job wants ${want}` });
     }

@@ -5,14 +5,14 @@
 //   placed    the decision logged with TaskAssigned (score, runners-up, vetoes seen)
 
 import type { PlacementDecision } from "../domain/events.js";
-import type { ClusterState } from "../replay/state.js";
+import { isoTime } from "../domain/time.js";
+import type { AgentRecord, ClusterState } from "../replay/state.js";
 import { HISTORY_STRIDE } from "../replay/state.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
 import { TaskGroup } from "./feasible.js";
 import { OfferBook } from "./offers.js";
 import { explain } from "./stack.js";
 import { reasonOf, vetoDetail } from "./vetoes.js";
-import type { AgentRecord } from "../replay/state.js";
 
 export interface WhyReport {
   taskId: string;
@@ -97,7 +97,7 @@ export async function whyTask(state: ClusterState, taskId: string, deps: WhyDeps
     return {
       taskId,
       state: t.state,
-      summary: `flapping: held back ${t.throttleMs / 1000}s, until ${new Date(t.throttledUntil).toISOString()} (${t.lastReason})`,
+      summary: `flapping: held back ${t.throttleMs / 1000}s, until ${isoTime(t.throttledUntil)} (${t.lastReason})`,
     };
   }
   const at = assignedAt(state, taskId);

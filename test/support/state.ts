@@ -41,6 +41,12 @@ export class StateBuilder {
     return job;
   }
 
+  /** A JobCreated as an older build or a foreign writer may have logged it: not validated. */
+  rawJob(job: JobConfig): JobConfig {
+    this.emit("JobCreated", { job, configVersion: 1 });
+    return job;
+  }
+
   task(job: JobConfig, instance: number, id = `${job.name}-${instance}`): string {
     this.emit("TaskCreated", {
       taskId: id,

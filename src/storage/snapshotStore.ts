@@ -6,7 +6,7 @@
 // The object store checks each object's SHA-256 on read (corrupt chunks never reach the decoder);
 // the decoder checks the format, the version and the state hash (src/replay/snapshot.ts). A cold
 // start may have the state hash checked in a worker thread while it folds the tail (LoadOptions
-// verify, src/replay/verifyWorker.ts): the state then comes with a `verified` promise to await.
+// verify, src/storage/verifyWorker.ts): the state then comes with a `verified` promise to await.
 // A snapshot whose header names another stream than the log's is skipped.
 
 import { createHash } from "node:crypto";
@@ -22,8 +22,8 @@ import {
   type SnapshotHeader,
 } from "../replay/snapshot.js";
 import type { ClusterState } from "../replay/state.js";
-import { startVerifier, toShared, type Verdict } from "../replay/verifyWorker.js";
-import type { JetStreamLog } from "./jetstream.js";
+import { startVerifier, toShared, type Verdict } from "./verifyWorker.js";
+import type { JetStreamLog } from "../eventlog/jetstream.js";
 
 export const DEFAULT_SNAPSHOT_BUCKET = "roost_snapshots";
 const NAME_PREFIX = "snap/";
@@ -156,7 +156,7 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
   /** Encode the state and store it under the name of the sequence it covers. */
   async put(state: ClusterState, opts: { createdTs?: number; stream?: string } = {}): Promise<PutSnapshot> {
     const t0 = performance.now();
-    const encoded = encodeSnapshotWithHeader(state, { stream: this.stream, ...opts });
+    const encoded = encodeSnapshotWithHeader(state, { stream: this.stream, createdTs: Date.now(), ...opts });
     const encodeMs = performance.now() - t0;
     return { ...(await this.putEncoded(encoded)), encodeMs };
   }
@@ -244,7 +244,7 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
   /**
    * loadNewest, also reporting the snapshots skipped when none could be used. With
    * `opts.verify` "worker" (or "auto" for a large one) the snapshot returned may still be being
-   * checked: await `loaded.verified` before trusting it (src/replay/coldStart.ts).
+   * checked: await `loaded.verified` before trusting it (src/storage/coldStart.ts).
    */
   async loadNewestReport(maxSeq = Number.POSITIVE_INFINITY, opts: LoadOptions = {}): Promise<NewestReport> {
     const t0 = performance.now();
@@ -411,7 +411,11 @@ async function createBucket(nc: NatsConnection, bucket: string, replicas: number
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     try {
-      await objm.create(bucket, { replicas, storage: StorageType.File, description: "Roost state snapshots (src/eventlog/snapshots.ts)" });
+      await objm.create(bucket, {
+        replicas,
+        storage: StorageType.File,
+        description: "Roost state snapshots (src/storage/snapshotStore.ts)",
+      });
       return;
     } catch (err) {
       if ((err as Error).name !== "TimeoutError" || performance.now() >= deadline) throw err;

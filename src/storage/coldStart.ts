@@ -5,22 +5,22 @@
 // are skipped (and reported), falling back to an older one and finally to folding from genesis.
 // Either way the result is the fold of the log.
 //
-// For a large snapshot the state hash is checked in a worker thread (src/replay/verifyWorker.ts)
+// For a large snapshot the state hash is checked in a worker thread (src/storage/verifyWorker.ts)
 // while this thread decodes the same bytes unchecked and folds the tail; the verdict is awaited
 // before returning. If it says the snapshot is not what was written, the state folded on from it
 // is dropped and the cold start goes on exactly as if the snapshot had failed inline: from the
 // next older snapshot, or genesis, folding the tail again.
 
 import type { EventLog } from "../eventlog/log.js";
-import type { LoadedSnapshot, SkippedSnapshot, SnapshotSource, VerifyWhere } from "../eventlog/snapshots.js";
-import { foldRecord } from "./fold.js";
-import { ClusterState } from "./state.js";
+import type { LoadedSnapshot, SkippedSnapshot, SnapshotSource, VerifyWhere } from "./snapshotStore.js";
+import { foldRecord } from "../replay/fold.js";
+import { ClusterState } from "../replay/state.js";
 
 export interface ColdStartOptions {
   /**
    * Where the snapshot's state hash is checked: "worker", in a worker thread while this thread
    * decodes and folds the tail; "inline", before the tail; "auto" (default), the worker for large
-   * snapshots only (see WORKER_MIN_BYTES in src/eventlog/snapshots.ts).
+   * snapshots only (see WORKER_MIN_BYTES in src/storage/snapshotStore.ts).
    */
   verify?: VerifyWhere;
 }

@@ -8,7 +8,7 @@
 // function of the bytes alone (no clock, no randomness, no shared mutable state), so when the
 // worker's decode hashes to the header's hash, the main thread's decode of those bytes is that
 // state too. The main thread must not trust its state (nor anything folded onto it) before the
-// verdict; src/replay/coldStart.ts awaits it and folds from an older snapshot or genesis otherwise.
+// verdict; src/storage/coldStart.ts awaits it and folds from an older snapshot or genesis otherwise.
 //
 // This file is both the worker's entry (when started with VERIFIER in workerData) and the main
 // thread's side (startVerifier). The built CLI starts the worker on this compiled .js; tests run
@@ -17,7 +17,7 @@
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { parentPort, Worker, workerData } from "node:worker_threads";
-import { SnapshotError, verifySnapshot } from "./snapshot.js";
+import { SnapshotError, verifySnapshot } from "../replay/snapshot.js";
 
 const VERIFIER = "roost-snapshot-verifier";
 

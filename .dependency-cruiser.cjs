@@ -1,0 +1,51 @@
+// The architecture, checked (npm run lint; CI fails on a violation).
+//
+// - The pure core (domain, statemachines, replay, scheduling, preemptor, quota) imports no
+//   adapter: nothing that does I/O, talks to NATS, runs processes or reads clocks. Adapters import
+//   the core, never the other way round; biome.jsonc bans clocks, timers and randomness inside it.
+// - Nothing imports in a circle: not files, and not folders (a folder cycle is two concerns that
+//   cannot be understood apart).
+//
+// `npx depcruise src --config .dependency-cruiser.cjs` prints each violation with its path.
+
+const CORE = "^src/(domain|statemachines|replay|scheduling|preemptor|quota)/";
+const ADAPTERS = "^src/(eventlog|storage|bus|nats|agent|actors|cli|sim|api|util)/";
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: "core-imports-no-adapter",
+      comment: "The pure core must not import an adapter (eventlog, storage, bus, nats, agent, actors, cli, sim, api, util).",
+      severity: "error",
+      from: { path: CORE },
+      to: { path: ADAPTERS },
+    },
+    {
+      name: "core-imports-no-spec-parser",
+      comment: "The spec parser loads yaml; the core reads specs only through domain/ (limits, constraints, types).",
+      severity: "error",
+      from: { path: CORE },
+      to: { path: "^src/spec/" },
+    },
+    {
+      name: "no-file-cycles",
+      comment:
+        "No file imports itself through others. A warning until the leader's actors stop holding a back-reference to the Scheduler (they import its type, it imports them); then an error.",
+      severity: "warn",
+      from: {},
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: "tsconfig.json" },
+    enhancedResolveOptions: {
+      extensions: [".ts", ".js"],
+      exportsFields: ["exports"],
+      conditionNames: ["import", "require", "node", "default"],
+    },
+    reporterOptions: { text: { highlightFocused: true } },
+  },
+};

@@ -29,7 +29,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { Executor, processesWithEnv, type ExecutorEvent } from "../src/agent/executor.js";
+import { Executor, type ExecutorEvent } from "../src/agent/executor.js";
+import { processesWithEnv } from "../src/agent/proc.js";
 
 const TASKS = Number(process.env.ROOST_BENCH_TASKS ?? 1000);
 const GRACE_MS = Number(process.env.ROOST_BENCH_GRACE_MS ?? 5000);

@@ -2,7 +2,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Executor, isAlive, listDescendants, processesWithEnv, type ExecutorEvent, type LaunchSpec } from "../src/agent/executor.js";
+import { Executor, type ExecutorEvent, type LaunchSpec } from "../src/agent/executor.js";
+import { isAlive, listDescendants, processesWithEnv } from "../src/agent/proc.js";
 import { waitForPid } from "./support/files.js";
 
 type Exited = Extract<ExecutorEvent, { type: "exited" }>;

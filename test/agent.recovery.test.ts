@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "../src/agent/agent.js";
 import { readCheckpoint, type Checkpoint } from "../src/agent/checkpoint.js";
-import { isAlive } from "../src/agent/executor.js";
+import { isAlive } from "../src/agent/proc.js";
 import type { KillRequest, LaunchRequest, RegisterRequest, StatusRequest } from "../src/agent/protocol.js";
 import type { StatusUpdate } from "../src/agent/statusQueue.js";
 import { subjects } from "../src/bus/bus.js";

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isAlive } from "../src/agent/executor.js";
+import { isAlive } from "../src/agent/proc.js";
 import type { JobStatus, TaskHistory } from "../src/replay/queries.js";
 import { RoostProcess, roost, roostJson } from "./support/roost.js";
 

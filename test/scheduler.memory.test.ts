@@ -3,7 +3,7 @@
 // FINISHED, batch retry up to maxTaskFailures, kill ending KILLED with no process left.
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { isAlive } from "../src/agent/executor.js";
+import { isAlive } from "../src/agent/proc.js";
 import { jobStatus, taskHistory, withReasons } from "../src/replay/queries.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
 import { testSpec } from "./support/specs.js";

@@ -31,7 +31,7 @@
 
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { TaskRecord } from "./executor.js";
+import type { LaunchedTask } from "./executor.js";
 import type { StatusSnapshot, StatusUpdate } from "./statusQueue.js";
 
 export const CHECKPOINT_VERSION = 1;
@@ -42,7 +42,7 @@ export interface Checkpoint {
   agentId: string;
   bootId: string;
   writtenAt: number;
-  tasks: TaskRecord[];
+  tasks: LaunchedTask[];
   statusUpdates: StatusSnapshot;
   ended: string[];
 }

@@ -12,7 +12,9 @@ import { MemoryLog } from "../src/eventlog/memory.js";
 import { MemorySnapshotStore, snapshotName, type LoadOptions, type NewestReport } from "../src/storage/snapshotStore.js";
 import { coldStart } from "../src/storage/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
-import { canonical, digestTask, sortStrings, STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
+import { canonical } from "../src/replay/canonical.js";
+import { digestTask, STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
+import { sortStrings } from "../src/replay/steps.js";
 import {
   AGENT_FIELDS,
   decodeSnapshot,

@@ -21,7 +21,7 @@ import { subjects } from "../bus/bus.js";
 import { HeartbeatSchema, RegisterRequestSchema, type Heartbeat, type RegisterReply, type RegisterRequest } from "../agent/protocol.js";
 import type { AgentResources } from "../domain/types.js";
 import { checker, fastChecker, formatProblems } from "../domain/validate.js";
-import { canonical } from "../replay/hash.js";
+import { canonical } from "../replay/canonical.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import type { Scheduler } from "./scheduler.js";
 

@@ -47,7 +47,7 @@ import type { Lease } from "./lease.js";
 import type { MemberBoard, MemberStatus } from "./members.js";
 import { runSliced, snapshotPoint, writesSnapshot } from "./snapshotWriter.js";
 import { encodeSnapshotSteps, type EncodedSnapshot } from "../replay/snapshot.js";
-import { runSteps } from "../replay/hash.js";
+import { runSteps } from "../replay/steps.js";
 import { JobIntake } from "./jobIntake.js";
 import { Launcher } from "./launcher.js";
 import { Placement } from "./placement.js";

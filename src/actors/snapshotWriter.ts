@@ -19,7 +19,7 @@
 // only a shortcut.
 
 import type { MemberStatus } from "./members.js";
-import type { Steps } from "../replay/hash.js";
+import type { Steps } from "../replay/steps.js";
 
 /** A member entry older than this is not counted (entries are refreshed every second). */
 export const MEMBER_FRESH_MS = 5000;

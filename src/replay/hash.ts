@@ -1,30 +1,11 @@
 // A canonical hash of ClusterState: the determinism check. Two states hash equal exactly when
-// they hold the same data, whatever the order things were inserted in, in any version.
+// they hold the same data, whatever the order things were inserted in, in any version. The hash
+// is SHA-256 of a canonical text (canonical.ts) of a versioned projection of the state.
 
 import { createHash, type Hash } from "node:crypto";
+import { canonical } from "./canonical.js";
 import type { AgentRecord, ClusterState, JobRecord, TaskRecord } from "./state.js";
-
-/** A canonical JSON text: object keys sorted, Maps as sorted [key, value] pairs, Sets sorted. */
-export function canonical(value: unknown): string {
-  if (value === null || value === undefined) return "null";
-  if (typeof value === "number") return Number.isFinite(value) ? JSON.stringify(value) : `"${value}"`;
-  if (typeof value === "string" || typeof value === "boolean") return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value instanceof Set) return canonical([...value].map(canonical).sort());
-  if (value instanceof Map) {
-    const entries = [...value.entries()].map(([k, v]) => [canonical(k), canonical(v)] as const);
-    entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${k}:${v}`).join(",")}}`;
-  }
-  if (typeof value === "object") {
-    const obj = value as Record<string, unknown>;
-    const keys = Object.keys(obj)
-      .filter((k) => obj[k] !== undefined)
-      .sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`).join(",")}}`;
-  }
-  throw new Error(`cannot hash a ${typeof value}`);
-}
+import { sortStringsSteps, type Steps, runSteps, TASKS_PER_STEP } from "./steps.js";
 
 /**
  * The state digest, version 1: exactly these fields, by name. Golden logs pin their hash, so
@@ -83,51 +64,6 @@ function digestAgent(a: AgentRecord) {
     usedPorts: a.usedPorts,
     tasks: a.tasks,
   };
-}
-
-/**
- * Strings sorted as Array#sort sorts them (UTF-16 code units). Printable-ASCII lists are sorted as
- * slices of one joined copy: strings decoded by msgpackr are slices of many large strings, and
- * comparing those is about twice as slow (at millions of task ids, seconds).
- */
-export function sortStrings(list: readonly string[]): string[] {
-  const joined = list.join("\n");
-  if (list.length < 2 || /[^\x20-\x7e\n]/.test(joined) || joined.split("\n").length !== list.length) return [...list].sort();
-  return Buffer.from(joined, "latin1").toString("latin1").split("\n").sort();
-}
-
-/**
- * sortStrings as sliced work (see runSteps): runs of 16k sorted one at a time, then merged
- * pairwise, yielding every 64k strings merged. The same order as sortStrings.
- */
-export function* sortStringsSteps(list: readonly string[]): Steps<string[]> {
-  const RUN = 1 << 14;
-  if (list.length <= RUN) return sortStrings(list);
-  let runs: string[][] = [];
-  for (let i = 0; i < list.length; i += RUN) {
-    runs.push(sortStrings(list.slice(i, i + RUN)));
-    yield;
-  }
-  while (runs.length > 1) {
-    const next: string[][] = [];
-    for (let r = 0; r < runs.length; r += 2) next.push(r + 1 < runs.length ? yield* mergeSorted(runs[r], runs[r + 1]) : runs[r]);
-    runs = next;
-  }
-  return runs[0];
-}
-
-function* mergeSorted(a: string[], b: string[]): Steps<string[]> {
-  const out = new Array<string>(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let k = 0;
-  while (i < a.length && j < b.length) {
-    out[k++] = b[j] < a[i] ? b[j++] : a[i++];
-    if ((k & 0xffff) === 0) yield;
-  }
-  while (i < a.length) out[k++] = a[i++];
-  while (j < b.length) out[k++] = b[j++];
-  return out;
 }
 
 export interface StateHashOptions {
@@ -453,24 +389,6 @@ function writeNumbers(f: Utf8Feed, v: unknown): void {
 
 export function stateHash(state: ClusterState, opts: StateHashOptions = {}): string {
   return runSteps(stateHashSteps(state, opts));
-}
-
-/** How many tasks a step of the sliced computations (stateHashSteps, the snapshot encoder) covers. */
-export const TASKS_PER_STEP = 4096;
-
-/**
- * Work that can be sliced: a generator that yields between steps of bounded size and returns its
- * result. runSteps() runs it at once; a caller that must keep its event loop turning (a standby
- * writing a snapshot: lease polls, heartbeats) runs it a few milliseconds at a time instead.
- */
-export type Steps<T> = Generator<void, T, void>;
-
-/** Run sliced work to its end, synchronously. */
-export function runSteps<T>(steps: Steps<T>): T {
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-  }
 }
 
 /** stateHash as sliced work: yields every TASKS_PER_STEP tasks. */

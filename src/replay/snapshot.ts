@@ -28,7 +28,8 @@
 
 import { Packr } from "msgpackr";
 import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
-import { runSteps, sortStringsSteps, STATE_DIGEST_VERSION, stateHash, stateHashSteps, TASKS_PER_STEP, type Steps } from "./hash.js";
+import { STATE_DIGEST_VERSION, stateHash, stateHashSteps } from "./hash.js";
+import { runSteps, sortStringsSteps, TASKS_PER_STEP, type Steps } from "./steps.js";
 import { ClusterState, HISTORY_STRIDE, type AgentRecord, type JobRecord, type TaskRecord } from "./state.js";
 
 export const SNAPSHOT_FORMAT = "roost-snapshot";

@@ -149,7 +149,7 @@ describe("leader: a returning agent's stale copies are killed at once", () => {
     await until(sleeping("kill ghost-4 agent-x"), "the kill's retry to sleep in backoff");
     const served = serveKills();
     // Other agents coming back change nothing for it.
-    s.launcher.agentReturned("agent-other");
+    s.launcher.send({ type: "agentReturned", agentId: "agent-other" });
     await expect(served.next(AT_ONCE_MS)).rejects.toThrow(/no kill within/);
     expect(served.kills).toEqual([]);
   });

@@ -65,6 +65,44 @@ describe("API requests are checked before anything is decided", () => {
   });
 });
 
+describe("the leader's actors", () => {
+  it("each owns a mailbox; cluster.info shows each one's depth and what it is handling", async () => {
+    c = await startCluster({ agents: 1 });
+    const info = await api<{ actors: Array<{ name: string; depth: number; handling: string | null; handled: number; failed: number }> }>(
+      "cluster.info",
+      {},
+    );
+    expect(info.ok).toBe(true);
+    const actors = info.ok ? info.value.actors : [];
+    expect(actors.map((a) => a.name).sort()).toEqual(
+      [
+        "agentHealth",
+        "agentRegistry",
+        "jobIntake",
+        "launcher",
+        "placement",
+        "preemptor",
+        "reads",
+        "rescheduler",
+        "statusIngest",
+        "timers",
+      ].sort(),
+    );
+    // The reads actor is answering this very request.
+    expect(actors.find((a) => a.name === "reads")).toMatchObject({ handling: "cluster.info", depth: 0 });
+    expect(actors.find((a) => a.name === "agentRegistry")!.handled).toBeGreaterThan(0);
+    expect(actors.every((a) => a.failed === 0)).toBe(true);
+  });
+
+  it("a term that ends stops its actors: what was queued fails, and later messages are refused", async () => {
+    c = await startCluster({ agents: 0 });
+    const intake = c.scheduler.intake;
+    await c.scheduler.stop();
+    await expect(intake.create({ spec: testSpec("late"), user: "t" })).rejects.toThrow(/not the leader|has stopped/);
+    expect(() => c!.scheduler.intake).toThrow(/not the leader/);
+  });
+});
+
 describe("the leader never appends an event its fold would reject", () => {
   it("refuses a batch naming a task, job or agent that does not exist, and appends nothing", async () => {
     const log = new MemoryLog();

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { runSliced, snapshotPoint, writesSnapshot } from "../src/actors/snapshotWriter.js";
 import { MemoryLeaseBoard } from "../src/actors/lease.js";
 import { MemoryMemberBoard, type MemberStatus } from "../src/actors/members.js";
-import { systemClock } from "../src/actors/ports.js";
+import { systemClock } from "../src/actors/clock.js";
 import { Scheduler } from "../src/actors/scheduler.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { MemoryLog } from "../src/eventlog/memory.js";

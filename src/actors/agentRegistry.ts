@@ -14,18 +14,38 @@
 // registration that breaks one is refused with the field and the rule, and only its known fields
 // reach the log.
 
-const checkRegister = checker(RegisterRequestSchema);
-const checkHeartbeat = fastChecker(HeartbeatSchema);
-
 import { subjects } from "../bus/bus.js";
 import { HeartbeatSchema, RegisterRequestSchema, type Heartbeat, type RegisterReply, type RegisterRequest } from "../agent/protocol.js";
 import type { AgentResources } from "../domain/types.js";
 import { checker, fastChecker, formatProblems } from "../domain/validate.js";
 import { canonical } from "../replay/canonical.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
-import type { Scheduler } from "./scheduler.js";
+import { Actor, type ActorRef } from "./actor.js";
+import type { TermContext } from "./context.js";
+import type { LauncherMsg } from "./launcher.js";
 
-export class AgentRegistry {
+const checkRegister = checker(RegisterRequestSchema);
+const checkHeartbeat = fastChecker(HeartbeatSchema);
+
+export type AgentRegistryMsg =
+  | { type: "register"; data: unknown; reply: (r: RegisterReply) => void; fail: (err: Error) => void }
+  | { type: "heartbeat"; data: unknown };
+
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "bus" | "schedulerId" | "epoch" | "leading" | "commit" | "event" | "changed">;
+
+/** When the leader last heard from each agent (AgentHealth reads it; the registry writes it). */
+export interface Liveness {
+  /** When it was last heard (its term's start if not yet). */
+  lastHeard(agentId: string): number;
+  /** Its last heartbeat or registration with this leader, or null. */
+  lastHeartbeatOf(agentId: string): number | null;
+}
+
+/**
+ * An actor: a registration holds the mailbox until its events are committed (the next message
+ * sees the agent as the log now has it); a heartbeat is a map write.
+ */
+export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
   /** agentId → last heartbeat (leader's clock). In memory only: liveness is not history. */
   readonly lastHeartbeat = new Map<string, number>();
   /** When this leader last asked an UNREACHABLE agent it hears again to register (at most once a second). */
@@ -34,12 +54,35 @@ export class AgentRegistry {
   private readonly registeredThisTerm = new Set<string>();
   private termStart = 0;
 
-  constructor(private readonly s: Scheduler) {}
+  constructor(
+    private readonly s: Deps,
+    private readonly launcher: ActorRef<LauncherMsg>,
+  ) {
+    super("agentRegistry", s.log, () => s.clock.now());
+    // A new term: every known agent's liveness clock starts now.
+    this.termStart = s.clock.now();
+  }
 
-  /** A new term: every known agent's liveness clock starts now. */
-  beginTerm(): void {
-    this.termStart = this.s.clock.now();
-    this.registeredThisTerm.clear();
+  /** Ask: a registration, answered once its events are committed. */
+  register(data: unknown): Promise<RegisterReply> {
+    return this.ask((reply, fail) => ({ type: "register", data, reply, fail }));
+  }
+
+  protected override onStop(dropped: AgentRegistryMsg[]): void {
+    for (const m of dropped) if (m.type === "register") m.fail(new Error("this scheduler is no longer the leader"));
+  }
+
+  protected async receive(m: AgentRegistryMsg): Promise<void> {
+    if (m.type === "heartbeat") return this.heartbeat(m.data);
+    try {
+      m.reply(await this.doRegister(m.data));
+    } catch (err) {
+      m.fail(err as Error);
+    }
+  }
+
+  lastHeartbeatOf(agentId: string): number | null {
+    return this.lastHeartbeat.get(agentId) ?? null;
   }
 
   /** When this leader last heard from the agent (its term start if not yet). */
@@ -47,56 +90,36 @@ export class AgentRegistry {
     return Math.max(this.lastHeartbeat.get(agentId) ?? 0, this.termStart);
   }
 
-  /**
-   * The reconciliation window: resolves once every agent the log holds ACTIVE has registered
-   * with this leader, or after windowMs, whichever comes first.
-   */
-  reconciled(windowMs: number): Promise<void> {
-    const s = this.s;
-    const waiting = () => [...s.state.agents.values()].some((a) => a.state === "ACTIVE" && !this.registeredThisTerm.has(a.agentId));
-    if (!waiting()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = s.clock.setTimeout(() => done(), windowMs);
-      const off = s.onChange(() => {
-        if (!waiting() || !s.leading) done();
-      });
-      const done = () => {
-        s.clock.clearTimeout(timer);
-        off();
-        resolve();
-      };
-    });
+  /** True once every agent the log holds ACTIVE has registered with this leader (the reconciliation window's end). */
+  allRegistered(): boolean {
+    for (const a of this.s.state.agents.values()) if (a.state === "ACTIVE" && !this.registeredThisTerm.has(a.agentId)) return false;
+    return true;
   }
 
-  serve(): Array<() => void> {
-    return [
-      this.s.bus.serve(subjects.register, (data) => this.register(data)),
-      this.s.bus.serve(subjects.heartbeat, (data) => {
-        if (checkHeartbeat(data) !== null) return; // a publish: nobody to answer; not heard
-        const hb = data as Heartbeat;
-        // Only agents the log knows have a liveness clock: garbage ids must not grow this map.
-        if (!this.s.state.agents.has(hb.agentId)) return;
-        const now = this.s.clock.now();
-        this.lastHeartbeat.set(hb.agentId, now);
-        // The log holds this agent UNREACHABLE, yet it is heard again (it was paused, or cut off):
-        // ask it to register again, so that it is ACTIVE again and what it runs is reconciled
-        // (copies of tasks rescheduled elsewhere meanwhile are killed). Nothing else would make
-        // it: an agent registers at start and when a new leader announces itself.
-        if (this.s.leading && this.s.state.agents.get(hb.agentId)?.state === "UNREACHABLE") {
-          const asked = this.askedToRegister.get(hb.agentId) ?? -Infinity;
-          if (now - asked >= 1000) {
-            this.askedToRegister.set(hb.agentId, now);
-            this.s.bus.publish(subjects.leader, { schedulerId: this.s.schedulerId, epoch: this.s.epoch, agentId: hb.agentId });
-            // It hears us again: the kills already owed to it (copies of tasks rescheduled while
-            // it was away) go out now, without waiting for its registration or for their backoff.
-            this.s.launcher.agentReturned(hb.agentId);
-          }
-        }
-      }),
-    ];
+  private heartbeat(data: unknown): void {
+    if (checkHeartbeat(data) !== null) return; // a publish: nobody to answer; not heard
+    const hb = data as Heartbeat;
+    // Only agents the log knows have a liveness clock: garbage ids must not grow this map.
+    if (!this.s.state.agents.has(hb.agentId)) return;
+    const now = this.s.clock.now();
+    this.lastHeartbeat.set(hb.agentId, now);
+    // The log holds this agent UNREACHABLE, yet it is heard again (it was paused, or cut off):
+    // ask it to register again, so that it is ACTIVE again and what it runs is reconciled
+    // (copies of tasks rescheduled elsewhere meanwhile are killed). Nothing else would make
+    // it: an agent registers at start and when a new leader announces itself.
+    if (this.s.leading() && this.s.state.agents.get(hb.agentId)?.state === "UNREACHABLE") {
+      const asked = this.askedToRegister.get(hb.agentId) ?? -Infinity;
+      if (now - asked >= 1000) {
+        this.askedToRegister.set(hb.agentId, now);
+        this.s.bus.publish(subjects.leader, { schedulerId: this.s.schedulerId, epoch: this.s.epoch, agentId: hb.agentId });
+        // It hears us again: the kills already owed to it (copies of tasks rescheduled while
+        // it was away) go out now, without waiting for its registration or for their backoff.
+        this.launcher.send({ type: "agentReturned", agentId: hb.agentId });
+      }
+    }
   }
 
-  async register(data: unknown): Promise<RegisterReply> {
+  private async doRegister(data: unknown): Promise<RegisterReply> {
     const s = this.s;
     const problems = checkRegister(data);
     if (problems.length > 0) return { ok: false, error: `invalid registration: ${formatProblems(problems)}` };
@@ -158,14 +181,20 @@ export class AgentRegistry {
     if (events.length) await s.commit(events);
     this.lastHeartbeat.set(req.agentId, s.clock.now());
     this.registeredThisTerm.add(req.agentId);
-    s.notifyChange();
+    s.changed();
     // Whatever is owed to this agent is sent now (a retry sleeping in backoff wakes up), and so
     // is the kill of every copy it runs that the log does not place there.
-    s.launcher.agentReturned(req.agentId);
+    this.launcher.send({ type: "agentReturned", agentId: req.agentId });
     for (const taskId of req.running) {
       const t = s.state.tasks.get(taskId);
       if (!t || t.agentId !== req.agentId || TERMINAL_STATES.has(t.state)) {
-        s.launcher.kill(taskId, req.agentId, `agent ${req.agentId} runs ${taskId}, which the log does not place there`, { now: true });
+        this.launcher.send({
+          type: "kill",
+          taskId,
+          agentId: req.agentId,
+          why: `agent ${req.agentId} runs ${taskId}, which the log does not place there`,
+          now: true,
+        });
       }
     }
     return { ok: true, schedulerId: s.schedulerId, epoch: s.epoch };

@@ -1,14 +1,12 @@
-// JobIntake: the client API on the bus (roost.api.*). Every request is checked against its
-// schema (api/requests.ts) before anything else; writes are then validated against the folded
-// state, committed, and only then answered. A refused request changes nothing and says what
-// was wrong and which rule it broke; "internal error" is kept for the scheduler's own bugs.
+// JobIntake: the API's writes (job.create, job.kill, job.add, quota.set). Each is validated against
+// the folded state, committed, and only then answered; a refused request changes nothing and says
+// what was wrong and which rule it broke.
+//
+// An actor whose handler holds the mailbox until the write is committed: the check and the commit
+// of one write finish before the next check, or two requests could each fit the quota alone and
+// overrun it together (or create the same job twice).
 
-import { API_PREFIX, type Reply } from "../bus/bus.js";
-import { REQUEST_SCHEMAS, type RequestOp } from "../api/requests.js";
-import { checker, formatProblems, type Problem } from "../domain/validate.js";
 import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
-import { RecordTooLargeError } from "../eventlog/appender.js";
-import { FencedError, LogUnavailableError } from "../eventlog/log.js";
 import {
   amountsOf,
   consumesQuota,
@@ -19,13 +17,15 @@ import {
   type Amounts,
   type QuotaReport,
 } from "../quota/quota.js";
-import { whyTask } from "../scheduling/why.js";
-import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
-import { SpecError, validateJobSpec } from "../spec/jobSpec.js";
+import { validateJobSpec } from "../spec/jobSpec.js";
 import { MAX_INSTANCES } from "../spec/schema.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
-import { taskIdFor } from "./ports.js";
-import type { Scheduler } from "./scheduler.js";
+import { Actor } from "./actor.js";
+import { checked, RequestError, type WriteOp } from "./api.js";
+import { taskIdFor } from "./clock.js";
+import type { TermContext } from "./context.js";
+
+export { RequestError };
 
 export interface CreateJobRequest {
   spec: unknown;
@@ -50,111 +50,57 @@ export interface SetQuotaRequest {
   user?: string;
 }
 
-export class RequestError extends Error {
-  override name = "RequestError";
-}
+export type JobIntakeMsg = { type: WriteOp; req: unknown; reply: (r: unknown) => void; fail: (err: Error) => void };
 
-// biome-ignore lint/suspicious/noExplicitAny: each op takes its own request type, checked against its schema before the call
-type Op = (req: any) => unknown | Promise<unknown>;
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "ids" | "allowedEnvironments" | "commit" | "event" | "corr">;
 
-const CHECKS = Object.fromEntries(Object.entries(REQUEST_SCHEMAS).map(([op, schema]) => [op, checker(schema)])) as Record<
-  RequestOp,
-  (v: unknown) => Problem[]
->;
-
-export class JobIntake {
-  private readonly ops: Record<string, Op>;
-  /**
-   * Writes whose check reads state another such write changes (quota, job existence) run one
-   * at a time: the check and the commit of one finish before the next check, or two requests
-   * could each fit the quota alone and overrun it together.
-   */
-  private writes: Promise<unknown> = Promise.resolve();
-
-  constructor(private readonly s: Scheduler) {
-    this.ops = {
-      "job.create": (r: CreateJobRequest) => this.create(r),
-      "job.kill": (r: KillJobRequest) => this.kill(r),
-      "job.add": (r: AddInstancesRequest) => this.add(r),
-      "quota.get": (r: { role: string }) => quotaReport(this.s.state, need(r?.role, "role")),
-      "quota.set": (r: SetQuotaRequest) => this.setQuota(r),
-      "job.status": (r: { job: string }) => {
-        const st = jobStatus(this.s.state, need(r?.job, "job"), this.s.placement.pendingReasons);
-        if (!st) throw new RequestError(`job ${r.job} does not exist`);
-        return st;
-      },
-      "job.list": () => jobList(this.s.state),
-      "task.history": (r: { taskId: string }) => {
-        const h = taskHistory(this.s.state, need(r?.taskId, "taskId"));
-        if (!h) throw new RequestError(`task ${r.taskId} does not exist`);
-        return withReasons(h, this.s.eventLog);
-      },
-      "task.why": async (r: { taskId: string }) => {
-        const p = this.s.placement;
-        const w = await whyTask(this.s.state, need(r?.taskId, "taskId"), {
-          agents: p.activeAgents(),
-          mode: this.s.policy.placementMode,
-          reasonFor: (id) => p.reasonFor(id),
-          log: this.s.eventLog,
-        });
-        if (!w) throw new RequestError(`task ${r.taskId} does not exist`);
-        return w;
-      },
-      "cluster.info": () => ({
-        schedulerId: this.s.schedulerId,
-        epoch: this.s.epoch,
-        seq: this.s.state.seq,
-        events: this.s.state.eventCount,
-        agents: [...this.s.state.agents.values()].map((a) => ({
-          agentId: a.agentId,
-          host: a.host,
-          state: a.state,
-          attributes: a.attributes,
-          tasks: a.tasks.size,
-          lastHeartbeat: this.s.agents.lastHeartbeat.get(a.agentId) ?? null,
-        })),
-        anomalies: this.s.state.anomalies,
-        anomalyCount: this.s.state.anomalyCount,
-      }),
-    };
+export class JobIntake extends Actor<JobIntakeMsg> {
+  constructor(private readonly s: Deps) {
+    super("jobIntake", s.log, () => s.clock.now());
   }
 
-  serve(): Array<() => void> {
-    return [
-      this.s.bus.serve(`${API_PREFIX}>`, async (data, subject): Promise<Reply<unknown>> => {
-        const name = subject.slice(API_PREFIX.length);
-        const op = Object.hasOwn(this.ops, name) ? this.ops[name] : undefined;
-        if (!op) return { ok: false, error: `unknown request ${subject}; known: ${Object.keys(this.ops).join(", ")}` };
-        try {
-          checked(name as RequestOp, data ?? {});
-          return { ok: true, value: await op(data ?? {}) };
-        } catch (err) {
-          if (err instanceof RequestError || err instanceof SpecError) return { ok: false, error: err.message };
-          if (err instanceof RecordTooLargeError) return { ok: false, error: `the request is too large to log: ${err.message}` };
-          if (
-            err instanceof LogUnavailableError ||
-            err instanceof FencedError ||
-            (err as Error).message === "this scheduler is not the leader"
-          ) {
-            return { ok: false, error: `not committed, try again: ${(err as Error).message}` };
-          }
-          this.s.log.error({ err, subject }, "request failed");
-          return { ok: false, error: `internal error: ${(err as Error).message}` };
-        }
-      }),
-    ];
+  /** Ask: a write, answered once committed (or refused). */
+  write(op: WriteOp, req: unknown): Promise<unknown> {
+    return this.ask((reply, fail) => ({ type: op, req, reply, fail }));
   }
 
-  /** Run `fn` after every earlier serialised write has been committed (or refused). */
-  private serialised<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.writes.then(fn, fn);
-    this.writes = run.catch(() => undefined);
-    return run;
+  create(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
+    return this.write("job.create", req) as Promise<{ job: string; taskIds: string[]; seq: number }>;
   }
 
-  async create(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
-    checked("job.create", req);
-    return this.serialised(() => this.doCreate(req));
+  kill(req: KillJobRequest): Promise<{ job: string; instances: number[]; seq: number }> {
+    return this.write("job.kill", req) as Promise<{ job: string; instances: number[]; seq: number }>;
+  }
+
+  add(req: AddInstancesRequest): Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }> {
+    return this.write("job.add", req) as Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }>;
+  }
+
+  setQuota(req: SetQuotaRequest): Promise<QuotaReport> {
+    return this.write("quota.set", req) as Promise<QuotaReport>;
+  }
+
+  protected override onStop(dropped: JobIntakeMsg[]): void {
+    for (const m of dropped) m.fail(new Error("this scheduler is no longer the leader"));
+  }
+
+  protected async receive(m: JobIntakeMsg): Promise<void> {
+    try {
+      checked(m.type, m.req);
+      const req = m.req as never;
+      switch (m.type) {
+        case "job.create":
+          return m.reply(await this.doCreate(req));
+        case "job.kill":
+          return m.reply(await this.doKill(req));
+        case "job.add":
+          return m.reply(await this.doAdd(req));
+        case "quota.set":
+          return m.reply(await this.doSetQuota(req));
+      }
+    } catch (err) {
+      m.fail(err as Error);
+    }
   }
 
   private async doCreate(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
@@ -195,8 +141,7 @@ export class JobIntake {
     return { job: key, taskIds, seq };
   }
 
-  async kill(req: KillJobRequest): Promise<{ job: string; instances: number[]; seq: number }> {
-    checked("job.kill", req);
+  private async doKill(req: KillJobRequest): Promise<{ job: string; instances: number[]; seq: number }> {
     const s = this.s;
     const key = jobKeyString(parseJobKey(need(req?.job, "job")));
     const job = s.state.jobs.get(key);
@@ -224,11 +169,6 @@ export class JobIntake {
       ),
     ]);
     return { job: key, instances, seq };
-  }
-
-  async add(req: AddInstancesRequest): Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }> {
-    checked("job.add", req);
-    return this.serialised(() => this.doAdd(req));
   }
 
   /** Aurora's addInstances: new instances config.instances … +count−1, with the job's current config. */
@@ -289,11 +229,6 @@ export class JobIntake {
     return { job: key, instances, taskIds, seq };
   }
 
-  async setQuota(req: SetQuotaRequest): Promise<QuotaReport> {
-    checked("quota.set", req);
-    return this.serialised(() => this.doSetQuota(req));
-  }
-
   /** Aurora's setQuota (admin): a role's production quota, never below what it uses now. */
   private async doSetQuota(req: SetQuotaRequest): Promise<QuotaReport> {
     const s = this.s;
@@ -307,16 +242,6 @@ export class JobIntake {
       s.event("QuotaSet", { role, ...to, user }, `quota of role ${role} set by ${user}: ${amounts(to)} (was ${was})`, s.corr("quota")),
     ]);
     return quotaReport(s.state, role);
-  }
-}
-
-/** Throws a RequestError naming every field that breaks the op's request schema. */
-function checked(op: RequestOp, req: unknown): void {
-  const problems = CHECKS[op](req);
-  if (problems.length > 0) {
-    throw new RequestError(
-      `invalid ${op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
-    );
   }
 }
 

@@ -11,11 +11,24 @@
 // replacement after its agent came back, because the kill's retry slept out its 5/10/20 s
 // backoff, and the registration's own kill of it was dropped as a duplicate.
 
+//
+// An actor: messages start, wake or widen retry loops and return at once; the loops themselves run
+// outside the mailbox (a request may wait seconds for an agent).
+
 import { subjects, type Reply } from "../bus/bus.js";
 import type { KillRequest, LaunchRequest } from "../agent/protocol.js";
-import type { Scheduler } from "./scheduler.js";
+import { KILL_STATES } from "../statemachines/taskStates.js";
+import { Actor } from "./actor.js";
+import type { TermContext } from "./context.js";
 
-const KILL_STATES = new Set(["KILLING", "RESTARTING", "PREEMPTING", "DRAINING"]);
+export type LauncherMsg =
+  | { type: "launch"; taskId: string }
+  /** `now`: a loop already under way starts its backoff over and sends at once. */
+  | { type: "kill"; taskId: string; agentId: string | null; why: string; now?: boolean }
+  /** The agent is heard again after it was away (a registration, or a heartbeat while UNREACHABLE). */
+  | { type: "agentReturned"; agentId: string };
+
+type Deps = Pick<TermContext, "state" | "bus" | "clock" | "log" | "leading" | "retryMs" | "agentRequestTimeoutMs">;
 
 /** One retry loop: a task's launch or kill, on one agent. */
 interface Loop {
@@ -32,19 +45,25 @@ interface Loop {
   kicked: boolean;
 }
 
-export class Launcher {
+export class Launcher extends Actor<LauncherMsg> {
   /** Retry loops by `${kind} ${taskId} ${agentId}`. */
   private readonly loops = new Map<string, Loop>();
-  private stopped = false;
 
-  constructor(private readonly s: Scheduler) {}
+  constructor(private readonly s: Deps) {
+    super("launcher", s.log, () => s.clock.now());
+  }
 
-  stop(): void {
-    this.stopped = true;
+  protected receive(m: LauncherMsg): void {
+    if (m.type === "launch") this.launch(m.taskId);
+    else if (m.type === "kill") this.kill(m.taskId, m.agentId, m.why, { now: m.now });
+    else this.agentReturned(m.agentId);
+  }
+
+  protected override onStop(): void {
     for (const l of this.loops.values()) l.wake?.();
   }
 
-  launch(taskId: string): void {
+  private launch(taskId: string): void {
     const agentId = this.s.state.tasks.get(taskId)?.agentId;
     if (!agentId) return;
     const key = `launch ${taskId} ${agentId}`;
@@ -80,7 +99,7 @@ export class Launcher {
    * acknowledged kill. A kill already under way for the task on that agent is not doubled; with
    * `now`, its backoff starts over and a request goes out at once (kick).
    */
-  kill(taskId: string, agentId: string | null, why: string, opts: { now?: boolean } = {}): void {
+  private kill(taskId: string, agentId: string | null, why: string, opts: { now?: boolean } = {}): void {
     if (agentId === null) return;
     const key = `kill ${taskId} ${agentId}`;
     const running = this.loops.get(key);
@@ -103,7 +122,8 @@ export class Launcher {
         sentOnce = true;
         this.s.log.info({ taskId, agentId, why }, "kill sent");
         // Acknowledged: wait for the status update; re-send later if the task is still dying.
-        if (KILL_STATES.has(this.s.state.tasks.get(taskId)?.state ?? "")) throw new RetryLater();
+        const now = this.s.state.tasks.get(taskId)?.state;
+        if (now !== undefined && KILL_STATES.has(now)) throw new RetryLater();
       },
       `kill ${taskId}`,
       5,
@@ -114,7 +134,7 @@ export class Launcher {
    * The agent is heard again after it was away: every launch and kill aimed at it is tried again
    * at once, its backoff started over.
    */
-  agentReturned(agentId: string): void {
+  private agentReturned(agentId: string): void {
     for (const l of this.loops.values()) if (l.agentId === agentId) this.kick(l);
   }
 
@@ -126,7 +146,7 @@ export class Launcher {
   }
 
   private kick(l: Loop): void {
-    if (this.stopped) return;
+    if (this.isStopped) return;
     l.kicked = true;
     if (l.wake) {
       l.wake();
@@ -154,7 +174,7 @@ export class Launcher {
     this.loops.set(key, loop);
     let delay = first;
     try {
-      while (!this.stopped && this.s.leading && needed()) {
+      while (!this.isStopped && this.s.leading() && needed()) {
         loop.kicked = false;
         loop.inFlight = true;
         try {
@@ -170,7 +190,7 @@ export class Launcher {
           loop.kicked = false;
           delay = first;
         }
-        if (this.stopped) return;
+        if (this.isStopped) return;
         await new Promise<void>((resolve) => {
           const t = this.s.clock.setTimeout(() => {
             loop.wake = null;

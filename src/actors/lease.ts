@@ -10,7 +10,7 @@
 
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { Clock } from "./ports.js";
+import type { Clock } from "./clock.js";
 
 export interface LeaseHolder {
   id: string;

@@ -1,7 +1,8 @@
 // A job the leader runs every so often on its clock (virtual under the simulator): the next run
-// is scheduled only after the previous one has finished, and stop() cancels what is pending.
+// is scheduled only after the previous one has finished (when it returns a promise; an actor's
+// run only sends itself a message), and stop() cancels what is pending.
 
-import type { Clock } from "./ports.js";
+import type { Clock } from "./clock.js";
 
 export class Periodic {
   private timer: unknown = null;
@@ -10,7 +11,7 @@ export class Periodic {
   constructor(
     private readonly clock: Clock,
     private readonly everyMs: () => number,
-    private readonly run: () => Promise<unknown>,
+    private readonly run: () => unknown,
   ) {}
 
   start(): void {
@@ -26,7 +27,10 @@ export class Periodic {
     if (this.stopped) return;
     this.timer = this.clock.setTimeout(() => {
       this.timer = null;
-      void this.run().finally(() => this.schedule());
+      void Promise.resolve()
+        .then(this.run)
+        .catch(() => {})
+        .finally(() => this.schedule());
     }, this.everyMs());
   }
 }

@@ -7,12 +7,29 @@
 // stops for the round, records why (shown by `roost job status`), and backs off (1 s → 1 min,
 // doubling) unless capacity changes first. Pending reasons are kept in memory, as in Aurora:
 // they describe the present, not history.
+//
+// An actor: a "kick" (a commit left tasks PENDING, capacity changed, a backoff ended) runs one
+// round; kicks that arrive meanwhile make one more round. Its pending reasons and its view of the
+// active agents are a read model others read (PlacementView), never change.
 
 import { TaskGroup } from "../scheduling/feasible.js";
 import { OfferBook } from "../scheduling/offers.js";
 import { PlacementStack } from "../scheduling/stack.js";
 import type { AgentRecord } from "../replay/state.js";
-import type { Scheduler } from "./scheduler.js";
+import { Actor } from "./actor.js";
+import type { TermContext } from "./context.js";
+
+export type PlacementMsg = { type: "kick" };
+
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "reconciling" | "commit" | "event" | "changed">;
+
+/** What Placement knows that others read: why tasks wait, and the agents it places on. */
+export interface PlacementView {
+  /** Why a PENDING task waits, if placement has looked at it. */
+  reasonFor(taskId: string): string | undefined;
+  /** The active agents in a stable order. */
+  activeAgents(): readonly AgentRecord[];
+}
 
 /** Tasks of one group placed before the next group's turn. */
 const GROUP_BATCH = 50;
@@ -24,7 +41,7 @@ interface Backoff {
   untilTs: number;
 }
 
-export class Placement {
+export class Placement extends Actor<PlacementMsg> implements PlacementView {
   private readonly groupReasons = new Map<string, string>();
   private readonly backoffs = new Map<string, Backoff>();
   private readonly stack: PlacementStack;
@@ -32,20 +49,20 @@ export class Placement {
   private agentsVersion = -1;
   private capacitySeen = -1;
   private groupTurn = 0;
-  private running = false;
-  private again = false;
-  private stopped = false;
+  /** A kick is on its way to the mailbox (kicks in one tick make one round). */
+  private kickQueued = false;
   private wakeTimer: unknown = null;
   private wakeAt = Infinity;
   /** Placements made since start (for metrics and benchmarks). */
   placed = 0;
 
-  constructor(private readonly s: Scheduler) {
+  constructor(private readonly s: Deps) {
+    super("placement", s.log, () => s.clock.now());
     this.stack = new PlacementStack({ placementMode: s.policy.placementMode, candidateLimit: s.policy.candidateLimit });
   }
 
-  get busy(): boolean {
-    return this.running;
+  override get busy(): boolean {
+    return super.busy || this.kickQueued;
   }
 
   /** Why a PENDING task waits, if placement has looked at it. */
@@ -57,19 +74,22 @@ export class Placement {
   /** The view `roost job status` reads pending reasons through. */
   readonly pendingReasons = { get: (taskId: string) => this.reasonFor(taskId) };
 
+  /** Ask for a round, on the next turn of the event loop (the commits of this one are folded first). */
   kick(): void {
-    if (this.stopped || this.s.reconciling) return; // resumeObligations kicks after reconciling
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    setImmediate(() => void this.loop());
+    if (this.isStopped || this.s.reconciling() || this.kickQueued) return; // the term kicks after reconciling
+    this.kickQueued = true;
+    setImmediate(() => {
+      this.kickQueued = false;
+      this.send({ type: "kick" });
+    });
   }
 
-  stop(): void {
-    this.stopped = true;
+  protected override onStop(): void {
     if (this.wakeTimer !== null) this.s.clock.clearTimeout(this.wakeTimer);
+  }
+
+  protected receive(): Promise<void> {
+    return this.round();
   }
 
   /** The active agents in a stable order (rebuilt only when agents change). */
@@ -80,17 +100,6 @@ export class Placement {
       this.agentsVersion = st.agentsVersion;
     }
     return this.agents;
-  }
-
-  private async loop(): Promise<void> {
-    try {
-      do {
-        this.again = false;
-        await this.round();
-      } while (this.again && !this.stopped);
-    } finally {
-      this.running = false;
-    }
   }
 
   private async round(): Promise<void> {
@@ -161,7 +170,7 @@ export class Placement {
         }
       }
     }
-    if (blocked.size > 0) s.notifyChange();
+    if (blocked.size > 0) s.changed();
     if (events.length > 0) {
       try {
         // Checked again once the records ahead of it are folded: a kill on the wire may have
@@ -171,7 +180,7 @@ export class Placement {
       } catch (err) {
         s.log.error({ err }, "placement commit failed");
       }
-      // The commit's fold kicks placement again (still running: `again`), so the groups that
+      // The commit's fold kicks placement again (a kick queued behind this round), so the groups that
       // are not blocked continue in the next round.
     }
     this.wakeAtEarliestBackoff();
@@ -181,7 +190,7 @@ export class Placement {
   private wakeAtEarliestBackoff(): void {
     let earliest = Infinity;
     for (const b of this.backoffs.values()) earliest = Math.min(earliest, b.untilTs);
-    if (earliest === Infinity || earliest >= this.wakeAt || this.stopped) return;
+    if (earliest === Infinity || earliest >= this.wakeAt || this.isStopped) return;
     if (this.wakeTimer !== null) this.s.clock.clearTimeout(this.wakeTimer);
     this.wakeAt = earliest;
     this.wakeTimer = this.s.clock.setTimeout(

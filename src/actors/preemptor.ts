@@ -4,45 +4,62 @@
 // PREEMPTING, each with the reason. The task machine then orders their kills; once they end,
 // placement puts the task in the held slot.
 
+//
+// An actor: a periodic "pass" message. It reads Placement's pending reasons and active agents
+// (PlacementView), and tells nobody anything: its commit is what the others react to.
+
 import { findSlot } from "../preemptor/preemptor.js";
 import { TaskGroup } from "../scheduling/feasible.js";
 import { OfferBook } from "../scheduling/offers.js";
+import { Actor } from "./actor.js";
+import type { TermContext } from "./context.js";
 import { Periodic } from "./periodic.js";
-import type { Scheduler } from "./scheduler.js";
+import type { PlacementView } from "./placement.js";
 import { enteredTs, fmtMs } from "./timers.js";
 
-export class Preemptor {
-  private running = false;
+export type PreemptorMsg = { type: "pass" };
+
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "leading" | "commit" | "event">;
+
+export class Preemptor extends Actor<PreemptorMsg> {
   private readonly periodic: Periodic;
   /** Slots found since start (for tests and metrics). */
   slots = 0;
 
-  constructor(private readonly s: Scheduler) {
+  constructor(
+    private readonly s: Deps,
+    private readonly placement: PlacementView,
+  ) {
+    super("preemptor", s.log, () => s.clock.now());
     this.periodic = new Periodic(
       s.clock,
       () => s.policy.preemptionIntervalMs,
-      () => this.pass(),
+      () => this.send({ type: "pass" }),
     );
   }
 
+  /** Start searching (after the reconciliation window; not while quiesced). */
   start(): void {
     this.periodic.start();
   }
 
-  stop(): void {
+  protected override onStop(): void {
     this.periodic.stop();
   }
 
-  /** One search over the blocked groups. Exposed for tests. */
-  async pass(): Promise<number> {
+  protected async receive(): Promise<void> {
+    await this.pass();
+  }
+
+  /** One search over the blocked groups; returns the events committed. */
+  private async pass(): Promise<number> {
     const s = this.s;
-    if (this.running || !s.leading || s.state.pending.size === 0) return 0;
-    this.running = true;
+    if (!s.leading() || s.state.pending.size === 0) return 0;
     try {
       const now = s.clock.now();
       const st = s.state;
       const offers = new OfferBook(st);
-      const agents = s.placement.activeAgents();
+      const agents = this.placement.activeAgents();
       const seen = new Set<string>();
       const taken = new Set<string>();
       const events = [];
@@ -50,7 +67,7 @@ export class Preemptor {
         const t = st.tasks.get(taskId)!;
         const key = `${t.job}#${t.configVersion}`;
         if (seen.has(key) || st.reservations.has(taskId)) continue;
-        if (s.placement.reasonFor(taskId) === undefined) continue; // not blocked (or not looked at yet)
+        if (this.placement.reasonFor(taskId) === undefined) continue; // not blocked (or not looked at yet)
         if (now - enteredTs(t) < s.policy.preemptionDelayMs) continue;
         seen.add(key);
         const g = new TaskGroup(st.jobs.get(t.job)!, t.configVersion);
@@ -61,7 +78,7 @@ export class Preemptor {
           s.event(
             "SlotReserved",
             { taskId, agentId: slot.agentId, victims: slot.victims, expiresTs: now + s.policy.reservationMs },
-            `${taskId} waited ${fmtMs(now - enteredTs(t))} (${s.placement.reasonFor(taskId)}); preempting ${slot.victims.length} task(s) on ${slot.host} and holding the slot for ${fmtMs(s.policy.reservationMs)}`,
+            `${taskId} waited ${fmtMs(now - enteredTs(t))} (${this.placement.reasonFor(taskId)}); preempting ${slot.victims.length} task(s) on ${slot.host} and holding the slot for ${fmtMs(s.policy.reservationMs)}`,
           ),
         );
         for (const v of slot.victims) {
@@ -74,8 +91,6 @@ export class Preemptor {
     } catch (err) {
       s.log.error({ err }, "preemption pass failed");
       return 0;
-    } finally {
-      this.running = false;
     }
   }
 }

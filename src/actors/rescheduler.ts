@@ -1,44 +1,53 @@
 // Rescheduler: carries out RESCHEDULE effects. The next run of an instance is a new task
 // (Aurora: role-env-job-instance-uuid) whose ancestorId points back and which carries the
-// failure count over. Effects raised in the same tick are committed together.
+// failure count over. Effects raised in the same tick are committed together: a "reschedule"
+// message queues the task, and the first of a tick asks for one "flush" on the next.
 
 import { HISTORY_STRIDE, type TaskRecord } from "../replay/state.js";
-import { TASK_STATES } from "../statemachines/taskStates.js";
+import { KILL_STATES, TASK_STATES } from "../statemachines/taskStates.js";
+import { Actor } from "./actor.js";
+import { taskIdFor } from "./clock.js";
+import type { TermContext } from "./context.js";
 import type { SchedulingPolicy } from "./policy.js";
-import { taskIdFor } from "./ports.js";
 import { fmtMs } from "./timers.js";
-import type { Scheduler } from "./scheduler.js";
 
-export class Rescheduler {
+export type ReschedulerMsg = { type: "reschedule"; taskId: string } | { type: "flush" };
+
+type Deps = Pick<TermContext, "state" | "ids" | "clock" | "log" | "policy" | "commit" | "event">;
+
+export class Rescheduler extends Actor<ReschedulerMsg> {
   private readonly queue = new Set<string>();
   private readonly inFlight = new Set<string>();
   private scheduled = false;
-  private stopped = false;
 
-  constructor(private readonly s: Scheduler) {}
+  constructor(private readonly s: Deps) {
+    super("rescheduler", s.log, () => s.clock.now());
+  }
 
-  /** No more reschedules from this actor (Scheduler.quiesce); rescheduleWanted stays in the state. */
-  stop(): void {
-    this.stopped = true;
+  protected override onStop(): void {
+    // rescheduleWanted stays in the state: a later leader resumes it.
     this.queue.clear();
   }
 
-  get busy(): boolean {
-    return this.scheduled || this.inFlight.size > 0;
+  override get busy(): boolean {
+    return super.busy || this.scheduled || this.inFlight.size > 0;
   }
 
-  reschedule(taskId: string): void {
-    if (this.stopped || this.inFlight.has(taskId)) return;
-    this.queue.add(taskId);
+  protected receive(m: ReschedulerMsg): void | Promise<void> {
+    if (m.type === "flush") return this.flush();
+    if (this.inFlight.has(m.taskId)) return;
+    this.queue.add(m.taskId);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => void this.flush());
+      setImmediate(() => {
+        this.scheduled = false;
+        this.send({ type: "flush" });
+      });
     }
   }
 
   private async flush(): Promise<void> {
-    this.scheduled = false;
-    if (this.stopped) return;
+    if (this.isStopped) return;
     const s = this.s;
     const ids = [...this.queue];
     this.queue.clear();
@@ -86,7 +95,7 @@ export class Rescheduler {
 }
 
 /** States that mean the task was stopped on purpose: its short life is not its fault. */
-const INTERRUPTED = new Set(["KILLING", "RESTARTING", "DRAINING", "PREEMPTING"]);
+const INTERRUPTED = KILL_STATES;
 
 /**
  * Aurora's flapping rule: a task that lived (RUNNING) less than flapThresholdMs, and was not

@@ -3,27 +3,14 @@
 // folds the log until it wins the lease, then takes over:
 //   1. fold to the end of the log, append LeaderElected fenced on that sequence (a deposed
 //      leader's later records are refused; if one slipped in first, fold it and retry);
-//   2. reconciliation window: announce itself on roost.leader; agents re-register and report
-//      what they run (AgentRegistry reconciles); wait until every known agent has, or the window
-//      ends;
-//   3. only then resume placement, timers, preemption and agent health checks.
-// It renews the lease every leaseMs/3; a failed renewal, or a fenced append, makes it step down
-// at once and go back to following the log.
+//   2. begin a leader term (term.ts): its actors, the reconciliation window, then placement,
+//      timers, preemption and agent health checks;
+//   3. renew the lease every leaseMs/3; a failed renewal, a fenced append, or a record in the log
+//      it did not write ends the term at once, and the replica follows the log again.
 //
-// Its actors, while it leads:
-//
-//   JobIntake      client requests → JobCreated / TaskCreated / JobKillRequested
-//   Placement      PENDING tasks → TaskAssigned               (scheduling/)
-//   Launcher       LAUNCH and KILL effects → requests to agents, retried
-//   Rescheduler    RESCHEDULE effects → TaskCreated for the next run of the instance
-//   StatusIngest   agent status updates → TaskStateChanged, acknowledged after commit
-//   AgentRegistry  registrations → AgentRegistered; reconciles what an agent runs
-//   AgentHealth    missed heartbeats → AgentStateChanged UNREACHABLE
-//   Timers, Preemptor (see their files)
-//
-// Invariant 1 is kept in one place: commit() appends through the fenced Appender, whose
-// onCommit folds each committed record in sequence order and only then hands the effects the
-// fold produced to the actors. Nothing mutates the state or touches the world before that.
+// Three parts, one concern each: this file is the replica (cold start, following, the lease and
+// election, the members board); term.ts is a leader term (commit → fold → effects, and the
+// actors); snapshotWriter.ts decides who writes snapshots and writes them.
 
 import { hostname } from "node:os";
 import { Appender } from "../eventlog/appender.js";
@@ -32,42 +19,21 @@ import { makeEnvelope, type AnyEnvelope, type LogEntry } from "../eventlog/envel
 import type { EventPayloads, EventType } from "../domain/events.js";
 import type { EventLog } from "../eventlog/log.js";
 import type { Bus } from "../bus/bus.js";
-import { subjects } from "../bus/bus.js";
-import { BatchOverlay, foldRecord, overtaken, rejection, TIMED_STATES, touches, type Effect } from "../replay/fold.js";
-import { checkEventData } from "../domain/events.js";
-import { formatProblem } from "../domain/validate.js";
+import { foldRecord } from "../replay/fold.js";
 import { DEFAULT_ALLOWED_ENVIRONMENTS } from "../spec/jobSpec.js";
 import { ClusterState } from "../replay/state.js";
 import { coldStart } from "../storage/coldStart.js";
 import type { BaseSnapshotStore } from "../storage/snapshotStore.js";
 import { silentLogger, type Logger } from "../util/logger.js";
-import { AgentHealth } from "./agentHealth.js";
-import { AgentRegistry } from "./agentRegistry.js";
+import type { ActorStats } from "./actor.js";
 import type { Lease } from "./lease.js";
 import type { MemberBoard, MemberStatus } from "./members.js";
-import { runSliced, snapshotPoint, writesSnapshot } from "./snapshotWriter.js";
-import { encodeSnapshotSteps, type EncodedSnapshot } from "../replay/snapshot.js";
-import { runSteps } from "../replay/steps.js";
-import { JobIntake } from "./jobIntake.js";
-import { Launcher } from "./launcher.js";
-import { Placement } from "./placement.js";
+import { SnapshotWriter } from "./snapshotWriter.js";
 import { AURORA_POLICY, type SchedulingPolicy } from "./policy.js";
-import { randomIds, systemClock, type Clock, type Ids } from "./ports.js";
-import { Preemptor } from "./preemptor.js";
-import { Rescheduler } from "./rescheduler.js";
-import { Timers } from "./timers.js";
-import { StatusIngest } from "./statusIngest.js";
+import { randomIds, systemClock, type Clock, type Ids } from "./clock.js";
+import { LeaderTerm } from "./term.js";
 
-/** The leader would not append an event its fold would reject (Scheduler.commit). */
-export class RefusedEventError extends Error {
-  override name = "RefusedEventError";
-  constructor(
-    readonly event: AnyEnvelope,
-    readonly why: string,
-  ) {
-    super(`invariant: the leader refused to append ${event.type} (${why}); the fold would skip it`);
-  }
-}
+export { RefusedEventError } from "./term.js";
 
 export interface SchedulerOptions {
   log: EventLog;
@@ -116,39 +82,23 @@ export class Scheduler {
   readonly allowedEnvironments: RegExp;
   epoch = 0;
   role: "replaying" | "standby" | "leader" | "stopped" = "replaying";
-  /** True between LeaderElected and the end of the reconciliation window. */
-  reconciling = false;
   /** Leader changes this replica went through (for tests and metrics). */
   terms = 0;
   /** Why this replica stopped placing (quiesce()); null while it places. */
   quiesced: string | null = null;
 
-  // The actors of one term as leader; a replica that steps down gets fresh ones next term.
-  intake!: JobIntake;
-  placement!: Placement;
-  launcher!: Launcher;
-  rescheduler!: Rescheduler;
-  statusIngest!: StatusIngest;
-  agents!: AgentRegistry;
-  timers!: Timers;
-  preemptor!: Preemptor;
-  health!: AgentHealth;
+  /** The term this replica leads, while it leads. */
+  term: LeaderTerm | null = null;
 
   private readonly lease: Lease | null;
   private readonly members: MemberBoard | null;
   private readonly snapshots: BaseSnapshotStore | null;
-  private readonly snapshotEvery: number;
-  private readonly snapshotSliceMs: number;
-  /** snapshotPoint() of the state last folded: a snapshot is due when it grows. */
-  private snapshotPointSeen = 0;
+  private readonly snapshotWriter: SnapshotWriter | null;
   /** The members board as last read (null: no board, or not read yet). */
   private membersSeen: MemberStatus[] | null = null;
   private membersReadAt = -Infinity;
   /** How this replica's state was built at start: from which snapshot (null: the whole log). */
   startedFrom: { snapshot: string | null; snapshotSeq: number; tailRecords: number; skipped: number } | null = null;
-  private snapshotting = false;
-  /** Snapshots this replica encoded and began storing (for tests and the log). */
-  snapshotsWritten = 0;
   private holdEnd: ((why: string) => void) | null = null;
   private checkingLog = false;
   private renewTimer: unknown = null;
@@ -156,12 +106,9 @@ export class Scheduler {
   private electing: Promise<void> | null = null;
   private standbyAbort: AbortController | null = null;
 
-  private appender: Appender | null = null;
-  /** The log itself, for reads (task history reasons). Writes go through commit(). */
+  /** The log itself, for reads (task history reasons). Writes go through the term's commit(). */
   readonly eventLog: EventLog;
-  private readonly unserve: Array<() => void> = [];
   private readonly onFatal: (err: Error) => void;
-  private corrCounter = 0;
   private readonly listeners = new Set<(seq: number, events?: readonly LogEntry[]) => void>();
 
   constructor(opts: SchedulerOptions) {
@@ -181,22 +128,72 @@ export class Scheduler {
     this.lease = opts.lease ?? null;
     this.members = opts.members ?? null;
     this.snapshots = opts.snapshots ?? null;
-    this.snapshotEvery = opts.snapshotEvery ?? 100_000;
-    this.snapshotSliceMs = opts.snapshotSliceMs ?? 10;
-    this.makeActors();
+    this.snapshotWriter = this.snapshots
+      ? new SnapshotWriter({
+          store: this.snapshots,
+          every: opts.snapshotEvery ?? 100_000,
+          sliceMs: opts.snapshotSliceMs ?? 10,
+          id: this.schedulerId,
+          clock: this.clock,
+          log: this.log,
+          members: () => (this.members ? this.membersSeen : null),
+          readMembers: () => this.readMembers(),
+        })
+      : null;
   }
 
-  private makeActors(): void {
-    this.intake = new JobIntake(this);
-    this.placement = new Placement(this);
-    this.launcher = new Launcher(this);
-    this.rescheduler = new Rescheduler(this);
-    this.statusIngest = new StatusIngest(this);
-    this.agents = new AgentRegistry(this);
-    this.timers = new Timers(this);
-    this.preemptor = new Preemptor(this);
-    this.health = new AgentHealth(this);
-    if (this.quiesced !== null) this.quiesceActors();
+  /** The current term, or an error naming why there is none (for the actor getters below). */
+  private leaderTerm(): LeaderTerm {
+    if (!this.term) throw new Error(`this scheduler is not the leader (${this.role})`);
+    return this.term;
+  }
+
+  // The current term's actors, for tests and tools: each is reached only by messages (these
+  // objects' public methods send them).
+  get intake() {
+    return this.leaderTerm().intake;
+  }
+  get reads() {
+    return this.leaderTerm().reads;
+  }
+  get placement() {
+    return this.leaderTerm().placement;
+  }
+  get launcher() {
+    return this.leaderTerm().launcher;
+  }
+  get rescheduler() {
+    return this.leaderTerm().rescheduler;
+  }
+  get statusIngest() {
+    return this.leaderTerm().statusIngest;
+  }
+  get agents() {
+    return this.leaderTerm().registry;
+  }
+  get timers() {
+    return this.leaderTerm().timers;
+  }
+  get preemptor() {
+    return this.leaderTerm().preemptor;
+  }
+  get health() {
+    return this.leaderTerm().health;
+  }
+
+  /** The leader's actors: mailbox depth and what each is handling (empty when not leading). */
+  actorStats(): ActorStats[] {
+    return this.term?.stats() ?? [];
+  }
+
+  /** True between LeaderElected and the end of the reconciliation window. */
+  get reconciling(): boolean {
+    return this.term?.isReconciling ?? false;
+  }
+
+  /** Snapshots this replica encoded and began storing (for tests and the log). */
+  get snapshotsWritten(): number {
+    return this.snapshotWriter?.written ?? 0;
   }
 
   /**
@@ -210,14 +207,8 @@ export class Scheduler {
   quiesce(why: string): void {
     if (this.quiesced !== null) return;
     this.quiesced = why;
-    this.quiesceActors();
+    this.term?.quiesce();
     this.log.info({ why, role: this.role, epoch: this.epoch }, "quiesced: no more placement, rescheduling or preemption");
-  }
-
-  private quiesceActors(): void {
-    this.placement.stop();
-    this.rescheduler.stop();
-    this.preemptor.stop();
   }
 
   /**
@@ -237,7 +228,7 @@ export class Scheduler {
       };
       // Points passed since the snapshot started from (all of them, from genesis) make the next
       // one due at once: a cell restarted over a long log gets a snapshot soon.
-      this.snapshotPointSeen = snapshotPoint(cold.fromSnapshot ? this.state.eventCount - cold.tailEvents : 0, this.snapshotEvery);
+      this.snapshotWriter?.startedAt(cold.fromSnapshot ? this.state.eventCount - cold.tailEvents : 0);
       for (const k of cold.skipped) this.log.warn({ snapshot: k.name, error: k.error }, "skipped a snapshot that would not load");
       this.log.info({ snapshot: cold.fromSnapshot, snapshotSeq: cold.snapshotSeq, tailRecords: cold.tailRecords }, "cold start");
     }
@@ -268,9 +259,10 @@ export class Scheduler {
     this.wakeSleepers();
     this.notifyChange(); // wakes a reconciliation window that waits on changes
     this.holdEnd?.("stopping");
-    this.stopTerm();
+    const appender = this.term?.appender;
+    this.endTerm();
     if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
-    await this.appender?.flush().catch(() => {});
+    await appender?.flush().catch(() => {});
     if (wasLeader) await this.lease?.release();
     await this.electing?.catch(() => {});
   }
@@ -287,7 +279,7 @@ export class Scheduler {
     this.notifyChange();
     if (this.renewTimer !== null) this.clock.clearTimeout(this.renewTimer);
     this.holdEnd = null;
-    this.stopTerm();
+    this.endTerm();
     if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
   }
 
@@ -309,7 +301,7 @@ export class Scheduler {
       try {
         for await (const r of this.eventLog.follow(this.state.seq + 1, signal)) {
           this.foldFollowed(r.seq, r.events);
-          if (this.snapshotDue() && this.writesSnapshot("standby")) await this.checkpoint(signal);
+          await this.snapshotWriter?.asStandby(() => this.state, signal);
         }
       } catch (err) {
         if (signal.aborted) return;
@@ -417,7 +409,8 @@ export class Scheduler {
    * with nothing of ours on the wire (a record of ours that landed is then already folded).
    */
   private async supersededInLog(): Promise<boolean> {
-    const a = this.appender;
+    const term = this.term;
+    const a = term?.appender;
     if (!this.leading || !a) return false;
     const seq = this.state.seq;
     const idle = () => a.pending.records === 0 && a.pending.requests === 0;
@@ -428,75 +421,98 @@ export class Scheduler {
     } catch {
       return false; // the log is unreachable: the lease decides
     }
-    return last > seq && this.state.seq === seq && idle() && this.appender === a && this.leading;
+    return last > seq && this.state.seq === seq && idle() && this.term === term && this.leading;
   }
 
-  /** Fenced takeover, reconciliation window, then resume (see the file comment). */
+  /** Fenced takeover, then the term begins (see the file comment). */
   private async takeOver(leaseEpoch: number): Promise<void> {
-    let epoch = leaseEpoch;
+    let term: LeaderTerm;
     for (let attempt = 0; ; attempt++) {
       await this.catchUp();
       // Epochs only grow along the log. The lease revision normally does too, but not always: after
       // a nats-server loss the lease bucket's sequence can restart lower (seen on 2.9.10: a
       // LeaderElected at epoch 141 after one at 148), and agents refuse to register with a
       // leader older than one that announced itself, forever.
-      epoch = Math.max(leaseEpoch, (this.state.leader?.epoch ?? 0) + 1);
+      const epoch = Math.max(leaseEpoch, (this.state.leader?.epoch ?? 0) + 1);
       this.epoch = epoch;
-      const appender = new Appender(this.eventLog, {
+      const appender: Appender = new Appender(this.eventLog, {
         lastSeq: this.state.seq,
         writerId: `${this.schedulerId}:${epoch}:${attempt}`,
-        onCommit: (seq, events) => this.onCommit(seq, events),
+        onCommit: (seq, events) => candidate.onCommit(seq, events),
       });
-      this.appender = appender;
-      const elected = this.event(
+      const candidate: LeaderTerm = new LeaderTerm({
+        state: this.state,
+        eventLog: this.eventLog,
+        bus: this.bus,
+        clock: this.clock,
+        ids: this.ids,
+        log: this.log,
+        policy: this.policy,
+        allowedEnvironments: this.allowedEnvironments,
+        schedulerId: this.schedulerId,
+        agentRequestTimeoutMs: this.agentRequestTimeoutMs,
+        retryMs: this.retryMs,
+        epoch,
+        appender,
+        quiesced: this.quiesced,
+        folded: (_seq, events) => {
+          this.notifyChange(events);
+          const mine = () => this.term === candidate && this.leading;
+          if (mine()) this.snapshotWriter?.asLeader(() => this.state, mine);
+        },
+        changed: () => this.notifyChange(),
+        appendFailed: (failure) => this.appendFailed(candidate, failure),
+      });
+      const elected = candidate.event(
         "LeaderElected",
         { schedulerId: this.schedulerId, epoch, host: this.host, pid: this.pid },
         `${this.schedulerId} took over at epoch ${epoch} after folding ${this.state.seq} records`,
       );
       try {
         await appender.append([elected]);
+        term = candidate;
         break;
       } catch (err) {
+        candidate.end();
         // A deposed leader's record landed after we caught up: fold it and try again.
         if (!(err instanceof FencedError) || attempt >= 20 || this.stopped) throw err;
       }
     }
-    if (this.stopped) return;
+    if (this.stopped) {
+      term.end();
+      return;
+    }
+    this.term = term;
     this.role = "leader";
     this.terms++;
-    this.reconciling = true;
-    this.agents.beginTerm();
-    this.unserve.push(...this.intake.serve(), ...this.statusIngest.serve(), ...this.agents.serve());
-    this.bus.publish(subjects.leader, { schedulerId: this.schedulerId, epoch });
     this.publishMember();
-    this.log.info({ epoch, seq: this.state.seq }, "leading; reconciling with the agents");
-    await this.agents.reconciled(this.policy.reconcileWindowMs);
-    if (!this.leading) return;
-    this.reconciling = false;
-    this.resumeObligations();
-    this.notifyChange(); // the role changed: watchers waiting for a settled leader
-    this.log.info({ epoch, seq: this.state.seq }, "reconciled; placement and timers resume");
+    await term.begin({ schedulerId: this.schedulerId });
+  }
+
+  /** The term's Appender died (fenced, or the log lost): with a lease, step down; without, stop. */
+  private appendFailed(term: LeaderTerm, failure: Error): void {
+    if (this.term !== term || !this.leading) return;
+    // holdEnd may already be null: the lease was lost (a failed renewal, often in the same moment
+    // as this refusal) and the step-down is under way; that is no reason to stop the process.
+    if (this.lease) this.holdEnd?.(`the log refused our append: ${failure.message}`);
+    else {
+      void this.stop();
+      this.onFatal(failure);
+    }
   }
 
   /** End this term: stop serving and acting, forget in-memory views, follow the log again. */
   private stepDown(why: string): void {
     if (this.role === "stopped") return;
     this.log.warn({ why, epoch: this.epoch }, "stepping down");
-    this.stopTerm();
+    this.endTerm();
     this.role = "standby";
-    this.reconciling = false;
-    this.appender = null;
-    this.makeActors();
     this.publishMember();
   }
 
-  private stopTerm(): void {
-    for (const u of this.unserve.splice(0)) u();
-    this.launcher.stop();
-    this.placement.stop();
-    this.timers.stop();
-    this.preemptor.stop();
-    this.health.stop();
+  private endTerm(): void {
+    this.term?.end();
+    this.term = null;
   }
 
   /** Say who this replica is and how far it has folded (every second, while it runs). */
@@ -543,95 +559,22 @@ export class Scheduler {
 
   /**
    * True while work started by an event is still under way inside the scheduler (appends on the
-   * wire, a placement round, reschedules being written). The simulator settles on !busy().
+   * wire, messages queued for or being handled by an actor). The simulator settles on !busy().
    */
   busy(): boolean {
-    const a = this.appender?.pending;
-    return (a !== undefined && (a.requests > 0 || a.records > 0)) || this.placement.busy || this.rescheduler.busy;
+    return this.term?.busy() ?? false;
   }
 
-  /** A new correlation id for a request that starts here. */
-  corr(prefix = "s"): string {
-    return `${prefix}-${this.epoch}-${++this.corrCounter}`;
-  }
-
+  /** An envelope stamped with the current term's epoch (tests build events with it). */
   event<T extends EventType>(type: T, data: EventPayloads[T], reason: string, corr?: string): AnyEnvelope {
-    return makeEnvelope(type, data, { epoch: this.epoch, ts: this.clock.now(), corr: corr ?? this.corr(), reason }) as AnyEnvelope;
+    if (this.term) return this.term.event(type, data, reason, corr);
+    return makeEnvelope(type, data, { epoch: this.epoch, ts: this.clock.now(), corr: corr ?? "s", reason }) as AnyEnvelope;
   }
 
-  /**
-   * Append events atomically; resolves after they are committed and folded.
-   *
-   * The leader never appends an event its own fold would reject: each event is checked against
-   * its schema and against the state (rejection(), the fold's own test, with what the batch
-   * itself creates) first. A refusal appends nothing and throws RefusedEventError: a decision
-   * that names what does not exist is a bug, and a test or the simulator fails on it.
-   *
-   * With `recheck`, the batch is checked once every record ahead of it is folded (see
-   * Appender's recheck), and the events that no longer apply are dropped instead: for decisions
-   * a record on the wire may overtake (Placement's TaskAssigned of a task being killed).
-   */
-  async commit(events: AnyEnvelope[], opts: { recheck?: boolean } = {}): Promise<number> {
-    const appender = this.appender;
-    if (!appender || this.role === "stopped") throw new Error("this scheduler is not the leader");
-    if (!opts.recheck) this.checkBatch(events, false);
-    const recheck = opts.recheck ? (batch: AnyEnvelope[]) => this.checkBatch(batch, true) : undefined;
-    const overtakenBy = opts.recheck ? this.overtakers(events) : undefined;
-    try {
-      return await appender.append(events, { recheck, overtakenBy });
-    } catch (err) {
-      if (appender.failure && this.leading && appender === this.appender) {
-        // With a lease, step down and stay a standby. holdEnd may already be null: the lease was
-        // lost (a failed renewal, often in the same moment as this refusal) and the step-down
-        // is under way; that is no reason to stop the process.
-        if (this.lease) this.holdEnd?.(`the log refused our append: ${appender.failure.message}`);
-        else {
-          void this.stop();
-          this.onFatal(appender.failure);
-        }
-      }
-      throw err;
-    }
-  }
-
-  /** Which events ahead of this batch may change what it decides: those acting on its tasks or jobs. */
-  private overtakers(events: readonly AnyEnvelope[]): (ahead: AnyEnvelope) => boolean {
-    const keys = new Set<string>();
-    const add = (k: string): boolean => {
-      keys.add(k);
-      const job = this.state.tasks.get(k)?.job;
-      if (job !== undefined) keys.add(job);
-      return false;
-    };
-    for (const e of events) touches(e, add);
-    const hit = (k: string): boolean => keys.has(k);
-    return (ahead) => touches(ahead, hit);
-  }
-
-  /**
-   * The events of a batch the fold would apply, in order. An event that breaks its schema always
-   * throws RefusedEventError (only a bug builds one). One the state rejects throws too, unless
-   * `dropStale`: then it is a decision a committed record overtook, and is left out.
-   */
-  private checkBatch(events: readonly AnyEnvelope[], dropStale: boolean): AnyEnvelope[] {
-    const kept: AnyEnvelope[] = [];
-    const overlay = new BatchOverlay();
-    for (const e of events) {
-      const bad = checkEventData(e.type, e.data);
-      const why = bad ? formatProblem(bad, "data") : (rejection(this.state, e, overlay) ?? (dropStale ? overtaken(this.state, e) : null));
-      if (why !== null) {
-        if (dropStale && !bad) {
-          this.log.info({ type: e.type, why }, "dropped a decision a committed record overtook");
-          continue;
-        }
-        const err = new RefusedEventError(e, why);
-        this.log.error({ err: err.message }, "refused to append an event the fold would reject");
-        throw err;
-      }
-      overlay.note(e);
-      kept.push(e);
-    }
-    return kept;
+  /** Append through the current term (see LeaderTerm.commit). */
+  commit(events: AnyEnvelope[], opts: { recheck?: boolean } = {}): Promise<number> {
+    if (!this.term || this.role === "stopped") return Promise.reject(new Error("this scheduler is not the leader"));
+    return this.term.commit(events, opts);
   }
 
   /**
@@ -646,110 +589,5 @@ export class Scheduler {
   /** `events` is set when the change is a committed record (then they are its events). */
   notifyChange(events?: readonly LogEntry[]): void {
     for (const l of this.listeners) l(this.state.seq, events);
-  }
-
-  private onCommit(seq: number, events: LogEntry[]): void {
-    if (seq <= this.state.seq) return; // a deposed term's record, already folded from the log
-    const effects: Effect[] = [];
-    foldRecord(this.state, seq, events, effects);
-    this.notifyChange(events);
-    if (this.role !== "leader") return; // effects belong to the term that is leading
-    this.maybeSnapshot();
-    for (const e of effects) {
-      if (e.kind === "LAUNCH") this.launcher.launch(e.taskId);
-      else if (e.kind === "KILL") this.launcher.kill(e.taskId, e.agentId, "the task machine ordered a kill");
-      else if (e.kind === "TIMER") this.timers.watch(e.taskId);
-      else this.rescheduler.reschedule(e.taskId);
-    }
-    if (this.state.pending.size > 0) this.placement.kick();
-  }
-
-  /** True once per snapshot point the fold passes (see snapshotWriter.ts); every replica calls it after each fold. */
-  private snapshotDue(): boolean {
-    if (!this.snapshots) return false;
-    const point = snapshotPoint(this.state.eventCount, this.snapshotEvery);
-    if (point <= this.snapshotPointSeen) return false;
-    this.snapshotPointSeen = point;
-    return !this.snapshotting;
-  }
-
-  /** Whether this replica, in this role, writes the snapshot that is due (snapshotWriter.ts). */
-  private writesSnapshot(role: "leader" | "standby"): boolean {
-    return writesSnapshot({ id: this.schedulerId, role }, this.members ? this.membersSeen : null, this.clock.now());
-  }
-
-  /**
-   * The leader, when no standby can: it decides on a fresh read of the board (a stale view could
-   * pause it for nothing), then encodes the state as it is by then, at once (its loop pauses).
-   */
-  private maybeSnapshot(): void {
-    if (!this.snapshotDue()) return;
-    this.snapshotting = true;
-    void this.readMembers().then(() => {
-      this.snapshotting = false;
-      if (!this.leading || !this.writesSnapshot("leader")) return;
-      const t0 = performance.now();
-      const encoded = runSteps(encodeSnapshotSteps(this.state, { createdTs: this.clock.now(), stream: this.snapshots?.stream }));
-      this.storeSnapshot(encoded, performance.now() - t0);
-    });
-  }
-
-  /**
-   * A standby writes the snapshot: folding stops (the caller awaits this) while the state is
-   * encoded a slice at a time; the upload runs after folding resumes. Dropped if the replica
-   * stops following (it won the lease, or stops).
-   */
-  private async checkpoint(signal: AbortSignal): Promise<void> {
-    const t0 = performance.now();
-    const state = this.state;
-    const seq = state.seq;
-    const encoded = await runSliced(encodeSnapshotSteps(state, { createdTs: this.clock.now(), stream: this.snapshots?.stream }), {
-      sliceMs: this.snapshotSliceMs,
-      signal,
-    });
-    if (encoded === null) {
-      this.log.info({ seq: this.state.seq }, "dropped a snapshot half encoded: this replica stopped following");
-      return;
-    }
-    // The state must have held still: a fold during the encoding would have mixed two states.
-    if (this.state !== state || state.seq !== seq || encoded.header.seq !== seq) {
-      throw new Error(`invariant: the state moved from seq ${seq} to ${this.state.seq} while a snapshot of it was encoded`);
-    }
-    this.storeSnapshot(encoded, performance.now() - t0);
-  }
-
-  private storeSnapshot(encoded: EncodedSnapshot, encodeMs: number): void {
-    const store = this.snapshots!;
-    this.snapshotting = true;
-    this.snapshotsWritten++;
-    store
-      .putEncoded(encoded)
-      .then((p) => {
-        this.log.info(
-          { snapshot: p.name, seq: p.seq, bytes: p.size, encodeMs: Math.round(encodeMs), writeMs: Math.round(p.writeMs), role: this.role },
-          "wrote a snapshot",
-        );
-        return store.prune(3);
-      })
-      .catch((err: Error) => this.log.warn({ err: err.message }, "writing a snapshot failed; the log still has everything"))
-      .finally(() => {
-        this.snapshotting = false;
-      });
-  }
-
-  /** After a takeover, the obligations a previous leader may have left half done. */
-  private resumeObligations(): void {
-    for (const t of this.state.tasks.values()) {
-      if (TIMED_STATES.includes(t.state)) this.timers.watch(t.taskId);
-      if (t.rescheduleWanted) this.rescheduler.reschedule(t.taskId);
-      else if (t.state === "ASSIGNED") this.launcher.launch(t.taskId);
-      else if (t.state === "KILLING" || t.state === "RESTARTING" || t.state === "PREEMPTING" || t.state === "DRAINING") {
-        this.launcher.kill(t.taskId, t.agentId, `resuming the kill of a ${t.state} task after a leader change`);
-      }
-    }
-    for (const r of this.state.reservations.values()) this.timers.watch(r.taskId);
-    if (this.state.pending.size > 0) this.placement.kick();
-    if (this.quiesced === null) this.preemptor.start();
-    this.health.start();
   }
 }

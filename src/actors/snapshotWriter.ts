@@ -18,8 +18,13 @@
 // stored twice under one name) or none (the next point has one). Either is harmless: a snapshot is
 // only a shortcut.
 
+import { runSteps, type Steps } from "../replay/steps.js";
+import { encodeSnapshotSteps, type EncodedSnapshot } from "../replay/snapshot.js";
+import type { ClusterState } from "../replay/state.js";
+import type { BaseSnapshotStore } from "../storage/snapshotStore.js";
+import type { Logger } from "../util/logger.js";
+import type { Clock } from "./clock.js";
 import type { MemberStatus } from "./members.js";
-import type { Steps } from "../replay/steps.js";
 
 /** A member entry older than this is not counted (entries are refreshed every second). */
 export const MEMBER_FRESH_MS = 5000;
@@ -68,5 +73,109 @@ export async function runSliced<T>(steps: Steps<T>, opts: { sliceMs: number; sig
       if (r.done) return r.value;
     } while (performance.now() < end);
     await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * A replica's snapshot writer (see the file comment): it notices the points its fold passes and,
+ * when this replica is the one to write, encodes and stores the snapshot.
+ */
+export class SnapshotWriter {
+  /** snapshotPoint() of the state last folded: a snapshot is due when it grows. */
+  private pointSeen = 0;
+  private writing = false;
+  /** Snapshots this replica encoded and began storing (for tests and the log). */
+  written = 0;
+
+  constructor(
+    private readonly o: {
+      store: BaseSnapshotStore;
+      every: number;
+      sliceMs: number;
+      id: string;
+      clock: Clock;
+      log: Logger;
+      /** The members board as last read (null: no board). */
+      members: () => readonly MemberStatus[] | null;
+      /** Read the board again (the leader decides on a fresh read). */
+      readMembers: () => Promise<void>;
+    },
+  ) {}
+
+  /** Where the replica started from: points already passed (all of them from genesis) make the next one due at once. */
+  startedAt(eventsCovered: number): void {
+    this.pointSeen = snapshotPoint(eventsCovered, this.o.every);
+  }
+
+  /** True once per snapshot point the fold passes; every replica calls it after each fold. */
+  private due(state: ClusterState): boolean {
+    const point = snapshotPoint(state.eventCount, this.o.every);
+    if (point <= this.pointSeen) return false;
+    this.pointSeen = point;
+    return !this.writing;
+  }
+
+  private mine(role: "leader" | "standby"): boolean {
+    return writesSnapshot({ id: this.o.id, role }, this.o.members(), this.o.clock.now());
+  }
+
+  /**
+   * The leader, when no standby can: it decides on a fresh read of the board (a stale view could
+   * pause it for nothing), then encodes the state as it is by then, at once (its loop pauses).
+   */
+  asLeader(state: () => ClusterState, leading: () => boolean): void {
+    if (!this.due(state())) return;
+    this.writing = true;
+    void this.o.readMembers().then(() => {
+      this.writing = false;
+      if (!leading() || !this.mine("leader")) return;
+      const t0 = performance.now();
+      const encoded = runSteps(encodeSnapshotSteps(state(), { createdTs: this.o.clock.now(), stream: this.o.store.stream }));
+      this.store(encoded, performance.now() - t0, "leader");
+    });
+  }
+
+  /**
+   * A standby writes the snapshot: folding stops (the caller awaits this) while the state is
+   * encoded a slice at a time; the upload runs after folding resumes. Dropped if the replica
+   * stops following (it won the lease, or stops).
+   */
+  async asStandby(current: () => ClusterState, signal: AbortSignal): Promise<void> {
+    const state = current();
+    if (!this.due(state) || !this.mine("standby")) return;
+    const t0 = performance.now();
+    const seq = state.seq;
+    const encoded = await runSliced(encodeSnapshotSteps(state, { createdTs: this.o.clock.now(), stream: this.o.store.stream }), {
+      sliceMs: this.o.sliceMs,
+      signal,
+    });
+    if (encoded === null) {
+      this.o.log.info({ seq: current().seq }, "dropped a snapshot half encoded: this replica stopped following");
+      return;
+    }
+    // The state must have held still: a fold during the encoding would have mixed two states.
+    if (current() !== state || state.seq !== seq || encoded.header.seq !== seq) {
+      throw new Error(`invariant: the state moved from seq ${seq} to ${current().seq} while a snapshot of it was encoded`);
+    }
+    this.store(encoded, performance.now() - t0, "standby");
+  }
+
+  private store(encoded: EncodedSnapshot, encodeMs: number, role: string): void {
+    const store = this.o.store;
+    this.writing = true;
+    this.written++;
+    store
+      .putEncoded(encoded)
+      .then((p) => {
+        this.o.log.info(
+          { snapshot: p.name, seq: p.seq, bytes: p.size, encodeMs: Math.round(encodeMs), writeMs: Math.round(p.writeMs), role },
+          "wrote a snapshot",
+        );
+        return store.prune(3);
+      })
+      .catch((err: Error) => this.o.log.warn({ err: err.message }, "writing a snapshot failed; the log still has everything"))
+      .finally(() => {
+        this.writing = false;
+      });
   }
 }

@@ -8,22 +8,50 @@
 // nothing. An update that breaks the schema is refused with the field and the rule. Before this,
 // `state: "BOGUS"` for a running task was appended, and the fold threw on it forever.
 
-import { subjects, type Reply } from "../bus/bus.js";
+import type { Reply } from "../bus/bus.js";
 import { StatusRequestSchema, type StatusRequest } from "../agent/protocol.js";
 import { checker, formatProblems } from "../domain/validate.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
-import type { Scheduler } from "./scheduler.js";
+import { Actor, type ActorRef } from "./actor.js";
+import type { TermContext } from "./context.js";
+import type { LauncherMsg } from "./launcher.js";
 
 const checkStatus = checker(StatusRequestSchema);
 
-export class StatusIngest {
-  constructor(private readonly s: Scheduler) {}
+type StatusReply = Reply<{ duplicate: boolean }>;
+export type StatusIngestMsg = { type: "status"; data: unknown; reply: (r: StatusReply) => void; fail: (err: Error) => void };
 
-  serve(): Array<() => void> {
-    return [this.s.bus.serve(subjects.status, (data) => this.handle(data))];
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "commit" | "event">;
+
+/**
+ * One message per update. The handler decides and starts the commit, and returns: it does not hold
+ * the mailbox while the record is on the wire, so the updates of many tasks share a group commit.
+ * The reply (the acknowledgement) goes out when the commit lands.
+ */
+export class StatusIngest extends Actor<StatusIngestMsg> {
+  constructor(
+    private readonly s: Deps,
+    private readonly launcher: ActorRef<LauncherMsg>,
+  ) {
+    super("statusIngest", s.log, () => s.clock.now());
   }
 
-  async handle(data: unknown): Promise<Reply<{ duplicate: boolean }>> {
+  /** Ask: one status update, answered once decided (and committed, when it changes anything). */
+  handle(data: unknown): Promise<StatusReply> {
+    return this.ask((reply, fail) => ({ type: "status", data, reply, fail }));
+  }
+
+  protected override onStop(dropped: StatusIngestMsg[]): void {
+    for (const m of dropped) m.fail(new Error("this scheduler is no longer the leader"));
+  }
+
+  protected receive(m: StatusIngestMsg): void {
+    const r = this.decide(m.data);
+    if (r instanceof Promise) r.then(m.reply, m.fail);
+    else m.reply(r);
+  }
+
+  private decide(data: unknown): StatusReply | Promise<StatusReply> {
     const s = this.s;
     const problems = checkStatus(data);
     if (problems.length > 0) return { ok: false, error: `invalid status update: ${formatProblems(problems)}` };
@@ -36,27 +64,35 @@ export class StatusIngest {
     if (!task || task.agentId !== req.agentId) {
       // The log does not place this task on this agent: a stray copy. Kill it if it still runs;
       // acknowledge, so the agent stops sending it; log nothing.
-      if (live)
-        s.launcher.kill(u.taskId, req.agentId, `agent ${req.agentId} runs ${u.taskId}, which the log does not place there`, { now: true });
+      if (live) {
+        this.launcher.send({
+          type: "kill",
+          taskId: u.taskId,
+          agentId: req.agentId,
+          why: `agent ${req.agentId} runs ${u.taskId}, which the log does not place there`,
+          now: true,
+        });
+      }
       return { ok: true, value: { duplicate: false } };
     }
     if (u.seq <= task.agentSeq) return { ok: true, value: { duplicate: true } };
     const exitCode = typeof u.exitCode === "number" ? u.exitCode : undefined;
     const message = typeof u.message === "string" && u.message ? u.message : undefined;
     const reason = `agent on ${task.host} reported ${u.state}${exitCode !== undefined ? ` (exit code ${exitCode})` : ""}${message ? `: ${message}` : ""}`;
-    await s.commit([
-      s.event(
-        "TaskStateChanged",
-        {
-          taskId: u.taskId,
-          to: u.state,
-          agentSeq: u.seq,
-          ...(exitCode !== undefined ? { exitCode } : {}),
-          ...(message ? { message } : {}),
-        },
-        reason,
-      ),
-    ]);
-    return { ok: true, value: { duplicate: false } };
+    return s
+      .commit([
+        s.event(
+          "TaskStateChanged",
+          {
+            taskId: u.taskId,
+            to: u.state,
+            agentSeq: u.seq,
+            ...(exitCode !== undefined ? { exitCode } : {}),
+            ...(message ? { message } : {}),
+          },
+          reason,
+        ),
+      ])
+      .then(() => ({ ok: true, value: { duplicate: false } }) as StatusReply);
   }
 }

@@ -7,8 +7,17 @@
 // every such task when a leader takes over. When it fires it re-checks the state: a task that
 // moved on in the meantime is left alone.
 
+//
+// An actor: "watch" (re)arms a task's deadline, "fire" appends what it caused.
+
 import { HISTORY_STRIDE, type TaskRecord } from "../replay/state.js";
-import type { Scheduler } from "./scheduler.js";
+import { KILL_STATES } from "../statemachines/taskStates.js";
+import { Actor } from "./actor.js";
+import type { TermContext } from "./context.js";
+
+export type TimersMsg = { type: "watch"; taskId: string } | { type: "fire"; taskId: string; key: string };
+
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "leading" | "reconciling" | "commit" | "event">;
 
 export function fmtMs(ms: number): string {
   if (ms < 1000) return `${ms}ms`;
@@ -21,36 +30,35 @@ export function enteredTs(t: TaskRecord): number {
   return t.history[t.history.length - HISTORY_STRIDE + 2];
 }
 
-export class Timers {
+export class Timers extends Actor<TimersMsg> {
   private readonly armed = new Map<string, { handle: unknown; key: string }>();
-  private stopped = false;
 
-  constructor(private readonly s: Scheduler) {}
+  constructor(private readonly s: Deps) {
+    super("timers", s.log, () => s.clock.now());
+  }
 
-  stop(): void {
-    this.stopped = true;
+  protected receive(m: TimersMsg): void {
+    if (m.type === "watch") this.watch(m.taskId);
+    else this.fire(m.taskId, m.key);
+  }
+
+  protected override onStop(): void {
     for (const a of this.armed.values()) this.s.clock.clearTimeout(a.handle);
     this.armed.clear();
   }
 
   /** (Re)arm whatever deadline the task has now. */
-  watch(taskId: string): void {
+  private watch(taskId: string): void {
     const s = this.s;
     const t = s.state.tasks.get(taskId);
-    if (!t || this.stopped || s.reconciling) return; // resumeObligations arms every deadline after reconciling
+    if (!t || this.isStopped || s.reconciling()) return; // the term arms every deadline after reconciling
     const reservation = s.state.reservations.get(taskId);
     let dueTs: number;
     let key: string;
     if (t.state === "THROTTLED") {
       dueTs = t.throttledUntil;
       key = `throttle:${t.history.length}`;
-    } else if (
-      t.state === "ASSIGNED" ||
-      t.state === "KILLING" ||
-      t.state === "RESTARTING" ||
-      t.state === "PREEMPTING" ||
-      t.state === "DRAINING"
-    ) {
+    } else if (t.state === "ASSIGNED" || KILL_STATES.has(t.state)) {
       dueTs = enteredTs(t) + s.policy.transientTimeoutMs;
       key = `transient:${t.history.length}`;
     } else if (t.state === "PARTITIONED") {
@@ -68,17 +76,18 @@ export class Timers {
     const handle = s.clock.setTimeout(
       () => {
         this.armed.delete(taskId);
-        void this.fire(taskId, key);
+        this.send({ type: "fire", taskId, key });
       },
       Math.max(0, dueTs - s.clock.now()),
     );
     this.armed.set(taskId, { handle, key });
   }
 
-  private async fire(taskId: string, key: string): Promise<void> {
+  /** Appends what the deadline caused; the commit is not awaited (deadlines that pass together share a record). */
+  private fire(taskId: string, key: string): void {
     const s = this.s;
     const t = s.state.tasks.get(taskId);
-    if (!t || !s.leading) return;
+    if (!t || !s.leading()) return;
     const events = [];
     if (key.startsWith("throttle:") && t.state === "THROTTLED" && key === `throttle:${t.history.length}`) {
       events.push(s.event("TaskStateChanged", { taskId, to: "PENDING" }, `flap penalty of ${fmtMs(t.throttleMs)} served`));
@@ -114,10 +123,6 @@ export class Timers {
       }
     }
     if (events.length === 0) return;
-    try {
-      await s.commit(events);
-    } catch (err) {
-      s.log.error({ err, taskId }, "timer commit failed");
-    }
+    s.commit(events).catch((err: Error) => s.log.error({ err, taskId }, "timer commit failed"));
   }
 }

@@ -4,18 +4,19 @@
 
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Command } from "commander";
+import type { ActorStats } from "../actors/actor.js";
 import { KvMemberBoard, type MemberStatus } from "../actors/members.js";
 import { NoResponderError } from "../bus/bus.js";
 import type { Anomaly } from "../replay/state.js";
 import {
-  NatsClient,
-  WaitTimeoutError,
+  type CliClusterOptions,
+  type ClusterClient,
   cliConnectOptions,
   connectClient,
   foldLocally,
+  NatsClient,
+  WaitTimeoutError,
   within,
-  type CliClusterOptions,
-  type ClusterClient,
 } from "./client.js";
 import { table } from "./format.js";
 
@@ -38,6 +39,8 @@ export interface ClusterStatus {
   source: "leader" | "local fold";
   /** Why they are missing: no leader answered and the log could not be folded here (else null). */
   foldError: string | null;
+  /** The leader's actors: mailbox depth and the message each is handling (empty with no leader). */
+  actors: ActorStats[];
 }
 
 type Info = {
@@ -46,6 +49,7 @@ type Info = {
   agents: Array<{ agentId: string; host: string; state: string; tasks: number; lastHeartbeat: number | null }>;
   anomalies?: Anomaly[];
   anomalyCount?: number;
+  actors?: ActorStats[];
 };
 
 /** The members board's entries, with a leader whose epoch is older than `currentEpoch` shown as deposed. */
@@ -146,6 +150,7 @@ export async function clusterStatus(c: ClusterClient, stream = "ROOST"): Promise
     anomalyCount,
     source: info ? "leader" : "local fold",
     foldError,
+    actors: info?.actors ?? [],
   };
 }
 
@@ -200,6 +205,22 @@ export function formatClusterStatus(s: ClusterStatus): string {
           ]),
         ])
       : "  (none)",
+  );
+  out.push("", "LEADER'S ACTORS");
+  out.push(
+    s.actors.length
+      ? table([
+          ["ACTOR", "MAILBOX", "HANDLING", "FOR", "HANDLED", "FAILED"],
+          ...s.actors.map((a) => [
+            a.name,
+            String(a.depth),
+            a.handling ?? "-",
+            a.handlingMs === null ? "-" : `${a.handlingMs} ms`,
+            String(a.handled),
+            String(a.failed),
+          ]),
+        ])
+      : "  (no leader answers)",
   );
   out.push("", "ANOMALIES");
   if (s.foldError !== null) {

@@ -2,7 +2,7 @@
 // timers fire in (due time, registration order) order, and now() is set to each timer's due time
 // just before it fires. Nothing here touches real time.
 
-import type { Clock } from "../actors/ports.js";
+import type { Clock } from "../actors/clock.js";
 
 /** Midnight, 1 January 2026 (UTC): the simulator's default epoch. */
 export const DEFAULT_SIM_EPOCH = Date.UTC(2026, 0, 1);

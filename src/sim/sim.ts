@@ -15,7 +15,7 @@
 
 import { createHash } from "node:crypto";
 import type { SchedulingPolicy } from "../actors/policy.js";
-import { seededIds } from "../actors/ports.js";
+import { seededIds } from "../actors/clock.js";
 import { Scheduler } from "../actors/scheduler.js";
 import type { LaunchRequest } from "../agent/protocol.js";
 import { subjects, type Reply } from "../bus/bus.js";

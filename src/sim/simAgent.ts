@@ -5,7 +5,7 @@
 // running nothing) and exitTask() (a task's process ends now).
 
 import { subjects, type Bus } from "../bus/bus.js";
-import type { Clock } from "../actors/ports.js";
+import type { Clock } from "../actors/clock.js";
 import type { AgentResources } from "../domain/types.js";
 import type { Ack, KillRequest, LaunchRequest, RegisterReply, RegisterRequest, StatusRequest } from "../agent/protocol.js";
 import type { AgentTaskState, StatusUpdate } from "../agent/statusQueue.js";

@@ -24,6 +24,13 @@ export type TaskStateName = (typeof TASK_STATES)[number];
 
 export const TERMINAL_STATES: ReadonlySet<TaskStateName> = new Set(["FINISHED", "FAILED", "KILLED", "LOST", "DELETED"]);
 
+/**
+ * The states in which the scheduler is ending a task it asked to stop: its kill is retried until
+ * the agent reports the end (Aurora's KillRetry), and a task that dies in one was interrupted,
+ * not flapping.
+ */
+export const KILL_STATES: ReadonlySet<TaskStateName> = new Set(["KILLING", "RESTARTING", "PREEMPTING", "DRAINING"]);
+
 /** ACTIVE = every non-terminal state except INIT. */
 export const ACTIVE_STATES: ReadonlySet<TaskStateName> = new Set(TASK_STATES.filter((s) => s !== "INIT" && !TERMINAL_STATES.has(s)));
 

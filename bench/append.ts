@@ -10,7 +10,7 @@
 import { Appender } from "../src/eventlog/appender.js";
 import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { openJetStreamLog } from "../src/eventlog/jetstream.js";
-import { startNatsServer } from "../src/nats/server.js";
+import { startNatsServer } from "../src/natsServer/server.js";
 import { Rng } from "../src/sim/rng.js";
 import type { TaskStateName } from "../src/statemachines/taskStates.js";
 

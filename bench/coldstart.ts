@@ -36,7 +36,7 @@
 import { Appender } from "../src/eventlog/appender.js";
 import { openJetStreamLog } from "../src/eventlog/jetstream.js";
 import { SnapshotStore } from "../src/storage/snapshotStore.js";
-import { startNatsServer } from "../src/nats/server.js";
+import { startNatsServer } from "../src/natsServer/server.js";
 import { coldStart } from "../src/storage/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";

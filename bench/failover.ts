@@ -48,7 +48,7 @@ import { SnapshotStore } from "../src/storage/snapshotStore.js";
 import { coldStart } from "../src/storage/coldStart.js";
 import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
-import { startNatsCluster, type NatsClusterHandle } from "../src/nats/cluster.js";
+import { startNatsCluster, type NatsClusterHandle } from "../src/natsServer/cluster.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";

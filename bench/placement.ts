@@ -13,7 +13,7 @@ import { subjects } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import type { LogEntry } from "../src/eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
-import { startNatsServer } from "../src/nats/server.js";
+import { startNatsServer } from "../src/natsServer/server.js";
 import type { RegisterRequest } from "../src/agent/protocol.js";
 import { Rng } from "../src/sim/rng.js";
 

@@ -10,7 +10,7 @@
 import { Appender } from "../src/eventlog/appender.js";
 import { decodeRecord, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { openJetStreamLog } from "../src/eventlog/jetstream.js";
-import { startNatsServer } from "../src/nats/server.js";
+import { startNatsServer } from "../src/natsServer/server.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";

@@ -18,7 +18,7 @@ import type { ClusterStatus } from "../src/cli/cluster.js";
 import type { EventPayloads, EventType } from "../src/domain/events.js";
 import { encodeRecord, makeEnvelope, pack, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import type { JetStreamLog } from "../src/eventlog/jetstream.js";
-import { freePort } from "../src/nats/server.js";
+import { freePort } from "../src/natsServer/server.js";
 import type { JobStatus, JobSummary } from "../src/replay/queries.js";
 import { validateJobSpec } from "../src/spec/jobSpec.js";
 import { startCluster, type TestCluster } from "./support/cluster.js";

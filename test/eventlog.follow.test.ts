@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Appender } from "../src/eventlog/appender.js";
 import { encodeRecord } from "../src/eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
-import { startNatsCluster, type NatsClusterHandle } from "../src/nats/cluster.js";
+import { startNatsCluster, type NatsClusterHandle } from "../src/natsServer/cluster.js";
 import { ev, evKey } from "./support/logs.js";
 import { withNats } from "./support/nats.js";
 

@@ -8,7 +8,7 @@ import { Appender } from "../src/eventlog/appender.js";
 import { decodeRecord, encodeRecord, type LogRecord } from "../src/eventlog/envelope.js";
 import { LogGapError, openJetStreamLog, type RawRecord } from "../src/eventlog/jetstream.js";
 import { FencedError, LogUnavailableError } from "../src/eventlog/log.js";
-import { startNatsServer } from "../src/nats/server.js";
+import { startNatsServer } from "../src/natsServer/server.js";
 import { appenderSuite } from "./support/appenderSuite.js";
 import { collect, ev, evKey } from "./support/logs.js";
 import { withNats } from "./support/nats.js";

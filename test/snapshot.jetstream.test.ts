@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeRecord, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
 import { DEFAULT_SNAPSHOT_BUCKET, SnapshotStore, snapshotName } from "../src/storage/snapshotStore.js";
-import { startNatsCluster, type NatsClusterHandle } from "../src/nats/cluster.js";
+import { startNatsCluster, type NatsClusterHandle } from "../src/natsServer/cluster.js";
 import { coldStart } from "../src/storage/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";

@@ -17,7 +17,7 @@ import { createInterface } from "node:readline";
 import type { ClusterStatus } from "../../src/cli/cluster.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { startNatsCluster, type NatsClusterHandle } from "../../src/nats/cluster.js";
+import { startNatsCluster, type NatsClusterHandle } from "../../src/natsServer/cluster.js";
 import { ROOST, roost, type RunResult } from "./roost.js";
 
 // ---- daemons ----------------------------------------------------------------------------------

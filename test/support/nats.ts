@@ -8,7 +8,7 @@
 
 import { afterAll, beforeAll } from "vitest";
 import { openJetStreamLog, type JetStreamLog, type JetStreamLogOptions } from "../../src/eventlog/jetstream.js";
-import { startNatsServer, type NatsServerHandle } from "../../src/nats/server.js";
+import { startNatsServer, type NatsServerHandle } from "../../src/natsServer/server.js";
 
 export interface NatsFixture {
   /** The running server (throws when read outside a test or hook). */

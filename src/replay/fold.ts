@@ -20,20 +20,12 @@ import { checkEventData, UNREADABLE, type AnyEnvelope, type LogEntry } from "../
 import { formatProblem } from "../domain/validate.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
-import { ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import { KILL_STATES, ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 
 const STATE_CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
 /** States with a deadline the leader enforces: the flap penalty, and Aurora's transient timeout. */
-export const TIMED_STATES: readonly TaskStateName[] = [
-  "THROTTLED",
-  "ASSIGNED",
-  "KILLING",
-  "RESTARTING",
-  "PREEMPTING",
-  "DRAINING",
-  "PARTITIONED",
-];
+export const TIMED_STATES: readonly TaskStateName[] = ["THROTTLED", "ASSIGNED", ...KILL_STATES, "PARTITIONED"];
 const TIMED: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, TIMED_STATES.includes(s)])));
 
 /** ON_AGENT_STATES as a plain record: a property load on the hot path instead of a Set lookup. */

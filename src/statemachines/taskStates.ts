@@ -35,24 +35,14 @@ export const KILL_STATES: ReadonlySet<TaskStateName> = new Set(["KILLING", "REST
 export const ACTIVE_STATES: ReadonlySet<TaskStateName> = new Set(TASK_STATES.filter((s) => s !== "INIT" && !TERMINAL_STATES.has(s)));
 
 /** LIVE = the task may have a process on an agent that the scheduler considers up. */
-export const LIVE_STATES: ReadonlySet<TaskStateName> = new Set([
-  "RUNNING",
-  "KILLING",
-  "RESTARTING",
-  "PREEMPTING",
-  "DRAINING",
-  "PARTITIONED",
-]);
+export const LIVE_STATES: ReadonlySet<TaskStateName> = new Set<TaskStateName>(["RUNNING", ...KILL_STATES, "PARTITIONED"]);
 
 /** States in which the task holds resources on an agent. */
-export const ON_AGENT_STATES: ReadonlySet<TaskStateName> = new Set([
+export const ON_AGENT_STATES: ReadonlySet<TaskStateName> = new Set<TaskStateName>([
   "ASSIGNED",
   "STARTING",
   "RUNNING",
-  "KILLING",
-  "RESTARTING",
-  "PREEMPTING",
-  "DRAINING",
+  ...KILL_STATES,
   "PARTITIONED",
 ]);
 

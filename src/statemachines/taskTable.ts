@@ -23,10 +23,7 @@ export interface TaskStep {
 const N = TASK_STATES.length;
 const STATE_INDEX: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
-export function guardBits(g: TaskGuardInput): number {
-  return (g.isService ? 1 : 0) | (g.belowMaxFailures ? 2 : 0) | (g.everKilling ? 4 : 0);
-}
-
+/** The guard input a table entry stands for: bit 0 isService, bit 1 belowMaxFailures, bit 2 everKilling (fold.ts builds the bits). */
 export function bitsToGuard(bits: number): TaskGuardInput {
   return { isService: (bits & 1) !== 0, belowMaxFailures: (bits & 2) !== 0, everKilling: (bits & 4) !== 0 };
 }

@@ -22,7 +22,7 @@ export const DEFAULT_ENVIRONMENT_PATTERN = "^(prod|devel|test|staging\\d*)$";
 /** Aurora: at most 4000 tasks per job. */
 export const MAX_INSTANCES = 4000;
 
-/** cpus are counted in thousandths (fold.ts rounds sums to them), so that is the smallest grain. */
+/** cpus are counted in thousandths (every sum is rounded to them: resources.ts), so that is the smallest grain. */
 export const MIN_CPUS = 0.001;
 /** A task asks for at most this much of one host; nothing real comes close. */
 export const MAX_CPUS = 1024;

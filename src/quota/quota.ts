@@ -9,6 +9,7 @@
 // killed and its newest task is active (not terminal), or is terminal but still owed a
 // replacement (rescheduleWanted: the rescheduler has yet to write its successor).
 
+import { roundCpus } from "../domain/resources.js";
 import { isProductionTier, TIERS, type Tier } from "../domain/tiers.js";
 import type { JobKeyString, TaskConfig } from "../domain/types.js";
 import type { ClusterState, Quota } from "../replay/state.js";
@@ -62,11 +63,6 @@ export interface QuotaReport {
 }
 
 export const RESOURCES = ["cpus", "ramMb", "diskMb"] as const;
-
-/** Cpus are counted in thousandths, so sums carry no float dust. */
-export function roundCpus(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
 
 const ZERO: Quota = Object.freeze({ cpus: 0, ramMb: 0, diskMb: 0 });
 

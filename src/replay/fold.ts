@@ -17,6 +17,7 @@
 // have caused one) now folds as an anomaly too; no golden log holds one.
 
 import { checkEventData, UNREADABLE, type AnyEnvelope, type LogEntry } from "../domain/events.js";
+import { roundCpus } from "../domain/resources.js";
 import { formatProblem } from "../domain/validate.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
@@ -491,11 +492,6 @@ function release(state: ClusterState, task: TaskRecord): void {
   agent.used.diskMb -= r.diskMb;
   agent.used.gpus -= r.gpus ?? 0;
   if (task.ports) for (const name in task.ports) agent.usedPorts.delete(task.ports[name]);
-}
-
-/** Cpus are counted in thousandths, so sums carry no float dust (0.1 + 0.2 - 0.3 = 0). */
-function roundCpus(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
 
 function hasActiveTasks(state: ClusterState, instances: Map<number, string>): boolean {

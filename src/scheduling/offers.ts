@@ -2,6 +2,7 @@
 // over ClusterState plus what the current round has already handed out. Placements consume
 // offers; a slot the preemptor holds for a task is not offered to any other task.
 
+import { roundCpus } from "../domain/resources.js";
 import type { Resources } from "../domain/types.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
 
@@ -51,7 +52,7 @@ export class OfferBook {
         gpus -= res.gpus ?? 0;
       }
     }
-    return { cpus: round3(cpus), ramMb, diskMb, gpus };
+    return { cpus: roundCpus(cpus), ramMb, diskMb, gpus };
   }
 
   /** True when `taskId` holds a slot on this agent. */
@@ -86,7 +87,7 @@ export class OfferBook {
   consume(agent: AgentRecord, res: Resources, ports: number[], taskId: string): void {
     let t = this.taken.get(agent.agentId);
     if (!t) this.taken.set(agent.agentId, (t = { cpus: 0, ramMb: 0, diskMb: 0, gpus: 0, ports: new Set() }));
-    t.cpus = round3(t.cpus + res.cpus);
+    t.cpus = roundCpus(t.cpus + res.cpus);
     t.ramMb += res.ramMb;
     t.diskMb += res.diskMb;
     t.gpus += res.gpus ?? 0;
@@ -94,8 +95,4 @@ export class OfferBook {
     // A held slot, once used by its task, is no longer held.
     this.held.get(agent.agentId)?.delete(taskId);
   }
-}
-
-export function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }

@@ -2,6 +2,8 @@
 // (aurora.md §2, Pending reasons). The pending reason of a task group is the veto set of the
 // agent that came closest (lowest total score), e.g. "Insufficient: ramMb".
 
+import { roundCpus } from "../domain/resources.js";
+
 export type Resource = "cpus" | "ramMb" | "diskMb" | "gpus" | "ports";
 
 export type Veto =
@@ -39,9 +41,10 @@ export function vetoText(v: Veto): string {
 /** The long form, with numbers, for `roost task why`. */
 export function vetoDetail(v: Veto): string {
   if (v.kind === "insufficient") {
+    // Free and total are sums: of cpus in thousandths (the other resources are whole numbers).
     return v.resource === "ports"
       ? `needs ${v.need} free port(s), ${Math.max(0, v.free)} left in its ranges`
-      : `needs ${v.resource} ${v.need}, free ${round(Math.max(0, v.free))} of ${round(v.total)}`;
+      : `needs ${v.resource} ${v.need}, free ${roundCpus(Math.max(0, v.free))} of ${roundCpus(v.total)}`;
   }
   return v.detail;
 }
@@ -59,8 +62,4 @@ export function totalScore(vetoes: readonly Veto[]): number {
   let s = 0;
   for (const v of vetoes) s += vetoScore(v);
   return s;
-}
-
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }

@@ -13,6 +13,7 @@
 
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document } from "yaml";
+import { roundCpus } from "../domain/resources.js";
 import type { JobConfig, TaskConfig } from "../domain/types.js";
 import {
   DEFAULT_ENVIRONMENT_PATTERN,
@@ -424,8 +425,8 @@ function semanticIssues(data: unknown): RawIssue[] {
 
   if (isRecord(data.resources)) {
     const cpus = data.resources.cpus;
-    // cpus are counted in thousandths (fold.ts): a finer value would leave dust in every sum.
-    if (typeof cpus === "number" && cpus >= MIN_CPUS && cpus <= MAX_CPUS && Math.round(cpus * 1000) / 1000 !== cpus) {
+    // cpus are counted in thousandths (roundCpus): a finer value would leave dust in every sum.
+    if (typeof cpus === "number" && cpus >= MIN_CPUS && cpus <= MAX_CPUS && roundCpus(cpus) !== cpus) {
       issues.push({
         segs: ["resources", "cpus"],
         rule: "must have at most 3 decimal places (cpus are counted in thousandths)",

@@ -1,4 +1,4 @@
-// Tiers and production quota (aurora.md, Tiers and Quota), through a real Scheduler on the
+// Tiers and production quota (Aurora's TierManager and QuotaManager), through a real Scheduler on the
 // in-memory log and bus: job.create and job.add are quota-checked for production jobs,
 // quota.set never goes below usage, killing production instances frees quota, and every
 // refusal names what is wrong and appends nothing.

@@ -1,4 +1,4 @@
-// The task machine against Aurora's transition table (../shared/reference/aurora.md §1),
+// The task machine against Aurora's transition table (its TaskStateMachine),
 // transcribed here independently as the oracle, for every (from, to, guard input) triple:
 // legal rows move with their side effects, illegal rows stay put (never throw) and only the
 // zombie rows order a KILL. Then the fold's fast path is checked against the machine itself.

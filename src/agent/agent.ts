@@ -2,7 +2,7 @@
 // announces itself), sends heartbeats, runs tasks as real process trees (executor.ts) and
 // reports their status at least once, in order per task (statusQueue.ts).
 //
-// Recovery (mesos.md §1 "Agent checkpointing and recovery"): the agent checkpoints its tasks and
+// Recovery (after Mesos agent checkpointing and recovery): the agent checkpoints its tasks and
 // unacknowledged status updates to <workDir>/checkpoint.json (checkpoint.ts). A restarted agent
 // (after kill -9 too) reads it: on the same boot it re-attaches to the tasks (Executor.adopt:
 // same pids keep running; tasks that ended meanwhile are reported with their real exit codes, or

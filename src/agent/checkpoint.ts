@@ -1,4 +1,4 @@
-// The agent's checkpoint (after Mesos, mesos.md §1 "Agent checkpointing and recovery"):
+// The agent's checkpoint (after Mesos agent checkpointing and recovery):
 // <workDir>/checkpoint.json, replaced atomically (a temp file, then rename) whenever the agent's
 // tasks or their status updates change, so that a restarted agent (after kill -9 too) can
 // re-attach to its tasks and deliver what it had not delivered.

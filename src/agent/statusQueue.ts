@@ -1,4 +1,4 @@
-// The agent side of status update delivery, after Mesos (mesos.md §1 "Status updates"):
+// The agent side of status update delivery, after the Mesos agent's status update manager:
 // at least once, in order per task.
 //
 // - One stream per task. Only its head is in flight; when the head is acknowledged it is dropped

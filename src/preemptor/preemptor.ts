@@ -1,9 +1,9 @@
 // The preemptor's search (after Aurora's preemptor/): find an agent where evicting some
 // preemptible tasks would let a pending task fit, choosing the slot with the fewest victims.
 //
-// Who may preempt whom (aurora.md §2): a production task (non-preemptible tier) may preempt a
-// preemptible one; otherwise both must have the same preemptibility and role, and the pending
-// task a higher priority. Only tasks on the agent that are ASSIGNED, STARTING or RUNNING are
+// Who may preempt whom (Aurora's PreemptionVictimFilter): a production task (non-preemptible
+// tier) may preempt a preemptible one; otherwise both must have the same preemptibility and role,
+// and the pending task a higher priority. Only tasks on the agent that are ASSIGNED, STARTING or RUNNING are
 // candidates; victims are added largest first until the task fits.
 
 import type { TaskConfig } from "../domain/types.js";

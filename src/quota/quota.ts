@@ -1,4 +1,4 @@
-// Tiers and production quota (aurora.md, Tiers and Quota): pure functions over ClusterState.
+// Tiers and production quota (Aurora's TierManager and QuotaManager): pure functions over ClusterState.
 //
 // A tier says whether a job's tasks may be preempted and whether they run on revocable
 // resources. "Production" means not preemptible (tier preferred). A role's production,

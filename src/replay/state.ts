@@ -1,7 +1,7 @@
 // ClusterState: what the scheduler knows, and nothing it could not rebuild from the log.
 //
 // The fold (fold.ts) is the only writer. Everyone else reads. Containers are mutable Maps owned
-// by the fold (immer would cost 20–120 ms per event at 100k tasks; libraries.md §4); records are
+// by the fold (immer would cost 20–120 ms per event at 100k tasks, measured); records are
 // plain data, so a state can be hashed, snapshotted and compared.
 
 import type { AgentResources, JobConfig, JobKeyString, TaskConfig } from "../domain/types.js";

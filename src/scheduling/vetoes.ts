@@ -1,6 +1,7 @@
-// Why an agent cannot take a task: Aurora's vetoes, in Aurora's order and with its scores
-// (aurora.md §2, Pending reasons). The pending reason of a task group is the veto set of the
-// agent that came closest (lowest total score), e.g. "Insufficient: ramMb".
+// Why an agent cannot take a task: Aurora's vetoes (SchedulingFilter's Veto and VetoType), in
+// Aurora's order and with its scores. The pending reason of a task group is the veto set of the
+// agent that came closest (lowest total score, as Aurora's NearestFit keeps it), e.g.
+// "Insufficient: ramMb".
 
 import { roundCpus } from "../domain/resources.js";
 

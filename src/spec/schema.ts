@@ -5,9 +5,10 @@
 //   npm run build && node dist/src/spec/writeSchema.js
 // test/spec.test.ts fails if the file and this constant disagree.
 //
-// Field names follow Aurora (aurora.md §2), in camelCase. Defaults are declared here for
-// documentation only: validation runs with useDefaults off, and jobSpec.ts fills every default
-// itself while normalising, so a spec always normalises to the same JobConfig.
+// Field names follow Aurora's job configuration (JobConfiguration and TaskConfig), in camelCase.
+// Defaults are declared here for documentation only: validation runs with useDefaults off, and
+// jobSpec.ts fills every default itself while normalising, so a spec always normalises to the
+// same JobConfig.
 
 import {
   MAX_CMDLINE_BYTES,

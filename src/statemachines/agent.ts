@@ -1,4 +1,4 @@
-// The agent lifecycle (one agent per host), after Mesos' agent states (mesos.md §1).
+// The agent lifecycle (one agent per host), after the states the Mesos master gives its agents.
 //
 //   NEW ──REGISTER──▶ ACTIVE ──UNREACHABLE──▶ UNREACHABLE ──REGISTER──▶ ACTIVE
 //    any ──REMOVE──▶ REMOVED (refused forever, like Mesos' "gone")

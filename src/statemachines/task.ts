@@ -1,4 +1,4 @@
-// The task lifecycle: Aurora's TaskStateMachine (aurora.md §1) as an XState machine.
+// The task lifecycle: Aurora's TaskStateMachine as an XState machine.
 //
 // This machine is the one definition of the lifecycle. It is fed requests to move to a target
 // state (event type = target state name, as in Aurora's updateState(target)). It never throws on
@@ -83,7 +83,8 @@ export const TASK_LIFECYCLE: Record<TaskStateName, StateConfig> = {
       RESTARTING: go("RESTARTING", "KILL"),
       DRAINING: go("DRAINING", "KILL"),
       PREEMPTING: go("PREEMPTING", "KILL"),
-      // ASSIGNED → PARTITIONED is not allowed (aurora.md): the launch may never have happened.
+      // ASSIGNED → PARTITIONED is not allowed (nor in Aurora's TaskStateMachine): the launch may
+      // never have happened.
     },
   },
   STARTING: {

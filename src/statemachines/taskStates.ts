@@ -1,4 +1,4 @@
-// Task states, after Aurora's ScheduleStatus (aurora.md §1), plus DELETED, its pseudo-state for
+// Task states, after Aurora's ScheduleStatus (its api.thrift), plus DELETED, its pseudo-state for
 // a task removed from the store (we keep the record, marked DELETED, so history survives).
 
 export const TASK_STATES = [

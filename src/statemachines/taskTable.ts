@@ -1,6 +1,6 @@
 // The fold's fast path for the task machine.
 //
-// XState's pure transition() costs 25–65 µs a call (libraries.md): far too slow for a fold that
+// XState's pure transition() costs 25–65 µs a call (measured, xstate 5): far too slow for a fold that
 // must apply a million events a second. The task machine is finite (16 states × 16 target
 // events × 8 guard inputs), so we compile it, by asking the machine itself, into a flat lookup
 // table once per process (≈ 2,048 transition() calls, ~0.1 s). The machine stays the one

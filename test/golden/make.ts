@@ -1,6 +1,7 @@
 // Writes a golden log: `npx tsx test/golden/make.ts NAME SEED EVENTS`.
 // Golden logs are forever: never regenerate an existing one. A change that alters what an old
-// log folds to is a broken invariant (DEVELOPERS.md, invariant 2), not a fixture to refresh.
+// log folds to breaks the fold's determinism (README.md, How it works: "Determinism is tested"),
+// not a fixture to refresh.
 
 import { existsSync, writeFileSync } from "node:fs";
 import { decodeRecord, encodeRecord, pack } from "../../src/eventlog/envelope.js";

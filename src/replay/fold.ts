@@ -457,6 +457,9 @@ function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName
           task.state = "DELETED";
           record(task, at, "DELETED");
           if (ON_AGENT[before]) release(state, task);
+          // Terminal, as above: a slot held for a pending task killed before it was placed goes
+          // with it. (It used to stay held forever: nothing releases a slot of a task not PENDING.)
+          state.reservations.delete(task.taskId);
         }
         break;
       case "SAVE_STATE":

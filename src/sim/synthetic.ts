@@ -33,6 +33,8 @@ interface Task {
   service: boolean;
   maxFailures: number;
   ports: string[];
+  /** The port numbers it holds on its agent while placed. */
+  held: number[];
 }
 
 export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> {
@@ -75,6 +77,8 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
   const killed = new Set<string>();
   let jobN = 0;
   let portN = 0;
+  /** agentId → ports its placed tasks hold: a port is never handed out twice on one agent. */
+  const portsInUse = new Map<string, Set<number>>();
 
   const newTask = (
     job: string,
@@ -98,6 +102,7 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
       service,
       maxFailures,
       ports,
+      held: [],
     };
     emit(
       "TaskCreated",
@@ -108,6 +113,10 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
   };
   const status = (t: Task, to: "STARTING" | "RUNNING" | "FINISHED" | "FAILED" | "KILLED", exitCode?: number) => {
     t.agentSeq++;
+    if (to !== "STARTING" && to !== "RUNNING") {
+      const inUse = portsInUse.get(t.agent);
+      for (const p of t.held.splice(0)) inUse?.delete(p);
+    }
     emit(
       "TaskStateChanged",
       { taskId: t.id, to, agentSeq: t.agentSeq, ...(exitCode !== undefined ? { exitCode } : {}) },
@@ -158,7 +167,15 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
       t.agent = a.id;
       t.host = a.host;
       const ports: Record<string, number> = {};
-      for (const p of t.ports) ports[p] = 31000 + (portN++ % 1000);
+      let inUse = portsInUse.get(a.id);
+      if (!inUse) portsInUse.set(a.id, (inUse = new Set()));
+      for (const name of t.ports) {
+        let p = 31000 + (portN++ % 1000);
+        while (inUse.has(p)) p = 31000 + (portN++ % 1000);
+        inUse.add(p);
+        t.held.push(p);
+        ports[name] = p;
+      }
       emit("TaskAssigned", { taskId: t.id, agentId: a.id, host: a.host, ports }, `first fit on ${a.host}`);
       assigned.push(t);
     } else if (assigned.length > 0 && r < 0.5) {

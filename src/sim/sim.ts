@@ -67,6 +67,11 @@ export interface SimOptions {
    */
   replicas?: number;
   leaseMs?: number;
+  /**
+   * Told of every record any replica folds (the leader's commits and the standbys' follows, and
+   * the replays of replicas started later), right after the fold; the state is the replica's.
+   */
+  onFold?: (replica: Scheduler, seq: number, events: readonly LogEntry[]) => void;
 }
 
 /** A behaviour for a job's tasks, fixed or chosen per launch (e.g. by instance). */
@@ -95,6 +100,9 @@ export class Sim {
   private readonly behaviors = new Map<string, JobBehavior>();
   private leaderCount = 1;
   private fatal: Error | null = null;
+  /** Set by halt(): the next settle turn throws it. */
+  private halted: Error | null = null;
+  private readonly onFold: SimOptions["onFold"];
   private stopped = false;
 
   private constructor(opts: SimOptions) {
@@ -107,6 +115,7 @@ export class Sim {
     this.ownsLog = opts.log === undefined;
     this.log = opts.log ?? new MemoryLog();
     this.rng = new Rng(opts.seed);
+    this.onFold = opts.onFold;
     if ((opts.replicas ?? 1) > 1) {
       this.leaseBoard = new MemoryLeaseBoard(this.clock, opts.leaseMs ?? 3000);
       for (let i = 0; i < opts.replicas!; i++) {
@@ -324,11 +333,55 @@ export class Sim {
   async failover(): Promise<Scheduler> {
     await this.settle();
     await this.current.stop();
-    this.leaderCount++;
-    this.current = this.newScheduler();
-    await this.current.start();
+    return this.replace(this.current);
+  }
+
+  /**
+   * The leader dies as under SIGKILL (Scheduler.crash: its lease, if any, runs out). Without a
+   * lease a new scheduler takes over at once, as a supervisor would restart it; with one, the
+   * standbys compete for the lease, and restart() brings a replica back later.
+   */
+  async crashLeader(): Promise<Scheduler> {
+    const leader = this.scheduler;
+    if (!leader.leading) throw new Error(`sim: no replica leads (${this.replicas.map((r) => `${r.schedulerId} ${r.role}`).join(", ")})`);
+    leader.crash();
+    if (!this.leaseBoard) return this.replace(leader);
     await this.settle();
-    return this.current;
+    return leader;
+  }
+
+  /** A new replica in place of a stopped or crashed one (a new id, the same log, bus and lease), started and settled. */
+  async restart(replica: Scheduler): Promise<Scheduler> {
+    if (replica.role !== "stopped") throw new Error(`sim: ${replica.schedulerId} still runs (${replica.role}); crash or stop it first`);
+    return this.replace(replica);
+  }
+
+  private async replace(old: Scheduler): Promise<Scheduler> {
+    this.leaderCount++;
+    const next = this.newScheduler();
+    const i = this.replicas.indexOf(old);
+    if (i >= 0) this.replicas[i] = next;
+    else this.replicas.push(next);
+    if (this.current === old) this.current = next;
+    // Not awaited: without a lease start() resolves only after the reconciliation window, which
+    // may wait on virtual time (an agent that never heard the announcement), and only advance()
+    // moves it. A start that fails stops the run as a scheduler failure would.
+    next.start().catch((err: Error) => {
+      this.fatal ??= err;
+    });
+    await this.settle();
+    return next;
+  }
+
+  /** High availability: the leader's lease runs out now (as when it stalls past it); it steps down at its next renewal. */
+  expireLease(): void {
+    const held = this.leaseBoard?.held;
+    if (held) held.expires = this.clock.now();
+  }
+
+  /** Stops the run: the settle turn under way (or the next) throws `err`. For checks that fail inside a callback. */
+  halt(err: Error): void {
+    this.halted ??= err;
   }
 
   /** Every event in the log, in order, with where it sits. */
@@ -380,10 +433,13 @@ export class Sim {
         this.fatal ??= err;
       },
     });
+    const onFold = this.onFold;
+    if (onFold) s.onChange((seq, events) => events && onFold(s, seq, events));
     return s;
   }
 
   private throwIfFatal(): void {
+    if (this.halted) throw this.halted;
     if (this.fatal) throw new Error(`sim: the scheduler stopped: ${this.fatal.message}`);
   }
 }

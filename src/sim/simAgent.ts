@@ -2,7 +2,8 @@
 // Bus (register, serve launch and kill, report status updates at least once, in order, one in
 // flight per task), but runs no processes. What a task does is its TaskBehavior; time is the
 // virtual clock's. Faults: crash() (gone, silently), reboot() (new boot id, registers again
-// running nothing) and exitTask() (a task's process ends now).
+// running nothing), exitTask() (a task's process ends now), partition()/heal() (cut off from the
+// bus while its tasks run on), and a Network that loses, duplicates or delays its messages.
 
 import { subjects, type Bus } from "../bus/bus.js";
 import type { Clock } from "../actors/clock.js";
@@ -39,6 +40,25 @@ export interface ResolvedBehavior {
 }
 
 export type BehaviorResolver = (launch: LaunchRequest) => TaskBehavior;
+
+/** The messages an agent sends (status, heartbeat, register) or is sent (launch, kill, leader). */
+export type MessageKind = "status" | "heartbeat" | "register" | "launch" | "kill" | "leader";
+
+/**
+ * What the network does to one message: it is lost (the request never arrives, or the reply
+ * never comes back), arrives `delayMs` late (after its sender gave up on it), or arrives twice
+ * (the second copy `delayMs` late when both are set, after newer messages).
+ * A lost or late request to the agent is answered with an error at once, as the sender's timeout
+ * would (the simulator's bus has no timeouts of its own).
+ */
+export interface MessageFate {
+  lost?: "request" | "reply";
+  duplicate?: boolean;
+  delayMs?: number;
+}
+
+/** Decides each message's fate (null: delivered normally). Set on SimAgent.network. */
+export type Network = (kind: MessageKind, agentId: string) => MessageFate | null;
 
 /**
  * Rolls a behaviour's dice for one launch. Draws from `rng` only when failProbability is set
@@ -137,6 +157,10 @@ export class SimAgent {
   readonly delivered: DeliveredStatus[] = [];
   /** Status sends that failed (no responder, refused), for tests of retries. */
   statusFailures = 0;
+  /** The network's faults (null: every message arrives once, at once). */
+  network: Network | null = null;
+  /** Cut off from the bus (partition()): nothing it sends arrives, nothing sent to it reaches it. */
+  private cut = false;
   leaderEpoch = 0;
   /** The newest epoch a leader announced itself with (roost.leader). */
   private announcedEpoch = 0;
@@ -162,6 +186,11 @@ export class SimAgent {
   /** Serving and not crashed. */
   get isUp(): boolean {
     return this.up;
+  }
+
+  /** Cut off from the bus by partition() and not healed yet. */
+  get isPartitioned(): boolean {
+    return this.cut;
   }
 
   get isRegistered(): boolean {
@@ -215,6 +244,34 @@ export class SimAgent {
     this.end(t, exitCode, `the process exited with code ${exitCode} (injected)`);
   }
 
+  /**
+   * A network partition (or SIGSTOP): the agent is cut off from the bus. Requests to it find no
+   * responder, its heartbeats, registrations and status updates are lost (updates are retried
+   * with backoff, as ever), and its tasks run on and end as they would.
+   */
+  partition(): void {
+    if (!this.up || this.cut) return;
+    this.cut = true;
+    for (const u of this.unserve.splice(0)) u();
+  }
+
+  /**
+   * The partition ends. With `reconnect` the agent noticed (a NATS reconnect): it heartbeats and
+   * registers at once, resending every unacknowledged update. Without, it just carries on (a
+   * SIGCONT): heartbeats resume at their next tick, updates at their next retry, and the leader
+   * asks it to register if it had marked it UNREACHABLE.
+   */
+  heal(opts: { reconnect?: boolean } = {}): void {
+    if (!this.cut) return;
+    this.cut = false;
+    this.listen();
+    if (opts.reconnect) {
+      this.beat();
+      this.registered = false;
+      void this.register();
+    }
+  }
+
   /** Tasks this agent runs now (launched, not ended), sorted. */
   running(): string[] {
     const out: string[] = [];
@@ -245,30 +302,72 @@ export class SimAgent {
 
   private serve(): void {
     this.up = true;
-    this.unserve.push(
-      this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d as LaunchRequest)),
-      this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d as KillRequest)),
-      this.bus.serve(subjects.leader, (d) => {
-        const epoch = (d as { epoch?: number } | null)?.epoch ?? 0;
-        if (epoch > this.announcedEpoch) this.announcedEpoch = epoch;
-        this.registered = false;
-        void this.register();
-      }),
-    );
+    this.listen();
     this.heartbeat();
+  }
+
+  /** Answer what is sent to this agent, each message through the network's fate. */
+  private listen(): void {
+    this.unserve.push(
+      this.bus.serve(subjects.launch(this.agentId), (d) => this.receive("launch", () => this.onLaunch(d as LaunchRequest))),
+      this.bus.serve(subjects.kill(this.agentId), (d) => this.receive("kill", () => this.onKill(d as KillRequest))),
+      this.bus.serve(subjects.leader, (d) =>
+        this.receive("leader", () => {
+          const epoch = (d as { epoch?: number } | null)?.epoch ?? 0;
+          if (epoch > this.announcedEpoch) this.announcedEpoch = epoch;
+          this.registered = false;
+          void this.register();
+          return { ok: true };
+        }),
+      ),
+    );
+  }
+
+  /** One message to this agent, as the network delivers it: lost, late, twice, or once. */
+  private receive(kind: MessageKind, handle: () => Ack): Ack {
+    const fate = this.network?.(kind, this.agentId) ?? null;
+    if (!fate) return handle();
+    if (fate.lost === "request") return { ok: false, error: `the ${kind} request was lost on the way to ${this.agentId} (simulated)` };
+    if (fate.delayMs && !fate.duplicate) {
+      this.after(fate.delayMs, () => {
+        if (!this.cut) handle();
+      });
+      return { ok: false, error: `the ${kind} request to ${this.agentId} timed out (simulated: it arrives ${fate.delayMs} ms late)` };
+    }
+    const ack = handle();
+    if (fate.duplicate) this.twice(fate, handle);
+    if (fate.lost === "reply") return { ok: false, error: `the reply of ${this.agentId} to a ${kind} request was lost (simulated)` };
+    return ack;
   }
 
   /** Heartbeats on the virtual clock, every second, as the real agent sends them. */
   private heartbeat(): void {
     this.after(1000, () => {
-      this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: this.clock.now() });
+      this.beat();
       this.heartbeat();
     });
+  }
+
+  /** One heartbeat, through the network. */
+  private beat(): void {
+    if (this.cut) return;
+    const fate = this.network?.("heartbeat", this.agentId) ?? null;
+    const send = () => this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: this.clock.now() });
+    if (fate?.lost) return;
+    if (fate?.delayMs && !fate.duplicate) {
+      this.after(fate.delayMs, () => {
+        if (!this.cut) send();
+      });
+      return;
+    }
+    send();
+    if (fate?.duplicate) this.twice(fate, send);
   }
 
   private down(): void {
     this.generation++;
     this.up = false;
+    this.cut = false;
     this.registered = false;
     this.registering = null;
     this.registerOnWire = false;
@@ -323,8 +422,13 @@ export class SimAgent {
         };
         this.registerOnWire = true;
         let reply: RegisterReply | null = null;
+        const fate: MessageFate | null = this.cut ? { lost: "request" } : (this.network?.("register", this.agentId) ?? null);
         try {
-          reply = await this.bus.request<RegisterReply>(subjects.register, req);
+          if (fate?.lost !== "request") {
+            if (fate?.duplicate) void this.bus.request(subjects.register, req).catch(() => {});
+            reply = await this.bus.request<RegisterReply>(subjects.register, req);
+            if (fate?.lost === "reply") reply = null;
+          }
         } catch {
           // no leader yet
         } finally {
@@ -432,16 +536,40 @@ export class SimAgent {
     this.pump(s);
   }
 
-  private pump(s: Stream): void {
+  /** Send the stream's head, unless one is in flight or waits out a backoff; `given` overrides the network's say. */
+  private pump(s: Stream, given?: MessageFate | null): void {
     if (!this.up || s.inFlight || s.timer || s.queue.length === 0) return;
     const head = s.queue[0];
     const gen = this.generation;
+    const fate = this.cut ? { lost: "request" as const } : given !== undefined ? given : (this.network?.("status", this.agentId) ?? null);
+    if (fate?.delayMs && !fate.duplicate) {
+      // On the wire for a while: then it arrives (unless the agent is cut off by then).
+      s.timer = this.after(fate.delayMs, () => {
+        s.timer = null;
+        this.pump(s, { ...fate, delayMs: 0 });
+      });
+      return;
+    }
     s.inFlight = true;
+    if (fate?.lost === "request") {
+      this.settled(s, head, gen, false);
+      return;
+    }
     const req: StatusRequest = { agentId: this.agentId, update: head };
-    this.bus.request<{ ok: boolean; error?: string }>(subjects.status, req).then(
-      (reply) => this.settled(s, head, gen, reply?.ok === true),
+    const send = () => this.bus.request<{ ok: boolean; error?: string }>(subjects.status, req);
+    send().then(
+      (reply) => this.settled(s, head, gen, reply?.ok === true && fate?.lost !== "reply"),
       () => this.settled(s, head, gen, false),
     );
+    if (fate?.duplicate) this.twice(fate, () => void send().catch(() => {}));
+  }
+
+  /** The second copy of a duplicated message: at once, or `delayMs` late (after newer ones). */
+  private twice(fate: MessageFate, deliver: () => void): void {
+    if (!fate.delayMs) return deliver();
+    this.after(fate.delayMs, () => {
+      if (!this.cut) deliver();
+    });
   }
 
   private settled(s: Stream, head: StatusUpdate, gen: number, acked: boolean): void {

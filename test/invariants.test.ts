@@ -226,6 +226,43 @@ describe("each invariant catches a state broken by hand", () => {
 });
 
 describe("the fold keeps them", () => {
+  it("a job created again owes its earlier incarnation's instances no replacement", () => {
+    // Before, a new leader resumed such a reschedule after its reconciliation window, and the new
+    // job got an instance it was not created with (test/sim.swarm.test.ts plays it through).
+    const s = new ClusterState();
+    const records: AnyEnvelope[][] = [
+      [ev("LeaderElected", { schedulerId: "s", epoch: 1, host: "h", pid: 1 }), agent("a1")],
+      [job("solo", 2, true, 1), created("s0", "solo", 0), created("s1", "solo", 1)],
+      [
+        ev("TaskAssigned", { taskId: "s0", agentId: "a1", host: "a1", ports: { http: 31000 } }),
+        ev("TaskAssigned", { taskId: "s1", agentId: "a1", host: "a1", ports: { http: 31001 } }),
+      ],
+      [
+        ev("TaskStateChanged", { taskId: "s0", to: "FAILED", agentSeq: 1, exitCode: 1 }),
+        ev("TaskStateChanged", { taskId: "s1", to: "FAILED", agentSeq: 1, exitCode: 1 }),
+      ],
+    ];
+    for (const [i, r] of records.entries()) foldRecord(s, i + 1, r);
+    expect(s.tasks.get("s1")!.rescheduleWanted).toBe(true);
+    const again = job("solo", 1, true, 1);
+    (again.data as EventPayloads["JobCreated"]).configVersion = 2;
+    foldRecord(s, 5, [
+      again,
+      ev("TaskCreated", {
+        taskId: "n0",
+        job: "www/devel/solo",
+        instance: 0,
+        configVersion: 2,
+        ancestorId: null,
+        failureCount: 0,
+        state: "PENDING",
+      }),
+    ]);
+    expect(s.anomalies).toEqual([]);
+    expect([s.tasks.get("s0")!.rescheduleWanted, s.tasks.get("s1")!.rescheduleWanted]).toEqual([false, false]);
+    expect(checkInvariants(s)).toEqual([]);
+  });
+
   it("a pending task killed while a slot is held for it takes the slot with it", () => {
     // Found by the swarm (seed 558): the slot outlived its DELETED task, held forever.
     const s = fixture();

@@ -150,6 +150,14 @@ export function foldEvent(state: ClusterState, seq: number, idx: number, entry: 
       const d = env.data;
       const key = jobKeyOf(d.job);
       const existing = state.jobs.get(key);
+      // A job created again ends its earlier incarnation: a replacement still owed to one of its
+      // instances is not written any more (it would join the new job, which may not even have
+      // that instance), as a kill ends what is owed to the instances it kills.
+      if (existing)
+        for (const taskId of existing.instances.values()) {
+          const t = state.tasks.get(taskId);
+          if (t) t.rescheduleWanted = false;
+        }
       state.jobs.set(key, {
         key,
         config: d.job,

@@ -22,16 +22,7 @@ const CHUNK = 50;
  * its owners edit. The sweep lists them on stderr instead of failing; take an entry out once its
  * cause is fixed, and the seeds it covered must pass.
  */
-const KNOWN: Array<{ match: RegExp; cause: string }> = [
-  {
-    // Seeds 23, 33, 36, 40, 54, … of 1..300 (about 7%).
-    match: /did not settle within \d+ turns at \+\d+ ms \(timers keep falling due at the same instant\)/,
-    cause:
-      "src/actors/placement.ts spins at one instant: the backoff of a task group that is no longer pending is never dropped, " +
-      "so once every pending group is backed off, wakeAtEarliestBackoff() re-arms a 0 ms timer for the stale one forever " +
-      "(with a real clock: a busy loop until capacity changes). Dropping backoffs of groups not pending, as groupReasons are, ends it.",
-  },
-];
+const KNOWN: Array<{ match: RegExp; cause: string }> = [];
 
 const known = (r: SwarmResult) => KNOWN.find((k) => r.violation?.problems.every((p) => k.match.test(p)));
 

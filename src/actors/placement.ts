@@ -112,6 +112,7 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
     }
     if (st.pending.size === 0) {
       this.groupReasons.clear();
+      this.backoffs.clear();
       return;
     }
     const now = s.clock.now();
@@ -123,7 +124,10 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
       if (!g) groups.set(key, (g = []));
       g.push(taskId);
     }
+    // Reasons and backoffs of groups no longer pending go: a stale backoff would re-arm a 0 ms
+    // wake-up for nothing, for ever (the swarm found it: a busy loop until capacity changed).
     for (const key of this.groupReasons.keys()) if (!groups.has(key)) this.groupReasons.delete(key);
+    for (const key of this.backoffs.keys()) if (!groups.has(key)) this.backoffs.delete(key);
     const ready = [...groups.keys()].filter((k) => (this.backoffs.get(k)?.untilTs ?? 0) <= now);
     if (ready.length === 0) return this.wakeAtEarliestBackoff();
 

@@ -1,4 +1,4 @@
-// `npm run bench -- kill`: a mass kill through the agent's executor (src/agent/executor.ts).
+// `npm run bench -- kill`: a mass kill through the agent's executor and its reaper (src/agent/reaper.ts).
 //
 // Launches ROOST_BENCH_TASKS (default 1,000) tasks of one process each (`sleep 600`, or with
 // ROOST_BENCH_STUBBORN=1 one that ignores SIGTERM, so that every tree lives through the whole

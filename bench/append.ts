@@ -36,7 +36,7 @@ function makeEvent(i: number, r: () => number): AnyEnvelope {
   }
   return makeEnvelope(
     "TaskStateChanged",
-    { taskId, to: STATES[i % STATES.length], agentSeq: (i % 50) + 1, message: "status from agent" },
+    { taskId, to: STATES[i % STATES.length]!, agentSeq: (i % 50) + 1, message: "status from agent" },
     meta,
   );
 }
@@ -87,7 +87,7 @@ async function oneRun(url: string, stream: string, totalEvents: number, window: 
         const n = Math.min(1 + Math.floor(r() * 10), totalEvents - issued);
         const events = new Array<AnyEnvelope>(n);
         if (fresh) for (let j = 0; j < n; j++) events[j] = makeEvent(issued + j, r);
-        else for (let j = 0; j < n; j++) events[j] = pool[(issued + j) & POOL_MASK];
+        else for (let j = 0; j < n; j++) events[j] = pool[(issued + j) & POOL_MASK]!;
         issued += n;
         outstanding += n;
         appender.append(events).then(
@@ -133,7 +133,7 @@ async function oneRun(url: string, stream: string, totalEvents: number, window: 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export default async function appendBench(): Promise<Record<string, number | string>> {

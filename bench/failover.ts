@@ -68,12 +68,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 /** Nearest-rank p99: with fewer than 100 samples, the largest. */
 function p99(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)];
+  return s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)]!;
 }
 
 class Child {
@@ -206,10 +206,10 @@ export default async function failoverBench(): Promise<Record<string, number | s
   return {
     ...failover,
     coldStart10MEventsMs: cold.coldStart10MEventsMs ?? -1,
-    coldStartMs: cold.coldStartMs,
+    coldStartMs: cold.coldStartMs!,
     coldStartEvents: cold.events ?? COLDSTART_EVENTS,
-    coldStartSnapshotDecodeMs: cold.snapshotDecodeMs,
-    coldStartTailMs: cold.tailMs,
+    coldStartSnapshotDecodeMs: cold.snapshotDecodeMs!,
+    coldStartTailMs: cold.tailMs!,
   };
 }
 
@@ -368,7 +368,7 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
       for (;;) {
         try {
           const r = await client!.request<{ taskIds: string[] }>("job.create", { spec, user: "bench" }, 1000);
-          taskId = r.taskIds[0];
+          taskId = r.taskIds[0]!;
           acceptedAt = Date.now();
           break;
         } catch (err) {

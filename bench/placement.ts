@@ -62,7 +62,7 @@ async function cell(log: JetStreamLog): Promise<{ scheduler: Scheduler; bus: Mem
 
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
 export default async function placementBench(): Promise<Record<string, number | string>> {

@@ -21,7 +21,7 @@ const PER_RECORD = 1000;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 const note = (msg: string) => process.stderr.write(`replay: ${msg}\n`);
@@ -40,12 +40,12 @@ export default async function replayBench(): Promise<Record<string, number | str
   for (let run = 0; run < 5; run++) {
     const state = new ClusterState();
     t = performance.now();
-    for (let i = 0; i < records.length; i++) foldRecord(state, i + 1, records[i]);
+    for (let i = 0; i < records.length; i++) foldRecord(state, i + 1, records[i]!);
     const ms = performance.now() - t;
     foldRates.push((state.eventCount / ms) * 1000);
     tasks = state.tasks.size;
     if (state.anomalies.length) throw new Error(`fold anomalies: ${JSON.stringify(state.anomalies.slice(0, 3))}`);
-    note(`fold run ${run + 1}: ${Math.round(foldRates[run])} events/s`);
+    note(`fold run ${run + 1}: ${Math.round(foldRates[run]!)} events/s`);
   }
 
   const server = await startNatsServer();
@@ -65,7 +65,7 @@ export default async function replayBench(): Promise<Record<string, number | str
       for await (const r of log.read(1)) foldRecord(state, r.seq, r.events);
       const ms = performance.now() - t;
       readRates.push((state.eventCount / ms) * 1000);
-      note(`jetstream read+decode+fold run ${run + 1}: ${Math.round(readRates[run])} events/s`);
+      note(`jetstream read+decode+fold run ${run + 1}: ${Math.round(readRates[run]!)} events/s`);
     }
     // Decode alone, for the breakdown.
     const raw: Uint8Array[] = [];

@@ -148,7 +148,7 @@ export default async function scaleBench(): Promise<Record<string, number | stri
       if (out.assignments.length !== 1000) throw new Error(`placed ${out.assignments.length} of 1000 at ${size} agents: ${out.blocked}`);
     }
     runs.sort((x, y) => x - y);
-    result[`placeUs_${size}`] = Math.round(runs[2] * 100) / 100;
+    result[`placeUs_${size}`] = Math.round(runs[2]! * 100) / 100;
     const scans: number[] = [];
     for (let r = 0; r < 5; r++) {
       const stack = new PlacementStack({ placementMode: "spread", candidateLimit: 16 });
@@ -158,7 +158,7 @@ export default async function scaleBench(): Promise<Record<string, number | stri
       if (out.blocked !== "Insufficient: cpus") throw new Error(`expected the fat task blocked, got ${out.blocked}`);
     }
     scans.sort((x, y) => x - y);
-    result[`blockedScanUs_${size}`] = Math.round(scans[2]);
+    result[`blockedScanUs_${size}`] = Math.round(scans[2]!);
     note(
       `${size} agents: ${result[`placeUs_${size}`]} µs per placed task; ${result[`blockedScanUs_${size}`]} µs to judge every agent for a task that fits nowhere`,
     );

@@ -22,7 +22,7 @@ import { syntheticLog } from "../src/sim/synthetic.js";
 const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 1_000_000);
 const RUNS = 5;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const note = (msg: string) => process.stderr.write(`snapshot: ${msg}\n`);
 
 export default async function snapshotBench(): Promise<Record<string, number | string>> {
@@ -48,7 +48,7 @@ export default async function snapshotBench(): Promise<Record<string, number | s
     dec.push(performance.now() - t);
     if (stateHash(decoded) !== expected) throw new Error("decoded state differs");
     note(
-      `run ${run + 1}: stateHash ${Math.round(hash[run])} ms, encode ${Math.round(enc[run])} ms, decode ${Math.round(dec[run])} ms, ${bytes.length} bytes`,
+      `run ${run + 1}: stateHash ${Math.round(hash[run]!)} ms, encode ${Math.round(enc[run]!)} ms, decode ${Math.round(dec[run]!)} ms, ${bytes.length} bytes`,
     );
   }
   const sliced: number[] = [];
@@ -71,7 +71,7 @@ export default async function snapshotBench(): Promise<Record<string, number | s
     ticking = false;
     pauses.push(maxPause);
     if (encoded === null || encoded.header.stateHash !== expected) throw new Error("the sliced encoder wrote another state");
-    note(`sliced run ${run + 1}: ${Math.round(sliced[run])} ms, longest pause ${Math.round(maxPause)} ms`);
+    note(`sliced run ${run + 1}: ${Math.round(sliced[run]!)} ms, longest pause ${Math.round(maxPause)} ms`);
   }
   return {
     slicedEncodeMs: Math.round(median(sliced)),

@@ -230,7 +230,7 @@ describe("Executor: sandbox, output and environment", () => {
     expect(exited.exitCode).toBe(0);
     const lines = fs.readFileSync(path.join(t.sandboxDir, "env.stdout"), "utf8").trim().split("\n");
     expect(lines[0]).toBe("31001 t-env");
-    expect(fs.realpathSync(lines[1])).toBe(fs.realpathSync(t.sandboxDir));
+    expect(fs.realpathSync(lines[1]!)).toBe(fs.realpathSync(t.sandboxDir));
   });
 });
 
@@ -364,7 +364,7 @@ describe("Executor: killing many tasks at once", () => {
     const ready = async (taskId: string, i: number): Promise<void> => {
       const dir = path.join(tmp, taskId);
       const [root, , sid] = await Promise.all(pidFiles(i).map((f) => pidFrom(path.join(dir, f))));
-      expect(sessionOf(sid)).not.toBe(sessionOf(root)); // it really escaped
+      expect(sessionOf(sid!)).not.toBe(sessionOf(root!)); // it really escaped
     };
 
     const first = new Executor({ onEvent: () => {}, defaultGraceMs: 300 });
@@ -468,7 +468,7 @@ describe("Executor: adopt", () => {
     const a = await pidFrom(path.join(t.sandboxDir, "a.pid"));
     const b = await pidFrom(path.join(t.sandboxDir, "b.pid"));
     expect(started.pids).toEqual({ a, b });
-    const [rec] = executor.records();
+    const rec = executor.records()[0]!;
     expect(rec).toMatchObject({ taskId: "t-adopt", started: true, killed: false });
     expect(rec.processes.map((p) => p.commandPid)).toEqual([a, b]);
     executor.detach();

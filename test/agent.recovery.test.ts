@@ -212,10 +212,10 @@ describe("Agent recovery (same boot)", () => {
     const cp = checkpoint();
     expect(cp).toMatchObject({ version: 1, agentId: AGENT_ID, bootId: "boot-A" });
     expect(cp.tasks.map((t) => t.taskId)).toEqual(["t-run"]);
-    const webRec = cp.tasks[0].processes.find((p) => p.name === "web")!;
+    const webRec = cp.tasks[0]!.processes.find((p) => p.name === "web")!;
     expect(webRec.commandPid).toBe(web);
     expect(webRec.startTime).toBe(startTimeOf(webRec.pid!));
-    const wrappers = cp.tasks[0].processes.map((p) => p.pid!);
+    const wrappers = cp.tasks[0]!.processes.map((p) => p.pid!);
 
     // `roost agent` on SIGTERM without --kill-tasks-on-exit: the tasks keep running.
     await a1.stop({ killTasks: false });
@@ -250,7 +250,7 @@ describe("Agent recovery (same boot)", () => {
     await Promise.all(["t-fail", "t-ok", "t-gone"].map((t) => fake.status(t, "RUNNING")));
     await waitForPid(path.join(sandbox("t-gone"), "main.pid"));
     await until(() => checkpoint().tasks.every((t) => t.started), "started checkpointed");
-    const goneWrapper = checkpoint().tasks.find((t) => t.taskId === "t-gone")!.processes[0].pid!;
+    const goneWrapper = checkpoint().tasks.find((t) => t.taskId === "t-gone")!.processes[0]!.pid!;
 
     a1.abandon(); // kill -9
 
@@ -359,7 +359,7 @@ describe("Agent recovery (host rebooted)", () => {
     await fake.status("t-boot", "RUNNING");
     const main = await waitForPid(path.join(sandbox("t-boot"), "main.pid"));
     await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
-    const wrapper = checkpoint().tasks[0].processes[0].pid!;
+    const wrapper = checkpoint().tasks[0]!.processes[0]!.pid!;
     a1.abandon();
     // The reboot: every process of the host is gone.
     process.kill(-wrapper, "SIGKILL");
@@ -465,7 +465,7 @@ describe("Agent recovery after a real kill -9", () => {
     const dir = path.join(workDir, "sandboxes", "t-k9");
     const main = await waitForPid(path.join(dir, "main.pid"));
     const side = await waitForPid(path.join(dir, "side.pid"));
-    const wrappers = checkpoint().tasks[0].processes.map((p) => p.pid!);
+    const wrappers = checkpoint().tasks[0]!.processes.map((p) => p.pid!);
     expect(wrappers.map(ppidOf)).toEqual([first.child.pid, first.child.pid]);
 
     first.child.kill("SIGKILL");

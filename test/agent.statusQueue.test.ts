@@ -90,14 +90,14 @@ describe("StatusQueue", () => {
     expect(m.calls.map((c) => c.update.seq)).toEqual([1]);
     expect(q.pending().map((u) => u.seq)).toEqual([1, 2, 3]);
 
-    m.calls[0].resolve(true);
+    m.calls[0]!.resolve(true);
     await flush();
     expect(m.calls.map((c) => c.update.seq)).toEqual([1, 2]);
     expect(q.pending().map((u) => u.seq)).toEqual([2, 3]);
 
-    m.calls[1].resolve(true);
+    m.calls[1]!.resolve(true);
     await flush();
-    m.calls[2].resolve(true);
+    m.calls[2]!.resolve(true);
     await q.onIdle();
     expect(m.calls.map((c) => c.update.seq)).toEqual([1, 2, 3]);
     expect(m.maxInFlight()).toBe(1);
@@ -123,9 +123,9 @@ describe("StatusQueue", () => {
     ];
     const expectedDelays = [1000, 2000, 4000, 4000, 4000];
     for (const [i, fail] of failures.entries()) {
-      fail(m.calls[m.calls.length - 1]);
+      fail(m.calls[m.calls.length - 1]!);
       const before = m.calls.length;
-      await vi.advanceTimersByTimeAsync(expectedDelays[i] - 1);
+      await vi.advanceTimersByTimeAsync(expectedDelays[i]! - 1);
       expect(m.calls.length).toBe(before); // not yet
       await vi.advanceTimersByTimeAsync(1);
       expect(m.calls.length).toBe(before + 1); // retried exactly after the backoff delay
@@ -133,17 +133,17 @@ describe("StatusQueue", () => {
     expect(m.calls.map((c) => c.update.seq)).toEqual([1, 1, 1, 1, 1, 1]);
     expect(m.calls.map((c) => c.at)).toEqual([0, 1000, 3000, 7000, 11000, 15000]);
 
-    m.calls[m.calls.length - 1].resolve(true);
+    m.calls[m.calls.length - 1]!.resolve(true);
     await vi.advanceTimersByTimeAsync(0);
     // After the ack the next update goes out at once, with the backoff reset.
-    expect(m.calls[m.calls.length - 1].update.seq).toBe(2);
-    m.calls[m.calls.length - 1].resolve(false);
+    expect(m.calls[m.calls.length - 1]!.update.seq).toBe(2);
+    m.calls[m.calls.length - 1]!.resolve(false);
     await vi.advanceTimersByTimeAsync(999);
-    expect(m.calls[m.calls.length - 1].update.seq).toBe(2);
+    expect(m.calls[m.calls.length - 1]!.update.seq).toBe(2);
     const n = m.calls.length;
     await vi.advanceTimersByTimeAsync(1);
     expect(m.calls.length).toBe(n + 1);
-    m.calls[m.calls.length - 1].resolve(true);
+    m.calls[m.calls.length - 1]!.resolve(true);
     await vi.advanceTimersByTimeAsync(0);
     await q.onIdle();
     expect(q.pending()).toEqual([]);
@@ -233,11 +233,11 @@ describe("StatusQueue", () => {
     await vi.advanceTimersByTimeAsync(0);
     // Build up a long backoff on "a".
     for (let i = 0; i < 4; i++) {
-      m.calls[m.calls.length - 1].resolve(false);
+      m.calls[m.calls.length - 1]!.resolve(false);
       await vi.advanceTimersByTimeAsync(60_000);
     }
     expect(m.calls).toHaveLength(5);
-    m.calls[4].resolve(false); // next retry of "a" would be 16 s away
+    m.calls[4]!.resolve(false); // next retry of "a" would be 16 s away
 
     q.pause();
     q.enqueue("b", "STARTING");
@@ -256,8 +256,8 @@ describe("StatusQueue", () => {
     ).toEqual(["a#1", "b#1"]);
     // A send in flight when pausing completes; its failure is retried only after resume.
     q.pause();
-    m.calls[5].resolve(false);
-    m.calls[6].resolve(true);
+    m.calls[5]!.resolve(false);
+    m.calls[6]!.resolve(true);
     await vi.advanceTimersByTimeAsync(120_000);
     expect(m.calls).toHaveLength(7);
     expect(q.pending().map((u) => `${u.taskId}#${u.seq}`)).toEqual(["a#1", "b#2"]);
@@ -269,8 +269,8 @@ describe("StatusQueue", () => {
         .map((c) => `${c.update.taskId}#${c.update.seq}`)
         .sort(),
     ).toEqual(["a#1", "b#2"]);
-    m.calls[7].resolve(true);
-    m.calls[8].resolve(true);
+    m.calls[7]!.resolve(true);
+    m.calls[8]!.resolve(true);
     await vi.advanceTimersByTimeAsync(0);
     await q.onIdle();
     expect(vi.getTimerCount()).toBe(0);
@@ -283,7 +283,7 @@ describe("StatusQueue", () => {
     q.enqueue("t", "STARTING");
     q.enqueue("t", "RUNNING");
     await vi.advanceTimersByTimeAsync(0);
-    m.calls[0].resolve(false);
+    m.calls[0]!.resolve(false);
     await vi.advanceTimersByTimeAsync(0);
     q.stop();
     await vi.advanceTimersByTimeAsync(10_000);

@@ -80,10 +80,13 @@ async function timed(args: string[]): Promise<RunResult & { ms: number }> {
 }
 
 /** Run `runs` at most `n` at a time (2 shared cores: a handful of processes, no more). */
-async function batched<T>(runs: Array<() => Promise<T>>, n = 3): Promise<T[]> {
-  const out: T[] = [];
+async function batched<const R extends ReadonlyArray<() => Promise<unknown>>>(
+  runs: R,
+  n = 3,
+): Promise<{ -readonly [K in keyof R]: Awaited<ReturnType<R[K]>> }> {
+  const out: unknown[] = [];
   for (let i = 0; i < runs.length; i += n) out.push(...(await Promise.all(runs.slice(i, i + n).map((f) => f()))));
-  return out;
+  return out as { -readonly [K in keyof R]: Awaited<ReturnType<R[K]>> };
 }
 
 /** A cluster file naming `stream` on the no-scheduler server. */
@@ -175,7 +178,7 @@ describe("no nats-server at the URL", () => {
     // A long --timeout: failing within a fraction of it shows nothing waited for it.
     const results = await batched(commands.map((c) => () => timed([...c, "--timeout", "60", "--nats", url])));
     results.forEach((r, i) => {
-      const what = commands[i].join(" ");
+      const what = commands[i]!.join(" ");
       expect(r.code, what).toBe(1);
       expect(r.stderr, what).toContain(`roost: cannot reach NATS at ${url}: connection refused`);
       expect(r.stderr, what).not.toMatch(/at .*\.js:\d+/);
@@ -224,9 +227,9 @@ describe("bad values are refused at once, naming the flag and the rule", () => {
       ),
     );
     results.forEach((r, i) => {
-      const what = cases[i][0].join(" ");
+      const what = cases[i]![0].join(" ");
       expect(r.code, what).not.toBe(0);
-      expect(r.stderr, what).toMatch(cases[i][1]);
+      expect(r.stderr, what).toMatch(cases[i]![1]);
       expect(r.stderr, what).not.toMatch(/cannot reach/);
     });
   }, 30_000);
@@ -290,7 +293,7 @@ describe("a log holding foreign records", () => {
       [5, 0, true],
       [6, 0, false],
     ]);
-    expect(entries[5].anomaly).toMatch(/ghost-0/);
+    expect(entries[5]!.anomaly).toMatch(/ghost-0/);
 
     // Not from the start: what is wrong by itself is marked, the fold's own findings cannot be.
     expect(later.code, later.stderr).toBe(0);
@@ -359,7 +362,7 @@ describe("job create --wait on a job that can never be placed", () => {
 
     expect(he.code, he.stderr).toBe(1);
     expect(h.lines[0]).toEqual({ line: expect.stringMatching(/^created www-data\/devel\/huge \(log seq \d+\)$/), running: true });
-    expect(h.lines[1].line).toMatch(/^ {2}instance 0: www-data-devel-huge-0-/);
+    expect(h.lines[1]!.line).toMatch(/^ {2}instance 0: www-data-devel-huge-0-/);
     const pending = h.lines.findIndex((l) => l.line === "instance 0 PENDING: Insufficient: ramMb");
     expect(pending, h.lines.map((l) => l.line).join("\n")).toBeGreaterThan(1);
     expect(he.stderr).toMatch(

@@ -87,7 +87,7 @@ describe("roost dev, end to end", () => {
   }, 60_000);
 
   it("replaces an instance whose process is killed by hand", async () => {
-    const victim = status.instances[0];
+    const victim = status.instances[0]!;
     const h = await roostJson<TaskHistory>(["task", "history", victim.taskId], dir);
     const pid = Number(/pids (\d+)/.exec(h.events.find((e) => e.state === "RUNNING")!.reason!)![1]);
     process.kill(pid, "SIGKILL");
@@ -102,16 +102,16 @@ describe("roost dev, end to end", () => {
     expect(hist.ancestorId).toBe(victim.taskId);
     // It ran for well under 5 minutes, so it is flapping: the replacement serves a flap penalty first.
     expect(hist.events.map((e) => e.state)).toEqual(["THROTTLED", "PENDING", "ASSIGNED", "STARTING", "RUNNING"]);
-    expect(hist.events[0].reason).toMatch(/flapping \(it ran .* < 5m\): throttled for 2s/);
-    expect(hist.events[1].reason).toMatch(/flap penalty of 2s served/);
+    expect(hist.events[0]!.reason).toMatch(/flapping \(it ran .* < 5m\): throttled for 2s/);
+    expect(hist.events[1]!.reason).toMatch(/flap penalty of 2s served/);
     expect(hist.events.every((e) => (e.reason ?? "").length > 0)).toBe(true);
   }, 60_000);
 
   it("runs a batch job to FINISHED", async () => {
     const created = await roostJson<{ taskIds: string[] }>(["job", "create", "batch.yaml"], dir);
-    await tail.until(stateEvent(created.taskIds[0], "FINISHED"), "the batch task FINISHED");
+    await tail.until(stateEvent(created.taskIds[0]!, "FINISHED"), "the batch task FINISHED");
     const s = await roostJson<JobStatus>(["job", "status", "www-data/devel/batch"], dir);
-    expect(s.instances[0].state).toBe("FINISHED");
+    expect(s.instances[0]!.state).toBe("FINISHED");
   }, 60_000);
 
   it("kills the service: every instance ends KILLED and no process is left", async () => {
@@ -128,7 +128,7 @@ describe("roost dev, end to end", () => {
 
   it("shows every step of a task's history with its reason, and the log as lines", async () => {
     const s = await roostJson<JobStatus>(["job", "status", "www-data/devel/hello"], dir);
-    const h = await roost(["task", "history", s.instances[1].taskId], dir);
+    const h = await roost(["task", "history", s.instances[1]!.taskId], dir);
     expect(h.code).toBe(0);
     for (const state of ["PENDING", "ASSIGNED", "STARTING", "RUNNING", "KILLING", "KILLED"]) expect(h.stdout).toContain(state);
     expect(h.stdout).toMatch(/kill of job www-data\/devel\/hello requested by/);
@@ -155,14 +155,14 @@ describe("roost dev, scheduling rules", () => {
     const s = await roostJson<JobStatus>(["job", "status", "www-data/devel/spread"], dir);
     expect(new Set(s.instances.map((i) => i.host)).size).toBe(3);
     const added = await roostJson<{ taskIds: string[] }>(["job", "add", "www-data/devel/spread", "1"], dir);
-    let fourth = (await roostJson<JobStatus>(["job", "status", "www-data/devel/spread"], dir)).instances[3];
+    let fourth = (await roostJson<JobStatus>(["job", "status", "www-data/devel/spread"], dir)).instances[3]!;
     for (let i = 0; i < 50 && fourth.reason !== "Limit not satisfied: host"; i++) {
       // The reason appears after the placement round that looked at it.
       await new Promise((r) => setTimeout(r, 100));
-      fourth = (await roostJson<JobStatus>(["job", "status", "www-data/devel/spread"], dir)).instances[3];
+      fourth = (await roostJson<JobStatus>(["job", "status", "www-data/devel/spread"], dir)).instances[3]!;
     }
     expect(fourth).toMatchObject({ taskId: added.taskIds[0], state: "PENDING", reason: "Limit not satisfied: host" });
-    const why = await roost(["task", "why", added.taskIds[0]], dir);
+    const why = await roost(["task", "why", added.taskIds[0]!], dir);
     expect(why.stdout).toMatch(/none of 3 hosts can take it: Limit not satisfied: host/);
     expect(why.stdout).toMatch(/host host-\d already has 1 of the job's tasks \(limit 1\)/);
     await roostJson(["job", "kill", "www-data/devel/spread"], dir);
@@ -182,8 +182,8 @@ describe("roost dev, scheduling rules", () => {
     const preempting = JSON.parse(await tail.until(stateEvent(victim, "PREEMPTING"), "the victim PREEMPTING"));
     expect(preempting.reason).toMatch(/production \(tier preferred\) preempts preemptible \(tier preemptible\)/);
     await tail.until(stateEvent(victim, "KILLED"), "the victim KILLED");
-    await tail.until(stateEvent(prod.taskIds[0], "RUNNING"), "production RUNNING", 30_000);
-    const why = await roostJson<{ placement: { decision: { reserved?: boolean } } }>(["task", "why", prod.taskIds[0]], dir);
+    await tail.until(stateEvent(prod.taskIds[0]!, "RUNNING"), "production RUNNING", 30_000);
+    const why = await roostJson<{ placement: { decision: { reserved?: boolean } } }>(["task", "why", prod.taskIds[0]!], dir);
     expect(why.placement.decision.reserved).toBe(true);
     await roostJson(["job", "kill", "www-data/prod/checkout"], dir);
     await roostJson(["job", "kill", "www-data/devel/filler"], dir);

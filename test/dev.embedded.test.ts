@@ -34,8 +34,8 @@ it("says it runs embedded, and runs a batch job to FINISHED through the gateway"
   const created = JSON.parse(wait.stdout.trim().split("\n").at(-1)!) as { event: string; taskIds: string[] };
   expect(created.event).toBe("done");
   const s = await roostJson<JobStatus>(["job", "status", "ops/test/once"], dir);
-  expect(s.instances[0].state).toBe("FINISHED");
-  const h = await roostJson<TaskHistory>(["task", "history", created.taskIds[0]], dir);
+  expect(s.instances[0]!.state).toBe("FINISHED");
+  const h = await roostJson<TaskHistory>(["task", "history", created.taskIds[0]!], dir);
   expect(h.events.map((e) => e.state)).toEqual(["PENDING", "ASSIGNED", "STARTING", "RUNNING", "FINISHED"]);
   expect(h.events.every((e) => (e.reason ?? "").length > 0)).toBe(true);
   const log = await roost(["log", "tail"], dir);

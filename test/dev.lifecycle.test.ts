@@ -73,7 +73,7 @@ class Dev {
       for (; i < this.lines.length; i++) {
         let m: Record<string, unknown>;
         try {
-          m = JSON.parse(this.lines[i]);
+          m = JSON.parse(this.lines[i]!);
         } catch {
           continue;
         }
@@ -280,13 +280,13 @@ describe("roost dev owns its directory and its children", () => {
     const elections = log.filter((e) => e.type === "LeaderElected");
     expect(elections).toHaveLength(2);
     for (const e of killed) {
-      expect(e.epoch).toBe(elections[0].epoch);
-      expect(e.seq).toBeLessThan(elections[1].seq);
+      expect(e.epoch).toBe(elections[0]!.epoch);
+      expect(e.seq).toBeLessThan(elections[1]!.seq);
       expect(e.ts).toBeGreaterThanOrEqual(stopAt);
     }
     // The stopping leader had quiesced: it did not reschedule the killed services (a later leader does).
     const rescheduledThen = log.filter(
-      (e) => e.type === "TaskCreated" && tasks.includes(e.data.ancestorId as string) && e.epoch === elections[0].epoch,
+      (e) => e.type === "TaskCreated" && tasks.includes(e.data.ancestorId as string) && e.epoch === elections[0]!.epoch,
     );
     expect(rescheduledThen).toEqual([]);
     process.kill(again.pid, "SIGTERM");
@@ -301,11 +301,11 @@ describe("roost dev owns its directory and its children", () => {
     const pids = await dev.pids();
     await runService(dir);
 
-    process.kill(pids["agent-2"], "SIGKILL");
+    process.kill(pids["agent-2"]!, "SIGKILL");
     const agent = await dev.until((m) => m.restarted === "agent-2", "agent-2 restarted");
     expect(agent).toMatchObject({ signal: "SIGKILL", pid: expect.any(Number) });
 
-    process.kill(pids["nats-server"], "SIGKILL");
+    process.kill(pids["nats-server"]!, "SIGKILL");
     const server = await dev.until((m) => m.restarted === "nats-server", "nats-server restarted");
     expect(server).toMatchObject({ signal: "SIGKILL", pid: expect.any(Number) });
     // The cluster serves again: the leader answers (after the clients reconnect).

@@ -36,7 +36,7 @@ class Follower {
       try {
         for await (const r of log.follow(from, this.ac.signal)) {
           this.seqs.push(r.seq);
-          this.keys.push(evKey(r.events[0]));
+          this.keys.push(evKey(r.events[0]!));
           this.notify();
         }
       } catch (err) {
@@ -108,9 +108,9 @@ async function followerConsumer(nc: NatsConnection, stream: string): Promise<{ n
     "the follower's consumer to be listed",
     10_000,
     () => consumersOf(nc, stream),
-    (cs) => cs.length === 1 && !!cs[0].cluster?.leader,
+    (cs) => cs.length === 1 && !!cs[0]!.cluster?.leader,
   );
-  return { name: cs[0].name, host: cs[0].cluster!.leader! };
+  return { name: cs[0]!.name, host: cs[0]!.cluster!.leader! };
 }
 
 /** Index of member `nN` of a startNatsCluster() cluster. */
@@ -284,7 +284,7 @@ describe("JetStreamLog read()/follow() on one server", () => {
         10_000,
         async () => {
           const cs = await consumersOf(nc, stream);
-          const d = cs.length === 1 ? cs[0].delivered.stream_seq : -1;
+          const d = cs.length === 1 ? cs[0]!.delivered.stream_seq : -1;
           if (d !== prev) {
             prev = d;
             stableSince = Date.now();

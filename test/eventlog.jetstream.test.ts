@@ -24,7 +24,7 @@ describe("JetStreamLog", () => {
     expect(await collect(log.read(1))).toEqual([]);
     const records = [[ev(1), ev(2)], [ev(3)], [ev(4), ev(5), ev(6)]];
     for (let i = 0; i < records.length; i++) {
-      expect(await log.append(encodeRecord(records[i]), i, `w:${i + 1}`)).toEqual({ seq: i + 1, duplicate: false });
+      expect(await log.append(encodeRecord(records[i]!), i, `w:${i + 1}`)).toEqual({ seq: i + 1, duplicate: false });
     }
     expect(await log.lastSeq()).toBe(3);
     const read = await collect(log.read(1));
@@ -35,7 +35,7 @@ describe("JetStreamLog", () => {
     const raw: RawRecord[] = [];
     for await (const r of log.readRaw(3)) raw.push({ seq: r.seq, data: Uint8Array.from(r.data) });
     expect(raw).toHaveLength(1);
-    expect(decodeRecord(raw[0].data)).toEqual(records[2]);
+    expect(decodeRecord(raw[0]!.data)).toEqual(records[2]);
   });
 
   it("read() stops at the end as of the call, across many consumer pulls", async () => {
@@ -49,7 +49,7 @@ describe("JetStreamLog", () => {
     let appendedDuringRead = false;
     for await (const r of log.read(1)) {
       expect(r.seq).toBe(next);
-      expect(evKey(r.events[0])).toBe(`w/task-${next - 1}`);
+      expect(evKey(r.events[0]!)).toBe(`w/task-${next - 1}`);
       next++;
       if (!appendedDuringRead) {
         appendedDuringRead = true;
@@ -69,7 +69,7 @@ describe("JetStreamLog", () => {
     expect((err as FencedError).expectedLastSeq).toBe(1);
     expect((err as FencedError).actualLastSeq).toBe(2);
     expect(await log.lastSeq()).toBe(2);
-    expect((await collect(log.read(1))).map((r) => evKey(r.events[0]))).toEqual(["w/task-1", "w/task-2"]);
+    expect((await collect(log.read(1))).map((r) => evKey(r.events[0]!))).toEqual(["w/task-1", "w/task-2"]);
   });
 
   it("appendAfter also fences on the writer's previous record: a pipelined stale record cannot land", async () => {
@@ -115,7 +115,7 @@ describe("JetStreamLog", () => {
     await seenAtLeast(1);
     for (let i = 2; i <= 4; i++) await log.append(encodeRecord([ev(i)]), i - 1, `f:${i}`);
     await seenAtLeast(4);
-    expect(seen.map((r) => [r.seq, evKey(r.events[0])])).toEqual([
+    expect(seen.map((r) => [r.seq, evKey(r.events[0]!)])).toEqual([
       [1, "w/task-1"],
       [2, "w/task-2"],
       [3, "w/task-3"],

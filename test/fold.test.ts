@@ -96,7 +96,7 @@ describe("golden logs", () => {
       // The codec is stable: re-encoding gives the bytes on disk.
       decoded.forEach((events, i) => {
         if (events.some((e) => e.type === UNREADABLE)) return; // foreign bytes are not re-encodable
-        expect(Buffer.compare(Buffer.from(encodeRecord(events as AnyEnvelope[])), Buffer.from(records[i]))).toBe(0);
+        expect(Buffer.compare(Buffer.from(encodeRecord(events as AnyEnvelope[])), Buffer.from(records[i]!))).toBe(0);
       });
       const s = foldAll(decoded);
       // v1-poisoned holds foreign records (test/golden/make-poisoned.ts): each folds to the same anomaly.

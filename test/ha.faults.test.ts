@@ -178,7 +178,7 @@ describe("HA faults with real processes", () => {
     const created = await createJob("partition", { instances: 3 });
     await allRunning(created.taskIds, from);
     const status = await cell.roostJson<JobStatus>(["job", "status", "www-data/devel/partition"]);
-    const host = status.instances[0].host!;
+    const host = status.instances[0]!.host!;
     const agentId = [...cell.agentConfigs.values()].find((a) => a.host === host)!.id;
     const stale = status.instances.filter((i) => i.host === host).map((i) => i.taskId);
     const stalePids = new Map<string, number[]>();
@@ -360,7 +360,7 @@ describe("HA faults with real processes", () => {
     const reportedPids = new Set<number>();
     for (const e of tail.events.slice(mark)) {
       if (e.type !== "TaskStateChanged" || !ids.has(e.data.taskId) || e.data.to !== "RUNNING") continue;
-      for (const p of /pids ([\d, ]+)/.exec(e.reason)![1].split(",")) reportedPids.add(Number(p));
+      for (const p of /pids ([\d, ]+)/.exec(e.reason)![1]!.split(",")) reportedPids.add(Number(p));
     }
     const procs = cell.taskProcesses("ROOST_JOB=www-data/devel/big\0").filter((p) => p.args === "sleep 100000");
     expect(procs).toHaveLength(N);

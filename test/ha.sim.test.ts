@@ -40,7 +40,7 @@ describe("replicas and failover", () => {
     await sim.advance(2_000);
     for (const r of sim.replicas) {
       expect(r.role).toBe(r === leaders[0] ? "leader" : "standby");
-      expect(stateHash(r.state)).toBe(stateHash(leaders[0].state));
+      expect(stateHash(r.state)).toBe(stateHash(leaders[0]!.state));
     }
   });
 

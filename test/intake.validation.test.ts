@@ -147,7 +147,7 @@ describe("the leader never appends an event its fold would reject", () => {
     c = await startCluster({ agents: 1 });
     const s = c.scheduler;
     await s.intake.create({ spec: testSpec("svc", { service: true }), user: "t" });
-    const taskId = jobStatus(s.state, "www-data/devel/svc")!.instances[0].taskId;
+    const taskId = jobStatus(s.state, "www-data/devel/svc")!.instances[0]!.taskId;
     await waitFor(s, (st) => st.tasks.get(taskId)?.state === "RUNNING", "RUNNING");
     const t = s.state.tasks.get(taskId)!;
     // It fails: the fold asks for a reschedule, which the Rescheduler decides on the next turn.
@@ -166,7 +166,7 @@ describe("the leader never appends an event its fold would reject", () => {
     c = await startCluster({ agents: 1, ramMb: 8 });
     const s = c.scheduler;
     await s.intake.create({ spec: testSpec("victim"), user: "t" });
-    const taskId = jobStatus(s.state, "www-data/devel/victim")!.instances[0].taskId;
+    const taskId = jobStatus(s.state, "www-data/devel/victim")!.instances[0]!.taskId;
     await waitFor(s, (st) => st.tasks.get(taskId)?.state === "PENDING", "PENDING");
     const assign = () =>
       s.event("TaskAssigned", { taskId, agentId: "agent-1", host: "host-1", ports: {} }, "a decision made while the task was PENDING");

@@ -57,7 +57,7 @@ async function createAndRun(name: string): Promise<string> {
     r = await cell.roost(["job", "create", file, "--json"]);
   }
   const status = await cell.roostJson<{ instances: Array<{ taskId: string }> }>(["job", "status", `www-data/devel/${name}`]);
-  const taskId = status.instances[0].taskId;
+  const taskId = status.instances[0]!.taskId;
   await cell.tail!.until(
     (e: LogEvent) => e.type === "TaskStateChanged" && e.data.taskId === taskId && e.data.to === "RUNNING",
     `${taskId} RUNNING`,
@@ -106,7 +106,7 @@ describe("hostile input against a real cell", () => {
     // The leader's next append is fenced by these records (another writer): a leader, maybe
     // another, folds them as anomalies and goes on. Every replica stays up and catches up.
     const status = await cell.waitStatus(
-      (s) => s.leader !== null && s.log !== null && s.schedulers.filter((m) => m.appliedSeq >= seqs[2] && m.seenMsAgo < 2500).length === 2,
+      (s) => s.leader !== null && s.log !== null && s.schedulers.filter((m) => m.appliedSeq >= seqs[2]! && m.seenMsAgo < 2500).length === 2,
       "both replicas past the foreign records, with a leader",
       60_000,
     );
@@ -117,12 +117,12 @@ describe("hostile input against a real cell", () => {
       [seqs[1], 0, "TaskStateChanged"],
       [seqs[2], 0, "TaskStateChanged"],
     ]);
-    expect(anomalies[1].why).toMatch(/data\.to: must be one of/);
-    expect(anomalies[2].why).toBe("unknown task no-such-task");
+    expect(anomalies[1]!.why).toMatch(/data\.to: must be one of/);
+    expect(anomalies[2]!.why).toBe("unknown task no-such-task");
 
     // Reads work: job status (from the leader), the log itself with each anomaly marked.
     const job = await cell.roostJson<{ instances: Array<{ state: string }> }>(["job", "status", "www-data/devel/victim"]);
-    expect(job.instances[0].state).toBe("RUNNING");
+    expect(job.instances[0]!.state).toBe("RUNNING");
     const tail = await cell.roost(["log", "tail"]);
     expect(tail.code).toBe(0);
     for (const s of seqs) expect(tail.stdout).toMatch(new RegExp(`^${s}\\.0 .*!! ANOMALY`, "m"));

@@ -87,7 +87,7 @@ describe("quota API (a scheduler, no agents)", () => {
       quota: { cpus: 1, ramMb: 256, diskMb: 512 },
       usage: { cpus: 0, ramMb: 0, diskMb: 0 },
     });
-    const last = (await c.log.get(c.scheduler.state.seq))!.events[0];
+    const last = (await c.log.get(c.scheduler.state.seq))!.events[0]!;
     expect(last.type).toBe("QuotaSet");
     expect(last.reason).toBe("quota of role www-data set by admin: cpus 1, ramMb 256, diskMb 512 (was none)");
 
@@ -243,8 +243,8 @@ describe("quota API (a scheduler, no agents)", () => {
     // One record: JobInstancesAdded and its tasks, with reasons naming the user.
     const rec = (await c.log.get(r.seq))!;
     expect(rec.events.map((e) => e.type)).toEqual(["JobInstancesAdded", "TaskCreated", "TaskCreated", "TaskCreated"]);
-    expect(rec.events[0].reason).toBe("3 instance(s) added to job www-data/prod/web by bob: instances 2-4");
-    expect(rec.events[1].reason).toBe("instance 2 added to job www-data/prod/web (added by bob)");
+    expect(rec.events[0]!.reason).toBe("3 instance(s) added to job www-data/prod/web by bob: instances 2-4");
+    expect(rec.events[1]!.reason).toBe("instance 2 added to job www-data/prod/web (added by bob)");
     const job = c.scheduler.state.jobs.get("www-data/prod/web")!;
     expect(job.config.instances).toBe(5);
     expect(r.taskIds.map((id) => c!.scheduler.state.tasks.get(id)!)).toMatchObject([
@@ -290,7 +290,7 @@ describe("quota with agents running tasks", () => {
       c.scheduler,
       () => {
         const st = states("www-data/prod/web");
-        return st[0] === "RUNNING" && TERMINAL_STATES.has(st[1]) && TERMINAL_STATES.has(st[2]);
+        return st[0] === "RUNNING" && TERMINAL_STATES.has(st[1]!) && TERMINAL_STATES.has(st[2]!);
       },
       "instances 1 and 2 terminal",
     );

@@ -33,7 +33,7 @@ describe("placement rules", () => {
     expect(new Set(hostsOf(sim, "www/devel/web")).size).toBe(3);
     await sim.request("job.add", { job: "www/devel/web", count: 1, user: "t" });
     await sim.advance(5_000);
-    const fourth = sim.status("www/devel/web").instances[3];
+    const fourth = sim.status("www/devel/web").instances[3]!;
     expect(fourth.state).toBe("PENDING");
     expect(fourth.reason).toBe("Limit not satisfied: host");
   });
@@ -51,7 +51,7 @@ describe("placement rules", () => {
     for (const i of placed) expect(sim.state.agents.get(sim.state.tasks.get(i.taskId)!.agentId!)!.attributes.zone).toBe("z0");
     const perRack = new Map<string, number>();
     for (const i of placed) {
-      const rack = sim.state.agents.get(sim.state.tasks.get(i.taskId)!.agentId!)!.attributes.rack;
+      const rack = sim.state.agents.get(sim.state.tasks.get(i.taskId)!.agentId!)!.attributes.rack!;
       perRack.set(rack, (perRack.get(rack) ?? 0) + 1);
     }
     expect([...perRack.values()].every((n) => n <= 2)).toBe(true);
@@ -81,7 +81,7 @@ describe("placement rules", () => {
     });
     await sim.createJob(spec("plain"));
     await sim.advance(5_000);
-    expect(sim.status("www/devel/plain").instances[0].reason).toBe("Host is dedicated");
+    expect(sim.status("www/devel/plain").instances[0]!.reason).toBe("Host is dedicated");
   });
 
   it("named ports come from the agent's ranges and are never shared on a host", async () => {
@@ -95,7 +95,7 @@ describe("placement rules", () => {
     expect(st.instances.every((i) => Object.values(i.ports).every((p) => p >= 31000 && p <= 31009))).toBe(true);
     await sim.createJob(spec("more", { instances: 1, resources: { cpus: 0.1, ramMb: 16, diskMb: 10, ports: ["http"] } }));
     await sim.advance(5_000);
-    expect(sim.status("www/devel/more").instances[0].reason).toBe("Insufficient: ports");
+    expect(sim.status("www/devel/more").instances[0]!.reason).toBe("Insufficient: ports");
   });
 
   it("spreads by default, bin-packs by configuration", async () => {
@@ -108,7 +108,7 @@ describe("placement rules", () => {
     await sim.createJob(spec("packed", { instances: 4 }));
     await sim.advance(5_000);
     expect(new Set(hostsOf(sim, "www/devel/packed")).size).toBe(1);
-    const d = sim.state.tasks.get(sim.status("www/devel/packed").instances[0].taskId)!;
+    const d = sim.state.tasks.get(sim.status("www/devel/packed").instances[0]!.taskId)!;
     expect(d.lastReason).toMatch(/^agent on/); // RUNNING now; the decision is in the log:
     const h = await withReasons(taskHistory(sim.state, d.taskId)!, sim.log);
     expect(h.events.find((e) => e.state === "ASSIGNED")!.reason).toMatch(/^binpack on /);
@@ -121,7 +121,7 @@ describe("placement rules", () => {
     await sim.createJob(spec("tiny", { instances: 1, resources: { cpus: 0.1, ramMb: 64, diskMb: 10 } }));
     await sim.advance(2_000);
     expect(statesOf(sim, "www/devel/tiny")).toEqual(["RUNNING"]);
-    expect(sim.status("www/devel/huge").instances[999].reason).toBe("Insufficient: cpus");
+    expect(sim.status("www/devel/huge").instances[999]!.reason).toBe("Insufficient: cpus");
   });
 
   it("groups take turns: two large jobs created together share a cell that fits only half of them", async () => {
@@ -143,15 +143,15 @@ describe("placement rules", () => {
     await sim.createJob(spec("fat", { resources: { cpus: 1, ramMb: 4096, diskMb: 10 } }));
     await sim.createJob(spec("zoned", { constraints: { zone: "z9" } }));
     await sim.advance(5_000);
-    expect(sim.status("www/devel/fat").instances[0].reason).toBe("Insufficient: ramMb");
-    expect(sim.status("www/devel/zoned").instances[0].reason).toBe("Constraint not satisfied: zone");
+    expect(sim.status("www/devel/fat").instances[0]!.reason).toBe("Insufficient: ramMb");
+    expect(sim.status("www/devel/zoned").instances[0]!.reason).toBe("Constraint not satisfied: zone");
     const why = await sim.request<{
       summary: string;
       vetoes: Array<{ reason: string; hosts: number; examples: Array<{ detail: string }> }>;
-    }>("task.why", { taskId: sim.status("www/devel/fat").instances[0].taskId });
+    }>("task.why", { taskId: sim.status("www/devel/fat").instances[0]!.taskId });
     expect(why.summary).toMatch(/none of 2 hosts can take it/);
     expect(why.vetoes[0]).toMatchObject({ reason: "Insufficient: ramMb", hosts: 2 });
-    expect(why.vetoes[0].examples[0].detail).toBe("needs ramMb 4096, free 2048 of 2048");
+    expect(why.vetoes[0]!.examples[0]!.detail).toBe("needs ramMb 4096, free 2048 of 2048");
   });
 });
 
@@ -178,12 +178,12 @@ describe("rescheduling and throttling", () => {
     await sim.runUntil((s) => [...s.tasks.values()].filter((t) => t.job === "www/devel/flappy").length >= 8, 60 * MIN, "8 runs");
     const chain = [...sim.state.tasks.values()].filter((t) => t.job === "www/devel/flappy").map((t) => t.throttleMs);
     expect(chain.slice(0, 8)).toEqual([0, 30_000, 60_000, 120_000, 240_000, 300_000, 300_000, 300_000]);
-    const second = [...sim.state.tasks.values()][1];
+    const second = [...sim.state.tasks.values()][1]!;
     const h = await withReasons(taskHistory(sim.state, second.taskId)!, sim.log);
     expect(h.events[0]).toMatchObject({ state: "THROTTLED" });
-    expect(h.events[0].reason).toMatch(/flapping \(it ran 1s < 5m\): throttled for 30s/);
-    expect(h.events[1].reason).toBe("flap penalty of 30s served");
-    expect(h.events[1].ts - h.events[0].ts).toBe(30_000);
+    expect(h.events[0]!.reason).toMatch(/flapping \(it ran 1s < 5m\): throttled for 30s/);
+    expect(h.events[1]!.reason).toBe("flap penalty of 30s served");
+    expect(h.events[1]!.ts - h.events[0]!.ts).toBe(30_000);
   });
 
   it("a task that ran longer than 5 minutes is not flapping", async () => {
@@ -193,17 +193,17 @@ describe("rescheduling and throttling", () => {
     await sim.advance(7 * MIN);
     const tasks = [...sim.state.tasks.values()].filter((t) => t.job === "www/devel/steady");
     expect(tasks).toHaveLength(2);
-    expect(tasks[1].throttleMs).toBe(0);
-    expect(tasks[1].state).toBe("RUNNING");
+    expect(tasks[1]!.throttleMs).toBe(0);
+    expect(tasks[1]!.state).toBe("RUNNING");
   });
 
   it("a task stuck in ASSIGNED for 5 minutes is LOST and rescheduled (a transient timeout)", async () => {
     sim = await Sim.start({ seed: 11, agents: [{ count: 2, cpus: 8, ramMb: 16384, diskMb: 10000 }] });
-    sim.agents[0].crash(); // takes launches no more, reports nothing
-    sim.agents[1].crash();
+    sim.agents[0]!.crash(); // takes launches no more, reports nothing
+    sim.agents[1]!.crash();
     await sim.createJob(spec("stuck", { service: true }));
     await sim.advance(1_000);
-    const first = sim.status("www/devel/stuck").instances[0];
+    const first = sim.status("www/devel/stuck").instances[0]!;
     expect(first.state).toBe("ASSIGNED");
     await sim.advance(5 * MIN);
     const t = sim.state.tasks.get(first.taskId)!;
@@ -224,20 +224,20 @@ describe("preemption", () => {
     await sim.request("quota.set", { role: "www", cpus: 10, ramMb: 10000, diskMb: 10000, user: "admin" });
     await sim.createJob(spec("prod", { tier: "preferred", environment: "prod" }));
     await sim.advance(2 * MIN);
-    expect(sim.status("www/prod/prod").instances[0].state).toBe("PENDING"); // not yet: 3 min delay
-    await sim.runUntil(() => sim!.status("www/prod/prod").instances[0].state === "RUNNING", 5 * MIN, "prod RUNNING");
+    expect(sim.status("www/prod/prod").instances[0]!.state).toBe("PENDING"); // not yet: 3 min delay
+    await sim.runUntil(() => sim!.status("www/prod/prod").instances[0]!.state === "RUNNING", 5 * MIN, "prod RUNNING");
     const victims = [...sim.state.tasks.values()].filter((t) => t.job === "www/devel/batchy" && t.state === "KILLED");
     expect(victims).toHaveLength(1);
-    const vh = await withReasons(taskHistory(sim.state, victims[0].taskId)!, sim.log);
+    const vh = await withReasons(taskHistory(sim.state, victims[0]!.taskId)!, sim.log);
     expect(vh.events.find((e) => e.state === "PREEMPTING")!.reason).toMatch(
       /production \(tier preferred\) preempts preemptible \(tier preemptible\)/,
     );
-    const prod = sim.status("www/prod/prod").instances[0];
+    const prod = sim.status("www/prod/prod").instances[0]!;
     const ph = await withReasons(taskHistory(sim.state, prod.taskId)!, sim.log);
     expect(ph.events.find((e) => e.state === "ASSIGNED")!.reason).toMatch(/in the slot the preemptor held for it/);
-    expect(prod.host).toBe(victims[0].host);
+    expect(prod.host).toBe(victims[0]!.host);
     // The victim is rescheduled, and waits: production holds the cell now.
-    expect(victims[0].successorId).not.toBeNull();
+    expect(victims[0]!.successorId).not.toBeNull();
   });
 
   it("within a role and tier, higher priority preempts lower; another role is left alone", async () => {
@@ -246,9 +246,9 @@ describe("preemption", () => {
     await sim.createJob(spec("low", { instances: 1, priority: 1 }));
     await sim.advance(1_000);
     await sim.createJob(spec("high", { instances: 1, priority: 5 }));
-    await sim.runUntil(() => sim!.status("www/devel/high").instances[0].state === "RUNNING", 10 * MIN, "high RUNNING");
-    expect(sim.status("www/devel/low").instances[0].state).not.toBe("RUNNING");
-    expect(sim.status("ads/devel/other").instances[0].state).toBe("RUNNING");
+    await sim.runUntil(() => sim!.status("www/devel/high").instances[0]!.state === "RUNNING", 10 * MIN, "high RUNNING");
+    expect(sim.status("www/devel/low").instances[0]!.state).not.toBe("RUNNING");
+    expect(sim.status("ads/devel/other").instances[0]!.state).toBe("RUNNING");
   });
 
   it("preemptible work never preempts production", async () => {
@@ -258,8 +258,8 @@ describe("preemption", () => {
     await sim.advance(1_000);
     await sim.createJob(spec("eager", { priority: 100 }));
     await sim.advance(10 * MIN);
-    expect(sim.status("www/prod/prod").instances[0].state).toBe("RUNNING");
-    expect(sim.status("www/devel/eager").instances[0].state).toBe("PENDING");
+    expect(sim.status("www/prod/prod").instances[0]!.state).toBe("RUNNING");
+    expect(sim.status("www/devel/eager").instances[0]!.state).toBe("PENDING");
     expect(sim.state.reservations.size).toBe(0);
   });
 });

@@ -41,7 +41,7 @@ describe("scheduler on the in-memory log", () => {
     const ports = st.instances.map((i) => `${i.host}:${i.ports.http}`);
     expect(new Set(ports).size).toBe(3);
     for (const i of st.instances) expect(i.ports.http).toBeGreaterThan(0);
-    const h = await withReasons(taskHistory(c.scheduler.state, st.instances[0].taskId)!, c.log);
+    const h = await withReasons(taskHistory(c.scheduler.state, st.instances[0]!.taskId)!, c.log);
     expect(h.events.map((e) => e.state)).toEqual(["PENDING", "ASSIGNED", "STARTING", "RUNNING"]);
     expect(h.events.every((e) => (e.reason ?? "").length > 0)).toBe(true);
   });
@@ -49,7 +49,7 @@ describe("scheduler on the in-memory log", () => {
   it("reschedules a service task whose process died, with its ancestor linked", async () => {
     await c.scheduler.intake.create({ spec: spec("svc", { service: true, processes: [{ name: "main", cmdline: "exec sleep 1000" }] }) });
     await waitFor(c.scheduler, () => states(c, "www-data/devel/svc")[0] === "RUNNING", "RUNNING");
-    const first = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
+    const first = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0]!;
     const agent = c.agents.find((a) => a.executor.isRunning(first.taskId))!;
     // Kill the process by hand, as an operator would (the RUNNING reason names its pid).
     expect(agent).toBeDefined();
@@ -57,7 +57,7 @@ describe("scheduler on the in-memory log", () => {
     await waitFor(
       c.scheduler,
       () => {
-        const i = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
+        const i = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0]!;
         return i.taskId !== first.taskId && i.state === "RUNNING";
       },
       "replacement RUNNING",
@@ -65,9 +65,9 @@ describe("scheduler on the in-memory log", () => {
     const old = taskHistory(c.scheduler.state, first.taskId)!;
     expect(old.state).toBe("FAILED");
     expect(old.exitCode).toBe(137);
-    const next = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0];
+    const next = jobStatus(c.scheduler.state, "www-data/devel/svc")!.instances[0]!;
     expect(taskHistory(c.scheduler.state, next.taskId)!.ancestorId).toBe(first.taskId);
-    expect((await withReasons(taskHistory(c.scheduler.state, next.taskId)!, c.log)).events[0].reason).toMatch(/rescheduled/);
+    expect((await withReasons(taskHistory(c.scheduler.state, next.taskId)!, c.log)).events[0]!.reason).toMatch(/rescheduled/);
   });
 
   it("runs a batch job to FINISHED and does not run it again", async () => {
@@ -81,7 +81,7 @@ describe("scheduler on the in-memory log", () => {
     await waitFor(
       c.scheduler,
       () => {
-        const i = jobStatus(c.scheduler.state, "www-data/devel/flaky")!.instances[0];
+        const i = jobStatus(c.scheduler.state, "www-data/devel/flaky")!.instances[0]!;
         return i.state === "FAILED" && i.failureCount === 3;
       },
       "third failure",
@@ -115,11 +115,11 @@ describe("scheduler on the in-memory log", () => {
 
   it("keeps a task PENDING with the reason when nothing fits", async () => {
     await c.scheduler.intake.create({ spec: spec("huge", { resources: { cpus: 64, ramMb: 16, diskMb: 16 } }) });
-    const id = jobStatus(c.scheduler.state, "www-data/devel/huge")!.instances[0].taskId;
+    const id = jobStatus(c.scheduler.state, "www-data/devel/huge")!.instances[0]!.taskId;
     await waitFor(c.scheduler, () => c.scheduler.placement.reasonFor(id) !== undefined, "a pending reason");
     const st = jobStatus(c.scheduler.state, "www-data/devel/huge", c.scheduler.placement.pendingReasons)!;
-    expect(st.instances[0].state).toBe("PENDING");
-    expect(st.instances[0].reason).toMatch(/Insufficient: cpus/);
+    expect(st.instances[0]!.state).toBe("PENDING");
+    expect(st.instances[0]!.reason).toMatch(/Insufficient: cpus/);
   });
 });
 
@@ -127,7 +127,7 @@ describe("status ingestion", () => {
   it("appends a status once, however often the agent delivers it", async () => {
     await c.scheduler.intake.create({ spec: spec("dup", { service: true }) });
     await waitFor(c.scheduler, () => states(c, "www-data/devel/dup")[0] === "RUNNING", "RUNNING");
-    const t = c.scheduler.state.tasks.get(jobStatus(c.scheduler.state, "www-data/devel/dup")!.instances[0].taskId)!;
+    const t = c.scheduler.state.tasks.get(jobStatus(c.scheduler.state, "www-data/devel/dup")!.instances[0]!.taskId)!;
     const before = c.scheduler.state.seq;
     const dup = { agentId: t.agentId!, update: { taskId: t.taskId, seq: t.agentSeq, state: "RUNNING" as const, ts: 1 } };
     for (let i = 0; i < 3; i++) expect(await c.scheduler.statusIngest.handle(dup)).toEqual({ ok: true, value: { duplicate: true } });
@@ -163,7 +163,7 @@ describe("status ingestion", () => {
   it("refuses a state only the scheduler decides (or none at all), for a task the agent runs, and logs nothing", async () => {
     await c.scheduler.intake.create({ spec: spec("poison", { service: true }) });
     await waitFor(c.scheduler, () => states(c, "www-data/devel/poison")[0] === "RUNNING", "RUNNING");
-    const t = c.scheduler.state.tasks.get(jobStatus(c.scheduler.state, "www-data/devel/poison")!.instances[0].taskId)!;
+    const t = c.scheduler.state.tasks.get(jobStatus(c.scheduler.state, "www-data/devel/poison")!.instances[0]!.taskId)!;
     const before = c.scheduler.state.seq;
     for (const state of ["BOGUS", "PENDING", "KILLING", "DELETED", 7, null]) {
       const r = await c.scheduler.statusIngest.handle({

@@ -143,9 +143,9 @@ describe("stack", () => {
     const out = stack.placeGroup(b.state, new OfferBook(b.state), agents, group(b, "j"), ids, 10);
     expect(new Set(out.assignments.map((a) => a.host))).toEqual(new Set(["a1", "a2", "a3"]));
     expect(out.blocked).toBe("Limit not satisfied: host");
-    const d = out.assignments[2].decision;
+    const d = out.assignments[2]!.decision;
     expect(d).toMatchObject({ mode: "spread", evaluated: 3, feasible: 1, vetoes: { "Limit not satisfied: host": 2 } });
-    expect(out.assignments[0].reason).toMatch(
+    expect(out.assignments[0]!.reason).toMatch(
       /^spread on a\d \(score [\d.]+, best of 3 feasible among 3 hosts looked at\); next: a\d score/,
     );
   });
@@ -158,7 +158,7 @@ describe("stack", () => {
     const stack = new PlacementStack({ placementMode: "binpack", candidateLimit: 4 });
     const out = stack.placeGroup(b.state, new OfferBook(b.state), [...b.state.agents.values()], group(b, "j"), ids, 10);
     expect(out.assignments.map((a) => a.decision.evaluated)).toEqual([4, 4]);
-    expect(out.assignments[0].host).not.toBe(out.assignments[1].host);
+    expect(out.assignments[0]!.host).not.toBe(out.assignments[1]!.host);
   });
 
   it("reports the host that came closest: a resource shortfall beats a constraint", () => {

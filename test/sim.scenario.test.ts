@@ -68,8 +68,8 @@ faults:
       "inline.yaml",
       fileURLToPath(new URL("../examples/sims/", import.meta.url)),
     );
-    expect(sc.jobs[0].config.name).toBe("batch");
-    expect(sc.jobs[0].behavior).toEqual({ runMs: 10 });
+    expect(sc.jobs[0]!.config.name).toBe("batch");
+    expect(sc.jobs[0]!.behavior).toEqual({ runMs: 10 });
   });
 
   it("runs examples/sims/basic.yaml the same way twice; another seed gives another log", async () => {

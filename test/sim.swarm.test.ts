@@ -96,7 +96,7 @@ describe("the swarm: seeds draw worlds, every record is checked, the cell conver
     const r = await runSwarm(2, {
       onFold: (replica, seq) => {
         // As a fold that forgot to release an agent's cpus would leave it.
-        if (seq === 30) [...replica.state.agents.values()][0].used.cpus += 0.25;
+        if (seq === 30) [...replica.state.agents.values()][0]!.used.cpus += 0.25;
       },
     });
     expect(r.ok).toBe(false);
@@ -114,7 +114,7 @@ describe("the swarm: seeds draw worlds, every record is checked, the cell conver
         user: "t",
       });
       await sim.request("job.create", { spec: testSpec("batch", { instances: 1 }), user: "t" });
-      sim.agents[1].crash(); // never comes back
+      sim.agents[1]!.crash(); // never comes back
       await sim.advance(120_000);
       expect(checkInvariants(sim.state)).toEqual([]);
       const problems = await endChecks(sim, drawWorld(3));

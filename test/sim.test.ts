@@ -29,7 +29,7 @@ async function flakyRun(seed: number) {
   await sim.createJob(spec("svc", { service: true, instances: 2 }));
   await sim.createJob(spec("flaky", { instances: 6, maxTaskFailures: -1 }));
   await sim.advance(10_000);
-  void sim.agents[1].reboot();
+  void sim.agents[1]!.reboot();
   const took = await sim.runUntil(
     (s) => [0, 1, 2, 3, 4, 5].every((i) => current(s, "www-data/devel/flaky", i).state === "FINISHED"),
     60 * 60_000,
@@ -75,7 +75,7 @@ describe("Sim determinism", () => {
     const sim = await Sim.start({ seed: 5, agents: AGENTS, startTs: Date.UTC(2030, 5, 1) });
     sim.behave("www-data/devel/b", { startMs: 250, runMs: 1_000 });
     const { taskIds } = await sim.createJob(spec("b"));
-    await sim.runUntil((s) => s.tasks.get(taskIds[0])!.state === "FINISHED", 10_000, "FINISHED");
+    await sim.runUntil((s) => s.tasks.get(taskIds[0]!)!.state === "FINISHED", 10_000, "FINISHED");
     const ts = (await sim.events()).map((e) => e.event.ts - Date.UTC(2030, 5, 1));
     expect(ts[0]).toBe(0);
     expect(ts.at(-1)).toBe(1_250);
@@ -188,19 +188,19 @@ describe("SimAgent", () => {
     for (const taskId of ["t1", "t2"]) {
       const mine = arrivals.filter((a) => a.taskId === taskId);
       // Arrivals never go back in seq; retries resend the same seq later, on the virtual clock.
-      for (let i = 1; i < mine.length; i++) expect(mine[i].seq).toBeGreaterThanOrEqual(mine[i - 1].seq);
+      for (let i = 1; i < mine.length; i++) expect(mine[i]!.seq).toBeGreaterThanOrEqual(mine[i - 1]!.seq);
       const acked = agent.delivered.filter((u) => u.taskId === taskId);
       expect(acked.map((u) => [u.seq, u.state])).toEqual([
         [1, "STARTING"],
         [2, "RUNNING"],
         [3, "FAILED"],
       ]);
-      expect(acked[2].exitCode).toBe(3);
-      expect(acked[2].ts - t0).toBe(110);
+      expect(acked[2]!.exitCode).toBe(3);
+      expect(acked[2]!.ts - t0).toBe(110);
     }
     const firstRetry = arrivals.filter((a) => a.taskId === "t1" && a.seq === 1);
     expect(firstRetry.length).toBeGreaterThan(1);
-    expect(firstRetry[1].at - firstRetry[0].at).toBe(50);
+    expect(firstRetry[1]!.at - firstRetry[0]!.at).toBe(50);
     expect(agent.running()).toEqual([]);
     expect(agent.pendingStatuses()).toEqual([]);
     agent.stop();
@@ -212,12 +212,12 @@ describe("SimAgent", () => {
     const { taskIds } = await sim.createJob(spec("k", { service: true, instances: 2 }));
     expect(taskIds.map((t) => sim.state.tasks.get(t)!.state)).toEqual(["RUNNING", "RUNNING"]);
     await sim.killJob("www-data/devel/k", [1]);
-    expect(sim.state.tasks.get(taskIds[1])!.state).toBe("KILLING");
+    expect(sim.state.tasks.get(taskIds[1]!)!.state).toBe("KILLING");
     await sim.advance(1_999);
-    expect(sim.state.tasks.get(taskIds[1])!.state).toBe("KILLING");
+    expect(sim.state.tasks.get(taskIds[1]!)!.state).toBe("KILLING");
     await sim.advance(1);
-    expect(sim.state.tasks.get(taskIds[1])!.state).toBe("KILLED");
-    expect(sim.state.tasks.get(taskIds[0])!.state).toBe("RUNNING");
+    expect(sim.state.tasks.get(taskIds[1]!)!.state).toBe("KILLED");
+    expect(sim.state.tasks.get(taskIds[0]!)!.state).toBe("RUNNING");
     // A stray kill for a task the agent never saw.
     expect(await sim.bus.request(subjects.kill("agent-1"), { taskId: "never-launched" })).toEqual({ ok: true });
     await sim.settle();
@@ -231,7 +231,7 @@ describe("Sim: the scheduler's rules under simulated agents", () => {
     const sim = await Sim.start({ seed: 3, agents: AGENTS });
     const job = "www-data/devel/svc";
     const { taskIds } = await sim.createJob(spec("svc", { service: true }));
-    const first = taskIds[0];
+    const first = taskIds[0]!;
     expect(sim.state.tasks.get(first)!.state).toBe("RUNNING");
     const agent = sim.agentOf(first)!;
     agent.exitTask(first, 137);
@@ -266,10 +266,10 @@ describe("Sim: the scheduler's rules under simulated agents", () => {
     const sim = await Sim.start({ seed: 4, agents: AGENTS });
     const job = "www-data/devel/web";
     const { taskIds } = await sim.createJob(spec("web", { service: true, instances: 3, constraints: { host: "limit:1" } }));
-    const victim = sim.agentOf(taskIds[0])!;
+    const victim = sim.agentOf(taskIds[0]!)!;
     expect(await victim.reboot()).toBe(true);
     await sim.settle();
-    expect(sim.state.tasks.get(taskIds[0])!.state).toBe("LOST");
+    expect(sim.state.tasks.get(taskIds[0]!)!.state).toBe("LOST");
     expect(sim.state.agents.get(victim.agentId)!.bootId).toBe(`${victim.agentId}-boot-2`);
     await sim.runUntil((s) => [0, 1, 2].every((i) => current(s, job, i).state === "RUNNING"), 10 * 60_000, "3 RUNNING again");
 
@@ -295,7 +295,7 @@ describe("Sim: the scheduler's rules under simulated agents", () => {
       expect(taskIds.map((t) => sim.state.tasks.get(t)!.state)).toEqual(["RUNNING", "RUNNING"]);
       expect(sim.agents.every((a) => a.leaderEpoch === 2)).toBe(true);
       const b = await sim.createJob(spec("after", { instances: 1 }));
-      expect(sim.state.tasks.get(b.taskIds[0])!.state).toBe("RUNNING");
+      expect(sim.state.tasks.get(b.taskIds[0]!)!.state).toBe("RUNNING");
       const hash = await sim.logBytesHash();
       await sim.stop();
       return hash;
@@ -320,7 +320,7 @@ describe("Sim: the scheduler's rules under simulated agents", () => {
     sim.behave("www-data/devel/slow", { runMs: 60_000 });
     const { taskIds } = await sim.createJob(spec("slow"));
     const t0 = sim.elapsed;
-    const finished = (s: ClusterState) => s.tasks.get(taskIds[0])!.state === "FINISHED";
+    const finished = (s: ClusterState) => s.tasks.get(taskIds[0]!)!.state === "FINISHED";
     await expect(sim.runUntil(finished, 10_000, "the slow batch task to finish")).rejects.toThrow(
       /timed out after 10000 virtual ms waiting for: the slow batch task to finish/,
     );

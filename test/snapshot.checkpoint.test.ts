@@ -148,7 +148,7 @@ describe("snapshots in a replicated scheduler", () => {
 
   it("a standby writes them, not the leader, and they hold the log's state", async () => {
     const { log, store, replicas } = await cell(["a", "b", "c"]);
-    const [a, b, c] = replicas;
+    const [a, b, c] = replicas as [Scheduler, Scheduler, Scheduler];
     try {
       expect(a.leading).toBe(true);
       await a.intake.create({ spec: testSpec("j", { instances: 30 }), user: "t" });
@@ -156,7 +156,7 @@ describe("snapshots in a replicated scheduler", () => {
       expect(b.snapshotsWritten).toBeGreaterThan(0);
       expect(a.snapshotsWritten).toBe(0);
       expect(c.snapshotsWritten).toBe(0);
-      const newest = (await store.list())[0];
+      const newest = (await store.list())[0]!;
       const loaded = await store.load(newest.name);
       expect(loaded.header.stream).toBe("ROOST_TEST"); // a snapshot names the log it is a fold of
       const replayed = new ClusterState();
@@ -169,7 +169,7 @@ describe("snapshots in a replicated scheduler", () => {
 
   it("a lone leader on a board writes them itself", async () => {
     const { store, replicas } = await cell(["a"]);
-    const [a] = replicas;
+    const [a] = replicas as [Scheduler];
     try {
       await a.intake.create({ spec: testSpec("j", { instances: 30 }), user: "t" });
       await waitForSnapshot(store);

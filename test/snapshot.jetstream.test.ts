@@ -26,12 +26,12 @@ const records = [...syntheticLog({ seed: 404, events: 30_000, agents: 20, events
 
 function foldPrefix(n: number): ClusterState {
   const s = new ClusterState();
-  for (let i = 0; i < n; i++) foldRecord(s, i + 1, records[i]);
+  for (let i = 0; i < n; i++) foldRecord(s, i + 1, records[i]!);
   return s;
 }
 
 async function writeLog(log: JetStreamLog, recs: readonly AnyEnvelope[][]): Promise<void> {
-  for (let i = 0; i < recs.length; i++) await log.append(encodeRecord(recs[i]), i, `r${i}`);
+  for (let i = 0; i < recs.length; i++) await log.append(encodeRecord(recs[i]!), i, `r${i}`);
 }
 
 /** Garbage under a snapshot name, written straight into the bucket (as a broken writer would). */
@@ -56,13 +56,13 @@ describe("SnapshotStore (JetStream object store)", () => {
       createdTs: 1000 + records.length,
       tasks: newest.tasks.size,
     });
-    expect(list[0].size).toBeGreaterThan(512 * 1024); // several object-store chunks
-    expect(list[0].description).toMatch(new RegExp(`^seq ${records.length}, ${newest.eventCount} events`));
+    expect(list[0]!.size).toBeGreaterThan(512 * 1024); // several object-store chunks
+    expect(list[0]!.description).toMatch(new RegExp(`^seq ${records.length}, ${newest.eventCount} events`));
 
     // getBytes reads the chunks itself: exactly what the object store's own reader returns.
     const own = await store.getBytes(snapshotName(records.length));
     const lib = await (await new Objm(jetstream(log.nc)).open("snap_put")).getBlob(snapshotName(records.length));
-    expect(own!.length).toBe(list[0].size);
+    expect(own!.length).toBe(list[0]!.size);
     expect(Buffer.compare(Buffer.from(own!), Buffer.from(lib!))).toBe(0);
     expect(await store.getBytes(snapshotName(12345))).toBeNull();
 
@@ -85,8 +85,8 @@ describe("SnapshotStore (JetStream object store)", () => {
     const loaded = await store.loadNewest();
     expect(loaded!.seq).toBe(50);
     expect(loaded!.skipped).toHaveLength(1);
-    expect(loaded!.skipped[0].name).toBe(snapshotName(120));
-    expect(loaded!.skipped[0].error).toMatch(/not a snapshot/);
+    expect(loaded!.skipped[0]!.name).toBe(snapshotName(120));
+    expect(loaded!.skipped[0]!.error).toMatch(/not a snapshot/);
     expect(stateHash(loaded!.state)).toBe(stateHash(foldPrefix(50)));
   });
 
@@ -125,7 +125,7 @@ describe("SnapshotStore (JetStream object store)", () => {
     await store.put(foldPrefix(40));
     const r = await coldStart(log, store);
     expect(r.fromSnapshot).toBeNull();
-    expect(r.skipped[0].error).toMatch(/beyond the log's last sequence 20/);
+    expect(r.skipped[0]!.error).toMatch(/beyond the log's last sequence 20/);
     expect(stateHash(r.state)).toBe(stateHash(foldPrefix(20)));
   });
 
@@ -232,7 +232,7 @@ describe("roost snapshot list / verify (the built CLI)", () => {
     // A snapshot that decodes fine but is not this log's state at seq 50.
     const other = new ClusterState();
     const foreign = [...syntheticLog({ seed: 405, events: 30_000, agents: 20, eventsPerRecord: 200 })];
-    for (let i = 0; i < 50; i++) foldRecord(other, i + 1, foreign[i]);
+    for (let i = 0; i < 50; i++) foldRecord(other, i + 1, foreign[i]!);
     await store.put(other);
     await putGarbage(log, "snap_cli", 55);
     const dir = mkdtempSync(join(tmpdir(), "roost-snap-cli-"));

@@ -39,12 +39,12 @@ describe("snapshots in the scheduler", () => {
     await first.stop();
     const snaps = await store.list();
     expect(snaps.length).toBeGreaterThan(0);
-    expect(snaps[0].seq).toBeLessThan(log.length); // the tail is not empty
+    expect(snaps[0]!.seq).toBeLessThan(log.length); // the tail is not empty
 
     const second = new Scheduler({ log, bus: new MemoryBus(), schedulerId: "b", snapshots: store });
     await second.start();
-    expect(second.startedFrom).toMatchObject({ snapshot: snaps[0].name, snapshotSeq: snaps[0].seq, skipped: 0 });
-    expect(second.startedFrom!.tailRecords).toBe(log.length - 1 - snaps[0].seq); // its own LeaderElected came after
+    expect(second.startedFrom).toMatchObject({ snapshot: snaps[0]!.name, snapshotSeq: snaps[0]!.seq, skipped: 0 });
+    expect(second.startedFrom!.tailRecords).toBe(log.length - 1 - snaps[0]!.seq); // its own LeaderElected came after
     // Its state is the log's, whether it came from a snapshot or not: compare before its own LeaderElected.
     const replayed = await genesis(log);
     expect(stateHash(second.state)).toBe(stateHash(replayed));
@@ -60,7 +60,7 @@ describe("snapshots in the scheduler", () => {
     await s1.intake.create({ spec: testSpec("j", { instances: 12 }), user: "t" });
     await waitForSnapshot(store, 1);
     await s1.stop();
-    const newest = (await store.list())[0];
+    const newest = (await store.list())[0]!;
     await store.putBytes(`snap/${String(newest.seq + 1).padStart(12, "0")}`, new Uint8Array([1, 2, 3]), {
       description: "garbage",
       eventCount: 0,

@@ -138,10 +138,10 @@ function oddState(loneSurrogates = false): ClusterState {
   s.anomalies.push({ seq: 3, index: 0, type: "Weird\u2028Type", why: "x" });
   s.anomalyCount = 7; // more than are kept
   s.quotas.set("röle", { cpus: 0.1 + 0.2, ramMb: 10, diskMb: 1 });
-  const agent = [...s.agents.values()][0];
+  const agent = [...s.agents.values()][0]!;
   agent.used.cpus = -0;
   agent.attributes = { ...agent.attributes, "😀": "v" };
-  const job = [...s.jobs.values()][0];
+  const job = [...s.jobs.values()][0]!;
   job.killedInstances.add(99);
   job.instances.set(1000, "gone-task");
   s.agentsVersion = 17;
@@ -193,8 +193,8 @@ describe("snapshot round trip", () => {
     const pending = [...s.pending];
     expect(pending.length).toBeGreaterThan(3);
     // Re-order: move the first pending task to the end (as a task that went PENDING again would).
-    s.pending.delete(pending[0]);
-    s.pending.add(pending[0]);
+    s.pending.delete(pending[0]!);
+    s.pending.add(pending[0]!);
     const d = roundTrip(s);
     expect([...d.pending]).toEqual([...pending.slice(1), pending[0]]);
   });
@@ -205,9 +205,9 @@ describe("snapshot round trip", () => {
     expect(stateHash(d)).toBe(stateHash(s));
     expect(view(d)).toStrictEqual(view(s));
     const t = [...d.tasks.values()].filter((x) => x.state !== "PENDING");
-    expect(Object.is(t[7].agentSeq, -0)).toBe(true);
-    expect(Object.is([...d.agents.values()][0].used.cpus, -0)).toBe(true);
-    expect("exitCode" in t[2] && t[2].exitCode === undefined).toBe(true);
+    expect(Object.is(t[7]!.agentSeq, -0)).toBe(true);
+    expect(Object.is([...d.agents.values()][0]!.used.cpus, -0)).toBe(true);
+    expect("exitCode" in t[2]! && t[2]!.exitCode === undefined).toBe(true);
   });
 
   it("a string with a lone surrogate does not survive MessagePack: decoding says so instead of loading a different state", () => {
@@ -219,11 +219,11 @@ describe("snapshot round trip", () => {
   it("shares strings and objects as the fold does (job key, config.task)", () => {
     const s = foldAll([...syntheticLog({ seed: 8, events: 2_000, agents: 5 })]);
     const d = roundTrip(s);
-    const job = [...d.jobs.values()][0];
+    const job = [...d.jobs.values()][0]!;
     expect(job.configs[job.configVersion]).toBe(job.config.task);
     const tasks = [...d.tasks.values()];
     // Same task order, and each task's record has fold.ts's field order (one hidden class).
-    expect(Object.keys(tasks[0])).toEqual([...TASK_FIELDS]);
+    expect(Object.keys(tasks[0]!)).toEqual([...TASK_FIELDS]);
   });
 
   it("continues to decode after the same snapshot is decoded twice (no shared mutable state)", () => {
@@ -232,7 +232,7 @@ describe("snapshot round trip", () => {
     const a = decodeSnapshot(bytes);
     const b = decodeSnapshot(bytes);
     expect(a.tasks.values().next().value).not.toBe(b.tasks.values().next().value);
-    [...a.tasks.values()][0].history.push(1, 2, 3, 4);
+    [...a.tasks.values()][0]!.history.push(1, 2, 3, 4);
     expect(stateHash(b)).toBe(stateHash(s));
   });
 });
@@ -288,7 +288,7 @@ describe("snapshot header and errors", () => {
   it("refuses a body with a flipped byte", () => {
     const flipped = rewrite((h, b) => {
       const c = Uint8Array.prototype.slice.call(b);
-      c[Math.floor(c.length / 2)] ^= 0x5a;
+      c[Math.floor(c.length / 2)]! ^= 0x5a;
       return [h, c];
     });
     expect(() => decodeSnapshot(flipped)).toThrow(SnapshotError);
@@ -322,7 +322,7 @@ describe("snapshot header and errors", () => {
     s.pending.add(notPending.taskId);
     expect(() => encodeSnapshot(s)).toThrow(SnapshotError);
     s.pending.delete(notPending.taskId);
-    s.pending.delete([...s.pending][0]);
+    s.pending.delete([...s.pending][0]!);
     expect(() => encodeSnapshot(s)).toThrow(/pending index holds/);
   });
 });
@@ -346,12 +346,12 @@ describe("stateHash writes the same bytes as the string implementation", () => {
   it("with and without the task order given, and ignores a wrong one", () => {
     const s = foldAll([...syntheticLog({ seed: 12, events: 5_000, agents: 10 })]);
     const keys = [...s.tasks.keys()];
-    const order = keys.map((_, i) => i).sort((a, b) => (keys[a] < keys[b] ? -1 : 1));
+    const order = keys.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : 1));
     const h = referenceStateHash(s);
     expect(stateHash(s, { taskOrder: order })).toBe(h);
     expect(stateHash(s, { taskOrder: [...order].reverse() })).toBe(h);
-    expect(stateHash(s, { taskOrder: [order[1], order[0], ...order.slice(2)] })).toBe(h);
-    expect(stateHash(s, { taskOrder: [...order.slice(0, -1), order[0]] })).toBe(h); // not a permutation
+    expect(stateHash(s, { taskOrder: [order[1]!, order[0]!, ...order.slice(2)] })).toBe(h);
+    expect(stateHash(s, { taskOrder: [...order.slice(0, -1), order[0]!] })).toBe(h); // not a permutation
     expect(stateHash(s, { taskOrder: [...order.slice(0, -1), keys.length] })).toBe(h);
     expect(stateHash(s, { taskOrder: order.slice(1) })).toBe(h);
   });
@@ -404,7 +404,7 @@ describe("stateHash writes the same bytes as the string implementation", () => {
   it("changes when any task field changes", () => {
     const s = foldAll([...syntheticLog({ seed: 13, events: 2_000, agents: 5 })]);
     const before = stateHash(s);
-    const t = [...s.tasks.values()][5];
+    const t = [...s.tasks.values()][5]!;
     t.history.push(1, 2, 3, 4);
     expect(stateHash(s)).not.toBe(before);
     expect(stateHash(s)).toBe(referenceStateHash(s));
@@ -414,7 +414,7 @@ describe("stateHash writes the same bytes as the string implementation", () => {
 describe("memory snapshot store and cold start", () => {
   async function logOf(records: AnyEnvelope[][]): Promise<MemoryLog> {
     const log = new MemoryLog();
-    for (let i = 0; i < records.length; i++) await log.append(encodeRecord(records[i]), i, `m${i}`);
+    for (let i = 0; i < records.length; i++) await log.append(encodeRecord(records[i]!), i, `m${i}`);
     return log;
   }
   const records = [...syntheticLog({ seed: 31, events: 10_000, agents: 10 })];
@@ -425,9 +425,9 @@ describe("memory snapshot store and cold start", () => {
     for (const cut of [20, 60, 40]) await store.put(foldAll(records.slice(0, cut)));
     const list = await store.list();
     expect(list.map((s) => s.seq)).toEqual([60, 40, 20]);
-    expect(list[0].name).toBe(snapshotName(60));
-    expect(list[0].name).toBe("snap/000000000060");
-    expect(list[0].description).toMatch(/^seq 60, \d+ events/);
+    expect(list[0]!.name).toBe(snapshotName(60));
+    expect(list[0]!.name).toBe("snap/000000000060");
+    expect(list[0]!.description).toMatch(/^seq 60, \d+ events/);
     const loaded = await store.loadNewest();
     expect(loaded!.seq).toBe(60);
     expect(stateHash(loaded!.state)).toBe(stateHash(foldAll(records.slice(0, 60))));
@@ -444,8 +444,8 @@ describe("memory snapshot store and cold start", () => {
     const loaded = await store.loadNewest(85);
     expect(loaded!.seq).toBe(50);
     expect(loaded!.skipped.map((s) => s.name)).toEqual([snapshotName(90), snapshotName(80)]);
-    expect(loaded!.skipped[0].error).toMatch(/beyond the log's last sequence 85/);
-    expect(loaded!.skipped[1].error).toMatch(/not a snapshot/);
+    expect(loaded!.skipped[0]!.error).toMatch(/beyond the log's last sequence 85/);
+    expect(loaded!.skipped[1]!.error).toMatch(/not a snapshot/);
   });
 
   it("cold start: snapshot plus tail equals the fold from genesis; no snapshot folds it all", async () => {
@@ -519,7 +519,7 @@ describe("the state hash checked in a worker thread (deferred), and the log's st
   const prefix = (n: number) => foldAll(records.slice(0, n));
   async function logOf(recs: AnyEnvelope[][]): Promise<MemoryLog> {
     const log = new MemoryLog();
-    for (let i = 0; i < recs.length; i++) await log.append(encodeRecord(recs[i]), i, `m${i}`);
+    for (let i = 0; i < recs.length; i++) await log.append(encodeRecord(recs[i]!), i, `m${i}`);
     return log;
   }
   const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number", mapsAsObjects: true, useToJSON: false });
@@ -535,9 +535,9 @@ describe("the state hash checked in a worker thread (deferred), and the log's st
   function wrongColumn(state: ClusterState): Uint8Array {
     const [h, b] = packr.unpack(encodeSnapshot(state)) as [Record<string, unknown>, Uint8Array];
     const body = packr.unpack(b) as { t: Record<string, [number, number, Uint8Array]> };
-    const ts = Uint8Array.prototype.slice.call(body.t.hTs[2]);
-    ts[0] ^= 1;
-    body.t.hTs[2] = ts;
+    const ts = Uint8Array.prototype.slice.call(body.t.hTs![2]);
+    ts[0]! ^= 1;
+    body.t.hTs![2] = ts;
     return packr.pack([h, packr.pack(body)]);
   }
 

@@ -76,7 +76,7 @@ function errorOf(f: () => unknown): SpecError {
 function single(spec: unknown, path: string, rule: string | RegExp): SpecIssue {
   const issues = issuesOf(() => validateJobSpec(spec));
   expect(issues.map((i) => i.path)).toEqual([path]);
-  const [issue] = issues;
+  const issue = issues[0]!;
   if (typeof rule === "string") expect(issue.rule).toContain(rule);
   else expect(issue.rule).toMatch(rule);
   expect(issue.message.startsWith(`${path}: ${issue.rule}`)).toBe(true);
@@ -118,7 +118,7 @@ describe("parseJobSpec / validateJobSpec: valid specs", () => {
     expect(Object.keys(a)).toEqual(["role", "environment", "name", "instances", "task"]);
     expect(Object.keys(a.task)).toEqual(["service", "tier", "priority", "maxTaskFailures", "resources", "constraints", "processes"]);
     expect(Object.keys(a.task.resources)).toEqual(["cpus", "ramMb", "diskMb", "gpus", "ports"]);
-    expect(Object.keys(a.task.processes[0])).toEqual(["name", "cmdline"]);
+    expect(Object.keys(a.task.processes[0]!)).toEqual(["name", "cmdline"]);
   });
 
   it("constraints are sorted by attribute and written canonically, so equivalent specs encode alike", () => {
@@ -179,7 +179,7 @@ describe("parseJobSpec / validateJobSpec: valid specs", () => {
     spec.resources.ports.push("other");
     spec.processes[0].name = "changed";
     expect(cfg.task.resources.ports).toEqual(["http"]);
-    expect(cfg.task.processes[0].name).toBe("server");
+    expect(cfg.task.processes[0]!.name).toBe("server");
   });
 
   it("validateJobSpec accepts a normalised JobConfig and returns it unchanged", () => {
@@ -190,7 +190,7 @@ describe("parseJobSpec / validateJobSpec: valid specs", () => {
     expect(validateJobSpec(jobConfigToSpec(cfg))).toEqual(cfg);
     const broken = JSON.parse(JSON.stringify(cfg));
     broken.task.resources.ramMb = 0;
-    const [issue] = issuesOf(() => validateJobSpec(broken));
+    const issue = issuesOf(() => validateJobSpec(broken))[0]!;
     expect(issue.path).toBe("task.resources.ramMb");
   });
 
@@ -205,12 +205,12 @@ describe("parseJobSpec / validateJobSpec: valid specs", () => {
     const hello = parseJobSpec(readFileSync(root("examples/hello-service.yaml"), "utf8"));
     expect(hello).toMatchObject({ name: "hello", instances: 3, task: { service: true } });
     expect(hello.task.resources).toEqual({ cpus: 0.1, ramMb: 64, diskMb: 64, gpus: 0, ports: ["http"] });
-    expect(hello.task.processes[0].cmdline).toContain("ROOST_PORT_HTTP");
+    expect(hello.task.processes[0]!.cmdline).toContain("ROOST_PORT_HTTP");
     const batch = parseJobSpec(readFileSync(root("examples/batch-job.yaml"), "utf8"));
     expect(batch).toMatchObject({ instances: 1, task: { service: false } });
     const failing = parseJobSpec(readFileSync(root("examples/failing-batch.yaml"), "utf8"));
     expect(failing).toMatchObject({ instances: 1, task: { service: false, maxTaskFailures: 3 } });
-    expect(failing.task.processes[0].cmdline).toMatch(/exit 1/);
+    expect(failing.task.processes[0]!.cmdline).toMatch(/exit 1/);
   });
 });
 
@@ -274,7 +274,7 @@ describe("validation rules: each error names the field and the rule", () => {
     single({ ...base(), processes: [{ name: "p", cmdline: "x".repeat(900 * 1024) }] }, "processes[0].cmdline", "at most 65535 bytes");
     // Counted in UTF-8 bytes: 30,000 three-byte characters are 90,000 bytes.
     single({ ...base(), processes: [{ name: "p", cmdline: "東".repeat(30_000) }] }, "processes[0].cmdline", "at most 65535 bytes");
-    expect(validateJobSpec({ ...base(), processes: [{ name: "p", cmdline: "x".repeat(65_535) }] }).task.processes[0].cmdline).toHaveLength(
+    expect(validateJobSpec({ ...base(), processes: [{ name: "p", cmdline: "x".repeat(65_535) }] }).task.processes[0]!.cmdline).toHaveLength(
       65_535,
     );
   });
@@ -421,25 +421,25 @@ describe("validation rules: each error names the field and the rule", () => {
   });
 
   it("a document that is not a mapping", () => {
-    expect(issuesOf(() => validateJobSpec([]))[0].rule).toContain("must be a mapping");
-    expect(issuesOf(() => parseJobSpec(""))[0].message).toContain("empty");
-    expect(issuesOf(() => parseJobSpec("just a string"))[0].path).toBe("");
+    expect(issuesOf(() => validateJobSpec([]))[0]!.rule).toContain("must be a mapping");
+    expect(issuesOf(() => parseJobSpec(""))[0]!.message).toContain("empty");
+    expect(issuesOf(() => parseJobSpec("just a string"))[0]!.path).toBe("");
   });
 
   it("YAML syntax errors carry the line and column", () => {
     const text = "role: www-data\nenvironment: devel\nresources:\n  cpus: [1, 2\nname: x\n";
     const err = errorOf(() => parseJobSpec(text, "bad.yaml"));
     expect(err.issues.length).toBeGreaterThan(0);
-    expect(err.issues[0].rule).toMatch(/^YAML syntax error: /);
-    expect(err.issues[0].line).toBeGreaterThanOrEqual(4);
+    expect(err.issues[0]!.rule).toMatch(/^YAML syntax error: /);
+    expect(err.issues[0]!.line).toBeGreaterThanOrEqual(4);
     expect(err.message).toContain("bad.yaml");
     expect(err.message).toMatch(/line \d+, column \d+: YAML syntax error/);
   });
 
   it("duplicate keys are a YAML error with the line", () => {
     const err = errorOf(() => parseJobSpec("role: a\nname: b\nrole: c\n"));
-    expect(err.issues[0].line).toBe(3);
-    expect(err.issues[0].rule).toMatch(/unique/);
+    expect(err.issues[0]!.line).toBe(3);
+    expect(err.issues[0]!.rule).toMatch(/unique/);
   });
 
   it("validation issues from a file point at the line of the field", () => {
@@ -448,7 +448,7 @@ describe("validation rules: each error names the field and the rule", () => {
     const lines = text.split("\n");
     const ram = issues.find((i) => i.path === "resources.ramMb")!;
     expect(lines[ram.line! - 1]).toContain("ramMb: -5");
-    expect(lines[ram.line! - 1].indexOf("-5") + 1).toBe(ram.column);
+    expect(lines[ram.line! - 1]!.indexOf("-5") + 1).toBe(ram.column);
     const colour = issues.find((i) => i.path === "colour")!;
     expect(lines[colour.line! - 1]).toBe("colour: blue");
   });

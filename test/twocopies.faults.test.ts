@@ -149,7 +149,7 @@ class CopySampler {
     const deadline = Date.now() + timeoutMs;
     let i = this.samples.length;
     for (;;) {
-      for (; i < this.samples.length; i++) if (pred(this.samples[i])) return this.samples[i];
+      for (; i < this.samples.length; i++) if (pred(this.samples[i]!)) return this.samples[i]!;
       if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
       await new Promise((r) => setTimeout(r, SAMPLE_MS));
     }
@@ -187,10 +187,10 @@ describe("never two live copies of an instance (real processes)", () => {
       );
 
       const status = await cell.roostJson<JobStatus>(["job", "status", job]);
-      const stale = status.instances[0].taskId;
-      const host = status.instances[0].host!;
-      const inst = String(status.instances[0].instance); // "0"; the other instance is "1"
-      const other = String(status.instances[1].instance);
+      const stale = status.instances[0]!.taskId;
+      const host = status.instances[0]!.host!;
+      const inst = String(status.instances[0]!.instance); // "0"; the other instance is "1"
+      const other = String(status.instances[1]!.instance);
       expect(new Set(status.instances.map((i) => i.host)).size).toBe(2); // limit host=1
       const agentId = [...cell.agentConfigs.values()].find((a) => a.host === host)!.id;
       const agent = cell.agents.get(agentId)!;

@@ -33,7 +33,7 @@ const agent = new Agent({
   host: "host-k9",
   attributes: {},
   resources: { cpus: 1, ramMb: 256, diskMb: 256, ports: [] },
-  workDir,
+  workDir: workDir!,
   bootId,
   heartbeatMs: 60_000,
   graceMs: 1000,

@@ -41,13 +41,13 @@ async function expectAllCommitted(log: EventLog, base: number, issued: Issued[],
   expect(bad, bad >= 0 ? `request ${bad} failed: ${String((results[bad] as { err: unknown }).err)}` : "").toBe(-1);
   const seqs = results.map((r) => (r as { value: number }).value);
   // Issue order is sequence order.
-  for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThanOrEqual(seqs[i - 1]);
+  for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThanOrEqual(seqs[i - 1]!);
   // The records the requests say they are in, rebuilt from the requests.
   const expected: Array<{ seq: number; keys: string[] }> = [];
   for (let i = 0; i < issued.length; i++) {
     const last = expected[expected.length - 1];
-    if (last && last.seq === seqs[i]) last.keys.push(...issued[i].keys);
-    else expected.push({ seq: seqs[i], keys: [...issued[i].keys] });
+    if (last && last.seq === seqs[i]) last.keys.push(...issued[i]!.keys);
+    else expected.push({ seq: seqs[i]!, keys: [...issued[i]!.keys] });
   }
   const last = await log.lastSeq();
   expect(expected.map((r) => r.seq)).toEqual(Array.from({ length: last - base }, (_, i) => base + 1 + i));

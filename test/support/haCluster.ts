@@ -80,7 +80,7 @@ export class Daemon {
     const deadline = Date.now() + timeoutMs;
     let i = from;
     for (;;) {
-      for (; i < this.lines.length; i++) if (pred(this.lines[i])) return this.lines[i];
+      for (; i < this.lines.length; i++) if (pred(this.lines[i]!)) return this.lines[i]!;
       const left = deadline - Date.now();
       if (left <= 0 || !this.running) {
         throw new Error(
@@ -241,7 +241,7 @@ export class LogTail {
     const deadline = Date.now() + timeoutMs;
     let i = from;
     for (;;) {
-      for (; i < this.events.length; i++) if (pred(this.events[i])) return this.events[i];
+      for (; i < this.events.length; i++) if (pred(this.events[i]!)) return this.events[i]!;
       const left = deadline - Date.now();
       if (left <= 0) {
         const last = this.events
@@ -583,7 +583,7 @@ export class HaCell {
     const running = h.events.filter((e) => e.state === "RUNNING").at(-1);
     const m = /processes started \(pids ([\d, ]+)\)/.exec(running?.reason ?? "");
     if (!m) throw new Error(`task ${taskId} has no RUNNING report with pids: ${JSON.stringify(h.events)}`);
-    return m[1].split(",").map((p) => Number(p.trim()));
+    return m[1]!.split(",").map((p) => Number(p.trim()));
   }
 
   // ---- tear-down ------------------------------------------------------------------------------

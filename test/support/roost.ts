@@ -58,7 +58,7 @@ export class RoostProcess {
     const deadline = Date.now() + timeoutMs;
     let i = 0;
     for (;;) {
-      for (; i < this.lines.length; i++) if (pred(this.lines[i])) return this.lines[i];
+      for (; i < this.lines.length; i++) if (pred(this.lines[i]!)) return this.lines[i]!;
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for ${what}; output so far:\n${this.lines.slice(-20).join("\n")}`);
       await new Promise<void>((resolve) => {

@@ -138,7 +138,7 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
         error: `invalid registration: resources.ports: each range [lo, hi] must have lo ≤ hi (got [${bad[0]}, ${bad[1]}])`,
       };
     const attributes: Record<string, string> = {};
-    for (const k of Object.keys(req.attributes).sort()) attributes[k] = req.attributes[k];
+    for (const k of Object.keys(req.attributes).sort()) attributes[k] = req.attributes[k]!;
     const known = s.state.agents.get(req.agentId);
     if (known?.state === "REMOVED") return { ok: false, error: `agent ${req.agentId} was removed and may not register again` };
     const changed =

@@ -146,7 +146,7 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
         const taskIds = groups.get(key)!;
         const from = cursor.get(key) ?? 0;
         if (from >= taskIds.length) continue;
-        const first = st.tasks.get(taskIds[from])!;
+        const first = st.tasks.get(taskIds[from]!)!;
         const g = new TaskGroup(st.jobs.get(first.job)!, first.configVersion);
         const out = this.stack.placeGroup(st, offers, agents, g, taskIds.slice(from, from + GROUP_BATCH), GROUP_BATCH);
         cursor.set(key, from + out.assignments.length);

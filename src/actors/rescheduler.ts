@@ -106,11 +106,11 @@ export function flapping(t: TaskRecord, policy: SchedulingPolicy): { penaltyMs: 
   const h = t.history;
   let runningTs: number | null = null;
   for (let i = 0; i < h.length; i += HISTORY_STRIDE) {
-    const state = TASK_STATES[h[i + 3]];
+    const state = TASK_STATES[h[i + 3]!]!;
     if (INTERRUPTED.has(state)) return null;
-    if (state === "RUNNING" && runningTs === null) runningTs = h[i + 2];
+    if (state === "RUNNING" && runningTs === null) runningTs = h[i + 2]!;
   }
-  const endTs = h[h.length - HISTORY_STRIDE + 2];
+  const endTs = h[h.length - HISTORY_STRIDE + 2]!;
   const lived = runningTs === null ? 0 : endTs - runningTs;
   if (lived >= policy.flapThresholdMs) return null;
   const penaltyMs = t.throttleMs > 0 ? Math.min(t.throttleMs * 2, policy.throttleMaxMs) : policy.throttleInitialMs;

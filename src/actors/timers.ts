@@ -27,7 +27,7 @@ export function fmtMs(ms: number): string {
 
 /** When the task entered its current state (the newest history entry). */
 export function enteredTs(t: TaskRecord): number {
-  return t.history[t.history.length - HISTORY_STRIDE + 2];
+  return t.history[t.history.length - HISTORY_STRIDE + 2]!;
 }
 
 export class Timers extends Actor<TimersMsg> {

@@ -38,7 +38,7 @@ function parseStat(pid: number, text: string): ProcStat | null {
   if (f.length < 20) return null;
   return {
     pid,
-    state: f[0],
+    state: f[0]!,
     ppid: Number(f[1]),
     pgrp: Number(f[2]),
     session: Number(f[3]),

@@ -189,14 +189,14 @@ export class StatusQueue {
     const entry = { update, ord: this.ord++ };
     // Keep seq order (restore may bring older updates); the in-flight head stays where it is.
     let i = s.entries.length;
-    while (i > (s.inFlight ? 1 : 0) && s.entries[i - 1].update.seq > update.seq) i--;
+    while (i > (s.inFlight ? 1 : 0) && s.entries[i - 1]!.update.seq > update.seq) i--;
     s.entries.splice(i, 0, entry);
     this.pump(s);
   }
 
   private pump(s: Stream): void {
     if (this.paused || this.stopped || s.inFlight || s.timer || s.entries.length === 0) return;
-    const head = s.entries[0];
+    const head = s.entries[0]!;
     s.inFlight = true;
     let result: Promise<boolean>;
     try {

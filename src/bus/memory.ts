@@ -67,7 +67,7 @@ export class MemoryBus implements Bus {
     try {
       await Promise.resolve();
       const reply = Promise.resolve()
-        .then(() => hs[0](structuredClone(data), subject))
+        .then(() => hs[0]!(structuredClone(data), subject))
         .catch((err: Error) => ({ ok: false, error: err.message }));
       if (!this.requestTimeouts) return structuredClone(await reply) as T;
       const timeout = new Promise<never>((_, reject) => {

@@ -450,8 +450,8 @@ class HttpClient implements ClusterClient {
   }
 
   async get(seq: number): Promise<LogRecord | null> {
-    const page = await this.page(seq, false);
-    return page.length && page[0][0] === seq ? { seq, events: decodeRecord(page[0][1]) } : null;
+    const first = (await this.page(seq, false))[0];
+    return first !== undefined && first[0] === seq ? { seq, events: decodeRecord(first[1]) } : null;
   }
 
   async lastSeq(): Promise<number | null> {
@@ -463,7 +463,7 @@ class HttpClient implements ClusterClient {
       const page = await this.page(from, false);
       if (page.length === 0) return;
       for (const [seq, data] of page) yield { seq, events: decodeRecord(data) };
-      from = page[page.length - 1][0] + 1;
+      from = page[page.length - 1]![0] + 1;
     }
   }
 
@@ -477,7 +477,7 @@ class HttpClient implements ClusterClient {
         throw err;
       }
       for (const [seq, data] of page) yield { seq, events: decodeRecord(data) };
-      if (page.length) from = page[page.length - 1][0] + 1;
+      if (page.length) from = page[page.length - 1]![0] + 1;
     }
   }
 

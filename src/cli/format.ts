@@ -7,8 +7,8 @@ import type { JobStatus, JobSummary, TaskHistory } from "../replay/queries.js";
 import type { WhyReport } from "../scheduling/why.js";
 
 export function table(rows: string[][]): string {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ")).join("\n");
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join("  ")).join("\n");
 }
 
 const iso = (ts: number) => new Date(ts).toISOString();

@@ -89,11 +89,11 @@ function formatList(list: SnapshotInfo[]): string {
     s.stateHash?.slice(0, 16) ?? "",
   ]);
   const head = ["NAME", "SEQ", "EVENTS", "TASKS", "SIZE", "CREATED", "STATE HASH"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [head, ...rows]
     .map((r) =>
       r
-        .map((c, i) => c.padEnd(widths[i]))
+        .map((c, i) => c.padEnd(widths[i]!))
         .join("  ")
         .trimEnd(),
     )

@@ -12,7 +12,7 @@ export const TIERS: Readonly<Record<string, Tier>> = {
 };
 
 export function isPreemptible(tier: string): boolean {
-  return Object.hasOwn(TIERS, tier) ? TIERS[tier].preemptible : true;
+  return Object.hasOwn(TIERS, tier) ? TIERS[tier]!.preemptible : true;
 }
 
 export function isProductionTier(tier: string): boolean {

@@ -22,7 +22,7 @@ export function parseJobKey(s: string): JobKey {
   if (parts.length !== 3 || parts.some((p) => p.length === 0)) {
     throw new Error(`job key "${s}" must have the form ROLE/ENV/NAME`);
   }
-  return { role: parts[0], environment: parts[1], name: parts[2] };
+  return { role: parts[0]!, environment: parts[1]!, name: parts[2]! };
 }
 
 // The shapes below are also schemas (TypeBox: one definition gives the type and its JSON

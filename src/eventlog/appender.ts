@@ -215,7 +215,7 @@ export class Appender {
 
   private pump(): void {
     while (!this.dead && !this.recovering && this.qHead < this.queue.length && this.inFlight.length < this.maxInFlight) {
-      const head = this.queue[this.qHead];
+      const head = this.queue[this.qHead]!;
       if (head.recheck) {
         // It decides again once everything ahead of it that could overtake it is folded: wait for
         // the pipeline to empty, unless nothing on the wire can change its decision.
@@ -242,8 +242,8 @@ export class Appender {
       let n = 0;
       let count = 0;
       for (let i = this.qHead; i < this.queue.length; i++) {
-        const len = this.queue[i].events.length;
-        if (n > 0 && this.queue[i].recheck) break;
+        const len = this.queue[i]!.events.length;
+        if (n > 0 && this.queue[i]!.recheck) break;
         if (n > 0 && count + len > this.maxEvents) break;
         count += len;
         n++;
@@ -258,7 +258,7 @@ export class Appender {
       }
       const requests = this.takeQueued(n);
       if (bytes.length > this.maxBytes) {
-        requests[0].reject(
+        requests[0]!.reject(
           new RecordTooLargeError(
             `a request of ${events.length} events encodes to ${bytes.length} bytes, over the record limit of ${this.maxBytes}`,
           ),
@@ -300,11 +300,11 @@ export class Appender {
 
   /** The events of the first n queued requests, in order. */
   private gather(n: number): AnyEnvelope[] {
-    if (n === 1) return this.queue[this.qHead].events.slice();
+    if (n === 1) return this.queue[this.qHead]!.events.slice();
     const events: AnyEnvelope[] = [];
     for (let i = this.qHead; i < this.qHead + n; i++) {
-      const evs = this.queue[i].events;
-      for (let j = 0; j < evs.length; j++) events.push(evs[j]);
+      const evs = this.queue[i]!.events;
+      for (let j = 0; j < evs.length; j++) events.push(evs[j]!);
     }
     return events;
   }
@@ -328,7 +328,7 @@ export class Appender {
     this.draining = true;
     try {
       while (this.inFlight.length > 0) {
-        const head = this.inFlight[0];
+        const head = this.inFlight[0]!;
         let r = await head.result;
         if (this.dead) return;
         if (!r.ok) {
@@ -366,7 +366,7 @@ export class Appender {
     let delay = 50;
     let headResult: Outcome | undefined;
     for (let i = 0; i < this.inFlight.length; i++) {
-      const p = this.inFlight[i];
+      const p = this.inFlight[i]!;
       for (;;) {
         const r = await this.send(p.bytes, p.expected, p.msgId, p.prevMsgId);
         if (this.dead) return { ok: false, err: this.dead };
@@ -408,7 +408,7 @@ export class Appender {
     if (this.dead) return;
     this.dead = err;
     for (const p of this.inFlight) for (const r of p.requests) r.reject(err);
-    for (let i = this.qHead; i < this.queue.length; i++) this.queue[i].reject(err);
+    for (let i = this.qHead; i < this.queue.length; i++) this.queue[i]!.reject(err);
     this.inFlight = [];
     this.queue = [];
     this.qHead = 0;

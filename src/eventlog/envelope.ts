@@ -58,7 +58,7 @@ const INTERNED_TYPES = new Map<string, EventType>(EVENT_TYPES.map((t) => [t, t])
 export function encodeRecord(events: readonly Envelope[]): Uint8Array {
   const arr = new Array(events.length);
   for (let i = 0; i < events.length; i++) {
-    const e = events[i];
+    const e = events[i]!;
     arr[i] = [e.type, e.v, e.epoch, e.ts, e.corr, e.reason, e.data];
   }
   return codec.pack(arr);

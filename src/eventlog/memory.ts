@@ -67,7 +67,7 @@ export class MemoryLog implements EventLog, ChainedAppend {
   async *read(fromSeq: number): AsyncIterable<LogRecord> {
     const end = this.records.length;
     for (let s = Math.max(1, fromSeq); s <= end; s++) {
-      yield { seq: s, events: decodeRecord(this.records[s - 1]) };
+      yield { seq: s, events: decodeRecord(this.records[s - 1]!) };
     }
   }
 
@@ -75,7 +75,7 @@ export class MemoryLog implements EventLog, ChainedAppend {
     let s = Math.max(1, fromSeq);
     while (!signal.aborted && !this.closed) {
       while (s <= this.records.length) {
-        yield { seq: s, events: decodeRecord(this.records[s - 1]) };
+        yield { seq: s, events: decodeRecord(this.records[s - 1]!) };
         s++;
         if (signal.aborted) return;
       }

@@ -47,9 +47,9 @@ export async function startNatsCluster(
     startNatsServer({
       dir: join(dir, `n${i + 1}`),
       serverName: `n${i + 1}`,
-      port: ports[i].client,
-      httpPort: ports[i].http,
-      cluster: { name, port: ports[i].route, routes },
+      port: ports[i]!.client,
+      httpPort: ports[i]!.http,
+      cluster: { name, port: ports[i]!.route, routes },
       startTimeoutMs: 60_000,
       ownProcessGroup: opts.ownProcessGroup,
       dieWithParent: opts.dieWithParent,

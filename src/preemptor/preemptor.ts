@@ -85,7 +85,7 @@ export function findSlot(
     if (!fits() || victims.length === 0) continue;
     const cost = victims.length * 1e6 + victims.reduce((n, v) => n + v.cfg.resources.cpus, 0);
     if (!best || cost < best.cost) {
-      best = { agentId: agent.agentId, host: agent.host, victims: victims.map((v) => v.t.taskId), why: victims[0].why, cost };
+      best = { agentId: agent.agentId, host: agent.host, victims: victims.map((v) => v.t.taskId), why: victims[0]!.why, cost };
     }
   }
   if (!best) return null;

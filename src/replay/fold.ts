@@ -51,7 +51,7 @@ export function foldRecord(state: ClusterState, seq: number, events: readonly Lo
   }
   for (let i = 0; i < events.length; i++) {
     try {
-      foldEvent(state, seq, i, events[i], out);
+      foldEvent(state, seq, i, events[i]!, out);
     } catch (err) {
       // The schemas and the checks below are meant to leave nothing that throws; the property
       // test (test/fold.property.test.ts) folds random and mutated records and fails on this.
@@ -145,7 +145,7 @@ function onTaskAssigned(state: ClusterState, d: EventPayloads["TaskAssigned"], a
 
 function onTaskCreated(state: ClusterState, d: EventPayloads["TaskCreated"], at: At, out: Effect[] | undefined): void {
   const job = state.jobs.get(d.job)!;
-  const config = job.configs[d.configVersion];
+  const config = job.configs[d.configVersion]!;
   const task: TaskRecord = {
     taskId: d.taskId,
     job: job.key, // one shared string per job, not a decoded copy per task
@@ -497,19 +497,19 @@ function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName
 }
 
 function record(task: TaskRecord, at: At, to: TaskStateName): void {
-  task.history.push(at.seq, at.idx, at.ts, STATE_CODE[to]);
+  task.history.push(at.seq, at.idx, at.ts, STATE_CODE[to]!);
   task.lastReason = at.reason;
 }
 
 function acquire(state: ClusterState, task: TaskRecord): void {
   const agent = task.agentId === null ? undefined : state.agents.get(task.agentId);
   if (!agent) return;
-  const r = state.jobs.get(task.job)!.configs[task.configVersion].resources;
+  const r = state.jobs.get(task.job)!.configs[task.configVersion]!.resources;
   agent.used.cpus = roundCpus(agent.used.cpus + r.cpus);
   agent.used.ramMb += r.ramMb;
   agent.used.diskMb += r.diskMb;
   agent.used.gpus += r.gpus ?? 0;
-  if (task.ports) for (const name in task.ports) agent.usedPorts.add(task.ports[name]);
+  if (task.ports) for (const name in task.ports) agent.usedPorts.add(task.ports[name]!);
   agent.tasks.add(task.taskId);
 }
 
@@ -517,12 +517,12 @@ function release(state: ClusterState, task: TaskRecord): void {
   const agent: AgentRecord | undefined = task.agentId === null ? undefined : state.agents.get(task.agentId);
   if (!agent?.tasks.delete(task.taskId)) return;
   state.capacityVersion++;
-  const r = state.jobs.get(task.job)!.configs[task.configVersion].resources;
+  const r = state.jobs.get(task.job)!.configs[task.configVersion]!.resources;
   agent.used.cpus = roundCpus(agent.used.cpus - r.cpus);
   agent.used.ramMb -= r.ramMb;
   agent.used.diskMb -= r.diskMb;
   agent.used.gpus -= r.gpus ?? 0;
-  if (task.ports) for (const name in task.ports) agent.usedPorts.delete(task.ports[name]);
+  if (task.ports) for (const name in task.ports) agent.usedPorts.delete(task.ports[name]!);
 }
 
 function hasActiveTasks(state: ClusterState, instances: Map<number, string>): boolean {

@@ -255,7 +255,7 @@ function writeCanonical(f: Utf8Feed, v: unknown): void {
     f.ascii("[");
     for (let i = 0; i < items.length; i++) {
       if (i > 0) f.ascii(",");
-      f.json(items[i]);
+      f.json(items[i]!);
     }
     return f.ascii("]");
   }
@@ -266,9 +266,9 @@ function writeCanonical(f: Utf8Feed, v: unknown): void {
     f.ascii("{");
     for (let i = 0; i < keys.length; i++) {
       if (i > 0) f.ascii(",");
-      f.text(keys[i][0]);
+      f.text(keys[i]![0]);
       f.ascii(":");
-      writeCanonical(f, values[keys[i][1]]);
+      writeCanonical(f, values[keys[i]![1]]);
     }
     return f.ascii("}");
   }
@@ -279,9 +279,9 @@ function writeCanonical(f: Utf8Feed, v: unknown): void {
   f.ascii("{");
   for (let i = 0; i < keys.length; i++) {
     if (i > 0) f.ascii(",");
-    f.json(keys[i]);
+    f.json(keys[i]!);
     f.ascii(":");
-    writeCanonical(f, obj[keys[i]]);
+    writeCanonical(f, obj[keys[i]!]);
   }
   f.ascii("}");
 }
@@ -339,7 +339,7 @@ const K = Object.fromEntries(
     "throttleMs",
     "throttledUntil",
   ].map((k) => [k, [`{"${k}":`, `,"${k}":`] as const]),
-) as Record<string, readonly [string, string]>;
+) as Record<keyof ReturnType<typeof digestTask>, readonly [string, string]>;
 
 /**
  * canonical(v) of a task's ports: a plain object of a few numbers, its keys sorted by insertion
@@ -356,8 +356,8 @@ function writePorts(f: Utf8Feed, v: unknown): void {
     // Insertion sort: a task has a handful of ports.
     let i = keys.length;
     keys.push(k);
-    while (i > 0 && keys[i - 1] > k) {
-      keys[i] = keys[i - 1];
+    while (i > 0 && keys[i - 1]! > k) {
+      keys[i] = keys[i - 1]!;
       i--;
     }
     keys[i] = k;
@@ -365,9 +365,9 @@ function writePorts(f: Utf8Feed, v: unknown): void {
   f.ascii("{");
   for (let i = 0; i < keys.length; i++) {
     if (i > 0) f.ascii(",");
-    f.json(keys[i]);
+    f.json(keys[i]!);
     f.ascii(":");
-    f.num(obj[keys[i]] as number);
+    f.num(obj[keys[i]!] as number);
   }
   f.ascii("}");
 }
@@ -411,24 +411,24 @@ export function* stateHashSteps(state: ClusterState, opts: StateHashOptions = {}
     let ok = true;
     for (let k = 0; k < n && ok; k++) {
       if (k % (TASKS_PER_STEP * 4) === 0) yield;
-      const p = order[k];
-      if (!(p >= 0 && p < n) || seen[p] || (k > 0 && !(ids[order[k - 1]] < ids[p]))) ok = false;
+      const p = order[k]!;
+      if (!(p >= 0 && p < n) || seen[p] || (k > 0 && !(ids[order[k - 1]!]! < ids[p]!))) ok = false;
       else seen[p] = 1;
     }
     if (ok)
       return yield* digestState(
         state,
         n,
-        (k) => ids[order[k]],
-        (k) => tasks[order[k]],
+        (k) => ids[order[k]!]!,
+        (k) => tasks[order[k]!]!,
       );
   }
   const ids = yield* sortStringsSteps([...state.tasks.keys()]);
   return yield* digestState(
     state,
     n,
-    (k) => ids[k],
-    (k) => state.tasks.get(ids[k])!,
+    (k) => ids[k]!,
+    (k) => state.tasks.get(ids[k]!)!,
   );
 }
 

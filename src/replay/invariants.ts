@@ -38,7 +38,7 @@ const milli = (cpus: number): number => Math.round(cpus * 1000);
 
 /** Where the task was created: its first history entry, (seq, idx) packed for comparison. */
 function createdAt(t: TaskRecord): number {
-  return t.history.length >= HISTORY_STRIDE ? t.history[0] * 1_000_000 + t.history[1] : -1;
+  return t.history.length >= HISTORY_STRIDE ? t.history[0]! * 1_000_000 + t.history[1]! : -1;
 }
 
 /**
@@ -80,10 +80,10 @@ export function checkInvariants(state: ClusterState, opts: { limit?: number } = 
     if (h.length < HISTORY_STRIDE || h.length % HISTORY_STRIDE !== 0) {
       bad("task-history", `task ${t.taskId} (${t.state}) has a history of ${h.length} numbers, not whole entries of ${HISTORY_STRIDE}`);
     } else {
-      const last = TASK_STATES[h[h.length - HISTORY_STRIDE + 3]];
+      const last = TASK_STATES[h[h.length - HISTORY_STRIDE + 3]!];
       if (last !== t.state) bad("task-history", `task ${t.taskId} is ${t.state}, but its newest history entry says ${last}`);
       for (let i = HISTORY_STRIDE; i < h.length; i += HISTORY_STRIDE) {
-        if (h[i] < h[i - HISTORY_STRIDE] || (h[i] === h[i - HISTORY_STRIDE] && h[i + 1] < h[i + 1 - HISTORY_STRIDE])) {
+        if (h[i]! < h[i - HISTORY_STRIDE]! || (h[i] === h[i - HISTORY_STRIDE] && h[i + 1]! < h[i + 1 - HISTORY_STRIDE]!)) {
           bad("task-history", `task ${t.taskId}: history entry ${i / HISTORY_STRIDE} is older in the log than the one before it`);
           break;
         }
@@ -225,7 +225,7 @@ export function checkInvariants(state: ClusterState, opts: { limit?: number } = 
       gpus += cfg.resources.gpus ?? 0;
       if (t.ports) {
         for (const name in t.ports) {
-          const p = t.ports[name];
+          const p = t.ports[name]!;
           const other = ports.get(p);
           if (other !== undefined) bad("agent-ports", `port ${p} on agent ${agent.agentId} is used by both ${other} and ${t.taskId}`);
           else ports.set(p, t.taskId);

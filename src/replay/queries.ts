@@ -129,9 +129,9 @@ function historyOf(t: TaskRecord): TaskHistoryEvent[] {
   const out: TaskHistoryEvent[] = [];
   const h = t.history;
   for (let i = 0; i < h.length; i += HISTORY_STRIDE) {
-    out.push({ seq: h[i], idx: h[i + 1], ts: h[i + 2], state: TASK_STATES[h[i + 3]], reason: null });
+    out.push({ seq: h[i]!, idx: h[i + 1]!, ts: h[i + 2]!, state: TASK_STATES[h[i + 3]!]!, reason: null });
   }
-  if (out.length) out[out.length - 1].reason = t.lastReason;
+  if (out.length) out[out.length - 1]!.reason = t.lastReason;
   return out;
 }
 

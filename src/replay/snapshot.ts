@@ -82,7 +82,7 @@ function packColumn(v: Float64Array, n: number): Column {
   let max = -Infinity;
   let ints = true;
   for (let i = 0; i < n; i++) {
-    const x = v[i];
+    const x = v[i]!;
     if (x < min) min = x;
     if (x > max) max = x;
     // -0 and NaN need f64 (NaN fails isSafeInteger; -0 would come back as 0).
@@ -96,7 +96,7 @@ function packColumn(v: Float64Array, n: number): Column {
     return [F64, 0, new Uint8Array(out.buffer, out.byteOffset, out.byteLength)];
   }
   const out = kind === U8 ? new Uint8Array(n) : kind === U16 ? new Uint16Array(n) : new Uint32Array(n);
-  for (let i = 0; i < n; i++) out[i] = v[i] - min;
+  for (let i = 0; i < n; i++) out[i] = v[i]! - min;
   return [kind, min, new Uint8Array(out.buffer, out.byteOffset, out.byteLength)];
 }
 
@@ -142,7 +142,7 @@ function packStrings(list: string[]): unknown {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: the range \x00-\x7f is "ASCII", control characters included on purpose
   if (/[^\x00-\x7f]/.test(joined)) return list;
   const lengths = new Float64Array(list.length);
-  for (let i = 0; i < list.length; i++) lengths[i] = list[i].length;
+  for (let i = 0; i < list.length; i++) lengths[i] = list[i]!.length;
   return { count: list.length, bytes: Buffer.from(joined, "latin1"), lengths: packColumn(lengths, list.length) };
 }
 
@@ -160,7 +160,7 @@ function unpackStrings(v: unknown, what: string): string[] {
   const out = new Array<string>(n);
   let offset = 0;
   for (let i = 0; i < n; i++) {
-    const end = offset + lengths.a[i] + lengths.b;
+    const end = offset + lengths.a[i]! + lengths.b;
     if (end > bytes.length) throw new SnapshotError(`string table ${what} is shorter than its lengths`);
     out[i] = bytes.toString("latin1", offset, end);
     offset = end;
@@ -444,7 +444,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
       let k = 0;
       for (const name in ports) {
         portNames.push(sym(name));
-        portValues.push(ports[name]);
+        portValues.push(ports[name]!);
         k++;
       }
       cPorts[i] = k;
@@ -458,10 +458,10 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
       for (let k = 0; k < hist.length; k++) if (typeof hist[k] !== "number") ok = false;
       if (ok) {
         for (let k = 0; k < hist.length; k += HISTORY_STRIDE, h++) {
-          hSeq[h] = hist[k];
-          hIdx[h] = hist[k + 1];
-          hTs[h] = hist[k + 2];
-          hState[h] = hist[k + 3];
+          hSeq[h] = hist[k]!;
+          hIdx[h] = hist[k + 1]!;
+          hTs[h] = hist[k + 2]!;
+          hState[h] = hist[k + 3]!;
         }
         cHistLen[i] = len;
       } else {
@@ -485,7 +485,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
   const order = new Float64Array(n);
   for (let k = 0; k < n; k++) {
     if (k % TASKS_PER_STEP === 0) yield;
-    order[k] = index.get(ids[k])!;
+    order[k] = index.get(ids[k]!)!;
   }
   // The pending index must be exactly the PENDING tasks (decode checks this too, since the
   // index is not hashed): a state that breaks it is a fold bug, and is not written.
@@ -650,7 +650,7 @@ function unpackUsed(v: unknown): AgentRecord["used"] {
   if (!(v instanceof Uint8Array)) return v as AgentRecord["used"];
   if (v.byteLength !== 32) throw new SnapshotError("agent `used` is malformed");
   const f = new Float64Array(Uint8Array.prototype.slice.call(v).buffer);
-  return { cpus: f[0], ramMb: f[1], diskMb: f[2], gpus: f[3] };
+  return { cpus: f[0]!, ramMb: f[1]!, diskMb: f[2]!, gpus: f[3]! };
 }
 
 // ---- decode ---------------------------------------------------------------------------------
@@ -797,11 +797,11 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const hStart = new Float64Array(n + 1);
   const pStart = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) {
-    hStart[i + 1] = hStart[i] + histLen.a[i] + histLen.b;
-    pStart[i + 1] = pStart[i] + portsCol.a[i] + portsCol.b;
+    hStart[i + 1] = hStart[i]! + histLen.a[i]! + histLen.b;
+    pStart[i + 1] = pStart[i]! + portsCol.a[i]! + portsCol.b;
   }
   if (hStart[n] !== entries) throw new SnapshotError("snapshot task columns disagree on their lengths");
-  const nPorts = pStart[n];
+  const nPorts = pStart[n]!;
   const portName = c("portName", nPorts),
     portValue = c("portValue", nPorts);
   const orderCol = unpackColumn(body.order, n, "order");
@@ -810,7 +810,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const state = new ClusterState();
   /** A string column value from `table`: -1 is null. */
   const s = (u: Unpacked, i: number, table: string[]): string | null => {
-    const k = u.a[i] + u.b;
+    const k = u.a[i]! + u.b;
     if (k === -1) return null;
     const v = table[k];
     if (v === undefined) throw new SnapshotError(`string index ${k} out of range`);
@@ -822,54 +822,55 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const byPosition = new Array<TaskRecord>(n);
   const order = new Array<number>(n);
   for (let k = 0; k < n; k++) {
-    const i = orderCol.a[k] + orderCol.b;
+    const i = orderCol.a[k]! + orderCol.b;
     if (!(i >= 0 && i < n) || byPosition[i] !== undefined) throw new SnapshotError("snapshot task order is not a permutation");
     order[k] = i;
-    const flags = flagsCol.a[i] + flagsCol.b;
+    const flags = flagsCol.a[i]! + flagsCol.b;
     // Exactly sized (push would leave slack in every one of millions of arrays).
-    const h0 = hStart[i];
-    const history: number[] = new Array((hStart[i + 1] - h0) * HISTORY_STRIDE);
+    const h0 = hStart[i]!;
+    const history: number[] = new Array((hStart[i + 1]! - h0) * HISTORY_STRIDE);
     for (let h = h0, x = 0; x < history.length; h++) {
-      history[x++] = hSeq.a[h] + hSeq.b;
-      history[x++] = hIdx.a[h] + hIdx.b;
-      history[x++] = hTs.a[h] + hTs.b;
-      history[x++] = hState.a[h] + hState.b;
+      history[x++] = hSeq.a[h]! + hSeq.b;
+      history[x++] = hIdx.a[h]! + hIdx.b;
+      history[x++] = hTs.a[h]! + hTs.b;
+      history[x++] = hState.a[h]! + hState.b;
     }
     let ports: Record<string, number> | null = null;
     if (!(flags & F_PORTS_NULL)) {
       ports = {};
-      for (let p = pStart[i], end = pStart[i + 1]; p < end; p++) ports[syms[portName.a[p] + portName.b]] = portValue.a[p] + portValue.b;
+      for (let p = pStart[i]!, end = pStart[i + 1]!; p < end; p++)
+        ports[syms[portName.a[p]! + portName.b]!] = portValue.a[p]! + portValue.b;
     }
-    const taskId = strs[i];
-    const st = TASK_STATES[stateCol.a[i] + stateCol.b] as TaskStateName;
+    const taskId = strs[i]!;
+    const st = TASK_STATES[stateCol.a[i]! + stateCol.b] as TaskStateName;
     // The same literal, field for field, as fold.ts's TaskCreated: one hidden class.
     const task: TaskRecord = {
       taskId,
       job: s(job, i, syms)!,
-      instance: instance.a[i] + instance.b,
-      configVersion: configVersion.a[i] + configVersion.b,
+      instance: instance.a[i]! + instance.b,
+      configVersion: configVersion.a[i]! + configVersion.b,
       ancestorId: s(ancestor, i, strs),
       service: (flags & F_SERVICE) !== 0,
-      maxTaskFailures: maxFail.a[i] + maxFail.b,
+      maxTaskFailures: maxFail.a[i]! + maxFail.b,
       state: st,
-      failureCount: failures.a[i] + failures.b,
+      failureCount: failures.a[i]! + failures.b,
       everKilling: (flags & F_EVER_KILLING) !== 0,
       agentId: s(agent, i, syms),
       host: s(host, i, syms),
       ports,
-      agentSeq: agentSeq.a[i] + agentSeq.b,
-      exitCode: flags & F_EXIT_NULL ? null : exitCode.a[i] + exitCode.b,
+      agentSeq: agentSeq.a[i]! + agentSeq.b,
+      exitCode: flags & F_EXIT_NULL ? null : exitCode.a[i]! + exitCode.b,
       rescheduleWanted: (flags & F_RESCHEDULE) !== 0,
       successorId: s(successor, i, strs),
       history,
-      lastReason: syms[reason.a[i] + reason.b],
-      throttleMs: throttleMs.a[i] + throttleMs.b,
-      throttledUntil: throttledUntil.a[i] + throttledUntil.b,
+      lastReason: syms[reason.a[i]! + reason.b]!,
+      throttleMs: throttleMs.a[i]! + throttleMs.b,
+      throttledUntil: throttledUntil.a[i]! + throttledUntil.b,
     };
     byPosition[i] = task;
   }
   const tasks = state.tasks;
-  for (let i = 0; i < n; i++) tasks.set(strs[i], byPosition[i]);
+  for (let i = 0; i < n; i++) tasks.set(strs[i]!, byPosition[i]!);
   if (tasks.size !== n) throw new SnapshotError("snapshot repeats a task id");
 
   // Values that fit no column, as they were.
@@ -886,9 +887,9 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
 
   // Jobs share their key string with their tasks (as the fold does).
   for (const [keyIdx, config, cv, configs, createdSeq, createdTs, instanceIds, instanceTasks, killed] of small.jobs) {
-    const key = syms[keyIdx];
+    const key = syms[keyIdx]!;
     const instances = new Map<number, string>();
-    for (let k = 0; k < instanceIds.length; k++) instances.set(instanceIds[k], strs[instanceTasks[k]]);
+    for (let k = 0; k < instanceIds.length; k++) instances.set(instanceIds[k]!, strs[instanceTasks[k]!]!);
     state.jobs.set(key, {
       key,
       config: config as JobRecord["config"],
@@ -913,10 +914,10 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
     usedPorts,
     agentTasks,
   ] of small.agents) {
-    const agentId = syms[agentIdx];
+    const agentId = syms[agentIdx]!;
     state.agents.set(agentId, {
       agentId,
-      host: syms[hostIdx],
+      host: syms[hostIdx]!,
       attributes: attributes as AgentRecord["attributes"],
       resources: resources as AgentRecord["resources"],
       bootId,
@@ -925,7 +926,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
       registeredTs,
       used: unpackUsed(used),
       usedPorts: new Set(usedPorts),
-      tasks: new Set(agentTasks.map((k) => strs[k])),
+      tasks: new Set(agentTasks.map((k) => strs[k]!)),
     });
   }
   state.seq = small.seq;
@@ -948,8 +949,9 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   if (!Number.isSafeInteger(body.np) || body.np < 0) throw new SnapshotError("snapshot body is malformed");
   const pendingCol = unpackColumn(body.pending, body.np, "pending");
   for (let k = 0; k < pendingCol.a.length; k++) {
-    const id = strs[pendingCol.a[k] + pendingCol.b];
-    if (tasks.get(id)?.state !== "PENDING") throw new SnapshotError(`snapshot pending index names ${id}, which is not PENDING`);
+    const id = strs[pendingCol.a[k]! + pendingCol.b];
+    if (id === undefined || tasks.get(id)?.state !== "PENDING")
+      throw new SnapshotError(`snapshot pending index names ${id}, which is not PENDING`);
     state.pending.add(id);
   }
   let pendingTasks = 0;

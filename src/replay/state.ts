@@ -133,6 +133,6 @@ export class ClusterState {
 
   taskConfig(t: TaskRecord): TaskConfig {
     const job = this.jobs.get(t.job)!;
-    return job.configs[t.configVersion];
+    return job.configs[t.configVersion]!;
   }
 }

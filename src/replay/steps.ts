@@ -47,10 +47,10 @@ export function* sortStringsSteps(list: readonly string[]): Steps<string[]> {
   }
   while (runs.length > 1) {
     const next: string[][] = [];
-    for (let r = 0; r < runs.length; r += 2) next.push(r + 1 < runs.length ? yield* mergeSorted(runs[r], runs[r + 1]) : runs[r]);
+    for (let r = 0; r < runs.length; r += 2) next.push(r + 1 < runs.length ? yield* mergeSorted(runs[r]!, runs[r + 1]!) : runs[r]!);
     runs = next;
   }
-  return runs[0];
+  return runs[0]!;
 }
 
 function* mergeSorted(a: string[], b: string[]): Steps<string[]> {
@@ -59,10 +59,10 @@ function* mergeSorted(a: string[], b: string[]): Steps<string[]> {
   let j = 0;
   let k = 0;
   while (i < a.length && j < b.length) {
-    out[k++] = b[j] < a[i] ? b[j++] : a[i++];
+    out[k++] = b[j]! < a[i]! ? b[j++]! : a[i++]!;
     if ((k & 0xffff) === 0) yield;
   }
-  while (i < a.length) out[k++] = a[i++];
-  while (j < b.length) out[k++] = b[j++];
+  while (i < a.length) out[k++] = a[i++]!;
+  while (j < b.length) out[k++] = b[j++]!;
   return out;
 }

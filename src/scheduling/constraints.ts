@@ -34,14 +34,14 @@ export function compileConstraints(constraints: Record<string, string>): Compile
   if (c) return c;
   c = { values: [], limits: [], dedicated: null };
   for (const attribute of Object.keys(constraints).sort()) {
-    const problem = constraintProblem(constraints[attribute]);
+    const problem = constraintProblem(constraints[attribute]!);
     if (problem !== undefined) {
       c.values.push({ attribute, values: new Set(), negated: false, malformed: `"${constraints[attribute]}": ${problem}` });
       continue;
     }
-    const parsed = parseConstraint(constraints[attribute]);
+    const parsed = parseConstraint(constraints[attribute]!);
     if (attribute === "dedicated" && parsed.kind === "value" && !parsed.negated) {
-      c.dedicated = parsed.values[0];
+      c.dedicated = parsed.values[0]!;
     } else if (parsed.kind === "limit") {
       c.limits.push({ attribute, limit: parsed.limit });
     } else {

@@ -34,7 +34,7 @@ export class TaskGroup {
     readonly configVersion: number,
   ) {
     this.key = `${job.key}#${configVersion}`;
-    this.config = job.configs[configVersion];
+    this.config = job.configs[configVersion]!;
     this.constraints = compileConstraints(this.config.constraints);
   }
 

@@ -97,7 +97,7 @@ export class PlacementStack {
     let evaluated = 0;
     const start = this.cursor % n;
     for (let i = 0; i < n && feasible.length < this.opts.candidateLimit; i++) {
-      const agent = agents[(start + i) % n];
+      const agent = agents[(start + i) % n]!;
       evaluated++;
       const vs = vetoes(state, offers, g, agent, taskId);
       if (vs.length === 0) {
@@ -114,13 +114,13 @@ export class PlacementStack {
     this.cursor = (start + evaluated) % n;
     if (feasible.length === 0) return reasonOf(closest!.vetoes);
     let best = 0;
-    for (let i = 1; i < feasible.length; i++) if (feasible[i].score > feasible[best].score) best = i;
+    for (let i = 1; i < feasible.length; i++) if (feasible[i]!.score > feasible[best]!.score) best = i;
     const others = feasible.filter((_, i) => i !== best).sort((x, y) => y.score - x.score);
     const alternatives = [
       ...others.slice(0, 3).map((c) => ({ host: c.agent.host, score: c.score })),
       ...vetoed.slice(0, Math.max(0, 3 - Math.min(3, others.length))),
     ];
-    return this.assign(state, offers, g, taskId, feasible[best], alternatives, evaluated, feasible.length, vetoCounts, false);
+    return this.assign(state, offers, g, taskId, feasible[best]!, alternatives, evaluated, feasible.length, vetoCounts, false);
   }
 
   private assign(
@@ -138,7 +138,7 @@ export class PlacementStack {
     const res = g.config.resources;
     const picked = offers.pickPorts(c.agent, res.ports.length)!;
     const ports: Record<string, number> = {};
-    for (let i = 0; i < res.ports.length; i++) ports[res.ports[i]] = picked[i];
+    for (let i = 0; i < res.ports.length; i++) ports[res.ports[i]!] = picked[i]!;
     offers.consume(c.agent, res, picked, taskId);
     g.placed(state, c.agent);
     const decision: PlacementDecision = {

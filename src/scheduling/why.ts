@@ -76,7 +76,7 @@ export function whyPending(
 export function assignedAt(state: ClusterState, taskId: string): { seq: number; idx: number } | null {
   const h = state.tasks.get(taskId)?.history ?? [];
   for (let i = 0; i < h.length; i += HISTORY_STRIDE) {
-    if (TASK_STATES[h[i + 3]] === "ASSIGNED") return { seq: h[i], idx: h[i + 1] };
+    if (TASK_STATES[h[i + 3]!] === "ASSIGNED") return { seq: h[i]!, idx: h[i + 1]! };
   }
   return null;
 }

@@ -56,7 +56,7 @@ export class VirtualClock implements Clock {
   /** When the next timer is due (ms since the epoch), or null when none is pending. */
   nextDue(): number | null {
     this.dropCancelled();
-    return this.heap.length > 0 ? this.heap[0].due : null;
+    return this.heap.length > 0 ? this.heap[0]!.due : null;
   }
 
   /** True if a timer is due now (or overdue). */
@@ -106,7 +106,7 @@ export class VirtualClock implements Clock {
   }
 
   private dropCancelled(): void {
-    while (this.heap.length > 0 && this.heap[0].cancelled) this.pop();
+    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
   }
 
   private push(x: Timer): void {
@@ -115,8 +115,8 @@ export class VirtualClock implements Clock {
     let i = h.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!VirtualClock.before(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
+      if (!VirtualClock.before(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
       i = p;
     }
   }
@@ -132,10 +132,10 @@ export class VirtualClock implements Clock {
         const l = 2 * i + 1;
         const r = l + 1;
         let m = i;
-        if (l < h.length && VirtualClock.before(h[l], h[m])) m = l;
-        if (r < h.length && VirtualClock.before(h[r], h[m])) m = r;
+        if (l < h.length && VirtualClock.before(h[l]!, h[m]!)) m = l;
+        if (r < h.length && VirtualClock.before(h[r]!, h[m]!)) m = r;
         if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
+        [h[i], h[m]] = [h[m]!, h[i]!];
         i = m;
       }
     }

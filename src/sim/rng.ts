@@ -16,7 +16,7 @@ export class Rng {
     return Math.floor(this.next() * n);
   }
   pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)];
+    return xs[this.int(xs.length)]!;
   }
   chance(p: number): boolean {
     return this.next() < p;

@@ -122,7 +122,7 @@ export class Sim {
         if (i > 0) this.leaderCount++;
         this.replicas.push(this.newScheduler());
       }
-      this.current = this.replicas[0];
+      this.current = this.replicas[0]!;
     } else {
       this.current = this.newScheduler();
       this.replicas.push(this.current);

@@ -539,7 +539,7 @@ export class SimAgent {
   /** Send the stream's head, unless one is in flight or waits out a backoff; `given` overrides the network's say. */
   private pump(s: Stream, given?: MessageFate | null): void {
     if (!this.up || s.inFlight || s.timer || s.queue.length === 0) return;
-    const head = s.queue[0];
+    const head = s.queue[0]!;
     const gen = this.generation;
     const fate = this.cut ? { lost: "request" as const } : given !== undefined ? given : (this.network?.("status", this.agentId) ?? null);
     if (fate?.delayMs && !fate.duplicate) {

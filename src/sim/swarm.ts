@@ -246,7 +246,7 @@ export function drawWorld(seed: number, bounds: Partial<SwarmBounds> = {}): Swar
   }
 
   // What strikes, and when.
-  const steps: SwarmStep[] = jobs.map((_, j) => ({ at: jobs[j].at, action: { kind: "createJob", job: j } }));
+  const steps: SwarmStep[] = jobs.map((job, j) => ({ at: job.at, action: { kind: "createJob", job: j } }));
   const intensity = rng.pick([0, 0.5, 1, 2, 3]);
   const nFaults = Math.round((chaosMs / 10_000) * intensity);
   const down = new Map<string, number>(); // agent → when it is back (crash or partition)
@@ -276,7 +276,7 @@ export function drawWorld(seed: number, bounds: Partial<SwarmBounds> = {}): Swar
     } else if (r < 0.86) {
       const j = rng.int(jobs.length);
       const some = rng.chance(0.5);
-      const instances = some ? [rng.int(jobs[j].spec.instances as number)] : null;
+      const instances = some ? [rng.int(jobs[j]!.spec.instances as number)] : null;
       steps.push({ at, action: { kind: "killJob", job: j, instances } });
       // Sometimes the owner creates it again after a whole-job kill.
       if (!some && rng.chance(0.5))
@@ -376,13 +376,13 @@ const fmtAt = (ms: number): string => `+${(ms / 1000).toFixed(1)} s`;
 function describeAction(world: SwarmWorld, a: SwarmAction): string {
   switch (a.kind) {
     case "createJob": {
-      const j = world.jobs[a.job];
+      const j = world.jobs[a.job]!;
       return `create ${j.key} (${j.spec.instances} × ${j.spec.service ? "service" : "batch"})`;
     }
     case "killJob":
-      return `kill ${a.instances ? `instance ${a.instances.join(",")} of ` : ""}${world.jobs[a.job].key}`;
+      return `kill ${a.instances ? `instance ${a.instances.join(",")} of ` : ""}${world.jobs[a.job]!.key}`;
     case "addInstances":
-      return `add ${a.count} instance(s) to ${world.jobs[a.job].key}`;
+      return `add ${a.count} instance(s) to ${world.jobs[a.job]!.key}`;
     case "crashAgent":
       return `crash agent ${a.agent}`;
     case "restartAgent":
@@ -500,7 +500,7 @@ export async function runSwarm(seed: number, opts: SwarmRunOptions = {}): Promis
     });
     const s = sim;
     for (const a of s.agents) a.network = (kind) => (chaos ? fate(kind, world.network, dice) : null);
-    for (const [i, j] of world.jobs.entries()) s.behave(j.key, world.jobs[i].behavior);
+    for (const j of world.jobs) s.behave(j.key, j.behavior);
     for (const q of world.quotas) await request(s, "quota.set", { ...q, user: "admin" }, notes, "quota.set");
     const crashedReplicas: Array<{ replica: Scheduler; at: number }> = [];
 
@@ -590,7 +590,7 @@ async function seen(sim: Sim): Promise<Record<string, number>> {
 function summarise(events: readonly string[]): string {
   const counts = new Map<string, number>();
   for (const e of events) {
-    const type = e.split(" ", 1)[0];
+    const type = e.split(" ", 1)[0]!;
     counts.set(type, (counts.get(type) ?? 0) + 1);
   }
   return [...counts].map(([t, n]) => (n > 1 ? `${t}×${n}` : t)).join(", ");
@@ -629,9 +629,9 @@ async function request(sim: Sim, op: string, data: unknown, notes: string[], wha
 
 async function restartReplicasDue(sim: Sim, crashed: Array<{ replica: Scheduler; at: number }>): Promise<void> {
   for (let i = 0; i < crashed.length; ) {
-    if (crashed[i].at <= sim.elapsed) {
+    if (crashed[i]!.at <= sim.elapsed) {
       const [c] = crashed.splice(i, 1);
-      await sim.restart(c.replica);
+      await sim.restart(c!.replica);
     } else i++;
   }
 }
@@ -647,13 +647,13 @@ async function act(
   const what = describeAction(world, a);
   switch (a.kind) {
     case "createJob":
-      await request(sim, "job.create", { spec: world.jobs[a.job].spec, user: "swarm" }, notes, what);
+      await request(sim, "job.create", { spec: world.jobs[a.job]!.spec, user: "swarm" }, notes, what);
       return;
     case "killJob":
-      await request(sim, "job.kill", { job: world.jobs[a.job].key, instances: a.instances, user: "swarm" }, notes, what);
+      await request(sim, "job.kill", { job: world.jobs[a.job]!.key, instances: a.instances, user: "swarm" }, notes, what);
       return;
     case "addInstances":
-      await request(sim, "job.add", { job: world.jobs[a.job].key, count: a.count, user: "swarm" }, notes, what);
+      await request(sim, "job.add", { job: world.jobs[a.job]!.key, count: a.count, user: "swarm" }, notes, what);
       return;
     case "crashAgent":
       sim.agent(a.agent).crash();
@@ -690,7 +690,7 @@ async function act(
         notes.push(`${fmtAt(sim.elapsed)}: ${what}: no task was running`);
         return `${what}: none was running`;
       }
-      const pick = running[dice.int(running.length)];
+      const pick = running[dice.int(running.length)]!;
       sim.agent(pick.agentId).exitTask(pick.t.taskId, a.exitCode);
       await sim.settle();
       return `task ${pick.t.taskId} on ${pick.agentId} exits with code ${a.exitCode}`;
@@ -815,7 +815,7 @@ function convergence(sim: Sim, world: SwarmWorld): string[] {
     if (missing.length) problems.push(`world: the log has ${missing.join(", ")} RUNNING on ${a.agentId}, which does not run it`);
     const unsent = a.pendingStatuses();
     if (unsent.length)
-      problems.push(`world: ${a.agentId} still holds ${unsent.length} unacknowledged status update(s), the first for ${unsent[0].taskId}`);
+      problems.push(`world: ${a.agentId} still holds ${unsent.length} unacknowledged status update(s), the first for ${unsent[0]!.taskId}`);
     for (const id of runs) {
       const t = st.tasks.get(id);
       if (!t) continue;

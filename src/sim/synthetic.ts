@@ -125,8 +125,8 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
   };
   const take = (xs: Task[]): Task => {
     const i = rng.int(xs.length);
-    const t = xs[i];
-    xs[i] = xs[xs.length - 1];
+    const t = xs[i]!;
+    xs[i] = xs[xs.length - 1]!;
     xs.pop();
     return t;
   };
@@ -157,7 +157,7 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
           processes: [{ name: "main", cmdline: service ? "./server --port {{ports.http}}" : "./batch" }],
         },
       };
-      if (ports.length === 0) job.task.processes[0].cmdline = service ? "./server" : "./batch";
+      if (ports.length === 0) job.task.processes[0]!.cmdline = service ? "./server" : "./batch";
       emit("JobCreated", { job, configVersion: 1 }, `job ${key} created by synthetic`);
       for (let i = 0; i < instances; i++) newTask(key, i, service, maxFailures, ports, 0, null, `instance ${i} of new job ${key}`);
       jobs.push({ key });
@@ -207,13 +207,13 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
     }
     if (jobs.length > 0 && rng.chance(0.002)) {
       // A user kills a whole job: its unplaced tasks are deleted, its placed ones are killed.
-      const job = jobs.splice(rng.int(jobs.length), 1)[0];
+      const job = jobs.splice(rng.int(jobs.length), 1)[0]!;
       emit("JobKillRequested", { job: job.key, instances: null, user: "synthetic" }, `kill of job ${job.key} requested by synthetic`);
       killed.add(job.key);
       const mine = (t: Task) => t.job === job.key;
       for (const xs of [pending, assigned, starting, running]) {
         const victims = xs.filter(mine);
-        for (let i = xs.length - 1; i >= 0; i--) if (mine(xs[i])) xs.splice(i, 1);
+        for (let i = xs.length - 1; i >= 0; i--) if (mine(xs[i]!)) xs.splice(i, 1);
         if (xs !== pending) for (const t of victims) status(t, "KILLED");
       }
     }

@@ -185,7 +185,7 @@ const AURORA_PORT_REF = /\{\{\s*thermos\.ports\[([^\]{}]*)\]\s*\}\}/g;
 /** The port names a command line refers to as {{ports.NAME}}, in order, without repeats. */
 export function portRefs(cmdline: string): string[] {
   const names: string[] = [];
-  for (const m of cmdline.matchAll(PORT_REF)) if (!names.includes(m[1])) names.push(m[1]);
+  for (const m of cmdline.matchAll(PORT_REF)) if (!names.includes(m[1]!)) names.push(m[1]!);
   return names;
 }
 
@@ -465,7 +465,7 @@ function semanticIssues(data: unknown): RawIssue[] {
           issues.push({
             segs: ["processes", i, "cmdline"],
             rule: "must refer to ports as {{ports.NAME}}",
-            detail: `found Aurora's ${m[0]}; write {{ports.${m[1].trim().replace(/^['"]|['"]$/g, "")}}}`,
+            detail: `found Aurora's ${m[0]}; write {{ports.${m[1]!.trim().replace(/^['"]|['"]$/g, "")}}}`,
           });
         }
         if (declared !== undefined) {
@@ -527,7 +527,7 @@ function normalise(s: JobSpec): JobConfig {
   const r = s.resources;
   const constraints: Record<string, string> = {};
   for (const attr of Object.keys(s.constraints ?? {}).sort()) {
-    constraints[attr] = formatConstraint(parseConstraint(s.constraints![attr]));
+    constraints[attr] = formatConstraint(parseConstraint(s.constraints![attr]!));
   }
   const task: TaskConfig = {
     service: s.service ?? false,
@@ -582,7 +582,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function firstLine(s: string): string {
-  return s.split("\n")[0].trim();
+  return s.split("\n")[0]!.trim();
 }
 
 /** "resources.ramMb", "processes[1].name", 'constraints["rack id"]'. */
@@ -681,11 +681,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
     for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
     }
     prev = cur;
   }
-  return prev[b.length];
+  return prev[b.length]!;
 }
 
 /**

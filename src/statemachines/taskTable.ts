@@ -45,7 +45,7 @@ function compile(): TaskStep[] {
   for (let s = 0; s < N; s++) {
     for (let e = 0; e < N; e++) {
       for (let bits = 0; bits < 8; bits++) {
-        const step = machineStep(TASK_STATES[s], TASK_STATES[e], bitsToGuard(bits));
+        const step = machineStep(TASK_STATES[s]!, TASK_STATES[e]!, bitsToGuard(bits));
         t[(s * N + e) * 8 + bits] = Object.freeze({ ...step, actions: Object.freeze(step.actions) });
       }
     }
@@ -66,5 +66,5 @@ export function taskStep(from: TaskStateName, to: TaskStateName, guard: number):
   if (s === undefined || e === undefined) {
     throw new Error(`unknown task state in transition ${from} → ${to}`);
   }
-  return t[(s * N + e) * 8 + guard];
+  return t[(s * N + e) * 8 + guard]!;
 }

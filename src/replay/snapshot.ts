@@ -823,7 +823,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const order = new Array<number>(n);
   for (let k = 0; k < n; k++) {
     const i = orderCol.a[k]! + orderCol.b;
-    if (!(i >= 0 && i < n) || byPosition[i] !== undefined) throw new SnapshotError("snapshot task order is not a permutation");
+    if (!(i >= 0 && i < n && (i | 0) === i) || byPosition[i] !== undefined) throw new SnapshotError("snapshot task order is not a permutation");
     order[k] = i;
     const flags = flagsCol.a[i]! + flagsCol.b;
     // Exactly sized (push would leave slack in every one of millions of arrays).

@@ -13,6 +13,7 @@ import { openJetStreamLog } from "../src/eventlog/jetstream.js";
 import { startNatsServer } from "../src/natsServer/server.js";
 import { Rng } from "../src/sim/rng.js";
 import type { TaskStateName } from "../src/statemachines/taskStates.js";
+import { asAgentId, asTaskId } from "../src/domain/types.js";
 
 const env = (k: string, d: number): number => {
   const v = process.env[k];
@@ -24,10 +25,10 @@ const JOBS = ["www-data/prod/hello", "www-data/prod/frontend", "batch/devel/rein
 
 function makeEvent(i: number, r: () => number): AnyEnvelope {
   const job = JOBS[i & 3];
-  const taskId = `${job}/${i % 500}-${(0x10000000 + ((i * 2654435761) >>> 4)).toString(16)}-${(i >>> 9).toString(36)}`;
+  const taskId = asTaskId(`${job}/${i % 500}-${(0x10000000 + ((i * 2654435761) >>> 4)).toString(16)}-${(i >>> 9).toString(36)}`);
   const meta = { epoch: 7, ts: 1_760_000_000_000 + i, corr: `req-${(i >>> 3).toString(36)}`, reason: "agent status update" };
   if (r() < 0.3) {
-    const agent = `agent-${i % 97}`;
+    const agent = asAgentId(`agent-${i % 97}`);
     return makeEnvelope(
       "TaskAssigned",
       { taskId, agentId: agent, host: `${agent}.dc1.example.net`, ports: { http: 31000 + (i % 1000), admin: 32000 + (i % 1000) } },

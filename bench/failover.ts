@@ -53,6 +53,7 @@ import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
+import type { JobKeyString } from "../src/domain/types.js";
 
 const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 1_000_000);
 const RUNS = Number(process.env.ROOST_BENCH_RUNS ?? 5);
@@ -142,7 +143,7 @@ async function prefill(log: JetStreamLog): Promise<{ lastSeq: number; events: nu
   // task on a removed agent is LOST and not rescheduled). Nothing is left for a leader to do.
   const retire: AnyEnvelope[] = [];
   const meta = (reason: string) => ({ epoch: 1, ts: ++ts, corr: "bench-retire", reason });
-  const live = new Set<string>();
+  const live = new Set<JobKeyString>();
   for (const t of state.tasks.values()) if (!TERMINAL_STATES.has(t.state)) live.add(t.job);
   for (const job of [...live].sort())
     retire.push(

@@ -15,6 +15,7 @@ import { OfferBook } from "../src/scheduling/offers.js";
 import { PlacementStack } from "../src/scheduling/stack.js";
 import { validateJobSpec } from "../src/spec/jobSpec.js";
 import { warmTaskTable } from "../src/statemachines/taskTable.js";
+import { asTaskId, asAgentId, jobKeyString, type TaskId } from "../src/domain/types.js";
 
 const note = (m: string) => process.stderr.write(`scale: ${m}\n`);
 
@@ -35,7 +36,7 @@ class Builder {
 
 function agents(b: Builder, n: number): void {
   for (let i = 0; i < n; i++) {
-    const id = `agent-${String(i).padStart(5, "0")}`;
+    const id = asAgentId(`agent-${String(i).padStart(5, "0")}`);
     b.emit(
       "AgentRegistered",
       {
@@ -63,7 +64,7 @@ function job(b: Builder, name: string, instances: number, extra: Record<string, 
     ...extra,
   });
   b.emit("JobCreated", { job: cfg, configVersion: 1 }, `job ${name} created`);
-  return `www/production/${name}`;
+  return jobKeyString(cfg);
 }
 
 function heap(): number {
@@ -83,8 +84,8 @@ export default async function scaleBench(): Promise<Record<string, number | stri
   for (let j = 0; j < 2_500; j++) {
     const key = job(b, `svc${j}`, 100);
     for (let i = 0; i < 100; i++, n++) {
-      const taskId = `${key.replaceAll("/", "-")}-${i}-${n.toString(16).padStart(8, "0")}`;
-      const agentId = `agent-${String(n % 10_000).padStart(5, "0")}`;
+      const taskId = asTaskId(`${key.replaceAll("/", "-")}-${i}-${n.toString(16).padStart(8, "0")}`);
+      const agentId = asAgentId(`agent-${String(n % 10_000).padStart(5, "0")}`);
       b.emit(
         "TaskCreated",
         { taskId, job: key, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
@@ -111,8 +112,8 @@ export default async function scaleBench(): Promise<Record<string, number | stri
     // Load the cell a little: 20 tasks per 100 agents already running.
     const filler = job(s, "filler", Math.min(4000, size / 5));
     for (let i = 0; i < Math.min(4000, size / 5); i++) {
-      const taskId = `filler-${i}`;
-      const agentId = `agent-${String((i * 5) % size).padStart(5, "0")}`;
+      const taskId = asTaskId(`filler-${i}`);
+      const agentId = asAgentId(`agent-${String((i * 5) % size).padStart(5, "0")}`);
       s.emit(
         "TaskCreated",
         { taskId, job: filler, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
@@ -121,19 +122,16 @@ export default async function scaleBench(): Promise<Record<string, number | stri
       s.emit("TaskAssigned", { taskId, agentId, host: `${agentId}.dc1`, ports: { http: 31000 } }, "x");
     }
     const key = job(s, "bench", 1000, { constraints: { rack: "limit:40", zone: "!z2" } });
-    const ids: string[] = [];
+    const ids: TaskId[] = [];
     for (let i = 0; i < 1000; i++) {
-      ids.push(`bench-${i}`);
-      s.emit(
-        "TaskCreated",
-        { taskId: `bench-${i}`, job: key, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
-        "x",
-      );
+      const taskId = asTaskId(`bench-${i}`);
+      ids.push(taskId);
+      s.emit("TaskCreated", { taskId, job: key, instance: i, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" }, "x");
     }
     const fat = job(s, "fat", 1, { resources: { cpus: 128, ramMb: 1, diskMb: 1, ports: ["http"] } });
     s.emit(
       "TaskCreated",
-      { taskId: "fat-0", job: fat, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
+      { taskId: asTaskId("fat-0"), job: fat, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
       "x",
     );
     s.flush();
@@ -153,7 +151,14 @@ export default async function scaleBench(): Promise<Record<string, number | stri
     for (let r = 0; r < 5; r++) {
       const stack = new PlacementStack({ placementMode: "spread", candidateLimit: 16 });
       const t0 = performance.now();
-      const out = stack.placeGroup(s.state, new OfferBook(s.state), activeAgents, new TaskGroup(s.state.jobs.get(fat)!, 1), ["fat-0"], 1);
+      const out = stack.placeGroup(
+        s.state,
+        new OfferBook(s.state),
+        activeAgents,
+        new TaskGroup(s.state.jobs.get(fat)!, 1),
+        [asTaskId("fat-0")],
+        1,
+      );
       scans.push((performance.now() - t0) * 1000);
       if (out.blocked !== "Insufficient: cpus") throw new Error(`expected the fat task blocked, got ${out.blocked}`);
     }

@@ -20,8 +20,9 @@ import type { RegisterRequest } from "../src/agent/protocol.js";
 import { subjects } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
+import { asAgentId } from "../src/domain/types.js";
 
-const AGENT = "agent-x";
+const AGENT = asAgentId("agent-x");
 /** With retryMs 1000 a kill's retry sleeps 5 s, then 10 s, then 20 s. */
 const RETRY_MS = 1000;
 /** Far below the first backoff (5 s): what "at once" is held to here. */
@@ -149,7 +150,7 @@ describe("leader: a returning agent's stale copies are killed at once", () => {
     await until(sleeping("kill ghost-4 agent-x"), "the kill's retry to sleep in backoff");
     const served = serveKills();
     // Other agents coming back change nothing for it.
-    s.launcher.send({ type: "agentReturned", agentId: "agent-other" });
+    s.launcher.send({ type: "agentReturned", agentId: asAgentId("agent-other") });
     await expect(served.next(AT_ONCE_MS)).rejects.toThrow(/no kill within/);
     expect(served.kills).toEqual([]);
   });

@@ -25,6 +25,7 @@ import { startCluster, type TestCluster } from "./support/cluster.js";
 import { withNats } from "./support/nats.js";
 import { ROOST, roost, type RunResult } from "./support/roost.js";
 import { testSpec } from "./support/specs.js";
+import { asAgentId, asJobKey, asTaskId } from "../src/domain/types.js";
 
 /** The server with the log but no scheduler (the members board is written by hand). */
 const nats = withNats();
@@ -61,8 +62,8 @@ function jobRecord(name: string, over: Record<string, unknown> = {}): AnyEnvelop
   return [
     ev("JobCreated", { job, configVersion: 1 }),
     ev("TaskCreated", {
-      taskId: `${name}-0`,
-      job: `www-data/devel/${name}`,
+      taskId: asTaskId(`${name}-0`),
+      job: asJobKey(`www-data/devel/${name}`),
       instance: 0,
       configVersion: 1,
       ancestorId: null,
@@ -252,10 +253,10 @@ describe("a log holding foreign records", () => {
     const js = jetstream(nc);
     await js.publish("foreign.events", new TextEncoder().encode("hello")); // seq 3: not MessagePack envelopes
     await js.publish("foreign.events", pack([["NoSuchEvent", 1, 1, ts, "c", "r", {}]])); // seq 4: an unknown type
-    await append(log, [ev("TaskStateChanged", { taskId: "ghost-0", to: "RUNNING" })]); // seq 5: a task nobody created
+    await append(log, [ev("TaskStateChanged", { taskId: asTaskId("ghost-0"), to: "RUNNING" })]); // seq 5: a task nobody created
     await append(log, [
       ev("AgentRegistered", {
-        agentId: "a1",
+        agentId: asAgentId("a1"),
         host: "a1",
         attributes: { host: "a1" },
         resources: { cpus: 1, ramMb: 64, diskMb: 64, gpus: 0, ports: [] },

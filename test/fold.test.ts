@@ -9,6 +9,7 @@ import { foldRecord, type Effect } from "../src/replay/fold.js";
 import { STATE_DIGEST_VERSION, stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
+import { asTaskId } from "../src/domain/types.js";
 
 function foldAll(records: readonly LogEntry[][]): ClusterState {
   const s = new ClusterState();
@@ -69,7 +70,7 @@ describe("fold determinism", () => {
   it("records an event it cannot apply as an anomaly instead of throwing, and goes on", () => {
     const s = new ClusterState();
     const meta = { epoch: 1, ts: 5, corr: "c", reason: "r" };
-    foldRecord(s, 1, [makeEnvelope("TaskStateChanged", { taskId: "nope", to: "RUNNING" }, meta) as AnyEnvelope]);
+    foldRecord(s, 1, [makeEnvelope("TaskStateChanged", { taskId: asTaskId("nope"), to: "RUNNING" }, meta) as AnyEnvelope]);
     expect(s.anomalies).toEqual([{ seq: 1, index: 0, type: "TaskStateChanged", why: "unknown task nope" }]);
     expect(s.seq).toBe(1);
   });

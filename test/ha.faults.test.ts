@@ -17,6 +17,7 @@ import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
 import { cellProcesses, HaCell, isAlive, processesWhere, type Daemon, type LogEvent } from "./support/haCluster.js";
+import { asTaskId } from "../src/domain/types.js";
 
 const POLICY = { agentTimeoutMs: 3000, throttleInitialMs: 200, reconcileWindowMs: 3000 };
 const LEASE_MS = 2000;
@@ -325,7 +326,7 @@ describe("HA faults with real processes", () => {
       const instances = new Set<string>();
       for (const e of r.events) {
         const taskId = (e.data as { taskId?: string }).taskId;
-        const t = taskId ? state.tasks.get(taskId) : undefined;
+        const t = taskId ? state.tasks.get(asTaskId(taskId)) : undefined;
         if (t) instances.add(`${t.job}#${t.instance}`);
         if (r.seq < elected.seq && e.type === "TaskStateChanged" && ids.has(e.data.taskId) && e.data.to === "RUNNING")
           runningBeforeFailover++;

@@ -10,6 +10,7 @@ import { ClusterState, type TaskRecord } from "../src/replay/state.js";
 import { Sim } from "../src/sim/sim.js";
 import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
 import { testSpec } from "./support/specs.js";
+import { asJobKey } from "../src/domain/types.js";
 
 let sim: Sim | null = null;
 afterEach(async () => {
@@ -68,7 +69,7 @@ describe("replicas and failover", () => {
     // The acknowledged request survived: the job and its 1,000 tasks are in the log.
     const replayed = new ClusterState();
     for await (const r of sim.log.read(1)) foldRecord(replayed, r.seq, r.events);
-    expect(replayed.jobs.has("www-data/devel/big")).toBe(true);
+    expect(replayed.jobs.has(asJobKey("www-data/devel/big"))).toBe(true);
     expect(stateHash(replayed)).toBe(stateHash(next.state));
   });
 

@@ -12,6 +12,7 @@ import { jobStatus } from "../src/replay/queries.js";
 import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
 import { testSpec } from "./support/specs.js";
+import { asAgentId, asJobKey, asTaskId } from "../src/domain/types.js";
 
 let c: TestCluster | null = null;
 afterEach(async () => {
@@ -110,12 +111,12 @@ describe("the leader never appends an event its fold would reject", () => {
     const s = c.scheduler;
     const before = log.length;
     const bad = [
-      s.event("TaskStateChanged", { taskId: "nobody", to: "RUNNING" }, "test"),
-      s.event("TaskAssigned", { taskId: "nobody", agentId: "agent-1", host: "host-1", ports: {} }, "test"),
-      s.event("JobKillRequested", { job: "no/such/job", instances: null, user: "t" }, "test"),
-      s.event("AgentStateChanged", { agentId: "nobody", to: "UNREACHABLE" }, "test"),
+      s.event("TaskStateChanged", { taskId: asTaskId("nobody"), to: "RUNNING" }, "test"),
+      s.event("TaskAssigned", { taskId: asTaskId("nobody"), agentId: asAgentId("agent-1"), host: "host-1", ports: {} }, "test"),
+      s.event("JobKillRequested", { job: asJobKey("no/such/job"), instances: null, user: "t" }, "test"),
+      s.event("AgentStateChanged", { agentId: asAgentId("nobody"), to: "UNREACHABLE" }, "test"),
       // The wrong shape: what only a bug could build.
-      s.event("TaskStateChanged", { taskId: "x", to: "BOGUS" as never }, "test"),
+      s.event("TaskStateChanged", { taskId: asTaskId("x"), to: "BOGUS" as never }, "test"),
     ];
     for (const e of bad) await expect(s.commit([e]), e.type).rejects.toBeInstanceOf(RefusedEventError);
     expect(log.length).toBe(before);
@@ -127,10 +128,10 @@ describe("the leader never appends an event its fold would reject", () => {
     c = await startCluster({ agents: 0 });
     const s = c.scheduler;
     await s.intake.create({ spec: testSpec("one"), user: "t" });
-    const job = s.state.jobs.get("www-data/devel/one")!;
+    const job = s.state.jobs.get(asJobKey("www-data/devel/one"))!;
     const e = s.event(
       "TaskCreated",
-      { taskId: "second-copy", job: job.key, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
+      { taskId: asTaskId("second-copy"), job: job.key, instance: 0, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" },
       "test",
     );
     await expect(s.commit([e])).rejects.toThrow(/instance 0 of job www-data\/devel\/one already has a live task/);
@@ -155,7 +156,7 @@ describe("the leader never appends an event its fold would reject", () => {
     // Before it does, the user kills the job: the kill is appended first.
     await s.intake.kill({ job: "www-data/devel/svc", instances: null, user: "t" });
     await waitFor(s, () => !s.rescheduler.busy, "the reschedule decided");
-    const job = s.state.jobs.get("www-data/devel/svc")!;
+    const job = s.state.jobs.get(asJobKey("www-data/devel/svc"))!;
     expect(job.instances.get(0)).toBe(taskId); // no successor was created
     expect([...s.state.tasks.values()].filter((x) => x.job === job.key && !TERMINAL_STATES.has(x.state))).toEqual([]);
     expect(s.state.anomalies).toEqual([]);
@@ -169,7 +170,11 @@ describe("the leader never appends an event its fold would reject", () => {
     const taskId = jobStatus(s.state, "www-data/devel/victim")!.instances[0]!.taskId;
     await waitFor(s, (st) => st.tasks.get(taskId)?.state === "PENDING", "PENDING");
     const assign = () =>
-      s.event("TaskAssigned", { taskId, agentId: "agent-1", host: "host-1", ports: {} }, "a decision made while the task was PENDING");
+      s.event(
+        "TaskAssigned",
+        { taskId, agentId: asAgentId("agent-1"), host: "host-1", ports: {} },
+        "a decision made while the task was PENDING",
+      );
     // The kill is appended first and is still on the wire when the placement is committed.
     const kill = s.intake.kill({ job: "www-data/devel/victim", instances: null, user: "t" });
     const placed = s.commit([assign()], { recheck: true });

@@ -15,6 +15,7 @@ import { validateJobSpec } from "../src/spec/jobSpec.js";
 import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
 import { testSpec } from "./support/specs.js";
+import { asAgentId, asJobKey, asTaskId } from "../src/domain/types.js";
 
 let c: TestCluster | null = null;
 afterEach(async () => {
@@ -66,7 +67,7 @@ describe("quota API (a scheduler, no agents)", () => {
         "rule: production (tier preferred) jobs must fit the role's quota — see roost quota get www-data",
     );
     expect(msg).toContain("rule:");
-    expect(c.scheduler.state.jobs.has("www-data/prod/web")).toBe(false);
+    expect(c.scheduler.state.jobs.has(asJobKey("www-data/prod/web"))).toBe(false);
   });
 
   it("lets preemptible and revocable jobs ignore quota", async () => {
@@ -125,7 +126,7 @@ describe("quota API (a scheduler, no agents)", () => {
         "needs cpus 0.2 more (quota 1, in use 0.6, asked 0.6), ramMb 64 more (quota 256, in use 128, asked 192); " +
         "rule: production (tier preferred) jobs must fit the role's quota — see roost quota get www-data",
     );
-    expect(c.scheduler.state.jobs.has("www-data/prod/b")).toBe(false);
+    expect(c.scheduler.state.jobs.has(asJobKey("www-data/prod/b"))).toBe(false);
     // Exactly filling the quota is allowed.
     await c.scheduler.intake.create({ spec: spec("c", { instances: 2, resources: { cpus: 0.2, ramMb: 64, diskMb: 64 } }) });
     expect(quotaReport(c.scheduler.state, "www-data").headroom).toEqual({ cpus: 0, ramMb: 0, diskMb: 0 });
@@ -235,7 +236,7 @@ describe("quota API (a scheduler, no agents)", () => {
       "cannot add 4 instance(s) to job www-data/prod/web (4 × cpus 0.1, ramMb 16, diskMb 16): role www-data is over its production quota: " +
         "needs cpus 0.1 more (quota 0.5, in use 0.2, asked 0.4); rule: production (tier preferred) jobs must fit the role's quota — see roost quota get www-data",
     );
-    expect(c.scheduler.state.jobs.get("www-data/prod/web")!.config.instances).toBe(2);
+    expect(c.scheduler.state.jobs.get(asJobKey("www-data/prod/web"))!.config.instances).toBe(2);
     const r = await c.scheduler.intake.add({ job: "www-data/prod/web", count: 3, user: "bob" });
     expect(r).toMatchObject({ job: "www-data/prod/web", instances: [2, 3, 4] });
     expect(r.taskIds).toHaveLength(3);
@@ -245,7 +246,7 @@ describe("quota API (a scheduler, no agents)", () => {
     expect(rec.events.map((e) => e.type)).toEqual(["JobInstancesAdded", "TaskCreated", "TaskCreated", "TaskCreated"]);
     expect(rec.events[0]!.reason).toBe("3 instance(s) added to job www-data/prod/web by bob: instances 2-4");
     expect(rec.events[1]!.reason).toBe("instance 2 added to job www-data/prod/web (added by bob)");
-    const job = c.scheduler.state.jobs.get("www-data/prod/web")!;
+    const job = c.scheduler.state.jobs.get(asJobKey("www-data/prod/web"))!;
     expect(job.config.instances).toBe(5);
     expect(r.taskIds.map((id) => c!.scheduler.state.tasks.get(id)!)).toMatchObject([
       { instance: 2, state: "PENDING", configVersion: job.configVersion },
@@ -320,8 +321,8 @@ describe("roleUsage over a folded log", () => {
       ev("QuotaSet", { role: "www-data", cpus: 1, ramMb: 20, diskMb: 40, user: "admin" }),
       ev("JobCreated", { job, configVersion: 1 }),
       ev("TaskCreated", {
-        taskId: "t0",
-        job: "www-data/prod/svc",
+        taskId: asTaskId("t0"),
+        job: asJobKey("www-data/prod/svc"),
         instance: 0,
         configVersion: 1,
         ancestorId: null,
@@ -329,8 +330,8 @@ describe("roleUsage over a folded log", () => {
         state: "PENDING",
       }),
       ev("TaskCreated", {
-        taskId: "t1",
-        job: "www-data/prod/svc",
+        taskId: asTaskId("t1"),
+        job: asJobKey("www-data/prod/svc"),
         instance: 1,
         configVersion: 1,
         ancestorId: null,
@@ -345,7 +346,7 @@ describe("roleUsage over a folded log", () => {
       jobs: [{ job: "www-data/prod/svc", instances: 2, cpus: 1, ramMb: 20, diskMb: 40 }],
     });
     // Instance 0's task ends and waits for its replacement: still counted (the replacement will need it).
-    const t0 = s.tasks.get("t0")!;
+    const t0 = s.tasks.get(asTaskId("t0"))!;
     t0.state = "FAILED";
     t0.rescheduleWanted = true;
     expect(roleUsage(s, "www-data").cpus).toBe(1);
@@ -356,18 +357,18 @@ describe("roleUsage over a folded log", () => {
     fold(
       s,
       ev("AgentRegistered", {
-        agentId: "a1",
+        agentId: asAgentId("a1"),
         host: "h1",
         attributes: {},
         resources: { cpus: 4, ramMb: 1024, diskMb: 1024, ports: [] },
         bootId: "b1",
       }),
-      ev("TaskAssigned", { taskId: "t1", agentId: "a1", host: "h1", ports: {} }),
+      ev("TaskAssigned", { taskId: asTaskId("t1"), agentId: asAgentId("a1"), host: "h1", ports: {} }),
     );
-    expect(s.tasks.get("t1")!.state).toBe("ASSIGNED");
+    expect(s.tasks.get(asTaskId("t1"))!.state).toBe("ASSIGNED");
     expect(roleUsage(s, "www-data").cpus).toBe(1);
-    fold(s, ev("JobKillRequested", { job: "www-data/prod/svc", instances: [1], user: "dave" }));
-    expect(s.tasks.get("t1")!.state).toBe("KILLING");
+    fold(s, ev("JobKillRequested", { job: asJobKey("www-data/prod/svc"), instances: [1], user: "dave" }));
+    expect(s.tasks.get(asTaskId("t1"))!.state).toBe("KILLING");
     expect(roleUsage(s, "www-data")).toMatchObject({ cpus: 0.5, ramMb: 10, diskMb: 20 });
     expect(quotaCheck(s, "www-data", { cpus: 0.5, ramMb: 10, diskMb: 20 })).toBeNull();
   });

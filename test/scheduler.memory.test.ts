@@ -13,6 +13,7 @@ import { MemoryLog } from "../src/eventlog/memory.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";
+import type { TaskId } from "../src/domain/types.js";
 
 let c: TestCluster;
 beforeEach(async () => {
@@ -25,7 +26,7 @@ afterEach(async () => {
 const spec = (name: string, over: Record<string, unknown> = {}) => testSpec(name, over, {});
 
 /** The pid the agent reported with RUNNING ("processes started (pids N)"). */
-const runningPid = (taskId: string) => Number(/pids (\d+)/.exec(c.scheduler.state.tasks.get(taskId)!.lastReason)![1]);
+const runningPid = (taskId: TaskId) => Number(/pids (\d+)/.exec(c.scheduler.state.tasks.get(taskId)!.lastReason)![1]);
 
 const states = (c: TestCluster, job: string) => jobStatus(c.scheduler.state, job)!.instances.map((i) => i.state);
 

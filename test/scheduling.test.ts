@@ -9,11 +9,12 @@ import { PlacementStack } from "../src/scheduling/stack.js";
 import { reasonOf, vetoScore, vetoText } from "../src/scheduling/vetoes.js";
 import { validateJobSpec } from "../src/spec/jobSpec.js";
 import { StateBuilder } from "./support/state.js";
+import { asAgentId, asJobKey, asTaskId } from "../src/domain/types.js";
 
 function group(b: StateBuilder, name: string) {
-  return new TaskGroup(b.state.jobs.get(`www/devel/${name}`)!, 1);
+  return new TaskGroup(b.state.jobs.get(asJobKey(`www/devel/${name}`))!, 1);
 }
-const agent = (b: StateBuilder, id: string) => b.state.agents.get(id)!;
+const agent = (b: StateBuilder, id: string) => b.state.agents.get(asAgentId(id))!;
 
 describe("feasibility checks", () => {
   it("dedicated hosts take only their role's jobs, and dedicated jobs only their hosts", () => {
@@ -31,7 +32,7 @@ describe("feasibility checks", () => {
     b.job({ name: "j", constraints: { zone: "!z3", rack: "r1,r2" } });
     const g = group(b, "j");
     const offers = new OfferBook(b.state);
-    const reasons = ["a1", "a2", "a3"].map((a) => reasonOf(vetoes(b.state, offers, g, agent(b, a), "t")));
+    const reasons = ["a1", "a2", "a3"].map((a) => reasonOf(vetoes(b.state, offers, g, agent(b, a), asTaskId("t"))));
     expect(reasons).toEqual(["", "Constraint not satisfied: zone", "Constraint not satisfied: rack"]);
   });
 
@@ -40,13 +41,13 @@ describe("feasibility checks", () => {
     b.job({ name: "j", constraints: { constructor: "x", toString: "!y" } });
     const g = group(b, "j");
     const offers = new OfferBook(b.state);
-    const v1 = vetoes(b.state, offers, g, agent(b, "a1"), "t");
+    const v1 = vetoes(b.state, offers, g, agent(b, "a1"), asTaskId("t"));
     expect(reasonOf(v1)).toBe("Constraint not satisfied: constructor");
     expect(JSON.stringify(v1)).not.toMatch(/function|native code/);
-    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a2"), "t"))).toBe("");
+    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a2"), asTaskId("t")))).toBe("");
     b.job({ name: "k", constraints: { hasOwnProperty: "limit:1" } });
     // A host without the attribute fails a limit on it, as any missing attribute does.
-    expect(reasonOf(vetoes(b.state, offers, group(b, "k"), agent(b, "a1"), "t"))).toBe("Limit not satisfied: hasOwnProperty");
+    expect(reasonOf(vetoes(b.state, offers, group(b, "k"), agent(b, "a1"), asTaskId("t")))).toBe("Limit not satisfied: hasOwnProperty");
   });
 
   it("a malformed constraint in the log (an older build's, or a foreign record's) vetoes every host instead of throwing", () => {
@@ -59,7 +60,7 @@ describe("feasibility checks", () => {
       processes: [{ name: "m", cmdline: "x" }],
     });
     b.rawJob({ ...valid, task: { ...valid.task, constraints: { rack: "limit:abc", zone: "" } } });
-    const vs = vetoes(b.state, new OfferBook(b.state), group(b, "j"), agent(b, "a1"), "t");
+    const vs = vetoes(b.state, new OfferBook(b.state), group(b, "j"), agent(b, "a1"), asTaskId("t"));
     expect(reasonOf(vs)).toBe("Constraint not satisfied: rack; Constraint not satisfied: zone");
     expect(JSON.stringify(vs)).toMatch(/malformed/);
   });
@@ -70,17 +71,19 @@ describe("feasibility checks", () => {
     b.place(b.task(job, 0), "a1");
     const g = group(b, "j");
     const offers = new OfferBook(b.state);
-    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a1"), "t"))).toBe("Limit not satisfied: host");
-    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a2"), "t"))).toBe("");
+    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a1"), asTaskId("t")))).toBe("Limit not satisfied: host");
+    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a2"), asTaskId("t")))).toBe("");
     g.placed(b.state, agent(b, "a2")); // a second task of the job lands on rack r1 in this round
-    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a2"), "t"))).toBe("Limit not satisfied: host; Limit not satisfied: rack");
-    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a3"), "t"))).toBe("");
+    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a2"), asTaskId("t")))).toBe(
+      "Limit not satisfied: host; Limit not satisfied: rack",
+    );
+    expect(reasonOf(vetoes(b.state, offers, g, agent(b, "a3"), asTaskId("t")))).toBe("");
   });
 
   it("resources: each shortfall is its own veto, scored by how short it is (≤ 1000)", () => {
     const b = new StateBuilder().agent("a1", {}, { cpus: 1, ramMb: 512, ports: [[31000, 31000]] });
     b.job({ name: "j", resources: { cpus: 2, ramMb: 1024, diskMb: 10, ports: ["http", "admin"] } });
-    const vs = vetoes(b.state, new OfferBook(b.state), group(b, "j"), agent(b, "a1"), "t");
+    const vs = vetoes(b.state, new OfferBook(b.state), group(b, "j"), agent(b, "a1"), asTaskId("t"));
     expect(reasonOf(vs)).toBe("Insufficient: cpus, ramMb, ports");
     expect(vs.map(vetoScore)).toEqual([500, 500, 500]);
     expect(vetoScore({ kind: "dedicated", detail: "" })).toBeGreaterThan(vetoScore({ kind: "limit", attribute: "host", detail: "" }));
@@ -104,10 +107,10 @@ describe("offers", () => {
     const offers = new OfferBook(b.state);
     const a = agent(b, "a1");
     expect(offers.pickPorts(a, 3)).toEqual([31000, 31002, 32000]);
-    offers.consume(a, { cpus: 1, ramMb: 10, diskMb: 10 }, [31000, 31002], "x");
+    offers.consume(a, { cpus: 1, ramMb: 10, diskMb: 10 }, [31000, 31002], asTaskId("x"));
     expect(offers.pickPorts(a, 2)).toEqual([32000, 32001]);
     expect(offers.pickPorts(a, 3)).toBeNull();
-    expect(offers.free(a, "y")).toMatchObject({ cpus: 2, ramMb: 4076 });
+    expect(offers.free(a, asTaskId("y"))).toMatchObject({ cpus: 2, ramMb: 4076 });
   });
 
   it("a slot held for one task is not offered to another", () => {
@@ -115,7 +118,7 @@ describe("offers", () => {
     const job = b.job({ name: "j", instances: 2 });
     const held = b.task(job, 0);
     const other = b.task(job, 1);
-    b.emit("SlotReserved", { taskId: held, agentId: "a1", victims: [], expiresTs: b.ts + 60_000 });
+    b.emit("SlotReserved", { taskId: held, agentId: asAgentId("a1"), victims: [], expiresTs: b.ts + 60_000 });
     const offers = new OfferBook(b.state);
     expect(offers.free(agent(b, "a1"), other).cpus).toBe(1);
     expect(offers.free(agent(b, "a1"), held).cpus).toBe(2);
@@ -126,7 +129,7 @@ describe("rankers", () => {
   it("spread prefers the emptier host and fewer of the job's tasks; binpack the fuller host", () => {
     const b = new StateBuilder().agent("big").agent("small", {}, { cpus: 1, ramMb: 1024 });
     const need = { cpus: 0.5, ramMb: 256, diskMb: 1 };
-    const free = (a: string) => new OfferBook(b.state).free(agent(b, a), "t");
+    const free = (a: string) => new OfferBook(b.state).free(agent(b, a), asTaskId("t"));
     expect(spreadScore(agent(b, "big"), free("big"), need, 0)).toBeGreaterThan(spreadScore(agent(b, "small"), free("small"), need, 0));
     expect(spreadScore(agent(b, "big"), free("big"), need, 1)).toBeLessThan(spreadScore(agent(b, "big"), free("big"), need, 0));
     expect(binpackScore(agent(b, "small"), free("small"), need)).toBeGreaterThan(binpackScore(agent(b, "big"), free("big"), need));

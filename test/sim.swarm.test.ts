@@ -12,6 +12,7 @@ import { DEFAULT_SIM_EPOCH } from "../src/sim/clock.js";
 import { Sim } from "../src/sim/sim.js";
 import { drawWorld, endChecks, runSwarm, type SwarmResult } from "../src/sim/swarm.js";
 import { testSpec } from "./support/specs.js";
+import { asAgentId, asJobKey, asTaskId } from "../src/domain/types.js";
 
 const FROM = 1;
 const SEEDS = 300;
@@ -139,7 +140,7 @@ describe("found on the way", () => {
       makeEnvelope(type, data, { epoch: 1, ts: ts++, corr: "c", reason: "test" }) as AnyEnvelope;
     const agent = (agentId: string) =>
       ev("AgentRegistered", {
-        agentId,
+        agentId: asAgentId(agentId),
         host: agentId,
         attributes: { host: agentId },
         resources: { cpus: 4, ramMb: 4096, diskMb: 4096, gpus: 0, ports: [[31000, 32000]] },
@@ -149,7 +150,15 @@ describe("found on the way", () => {
     const resources = { cpus: 0.5, ramMb: 128, diskMb: 64 };
     const processes = [{ name: "main", cmdline: "serve" }];
     const created = (taskId: string, instance: number) =>
-      ev("TaskCreated", { taskId, job: "www/devel/web", instance, configVersion: 1, ancestorId: null, failureCount: 0, state: "PENDING" });
+      ev("TaskCreated", {
+        taskId: asTaskId(taskId),
+        job: asJobKey("www/devel/web"),
+        instance,
+        configVersion: 1,
+        ancestorId: null,
+        failureCount: 0,
+        state: "PENDING",
+      });
     const records: AnyEnvelope[][] = [
       [ev("LeaderElected", { schedulerId: "old", epoch: 1, host: "h", pid: 1 }), agent("agent-1"), agent("gone-1")],
       [
@@ -167,16 +176,16 @@ describe("found on the way", () => {
         created("t1", 1),
       ],
       [
-        ev("TaskAssigned", { taskId: "t0", agentId: "agent-1", host: "agent-1", ports: {} }),
-        ev("TaskAssigned", { taskId: "t1", agentId: "agent-1", host: "agent-1", ports: {} }),
+        ev("TaskAssigned", { taskId: asTaskId("t0"), agentId: asAgentId("agent-1"), host: "agent-1", ports: {} }),
+        ev("TaskAssigned", { taskId: asTaskId("t1"), agentId: asAgentId("agent-1"), host: "agent-1", ports: {} }),
       ],
       [
-        ev("TaskStateChanged", { taskId: "t0", to: "RUNNING", agentSeq: 1 }),
-        ev("TaskStateChanged", { taskId: "t1", to: "RUNNING", agentSeq: 1 }),
+        ev("TaskStateChanged", { taskId: asTaskId("t0"), to: "RUNNING", agentSeq: 1 }),
+        ev("TaskStateChanged", { taskId: asTaskId("t1"), to: "RUNNING", agentSeq: 1 }),
       ],
       [
-        ev("TaskStateChanged", { taskId: "t0", to: "FAILED", agentSeq: 2, exitCode: 1 }),
-        ev("TaskStateChanged", { taskId: "t1", to: "FAILED", agentSeq: 2, exitCode: 1 }),
+        ev("TaskStateChanged", { taskId: asTaskId("t0"), to: "FAILED", agentSeq: 2, exitCode: 1 }),
+        ev("TaskStateChanged", { taskId: asTaskId("t1"), to: "FAILED", agentSeq: 2, exitCode: 1 }),
       ],
     ];
     const log = new MemoryLog();
@@ -193,13 +202,13 @@ describe("found on the way", () => {
       },
     });
     try {
-      expect(sim.state.tasks.get("t1")!.rescheduleWanted).toBe(true); // owed, and the window is open
+      expect(sim.state.tasks.get(asTaskId("t1"))!.rescheduleWanted).toBe(true); // owed, and the window is open
       await sim.request("job.create", {
         spec: { role: "www", environment: "devel", name: "web", instances: 1, service: true, resources, processes },
         user: "u",
       });
       await sim.advance(60_000);
-      const job = sim.state.jobs.get("www/devel/web")!;
+      const job = sim.state.jobs.get(asJobKey("www/devel/web"))!;
       expect([...job.instances.keys()]).toEqual([0]);
       expect(sim.state.tasks.get(job.instances.get(0)!)!.state).toBe("RUNNING");
       expect([...sim.state.tasks.values()].filter((t) => t.ancestorId !== null)).toEqual([]);

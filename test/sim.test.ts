@@ -12,6 +12,7 @@ import { VirtualClock } from "../src/sim/clock.js";
 import { Sim } from "../src/sim/sim.js";
 import { SimAgent } from "../src/sim/simAgent.js";
 import { testSpec } from "./support/specs.js";
+import { asAgentId, asJobKey } from "../src/domain/types.js";
 
 const spec = (name: string, over: Record<string, unknown> = {}) =>
   testSpec(name, over, { resources: { cpus: 0.5, ramMb: 64, diskMb: 64 }, processes: [{ name: "main", cmdline: "run" }] });
@@ -19,7 +20,7 @@ const spec = (name: string, over: Record<string, unknown> = {}) =>
 const AGENTS = [{ count: 3, cpus: 4, ramMb: 4096, diskMb: 8192, attributes: (i: number) => ({ rack: `r${i % 2}` }) }];
 
 /** The current task of an instance. */
-const current = (s: ClusterState, job: string, instance: number) => s.tasks.get(s.jobs.get(job)!.instances.get(instance)!)!;
+const current = (s: ClusterState, job: string, instance: number) => s.tasks.get(s.jobs.get(asJobKey(job))!.instances.get(instance)!)!;
 
 /** A run where the seed matters: a flaky batch job (failProbability), a service, a reboot. */
 async function flakyRun(seed: number) {
@@ -147,7 +148,7 @@ describe("SimAgent", () => {
     const agent = new SimAgent({
       bus,
       clock,
-      agentId: "a1",
+      agentId: asAgentId("a1"),
       host: "h1",
       attributes: {},
       resources: { cpus: 1, ramMb: 1, diskMb: 1, ports: [] },

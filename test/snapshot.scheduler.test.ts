@@ -11,6 +11,7 @@ import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";
 import { testSpec } from "./support/specs.js";
+import { asJobKey } from "../src/domain/types.js";
 
 async function genesis(log: MemoryLog): Promise<ClusterState> {
   const s = new ClusterState();
@@ -48,7 +49,7 @@ describe("snapshots in the scheduler", () => {
     // Its state is the log's, whether it came from a snapshot or not: compare before its own LeaderElected.
     const replayed = await genesis(log);
     expect(stateHash(second.state)).toBe(stateHash(replayed));
-    expect(second.state.jobs.has("www-data/devel/j2")).toBe(true);
+    expect(second.state.jobs.has(asJobKey("www-data/devel/j2"))).toBe(true);
     await second.stop();
   });
 

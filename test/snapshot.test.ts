@@ -32,6 +32,7 @@ import {
 import { ClusterState, type AgentRecord, type JobRecord, type TaskRecord } from "../src/replay/state.js";
 import { startVerifier, toShared } from "../src/storage/verifyWorker.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
+import { asTaskId, asAgentId } from "../src/domain/types.js";
 
 function foldAll(records: readonly LogEntry[][], state = new ClusterState(), firstSeq = 1): ClusterState {
   for (const [i, r] of records.entries()) foldRecord(state, firstSeq + i, r);
@@ -143,7 +144,7 @@ function oddState(loneSurrogates = false): ClusterState {
   agent.attributes = { ...agent.attributes, "😀": "v" };
   const job = [...s.jobs.values()][0]!;
   job.killedInstances.add(99);
-  job.instances.set(1000, "gone-task");
+  job.instances.set(1000, asTaskId("gone-task"));
   s.agentsVersion = 17;
   s.capacityVersion = 23;
   return s;
@@ -382,7 +383,12 @@ describe("stateHash writes the same bytes as the string implementation", () => {
     } as never;
     s.quotas.set("b", { cpus: 1, ramMb: 2, diskMb: 3 });
     s.quotas.set("a", { cpus: 0.30000000000000004, ramMb: 2, diskMb: 3 });
-    s.reservations.set("t", { taskId: "t", agentId: "agent-0", victims: ["v2", "v1"], expiresTs: 5 });
+    s.reservations.set(asTaskId("t"), {
+      taskId: asTaskId("t"),
+      agentId: asAgentId("agent-0"),
+      victims: [asTaskId("v2"), asTaskId("v1")],
+      expiresTs: 5,
+    });
     expect(stateHash(s)).toBe(referenceStateHash(s));
     (s.leader as unknown as { extra: unknown }).extra = () => 1;
     expect(() => stateHash(s)).toThrow(/cannot hash a function/);

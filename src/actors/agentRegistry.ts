@@ -16,7 +16,7 @@
 
 import { subjects } from "../bus/bus.js";
 import { HeartbeatSchema, RegisterRequestSchema, type Heartbeat, type RegisterReply, type RegisterRequest } from "../agent/protocol.js";
-import type { AgentResources } from "../domain/types.js";
+import { asAgentId, asTaskId, type AgentId, type AgentResources } from "../domain/types.js";
 import { checker, fastChecker, formatProblems } from "../domain/validate.js";
 import { canonical } from "../replay/canonical.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
@@ -36,9 +36,9 @@ type Deps = Pick<TermContext, "state" | "clock" | "log" | "bus" | "schedulerId" 
 /** When the leader last heard from each agent (AgentHealth reads it; the registry writes it). */
 export interface Liveness {
   /** When it was last heard (its term's start if not yet). */
-  lastHeard(agentId: string): number;
+  lastHeard(agentId: AgentId): number;
   /** Its last heartbeat or registration with this leader, or null. */
-  lastHeartbeatOf(agentId: string): number | null;
+  lastHeartbeatOf(agentId: AgentId): number | null;
 }
 
 /**
@@ -47,11 +47,11 @@ export interface Liveness {
  */
 export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
   /** agentId → last heartbeat (leader's clock). In memory only: liveness is not history. */
-  readonly lastHeartbeat = new Map<string, number>();
+  readonly lastHeartbeat = new Map<AgentId, number>();
   /** When this leader last asked an UNREACHABLE agent it hears again to register (at most once a second). */
-  private readonly askedToRegister = new Map<string, number>();
+  private readonly askedToRegister = new Map<AgentId, number>();
   /** Agents that have registered with this leader since its term began. */
-  private readonly registeredThisTerm = new Set<string>();
+  private readonly registeredThisTerm = new Set<AgentId>();
   private termStart = 0;
 
   constructor(
@@ -81,12 +81,12 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
     }
   }
 
-  lastHeartbeatOf(agentId: string): number | null {
+  lastHeartbeatOf(agentId: AgentId): number | null {
     return this.lastHeartbeat.get(agentId) ?? null;
   }
 
   /** When this leader last heard from the agent (its term start if not yet). */
-  lastHeard(agentId: string): number {
+  lastHeard(agentId: AgentId): number {
     return Math.max(this.lastHeartbeat.get(agentId) ?? 0, this.termStart);
   }
 
@@ -98,23 +98,23 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
 
   private heartbeat(data: unknown): void {
     if (checkHeartbeat(data) !== null) return; // a publish: nobody to answer; not heard
-    const hb = data as Heartbeat;
+    const agentId = asAgentId((data as Heartbeat).agentId);
     // Only agents the log knows have a liveness clock: garbage ids must not grow this map.
-    if (!this.s.state.agents.has(hb.agentId)) return;
+    if (!this.s.state.agents.has(agentId)) return;
     const now = this.s.clock.now();
-    this.lastHeartbeat.set(hb.agentId, now);
+    this.lastHeartbeat.set(agentId, now);
     // The log holds this agent UNREACHABLE, yet it is heard again (it was paused, or cut off):
     // ask it to register again, so that it is ACTIVE again and what it runs is reconciled
     // (copies of tasks rescheduled elsewhere meanwhile are killed). Nothing else would make
     // it: an agent registers at start and when a new leader announces itself.
-    if (this.s.leading() && this.s.state.agents.get(hb.agentId)?.state === "UNREACHABLE") {
-      const asked = this.askedToRegister.get(hb.agentId) ?? -Infinity;
+    if (this.s.leading() && this.s.state.agents.get(agentId)?.state === "UNREACHABLE") {
+      const asked = this.askedToRegister.get(agentId) ?? -Infinity;
       if (now - asked >= 1000) {
-        this.askedToRegister.set(hb.agentId, now);
-        this.s.bus.publish(subjects.leader, { schedulerId: this.s.schedulerId, epoch: this.s.epoch, agentId: hb.agentId });
+        this.askedToRegister.set(agentId, now);
+        this.s.bus.publish(subjects.leader, { schedulerId: this.s.schedulerId, epoch: this.s.epoch, agentId });
         // It hears us again: the kills already owed to it (copies of tasks rescheduled while
         // it was away) go out now, without waiting for its registration or for their backoff.
-        this.launcher.send({ type: "agentReturned", agentId: hb.agentId });
+        this.launcher.send({ type: "agentReturned", agentId });
       }
     }
   }
@@ -124,6 +124,8 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
     const problems = checkRegister(data);
     if (problems.length > 0) return { ok: false, error: `invalid registration: ${formatProblems(problems)}` };
     const req = data as RegisterRequest;
+    // The registration passed its schema: from here on its agent id is one.
+    const agentId = asAgentId(req.agentId);
     const resources: AgentResources = {
       cpus: req.resources.cpus,
       ramMb: req.resources.ramMb,
@@ -139,8 +141,8 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
       };
     const attributes: Record<string, string> = {};
     for (const k of Object.keys(req.attributes).sort()) attributes[k] = req.attributes[k]!;
-    const known = s.state.agents.get(req.agentId);
-    if (known?.state === "REMOVED") return { ok: false, error: `agent ${req.agentId} was removed and may not register again` };
+    const known = s.state.agents.get(agentId);
+    if (known?.state === "REMOVED") return { ok: false, error: `agent ${agentId} was removed and may not register again` };
     const changed =
       known?.state !== "ACTIVE" ||
       known.host !== req.host ||
@@ -159,8 +161,8 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
       events.push(
         s.event(
           "AgentRegistered",
-          { agentId: req.agentId, host: req.host, attributes, resources, bootId: req.bootId },
-          `agent ${req.agentId} on ${req.host} registered: ${why}`,
+          { agentId, host: req.host, attributes, resources, bootId: req.bootId },
+          `agent ${agentId} on ${req.host} registered: ${why}`,
         ),
       );
     }
@@ -172,27 +174,28 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
         const t = s.state.tasks.get(taskId)!;
         const runs = running.has(taskId);
         if ((t.state === "STARTING" || t.state === "RUNNING" || t.state === "PARTITIONED") && !runs) {
-          events.push(s.event("TaskStateChanged", { taskId, to: "LOST" }, `agent ${req.agentId} re-registered without task ${taskId}`));
+          events.push(s.event("TaskStateChanged", { taskId, to: "LOST" }, `agent ${agentId} re-registered without task ${taskId}`));
         } else if (t.state === "PARTITIONED" && runs) {
-          events.push(s.event("TaskStateChanged", { taskId, to: "RUNNING" }, `agent ${req.agentId} is back and still runs ${taskId}`));
+          events.push(s.event("TaskStateChanged", { taskId, to: "RUNNING" }, `agent ${agentId} is back and still runs ${taskId}`));
         }
       }
     }
     if (events.length) await s.commit(events);
-    this.lastHeartbeat.set(req.agentId, s.clock.now());
-    this.registeredThisTerm.add(req.agentId);
+    this.lastHeartbeat.set(agentId, s.clock.now());
+    this.registeredThisTerm.add(agentId);
     s.changed();
     // Whatever is owed to this agent is sent now (a retry sleeping in backoff wakes up), and so
     // is the kill of every copy it runs that the log does not place there.
-    this.launcher.send({ type: "agentReturned", agentId: req.agentId });
-    for (const taskId of req.running) {
+    this.launcher.send({ type: "agentReturned", agentId });
+    for (const id of req.running) {
+      const taskId = asTaskId(id);
       const t = s.state.tasks.get(taskId);
-      if (!t || t.agentId !== req.agentId || TERMINAL_STATES.has(t.state)) {
+      if (!t || t.agentId !== agentId || TERMINAL_STATES.has(t.state)) {
         this.launcher.send({
           type: "kill",
           taskId,
-          agentId: req.agentId,
-          why: `agent ${req.agentId} runs ${taskId}, which the log does not place there`,
+          agentId: agentId,
+          why: `agent ${agentId} runs ${taskId}, which the log does not place there`,
           now: true,
         });
       }

@@ -2,6 +2,7 @@
 // (real clock, random ids) and under the deterministic simulator (virtual clock, seeded ids).
 
 import { randomBytes } from "node:crypto";
+import { asTaskId, type JobKeyString, type TaskId } from "../domain/types.js";
 
 export interface Clock {
   now(): number;
@@ -42,7 +43,7 @@ export function seededIds(seed: number): Ids {
   };
 }
 
-/** Aurora's task id shape: role-env-job-instance-uuid. */
-export function taskIdFor(job: string, instance: number, ids: Ids): string {
-  return `${job.replaceAll("/", "-")}-${instance}-${ids.next()}`;
+/** Aurora's task id shape: role-env-job-instance-uuid. Where task ids are made. */
+export function taskIdFor(job: JobKeyString, instance: number, ids: Ids): TaskId {
+  return asTaskId(`${job.replaceAll("/", "-")}-${instance}-${ids.next()}`);
 }

@@ -6,7 +6,7 @@
 // of one write finish before the next check, or two requests could each fit the quota alone and
 // overrun it together (or create the same job twice).
 
-import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
+import { jobKeyString, parseJobKey, type JobKeyString, type TaskId } from "../domain/types.js";
 import {
   amountsOf,
   consumesQuota,
@@ -64,16 +64,16 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     return this.ask((reply, fail) => ({ type: op, req, reply, fail }));
   }
 
-  create(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
-    return this.write("job.create", req) as Promise<{ job: string; taskIds: string[]; seq: number }>;
+  create(req: CreateJobRequest): Promise<{ job: JobKeyString; taskIds: TaskId[]; seq: number }> {
+    return this.write("job.create", req) as Promise<{ job: JobKeyString; taskIds: TaskId[]; seq: number }>;
   }
 
-  kill(req: KillJobRequest): Promise<{ job: string; instances: number[]; seq: number }> {
-    return this.write("job.kill", req) as Promise<{ job: string; instances: number[]; seq: number }>;
+  kill(req: KillJobRequest): Promise<{ job: JobKeyString; instances: number[]; seq: number }> {
+    return this.write("job.kill", req) as Promise<{ job: JobKeyString; instances: number[]; seq: number }>;
   }
 
-  add(req: AddInstancesRequest): Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }> {
-    return this.write("job.add", req) as Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }>;
+  add(req: AddInstancesRequest): Promise<{ job: JobKeyString; instances: number[]; taskIds: TaskId[]; seq: number }> {
+    return this.write("job.add", req) as Promise<{ job: JobKeyString; instances: number[]; taskIds: TaskId[]; seq: number }>;
   }
 
   setQuota(req: SetQuotaRequest): Promise<QuotaReport> {
@@ -103,7 +103,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     }
   }
 
-  private async doCreate(req: CreateJobRequest): Promise<{ job: string; taskIds: string[]; seq: number }> {
+  private async doCreate(req: CreateJobRequest): Promise<{ job: JobKeyString; taskIds: TaskId[]; seq: number }> {
     const s = this.s;
     const config = validateJobSpec(req?.spec, { allowedEnvironments: s.allowedEnvironments });
     const key = jobKeyString(config);
@@ -124,7 +124,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     const corr = s.corr("create");
     const configVersion = (existing?.configVersion ?? 0) + 1;
     const events = [s.event("JobCreated", { job: config, configVersion }, `job ${key} created by ${user}`, corr)];
-    const taskIds: string[] = [];
+    const taskIds: TaskId[] = [];
     for (let i = 0; i < config.instances; i++) {
       const taskId = taskIdFor(key, i, s.ids);
       taskIds.push(taskId);
@@ -141,7 +141,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     return { job: key, taskIds, seq };
   }
 
-  private async doKill(req: KillJobRequest): Promise<{ job: string; instances: number[]; seq: number }> {
+  private async doKill(req: KillJobRequest): Promise<{ job: JobKeyString; instances: number[]; seq: number }> {
     const s = this.s;
     const key = jobKeyString(parseJobKey(need(req?.job, "job")));
     const job = s.state.jobs.get(key);
@@ -172,7 +172,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
   }
 
   /** Aurora's addInstances: new instances config.instances … +count−1, with the job's current config. */
-  private async doAdd(req: AddInstancesRequest): Promise<{ job: string; instances: number[]; taskIds: string[]; seq: number }> {
+  private async doAdd(req: AddInstancesRequest): Promise<{ job: JobKeyString; instances: number[]; taskIds: TaskId[]; seq: number }> {
     const s = this.s;
     const key = jobKeyOf(req?.job);
     const count = req.count;
@@ -203,7 +203,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     const user = userOf(req);
     const corr = s.corr("add");
     const instances: number[] = [];
-    const taskIds: string[] = [];
+    const taskIds: TaskId[] = [];
     const events = [
       s.event(
         "JobInstancesAdded",

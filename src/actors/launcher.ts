@@ -17,22 +17,23 @@
 
 import { subjects, type Reply } from "../bus/bus.js";
 import type { KillRequest, LaunchRequest } from "../agent/protocol.js";
+import type { AgentId, TaskId } from "../domain/types.js";
 import { KILL_STATES } from "../statemachines/taskStates.js";
 import { Actor } from "./actor.js";
 import type { TermContext } from "./context.js";
 
 export type LauncherMsg =
-  | { type: "launch"; taskId: string }
+  | { type: "launch"; taskId: TaskId }
   /** `now`: a loop already under way starts its backoff over and sends at once. */
-  | { type: "kill"; taskId: string; agentId: string | null; why: string; now?: boolean }
+  | { type: "kill"; taskId: TaskId; agentId: AgentId | null; why: string; now?: boolean }
   /** The agent is heard again after it was away (a registration, or a heartbeat while UNREACHABLE). */
-  | { type: "agentReturned"; agentId: string };
+  | { type: "agentReturned"; agentId: AgentId };
 
 type Deps = Pick<TermContext, "state" | "bus" | "clock" | "log" | "leading" | "retryMs" | "agentRequestTimeoutMs">;
 
 /** One retry loop: a task's launch or kill, on one agent. */
 interface Loop {
-  agentId: string;
+  agentId: AgentId;
   /** One request (the loop's attempt). */
   attempt: () => Promise<void>;
   /** Ends the backoff sleep now (set while the loop sleeps). */
@@ -63,7 +64,7 @@ export class Launcher extends Actor<LauncherMsg> {
     for (const l of this.loops.values()) l.wake?.();
   }
 
-  private launch(taskId: string): void {
+  private launch(taskId: TaskId): void {
     const agentId = this.s.state.tasks.get(taskId)?.agentId;
     if (!agentId) return;
     const key = `launch ${taskId} ${agentId}`;
@@ -99,7 +100,7 @@ export class Launcher extends Actor<LauncherMsg> {
    * acknowledged kill. A kill already under way for the task on that agent is not doubled; with
    * `now`, its backoff starts over and a request goes out at once (kick).
    */
-  private kill(taskId: string, agentId: string | null, why: string, opts: { now?: boolean } = {}): void {
+  private kill(taskId: TaskId, agentId: AgentId | null, why: string, opts: { now?: boolean } = {}): void {
     if (agentId === null) return;
     const key = `kill ${taskId} ${agentId}`;
     const running = this.loops.get(key);
@@ -134,12 +135,12 @@ export class Launcher extends Actor<LauncherMsg> {
    * The agent is heard again after it was away: every launch and kill aimed at it is tried again
    * at once, its backoff started over.
    */
-  private agentReturned(agentId: string): void {
+  private agentReturned(agentId: AgentId): void {
     for (const l of this.loops.values()) if (l.agentId === agentId) this.kick(l);
   }
 
   /** The retry loops aimed at an agent, and what each is doing (for tests and diagnostics). */
-  loopsFor(agentId: string): Array<{ key: string; state: "sending" | "sleeping" }> {
+  loopsFor(agentId: AgentId): Array<{ key: string; state: "sending" | "sleeping" }> {
     return [...this.loops.entries()]
       .filter(([, l]) => l.agentId === agentId)
       .map(([key, l]) => ({ key, state: l.wake ? "sleeping" : "sending" }));
@@ -163,7 +164,7 @@ export class Launcher extends Actor<LauncherMsg> {
 
   private async retrying(
     key: string,
-    agentId: string,
+    agentId: AgentId,
     needed: () => boolean,
     attempt: () => Promise<void>,
     what: string,

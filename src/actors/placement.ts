@@ -12,6 +12,7 @@
 // round; kicks that arrive meanwhile make one more round. Its pending reasons and its view of the
 // active agents are a read model others read (PlacementView), never change.
 
+import type { TaskId } from "../domain/types.js";
 import { TaskGroup } from "../scheduling/feasible.js";
 import { OfferBook } from "../scheduling/offers.js";
 import { PlacementStack } from "../scheduling/stack.js";
@@ -26,7 +27,7 @@ type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "reconcilin
 /** What Placement knows that others read: why tasks wait, and the agents it places on. */
 export interface PlacementView {
   /** Why a PENDING task waits, if placement has looked at it. */
-  reasonFor(taskId: string): string | undefined;
+  reasonFor(taskId: TaskId): string | undefined;
   /** The active agents in a stable order. */
   activeAgents(): readonly AgentRecord[];
 }
@@ -66,13 +67,13 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
   }
 
   /** Why a PENDING task waits, if placement has looked at it. */
-  reasonFor(taskId: string): string | undefined {
+  reasonFor(taskId: TaskId): string | undefined {
     const t = this.s.state.tasks.get(taskId);
     return t && t.state === "PENDING" ? this.groupReasons.get(`${t.job}#${t.configVersion}`) : undefined;
   }
 
   /** The view `roost job status` reads pending reasons through. */
-  readonly pendingReasons = { get: (taskId: string) => this.reasonFor(taskId) };
+  readonly pendingReasons = { get: (taskId: TaskId) => this.reasonFor(taskId) };
 
   /** Ask for a round, on the next turn of the event loop (the commits of this one are folded first). */
   kick(): void {
@@ -116,7 +117,7 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
       return;
     }
     const now = s.clock.now();
-    const groups = new Map<string, string[]>();
+    const groups = new Map<string, TaskId[]>();
     for (const taskId of st.pending) {
       const t = st.tasks.get(taskId)!;
       const key = `${t.job}#${t.configVersion}`;

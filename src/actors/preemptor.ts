@@ -8,6 +8,7 @@
 // An actor: a periodic "pass" message. It reads Placement's pending reasons and active agents
 // (PlacementView), and tells nobody anything: its commit is what the others react to.
 
+import type { TaskId } from "../domain/types.js";
 import { findSlot } from "../preemptor/preemptor.js";
 import { TaskGroup } from "../scheduling/feasible.js";
 import { OfferBook } from "../scheduling/offers.js";
@@ -61,7 +62,7 @@ export class Preemptor extends Actor<PreemptorMsg> {
       const offers = new OfferBook(st);
       const agents = this.placement.activeAgents();
       const seen = new Set<string>();
-      const taken = new Set<string>();
+      const taken = new Set<TaskId>();
       const events = [];
       for (const taskId of st.pending) {
         const t = st.tasks.get(taskId)!;

@@ -3,6 +3,7 @@
 // failure count over. Effects raised in the same tick are committed together: a "reschedule"
 // message queues the task, and the first of a tick asks for one "flush" on the next.
 
+import type { TaskId } from "../domain/types.js";
 import { HISTORY_STRIDE, type TaskRecord } from "../replay/state.js";
 import { KILL_STATES, TASK_STATES } from "../statemachines/taskStates.js";
 import { Actor } from "./actor.js";
@@ -11,13 +12,13 @@ import type { TermContext } from "./context.js";
 import type { SchedulingPolicy } from "./policy.js";
 import { fmtMs } from "./timers.js";
 
-export type ReschedulerMsg = { type: "reschedule"; taskId: string } | { type: "flush" };
+export type ReschedulerMsg = { type: "reschedule"; taskId: TaskId } | { type: "flush" };
 
 type Deps = Pick<TermContext, "state" | "ids" | "clock" | "log" | "policy" | "commit" | "event">;
 
 export class Rescheduler extends Actor<ReschedulerMsg> {
-  private readonly queue = new Set<string>();
-  private readonly inFlight = new Set<string>();
+  private readonly queue = new Set<TaskId>();
+  private readonly inFlight = new Set<TaskId>();
   private scheduled = false;
 
   constructor(private readonly s: Deps) {

@@ -10,6 +10,7 @@
 
 import type { Reply } from "../bus/bus.js";
 import { StatusRequestSchema, type StatusRequest } from "../agent/protocol.js";
+import { asAgentId, asTaskId } from "../domain/types.js";
 import { checker, formatProblems } from "../domain/validate.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { Actor, type ActorRef } from "./actor.js";
@@ -57,19 +58,22 @@ export class StatusIngest extends Actor<StatusIngestMsg> {
     if (problems.length > 0) return { ok: false, error: `invalid status update: ${formatProblems(problems)}` };
     const req = data as StatusRequest;
     const u = req.update;
-    const agent = s.state.agents.get(req.agentId);
-    if (!agent) return { ok: false, error: `agentId: agent ${req.agentId} is not registered; rule: an agent registers before it reports` };
-    const task = s.state.tasks.get(u.taskId);
+    // The update passed its schema: its ids are ids from here on (unknown ones miss below).
+    const agentId = asAgentId(req.agentId);
+    const taskId = asTaskId(u.taskId);
+    const agent = s.state.agents.get(agentId);
+    if (!agent) return { ok: false, error: `agentId: agent ${agentId} is not registered; rule: an agent registers before it reports` };
+    const task = s.state.tasks.get(taskId);
     const live = !TERMINAL_STATES.has(u.state);
-    if (!task || task.agentId !== req.agentId) {
+    if (!task || task.agentId !== agentId) {
       // The log does not place this task on this agent: a stray copy. Kill it if it still runs;
       // acknowledge, so the agent stops sending it; log nothing.
       if (live) {
         this.launcher.send({
           type: "kill",
-          taskId: u.taskId,
-          agentId: req.agentId,
-          why: `agent ${req.agentId} runs ${u.taskId}, which the log does not place there`,
+          taskId,
+          agentId,
+          why: `agent ${agentId} runs ${taskId}, which the log does not place there`,
           now: true,
         });
       }
@@ -84,7 +88,7 @@ export class StatusIngest extends Actor<StatusIngestMsg> {
         s.event(
           "TaskStateChanged",
           {
-            taskId: u.taskId,
+            taskId,
             to: u.state,
             agentSeq: u.seq,
             ...(exitCode !== undefined ? { exitCode } : {}),

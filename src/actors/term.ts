@@ -17,6 +17,7 @@
 
 import { subjects, type Bus } from "../bus/bus.js";
 import { checkEventData, makeEnvelope, type AnyEnvelope, type EventPayloads, type EventType, type LogEntry } from "../domain/events.js";
+import type { JobKeyString, TaskId } from "../domain/types.js";
 import { formatProblem } from "../domain/validate.js";
 import type { Appender } from "../eventlog/appender.js";
 import type { EventLog } from "../eventlog/log.js";
@@ -270,17 +271,22 @@ export class LeaderTerm {
 
   /** Which events ahead of this batch may change what it decides: those acting on its tasks or jobs. */
   private overtakers(events: readonly AnyEnvelope[]): (ahead: AnyEnvelope) => boolean {
+    // Task ids and job keys, in one set (the task ids the leader makes hold no "/", job keys two).
     const keys = new Set<string>();
     const { state } = this.o;
-    const add = (k: string): boolean => {
-      keys.add(k);
-      const job = state.tasks.get(k)?.job;
+    const addTask = (id: TaskId): boolean => {
+      keys.add(id);
+      const job = state.tasks.get(id)?.job;
       if (job !== undefined) keys.add(job);
       return false;
     };
-    for (const e of events) touches(e, add);
+    const addJob = (key: JobKeyString): boolean => {
+      keys.add(key);
+      return false;
+    };
+    for (const e of events) touches(e, addTask, addJob);
     const hit = (k: string): boolean => keys.has(k);
-    return (ahead) => touches(ahead, hit);
+    return (ahead) => touches(ahead, hit, hit);
   }
 
   /**

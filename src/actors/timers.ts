@@ -10,12 +10,13 @@
 //
 // An actor: "watch" (re)arms a task's deadline, "fire" appends what it caused.
 
+import type { TaskId } from "../domain/types.js";
 import { HISTORY_STRIDE, type TaskRecord } from "../replay/state.js";
 import { KILL_STATES } from "../statemachines/taskStates.js";
 import { Actor } from "./actor.js";
 import type { TermContext } from "./context.js";
 
-export type TimersMsg = { type: "watch"; taskId: string } | { type: "fire"; taskId: string; key: string };
+export type TimersMsg = { type: "watch"; taskId: TaskId } | { type: "fire"; taskId: TaskId; key: string };
 
 type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "leading" | "reconciling" | "commit" | "event">;
 
@@ -31,7 +32,7 @@ export function enteredTs(t: TaskRecord): number {
 }
 
 export class Timers extends Actor<TimersMsg> {
-  private readonly armed = new Map<string, { handle: unknown; key: string }>();
+  private readonly armed = new Map<TaskId, { handle: unknown; key: string }>();
 
   constructor(private readonly s: Deps) {
     super("timers", s.log, () => s.clock.now());
@@ -48,7 +49,7 @@ export class Timers extends Actor<TimersMsg> {
   }
 
   /** (Re)arm whatever deadline the task has now. */
-  private watch(taskId: string): void {
+  private watch(taskId: TaskId): void {
     const s = this.s;
     const t = s.state.tasks.get(taskId);
     if (!t || this.isStopped || s.reconciling()) return; // the term arms every deadline after reconciling
@@ -84,7 +85,7 @@ export class Timers extends Actor<TimersMsg> {
   }
 
   /** Appends what the deadline caused; the commit is not awaited (deadlines that pass together share a record). */
-  private fire(taskId: string, key: string): void {
+  private fire(taskId: TaskId, key: string): void {
     const s = this.s;
     const t = s.state.tasks.get(taskId);
     if (!t || !s.leading()) return;

@@ -16,7 +16,7 @@
 
 import { Type, type Static } from "typebox";
 import { TASK_STATES } from "../statemachines/taskStates.js";
-import { AgentResourcesSchema, JobConfigSchema } from "./types.js";
+import { AgentIdStr, AgentResourcesSchema, JobConfigSchema, JobKeyStr, TaskIdStr } from "./types.js";
 import { Dict, fastChecker, OneOf, type Problem } from "./validate.js";
 
 const Str = Type.String();
@@ -45,24 +45,24 @@ export const EVENT_SCHEMAS = {
   /** A scheduler took the lease. Everything after it is stamped with `epoch`. */
   LeaderElected: Type.Object({ schedulerId: Str, epoch: Num, host: Str, pid: Num }),
   /** An agent (one per host) registered or re-registered. */
-  AgentRegistered: Type.Object({ agentId: Str, host: Str, attributes: Dict(Str), resources: AgentResourcesSchema, bootId: Str }),
+  AgentRegistered: Type.Object({ agentId: AgentIdStr, host: Str, attributes: Dict(Str), resources: AgentResourcesSchema, bootId: Str }),
   /** The leader judged an agent's lifecycle to change (see statemachines/agent.ts). */
-  AgentStateChanged: Type.Object({ agentId: Str, to: OneOf(["UNREACHABLE", "REMOVED"] as const) }),
+  AgentStateChanged: Type.Object({ agentId: AgentIdStr, to: OneOf(["UNREACHABLE", "REMOVED"] as const) }),
   /** A job was accepted. `job` is the validated, normalised config. */
   JobCreated: Type.Object({ job: JobConfigSchema, configVersion: Int }),
   /** Instances were added to a running job: instances become `instances` + count. */
-  JobInstancesAdded: Type.Object({ job: Str, count: Int, user: Str }),
+  JobInstancesAdded: Type.Object({ job: JobKeyStr, count: Int, user: Str }),
   /** An administrator set a role's production quota. */
   QuotaSet: Type.Object({ role: Str, cpus: Num, ramMb: Num, diskMb: Num, user: Str }),
   /** A user asked to kill instances (null = all). Tasks move through the task machine. */
-  JobKillRequested: Type.Object({ job: Str, instances: Type.Union([Type.Array(Int), Type.Null()]), user: Str }),
+  JobKillRequested: Type.Object({ job: JobKeyStr, instances: Type.Union([Type.Array(Int), Type.Null()]), user: Str }),
   /** A task came into being for an instance (first run or RESCHEDULE of `ancestorId`). */
   TaskCreated: Type.Object({
-    taskId: Str,
-    job: Str,
+    taskId: TaskIdStr,
+    job: JobKeyStr,
     instance: Int,
     configVersion: Int,
-    ancestorId: Type.Union([Str, Type.Null()]),
+    ancestorId: Type.Union([TaskIdStr, Type.Null()]),
     failureCount: Int,
     state: OneOf(["PENDING", "THROTTLED"] as const),
     /** THROTTLED only: the flap penalty; the task may run again at the event's ts + throttleMs. */
@@ -70,8 +70,8 @@ export const EVENT_SCHEMAS = {
   }),
   /** Placement matched a PENDING task to an agent. Ports are concrete numbers by name. */
   TaskAssigned: Type.Object({
-    taskId: Str,
-    agentId: Str,
+    taskId: TaskIdStr,
+    agentId: AgentIdStr,
     host: Str,
     ports: Dict(Int),
     /** Why this host: the decision, compactly (scheduling/stack.ts). */
@@ -81,16 +81,16 @@ export const EVENT_SCHEMAS = {
    * The preemptor freed a slot on `agentId` for a pending task by preempting `victims`; the slot is
    * held for that task until it is placed or `expiresTs`.
    */
-  SlotReserved: Type.Object({ taskId: Str, agentId: Str, victims: Type.Array(Str), expiresTs: Num }),
+  SlotReserved: Type.Object({ taskId: TaskIdStr, agentId: AgentIdStr, victims: Type.Array(TaskIdStr), expiresTs: Num }),
   /** A held slot was let go (it expired, or its task went away). */
-  SlotReleased: Type.Object({ taskId: Str, agentId: Str }),
+  SlotReleased: Type.Object({ taskId: TaskIdStr, agentId: AgentIdStr }),
   /**
    * A request to move a task to `to`, run through the task machine by the fold.
    * From an agent status update, `agentSeq` is that task's status sequence number (duplicates
    * are dropped by the leader before appending) and `exitCode` is set for FINISHED/FAILED.
    */
   TaskStateChanged: Type.Object({
-    taskId: Str,
+    taskId: TaskIdStr,
     to: OneOf(TASK_STATES),
     agentSeq: Type.Optional(Int),
     exitCode: Type.Optional(Int),

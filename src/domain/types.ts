@@ -5,7 +5,32 @@
 import { Type, type Static } from "typebox";
 import { Dict } from "./validate.js";
 
-export type JobKeyString = string; // "role/environment/name"
+// Branded ids: a string that has been through a check (a schema, or the fold's own records) and
+// means one thing. A task id passed where an agent id belongs, or a raw request string used as a
+// job key before it was validated, is a compile error instead of a lookup that quietly misses.
+// Brands cost nothing at run time (they are plain strings), and the log stores plain strings.
+declare const brand: unique symbol;
+type Brand<B extends string> = string & { readonly [brand]: B };
+
+/** "role/environment/name", as the log writes it. */
+export type JobKeyString = Brand<"JobKey">;
+/** A task's id (one run of one instance). */
+export type TaskId = Brand<"TaskId">;
+/** An agent's id (one per host and boot). */
+export type AgentId = Brand<"AgentId">;
+
+/** The schemas of the branded strings: each checks a string, and types it with its brand. */
+export const JobKeyStr = Type.Unsafe<JobKeyString>(Type.String());
+export const TaskIdStr = Type.Unsafe<TaskId>(Type.String());
+export const AgentIdStr = Type.Unsafe<AgentId>(Type.String());
+
+/**
+ * A string as an id, for what checked it already: a schema, a parser, or a test that makes one up.
+ * The one place a plain string becomes branded without a schema.
+ */
+export const asJobKey = (s: string): JobKeyString => s as JobKeyString;
+export const asTaskId = (s: string): TaskId => s as TaskId;
+export const asAgentId = (s: string): AgentId => s as AgentId;
 
 export interface JobKey {
   role: string;
@@ -14,7 +39,7 @@ export interface JobKey {
 }
 
 export function jobKeyString(k: JobKey): JobKeyString {
-  return `${k.role}/${k.environment}/${k.name}`;
+  return `${k.role}/${k.environment}/${k.name}` as JobKeyString;
 }
 
 export function parseJobKey(s: string): JobKey {

@@ -6,16 +6,16 @@
 // and the pending task a higher priority. Only tasks on the agent that are ASSIGNED, STARTING or RUNNING are
 // candidates; victims are added largest first until the task fits.
 
-import type { TaskConfig } from "../domain/types.js";
+import type { AgentId, TaskConfig, TaskId } from "../domain/types.js";
 import { isPreemptible } from "../domain/tiers.js";
 import type { AgentRecord, ClusterState, TaskRecord } from "../replay/state.js";
 import { checkDedicated, checkLimits, checkValueConstraints, type TaskGroup } from "../scheduling/feasible.js";
 import type { OfferBook } from "../scheduling/offers.js";
 
 export interface Slot {
-  agentId: string;
+  agentId: AgentId;
   host: string;
-  victims: string[];
+  victims: TaskId[];
   /** Why these victims may be preempted, in words. */
   why: string;
 }
@@ -39,8 +39,8 @@ export function findSlot(
   offers: OfferBook,
   agents: readonly AgentRecord[],
   g: TaskGroup,
-  taskId: string,
-  taken: ReadonlySet<string>,
+  taskId: TaskId,
+  taken: ReadonlySet<TaskId>,
 ): Slot | null {
   const need = g.config.resources;
   let best: (Slot & { cost: number }) | null = null;

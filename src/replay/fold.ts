@@ -21,6 +21,7 @@
 
 import { checkEventData, UNREADABLE, type AnyEnvelope, type EventPayloads, type LogEntry } from "../domain/events.js";
 import { roundCpus } from "../domain/resources.js";
+import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { formatProblem } from "../domain/validate.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
@@ -37,11 +38,11 @@ const TIMED: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntrie
 const ON_AGENT: Readonly<Record<string, boolean>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s) => [s, ON_AGENT_STATES.has(s)])));
 
 export type Effect =
-  | { kind: "LAUNCH"; taskId: string }
+  | { kind: "LAUNCH"; taskId: TaskId }
   /** The task entered a state with a deadline (THROTTLED, or a transient one), or got a held slot. */
-  | { kind: "TIMER"; taskId: string }
-  | { kind: "KILL"; taskId: string; agentId: string | null }
-  | { kind: "RESCHEDULE"; taskId: string };
+  | { kind: "TIMER"; taskId: TaskId }
+  | { kind: "KILL"; taskId: TaskId; agentId: AgentId | null }
+  | { kind: "RESCHEDULE"; taskId: TaskId };
 
 /** Fold one committed record. `out` collects effects (the leader passes one; replay does not). */
 export function foldRecord(state: ClusterState, seq: number, events: readonly LogEntry[], out?: Effect[]): void {
@@ -297,8 +298,8 @@ function onLeaderElected(state: ClusterState, d: EventPayloads["LeaderElected"],
   state.leader = { schedulerId: d.schedulerId, epoch: d.epoch, host: d.host, pid: d.pid, seq: at.seq, ts: at.ts };
 }
 
-function jobKeyOf(j: { role: string; environment: string; name: string }): string {
-  return `${j.role}/${j.environment}/${j.name}`;
+function jobKeyOf(j: { role: string; environment: string; name: string }): JobKeyString {
+  return `${j.role}/${j.environment}/${j.name}` as JobKeyString;
 }
 
 /**
@@ -308,11 +309,11 @@ function jobKeyOf(j: { role: string; environment: string; name: string }): strin
  */
 export class BatchOverlay {
   /** Tasks created earlier in the batch: their state by then. */
-  readonly tasks = new Map<string, { job: string; instance: number; state: TaskStateName }>();
+  readonly tasks = new Map<TaskId, { job: JobKeyString; instance: number; state: TaskStateName }>();
   /** Tasks assigned earlier in the batch. */
-  readonly assigned = new Set<string>();
+  readonly assigned = new Set<TaskId>();
   /** Jobs created earlier in the batch: their config version. */
-  readonly jobs = new Map<string, number>();
+  readonly jobs = new Map<JobKeyString, number>();
   /** `${job}#${instance}` of each task created earlier in the batch. */
   readonly instances = new Set<string>();
 
@@ -327,30 +328,30 @@ export class BatchOverlay {
 }
 
 /**
- * The tasks and jobs an event acts on (ids and job keys), each passed to `visit` until it returns
- * true: two events that share none cannot change what the other decides, so a rechecked decision
- * need not wait for the other's record (Appender's overtakenBy). Agent events act on their agent's
- * tasks by state, which a PENDING task's placement or a terminal task's reschedule does not
- * depend on. No allocation: the Appender asks it of every event on the wire.
+ * The tasks and jobs an event acts on, task ids passed to `visitTask` and job keys to `visitJob`,
+ * each until one returns true: two events that share none cannot change what the other decides,
+ * so a rechecked decision need not wait for the other's record (Appender's overtakenBy). Agent
+ * events act on their agent's tasks by state, which a PENDING task's placement or a terminal
+ * task's reschedule does not depend on. No allocation: the Appender asks it of every event on the wire.
  */
-export function touches(env: AnyEnvelope, visit: (key: string) => boolean): boolean {
+export function touches(env: AnyEnvelope, visitTask: (id: TaskId) => boolean, visitJob: (key: JobKeyString) => boolean): boolean {
   switch (env.type) {
     case "TaskStateChanged":
     case "TaskAssigned":
     case "SlotReleased":
-      return visit(env.data.taskId);
+      return visitTask(env.data.taskId);
     case "TaskCreated":
-      return visit(env.data.taskId) || visit(env.data.job) || (env.data.ancestorId !== null && visit(env.data.ancestorId));
+      return visitTask(env.data.taskId) || visitJob(env.data.job) || (env.data.ancestorId !== null && visitTask(env.data.ancestorId));
     case "SlotReserved": {
-      if (visit(env.data.taskId)) return true;
-      for (const v of env.data.victims) if (visit(v)) return true;
+      if (visitTask(env.data.taskId)) return true;
+      for (const v of env.data.victims) if (visitTask(v)) return true;
       return false;
     }
     case "JobKillRequested":
     case "JobInstancesAdded":
-      return visit(env.data.job);
+      return visitJob(env.data.job);
     case "JobCreated":
-      return visit(jobKeyOf(env.data.job));
+      return visitJob(jobKeyOf(env.data.job));
     default:
       return false;
   }
@@ -525,7 +526,7 @@ function release(state: ClusterState, task: TaskRecord): void {
   if (task.ports) for (const name in task.ports) agent.usedPorts.delete(task.ports[name]!);
 }
 
-function hasActiveTasks(state: ClusterState, instances: Map<number, string>): boolean {
+function hasActiveTasks(state: ClusterState, instances: Map<number, TaskId>): boolean {
   for (const taskId of instances.values()) {
     const s = state.tasks.get(taskId)?.state;
     if (s !== undefined && !TERMINAL_STATES.has(s)) return true;

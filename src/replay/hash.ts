@@ -3,6 +3,7 @@
 // is SHA-256 of a canonical text (canonical.ts) of a versioned projection of the state.
 
 import { createHash, type Hash } from "node:crypto";
+import type { TaskId } from "../domain/types.js";
 import { canonical } from "./canonical.js";
 import type { AgentRecord, ClusterState, JobRecord, TaskRecord } from "./state.js";
 import { sortStringsSteps, type Steps, runSteps, TASKS_PER_STEP } from "./steps.js";
@@ -397,7 +398,7 @@ export function* stateHashSteps(state: ClusterState, opts: StateHashOptions = {}
   const order = opts.taskOrder;
   if (order && order.length === n) {
     // The map's entries by insertion position, read in one sequential pass.
-    const ids = new Array<string>(n);
+    const ids = new Array<TaskId>(n);
     const tasks = new Array<TaskRecord>(n);
     let i = 0;
     for (const [id, t] of state.tasks) {

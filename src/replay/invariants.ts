@@ -9,6 +9,7 @@
 // checkInvariants(state) returns one line per violation (empty when all hold), each naming the
 // invariant and the task, job or agent. Pure: it reads the state and nothing else.
 
+import type { AgentId, TaskId } from "../domain/types.js";
 import { HISTORY_STRIDE, type ClusterState, type TaskRecord } from "./state.js";
 import { ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES } from "../statemachines/taskStates.js";
 
@@ -56,9 +57,9 @@ export function checkInvariants(state: ClusterState, opts: { limit?: number } = 
 
   // ---- tasks: one pass, building what the agent and job checks compare against ------------------
   /** agentId → its tasks in an on-agent state, by the tasks' own account. */
-  const onAgent = new Map<string, TaskRecord[]>();
+  const onAgent = new Map<AgentId, TaskRecord[]>();
   /** `${job}#${instance}` → the live (non-terminal, non-INIT) tasks of the job's current incarnation. */
-  const live = new Map<string, string[]>();
+  const live = new Map<string, TaskId[]>();
   /** `${job}#${instance}` → the newest task of the job's current incarnation. */
   const newest = new Map<string, TaskRecord>();
   for (const t of state.tasks.values()) {

@@ -1,14 +1,14 @@
 // Read models over ClusterState, shared by the leader's API and by clients that fold the log
 // themselves (when no leader is up). Pure functions; plain JSON out.
 
-import { jobKeyString, parseJobKey, type JobKeyString } from "../domain/types.js";
+import { asTaskId, jobKeyString, parseJobKey, type JobKeyString, type TaskId } from "../domain/types.js";
 import type { LogRecord } from "../domain/events.js";
 import { ACTIVE_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import { HISTORY_STRIDE, type ClusterState, type TaskRecord } from "./state.js";
 
 export interface InstanceStatus {
   instance: number;
-  taskId: string;
+  taskId: TaskId;
   state: TaskStateName;
   host: string | null;
   ports: Record<string, number>;
@@ -34,11 +34,11 @@ export interface JobSummary {
 }
 
 export interface TaskHistory {
-  taskId: string;
+  taskId: TaskId;
   job: JobKeyString;
   instance: number;
-  ancestorId: string | null;
-  successorId: string | null;
+  ancestorId: TaskId | null;
+  successorId: TaskId | null;
   state: TaskStateName;
   host: string | null;
   ports: Record<string, number>;
@@ -59,7 +59,7 @@ export interface TaskHistoryEvent {
 
 /** Why a pending task waits, when the leader knows (placement vetoes are kept in memory). */
 export interface PendingReasons {
-  get(taskId: string): string | undefined;
+  get(taskId: TaskId): string | undefined;
 }
 
 function latestReason(t: TaskRecord, pending?: PendingReasons): string {
@@ -107,8 +107,9 @@ export function jobList(state: ClusterState): JobSummary[] {
   return out;
 }
 
+/** `taskId` is the user's: an unknown one is null. */
 export function taskHistory(state: ClusterState, taskId: string): TaskHistory | null {
-  const t = state.tasks.get(taskId);
+  const t = state.tasks.get(asTaskId(taskId));
   if (!t) return null;
   return {
     taskId: t.taskId,

@@ -27,6 +27,7 @@
 // The agentsVersion/capacityVersion counters are carried too (they may restart at any value).
 
 import { Packr } from "msgpackr";
+import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import { STATE_DIGEST_VERSION, stateHash, stateHashSteps } from "./hash.js";
 import { runSteps, sortStringsSteps, TASKS_PER_STEP, type Steps } from "./steps.js";
@@ -298,7 +299,7 @@ interface Small {
   agents: AgentRow[];
   leader: ClusterState["leader"];
   quotas: Array<[string, unknown]>;
-  reservations: Array<[string, unknown]>;
+  reservations: Array<[TaskId, unknown]>;
   anomalies: ClusterState["anomalies"];
   /** Absent in snapshots written before anomalies were counted (then: anomalies.length). */
   anomalyCount?: number;
@@ -766,7 +767,8 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
     throw new SnapshotError("snapshot body is malformed");
   }
   const { n, entries } = body;
-  const strs = unpackStrings(body.strs, "strs");
+  // The task id table: every string in it is a task id (the brand is a type, not a check).
+  const strs = unpackStrings(body.strs, "strs") as TaskId[];
   const syms = unpackStrings(body.syms, "syms");
   if (!Number.isSafeInteger(n) || !Number.isSafeInteger(entries) || n < 0 || entries < 0 || strs.length < n)
     throw new SnapshotError("snapshot body is malformed");
@@ -809,7 +811,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const small = smallCodec.unpack(body.small) as Small;
   const state = new ClusterState();
   /** A string column value from `table`: -1 is null. */
-  const s = (u: Unpacked, i: number, table: string[]): string | null => {
+  const s = <T extends string>(u: Unpacked, i: number, table: readonly T[]): T | null => {
     const k = u.a[i]! + u.b;
     if (k === -1) return null;
     const v = table[k];
@@ -823,7 +825,8 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const order = new Array<number>(n);
   for (let k = 0; k < n; k++) {
     const i = orderCol.a[k]! + orderCol.b;
-    if (!(i >= 0 && i < n && (i | 0) === i) || byPosition[i] !== undefined) throw new SnapshotError("snapshot task order is not a permutation");
+    if (!(i >= 0 && i < n && (i | 0) === i) || byPosition[i] !== undefined)
+      throw new SnapshotError("snapshot task order is not a permutation");
     order[k] = i;
     const flags = flagsCol.a[i]! + flagsCol.b;
     // Exactly sized (push would leave slack in every one of millions of arrays).
@@ -846,7 +849,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
     // The same literal, field for field, as fold.ts's TaskCreated: one hidden class.
     const task: TaskRecord = {
       taskId,
-      job: s(job, i, syms)!,
+      job: s(job, i, syms) as JobKeyString,
       instance: instance.a[i]! + instance.b,
       configVersion: configVersion.a[i]! + configVersion.b,
       ancestorId: s(ancestor, i, strs),
@@ -855,7 +858,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
       state: st,
       failureCount: failures.a[i]! + failures.b,
       everKilling: (flags & F_EVER_KILLING) !== 0,
-      agentId: s(agent, i, syms),
+      agentId: s(agent, i, syms) as AgentId | null,
       host: s(host, i, syms),
       ports,
       agentSeq: agentSeq.a[i]! + agentSeq.b,
@@ -887,8 +890,8 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
 
   // Jobs share their key string with their tasks (as the fold does).
   for (const [keyIdx, config, cv, configs, createdSeq, createdTs, instanceIds, instanceTasks, killed] of small.jobs) {
-    const key = syms[keyIdx]!;
-    const instances = new Map<number, string>();
+    const key = syms[keyIdx]! as JobKeyString;
+    const instances = new Map<number, TaskId>();
     for (let k = 0; k < instanceIds.length; k++) instances.set(instanceIds[k]!, strs[instanceTasks[k]!]!);
     state.jobs.set(key, {
       key,
@@ -914,7 +917,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
     usedPorts,
     agentTasks,
   ] of small.agents) {
-    const agentId = syms[agentIdx]!;
+    const agentId = syms[agentIdx]! as AgentId;
     state.agents.set(agentId, {
       agentId,
       host: syms[hostIdx]!,

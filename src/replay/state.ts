@@ -4,7 +4,7 @@
 // by the fold (immer would cost 20–120 ms per event at 100k tasks, measured); records are
 // plain data, so a state can be hashed, snapshotted and compared.
 
-import type { AgentResources, JobConfig, JobKeyString, TaskConfig } from "../domain/types.js";
+import type { AgentId, AgentResources, JobConfig, JobKeyString, TaskConfig, TaskId } from "../domain/types.js";
 import type { AgentStateName } from "../statemachines/agent.js";
 import type { TaskStateName } from "../statemachines/taskStates.js";
 
@@ -19,18 +19,18 @@ export type TaskHistoryEntries = number[];
 export const HISTORY_STRIDE = 4;
 
 export interface TaskRecord {
-  taskId: string;
+  taskId: TaskId;
   job: JobKeyString;
   instance: number;
   configVersion: number;
-  ancestorId: string | null;
+  ancestorId: TaskId | null;
   /** From the task's config, kept here for the machine's guards (the fold's hot path). */
   service: boolean;
   maxTaskFailures: number;
   state: TaskStateName;
   failureCount: number;
   everKilling: boolean;
-  agentId: string | null;
+  agentId: AgentId | null;
   host: string | null;
   ports: Record<string, number> | null;
   /** Highest agent status sequence number applied (at-least-once delivery de-duplication). */
@@ -38,7 +38,7 @@ export interface TaskRecord {
   exitCode: number | null;
   /** The machine emitted RESCHEDULE and no successor exists yet: an obligation of the leader. */
   rescheduleWanted: boolean;
-  successorId: string | null;
+  successorId: TaskId | null;
   history: TaskHistoryEntries;
   /** The reason of the newest state change (the rest are in the log). */
   lastReason: string;
@@ -49,9 +49,9 @@ export interface TaskRecord {
 
 /** A slot the preemptor holds on an agent for a pending task (Aurora holds it 5 min). */
 export interface Reservation {
-  taskId: string;
-  agentId: string;
-  victims: string[];
+  taskId: TaskId;
+  agentId: AgentId;
+  victims: TaskId[];
   expiresTs: number;
 }
 
@@ -69,13 +69,13 @@ export interface JobRecord {
   createdSeq: number;
   createdTs: number;
   /** instance id → its newest task id. */
-  instances: Map<number, string>;
+  instances: Map<number, TaskId>;
   /** Instances a user killed: never rescheduled again. */
   killedInstances: Set<number>;
 }
 
 export interface AgentRecord {
-  agentId: string;
+  agentId: AgentId;
   host: string;
   attributes: Record<string, string>;
   resources: AgentResources;
@@ -86,7 +86,7 @@ export interface AgentRecord {
   used: { cpus: number; ramMb: number; diskMb: number; gpus: number };
   usedPorts: Set<number>;
   /** Tasks holding resources on this agent (ASSIGNED … PARTITIONED). */
-  tasks: Set<string>;
+  tasks: Set<TaskId>;
 }
 
 /**
@@ -115,17 +115,17 @@ export class ClusterState {
   eventCount = 0;
   leader: { schedulerId: string; epoch: number; host: string; pid: number; seq: number; ts: number } | null = null;
   readonly jobs = new Map<JobKeyString, JobRecord>();
-  readonly tasks = new Map<string, TaskRecord>();
-  readonly agents = new Map<string, AgentRecord>();
+  readonly tasks = new Map<TaskId, TaskRecord>();
+  readonly agents = new Map<AgentId, AgentRecord>();
   /** Production quota per role. A role without an entry has none (zero). */
   readonly quotas = new Map<string, Quota>();
   /** Held slots, by the pending task they are held for. */
-  readonly reservations = new Map<string, Reservation>();
+  readonly reservations = new Map<TaskId, Reservation>();
   /** Derived counters (not hashed): bumped when agents change, and when resources free up. */
   agentsVersion = 0;
   capacityVersion = 0;
   /** Derived index: PENDING tasks, in the order they became PENDING. Not hashed. */
-  readonly pending = new Set<string>();
+  readonly pending = new Set<TaskId>();
   /** Entries the fold could not apply: kept, never thrown, so replay never bricks (the first MAX_ANOMALIES_KEPT). */
   readonly anomalies: Anomaly[] = [];
   /** All anomalies folded, kept or not. */

@@ -25,36 +25,37 @@ export function runSteps<T>(steps: Steps<T>): T {
 /**
  * Strings sorted as Array#sort sorts them (UTF-16 code units). Printable-ASCII lists are sorted as
  * slices of one joined copy: strings decoded by msgpackr are slices of many large strings, and
- * comparing those is about twice as slow (at millions of task ids, seconds).
+ * comparing those is about twice as slow (at millions of task ids, seconds). The copies are the
+ * same strings, so they keep the list's (branded) type.
  */
-export function sortStrings(list: readonly string[]): string[] {
+export function sortStrings<T extends string>(list: readonly T[]): T[] {
   const joined = list.join("\n");
   if (list.length < 2 || /[^\x20-\x7e\n]/.test(joined) || joined.split("\n").length !== list.length) return [...list].sort();
-  return Buffer.from(joined, "latin1").toString("latin1").split("\n").sort();
+  return Buffer.from(joined, "latin1").toString("latin1").split("\n").sort() as T[];
 }
 
 /**
  * sortStrings as sliced work (see runSteps): runs of 16k sorted one at a time, then merged
  * pairwise, yielding every 64k strings merged. The same order as sortStrings.
  */
-export function* sortStringsSteps(list: readonly string[]): Steps<string[]> {
+export function* sortStringsSteps<T extends string>(list: readonly T[]): Steps<T[]> {
   const RUN = 1 << 14;
   if (list.length <= RUN) return sortStrings(list);
-  let runs: string[][] = [];
+  let runs: T[][] = [];
   for (let i = 0; i < list.length; i += RUN) {
     runs.push(sortStrings(list.slice(i, i + RUN)));
     yield;
   }
   while (runs.length > 1) {
-    const next: string[][] = [];
+    const next: T[][] = [];
     for (let r = 0; r < runs.length; r += 2) next.push(r + 1 < runs.length ? yield* mergeSorted(runs[r]!, runs[r + 1]!) : runs[r]!);
     runs = next;
   }
   return runs[0]!;
 }
 
-function* mergeSorted(a: string[], b: string[]): Steps<string[]> {
-  const out = new Array<string>(a.length + b.length);
+function* mergeSorted<T extends string>(a: T[], b: T[]): Steps<T[]> {
+  const out = new Array<T>(a.length + b.length);
   let i = 0;
   let j = 0;
   let k = 0;

@@ -4,7 +4,7 @@
 
 import type { JobRecord } from "../replay/state.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
-import type { TaskConfig } from "../domain/types.js";
+import type { AgentId, TaskConfig, TaskId } from "../domain/types.js";
 import { ON_AGENT_STATES } from "../statemachines/taskStates.js";
 import { compileConstraints, dedicatedMatches, type CompiledConstraints } from "./constraints.js";
 import type { OfferBook } from "./offers.js";
@@ -27,7 +27,7 @@ export class TaskGroup {
   /** attribute → value → active tasks of the job on agents with that value (for limits). */
   private limitCounts: Map<string, Map<string, number>> | null = null;
   /** agentId → active tasks of the job there (for spreading a job's instances). */
-  private perAgent: Map<string, number> | null = null;
+  private perAgent: Map<AgentId, number> | null = null;
 
   constructor(
     readonly job: JobRecord,
@@ -125,7 +125,7 @@ export function checkLimits(state: ClusterState, g: TaskGroup, agent: AgentRecor
   }
 }
 
-export function checkResources(offers: OfferBook, g: TaskGroup, agent: AgentRecord, taskId: string, out: Veto[]): void {
+export function checkResources(offers: OfferBook, g: TaskGroup, agent: AgentRecord, taskId: TaskId, out: Veto[]): void {
   const need = g.config.resources;
   const free = offers.free(agent, taskId);
   const total = agent.resources;
@@ -145,7 +145,7 @@ export function checkResources(offers: OfferBook, g: TaskGroup, agent: AgentReco
 }
 
 /** Every veto this agent raises against a task of the group; empty when it can take it. */
-export function vetoes(state: ClusterState, offers: OfferBook, g: TaskGroup, agent: AgentRecord, taskId: string): Veto[] {
+export function vetoes(state: ClusterState, offers: OfferBook, g: TaskGroup, agent: AgentRecord, taskId: TaskId): Veto[] {
   const out: Veto[] = [];
   const d = checkDedicated(g, agent);
   if (d) out.push(d);

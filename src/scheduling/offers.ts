@@ -3,7 +3,7 @@
 // offers; a slot the preemptor holds for a task is not offered to any other task.
 
 import { roundCpus } from "../domain/resources.js";
-import type { Resources } from "../domain/types.js";
+import type { AgentId, Resources, TaskId } from "../domain/types.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
 
 export interface Free {
@@ -19,9 +19,9 @@ interface Taken extends Free {
 
 export class OfferBook {
   /** What this round handed out, per agent. */
-  private readonly taken = new Map<string, Taken>();
+  private readonly taken = new Map<AgentId, Taken>();
   /** Resources held for pending tasks, per agent: taskId → resources. */
-  private readonly held = new Map<string, Map<string, Resources>>();
+  private readonly held = new Map<AgentId, Map<TaskId, Resources>>();
 
   constructor(private readonly state: ClusterState) {
     for (const r of state.reservations.values()) {
@@ -34,7 +34,7 @@ export class OfferBook {
   }
 
   /** Free resources of `agent` as offered to `taskId` (slots held for other tasks excluded). */
-  free(agent: AgentRecord, taskId: string): Free {
+  free(agent: AgentRecord, taskId: TaskId): Free {
     const r = agent.resources;
     const u = agent.used;
     const t = this.taken.get(agent.agentId);
@@ -56,7 +56,7 @@ export class OfferBook {
   }
 
   /** True when `taskId` holds a slot on this agent. */
-  holds(agentId: string, taskId: string): boolean {
+  holds(agentId: AgentId, taskId: TaskId): boolean {
     return this.held.get(agentId)?.has(taskId) ?? false;
   }
 
@@ -84,7 +84,7 @@ export class OfferBook {
     return total - agent.usedPorts.size - taken;
   }
 
-  consume(agent: AgentRecord, res: Resources, ports: number[], taskId: string): void {
+  consume(agent: AgentRecord, res: Resources, ports: number[], taskId: TaskId): void {
     let t = this.taken.get(agent.agentId);
     if (!t) this.taken.set(agent.agentId, (t = { cpus: 0, ramMb: 0, diskMb: 0, gpus: 0, ports: new Set() }));
     t.cpus = roundCpus(t.cpus + res.cpus);

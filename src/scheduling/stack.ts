@@ -4,6 +4,7 @@
 // tasks can, so the group stops for this round with the reason of the agent that came closest.
 
 import type { PlacementDecision } from "../domain/events.js";
+import type { AgentId, TaskId } from "../domain/types.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
 import { vetoes, type TaskGroup } from "./feasible.js";
 import type { Free, OfferBook } from "./offers.js";
@@ -16,8 +17,8 @@ export interface StackOptions {
 }
 
 export interface Assignment {
-  taskId: string;
-  agentId: string;
+  taskId: TaskId;
+  agentId: AgentId;
   host: string;
   ports: Record<string, number>;
   decision: PlacementDecision;
@@ -50,7 +51,7 @@ export class PlacementStack {
     offers: OfferBook,
     agents: readonly AgentRecord[],
     g: TaskGroup,
-    taskIds: readonly string[],
+    taskIds: readonly TaskId[],
     max: number,
   ): GroupOutcome {
     const assignments: Assignment[] = [];
@@ -76,7 +77,7 @@ export class PlacementStack {
     offers: OfferBook,
     agents: readonly AgentRecord[],
     g: TaskGroup,
-    taskId: string,
+    taskId: TaskId,
   ): Assignment | string {
     const n = agents.length;
     if (n === 0) return "No active agents";
@@ -127,7 +128,7 @@ export class PlacementStack {
     state: ClusterState,
     offers: OfferBook,
     g: TaskGroup,
-    taskId: string,
+    taskId: TaskId,
     c: Candidate,
     alternatives: PlacementDecision["alternatives"],
     evaluated: number,
@@ -165,9 +166,9 @@ export function explain(
   offers: OfferBook,
   agents: readonly AgentRecord[],
   g: TaskGroup,
-  taskId: string,
+  taskId: TaskId,
   mode: "spread" | "binpack",
-): Array<{ host: string; agentId: string; vetoes: Veto[]; score: number | null }> {
+): Array<{ host: string; agentId: AgentId; vetoes: Veto[]; score: number | null }> {
   return agents.map((agent) => {
     const vs = vetoes(state, offers, g, agent, taskId);
     if (vs.length) return { host: agent.host, agentId: agent.agentId, vetoes: vs, score: null };

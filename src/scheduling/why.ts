@@ -6,6 +6,7 @@
 
 import type { PlacementDecision } from "../domain/events.js";
 import { isoTime } from "../domain/time.js";
+import { asTaskId, type TaskId } from "../domain/types.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
 import { HISTORY_STRIDE } from "../replay/state.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
@@ -15,7 +16,7 @@ import { explain } from "./stack.js";
 import { reasonOf, vetoDetail } from "./vetoes.js";
 
 export interface WhyReport {
-  taskId: string;
+  taskId: TaskId;
   state: string;
   summary: string;
   /** PENDING: how many hosts each reason rules out, with up to 3 examples and their numbers. */
@@ -24,13 +25,13 @@ export interface WhyReport {
   feasible?: Array<{ host: string; score: number }>;
   /** Placed: the logged decision, and where it is in the log. */
   placement?: { host: string; seq: number; decision: PlacementDecision | null; reason: string | null };
-  heldSlot?: { host: string; victims: string[]; expiresTs: number };
+  heldSlot?: { host: string; victims: TaskId[]; expiresTs: number };
 }
 
 export function whyPending(
   state: ClusterState,
   agents: readonly AgentRecord[],
-  taskId: string,
+  taskId: TaskId,
   mode: "spread" | "binpack",
   pendingReason: string | undefined,
 ): WhyReport {
@@ -73,7 +74,7 @@ export function whyPending(
 }
 
 /** Where the task's ASSIGNED state change sits in the log (its TaskAssigned event). */
-export function assignedAt(state: ClusterState, taskId: string): { seq: number; idx: number } | null {
+export function assignedAt(state: ClusterState, taskId: TaskId): { seq: number; idx: number } | null {
   const h = state.tasks.get(taskId)?.history ?? [];
   for (let i = 0; i < h.length; i += HISTORY_STRIDE) {
     if (TASK_STATES[h[i + 3]!] === "ASSIGNED") return { seq: h[i]!, idx: h[i + 1]! };
@@ -84,14 +85,15 @@ export function assignedAt(state: ClusterState, taskId: string): { seq: number; 
 export interface WhyDeps {
   agents: readonly AgentRecord[];
   mode: "spread" | "binpack";
-  reasonFor(taskId: string): string | undefined;
+  reasonFor(taskId: TaskId): string | undefined;
   log: { get(seq: number): Promise<{ events: Array<{ type: string; reason: string; data: unknown }> } | null> };
 }
 
-/** The answer to `roost task why`, whatever state the task is in. */
-export async function whyTask(state: ClusterState, taskId: string, deps: WhyDeps): Promise<WhyReport | null> {
-  const t = state.tasks.get(taskId);
+/** The answer to `roost task why`, whatever state the task is in. `id` is the user's: an unknown one is null. */
+export async function whyTask(state: ClusterState, id: string, deps: WhyDeps): Promise<WhyReport | null> {
+  const t = state.tasks.get(asTaskId(id));
   if (!t) return null;
+  const taskId = t.taskId;
   if (t.state === "PENDING") return whyPending(state, deps.agents, taskId, deps.mode, deps.reasonFor(taskId));
   if (t.state === "THROTTLED") {
     return {

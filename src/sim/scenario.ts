@@ -25,7 +25,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { AURORA_POLICY, type SchedulingPolicy } from "../actors/policy.js";
-import { jobKeyString, parseJobKey, type JobConfig } from "../domain/types.js";
+import { jobKeyString, parseJobKey, type JobConfig, type JobKeyString } from "../domain/types.js";
 import { parseJobSpec, SpecError, validateJobSpec } from "../spec/jobSpec.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
 import { Sim, type SimAgentGroup } from "./sim.js";
@@ -46,7 +46,7 @@ export interface ScenarioFault {
   at: number;
   kind: FaultKind;
   agent?: string;
-  job?: string;
+  job?: JobKeyString;
   instance?: number;
   exitCode?: number;
   origin: string;

@@ -20,7 +20,7 @@ import { Scheduler } from "../actors/scheduler.js";
 import type { LaunchRequest } from "../agent/protocol.js";
 import { subjects, type Reply } from "../bus/bus.js";
 import { MemoryBus } from "../bus/memory.js";
-import { jobKeyString, parseJobKey, type AgentResources } from "../domain/types.js";
+import { asAgentId, jobKeyString, parseJobKey, type AgentResources, type JobKeyString, type TaskId } from "../domain/types.js";
 import { encodeRecord, type AnyEnvelope, type LogEntry } from "../eventlog/envelope.js";
 import type { EventLog } from "../eventlog/log.js";
 import { MemoryLog } from "../eventlog/memory.js";
@@ -141,7 +141,7 @@ export class Sim {
       for (let i = 0; i < g.count; i++) {
         const n = (counters.get(prefix) ?? 0) + 1;
         counters.set(prefix, n);
-        const agentId = `${prefix}-${n}`;
+        const agentId = asAgentId(`${prefix}-${n}`);
         if (sim.agents.some((a) => a.agentId === agentId)) throw new Error(`sim: two agents would be called ${agentId}`);
         const resources: AgentResources = {
           cpus: g.cpus,
@@ -193,7 +193,7 @@ export class Sim {
   }
 
   /** The sim agent the log places a task on (null while it has none). */
-  agentOf(taskId: string): SimAgent | null {
+  agentOf(taskId: TaskId): SimAgent | null {
     const id = this.state.tasks.get(taskId)?.agentId;
     return id ? this.agent(id) : null;
   }
@@ -210,7 +210,7 @@ export class Sim {
   }
 
   /** Creates a job through the scheduler's JobIntake, then settles. Throws the refusal. */
-  async createJob(spec: object, opts: { user?: string } = {}): Promise<{ job: string; taskIds: string[] }> {
+  async createJob(spec: object, opts: { user?: string } = {}): Promise<{ job: JobKeyString; taskIds: TaskId[] }> {
     const r = await this.current.intake.create({ spec, user: opts.user ?? "sim" });
     await this.settle();
     return { job: r.job, taskIds: r.taskIds };

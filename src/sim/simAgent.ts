@@ -7,7 +7,7 @@
 
 import { subjects, type Bus } from "../bus/bus.js";
 import type { Clock } from "../actors/clock.js";
-import type { AgentResources } from "../domain/types.js";
+import type { AgentId, AgentResources } from "../domain/types.js";
 import type { Ack, KillRequest, LaunchRequest, RegisterReply, RegisterRequest, StatusRequest } from "../agent/protocol.js";
 import type { AgentTaskState, StatusUpdate } from "../agent/statusQueue.js";
 import type { Rng } from "./rng.js";
@@ -85,7 +85,7 @@ export interface SimAgentOptions {
   bus: Bus;
   /** The virtual clock: every delay and retry of this agent runs on it. */
   clock: Clock;
-  agentId: string;
+  agentId: AgentId;
   host: string;
   attributes: Record<string, string>;
   resources: AgentResources;
@@ -127,7 +127,7 @@ export interface DeliveredStatus extends StatusUpdate {
 }
 
 export class SimAgent {
-  readonly agentId: string;
+  readonly agentId: AgentId;
   readonly host: string;
   readonly attributes: Record<string, string>;
   readonly resources: AgentResources;

@@ -15,6 +15,7 @@
 
 import type { SchedulingPolicy } from "../actors/policy.js";
 import type { Scheduler } from "../actors/scheduler.js";
+import { asTaskId, type AgentId } from "../domain/types.js";
 import type { LogEntry } from "../eventlog/envelope.js";
 import { foldRecord } from "../replay/fold.js";
 import { stateHash } from "../replay/hash.js";
@@ -678,11 +679,11 @@ async function act(
       break;
     case "exitTask": {
       const st = sim.state;
-      const running: Array<{ t: TaskRecord; agentId: string }> = [];
+      const running: Array<{ t: TaskRecord; agentId: AgentId }> = [];
       for (const agent of sim.agents) {
         if (!agent.isUp) continue;
         for (const id of agent.running()) {
-          const t = st.tasks.get(id);
+          const t = st.tasks.get(asTaskId(id));
           if (t && agent.taskPhase(id) === "running") running.push({ t, agentId: agent.agentId });
         }
       }
@@ -808,7 +809,7 @@ function convergence(sim: Sim, world: SwarmWorld): string[] {
     if (!a.isUp || a.isPartitioned) problems.push(`agents: ${a.agentId} is ${a.isUp ? "cut off" : "down"}`);
     if (rec?.state !== "ACTIVE") problems.push(`agents: the log holds ${a.agentId} ${rec?.state ?? "unregistered"}`);
     const runs = a.running();
-    const logged = [...(rec?.tasks ?? [])].filter((id) => st.tasks.get(id)?.state === "RUNNING").sort();
+    const logged: string[] = [...(rec?.tasks ?? [])].filter((id) => st.tasks.get(id)?.state === "RUNNING").sort();
     const extra = runs.filter((id) => !logged.includes(id));
     const missing = logged.filter((id) => !runs.includes(id));
     if (extra.length) problems.push(`world: ${a.agentId} runs ${extra.join(", ")}, which the log does not have RUNNING there`);
@@ -817,7 +818,7 @@ function convergence(sim: Sim, world: SwarmWorld): string[] {
     if (unsent.length)
       problems.push(`world: ${a.agentId} still holds ${unsent.length} unacknowledged status update(s), the first for ${unsent[0]!.taskId}`);
     for (const id of runs) {
-      const t = st.tasks.get(id);
+      const t = st.tasks.get(asTaskId(id));
       if (!t) continue;
       const k = `${t.job}#${t.instance}`;
       copies.set(k, [...(copies.get(k) ?? []), `${id} on ${a.agentId}`]);

@@ -9,7 +9,7 @@
 
 import { makeEnvelope, type AnyEnvelope } from "../eventlog/envelope.js";
 import type { EventPayloads, EventType } from "../domain/events.js";
-import type { JobConfig } from "../domain/types.js";
+import { asAgentId, asJobKey, asTaskId, type AgentId, type JobConfig, type JobKeyString, type TaskId } from "../domain/types.js";
 import { Rng } from "./rng.js";
 
 export interface SyntheticOptions {
@@ -23,10 +23,11 @@ export interface SyntheticOptions {
 }
 
 interface Task {
-  id: string;
-  job: string;
+  id: TaskId;
+  job: JobKeyString;
   instance: number;
-  agent: string;
+  /** Set once it is placed (every task given a status update is). */
+  agent: AgentId | null;
   host: string;
   agentSeq: number;
   failures: number;
@@ -51,9 +52,9 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
   };
 
   emit("LeaderElected", { schedulerId: "sched-1", epoch: 1, host: "sched-host-1", pid: 100 }, "synthetic leader");
-  const agents: Array<{ id: string; host: string }> = [];
+  const agents: Array<{ id: AgentId; host: string }> = [];
   for (let i = 0; i < nAgents; i++) {
-    const id = `agent-${i}`;
+    const id = asAgentId(`agent-${i}`);
     const host = `host-${i}`;
     agents.push({ id, host });
     emit(
@@ -73,29 +74,29 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
   const assigned: Task[] = [];
   const starting: Task[] = [];
   const running: Task[] = [];
-  const jobs: Array<{ key: string }> = [];
-  const killed = new Set<string>();
+  const jobs: Array<{ key: JobKeyString }> = [];
+  const killed = new Set<JobKeyString>();
   let jobN = 0;
   let portN = 0;
   /** agentId → ports its placed tasks hold: a port is never handed out twice on one agent. */
-  const portsInUse = new Map<string, Set<number>>();
+  const portsInUse = new Map<AgentId, Set<number>>();
 
   const newTask = (
-    job: string,
+    job: JobKeyString,
     instance: number,
     service: boolean,
     maxFailures: number,
     ports: string[],
     failures: number,
-    ancestor: string | null,
+    ancestor: TaskId | null,
     why: string,
   ): void => {
     if (killed.has(job)) return;
     const t: Task = {
-      id: `${job.replaceAll("/", "-")}-${instance}-${rng.hex8()}`,
+      id: asTaskId(`${job.replaceAll("/", "-")}-${instance}-${rng.hex8()}`),
       job,
       instance,
-      agent: "",
+      agent: null,
       host: "",
       agentSeq: 0,
       failures,
@@ -114,7 +115,7 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
   const status = (t: Task, to: "STARTING" | "RUNNING" | "FINISHED" | "FAILED" | "KILLED", exitCode?: number) => {
     t.agentSeq++;
     if (to !== "STARTING" && to !== "RUNNING") {
-      const inUse = portsInUse.get(t.agent);
+      const inUse = portsInUse.get(t.agent!);
       for (const p of t.held.splice(0)) inUse?.delete(p);
     }
     emit(
@@ -141,7 +142,7 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
       const instances = 1 + rng.int(50);
       const ports = rng.chance(0.5) ? ["http"] : [];
       const maxFailures = service ? 1 : rng.pick([1, 3, -1]);
-      const key = `${role}/${env}/${name}`;
+      const key = asJobKey(`${role}/${env}/${name}`);
       const job: JobConfig = {
         role,
         environment: env,

@@ -1,6 +1,7 @@
 // EventLog wrappers and helpers shared by the Appender and JetStream tests.
 
 import { supportsChainedAppend } from "../../src/eventlog/appender.js";
+import { asTaskId } from "../../src/domain/types.js";
 import { makeEnvelope, type AnyEnvelope, type LogEntry, type LogRecord } from "../../src/eventlog/envelope.js";
 import { LogUnavailableError, type AppendAck, type EventLog } from "../../src/eventlog/log.js";
 import { MemoryLog } from "../../src/eventlog/memory.js";
@@ -9,7 +10,7 @@ import { MemoryLog } from "../../src/eventlog/memory.js";
 export function ev(n: number, writer = "w"): AnyEnvelope {
   return makeEnvelope(
     "TaskStateChanged",
-    { taskId: `${writer}/task-${n}`, to: "RUNNING", agentSeq: n },
+    { taskId: asTaskId(`${writer}/task-${n}`), to: "RUNNING", agentSeq: n },
     { epoch: 1, ts: 1_700_000_000_000 + n, corr: `c-${n}`, reason: "test" },
   );
 }

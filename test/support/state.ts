@@ -1,6 +1,6 @@
 // Build a ClusterState by folding hand-written events: the way tests set up the pure core.
 
-import type { AgentResources, JobConfig } from "../../src/domain/types.js";
+import { asAgentId, asTaskId, jobKeyString, type AgentResources, type JobConfig, type TaskId } from "../../src/domain/types.js";
 import { makeEnvelope, type AnyEnvelope } from "../../src/eventlog/envelope.js";
 import type { EventPayloads, EventType } from "../../src/domain/events.js";
 import { foldRecord } from "../../src/replay/fold.js";
@@ -18,9 +18,10 @@ export class StateBuilder {
     return this;
   }
 
+  /** Registers an agent: `id` is its id and its host name. */
   agent(id: string, attributes: Record<string, string> = {}, res: Partial<AgentResources> = {}): this {
     return this.emit("AgentRegistered", {
-      agentId: id,
+      agentId: asAgentId(id),
       host: id,
       attributes: { host: id, ...attributes },
       resources: { cpus: 4, ramMb: 4096, diskMb: 10000, gpus: 0, ports: [[31000, 31009]], ...res },
@@ -47,21 +48,24 @@ export class StateBuilder {
     return job;
   }
 
-  task(job: JobConfig, instance: number, id = `${job.name}-${instance}`): string {
+  /** Creates a PENDING task of the job; returns its id. */
+  task(job: JobConfig, instance: number, id = `${job.name}-${instance}`): TaskId {
+    const taskId = asTaskId(id);
     this.emit("TaskCreated", {
-      taskId: id,
-      job: `${job.role}/${job.environment}/${job.name}`,
+      taskId,
+      job: jobKeyString(job),
       instance,
       configVersion: 1,
       ancestorId: null,
       failureCount: 0,
       state: "PENDING",
     });
-    return id;
+    return taskId;
   }
 
-  place(taskId: string, agentId: string, ports: Record<string, number> = {}): this {
-    this.emit("TaskAssigned", { taskId, agentId, host: agentId, ports });
+  /** Places the task on the agent registered as `agent` and makes it RUNNING. */
+  place(taskId: TaskId, agent: string, ports: Record<string, number> = {}): this {
+    this.emit("TaskAssigned", { taskId, agentId: asAgentId(agent), host: agent, ports });
     return this.emit("TaskStateChanged", { taskId, to: "RUNNING", agentSeq: 1 });
   }
 }

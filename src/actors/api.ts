@@ -31,8 +31,8 @@ export function checked(op: RequestOp, req: unknown): void {
   }
 }
 
-export const WRITE_OPS = ["job.create", "job.kill", "job.add", "quota.set"] as const;
-export const READ_OPS = ["job.status", "job.list", "quota.get", "task.history", "task.why", "cluster.info"] as const;
+const WRITE_OPS = ["job.create", "job.kill", "job.add", "quota.set"] as const;
+const READ_OPS = ["job.status", "job.list", "quota.get", "task.history", "task.why", "cluster.info"] as const;
 export type WriteOp = (typeof WRITE_OPS)[number];
 export type ReadOp = (typeof READ_OPS)[number];
 

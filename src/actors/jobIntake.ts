@@ -25,8 +25,6 @@ import { checked, RequestError, type WriteOp } from "./api.js";
 import { taskIdFor } from "./clock.js";
 import type { TermContext } from "./context.js";
 
-export { RequestError };
-
 export interface CreateJobRequest {
   spec: unknown;
   user?: string;

@@ -30,7 +30,7 @@ export interface Lease {
   holder(): Promise<(LeaseHolder & { revision: number }) | null>;
 }
 
-export class LeaseLostError extends Error {
+class LeaseLostError extends Error {
   override name = "LeaseLostError";
 }
 

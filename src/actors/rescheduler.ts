@@ -103,7 +103,7 @@ const INTERRUPTED = KILL_STATES;
  * interrupted by KILLING, RESTARTING, DRAINING or PREEMPTING, makes its successor THROTTLED. The
  * penalty is a truncated binary backoff accumulated along the ancestor chain.
  */
-export function flapping(t: TaskRecord, policy: SchedulingPolicy): { penaltyMs: number; why: string } | null {
+function flapping(t: TaskRecord, policy: SchedulingPolicy): { penaltyMs: number; why: string } | null {
   const h = t.history;
   let runningTs: number | null = null;
   for (let i = 0; i < h.length; i += HISTORY_STRIDE) {

@@ -27,7 +27,7 @@ import type { Clock } from "./clock.js";
 import type { MemberStatus } from "./members.js";
 
 /** A member entry older than this is not counted (entries are refreshed every second). */
-export const MEMBER_FRESH_MS = 5000;
+const MEMBER_FRESH_MS = 5000;
 
 /** How many snapshot points lie at or below `eventCount`: a snapshot is due when this grows. */
 export function snapshotPoint(eventCount: number, every: number): number {
@@ -35,7 +35,7 @@ export function snapshotPoint(eventCount: number, every: number): number {
 }
 
 /** Standbys on the board whose entry is fresh, by id. */
-export function freshStandbys(members: readonly MemberStatus[], now: number): string[] {
+function freshStandbys(members: readonly MemberStatus[], now: number): string[] {
   return members
     .filter((m) => m.role === "standby" && now - m.ts < MEMBER_FRESH_MS)
     .map((m) => m.id)

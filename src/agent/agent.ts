@@ -44,7 +44,7 @@ const checkKill = checker(KillRequestSchema);
 const checkAnnouncement = fastChecker(LeaderAnnouncementSchema);
 
 /** A launch's processes with their ports filled in, or why its task can never run. */
-export function prepareLaunch(req: LaunchRequest): { processes: ProcessSpec[] } | { problem: string } {
+function prepareLaunch(req: LaunchRequest): { processes: ProcessSpec[] } | { problem: string } {
   const problems = checkLaunch(req);
   if (problems.length > 0) return { problem: formatProblems(problems) };
   const names = new Set<string>();
@@ -109,7 +109,7 @@ export interface RecoverySummary {
 /** How many ended task ids the checkpoint keeps (a duplicated launch of one is refused). */
 const ENDED_KEPT = 1000;
 
-export function readBootId(): string {
+function readBootId(): string {
   try {
     return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
   } catch {

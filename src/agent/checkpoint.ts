@@ -35,7 +35,7 @@ import type { LaunchedTask } from "./executor.js";
 import type { StatusSnapshot, StatusUpdate } from "./statusQueue.js";
 
 export const CHECKPOINT_VERSION = 1;
-export const CHECKPOINT_FILE = "checkpoint.json";
+const CHECKPOINT_FILE = "checkpoint.json";
 
 export interface Checkpoint {
   version: typeof CHECKPOINT_VERSION;

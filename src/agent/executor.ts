@@ -68,7 +68,7 @@ export interface ExecutorOptions {
 }
 
 /** One process of a task, as checkpointed. */
-export interface ProcessRecord {
+interface ProcessRecord {
   name: string;
   /** The wrapper: leader of the process group; its exit ends the process. Null: not spawned. */
   pid: number | null;
@@ -111,7 +111,7 @@ export const LAUNCH_FAILURE_EXIT_CODE = 127;
  * Termination signals sent to the group are caught while the command runs (the trap runs when it
  * ends), so a SIGTERM kill still records the status; only SIGKILL leaves no exit file.
  */
-export const WRAPPER_SCRIPT = [
+const WRAPPER_SCRIPT = [
   "trap : HUP INT QUIT TERM USR1 USR2",
   `"$0" -c 'trap "" PIPE;echo $$ >&3;trap - PIPE;exec 3>&- "$0" -c "$1"' "$0" "$1"`,
   "c=$?",

@@ -36,12 +36,12 @@ import {
 } from "../domain/limits.js";
 import { Dict, OneOf, RULE } from "../domain/validate.js";
 
-export const AgentIdSchema = Type.String({
+const AgentIdSchema = Type.String({
   pattern: AGENT_ID_PATTERN,
   maxLength: AGENT_ID_MAX_LENGTH,
   [RULE]: `must be an agent id: letters, digits, "_", ":" and "-", in dot-separated words, at most ${AGENT_ID_MAX_LENGTH} characters`,
 });
-export const TaskIdSchema = Type.String({
+const TaskIdSchema = Type.String({
   pattern: TASK_ID_PATTERN,
   maxLength: TASK_ID_MAX_LENGTH,
   [RULE]: `must be a task id: letters, digits, "_", "." and "-", not starting with "." or "-", at most ${TASK_ID_MAX_LENGTH} characters`,
@@ -60,7 +60,7 @@ const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 /** Optional, and nil allowed: the codec writes an undefined field as nil. */
 const Maybe = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
 
-export const AgentResourcesOffer = Type.Object({
+const AgentResourcesOffer = Type.Object({
   cpus: Type.Number({ exclusiveMinimum: 0, maximum: MAX_AGENT_CPUS }),
   ramMb: Type.Integer({ minimum: 1, maximum: MAX_AGENT_RAM_MB }),
   diskMb: Type.Integer({ minimum: 1, maximum: MAX_AGENT_DISK_MB }),
@@ -103,8 +103,7 @@ export interface RegisterReply {
 }
 
 /** The states an agent reports (the rest are the scheduler's to decide). */
-export const AGENT_REPORTED_STATES = ["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"] as const;
-export type AgentReportedState = (typeof AGENT_REPORTED_STATES)[number];
+const AGENT_REPORTED_STATES = ["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"] as const;
 
 export const StatusRequestSchema = Type.Object({
   agentId: AgentIdSchema,

@@ -15,8 +15,6 @@
 
 export type AgentTaskState = "STARTING" | "RUNNING" | "FINISHED" | "FAILED" | "KILLED" | "LOST";
 
-export const TERMINAL_AGENT_STATES: ReadonlySet<AgentTaskState> = new Set(["FINISHED", "FAILED", "KILLED", "LOST"]);
-
 export interface StatusUpdate {
   taskId: string;
   /** 1, 2, 3, … per task. */

@@ -25,15 +25,15 @@ export interface ClusterFile {
   startedAt?: string;
 }
 
-export const DEFAULT_CLUSTER_FILE = ".roost/cluster.json";
+const DEFAULT_CLUSTER_FILE = ".roost/cluster.json";
 
 /** A refusal, or a problem the caller can fix: the CLI prints its message alone, never a stack. */
-export class ClientError extends Error {
+class ClientError extends Error {
   override name = "ClientError";
 }
 
 /** Nothing answers where the cluster should be (no NATS server at the URL, no dev gateway). */
-export class UnreachableError extends ClientError {
+class UnreachableError extends ClientError {
   override name = "UnreachableError";
 }
 
@@ -46,17 +46,17 @@ export class WaitTimeoutError extends ClientError {
  * No scheduler answered a request, retried until the deadline ("no scheduler is leading"). A
  * NoResponderError, so a read can still fall back to folding the log here.
  */
-export class NoLeaderError extends NoResponderError {
+class NoLeaderError extends NoResponderError {
   override name = "NoLeaderError";
 }
 
 /** The scheduler took the request but did not answer in time (it may still carry it out). */
-export class LeaderTimeoutError extends NoResponderError {
+class LeaderTimeoutError extends NoResponderError {
   override name = "LeaderTimeoutError";
 }
 
 /** How long any one wait on the cluster may last unless the caller says otherwise. */
-export const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_TIMEOUT_MS = 10_000;
 
 /** 10000 → "10 s", 2500 → "2.5 s". */
 export function seconds(ms: number): string {

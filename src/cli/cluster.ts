@@ -24,7 +24,7 @@ import { table } from "./format.js";
  * A replica's role as the board says, except "deposed": it still says leader, but a newer leader
  * has been elected (a killed leader's entry lives on the board until it expires, 8–10 s).
  */
-export type MemberRole = MemberStatus["role"] | "deposed";
+type MemberRole = MemberStatus["role"] | "deposed";
 
 export interface ClusterStatus {
   schedulers: Array<Pick<MemberStatus, "id" | "pid" | "host" | "epoch" | "appliedSeq"> & { role: MemberRole; seenMsAgo: number }>;
@@ -53,7 +53,7 @@ type Info = {
 };
 
 /** The members board's entries, with a leader whose epoch is older than `currentEpoch` shown as deposed. */
-export function labelMembers(members: MemberStatus[], now: number, currentEpoch: number): ClusterStatus["schedulers"] {
+function labelMembers(members: MemberStatus[], now: number, currentEpoch: number): ClusterStatus["schedulers"] {
   return members.map((m) => ({
     id: m.id,
     pid: m.pid,
@@ -65,7 +65,7 @@ export function labelMembers(members: MemberStatus[], now: number, currentEpoch:
   }));
 }
 
-export async function clusterStatus(c: ClusterClient, stream = "ROOST"): Promise<ClusterStatus> {
+async function clusterStatus(c: ClusterClient, stream = "ROOST"): Promise<ClusterStatus> {
   const now = Date.now();
   const t = c.timeoutMs;
   let members: MemberStatus[] = [];
@@ -157,7 +157,7 @@ export async function clusterStatus(c: ClusterClient, stream = "ROOST"): Promise
 /** How many anomalies the human output lists (--json has them all). */
 const ANOMALIES_SHOWN = 5;
 
-export function formatClusterStatus(s: ClusterStatus): string {
+function formatClusterStatus(s: ClusterStatus): string {
   const out: string[] = [];
   out.push(
     s.leader

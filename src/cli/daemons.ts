@@ -157,7 +157,7 @@ export interface AgentFlags {
   control?: boolean;
 }
 
-export function parsePortRanges(s: string): Array<[number, number]> {
+function parsePortRanges(s: string): Array<[number, number]> {
   return s.split(",").map((part) => {
     const m = /^(\d+)-(\d+)$/.exec(part.trim());
     if (!m || Number(m[1]) > Number(m[2]) || Number(m[2]) > 65535) {
@@ -167,7 +167,7 @@ export function parsePortRanges(s: string): Array<[number, number]> {
   });
 }
 
-export function parseAttributes(pairs: string[]): Record<string, string> {
+function parseAttributes(pairs: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const p of pairs) {
     const i = p.indexOf("=");

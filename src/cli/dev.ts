@@ -61,7 +61,7 @@ const AGENT_STOP_WAIT_MS = 30_000;
 const SCHEDULER_STOP_WAIT_MS = 12_000;
 const FAST_STOP_WAIT_MS = 5000;
 
-export function devAgentSpec(i: number) {
+function devAgentSpec(i: number) {
   const lo = 20000 + i * 1000;
   return {
     id: `agent-${i}`,

@@ -28,7 +28,7 @@ interface Holder {
 }
 
 /** The start time of a process (clock ticks since boot), or null when it is gone or unknown. */
-export function procStartTime(pid: number): string | null {
+function procStartTime(pid: number): string | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) is in parentheses and may hold spaces: count from its end.

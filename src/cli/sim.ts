@@ -34,7 +34,7 @@ interface SimFlags {
   verbose?: boolean;
 }
 
-export async function runSim(file: string | undefined, o: SimFlags): Promise<void> {
+async function runSim(file: string | undefined, o: SimFlags): Promise<void> {
   if (o.seeds !== undefined) {
     if (file !== undefined) throw new Error("--seeds runs the swarm, whose seeds draw their own worlds: it takes no scenario file");
     if (o.seed !== undefined || o.until !== undefined)

@@ -28,7 +28,7 @@ interface SnapshotOptions {
   timeout?: number;
 }
 
-export interface VerifyReport {
+interface VerifyReport {
   name: string;
   seq: number;
   eventCount: number;
@@ -111,7 +111,7 @@ async function foldThrough(log: JetStreamLog, seq: number): Promise<ClusterState
   return state;
 }
 
-export async function verifySnapshot(log: JetStreamLog, store: SnapshotStore, name?: string): Promise<VerifyReport> {
+async function verifySnapshot(log: JetStreamLog, store: SnapshotStore, name?: string): Promise<VerifyReport> {
   let info: SnapshotInfo | undefined;
   const list = await store.list();
   if (name === undefined) {

@@ -41,7 +41,7 @@ const PlacementDecisionSchema = Type.Object({
 });
 export type PlacementDecision = Static<typeof PlacementDecisionSchema>;
 
-export const EVENT_SCHEMAS = {
+const EVENT_SCHEMAS = {
   /** A scheduler took the lease. Everything after it is stamped with `epoch`. */
   LeaderElected: Type.Object({ schedulerId: Str, epoch: Num, host: Str, pid: Num }),
   /** An agent (one per host) registered or re-registered. */
@@ -118,10 +118,6 @@ export const EVENT_VERSIONS: Record<EventType, number> = {
   TaskAssigned: 1,
   TaskStateChanged: 1,
 };
-
-export function isEventType(t: string): t is EventType {
-  return Object.hasOwn(EVENT_SCHEMAS, t);
-}
 
 const checks = Object.fromEntries(EVENT_TYPES.map((t) => [t, fastChecker(EVENT_SCHEMAS[t])])) as Record<
   EventType,

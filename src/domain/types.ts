@@ -59,15 +59,15 @@ const Num = Type.Number();
 const Int = Type.Integer();
 const Str = Type.String();
 
-export const ResourcesSchema = Type.Object({ cpus: Num, ramMb: Num, diskMb: Num, gpus: Type.Optional(Num) });
+const ResourcesSchema = Type.Object({ cpus: Num, ramMb: Num, diskMb: Num, gpus: Type.Optional(Num) });
 export type Resources = Static<typeof ResourcesSchema>;
 
 /** One process of a task (Thermos-style): a shell command line. */
-export const ProcessSpecSchema = Type.Object({ name: Str, cmdline: Str });
+const ProcessSpecSchema = Type.Object({ name: Str, cmdline: Str });
 export type ProcessSpec = Static<typeof ProcessSpecSchema>;
 
 /** What every instance of a job runs. Stored in JobCreated; tasks refer to it by version. */
-export const TaskConfigSchema = Type.Object({
+const TaskConfigSchema = Type.Object({
   service: Type.Boolean(),
   tier: Str,
   priority: Num,

@@ -46,7 +46,7 @@ function compile(ajv: Ajv, cache: WeakMap<object, ValidateFunction>, schema: TSc
 }
 
 /** At most this many problems are reported for one input (the first ones, in field order). */
-export const MAX_PROBLEMS = 10;
+const MAX_PROBLEMS = 10;
 
 /** A checker that reports every problem (up to MAX_PROBLEMS). Compiled on first use. */
 export function checker<S extends TSchema>(schema: S): (value: unknown) => Problem[] {
@@ -143,7 +143,7 @@ function nodeAt(root: TSchema, schemaPath: string): Record<string, unknown> | un
 }
 
 /** A schema node's rule, in words. */
-export function describe(node: Record<string, unknown>, keyword?: string): string {
+function describe(node: Record<string, unknown>, keyword?: string): string {
   const fixed = node[RULE];
   if (typeof fixed === "string") return fixed;
   if (Array.isArray(node.enum)) return `must be one of ${node.enum.map((v) => String(v)).join(", ")}`;

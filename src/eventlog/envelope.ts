@@ -31,7 +31,7 @@ import {
 } from "../domain/events.js";
 
 export { makeEnvelope, UNREADABLE } from "../domain/events.js";
-export type { AnyEnvelope, Envelope, LogEntry, LogRecord, UnreadableEntry } from "../domain/events.js";
+export type { AnyEnvelope, Envelope, LogEntry, LogRecord } from "../domain/events.js";
 
 // Frozen: no records/structures, no extensions, undefined as nil. Never change these options.
 const codec = new Packr({

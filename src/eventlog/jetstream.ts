@@ -384,5 +384,3 @@ export async function openJetStreamLog(opts: JetStreamLogOptions): Promise<JetSt
     throw err;
   }
 }
-
-export { RecordTooLargeError };

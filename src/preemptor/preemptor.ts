@@ -21,7 +21,7 @@ export interface Slot {
 }
 
 /** Why `pending` may preempt `victim`, or null when it may not. */
-export function preemptionRight(pending: { role: string; cfg: TaskConfig }, victim: { role: string; cfg: TaskConfig }): string | null {
+function preemptionRight(pending: { role: string; cfg: TaskConfig }, victim: { role: string; cfg: TaskConfig }): string | null {
   const pendingPre = isPreemptible(pending.cfg.tier);
   const victimPre = isPreemptible(victim.cfg.tier);
   if (!pendingPre && victimPre) return `production (tier ${pending.cfg.tier}) preempts preemptible (tier ${victim.cfg.tier})`;

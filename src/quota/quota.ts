@@ -10,13 +10,13 @@
 // replacement (rescheduleWanted: the rescheduler has yet to write its successor).
 
 import { roundCpus } from "../domain/resources.js";
-import { isProductionTier, TIERS, type Tier } from "../domain/tiers.js";
+import { isProductionTier, TIERS } from "../domain/tiers.js";
 import type { JobKeyString, TaskConfig } from "../domain/types.js";
 import type { ClusterState, Quota } from "../replay/state.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 
 /** Aurora's tiers.json (one table for the whole scheduler: src/domain/tiers.ts, which the preemptor reads too). */
-export { TIERS, type Tier };
+export { TIERS };
 
 /** Production = not preemptible (tier preferred); an unknown tier is treated as preemptible, the default. */
 export function isProduction(cfg: TaskConfig): boolean {
@@ -24,7 +24,7 @@ export function isProduction(cfg: TaskConfig): boolean {
 }
 
 /** A job on dedicated hosts (a `dedicated` constraint). */
-export function isDedicated(cfg: TaskConfig): boolean {
+function isDedicated(cfg: TaskConfig): boolean {
   return Object.hasOwn(cfg.constraints, "dedicated");
 }
 
@@ -39,7 +39,7 @@ export interface Amounts {
   diskMb: number;
 }
 
-export interface JobUsage extends Amounts {
+interface JobUsage extends Amounts {
   job: JobKeyString;
   /** Instances counted against the quota. */
   instances: number;
@@ -62,7 +62,7 @@ export interface QuotaReport {
   seq: number;
 }
 
-export const RESOURCES = ["cpus", "ramMb", "diskMb"] as const;
+const RESOURCES = ["cpus", "ramMb", "diskMb"] as const;
 
 const ZERO: Quota = Object.freeze({ cpus: 0, ramMb: 0, diskMb: 0 });
 

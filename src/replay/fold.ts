@@ -76,7 +76,7 @@ interface At {
  */
 const at: At = { seq: 0, idx: 0, ts: 0, reason: "" };
 
-export function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntry, out?: Effect[]): void {
+function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntry, out?: Effect[]): void {
   state.eventCount++;
   if (entry.type === UNREADABLE) return anomaly(state, seq, idx, entry.data.claimedType ?? UNREADABLE, entry.data.why);
   const env = entry;

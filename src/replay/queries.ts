@@ -6,7 +6,7 @@ import type { LogRecord } from "../domain/events.js";
 import { ACTIVE_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import { HISTORY_STRIDE, type ClusterState, type TaskRecord } from "./state.js";
 
-export interface InstanceStatus {
+interface InstanceStatus {
   instance: number;
   taskId: TaskId;
   state: TaskStateName;
@@ -47,7 +47,7 @@ export interface TaskHistory {
   events: TaskHistoryEvent[];
 }
 
-export interface TaskHistoryEvent {
+interface TaskHistoryEvent {
   seq: number;
   /** The index of the causing event within its record. */
   idx: number;

@@ -7,7 +7,7 @@
 
 import { constraintProblem, parseConstraint } from "../domain/constraints.js";
 
-export interface ValueConstraint {
+interface ValueConstraint {
   attribute: string;
   values: ReadonlySet<string>;
   negated: boolean;
@@ -15,7 +15,7 @@ export interface ValueConstraint {
   malformed?: string;
 }
 
-export interface LimitConstraint {
+interface LimitConstraint {
   attribute: string;
   limit: number;
 }

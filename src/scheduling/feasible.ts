@@ -11,7 +11,7 @@ import type { OfferBook } from "./offers.js";
 import type { Veto } from "./vetoes.js";
 
 /** An agent's attribute; `host` is always there (the host name), as in Aurora. */
-export function attributeOf(agent: AgentRecord, name: string): string | undefined {
+function attributeOf(agent: AgentRecord, name: string): string | undefined {
   // Own properties only: a constraint on "constructor" must not read Object.prototype's. Every
   // attribute value is a string (the registration's schema) and nothing Object.prototype holds
   // is one, so a type test says "own" without a hasOwn call on the placement hot path.
@@ -125,7 +125,7 @@ export function checkLimits(state: ClusterState, g: TaskGroup, agent: AgentRecor
   }
 }
 
-export function checkResources(offers: OfferBook, g: TaskGroup, agent: AgentRecord, taskId: TaskId, out: Veto[]): void {
+function checkResources(offers: OfferBook, g: TaskGroup, agent: AgentRecord, taskId: TaskId, out: Veto[]): void {
   const need = g.config.resources;
   const free = offers.free(agent, taskId);
   const total = agent.resources;

@@ -7,7 +7,7 @@ import type { Free } from "./offers.js";
 import type { Resources } from "../domain/types.js";
 
 /** Mean fraction of cpus and ramMb left free on the agent after placing `need`. */
-export function freeFractionAfter(agent: AgentRecord, free: Free, need: Resources): number {
+function freeFractionAfter(agent: AgentRecord, free: Free, need: Resources): number {
   const cpu = agent.resources.cpus > 0 ? (free.cpus - need.cpus) / agent.resources.cpus : 0;
   const ram = agent.resources.ramMb > 0 ? (free.ramMb - need.ramMb) / agent.resources.ramMb : 0;
   return (cpu + ram) / 2;

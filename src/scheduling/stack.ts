@@ -9,7 +9,7 @@ import type { AgentRecord, ClusterState } from "../replay/state.js";
 import { vetoes, type TaskGroup } from "./feasible.js";
 import type { Free, OfferBook } from "./offers.js";
 import { binpackScore, spreadScore } from "./rank.js";
-import { reasonOf, totalScore, vetoText, type Veto } from "./vetoes.js";
+import { reasonOf, totalScore, type Veto } from "./vetoes.js";
 
 export interface StackOptions {
   placementMode: "spread" | "binpack";
@@ -178,5 +178,3 @@ export function explain(
     return { host: agent.host, agentId: agent.agentId, vetoes: [], score };
   });
 }
-
-export { vetoText };

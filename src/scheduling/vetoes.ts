@@ -5,7 +5,7 @@
 
 import { roundCpus } from "../domain/resources.js";
 
-export type Resource = "cpus" | "ramMb" | "diskMb" | "gpus" | "ports";
+type Resource = "cpus" | "ramMb" | "diskMb" | "gpus" | "ports";
 
 export type Veto =
   | { kind: "dedicated"; detail: string }
@@ -14,7 +14,7 @@ export type Veto =
   | { kind: "limit"; attribute: string; detail: string }
   | { kind: "insufficient"; resource: Resource; need: number; free: number; total: number };
 
-export const VETO_SCORE = { dedicated: 1_000_000, maintenance: 100_000, constraint: 10_000, limit: 10_000 } as const;
+const VETO_SCORE = { dedicated: 1_000_000, maintenance: 100_000, constraint: 10_000, limit: 10_000 } as const;
 
 /** Aurora scales an insufficient-resource veto by the shortfall, up to 1,000. */
 export function vetoScore(v: Veto): number {

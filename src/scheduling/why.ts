@@ -28,7 +28,7 @@ export interface WhyReport {
   heldSlot?: { host: string; victims: TaskId[]; expiresTs: number };
 }
 
-export function whyPending(
+function whyPending(
   state: ClusterState,
   agents: readonly AgentRecord[],
   taskId: TaskId,
@@ -74,7 +74,7 @@ export function whyPending(
 }
 
 /** Where the task's ASSIGNED state change sits in the log (its TaskAssigned event). */
-export function assignedAt(state: ClusterState, taskId: TaskId): { seq: number; idx: number } | null {
+function assignedAt(state: ClusterState, taskId: TaskId): { seq: number; idx: number } | null {
   const h = state.tasks.get(taskId)?.history ?? [];
   for (let i = 0; i < h.length; i += HISTORY_STRIDE) {
     if (TASK_STATES[h[i + 3]!] === "ASSIGNED") return { seq: h[i]!, idx: h[i + 1]! };

@@ -31,10 +31,10 @@ import { TASK_STATES } from "../statemachines/taskStates.js";
 import { Sim, type SimAgentGroup } from "./sim.js";
 import type { TaskBehavior } from "./simAgent.js";
 
-export const FAULT_KINDS = ["crashAgent", "rebootAgent", "exitTask", "killJob"] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
+const FAULT_KINDS = ["crashAgent", "rebootAgent", "exitTask", "killJob"] as const;
+type FaultKind = (typeof FAULT_KINDS)[number];
 
-export interface ScenarioJob {
+interface ScenarioJob {
   at: number;
   config: JobConfig;
   behavior: TaskBehavior;
@@ -42,7 +42,7 @@ export interface ScenarioJob {
   origin: string;
 }
 
-export interface ScenarioFault {
+interface ScenarioFault {
   at: number;
   kind: FaultKind;
   agent?: string;
@@ -152,7 +152,7 @@ function attributeTemplate(values: Record<string, string>): (i: number) => Recor
 }
 
 /** The agent ids a list of groups yields, as Sim.start names them. */
-export function agentIds(groups: SimAgentGroup[]): string[] {
+function agentIds(groups: SimAgentGroup[]): string[] {
   const counters = new Map<string, number>();
   const ids: string[] = [];
   for (const g of groups) {

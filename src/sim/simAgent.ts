@@ -32,7 +32,7 @@ export interface TaskBehavior {
 }
 
 /** A behaviour with the dice rolled: what this one launch will do. */
-export interface ResolvedBehavior {
+interface ResolvedBehavior {
   startMs: number;
   runMs: number | null;
   exitCode: number;
@@ -64,7 +64,7 @@ export type Network = (kind: MessageKind, agentId: string) => MessageFate | null
  * Rolls a behaviour's dice for one launch. Draws from `rng` only when failProbability is set
  * (and between 0 and 1 exclusive), so adding a flaky job does not shift other jobs' draws.
  */
-export function resolveBehavior(b: TaskBehavior, rng: Rng | undefined): ResolvedBehavior {
+function resolveBehavior(b: TaskBehavior, rng: Rng | undefined): ResolvedBehavior {
   const nonNeg = (v: number | undefined, dflt: number) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : dflt);
   let runMs = b.runMs === null || b.runMs === undefined ? null : nonNeg(b.runMs, 0);
   let exitCode = Number.isInteger(b.exitCode) ? (b.exitCode as number) : 0;

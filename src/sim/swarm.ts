@@ -53,7 +53,7 @@ const SWARM_BOUNDS: SwarmBounds = { maxAgents: 6, maxJobs: 6, maxInstances: 6, c
 /** Virtual ms the cell must stay converged before the end is checked. */
 const STAY_CONVERGED_MS = 30_000;
 
-export interface SwarmJob {
+interface SwarmJob {
   at: number;
   key: string;
   spec: Record<string, unknown>;
@@ -63,7 +63,7 @@ export interface SwarmJob {
   healthy: TaskBehavior;
 }
 
-export type SwarmAction =
+type SwarmAction =
   | { kind: "createJob"; job: number }
   | { kind: "killJob"; job: number; instances: number[] | null }
   | { kind: "addInstances"; job: number; count: number }
@@ -76,13 +76,13 @@ export type SwarmAction =
   | { kind: "crashLeader"; restartAfterMs: number }
   | { kind: "expireLease" };
 
-export interface SwarmStep {
+interface SwarmStep {
   at: number;
   action: SwarmAction;
 }
 
 /** How often the network misbehaves during the chaos, per message (0..1). */
-export interface NetworkRates {
+interface NetworkRates {
   /** A request is lost on the way. */
   lost: number;
   /** A reply is lost on the way back (the request was handled). */
@@ -318,7 +318,7 @@ export function drawWorld(seed: number, bounds: Partial<SwarmBounds> = {}): Swar
 
 // ---- running one seed -----------------------------------------------------------------------------
 
-export interface SwarmViolation {
+interface SwarmViolation {
   seed: number;
   /** 1-based index of the step under way (0: before the first); steps.length + 1 is the heal, + 2 the end. */
   step: number;

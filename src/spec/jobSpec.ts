@@ -183,7 +183,7 @@ const PORT_REF = /\{\{\s*ports\.([^{}\s]+)\s*\}\}/g;
 const AURORA_PORT_REF = /\{\{\s*thermos\.ports\[([^\]{}]*)\]\s*\}\}/g;
 
 /** The port names a command line refers to as {{ports.NAME}}, in order, without repeats. */
-export function portRefs(cmdline: string): string[] {
+function portRefs(cmdline: string): string[] {
   const names: string[] = [];
   for (const m of cmdline.matchAll(PORT_REF)) if (!names.includes(m[1]!)) names.push(m[1]!);
   return names;
@@ -213,7 +213,7 @@ export function portEnv(ports: Record<string, number>): Record<string, string> {
 // ---------------------------------------------------------------------------------------------
 // Constraints: their grammar lives in domain/constraints.ts (placement reads it too).
 
-export { formatConstraint, parseConstraint, type Constraint } from "../domain/constraints.js";
+export { formatConstraint, parseConstraint } from "../domain/constraints.js";
 
 // ---------------------------------------------------------------------------------------------
 // Validation

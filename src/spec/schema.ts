@@ -37,9 +37,9 @@ export { MAX_INSTANCES, PORT_NAME_PATTERN };
  * characters, never starting with "." or "-", so never "." or "..".
  */
 export const IDENTIFIER_PATTERN = NAME_PATTERN;
-export const IDENTIFIER_MAX_LENGTH = NAME_MAX_LENGTH;
+const IDENTIFIER_MAX_LENGTH = NAME_MAX_LENGTH;
 /** A constraint's attribute name (host, rack, zone, dedicated, ...). */
-export const ATTRIBUTE_PATTERN = NAME_PATTERN;
+const ATTRIBUTE_PATTERN = NAME_PATTERN;
 /**
  * A command line must contain something other than white space, and no NUL byte (exec cannot
  * pass one: such a task failed to launch forever). Its size in UTF-8 bytes is checked in
@@ -47,8 +47,7 @@ export const ATTRIBUTE_PATTERN = NAME_PATTERN;
  */
 export const CMDLINE_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
 
-export const TIERS = ["preferred", "preemptible", "revocable"] as const;
-export type Tier = (typeof TIERS)[number];
+const TIERS = ["preferred", "preemptible", "revocable"] as const;
 
 export const JOB_SCHEMA = {
   $schema: "http://json-schema.org/draft-07/schema#",

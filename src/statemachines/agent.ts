@@ -13,12 +13,12 @@ export const AGENT_STATES = ["NEW", "ACTIVE", "UNREACHABLE", "REMOVED"] as const
 export type AgentStateName = (typeof AGENT_STATES)[number];
 export const AGENT_EVENTS = ["REGISTER", "UNREACHABLE", "REMOVE"] as const;
 export type AgentEventName = (typeof AGENT_EVENTS)[number];
-export const AGENT_ACTIONS = ["PARTITION_TASKS", "RECONCILE_TASKS", "LOSE_TASKS", "REFUSE"] as const;
-export type AgentAction = (typeof AGENT_ACTIONS)[number];
+const AGENT_ACTIONS = ["PARTITION_TASKS", "RECONCILE_TASKS", "LOSE_TASKS", "REFUSE"] as const;
+type AgentAction = (typeof AGENT_ACTIONS)[number];
 
 const noop = () => {};
 
-export const agentMachine = setup({
+const agentMachine = setup({
   types: { events: {} as { type: AgentEventName } },
   actions: Object.fromEntries(AGENT_ACTIONS.map((a) => [a, noop])) as Record<AgentAction, () => void>,
 }).createMachine({

@@ -66,7 +66,7 @@ const terminal: StateConfig = {
   on: { DELETED: [{ target: "DELETED", actions: ["DELETE"] }], ...zombie },
 };
 
-export const TASK_LIFECYCLE: Record<TaskStateName, StateConfig> = {
+const TASK_LIFECYCLE: Record<TaskStateName, StateConfig> = {
   INIT: { on: { PENDING: go("PENDING"), THROTTLED: go("THROTTLED") } },
   // A task killed before it was placed is simply deleted (no SAVE_STATE, as in Aurora).
   PENDING: { on: { ASSIGNED: go("ASSIGNED", "LAUNCH"), KILLING: [{ target: "KILLING", actions: ["DELETE"] }] } },

@@ -34,9 +34,6 @@ export const KILL_STATES: ReadonlySet<TaskStateName> = new Set(["KILLING", "REST
 /** ACTIVE = every non-terminal state except INIT. */
 export const ACTIVE_STATES: ReadonlySet<TaskStateName> = new Set(TASK_STATES.filter((s) => s !== "INIT" && !TERMINAL_STATES.has(s)));
 
-/** LIVE = the task may have a process on an agent that the scheduler considers up. */
-export const LIVE_STATES: ReadonlySet<TaskStateName> = new Set<TaskStateName>(["RUNNING", ...KILL_STATES, "PARTITIONED"]);
-
 /** States in which the task holds resources on an agent. */
 export const ON_AGENT_STATES: ReadonlySet<TaskStateName> = new Set<TaskStateName>([
   "ASSIGNED",
@@ -45,7 +42,3 @@ export const ON_AGENT_STATES: ReadonlySet<TaskStateName> = new Set<TaskStateName
   ...KILL_STATES,
   "PARTITIONED",
 ]);
-
-export function isTaskState(s: string): s is TaskStateName {
-  return (TASK_STATES as readonly string[]).includes(s);
-}

@@ -35,7 +35,7 @@ export function snapshotName(seq: number): string {
 }
 
 /** The sequence a snapshot name covers, or null for names that are not snapshots. */
-export function snapshotSeqOf(name: string): number | null {
+function snapshotSeqOf(name: string): number | null {
   const m = NAME_PATTERN.exec(name);
   return m ? Number(m[1]) : null;
 }
@@ -106,14 +106,14 @@ export type VerifyWhere = "inline" | "worker" | "auto";
  * dist, hidden behind the fetch) is paid back once the check takes longer than that; a 50k-task
  * snapshot (~5 MiB) takes ~0.5 s to decode and check.
  */
-export const WORKER_MIN_BYTES = 8 * 2 ** 20;
-export const WORKER_MIN_TASKS = 50_000;
+const WORKER_MIN_BYTES = 8 * 2 ** 20;
+const WORKER_MIN_TASKS = 50_000;
 /**
  * The worker decodes the snapshot a second time, so it only pays where the two threads do not
  * share cores with each other and the nats-server: measured on 2 vCPUs at 2M events, the worker
  * path took 3.25 s against 3.0 s inline (medians of 3), and was slower still under load.
  */
-export const WORKER_MIN_CPUS = 4;
+const WORKER_MIN_CPUS = 4;
 
 export interface LoadOptions {
   /** Default "inline": the state comes back checked. */

@@ -4,7 +4,6 @@ import { supportsChainedAppend } from "../../src/eventlog/appender.js";
 import { asTaskId } from "../../src/domain/types.js";
 import { makeEnvelope, type AnyEnvelope, type LogEntry, type LogRecord } from "../../src/eventlog/envelope.js";
 import { LogUnavailableError, type AppendAck, type EventLog } from "../../src/eventlog/log.js";
-import { MemoryLog } from "../../src/eventlog/memory.js";
 
 /** A small, distinct event; `n` is recoverable from the decoded event (see evN). */
 export function ev(n: number, writer = "w"): AnyEnvelope {
@@ -35,12 +34,6 @@ export function settle<T>(p: Promise<T>): Promise<Settled<T>> {
     (err: unknown) => ({ ok: false as const, err }),
   );
 }
-
-/**
- * MemoryLog itself now implements ChainedAppend (the previous-record check JetStream does with
- * Nats-Expected-Last-Msg-Id), so the Appender pipelines over it. Kept as a name for older tests.
- */
-export class ChainedMemoryLog extends MemoryLog {}
 
 /**
  * A log without ChainedAppend: forwards everything but appendAfter to `inner`, so the Appender

@@ -5,7 +5,7 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { RefusedEventError } from "../src/actors/scheduler.js";
-import { subjects, type Reply } from "../src/bus/bus.js";
+import { apiRequest, errorOf } from "./support/api.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
 import { jobStatus } from "../src/replay/queries.js";
@@ -20,7 +20,7 @@ afterEach(async () => {
   c = null;
 });
 
-const api = <T>(op: string, data: unknown) => c!.bus.request<Reply<T>>(subjects.api(op), data);
+const api = <T>(op: string, data: unknown) => apiRequest<T>(c!.bus, op, data);
 
 describe("API requests are checked before anything is decided", () => {
   it("names the field and the rule for caller mistakes, and appends nothing", async () => {
@@ -30,7 +30,7 @@ describe("API requests are checked before anything is decided", () => {
       ["job.status", { job: "web" }, /^invalid job\.status request \(1 problem\): job: must be a job key ROLE\/ENV\/NAME/],
       ["job.status", { job: 42 }, /job: must be a job key/],
       ["job.kill", { job: "a/b/c", instances: [1, -1] }, /instances: must be a list of instance ids/],
-      ["job.kill", { job: "a/b/c", extra: 1 }, /extra: is not a known field \(known: job, instances, user\)/],
+      ["job.kill", { job: "a/b/c", extra: 1 }, /extra: is not a known field \(known: job, instances, user, key\)/],
       ["job.create", { spec: testSpec("u"), user: "x".repeat(65) }, /user: must be 1 to 64 printable ASCII characters/],
       ["job.create", { spec: testSpec("u"), user: "line\nbreak" }, /user: must be 1 to 64 printable ASCII characters/],
       ["job.create", { spec: testSpec("u"), user: { name: "eve" } }, /user: must be 1 to 64 printable ASCII characters.*\(got a mapping\)/],
@@ -42,7 +42,8 @@ describe("API requests are checked before anything is decided", () => {
     for (const [op, data, error] of cases) {
       const r = await api(op, data);
       expect(r.ok, `${op} ${JSON.stringify(data)}`).toBe(false);
-      const message = r.ok ? "" : r.error;
+      const message = errorOf(r);
+      expect(r.ok ? "" : r.error.code, op).toBe("INVALID_REQUEST");
       expect(message, op).toMatch(error);
       expect(message).not.toMatch(/internal error/);
     }
@@ -54,15 +55,19 @@ describe("API requests are checked before anything is decided", () => {
     const r = await api("job.create", { spec: testSpec("web", { environment: "production" }), user: "t" });
     expect(r).toEqual({
       ok: false,
-      error:
-        'invalid job spec (1 problem):\n  environment: must match the environments this scheduler allows, ^(prod|devel|test|staging\\d*)$ (got "production")',
+      error: {
+        code: "INVALID_REQUEST",
+        field: "spec.environment",
+        message:
+          'invalid job spec (1 problem):\n  environment: must match the environments this scheduler allows, ^(prod|devel|test|staging\\d*)$ (got "production")',
+      },
     });
     expect((await api("job.create", { spec: testSpec("web", { environment: "prod" }), user: "t" })).ok).toBe(true);
     await c.stop();
     c = await startCluster({ agents: 0, allowedEnvironments: /^(production|qa)$/ });
     expect((await api("job.create", { spec: testSpec("web", { environment: "production" }), user: "t" })).ok).toBe(true);
     const refused = await api("job.create", { spec: testSpec("web2", { environment: "prod" }), user: "t" });
-    expect(!refused.ok && refused.error).toContain("^(production|qa)$");
+    expect(errorOf(refused)).toContain("^(production|qa)$");
   });
 });
 

@@ -86,9 +86,12 @@ describe("hostile input against a real cell", () => {
     expect(reg.error).toMatch(/^invalid registration: .*host/);
     nc.publish("roost.agent.heartbeat", new TextEncoder().encode("\u0000garbage"));
     nc.publish("roost.agent.heartbeat", pack({ agentId: "not a registered agent", ts: "now" }));
-    const api = await ask("roost.api.job.create", pack({ spec: { role: ".." }, user: "\u0007" }));
+    const api = unpack<{ ok: boolean; error?: { code: string; message: string } }>(
+      (await nc.request("roost.api.v1.www-data.job.create", pack({ spec: { role: ".." }, user: "\u0007" }), { timeout: 5000 })).data,
+    );
     expect(api.ok).toBe(false);
-    expect(api.error).not.toMatch(/internal error/);
+    expect(api.error?.code).toBe("INVALID_REQUEST");
+    expect(api.error?.message).not.toMatch(/internal error/);
     await nc.flush();
     expect(await lastSeq()).toBe(before);
   }, 90_000);

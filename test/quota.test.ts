@@ -4,7 +4,7 @@
 // refusal names what is wrong and appends nothing.
 
 import { afterEach, describe, expect, it } from "vitest";
-import { subjects, type Reply } from "../src/bus/bus.js";
+import { apiRequest } from "./support/api.js";
 import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import type { EventPayloads, EventType } from "../src/domain/events.js";
 import { isProduction, quotaCheck, quotaReport, roleUsage, TIERS } from "../src/quota/quota.js";
@@ -26,7 +26,7 @@ afterEach(async () => {
 const spec = (name: string, over: Record<string, unknown> = {}) =>
   testSpec(name, over, { environment: "prod", tier: "preferred", service: true });
 
-const api = <T>(op: string, data: unknown) => c!.bus.request<Reply<T>>(subjects.api(op), data);
+const api = <T>(op: string, data: unknown) => apiRequest<T>(c!.bus, op, data);
 const states = (job: string) => jobStatus(c!.scheduler.state, job)!.instances.map((i) => i.state);
 
 /** Expect a request to be refused with `error`, and the log to be unchanged. */
@@ -187,8 +187,18 @@ describe("quota API (a scheduler, no agents)", () => {
     );
     // Over the bus, the same refusal is a {ok: false, error} reply.
     const r = await api("quota.set", { role: "www-data", cpus: "many", ramMb: 1, diskMb: 1 });
-    expect(r).toEqual({ ok: false, error: 'invalid quota.set request (1 problem): cpus: must be a number from 0 to 1000000 (got "many")' });
-    expect(await api("quota.get", {})).toEqual({ ok: false, error: "invalid quota.get request (1 problem): role: is required" });
+    expect(r).toEqual({
+      ok: false,
+      error: {
+        code: "INVALID_REQUEST",
+        field: "cpus",
+        message: 'invalid quota.set request (1 problem): cpus: must be a number from 0 to 1000000 (got "many")',
+      },
+    });
+    expect(await api("quota.get", {})).toEqual({
+      ok: false,
+      error: { code: "INVALID_REQUEST", field: "role", message: "invalid quota.get request (1 problem): role: is required" },
+    });
     expect(c.scheduler.state.quotas.size).toBe(0);
   });
 

@@ -1,20 +1,38 @@
-// The client API on the bus (roost.api.<op>): one subscription that checks each request against its
-// schema (api/requests.ts) and hands it to the actor that owns the op: writes to JobIntake (one at
-// a time: a check and its commit finish before the next check), reads to Reads. A refusal names
-// the field and the rule; "internal error" is kept for the scheduler's own bugs.
+// The client API on the bus, v1 (the catalog: api/v1.ts). One subscription on roost.api.v1.> reads
+// the subject (which op, and for a role's op, which role), checks the body against the op's
+// schema, checks that the request acts only on the subject's role, and hands it to the actor that
+// owns the op: writes to JobIntake (one at a time: a check and its commit finish before the next
+// check), reads to Reads. Every refusal is {ok: false, error: {code, message, field?}} and changes
+// nothing; the message names the field and the rule.
+//
+// The role check is defence in depth: subject permissions (ops/, `roost dev --secure`) already
+// keep role A's identity off role B's subjects, and this keeps a request on role A's subject from
+// acting on role B's job. What taught it: with the old roost.api.<op> subjects any client could
+// kill any job, and no server permission could say otherwise.
 
-import { API_PREFIX, type Bus, type Reply } from "../bus/bus.js";
+import { ApiError, type ErrorCode } from "../api/errors.js";
 import { REQUEST_SCHEMAS, type RequestOp } from "../api/requests.js";
+import { API_V1_PREFIX, parseSubject, type OpDef } from "../api/v1.js";
+import type { Bus, RequestMeta } from "../bus/bus.js";
 import { checker, formatProblems, type Problem } from "../domain/validate.js";
 import { RecordTooLargeError } from "../eventlog/appender.js";
 import { FencedError, LogUnavailableError } from "../eventlog/log.js";
 import { SpecError } from "../spec/jobSpec.js";
 import type { Logger } from "../util/logger.js";
 
-/** A caller's mistake, answered as {ok: false, error}. */
-export class RequestError extends Error {
+/**
+ * A caller's mistake, answered as {ok: false, error: {code, …}}: INVALID_REQUEST unless the thrower
+ * says which code (NOT_FOUND, CONFLICT, QUOTA_EXCEEDED, PERMISSION_DENIED).
+ */
+export class RequestError extends ApiError {
   override name = "RequestError";
+  constructor(message: string, code: ErrorCode = "INVALID_REQUEST", field?: string) {
+    super(code, message, field);
+  }
 }
+
+/** The largest request body the API decodes (NATS's default max_payload): bigger is TOO_LARGE. */
+const MAX_REQUEST_BYTES = 1024 * 1024 - 1;
 
 const CHECKS = Object.fromEntries(Object.entries(REQUEST_SCHEMAS).map(([op, schema]) => [op, checker(schema)])) as Record<
   RequestOp,
@@ -24,54 +42,118 @@ const CHECKS = Object.fromEntries(Object.entries(REQUEST_SCHEMAS).map(([op, sche
 /** Throws a RequestError naming every field that breaks the op's request schema. */
 export function checked(op: RequestOp, req: unknown): void {
   const problems = CHECKS[op](req);
-  if (problems.length > 0) {
-    throw new RequestError(
-      `invalid ${op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
-    );
-  }
+  if (problems.length > 0) throw invalid(op, problems);
+}
+
+function invalid(op: string, problems: readonly Problem[]): RequestError {
+  return new RequestError(
+    `invalid ${op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
+    "INVALID_REQUEST",
+    problems.length === 1 ? problems[0]!.field || undefined : undefined,
+  );
 }
 
 const WRITE_OPS = ["job.create", "job.kill", "job.add", "quota.set"] as const;
-const READ_OPS = ["job.status", "job.list", "quota.get", "task.history", "task.why", "cluster.info"] as const;
+const READ_OPS = ["job.status", "job.list", "quota.get", "task.history", "task.why", "cluster.info", "request.get"] as const;
 export type WriteOp = (typeof WRITE_OPS)[number];
 export type ReadOp = (typeof READ_OPS)[number];
 
+/** Whose request it is: the role of its subject (null for the admin and cluster scopes). */
+export interface Caller {
+  role: string | null;
+}
+
 /** Who answers the API: the actor for each kind of op. */
 export interface ApiHandlers {
-  write(op: WriteOp, req: unknown): Promise<unknown>;
-  read(op: ReadOp, req: unknown): Promise<unknown>;
+  write(op: WriteOp, req: unknown, caller: Caller): Promise<unknown>;
+  read(op: ReadOp, req: unknown, caller: Caller): Promise<unknown>;
 }
 
-const isWrite = (op: string): op is WriteOp => (WRITE_OPS as readonly string[]).includes(op);
-const isRead = (op: string): op is ReadOp => (READ_OPS as readonly string[]).includes(op);
+const CATALOG_CHECKS = new WeakMap<OpDef, (v: unknown) => Problem[]>();
+function catalogCheck(def: OpDef): (v: unknown) => Problem[] {
+  let c = CATALOG_CHECKS.get(def);
+  if (!c) CATALOG_CHECKS.set(def, (c = checker(def.request)));
+  return c;
+}
 
-/** Serve roost.api.>: check, route, and turn what went wrong into a reply. */
+/** The op the actors know a v1 op by: the cluster's info is "cluster.info"; job.list is job.list in both scopes. */
+function internalOp(def: OpDef): WriteOp | ReadOp {
+  return (def.scope === "cluster" && def.op === "info" ? "cluster.info" : def.op) as WriteOp | ReadOp;
+}
+
+/** Serve roost.api.v1.>: address, check, authorize, route, and turn what went wrong into a reply. */
 export function serveApi(bus: Bus, h: ApiHandlers, log: Logger): () => void {
-  return bus.serve(`${API_PREFIX}>`, async (data, subject): Promise<Reply<unknown>> => {
-    const op = subject.slice(API_PREFIX.length);
-    if (!isWrite(op) && !isRead(op)) {
-      return { ok: false, error: `unknown request ${subject}; known: ${[...WRITE_OPS, ...READ_OPS].join(", ")}` };
-    }
-    try {
-      const req = data ?? {};
-      checked(op, req);
-      return { ok: true, value: await (isWrite(op) ? h.write(op, req) : h.read(op, req)) };
-    } catch (err) {
-      return errorReply(err as Error, subject, log);
-    }
-  });
+  return bus.serve(
+    `${API_V1_PREFIX}>`,
+    async (data, subject, meta) => {
+      try {
+        return { ok: true, value: await handle(h, data, subject, meta) };
+      } catch (err) {
+        return { ok: false, error: errorBody(err as Error, subject, log) };
+      }
+    },
+    { maxBytes: MAX_REQUEST_BYTES },
+  );
 }
 
-function errorReply(err: Error, subject: string, log: Logger): Reply<unknown> {
-  if (err instanceof RequestError || err instanceof SpecError) return { ok: false, error: err.message };
-  if (err instanceof RecordTooLargeError) return { ok: false, error: `the request is too large to log: ${err.message}` };
+async function handle(h: ApiHandlers, data: unknown, subject: string, meta: RequestMeta): Promise<unknown> {
+  if (meta.tooLarge) {
+    throw new ApiError("TOO_LARGE", `the request is ${meta.bytes} bytes; rule: at most ${MAX_REQUEST_BYTES} bytes`);
+  }
+  if (meta.decodeError !== undefined) throw new ApiError("INVALID_REQUEST", meta.decodeError);
+  const addressed = parseSubject(subject);
+  if (typeof addressed === "string") throw new ApiError("INVALID_REQUEST", addressed);
+  const { def, role } = addressed;
+  const req = data ?? {};
+  const problems = catalogCheck(def)(req);
+  if (problems.length > 0) throw invalid(def.op, problems);
+  if (role !== null) ownRole(def.op, req as Record<string, unknown>, role);
+  const op = internalOp(def);
+  const caller: Caller = { role };
+  return def.write ? h.write(op as WriteOp, req, caller) : h.read(op as ReadOp, req, caller);
+}
+
+/**
+ * A role's request may name only its own role: its job keys, its quota. A spec's role is checked by
+ * JobIntake once the spec is valid (a bad role gets the spec's own error), a task's by Reads.
+ */
+function ownRole(op: string, req: Record<string, unknown>, role: string): void {
+  const deny = (field: string, theirs: string) => {
+    throw new ApiError(
+      "PERMISSION_DENIED",
+      `${field}: names role "${theirs}"; rule: a request on role "${role}"'s subject acts only on role "${role}"`,
+      field,
+    );
+  };
+  if (typeof req.job === "string") {
+    const theirs = req.job.slice(0, req.job.indexOf("/"));
+    if (theirs !== role) deny("job", theirs);
+  }
+  if (op === "quota.get" && typeof req.role === "string" && req.role !== role) deny("role", req.role);
+}
+
+/** What went wrong as the API's error, or null for the scheduler's own bug. */
+export function asApiError(err: Error): ApiError | null {
+  if (err instanceof ApiError) return err;
+  if (err instanceof SpecError) {
+    const only = err.issues.length === 1 ? err.issues[0]!.path : "";
+    return new ApiError("INVALID_REQUEST", err.message, only ? `spec.${only}` : undefined);
+  }
+  if (err instanceof RecordTooLargeError) return new ApiError("TOO_LARGE", `the request is too large to log: ${err.message}`);
   if (
     err instanceof LogUnavailableError ||
     err instanceof FencedError ||
     /is not the leader|no longer the leader|has stopped/.test(err.message)
   ) {
-    return { ok: false, error: `not committed, try again: ${err.message}` };
+    return new ApiError("UNAVAILABLE", `not committed, try again: ${err.message}`);
   }
+  return null;
+}
+
+function errorBody(err: Error, subject: string, log: Logger) {
+  const known = asApiError(err);
+  if (known) return known.body();
   log.error({ err, subject }, "request failed");
-  return { ok: false, error: `internal error: ${err.message}` };
+  // Not the caller's fault, and nothing was committed for it: UNAVAILABLE is the closest code.
+  return new ApiError("UNAVAILABLE", `internal error: ${err.message}`).body();
 }

@@ -5,7 +5,17 @@
 // An actor whose handler holds the mailbox until the write is committed: the check and the commit
 // of one write finish before the next check, or two requests could each fit the quota alone and
 // overrun it together (or create the same job twice).
+//
+// Exactly once: a write may carry an idempotency `key`. Its outcome is committed with it, as a
+// RequestDecided event in the same record as what it did (or alone, when it was refused for a
+// reason that will not go away by itself), and a key the state already holds is answered with that
+// first outcome and changes nothing. Because writes are handled one at a time and the state is
+// folded before the next one, two copies of a keyed request (a client's retry, the intake's
+// redelivery after a failover) can never both act. A refusal that says "try again" (UNAVAILABLE:
+// nothing was committed) is not recorded, so trying again can still succeed.
 
+import { ApiError, isErrorCode } from "../api/errors.js";
+import type { AnyEnvelope } from "../domain/events.js";
 import { jobKeyString, parseJobKey, type JobKeyString, type TaskId } from "../domain/types.js";
 import {
   amountsOf,
@@ -17,11 +27,12 @@ import {
   type Amounts,
   type QuotaReport,
 } from "../quota/quota.js";
+import type { RequestOutcome } from "../replay/state.js";
 import { validateJobSpec } from "../spec/jobSpec.js";
 import { MAX_INSTANCES } from "../spec/schema.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { Actor } from "./actor.js";
-import { checked, RequestError, type WriteOp } from "./api.js";
+import { asApiError, type Caller, checked, RequestError, type WriteOp } from "./api.js";
 import { taskIdFor } from "./clock.js";
 import type { TermContext } from "./context.js";
 
@@ -48,7 +59,10 @@ export interface SetQuotaRequest {
   user?: string;
 }
 
-export type JobIntakeMsg = { type: WriteOp; req: unknown; reply: (r: unknown) => void; fail: (err: Error) => void };
+export type JobIntakeMsg = { type: WriteOp; req: unknown; caller: Caller; reply: (r: unknown) => void; fail: (err: Error) => void };
+
+/** A write from inside the scheduler (tests, the simulator): no role to stay within. */
+const TRUSTED: Caller = { role: null };
 
 type Deps = Pick<TermContext, "state" | "clock" | "log" | "ids" | "allowedEnvironments" | "commit" | "event" | "corr">;
 
@@ -58,8 +72,26 @@ export class JobIntake extends Actor<JobIntakeMsg> {
   }
 
   /** Ask: a write, answered once committed (or refused). */
-  write(op: WriteOp, req: unknown): Promise<unknown> {
-    return this.ask((reply, fail) => ({ type: op, req, reply, fail }));
+  write(op: WriteOp, req: unknown, caller: Caller = TRUSTED): Promise<unknown> {
+    const { key } = splitKey(req, caller);
+    if (key !== null) this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+    const done = () => {
+      if (key === null) return;
+      const n = (this.inFlight.get(key) ?? 1) - 1;
+      if (n === 0) this.inFlight.delete(key);
+      else this.inFlight.set(key, n);
+    };
+    const p = this.ask((reply, fail) => ({ type: op, req, caller, reply, fail }));
+    p.then(done, done);
+    return p;
+  }
+
+  /** Keyed writes in the mailbox or being handled, by "<role>/<key>": request.get says "pending". */
+  private readonly inFlight = new Map<string, number>();
+
+  /** True while a write with this key waits in the mailbox or is being handled. */
+  isPending(key: string): boolean {
+    return this.inFlight.has(key);
   }
 
   create(req: CreateJobRequest): Promise<{ job: JobKeyString; taskIds: TaskId[]; seq: number }> {
@@ -82,13 +114,24 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     for (const m of dropped) m.fail(new Error("this scheduler is no longer the leader"));
   }
 
+  /** The keyed request being handled: "<role>/<key>", or null when it has no key. */
+  private key: string | null = null;
+  private op: WriteOp = "job.create";
+
   protected async receive(m: JobIntakeMsg): Promise<void> {
+    const { key, rest } = splitKey(m.req, m.caller);
+    this.key = key;
+    this.op = m.type;
     try {
-      checked(m.type, m.req);
-      const req = m.req as never;
+      if (key !== null) {
+        const first = this.s.state.requests.get(key);
+        if (first) return m.reply(this.replay(key, first));
+      }
+      checked(m.type, rest);
+      const req = rest as never;
       switch (m.type) {
         case "job.create":
-          return m.reply(await this.doCreate(req));
+          return m.reply(await this.doCreate(req, m.caller));
         case "job.kill":
           return m.reply(await this.doKill(req));
         case "job.add":
@@ -97,29 +140,90 @@ export class JobIntake extends Actor<JobIntakeMsg> {
           return m.reply(await this.doSetQuota(req));
       }
     } catch (err) {
+      const refusal = key === null ? null : asApiError(err as Error);
+      if (key !== null && refusal && refusal.code !== "UNAVAILABLE" && !this.s.state.requests.has(key)) {
+        await this.recordRefusal(key, m.type, refusal).catch((e: Error) => this.s.log.warn({ err: e, key }, "could not record a refusal"));
+      }
       m.fail(err as Error);
+    } finally {
+      this.key = null;
     }
   }
 
-  private async doCreate(req: CreateJobRequest): Promise<{ job: JobKeyString; taskIds: TaskId[]; seq: number }> {
+  /** A keyed request seen before: its first outcome, whatever this copy asks. */
+  private replay(key: string, first: RequestOutcome): unknown {
+    if (first.outcome === "rejected") {
+      const e = first.error ?? { code: "INVALID_REQUEST", message: "rejected" };
+      throw new ApiError(isErrorCode(e.code) ? e.code : "INVALID_REQUEST", `${e.message} (the first outcome of request ${key})`, e.field);
+    }
+    if (first.op === "quota.set") return quotaReport(this.s.state, (first.value as { role: string }).role);
+    return { ...(first.value as object), seq: first.seq };
+  }
+
+  private async recordRefusal(key: string, op: WriteOp, err: ApiError): Promise<void> {
+    const s = this.s;
+    await s.commit([
+      s.event(
+        "RequestDecided",
+        { key, op, outcome: "rejected", error: err.body() },
+        `request ${key} (${op}) refused: ${err.code}`,
+        corrOf(key),
+      ),
+    ]);
+  }
+
+  /** The correlation id of what this write appends: the request's key when it has one. */
+  private corr(prefix: string): string {
+    return this.key === null ? this.s.corr(prefix) : corrOf(this.key);
+  }
+
+  /** Commit a write's events, with its outcome when it is keyed (same record: both or neither). */
+  private commit(events: AnyEnvelope[], value: object): Promise<number> {
+    const s = this.s;
+    if (this.key !== null) {
+      events.push(
+        s.event(
+          "RequestDecided",
+          { key: this.key, op: this.op, outcome: "done", value },
+          `request ${this.key} (${this.op}) done`,
+          corrOf(this.key),
+        ),
+      );
+    }
+    return s.commit(events);
+  }
+
+  private async doCreate(req: CreateJobRequest, caller: Caller): Promise<{ job: JobKeyString; taskIds: TaskId[]; seq: number }> {
     const s = this.s;
     const config = validateJobSpec(req?.spec, { allowedEnvironments: s.allowedEnvironments });
     const key = jobKeyString(config);
+    if (caller.role !== null && config.role !== caller.role) {
+      throw new RequestError(
+        `spec.role: names role "${config.role}"; rule: a request on role "${caller.role}"'s subject acts only on role "${caller.role}"`,
+        "PERMISSION_DENIED",
+        "spec.role",
+      );
+    }
     const existing = s.state.jobs.get(key);
     if (existing) {
       const active = [...existing.instances.values()].filter((id) => !TERMINAL_STATES.has(s.state.tasks.get(id)!.state));
       if (active.length > 0) {
         throw new RequestError(
           `job ${key} already exists with ${active.length} active task(s); rule: one job per role/environment/name — kill it first`,
+          "CONFLICT",
         );
       }
     }
     if (consumesQuota(config.task)) {
       const short = quotaCheck(s.state, config.role, amountsOf(config.task, config.instances));
-      if (short) throw new RequestError(`cannot create job ${key} (${config.instances} × ${per(config.task.resources)}): ${short}`);
+      if (short)
+        throw new RequestError(
+          `cannot create job ${key} (${config.instances} × ${per(config.task.resources)}): ${short}`,
+          "QUOTA_EXCEEDED",
+        );
     }
     const user = userOf(req);
-    const corr = s.corr("create");
+    const corr = this.corr("create");
     const configVersion = (existing?.configVersion ?? 0) + 1;
     const events = [s.event("JobCreated", { job: config, configVersion }, `job ${key} created by ${user}`, corr)];
     const taskIds: TaskId[] = [];
@@ -135,7 +239,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
         ),
       );
     }
-    const seq = await s.commit(events);
+    const seq = await this.commit(events, { job: key, taskIds });
     return { job: key, taskIds, seq };
   }
 
@@ -143,7 +247,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     const s = this.s;
     const key = jobKeyString(parseJobKey(need(req?.job, "job")));
     const job = s.state.jobs.get(key);
-    if (!job) throw new RequestError(`job ${key} does not exist`);
+    if (!job) throw new RequestError(`job ${key} does not exist`, "NOT_FOUND", "job");
     const known = [...job.instances.keys()].sort((a, b) => a - b);
     let instances: number[];
     if (req.instances === undefined || req.instances === null) {
@@ -154,18 +258,25 @@ export class JobIntake extends Actor<JobIntakeMsg> {
       }
       const missing = req.instances.filter((i) => !job.instances.has(i));
       if (missing.length)
-        throw new RequestError(`job ${key} has no instance ${missing.join(", ")}; it has instances 0-${known.length - 1}`);
+        throw new RequestError(
+          `job ${key} has no instance ${missing.join(", ")}; it has instances 0-${known.length - 1}`,
+          "NOT_FOUND",
+          "instances",
+        );
       instances = [...new Set(req.instances)].sort((a, b) => a - b);
     }
     const user = userOf(req);
-    const seq = await s.commit([
-      s.event(
-        "JobKillRequested",
-        { job: key, instances: req.instances === undefined || req.instances === null ? null : instances, user },
-        `kill of ${req.instances ? `instances ${instances.join(",")} of ` : ""}job ${key} requested by ${user}`,
-        s.corr("kill"),
-      ),
-    ]);
+    const seq = await this.commit(
+      [
+        s.event(
+          "JobKillRequested",
+          { job: key, instances: req.instances === undefined || req.instances === null ? null : instances, user },
+          `kill of ${req.instances ? `instances ${instances.join(",")} of ` : ""}job ${key} requested by ${user}`,
+          this.corr("kill"),
+        ),
+      ],
+      { job: key, instances },
+    );
     return { job: key, instances, seq };
   }
 
@@ -178,7 +289,12 @@ export class JobIntake extends Actor<JobIntakeMsg> {
       throw new RequestError(`request field "count" must be an integer from 1 to ${MAX_INSTANCES} (got ${show(count)})`);
     }
     const job = s.state.jobs.get(key);
-    if (!job) throw new RequestError(`job ${key} does not exist; rule: instances can only be added to an existing job — create it first`);
+    if (!job)
+      throw new RequestError(
+        `job ${key} does not exist; rule: instances can only be added to an existing job — create it first`,
+        "NOT_FOUND",
+        "job",
+      );
     const cfg = job.configs[job.configVersion];
     if (!cfg)
       throw new RequestError(`job ${key} has no config version ${job.configVersion}; rule: added instances run the job's current config`);
@@ -186,20 +302,27 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     if (active === 0) {
       throw new RequestError(
         `job ${key} has no active tasks; rule: instances can only be added to a running job — create it again instead`,
+        "CONFLICT",
       );
     }
     const from = job.config.instances;
     if (from + count > MAX_INSTANCES) {
       throw new RequestError(
         `job ${key} has ${from} instances; adding ${count} would make ${from + count}; rule: at most ${MAX_INSTANCES} instances per job`,
+        "INVALID_REQUEST",
+        "count",
       );
     }
     if (consumesQuota(cfg)) {
       const short = quotaCheck(s.state, job.config.role, amountsOf(cfg, count));
-      if (short) throw new RequestError(`cannot add ${count} instance(s) to job ${key} (${count} × ${per(cfg.resources)}): ${short}`);
+      if (short)
+        throw new RequestError(
+          `cannot add ${count} instance(s) to job ${key} (${count} × ${per(cfg.resources)}): ${short}`,
+          "QUOTA_EXCEEDED",
+        );
     }
     const user = userOf(req);
-    const corr = s.corr("add");
+    const corr = this.corr("add");
     const instances: number[] = [];
     const taskIds: TaskId[] = [];
     const events = [
@@ -223,7 +346,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
         ),
       );
     }
-    const seq = await s.commit(events);
+    const seq = await this.commit(events, { job: key, instances, taskIds });
     return { job: key, instances, taskIds, seq };
   }
 
@@ -233,12 +356,13 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     const role = req.role;
     const to: Amounts = { cpus: req.cpus, ramMb: req.ramMb, diskMb: req.diskMb };
     const below = quotaBelowUsage(s.state, role, to);
-    if (below) throw new RequestError(below);
+    if (below) throw new RequestError(below, "CONFLICT");
     const user = userOf(req);
     const was = s.state.quotas.has(role) ? amounts(quotaOf(s.state, role)) : "none";
-    await s.commit([
-      s.event("QuotaSet", { role, ...to, user }, `quota of role ${role} set by ${user}: ${amounts(to)} (was ${was})`, s.corr("quota")),
-    ]);
+    await this.commit(
+      [s.event("QuotaSet", { role, ...to, user }, `quota of role ${role} set by ${user}: ${amounts(to)} (was ${was})`, this.corr("quota"))],
+      { role },
+    );
     return quotaReport(s.state, role);
   }
 }
@@ -274,4 +398,20 @@ function jobKeyOf(v: unknown): JobKeyString {
 function need(v: unknown, name: string): string {
   if (typeof v !== "string" || v.length === 0) throw new RequestError(`request field "${name}" must be a non-empty string`);
   return v;
+}
+
+function corrOf(key: string): string {
+  return `req:${key}`;
+}
+
+/**
+ * A write's idempotency key, as "<role>/<key>" (the admin scope's as "admin/<key>"), and the
+ * request without it (the op's own schema knows no key). The key itself was checked by the API's
+ * schema; from a trusted caller it is taken as given.
+ */
+function splitKey(req: unknown, caller: Caller): { key: string | null; rest: unknown } {
+  if (req === null || typeof req !== "object" || !("key" in req)) return { key: null, rest: req };
+  const { key, ...rest } = req as { key: unknown };
+  if (typeof key !== "string") return { key: null, rest: req }; // the op's schema names it
+  return { key: `${caller.role ?? "admin"}/${key}`, rest };
 }

@@ -4,16 +4,18 @@
 // reads reasons back from the log) never holds a write, and a flood of writes never holds a read.
 // It changes nothing; a read that awaits the log does not hold the mailbox either.
 
+import { asTaskId } from "../domain/types.js";
 import { quotaReport } from "../quota/quota.js";
+import type { ClusterState } from "../replay/state.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { whyTask } from "../scheduling/why.js";
 import { Actor, type ActorStats } from "./actor.js";
 import type { Liveness } from "./agentRegistry.js";
-import { RequestError, type ReadOp } from "./api.js";
+import { type Caller, RequestError, type ReadOp } from "./api.js";
 import type { TermContext } from "./context.js";
 import type { PlacementView } from "./placement.js";
 
-export type ReadsMsg = { type: ReadOp; req: unknown; reply: (r: unknown) => void; fail: (err: Error) => void };
+export type ReadsMsg = { type: ReadOp; req: unknown; caller: Caller; reply: (r: unknown) => void; fail: (err: Error) => void };
 
 type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "eventLog" | "schedulerId" | "epoch">;
 
@@ -24,12 +26,14 @@ export class Reads extends Actor<ReadsMsg> {
     private readonly liveness: Liveness,
     /** The leader's actors, as `roost cluster status` shows them. */
     private readonly actorStats: () => ActorStats[],
+    /** True while a keyed write waits for JobIntake (request.get: "pending"). */
+    private readonly pendingKey: (key: string) => boolean = () => false,
   ) {
     super("reads", s.log, () => s.clock.now());
   }
 
-  read(op: ReadOp, req: unknown): Promise<unknown> {
-    return this.ask((reply, fail) => ({ type: op, req, reply, fail }));
+  read(op: ReadOp, req: unknown, caller: Caller = { role: null }): Promise<unknown> {
+    return this.ask((reply, fail) => ({ type: op, req, caller, reply, fail }));
   }
 
   protected override onStop(dropped: ReadsMsg[]): void {
@@ -39,7 +43,7 @@ export class Reads extends Actor<ReadsMsg> {
   protected receive(m: ReadsMsg): void {
     let r: unknown;
     try {
-      r = this.answer(m.type, m.req as Record<string, string>);
+      r = this.answer(m.type, m.req as Record<string, string>, m.caller.role);
     } catch (err) {
       return m.fail(err as Error);
     }
@@ -47,33 +51,62 @@ export class Reads extends Actor<ReadsMsg> {
     else m.reply(r);
   }
 
-  private answer(op: ReadOp, r: Record<string, string>): unknown {
+  private answer(op: ReadOp, r: Record<string, string>, role: string | null): unknown {
     const s = this.s;
     switch (op) {
       case "quota.get":
         return quotaReport(s.state, r.role!);
       case "job.status": {
         const st = jobStatus(s.state, r.job!, { get: (id) => this.placement.reasonFor(id) });
-        if (!st) throw new RequestError(`job ${r.job} does not exist`);
+        if (!st) throw new RequestError(`job ${r.job} does not exist`, "NOT_FOUND", "job");
         return st;
       }
       case "job.list":
-        return jobList(s.state);
+        return role === null ? jobList(s.state) : jobList(s.state).filter((j) => j.job.startsWith(`${role}/`));
       case "task.history": {
+        ownTask(s.state, r.taskId!, role);
         const h = taskHistory(s.state, r.taskId!);
-        if (!h) throw new RequestError(`task ${r.taskId} does not exist`);
+        if (!h) throw new RequestError(`task ${r.taskId} does not exist`, "NOT_FOUND", "taskId");
         return withReasons(h, s.eventLog);
       }
       case "task.why":
+        ownTask(s.state, r.taskId!, role);
         return whyTask(s.state, r.taskId!, {
           agents: this.placement.activeAgents(),
           mode: s.policy.placementMode,
           reasonFor: (id) => this.placement.reasonFor(id),
           log: s.eventLog,
         }).then((w) => {
-          if (!w) throw new RequestError(`task ${r.taskId} does not exist`);
+          if (!w) throw new RequestError(`task ${r.taskId} does not exist`, "NOT_FOUND", "taskId");
           return w;
         });
+      case "request.get": {
+        // The key namespace is the subject's role ("admin" for a trusted caller, as JobIntake's).
+        const key = `${role ?? "admin"}/${r.key}`;
+        const first = s.state.requests.get(key);
+        if (first) {
+          const value =
+            first.outcome === "done"
+              ? first.op === "quota.set"
+                ? quotaReport(s.state, (first.value as { role: string }).role)
+                : { ...(first.value as object), seq: first.seq }
+              : undefined;
+          return {
+            key: r.key!,
+            state: first.outcome,
+            op: first.op,
+            seq: first.seq,
+            ...(value !== undefined ? { value } : {}),
+            ...(first.error ? { error: first.error } : {}),
+          };
+        }
+        if (this.pendingKey(key)) return { key: r.key!, state: "pending" };
+        throw new RequestError(
+          `request ${r.key} of role ${role ?? "admin"} is unknown: never received, or decided more than 24 h ago`,
+          "NOT_FOUND",
+          "key",
+        );
+      }
       case "cluster.info":
         return {
           schedulerId: s.schedulerId,
@@ -93,5 +126,18 @@ export class Reads extends Actor<ReadsMsg> {
           actors: this.actorStats(),
         };
     }
+  }
+}
+
+/** On a role's subject, a task of another role's job is refused (PERMISSION_DENIED), not shown. */
+function ownTask(state: ClusterState, taskId: string, role: string | null): void {
+  if (role === null) return;
+  const t = state.tasks.get(asTaskId(taskId));
+  if (t && !t.job.startsWith(`${role}/`)) {
+    throw new RequestError(
+      `taskId: task ${taskId} belongs to job ${t.job}; rule: a request on role "${role}"'s subject reads only role "${role}"'s tasks`,
+      "PERMISSION_DENIED",
+      "taskId",
+    );
   }
 }

@@ -4,7 +4,7 @@
 // whose onCommit folds each committed record in sequence order and only then hands the effects the
 // fold produced to the actors, as messages. Nothing mutates the state or touches the world before.
 //
-//   bus roost.api.>        → JobIntake (writes, one at a time), Reads (questions)
+//   bus roost.api.v1.>     → JobIntake (writes, one at a time), Reads (questions)
 //   bus roost.agent.status → StatusIngest → commit; stray copies → Launcher
 //   bus roost.agent.register/heartbeat → AgentRegistry → commit; owed kills → Launcher
 //   fold effects: LAUNCH, KILL → Launcher; TIMER → Timers; RESCHEDULE → Rescheduler;
@@ -135,7 +135,13 @@ export class LeaderTerm {
     this.registry = new AgentRegistry(c, this.launcher);
     this.health = new AgentHealth(c, this.registry);
     this.preemptor = new Preemptor(c, this.placement);
-    this.reads = new Reads(c, this.placement, this.registry, () => this.stats());
+    this.reads = new Reads(
+      c,
+      this.placement,
+      this.registry,
+      () => this.stats(),
+      (key) => this.intake.isPending(key),
+    );
     if (o.quiesced !== null) this.quiesce();
   }
 
@@ -171,7 +177,11 @@ export class LeaderTerm {
   async begin(announce: { schedulerId: string }): Promise<void> {
     const { bus } = this.o;
     this.unserve.push(
-      serveApi(bus, { write: (op, req) => this.intake.write(op, req), read: (op, req) => this.reads.read(op, req) }, this.o.log),
+      serveApi(
+        bus,
+        { write: (op, req, caller) => this.intake.write(op, req, caller), read: (op, req, caller) => this.reads.read(op, req, caller) },
+        this.o.log,
+      ),
       bus.serve(subjects.status, (data) => this.statusIngest.handle(data)),
       bus.serve(subjects.register, (data) => this.registry.register(data)),
       bus.serve(subjects.heartbeat, (data) => this.registry.send({ type: "heartbeat", data })),

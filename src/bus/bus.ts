@@ -3,7 +3,8 @@
 // without a nats-server). Payloads are plain MessagePack.
 //
 // Subjects (the "bus API"; other tools rely on these names):
-//   roost.api.<op>                 client → leader requests (job.create, job.kill, job.status, …)
+//   roost.api.v1.<role>.<op>       client → leader requests; also roost.api.v1.admin.<op> and
+//   roost.api.v1.cluster.<op>      roost.api.v1.cluster.<op> (the catalog: api/v1.ts)
 //   roost.agent.register           agent → leader, request; the reply carries the leader's epoch
 //   roost.agent.heartbeat          agent → leader, publish
 //   roost.agent.status             agent → leader, request; the reply is the acknowledgement
@@ -11,7 +12,26 @@
 //   roost.agent.<agentId>.kill     leader → agent, request
 //   roost.leader                   leader → all, publish when a leader takes over
 
-export type Handler = (data: unknown, subject: string) => unknown | Promise<unknown>;
+/**
+ * What the bus knows about a request besides its body. A body the bus could not decode, or one
+ * over the subscription's `maxBytes`, reaches the handler as null with `decodeError` or
+ * `tooLarge` set, so the handler's own error shape answers it (the API's {code, message}).
+ */
+export interface RequestMeta {
+  /** The request came as JSON (header Content-Type: application/json); its reply goes back as JSON. */
+  json: boolean;
+  /** The body's size in bytes (0 on the in-process bus). */
+  bytes: number;
+  decodeError?: string;
+  tooLarge?: boolean;
+}
+
+export type Handler = (data: unknown, subject: string, meta: RequestMeta) => unknown | Promise<unknown>;
+
+export interface ServeOptions {
+  /** Bodies over this many bytes are not decoded: the handler sees meta.tooLarge. */
+  maxBytes?: number;
+}
 
 export class NoResponderError extends Error {
   override name = "NoResponderError";
@@ -25,7 +45,7 @@ export interface Bus {
    * Serve a subject. The handler's return value (awaited) is the reply when the message was a
    * request. A thrown error becomes a reply {error: message}. `subject` may end in ">".
    */
-  serve(subject: string, handler: Handler): () => void;
+  serve(subject: string, handler: Handler, opts?: ServeOptions): () => void;
   /**
    * Be told each time the connection is back after it was lost (NatsBus only: a MemoryBus never
    * loses one). What was published or requested while it was down is gone (the NATS client
@@ -38,9 +58,7 @@ export interface Bus {
 /** The reply shape of every API request that can fail. */
 export type Reply<T> = { ok: true; value: T } | { ok: false; error: string };
 
-export const API_PREFIX = "roost.api.";
 export const subjects = {
-  api: (op: string) => `${API_PREFIX}${op}`,
   register: "roost.agent.register",
   heartbeat: "roost.agent.heartbeat",
   status: "roost.agent.status",

@@ -5,12 +5,15 @@
 // finished, so a simulator can tell when the bus is quiet. Request timeouts use a real timer;
 // a simulation turns them off (`requestTimeouts: false`) so real time cannot change its course.
 
-import { NoResponderError, type Bus, type Handler } from "./bus.js";
+import { NoResponderError, type Bus, type Handler, type RequestMeta } from "./bus.js";
 
 export interface MemoryBusOptions {
   /** Reject a request that is not answered within its timeout (real time). Default true. */
   requestTimeouts?: boolean;
 }
+
+/** In process, nothing is encoded: no size, no decoding to fail. */
+const IN_PROCESS: RequestMeta = Object.freeze({ json: false, bytes: 0 });
 
 export class MemoryBus implements Bus {
   private readonly handlers = new Map<string, Set<Handler>>();
@@ -67,7 +70,7 @@ export class MemoryBus implements Bus {
     try {
       await Promise.resolve();
       const reply = Promise.resolve()
-        .then(() => hs[0]!(structuredClone(data), subject))
+        .then(() => hs[0]!(structuredClone(data), subject, IN_PROCESS))
         .catch((err: Error) => ({ ok: false, error: err.message }));
       if (!this.requestTimeouts) return structuredClone(await reply) as T;
       const timeout = new Promise<never>((_, reject) => {
@@ -86,7 +89,7 @@ export class MemoryBus implements Bus {
       this.begin(subject);
       queueMicrotask(() => {
         void Promise.resolve()
-          .then(() => h(structuredClone(data), subject))
+          .then(() => h(structuredClone(data), subject, IN_PROCESS))
           .catch(() => {})
           .finally(() => this.end(subject));
       });

@@ -1,8 +1,13 @@
 // The bus over core NATS (transport-node v3).
 
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { pack, unpack } from "../eventlog/envelope.js";
-import { NoResponderError, type Bus, type Handler } from "./bus.js";
+import { NoResponderError, type Bus, type Handler, type RequestMeta, type ServeOptions } from "./bus.js";
+
+/** A request with this Content-Type header is JSON, and so is its reply; without it, MessagePack. */
+const JSON_TYPE = "application/json";
+const textDecoder = new TextDecoder("utf-8", { fatal: true });
+const textEncoder = new TextEncoder();
 
 export class NatsBus implements Bus {
   private constructor(
@@ -41,22 +46,26 @@ export class NatsBus implements Bus {
     }
   }
 
-  serve(subject: string, handler: Handler): () => void {
+  serve(subject: string, handler: Handler, opts: ServeOptions = {}): () => void {
     const sub = this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) return;
-        let data: unknown;
-        try {
-          data = msg.data.length ? unpack(msg.data) : null;
-        } catch (e) {
-          if (msg.reply) msg.respond(pack({ ok: false, error: `request is not valid MessagePack: ${(e as Error).message}` }));
-          return;
+        const json = msg.headers?.get("Content-Type") === JSON_TYPE;
+        const meta: RequestMeta = { json, bytes: msg.data.length };
+        let data: unknown = null;
+        if (opts.maxBytes !== undefined && msg.data.length > opts.maxBytes) meta.tooLarge = true;
+        else if (msg.data.length) {
+          try {
+            data = json ? JSON.parse(textDecoder.decode(msg.data)) : unpack(msg.data);
+          } catch (e) {
+            meta.decodeError = `the request is not valid ${json ? "JSON" : "MessagePack"}: ${(e as Error).message}`;
+          }
         }
         void Promise.resolve()
-          .then(() => handler(data, msg.subject))
+          .then(() => handler(data, msg.subject, meta))
           .then(
-            (reply) => respond(msg, reply ?? null),
-            (e: Error) => respond(msg, { ok: false, error: e.message }),
+            (reply) => respond(msg, reply ?? null, json),
+            (e: Error) => respond(msg, { ok: false, error: e.message }, json),
           );
       },
     });
@@ -116,10 +125,18 @@ export class NatsBus implements Bus {
 }
 
 /** A reply to a request that may outlive the connection (closed or draining while it was handled). */
-function respond(msg: { reply?: string; respond(data: Uint8Array): boolean }, value: unknown): void {
+function respond(
+  msg: { reply?: string; respond(data: Uint8Array, opts?: { headers?: MsgHdrs }): boolean },
+  value: unknown,
+  json: boolean,
+): void {
   if (!msg.reply) return;
   try {
-    msg.respond(pack(value));
+    if (json) {
+      const h = headers();
+      h.set("Content-Type", JSON_TYPE);
+      msg.respond(textEncoder.encode(JSON.stringify(value)), { headers: h });
+    } else msg.respond(pack(value));
   } catch {
     // the connection closed meanwhile: the requester times out and retries
   }

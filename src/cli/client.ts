@@ -10,7 +10,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { NoResponderError, subjects, type Reply } from "../bus/bus.js";
+import { type ApiErrorBody, type ErrorCode, isErrorCode } from "../api/errors.js";
+import { addressFor } from "../api/v1.js";
+import { NoResponderError } from "../bus/bus.js";
 import { decodeRecord, pack, unpack, type LogRecord } from "../eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../eventlog/jetstream.js";
 import { foldRecord } from "../replay/fold.js";
@@ -30,6 +32,14 @@ const DEFAULT_CLUSTER_FILE = ".roost/cluster.json";
 /** A refusal, or a problem the caller can fix: the CLI prints its message alone, never a stack. */
 class ClientError extends Error {
   override name = "ClientError";
+  constructor(
+    message: string,
+    /** The API's error code, when the scheduler refused (absent for the client's own failures). */
+    readonly code?: ErrorCode,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Nothing answers where the cluster should be (no NATS server at the URL, no dev gateway). */
@@ -104,6 +114,8 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Retry while no scheduler answers (default); false: the first "no responders" rejects. */
   retry?: boolean;
+  /** The role to send a role's op on, when the request does not name it (task ops; job.list of one role). */
+  role?: string;
 }
 
 export interface ClusterClient {
@@ -231,10 +243,37 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
   return new NatsClient(url, nc, opts.stream ?? file.stream ?? "ROOST", timeoutMs, note);
 }
 
+/** An API v1 reply. */
+type Reply<T> = { ok: true; value: T } | { ok: false; error: ApiErrorBody };
+
 function unwrap<T>(r: Reply<T>): T {
   if (!r || typeof r !== "object" || !("ok" in r)) throw new ClientError("malformed reply from the scheduler");
-  if (!r.ok) throw new ClientError(typeof r.error === "string" ? r.error : "the scheduler refused the request without saying why");
-  return r.value;
+  if (r.ok) return r.value;
+  const e = r.error as Partial<ApiErrorBody> | undefined;
+  if (!e || typeof e.message !== "string") throw new ClientError("the scheduler refused the request without saying why");
+  throw new ClientError(e.message, isErrorCode(e.code) ? e.code : undefined, typeof e.field === "string" ? e.field : undefined);
+}
+
+/**
+ * "Not committed, try again" (no leader could commit it): a read is retried like no answer at all.
+ * A write is not, until writes carry idempotency keys: a commit that timed out may have landed, and
+ * job.add sent twice would add twice.
+ */
+const WRITES: ReadonlySet<string> = new Set(["job.create", "job.kill", "job.add", "quota.set"]);
+function unavailable(r: Reply<unknown>): boolean {
+  return !!r && typeof r === "object" && r.ok === false && (r.error as Partial<ApiErrorBody> | undefined)?.code === "UNAVAILABLE";
+}
+
+/** The v1 subject of a request, or a ClientError saying which role is missing. */
+function subjectFor(op: string, data: unknown, role?: string): string {
+  const subject = addressFor(op, data, role);
+  if (subject === null) {
+    throw new ClientError(
+      `cannot tell which role's subject to send ${op} on: the request names no valid role (roles are 1 to 64 letters, digits, "_" or "-"); pass --role`,
+      "INVALID_REQUEST",
+    );
+  }
+  return subject;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -254,7 +293,7 @@ type Attempt<T> = { reply: Reply<T> } | "none" | "timeout";
 async function requestWithRetry<T>(
   subject: string,
   where: string,
-  opts: RequestOptions & { timeoutMs: number },
+  opts: RequestOptions & { timeoutMs: number; read: boolean },
   note: (msg: string) => void,
   attempt: (leftMs: number) => Promise<Attempt<T>>,
 ): Promise<T> {
@@ -272,7 +311,7 @@ async function requestWithRetry<T>(
         `timed out after ${seconds(Date.now() - start)} waiting for the scheduler to answer ${subject} at ${where} (a write may still be carried out: look before repeating it)`,
       );
     }
-    if (r !== "none") return unwrap(r.reply);
+    if (r !== "none" && !(retry && opts.read && unavailable(r.reply) && deadline - Date.now() > 0)) return unwrap(r.reply);
     const left = deadline - Date.now();
     if (!retry || left <= 0) {
       throw new NoLeaderError(
@@ -301,21 +340,27 @@ export class NatsClient implements ClusterClient {
 
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
     const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
-    const subject = subjects.api(op);
+    const subject = subjectFor(op, data, o.role);
     const payload = pack(data);
-    return requestWithRetry<T>(subject, this.where, { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs }, this.note, async (left) => {
-      try {
-        const m = await this.nc.request(subject, payload, { timeout: left });
-        return { reply: unpack<Reply<T>>(m.data) };
-      } catch (err) {
-        const e = err as Error;
-        if (/no responders/i.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return "none";
-        if (e.name === "TimeoutError" || /timeout/i.test(e.message)) return "timeout";
-        if (/closed|draining|disconnect/i.test(`${e.name} ${e.message}`))
-          throw new UnreachableError(`lost the connection to NATS at ${this.where}: ${e.message}`);
-        throw err;
-      }
-    });
+    return requestWithRetry<T>(
+      subject,
+      this.where,
+      { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs, read: !WRITES.has(op) },
+      this.note,
+      async (left) => {
+        try {
+          const m = await this.nc.request(subject, payload, { timeout: left });
+          return { reply: unpack<Reply<T>>(m.data) };
+        } catch (err) {
+          const e = err as Error;
+          if (/no responders/i.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return "none";
+          if (e.name === "TimeoutError" || /timeout/i.test(e.message)) return "timeout";
+          if (/closed|draining|disconnect/i.test(`${e.name} ${e.message}`))
+            throw new UnreachableError(`lost the connection to NATS at ${this.where}: ${e.message}`);
+          throw err;
+        }
+      },
+    );
   }
 
   /** What a wait on the log is waiting for. */
@@ -411,25 +456,31 @@ class HttpClient implements ClusterClient {
 
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
     const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
-    const subject = subjects.api(op);
+    const subject = subjectFor(op, data, o.role);
     const body = pack(data);
-    return requestWithRetry<T>(subject, this.where, { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs }, this.note, async (left) => {
-      let res: Response;
-      try {
-        res = await fetch(`${this.where}/bus/${subject}`, {
-          method: "POST",
-          body,
-          headers: { "content-type": "application/msgpack", "x-timeout-ms": String(left) },
-          signal: AbortSignal.timeout(left + 1000),
-        });
-      } catch (err) {
-        if ((err as Error).name === "TimeoutError") return "timeout";
-        throw this.unreachable(err);
-      }
-      if (res.status === 503) return "none";
-      if (!res.ok) throw new ClientError(await res.text());
-      return { reply: unpack<Reply<T>>(new Uint8Array(await res.arrayBuffer())) };
-    });
+    return requestWithRetry<T>(
+      subject,
+      this.where,
+      { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs, read: !WRITES.has(op) },
+      this.note,
+      async (left) => {
+        let res: Response;
+        try {
+          res = await fetch(`${this.where}/bus/${subject}`, {
+            method: "POST",
+            body,
+            headers: { "content-type": "application/msgpack", "x-timeout-ms": String(left) },
+            signal: AbortSignal.timeout(left + 1000),
+          });
+        } catch (err) {
+          if ((err as Error).name === "TimeoutError") return "timeout";
+          throw this.unreachable(err);
+        }
+        if (res.status === 503) return "none";
+        if (!res.ok) throw new ClientError(await res.text());
+        return { reply: unpack<Reply<T>>(new Uint8Array(await res.arrayBuffer())) };
+      },
+    );
   }
 
   private async page(from: number, wait: boolean, signal?: AbortSignal): Promise<Array<[number, Uint8Array]>> {

@@ -143,6 +143,9 @@ export function formatEvent(seq: number, idx: number, e: LogEntry, anomaly: stri
     case "LeaderElected":
       what = `scheduler=${e.data.schedulerId} epoch=${e.data.epoch} host=${e.data.host} pid=${e.data.pid}`;
       break;
+    case "RequestDecided":
+      what = `key=${e.data.key} op=${e.data.op} outcome=${e.data.outcome}${e.data.error ? ` error=${e.data.error.code}` : ""}`;
+      break;
   }
   return `${seq}.${idx}  ${iso(e.ts)}  e${e.epoch}  ${e.type}  ${what}  — ${e.reason}`;
 }

@@ -96,6 +96,21 @@ const EVENT_SCHEMAS = {
     exitCode: Type.Optional(Int),
     message: Type.Optional(Str),
   }),
+  /**
+   * A keyed request was decided: its first outcome, kept at least REQUEST_KEY_RETENTION_MS, so the
+   * same key sent again (over the API, or redelivered by the intake stream after a failover) gets
+   * this outcome back and changes nothing. `key` is "<role>/<client key>" ("admin/…" for the admin
+   * scope). Appended in the same record as the events a done request caused (which carry the key
+   * in their `corr`), or alone for a rejected one. `value` is the reply's value without `seq` (the
+   * record's sequence is added when it is read back).
+   */
+  RequestDecided: Type.Object({
+    key: Str,
+    op: Str,
+    outcome: OneOf(["done", "rejected"] as const),
+    value: Type.Optional(Type.Unknown()),
+    error: Type.Optional(Type.Object({ code: Str, message: Str, field: Type.Optional(Str) })),
+  }),
 };
 
 export type EventPayloads = { [T in keyof typeof EVENT_SCHEMAS]: Static<(typeof EVENT_SCHEMAS)[T]> };
@@ -117,6 +132,7 @@ export const EVENT_VERSIONS: Record<EventType, number> = {
   TaskCreated: 1,
   TaskAssigned: 1,
   TaskStateChanged: 1,
+  RequestDecided: 1,
 };
 
 const checks = Object.fromEntries(EVENT_TYPES.map((t) => [t, fastChecker(EVENT_SCHEMAS[t])])) as Record<

@@ -80,5 +80,13 @@ export const TASK_ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$";
 export const TASK_ID_MAX_LENGTH = 256;
 /** Free text an agent attaches to a status update; it goes into the event's reason. */
 export const STATUS_MESSAGE_MAX_LENGTH = 2048;
+/**
+ * How long a keyed request's outcome is kept (in log time: event timestamps), so the same key sent
+ * again returns the first outcome. Beyond JetStream's duplicate window (2 min) on purpose: a
+ * request redelivered after a long outage, or retried by a client the next morning, must still not
+ * run twice. Each kept key costs its key, op and reply value in memory and in snapshots.
+ */
+export const REQUEST_KEY_RETENTION_MS = 24 * 60 * 60 * 1000;
+
 /** An opaque id (boot ids, scheduler ids) as text. */
 export const OPAQUE_ID_MAX_LENGTH = 128;

@@ -21,12 +21,13 @@
 
 import { checkEventData, UNREADABLE, type AnyEnvelope, type EventPayloads, type LogEntry } from "../domain/events.js";
 import { roundCpus } from "../domain/resources.js";
+import { REQUEST_KEY_RETENTION_MS } from "../domain/limits.js";
 import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { formatProblem } from "../domain/validate.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
 import { KILL_STATES, ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
-import { MAX_ANOMALIES_KEPT, type AgentRecord, type ClusterState, type TaskRecord } from "./state.js";
+import { MAX_ANOMALIES_KEPT, type AgentRecord, type ClusterState, type RequestOutcome, type TaskRecord } from "./state.js";
 
 const STATE_CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
@@ -115,6 +116,8 @@ function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntr
       return onSlotReleased(state, env.data);
     case "LeaderElected":
       return onLeaderElected(state, env.data, at);
+    case "RequestDecided":
+      return onRequestDecided(state, env.data, at);
     default: {
       const never: never = env;
       return anomaly(state, seq, idx, (never as { type: string }).type, "unknown event type");
@@ -298,6 +301,19 @@ function onLeaderElected(state: ClusterState, d: EventPayloads["LeaderElected"],
   state.leader = { schedulerId: d.schedulerId, epoch: d.epoch, host: d.host, pid: d.pid, seq: at.seq, ts: at.ts };
 }
 
+function onRequestDecided(state: ClusterState, d: EventPayloads["RequestDecided"], at: At): void {
+  const r: RequestOutcome = { op: d.op, outcome: d.outcome, seq: at.seq, ts: at.ts };
+  if (d.value !== undefined) r.value = d.value;
+  if (d.error !== undefined) r.error = d.error;
+  state.requests.set(d.key, r);
+  // Oldest first: drop from the front while expired. Log time, so every replica drops the same.
+  const horizon = at.ts - REQUEST_KEY_RETENTION_MS;
+  for (const [key, old] of state.requests) {
+    if (old.ts >= horizon) break;
+    state.requests.delete(key);
+  }
+}
+
 function jobKeyOf(j: { role: string; environment: string; name: string }): JobKeyString {
   return `${j.role}/${j.environment}/${j.name}` as JobKeyString;
 }
@@ -316,6 +332,8 @@ export class BatchOverlay {
   readonly jobs = new Map<JobKeyString, number>();
   /** `${job}#${instance}` of each task created earlier in the batch. */
   readonly instances = new Set<string>();
+  /** Request keys decided earlier in the batch. */
+  readonly requests = new Set<string>();
 
   /** Record what an event that passed the check creates. */
   note(env: AnyEnvelope): void {
@@ -324,6 +342,7 @@ export class BatchOverlay {
       this.instances.add(`${env.data.job}#${env.data.instance}`);
     } else if (env.type === "TaskAssigned") this.assigned.add(env.data.taskId);
     else if (env.type === "JobCreated") this.jobs.set(jobKeyOf(env.data.job), env.data.configVersion);
+    else if (env.type === "RequestDecided") this.requests.add(env.data.key);
   }
 }
 
@@ -426,6 +445,8 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
     case "SlotReserved":
       if (!state.tasks.has(env.data.taskId) && !batch?.tasks.has(env.data.taskId)) return `unknown task ${env.data.taskId}`;
       return state.agents.has(env.data.agentId) ? null : `unknown agent ${env.data.agentId}`;
+    case "RequestDecided":
+      return state.requests.has(env.data.key) || batch?.requests.has(env.data.key) ? `request ${env.data.key} was decided already` : null;
     case "AgentRegistered":
     case "QuotaSet":
     case "SlotReleased":

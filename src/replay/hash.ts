@@ -451,6 +451,11 @@ function* digestState(state: ClusterState, n: number, idAt: (k: number) => strin
     writeCanonical(f, state.reservations);
     f.ascii("\n");
   }
+  if (state.requests.size) {
+    f.ascii("requests=");
+    writeCanonical(f, state.requests);
+    f.ascii("\n");
+  }
   if (state.anomalyCount > state.anomalies.length) {
     f.ascii("anomalyCount=");
     writeCanonical(f, state.anomalyCount);

@@ -18,7 +18,7 @@
 //     order  the task indexes in stateHash's order (sorted ids), so checking needs no sort
 //     pending the PENDING index, in the order tasks became PENDING (it is not derivable)
 //     small  bin: msgpackr (structuredClone) of jobs, agents, leader, quotas, reservations,
-//            anomalies, and the task field values that did not fit a column ("odd" values)
+//            anomalies, keyed requests' outcomes, and the task field values that did not fit a column ("odd" values)
 //
 // Decoding checks the format and version, rebuilds every container (Maps, Sets, the derived
 // pending index), then recomputes stateHash and compares it with the header: a snapshot either
@@ -237,6 +237,7 @@ export const STATE_FIELDS = [
   "pending",
   "anomalies",
   "anomalyCount",
+  "requests",
 ] as const satisfies readonly (keyof ClusterState)[];
 
 /** The position of `s` in a string table, appended (and indexed) when new. */
@@ -303,6 +304,8 @@ interface Small {
   anomalies: ClusterState["anomalies"];
   /** Absent in snapshots written before anomalies were counted (then: anomalies.length). */
   anomalyCount?: number;
+  /** Keyed requests' outcomes, oldest first (absent before requests were keyed). */
+  requests?: Array<[string, unknown]>;
   /** Task field values that fit no column: [task index, field, value] triples, flattened. */
   odd: unknown[];
   seq: number;
@@ -548,6 +551,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     reservations: [...state.reservations],
     anomalies: state.anomalies,
     anomalyCount: state.anomalyCount,
+    requests: [...state.requests],
     odd,
     seq: state.seq,
     eventCount: state.eventCount,
@@ -945,6 +949,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   }
   state.anomalies.push(...small.anomalies);
   state.anomalyCount = small.anomalyCount ?? small.anomalies.length;
+  for (const [key, r] of small.requests ?? []) state.requests.set(key, r as never);
   state.agentsVersion = small.agentsVersion;
   state.capacityVersion = small.capacityVersion;
 

@@ -89,6 +89,17 @@ export interface AgentRecord {
   tasks: Set<TaskId>;
 }
 
+/** A keyed request's first outcome (RequestDecided), by "<role>/<key>". */
+export interface RequestOutcome {
+  op: string;
+  outcome: "done" | "rejected";
+  value?: unknown;
+  error?: { code: string; message: string; field?: string };
+  /** The record that holds it, and its time (log time: it expires REQUEST_KEY_RETENTION_MS later). */
+  seq: number;
+  ts: number;
+}
+
 /**
  * A log entry the fold could not apply, kept instead of thrown (fold.ts): where it is, what it
  * claimed to be, and why it was skipped.
@@ -119,6 +130,8 @@ export class ClusterState {
   readonly agents = new Map<AgentId, AgentRecord>();
   /** Production quota per role. A role without an entry has none (zero). */
   readonly quotas = new Map<string, Quota>();
+  /** Keyed requests' first outcomes, oldest first; those older than REQUEST_KEY_RETENTION_MS (log time) are dropped. */
+  readonly requests = new Map<string, RequestOutcome>();
   /** Held slots, by the pending task they are held for. */
   readonly reservations = new Map<TaskId, Reservation>();
   /** Derived counters (not hashed): bumped when agents change, and when resources free up. */

@@ -18,7 +18,8 @@ import type { SchedulingPolicy } from "../actors/policy.js";
 import { seededIds } from "../actors/clock.js";
 import { Scheduler } from "../actors/scheduler.js";
 import type { LaunchRequest } from "../agent/protocol.js";
-import { subjects, type Reply } from "../bus/bus.js";
+import { addressFor } from "../api/v1.js";
+import type { ApiErrorBody } from "../api/errors.js";
 import { MemoryBus } from "../bus/memory.js";
 import { asAgentId, jobKeyString, parseJobKey, type AgentResources, type JobKeyString, type TaskId } from "../domain/types.js";
 import { encodeRecord, type AnyEnvelope, type LogEntry } from "../eventlog/envelope.js";
@@ -222,12 +223,17 @@ export class Sim {
     await this.settle();
   }
 
-  /** Any roost.api.* op over the bus, then settles. Returns the value; throws Error(error) on a refusal. */
-  async request<T>(op: string, data: unknown): Promise<T> {
-    const reply = await this.bus.request<Reply<T>>(subjects.api(op), data);
+  /**
+   * Any API v1 op over the bus (on the role its request names, else `role`), then settles. Returns
+   * the value; throws Error(message) on a refusal, with the error's `code`.
+   */
+  async request<T>(op: string, data: unknown, role?: string): Promise<T> {
+    const subject = addressFor(op, data, role);
+    if (subject === null) throw new Error(`sim: ${op}: the request names no role to send it on`);
+    const reply = await this.bus.request<{ ok: true; value: T } | { ok: false; error: ApiErrorBody }>(subject, data);
     await this.settle();
     if (!reply || typeof reply !== "object" || !("ok" in reply)) throw new Error(`sim: ${op}: malformed reply ${JSON.stringify(reply)}`);
-    if (!reply.ok) throw new Error(reply.error);
+    if (!reply.ok) throw Object.assign(new Error(reply.error.message), { code: reply.error.code });
     return reply.value;
   }
 

@@ -1,0 +1,165 @@
+// What the API answers, as schemas (TypeBox): the `value` of {ok: true, value} for each op. They
+// are shipped as JSON Schema (schemas/api/v1/, generated) and the contract tests validate every
+// reply against them, so a field the code adds without adding it here fails a test.
+//
+// The read models themselves (replay/queries.ts, quota/quota.ts, scheduling/why.ts) stay plain
+// TypeScript interfaces; test/api.contract.test.ts checks that what they return matches these.
+// Loose on purpose where the state is loose (a task state is a string the client may not know
+// yet): a newer scheduler must not break an older client's validation.
+
+import { Type } from "typebox";
+
+const Str = Type.String();
+const Int = Type.Integer();
+const Num = Type.Number();
+const NullableStr = Type.Union([Str, Type.Null()]);
+const NullableInt = Type.Union([Int, Type.Null()]);
+const Ports = Type.Record(Str, Int);
+const obj = <P extends Parameters<typeof Type.Object>[0]>(props: P, description: string) =>
+  Type.Object(props, { additionalProperties: false, description });
+
+const Amounts = obj({ cpus: Num, ramMb: Num, diskMb: Num }, "cpus, ramMb and diskMb");
+
+export const JobCreateReply = obj(
+  { job: Str, taskIds: Type.Array(Str), seq: Int },
+  "The job's key, its first tasks, and the log sequence that holds them",
+);
+export const JobKillReply = obj({ job: Str, instances: Type.Array(Int), seq: Int }, "The instances whose kill was committed");
+export const JobAddReply = obj(
+  { job: Str, instances: Type.Array(Int), taskIds: Type.Array(Str), seq: Int },
+  "The new instances and their first tasks",
+);
+
+const InstanceStatus = obj(
+  {
+    instance: Int,
+    taskId: Str,
+    state: Str,
+    host: NullableStr,
+    ports: Ports,
+    reason: Str,
+    failureCount: Int,
+    exitCode: NullableInt,
+  },
+  "An instance's newest task",
+);
+export const JobStatusReply = obj(
+  { job: Str, instances: Type.Array(InstanceStatus), service: Type.Boolean(), configuredInstances: Int, seq: Int },
+  "A job's instances, as of log sequence `seq`",
+);
+
+const JobSummary = obj(
+  { job: Str, service: Type.Boolean(), instances: Int, states: Type.Record(Str, Int), active: Int },
+  "A job, counted by task state",
+);
+export const JobListReply = Type.Array(JobSummary, { description: "Jobs, sorted by key" });
+
+export const TaskHistoryReply = obj(
+  {
+    taskId: Str,
+    job: Str,
+    instance: Int,
+    ancestorId: NullableStr,
+    successorId: NullableStr,
+    state: Str,
+    host: NullableStr,
+    ports: Ports,
+    failureCount: Int,
+    exitCode: NullableInt,
+    events: Type.Array(
+      obj({ seq: Int, idx: Int, ts: Num, state: Str, reason: NullableStr }, "A state change, the event that caused it, and its reason"),
+    ),
+  },
+  "A task's life, each state change with its reason",
+);
+
+const Decision = obj(
+  {
+    mode: Str,
+    evaluated: Num,
+    feasible: Num,
+    score: Num,
+    alternatives: Type.Array(
+      obj({ host: Str, score: Type.Optional(Num), veto: Type.Optional(Str) }, "A runner-up: its score, or why it could not"),
+    ),
+    vetoes: Type.Record(Str, Num),
+    reserved: Type.Optional(Type.Boolean()),
+  },
+  "The placement decision as logged",
+);
+export const TaskWhyReply = obj(
+  {
+    taskId: Str,
+    state: Str,
+    summary: Str,
+    vetoes: Type.Optional(
+      Type.Array(
+        obj(
+          { reason: Str, hosts: Int, examples: Type.Array(obj({ host: Str, detail: Str }, "A host and its numbers")) },
+          "A reason hosts are ruled out",
+        ),
+      ),
+    ),
+    feasible: Type.Optional(Type.Array(obj({ host: Str, score: Num }, "A host that could take the task now"))),
+    placement: Type.Optional(
+      obj({ host: Str, seq: Int, decision: Type.Union([Decision, Type.Null()]), reason: NullableStr }, "Where and why it was placed"),
+    ),
+    heldSlot: Type.Optional(obj({ host: Str, victims: Type.Array(Str), expiresTs: Num }, "A slot the preemptor holds for it")),
+  },
+  "Why a task is where it is, or why it waits",
+);
+
+const JobUsage = obj({ job: Str, instances: Int, cpus: Num, ramMb: Num, diskMb: Num }, "A job's production usage");
+export const QuotaReply = obj(
+  { role: Str, quotaSet: Type.Boolean(), quota: Amounts, usage: Amounts, headroom: Amounts, jobs: Type.Array(JobUsage), seq: Int },
+  "A role's production quota, usage and headroom",
+);
+
+export const RequestOutcomeReply = obj(
+  {
+    key: Str,
+    state: Type.Union([Type.Literal("pending"), Type.Literal("done"), Type.Literal("rejected")]),
+    op: Type.Optional(Str),
+    value: Type.Optional(Type.Unknown()),
+    error: Type.Optional(obj({ code: Str, message: Str, field: Type.Optional(Str) }, "Why it was rejected")),
+    seq: Type.Optional(Int),
+  },
+  "A keyed request's outcome: its first one, whatever was sent again",
+);
+
+const ActorStats = obj(
+  {
+    name: Str,
+    depth: Int,
+    handling: NullableStr,
+    handlingMs: Type.Union([Num, Type.Null()]),
+    handled: Int,
+    failed: Int,
+  },
+  "One of the leader's actors",
+);
+export const ClusterInfoReply = obj(
+  {
+    schedulerId: Str,
+    epoch: Num,
+    seq: Int,
+    events: Int,
+    agents: Type.Array(
+      obj(
+        {
+          agentId: Str,
+          host: Str,
+          state: Str,
+          attributes: Type.Record(Str, Str),
+          tasks: Int,
+          lastHeartbeat: Type.Union([Num, Type.Null()]),
+        },
+        "An agent as the leader sees it",
+      ),
+    ),
+    anomalies: Type.Array(obj({ seq: Int, index: Int, type: Str, why: Str }, "A log entry the fold could not apply")),
+    anomalyCount: Int,
+    actors: Type.Array(ActorStats),
+  },
+  "The leader, its agents, its anomalies and its actors",
+);

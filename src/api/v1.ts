@@ -1,0 +1,286 @@
+// API v1: the catalog of operations. One entry per op says who may call it (its scope, which is
+// also its subject), whether it writes, its request and reply schemas, and its HTTP route. The
+// NATS server (actors/api.ts), the HTTP gateway, the typed client, the shipped JSON Schemas
+// (schemas/api/v1/), the OpenAPI document and the README's API table are all read from here, so
+// they cannot disagree.
+//
+// Subjects:
+//   roost.api.v1.<role>.<op>      a role's operations; the role is the subject's 4th token
+//   roost.api.v1.admin.<op>       operations that need the admin identity (quota.set, …)
+//   roost.api.v1.cluster.<op>     cluster-wide reads
+// Subject permissions (ops/, `roost dev --secure`) are written against these, so a role's
+// identity can publish only under its own role. "admin" and "cluster" are therefore not roles.
+//
+// What taught this: the old roost.api.<op> subjects carried no role, so no server permission
+// could tell role A's kill from role B's, and nothing in the request said which version of the
+// contract the client spoke.
+
+import { Type, type TSchema } from "typebox";
+import { RULE } from "../domain/validate.js";
+import * as R from "./replies.js";
+import { REQUEST_SCHEMAS } from "./requests.js";
+
+export const API_V1_PREFIX = "roost.api.v1.";
+
+type Scope = "role" | "admin" | "cluster";
+
+/**
+ * A role, as the 4th token of a subject: one NATS token, so no ".", and safe as a user name.
+ * Stricter than NAME_PATTERN (which allows "."), for roles only.
+ */
+const ROLE_TOKEN_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$";
+const ROLE_TOKEN = new RegExp(ROLE_TOKEN_PATTERN);
+
+/**
+ * An idempotency key, chosen by the client: `key` on a write, `Nats-Msg-Id: <role>/<key>` on the
+ * intake. Printable, no "/" (the role's separator) and no spaces.
+ */
+const REQUEST_KEY_PATTERN = "^[A-Za-z0-9_.:=+-]{1,128}$";
+const RequestKeySchema = Type.String({
+  pattern: REQUEST_KEY_PATTERN,
+  [RULE]: 'must be a request key: 1 to 128 letters, digits or "_.:=+-"',
+});
+
+interface HttpRoute {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  /** Fastify syntax. `:role/:env/:name` make the request's `job`; `:id` its `taskId`; others are fields of the same name. */
+  path: string;
+  /** The status of a success (200 unless said). */
+  status?: number;
+}
+
+export interface OpDef {
+  op: string;
+  scope: Scope;
+  /**
+   * Writes are committed to the log. They take an idempotency `key`: the same key returns the
+   * first outcome and changes nothing (for at least REQUEST_KEY_RETENTION_MS).
+   */
+  write: boolean;
+  summary: string;
+  request: TSchema;
+  reply: TSchema;
+  http: HttpRoute;
+}
+
+/** A write's request: its own fields, plus an optional idempotency key. */
+function keyed<S extends TSchema>(schema: S): S {
+  const o = schema as unknown as { properties: Record<string, TSchema>; required?: string[] };
+  return Type.Object({ ...o.properties, key: Type.Optional(RequestKeySchema) }, { additionalProperties: false }) as unknown as S;
+}
+
+const Q = REQUEST_SCHEMAS;
+const Empty = Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" });
+
+export const OPS = [
+  {
+    op: "job.create",
+    scope: "role",
+    write: true,
+    summary: "Create a job from its spec; its instances become PENDING tasks",
+    request: keyed(Q["job.create"]),
+    reply: R.JobCreateReply,
+    http: { method: "POST", path: "/v1/jobs", status: 201 },
+  },
+  {
+    op: "job.kill",
+    scope: "role",
+    write: true,
+    summary: "Kill a job's instances (all when `instances` is null or absent)",
+    request: keyed(Q["job.kill"]),
+    reply: R.JobKillReply,
+    http: { method: "DELETE", path: "/v1/jobs/:role/:env/:name" },
+  },
+  {
+    op: "job.add",
+    scope: "role",
+    write: true,
+    summary: "Add `count` instances to a running job, with its current config",
+    request: keyed(Q["job.add"]),
+    reply: R.JobAddReply,
+    http: { method: "POST", path: "/v1/jobs/:role/:env/:name/instances", status: 201 },
+  },
+  {
+    op: "job.status",
+    scope: "role",
+    write: false,
+    summary: "A job's instances: state, host, ports and the latest reason",
+    request: Q["job.status"],
+    reply: R.JobStatusReply,
+    http: { method: "GET", path: "/v1/jobs/:role/:env/:name" },
+  },
+  {
+    op: "job.list",
+    scope: "role",
+    write: false,
+    summary: "The role's jobs, counted by task state",
+    request: Empty,
+    reply: R.JobListReply,
+    http: { method: "GET", path: "/v1/roles/:role/jobs" },
+  },
+  {
+    op: "task.history",
+    scope: "role",
+    write: false,
+    summary: "A task's state changes, each with the reason from the log",
+    request: Q["task.history"],
+    reply: R.TaskHistoryReply,
+    http: { method: "GET", path: "/v1/roles/:role/tasks/:id/history" },
+  },
+  {
+    op: "task.why",
+    scope: "role",
+    write: false,
+    summary: "Why a task waits (the vetoes per host), or why it was placed where it is",
+    request: Q["task.why"],
+    reply: R.TaskWhyReply,
+    http: { method: "GET", path: "/v1/roles/:role/tasks/:id/why" },
+  },
+  {
+    op: "quota.get",
+    scope: "role",
+    write: false,
+    summary: "The role's production quota, usage and headroom",
+    request: Q["quota.get"],
+    reply: R.QuotaReply,
+    http: { method: "GET", path: "/v1/quota/:role" },
+  },
+  {
+    op: "request.get",
+    scope: "role",
+    write: false,
+    summary: "A keyed request's outcome: pending, done (with its value) or rejected (with its error)",
+    request: Type.Object({ key: RequestKeySchema }, { additionalProperties: false }),
+    reply: R.RequestOutcomeReply,
+    http: { method: "GET", path: "/v1/roles/:role/requests/:key" },
+  },
+  {
+    op: "quota.set",
+    scope: "admin",
+    write: true,
+    summary: "Set a role's production quota (never below what it uses)",
+    request: keyed(Q["quota.set"]),
+    reply: R.QuotaReply,
+    http: { method: "PUT", path: "/v1/quota/:role" },
+  },
+  {
+    op: "request.get",
+    scope: "admin",
+    write: false,
+    summary: "The outcome of a keyed admin request (quota.set)",
+    request: Type.Object({ key: RequestKeySchema }, { additionalProperties: false }),
+    reply: R.RequestOutcomeReply,
+    http: { method: "GET", path: "/v1/admin/requests/:key" },
+  },
+  {
+    op: "info",
+    scope: "cluster",
+    write: false,
+    summary: "The leader, its agents, its anomalies and its actors",
+    request: Empty,
+    reply: R.ClusterInfoReply,
+    http: { method: "GET", path: "/v1/cluster" },
+  },
+  {
+    op: "job.list",
+    scope: "cluster",
+    write: false,
+    summary: "Every role's jobs, counted by task state",
+    request: Empty,
+    reply: R.JobListReply,
+    http: { method: "GET", path: "/v1/jobs" },
+  },
+  {
+    op: "task.history",
+    scope: "cluster",
+    write: false,
+    summary: "Any task's state changes, each with the reason from the log",
+    request: Q["task.history"],
+    reply: R.TaskHistoryReply,
+    http: { method: "GET", path: "/v1/tasks/:id/history" },
+  },
+  {
+    op: "task.why",
+    scope: "cluster",
+    write: false,
+    summary: "Why any task waits, or why it was placed where it is",
+    request: Q["task.why"],
+    reply: R.TaskWhyReply,
+    http: { method: "GET", path: "/v1/tasks/:id/why" },
+  },
+] as const satisfies readonly OpDef[];
+
+type V1Op = (typeof OPS)[number];
+type RoleOp = Extract<V1Op, { scope: "role" }>["op"];
+type AdminOp = Extract<V1Op, { scope: "admin" }>["op"];
+type ClusterOp = Extract<V1Op, { scope: "cluster" }>["op"];
+
+const BY_SCOPE: Record<Scope, Map<string, OpDef>> = { role: new Map(), admin: new Map(), cluster: new Map() };
+for (const d of OPS as readonly OpDef[]) BY_SCOPE[d.scope].set(d.op, d);
+
+/** The subject of an op: a role's, the admin's or the cluster's. */
+function roleSubject(role: string, op: RoleOp): string {
+  return `${API_V1_PREFIX}${role}.${op}`;
+}
+function adminSubject(op: AdminOp): string {
+  return `${API_V1_PREFIX}admin.${op}`;
+}
+function clusterSubject(op: ClusterOp): string {
+  return `${API_V1_PREFIX}cluster.${op}`;
+}
+
+/** What a subject asks for: the op's definition, and the role for a role's op. */
+export type Addressed = { def: OpDef; role: string | null };
+
+/** Reads a subject under roost.api.v1.; a string says what is wrong with it. */
+export function parseSubject(subject: string): Addressed | string {
+  if (!subject.startsWith(API_V1_PREFIX)) return `subject ${subject} is not under ${API_V1_PREFIX}`;
+  const rest = subject.slice(API_V1_PREFIX.length);
+  const dot = rest.indexOf(".");
+  if (dot <= 0) return `subject ${subject} names no operation; expected ${API_V1_PREFIX}<role|admin|cluster>.<op>`;
+  const who = rest.slice(0, dot);
+  const op = rest.slice(dot + 1);
+  const scope: Scope = who === "admin" ? "admin" : who === "cluster" ? "cluster" : "role";
+  const def = BY_SCOPE[scope].get(op);
+  if (!def) {
+    const known = [...BY_SCOPE[scope].keys()].join(", ");
+    return `unknown operation "${op}" for ${scope === "role" ? "a role" : `the ${scope} scope`}; known: ${known}`;
+  }
+  if (scope === "role" && !ROLE_TOKEN.test(who)) {
+    return `the role in the subject, "${who}", must be 1 to 64 letters, digits, "_" or "-"`;
+  }
+  return { def, role: scope === "role" ? who : null };
+}
+
+/**
+ * The subject of a request, by the op's short name and the request: a role's op is sent on the
+ * role its request names (the job key's first part, the spec's role, the quota's role), or on
+ * `role`. "cluster.info", and job.list and the task reads without a role, are cluster ops (a task
+ * id does not say its role unambiguously: roles may hold "-"); "quota.set" is an admin op.
+ * Returns null when the request names no role it could be sent on.
+ */
+export function addressFor(op: string, req: unknown, role?: string): string | null {
+  const r = (req ?? {}) as Record<string, unknown>;
+  const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+  switch (op) {
+    case "cluster.info":
+      return clusterSubject("info");
+    case "quota.set":
+      return adminSubject("quota.set");
+    case "job.list":
+    case "task.history":
+    case "task.why":
+      if (role === undefined) return clusterSubject(op);
+  }
+  if (!BY_SCOPE.role.has(op)) return null;
+  let who = role;
+  if (who === undefined) {
+    const job = str(r.job);
+    const spec = r.spec as Record<string, unknown> | null | undefined;
+    if (job !== undefined) who = job.split("/")[0];
+    else if (op === "job.create") who = str(spec?.role);
+    else if (op === "quota.get") who = str(r.role);
+  }
+  if (who === undefined || who === "" || !ROLE_TOKEN.test(who)) return null;
+  return roleSubject(who, op as RoleOp);
+}

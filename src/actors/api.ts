@@ -65,7 +65,8 @@ export interface Caller {
 
 /** Who answers the API: the actor for each kind of op. */
 export interface ApiHandlers {
-  write(op: WriteOp, req: unknown, caller: Caller): Promise<unknown>;
+  /** `key`: the write's idempotency key (taken out of `req`), or null. */
+  write(op: WriteOp, req: unknown, caller: Caller, key: string | null): Promise<unknown>;
   read(op: ReadOp, req: unknown, caller: Caller): Promise<unknown>;
 }
 
@@ -110,14 +111,16 @@ async function handle(h: ApiHandlers, data: unknown, subject: string, meta: Requ
   if (role !== null) ownRole(def.op, req as Record<string, unknown>, role);
   const op = internalOp(def);
   const caller: Caller = { role };
-  return def.write ? h.write(op as WriteOp, req, caller) : h.read(op as ReadOp, req, caller);
+  if (!def.write) return h.read(op as ReadOp, req, caller);
+  const { key, ...rest } = req as { key?: string };
+  return h.write(op as WriteOp, rest, caller, key ?? null);
 }
 
 /**
  * A role's request may name only its own role: its job keys, its quota. A spec's role is checked by
  * JobIntake once the spec is valid (a bad role gets the spec's own error), a task's by Reads.
  */
-function ownRole(op: string, req: Record<string, unknown>, role: string): void {
+export function ownRole(op: string, req: Record<string, unknown>, role: string): void {
   const deny = (field: string, theirs: string) => {
     throw new ApiError(
       "PERMISSION_DENIED",

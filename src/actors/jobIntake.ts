@@ -32,7 +32,7 @@ import { validateJobSpec } from "../spec/jobSpec.js";
 import { MAX_INSTANCES } from "../spec/schema.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { Actor } from "./actor.js";
-import { asApiError, type Caller, checked, RequestError, type WriteOp } from "./api.js";
+import { asApiError, type Caller, checked, ownRole, RequestError, type WriteOp } from "./api.js";
 import { taskIdFor } from "./clock.js";
 import type { TermContext } from "./context.js";
 
@@ -59,7 +59,15 @@ export interface SetQuotaRequest {
   user?: string;
 }
 
-export type JobIntakeMsg = { type: WriteOp; req: unknown; caller: Caller; reply: (r: unknown) => void; fail: (err: Error) => void };
+export type JobIntakeMsg = {
+  type: WriteOp;
+  req: unknown;
+  caller: Caller;
+  /** "<role>/<key>" ("admin/<key>" for the admin scope), or null for a write without a key. */
+  key: string | null;
+  reply: (r: unknown) => void;
+  fail: (err: Error) => void;
+};
 
 /** A write from inside the scheduler (tests, the simulator): no role to stay within. */
 const TRUSTED: Caller = { role: null };
@@ -72,8 +80,12 @@ export class JobIntake extends Actor<JobIntakeMsg> {
   }
 
   /** Ask: a write, answered once committed (or refused). */
-  write(op: WriteOp, req: unknown, caller: Caller = TRUSTED): Promise<unknown> {
-    const { key } = splitKey(req, caller);
+  /**
+   * Ask: a write, answered once committed (or refused). `key` is the client's idempotency key
+   * (without the role), checked by whoever took the request; `req` holds no key.
+   */
+  write(op: WriteOp, req: unknown, caller: Caller = TRUSTED, clientKey: string | null = null): Promise<unknown> {
+    const key = clientKey === null ? null : `${caller.role ?? "admin"}/${clientKey}`;
     if (key !== null) this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     const done = () => {
       if (key === null) return;
@@ -81,9 +93,14 @@ export class JobIntake extends Actor<JobIntakeMsg> {
       if (n === 0) this.inFlight.delete(key);
       else this.inFlight.set(key, n);
     };
-    const p = this.ask((reply, fail) => ({ type: op, req, caller, reply, fail }));
+    const p = this.ask((reply, fail) => ({ type: op, req, caller, key, reply, fail }));
     p.then(done, done);
     return p;
+  }
+
+  /** Record `err` as the outcome of a keyed write that never reached its checks (the intake could not read it). */
+  async refuse(op: WriteOp, caller: Caller, clientKey: string, err: ApiError): Promise<void> {
+    await this.write(op, new Refused(err), caller, clientKey);
   }
 
   /** Keyed writes in the mailbox or being handled, by "<role>/<key>": request.get says "pending". */
@@ -119,7 +136,8 @@ export class JobIntake extends Actor<JobIntakeMsg> {
   private op: WriteOp = "job.create";
 
   protected async receive(m: JobIntakeMsg): Promise<void> {
-    const { key, rest } = splitKey(m.req, m.caller);
+    const key = m.key;
+    const rest = m.req;
     this.key = key;
     this.op = m.type;
     try {
@@ -127,7 +145,9 @@ export class JobIntake extends Actor<JobIntakeMsg> {
         const first = this.s.state.requests.get(key);
         if (first) return m.reply(this.replay(key, first));
       }
+      if (rest instanceof Refused) throw rest.error;
       checked(m.type, rest);
+      if (m.caller.role !== null) ownRole(m.type, rest as Record<string, unknown>, m.caller.role);
       const req = rest as never;
       switch (m.type) {
         case "job.create":
@@ -404,14 +424,7 @@ function corrOf(key: string): string {
   return `req:${key}`;
 }
 
-/**
- * A write's idempotency key, as "<role>/<key>" (the admin scope's as "admin/<key>"), and the
- * request without it (the op's own schema knows no key). The key itself was checked by the API's
- * schema; from a trusted caller it is taken as given.
- */
-function splitKey(req: unknown, caller: Caller): { key: string | null; rest: unknown } {
-  if (req === null || typeof req !== "object" || !("key" in req)) return { key: null, rest: req };
-  const { key, ...rest } = req as { key: unknown };
-  if (typeof key !== "string") return { key: null, rest: req }; // the op's schema names it
-  return { key: `${caller.role ?? "admin"}/${key}`, rest };
+/** A request the intake could not read: JobIntake records `error` as its key's outcome. */
+class Refused {
+  constructor(readonly error: ApiError) {}
 }

@@ -10,6 +10,7 @@ import type { ClusterState } from "../replay/state.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { whyTask } from "../scheduling/why.js";
 import { Actor, type ActorStats } from "./actor.js";
+import type { IntakeStats } from "./intakeConsumer.js";
 import type { Liveness } from "./agentRegistry.js";
 import { type Caller, RequestError, type ReadOp } from "./api.js";
 import type { TermContext } from "./context.js";
@@ -28,6 +29,8 @@ export class Reads extends Actor<ReadsMsg> {
     private readonly actorStats: () => ActorStats[],
     /** True while a keyed write waits for JobIntake (request.get: "pending"). */
     private readonly pendingKey: (key: string) => boolean = () => false,
+    /** The durable intake's counts this term, when the replica consumes one. */
+    private readonly intakeStats: () => IntakeStats | null = () => null,
   ) {
     super("reads", s.log, () => s.clock.now());
   }
@@ -124,6 +127,7 @@ export class Reads extends Actor<ReadsMsg> {
           anomalies: s.state.anomalies,
           anomalyCount: s.state.anomalyCount,
           actors: this.actorStats(),
+          ...(this.intakeStats() ? { intake: { ...this.intakeStats()! } } : {}),
         };
     }
   }

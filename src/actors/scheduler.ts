@@ -12,6 +12,7 @@
 // election, the members board); term.ts is a leader term (commit → fold → effects, and the
 // actors); snapshotWriter.ts decides who writes snapshots and writes them.
 
+import type { IntakeSource } from "../eventlog/intake.js";
 import { hostname } from "node:os";
 import { Appender } from "../eventlog/appender.js";
 import { FencedError, LogUnavailableError } from "../eventlog/log.js";
@@ -56,6 +57,8 @@ export interface SchedulerOptions {
   allowedEnvironments?: RegExp;
   /** High availability: compete for this lease instead of taking over at once. */
   lease?: Lease;
+  /** The durable intake (roost.intake.v1.>), consumed while this replica leads. */
+  intake?: IntakeSource;
   /** Where replicas say who they are (roost cluster status). */
   members?: MemberBoard;
   /** Snapshots: a cold start loads the newest valid one; one is written every snapshotEvery
@@ -91,6 +94,7 @@ export class Scheduler {
   term: LeaderTerm | null = null;
 
   private readonly lease: Lease | null;
+  private readonly intakeSource: IntakeSource | null;
   private readonly members: MemberBoard | null;
   private readonly snapshots: BaseSnapshotStore | null;
   private readonly snapshotWriter: SnapshotWriter | null;
@@ -126,6 +130,7 @@ export class Scheduler {
     this.allowedEnvironments = opts.allowedEnvironments ?? DEFAULT_ALLOWED_ENVIRONMENTS;
     this.onFatal = opts.onFatal ?? ((err) => this.log.fatal({ err }, "scheduler stopped"));
     this.lease = opts.lease ?? null;
+    this.intakeSource = opts.intake ?? null;
     this.members = opts.members ?? null;
     this.snapshots = opts.snapshots ?? null;
     this.snapshotWriter = this.snapshots
@@ -454,6 +459,7 @@ export class Scheduler {
         retryMs: this.retryMs,
         epoch,
         appender,
+        intake: this.intakeSource,
         quiesced: this.quiesced,
         folded: (_seq, events) => {
           this.notifyChange(events);

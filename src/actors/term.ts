@@ -28,6 +28,8 @@ import type { Logger } from "../util/logger.js";
 import type { ActorStats } from "./actor.js";
 import { AgentHealth } from "./agentHealth.js";
 import { AgentRegistry } from "./agentRegistry.js";
+import type { IntakeSource } from "../eventlog/intake.js";
+import { type IntakeStats, serveIntake } from "./intakeConsumer.js";
 import { serveApi } from "./api.js";
 import type { Clock, Ids } from "./clock.js";
 import type { TermContext } from "./context.js";
@@ -67,6 +69,8 @@ export interface TermOptions {
   retryMs: number;
   epoch: number;
   appender: Appender;
+  /** The durable intake to consume while the term lasts, if the replica has one. */
+  intake?: IntakeSource | null;
   /** Why the replica stopped placing (quiesce), or null. */
   quiesced: string | null;
   /** A committed record was folded (the replica tells its watchers, and checks for a snapshot point). */
@@ -86,6 +90,8 @@ export class LeaderTerm {
   private reconciling = true;
   private corrCounter = 0;
   private readonly unserve: Array<() => void> = [];
+  /** The durable intake's counts this term (null: the replica has no intake). */
+  intakeStats: IntakeStats | null = null;
 
   readonly intake: JobIntake;
   readonly reads: Reads;
@@ -141,6 +147,7 @@ export class LeaderTerm {
       this.registry,
       () => this.stats(),
       (key) => this.intake.isPending(key),
+      () => this.intakeStats,
     );
     if (o.quiesced !== null) this.quiesce();
   }
@@ -179,13 +186,28 @@ export class LeaderTerm {
     this.unserve.push(
       serveApi(
         bus,
-        { write: (op, req, caller) => this.intake.write(op, req, caller), read: (op, req, caller) => this.reads.read(op, req, caller) },
+        {
+          write: (op, req, caller, key) => this.intake.write(op, req, caller, key),
+          read: (op, req, caller) => this.reads.read(op, req, caller),
+        },
         this.o.log,
       ),
       bus.serve(subjects.status, (data) => this.statusIngest.handle(data)),
       bus.serve(subjects.register, (data) => this.registry.register(data)),
       bus.serve(subjects.heartbeat, (data) => this.registry.send({ type: "heartbeat", data })),
     );
+    if (this.o.intake) {
+      const consumer = serveIntake(
+        this.o.intake,
+        {
+          write: (op, req, caller, key) => this.intake.write(op, req, caller, key),
+          refuse: (op, caller, key, err) => this.intake.refuse(op, caller, key, err),
+        },
+        this.o.log,
+      );
+      this.intakeStats = consumer.stats;
+      this.unserve.push(consumer.stop);
+    }
     bus.publish(subjects.leader, { schedulerId: announce.schedulerId, epoch: this.epoch });
     this.o.log.info({ epoch: this.epoch, seq: this.o.state.seq }, "leading; reconciling with the agents");
     await this.reconciled(this.o.policy.reconcileWindowMs);

@@ -160,6 +160,12 @@ export const ClusterInfoReply = obj(
     anomalies: Type.Array(obj({ seq: Int, index: Int, type: Str, why: Str }, "A log entry the fold could not apply")),
     anomalyCount: Int,
     actors: Type.Array(ActorStats),
+    intake: Type.Optional(
+      obj(
+        { decided: Int, refused: Int, retried: Int },
+        "The durable intake this term: messages decided, refused without an outcome (bad subject or msgId), handed back",
+      ),
+    ),
   },
   "The leader, its agents, its anomalies and its actors",
 );

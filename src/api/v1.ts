@@ -36,6 +36,7 @@ const ROLE_TOKEN = new RegExp(ROLE_TOKEN_PATTERN);
  * intake. Printable, no "/" (the role's separator) and no spaces.
  */
 const REQUEST_KEY_PATTERN = "^[A-Za-z0-9_.:=+-]{1,128}$";
+export const REQUEST_KEY = new RegExp(REQUEST_KEY_PATTERN);
 const RequestKeySchema = Type.String({
   pattern: REQUEST_KEY_PATTERN,
   [RULE]: 'must be a request key: 1 to 128 letters, digits or "_.:=+-"',

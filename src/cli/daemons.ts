@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { Agent } from "../agent/agent.js";
 import { Scheduler } from "../actors/scheduler.js";
 import { NatsBus } from "../bus/nats.js";
+import { openIntake } from "../eventlog/intake.js";
 import { openJetStreamLog } from "../eventlog/jetstream.js";
 import type { AgentResources } from "../domain/types.js";
 import { makeLogger } from "../util/logger.js";
@@ -120,6 +121,12 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
     const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
     const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
     const snapshots = await SnapshotStore.forLog(log);
+    // The durable intake rides along: without it (another cluster's intake holds its subjects on
+    // this server) the API still serves, and the error says why.
+    const intake = await openIntake(bus.nc, { stream: `${f.stream}_INTAKE`, replicas: f.replicas }).catch((err: Error) => {
+      logger.error({ err: err.message }, "no durable intake: requests published on roost.intake.v1.> are not consumed");
+      return undefined;
+    });
     scheduler = new Scheduler({
       log,
       bus,
@@ -128,6 +135,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
       policy: f.policy ? parsePolicy(f.policy) : undefined,
       lease,
       members,
+      intake,
       snapshots,
       snapshotEvery: f.snapshotEvery,
       allowedEnvironments: f.allowedEnvironments ? new RegExp(f.allowedEnvironments) : undefined,

@@ -9,6 +9,7 @@ import type { SchedulingPolicy } from "../../src/actors/policy.js";
 import { Scheduler } from "../../src/actors/scheduler.js";
 import type { Bus } from "../../src/bus/bus.js";
 import { MemoryBus } from "../../src/bus/memory.js";
+import type { IntakeSource } from "../../src/eventlog/intake.js";
 import type { EventLog } from "../../src/eventlog/log.js";
 import { MemoryLog } from "../../src/eventlog/memory.js";
 import type { ClusterState } from "../../src/replay/state.js";
@@ -31,6 +32,7 @@ export async function startCluster(
     ramMb?: number;
     policy?: Partial<SchedulingPolicy>;
     allowedEnvironments?: RegExp;
+    intake?: IntakeSource;
   } = {},
 ): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), "roost-test-"));
@@ -42,6 +44,7 @@ export async function startCluster(
     schedulerId: "sched-test",
     retryMs: 100,
     allowedEnvironments: opts.allowedEnvironments,
+    intake: opts.intake,
     // Aurora's rules on a test's time scale.
     policy: { throttleInitialMs: 10, throttleMaxMs: 100, groupBackoffInitialMs: 10, groupBackoffMaxMs: 100, ...opts.policy },
   });

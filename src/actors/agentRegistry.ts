@@ -3,7 +3,7 @@
 // agents re-registering after a leader change add nothing to the log. An agent the log holds
 // UNREACHABLE whose heartbeats arrive again is asked to register (roost.leader with its
 // agentId). On registration the
-// agent's running tasks are reconciled with the log (mesos.md §1 Reconciliation):
+// agent's running tasks are reconciled with the log (Mesos's task reconciliation):
 //  - a task the agent runs that the log does not place there is killed;
 //  - a task the log places on the agent as STARTING or RUNNING that the agent does not run is LOST.
 // An agent heard again (its registration, or a heartbeat while the log holds it UNREACHABLE) has

@@ -3,7 +3,7 @@
 // previous msgId) decides who can write, so a paused ex-leader that still believes it leads
 // can append nothing.
 //
-// KvLease follows libraries.md's recipe for nats-server 2.9: a dedicated KV bucket whose every
+// KvLease is the lease recipe that works on nats-server 2.9: a dedicated KV bucket whose every
 // key expires after leaseMs (no per-key TTL on 2.9), acquired with create() (fails while the key
 // lives), renewed with update(revision) every leaseMs/3, and polled by candidates every leaseMs/4
 // (expiry emits no watch event). A failed or late renewal means the lease is gone: step down.

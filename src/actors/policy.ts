@@ -1,5 +1,5 @@
 // Scheduling policy: every timing and knob of Aurora's rules, with Aurora's defaults
-// (aurora.md §1–2). Tests and the simulator shorten them; production keeps them.
+// (Aurora's scheduler flags: TaskReconciler, TaskThrottler, Preemptor, TaskGroups). Tests and the simulator shorten them; production keeps them.
 
 export interface SchedulingPolicy {
   /** "spread" (default: least loaded host first) or "binpack" (fullest host that fits). */

@@ -112,7 +112,7 @@ describe("a nats-server with the log but no scheduler", () => {
     const r = await timed(["job", "create", spec, "--timeout", "2", "--nats", nats.url]);
     expect(r.code, r.stderr).not.toBe(0);
     expect(r.stderr).toMatch(
-      /roost: no scheduler is leading: nothing answered roost\.api\.job\.create at nats:\/\/127\.0\.0\.1:\d+ for 2(\.\d)? s/,
+      /roost: no scheduler is leading: nothing answered roost\.api\.v1\.www-data\.job\.create at nats:\/\/127\.0\.0\.1:\d+ for 2(\.\d)? s/,
     );
     expect(r.stderr).not.toMatch(/no responders|at .*\.js:\d+/); // no raw transport error, no stack
     expect(r.ms).toBeGreaterThanOrEqual(2000);

@@ -56,9 +56,20 @@ export function serveIntake(source: IntakeSource, writer: IntakeWriter, log: Log
     stats.retried++;
     return verdict;
   };
-  void source.consume(handle, abort.signal).catch((err: Error) => {
-    if (!abort.signal.aborted) log.error({ err }, "the intake consumer stopped; requests wait in the stream for the next leader");
-  });
+  // Consume until the term ends: a consumer that stops (the stream leader moved, the connection
+  // was lost for longer than the client rides out) is started again, or requests would wait for
+  // the next leader.
+  void (async () => {
+    while (!abort.signal.aborted) {
+      try {
+        await source.consume(handle, abort.signal);
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        log.warn({ err }, "the intake consumer stopped; starting it again");
+      }
+      if (!abort.signal.aborted) await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
   return { stop: () => abort.abort(), stats };
 }
 

@@ -9,9 +9,11 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type ApiErrorBody, type ErrorCode, isErrorCode } from "../api/errors.js";
-import { addressFor } from "../api/v1.js";
+import { API_V1_PREFIX, addressFor } from "../api/v1.js";
+import { INTAKE_PREFIX } from "../eventlog/intake.js";
 import { NoResponderError } from "../bus/bus.js";
 import { decodeRecord, pack, unpack, type LogRecord } from "../eventlog/envelope.js";
 import { openJetStreamLog, type JetStreamLog } from "../eventlog/jetstream.js";
@@ -22,7 +24,10 @@ export interface ClusterFile {
   mode: "nats" | "embedded";
   nats?: string;
   stream?: string;
+  /** The HTTP gateway (API v1 over HTTP), when the cluster runs one. */
   http?: string;
+  /** An embedded dev cluster's loopback bridge to its in-process bus and log (cli/bridge.ts). */
+  bridge?: string;
   pid?: number;
   startedAt?: string;
 }
@@ -129,6 +134,11 @@ export interface ClusterClient {
    * the timeout); then NoLeaderError. A refusal rejects with ClientError, its message the leader's.
    */
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T>;
+  /**
+   * Publish a write on the durable intake (JetStream), with its msgId; null when this cluster has
+   * no intake to publish to (an embedded dev cluster, or no stream on those subjects).
+   */
+  publishIntake?(subject: string, msgId: string, data: unknown): Promise<{ duplicate: boolean } | null>;
   /** One record by sequence (null when the log no longer holds it). */
   get(seq: number): Promise<LogRecord | null>;
   /** The log's last sequence, or null when this client cannot tell. */
@@ -160,8 +170,12 @@ export function loadClusterFile(path = DEFAULT_CLUSTER_FILE): ClusterFile {
       `cluster file ${p} is not valid JSON (${(err as Error).message}): start the cluster again with \`roost dev\`, or pass --nats URL`,
     );
   }
-  const ok = file && typeof file === "object" && (file.mode === "embedded" ? typeof file.http === "string" : typeof file.nats === "string");
-  if (!ok) throw new ClientError(`cluster file ${p} names no cluster (it needs "nats", or "mode": "embedded" and "http"): pass --nats URL`);
+  const ok =
+    file &&
+    typeof file === "object" &&
+    (file.mode === "embedded" ? typeof (file.bridge ?? file.http) === "string" : typeof file.nats === "string");
+  if (!ok)
+    throw new ClientError(`cluster file ${p} names no cluster (it needs "nats", or "mode": "embedded" and "bridge"): pass --nats URL`);
   return file;
 }
 
@@ -212,7 +226,7 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
   const note = opts.note ?? (() => {});
   const file: ClusterFile = opts.nats ? { mode: "nats", nats: opts.nats } : loadClusterFile(opts.cluster);
   const origin = opts.nats ? "" : ` (named by ${resolve(opts.cluster ?? DEFAULT_CLUSTER_FILE)})`;
-  if (file.mode === "embedded") return new HttpClient(file.http!, timeoutMs, note, origin);
+  if (file.mode === "embedded") return new HttpClient((file.bridge ?? file.http)!, timeoutMs, note, origin);
   const url = file.nats!;
   const servers = natsServers(url);
   if (servers.length === 0) throw new ClientError(`no NATS URL given${origin}`);
@@ -264,6 +278,11 @@ function unavailable(r: Reply<unknown>): boolean {
   return !!r && typeof r === "object" && r.ok === false && (r.error as Partial<ApiErrorBody> | undefined)?.code === "UNAVAILABLE";
 }
 
+/** A keyed write may be sent again: its key makes the leader answer a copy with the first outcome. */
+function hasKey(data: unknown): boolean {
+  return data !== null && typeof data === "object" && typeof (data as { key?: unknown }).key === "string";
+}
+
 /** The v1 subject of a request, or a ClientError saying which role is missing. */
 function subjectFor(op: string, data: unknown, role?: string): string {
   const subject = addressFor(op, data, role);
@@ -288,7 +307,8 @@ type Attempt<T> = { reply: Reply<T> } | "none" | "timeout";
  * Request/reply with the CLI's rules: while nobody answers (no leader, e.g. during a failover)
  * try again, backing off to 1 s, until `timeoutMs`; then NoLeaderError saying so, what was asked
  * and for how long. A request taken but not answered in time is not repeated (a write may have
- * landed): LeaderTimeoutError.
+ * landed): LeaderTimeoutError. "Not committed, try again" (UNAVAILABLE) is retried like no answer
+ * for a read or a keyed write (the key makes a copy harmless), and returned for an unkeyed write.
  */
 async function requestWithRetry<T>(
   subject: string,
@@ -345,7 +365,7 @@ export class NatsClient implements ClusterClient {
     return requestWithRetry<T>(
       subject,
       this.where,
-      { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs, read: !WRITES.has(op) },
+      { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs, read: !WRITES.has(op) || hasKey(data) },
       this.note,
       async (left) => {
         try {
@@ -361,6 +381,18 @@ export class NatsClient implements ClusterClient {
         }
       },
     );
+  }
+
+  async publishIntake(subject: string, msgId: string, data: unknown): Promise<{ duplicate: boolean } | null> {
+    try {
+      const ack = await jetstream(this.nc).publish(subject, pack(data), { msgID: msgId, timeout: this.timeoutMs });
+      return { duplicate: ack.duplicate };
+    } catch (err) {
+      const e = err as Error;
+      // No stream takes these subjects (an older scheduler, or none ever started here).
+      if (/no responders|503|no stream/i.test(`${e.name} ${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return null;
+      throw err;
+    }
   }
 
   /** What a wait on the log is waiting for. */
@@ -435,7 +467,7 @@ export class NatsClient implements ClusterClient {
   }
 }
 
-/** Talks to the gateway in cli/gateway.ts. */
+/** Talks to the embedded dev cluster through its bridge (cli/bridge.ts). */
 class HttpClient implements ClusterClient {
   constructor(
     readonly where: string,
@@ -461,7 +493,7 @@ class HttpClient implements ClusterClient {
     return requestWithRetry<T>(
       subject,
       this.where,
-      { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs, read: !WRITES.has(op) },
+      { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs, read: !WRITES.has(op) || hasKey(data) },
       this.note,
       async (left) => {
         let res: Response;
@@ -554,4 +586,59 @@ export async function foldLocally(client: ClusterClient): Promise<ClusterState> 
     }
   }
   return state;
+}
+
+/**
+ * A write, exactly once: published on the durable intake with key `key` (a generated one unless
+ * given), then its outcome awaited with request.get, so it survives a leader change and is decided
+ * once however often it is sent. Where the cluster has no intake (an embedded dev cluster), or
+ * JetStream called the publish a duplicate and the leader knows no outcome for the key (another
+ * client reused the msgId; see actors/intakeConsumer.ts), it is sent as a keyed request instead,
+ * retried until the timeout, which the key makes safe too.
+ */
+export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<string, unknown>, key: string): Promise<T> {
+  const subject = subjectFor(op, data);
+  const who = subject.slice(API_V1_PREFIX.length).split(".")[0]!;
+  const deadline = Date.now() + c.timeoutMs;
+  const pub = c.publishIntake ? await c.publishIntake(INTAKE_PREFIX + subject.slice(API_V1_PREFIX.length), `${who}/${key}`, data) : null;
+  if (pub !== null) {
+    let missingSince: number | null = null;
+    let delay = 20;
+    let said = false;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new WaitTimeoutError(
+          `timed out after ${seconds(c.timeoutMs)} waiting for the outcome of request ${who}/${key} (${op}); it stays queued: \`roost request get ${key} --role ${who}\` later, or send it again with --key ${key}`,
+        );
+      }
+      let r: { state: string; value?: T; error?: ApiErrorBody } | null = null;
+      try {
+        r = await c.request<{ state: string; value?: T; error?: ApiErrorBody }>("request.get", { key }, { role: who, timeoutMs: left });
+      } catch (err) {
+        if (err instanceof NoLeaderError) {
+          throw new NoLeaderError(
+            `no scheduler is leading: request ${who}/${key} (${op}) is queued on the intake and will be decided, once, when one leads; see it with \`roost request get ${key} --role ${who}\`, or wait for it by repeating the command with --key ${key} (${err.message})`,
+          );
+        }
+        if (!(err instanceof ClientError && err.code === "NOT_FOUND")) throw err;
+      }
+      if (r?.state === "done") return r.value as T;
+      if (r?.state === "rejected") {
+        const e = r.error ?? { code: "INVALID_REQUEST", message: "rejected" };
+        throw new ClientError(e.message, isErrorCode(e.code) ? e.code : undefined, e.field);
+      }
+      if (r === null && pub.duplicate) {
+        missingSince ??= Date.now();
+        if (Date.now() - missingSince > 2000) break; // a duplicate of nothing the leader knows: send it directly
+      }
+      if (!said && Date.now() - (deadline - c.timeoutMs) > 1000) {
+        said = true;
+        c.note(`request ${who}/${key} (${op}) is queued on the intake; waiting for a leader to decide it`);
+      }
+      await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+  return c.request<T>(op, { ...data, key }, { timeoutMs: Math.max(1000, deadline - Date.now()) });
 }

@@ -31,7 +31,7 @@ import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { retryWhileUnavailable } from "./jetstreamErrors.js";
 
 export const INTAKE_PREFIX = "roost.intake.v1.";
-export const DEFAULT_INTAKE_STREAM = "ROOST_INTAKE";
+const DEFAULT_INTAKE_STREAM = "ROOST_INTAKE";
 const CONSUMER = "roost-leader";
 
 /** One message of the intake, as the leader's consumer sees it. */

@@ -307,6 +307,8 @@ export interface HaCellOptions {
   prefix?: string;
   /** The nats-servers' ping interval and unanswered-ping limit (NatsServerOptions; default nats-server's). */
   natsPing?: { intervalMs: number; max: number };
+  /** Run against the nats-servers before any scheduler starts (e.g. create a stream as a test wants it). */
+  beforeSchedulers?: (nc: NatsConnection) => Promise<void>;
 }
 
 export interface Leader {
@@ -356,6 +358,14 @@ export class HaCell {
     const cell = new HaCell(dir, nats, { policy: o.policy ?? {}, leaseMs: o.leaseMs ?? 2000 });
     for (const s of nats.servers) if (s) cell.natsPids.add(s.pid);
     try {
+      if (o.beforeSchedulers) {
+        const nc = await connect({ servers: nats.urls });
+        try {
+          await o.beforeSchedulers(nc);
+        } finally {
+          await nc.close();
+        }
+      }
       for (let i = 1; i <= (o.schedulers ?? 3); i++) cell.startScheduler(`scheduler-${i}`);
       // Port ranges: 100 per agent from a random base well away from 4222 and the dev cluster's.
       const base = 30000 + Math.floor(Math.random() * 250) * 100;

@@ -9,14 +9,15 @@
 // `npx depcruise src --config .dependency-cruiser.cjs` prints each violation with its path.
 
 const CORE = "^src/(domain|statemachines|replay|scheduling|preemptor|quota)/";
-const ADAPTERS = "^src/(eventlog|storage|bus|natsServer|agent|actors|cli|sim|api|util)/";
+const ADAPTERS = "^src/(eventlog|storage|bus|natsServer|agent|actors|cli|sim|api|gateway|util)/";
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
     {
       name: "core-imports-no-adapter",
-      comment: "The pure core must not import an adapter (eventlog, storage, bus, natsServer, agent, actors, cli, sim, api, util).",
+      comment:
+        "The pure core must not import an adapter (eventlog, storage, bus, natsServer, agent, actors, cli, sim, api, gateway, util).",
       severity: "error",
       from: { path: CORE },
       to: { path: ADAPTERS },

@@ -1,4 +1,4 @@
-// The HTTP gateway of an embedded `roost dev` (no nats-server): other `roost` commands reach
+// The loopback bridge of an embedded `roost dev` (no nats-server): other `roost` commands reach
 // the in-process bus and log through it. Loopback only.
 //   POST /bus/<subject>   body: MessagePack request → MessagePack reply (503: no responder)
 //   GET  /log?from=N      MessagePack [[seq, recordBytes], …], at most 1,000 records;
@@ -9,7 +9,7 @@ import { NoResponderError, type Bus } from "../bus/bus.js";
 import { pack, unpack } from "../eventlog/envelope.js";
 import type { MemoryLog } from "../eventlog/memory.js";
 
-export async function startGateway(bus: Bus, log: MemoryLog): Promise<{ url: string; close(): Promise<void> }> {
+export async function startBridge(bus: Bus, log: MemoryLog): Promise<{ url: string; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     const fail = (code: number, msg: string) => {

@@ -2,7 +2,7 @@
 // .roost/nats) when nats-server is on PATH, or an existing server with --nats; a scheduler and
 // N agents as child processes (`roost scheduler`, `roost agent`), each with its log under
 // .roost/logs. Without any nats-server it runs embedded: an in-process log and bus, reachable by
-// other `roost` commands through a loopback HTTP gateway.
+// other `roost` commands through a loopback bridge (cli/bridge.ts).
 //
 // It owns its directory and its children:
 // - The directory's lock (devLock.ts): a second `roost dev` there refuses at once, touching nothing.
@@ -35,7 +35,9 @@ import { makeLogger } from "../util/logger.js";
 import { DEV_POLICY } from "../actors/policy.js";
 import type { ClusterFile } from "./client.js";
 import { connectClient } from "./client.js";
-import { startGateway } from "./gateway.js";
+import { NatsBus } from "../bus/nats.js";
+import { startHttpGateway } from "../gateway/http.js";
+import { startBridge } from "./bridge.js";
 import { acquireDevLock, DevLockHeldError, type DevLock } from "./devLock.js";
 
 export interface DevFlags {
@@ -373,7 +375,11 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
   const agents: NodeChild[] = [];
   const everything = () => [...servers, ...schedulers, ...agents];
 
-  const stopServers = () => Promise.all(servers.map((s) => s.stop()));
+  let stopGateway = async () => {};
+  const stopServers = async () => {
+    await stopGateway();
+    await Promise.all(servers.map((s) => s.stop()));
+  };
   setStops(
     async (why) => {
       for (const c of everything()) c.release();
@@ -488,7 +494,21 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
     join(dir, "logs"),
   );
   check();
-  const file: ClusterFile = { mode: "nats", nats: url, stream: "ROOST", pid: process.pid, startedAt: new Date().toISOString() };
+  // The HTTP gateway, in this process, on a free loopback port (no tokens: a dev cluster is open).
+  const gwBus = await NatsBus.connect(url, "roost-dev-gateway");
+  const http = await startHttpGateway({ transport: gwBus, tokens: null, host: "127.0.0.1", port: 0 });
+  stopGateway = async () => {
+    await http.close().catch(() => {});
+    await gwBus.close();
+  };
+  const file: ClusterFile = {
+    mode: "nats",
+    nats: url,
+    stream: "ROOST",
+    http: http.url,
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+  };
   writeFileSync(clusterFile, `${JSON.stringify(file, null, 2)}\n`);
   const pids = Object.fromEntries(everything().map((c) => [c.name, c.pid]));
   say(
@@ -539,7 +559,7 @@ async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: stri
   const logger = makeLogger("dev");
   const scheduler = new Scheduler({ log, bus, logger, schedulerId: "scheduler-1", policy: DEV_POLICY });
   const agents: Agent[] = [];
-  let gw: Awaited<ReturnType<typeof startGateway>> | null = null;
+  let gw: Awaited<ReturnType<typeof startBridge>> | null = null;
   const rest = async () => {
     await scheduler.stop().catch(() => {});
     await gw?.close().catch(() => {});
@@ -573,9 +593,9 @@ async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: stri
     await agent.start();
   }
   check();
-  gw = await startGateway(bus, log);
+  gw = await startBridge(bus, log);
   check();
-  const file: ClusterFile = { mode: "embedded", http: gw.url, pid: process.pid, startedAt: new Date().toISOString() };
+  const file: ClusterFile = { mode: "embedded", bridge: gw.url, pid: process.pid, startedAt: new Date().toISOString() };
   writeFileSync(clusterFile, `${JSON.stringify(file, null, 2)}\n`);
-  say(`scheduler and ${f.agents} agents running in-process; gateway ${gw.url}`, { gateway: gw.url, agents: f.agents });
+  say(`scheduler and ${f.agents} agents running in-process; bridge ${gw.url}`, { bridge: gw.url, agents: f.agents });
 }

@@ -1,12 +1,16 @@
 // The `roost` command. commander handles parsing and help (a well-kept library beats a
 // hand-written parser); every subcommand takes --json.
 
+import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { cpus, totalmem, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { REQUEST_KEY } from "../api/v1.js";
 import { NoResponderError } from "../bus/bus.js";
+import { NatsBus } from "../bus/nats.js";
+import { parseTokens, startHttpGateway } from "../gateway/http.js";
 import {
   DEFAULT_ENVIRONMENT_PATTERN,
   MAX_INSTANCES,
@@ -42,6 +46,8 @@ import {
   WaitTimeoutError,
   type CliClusterOptions,
   type ClusterClient,
+  natsServers,
+  writeOnce,
 } from "./client.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
@@ -70,6 +76,18 @@ function packageVersion(): string {
     dir = up;
   }
 }
+
+const KEY_FLAG = "--key <key>";
+const KEY_HELP =
+  "idempotency key: the same key returns the first outcome and changes nothing, for 24 h (default: a new one, so the command runs once however often it is retried)";
+
+function keyArg(v: string): string {
+  if (!REQUEST_KEY.test(v)) throw new InvalidArgumentError('must be 1 to 128 letters, digits or "_.:=+-"');
+  return v;
+}
+
+/** A fresh idempotency key for a write. */
+const newKey = () => `cli-${randomUUID()}`;
 
 const program = new Command();
 program
@@ -342,15 +360,16 @@ withClusterOptions(
   `give up on any wait on the cluster after this many seconds (default: 10); with --wait, also on the instances (default: ${CREATE_WAIT_S})`,
 )
   .option("--user <name>", "who is asking", userArg, userInfo().username)
+  .option(KEY_FLAG, KEY_HELP, keyArg)
   .option(
     "--wait",
     "print each instance's state as it changes until every instance is RUNNING (a batch job: has ended); exit 1 at --timeout",
   )
-  .action(async (file: string, o: Common & { user: string; wait?: boolean }) => {
+  .action(async (file: string, o: Common & { user: string; wait?: boolean; key?: string }) => {
     const config = parseJobSpec(readFileSync(file, "utf8"), file);
     await withClient(o, async (c) => {
       type Created = { job: string; taskIds: string[]; seq: number };
-      const r = await c.request<Created>("job.create", { spec: config, user: o.user });
+      const r = await writeOnce<Created>(c, "job.create", { spec: config, user: o.user }, o.key ?? newKey());
       const createdText = `created ${r.job} (log seq ${r.seq})\n${r.taskIds.map((t, i) => `  instance ${i}: ${t}`).join("\n")}`;
       if (!o.wait) {
         print(o, r, () => createdText);
@@ -424,10 +443,16 @@ withClusterOptions(
   .option("--instances <ids>", "instance ids and ranges, e.g. 0,2-3 (default: all)", parseInstances)
   .option("--user <name>", "who is asking", userArg, userInfo().username)
   .option("--no-wait", "return once the kill is logged, without waiting for the tasks to end")
-  .action(async (k: string, o: Common & { instances?: number[]; user: string; wait: boolean }) => {
+  .option(KEY_FLAG, KEY_HELP, keyArg)
+  .action(async (k: string, o: Common & { instances?: number[]; user: string; wait: boolean; key?: string }) => {
     const instances = o.instances ?? null;
     await withClient(o, async (c) => {
-      const r = await c.request<{ job: string; instances: number[]; seq: number }>("job.kill", { job: k, instances, user: o.user });
+      const r = await writeOnce<{ job: string; instances: number[]; seq: number }>(
+        c,
+        "job.kill",
+        { job: k, instances, user: o.user },
+        o.key ?? newKey(),
+      );
       let status: JobStatus | null = null;
       if (o.wait) {
         const waitS = o.timeout ?? KILL_WAIT_S;
@@ -470,13 +495,15 @@ withClusterOptions(
     .description("add instances to a running job (production jobs must fit the role's quota)"),
 )
   .option("--user <name>", "who is asking", userArg, userInfo().username)
-  .action(async (k: string, count: number, o: Common & { user: string }) => {
+  .option(KEY_FLAG, KEY_HELP, keyArg)
+  .action(async (k: string, count: number, o: Common & { user: string; key?: string }) => {
     await withClient(o, async (c) => {
-      const r = await c.request<{ job: string; instances: number[]; taskIds: string[]; seq: number }>("job.add", {
-        job: k,
-        count,
-        user: o.user,
-      });
+      const r = await writeOnce<{ job: string; instances: number[]; taskIds: string[]; seq: number }>(
+        c,
+        "job.add",
+        { job: k, count, user: o.user },
+        o.key ?? newKey(),
+      );
       print(
         o,
         r,
@@ -519,14 +546,83 @@ withClusterOptions(
   .requiredOption("--ram-mb <n>", "RAM, MB (integer)", numberArg)
   .requiredOption("--disk-mb <n>", "disk, MB (integer)", numberArg)
   .option("--user <name>", "who is asking", userArg, userInfo().username)
-  .action(async (role: string, o: Common & { cpus: number; ramMb: number; diskMb: number; user: string }) => {
+  .option(KEY_FLAG, KEY_HELP, keyArg)
+  .action(async (role: string, o: Common & { cpus: number; ramMb: number; diskMb: number; user: string; key?: string }) => {
     await withClient(o, async (c) => {
-      const q = await c.request<QuotaReport>("quota.set", { role, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, user: o.user });
+      const q = await writeOnce<QuotaReport>(
+        c,
+        "quota.set",
+        { role, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, user: o.user },
+        o.key ?? newKey(),
+      );
       print(o, q, () => `quota of role ${role} set (log seq ${q.seq})\n\n${formatQuotaReport(q)}`);
     });
   });
 
 // ---- roost task / log ---------------------------------------------------------------------
+
+// ---- roost gateway -----------------------------------------------------------------------
+
+program
+  .command("gateway")
+  .description("the HTTP gateway: API v1 as JSON over HTTP, in front of a cluster's NATS (routes: schemas/openapi.json)")
+  .requiredOption("--listen <host:port>", "where to listen, e.g. 127.0.0.1:8080 (port 0: any free port)", listenArg)
+  .requiredOption("--nats <url>", "the cluster's NATS URL(s), comma-separated")
+  .option("--tokens <file>", 'bearer tokens: {"tokens": [{"token", "name", "role"?, "admin"?}]}; without it, no authentication')
+  .option("--timeout <s>", "how long one request may wait for the scheduler (default 10)", timeoutArg)
+  .action(async (o: { listen: { host: string; port: number }; nats: string; tokens?: string; timeout?: number }) => {
+    const tokens = o.tokens ? parseTokens(readFileSync(o.tokens, "utf8"), o.tokens) : null;
+    const bus = await NatsBus.connect(natsServers(o.nats), `roost-gateway-${process.pid}`);
+    const gw = await startHttpGateway({
+      transport: bus,
+      tokens,
+      host: o.listen.host,
+      port: o.listen.port,
+      timeoutMs: (o.timeout ?? 10) * 1000,
+    });
+    console.log(`roost gateway listening on ${gw.url}${tokens ? ` (${tokens.length} identities)` : " (no authentication)"}`);
+    await new Promise<void>((resolve) => {
+      for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(sig, () => resolve());
+    });
+    await gw.close();
+    await bus.close();
+  });
+
+function listenArg(v: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
+  const port = m ? Number(m[2]) : -1;
+  if (!m || port > 65535) throw new InvalidArgumentError("must be HOST:PORT, e.g. 127.0.0.1:8080");
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+// ---- roost request --------------------------------------------------------------------------
+
+const request = program.command("request").description("keyed requests: what became of them");
+
+withClusterOptions(
+  request
+    .command("get")
+    .argument("<key>", "the request's idempotency key (--key of a write)", keyArg)
+    .requiredOption("--role <role>", 'the role the request was for ("admin" for quota set)', roleArg)
+    .description("the outcome of a keyed request: pending, done (with its value) or rejected (with its error)"),
+).action(async (key: string, o: Common & { role: string }) => {
+  await withClient(o, async (c) => {
+    const r = await c.request<{
+      key: string;
+      state: string;
+      op?: string;
+      seq?: number;
+      value?: unknown;
+      error?: { code: string; message: string };
+    }>("request.get", { key }, { role: o.role });
+    print(o, r, () =>
+      [
+        `request ${o.role}/${r.key}${r.op ? ` (${r.op})` : ""}: ${r.state}${r.seq ? ` at log seq ${r.seq}` : ""}`,
+        ...(r.error ? [`  ${r.error.code}: ${r.error.message}`] : []),
+      ].join("\n"),
+    );
+  });
+});
 
 const task = program.command("task").description("inspect tasks");
 withClusterOptions(

@@ -1,0 +1,206 @@
+// The HTTP gateway: API v1 as JSON over HTTP, for clients that do not speak NATS. Each route of
+// the catalog (api/v1.ts) becomes the NATS request of its op: path parameters and the JSON body
+// make the request, which is checked against the op's request schema (the same JSON Schema and
+// the same checker as the scheduler's, so a refusal reads the same over both), then sent on the
+// op's subject; the reply's error code becomes an HTTP status (api/errors.ts).
+//
+// Built on fastify (a maintained HTTP framework, rather than node:http by hand: routing, body
+// parsing and its limits, content types, errors). Its body limit is the API's: 1 MiB - 1 → 413.
+//
+// Who may call: with a tokens file, `Authorization: Bearer <token>` names an identity, which the
+// gateway holds to the same rules as the NATS permissions (ops/): a role's identity calls only its
+// role's operations and the cluster reads; admin operations need the admin identity. Without a
+// tokens file (a dev cluster) every caller may do everything. Tokens are compared by their SHA-256
+// (constant time) and never logged.
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { ApiError, type ApiErrorBody, HTTP_STATUS, isErrorCode } from "../api/errors.js";
+import { API_V1_PREFIX, OPS, type OpDef } from "../api/v1.js";
+import { checker, formatProblems, type Problem } from "../domain/validate.js";
+
+/** Sends an API request over the bus: the scheduler's reply, or throws when nobody answers. */
+interface ApiTransport {
+  request(subject: string, body: unknown, timeoutMs: number): Promise<unknown>;
+}
+
+/** A caller the gateway knows: a role's identity, or the admin. */
+interface Identity {
+  name: string;
+  role?: string;
+  admin?: boolean;
+}
+
+export interface TokenEntry extends Identity {
+  token: string;
+}
+
+export interface GatewayOptions {
+  transport: ApiTransport;
+  /** Bearer tokens and who they are; null: no authentication (every caller may do everything). */
+  tokens: TokenEntry[] | null;
+  /** How long one request may wait for the scheduler. Default 10 s. */
+  timeoutMs?: number;
+  /** The largest body accepted (the API's limit). */
+  bodyLimit?: number;
+}
+
+const MAX_BODY = 1024 * 1024 - 1;
+
+type Hashed = { digest: Buffer; who: Identity };
+
+function sha(s: string): Buffer {
+  return createHash("sha256").update(s).digest();
+}
+
+/** Who a request is, by its bearer token; an ApiError when it names none the gateway knows. */
+function authenticate(tokens: Hashed[] | null, header: string | undefined): Identity {
+  if (tokens === null) return { name: "anonymous", admin: true };
+  const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header ?? "");
+  if (!m) throw new ApiError("UNAUTHENTICATED", "Authorization: must be Bearer <token>");
+  const d = sha(m[1]!);
+  let found: Identity | null = null;
+  for (const t of tokens) if (timingSafeEqual(t.digest, d)) found = t.who;
+  if (!found) throw new ApiError("UNAUTHENTICATED", "Authorization: the token names no identity this gateway knows");
+  return found;
+}
+
+/** The same rules as the subject permissions: a role's identity stays on its role; admin ops need admin. */
+function authorize(who: Identity, def: OpDef, role: string | null): void {
+  if (who.admin) return;
+  if (def.scope === "admin") throw new ApiError("PERMISSION_DENIED", `${def.op} needs the admin identity; ${who.name} is not admin`);
+  if (def.scope === "role" && role !== who.role) {
+    throw new ApiError("PERMISSION_DENIED", `${who.name} acts for role "${who.role ?? "(none)"}", not "${role}"`, "role");
+  }
+}
+
+/** The request of a route: path parameters as fields, then the body's. */
+function requestOf(def: OpDef, params: Record<string, string>, body: unknown): { req: Record<string, unknown>; role: string | null } {
+  const req: Record<string, unknown> = body !== null && typeof body === "object" && !Array.isArray(body) ? { ...body } : {};
+  if (body !== undefined && body !== null && (typeof body !== "object" || Array.isArray(body))) {
+    throw new ApiError("INVALID_REQUEST", "the body must be a JSON object");
+  }
+  let role: string | null = def.scope === "role" ? (params.role ?? null) : null;
+  if (params.env !== undefined && params.name !== undefined) req.job = `${params.role}/${params.env}/${params.name}`;
+  if (params.id !== undefined) req.taskId = params.id;
+  if (params.key !== undefined) req.key = params.key;
+  // A role in the path is the request's own field where the op has one (quota.get, quota.set).
+  const props = (def.request as { properties?: Record<string, unknown> }).properties ?? {};
+  if (params.role !== undefined && "role" in props) req.role = params.role;
+  if (def.scope === "role" && role === null) {
+    const spec = req.spec as { role?: unknown } | undefined;
+    if (typeof spec?.role === "string") role = spec.role;
+    else throw new ApiError("INVALID_REQUEST", "spec.role: is required (it names the role the job is for)", "spec.role");
+  }
+  return { req, role };
+}
+
+function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
+  return reply.code(status).header("content-type", "application/json; charset=utf-8").send(JSON.stringify(body));
+}
+
+function refuse(reply: FastifyReply, e: ApiErrorBody): FastifyReply {
+  return send(reply, HTTP_STATUS[e.code], { ok: false, error: e });
+}
+
+async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
+  const tokens = o.tokens?.map((t) => ({ digest: sha(t.token), who: { name: t.name, role: t.role, admin: t.admin } })) ?? null;
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? MAX_BODY, maxParamLength: 512 });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    if (err.statusCode === 413 || err.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      return refuse(reply, { code: "TOO_LARGE", message: `the body is over ${o.bodyLimit ?? MAX_BODY} bytes` });
+    }
+    if (err.statusCode === 415) return refuse(reply, { code: "INVALID_REQUEST", message: "Content-Type: must be application/json" });
+    if (err.statusCode !== undefined && err.statusCode < 500) {
+      return refuse(reply, { code: "INVALID_REQUEST", message: `the request is not valid JSON: ${err.message}` });
+    }
+    return refuse(reply, { code: "UNAVAILABLE", message: `the gateway failed: ${err.message}` });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    refuse(reply, {
+      code: "NOT_FOUND",
+      message: `no route ${req.method} ${req.url.split("?")[0]}; the routes are in schemas/openapi.json`,
+    }),
+  );
+
+  app.get("/v1/openapi.json", async (_req, reply) => send(reply, 200, (await import("../api/docs.js")).openApiDocument("v1")));
+
+  for (const def of OPS as readonly OpDef[]) {
+    const check = checker(def.request);
+    app.route({
+      method: def.http.method,
+      url: def.http.path,
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        let subject: string;
+        let req1: Record<string, unknown>;
+        try {
+          const who = authenticate(tokens, req.headers.authorization);
+          const { req: r, role } = requestOf(def, req.params as Record<string, string>, req.body);
+          authorize(who, def, role);
+          const problems: Problem[] = check(r);
+          if (problems.length > 0) {
+            throw new ApiError(
+              "INVALID_REQUEST",
+              `invalid ${def.op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
+              problems.length === 1 ? problems[0]!.field || undefined : undefined,
+            );
+          }
+          subject = `${API_V1_PREFIX}${def.scope === "role" ? role : def.scope}.${def.op}`;
+          req1 = r;
+        } catch (err) {
+          if (err instanceof ApiError) return refuse(reply, err.body());
+          throw err;
+        }
+        let r: unknown;
+        try {
+          r = await o.transport.request(subject, req1, timeoutMs);
+        } catch (err) {
+          return refuse(reply, { code: "UNAVAILABLE", message: `no scheduler answered ${subject}: ${(err as Error).message}` });
+        }
+        const res = r as { ok?: unknown; value?: unknown; error?: Partial<ApiErrorBody> } | null;
+        if (res?.ok === true) return send(reply, def.http.status ?? 200, { ok: true, value: res.value });
+        const e = res?.error;
+        if (e && isErrorCode(e.code) && typeof e.message === "string") return refuse(reply, e as ApiErrorBody);
+        return refuse(reply, { code: "UNAVAILABLE", message: "the scheduler's reply was malformed" });
+      },
+    });
+  }
+  return app;
+}
+
+/** Read a tokens file: {"tokens": [{"token", "name", "role"?, "admin"?}]}. Refusals name the entry and the field. */
+export function parseTokens(text: string, file: string): TokenEntry[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file}: not JSON: ${(err as Error).message}`);
+  }
+  const list = (doc as { tokens?: unknown })?.tokens;
+  if (!Array.isArray(list)) throw new Error(`${file}: tokens: must be a list of {token, name, role?, admin?}`);
+  return list.map((t: Record<string, unknown>, i) => {
+    const at = `${file}: tokens[${i}]`;
+    if (typeof t?.token !== "string" || t.token.length < 16 || !/^[\x21-\x7e]+$/.test(t.token)) {
+      throw new Error(`${at}.token: must be at least 16 printable characters`);
+    }
+    if (typeof t.name !== "string" || t.name === "") throw new Error(`${at}.name: must be a non-empty string`);
+    if (t.role !== undefined && typeof t.role !== "string") throw new Error(`${at}.role: must be a role`);
+    if (t.admin !== undefined && typeof t.admin !== "boolean") throw new Error(`${at}.admin: must be true or false`);
+    if (t.role === undefined && t.admin !== true) throw new Error(`${at}: needs a role, or admin: true`);
+    return { token: t.token, name: t.name, role: t.role as string | undefined, admin: t.admin === true };
+  });
+}
+
+/** Listen on host:port (0: any free port); resolves with the URL and a close(). */
+export async function startHttpGateway(
+  o: GatewayOptions & { host: string; port: number },
+): Promise<{ url: string; close(): Promise<void> }> {
+  const app = await buildGateway(o);
+  await app.listen({ host: o.host, port: o.port });
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : o.port;
+  const host = o.host.includes(":") ? `[${o.host}]` : o.host;
+  return { url: `http://${host}:${port}`, close: () => app.close() };
+}

@@ -1,0 +1,144 @@
+// The HTTP gateway over a real nats-server and scheduler: every route of the catalog answers with
+// a value its reply schema accepts and the route's status; refusals carry the API's codes as HTTP
+// statuses (400, 401, 403, 404, 409, 413, 503); bearer tokens hold an identity to its role.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OPS, type OpDef } from "../src/api/v1.js";
+import { NatsBus } from "../src/bus/nats.js";
+import { checker } from "../src/domain/validate.js";
+import { startHttpGateway } from "../src/gateway/http.js";
+import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import { withNats } from "./support/nats.js";
+import { testSpec } from "./support/specs.js";
+
+const nats = withNats();
+let c: TestCluster;
+let open: { url: string; close(): Promise<void> };
+let locked: { url: string; close(): Promise<void> };
+let gwBus: NatsBus;
+let taskId = "";
+
+const TOKENS = { alice: "alice-token-0123456789", admin: "admin-token-0123456789", bob: "bob-token-01234567890" };
+
+beforeAll(async () => {
+  const log = await nats.openLog("ROOST_HTTP");
+  c = await startCluster({ agents: 1, bus: await NatsBus.connect(nats.url, "http-scheduler"), log });
+  gwBus = await NatsBus.connect(nats.url, "http-gateway");
+  open = await startHttpGateway({ transport: gwBus, tokens: null, host: "127.0.0.1", port: 0 });
+  locked = await startHttpGateway({
+    transport: gwBus,
+    host: "127.0.0.1",
+    port: 0,
+    tokens: [
+      { token: TOKENS.alice, name: "alice", role: "www-data" },
+      { token: TOKENS.bob, name: "bob", role: "other" },
+      { token: TOKENS.admin, name: "root", admin: true },
+    ],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await open?.close();
+  await locked?.close();
+  await gwBus?.close();
+  await c?.stop();
+});
+
+type Reply = { ok: true; value: unknown } | { ok: false; error: { code: string; message: string; field?: string } };
+
+async function call(base: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; r: Reply }> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: res.status, r: (await res.json()) as Reply };
+}
+
+const JOB = "www-data/devel/web";
+const CASES: Record<string, { method: string; path: () => string; body?: () => unknown }> = {
+  "role.job.create": {
+    method: "POST",
+    path: () => "/v1/jobs",
+    body: () => ({ spec: testSpec("web", { instances: 2 }), user: "t", key: "h-1" }),
+  },
+  "role.job.add": { method: "POST", path: () => `/v1/jobs/${JOB}/instances`, body: () => ({ count: 1 }) },
+  "role.job.status": { method: "GET", path: () => `/v1/jobs/${JOB}` },
+  "role.job.list": { method: "GET", path: () => "/v1/roles/www-data/jobs" },
+  "role.task.history": { method: "GET", path: () => `/v1/roles/www-data/tasks/${taskId}/history` },
+  "role.task.why": { method: "GET", path: () => `/v1/roles/www-data/tasks/${taskId}/why` },
+  "role.quota.get": { method: "GET", path: () => "/v1/quota/www-data" },
+  "role.request.get": { method: "GET", path: () => "/v1/roles/www-data/requests/h-1" },
+  "admin.quota.set": { method: "PUT", path: () => "/v1/quota/www-data", body: () => ({ cpus: 2, ramMb: 2048, diskMb: 2048, key: "hq-1" }) },
+  "admin.request.get": { method: "GET", path: () => "/v1/admin/requests/hq-1" },
+  "cluster.info": { method: "GET", path: () => "/v1/cluster" },
+  "cluster.job.list": { method: "GET", path: () => "/v1/jobs" },
+  "cluster.task.history": { method: "GET", path: () => `/v1/tasks/${taskId}/history` },
+  "cluster.task.why": { method: "GET", path: () => `/v1/tasks/${taskId}/why` },
+  "role.job.kill": { method: "DELETE", path: () => `/v1/jobs/${JOB}` },
+};
+
+describe("the HTTP gateway", () => {
+  it("serves every op of the catalog at its route, with its status and a value its reply schema accepts", async () => {
+    const defs = new Map((OPS as readonly OpDef[]).map((d) => [`${d.scope}.${d.op}`, d]));
+    expect(Object.keys(CASES).sort()).toEqual([...defs.keys()].sort());
+    for (const [name, k] of Object.entries(CASES)) {
+      const def = defs.get(name)!;
+      const { status, r } = await call(open.url, k.method, k.path(), k.body?.());
+      expect(r.ok, `${name}: ${JSON.stringify(r)}`).toBe(true);
+      expect(status, name).toBe(def.http.status ?? 200);
+      if (r.ok) expect(checker(def.reply)(r.value), name).toEqual([]);
+      if (name === "role.job.create" && r.ok) {
+        taskId = (r.value as { taskIds: string[] }).taskIds[0]!;
+        await waitFor(c.scheduler, (s) => s.tasks.get(taskId as never)?.state === "RUNNING", "the task runs");
+      }
+    }
+  }, 60_000);
+
+  it("maps each refusal to its status: 400, 404, 409, 413, and JSON errors naming the field", async () => {
+    const before = c.scheduler.state.jobs.size;
+    let x = await call(open.url, "GET", "/v1/jobs/www-data/devel/nope");
+    expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([404, "NOT_FOUND"]);
+    x = await call(open.url, "POST", "/v1/jobs", { spec: testSpec("web2"), user: "t", extra: 1 });
+    expect([x.status, x.r.ok ? "" : x.r.error.field]).toEqual([400, "extra"]);
+    x = await call(open.url, "POST", "/v1/jobs", { spec: { role: "www-data" } });
+    expect(x.status).toBe(400);
+    expect(x.r.ok ? "" : x.r.error.message).toMatch(/invalid job spec/);
+    x = await call(open.url, "POST", "/v1/jobs", { spec: testSpec("web", { service: true }) });
+    await call(open.url, "POST", "/v1/jobs", { spec: testSpec("svc", { service: true }) });
+    x = await call(open.url, "POST", "/v1/jobs", { spec: testSpec("svc", { service: true }) });
+    expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([409, "CONFLICT"]);
+    const big = await fetch(`${open.url}/v1/jobs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: `"${"x".repeat(1024 * 1024)}"`,
+    });
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as Reply).ok).toBe(false);
+    const bad = await fetch(`${open.url}/v1/jobs`, { method: "POST", headers: { "content-type": "application/json" }, body: "{spec:" });
+    expect(bad.status).toBe(400);
+    x = await call(open.url, "GET", "/v1/nowhere");
+    expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([404, "NOT_FOUND"]);
+    x = await call(open.url, "GET", "/v1/jobs/www-data/devel/..%2F..%2Fetc");
+    expect([x.status, x.r.ok ? "" : x.r.error.field]).toEqual([400, "job"]);
+    expect(c.scheduler.state.jobs.size).toBe(before + 1); // only svc
+  });
+
+  it("tokens: no token 401, another role's job 403, quota.set without admin 403, admin may", async () => {
+    let x = await call(locked.url, "GET", `/v1/jobs/${JOB}`);
+    expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([401, "UNAUTHENTICATED"]);
+    x = await call(locked.url, "GET", `/v1/jobs/${JOB}`, undefined, "not-a-token-at-all-xx");
+    expect(x.status).toBe(401);
+    x = await call(locked.url, "GET", `/v1/jobs/${JOB}`, undefined, TOKENS.alice);
+    expect(x.status).toBe(200);
+    x = await call(locked.url, "DELETE", `/v1/jobs/${JOB}`, undefined, TOKENS.bob);
+    expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([403, "PERMISSION_DENIED"]);
+    x = await call(locked.url, "POST", "/v1/jobs", { spec: testSpec("mine") }, TOKENS.bob);
+    expect(x.status).toBe(403);
+    x = await call(locked.url, "PUT", "/v1/quota/www-data", { cpus: 1, ramMb: 1, diskMb: 1 }, TOKENS.alice);
+    expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([403, "PERMISSION_DENIED"]);
+    x = await call(locked.url, "GET", "/v1/cluster", undefined, TOKENS.bob);
+    expect(x.status).toBe(200);
+    x = await call(locked.url, "GET", `/v1/jobs/${JOB}`, undefined, TOKENS.admin);
+    expect(x.status).toBe(200);
+  });
+});

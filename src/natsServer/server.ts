@@ -302,11 +302,18 @@ async function startOnce(binary: string, dir: string, ownDir: boolean, opts: Nat
   };
 }
 
+/**
+ * Ready: /healthz says ok, or says only that a consumer is not current. nats-server 2.9.10 checks
+ * every stream before any consumer and names the first that is behind, so an error naming a
+ * consumer means every stream is current. What taught it: a restarted member of a cluster never
+ * became "healthy" because the leader's idle durable intake consumer ('ROOST_INTAKE >
+ * roost-leader') stayed "not current" on it, though its streams had caught up and it served.
+ */
 async function healthy(monitorUrl: string): Promise<boolean> {
   try {
     const res = await fetch(`${monitorUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return res.ok;
+    const text = await res.text();
+    return res.ok || /JetStream consumer '[^']*' is not current/.test(text);
   } catch {
     return false;
   }

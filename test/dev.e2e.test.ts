@@ -2,7 +2,7 @@
 // scheduler and agents as child processes), then `roost job …` commands. Task processes are
 // real; we watch the log with `roost log tail --follow --json` instead of sleeping.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -105,6 +105,19 @@ describe("roost dev, end to end", () => {
     expect(hist.events[0]!.reason).toMatch(/flapping \(it ran .* < 5m\): throttled for 2s/);
     expect(hist.events[1]!.reason).toMatch(/flap penalty of 2s served/);
     expect(hist.events.every((e) => (e.reason ?? "").length > 0)).toBe(true);
+  }, 60_000);
+
+  it("runs an HTTP gateway and names it in cluster.json; a job created with --key twice is created once", async () => {
+    const file = JSON.parse(readFileSync(join(dir, ".roost", "cluster.json"), "utf8")) as { http?: string };
+    expect(file.http).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const res = await fetch(`${file.http}/v1/jobs/www-data/devel/nope`);
+    expect(res.status).toBe(404);
+    const first = await roostJson<{ job: string; seq: number }>(["job", "create", "batch.yaml", "--key", "e2e-once"], dir);
+    const again = await roostJson<{ job: string; seq: number }>(["job", "create", "batch.yaml", "--key", "e2e-once"], dir);
+    expect(again).toEqual(first);
+    const got = await roostJson<{ state: string; seq: number }>(["request", "get", "e2e-once", "--role", "www-data"], dir);
+    expect(got).toMatchObject({ state: "done", seq: first.seq });
+    await roost(["job", "kill", "www-data/devel/batch"], dir);
   }, 60_000);
 
   it("runs a batch job to FINISHED", async () => {

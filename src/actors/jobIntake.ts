@@ -162,7 +162,13 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     } catch (err) {
       const refusal = key === null ? null : asApiError(err as Error);
       if (key !== null && refusal && refusal.code !== "UNAVAILABLE" && !this.s.state.requests.has(key)) {
-        await this.recordRefusal(key, m.type, refusal).catch((e: Error) => this.s.log.warn({ err: e, key }, "could not record a refusal"));
+        try {
+          await this.recordRefusal(key, m.type, refusal);
+        } catch (e) {
+          // Unrecorded, the refusal is no outcome yet: "try again" (the intake delivers it again).
+          this.s.log.warn({ err: e, key }, "could not record a refusal");
+          return m.fail(new ApiError("UNAVAILABLE", `not committed, try again: ${(e as Error).message}`));
+        }
       }
       m.fail(err as Error);
     } finally {

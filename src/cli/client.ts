@@ -283,6 +283,20 @@ function hasKey(data: unknown): boolean {
   return data !== null && typeof data === "object" && typeof (data as { key?: unknown }).key === "string";
 }
 
+/** Where a request goes and how it is retried: a read or a keyed write may be asked again. */
+function plan(
+  op: string,
+  data: unknown,
+  opts: number | RequestOptions | undefined,
+  defaultTimeoutMs: number,
+): { subject: string; retry: RequestOptions & { timeoutMs: number; read: boolean } } {
+  const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
+  return {
+    subject: subjectFor(op, data, o.role),
+    retry: { ...o, timeoutMs: o.timeoutMs ?? defaultTimeoutMs, read: !WRITES.has(op) || hasKey(data) },
+  };
+}
+
 /** The v1 subject of a request, or a ClientError saying which role is missing. */
 function subjectFor(op: string, data: unknown, role?: string): string {
   const subject = addressFor(op, data, role);
@@ -359,28 +373,21 @@ export class NatsClient implements ClusterClient {
   ) {}
 
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
-    const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
-    const subject = subjectFor(op, data, o.role);
+    const { subject, retry } = plan(op, data, opts, this.timeoutMs);
     const payload = pack(data);
-    return requestWithRetry<T>(
-      subject,
-      this.where,
-      { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs, read: !WRITES.has(op) || hasKey(data) },
-      this.note,
-      async (left) => {
-        try {
-          const m = await this.nc.request(subject, payload, { timeout: left });
-          return { reply: unpack<Reply<T>>(m.data) };
-        } catch (err) {
-          const e = err as Error;
-          if (/no responders/i.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return "none";
-          if (e.name === "TimeoutError" || /timeout/i.test(e.message)) return "timeout";
-          if (/closed|draining|disconnect/i.test(`${e.name} ${e.message}`))
-            throw new UnreachableError(`lost the connection to NATS at ${this.where}: ${e.message}`);
-          throw err;
-        }
-      },
-    );
+    return requestWithRetry<T>(subject, this.where, retry, this.note, async (left) => {
+      try {
+        const m = await this.nc.request(subject, payload, { timeout: left });
+        return { reply: unpack<Reply<T>>(m.data) };
+      } catch (err) {
+        const e = err as Error;
+        if (/no responders/i.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return "none";
+        if (e.name === "TimeoutError" || /timeout/i.test(e.message)) return "timeout";
+        if (/closed|draining|disconnect/i.test(`${e.name} ${e.message}`))
+          throw new UnreachableError(`lost the connection to NATS at ${this.where}: ${e.message}`);
+        throw err;
+      }
+    });
   }
 
   async publishIntake(subject: string, msgId: string, data: unknown): Promise<{ duplicate: boolean } | null> {
@@ -487,32 +494,25 @@ class HttpClient implements ClusterClient {
   }
 
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
-    const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
-    const subject = subjectFor(op, data, o.role);
+    const { subject, retry } = plan(op, data, opts, this.timeoutMs);
     const body = pack(data);
-    return requestWithRetry<T>(
-      subject,
-      this.where,
-      { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs, read: !WRITES.has(op) || hasKey(data) },
-      this.note,
-      async (left) => {
-        let res: Response;
-        try {
-          res = await fetch(`${this.where}/bus/${subject}`, {
-            method: "POST",
-            body,
-            headers: { "content-type": "application/msgpack", "x-timeout-ms": String(left) },
-            signal: AbortSignal.timeout(left + 1000),
-          });
-        } catch (err) {
-          if ((err as Error).name === "TimeoutError") return "timeout";
-          throw this.unreachable(err);
-        }
-        if (res.status === 503) return "none";
-        if (!res.ok) throw new ClientError(await res.text());
-        return { reply: unpack<Reply<T>>(new Uint8Array(await res.arrayBuffer())) };
-      },
-    );
+    return requestWithRetry<T>(subject, this.where, retry, this.note, async (left) => {
+      let res: Response;
+      try {
+        res = await fetch(`${this.where}/bus/${subject}`, {
+          method: "POST",
+          body,
+          headers: { "content-type": "application/msgpack", "x-timeout-ms": String(left) },
+          signal: AbortSignal.timeout(left + 1000),
+        });
+      } catch (err) {
+        if ((err as Error).name === "TimeoutError") return "timeout";
+        throw this.unreachable(err);
+      }
+      if (res.status === 503) return "none";
+      if (!res.ok) throw new ClientError(await res.text());
+      return { reply: unpack<Reply<T>>(new Uint8Array(await res.arrayBuffer())) };
+    });
   }
 
   private async page(from: number, wait: boolean, signal?: AbortSignal): Promise<Array<[number, Uint8Array]>> {

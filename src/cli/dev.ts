@@ -514,11 +514,12 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
   say(
     `${f.ha ? "3 scheduler replicas" : "a scheduler"} and ${f.agents} agents started (pids ${Object.entries(pids)
       .map(([n, p]) => `${n} ${p}`)
-      .join(", ")}); logs in ${join(dir, "logs")}`,
+      .join(", ")}); logs in ${join(dir, "logs")}; HTTP gateway ${http.url}`,
     {
       agents: f.agents,
       schedulers: replicas,
       pids,
+      http: http.url,
     },
   );
 }

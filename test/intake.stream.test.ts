@@ -36,6 +36,18 @@ afterAll(async () => {
   await c?.stop();
 });
 
+/**
+ * Wait for an intake counter to reach `n`. Polled: a message decided from an outcome already on
+ * the log, or refused, commits nothing, so no state change announces it.
+ */
+async function counted(read: () => number, n: number, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (read() < n) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${read()} of ${n})`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
 /** Publish a request on the intake; the PubAck says whether JetStream took it as a duplicate. */
 async function publish(subject: string, msgId: string, body: unknown, json = false): Promise<{ duplicate: boolean }> {
   const h = headers();
@@ -76,7 +88,7 @@ describe("the durable intake", () => {
     expect(await publish("roost.intake.v1.www-data.job.create", "www-data/dup", body)).toEqual({ duplicate: false });
     // The leader decides the late copy from the key's outcome on the log: the same one.
     const seq = c.scheduler.state.seq;
-    await waitFor(c.scheduler, () => (c.scheduler.term?.intakeStats?.decided ?? 0) >= 42, "the late copy decided");
+    await counted(() => c.scheduler.term?.intakeStats?.decided ?? 0, 42, "the late copy decided");
     expect(await outcome("www-data", "dup")).toEqual(first);
     expect(c.scheduler.state.seq).toBe(seq);
     expect([...c.scheduler.state.jobs.keys()].filter((j) => j === "www-data/devel/dup")).toHaveLength(1);
@@ -87,7 +99,7 @@ describe("the durable intake", () => {
     const refused = stats.refused;
     await publish("roost.intake.v1.mallory.job.create", "www-data/stolen", { spec: testSpec("stolen", { role: "mallory" }) });
     await publish("roost.intake.v1.www-data.job.explode", "www-data/x", {});
-    await waitFor(c.scheduler, () => stats.refused >= refused + 2, "two refusals");
+    await counted(() => stats.refused, refused + 2, "two refusals");
     expect((await apiRequest(client, "request.get", { key: "stolen" }, "www-data")).ok).toBe(false);
     expect(c.scheduler.state.jobs.has("mallory/devel/stolen" as never)).toBe(false);
 

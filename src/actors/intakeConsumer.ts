@@ -47,14 +47,15 @@ export function serveIntake(source: IntakeSource, writer: IntakeWriter, log: Log
   const handle = async (m: IntakeMessage): Promise<IntakeVerdict> => {
     const verdict = await decide(m, writer, log, stats);
     if (verdict === "ack") return verdict;
-    // A message that fails for no reason a refusal names (a bug) must not loop for ever.
-    if (m.deliveries >= MAX_DELIVERIES) {
+    // "Try again" is retried for as long as it takes (an acknowledged request is never dropped);
+    // a message that fails for no reason a refusal names (a bug) must not loop for ever.
+    if (verdict === "bug" && m.deliveries >= MAX_DELIVERIES) {
       stats.refused++;
       log.error({ subject: m.subject, msgId: m.msgId, seq: m.seq }, `intake message dropped after ${m.deliveries} deliveries`);
       return "ack";
     }
     stats.retried++;
-    return verdict;
+    return "retry";
   };
   // Consume until the term ends: a consumer that stops (the stream leader moved, the connection
   // was lost for longer than the client rides out) is started again, or requests would wait for
@@ -73,8 +74,8 @@ export function serveIntake(source: IntakeSource, writer: IntakeWriter, log: Log
   return { stop: () => abort.abort(), stats };
 }
 
-async function decide(m: IntakeMessage, writer: IntakeWriter, log: Logger, stats: IntakeStats): Promise<IntakeVerdict> {
-  const dropped = (why: string): IntakeVerdict => {
+async function decide(m: IntakeMessage, writer: IntakeWriter, log: Logger, stats: IntakeStats): Promise<Decided> {
+  const dropped = (why: string): Decided => {
     stats.refused++;
     log.warn({ subject: m.subject, msgId: m.msgId, seq: m.seq }, `intake message refused: ${why}`);
     return "ack";
@@ -121,13 +122,17 @@ async function decide(m: IntakeMessage, writer: IntakeWriter, log: Logger, stats
   return settle(writer.write(op, body, caller, key), stats);
 }
 
+/** What became of a message: its outcome is on the log (ack), nothing was committed (retry), or a bug. */
+type Decided = "ack" | "retry" | "bug";
+
 /** Done (its outcome is on the log, done or refused), or back to JetStream when nothing could be committed. */
-async function settle(p: Promise<unknown>, stats: IntakeStats): Promise<IntakeVerdict> {
+async function settle(p: Promise<unknown>, stats: IntakeStats): Promise<Decided> {
   try {
     await p;
   } catch (err) {
     const refusal = asApiError(err as Error);
-    if (refusal === null || refusal.code === "UNAVAILABLE") return "retry";
+    if (refusal === null) return "bug";
+    if (refusal.code === "UNAVAILABLE") return "retry";
   }
   stats.decided++;
   return "ack";

@@ -113,7 +113,9 @@ export async function openIntake(nc: NatsConnection, opts: IntakeOptions = {}): 
   return {
     async consume(handle, signal, inFlight = 64) {
       const consumer = await js.consumers.get(stream, CONSUMER);
-      const messages: ConsumerMessages = await consumer.consume({ max_messages: inFlight });
+      // Short pulls (5 s, heartbeats every 2.5 s): a pull lost under load is noticed and renewed in
+      // seconds, not after the client's default 30 s (a late copy waited 20 s unseen in a test).
+      const messages: ConsumerMessages = await consumer.consume({ max_messages: inFlight, expires: 5000 });
       const stop = () => void messages.close().catch(() => {});
       signal.addEventListener("abort", stop, { once: true });
       const running = new Set<Promise<void>>();

@@ -12,7 +12,7 @@ import { pack } from "../src/eventlog/envelope.js";
 import { openIntake, type IntakeSource } from "../src/eventlog/intake.js";
 import type { JetStreamLog } from "../src/eventlog/jetstream.js";
 import { apiRequest } from "./support/api.js";
-import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import { startCluster, type TestCluster } from "./support/cluster.js";
 import { withNats } from "./support/nats.js";
 import { testSpec } from "./support/specs.js";
 

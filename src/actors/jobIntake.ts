@@ -27,7 +27,7 @@ import {
   type Amounts,
   type QuotaReport,
 } from "../quota/quota.js";
-import type { RequestOutcome } from "../replay/state.js";
+import type { ClusterState, RequestOutcome } from "../replay/state.js";
 import { validateJobSpec } from "../spec/jobSpec.js";
 import { MAX_INSTANCES } from "../spec/schema.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
@@ -85,7 +85,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
    * (without the role), checked by whoever took the request; `req` holds no key.
    */
   write(op: WriteOp, req: unknown, caller: Caller = TRUSTED, clientKey: string | null = null): Promise<unknown> {
-    const key = clientKey === null ? null : `${caller.role ?? "admin"}/${clientKey}`;
+    const key = clientKey === null ? null : requestKey(caller, clientKey);
     if (key !== null) this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     const done = () => {
       if (key === null) return;
@@ -182,8 +182,7 @@ export class JobIntake extends Actor<JobIntakeMsg> {
       const e = first.error ?? { code: "INVALID_REQUEST", message: "rejected" };
       throw new ApiError(isErrorCode(e.code) ? e.code : "INVALID_REQUEST", `${e.message} (the first outcome of request ${key})`, e.field);
     }
-    if (first.op === "quota.set") return quotaReport(this.s.state, (first.value as { role: string }).role);
-    return { ...(first.value as object), seq: first.seq };
+    return doneValue(this.s.state, first);
   }
 
   private async recordRefusal(key: string, op: WriteOp, err: ApiError): Promise<void> {
@@ -433,4 +432,21 @@ function corrOf(key: string): string {
 /** A request the intake could not read: JobIntake records `error` as its key's outcome. */
 class Refused {
   constructor(readonly error: ApiError) {}
+}
+
+/** A request key as the log holds it: "<role>/<key>", "admin/<key>" for the admin scope (role null). */
+export function requestKey(caller: Caller, clientKey: string): string {
+  return `${caller.role ?? "admin"}/${clientKey}`;
+}
+
+/**
+ * The reply value of a done request, read back: its logged value with its record's sequence, or
+ * for quota.set the role's quota report now (its reply is the report, which the log does not hold).
+ */
+export function doneValue(state: ClusterState, first: RequestOutcome): unknown {
+  const v = first.value;
+  if (v === null || typeof v !== "object") return v;
+  const role = (v as { role?: unknown }).role;
+  if (first.op === "quota.set" && typeof role === "string") return quotaReport(state, role);
+  return { ...v, seq: first.seq };
 }

@@ -10,6 +10,7 @@ import type { ClusterState } from "../replay/state.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { whyTask } from "../scheduling/why.js";
 import { Actor, type ActorStats } from "./actor.js";
+import { doneValue, requestKey } from "./jobIntake.js";
 import type { IntakeStats } from "./intakeConsumer.js";
 import type { Liveness } from "./agentRegistry.js";
 import { type Caller, RequestError, type ReadOp } from "./api.js";
@@ -85,15 +86,10 @@ export class Reads extends Actor<ReadsMsg> {
         });
       case "request.get": {
         // The key namespace is the subject's role ("admin" for a trusted caller, as JobIntake's).
-        const key = `${role ?? "admin"}/${r.key}`;
+        const key = requestKey({ role }, r.key!);
         const first = s.state.requests.get(key);
         if (first) {
-          const value =
-            first.outcome === "done"
-              ? first.op === "quota.set"
-                ? quotaReport(s.state, (first.value as { role: string }).role)
-                : { ...(first.value as object), seq: first.seq }
-              : undefined;
+          const value = first.outcome === "done" ? doneValue(s.state, first) : undefined;
           return {
             key: r.key!,
             state: first.outcome,

@@ -15,6 +15,7 @@
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { openApiDocument } from "../api/docs.js";
 import { ApiError, type ApiErrorBody, HTTP_STATUS, isErrorCode } from "../api/errors.js";
 import { API_V1_PREFIX, OPS, type OpDef } from "../api/v1.js";
 import { checker, formatProblems, type Problem } from "../domain/validate.js";
@@ -125,7 +126,8 @@ async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
     }),
   );
 
-  app.get("/v1/openapi.json", async (_req, reply) => send(reply, 200, (await import("../api/docs.js")).openApiDocument("v1")));
+  const openApi = openApiDocument("v1");
+  app.get("/v1/openapi.json", async (_req, reply) => send(reply, 200, openApi));
 
   for (const def of OPS as readonly OpDef[]) {
     const check = checker(def.request);

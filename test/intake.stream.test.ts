@@ -7,6 +7,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Scheduler } from "../src/actors/scheduler.js";
+import { NoResponderError } from "../src/bus/bus.js";
 import { NatsBus } from "../src/bus/nats.js";
 import { pack } from "../src/eventlog/envelope.js";
 import { openIntake, type IntakeSource } from "../src/eventlog/intake.js";
@@ -60,7 +61,15 @@ async function publish(subject: string, msgId: string, body: unknown, json = fal
 type Outcome = { state: string; value?: { job: string; taskIds: string[] }; error?: { code: string; message: string } };
 async function outcome(role: string, key: string): Promise<Outcome> {
   for (;;) {
-    const r = await apiRequest<Outcome>(client, "request.get", { key }, role);
+    let r: Awaited<ReturnType<typeof apiRequest<Outcome>>>;
+    try {
+      r = await apiRequest<Outcome>(client, "request.get", { key }, role);
+    } catch (err) {
+      // A leader just taking over may not answer yet (or not in time under load): ask again.
+      if (!(err instanceof NoResponderError)) throw err;
+      await new Promise((res) => setTimeout(res, 20));
+      continue;
+    }
     if (r.ok && r.value.state !== "pending") return r.value;
     if (!r.ok && r.error.code !== "NOT_FOUND") throw new Error(r.error.message);
     await new Promise((res) => setTimeout(res, 20)); // polling the outcome is the client's contract

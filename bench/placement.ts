@@ -54,7 +54,7 @@ async function cell(log: JetStreamLog): Promise<{ scheduler: Scheduler; bus: Mem
       bootId: "boot",
       running: [],
     };
-    regs.push(bus.request(subjects.register, req));
+    regs.push(bus.request(subjects.register(agentId), req));
   }
   await Promise.all(regs);
   return { scheduler, bus };

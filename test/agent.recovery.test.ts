@@ -32,12 +32,12 @@ class FakeScheduler {
   private readonly listeners = new Set<() => void>();
 
   constructor(bus: MemoryBus) {
-    bus.serve(subjects.register, (d) => {
+    bus.serve(subjects.anyAgent.register, (d) => {
       this.registrations.push(d as RegisterRequest);
       this.notify();
       return { ok: true, epoch: 1, schedulerId: "fake" };
     });
-    bus.serve(subjects.status, (d) => {
+    bus.serve(subjects.anyAgent.status, (d) => {
       const u = (d as StatusRequest).update as StatusUpdate;
       this.attempts.push(u);
       this.notify();

@@ -124,7 +124,7 @@ describe("leader: a returning agent's stale copies are killed at once", () => {
     const served = serveKills();
     const t0 = Date.now();
     const next = served.next(AT_ONCE_MS);
-    bus.publish(subjects.heartbeat, { agentId: AGENT, ts: Date.now() });
+    bus.publish(subjects.heartbeat(AGENT), { agentId: AGENT, ts: Date.now() });
     expect((await next) - t0).toBeLessThan(AT_ONCE_MS);
     await until(() => asks.length > 0, "the leader's request to register");
     expect(asks[0]).toMatchObject({ agentId: AGENT, epoch: s.epoch });
@@ -200,16 +200,16 @@ describe("agent: back on the bus, it says so at once", () => {
     const wake = () => {
       for (const w of waiters.splice(0)) w();
     };
-    rbus.serve(subjects.register, (d) => {
+    rbus.serve(subjects.anyAgent.register, (d) => {
       registrations.push({ at: Date.now(), running: (d as RegisterRequest).running });
       wake();
       return answer(registrations.length - 1);
     });
-    rbus.serve(subjects.heartbeat, () => {
+    rbus.serve(subjects.anyAgent.heartbeat, () => {
       heartbeats.push(Date.now());
       wake();
     });
-    rbus.serve(subjects.status, () => ({ ok: true }));
+    rbus.serve(subjects.anyAgent.status, () => ({ ok: true }));
     agent = new Agent({
       bus: rbus,
       agentId: AGENT,

@@ -174,8 +174,8 @@ class FakeLeader {
   readonly updates: StatusUpdate[] = [];
   private readonly waiters = new Set<() => void>();
   constructor(bus: MemoryBus) {
-    bus.serve(subjects.register, () => ({ ok: true, epoch: 1, schedulerId: "fake" }));
-    bus.serve(subjects.status, (d) => {
+    bus.serve(subjects.anyAgent.register, () => ({ ok: true, epoch: 1, schedulerId: "fake" }));
+    bus.serve(subjects.anyAgent.status, (d) => {
       this.updates.push((d as StatusRequest).update as StatusUpdate);
       for (const w of [...this.waiters]) w();
       return { ok: true };

@@ -75,17 +75,23 @@ describe("hostile input against a real cell", () => {
     const ask = async (subject: string, data: Uint8Array) =>
       unpack<{ ok: boolean; error?: string }>((await nc.request(subject, data, { timeout: 5000 })).data);
     const bogus = await ask(
-      "roost.agent.status",
+      "roost.agent.agent-1.status",
       pack({ agentId: "agent-1", update: { taskId: running, seq: 1_000_000, state: "BOGUS", ts: Date.now() } }),
     );
     expect(bogus.ok).toBe(false);
     expect(bogus.error).toMatch(/^invalid status update: update\.state: must be a state an agent reports/);
-    expect((await ask("roost.agent.status", new TextEncoder().encode("hello"))).ok).toBe(false);
-    const reg = await ask("roost.agent.register", pack({ agentId: "agent-1", host: 7, resources: { cpus: -1 } }));
+    expect((await ask("roost.agent.agent-1.status", new TextEncoder().encode("hello"))).ok).toBe(false);
+    // A status report for agent-1 sent on another agent's subject is refused before it is read.
+    const misbound = await ask(
+      "roost.agent.agent-2.status",
+      pack({ agentId: "agent-1", update: { taskId: running, seq: 1_000_001, state: "FAILED", ts: Date.now() } }),
+    );
+    expect(misbound).toMatchObject({ ok: false, error: expect.stringMatching(/^agentId: "agent-1" is not the agent of subject/) });
+    const reg = await ask("roost.agent.agent-1.register", pack({ agentId: "agent-1", host: 7, resources: { cpus: -1 } }));
     expect(reg.ok).toBe(false);
     expect(reg.error).toMatch(/^invalid registration: .*host/);
-    nc.publish("roost.agent.heartbeat", new TextEncoder().encode("\u0000garbage"));
-    nc.publish("roost.agent.heartbeat", pack({ agentId: "not a registered agent", ts: "now" }));
+    nc.publish("roost.agent.agent-1.heartbeat", new TextEncoder().encode("\u0000garbage"));
+    nc.publish("roost.agent.x.heartbeat", pack({ agentId: "not a registered agent", ts: "now" }));
     const api = unpack<{ ok: boolean; error?: { code: string; message: string } }>(
       (await nc.request("roost.api.v1.www-data.job.create", pack({ spec: { role: ".." }, user: "\u0007" }), { timeout: 5000 })).data,
     );

@@ -127,12 +127,12 @@ describe("SimAgent", () => {
     const clock = new VirtualClock();
     const t0 = clock.now();
     const bus = new MemoryBus({ requestTimeouts: false });
-    bus.serve(subjects.register, () => ({ ok: true, schedulerId: "test", epoch: 1 }));
+    bus.serve(subjects.anyAgent.register, () => ({ ok: true, schedulerId: "test", epoch: 1 }));
     const arrivals: Array<{ taskId: string; seq: number; state: string; at: number }> = [];
     const inFlight = new Map<string, number>();
     let maxInFlight = 0;
     let refuse = 3;
-    bus.serve(subjects.status, async (d) => {
+    bus.serve(subjects.anyAgent.status, async (d) => {
       const { update } = d as StatusRequest;
       inFlight.set(update.taskId, (inFlight.get(update.taskId) ?? 0) + 1);
       maxInFlight = Math.max(maxInFlight, inFlight.get(update.taskId)!);

@@ -5,8 +5,8 @@
 // fold produced to the actors, as messages. Nothing mutates the state or touches the world before.
 //
 //   bus roost.api.v1.>     → JobIntake (writes, one at a time), Reads (questions)
-//   bus roost.agent.status → StatusIngest → commit; stray copies → Launcher
-//   bus roost.agent.register/heartbeat → AgentRegistry → commit; owed kills → Launcher
+//   bus roost.agent.*.status → StatusIngest → commit; stray copies → Launcher
+//   bus roost.agent.*.register/heartbeat → AgentRegistry → commit; owed kills → Launcher
 //   fold effects: LAUNCH, KILL → Launcher; TIMER → Timers; RESCHEDULE → Rescheduler;
 //                 PENDING tasks left → Placement (kick)
 //   periodic: AgentHealth (missed heartbeats), Preemptor (blocked groups)
@@ -15,7 +15,7 @@
 // log holds ACTIVE has registered with it (or the window ends); only then do placement, timers,
 // preemption and agent health checks start, so a leader change reschedules no healthy task.
 
-import { subjects, type Bus } from "../bus/bus.js";
+import { agentOfSubject, subjects, type Bus } from "../bus/bus.js";
 import { checkEventData, makeEnvelope, type AnyEnvelope, type EventPayloads, type EventType, type LogEntry } from "../domain/events.js";
 import type { JobKeyString, TaskId } from "../domain/types.js";
 import { formatProblem } from "../domain/validate.js";
@@ -192,9 +192,11 @@ export class LeaderTerm {
         },
         this.o.log,
       ),
-      bus.serve(subjects.status, (data) => this.statusIngest.handle(data)),
-      bus.serve(subjects.register, (data) => this.registry.register(data)),
-      bus.serve(subjects.heartbeat, (data) => this.registry.send({ type: "heartbeat", data })),
+      bus.serve(subjects.anyAgent.status, (data, subject) => ownSubject(data, subject) ?? this.statusIngest.handle(data)),
+      bus.serve(subjects.anyAgent.register, (data, subject) => ownSubject(data, subject) ?? this.registry.register(data)),
+      bus.serve(subjects.anyAgent.heartbeat, (data, subject) => {
+        if (ownSubject(data, subject) === null) this.registry.send({ type: "heartbeat", data });
+      }),
     );
     if (this.o.intake) {
       const consumer = serveIntake(
@@ -388,4 +390,19 @@ export class LeaderTerm {
     if (this.o.quiesced === null) this.preemptor.start();
     this.health.start();
   }
+}
+
+/**
+ * An agent's message must name the agent of its subject (roost.agent.<id>.<verb>): nats-server's
+ * permissions let an agent's user publish only there, and this check holds where no permissions
+ * are configured. A refusal, or null when the two agree.
+ */
+function ownSubject(data: unknown, subject: string): { ok: false; error: string } | null {
+  const id = agentOfSubject(subject);
+  const named = typeof data === "object" && data !== null ? (data as { agentId?: unknown }).agentId : undefined;
+  if (id !== null && named === id) return null;
+  return {
+    ok: false,
+    error: `agentId: ${JSON.stringify(named ?? null)} is not the agent of subject ${subject}; rule: an agent speaks only on roost.agent.<its id>.*`,
+  };
 }

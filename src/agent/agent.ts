@@ -208,12 +208,12 @@ export class Agent {
     const offReconnect = this.bus.onReconnect?.(() => {
       if (this.stopped) return;
       this.log.info({}, "the connection to NATS is back; registering again");
-      this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: Date.now() });
+      this.bus.publish(subjects.heartbeat(this.agentId), { agentId: this.agentId, ts: Date.now() });
       void this.register({ again: true });
     });
     if (offReconnect) this.unserve.push(offReconnect);
     this.heartbeat = setInterval(
-      () => this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: Date.now() }),
+      () => this.bus.publish(subjects.heartbeat(this.agentId), { agentId: this.agentId, ts: Date.now() }),
       this.opts.heartbeatMs ?? 1000,
     );
     this.heartbeat.unref();
@@ -244,7 +244,7 @@ export class Agent {
           running: this.reportedTasks(),
         };
         try {
-          const sent = this.bus.request<RegisterReply>(subjects.register, req, 5000);
+          const sent = this.bus.request<RegisterReply>(subjects.register(this.agentId), req, 5000);
           sent.catch(() => {}); // it may be abandoned below
           const reply = await Promise.race([sent, cut()]).finally(() => (this.registerNow = null));
           if (reply === "again") continue;
@@ -567,7 +567,7 @@ export class Agent {
 
   private async sendStatus(update: StatusUpdate): Promise<boolean> {
     const req: StatusRequest = { agentId: this.agentId, update };
-    const reply = await this.bus.request<{ ok: boolean; error?: string }>(subjects.status, req, 5000);
+    const reply = await this.bus.request<{ ok: boolean; error?: string }>(subjects.status(this.agentId), req, 5000);
     if (!reply.ok) this.log.warn({ error: reply.error, update }, "status update refused");
     return reply.ok;
   }

@@ -5,12 +5,18 @@
 // Subjects (the "bus API"; other tools rely on these names):
 //   roost.api.v1.<role>.<op>       client → leader requests; also roost.api.v1.admin.<op> and
 //   roost.api.v1.cluster.<op>      roost.api.v1.cluster.<op> (the catalog: api/v1.ts)
-//   roost.agent.register           agent → leader, request; the reply carries the leader's epoch
-//   roost.agent.heartbeat          agent → leader, publish
-//   roost.agent.status             agent → leader, request; the reply is the acknowledgement
+//   roost.agent.<agentId>.register agent → leader, request; the reply carries the leader's epoch
+//   roost.agent.<agentId>.heartbeat agent → leader, publish
+//   roost.agent.<agentId>.status   agent → leader, request; the reply is the acknowledgement
 //   roost.agent.<agentId>.launch   leader → agent, request
 //   roost.agent.<agentId>.kill     leader → agent, request
 //   roost.leader                   leader → all, publish when a leader takes over
+//
+// An agent speaks only on subjects that carry its own id, so nats-server's permissions bind each
+// message to the agent that sends it (a user per agent may publish roost.agent.<its id>.* only;
+// natsServer/auth.ts). The leader also refuses a body whose agentId is not its subject's: until
+// agents had subjects of their own, any client could report status for any agent.
+// <agentId> is the id with each "." written "~" (agentToken).
 
 /**
  * What the bus knows about a request besides its body. A body the bus could not decode, or one
@@ -58,11 +64,25 @@ export interface Bus {
 /** The reply shape of every API request that can fail. */
 export type Reply<T> = { ok: true; value: T } | { ok: false; error: string };
 
+/**
+ * An agent id as one subject token. Ids may be dotted host names (agent/protocol.ts), and a dot
+ * splits a NATS subject, so a dot is written "~" (no id holds one): host1.dc1 → host1~dc1.
+ */
+export const agentToken = (agentId: string): string => agentId.replaceAll(".", "~");
+
 export const subjects = {
-  register: "roost.agent.register",
-  heartbeat: "roost.agent.heartbeat",
-  status: "roost.agent.status",
-  launch: (agentId: string) => `roost.agent.${agentId}.launch`,
-  kill: (agentId: string) => `roost.agent.${agentId}.kill`,
+  register: (agentId: string) => `roost.agent.${agentToken(agentId)}.register`,
+  heartbeat: (agentId: string) => `roost.agent.${agentToken(agentId)}.heartbeat`,
+  status: (agentId: string) => `roost.agent.${agentToken(agentId)}.status`,
+  /** What the leader serves: every agent's register, heartbeat and status subjects. */
+  anyAgent: { register: "roost.agent.*.register", heartbeat: "roost.agent.*.heartbeat", status: "roost.agent.*.status" },
+  launch: (agentId: string) => `roost.agent.${agentToken(agentId)}.launch`,
+  kill: (agentId: string) => `roost.agent.${agentToken(agentId)}.kill`,
   leader: "roost.leader",
 };
+
+/** The agent id in an agent's own subject (roost.agent.<id>.<verb>), or null. */
+export function agentOfSubject(subject: string): string | null {
+  const parts = subject.split(".");
+  return parts.length === 4 && parts[0] === "roost" && parts[1] === "agent" ? parts[2]!.replaceAll("~", ".") : null;
+}

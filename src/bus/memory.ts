@@ -17,8 +17,8 @@ const IN_PROCESS: RequestMeta = Object.freeze({ json: false, bytes: 0 });
 
 export class MemoryBus implements Bus {
   private readonly handlers = new Map<string, Set<Handler>>();
-  /** Patterns ending in ">", in registration order. */
-  private readonly wildcards: string[] = [];
+  /** Patterns with a "*" token or a trailing ">", in registration order, split into tokens. */
+  private readonly wildcards: Array<{ pattern: string; tokens: string[] }> = [];
   private readonly requestTimeouts: boolean;
   private closed = false;
   private outstanding = 0;
@@ -50,13 +50,15 @@ export class MemoryBus implements Bus {
     else this.outstandingBySubject.set(subject, n);
   }
 
-  /** Exact subjects in a map (O(1) per message); only ">" patterns are scanned. */
+  /** Exact subjects in a map (O(1) per message); only wildcard patterns are scanned. */
   private match(subject: string): Handler[] {
     const out: Handler[] = [];
     const exact = this.handlers.get(subject);
     if (exact) for (const h of exact) out.push(h);
-    for (const pattern of this.wildcards) {
-      if (subject.startsWith(pattern.slice(0, -1))) for (const h of this.handlers.get(pattern)!) out.push(h);
+    if (this.wildcards.length === 0) return out;
+    const tokens = subject.split(".");
+    for (const w of this.wildcards) {
+      if (tokensMatch(w.tokens, tokens)) for (const h of this.handlers.get(w.pattern)!) out.push(h);
     }
     return out;
   }
@@ -100,7 +102,8 @@ export class MemoryBus implements Bus {
     let hs = this.handlers.get(subject);
     if (!hs) {
       this.handlers.set(subject, (hs = new Set()));
-      if (subject.endsWith(">")) this.wildcards.push(subject);
+      const tokens = subject.split(".");
+      if (tokens.includes("*") || tokens.at(-1) === ">") this.wildcards.push({ pattern: subject, tokens });
     }
     hs.add(handler);
     return () => {
@@ -113,4 +116,15 @@ export class MemoryBus implements Bus {
     this.handlers.clear();
     this.wildcards.length = 0;
   }
+}
+
+/** NATS subject matching: "*" is one token, a trailing ">" one or more. */
+function tokensMatch(pattern: readonly string[], subject: readonly string[]): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i];
+    if (p === ">") return subject.length > i;
+    if (i >= subject.length) return false;
+    if (p !== "*" && p !== subject[i]) return false;
+  }
+  return pattern.length === subject.length;
 }

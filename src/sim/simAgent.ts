@@ -352,7 +352,7 @@ export class SimAgent {
   private beat(): void {
     if (this.cut) return;
     const fate = this.network?.("heartbeat", this.agentId) ?? null;
-    const send = () => this.bus.publish(subjects.heartbeat, { agentId: this.agentId, ts: this.clock.now() });
+    const send = () => this.bus.publish(subjects.heartbeat(this.agentId), { agentId: this.agentId, ts: this.clock.now() });
     if (fate?.lost) return;
     if (fate?.delayMs && !fate.duplicate) {
       this.after(fate.delayMs, () => {
@@ -425,8 +425,8 @@ export class SimAgent {
         const fate: MessageFate | null = this.cut ? { lost: "request" } : (this.network?.("register", this.agentId) ?? null);
         try {
           if (fate?.lost !== "request") {
-            if (fate?.duplicate) void this.bus.request(subjects.register, req).catch(() => {});
-            reply = await this.bus.request<RegisterReply>(subjects.register, req);
+            if (fate?.duplicate) void this.bus.request(subjects.register(this.agentId), req).catch(() => {});
+            reply = await this.bus.request<RegisterReply>(subjects.register(this.agentId), req);
             if (fate?.lost === "reply") reply = null;
           }
         } catch {
@@ -556,7 +556,7 @@ export class SimAgent {
       return;
     }
     const req: StatusRequest = { agentId: this.agentId, update: head };
-    const send = () => this.bus.request<{ ok: boolean; error?: string }>(subjects.status, req);
+    const send = () => this.bus.request<{ ok: boolean; error?: string }>(subjects.status(this.agentId), req);
     send().then(
       (reply) => this.settled(s, head, gen, reply?.ok === true && fate?.lost !== "reply"),
       () => this.settled(s, head, gen, false),

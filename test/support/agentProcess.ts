@@ -17,11 +17,11 @@ const bus = new MemoryBus();
 const say = (o: unknown): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
 let onStatus: (u: StatusRequest["update"]) => void = () => {};
 let registered: RegisterRequest | null = null;
-bus.serve(subjects.register, (d) => {
+bus.serve(subjects.anyAgent.register, (d) => {
   registered = d as RegisterRequest;
   return { ok: true, epoch: 1 };
 });
-bus.serve(subjects.status, (d) => {
+bus.serve(subjects.anyAgent.status, (d) => {
   const u = (d as StatusRequest).update;
   queueMicrotask(() => onStatus(u));
   return { ok: true };

@@ -15,7 +15,7 @@
 // could tell role A's kill from role B's, and nothing in the request said which version of the
 // contract the client spoke.
 
-import { Type, type TSchema } from "typebox";
+import { type TSchema, Type } from "typebox";
 import { RULE } from "../domain/validate.js";
 import * as R from "./replies.js";
 import { REQUEST_SCHEMAS } from "./requests.js";
@@ -29,7 +29,7 @@ type Scope = "role" | "admin" | "cluster";
  * Stricter than NAME_PATTERN (which allows "."), for roles only.
  */
 const ROLE_TOKEN_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$";
-const ROLE_TOKEN = new RegExp(ROLE_TOKEN_PATTERN);
+export const ROLE_TOKEN = new RegExp(ROLE_TOKEN_PATTERN);
 
 /**
  * An idempotency key, chosen by the client: `key` on a write, `Nats-Msg-Id: <role>/<key>` on the

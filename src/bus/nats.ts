@@ -2,7 +2,8 @@
 
 import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { pack, unpack } from "../eventlog/envelope.js";
-import { NoResponderError, type Bus, type Handler, type RequestMeta, type ServeOptions } from "./bus.js";
+import { type Bus, type Handler, NoResponderError, type RequestMeta, type ServeOptions } from "./bus.js";
+import type { Creds } from "./creds.js";
 
 /** A request with this Content-Type header is JSON, and so is its reply; without it, MessagePack. */
 const JSON_TYPE = "application/json";
@@ -15,8 +16,8 @@ export class NatsBus implements Bus {
     private readonly owned: boolean,
   ) {}
 
-  static async connect(servers: string | string[], name: string): Promise<NatsBus> {
-    const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  static async connect(servers: string | string[], name: string, creds?: Creds): Promise<NatsBus> {
+    const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...creds?.connectOptions() });
     return new NatsBus(nc, true);
   }
 

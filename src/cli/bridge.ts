@@ -5,7 +5,7 @@
 //                         &wait=1 waits (up to 20 s) for a record when there is none yet
 
 import { createServer, type Server } from "node:http";
-import { NoResponderError, type Bus } from "../bus/bus.js";
+import { type Bus, NoResponderError } from "../bus/bus.js";
 import { pack, unpack } from "../eventlog/envelope.js";
 import type { MemoryLog } from "../eventlog/memory.js";
 

@@ -13,10 +13,11 @@ import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type ApiErrorBody, type ErrorCode, isErrorCode } from "../api/errors.js";
 import { API_V1_PREFIX, addressFor } from "../api/v1.js";
-import { INTAKE_PREFIX } from "../eventlog/intake.js";
 import { NoResponderError } from "../bus/bus.js";
-import { decodeRecord, pack, unpack, type LogRecord } from "../eventlog/envelope.js";
-import { openJetStreamLog, type JetStreamLog } from "../eventlog/jetstream.js";
+import { type Creds, resolveCreds } from "../bus/creds.js";
+import { decodeRecord, type LogRecord, pack, unpack } from "../eventlog/envelope.js";
+import { INTAKE_PREFIX } from "../eventlog/intake.js";
+import { type JetStreamLog, openJetStreamLog } from "../eventlog/jetstream.js";
 import { foldRecord } from "../replay/fold.js";
 import { ClusterState } from "../replay/state.js";
 
@@ -30,6 +31,8 @@ export interface ClusterFile {
   bridge?: string;
   pid?: number;
   startedAt?: string;
+  /** A secured cell's credentials file for the CLI (roost dev --secure: the admin's). */
+  creds?: string;
 }
 
 const DEFAULT_CLUSTER_FILE = ".roost/cluster.json";
@@ -72,6 +75,22 @@ class LeaderTimeoutError extends NoResponderError {
 
 /** How long any one wait on the cluster may last unless the caller says otherwise. */
 const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * nats-server refused a publish or a subscription under this connection's permissions
+ * (natsServer/auth.ts): PERMISSION_DENIED, naming the user and the subject; else null.
+ */
+function permissionDenied(err: unknown, user: string | undefined): ClientError | null {
+  const e = err as { name?: string; message?: string };
+  if (e?.name !== "PermissionViolationError" && !/permissions violation/i.test(e?.message ?? "")) return null;
+  const who = user ? `user ${JSON.stringify(user)}` : "this client";
+  const m = /permissions violation for (publish|subscription) to "?([^"\s]+)"?/i.exec(e.message ?? "");
+  const what = m ? `${m[1]!.toLowerCase() === "publish" ? "publish" : "subscribe"} to ${m[2]}` : "that";
+  return new ClientError(
+    `PERMISSION_DENIED: nats-server refused ${who} to ${what}: an identity acts only on its own subjects (a role on roost.api.v1.<role>.> and roost.intake.v1.<role>.>; admin operations need the admin user)`,
+    "PERMISSION_DENIED",
+  );
+}
 
 /** 10000 → "10 s", 2500 → "2.5 s". */
 export function seconds(ms: number): string {
@@ -192,6 +211,8 @@ export interface ConnectOptions {
    * `roost dev`); the CLI bounds it so a lost server ends a command.
    */
   maxReconnectAttempts?: number;
+  /** --creds: a credentials file (bus/creds.ts). Without it ROOST_CREDS, then the cluster file's. */
+  creds?: string;
 }
 
 /** The options every CLI command that talks to a cluster takes (withClusterOptions in main.ts). */
@@ -202,6 +223,7 @@ export interface CliClusterOptions {
   /** --timeout, seconds. */
   timeout?: number;
   stream?: string;
+  creds?: string;
 }
 
 /**
@@ -215,6 +237,7 @@ export function cliConnectOptions(o: CliClusterOptions, defaults: { follow?: boo
     nats: o.nats,
     cluster: o.cluster,
     stream: o.stream,
+    creds: o.creds,
     timeoutMs,
     note: (msg) => console.error(`roost: ${msg}`),
     maxReconnectAttempts: defaults.follow ? -1 : Math.max(1, Math.ceil(timeoutMs / 250)),
@@ -230,6 +253,12 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
   const url = file.nats!;
   const servers = natsServers(url);
   if (servers.length === 0) throw new ClientError(`no NATS URL given${origin}`);
+  let creds: Creds | undefined;
+  try {
+    creds = resolveCreds(opts.creds, opts.nats ? undefined : file.creds);
+  } catch (err) {
+    throw new ClientError((err as Error).message);
+  }
   let nc: NatsConnection;
   try {
     nc = await within(
@@ -241,11 +270,16 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
         timeout: timeoutMs,
         maxReconnectAttempts: opts.maxReconnectAttempts ?? -1,
         reconnectTimeWait: 250,
+        ...creds?.connectOptions(),
       }),
     );
   } catch (err) {
     const e = err as Error;
     if (err instanceof WaitTimeoutError) throw new UnreachableError(`cannot reach NATS at ${url}${origin}: ${e.message}`);
+    if (/authorization|authentication/i.test(e.message))
+      throw new ClientError(
+        `NATS at ${url}${origin} refused ${creds ? `user ${JSON.stringify(creds.user)}` : "a client without credentials"}: ${e.message}; ${creds ? "check the --creds file" : "give --creds FILE or ROOST_CREDS"}`,
+      );
     const why = /refused/i.test(e.message)
       ? "connection refused (nothing listens there)"
       : e.name === "TimeoutError" || /^timeout$/i.test(e.message)
@@ -254,7 +288,7 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
     const hint = opts.nats ? "is nats-server running there?" : "is `roost dev` still running?";
     throw new UnreachableError(`cannot reach NATS at ${url}${origin}: ${why}; ${hint}`);
   }
-  return new NatsClient(url, nc, opts.stream ?? file.stream ?? "ROOST", timeoutMs, note);
+  return new NatsClient(url, nc, opts.stream ?? file.stream ?? "ROOST", timeoutMs, note, creds?.user);
 }
 
 /** An API v1 reply. */
@@ -370,6 +404,8 @@ export class NatsClient implements ClusterClient {
     readonly stream: string,
     readonly timeoutMs = DEFAULT_TIMEOUT_MS,
     readonly note: (msg: string) => void = () => {},
+    /** The NATS user it connected as, for errors (none on an open cluster). */
+    readonly user?: string,
   ) {}
 
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
@@ -381,6 +417,8 @@ export class NatsClient implements ClusterClient {
         return { reply: unpack<Reply<T>>(m.data) };
       } catch (err) {
         const e = err as Error;
+        const denied = permissionDenied(err, this.user);
+        if (denied) throw denied;
         if (/no responders/i.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return "none";
         if (e.name === "TimeoutError" || /timeout/i.test(e.message)) return "timeout";
         if (/closed|draining|disconnect/i.test(`${e.name} ${e.message}`))
@@ -396,6 +434,8 @@ export class NatsClient implements ClusterClient {
       return { duplicate: ack.duplicate };
     } catch (err) {
       const e = err as Error;
+      const denied = permissionDenied(err, this.user);
+      if (denied) throw denied;
       // No stream takes these subjects (an older scheduler, or none ever started here).
       if (/no responders|503|no stream/i.test(`${e.name} ${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`)) return null;
       throw err;

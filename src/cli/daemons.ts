@@ -4,18 +4,19 @@
 
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import { Agent } from "../agent/agent.js";
-import { Scheduler } from "../actors/scheduler.js";
-import { NatsBus } from "../bus/nats.js";
-import { openIntake } from "../eventlog/intake.js";
-import { openJetStreamLog } from "../eventlog/jetstream.js";
-import type { AgentResources } from "../domain/types.js";
-import { makeLogger } from "../util/logger.js";
-import { parsePolicy } from "../actors/policy.js";
-import { natsServers } from "./client.js";
 import { KvLease } from "../actors/lease.js";
 import { KvMemberBoard } from "../actors/members.js";
+import { parsePolicy } from "../actors/policy.js";
+import { Scheduler } from "../actors/scheduler.js";
+import { Agent } from "../agent/agent.js";
+import { resolveCreds } from "../bus/creds.js";
+import { NatsBus } from "../bus/nats.js";
+import type { AgentResources } from "../domain/types.js";
+import { openIntake } from "../eventlog/intake.js";
+import { openJetStreamLog } from "../eventlog/jetstream.js";
 import { SnapshotStore } from "../storage/snapshotStore.js";
+import { makeLogger } from "../util/logger.js";
+import { natsServers } from "./client.js";
 import { controlReply, listenForControl, onStopSignals } from "./control.js";
 
 export interface SchedulerFlags {
@@ -30,6 +31,8 @@ export interface SchedulerFlags {
   allowedEnvironments?: string;
   /** Read control lines on stdin and stop at its end (control.ts; `roost dev` does this). */
   control?: boolean;
+  /** --creds: a credentials file (bus/creds.ts); else ROOST_CREDS. */
+  creds?: string;
 }
 
 /** How long an orderly stop may take before the process exits anyway. */
@@ -116,7 +119,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
     });
   }
   await finish.starting(async () => {
-    bus = await NatsBus.connect(natsServers(f.nats), `roost-scheduler-${f.id ?? process.pid}`);
+    bus = await NatsBus.connect(natsServers(f.nats), `roost-scheduler-${f.id ?? process.pid}`, resolveCreds(f.creds));
     log = await openJetStreamLog({ servers: natsServers(f.nats), nc: bus.nc, stream: f.stream, replicas: f.replicas });
     const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
     const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
@@ -163,6 +166,8 @@ export interface AgentFlags {
   killTasksOnExit: boolean;
   /** Read control lines on stdin and stop at its end (control.ts; `roost dev` does this). */
   control?: boolean;
+  /** --creds: a credentials file (bus/creds.ts); else ROOST_CREDS. */
+  creds?: string;
 }
 
 function parsePortRanges(s: string): Array<[number, number]> {
@@ -230,7 +235,7 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   await finish.starting(async () => {
     const resources: AgentResources = { cpus: f.cpus, ramMb: f.ramMb, diskMb: f.diskMb, gpus: f.gpus, ports: parsePortRanges(f.ports) };
     const attributes = { host, ...parseAttributes(f.attr) };
-    bus = await NatsBus.connect(natsServers(f.nats), `roost-agent-${agentId}`);
+    bus = await NatsBus.connect(natsServers(f.nats), `roost-agent-${agentId}`, resolveCreds(f.creds));
     if (stopping) return; // told to stop while connecting
     agent = new Agent({
       bus,

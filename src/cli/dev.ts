@@ -20,25 +20,28 @@
 //   life), nats-server included (same ports and store: clients reconnect); each restart is said
 //   on the output. A failed start stops whatever was started.
 
-import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, closeSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { Agent } from "../agent/agent.js";
-import { Scheduler } from "../actors/scheduler.js";
-import { MemoryBus } from "../bus/memory.js";
-import { MemoryLog } from "../eventlog/memory.js";
-import { findNatsServer, startNatsServer, type NatsServerHandle } from "../natsServer/server.js";
-import { startNatsCluster, type NatsClusterHandle } from "../natsServer/cluster.js";
-import { makeLogger } from "../util/logger.js";
 import { DEV_POLICY } from "../actors/policy.js";
+import { Scheduler } from "../actors/scheduler.js";
+import { Agent } from "../agent/agent.js";
+import { readCreds } from "../bus/creds.js";
+import { MemoryBus } from "../bus/memory.js";
+import { NatsBus } from "../bus/nats.js";
+import { MemoryLog } from "../eventlog/memory.js";
+import { parseTokens, startHttpGateway } from "../gateway/http.js";
+import { authorizationConf, type Identity } from "../natsServer/auth.js";
+import { type NatsClusterHandle, startNatsCluster } from "../natsServer/cluster.js";
+import { findNatsServer, type NatsServerHandle, startNatsServer } from "../natsServer/server.js";
+import { makeLogger } from "../util/logger.js";
+import { startBridge } from "./bridge.js";
 import type { ClusterFile } from "./client.js";
 import { connectClient } from "./client.js";
-import { NatsBus } from "../bus/nats.js";
-import { startHttpGateway } from "../gateway/http.js";
-import { startBridge } from "./bridge.js";
-import { acquireDevLock, DevLockHeldError, type DevLock } from "./devLock.js";
+import { acquireDevLock, type DevLock, DevLockHeldError } from "./devLock.js";
 
 export interface DevFlags {
   agents: number;
@@ -49,6 +52,10 @@ export interface DevFlags {
   ha?: boolean;
   dir: string;
   json: boolean;
+  /** Users and permissions on the nats-server(s) it starts; credentials in <dir>/creds (secureCell). */
+  secure?: boolean;
+  /** --roles: the roles given a user of their own with --secure. Default ["www-data"]. */
+  roles?: string[];
 }
 
 const ROOST_BIN = fileURLToPath(new URL("../../../bin/roost.js", import.meta.url));
@@ -72,6 +79,45 @@ function devAgentSpec(i: number) {
     resources: { cpus: 4, ramMb: 4096, diskMb: 16384, gpus: 0, ports: [[lo, lo + 999]] as Array<[number, number]> },
   };
 }
+
+/** A secured dev cell: the nats-server's authorization block and each identity's credentials file. */
+interface SecureCell {
+  conf: string;
+  /** Identity name → its credentials file. */
+  creds: Map<string, string>;
+  tokensFile: string;
+}
+
+/**
+ * `roost dev --secure`: a user per identity (natsServer/auth.ts), a fresh random password each,
+ * written to <dir>/creds/<name>.json (mode 0600, in a 0700 directory) and nowhere else; and a
+ * bearer token per role and for admin in <dir>/gateway-tokens.json for the HTTP gateway.
+ */
+function secureCell(dir: string, agentIds: string[], roles: string[]): SecureCell {
+  const ids: Identity[] = [
+    { kind: "scheduler", name: "scheduler", password: secret() },
+    { kind: "admin", name: "admin", password: secret() },
+    { kind: "gateway", name: "gateway", password: secret() },
+    ...agentIds.map((name): Identity => ({ kind: "agent", name, password: secret() })),
+    ...roles.map((name): Identity => ({ kind: "role", name, password: secret() })),
+  ];
+  const conf = authorizationConf(ids, "roost.events");
+  const credsDir = join(dir, "creds");
+  rmSync(credsDir, { recursive: true, force: true });
+  mkdirSync(credsDir, { recursive: true, mode: 0o700 });
+  const creds = new Map<string, string>();
+  for (const id of ids) {
+    const file = join(credsDir, `${id.name}.json`);
+    writeFileSync(file, `${JSON.stringify({ user: id.name, pass: id.password })}\n`, { mode: 0o600 });
+    creds.set(id.name, file);
+  }
+  const tokensFile = join(dir, "gateway-tokens.json");
+  const tokens = [{ token: secret(), name: "admin", admin: true }, ...roles.map((role) => ({ token: secret(), name: role, role }))];
+  writeFileSync(tokensFile, `${JSON.stringify({ tokens }, null, 2)}\n`, { mode: 0o600 });
+  return { conf, creds, tokensFile };
+}
+
+const secret = (): string => randomBytes(24).toString("base64url");
 
 type ExitStatus = { code: number | null; signal: NodeJS.Signals | null };
 type Say = (msg: string, data?: Record<string, unknown>) => void;
@@ -281,6 +327,9 @@ export async function runDev(f: DevFlags): Promise<void> {
   if (f.ha && (f.embedded || f.nats))
     throw new Error("--ha starts its own 3 nats-servers: it cannot be combined with --embedded or --nats");
   if (f.ha && !findNatsServer()) throw new Error("--ha needs nats-server on PATH (apt-get install nats-server)");
+  if (f.secure && (f.embedded || f.nats))
+    throw new Error("--secure configures the nats-servers it starts: it cannot be combined with --embedded or --nats");
+  if (f.secure && !findNatsServer()) throw new Error("--secure needs nats-server on PATH (apt-get install nats-server)");
   const dir = resolve(f.dir);
   mkdirSync(dir, { recursive: true });
   let lock: DevLock;
@@ -402,7 +451,10 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
   );
 
   let natsUrl = f.nats;
-  const natsOpts = { ownProcessGroup: true, dieWithParent: true };
+  const agentIds = Array.from({ length: f.agents }, (_, i) => devAgentSpec(i + 1).id);
+  const secure = f.secure ? secureCell(dir, agentIds, f.roles ?? ["www-data"]) : null;
+  const natsOpts = { ownProcessGroup: true, dieWithParent: true, extraConf: secure?.conf };
+  const credsArgs = (name: string): string[] => (secure ? ["--creds", secure.creds.get(name)!] : []);
   if (f.ha) {
     let cluster: NatsClusterHandle | null = null;
     const natsDir = join(dir, "nats-ha");
@@ -445,7 +497,18 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
       new NodeChild(
         name,
         say,
-        ["scheduler", "--nats", url, "--id", name, "--replicas", String(replicas), "--policy", JSON.stringify(DEV_POLICY)],
+        [
+          "scheduler",
+          "--nats",
+          url,
+          "--id",
+          name,
+          "--replicas",
+          String(replicas),
+          "--policy",
+          JSON.stringify(DEV_POLICY),
+          ...credsArgs("scheduler"),
+        ],
         logFile(name),
       ),
     );
@@ -478,6 +541,7 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
           "--work-dir",
           join(dir, "agents", a.id),
           "--kill-tasks-on-exit",
+          ...credsArgs(a.id),
         ],
         logFile(a.id),
       ),
@@ -492,11 +556,14 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
     agents.map((a) => a.name),
     check,
     join(dir, "logs"),
+    secure?.creds.get("admin"),
   );
   check();
-  // The HTTP gateway, in this process, on a free loopback port (no tokens: a dev cluster is open).
-  const gwBus = await NatsBus.connect(url, "roost-dev-gateway");
-  const http = await startHttpGateway({ transport: gwBus, tokens: null, host: "127.0.0.1", port: 0 });
+  // The HTTP gateway, in this process, on a free loopback port. Open in a dev cluster; with
+  // --secure it takes the bearer tokens of gateway-tokens.json and speaks as the gateway user.
+  const gwBus = await NatsBus.connect(url, "roost-dev-gateway", secure ? readCreds(secure.creds.get("gateway")!) : undefined);
+  const tokens = secure ? parseTokens(readFileSync(secure.tokensFile, "utf8"), secure.tokensFile) : null;
+  const http = await startHttpGateway({ transport: gwBus, tokens, host: "127.0.0.1", port: 0 });
   stopGateway = async () => {
     await http.close().catch(() => {});
     await gwBus.close();
@@ -508,6 +575,7 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
     http: http.url,
     pid: process.pid,
     startedAt: new Date().toISOString(),
+    ...(secure ? { creds: secure.creds.get("admin")! } : {}),
   };
   writeFileSync(clusterFile, `${JSON.stringify(file, null, 2)}\n`);
   const pids = Object.fromEntries(everything().map((c) => [c.name, c.pid]));
@@ -522,11 +590,23 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
       http: http.url,
     },
   );
+  if (secure)
+    say(
+      `secure: every identity is a NATS user with its own permissions; credentials in ${join(dir, "creds")} (${[...secure.creds.keys()].join(", ")}); this directory's CLI uses admin's; gateway tokens in ${secure.tokensFile}`,
+      { secure: true, creds: Object.fromEntries(secure.creds), tokens: secure.tokensFile },
+    );
 }
 
 /** Wait until a leader answers and every agent is ACTIVE and has spoken to it. */
-async function waitReady(nats: string, agentIds: string[], check: () => void, logs: string, timeoutMs = 60_000): Promise<void> {
-  const client = await connectClient({ nats });
+async function waitReady(
+  nats: string,
+  agentIds: string[],
+  check: () => void,
+  logs: string,
+  creds?: string,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const client = await connectClient({ nats, creds });
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {

@@ -1,6 +1,6 @@
 // Human-readable output. Every command also has --json for machines.
 
-import { checkEventData, UNREADABLE, type LogEntry } from "../domain/events.js";
+import { checkEventData, type LogEntry, UNREADABLE } from "../domain/events.js";
 import { formatProblem } from "../domain/validate.js";
 import type { QuotaReport } from "../quota/quota.js";
 import type { JobStatus, JobSummary, TaskHistory } from "../replay/queries.js";

@@ -7,10 +7,10 @@ import { cpus, totalmem, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { REQUEST_KEY } from "../api/v1.js";
+import { REQUEST_KEY, ROLE_TOKEN } from "../api/v1.js";
 import { NoResponderError } from "../bus/bus.js";
+import { resolveCreds } from "../bus/creds.js";
 import { NatsBus } from "../bus/nats.js";
-import { parseTokens, startHttpGateway } from "../gateway/http.js";
 import {
   DEFAULT_ENVIRONMENT_PATTERN,
   MAX_INSTANCES,
@@ -22,37 +22,39 @@ import {
   USER_PATTERN,
 } from "../domain/limits.js";
 import { jobKeyString, parseJobKey } from "../domain/types.js";
-import { quotaReport, type QuotaReport } from "../quota/quota.js";
+import { parseTokens, startHttpGateway } from "../gateway/http.js";
+import { RESERVED_NAMES } from "../natsServer/auth.js";
+import { type QuotaReport, quotaReport } from "../quota/quota.js";
 import { foldRecord } from "../replay/fold.js";
 import {
   instancesTerminal,
-  jobList,
-  jobStatus,
-  taskHistory,
-  withReasons,
   type JobStatus,
   type JobSummary,
+  jobList,
+  jobStatus,
   type TaskHistory,
+  taskHistory,
+  withReasons,
 } from "../replay/queries.js";
 import { ClusterState } from "../replay/state.js";
-import { TERMINAL_STATES } from "../statemachines/taskStates.js";
+import { type WhyReport, whyTask } from "../scheduling/why.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
-import { whyTask, type WhyReport } from "../scheduling/why.js";
+import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import {
+  type CliClusterOptions,
+  type ClusterClient,
   cliConnectOptions,
   connectClient,
   foldLocally,
+  natsServers,
   seconds,
   WaitTimeoutError,
-  type CliClusterOptions,
-  type ClusterClient,
-  natsServers,
   writeOnce,
 } from "./client.js";
+import { registerClusterCommand } from "./cluster.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
-import { registerClusterCommand } from "./cluster.js";
-import { entryAnomaly, formatWhy, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory } from "./format.js";
+import { entryAnomaly, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory, formatWhy } from "./format.js";
 import { registerSimCommand } from "./sim.js";
 import { registerSnapshotCommand } from "./snapshot.js";
 
@@ -175,6 +177,8 @@ function parseInstances(s: string): number[] {
   return [...out].sort((a, b) => a - b);
 }
 
+const CREDS_HELP = 'credentials of a secured cell, {"user", "pass", "tls"?} (default: $ROOST_CREDS, then the cluster file\'s)';
+
 const DEFAULT_TIMEOUT_HELP =
   "give up on any wait on the cluster (reaching NATS, a scheduler to answer, the log) after this many seconds (default: 10)";
 
@@ -184,6 +188,7 @@ function withClusterOptions(c: Command, timeoutHelp = DEFAULT_TIMEOUT_HELP): Com
     .option("--json", "machine-readable output")
     .option("--nats <url>", "reach the cluster at this NATS URL instead of the cluster file")
     .option("--cluster <file>", "cluster file written by `roost dev`", ".roost/cluster.json")
+    .option("--creds <file>", CREDS_HELP)
     .option("--timeout <s>", timeoutHelp, timeoutArg);
 }
 
@@ -255,7 +260,36 @@ program
   .option("--embedded", "run on an in-process log and bus, without nats-server")
   .option("--ha", "high availability: 3 nats-servers (R3 stream) and 3 scheduler replicas")
   .option("--json", "machine-readable output (one JSON object per line)")
-  .action(async (o) => runDev({ agents: o.agents, nats: o.nats, dir: o.dir, json: !!o.json, embedded: !!o.embedded, ha: !!o.ha }));
+  .option(
+    "--secure",
+    "NATS users and permissions: one credentials file per identity in <dir>/creds (admin, scheduler, gateway, agents, roles)",
+  )
+  .option("--roles <list>", "with --secure: the roles given users, comma-separated", parseRoles, ["www-data"])
+  .action(async (o) =>
+    runDev({
+      agents: o.agents,
+      nats: o.nats,
+      dir: o.dir,
+      json: !!o.json,
+      embedded: !!o.embedded,
+      ha: !!o.ha,
+      secure: !!o.secure,
+      roles: o.roles,
+    }),
+  );
+
+/** `roost dev --roles`: role names, each a valid role and none reserved (natsServer/auth.ts). */
+function parseRoles(v: string): string[] {
+  const roles = v.split(",").map((r) => r.trim());
+  for (const r of roles) {
+    if (!ROLE_TOKEN.test(r) || RESERVED_NAMES.includes(r))
+      throw new InvalidArgumentError(
+        `--roles: "${r}" must be 1 to 64 letters, digits, "_" or "-", and not one of ${RESERVED_NAMES.join(", ")}`,
+      );
+  }
+  if (new Set(roles).size !== roles.length) throw new InvalidArgumentError("--roles: a role is named twice");
+  return roles;
+}
 
 /** A regular expression option: refused at once when it does not compile. */
 function regexArg(flag: string): (v: string) => string {
@@ -276,6 +310,7 @@ program
   .option("--stream <name>", "JetStream stream holding the log", "ROOST")
   .addOption(new Option("--replicas <n>", "stream replicas when creating it").choices(["1", "3"]).default("1"))
   .option("--id <id>", "scheduler id (default host:pid)")
+  .option("--creds <file>", CREDS_HELP)
   .option("--policy <json>", "override scheduling timings, e.g. '{\"preemptionDelayMs\":5000}' (defaults: Aurora's)")
   .option("--json", "log as JSON lines (always)")
   .option(
@@ -308,6 +343,7 @@ program
       snapshotEvery: o.snapshotEvery,
       control: !!o.controlStdin,
       allowedEnvironments: o.allowedEnvironments,
+      creds: o.creds,
     }),
   );
 
@@ -325,6 +361,7 @@ program
   .option("--ports <ranges>", "port ranges to offer, e.g. 31000-32000", "31000-32000")
   .option("--work-dir <dir>", "where task sandboxes live", ".roost/agent")
   .option("--kill-tasks-on-exit", "kill running tasks when the agent stops", false)
+  .option("--creds <file>", CREDS_HELP)
   .option("--control-stdin", "read control lines (stop, kill) on stdin and stop at its end (used by `roost dev`)")
   .option("--json", "log as JSON lines (always)")
   .action(async (o) =>
@@ -341,6 +378,7 @@ program
       workDir: o.workDir,
       killTasksOnExit: o.killTasksOnExit,
       control: !!o.controlStdin,
+      creds: o.creds,
     }),
   );
 
@@ -568,11 +606,12 @@ program
   .description("the HTTP gateway: API v1 as JSON over HTTP, in front of a cluster's NATS (routes: schemas/openapi.json)")
   .requiredOption("--listen <host:port>", "where to listen, e.g. 127.0.0.1:8080 (port 0: any free port)", listenArg)
   .requiredOption("--nats <url>", "the cluster's NATS URL(s), comma-separated")
+  .option("--creds <file>", CREDS_HELP)
   .option("--tokens <file>", 'bearer tokens: {"tokens": [{"token", "name", "role"?, "admin"?}]}; without it, no authentication')
   .option("--timeout <s>", "how long one request may wait for the scheduler (default 10)", timeoutArg)
-  .action(async (o: { listen: { host: string; port: number }; nats: string; tokens?: string; timeout?: number }) => {
+  .action(async (o: { listen: { host: string; port: number }; nats: string; tokens?: string; timeout?: number; creds?: string }) => {
     const tokens = o.tokens ? parseTokens(readFileSync(o.tokens, "utf8"), o.tokens) : null;
-    const bus = await NatsBus.connect(natsServers(o.nats), `roost-gateway-${process.pid}`);
+    const bus = await NatsBus.connect(natsServers(o.nats), `roost-gateway-${process.pid}`, resolveCreds(o.creds));
     const gw = await startHttpGateway({
       transport: bus,
       tokens,

@@ -12,7 +12,7 @@
 // and exit code 1 if any seed failed. `--seeds 1 --from S` replays seed S alone and says more:
 // its world, what happened step by step, and every violation with the record that broke it.
 
-import { InvalidArgumentError, type Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { formatScenarioResult, loadScenario, runScenario } from "../sim/scenario.js";
 import { describeWorld, runSwarm, type SwarmResult } from "../sim/swarm.js";
 

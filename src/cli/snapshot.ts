@@ -10,12 +10,13 @@
 
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Command } from "commander";
-import { openJetStreamLog, type JetStreamLog } from "../eventlog/jetstream.js";
-import { DEFAULT_SNAPSHOT_BUCKET, SnapshotStore, type SnapshotInfo } from "../storage/snapshotStore.js";
+import { resolveCreds } from "../bus/creds.js";
+import { type JetStreamLog, openJetStreamLog } from "../eventlog/jetstream.js";
 import { foldRecord } from "../replay/fold.js";
 import { stateHash } from "../replay/hash.js";
 import { readSnapshot, SnapshotError } from "../replay/snapshot.js";
 import { ClusterState } from "../replay/state.js";
+import { DEFAULT_SNAPSHOT_BUCKET, type SnapshotInfo, SnapshotStore } from "../storage/snapshotStore.js";
 import { cliConnectOptions, connectClient, loadClusterFile, natsServers } from "./client.js";
 
 interface SnapshotOptions {
@@ -24,6 +25,7 @@ interface SnapshotOptions {
   cluster?: string;
   stream?: string;
   bucket?: string;
+  creds?: string;
   /** --timeout, seconds: bounds reaching NATS and opening the log and the store. */
   timeout?: number;
 }
@@ -54,9 +56,17 @@ async function openCluster(o: SnapshotOptions): Promise<{ nc: NatsConnection; lo
       `snapshots are not available on an embedded dev cluster (${where}): its log lives in memory; run \`roost dev\` with nats-server`,
     );
   }
-  const stream = o.stream ?? (o.nats ? undefined : loadClusterFile(o.cluster).stream) ?? "ROOST";
+  const file = o.nats ? undefined : loadClusterFile(o.cluster);
+  const stream = o.stream ?? file?.stream ?? "ROOST";
   const servers = natsServers(where);
-  const nc = await connect({ servers, name: "roost-snapshot", timeout: opts.timeoutMs, maxReconnectAttempts: opts.maxReconnectAttempts });
+  const creds = resolveCreds(o.creds, file?.creds);
+  const nc = await connect({
+    servers,
+    name: "roost-snapshot",
+    timeout: opts.timeoutMs,
+    maxReconnectAttempts: opts.maxReconnectAttempts,
+    ...creds?.connectOptions(),
+  });
   try {
     const log = await openJetStreamLog({ servers, nc, stream, create: false, readyTimeoutMs: opts.timeoutMs });
     const store = await SnapshotStore.open(nc, { bucket: o.bucket ?? DEFAULT_SNAPSHOT_BUCKET, create: false });

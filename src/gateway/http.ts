@@ -107,7 +107,7 @@ function refuse(reply: FastifyReply, e: ApiErrorBody): FastifyReply {
 async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
   const tokens = o.tokens?.map((t) => ({ digest: sha(t.token), who: { name: t.name, role: t.role, admin: t.admin } })) ?? null;
   const timeoutMs = o.timeoutMs ?? 10_000;
-  const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? MAX_BODY, maxParamLength: 512 });
+  const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? MAX_BODY, routerOptions: { maxParamLength: 512 } });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err.statusCode === 413 || err.code === "FST_ERR_CTP_BODY_TOO_LARGE") {

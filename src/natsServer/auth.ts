@@ -22,7 +22,7 @@
 
 import { agentToken } from "../bus/bus.js";
 
-export type IdentityKind = "scheduler" | "admin" | "gateway" | "role" | "agent";
+type IdentityKind = "scheduler" | "admin" | "gateway" | "role" | "agent";
 
 export interface Identity {
   kind: IdentityKind;
@@ -44,7 +44,7 @@ interface Permissions {
 const INBOX = "_INBOX.>";
 
 /** The subject permissions of one identity. `logSubject` is the event log's (ROOST → roost.events). */
-export function permissionsOf(id: Identity, logSubject: string): Permissions | null {
+function permissionsOf(id: Identity, logSubject: string): Permissions | null {
   switch (id.kind) {
     case "scheduler":
       return null;
@@ -88,7 +88,7 @@ export function permissionsOf(id: Identity, logSubject: string): Permissions | n
 }
 
 /** A problem with a set of identities (a duplicate name, a reserved one, a name no subject can hold). */
-export function checkIdentities(ids: readonly Identity[]): string | null {
+function checkIdentities(ids: readonly Identity[]): string | null {
   const seen = new Set<string>();
   for (const id of ids) {
     if (!/^[A-Za-z0-9_:.-]+$/.test(id.name) || id.name.length > 128)

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { freePort, startNatsServer, type NatsServerHandle, type NatsServerOptions } from "./server.js";
+import { freePort, type NatsServerHandle, type NatsServerOptions, startNatsServer } from "./server.js";
 
 export interface NatsClusterHandle {
   /** Client URLs of every member, for connect({ servers }). */
@@ -23,7 +23,7 @@ export interface NatsClusterHandle {
 export async function startNatsCluster(
   opts: { dir?: string; size?: number; name?: string } & Pick<
     NatsServerOptions,
-    "ownProcessGroup" | "dieWithParent" | "pingIntervalMs" | "pingMax"
+    "ownProcessGroup" | "dieWithParent" | "pingIntervalMs" | "pingMax" | "extraConf"
   > = {},
 ): Promise<NatsClusterHandle> {
   const size = opts.size ?? 3;
@@ -55,6 +55,7 @@ export async function startNatsCluster(
       dieWithParent: opts.dieWithParent,
       pingIntervalMs: opts.pingIntervalMs,
       pingMax: opts.pingMax,
+      extraConf: opts.extraConf,
     });
   // Together: clustered JetStream is healthy only once a quorum is up.
   const started = await Promise.allSettled(ports.map((_, i) => startMember(i)));

@@ -9,8 +9,8 @@
 // - For `roost dev`: ownProcessGroup (a terminal's signals reach only its parent) and
 //   dieWithParent (it dies even when its parent is killed with -9; see the option).
 
-import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants as fsConstants, closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { accessSync, closeSync, existsSync, constants as fsConstants, openSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -31,6 +31,11 @@ export interface NatsServerOptions {
   serverName?: string;
   /** Monitoring port. Default: a free port. */
   httpPort?: number;
+  /**
+   * More config appended as it is (roost dev --secure: the authorization block of natsServer/auth.ts).
+   * The config file is then readable by its owner only: it holds passwords.
+   */
+  extraConf?: string;
   /** Join a cluster: its name, this server's route port, and every member's route URL. */
   cluster?: { name: string; port: number; routes: string[] };
   /**
@@ -201,9 +206,10 @@ async function startOnce(binary: string, dir: string, ownDir: boolean, opts: Nat
           `}`,
         ]
       : []),
+    ...(opts.extraConf ? [opts.extraConf] : []),
     "",
   ].join("\n");
-  await writeFile(confFile, conf);
+  await writeFile(confFile, conf, { mode: 0o600 });
 
   // stdout/stderr go to a file: an unread pipe would fill up and stall the server.
   const logFd = openSync(logFile, "a");

@@ -1,7 +1,7 @@
 // Drive the real `roost` command as a user would: child processes of bin/roost.js (built into
 // dist/ by `npm test`).
 
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
@@ -51,6 +51,11 @@ export class RoostProcess {
     });
     this.child.stderr!.on("data", () => {});
     this.exited = new Promise((r) => this.child.on("exit", (code) => r(code)));
+  }
+
+  /** Everything it printed on stdout so far. */
+  get output(): string {
+    return this.lines.join("\n");
   }
 
   /** Resolve with the first line (seen so far or later) that satisfies `pred`. */

@@ -102,6 +102,8 @@ const CASES: Record<string, { subject: string; body: () => unknown }> = {
   "cluster.job.list": { subject: "roost.api.v1.cluster.job.list", body: () => null },
   "cluster.task.history": { subject: "roost.api.v1.cluster.task.history", body: () => ({ taskId }) },
   "cluster.task.why": { subject: "roost.api.v1.cluster.task.why", body: () => ({ taskId }) },
+  "role.events": { subject: `roost.api.v1.${ROLE}.events`, body: () => ({ from: 1, limit: 50 }) },
+  "cluster.events": { subject: "roost.api.v1.cluster.events", body: () => ({ from: 1, type: ["TaskCreated"] }) },
   "role.job.kill": { subject: `roost.api.v1.${ROLE}.job.kill`, body: () => ({ job: JOB, instances: null, user: "t" }) },
 };
 

@@ -74,6 +74,8 @@ const CASES: Record<string, { method: string; path: () => string; body?: () => u
   "cluster.job.list": { method: "GET", path: () => "/v1/jobs" },
   "cluster.task.history": { method: "GET", path: () => `/v1/tasks/${taskId}/history` },
   "cluster.task.why": { method: "GET", path: () => `/v1/tasks/${taskId}/why` },
+  "role.events": { method: "GET", path: () => "/v1/roles/www-data/events?limit=5" },
+  "cluster.events": { method: "GET", path: () => "/v1/events?type=TaskCreated&from=1" },
   "role.job.kill": { method: "DELETE", path: () => `/v1/jobs/${JOB}` },
 };
 

@@ -54,9 +54,10 @@ function invalid(op: string, problems: readonly Problem[]): RequestError {
 }
 
 const WRITE_OPS = ["job.create", "job.kill", "job.add", "quota.set"] as const;
-const READ_OPS = ["job.status", "job.list", "quota.get", "task.history", "task.why", "cluster.info", "request.get"] as const;
+const READ_OPS = ["job.status", "job.list", "quota.get", "task.history", "task.why", "cluster.info", "request.get", "events"] as const;
 export type WriteOp = (typeof WRITE_OPS)[number];
-export type ReadOp = (typeof READ_OPS)[number];
+/** The reads; "events" is answered by the event feed (eventFeed.ts), the others by the Reads actor. */
+type ReadOp = (typeof READ_OPS)[number];
 
 /** Whose request it is: the role of its subject (null for the admin and cluster scopes). */
 export interface Caller {
@@ -69,6 +70,8 @@ export interface ApiHandlers {
   write(op: WriteOp, req: unknown, caller: Caller, key: string | null): Promise<unknown>;
   read(op: ReadOp, req: unknown, caller: Caller): Promise<unknown>;
 }
+
+export type ReadsOp = Exclude<ReadOp, "events">;
 
 const CATALOG_CHECKS = new WeakMap<OpDef, (v: unknown) => Problem[]>();
 function catalogCheck(def: OpDef): (v: unknown) => Problem[] {

@@ -13,11 +13,11 @@ import { Actor, type ActorStats } from "./actor.js";
 import { doneValue, requestKey } from "./jobIntake.js";
 import type { IntakeStats } from "./intakeConsumer.js";
 import type { Liveness } from "./agentRegistry.js";
-import { type Caller, RequestError, type ReadOp } from "./api.js";
+import { type Caller, type ReadsOp, RequestError } from "./api.js";
 import type { TermContext } from "./context.js";
 import type { PlacementView } from "./placement.js";
 
-export type ReadsMsg = { type: ReadOp; req: unknown; caller: Caller; reply: (r: unknown) => void; fail: (err: Error) => void };
+export type ReadsMsg = { type: ReadsOp; req: unknown; caller: Caller; reply: (r: unknown) => void; fail: (err: Error) => void };
 
 type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "eventLog" | "schedulerId" | "epoch">;
 
@@ -36,7 +36,7 @@ export class Reads extends Actor<ReadsMsg> {
     super("reads", s.log, () => s.clock.now());
   }
 
-  read(op: ReadOp, req: unknown, caller: Caller = { role: null }): Promise<unknown> {
+  read(op: ReadsOp, req: unknown, caller: Caller = { role: null }): Promise<unknown> {
     return this.ask((reply, fail) => ({ type: op, req, caller, reply, fail }));
   }
 
@@ -55,7 +55,7 @@ export class Reads extends Actor<ReadsMsg> {
     else m.reply(r);
   }
 
-  private answer(op: ReadOp, r: Record<string, string>, role: string | null): unknown {
+  private answer(op: ReadsOp, r: Record<string, string>, role: string | null): unknown {
     const s = this.s;
     switch (op) {
       case "quota.get":

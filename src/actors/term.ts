@@ -15,6 +15,7 @@
 // log holds ACTIVE has registered with it (or the window ends); only then do placement, timers,
 // preemption and agent health checks start, so a leader change reschedules no healthy task.
 
+import { EventFeed } from "./eventFeed.js";
 import { agentOfSubject, subjects, type Bus } from "../bus/bus.js";
 import { checkEventData, makeEnvelope, type AnyEnvelope, type EventPayloads, type EventType, type LogEntry } from "../domain/events.js";
 import type { JobKeyString, TaskId } from "../domain/types.js";
@@ -95,6 +96,8 @@ export class LeaderTerm {
 
   readonly intake: JobIntake;
   readonly reads: Reads;
+  /** The event stream's pages and long polls (not an actor: see eventFeed.ts). */
+  readonly events: EventFeed;
   readonly placement: Placement;
   readonly launcher: Launcher;
   readonly rescheduler: Rescheduler;
@@ -141,6 +144,7 @@ export class LeaderTerm {
     this.registry = new AgentRegistry(c, this.launcher);
     this.health = new AgentHealth(c, this.registry);
     this.preemptor = new Preemptor(c, this.placement);
+    this.events = new EventFeed(o.state, o.eventLog);
     this.reads = new Reads(
       c,
       this.placement,
@@ -188,7 +192,7 @@ export class LeaderTerm {
         bus,
         {
           write: (op, req, caller, key) => this.intake.write(op, req, caller, key),
-          read: (op, req, caller) => this.reads.read(op, req, caller),
+          read: (op, req, caller) => (op === "events" ? this.events.read(req, caller) : this.reads.read(op, req, caller)),
         },
         this.o.log,
       ),
@@ -255,6 +259,7 @@ export class LeaderTerm {
     this.ended = true;
     for (const u of this.unserve.splice(0)) u();
     for (const a of this.actors) a.stop();
+    this.events.stop();
     this.waiter?.();
   }
 
@@ -357,6 +362,7 @@ export class LeaderTerm {
     const effects: Effect[] = [];
     foldRecord(state, seq, events, effects);
     this.o.folded(seq, events);
+    this.events.folded();
     this.poke();
     if (this.ended) return; // effects belong to the term that is leading
     for (const e of effects) {

@@ -127,6 +127,32 @@ export const RequestOutcomeReply = obj(
   "A keyed request's outcome: its first one, whatever was sent again",
 );
 
+export const EventsReply = obj(
+  {
+    events: Type.Array(
+      obj(
+        {
+          seq: Int,
+          index: Int,
+          ts: Num,
+          epoch: Num,
+          type: Str,
+          reason: Str,
+          corr: Str,
+          data: Type.Unknown(),
+          job: NullableStr,
+          role: NullableStr,
+          agent: NullableStr,
+        },
+        "One event: where it is in the log (record seq, index in the record), its envelope, and whose it is",
+      ),
+    ),
+    next: Int,
+    lastSeq: Int,
+  },
+  "The events from the asked sequence on that pass the filter, at most limit; ask again from next",
+);
+
 const ActorStats = obj(
   {
     name: Str,

@@ -53,6 +53,11 @@ const TaskIdRefSchema = Type.String({
 });
 const User = Type.Optional(UserSchema);
 
+/** The most events one `events` reply holds. */
+export const MAX_EVENTS_PAGE = 1000;
+/** The longest an `events` request may wait for a new event (a long poll). */
+const MAX_EVENTS_WAIT_MS = 30_000;
+
 export const REQUEST_SCHEMAS = {
   /** `spec` is checked by the job spec's own schema (spec/schema.ts), with the field paths it names. */
   "job.create": Type.Object({ spec: Type.Unknown(), user: User }, { additionalProperties: false }),
@@ -88,6 +93,37 @@ export const REQUEST_SCHEMAS = {
   "task.history": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
   "task.why": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
   "cluster.info": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" }),
+  events: Type.Object(
+    {
+      from: Type.Optional(
+        Type.Union(
+          [
+            Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+            Type.String({ pattern: "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$", maxLength: 40 }),
+          ],
+          { [RULE]: "must be a log sequence (an integer ≥ 1) or a time (RFC 3339, e.g. 2026-12-02T03:12:00Z)" },
+        ),
+      ),
+      limit: Type.Optional(
+        Type.Integer({ minimum: 1, maximum: MAX_EVENTS_PAGE, [RULE]: `must be an integer from 1 to ${MAX_EVENTS_PAGE}` }),
+      ),
+      waitMs: Type.Optional(
+        Type.Integer({ minimum: 0, maximum: MAX_EVENTS_WAIT_MS, [RULE]: `must be an integer from 0 to ${MAX_EVENTS_WAIT_MS} (ms)` }),
+      ),
+      job: Type.Optional(JobKeySchema),
+      role: Type.Optional(RoleRefSchema),
+      agent: Type.Optional(
+        Type.String({ minLength: 1, maxLength: 128, pattern: "^[^\\u0000-\\u001f\\u007f]*$", [RULE]: "must be an agent id" }),
+      ),
+      type: Type.Optional(
+        Type.Array(Type.String({ pattern: "^[A-Za-z]{1,64}$", [RULE]: "must be an event type, e.g. TaskStateChanged" }), {
+          maxItems: 32,
+          [RULE]: "must be a list of at most 32 event types",
+        }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
 };
 
 export type RequestOp = keyof typeof REQUEST_SCHEMAS;

@@ -165,6 +165,15 @@ export const OPS = [
     http: { method: "PUT", path: "/v1/quota/:role" },
   },
   {
+    op: "events",
+    scope: "role",
+    write: false,
+    summary: "The role's events from a log sequence or a time, filtered; waits up to waitMs for the next one",
+    request: Q.events,
+    reply: R.EventsReply,
+    http: { method: "GET", path: "/v1/roles/:role/events" },
+  },
+  {
     op: "request.get",
     scope: "admin",
     write: false,
@@ -208,6 +217,15 @@ export const OPS = [
     request: Q["task.why"],
     reply: R.TaskWhyReply,
     http: { method: "GET", path: "/v1/tasks/:id/why" },
+  },
+  {
+    op: "events",
+    scope: "cluster",
+    write: false,
+    summary: "Every event from a log sequence or a time, filtered; waits up to waitMs for the next one",
+    request: Q.events,
+    reply: R.EventsReply,
+    http: { method: "GET", path: "/v1/events" },
   },
 ] as const satisfies readonly OpDef[];
 
@@ -271,6 +289,7 @@ export function addressFor(op: string, req: unknown, role?: string): string | nu
     case "job.list":
     case "task.history":
     case "task.why":
+    case "events":
       if (role === undefined) return clusterSubject(op);
   }
   if (!BY_SCOPE.role.has(op)) return null;

@@ -55,6 +55,7 @@ import { registerClusterCommand } from "./cluster.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
 import { entryAnomaly, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory, formatWhy } from "./format.js";
+import { registerEventsCommand } from "./events.js";
 import { registerSimCommand } from "./sim.js";
 import { registerSnapshotCommand } from "./snapshot.js";
 
@@ -752,6 +753,9 @@ registerClusterCommand(program, withClusterOptions);
 
 // ---- roost snapshot (src/cli/snapshot.ts) ------------------------------------------------
 registerSnapshotCommand(program, withClusterOptions);
+
+// ---- roost events (src/cli/events.ts) ----------------------------------------------------
+registerEventsCommand(program, withClusterOptions);
 
 /**
  * Every failure ends as one line, `roost: <message>` (with --json: {"error": …} on stderr), and

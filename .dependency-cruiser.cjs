@@ -9,7 +9,7 @@
 // `npx depcruise src --config .dependency-cruiser.cjs` prints each violation with its path.
 
 const CORE = "^src/(domain|statemachines|replay|scheduling|preemptor|quota)/";
-const ADAPTERS = "^src/(eventlog|storage|bus|natsServer|agent|actors|cli|sim|api|gateway|util)/";
+const ADAPTERS = "^src/(eventlog|storage|bus|natsServer|agent|actors|cli|client|sim|api|gateway|util)/";
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -17,7 +17,7 @@ module.exports = {
     {
       name: "core-imports-no-adapter",
       comment:
-        "The pure core must not import an adapter (eventlog, storage, bus, natsServer, agent, actors, cli, sim, api, gateway, util).",
+        "The pure core must not import an adapter (eventlog, storage, bus, natsServer, agent, actors, cli, client, sim, api, gateway, util).",
       severity: "error",
       from: { path: CORE },
       to: { path: ADAPTERS },

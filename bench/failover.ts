@@ -42,7 +42,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { KvMemberBoard } from "../src/actors/members.js";
-import { connectClient, type NatsClient } from "../src/cli/client.js";
+import { connectClient, type NatsClient } from "../src/client/transport.js";
 import { Appender } from "../src/eventlog/appender.js";
 import { SnapshotStore } from "../src/storage/snapshotStore.js";
 import { coldStart } from "../src/storage/coldStart.js";

@@ -17,7 +17,7 @@ import {
   NatsClient,
   WaitTimeoutError,
   within,
-} from "./client.js";
+} from "../client/transport.js";
 import { table } from "./format.js";
 
 /**

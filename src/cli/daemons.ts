@@ -16,7 +16,7 @@ import { openIntake } from "../eventlog/intake.js";
 import { openJetStreamLog } from "../eventlog/jetstream.js";
 import { SnapshotStore } from "../storage/snapshotStore.js";
 import { makeLogger } from "../util/logger.js";
-import { natsServers } from "./client.js";
+import { natsServers } from "../client/transport.js";
 import { controlReply, listenForControl, onStopSignals } from "./control.js";
 
 export interface SchedulerFlags {

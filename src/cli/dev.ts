@@ -39,8 +39,8 @@ import { type NatsClusterHandle, startNatsCluster } from "../natsServer/cluster.
 import { findNatsServer, type NatsServerHandle, startNatsServer } from "../natsServer/server.js";
 import { makeLogger } from "../util/logger.js";
 import { startBridge } from "./bridge.js";
-import type { ClusterFile } from "./client.js";
-import { connectClient } from "./client.js";
+import type { ClusterFile } from "../client/transport.js";
+import { connectClient } from "../client/transport.js";
 import { acquireDevLock, type DevLock, DevLockHeldError } from "./devLock.js";
 
 export interface DevFlags {

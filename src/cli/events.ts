@@ -6,13 +6,14 @@
 
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
-import type { EventItem, EventsPage } from "../actors/eventFeed.js";
+import type { EventItem } from "../actors/eventFeed.js";
+import { type EventsReply, RoostClient } from "../client/roostClient.js";
 import { NoResponderError } from "../bus/bus.js";
 import type { LogEntry } from "../domain/events.js";
 import { type EventFilter, matches, scopeOf } from "../replay/eventScope.js";
 import { foldRecord } from "../replay/fold.js";
 import { ClusterState } from "../replay/state.js";
-import { type CliClusterOptions, type ClusterClient, cliConnectOptions, connectClient } from "./client.js";
+import { type CliClusterOptions, type ClusterClient, cliConnectOptions, connectClient } from "../client/transport.js";
 import { formatEvent } from "./format.js";
 
 interface EventsOptions extends CliClusterOptions {
@@ -33,7 +34,7 @@ function fromArg(v: string): number | string {
   throw new InvalidArgumentError("must be a log sequence (1, 2, …) or a time, e.g. 2026-12-02T03:12:00Z");
 }
 
-function print(o: EventsOptions, ev: EventItem): void {
+function print(o: EventsOptions, ev: EventItem | EventsReply["events"][number]): void {
   if (o.json) {
     console.log(JSON.stringify(ev));
     return;
@@ -83,10 +84,9 @@ async function stream(client: ClusterClient, o: EventsOptions, signal: AbortSign
   for (;;) {
     if (signal.aborted) return;
     const waitMs = o.follow ? FOLLOW_WAIT_MS : 0;
-    let page: EventsPage;
+    let page: EventsReply;
     try {
-      page = await client.request<EventsPage>(
-        "events",
+      page = await new RoostClient(client).eventsPage(
         { from, ...filter, ...(waitMs ? { waitMs } : {}) },
         { role: o.role, timeoutMs: client.timeoutMs + waitMs, retry: o.follow === true },
       );

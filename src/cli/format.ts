@@ -2,8 +2,8 @@
 
 import { checkEventData, type LogEntry, UNREADABLE } from "../domain/events.js";
 import { formatProblem } from "../domain/validate.js";
-import type { QuotaReport } from "../quota/quota.js";
-import type { JobStatus, JobSummary, TaskHistory } from "../replay/queries.js";
+import type { JobStatusReply, QuotaReply } from "../client/roostClient.js";
+import type { JobSummary, TaskHistory } from "../replay/queries.js";
 import type { WhyReport } from "../scheduling/why.js";
 
 export function table(rows: string[][]): string {
@@ -13,7 +13,7 @@ export function table(rows: string[][]): string {
 
 const iso = (ts: number) => new Date(ts).toISOString();
 
-export function formatJobStatus(s: JobStatus): string {
+export function formatJobStatus(s: JobStatusReply): string {
   const head = `${s.job}  ${s.service ? "service" : "batch"}  ${s.instances.length} instance(s)  (log seq ${s.seq})`;
   const rows = [["INSTANCE", "STATE", "HOST", "PORTS", "TASK", "REASON"]];
   for (const i of s.instances) {
@@ -68,7 +68,7 @@ export function formatTaskHistory(h: TaskHistory): string {
 }
 
 /** `roost quota get`: quota, production use and headroom per resource, then the production jobs. */
-export function formatQuotaReport(q: QuotaReport): string {
+export function formatQuotaReport(q: QuotaReply): string {
   const head = `role ${q.role}: production quota${q.quotaSet ? "" : " (none set: zero)"}  (log seq ${q.seq})`;
   const rows = [["RESOURCE", "QUOTA", "IN USE", "HEADROOM"]];
   for (const r of ["cpus", "ramMb", "diskMb"] as const) rows.push([r, String(q.quota[r]), String(q.usage[r]), String(q.headroom[r])]);

@@ -49,9 +49,9 @@ import {
   natsServers,
   seconds,
   WaitTimeoutError,
-  writeOnce,
-} from "./client.js";
+} from "../client/transport.js";
 import { registerClusterCommand } from "./cluster.js";
+import { type JobStatusReply, RoostClient } from "../client/roostClient.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
 import { entryAnomaly, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory, formatWhy } from "./format.js";
@@ -197,8 +197,8 @@ function print(opts: Common, value: unknown, human: () => string): void {
   console.log(opts.json ? JSON.stringify(value, null, 2) : human());
 }
 
-async function withClient<T>(opts: Common, fn: (c: ClusterClient) => Promise<T>, how: { follow?: boolean } = {}): Promise<T> {
-  const client = await connectClient(cliConnectOptions(opts, how));
+async function withClient<T>(opts: Common, fn: (c: RoostClient) => Promise<T>, how: { follow?: boolean } = {}): Promise<T> {
+  const client = new RoostClient(await connectClient(cliConnectOptions(opts, how)));
   try {
     return await fn(client);
   } finally {
@@ -231,8 +231,10 @@ async function readWithFallback<T>(
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+const isTerminal = (state: string): boolean => (TERMINAL_STATES as ReadonlySet<string>).has(state);
+
 /** What still keeps a wait on `status` from being over, instance by instance. */
-function notDone(status: JobStatus, pred: (i: JobStatus["instances"][number]) => boolean): string {
+function notDone(status: JobStatusReply, pred: (i: JobStatusReply["instances"][number]) => boolean): string {
   const left = status.instances.filter((i) => !pred(i));
   const shown = left.slice(0, 5).map((i) => `instance ${i.instance} is ${i.state}${i.reason ? ` (${i.reason})` : ""}`);
   return `${shown.join("; ")}${left.length > shown.length ? `; and ${left.length - shown.length} more` : ""}`;
@@ -407,8 +409,7 @@ withClusterOptions(
   .action(async (file: string, o: Common & { user: string; wait?: boolean; key?: string }) => {
     const config = parseJobSpec(readFileSync(file, "utf8"), file);
     await withClient(o, async (c) => {
-      type Created = { job: string; taskIds: string[]; seq: number };
-      const r = await writeOnce<Created>(c, "job.create", { spec: config, user: o.user }, o.key ?? newKey());
+      const r = await c.createJob({ spec: config, user: o.user }, { key: o.key ?? newKey() });
       const createdText = `created ${r.job} (log seq ${r.seq})\n${r.taskIds.map((t, i) => `  instance ${i}: ${t}`).join("\n")}`;
       if (!o.wait) {
         print(o, r, () => createdText);
@@ -420,11 +421,11 @@ withClusterOptions(
       const waitS = o.timeout ?? CREATE_WAIT_S;
       const deadline = Date.now() + waitS * 1000;
       const seen = new Map<number, string>();
-      let status: JobStatus | null = null;
-      const finished = (i: JobStatus["instances"][number]) => (status!.service ? i.state === "RUNNING" : TERMINAL_STATES.has(i.state));
+      let status: JobStatusReply | null = null;
+      const finished = (i: JobStatusReply["instances"][number]) => (status!.service ? i.state === "RUNNING" : isTerminal(i.state));
       for (;;) {
         const left = deadline - Date.now();
-        status = await c.request<JobStatus>("job.status", { job: r.job }, { timeoutMs: Math.min(c.timeoutMs, Math.max(left, 1000)) });
+        status = await c.jobStatus({ job: r.job }, { timeoutMs: Math.min(c.timeoutMs, Math.max(left, 1000)) });
         for (const i of status.instances) {
           const now = `${i.taskId}\0${i.state}\0${i.reason}`;
           if (seen.get(i.instance) === now) continue;
@@ -463,14 +464,14 @@ withClusterOptions(
   job.command("status").argument("<job>", "ROLE/ENV/NAME", jobKeyArg).description("show each instance: state, host, ports, reason"),
 ).action(async (k: string, o: Common) => {
   await withClient(o, async (c) => {
-    const s = await readWithFallback<JobStatus>(c, "job.status", { job: k }, (st) => jobStatus(st, k), `job ${k}`);
+    const s = await readWithFallback<JobStatus>(c.transport, "job.status", { job: k }, (st) => jobStatus(st, k), `job ${k}`);
     print(o, s, () => formatJobStatus(s));
   });
 });
 
 withClusterOptions(job.command("list").description("list jobs with their task states")).action(async (o: Common) => {
   await withClient(o, async (c) => {
-    const jobs = await readWithFallback<JobSummary[]>(c, "job.list", {}, (st) => jobList(st), "job list");
+    const jobs = await readWithFallback<JobSummary[]>(c.transport, "job.list", {}, (st) => jobList(st), "job list");
     print(o, jobs, () => formatJobList(jobs));
   });
 });
@@ -486,26 +487,17 @@ withClusterOptions(
   .action(async (k: string, o: Common & { instances?: number[]; user: string; wait: boolean; key?: string }) => {
     const instances = o.instances ?? null;
     await withClient(o, async (c) => {
-      const r = await writeOnce<{ job: string; instances: number[]; seq: number }>(
-        c,
-        "job.kill",
-        { job: k, instances, user: o.user },
-        o.key ?? newKey(),
-      );
-      let status: JobStatus | null = null;
+      const r = await c.killJob({ job: k, instances, user: o.user }, { key: o.key ?? newKey() });
+      let status: JobStatusReply | null = null;
       if (o.wait) {
         const waitS = o.timeout ?? KILL_WAIT_S;
         const deadline = Date.now() + waitS * 1000;
         for (;;) {
-          status = await c.request<JobStatus>(
-            "job.status",
-            { job: k },
-            { timeoutMs: Math.min(c.timeoutMs, Math.max(deadline - Date.now(), 1000)) },
-          );
+          status = await c.jobStatus({ job: k }, { timeoutMs: Math.min(c.timeoutMs, Math.max(deadline - Date.now(), 1000)) });
           if (instancesTerminal(status, r.instances)) break;
           if (Date.now() >= deadline) {
             const what = notDone({ ...status, instances: status.instances.filter((i) => r.instances.includes(i.instance)) }, (i) =>
-              TERMINAL_STATES.has(i.state),
+              isTerminal(i.state),
             );
             throw new WaitTimeoutError(
               `the kill is logged (seq ${r.seq}) but not every task ended within ${seconds(waitS * 1000)}: ${what}; see \`roost job status ${k}\``,
@@ -537,12 +529,7 @@ withClusterOptions(
   .option(KEY_FLAG, KEY_HELP, keyArg)
   .action(async (k: string, count: number, o: Common & { user: string; key?: string }) => {
     await withClient(o, async (c) => {
-      const r = await writeOnce<{ job: string; instances: number[]; taskIds: string[]; seq: number }>(
-        c,
-        "job.add",
-        { job: k, count, user: o.user },
-        o.key ?? newKey(),
-      );
+      const r = await c.addInstances({ job: k, count, user: o.user }, { key: o.key ?? newKey() });
       print(
         o,
         r,
@@ -570,7 +557,7 @@ withClusterOptions(
     .description("a role's production quota, what its production jobs use, and the headroom"),
 ).action(async (role: string, o: Common) => {
   await withClient(o, async (c) => {
-    const q = await readWithFallback<QuotaReport>(c, "quota.get", { role }, (st) => quotaReport(st, role), `role ${role}`);
+    const q = await readWithFallback<QuotaReport>(c.transport, "quota.get", { role }, (st) => quotaReport(st, role), `role ${role}`);
     print(o, q, () => formatQuotaReport(q));
   });
 });
@@ -588,12 +575,7 @@ withClusterOptions(
   .option(KEY_FLAG, KEY_HELP, keyArg)
   .action(async (role: string, o: Common & { cpus: number; ramMb: number; diskMb: number; user: string; key?: string }) => {
     await withClient(o, async (c) => {
-      const q = await writeOnce<QuotaReport>(
-        c,
-        "quota.set",
-        { role, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, user: o.user },
-        o.key ?? newKey(),
-      );
+      const q = await c.setQuota({ role, cpus: o.cpus, ramMb: o.ramMb, diskMb: o.diskMb, user: o.user }, { key: o.key ?? newKey() });
       print(o, q, () => `quota of role ${role} set (log seq ${q.seq})\n\n${formatQuotaReport(q)}`);
     });
   });
@@ -647,14 +629,7 @@ withClusterOptions(
     .description("the outcome of a keyed request: pending, done (with its value) or rejected (with its error)"),
 ).action(async (key: string, o: Common & { role: string }) => {
   await withClient(o, async (c) => {
-    const r = await c.request<{
-      key: string;
-      state: string;
-      op?: string;
-      seq?: number;
-      value?: unknown;
-      error?: { code: string; message: string };
-    }>("request.get", { key }, { role: o.role });
+    const r = await c.getRequest({ key }, { role: o.role });
     print(o, r, () =>
       [
         `request ${o.role}/${r.key}${r.op ? ` (${r.op})` : ""}: ${r.state}${r.seq ? ` at log seq ${r.seq}` : ""}`,
@@ -670,13 +645,13 @@ withClusterOptions(
 ).action(async (taskId: string, o: Common) => {
   await withClient(o, async (c) => {
     const local = await readWithFallback<TaskHistory | null>(
-      c,
+      c.transport,
       "task.history",
       { taskId },
       (st) => taskHistory(st, taskId),
       `task ${taskId}`,
     );
-    const h = await withReasons(local!, c);
+    const h = await withReasons(local!, c.transport);
     print(o, h, () => formatTaskHistory(h));
   });
 });
@@ -688,15 +663,15 @@ withClusterOptions(
     .description("why a task waits, or why it went where it did, with hosts and numbers"),
 ).action(async (taskId: string, o: Common) => {
   await withClient(o, async (c) => {
-    const w = await c
+    const w = await c.transport
       .request<WhyReport | null>("task.why", { taskId }, { retry: false, timeoutMs: Math.min(READ_LEADER_WAIT_MS, c.timeoutMs) })
       .catch(async (err) => {
         if (!(err instanceof NoResponderError)) throw err;
         // No leader: judge from the log, without the leader's in-memory pending reasons.
-        const st = await foldLocally(c);
+        const st = await foldLocally(c.transport);
         console.error(`no leader answered; this is judged from the state folded from the log here, at sequence ${st.seq}`);
         const agents = [...st.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
-        return whyTask(st, taskId, { agents, mode: "spread", reasonFor: () => undefined, log: c });
+        return whyTask(st, taskId, { agents, mode: "spread", reasonFor: () => undefined, log: c.transport });
       });
     if (!w) throw new Error(`task ${taskId} does not exist`);
     print(o, w, () => formatWhy(w));
@@ -718,7 +693,7 @@ withClusterOptions(log.command("tail").description("print the log as readable li
       async (c) => {
         const ac = new AbortController();
         process.once("SIGINT", () => ac.abort());
-        const records = o.follow ? c.followLog(o.from, ac.signal) : c.readLog(o.from);
+        const records = o.follow ? c.transport.followLog(o.from, ac.signal) : c.transport.readLog(o.from);
         // From the start, fold along: then also the entries only the state shows to be wrong (an
         // event naming a task nobody created) are marked. Later starts mark what is wrong by itself.
         const state = o.from === 1 ? new ClusterState() : null;

@@ -17,7 +17,7 @@ import { stateHash } from "../replay/hash.js";
 import { readSnapshot, SnapshotError } from "../replay/snapshot.js";
 import { ClusterState } from "../replay/state.js";
 import { DEFAULT_SNAPSHOT_BUCKET, type SnapshotInfo, SnapshotStore } from "../storage/snapshotStore.js";
-import { cliConnectOptions, connectClient, loadClusterFile, natsServers } from "./client.js";
+import { cliConnectOptions, connectClient, loadClusterFile, natsServers } from "../client/transport.js";
 
 interface SnapshotOptions {
   json?: boolean;

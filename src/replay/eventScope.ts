@@ -20,7 +20,7 @@ export interface EventFilter {
   role?: string;
   agent?: string;
   /** Event types; any of them. */
-  type?: readonly string[];
+  type?: string[];
 }
 
 const roleOf = (job: string | null): string | null => (job === null ? null : (job.split("/")[0] ?? null));

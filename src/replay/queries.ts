@@ -148,6 +148,10 @@ export async function withReasons(h: TaskHistory, log: { get(seq: number): Promi
 }
 
 /** True when every listed instance of the job has reached a terminal state. */
-export function instancesTerminal(status: JobStatus, instances: number[] | null): boolean {
-  return status.instances.filter((i) => instances === null || instances.includes(i.instance)).every((i) => TERMINAL_STATES.has(i.state));
+export function instancesTerminal(
+  status: { instances: ReadonlyArray<{ instance: number; state: string }> },
+  instances: number[] | null,
+): boolean {
+  const terminal = TERMINAL_STATES as ReadonlySet<string>;
+  return status.instances.filter((i) => instances === null || instances.includes(i.instance)).every((i) => terminal.has(i.state));
 }

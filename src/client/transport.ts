@@ -38,7 +38,7 @@ export interface ClusterFile {
 const DEFAULT_CLUSTER_FILE = ".roost/cluster.json";
 
 /** A refusal, or a problem the caller can fix: the CLI prints its message alone, never a stack. */
-class ClientError extends Error {
+export class ClientError extends Error {
   override name = "ClientError";
   constructor(
     message: string,

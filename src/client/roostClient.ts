@@ -1,0 +1,168 @@
+// The typed client of API v1: `import { RoostClient } from "roost"`. One method per operation,
+// its request and reply typed from the schemas the scheduler and the gateway check (api/requests.ts,
+// api/replies.ts), so a field the schema does not know is a compile error here and an
+// INVALID_REQUEST there. The CLI is built on it.
+//
+// Through a leader change: a read is retried while no scheduler answers, up to the deadline
+// (timeoutMs). A write goes onto the durable intake with an idempotency key (generated unless
+// given) and its outcome is awaited with request.get: it is decided once, by whichever leader
+// consumes it, however often it is sent, so a retry after a failover never creates twice
+// (transport.ts writeOnce). Refusals reject with an error carrying the API's code.
+
+import { randomUUID } from "node:crypto";
+import type { Static } from "typebox";
+import type * as R from "../api/replies.js";
+import type { Request } from "../api/requests.js";
+import { type ClusterClient, connectClient, type RequestOptions, writeOnce } from "./transport.js";
+
+export type JobCreateRequest = Request<"job.create">;
+export type JobKillRequest = Request<"job.kill">;
+export type JobAddRequest = Request<"job.add">;
+export type QuotaSetRequest = Request<"quota.set">;
+export type EventsRequest = Request<"events">;
+export type JobCreateReply = Static<typeof R.JobCreateReply>;
+export type JobKillReply = Static<typeof R.JobKillReply>;
+export type JobAddReply = Static<typeof R.JobAddReply>;
+export type JobStatusReply = Static<typeof R.JobStatusReply>;
+export type JobListReply = Static<typeof R.JobListReply>;
+export type TaskHistoryReply = Static<typeof R.TaskHistoryReply>;
+export type TaskWhyReply = Static<typeof R.TaskWhyReply>;
+export type QuotaReply = Static<typeof R.QuotaReply>;
+export type RequestOutcomeReply = Static<typeof R.RequestOutcomeReply>;
+export type EventsReply = Static<typeof R.EventsReply>;
+export type ClusterInfoReply = Static<typeof R.ClusterInfoReply>;
+export type RoostEvent = EventsReply["events"][number];
+
+export interface RoostClientOptions {
+  /** NATS URL(s), comma-separated; without it, the cluster file's (`roost dev` writes .roost/cluster.json). */
+  nats?: string;
+  /** The cluster file. Default .roost/cluster.json. */
+  cluster?: string;
+  /** A credentials file {"user", "pass", "tls"?}; else ROOST_CREDS, else the cluster file's. */
+  creds?: string;
+  /** The deadline of each call, retries through a leader change included. Default 10 s. */
+  timeoutMs?: number;
+  /** The log's stream. Default: the cluster file's, or ROOST. */
+  stream?: string;
+}
+
+export interface WriteOptions {
+  /** The idempotency key: the same key again returns the first outcome and changes nothing. Default: a new one. */
+  key?: string;
+}
+
+export interface EventsOptions {
+  /** A log sequence, or a time (Date or RFC 3339): where to start. Default: the first retained record. */
+  from?: number | string | Date;
+  filter?: Pick<EventsRequest, "job" | "role" | "agent" | "type">;
+  /** Keep waiting for new events (until the signal aborts). Default false: end at the log's end. */
+  follow?: boolean;
+  signal?: AbortSignal;
+  /** Ask on this role's subject (all a role's credentials may do); else the cluster's. */
+  role?: string;
+  /** Events per page. Default 500. */
+  pageSize?: number;
+}
+
+/** How long one follow request waits on the leader for the next event. */
+const FOLLOW_WAIT_MS = 20_000;
+
+export class RoostClient {
+  constructor(
+    /** The connection underneath: requests, the intake, and log reads (for tools beyond the API). */
+    readonly transport: ClusterClient,
+  ) {}
+
+  static async connect(o: RoostClientOptions = {}): Promise<RoostClient> {
+    return new RoostClient(await connectClient({ ...o, maxReconnectAttempts: -1 }));
+  }
+
+  get timeoutMs(): number {
+    return this.transport.timeoutMs;
+  }
+
+  // ---- writes: exactly once, through the intake ------------------------------------------
+
+  createJob(req: JobCreateRequest, o: WriteOptions = {}): Promise<JobCreateReply> {
+    return writeOnce(this.transport, "job.create", req, o.key ?? newKey());
+  }
+
+  killJob(req: JobKillRequest, o: WriteOptions = {}): Promise<JobKillReply> {
+    return writeOnce(this.transport, "job.kill", req, o.key ?? newKey());
+  }
+
+  addInstances(req: JobAddRequest, o: WriteOptions = {}): Promise<JobAddReply> {
+    return writeOnce(this.transport, "job.add", req, o.key ?? newKey());
+  }
+
+  /** Admin only. */
+  setQuota(req: QuotaSetRequest, o: WriteOptions = {}): Promise<QuotaReply> {
+    return writeOnce(this.transport, "quota.set", req, o.key ?? newKey());
+  }
+
+  // ---- reads --------------------------------------------------------------------------------
+
+  jobStatus(req: Request<"job.status">, o?: RequestOptions): Promise<JobStatusReply> {
+    return this.transport.request("job.status", req, o);
+  }
+
+  /** Every job (the cluster's view), or one role's with `role`. */
+  listJobs(o?: RequestOptions): Promise<JobListReply> {
+    return this.transport.request("job.list", {}, o);
+  }
+
+  taskHistory(req: Request<"task.history">, o?: RequestOptions): Promise<TaskHistoryReply> {
+    return this.transport.request("task.history", req, o);
+  }
+
+  taskWhy(req: Request<"task.why">, o?: RequestOptions): Promise<TaskWhyReply | null> {
+    return this.transport.request("task.why", req, o);
+  }
+
+  getQuota(req: Request<"quota.get">, o?: RequestOptions): Promise<QuotaReply> {
+    return this.transport.request("quota.get", req, o);
+  }
+
+  /** A keyed request's outcome; `role` is the role it was for ("admin" for quota.set). */
+  getRequest(req: { key: string }, o: RequestOptions & { role: string }): Promise<RequestOutcomeReply> {
+    return this.transport.request("request.get", req, o);
+  }
+
+  clusterInfo(o?: RequestOptions): Promise<ClusterInfoReply> {
+    return this.transport.request("cluster.info", {}, o);
+  }
+
+  /** One page of events (see events() for all of them). */
+  eventsPage(req: EventsRequest, o?: RequestOptions): Promise<EventsReply> {
+    return this.transport.request("events", req, o);
+  }
+
+  /**
+   * The events from `from` on that pass the filter, page by page; with `follow`, new ones as they
+   * are committed, until the signal aborts. Resume a stream that ended with `from: last.seq + 1`.
+   */
+  async *events(o: EventsOptions = {}): AsyncGenerator<RoostEvent> {
+    let from: number | string = o.from instanceof Date ? o.from.toISOString() : (o.from ?? 1);
+    const filter = Object.fromEntries(Object.entries(o.filter ?? {}).filter(([, v]) => v !== undefined));
+    for (;;) {
+      if (o.signal?.aborted) return;
+      const waitMs = o.follow ? FOLLOW_WAIT_MS : 0;
+      const page = await this.eventsPage(
+        { from, limit: o.pageSize ?? 500, ...filter, ...(waitMs ? { waitMs } : {}) },
+        { role: o.role, timeoutMs: this.timeoutMs + waitMs },
+      );
+      for (const e of page.events) {
+        if (o.signal?.aborted) return;
+        yield e;
+      }
+      from = page.next;
+      if (!o.follow && page.events.length === 0 && page.next > page.lastSeq) return;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.transport.close();
+  }
+}
+
+const newKey = (): string => `rc-${randomUUID()}`;

@@ -262,4 +262,16 @@ describe("agent: back on the bus, it says so at once", () => {
     await arrived(() => registrations.length >= 2, "a registration with the real leader");
     await until(() => agent.isRegistered && agent.leaderEpoch === 1, "registered at epoch 1");
   });
+
+  it("a well-formed announcement no leader confirms is dropped: the agent registers with the leader that answers", async () => {
+    // On a bus without permissions anyone can claim a huge epoch. The real leader (epoch 1) keeps
+    // answering; no leader at the claimed epoch ever does.
+    rbus.publish(subjects.leader, { schedulerId: "evil", epoch: Number.MAX_SAFE_INTEGER });
+    await arrived(() => registrations.length >= 2, "the agent registers again for the claimed leader");
+    expect(agent.announced).toBe(Number.MAX_SAFE_INTEGER);
+    // It retries while the claim stands, then drops it and takes the leader that answers.
+    await until(() => agent.announced === 1, "the claim dropped", 20_000);
+    expect(agent.isRegistered && agent.leaderEpoch === 1).toBe(true);
+    expect(registrations.length).toBeGreaterThanOrEqual(3);
+  }, 30_000);
 });

@@ -117,6 +117,13 @@ function readBootId(): string {
   }
 }
 
+/**
+ * How long an agent believes a leader announcement that no leader confirms (a registration reply
+ * at that epoch) while a lower-epoch leader keeps answering. Well past a lease (3 s), the time a
+ * deposed leader may still answer before it steps down.
+ */
+const UNCONFIRMED_ANNOUNCE_MS = 10_000;
+
 export class Agent {
   readonly agentId: string;
   readonly executor: Executor;
@@ -232,6 +239,7 @@ export class Agent {
     }
     this.registering = (async () => {
       let delay = 200;
+      let deposedSince: number | null = null;
       // Resolves "again" when register({again}) cuts the current wait short.
       const cut = () => new Promise<"again">((resolve) => (this.registerNow = () => resolve("again")));
       while (!this.stopped) {
@@ -249,6 +257,19 @@ export class Agent {
           const reply = await Promise.race([sent, cut()]).finally(() => (this.registerNow = null));
           if (reply === "again") continue;
           // A deposed leader may still answer for a moment: only the announced leader counts.
+          // But an announcement is only a claim (on a bus without permissions anyone can make
+          // one, and one with a huge epoch kept every agent re-registering forever): when no
+          // leader at the announced epoch has answered for UNCONFIRMED_ANNOUNCE_MS while one
+          // at a lower epoch keeps answering, the claim is dropped and that leader taken.
+          const stale = reply.ok && (reply.epoch ?? 0) < this.announcedEpoch;
+          if (stale) deposedSince ??= Date.now();
+          if (stale && Date.now() - deposedSince! >= UNCONFIRMED_ANNOUNCE_MS) {
+            this.log.warn(
+              { epoch: reply.epoch, announced: this.announcedEpoch, leader: reply.schedulerId },
+              `no leader at the announced epoch answered for ${UNCONFIRMED_ANNOUNCE_MS} ms; registering with the one that does`,
+            );
+            this.announcedEpoch = reply.epoch ?? 0;
+          }
           if (reply.ok && (reply.epoch ?? 0) < this.announcedEpoch) {
             this.log.info(
               { epoch: reply.epoch, announced: this.announcedEpoch },
@@ -280,6 +301,11 @@ export class Agent {
 
   get isRegistered(): boolean {
     return this.registered;
+  }
+
+  /** The highest leader epoch announced and not dropped as unconfirmed: the leader it registers with. */
+  get announced(): number {
+    return this.announcedEpoch;
   }
 
   /**

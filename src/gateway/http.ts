@@ -12,6 +12,14 @@
 // role's operations and the cluster reads; admin operations need the admin identity. Without a
 // tokens file (a dev cluster) every caller may do everything. Tokens are compared by their SHA-256
 // (constant time) and never logged.
+//
+// Per request, the gateway does only what that request needs: routes and checkers are made once.
+// Requests to the bus are sent together, once per turn of the event loop (`sender`): the NATS
+// client writes what was published in one turn with one socket write, where a request published
+// from each HTTP request's own callback cost a socket write (and a wake-up of nats-server) each.
+// With 64 reads in flight (bench/api.ts) that halved the gateway's CPU per read (~170 → ~90 µs)
+// and cut nats-server's (~80 → ~25 µs) and the scheduler's (~57 → ~24 µs), whose replies now
+// come in batches too.
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
@@ -96,6 +104,50 @@ function requestOf(def: OpDef, params: Record<string, string>, body: unknown): {
   return { req, role };
 }
 
+/** A request waiting for the next turn of the event loop to be sent. */
+interface Queued {
+  subject: string;
+  body: unknown;
+  resolve(reply: unknown): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Sends requests on the transport once per turn of the event loop, all of that turn's together
+ * (one socket write for the NATS client, which flushes what was published in one go). The reply
+ * of each, or the transport's error, is its own.
+ *
+ * The NATS client makes two errors per request up front (its async traces: a RequestError and a
+ * TimeoutError), whose stacks only a timeout would show: the gateway reports a failure by its
+ * message, so their stacks are not captured (Error.stackTraceLimit = 0 while the requests are
+ * sent, synchronously): ~9 µs of ~90 µs a request.
+ */
+function sender(t: ApiTransport, timeoutMs: number): (subject: string, body: unknown) => Promise<unknown> {
+  let queue: Queued[] = [];
+  const flush = () => {
+    const q = queue;
+    queue = [];
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      for (const r of q) {
+        try {
+          t.request(r.subject, r.body, timeoutMs).then(r.resolve, r.reject);
+        } catch (err) {
+          r.reject(err);
+        }
+      }
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+  };
+  return (subject, body) =>
+    new Promise((resolve, reject) => {
+      if (queue.length === 0) setImmediate(flush);
+      queue.push({ subject, body, resolve, reject });
+    });
+}
+
 function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
   return reply.code(status).header("content-type", "application/json; charset=utf-8").send(JSON.stringify(body));
 }
@@ -106,7 +158,7 @@ function refuse(reply: FastifyReply, e: ApiErrorBody): FastifyReply {
 
 async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
   const tokens = o.tokens?.map((t) => ({ digest: sha(t.token), who: { name: t.name, role: t.role, admin: t.admin } })) ?? null;
-  const timeoutMs = o.timeoutMs ?? 10_000;
+  const request = sender(o.transport, o.timeoutMs ?? 10_000);
   const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? MAX_BODY, routerOptions: { maxParamLength: 512 } });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
@@ -157,7 +209,7 @@ async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
         }
         let r: unknown;
         try {
-          r = await o.transport.request(subject, req1, timeoutMs);
+          r = await request(subject, req1);
         } catch (err) {
           return refuse(reply, { code: "UNAVAILABLE", message: `no scheduler answered ${subject}: ${(err as Error).message}` });
         }

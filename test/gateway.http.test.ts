@@ -125,7 +125,7 @@ describe("the HTTP gateway", () => {
     expect(c.scheduler.state.jobs.size).toBe(before + 1); // only svc
   });
 
-  it("tokens: no token 401, another role's job 403, quota.set without admin 403, admin may", async () => {
+  it("tokens: no token 401, another role's job 403, quota.set without admin 403, a cluster read only for one's role, admin may", async () => {
     let x = await call(locked.url, "GET", `/v1/jobs/${JOB}`);
     expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([401, "UNAUTHENTICATED"]);
     x = await call(locked.url, "GET", `/v1/jobs/${JOB}`, undefined, "not-a-token-at-all-xx");
@@ -138,9 +138,51 @@ describe("the HTTP gateway", () => {
     expect(x.status).toBe(403);
     x = await call(locked.url, "PUT", "/v1/quota/www-data", { cpus: 1, ramMb: 1, diskMb: 1 }, TOKENS.alice);
     expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([403, "PERMISSION_DENIED"]);
+    // The same rules as the NATS permissions: a role's identity has no cluster subjects. A
+    // cluster-wide read route answers for its role alone; one a role has no op for is refused.
     x = await call(locked.url, "GET", "/v1/cluster", undefined, TOKENS.bob);
+    expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([403, "PERMISSION_DENIED"]);
+    x = await call(locked.url, "GET", "/v1/jobs", undefined, TOKENS.bob);
+    expect([x.status, x.r.ok ? x.r.value : null]).toEqual([200, []]);
+    x = await call(locked.url, "GET", "/v1/events?type=JobCreated", undefined, TOKENS.alice);
     expect(x.status).toBe(200);
+    const mine = (x.r as { ok: true; value: { events: Array<{ role: string }> } }).value.events;
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.every((e) => e.role === "www-data")).toBe(true);
+    x = await call(locked.url, "GET", "/v1/events?type=JobCreated", undefined, TOKENS.bob);
+    expect([x.status, x.r.ok ? (x.r.value as { events: unknown[] }).events : null]).toEqual([200, []]);
+    x = await call(locked.url, "GET", "/v1/roles/www-data/events", undefined, TOKENS.bob);
+    expect([x.status, x.r.ok ? "" : x.r.error.code]).toEqual([403, "PERMISSION_DENIED"]);
+    x = await call(locked.url, "GET", "/v1/events?limit=0", undefined, TOKENS.admin);
+    expect([x.status, x.r.ok ? "" : x.r.error.field]).toEqual([400, "limit"]);
     x = await call(locked.url, "GET", `/v1/jobs/${JOB}`, undefined, TOKENS.admin);
     expect(x.status).toBe(200);
+  });
+
+  it("GET /v1/events with Accept: text/event-stream: server-sent events, resumable with Last-Event-ID", async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${open.url}/v1/events?type=TaskCreated`, { headers: { accept: "text/event-stream" }, signal: ac.signal });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = "";
+    while ((text.match(/\nevent: TaskCreated\n/g) ?? []).length < 2) text += new TextDecoder().decode((await reader.read()).value);
+    ac.abort();
+    const ids = [...text.matchAll(/^id: (\d+\.\d+)$/gm)].map((m) => m[1]!);
+    expect(ids.length).toBeGreaterThanOrEqual(2);
+    const data = JSON.parse(/^data: (.*)$/m.exec(text)![1]!) as { type: string; seq: number; index: number };
+    expect(data.type).toBe("TaskCreated");
+    expect(`${data.seq}.${data.index}`).toBe(ids[0]);
+    // Resumed after the first: the next event is the second.
+    const ac2 = new AbortController();
+    const again = await fetch(`${open.url}/v1/events?type=TaskCreated`, {
+      headers: { accept: "text/event-stream", "last-event-id": ids[0]! },
+      signal: ac2.signal,
+    });
+    const r2 = again.body!.getReader();
+    let t2 = "";
+    while (!/^id: /m.test(t2)) t2 += new TextDecoder().decode((await r2.read()).value);
+    ac2.abort();
+    expect(/^id: (\d+\.\d+)$/m.exec(t2)![1]).toBe(ids[1]);
   });
 });

@@ -8,8 +8,8 @@
 // parsing and its limits, content types, errors). Its body limit is the API's: 1 MiB - 1 → 413.
 //
 // Who may call: with a tokens file, `Authorization: Bearer <token>` names an identity, which the
-// gateway holds to the same rules as the NATS permissions (ops/): a role's identity calls only its
-// role's operations and the cluster reads; admin operations need the admin identity. Without a
+// gateway holds to the same rules as the NATS permissions (natsServer/auth.ts): a role's identity
+// calls only its role's operations (scopeFor); admin operations need the admin identity. Without a
 // tokens file (a dev cluster) every caller may do everything. Tokens are compared by their SHA-256
 // (constant time) and never logged.
 //
@@ -25,8 +25,9 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { openApiDocument } from "../api/docs.js";
 import { ApiError, type ApiErrorBody, HTTP_STATUS, isErrorCode } from "../api/errors.js";
-import { API_V1_PREFIX, OPS, type OpDef } from "../api/v1.js";
+import { API_V1_PREFIX, OPS, type OpDef, ROLE_TOKEN } from "../api/v1.js";
 import { checker, formatProblems, type Problem } from "../domain/validate.js";
+import { registerEventRoutes } from "./events.js";
 
 /** Sends an API request over the bus: the scheduler's reply, or throws when nobody answers. */
 interface ApiTransport {
@@ -74,13 +75,46 @@ function authenticate(tokens: Hashed[] | null, header: string | undefined): Iden
   return found;
 }
 
-/** The same rules as the subject permissions: a role's identity stays on its role; admin ops need admin. */
-function authorize(who: Identity, def: OpDef, role: string | null): void {
-  if (who.admin) return;
+/** The ops a role has on its own subjects (roost.api.v1.<role>.<op>). */
+const ROLE_OPS: ReadonlySet<string> = new Set((OPS as readonly OpDef[]).filter((d) => d.scope === "role").map((d) => d.op));
+
+/**
+ * The scope of the subject a caller's request goes on: its role, "admin" or "cluster". The same
+ * rules as the subject permissions (natsServer/auth.ts): a role's identity stays on its role's
+ * subjects, so a cluster-wide read route answers for its role alone (`GET /v1/events` gives its
+ * jobs' events) or, where a role has no such op (`GET /v1/cluster`), is refused; admin operations
+ * need the admin.
+ */
+function scopeFor(who: Identity, def: OpDef, role: string | null): string {
+  if (def.scope === "role" && (role === null || !ROLE_TOKEN.test(role)))
+    throw new ApiError("INVALID_REQUEST", `role: must be 1 to 64 letters, digits, "_" or "-" (got ${JSON.stringify(role)})`, "role");
+  if (who.admin) return def.scope === "role" ? role! : def.scope;
   if (def.scope === "admin") throw new ApiError("PERMISSION_DENIED", `${def.op} needs the admin identity; ${who.name} is not admin`);
-  if (def.scope === "role" && role !== who.role) {
+  if (def.scope === "cluster") {
+    if (who.role !== undefined && ROLE_OPS.has(def.op)) return who.role;
+    throw new ApiError(
+      "PERMISSION_DENIED",
+      `the cluster's ${def.op} needs the admin identity; ${who.name} acts for role "${who.role ?? "(none)"}"`,
+    );
+  }
+  if (role !== who.role) {
     throw new ApiError("PERMISSION_DENIED", `${who.name} acts for role "${who.role ?? "(none)"}", not "${role}"`, "role");
   }
+  return role;
+}
+
+/** How deep a request body may nest (a job spec needs about 6). Deeper ones are refused, not encoded. */
+const MAX_BODY_DEPTH = 32;
+
+function deeperThan(v: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[v, 0]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (x === null || typeof x !== "object") continue;
+    if (d >= max) return true;
+    for (const y of Object.values(x)) if (y !== null && typeof y === "object") stack.push([y, d + 1]);
+  }
+  return false;
 }
 
 /** The request of a route: path parameters as fields, then the body's. */
@@ -89,6 +123,7 @@ function requestOf(def: OpDef, params: Record<string, string>, body: unknown): {
   if (body !== undefined && body !== null && (typeof body !== "object" || Array.isArray(body))) {
     throw new ApiError("INVALID_REQUEST", "the body must be a JSON object");
   }
+  if (deeperThan(body, MAX_BODY_DEPTH)) throw new ApiError("INVALID_REQUEST", `the body nests deeper than ${MAX_BODY_DEPTH} levels`);
   let role: string | null = def.scope === "role" ? (params.role ?? null) : null;
   if (params.env !== undefined && params.name !== undefined) req.job = `${params.role}/${params.env}/${params.name}`;
   if (params.id !== undefined) req.taskId = params.id;
@@ -98,8 +133,13 @@ function requestOf(def: OpDef, params: Record<string, string>, body: unknown): {
   if (params.role !== undefined && "role" in props) req.role = params.role;
   if (def.scope === "role" && role === null) {
     const spec = req.spec as { role?: unknown } | undefined;
-    if (typeof spec?.role === "string") role = spec.role;
-    else throw new ApiError("INVALID_REQUEST", "spec.role: is required (it names the role the job is for)", "spec.role");
+    if (typeof spec?.role === "string" && ROLE_TOKEN.test(spec.role)) role = spec.role;
+    else
+      throw new ApiError(
+        "INVALID_REQUEST",
+        `spec.role: must be a role, 1 to 64 letters, digits, "_" or "-" (it names the role the job is for; got ${JSON.stringify(spec?.role ?? null)})`,
+        "spec.role",
+      );
   }
   return { req, role };
 }
@@ -159,7 +199,13 @@ function refuse(reply: FastifyReply, e: ApiErrorBody): FastifyReply {
 async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
   const tokens = o.tokens?.map((t) => ({ digest: sha(t.token), who: { name: t.name, role: t.role, admin: t.admin } })) ?? null;
   const request = sender(o.transport, o.timeoutMs ?? 10_000);
-  const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? MAX_BODY, routerOptions: { maxParamLength: 512 } });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: o.bodyLimit ?? MAX_BODY,
+    routerOptions: { maxParamLength: 512 },
+    // A URL fastify cannot decode (a lone "%", a lone surrogate) is the API's 400, not fastify's own body.
+    frameworkErrors: (err, _req, reply) => refuse(reply, { code: "INVALID_REQUEST", message: `the URL is not valid: ${err.message}` }),
+  });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err.statusCode === 413 || err.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
@@ -181,7 +227,20 @@ async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
   const openApi = openApiDocument("v1");
   app.get("/v1/openapi.json", async (_req, reply) => send(reply, 200, openApi));
 
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  registerEventRoutes(
+    app,
+    (OPS as readonly OpDef[]).filter((d) => d.op === "events"),
+    {
+      request: (subject, body, ms) => o.transport.request(subject, body, ms),
+      timeoutMs,
+      scope: (req, def, role) => scopeFor(authenticate(tokens, req.headers.authorization), def, role),
+      refuse,
+      send,
+    },
+  );
   for (const def of OPS as readonly OpDef[]) {
+    if (def.op === "events") continue; // events.ts: a page, or server-sent events
     const check = checker(def.request);
     app.route({
       method: def.http.method,
@@ -192,7 +251,7 @@ async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
         try {
           const who = authenticate(tokens, req.headers.authorization);
           const { req: r, role } = requestOf(def, req.params as Record<string, string>, req.body);
-          authorize(who, def, role);
+          const scope = scopeFor(who, def, role);
           const problems: Problem[] = check(r);
           if (problems.length > 0) {
             throw new ApiError(
@@ -201,7 +260,7 @@ async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
               problems.length === 1 ? problems[0]!.field || undefined : undefined,
             );
           }
-          subject = `${API_V1_PREFIX}${def.scope === "role" ? role : def.scope}.${def.op}`;
+          subject = `${API_V1_PREFIX}${scope}.${def.op}`;
           req1 = r;
         } catch (err) {
           if (err instanceof ApiError) return refuse(reply, err.body());

@@ -93,7 +93,7 @@ function checkIdentities(ids: readonly Identity[]): string | null {
   for (const id of ids) {
     if (!/^[A-Za-z0-9_:.-]+$/.test(id.name) || id.name.length > 128)
       return `${id.kind} ${JSON.stringify(id.name)}: a user name is letters, digits, "_", ":", "." and "-", at most 128 characters`;
-    if (id.kind !== id.name && (id.kind === "role" || id.kind === "agent") && RESERVED_NAMES.includes(id.name))
+    if ((id.kind === "role" || id.kind === "agent") && RESERVED_NAMES.includes(id.name))
       return `${id.kind} ${JSON.stringify(id.name)}: that name is reserved for Roost's own identity`;
     if (id.kind === "role" && id.name.includes(".")) return `role ${JSON.stringify(id.name)}: a role has no "." (it is one subject token)`;
     if (seen.has(id.name)) return `${JSON.stringify(id.name)} is named twice: every identity needs its own user`;

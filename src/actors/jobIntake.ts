@@ -6,6 +6,13 @@
 // of one write finish before the next check, or two requests could each fit the quota alone and
 // overrun it together (or create the same job twice).
 //
+// One exception, for throughput: a job.create that no write in flight can change the verdict of
+// (another job's key, another request key, no quota to charge) is committed in the background
+// while the next write is checked. Waiting for each commit before the next check held the intake
+// to one create per commit latency (about 1,500/s on a loaded machine, short of its 2,000/s goal).
+// Every other write first waits until those commits are folded (settleCommits), so it is checked against
+// a state that holds them; a create that would collide with one waits too, and is planned again.
+//
 // Exactly once: a write may carry an idempotency `key`. Its outcome is committed with it, as a
 // RequestDecided event in the same record as what it did (or alone, when it was refused for a
 // reason that will not go away by itself), and a key the state already holds is answered with that
@@ -74,6 +81,15 @@ const TRUSTED: Caller = { role: null };
 
 type Deps = Pick<TermContext, "state" | "clock" | "log" | "ids" | "allowedEnvironments" | "commit" | "event" | "corr">;
 
+/** A create decided against the folded state: what it commits and answers. */
+interface CreatePlan {
+  job: JobKeyString;
+  taskIds: TaskId[];
+  events: AnyEnvelope[];
+  value: { job: JobKeyString; taskIds: TaskId[] };
+  consumesQuota: boolean;
+}
+
 export class JobIntake extends Actor<JobIntakeMsg> {
   constructor(private readonly s: Deps) {
     super("jobIntake", s.log, () => s.clock.now());
@@ -131,6 +147,18 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     for (const m of dropped) m.fail(new Error("this scheduler is no longer the leader"));
   }
 
+  /** Creates committing in the background (decided, not yet folded), their job keys and request keys. */
+  private readonly committing = new Set<Promise<unknown>>();
+  private readonly committingJobs = new Set<string>();
+  private readonly committingKeys = new Set<string>();
+  /** Request keys whose background commit failed: their next delivery is handled the careful way. */
+  private readonly serialNext = new Set<string>();
+
+  /** Wait until every background commit has settled (and so, when it landed, is folded). */
+  private async settleCommits(): Promise<void> {
+    while (this.committing.size > 0) await Promise.allSettled([...this.committing]);
+  }
+
   /** The keyed request being handled: "<role>/<key>", or null when it has no key. */
   private key: string | null = null;
   private op: WriteOp = "job.create";
@@ -138,6 +166,8 @@ export class JobIntake extends Actor<JobIntakeMsg> {
   protected async receive(m: JobIntakeMsg): Promise<void> {
     const key = m.key;
     const rest = m.req;
+    // The same key committing in the background: its outcome must be folded before this copy looks.
+    if (key !== null && this.committingKeys.has(key)) await this.settleCommits();
     this.key = key;
     this.op = m.type;
     try {
@@ -149,9 +179,18 @@ export class JobIntake extends Actor<JobIntakeMsg> {
       checked(m.type, rest);
       if (m.caller.role !== null) ownRole(m.type, rest as Record<string, unknown>, m.caller.role);
       const req = rest as never;
+      if (m.type === "job.create") {
+        const careful = key !== null && this.serialNext.delete(key);
+        let plan = this.planCreate(req, m.caller);
+        if (this.committing.size > 0 && (careful || plan.consumesQuota || this.committingJobs.has(plan.job))) {
+          await this.settleCommits();
+          plan = this.planCreate(req, m.caller);
+        }
+        if (careful) return m.reply({ job: plan.job, taskIds: plan.taskIds, seq: await this.commit(plan.events, plan.value) });
+        return this.commitInBackground(plan, m);
+      }
+      await this.settleCommits();
       switch (m.type) {
-        case "job.create":
-          return m.reply(await this.doCreate(req, m.caller));
         case "job.kill":
           return m.reply(await this.doKill(req));
         case "job.add":
@@ -218,7 +257,8 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     return s.commit(events);
   }
 
-  private async doCreate(req: CreateJobRequest, caller: Caller): Promise<{ job: JobKeyString; taskIds: TaskId[]; seq: number }> {
+  /** A create's verdict against the state as folded now: its events, or a refusal (thrown). */
+  private planCreate(req: CreateJobRequest, caller: Caller): CreatePlan {
     const s = this.s;
     const config = validateJobSpec(req?.spec, { allowedEnvironments: s.allowedEnvironments });
     const key = jobKeyString(config);
@@ -239,7 +279,8 @@ export class JobIntake extends Actor<JobIntakeMsg> {
         );
       }
     }
-    if (consumesQuota(config.task)) {
+    const quota = consumesQuota(config.task);
+    if (quota) {
       const short = quotaCheck(s.state, config.role, amountsOf(config.task, config.instances));
       if (short)
         throw new RequestError(
@@ -264,8 +305,32 @@ export class JobIntake extends Actor<JobIntakeMsg> {
         ),
       );
     }
-    const seq = await this.commit(events, { job: key, taskIds });
-    return { job: key, taskIds, seq };
+    return { job: key, taskIds, events, value: { job: key, taskIds }, consumesQuota: quota };
+  }
+
+  /**
+   * Commit a planned create without holding the mailbox; it is answered when committed. A commit
+   * that fails is "try again" (nothing landed), and a keyed request's next delivery is then
+   * handled the careful way, where a refusal that will not go away is recorded as its outcome.
+   */
+  private commitInBackground(plan: CreatePlan, m: JobIntakeMsg): void {
+    const key = m.key;
+    const p = this.commit(plan.events, plan.value);
+    this.committing.add(p);
+    this.committingJobs.add(plan.job);
+    if (key !== null) this.committingKeys.add(key);
+    p.then(
+      (seq) => m.reply({ job: plan.job, taskIds: plan.taskIds, seq }),
+      (err: Error) => {
+        if (key !== null) this.serialNext.add(key);
+        const e = asApiError(err);
+        m.fail(e?.code === "UNAVAILABLE" ? e : new ApiError("UNAVAILABLE", `not committed, try again: ${err.message}`));
+      },
+    ).finally(() => {
+      this.committing.delete(p);
+      this.committingJobs.delete(plan.job);
+      if (key !== null) this.committingKeys.delete(key);
+    });
   }
 
   private async doKill(req: KillJobRequest): Promise<{ job: JobKeyString; instances: number[]; seq: number }> {

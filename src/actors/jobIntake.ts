@@ -10,8 +10,9 @@
 // (another job's key, another request key, no quota to charge) is committed in the background
 // while the next write is checked. Waiting for each commit before the next check held the intake
 // to one create per commit latency (about 1,500/s on a loaded machine, short of its 2,000/s goal).
-// Every other write first waits until those commits are folded (settleCommits), so it is checked against
-// a state that holds them; a create that would collide with one waits too, and is planned again.
+// Every other write first waits until those commits are folded (settleCommits), so it is checked
+// against a state that holds them; a create that would collide with one waits too, and is planned
+// again.
 //
 // Exactly once: a write may carry an idempotency `key`. Its outcome is committed with it, as a
 // RequestDecided event in the same record as what it did (or alone, when it was refused for a
@@ -322,8 +323,10 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     p.then(
       (seq) => m.reply({ job: plan.job, taskIds: plan.taskIds, seq }),
       (err: Error) => {
-        if (key !== null) this.serialNext.add(key);
         const e = asApiError(err);
+        // Without a key there is no outcome to record: the refusal as it is (TOO_LARGE stays TOO_LARGE).
+        if (key === null) return m.fail(e ?? err);
+        this.serialNext.add(key);
         m.fail(e?.code === "UNAVAILABLE" ? e : new ApiError("UNAVAILABLE", `not committed, try again: ${err.message}`));
       },
     ).finally(() => {

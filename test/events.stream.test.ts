@@ -4,7 +4,8 @@
 // its own jobs; neither may see another role's.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EventItem, EventsPage } from "../src/actors/eventFeed.js";
+import type { EventsPage } from "../src/actors/eventFeed.js";
+import type { EventItem } from "../src/replay/eventScope.js";
 import { apiRequest, errorOf } from "./support/api.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
 import { testSpec } from "./support/specs.js";

@@ -16,27 +16,13 @@ import { MAX_EVENTS_PAGE } from "../api/requests.js";
 import { UNREADABLE } from "../domain/events.js";
 import type { LogRecord } from "../eventlog/envelope.js";
 import type { EventLog } from "../eventlog/log.js";
-import { type EventFilter, matches, scopeOf } from "../replay/eventScope.js";
+import { type EventFilter, type EventItem, eventItem, matches, scopeOf } from "../replay/eventScope.js";
 import type { ClusterState } from "../replay/state.js";
 import type { Caller } from "./api.js";
 
 /** At most this many records are scanned for one page: a filter that matches little answers in bounded time. */
 const MAX_SCAN_RECORDS = 5000;
 const DEFAULT_PAGE = 100;
-
-export interface EventItem {
-  seq: number;
-  index: number;
-  ts: number;
-  epoch: number;
-  type: string;
-  reason: string;
-  corr: string;
-  data: unknown;
-  job: string | null;
-  role: string | null;
-  agent: string | null;
-}
 
 export interface EventsPage {
   events: EventItem[];
@@ -121,19 +107,7 @@ export class EventFeed {
       if (e.type === UNREADABLE && !unreadable) return;
       const scope = scopeOf(e, this.state);
       if (!matches(e, scope, filter)) return;
-      out.push({
-        seq: rec.seq,
-        index,
-        ts: e.ts ?? 0,
-        epoch: e.epoch ?? 0,
-        type: e.type,
-        reason: e.reason ?? "",
-        corr: e.corr ?? "",
-        data: e.data,
-        job: scope.job,
-        role: scope.role,
-        agent: scope.agent,
-      });
+      out.push(eventItem(rec.seq, index, e, scope));
     });
     return out;
   }

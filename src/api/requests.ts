@@ -57,6 +57,8 @@ const User = Type.Optional(UserSchema);
 export const MAX_EVENTS_PAGE = 1000;
 /** The longest an `events` request may wait for a new event (a long poll). */
 const MAX_EVENTS_WAIT_MS = 30_000;
+/** How long a follower (roost events --follow, client.events, the gateway's SSE) waits per page. */
+export const EVENTS_FOLLOW_WAIT_MS = 20_000;
 
 export const REQUEST_SCHEMAS = {
   /** `spec` is checked by the job spec's own schema (spec/schema.ts), with the field paths it names. */

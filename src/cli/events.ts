@@ -6,11 +6,11 @@
 
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
-import type { EventItem } from "../actors/eventFeed.js";
 import { type EventsReply, RoostClient } from "../client/roostClient.js";
+import { EVENTS_FOLLOW_WAIT_MS } from "../api/requests.js";
 import { NoResponderError } from "../bus/bus.js";
 import type { LogEntry } from "../domain/events.js";
-import { type EventFilter, matches, scopeOf } from "../replay/eventScope.js";
+import { type EventFilter, type EventItem, eventItem, matches, scopeOf } from "../replay/eventScope.js";
 import { foldRecord } from "../replay/fold.js";
 import { ClusterState } from "../replay/state.js";
 import { type CliClusterOptions, type ClusterClient, cliConnectOptions, connectClient } from "../client/transport.js";
@@ -24,9 +24,6 @@ interface EventsOptions extends CliClusterOptions {
   agent?: string;
   type: string[];
 }
-
-/** How long one --follow request waits for the next event on the leader. */
-const FOLLOW_WAIT_MS = 20_000;
 
 function fromArg(v: string): number | string {
   if (/^\d+$/.test(v) && Number(v) >= 1 && Number.isSafeInteger(Number(v))) return Number(v);
@@ -83,7 +80,7 @@ async function stream(client: ClusterClient, o: EventsOptions, signal: AbortSign
   };
   for (;;) {
     if (signal.aborted) return;
-    const waitMs = o.follow ? FOLLOW_WAIT_MS : 0;
+    const waitMs = o.follow ? EVENTS_FOLLOW_WAIT_MS : 0;
     let page: EventsReply;
     try {
       page = await new RoostClient(client).eventsPage(
@@ -119,19 +116,7 @@ async function fromLog(
     r.events.forEach((e, index) => {
       const scope = scopeOf(e, state);
       if (!matches(e, scope, filter)) return;
-      print(o, {
-        seq: r.seq,
-        index,
-        ts: e.ts,
-        epoch: e.epoch,
-        type: e.type,
-        reason: e.reason,
-        corr: e.corr,
-        data: e.data,
-        job: scope.job,
-        role: scope.role,
-        agent: scope.agent,
-      });
+      print(o, eventItem(r.seq, index, e, scope));
     });
   }
 }

@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto";
 import type { Static } from "typebox";
 import type * as R from "../api/replies.js";
-import type { Request } from "../api/requests.js";
+import { EVENTS_FOLLOW_WAIT_MS, type Request } from "../api/requests.js";
 import { type ClusterClient, connectClient, type RequestOptions, writeOnce } from "./transport.js";
 
 export type JobCreateRequest = Request<"job.create">;
@@ -63,9 +63,6 @@ export interface EventsOptions {
   /** Events per page. Default 500. */
   pageSize?: number;
 }
-
-/** How long one follow request waits on the leader for the next event. */
-const FOLLOW_WAIT_MS = 20_000;
 
 export class RoostClient {
   constructor(
@@ -146,7 +143,7 @@ export class RoostClient {
     const filter = Object.fromEntries(Object.entries(o.filter ?? {}).filter(([, v]) => v !== undefined));
     for (;;) {
       if (o.signal?.aborted) return;
-      const waitMs = o.follow ? FOLLOW_WAIT_MS : 0;
+      const waitMs = o.follow ? EVENTS_FOLLOW_WAIT_MS : 0;
       const page = await this.eventsPage(
         { from, limit: o.pageSize ?? 500, ...filter, ...(waitMs ? { waitMs } : {}) },
         { role: o.role, timeoutMs: this.timeoutMs + waitMs },

@@ -9,6 +9,7 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, type ApiErrorBody } from "../api/errors.js";
+import { EVENTS_FOLLOW_WAIT_MS } from "../api/requests.js";
 import { API_V1_PREFIX, type OpDef } from "../api/v1.js";
 import { checker, formatProblems } from "../domain/validate.js";
 
@@ -21,9 +22,6 @@ export interface EventRoutesContext {
   refuse(reply: FastifyReply, e: ApiErrorBody): FastifyReply;
   send(reply: FastifyReply, status: number, body: unknown): FastifyReply;
 }
-
-/** How long one page of a followed stream waits on the leader. */
-const FOLLOW_WAIT_MS = 20_000;
 
 type Page = { events: Array<{ seq: number; index: number; type: string }>; next: number; lastSeq: number };
 
@@ -113,7 +111,7 @@ async function stream(
   out.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" });
   out.write(": roost events\n\n");
   while (!gone) {
-    const r = await ask(ctx, subject, { ...body, from, waitMs: FOLLOW_WAIT_MS }, FOLLOW_WAIT_MS);
+    const r = await ask(ctx, subject, { ...body, from, waitMs: EVENTS_FOLLOW_WAIT_MS }, EVENTS_FOLLOW_WAIT_MS);
     if (gone) break;
     if ("error" in r) {
       out.write(`event: error\ndata: ${JSON.stringify(r.error)}\n\n`);

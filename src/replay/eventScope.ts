@@ -65,6 +65,38 @@ export function scopeOf(e: LogEntry, state: Pick<ClusterState, "tasks">): EventS
   }
 }
 
+/** One event as the event stream gives it: where it is in the log, its envelope, and whose it is. */
+export interface EventItem {
+  seq: number;
+  index: number;
+  ts: number;
+  epoch: number;
+  type: string;
+  reason: string;
+  corr: string;
+  data: unknown;
+  job: string | null;
+  role: string | null;
+  agent: string | null;
+}
+
+/** The stream's item for entry `index` of record `seq`. */
+export function eventItem(seq: number, index: number, e: LogEntry, scope: EventScope): EventItem {
+  return {
+    seq,
+    index,
+    ts: e.ts ?? 0,
+    epoch: e.epoch ?? 0,
+    type: e.type,
+    reason: e.reason ?? "",
+    corr: e.corr ?? "",
+    data: e.data,
+    job: scope.job,
+    role: scope.role,
+    agent: scope.agent,
+  };
+}
+
 /** Does an entry with this scope pass the filter? */
 export function matches(e: LogEntry, scope: EventScope, f: EventFilter): boolean {
   if (f.type !== undefined && f.type.length > 0 && !f.type.includes(e.type)) return false;

@@ -127,6 +127,29 @@ describe("roost dev, end to end", () => {
     expect(s.instances[0]!.state).toBe("FINISHED");
   }, 60_000);
 
+  it("roost events: a job's decoded events as JSON lines, filtered; nothing after the end; a bad --from is refused", async () => {
+    const r = await roost(["events", "--job", "www-data/devel/batch", "--json"], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const events = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; job: string; seq: number });
+    expect(events[0]).toMatchObject({ type: "JobCreated", job: "www-data/devel/batch" });
+    expect(events.every((e) => e.job === "www-data/devel/batch")).toBe(true);
+    const types = await roost(["events", "--type", "AgentRegistered", "--json"], dir);
+    const registered = types.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; agent: string });
+    expect(new Set(registered.map((e) => e.type))).toEqual(new Set(["AgentRegistered"]));
+    expect(new Set(registered.map((e) => e.agent))).toEqual(new Set(["agent-1", "agent-2", "agent-3"]));
+    const none = await roost(["events", "--from", "2999-01-01T00:00:00Z"], dir);
+    expect([none.code, none.stdout]).toEqual([0, ""]);
+    const bad = await roost(["events", "--from", "yesterday"], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--from.*must be a log sequence/);
+  }, 60_000);
+
   it("kills the service: every instance ends KILLED and no process is left", async () => {
     const before = await roostJson<JobStatus>(["job", "status", "www-data/devel/hello"], dir);
     const pids: number[] = [];

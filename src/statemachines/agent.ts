@@ -18,7 +18,8 @@ type AgentAction = (typeof AGENT_ACTIONS)[number];
 
 const noop = () => {};
 
-const agentMachine = setup({
+/** The machine itself: agentStep asks it; statemachines/graph.ts draws it. */
+export const agentMachine = setup({
   types: { events: {} as { type: AgentEventName } },
   actions: Object.fromEntries(AGENT_ACTIONS.map((a) => [a, noop])) as Record<AgentAction, () => void>,
 }).createMachine({

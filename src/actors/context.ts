@@ -7,6 +7,7 @@ import type { AnyEnvelope, EventPayloads, EventType } from "../domain/events.js"
 import type { EventLog } from "../eventlog/log.js";
 import type { ClusterState } from "../replay/state.js";
 import type { Logger } from "../util/logger.js";
+import type { SchedulerMetrics } from "../metrics/scheduler.js";
 import type { Clock, Ids } from "./clock.js";
 import type { SchedulingPolicy } from "./policy.js";
 
@@ -26,6 +27,8 @@ export interface TermContext {
   /** How long an agent request may take before it is retried (ms), and the first retry delay. */
   readonly agentRequestTimeoutMs: number;
   readonly retryMs: number;
+  /** The replica's Prometheus metrics: an actor reports what it did (a counter, a histogram). */
+  readonly metrics: SchedulerMetrics;
   /** True while this term leads (false once it ended). */
   leading(): boolean;
   /** True between LeaderElected and the end of the reconciliation window. */

@@ -17,12 +17,13 @@ import { TaskGroup } from "../scheduling/feasible.js";
 import { OfferBook } from "../scheduling/offers.js";
 import { PlacementStack } from "../scheduling/stack.js";
 import type { AgentRecord } from "../replay/state.js";
+import type { PlacementAttempts } from "../metrics/scheduler.js";
 import { Actor } from "./actor.js";
 import type { TermContext } from "./context.js";
 
 export type PlacementMsg = { type: "kick" };
 
-type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "reconciling" | "commit" | "event" | "changed">;
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "reconciling" | "commit" | "event" | "changed" | "metrics">;
 
 /** What Placement knows that others read: why tasks wait, and the agents it places on. */
 export interface PlacementView {
@@ -61,10 +62,13 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
   private wakeAt = Infinity;
   /** Placements made since start (for metrics and benchmarks). */
   placed = 0;
+  /** Attempts per task for roost_scheduling_attempts_total (counted once the round's commit settles). */
+  private readonly attempts: PlacementAttempts;
 
   constructor(private readonly s: Deps) {
     super("placement", s.log, () => s.clock.now());
     this.stack = new PlacementStack({ placementMode: s.policy.placementMode, candidateLimit: s.policy.candidateLimit });
+    this.attempts = s.metrics.placementAttempts();
   }
 
   override get busy(): boolean {
@@ -161,7 +165,10 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
         if (from >= taskIds.length) continue;
         const first = st.tasks.get(taskIds[from]!)!;
         const g = new TaskGroup(st.jobs.get(first.job)!, first.configVersion);
+        // Timed with the real clock (a virtual one stands still while placement computes).
+        const t0 = performance.now();
         const out = this.stack.placeGroup(st, offers, agents, g, taskIds.slice(from, from + GROUP_BATCH), GROUP_BATCH);
+        this.attempts.decided(out.assignments.length, out.blocked !== null, (performance.now() - t0) / 1000);
         cursor.set(key, from + out.assignments.length);
         for (const a of out.assignments) {
           events.push(
@@ -194,7 +201,9 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
         // overtaken a task this round placed (the overtaken assignments are dropped).
         await s.commit(events, { recheck: true });
         this.placed += events.length;
+        this.attempts.settled(true);
       } catch (err) {
+        this.attempts.settled(false);
         s.log.error({ err }, "placement commit failed");
       }
       // The commit's fold kicks placement again (a kick queued behind this round), so the groups that

@@ -20,7 +20,7 @@ import { enteredTs, fmtMs } from "./timers.js";
 
 export type PreemptorMsg = { type: "pass" };
 
-type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "leading" | "commit" | "event">;
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "leading" | "commit" | "event" | "metrics">;
 
 export class Preemptor extends Actor<PreemptorMsg> {
   private readonly periodic: Periodic;
@@ -64,6 +64,7 @@ export class Preemptor extends Actor<PreemptorMsg> {
       const seen = new Set<string>();
       const taken = new Set<TaskId>();
       const events = [];
+      let slots = 0;
       for (const taskId of st.pending) {
         const t = st.tasks.get(taskId)!;
         const key = `${t.job}#${t.configVersion}`;
@@ -86,8 +87,12 @@ export class Preemptor extends Actor<PreemptorMsg> {
           events.push(s.event("TaskStateChanged", { taskId: v, to: "PREEMPTING" }, `preempted for ${taskId} of ${t.job}: ${slot.why}`));
         }
         this.slots++;
+        slots++;
       }
-      if (events.length) await s.commit(events);
+      if (events.length) {
+        await s.commit(events);
+        s.metrics.preempted(slots, taken.size);
+      }
       return events.length;
     } catch (err) {
       s.log.error({ err }, "preemption pass failed");

@@ -26,6 +26,7 @@ import { ClusterState } from "../replay/state.js";
 import { coldStart } from "../storage/coldStart.js";
 import type { BaseSnapshotStore } from "../storage/snapshotStore.js";
 import { silentLogger, type Logger } from "../util/logger.js";
+import { SchedulerMetrics } from "../metrics/scheduler.js";
 import type { ActorStats } from "./actor.js";
 import type { Lease } from "./lease.js";
 import type { MemberBoard, MemberStatus } from "./members.js";
@@ -67,6 +68,8 @@ export interface SchedulerOptions {
   snapshotEvery?: number;
   /** A standby encodes a snapshot this many ms at a time between turns of its event loop. Default 10. */
   snapshotSliceMs?: number;
+  /** Where this replica's Prometheus metrics go (one SchedulerMetrics per replica); default: a fresh one. */
+  metrics?: SchedulerMetrics;
 }
 
 export class Scheduler {
@@ -87,6 +90,8 @@ export class Scheduler {
   role: "replaying" | "standby" | "leader" | "stopped" = "replaying";
   /** Leader changes this replica went through (for tests and metrics). */
   terms = 0;
+  /** Its Prometheus metrics: serve `metrics.registry` (metrics/http.ts). */
+  readonly metrics: SchedulerMetrics;
   /** Why this replica stopped placing (quiesce()); null while it places. */
   quiesced: string | null = null;
 
@@ -133,6 +138,15 @@ export class Scheduler {
     this.intakeSource = opts.intake ?? null;
     this.members = opts.members ?? null;
     this.snapshots = opts.snapshots ?? null;
+    this.metrics = opts.metrics ?? new SchedulerMetrics();
+    this.metrics.watch({
+      state: () => this.state,
+      leading: () => this.leading,
+      epoch: () => (this.leading ? this.epoch : (this.state.leader?.epoch ?? 0)),
+      pendingReason: (taskId) => this.term?.placement.reasonFor(taskId),
+      mailboxes: () => this.actorStats(),
+      logLastSeq: () => this.eventLog.lastSeq(),
+    });
     this.snapshotWriter = this.snapshots
       ? new SnapshotWriter({
           store: this.snapshots,
@@ -250,6 +264,7 @@ export class Scheduler {
       }
     }
     this.log.info({ seq: this.state.seq, events: this.state.eventCount, ms: Date.now() - t0 }, "replayed the log");
+    this.metrics.coldStarted((Date.now() - t0) / 1000);
     this.publishMember();
     if (!this.lease) return this.takeOver((this.state.leader?.epoch ?? 0) + 1);
     this.role = "standby";
@@ -431,6 +446,7 @@ export class Scheduler {
 
   /** Fenced takeover, then the term begins (see the file comment). */
   private async takeOver(leaseEpoch: number): Promise<void> {
+    const t0 = performance.now();
     let term: LeaderTerm;
     for (let attempt = 0; ; attempt++) {
       await this.catchUp();
@@ -444,6 +460,7 @@ export class Scheduler {
         lastSeq: this.state.seq,
         writerId: `${this.schedulerId}:${epoch}:${attempt}`,
         onCommit: (seq, events) => candidate.onCommit(seq, events),
+        observe: (outcome, seconds, events, bytes) => this.metrics.appended(outcome, seconds, events, bytes),
       });
       const candidate: LeaderTerm = new LeaderTerm({
         state: this.state,
@@ -459,6 +476,7 @@ export class Scheduler {
         retryMs: this.retryMs,
         epoch,
         appender,
+        metrics: this.metrics,
         intake: this.intakeSource,
         quiesced: this.quiesced,
         folded: (_seq, events) => {
@@ -491,6 +509,7 @@ export class Scheduler {
     this.term = term;
     this.role = "leader";
     this.terms++;
+    this.metrics.elected((performance.now() - t0) / 1000);
     this.publishMember();
     await term.begin({ schedulerId: this.schedulerId });
   }

@@ -20,9 +20,10 @@ import type { LauncherMsg } from "./launcher.js";
 const checkStatus = checker(StatusRequestSchema);
 
 type StatusReply = Reply<{ duplicate: boolean }>;
-export type StatusIngestMsg = { type: "status"; data: unknown; reply: (r: StatusReply) => void; fail: (err: Error) => void };
+/** `at`: performance.now() at its receipt (roost_status_update_latency_seconds runs from there). */
+export type StatusIngestMsg = { type: "status"; data: unknown; at: number; reply: (r: StatusReply) => void; fail: (err: Error) => void };
 
-type Deps = Pick<TermContext, "state" | "clock" | "log" | "commit" | "event">;
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "commit" | "event" | "metrics">;
 
 /**
  * One message per update. The handler decides and starts the commit, and returns: it does not hold
@@ -39,7 +40,8 @@ export class StatusIngest extends Actor<StatusIngestMsg> {
 
   /** Ask: one status update, answered once decided (and committed, when it changes anything). */
   handle(data: unknown): Promise<StatusReply> {
-    return this.ask((reply, fail) => ({ type: "status", data, reply, fail }));
+    const at = performance.now();
+    return this.ask((reply, fail) => ({ type: "status", data, at, reply, fail }));
   }
 
   protected override onStop(dropped: StatusIngestMsg[]): void {
@@ -47,22 +49,28 @@ export class StatusIngest extends Actor<StatusIngestMsg> {
   }
 
   protected receive(m: StatusIngestMsg): void {
-    const r = this.decide(m.data);
+    const r = this.decide(m.data, m.at);
     if (r instanceof Promise) r.then(m.reply, m.fail);
     else m.reply(r);
   }
 
-  private decide(data: unknown): StatusReply | Promise<StatusReply> {
+  private decide(data: unknown, at: number): StatusReply | Promise<StatusReply> {
     const s = this.s;
     const problems = checkStatus(data);
-    if (problems.length > 0) return { ok: false, error: `invalid status update: ${formatProblems(problems)}` };
+    if (problems.length > 0) {
+      s.metrics.statusUpdate("refused");
+      return { ok: false, error: `invalid status update: ${formatProblems(problems)}` };
+    }
     const req = data as StatusRequest;
     const u = req.update;
     // The update passed its schema: its ids are ids from here on (unknown ones miss below).
     const agentId = asAgentId(req.agentId);
     const taskId = asTaskId(u.taskId);
     const agent = s.state.agents.get(agentId);
-    if (!agent) return { ok: false, error: `agentId: agent ${agentId} is not registered; rule: an agent registers before it reports` };
+    if (!agent) {
+      s.metrics.statusUpdate("refused");
+      return { ok: false, error: `agentId: agent ${agentId} is not registered; rule: an agent registers before it reports` };
+    }
     const task = s.state.tasks.get(taskId);
     const live = !TERMINAL_STATES.has(u.state);
     if (!task || task.agentId !== agentId) {
@@ -77,9 +85,13 @@ export class StatusIngest extends Actor<StatusIngestMsg> {
           now: true,
         });
       }
+      s.metrics.statusUpdate("stray");
       return { ok: true, value: { duplicate: false } };
     }
-    if (u.seq <= task.agentSeq) return { ok: true, value: { duplicate: true } };
+    if (u.seq <= task.agentSeq) {
+      s.metrics.statusUpdate("duplicate");
+      return { ok: true, value: { duplicate: true } };
+    }
     const exitCode = typeof u.exitCode === "number" ? u.exitCode : undefined;
     const message = typeof u.message === "string" && u.message ? u.message : undefined;
     const reason = `agent on ${task.host} reported ${u.state}${exitCode !== undefined ? ` (exit code ${exitCode})` : ""}${message ? `: ${message}` : ""}`;
@@ -97,6 +109,15 @@ export class StatusIngest extends Actor<StatusIngestMsg> {
           reason,
         ),
       ])
-      .then(() => ({ ok: true, value: { duplicate: false } }) as StatusReply);
+      .then(
+        () => {
+          s.metrics.statusUpdate("committed", (performance.now() - at) / 1000);
+          return { ok: true, value: { duplicate: false } } as StatusReply;
+        },
+        (err: unknown) => {
+          s.metrics.statusUpdate("error");
+          throw err;
+        },
+      );
   }
 }

@@ -26,6 +26,7 @@ import { BatchOverlay, foldRecord, overtaken, rejection, TIMED_STATES, touches, 
 import type { ClusterState } from "../replay/state.js";
 import { KILL_STATES } from "../statemachines/taskStates.js";
 import type { Logger } from "../util/logger.js";
+import type { SchedulerMetrics } from "../metrics/scheduler.js";
 import type { ActorStats } from "./actor.js";
 import { AgentHealth } from "./agentHealth.js";
 import { AgentRegistry } from "./agentRegistry.js";
@@ -70,6 +71,8 @@ export interface TermOptions {
   retryMs: number;
   epoch: number;
   appender: Appender;
+  /** The replica's metrics (its actors report to them). */
+  metrics: SchedulerMetrics;
   /** The durable intake to consume while the term lasts, if the replica has one. */
   intake?: IntakeSource | null;
   /** Why the replica stopped placing (quiesce), or null. */
@@ -124,6 +127,7 @@ export class LeaderTerm {
       epoch: o.epoch,
       agentRequestTimeoutMs: o.agentRequestTimeoutMs,
       retryMs: o.retryMs,
+      metrics: o.metrics,
       leading: () => !this.ended,
       reconciling: () => this.reconciling,
       commit: (events, opts) => this.commit(events, opts),
@@ -195,6 +199,7 @@ export class LeaderTerm {
           read: (op, req, caller) => (op === "events" ? this.events.read(req, caller) : this.reads.read(op, req, caller)),
         },
         this.o.log,
+        (op, result) => this.o.metrics.busRequest(op, result),
       ),
       bus.serve(subjects.anyAgent.status, (data, subject) => ownSubject(data, subject) ?? this.statusIngest.handle(data)),
       bus.serve(subjects.anyAgent.register, (data, subject) => ownSubject(data, subject) ?? this.registry.register(data)),
@@ -216,9 +221,11 @@ export class LeaderTerm {
     }
     bus.publish(subjects.leader, { schedulerId: announce.schedulerId, epoch: this.epoch });
     this.o.log.info({ epoch: this.epoch, seq: this.o.state.seq }, "leading; reconciling with the agents");
+    const t0 = performance.now();
     await this.reconciled(this.o.policy.reconcileWindowMs);
     if (this.ended) return;
     this.reconciling = false;
+    this.o.metrics.reconciled((performance.now() - t0) / 1000);
     this.resumeObligations();
     this.o.changed(); // watchers waiting for a settled leader
     this.o.log.info({ epoch: this.epoch, seq: this.o.state.seq }, "reconciled; placement and timers resume");
@@ -361,6 +368,9 @@ export class LeaderTerm {
     if (seq <= state.seq) return; // a deposed term's record, already folded from the log
     const effects: Effect[] = [];
     foldRecord(state, seq, events, effects);
+    let placed = 0;
+    for (const e of events) if (e.type === "TaskAssigned") placed++;
+    if (placed > 0) this.o.metrics.placed(placed);
     this.o.folded(seq, events);
     this.events.folded();
     this.poke();

@@ -17,6 +17,7 @@ import type { AgentResources, ProcessSpec } from "../domain/types.js";
 import { checker, fastChecker, formatProblems, show } from "../domain/validate.js";
 import { portEnv, renderCmdline } from "../spec/jobSpec.js";
 import { silentLogger, type Logger } from "../util/logger.js";
+import { AgentMetrics } from "../metrics/agent.js";
 import { checkpointPath, readCheckpoint, writeCheckpoint, CHECKPOINT_VERSION, type Checkpoint } from "./checkpoint.js";
 import { Executor, LAUNCH_FAILURE_EXIT_CODE, type ExecutorEvent } from "./executor.js";
 import {
@@ -92,6 +93,8 @@ export interface AgentOptions {
   graceMs?: number;
   statusRetryMs?: number;
   logger?: Logger;
+  /** Where its Prometheus metrics go; default: a fresh AgentMetrics. */
+  metrics?: AgentMetrics;
 }
 
 /** What start() recovered from the checkpoint. */
@@ -128,6 +131,8 @@ export class Agent {
   readonly agentId: string;
   readonly executor: Executor;
   readonly statuses: StatusQueue;
+  /** Its Prometheus metrics: serve `metrics.registry` (metrics/http.ts; `roost agent --metrics`). */
+  readonly metrics: AgentMetrics;
   private readonly bus: Bus;
   private readonly log: Logger;
   private readonly bootId: string;
@@ -174,6 +179,21 @@ export class Agent {
       maxRetryMs: 10_000,
       onChange: () => this.markDirty(),
     });
+    this.metrics = opts.metrics ?? new AgentMetrics();
+    this.metrics.watch({
+      tasks: () => {
+        const counts = { launching: this.queuedLaunches.size, starting: 0, running: 0, killing: 0 };
+        for (const t of this.executor.records()) {
+          if (t.killed) counts.killing++;
+          else if (t.started) counts.running++;
+          else counts.starting++;
+        }
+        return counts;
+      },
+      unacknowledged: () => this.statuses.pending().length,
+      registered: () => this.registered,
+      leaderEpoch: () => this.leaderEpoch,
+    });
   }
 
   async start(): Promise<void> {
@@ -215,16 +235,18 @@ export class Agent {
     const offReconnect = this.bus.onReconnect?.(() => {
       if (this.stopped) return;
       this.log.info({}, "the connection to NATS is back; registering again");
-      this.bus.publish(subjects.heartbeat(this.agentId), { agentId: this.agentId, ts: Date.now() });
+      this.beat();
       void this.register({ again: true });
     });
     if (offReconnect) this.unserve.push(offReconnect);
-    this.heartbeat = setInterval(
-      () => this.bus.publish(subjects.heartbeat(this.agentId), { agentId: this.agentId, ts: Date.now() }),
-      this.opts.heartbeatMs ?? 1000,
-    );
+    this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatMs ?? 1000);
     this.heartbeat.unref();
     await this.register();
+  }
+
+  private beat(): void {
+    this.bus.publish(subjects.heartbeat(this.agentId), { agentId: this.agentId, ts: Date.now() });
+    this.metrics.heartbeat();
   }
 
   /**
@@ -278,6 +300,7 @@ export class Agent {
           } else if (reply.ok) {
             this.registered = true;
             this.leaderEpoch = reply.epoch ?? 0;
+            this.metrics.registeredWithLeader();
             this.statuses.resume();
             this.log.info({ epoch: reply.epoch, leader: reply.schedulerId }, "registered");
             return;
@@ -486,15 +509,23 @@ export class Agent {
    * out. Each launch is still acknowledged only once it is done and checkpointed.
    */
   private onLaunch(data: unknown): Ack | Promise<Ack> {
+    const at = performance.now();
     const shape = checkLaunchShape(data);
-    if (shape.length > 0) return { ok: false, error: `invalid launch request: ${formatProblems(shape)}` };
+    if (shape.length > 0) {
+      this.metrics.launch("refused");
+      return { ok: false, error: `invalid launch request: ${formatProblems(shape)}` };
+    }
     const req = data as LaunchRequest;
     const queued = this.queuedLaunches.get(req.taskId);
     if (queued) return queued.done; // a retried launch still waiting its turn: the same answer
     if (this.known.get(req.taskId) !== undefined) return { ok: true }; // a retried launch: already handled
-    if (this.stopped) return { ok: false, error: `agent ${this.agentId} is stopping` };
+    if (this.stopped) {
+      this.metrics.launch("refused");
+      return { ok: false, error: `agent ${this.agentId} is stopping` };
+    }
     const prepared = prepareLaunch(req);
     if ("problem" in prepared) {
+      this.metrics.launch("failed");
       // It can never run: say so now, once, rather than refuse it to a leader that retries.
       this.noteEnded(req.taskId, "ended");
       this.statuses.enqueue(req.taskId, "FAILED", {
@@ -512,7 +543,9 @@ export class Agent {
         this.queuedLaunches.delete(req.taskId);
         if (this.stopped) return { ok: false, error: `agent ${this.agentId} is stopping` };
         if (entry.killed || this.known.get(req.taskId) !== undefined) return { ok: true }; // killed while waiting (reported KILLED)
-        return this.launchNow(req, prepared.processes);
+        const ack = this.launchNow(req, prepared.processes);
+        this.metrics.launch(ack.launched ? "launched" : "failed", (performance.now() - at) / 1000);
+        return ack.reply;
       });
     this.launchTurn = entry.done.then(
       () => {},
@@ -522,7 +555,8 @@ export class Agent {
     return entry.done;
   }
 
-  private launchNow(req: LaunchRequest, processes: ProcessSpec[]): Ack {
+  /** Launch a task; `launched` false: it could not start (reported FAILED). */
+  private launchNow(req: LaunchRequest, processes: ProcessSpec[]): { reply: Ack; launched: boolean } {
     this.known.set(req.taskId, "running");
     this.statuses.enqueue(req.taskId, "STARTING");
     let sandboxDir: string;
@@ -535,7 +569,7 @@ export class Agent {
         message: clip(`cannot start: ${(err as Error).message}`),
       });
       this.flushCheckpoint();
-      return { ok: true };
+      return { reply: { ok: true }, launched: false };
     }
     this.executor.launch({
       taskId: req.taskId,
@@ -553,13 +587,14 @@ export class Agent {
     // Checkpointed before the launch is acknowledged: a restarted agent knows every task it ran.
     this.flushCheckpoint();
     this.log.info({ taskId: req.taskId, sandboxDir }, "launched");
-    return { ok: true };
+    return { reply: { ok: true }, launched: true };
   }
 
   private onKill(data: unknown): Ack {
     const problems = checkKill(data);
     if (problems.length > 0) return { ok: false, error: `invalid kill request: ${formatProblems(problems)}` };
     const req = data as KillRequest;
+    this.metrics.killed();
     const seen = this.known.get(req.taskId);
     const queued = this.queuedLaunches.get(req.taskId);
     if (queued && seen === undefined) {
@@ -593,8 +628,18 @@ export class Agent {
 
   private async sendStatus(update: StatusUpdate): Promise<boolean> {
     const req: StatusRequest = { agentId: this.agentId, update };
-    const reply = await this.bus.request<{ ok: boolean; error?: string }>(subjects.status(this.agentId), req, 5000);
-    if (!reply.ok) this.log.warn({ error: reply.error, update }, "status update refused");
+    let reply: { ok: boolean; error?: string };
+    try {
+      reply = await this.bus.request<{ ok: boolean; error?: string }>(subjects.status(this.agentId), req, 5000);
+    } catch (err) {
+      this.metrics.sendFailed("no reply");
+      throw err;
+    }
+    if (reply.ok) this.metrics.delivered(update.state, (Date.now() - update.ts) / 1000);
+    else {
+      this.metrics.sendFailed("refused");
+      this.log.warn({ error: reply.error, update }, "status update refused");
+    }
     return reply.ok;
   }
 }

@@ -25,7 +25,10 @@
 //   owner must step down.
 
 import { decodeRecord, encodeRecord, type AnyEnvelope, type LogEntry } from "./envelope.js";
-import { LogUnavailableError, type AppendAck, type EventLog } from "./log.js";
+import { FencedError, LogUnavailableError, type AppendAck, type EventLog } from "./log.js";
+
+/** How a record's append ended (AppenderOptions.observe). */
+export type AppendOutcome = "ok" | "fenced" | "unavailable" | "error";
 
 export interface AppenderOptions {
   /** The last sequence this writer has folded: its first record is fenced on it. */
@@ -44,6 +47,11 @@ export interface AppenderOptions {
    * the appender dies with that error (that record's requests and all later ones reject with it).
    */
   onCommit?: (seq: number, events: LogEntry[]) => void;
+  /**
+   * Told once per record sent, when its outcome is known: how it ended, the seconds from its
+   * first send (retries included), its events and bytes. For metrics; it must not throw.
+   */
+  observe?: (outcome: AppendOutcome, seconds: number, events: number, bytes: number) => void;
 }
 
 /**
@@ -112,6 +120,8 @@ interface Pending {
   events: AnyEnvelope[];
   requests: Request[];
   result: Promise<Outcome>;
+  /** performance.now() at its first send. */
+  sentAt: number;
 }
 
 export class Appender {
@@ -124,6 +134,7 @@ export class Appender {
   private readonly retryForMs: number;
   private readonly writerId: string;
   private readonly onCommit?: (seq: number, events: LogEntry[]) => void;
+  private readonly observe?: AppenderOptions["observe"];
   // The queue is `queue[qHead..]`: Array.shift() on a long array is O(n) in V8 (tens of µs per
   // call at 100k entries), which made a burst of small requests quadratic.
   private queue: Request[] = [];
@@ -150,6 +161,7 @@ export class Appender {
     this.maxInFlight = this.chained ? Math.max(1, opts.maxInFlight ?? 32) : 1;
     this.retryForMs = opts.retryForMs ?? 20_000;
     this.onCommit = opts.onCommit;
+    this.observe = opts.observe;
   }
 
   /** Records this appender keeps on the wire at once (1 unless the log supports ChainedAppend). */
@@ -269,8 +281,9 @@ export class Appender {
       const msgId = `${this.writerId}:${expected + 1}`;
       const prevMsgId = this.lastMsgId;
       this.lastMsgId = msgId;
+      const sentAt = performance.now();
       const result = this.send(bytes, expected, msgId, prevMsgId);
-      this.inFlight.push({ expected, msgId, prevMsgId, bytes, events, requests, result });
+      this.inFlight.push({ expected, msgId, prevMsgId, bytes, events, requests, result, sentAt });
       if (!this.draining) void this.drain();
     }
     this.wakeIfIdle();
@@ -386,9 +399,11 @@ export class Appender {
   private commit(p: Pending, seq: number): void {
     if (seq !== p.expected + 1) {
       const err = new Error(`invariant: record fenced on ${p.expected} committed at ${seq}`);
+      this.observed(p, "error");
       for (const r of p.requests) r.reject(err);
       return this.die(err);
     }
+    this.observed(p, "ok");
     this.committedRecords++;
     if (this.onCommit) {
       try {
@@ -404,9 +419,16 @@ export class Appender {
     for (const r of p.requests) r.resolve(seq);
   }
 
+  /** Tell the observer how a record's append ended. */
+  private observed(p: Pending, outcome: AppendOutcome): void {
+    this.observe?.(outcome, (performance.now() - p.sentAt) / 1000, p.events.length, p.bytes.length);
+  }
+
   private die(err: Error): void {
     if (this.dead) return;
     this.dead = err;
+    const outcome: AppendOutcome = err instanceof FencedError ? "fenced" : err instanceof LogUnavailableError ? "unavailable" : "error";
+    for (const p of this.inFlight) this.observed(p, outcome);
     for (const p of this.inFlight) for (const r of p.requests) r.reject(err);
     for (let i = this.qHead; i < this.queue.length; i++) this.queue[i]!.reject(err);
     this.inFlight = [];

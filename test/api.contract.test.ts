@@ -104,6 +104,15 @@ const CASES: Record<string, { subject: string; body: () => unknown }> = {
   "cluster.task.why": { subject: "roost.api.v1.cluster.task.why", body: () => ({ taskId }) },
   "role.events": { subject: `roost.api.v1.${ROLE}.events`, body: () => ({ from: 1, limit: 50 }) },
   "cluster.events": { subject: "roost.api.v1.cluster.events", body: () => ({ from: 1, type: ["TaskCreated"] }) },
+  // The SRE's reads: every replica answers them (history/serve.ts), the cell's one too.
+  "cluster.hash": { subject: "roost.api.v1.cluster.hash", body: () => ({}) },
+  "cluster.history": { subject: "roost.api.v1.cluster.history", body: () => ({ kind: "job", id: JOB }) },
+  "cluster.replay": { subject: "roost.api.v1.cluster.replay", body: () => ({ at: 1 }) },
+  "cluster.diff": { subject: "roost.api.v1.cluster.diff", body: () => ({ from: 1 }) },
+  "cluster.why": { subject: "roost.api.v1.cluster.why", body: () => ({ taskId }) },
+  "cluster.inspect": { subject: "roost.api.v1.cluster.inspect", body: () => ({ kind: "task", id: taskId, graph: "mermaid" }) },
+  "cluster.verify": { subject: "roost.api.v1.cluster.verify", body: () => ({}) },
+  "cluster.export": { subject: "roost.api.v1.cluster.export", body: () => ({ from: 1, limit: 5 }) },
   "role.job.kill": { subject: `roost.api.v1.${ROLE}.job.kill`, body: () => ({ job: JOB, instances: null, user: "t" }) },
 };
 

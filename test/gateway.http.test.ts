@@ -76,6 +76,14 @@ const CASES: Record<string, { method: string; path: () => string; body?: () => u
   "cluster.task.why": { method: "GET", path: () => `/v1/tasks/${taskId}/why` },
   "role.events": { method: "GET", path: () => "/v1/roles/www-data/events?limit=5" },
   "cluster.events": { method: "GET", path: () => "/v1/events?type=TaskCreated&from=1" },
+  "cluster.hash": { method: "GET", path: () => "/v1/cluster/hash" },
+  "cluster.history": { method: "GET", path: () => `/v1/cluster/history?kind=job&id=${JOB}` },
+  "cluster.replay": { method: "GET", path: () => "/v1/cluster/replay?at=2" },
+  "cluster.diff": { method: "GET", path: () => "/v1/cluster/diff?from=1" },
+  "cluster.why": { method: "GET", path: () => `/v1/cluster/why?taskId=${taskId}` },
+  "cluster.inspect": { method: "GET", path: () => `/v1/cluster/inspect?kind=task&id=${taskId}&graph=dot` },
+  "cluster.verify": { method: "GET", path: () => "/v1/cluster/verify" },
+  "cluster.export": { method: "GET", path: () => "/v1/cluster/export?from=1&limit=5" },
   "role.job.kill": { method: "DELETE", path: () => `/v1/jobs/${JOB}` },
 };
 

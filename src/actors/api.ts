@@ -12,7 +12,7 @@
 
 import { ApiError, type ErrorCode } from "../api/errors.js";
 import { REQUEST_SCHEMAS, type RequestOp } from "../api/requests.js";
-import { API_V1_PREFIX, parseSubject, type OpDef } from "../api/v1.js";
+import { API_V1_PREFIX, HISTORY_OPS, parseSubject, type OpDef } from "../api/v1.js";
 import type { Bus, RequestMeta } from "../bus/bus.js";
 import { checker, formatProblems, type Problem } from "../domain/validate.js";
 import { RecordTooLargeError } from "../eventlog/appender.js";
@@ -54,7 +54,17 @@ function invalid(op: string, problems: readonly Problem[]): RequestError {
 }
 
 const WRITE_OPS = ["job.create", "job.kill", "job.add", "quota.set"] as const;
-const READ_OPS = ["job.status", "job.list", "quota.get", "task.history", "task.why", "cluster.info", "request.get", "events"] as const;
+const READ_OPS = [
+  "job.status",
+  "job.list",
+  "quota.get",
+  "task.history",
+  "task.why",
+  "cluster.info",
+  "cluster.hash",
+  "request.get",
+  "events",
+] as const;
 export type WriteOp = (typeof WRITE_OPS)[number];
 /** The reads; "events" is answered by the event feed (eventFeed.ts), the others by the Reads actor. */
 type ReadOp = (typeof READ_OPS)[number];
@@ -82,30 +92,45 @@ function catalogCheck(def: OpDef): (v: unknown) => Problem[] {
 
 /** The op the actors know a v1 op by: the cluster's info is "cluster.info"; job.list is job.list in both scopes. */
 function internalOp(def: OpDef): WriteOp | ReadOp {
-  return (def.scope === "cluster" && def.op === "info" ? "cluster.info" : def.op) as WriteOp | ReadOp;
+  return (def.scope === "cluster" && (def.op === "info" || def.op === "hash") ? `cluster.${def.op}` : def.op) as WriteOp | ReadOp;
 }
 
-/** Serve roost.api.v1.>: address, check, authorize, route, and turn what went wrong into a reply. */
-export function serveApi(bus: Bus, h: ApiHandlers, log: Logger): () => void {
+/**
+ * Serve roost.api.v1.>: address, check, authorize, route, and turn what went wrong into a reply.
+ * `count` is told each answer: the op (a closed set: "unknown" when the subject names none) and
+ * "ok" or the error code, for metrics.
+ */
+export function serveApi(bus: Bus, h: ApiHandlers, log: Logger, count?: (op: string, result: string) => void): () => void {
   return bus.serve(
     `${API_V1_PREFIX}>`,
     async (data, subject, meta) => {
+      const addressed = parseSubject(subject);
+      const op = typeof addressed === "string" ? "unknown" : internalOp(addressed.def);
       try {
-        return { ok: true, value: await handle(h, data, subject, meta) };
+        const value = await handle(h, data, addressed, meta);
+        count?.(op, "ok");
+        return { ok: true, value };
       } catch (err) {
-        return { ok: false, error: errorBody(err as Error, subject, log) };
+        const error = errorBody(err as Error, subject, log);
+        count?.(op, error.code);
+        return { ok: false, error };
       }
     },
-    { maxBytes: MAX_REQUEST_BYTES },
+    // The SRE's reads are every replica's (history/serve.ts): the leader's API does not answer them.
+    { maxBytes: MAX_REQUEST_BYTES, ignore: (subject) => isHistorySubject(subject) },
   );
 }
 
-async function handle(h: ApiHandlers, data: unknown, subject: string, meta: RequestMeta): Promise<unknown> {
+function isHistorySubject(subject: string): boolean {
+  const a = parseSubject(subject);
+  return typeof a !== "string" && a.def.scope === "cluster" && HISTORY_OPS.has(a.def.op);
+}
+
+async function handle(h: ApiHandlers, data: unknown, addressed: ReturnType<typeof parseSubject>, meta: RequestMeta): Promise<unknown> {
   if (meta.tooLarge) {
     throw new ApiError("TOO_LARGE", `the request is ${meta.bytes} bytes; rule: at most ${MAX_REQUEST_BYTES} bytes`);
   }
   if (meta.decodeError !== undefined) throw new ApiError("INVALID_REQUEST", meta.decodeError);
-  const addressed = parseSubject(subject);
   if (typeof addressed === "string") throw new ApiError("INVALID_REQUEST", addressed);
   const { def, role } = addressed;
   const req = data ?? {};

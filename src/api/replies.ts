@@ -195,3 +195,56 @@ export const ClusterInfoReply = obj(
   },
   "The leader, its agents, its anomalies and its actors",
 );
+
+// ---- the SRE's reads (history/service.ts): answered by every replica from its own fold ----
+
+const MomentSchema = obj({ seq: Int, ts: Num }, "A moment of the log: the last record folded, and its time (ms since the epoch)");
+const Loose = (what: string) => Type.Object({}, { additionalProperties: true, description: what });
+
+export const HistoryReply = obj(
+  {
+    kind: Str,
+    id: Str,
+    from: MomentSchema,
+    to: MomentSchema,
+    items: Type.Array(
+      obj(
+        {
+          seq: Int,
+          index: Int,
+          ts: Num,
+          time: Str,
+          epoch: Num,
+          actor: Str,
+          type: Str,
+          change: Type.Union([obj({ of: Str, from: Str, to: Str }, "The state change it caused"), Type.Null()]),
+          reason: Str,
+        },
+        "An event that touched the subject",
+      ),
+    ),
+    truncated: Type.Boolean(),
+    next: Type.Union([Int, Type.Null()]),
+  },
+  "Every event that touched a task, job, agent or host, oldest first",
+);
+export const ReplayReply = Loose(
+  "The cluster at a moment: at, leader, summary, jobs (with their tasks), agents (with free resources), pending (with reasons), quotas",
+);
+export const DiffReply = Loose(
+  "What changed between two moments: jobs created/killed/changed, task state changes grouped, agents, quotas, leader",
+);
+export const WhyAtReply = Loose("Why a task is where it is at a moment: the judgement, and the events that led there (cause, chain)");
+export const InspectReply = Loose("A machine at a moment: state, accepts (events it takes now), history (transitions), graph, rendered");
+export const VerifyReply = Loose("A fold from genesis compared with the newest snapshot and the live leader: ok, checks[], stateHash");
+export const ExportReply = obj(
+  {
+    items: Type.Array(Loose("A decoded event: seq, index, ts, epoch, type, reason, corr, data, job, role, agent")),
+    next: Type.Union([Int, Type.Null()]),
+  },
+  "A page of decoded events; ask again from next (null: the end)",
+);
+export const HashReply = obj(
+  { schedulerId: Str, epoch: Num, seq: Int, stateHash: Str, parts: Type.Record(Str, Str) },
+  "The leader's state hash at its sequence, and a hash per part of the state",
+);

@@ -60,6 +60,24 @@ const MAX_EVENTS_WAIT_MS = 30_000;
 /** How long a follower (roost events --follow, client.events, the gateway's SSE) waits per page. */
 export const EVENTS_FOLLOW_WAIT_MS = 20_000;
 
+/** A moment of the log: a sequence (0 = before the first record) or a time (RFC 3339). */
+const AtSchema = Type.Union(
+  [
+    Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+    Type.String({ pattern: "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$", maxLength: 40 }),
+  ],
+  { [RULE]: "must be a log sequence (an integer ≥ 0) or a time (RFC 3339, e.g. 2026-12-02T03:12:00Z)" },
+);
+/** What a history question names: a task id, a job key, an agent id or a host. */
+const SubjectIdSchema = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  pattern: "^[^\\u0000-\\u001f\\u007f]*$",
+  [RULE]: "must be 1 to 256 characters, no control characters",
+});
+/** The most events one export page holds. */
+export const MAX_EXPORT_PAGE = 5000;
+
 export const REQUEST_SCHEMAS = {
   /** `spec` is checked by the job spec's own schema (spec/schema.ts), with the field paths it names. */
   "job.create": Type.Object({ spec: Type.Unknown(), user: User }, { additionalProperties: false }),
@@ -94,6 +112,39 @@ export const REQUEST_SCHEMAS = {
   ),
   "task.history": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
   "task.why": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
+  history: Type.Object(
+    {
+      kind: Type.Union([Type.Literal("task"), Type.Literal("job"), Type.Literal("agent"), Type.Literal("host")], {
+        [RULE]: "must be task, job, agent or host",
+      }),
+      id: SubjectIdSchema,
+      from: Type.Optional(AtSchema),
+      to: Type.Optional(AtSchema),
+    },
+    { additionalProperties: false },
+  ),
+  replay: Type.Object({ at: Type.Optional(AtSchema) }, { additionalProperties: false }),
+  diff: Type.Object({ from: AtSchema, to: Type.Optional(AtSchema) }, { additionalProperties: false }),
+  why: Type.Object({ taskId: TaskIdRefSchema, at: Type.Optional(AtSchema) }, { additionalProperties: false }),
+  inspect: Type.Object(
+    {
+      kind: Type.Union([Type.Literal("task"), Type.Literal("agent")], { [RULE]: "must be task or agent" }),
+      id: SubjectIdSchema,
+      at: Type.Optional(AtSchema),
+      graph: Type.Optional(Type.Union([Type.Literal("mermaid"), Type.Literal("dot")], { [RULE]: "must be mermaid or dot" })),
+    },
+    { additionalProperties: false },
+  ),
+  export: Type.Object(
+    {
+      from: Type.Optional(AtSchema),
+      to: Type.Optional(AtSchema),
+      limit: Type.Optional(
+        Type.Integer({ minimum: 1, maximum: MAX_EXPORT_PAGE, [RULE]: `must be an integer from 1 to ${MAX_EXPORT_PAGE}` }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
   "cluster.info": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" }),
   events: Type.Object(
     {

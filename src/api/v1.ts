@@ -48,6 +48,8 @@ interface HttpRoute {
   path: string;
   /** The status of a success (200 unless said). */
   status?: number;
+  /** GET: the query string's parameters are the request's fields (numbers where a field takes one). */
+  query?: boolean;
 }
 
 export interface OpDef {
@@ -227,7 +229,83 @@ export const OPS = [
     reply: R.EventsReply,
     http: { method: "GET", path: "/v1/events" },
   },
+  {
+    op: "hash",
+    scope: "cluster",
+    write: false,
+    summary: "The leader's state hash at its sequence, and a hash per part (roost verify compares a fold with it)",
+    request: Empty,
+    reply: R.HashReply,
+    http: { method: "GET", path: "/v1/cluster/hash" },
+  },
+  // The SRE's reads: answered by every replica (a standby too) from its own fold, at any moment.
+  {
+    op: "history",
+    scope: "cluster",
+    write: false,
+    summary: "Every event that touched a task, job, agent or host (kind, id), from and to a sequence or time",
+    request: Q.history,
+    reply: R.HistoryReply,
+    http: { method: "GET", path: "/v1/cluster/history", query: true },
+  },
+  {
+    op: "replay",
+    scope: "cluster",
+    write: false,
+    summary: "The cluster as it was at a sequence or time: jobs, tasks, agents, pending tasks with reasons, quotas, leader",
+    request: Q.replay,
+    reply: R.ReplayReply,
+    http: { method: "GET", path: "/v1/cluster/replay", query: true },
+  },
+  {
+    op: "diff",
+    scope: "cluster",
+    write: false,
+    summary: "What changed between two moments (to: the end of the log by default)",
+    request: Q.diff,
+    reply: R.DiffReply,
+    http: { method: "GET", path: "/v1/cluster/diff", query: true },
+  },
+  {
+    op: "why",
+    scope: "cluster",
+    write: false,
+    summary: "Why a task was where it was at a moment, with the events that led there",
+    request: Q.why,
+    reply: R.WhyAtReply,
+    http: { method: "GET", path: "/v1/cluster/why", query: true },
+  },
+  {
+    op: "inspect",
+    scope: "cluster",
+    write: false,
+    summary: "A task's or an agent's state machine at a moment: state, the events it accepts, its transitions, its graph",
+    request: Q.inspect,
+    reply: R.InspectReply,
+    http: { method: "GET", path: "/v1/cluster/inspect", query: true },
+  },
+  {
+    op: "verify",
+    scope: "cluster",
+    write: false,
+    summary: "Fold the log from genesis; compare with the newest snapshot and the live leader's state",
+    request: Empty,
+    reply: R.VerifyReply,
+    http: { method: "GET", path: "/v1/cluster/verify", query: true },
+  },
+  {
+    op: "export",
+    scope: "cluster",
+    write: false,
+    summary: "A page of decoded events from and to a sequence or time; ask again from next",
+    request: Q.export,
+    reply: R.ExportReply,
+    http: { method: "GET", path: "/v1/cluster/export", query: true },
+  },
 ] as const satisfies readonly OpDef[];
+
+/** The ops every replica answers from its own fold (history/serve.ts); the leader's API leaves them alone. */
+export const HISTORY_OPS: ReadonlySet<string> = new Set(["history", "replay", "diff", "why", "inspect", "verify", "export"]);
 
 type V1Op = (typeof OPS)[number];
 type RoleOp = Extract<V1Op, { scope: "role" }>["op"];
@@ -284,6 +362,8 @@ export function addressFor(op: string, req: unknown, role?: string): string | nu
   switch (op) {
     case "cluster.info":
       return clusterSubject("info");
+    case "cluster.hash":
+      return clusterSubject("hash");
     case "quota.set":
       return adminSubject("quota.set");
     case "job.list":

@@ -37,6 +37,10 @@ export type Handler = (data: unknown, subject: string, meta: RequestMeta) => unk
 export interface ServeOptions {
   /** Bodies over this many bytes are not decoded: the handler sees meta.tooLarge. */
   maxBytes?: number;
+  /** Subjects this server leaves to others: no reply at all (another subscriber answers them). */
+  ignore?: (subject: string) => boolean;
+  /** A NATS queue group: one member of the group answers each request (every replica serves, one answers). */
+  queue?: string;
 }
 
 export class NoResponderError extends Error {

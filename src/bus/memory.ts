@@ -5,7 +5,10 @@
 // finished, so a simulator can tell when the bus is quiet. Request timeouts use a real timer;
 // a simulation turns them off (`requestTimeouts: false`) so real time cannot change its course.
 
-import { NoResponderError, type Bus, type Handler, type RequestMeta } from "./bus.js";
+import { NoResponderError, type Bus, type Handler, type RequestMeta, type ServeOptions } from "./bus.js";
+
+/** What an ignoring handler returns: no reply (a requester then waits for another, or times out). */
+const IGNORED = new Promise<never>(() => {});
 
 export interface MemoryBusOptions {
   /** Reject a request that is not answered within its timeout (real time). Default true. */
@@ -21,6 +24,7 @@ export class MemoryBus implements Bus {
   private readonly wildcards: Array<{ pattern: string; tokens: string[] }> = [];
   private readonly requestTimeouts: boolean;
   private closed = false;
+  private readonly ignoring = new WeakSet<Handler>();
   private outstanding = 0;
   private readonly outstandingBySubject = new Map<string, number>();
 
@@ -67,6 +71,8 @@ export class MemoryBus implements Bus {
     if (this.closed) throw new NoResponderError(`bus closed (${subject})`);
     const hs = this.match(subject);
     if (hs.length === 0) throw new NoResponderError(`no responders on ${subject}`);
+    // Handlers that leave this subject to others go last.
+    hs.sort((a, b) => Number(this.ignoring.has(a)) - Number(this.ignoring.has(b)));
     this.begin(subject);
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -98,7 +104,15 @@ export class MemoryBus implements Bus {
     }
   }
 
-  serve(subject: string, handler: Handler): () => void {
+  serve(subject: string, handler: Handler, opts: ServeOptions = {}): () => void {
+    // A subject the server leaves to others never reaches it; a queue group is one member here
+    // anyway (request() asks the first handler that matches).
+    if (opts.ignore) {
+      const ignore = opts.ignore;
+      const inner = handler;
+      handler = (data, subj, meta) => (ignore(subj) ? IGNORED : inner(data, subj, meta));
+      this.ignoring.add(handler);
+    }
     let hs = this.handlers.get(subject);
     if (!hs) {
       this.handlers.set(subject, (hs = new Set()));

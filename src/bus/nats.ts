@@ -49,8 +49,10 @@ export class NatsBus implements Bus {
 
   serve(subject: string, handler: Handler, opts: ServeOptions = {}): () => void {
     const sub = this.nc.subscribe(subject, {
+      ...(opts.queue !== undefined ? { queue: opts.queue } : {}),
       callback: (err, msg) => {
         if (err) return;
+        if (opts.ignore?.(msg.subject)) return;
         const json = msg.headers?.get("Content-Type") === JSON_TYPE;
         const meta: RequestMeta = { json, bytes: msg.data.length };
         let data: unknown = null;

@@ -16,7 +16,10 @@ import { openIntake } from "../eventlog/intake.js";
 import { openJetStreamLog } from "../eventlog/jetstream.js";
 import { SnapshotStore } from "../storage/snapshotStore.js";
 import { makeLogger } from "../util/logger.js";
+import { AgentMetrics } from "../metrics/agent.js";
+import { serveMetrics } from "../metrics/http.js";
 import { natsServers } from "../client/transport.js";
+import { type ReplicaReads, startReplicaReads } from "../ui/replica.js";
 import { controlReply, listenForControl, onStopSignals } from "./control.js";
 
 export interface SchedulerFlags {
@@ -33,6 +36,8 @@ export interface SchedulerFlags {
   control?: boolean;
   /** --creds: a credentials file (bus/creds.ts); else ROOST_CREDS. */
   creds?: string;
+  /** --http host:port: serve the web UI and /metrics there (port 0: any free port). */
+  http?: { host: string; port: number };
 }
 
 /** How long an orderly stop may take before the process exits anyway. */
@@ -91,6 +96,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
   let bus: NatsBus | null = null;
   let log: Awaited<ReturnType<typeof openJetStreamLog>> | null = null;
   let quiesceWhy: string | null = null;
+  let reads: ReplicaReads | null = null;
   const finish = stopper(logger, SCHEDULER_STOP_MS);
   // After the parent's end (its nats-server is going too, most likely) the stop is kept short.
   const exit = (code: number, why: string, parentGone = false) =>
@@ -98,6 +104,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
       code,
       why,
       [
+        ["reads", () => reads?.stop()],
         ["scheduler", () => scheduler?.stop()],
         ["log", () => log?.close()],
         ["bus", () => bus?.close(parentGone ? 500 : undefined)],
@@ -149,6 +156,22 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
     });
     if (quiesceWhy !== null) scheduler.quiesce(quiesceWhy);
     await scheduler.start();
+    // Every replica answers the SRE's reads (a standby from its own fold) and, with --http,
+    // serves the web UI and its metrics.
+    const sched = scheduler;
+    reads = await startReplicaReads({
+      replica: sched,
+      log,
+      store: snapshots,
+      bus,
+      logger,
+      http: f.http,
+      registry: sched.metrics.registry,
+    });
+    if (reads.ui)
+      console.log(
+        `roost scheduler ${sched.schedulerId}: web UI at ${reads.ui.url}, metrics at ${reads.ui.url.replace(/ui\/$/, "metrics")}`,
+      );
   });
 }
 
@@ -168,6 +191,16 @@ export interface AgentFlags {
   control?: boolean;
   /** --creds: a credentials file (bus/creds.ts); else ROOST_CREDS. */
   creds?: string;
+  /** --metrics host:port: serve Prometheus metrics on GET /metrics there (port 0: any free port). */
+  metrics?: string;
+}
+
+/** "host:port" ("[::1]:9101" for IPv6; port 0: any free port), or an error naming the flag. */
+function parseListen(flag: string, s: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(s.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`${flag} "${s}": must be HOST:PORT, e.g. 0.0.0.0:9101 or [::1]:9101 (port 0: any free port)`);
+  return { host: (m[1] ?? m[2])!, port };
 }
 
 function parsePortRanges(s: string): Array<[number, number]> {
@@ -194,8 +227,10 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   const host = f.host ?? hostname();
   const agentId = f.id ?? host;
   const logger = makeLogger("agent").child({ agentId });
+  const metricsAt = f.metrics === undefined ? null : parseListen("--metrics", f.metrics);
   let agent: Agent | null = null;
   let bus: NatsBus | null = null;
+  let metricsServer: { url: string; close(): Promise<void> } | null = null;
   const finish = stopper(logger, AGENT_STOP_MS);
   // Without --kill-tasks-on-exit the tasks keep running and the checkpoint stays for the next
   // agent on this work dir; with it they are killed, `why` is what their KILLED updates say, and
@@ -222,6 +257,7 @@ export async function runAgent(f: AgentFlags): Promise<void> {
     void finish(0, why, [
       ["agent", () => agent?.stop(opts)],
       ["bus", closeBus],
+      ["metrics", () => metricsServer?.close()],
     ]);
   };
   onStopSignals((sig, fast) => stop(`agent ${agentId} is stopping (${sig})`, fast));
@@ -247,7 +283,15 @@ export async function runAgent(f: AgentFlags): Promise<void> {
       logger,
       // <work-dir>/checkpoint.json: a restarted agent (after kill -9 too) re-attaches to its tasks.
       checkpoint: true,
+      // A daemon's registry also carries Node's process metrics (process_*, nodejs_*).
+      metrics: new AgentMetrics({ defaultMetrics: metricsAt !== null }),
     });
+    // Served before start(), which waits for a leader to accept the registration: an agent
+    // with no leader to talk to is exactly one an operator wants to see.
+    if (metricsAt) {
+      metricsServer = await serveMetrics(metricsAt, agent.metrics.registry);
+      logger.info({ url: metricsServer.url }, "serving metrics");
+    }
     await agent.start();
   });
 }

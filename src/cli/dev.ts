@@ -34,9 +34,10 @@ import { MemoryBus } from "../bus/memory.js";
 import { NatsBus } from "../bus/nats.js";
 import { MemoryLog } from "../eventlog/memory.js";
 import { parseTokens, startHttpGateway } from "../gateway/http.js";
+import { startReplicaReads } from "../ui/replica.js";
 import { authorizationConf, type Identity } from "../natsServer/auth.js";
 import { type NatsClusterHandle, startNatsCluster } from "../natsServer/cluster.js";
-import { findNatsServer, type NatsServerHandle, startNatsServer } from "../natsServer/server.js";
+import { findNatsServer, freePort, type NatsServerHandle, startNatsServer } from "../natsServer/server.js";
 import { makeLogger } from "../util/logger.js";
 import { startBridge } from "./bridge.js";
 import type { ClusterFile } from "../client/transport.js";
@@ -491,6 +492,11 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
   const url = natsUrl!;
   const logFile = (name: string) => join(dir, "logs", `${name}.log`);
   const replicas = f.ha ? 3 : 1;
+  // Each replica serves the web UI and its metrics on a loopback port; each agent its metrics.
+  const httpPorts: number[] = [];
+  for (let i = 1; i <= replicas; i++) httpPorts.push(await freePort());
+  const agentPorts: number[] = [];
+  for (let i = 1; i <= f.agents; i++) agentPorts.push(await freePort());
   for (let i = 1; i <= replicas; i++) {
     const name = `scheduler-${i}`;
     schedulers.push(
@@ -507,6 +513,8 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
           String(replicas),
           "--policy",
           JSON.stringify(DEV_POLICY),
+          "--http",
+          `127.0.0.1:${httpPorts[i - 1]}`,
           ...credsArgs("scheduler"),
         ],
         logFile(name),
@@ -541,6 +549,8 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
           "--work-dir",
           join(dir, "agents", a.id),
           "--kill-tasks-on-exit",
+          "--metrics",
+          `127.0.0.1:${agentPorts[i - 1]}`,
           ...credsArgs(a.id),
         ],
         logFile(a.id),
@@ -568,11 +578,22 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
     await http.close().catch(() => {});
     await gwBus.close();
   };
+  const replicaUrls = httpPorts.map((port, i) => ({
+    id: `scheduler-${i + 1}`,
+    ui: `http://127.0.0.1:${port}/ui/`,
+    metrics: `http://127.0.0.1:${port}/metrics`,
+  }));
+  const leaderId = await leaderOf(url, secure?.creds.get("admin"));
+  const lead = replicaUrls.find((r) => r.id === leaderId) ?? replicaUrls[0]!;
   const file: ClusterFile = {
     mode: "nats",
     nats: url,
     stream: "ROOST",
     http: http.url,
+    ui: lead.ui,
+    metrics: lead.metrics,
+    replicas: replicaUrls,
+    agentMetrics: agentPorts.map((port, i) => ({ id: `agent-${i + 1}`, metrics: `http://127.0.0.1:${port}/metrics` })),
     pid: process.pid,
     startedAt: new Date().toISOString(),
     ...(secure ? { creds: secure.creds.get("admin")! } : {}),
@@ -590,11 +611,27 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
       http: http.url,
     },
   );
+  say(`web UI ${lead.ui} (every replica serves one: ${replicaUrls.map((r) => r.ui).join(", ")}); metrics ${lead.metrics}`, {
+    ui: lead.ui,
+    metrics: lead.metrics,
+  });
   if (secure)
     say(
       `secure: every identity is a NATS user with its own permissions; credentials in ${join(dir, "creds")} (${[...secure.creds.keys()].join(", ")}); this directory's CLI uses admin's; gateway tokens in ${secure.tokensFile}`,
       { secure: true, creds: Object.fromEntries(secure.creds), tokens: secure.tokensFile },
     );
+}
+
+/** The scheduler id of the replica leading now (null when none answers). */
+async function leaderOf(nats: string, creds?: string): Promise<string | null> {
+  const client = await connectClient({ nats, creds });
+  try {
+    return (await client.request<{ schedulerId: string }>("cluster.info", {}, 2000)).schedulerId;
+  } catch {
+    return null;
+  } finally {
+    await client.close();
+  }
 }
 
 /** Wait until a leader answers and every agent is ACTIVE and has spoken to it. */
@@ -641,7 +678,9 @@ async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: stri
   const scheduler = new Scheduler({ log, bus, logger, schedulerId: "scheduler-1", policy: DEV_POLICY });
   const agents: Agent[] = [];
   let gw: Awaited<ReturnType<typeof startBridge>> | null = null;
+  let stopReads: () => Promise<void> = async () => {};
   const rest = async () => {
+    await stopReads().catch(() => {});
     await scheduler.stop().catch(() => {});
     await gw?.close().catch(() => {});
   };
@@ -676,7 +715,23 @@ async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: stri
   check();
   gw = await startBridge(bus, log);
   check();
-  const file: ClusterFile = { mode: "embedded", bridge: gw.url, pid: process.pid, startedAt: new Date().toISOString() };
+  const reads = await startReplicaReads({
+    replica: scheduler,
+    log,
+    bus,
+    logger,
+    http: { host: "127.0.0.1", port: 0 },
+    registry: scheduler.metrics.registry,
+  });
+  stopReads = () => reads.stop();
+  const ui = reads.ui!.url;
+  const metrics = ui.replace(/ui\/$/, "metrics");
+  const file: ClusterFile = { mode: "embedded", bridge: gw.url, ui, metrics, pid: process.pid, startedAt: new Date().toISOString() };
   writeFileSync(clusterFile, `${JSON.stringify(file, null, 2)}\n`);
-  say(`scheduler and ${f.agents} agents running in-process; bridge ${gw.url}`, { bridge: gw.url, agents: f.agents });
+  say(`scheduler and ${f.agents} agents running in-process; bridge ${gw.url}; web UI ${ui}; metrics ${metrics}`, {
+    bridge: gw.url,
+    agents: f.agents,
+    ui,
+    metrics,
+  });
 }

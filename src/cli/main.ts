@@ -56,6 +56,8 @@ import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
 import { entryAnomaly, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory, formatWhy } from "./format.js";
 import { registerEventsCommand } from "./events.js";
+import { addHistoryCommands, atArg, withHistory } from "./history.js";
+import { registerUiCommand } from "./ui.js";
 import { registerSimCommand } from "./sim.js";
 import { registerSnapshotCommand } from "./snapshot.js";
 
@@ -329,6 +331,7 @@ program
     100_000,
   )
   .option("--control-stdin", "read control lines (quiesce, stop, kill) on stdin and stop at its end (used by `roost dev`)")
+  .option("--http <host:port>", "serve the web UI and Prometheus /metrics here (port 0: any free port)", (v: string) => listenArg(v))
   .option(
     "--allowed-environments <regex>",
     "environments a job may name (Aurora's allowed_job_environments)",
@@ -347,6 +350,7 @@ program
       control: !!o.controlStdin,
       allowedEnvironments: o.allowedEnvironments,
       creds: o.creds,
+      http: o.http,
     }),
   );
 
@@ -366,6 +370,7 @@ program
   .option("--kill-tasks-on-exit", "kill running tasks when the agent stops", false)
   .option("--creds <file>", CREDS_HELP)
   .option("--control-stdin", "read control lines (stop, kill) on stdin and stop at its end (used by `roost dev`)")
+  .option("--metrics <host:port>", "serve Prometheus metrics on GET /metrics at this address, e.g. 0.0.0.0:9101")
   .option("--json", "log as JSON lines (always)")
   .action(async (o) =>
     runAgent({
@@ -382,6 +387,7 @@ program
       killTasksOnExit: o.killTasksOnExit,
       control: !!o.controlStdin,
       creds: o.creds,
+      metrics: o.metrics,
     }),
   );
 
@@ -660,8 +666,23 @@ withClusterOptions(
   task
     .command("why")
     .argument("<taskId>", "a task id", taskIdArg)
-    .description("why a task waits, or why it went where it did, with hosts and numbers"),
-).action(async (taskId: string, o: Common) => {
+    .description("why a task waits, or why it went where it did, with hosts and numbers")
+    .option("--at <seq|time>", "as of this moment, judged from the log (default: now, from the leader)", atArg),
+).action(async (taskId: string, o: Common & { at?: number | string }) => {
+  if (o.at !== undefined) {
+    const w = await withHistory(o, (h) => h.why({ taskId, at: o.at }));
+    print(o, w, () =>
+      [
+        `at sequence ${w.at.seq}: ${formatWhy(w)}`,
+        ...(w.cause && w.cause.state !== "RUNNING"
+          ? [`why ${w.state}: ${w.cause.state} at ${w.cause.seq}.${w.cause.index} (${w.cause.type}): ${w.cause.reason}`]
+          : []),
+        ...(w.chain.length ? ["how it got there (newest first):"] : []),
+        ...w.chain.map((c) => `  ${c.seq}.${c.index}  ${new Date(c.ts).toISOString()}  ${c.state}  ${c.type}: ${c.reason}`),
+      ].join("\n"),
+    );
+    return;
+  }
   await withClient(o, async (c) => {
     const w = await c.transport
       .request<WhyReport | null>("task.why", { taskId }, { retry: false, timeoutMs: Math.min(READ_LEADER_WAIT_MS, c.timeoutMs) })
@@ -731,6 +752,12 @@ registerSnapshotCommand(program, withClusterOptions);
 
 // ---- roost events (src/cli/events.ts) ----------------------------------------------------
 registerEventsCommand(program, withClusterOptions);
+
+// ---- roost history, replay, diff, inspect, verify, export (src/cli/history.ts) ---------------
+addHistoryCommands(program, withClusterOptions);
+
+// ---- roost ui (src/cli/ui.ts) --------------------------------------------------------------
+registerUiCommand(program, withClusterOptions, listenArg);
 
 /**
  * Every failure ends as one line, `roost: <message>` (with --json: {"error": …} on stderr), and

@@ -19,7 +19,7 @@ import { ClusterState } from "../replay/state.js";
 import { DEFAULT_SNAPSHOT_BUCKET, type SnapshotInfo, SnapshotStore } from "../storage/snapshotStore.js";
 import { cliConnectOptions, connectClient, loadClusterFile, natsServers } from "../client/transport.js";
 
-interface SnapshotOptions {
+export interface SnapshotOptions {
   json?: boolean;
   nats?: string;
   cluster?: string;
@@ -46,7 +46,10 @@ interface VerifyReport {
 }
 
 /** Connect as the other commands do; snapshots need the NATS mode. */
-async function openCluster(o: SnapshotOptions): Promise<{ nc: NatsConnection; log: JetStreamLog; store: SnapshotStore }> {
+async function openCluster(
+  o: SnapshotOptions,
+  storeOptional = false,
+): Promise<{ nc: NatsConnection; log: JetStreamLog; store: SnapshotStore }> {
   const opts = cliConnectOptions(o);
   const client = await connectClient(opts);
   const where = client.where;
@@ -69,16 +72,28 @@ async function openCluster(o: SnapshotOptions): Promise<{ nc: NatsConnection; lo
   });
   try {
     const log = await openJetStreamLog({ servers, nc, stream, create: false, readyTimeoutMs: opts.timeoutMs });
-    const store = await SnapshotStore.open(nc, { bucket: o.bucket ?? DEFAULT_SNAPSHOT_BUCKET, create: false });
-    return { nc, log, store };
+    const opened = SnapshotStore.open(nc, { bucket: o.bucket ?? DEFAULT_SNAPSHOT_BUCKET, create: false });
+    // A log without a snapshot bucket still folds (from genesis): the history commands go on.
+    const store = storeOptional ? await opened.catch(() => undefined) : await opened;
+    return { nc, log, store: store as SnapshotStore };
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
   }
 }
 
-async function withCluster<T>(o: SnapshotOptions, fn: (c: { log: JetStreamLog; store: SnapshotStore }) => Promise<T>): Promise<T> {
-  const c = await openCluster(o);
+export async function withCluster<T>(o: SnapshotOptions, fn: (c: { log: JetStreamLog; store: SnapshotStore }) => Promise<T>): Promise<T>;
+export async function withCluster<T>(
+  o: SnapshotOptions,
+  fn: (c: { log: JetStreamLog; store: SnapshotStore | undefined }) => Promise<T>,
+  storeOptional: true,
+): Promise<T>;
+export async function withCluster<T>(
+  o: SnapshotOptions,
+  fn: (c: { log: JetStreamLog; store: SnapshotStore }) => Promise<T>,
+  storeOptional = false,
+): Promise<T> {
+  const c = await openCluster(o, storeOptional);
   try {
     return await fn(c);
   } finally {

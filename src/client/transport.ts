@@ -33,6 +33,12 @@ export interface ClusterFile {
   startedAt?: string;
   /** A secured cell's credentials file for the CLI (roost dev --secure: the admin's). */
   creds?: string;
+  /** The web UI (the leader's replica when written), and that replica's Prometheus metrics. */
+  ui?: string;
+  metrics?: string;
+  /** Every replica's UI and metrics, and every agent's metrics (roost dev), for scrape configs. */
+  replicas?: Array<{ id: string; ui: string; metrics: string }>;
+  agentMetrics?: Array<{ id: string; metrics: string }>;
 }
 
 const DEFAULT_CLUSTER_FILE = ".roost/cluster.json";

@@ -117,6 +117,17 @@ function deeperThan(v: unknown, max: number): boolean {
   return false;
 }
 
+/** Query fields that take a number (a sequence, a page size) when given as digits. */
+const NUMERIC_QUERY = new Set(["at", "from", "to", "limit", "offset"]);
+
+/** A GET route's query string as its request: digits as numbers where the field takes one; a repeated key is refused by the schema. */
+function queryRequest(q: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(q ?? {}))
+    out[k] = typeof v === "string" && NUMERIC_QUERY.has(k) && /^\d{1,16}$/.test(v) ? Number(v) : v;
+  return out;
+}
+
 /** The request of a route: path parameters as fields, then the body's. */
 function requestOf(def: OpDef, params: Record<string, string>, body: unknown): { req: Record<string, unknown>; role: string | null } {
   const req: Record<string, unknown> = body !== null && typeof body === "object" && !Array.isArray(body) ? { ...body } : {};
@@ -250,7 +261,8 @@ async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
         let req1: Record<string, unknown>;
         try {
           const who = authenticate(tokens, req.headers.authorization);
-          const { req: r, role } = requestOf(def, req.params as Record<string, string>, req.body);
+          const body = def.http.query ? queryRequest(req.query as Record<string, unknown>) : req.body;
+          const { req: r, role } = requestOf(def, req.params as Record<string, string>, body);
           const scope = scopeFor(who, def, role);
           const problems: Problem[] = check(r);
           if (problems.length > 0) {

@@ -40,7 +40,7 @@ export function digestTask(t: TaskRecord) {
   };
 }
 
-function digestJob(j: JobRecord) {
+export function digestJob(j: JobRecord) {
   return {
     config: j.config,
     configVersion: j.configVersion,
@@ -52,7 +52,7 @@ function digestJob(j: JobRecord) {
   };
 }
 
-function digestAgent(a: AgentRecord) {
+export function digestAgent(a: AgentRecord) {
   return {
     host: a.host,
     attributes: a.attributes,

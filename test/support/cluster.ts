@@ -13,9 +13,13 @@ import type { IntakeSource } from "../../src/eventlog/intake.js";
 import type { EventLog } from "../../src/eventlog/log.js";
 import { MemoryLog } from "../../src/eventlog/memory.js";
 import type { ClusterState } from "../../src/replay/state.js";
+import { startReplicaReads } from "../../src/ui/replica.js";
+import { silentLogger } from "../../src/util/logger.js";
 
 export interface TestCluster {
   scheduler: Scheduler;
+  /** The replica's SRE reads on the bus (stopped by stop()). */
+  reads: { stop(): Promise<void> };
   agents: Agent[];
   bus: Bus;
   log: EventLog;
@@ -49,6 +53,8 @@ export async function startCluster(
     policy: { throttleInitialMs: 10, throttleMaxMs: 100, groupBackoffInitialMs: 10, groupBackoffMaxMs: 100, ...opts.policy },
   });
   await scheduler.start();
+  // As every replica does (cli/daemons.ts): the SRE's reads on the bus, from its own fold.
+  const reads = await startReplicaReads({ replica: scheduler, log, bus, logger: silentLogger });
   const agents: Agent[] = [];
   for (let i = 1; i <= (opts.agents ?? 3); i++) {
     // Distinct ranges per agent, below 65536 (a registration offering more is refused).
@@ -70,12 +76,14 @@ export async function startCluster(
   await waitFor(scheduler, (s) => [...s.agents.values()].filter((a) => a.state === "ACTIVE").length === agents.length, "agents registered");
   return {
     scheduler,
+    reads,
     agents,
     bus,
     log,
     dir,
     async stop() {
       await Promise.all(agents.map((a) => a.stop()));
+      await reads.stop();
       await scheduler.stop();
       await bus.close();
       await log.close();

@@ -1,0 +1,225 @@
+// The web UI end to end, in a real headless Chromium (Debian's, driven by playwright-core; no
+// browser is ever downloaded): a real nats-server, a scheduler and an agent running real
+// processes, the UI server over the same log, and an operator's clicks. Jobs page → the job → a
+// task, whose state machine shows RUNNING highlighted; back in time to the moment the job was
+// created (the typed field, a typed RFC 3339 time, and the slider), where it was not RUNNING yet
+// and the URL carries `at`; then, following now, a kill and an added instance show up without a
+// reload, pushed by the live feed. Every wait is on an event or a selector, never a sleep.
+// Screenshots go to test-artifacts/ui/. No Chromium is a failure, not a skip: CI installs it
+// (.ci/run), and ROOST_CHROMIUM names another binary.
+
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NatsBus } from "../src/bus/nats.js";
+import type { JetStreamLog } from "../src/eventlog/jetstream.js";
+import { type ReplicaReads, startReplicaReads } from "../src/ui/replica.js";
+import { silentLogger } from "../src/util/logger.js";
+import { apiRequest, errorOf } from "./support/api.js";
+import { startCluster, type TestCluster, waitFor } from "./support/cluster.js";
+import { withNats } from "./support/nats.js";
+import { testSpec } from "./support/specs.js";
+
+const CHROMIUM = process.env.ROOST_CHROMIUM || "/usr/bin/chromium";
+const SHOTS = fileURLToPath(new URL("../test-artifacts/ui/", import.meta.url));
+const JOB = "www-data/devel/hello";
+/** How long one UI step may take (a fetch, a fold to a moment, an SSE push, a render). */
+const STEP_MS = 10_000;
+/** A whole test: a few steps, on a machine that may be running the rest of the suite. */
+const TEST_MS = 45_000;
+
+const nats = withNats();
+let log: JetStreamLog;
+let c: TestCluster;
+let reads: ReplicaReads | undefined;
+/** The UI's address: http://127.0.0.1:PORT/ui/ */
+let ui: string;
+let browser: Browser | undefined;
+let page: Page;
+const pageErrors: string[] = [];
+let created: { job: string; taskIds: string[]; seq: number };
+
+/** Why the browser cannot run (no Chromium): every test then fails with it, none is skipped. */
+const noChromium = existsSync(CHROMIUM)
+  ? null
+  : `no Chromium at ${CHROMIUM}: the web UI's end-to-end test needs Debian's chromium (apt-get install chromium; .ci/run installs it), or ROOST_CHROMIUM=/path/to/chromium`;
+
+/** First thing in every test: fail (never skip) without a browser to drive. */
+function needChromium(): void {
+  if (noChromium) throw new Error(noChromium);
+}
+
+beforeAll(async () => {
+  if (noChromium) return;
+  log = await nats.openLog("ROOST");
+  const bus = await NatsBus.connect(nats.url, "ui-e2e-scheduler");
+  c = await startCluster({ agents: 1, bus, log });
+  // The scheduler replica serves the UI over its own fold, as `roost scheduler --http` does.
+  reads = await startReplicaReads({ replica: c.scheduler, log, logger: silentLogger, http: { host: "127.0.0.1", port: 0 } });
+  ui = reads.ui!.url;
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+  // One context: a second tab shares the first one's storage (the machine's layout, cached there).
+  page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
+  page.setDefaultTimeout(STEP_MS);
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("response", (r) => {
+    if (r.status() >= 400) pageErrors.push(`${r.status()} ${r.url()}`);
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) pageErrors.push(m.text());
+  });
+  mkdirSync(SHOTS, { recursive: true });
+
+  const r = await apiRequest<typeof created>(c.bus, "job.create", {
+    spec: testSpec("hello", { instances: 2, service: true, processes: [{ name: "main", cmdline: "sleep 1000" }] }),
+  });
+  if (!r.ok) throw new Error(errorOf(r));
+  created = r.value;
+  await waitFor(
+    c.scheduler,
+    (s) => created.taskIds.every((id) => [...s.tasks.values()].some((t) => t.taskId === id && t.state === "RUNNING")),
+    "both instances RUNNING",
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await reads?.stop();
+  await c?.stop();
+});
+
+const current = '[data-testid="machine"] [data-testid="machine-node"][data-current="true"]';
+
+/** The state the task page's machine highlights, once it shows one of `states`. */
+async function currentStateIs(...states: string[]): Promise<string> {
+  const sel = `${current}:is(${states.map((s) => `[data-state="${s}"]`).join(",")})`;
+  await page.locator(sel).waitFor();
+  return (await page.locator(current).getAttribute("data-state")) ?? "";
+}
+
+/** The page's window, as far as these tests read it (the test is compiled without the DOM's types). */
+type Win = { getComputedStyle(e: unknown): { fill: string } } & Record<string, unknown>;
+
+const shot = (name: string) => page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: true });
+
+describe("the web UI in a browser", () => {
+  let taskUrl: string;
+
+  it(
+    "jobs → job → task: the task's state machine shows RUNNING highlighted",
+    async () => {
+      needChromium();
+      await page.goto(`${ui}#/jobs`);
+      const row = page.locator(`[data-testid="job-row"][data-job="${JOB}"]`);
+      await row.waitFor();
+      await page.locator('[data-testid="live-status"][data-connected="true"]').waitFor();
+      await shot("jobs");
+
+      await row.locator('[data-testid="job-link"]').click();
+      await page.locator('[data-testid="page-job"] [data-testid="task-row"][data-state="RUNNING"]').nth(1).waitFor();
+      expect(page.url()).toContain(`#/jobs/${JOB}`);
+      await shot("job");
+
+      const taskId = created.taskIds[0]!;
+      await page.locator(`[data-testid="task-row"][data-task="${taskId}"] [data-testid="task-link"]`).click();
+      expect(await currentStateIs("RUNNING")).toBe("RUNNING");
+      // Highlighted: class "current", drawn filled (style.css), unlike every other state.
+      expect(await page.locator(current).getAttribute("class")).toContain("current");
+      const fills: string[][] = await page
+        .locator('[data-testid="machine-node"] > rect:first-of-type')
+        .evaluateAll((els) =>
+          els.map((e) => [e.parentElement?.getAttribute("data-state") ?? "", (globalThis as unknown as Win).getComputedStyle(e).fill]),
+        );
+      expect(fills.filter(([, fill]) => fill === "rgb(37, 99, 235)").map(([state]) => state)).toEqual(["RUNNING"]);
+      expect(await page.locator('[data-testid="machine-node"]').count()).toBeGreaterThanOrEqual(16);
+      // The timeline lists the task's way there, with the placement decision beside it.
+      const states = await page.locator('[data-testid="history-row"]').evaluateAll((rows) => rows.map((r) => r.getAttribute("data-state")));
+      expect(states[0]).toBe("PENDING");
+      expect(states).toContain("ASSIGNED");
+      expect(states.at(-1)).toBe("RUNNING");
+      await page.locator('[data-testid="placement"]').waitFor();
+      expect(await page.locator('[data-testid="placement"]').textContent()).toContain("host-1");
+      taskUrl = page.url();
+      expect(taskUrl).toContain(`#/tasks/${taskId}`);
+      expect(taskUrl).not.toContain("at=");
+      await shot("task");
+    },
+    TEST_MS,
+  );
+
+  it(
+    "travels back to the job's creation: the task was not RUNNING yet, and the URL carries at",
+    async () => {
+      needChromium();
+      // A sequence typed into the field.
+      await page.locator('[data-testid="time-input"]').fill(String(created.seq));
+      await page.locator('[data-testid="time-input"]').press("Enter");
+      await page.waitForURL(new RegExp(`[?&]at=${created.seq}$`));
+      expect(await currentStateIs("PENDING", "ASSIGNED")).toMatch(/^(PENDING|ASSIGNED)$/);
+      await page.locator(`[data-testid="shown-at"][data-seq="${created.seq}"]`).waitFor();
+      expect(await page.locator('[data-testid="live-status"]').textContent()).toContain("past");
+      expect(await page.locator('[data-testid="history-row"][data-state="RUNNING"]').count()).toBe(0);
+      await shot("timetravel");
+
+      // The link carries the moment: another tab opened on it shows the same past.
+      const shared = page.url();
+      const other = await page.context().newPage();
+      try {
+        await other.goto(shared);
+        await other.locator(`${current}:is([data-state="PENDING"],[data-state="ASSIGNED"])`).waitFor({ timeout: STEP_MS });
+      } finally {
+        await other.close();
+      }
+
+      // An RFC 3339 time: the job's creation time folds to the state at that moment.
+      const createdTs = Number(await page.locator(`[data-testid="shown-at"]`).getAttribute("data-ts"));
+      const when = new Date(createdTs).toISOString();
+      await page.locator('[data-testid="time-input"]').fill(when);
+      await page.locator('[data-testid="time-go"]').click();
+      await page.waitForURL((u) => u.hash.includes(`at=${encodeURIComponent(when)}`) || u.hash.includes(`at=${when}`));
+      expect(await currentStateIs("PENDING", "ASSIGNED")).toMatch(/^(PENDING|ASSIGNED)$/);
+
+      // The slider, to the moment the task became RUNNING (a sequence its timeline gave us at now).
+      await page.goto(taskUrl);
+      const runningSeq = Number(await page.locator('[data-testid="history-row"][data-state="RUNNING"]').getAttribute("data-seq"));
+      await page.locator('[data-testid="time-slider"]').fill(String(created.seq));
+      await page.waitForURL(new RegExp(`[?&]at=${created.seq}$`));
+      expect(await currentStateIs("PENDING", "ASSIGNED")).toMatch(/^(PENDING|ASSIGNED)$/);
+      await page.locator('[data-testid="time-slider"]').fill(String(runningSeq));
+      await page.waitForURL(new RegExp(`[?&]at=${runningSeq}$`));
+      expect(await currentStateIs("RUNNING")).toBe("RUNNING");
+    },
+    TEST_MS,
+  );
+
+  it(
+    "following now, a kill and an added instance appear without a reload",
+    async () => {
+      needChromium();
+      await page.locator('[data-testid="time-now"]').click();
+      await page.waitForURL((u) => !u.hash.includes("at="));
+      await page.locator('[data-testid="live-status"][data-connected="true"]').waitFor();
+      expect(await currentStateIs("RUNNING")).toBe("RUNNING");
+      await page.evaluate(() => {
+        (globalThis as unknown as Win).__sameDocument = true;
+      });
+
+      const kill = await apiRequest(c.bus, "job.kill", { job: JOB, instances: [0] });
+      expect(kill.ok, errorOf(kill)).toBe(true);
+      expect(await currentStateIs("KILLING", "KILLED")).toMatch(/^(KILLING|KILLED)$/);
+      await currentStateIs("KILLED");
+      await shot("live-killed");
+
+      await page.locator('[data-testid="task-job"]').click();
+      await page.locator('[data-testid="page-job"] [data-testid="task-row"][data-instance="0"][data-state="KILLED"]').waitFor();
+      const add = await apiRequest(c.bus, "job.add", { job: JOB, count: 1 });
+      expect(add.ok, errorOf(add)).toBe(true);
+      await page.locator('[data-testid="task-row"][data-instance="2"][data-state="RUNNING"]').waitFor();
+      expect(await page.evaluate(() => (globalThis as unknown as Win).__sameDocument)).toBe(true);
+      await shot("live-added");
+      expect(pageErrors).toEqual([]);
+    },
+    TEST_MS,
+  );
+});

@@ -94,6 +94,16 @@ describe("replay --at: the cluster at a moment equals a fresh fold to it", () =>
   });
 });
 
+describe("a leader with a big state folds no past moment", () => {
+  it("answers now from its own state, and refuses a past moment naming who can", async () => {
+    const head = foldTo(decoded.length);
+    const h = new HistoryService({ log, head: () => head, mayBuild: () => "this replica leads a big state; ask a standby" });
+    expect((await h.summary({})).at.seq).toBe(46);
+    await expect(h.summary({ at: 10 })).rejects.toThrow(/ask a standby/);
+    await expect(h.verify()).rejects.toThrow(/ask a standby/);
+  });
+});
+
 describe("diff between points", () => {
   const h = () => new HistoryService({ log });
   const at = (i: number) => points[i]!;

@@ -168,10 +168,8 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
       http: f.http,
       registry: sched.metrics.registry,
     });
-    if (reads.ui)
-      console.log(
-        `roost scheduler ${sched.schedulerId}: web UI at ${reads.ui.url}, metrics at ${reads.ui.url.replace(/ui\/$/, "metrics")}`,
-      );
+    // Where they are is in the replica's log (JSON lines, as roost dev's tests read them):
+    // startReplicaReads logs "web UI" with the url.
   });
 }
 

@@ -13,7 +13,7 @@ import { checker, formatProblems, type Problem } from "../domain/validate.js";
 import type { EventItem } from "../replay/eventScope.js";
 import type { Logger } from "../util/logger.js";
 import { type HistoryService, NotFoundError } from "./service.js";
-import { AtError, type AtSpec } from "./timeMachine.js";
+import { AtError, type AtSpec, BusyError } from "./timeMachine.js";
 
 /** The queue group the replicas answer the SRE's reads in. */
 const QUEUE = "roost-history";
@@ -60,6 +60,7 @@ async function answer(h: HistoryService, op: string, r: Req): Promise<unknown> {
 function refusal(err: Error): { code: ErrorCode; message: string; field?: string } {
   if (err instanceof ApiError) return err.body();
   if (err instanceof NotFoundError) return { code: "NOT_FOUND", message: err.message, field: err.field };
+  if (err instanceof BusyError) return { code: "UNAVAILABLE", message: err.message };
   if (err instanceof AtError) {
     const field = /^(\w+):/.exec(err.message)?.[1];
     return { code: "INVALID_REQUEST", message: err.message, ...(field ? { field } : {}) };
@@ -91,7 +92,8 @@ export function serveHistory(bus: Bus, h: HistoryService, log: Logger): () => vo
           return { ok: true, value: await answer(h, def.op, req) };
         } catch (err) {
           const error = refusal(err as Error);
-          if (error.code === "UNAVAILABLE") log.warn({ op: def.op, err: (err as Error).message }, "history read failed");
+          if (error.code === "UNAVAILABLE" && !(err instanceof BusyError))
+            log.warn({ op: def.op, err: (err as Error).message }, "history read failed");
           return { ok: false, error };
         }
       },

@@ -41,7 +41,7 @@ import { toDot, toMermaid } from "../statemachines/graph.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
 import type { SnapshotInfo, SnapshotSource } from "../storage/snapshotStore.js";
 import { readSnapshot } from "../replay/snapshot.js";
-import { type AtSpec, AtError, type LogReader, TimeMachine } from "./timeMachine.js";
+import { type AtSpec, AtError, BusyError, type LogReader, TimeMachine } from "./timeMachine.js";
 
 /** What a history query names. */
 export type SubjectKind = "task" | "job" | "agent" | "host";
@@ -80,6 +80,8 @@ export interface HistoryServiceOptions {
   replica?: string;
   /** The live leader's hash, for verify (null when no leader answers). */
   liveHash?: () => Promise<LiveHash | null>;
+  /** Why this process must not fold past states now (null: it may); see ui/replica.ts. */
+  mayBuild?: () => string | null;
   progress?: (msg: string) => void;
 }
 
@@ -143,7 +145,7 @@ export class HistoryService {
   readonly tm: TimeMachine;
 
   constructor(private readonly o: HistoryServiceOptions) {
-    this.tm = new TimeMachine({ log: o.log, store: o.store, head: o.head, progress: o.progress });
+    this.tm = new TimeMachine({ log: o.log, store: o.store, head: o.head, progress: o.progress, mayBuild: o.mayBuild });
   }
 
   /** A state at `at`, and the moment it stands for. */
@@ -154,13 +156,8 @@ export class HistoryService {
 
   async timeline(): Promise<{ first: Moment | null; last: Moment; source: string; replica: string }> {
     const last = await this.tm.resolve(undefined);
-    let first: Moment | null = null;
-    if (last.seq > 0) {
-      for await (const r of this.o.log.read(1)) {
-        first = { seq: r.seq, ts: r.events.find((e) => e.type !== UNREADABLE)?.ts ?? 0 };
-        break;
-      }
-    }
+    const r = last.seq > 0 ? await this.o.log.get(1) : null;
+    const first: Moment | null = r ? { seq: 1, ts: r.events.find((e) => e.type !== UNREADABLE)?.ts ?? 0 } : null;
     return { first, last, source: this.o.source?.() ?? "log", replica: this.o.replica ?? "" };
   }
 
@@ -423,7 +420,7 @@ export class HistoryService {
   }
 
   private async privateStateAt(seq: number): Promise<ClusterState> {
-    const base = new TimeMachine({ log: this.o.log, store: this.o.store, progress: this.o.progress });
+    const base = new TimeMachine({ log: this.o.log, store: this.o.store, progress: this.o.progress, mayBuild: this.o.mayBuild });
     return base.stateAt(seq);
   }
 
@@ -494,6 +491,8 @@ export class HistoryService {
    * names the first part that differs.
    */
   async verify() {
+    const no = this.o.mayBuild?.() ?? null;
+    if (no !== null) throw new BusyError(no);
     const checks: Array<{
       what: string;
       seq: number;

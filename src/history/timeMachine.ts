@@ -34,8 +34,13 @@ export type AtSpec = number | string | undefined;
 
 export class AtError extends Error {}
 
-/** States built for other moments kept at once (each is a whole ClusterState). */
+/** This process will not build a past state now (a leader with a big state): ask another replica. */
+export class BusyError extends Error {}
+
+/** States built for other moments kept at once (each is a whole ClusterState)... */
 const CACHED_STATES = 2;
+/** ...unless they are big: past this many tasks only the newest is kept (a state of 2.4M tasks is ~4.5 GB). */
+const CACHE_MAX_TASKS = 500_000;
 
 export interface TimeMachineOptions {
   log: LogReader;
@@ -44,11 +49,15 @@ export interface TimeMachineOptions {
   head?: () => ClusterState | null;
   /** Told how far a long fold is (the CLI prints it on stderr). */
   progress?: (msg: string) => void;
+  /** Why this process must not build a past state now (null: it may). */
+  mayBuild?: () => string | null;
 }
 
 export class TimeMachine {
   private readonly cache: ClusterState[] = [];
   private readonly building = new Map<number, Promise<ClusterState>>();
+  /** Builds run one at a time: a replica materialises at most one past state at once. */
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly times = new Map<number, number>();
 
   constructor(private readonly o: TimeMachineOptions) {}
@@ -108,7 +117,11 @@ export class TimeMachine {
     if (cached) return cached;
     let p = this.building.get(seq);
     if (!p) {
-      p = this.build(seq).finally(() => this.building.delete(seq));
+      const no = this.o.mayBuild?.() ?? null;
+      if (no !== null) throw new BusyError(no);
+      const run = this.queue.then(() => this.cache.find((s) => s.seq === seq) ?? this.build(seq));
+      this.queue = run.catch(() => {});
+      p = run.finally(() => this.building.delete(seq));
       this.building.set(seq, p);
     }
     return p;
@@ -125,7 +138,8 @@ export class TimeMachine {
     const state = base ?? new ClusterState();
     await this.foldTo(state, seq);
     this.cache.push(state);
-    while (this.cache.length > CACHED_STATES) this.cache.shift();
+    const keep = state.tasks.size > CACHE_MAX_TASKS ? 1 : CACHED_STATES;
+    while (this.cache.length > keep) this.cache.shift();
     return state;
   }
 

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyReply, type FastifyRequest } from "fastify";
 import type { Registry } from "prom-client";
 import { type HistoryService, NotFoundError } from "../history/service.js";
-import { AtError, type AtSpec } from "../history/timeMachine.js";
+import { AtError, type AtSpec, BusyError } from "../history/timeMachine.js";
 import { mountMetrics } from "../metrics/http.js";
 
 export interface UiServerOptions {
@@ -167,6 +167,7 @@ export async function startUiServer(o: UiServerOptions): Promise<UiServer> {
     } catch (err) {
       if (err instanceof NotFoundError)
         return reply.code(404).send({ error: { code: "NOT_FOUND", message: err.message, field: err.field } });
+      if (err instanceof BusyError) return reply.code(503).send({ error: { code: "UNAVAILABLE", message: err.message } });
       if (err instanceof AtError) {
         const field = /^(\w+):/.exec(err.message)?.[1];
         return reply.code(400).send({ error: { code: "INVALID_REQUEST", message: err.message, ...(field ? { field } : {}) } });

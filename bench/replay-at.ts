@@ -7,7 +7,7 @@
 // A log of ROOST_BENCH_EVENTS events (default 10,000,000) of the realistic mix
 // (src/sim/synthetic.ts: ~240k tasks per million events, since a state keeps every task) is
 // written to a JetStream R1 stream, folded as it commits, with a snapshot every
-// ROOST_BENCH_SNAPSHOT_EVERY events (default 1,000,000). Then ROOST_BENCH_SAMPLES moments
+// ROOST_BENCH_SNAPSHOT_EVERY events (default 100,000, as `roost scheduler --snapshot-every`). Then ROOST_BENCH_SAMPLES moments
 // (default 20), drawn from a seeded generator over the whole log, are each shown by a fresh
 // HistoryService (nothing cached: a new SRE's first look), and timed.
 //   replayAtP50Ms, replayAtP99Ms   the time to show one moment (p99 = max for fewer than 100 samples)
@@ -30,7 +30,7 @@ import { warmTaskTable } from "../src/statemachines/taskTable.js";
 import { SnapshotStore } from "../src/storage/snapshotStore.js";
 
 const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 10_000_000);
-const SNAPSHOT_EVERY = Number(process.env.ROOST_BENCH_SNAPSHOT_EVERY ?? 1_000_000);
+const SNAPSHOT_EVERY = Number(process.env.ROOST_BENCH_SNAPSHOT_EVERY ?? 100_000);
 const SAMPLES = Number(process.env.ROOST_BENCH_SAMPLES ?? 20);
 const PER_RECORD = 1000;
 const WINDOW = 64;

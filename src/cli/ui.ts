@@ -4,7 +4,7 @@
 // on a laptop when every scheduler is down.
 
 import { connect } from "@nats-io/transport-node";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { resolveCreds } from "../bus/creds.js";
 import { openJetStreamLog } from "../eventlog/jetstream.js";
 import { cliConnectOptions, loadClusterFile, natsServers, type CliClusterOptions, connectClient } from "../client/transport.js";
@@ -43,7 +43,11 @@ export function registerUiCommand(
     program
       .command("ui")
       .description("serve the web UI from the log alone (no scheduler needed): jobs, agents, pending, quotas, the log, time travel")
-      .option("--listen <host:port>", "where to listen (port 0: any free port)", listenArg, { host: "127.0.0.1", port: 0 })
+      .addOption(
+        new Option("--listen <host:port>", "where to listen (port 0: any free port)")
+          .argParser(listenArg)
+          .default({ host: "127.0.0.1", port: 0 }, "127.0.0.1:0"),
+      )
       .option("--stream <name>", "the log's JetStream stream (default: the cluster file's, else ROOST)"),
   ).action(async (o: UiOptions) => {
     const logger = makeLogger("ui");

@@ -31,3 +31,15 @@ describe("agent subjects", () => {
     await bus.close();
   });
 });
+
+describe("a server that leaves some subjects to others (ServeOptions.ignore)", () => {
+  it("MemoryBus: an ignored subject is answered by another server, or has no responders at once", async () => {
+    const bus = new MemoryBus({ requestTimeouts: false });
+    bus.serve("roost.api.v1.>", async () => "leader", { ignore: (s) => s.endsWith(".replay") });
+    expect(await bus.request("roost.api.v1.cluster.info", {})).toBe("leader");
+    await expect(bus.request("roost.api.v1.cluster.replay", {})).rejects.toThrow(/no responders/);
+    bus.serve("roost.api.v1.cluster.replay", async () => "replica", { queue: "roost-history" });
+    expect(await bus.request("roost.api.v1.cluster.replay", {})).toBe("replica");
+    await bus.close();
+  });
+});

@@ -7,9 +7,6 @@
 
 import { NoResponderError, type Bus, type Handler, type RequestMeta, type ServeOptions } from "./bus.js";
 
-/** What an ignoring handler returns: no reply (a requester then waits for another, or times out). */
-const IGNORED = new Promise<never>(() => {});
-
 export interface MemoryBusOptions {
   /** Reject a request that is not answered within its timeout (real time). Default true. */
   requestTimeouts?: boolean;
@@ -24,7 +21,8 @@ export class MemoryBus implements Bus {
   private readonly wildcards: Array<{ pattern: string; tokens: string[] }> = [];
   private readonly requestTimeouts: boolean;
   private closed = false;
-  private readonly ignoring = new WeakSet<Handler>();
+  /** Handlers that leave some subjects to others, and which (ServeOptions.ignore). */
+  private readonly ignores = new WeakMap<Handler, (subject: string) => boolean>();
   private outstanding = 0;
   private readonly outstandingBySubject = new Map<string, number>();
 
@@ -69,10 +67,8 @@ export class MemoryBus implements Bus {
 
   async request<T>(subject: string, data: unknown, timeoutMs = 5000): Promise<T> {
     if (this.closed) throw new NoResponderError(`bus closed (${subject})`);
-    const hs = this.match(subject);
+    const hs = this.match(subject).filter((h) => !this.ignores.get(h)?.(subject));
     if (hs.length === 0) throw new NoResponderError(`no responders on ${subject}`);
-    // Handlers that leave this subject to others go last.
-    hs.sort((a, b) => Number(this.ignoring.has(a)) - Number(this.ignoring.has(b)));
     this.begin(subject);
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -105,13 +101,14 @@ export class MemoryBus implements Bus {
   }
 
   serve(subject: string, handler: Handler, opts: ServeOptions = {}): () => void {
-    // A subject the server leaves to others never reaches it; a queue group is one member here
-    // anyway (request() asks the first handler that matches).
+    // A subject the server leaves to others never reaches it (request() skips it: with nobody
+    // else, "no responders" at once); a queue group is one member here anyway (request() asks the
+    // first handler that matches).
     if (opts.ignore) {
       const ignore = opts.ignore;
       const inner = handler;
-      handler = (data, subj, meta) => (ignore(subj) ? IGNORED : inner(data, subj, meta));
-      this.ignoring.add(handler);
+      handler = (data, subj, meta) => inner(data, subj, meta);
+      this.ignores.set(handler, ignore);
     }
     let hs = this.handlers.get(subject);
     if (!hs) {

@@ -10,11 +10,11 @@
 // acting on role B's job. What taught it: with the old roost.api.<op> subjects any client could
 // kill any job, and no server permission could say otherwise.
 
-import { ApiError, type ErrorCode } from "../api/errors.js";
+import { ApiError, type ErrorCode, invalidRequest } from "../api/errors.js";
 import { REQUEST_SCHEMAS, type RequestOp } from "../api/requests.js";
 import { API_V1_PREFIX, HISTORY_OPS, parseSubject, type OpDef } from "../api/v1.js";
 import type { Bus, RequestMeta } from "../bus/bus.js";
-import { checker, formatProblems, type Problem } from "../domain/validate.js";
+import { checker, type Problem } from "../domain/validate.js";
 import { RecordTooLargeError } from "../eventlog/appender.js";
 import { FencedError, LogUnavailableError } from "../eventlog/log.js";
 import { SpecError } from "../spec/jobSpec.js";
@@ -46,11 +46,8 @@ export function checked(op: RequestOp, req: unknown): void {
 }
 
 function invalid(op: string, problems: readonly Problem[]): RequestError {
-  return new RequestError(
-    `invalid ${op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
-    "INVALID_REQUEST",
-    problems.length === 1 ? problems[0]!.field || undefined : undefined,
-  );
+  const e = invalidRequest(op, problems);
+  return new RequestError(e.message, "INVALID_REQUEST", e.field);
 }
 
 const WRITE_OPS = ["job.create", "job.kill", "job.add", "quota.set"] as const;

@@ -7,6 +7,7 @@
 // retried a quota refusal until its deadline, and a wording change broke a retry loop.
 
 import { Type, type Static } from "typebox";
+import { formatProblems, type Problem } from "../domain/validate.js";
 
 export const ERROR_CODES = [
   /** The request breaks its schema or a rule (a bad field, an unknown op, bad bytes). Not retried. */
@@ -70,3 +71,15 @@ export class ApiError extends Error {
 }
 
 export const isErrorCode = (v: unknown): v is ErrorCode => typeof v === "string" && (ERROR_CODES as readonly string[]).includes(v);
+
+/**
+ * A request that breaks its op's schema: every problem named (field: rule), and `field` when one
+ * field is to blame. One wording for the leader, the replicas' history reads and the gateway.
+ */
+export function invalidRequest(op: string, problems: readonly Problem[]): ApiError {
+  return new ApiError(
+    "INVALID_REQUEST",
+    `invalid ${op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
+    problems.length === 1 ? problems[0]!.field || undefined : undefined,
+  );
+}

@@ -8,10 +8,10 @@
 // idle stream costs one request per 20 s; a comment line every page keeps proxies from closing it.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { ApiError, type ApiErrorBody } from "../api/errors.js";
+import { ApiError, type ApiErrorBody, invalidRequest } from "../api/errors.js";
 import { EVENTS_FOLLOW_WAIT_MS } from "../api/requests.js";
 import { API_V1_PREFIX, type OpDef } from "../api/v1.js";
-import { checker, formatProblems } from "../domain/validate.js";
+import { checker } from "../domain/validate.js";
 
 /** What the event routes need of the gateway (http.ts). */
 export interface EventRoutesContext {
@@ -52,11 +52,7 @@ export function registerEventRoutes(app: FastifyInstance, defs: readonly OpDef[]
         body = requestOfQuery((req.query ?? {}) as Record<string, unknown>);
         const problems = check(body);
         if (problems.length > 0) {
-          throw new ApiError(
-            "INVALID_REQUEST",
-            `invalid events request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
-            problems.length === 1 ? problems[0]!.field || undefined : undefined,
-          );
+          throw invalidRequest("events", problems);
         }
         subject = `${API_V1_PREFIX}${ctx.scope(req, def, role)}.events`;
       } catch (err) {

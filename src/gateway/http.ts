@@ -24,9 +24,9 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { openApiDocument } from "../api/docs.js";
-import { ApiError, type ApiErrorBody, HTTP_STATUS, isErrorCode } from "../api/errors.js";
+import { ApiError, type ApiErrorBody, HTTP_STATUS, invalidRequest, isErrorCode } from "../api/errors.js";
 import { API_V1_PREFIX, OPS, type OpDef, ROLE_TOKEN } from "../api/v1.js";
-import { checker, formatProblems, type Problem } from "../domain/validate.js";
+import { checker, type Problem } from "../domain/validate.js";
 import { registerEventRoutes } from "./events.js";
 
 /** Sends an API request over the bus: the scheduler's reply, or throws when nobody answers. */
@@ -266,11 +266,7 @@ async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
           const scope = scopeFor(who, def, role);
           const problems: Problem[] = check(r);
           if (problems.length > 0) {
-            throw new ApiError(
-              "INVALID_REQUEST",
-              `invalid ${def.op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
-              problems.length === 1 ? problems[0]!.field || undefined : undefined,
-            );
+            throw invalidRequest(def.op, problems);
           }
           subject = `${API_V1_PREFIX}${scope}.${def.op}`;
           req1 = r;

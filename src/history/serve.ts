@@ -6,10 +6,10 @@
 // Every request is checked against the op's schema in the catalog (api/v1.ts) before anything
 // is read: the same checker, and the same refusal naming the field and the rule, as the leader's.
 
-import { ApiError, type ErrorCode } from "../api/errors.js";
+import { ApiError, type ErrorCode, invalidRequest } from "../api/errors.js";
 import { API_V1_PREFIX, HISTORY_OPS, OPS, type OpDef } from "../api/v1.js";
 import type { Bus } from "../bus/bus.js";
-import { checker, formatProblems, type Problem } from "../domain/validate.js";
+import { checker, type Problem } from "../domain/validate.js";
 import type { EventItem } from "../replay/eventScope.js";
 import type { Logger } from "../util/logger.js";
 import { type HistoryService, NotFoundError } from "./service.js";
@@ -83,11 +83,7 @@ export function serveHistory(bus: Bus, h: HistoryService, log: Logger): () => vo
           const req = (data ?? {}) as Req;
           const problems: Problem[] = check(req);
           if (problems.length > 0) {
-            throw new ApiError(
-              "INVALID_REQUEST",
-              `invalid ${def.op} request (${problems.length === 1 ? "1 problem" : `${problems.length} problems`}): ${formatProblems(problems)}`,
-              problems.length === 1 ? problems[0]!.field || undefined : undefined,
-            );
+            throw invalidRequest(def.op, problems);
           }
           return { ok: true, value: await answer(h, def.op, req) };
         } catch (err) {

@@ -15,7 +15,7 @@ import { ApiError } from "../api/errors.js";
 import { MAX_EVENTS_PAGE } from "../api/requests.js";
 import { UNREADABLE } from "../domain/events.js";
 import type { LogRecord } from "../eventlog/envelope.js";
-import type { EventLog } from "../eventlog/log.js";
+import { type EventLog, firstSeqWrittenFrom } from "../eventlog/log.js";
 import { type EventFilter, type EventItem, eventItem, matches, scopeOf } from "../replay/eventScope.js";
 import type { ClusterState } from "../replay/state.js";
 import type { Caller } from "./api.js";
@@ -113,18 +113,8 @@ export class EventFeed {
   }
 
   /** The first sequence whose record was written at or after `time` (ms); past the end when none was. */
-  private async seqAt(time: number): Promise<number> {
-    let lo = 1;
-    let hi = this.state.seq + 1;
-    while (lo < hi) {
-      const mid = Math.floor((lo + hi) / 2);
-      const rec = await this.log.get(mid);
-      // A record the log no longer holds is older than any it holds.
-      const ts = rec?.events.find((e) => e.type !== UNREADABLE)?.ts ?? Number.NEGATIVE_INFINITY;
-      if (ts < time) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+  private seqAt(time: number): Promise<number> {
+    return firstSeqWrittenFrom(this.log, this.state.seq, time);
   }
 
   private foldedOrTimeout(ms: number): Promise<void> {

@@ -14,7 +14,7 @@
 
 import type { TaskId } from "../domain/types.js";
 import { TaskGroup } from "../scheduling/feasible.js";
-import { OfferBook } from "../scheduling/offers.js";
+import { activeAgents, OfferBook } from "../scheduling/offers.js";
 import { PlacementStack } from "../scheduling/stack.js";
 import type { AgentRecord } from "../replay/state.js";
 import type { PlacementAttempts } from "../metrics/scheduler.js";
@@ -107,7 +107,7 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
   activeAgents(): readonly AgentRecord[] {
     const st = this.s.state;
     if (this.agentsVersion !== st.agentsVersion) {
-      this.agents = [...st.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
+      this.agents = activeAgents(st);
       this.agentsVersion = st.agentsVersion;
     }
     return this.agents;

@@ -37,6 +37,7 @@ import {
   withReasons,
 } from "../replay/queries.js";
 import { ClusterState } from "../replay/state.js";
+import { activeAgents } from "../scheduling/offers.js";
 import { type WhyReport, whyTask } from "../scheduling/why.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
@@ -691,8 +692,7 @@ withClusterOptions(
         // No leader: judge from the log, without the leader's in-memory pending reasons.
         const st = await foldLocally(c.transport);
         console.error(`no leader answered; this is judged from the state folded from the log here, at sequence ${st.seq}`);
-        const agents = [...st.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
-        return whyTask(st, taskId, { agents, mode: "spread", reasonFor: () => undefined, log: c.transport });
+        return whyTask(st, taskId, { agents: activeAgents(st), mode: "spread", reasonFor: () => undefined, log: c.transport });
       });
     if (!w) throw new Error(`task ${taskId} does not exist`);
     print(o, w, () => formatWhy(w));

@@ -2,6 +2,7 @@
 // production and MemoryLog (memory.ts) for simulation and tests. Group commit and pipelining
 // live above it, in appender.ts, and are shared by both.
 
+import { UNREADABLE } from "../domain/events.js";
 import type { LogRecord } from "./envelope.js";
 
 /** The append was refused because the log's last sequence was not the expected one. */
@@ -28,6 +29,26 @@ export interface AppendAck {
   seq: number;
   /** True when the log already held this msgId (a retry of an append that had landed). */
   duplicate: boolean;
+}
+
+/**
+ * The first sequence (1 … last) whose record was written at or after `time` (ms; its first
+ * readable event's time), or last + 1 when none was: a binary search, since log times only grow
+ * within a leader's term. A record the log no longer holds counts as older than any it holds.
+ * `roost events --from TIME` starts there; time travel's "at TIME" is the record before the first
+ * one written after it.
+ */
+export async function firstSeqWrittenFrom(log: Pick<EventLog, "get">, last: number, time: number): Promise<number> {
+  let lo = 1;
+  let hi = last + 1;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    const rec = await log.get(mid);
+    const ts = rec?.events.find((e) => e.type !== UNREADABLE)?.ts ?? Number.NEGATIVE_INFINITY;
+    if (ts < time) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 export interface EventLog {

@@ -57,7 +57,8 @@ async function answer(h: HistoryService, op: string, r: Req): Promise<unknown> {
   throw new ApiError("INVALID_REQUEST", `unknown operation "${op}"`);
 }
 
-function refusal(err: Error): { code: ErrorCode; message: string; field?: string } {
+/** What went wrong with a history read, as the API says it (the bus's reply, the UI's JSON error). */
+export function historyRefusal(err: Error): { code: ErrorCode; message: string; field?: string } {
   if (err instanceof ApiError) return err.body();
   if (err instanceof NotFoundError) return { code: "NOT_FOUND", message: err.message, field: err.field };
   if (err instanceof BusyError) return { code: "UNAVAILABLE", message: err.message };
@@ -87,7 +88,7 @@ export function serveHistory(bus: Bus, h: HistoryService, log: Logger): () => vo
           }
           return { ok: true, value: await answer(h, def.op, req) };
         } catch (err) {
-          const error = refusal(err as Error);
+          const error = historyRefusal(err as Error);
           if (error.code === "UNAVAILABLE" && !(err instanceof BusyError))
             log.warn({ op: def.op, err: (err as Error).message }, "history read failed");
           return { ok: false, error };

@@ -21,7 +21,6 @@ import { type AgentInspection, inspectAgent, inspectTask, type TaskInspection } 
 import { type JobStatus, jobStatus } from "../replay/queries.js";
 import { ClusterState, HISTORY_STRIDE } from "../replay/state.js";
 import {
-  activeAgents,
   agentRow,
   agentsPage,
   diffStates,
@@ -36,6 +35,7 @@ import {
   taskRow,
   tasksPage,
 } from "../views/cluster.js";
+import { activeAgents } from "../scheduling/offers.js";
 import { whyTask } from "../scheduling/why.js";
 import { toDot, toMermaid } from "../statemachines/graph.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";

@@ -15,6 +15,7 @@
 
 import type { LogRecord } from "../domain/events.js";
 import { UNREADABLE } from "../domain/events.js";
+import { firstSeqWrittenFrom } from "../eventlog/log.js";
 import { foldRecord } from "../replay/fold.js";
 import { ClusterState } from "../replay/state.js";
 import type { Moment } from "../views/cluster.js";
@@ -99,14 +100,9 @@ export class TimeMachine {
     }
     const t = Date.parse(at);
     if (!Number.isFinite(t)) throw new AtError(`at: must be a log sequence or a time (RFC 3339, e.g. 2026-12-02T03:12:00Z), got "${at}"`);
-    let lo = 1;
-    let hi = last + 1;
-    while (lo < hi) {
-      const mid = Math.floor((lo + hi) / 2);
-      if ((await this.timeOf(mid)) <= t) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.moment(lo - 1);
+    // Log times are whole milliseconds: the last record at or before t is the one before the
+    // first written at or after t + 1.
+    return this.moment((await firstSeqWrittenFrom(this.o.log, last, Math.floor(t) + 1)) - 1);
   }
 
   /** The state after record `seq`, exactly as a fold from genesis would give it. Read it at once. */

@@ -6,6 +6,11 @@ import { roundCpus } from "../domain/resources.js";
 import type { AgentId, Resources, TaskId } from "../domain/types.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
 
+/** The agents that take tasks now (ACTIVE), in a stable order (by id): placement's, and every judge's. */
+export function activeAgents(state: ClusterState): AgentRecord[] {
+  return [...state.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
+}
+
 export interface Free {
   cpus: number;
   ramMb: number;

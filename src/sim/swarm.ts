@@ -22,7 +22,7 @@ import { stateHash } from "../replay/hash.js";
 import { checkInvariants } from "../replay/invariants.js";
 import { ClusterState, type TaskRecord } from "../replay/state.js";
 import { TaskGroup } from "../scheduling/feasible.js";
-import { OfferBook } from "../scheduling/offers.js";
+import { activeAgents, OfferBook } from "../scheduling/offers.js";
 import { explain } from "../scheduling/stack.js";
 import { TERMINAL_STATES } from "../statemachines/taskStates.js";
 import { Rng } from "./rng.js";
@@ -769,7 +769,7 @@ function convergence(sim: Sim, world: SwarmWorld): string[] {
   if (leaders.length !== 1) problems.push(`leader: ${leaders.length} replicas lead (${leaders.map((r) => r.schedulerId).join(", ")})`);
   const st = (leaders[0] ?? sim.scheduler).state;
 
-  const agents = [...st.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
+  const agents = activeAgents(st);
   const mode = world.policy.placementMode ?? "spread";
   for (const t of st.tasks.values()) {
     if (!SETTLED.has(t.state)) problems.push(`liveness: task ${t.taskId} is still ${t.state}`);

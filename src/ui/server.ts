@@ -14,8 +14,10 @@ import { dirname, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyReply, type FastifyRequest } from "fastify";
 import type { Registry } from "prom-client";
-import { type HistoryService, NotFoundError } from "../history/service.js";
-import { AtError, type AtSpec, BusyError } from "../history/timeMachine.js";
+import { HTTP_STATUS } from "../api/errors.js";
+import { historyRefusal } from "../history/serve.js";
+import type { HistoryService } from "../history/service.js";
+import { AtError, type AtSpec } from "../history/timeMachine.js";
 import { mountMetrics } from "../metrics/http.js";
 
 export interface UiServerOptions {
@@ -165,14 +167,8 @@ export async function startUiServer(o: UiServerOptions): Promise<UiServer> {
     try {
       return reply.send(await fn(req.query ?? {}));
     } catch (err) {
-      if (err instanceof NotFoundError)
-        return reply.code(404).send({ error: { code: "NOT_FOUND", message: err.message, field: err.field } });
-      if (err instanceof BusyError) return reply.code(503).send({ error: { code: "UNAVAILABLE", message: err.message } });
-      if (err instanceof AtError) {
-        const field = /^(\w+):/.exec(err.message)?.[1];
-        return reply.code(400).send({ error: { code: "INVALID_REQUEST", message: err.message, ...(field ? { field } : {}) } });
-      }
-      return reply.code(503).send({ error: { code: "UNAVAILABLE", message: (err as Error).message } });
+      const error = historyRefusal(err as Error);
+      return reply.code(HTTP_STATUS[error.code]).send({ error });
     }
   });
   app.get("/ui/*", async (req: FastifyRequest<{ Params: { "*": string } }>, reply) => {

@@ -8,12 +8,13 @@
 // to it); these functions only read. Every list is sorted and paged here: at 250,000 tasks nothing
 // may hand a page, a CLI or a browser every task at once.
 
+import { roundCpus } from "../domain/resources.js";
 import { isoTime } from "../domain/time.js";
 import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { quotaReport } from "../quota/quota.js";
 import { explain } from "../scheduling/stack.js";
 import { TaskGroup } from "../scheduling/feasible.js";
-import { OfferBook } from "../scheduling/offers.js";
+import { activeAgents, OfferBook } from "../scheduling/offers.js";
 import { reasonOf } from "../scheduling/vetoes.js";
 import type { AgentStateName } from "../statemachines/agent.js";
 import { ACTIVE_STATES, TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
@@ -224,11 +225,9 @@ export interface AgentRow {
   tasks: number;
 }
 
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
-
 export function agentRow(a: AgentRecord): AgentRow {
   const r = { cpus: a.resources.cpus, ramMb: a.resources.ramMb, diskMb: a.resources.diskMb, gpus: a.resources.gpus ?? 0 };
-  const used = { cpus: round3(a.used.cpus), ramMb: a.used.ramMb, diskMb: a.used.diskMb, gpus: a.used.gpus };
+  const used = { cpus: roundCpus(a.used.cpus), ramMb: a.used.ramMb, diskMb: a.used.diskMb, gpus: a.used.gpus };
   return {
     agentId: a.agentId,
     host: a.host,
@@ -236,7 +235,7 @@ export function agentRow(a: AgentRecord): AgentRow {
     attributes: a.attributes,
     resources: r,
     used,
-    free: { cpus: round3(r.cpus - used.cpus), ramMb: r.ramMb - used.ramMb, diskMb: r.diskMb - used.diskMb, gpus: r.gpus - used.gpus },
+    free: { cpus: roundCpus(r.cpus - used.cpus), ramMb: r.ramMb - used.ramMb, diskMb: r.diskMb - used.diskMb, gpus: r.gpus - used.gpus },
     tasks: a.tasks.size,
   };
 }
@@ -292,10 +291,6 @@ function groupReason(state: ClusterState, agents: readonly AgentRecord[], t: Tas
   return `none of ${agents.length} hosts can take it: ${top.map(([r, n]) => `${r} (${n})`).join(", ")}`;
 }
 
-export function activeAgents(state: ClusterState): AgentRecord[] {
-  return [...state.agents.values()].filter((a) => a.state === "ACTIVE").sort((x, y) => (x.agentId < y.agentId ? -1 : 1));
-}
-
 export function pendingPage(state: ClusterState, query: PageQuery): Page<PendingRow> {
   const ids = [...state.pending];
   const p = page(ids, query);
@@ -339,7 +334,7 @@ export function quotaRows(state: ClusterState): QuotaRow[] {
     return {
       role,
       quota: { cpus: r.quota.cpus, ramMb: r.quota.ramMb, diskMb: r.quota.diskMb },
-      used: { cpus: round3(r.usage.cpus), ramMb: r.usage.ramMb, diskMb: r.usage.diskMb },
+      used: { cpus: roundCpus(r.usage.cpus), ramMb: r.usage.ramMb, diskMb: r.usage.diskMb },
       jobs: r.jobs.length,
     };
   });

@@ -105,7 +105,18 @@ describe("parseJobSpec / validateJobSpec: valid specs", () => {
         maxTaskFailures: 1,
         resources: { cpus: 0.5, ramMb: 128, diskMb: 256, gpus: 0, ports: ["http", "admin"] },
         constraints: {},
-        processes: [{ name: "server", cmdline: "serve --port {{ports.http}} --admin {{ ports.admin }}" }],
+        processes: [
+          {
+            name: "server",
+            cmdline: "serve --port {{ports.http}} --admin {{ ports.admin }}",
+            maxFailures: 1,
+            daemon: false,
+            ephemeral: false,
+            minDuration: 5,
+            final: false,
+          },
+        ],
+        finalizationWaitSecs: 30,
       },
     });
   });
@@ -116,9 +127,18 @@ describe("parseJobSpec / validateJobSpec: valid specs", () => {
     expect(a).toEqual(b);
     expect(JSON.stringify(a)).toBe(JSON.stringify(b));
     expect(Object.keys(a)).toEqual(["role", "environment", "name", "instances", "task"]);
-    expect(Object.keys(a.task)).toEqual(["service", "tier", "priority", "maxTaskFailures", "resources", "constraints", "processes"]);
+    expect(Object.keys(a.task)).toEqual([
+      "service",
+      "tier",
+      "priority",
+      "maxTaskFailures",
+      "resources",
+      "constraints",
+      "processes",
+      "finalizationWaitSecs",
+    ]);
     expect(Object.keys(a.task.resources)).toEqual(["cpus", "ramMb", "diskMb", "gpus", "ports"]);
-    expect(Object.keys(a.task.processes[0]!)).toEqual(["name", "cmdline"]);
+    expect(Object.keys(a.task.processes[0]!)).toEqual(["name", "cmdline", "maxFailures", "daemon", "ephemeral", "minDuration", "final"]);
   });
 
   it("constraints are sorted by attribute and written canonically, so equivalent specs encode alike", () => {
@@ -502,7 +522,9 @@ describe("validation rules: each error names the field and the rule", () => {
       { ...base(), foo: 1 },
       { ...base(), resources: { cpus: -1, ramMb: 0, diskMb: "1", gpus: 0.5, ports: "http", bogus: 1 } },
       { ...base(), resources: { ...base().resources, ports: [1, "A", "a", "a"] } },
-      { ...base(), constraints: [] },
+      { ...base(), constraints: [5, { order: "a" }] },
+      { ...base(), lifecycle: { http: true } },
+      { ...base(), healthCheck: { intervalSecs: 0, http: { endpoint: "health" } } },
       { ...base(), constraints: { "a b": "x", c: null } },
       { ...base(), processes: [null, { name: "" }, { cmdline: "" }] },
       null,
@@ -551,5 +573,79 @@ describe("parseConstraint", () => {
 describe("job.schema.json", () => {
   it("is exactly the schema constant (regenerate: npm run build && node dist/src/spec/writeSchema.js)", () => {
     expect(readFileSync(root("src/spec/job.schema.json"), "utf8")).toBe(jobSchemaText());
+  });
+});
+
+describe("services: processes, order constraints, health checks, the kill sequence", () => {
+  const procs = [
+    { name: "a", cmdline: "x" },
+    { name: "b", cmdline: "y" },
+    { name: "fin", cmdline: "z", final: true },
+  ];
+  const svc = (extra: Record<string, unknown>) => ({
+    ...base(),
+    resources: { ...base().resources, ports: ["health"] },
+    processes: procs,
+    ...extra,
+  });
+
+  it("fills Thermos's process defaults and Aurora's health check defaults", () => {
+    const cfg = validateJobSpec(svc({ healthCheck: {} }));
+    expect(cfg.task.processes[0]).toEqual({
+      name: "a",
+      cmdline: "x",
+      maxFailures: 1,
+      daemon: false,
+      ephemeral: false,
+      minDuration: 5,
+      final: false,
+    });
+    expect(cfg.task.healthCheck).toEqual({
+      initialIntervalSecs: 15,
+      intervalSecs: 10,
+      timeoutSecs: 1,
+      maxConsecutiveFailures: 0,
+      minConsecutiveSuccesses: 1,
+      http: { endpoint: "/health", expectedResponse: "ok", expectedResponseCode: 0 },
+    });
+    expect(cfg.task.finalizationWaitSecs).toBe(30);
+    expect(cfg.task.lifecycle).toBeUndefined();
+    expect(validateJobSpec(svc({ healthCheck: { shell: { command: "true" } } })).task.healthCheck?.shell).toEqual({ command: "true" });
+    expect(validateJobSpec(svc({ lifecycle: { http: false } })).task.lifecycle).toEqual({ http: false });
+  });
+
+  it("takes Aurora's constraints list: order entries become processConstraints, attribute entries placement", () => {
+    const cfg = validateJobSpec(svc({ constraints: [{ order: ["a", "b"] }, { host: "limit:1" }] }));
+    expect(cfg.task.processConstraints).toEqual([{ order: ["a", "b"] }]);
+    expect(cfg.task.constraints).toEqual({ host: "limit:1" });
+    // And it round-trips through the canonical form.
+    expect(validateJobSpec(jobConfigToSpec(cfg))).toEqual(cfg);
+    expect(validateJobSpec(cfg)).toEqual(cfg);
+  });
+
+  it.each([
+    [{ constraints: [5] }, "constraints[0]", "must be {order: [process names]}"],
+    [{ constraints: [{ host: "limit:1" }, { host: "limit:2" }] }, "constraints[1].host", "must not repeat an attribute"],
+    [{ constraints: [{ order: ["a", "nope"] }] }, "constraints[0].order[1]", "must name a process of this task"],
+    [{ processConstraints: [{ order: ["a", "a"] }] }, "processConstraints[0].order[1]", "must not repeat a process"],
+    [
+      { processConstraints: [{ order: ["fin", "a"] }] },
+      "processConstraints[0].order[1]",
+      "must not put a final process before a regular one",
+    ],
+    [{ processConstraints: [{ order: ["a", "b"] }, { order: ["b", "a"] }] }, "processConstraints", "must not order processes in a cycle"],
+    [{ processes: [{ name: "fin", cmdline: "z", final: true }] }, "processes", "must have a process that is not final"],
+    [{ processes: [{ name: "a", cmdline: "x", maxFailures: -1 }] }, "processes[0].maxFailures", "from 0 to 1000"],
+    [{ finalizationWaitSecs: 61 }, "finalizationWaitSecs", "from 0 to 60"],
+    [{ healthCheck: { intervalSecs: 0 } }, "healthCheck.intervalSecs", "greater than 0"],
+    [{ healthCheck: { minConsecutiveSuccesses: 0 } }, "healthCheck.minConsecutiveSuccesses", "from 1 to 1000"],
+    [{ healthCheck: { http: {}, shell: { command: "true" } } }, "healthCheck", "must have http or shell, not both"],
+    [{ healthCheck: { http: { endpoint: "health" } } }, "healthCheck.http.endpoint", "must be a URL path"],
+    [{ healthCheck: { shell: {} } }, "healthCheck.shell.command", "required"],
+    [{ resources: { ...base().resources, ports: ["http"] }, healthCheck: {} }, "healthCheck", 'needs a port named "health"'],
+    [{ lifecycle: { http: true } }, "lifecycle.http", "must be false, or a mapping"],
+    [{ lifecycle: { http: { port: "admin" } } }, "lifecycle.http.port", "must name a port declared"],
+  ])("refuses %j at %s: %s", (extra, path, rule) => {
+    single(svc(extra), path, rule);
   });
 });

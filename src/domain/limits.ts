@@ -45,6 +45,21 @@ export const MAX_CONSTRAINTS = 32;
 export const MAX_CONSTRAINT_LENGTH = 256;
 
 export const MAX_PROCESSES = 32;
+/** A process's maxFailures: 0 means restarted without end; otherwise at most this many. */
+export const MAX_PROCESS_FAILURES = 1000;
+/** A process's minDuration, and the health check's intervals and timeout, in seconds (an hour). */
+export const MAX_SERVICE_SECS = 3600;
+/** Aurora caps finalization_wait at 60 s: a kill must end in bounded time. */
+export const MAX_FINALIZATION_WAIT_SECS = 60;
+/** Health check counters (Aurora: any int; these are far past anything sensible). */
+export const MAX_HEALTH_COUNT = 1000;
+/** A health check's HTTP endpoint and expected response, and a shell check's command. */
+export const MAX_HEALTH_TEXT = 1024;
+/**
+ * Aurora's executor caps the two HTTP waits of a graceful kill together
+ * (--stop_timeout_in_secs, 2 min).
+ */
+export const MAX_HTTP_LIFECYCLE_WAIT_SECS = 120;
 /**
  * A command line is one argument of /bin/sh -c. Linux refuses a single argument over 128 KiB
  * (MAX_ARG_STRLEN) with E2BIG at exec time, after the job was accepted; 64 KiB leaves room and is

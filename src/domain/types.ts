@@ -62,9 +62,76 @@ const Str = Type.String();
 const ResourcesSchema = Type.Object({ cpus: Num, ramMb: Num, diskMb: Num, gpus: Type.Optional(Num) });
 export type Resources = Static<typeof ResourcesSchema>;
 
-/** One process of a task (Thermos-style): a shell command line. */
-const ProcessSpecSchema = Type.Object({ name: Str, cmdline: Str });
+/**
+ * One process of a task (Aurora's Thermos Process): a shell command line, and how it is run.
+ * The run fields are optional in the log (jobs logged before them have none) and default to
+ * Thermos's: maxFailures 1, daemon false, ephemeral false, minDuration 5, final false
+ * (processDefaults below).
+ */
+const ProcessSpecSchema = Type.Object({
+  name: Str,
+  cmdline: Str,
+  /** Runs until it has failed this many times; 0 = restarted without end. */
+  maxFailures: Type.Optional(Int),
+  /** Restarted even after it succeeds. */
+  daemon: Type.Optional(Type.Boolean()),
+  /** The task does not wait for it to end. */
+  ephemeral: Type.Optional(Type.Boolean()),
+  /** Seconds: runs of a restarted process start at least this far apart. */
+  minDuration: Type.Optional(Num),
+  /** Runs at finalization: after a kill, or after the other processes ended. */
+  final: Type.Optional(Type.Boolean()),
+});
 export type ProcessSpec = Static<typeof ProcessSpecSchema>;
+
+/** A process with every run field set: the log's (or a launch's) defaults filled in. */
+export type FullProcessSpec = Required<ProcessSpec>;
+
+export function processDefaults(p: ProcessSpec): FullProcessSpec {
+  return {
+    name: p.name,
+    cmdline: p.cmdline,
+    maxFailures: p.maxFailures ?? 1,
+    daemon: p.daemon ?? false,
+    ephemeral: p.ephemeral ?? false,
+    minDuration: p.minDuration ?? 5,
+    final: p.final ?? false,
+  };
+}
+
+/** Thermos's order constraint: each process starts only after the ones before it succeeded. */
+const ProcessConstraintSchema = Type.Object({ order: Type.Array(Str) });
+export type ProcessConstraint = Static<typeof ProcessConstraintSchema>;
+
+/**
+ * Aurora's HealthCheckConfig: checks the executor runs on a task (Aurora's defaults in the spec's
+ * normalisation): exactly one of `http` (a GET to the named port "health") or `shell`.
+ */
+const HealthCheckSchema = Type.Object({
+  initialIntervalSecs: Num,
+  intervalSecs: Num,
+  timeoutSecs: Num,
+  maxConsecutiveFailures: Int,
+  minConsecutiveSuccesses: Int,
+  http: Type.Optional(Type.Object({ endpoint: Str, expectedResponse: Str, expectedResponseCode: Int })),
+  shell: Type.Optional(Type.Object({ command: Str })),
+});
+export type HealthCheckConfig = Static<typeof HealthCheckSchema>;
+
+/**
+ * Aurora's HttpLifecycleConfig: the HTTP steps of a graceful kill, POSTed to the named port
+ * `port`; `false` turns them off (a task without that port has none anyway).
+ */
+const HttpLifecycleSchema = Type.Object({
+  port: Str,
+  gracefulShutdownEndpoint: Str,
+  shutdownEndpoint: Str,
+  gracefulShutdownWaitSecs: Num,
+  shutdownWaitSecs: Num,
+});
+export type HttpLifecycleConfig = Static<typeof HttpLifecycleSchema>;
+const LifecycleSchema = Type.Object({ http: Type.Union([HttpLifecycleSchema, Type.Literal(false)]) });
+export type LifecycleConfig = Static<typeof LifecycleSchema>;
 
 /** What every instance of a job runs. Stored in JobCreated; tasks refer to it by version. */
 const TaskConfigSchema = Type.Object({
@@ -76,6 +143,14 @@ const TaskConfigSchema = Type.Object({
   resources: Type.Object({ cpus: Num, ramMb: Num, diskMb: Num, gpus: Type.Optional(Num), ports: Type.Array(Str) }),
   constraints: Dict(Str),
   processes: Type.Array(ProcessSpecSchema),
+  /** Order constraints among the processes (absent: none). */
+  processConstraints: Type.Optional(Type.Array(ProcessConstraintSchema)),
+  /** Absent: the task is RUNNING once its processes started. */
+  healthCheck: Type.Optional(HealthCheckSchema),
+  /** Absent: the HTTP steps run on port "health" when the task has one, with Aurora's defaults. */
+  lifecycle: Type.Optional(LifecycleSchema),
+  /** Seconds between SIGTERM and SIGKILL (and for final processes); absent: 30. At most 60. */
+  finalizationWaitSecs: Type.Optional(Num),
 });
 export type TaskConfig = Static<typeof TaskConfigSchema>;
 

@@ -14,7 +14,14 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document } from "yaml";
 import { roundCpus } from "../domain/resources.js";
-import type { JobConfig, TaskConfig } from "../domain/types.js";
+import {
+  type HealthCheckConfig,
+  type JobConfig,
+  type LifecycleConfig,
+  type ProcessConstraint,
+  processDefaults,
+  type TaskConfig,
+} from "../domain/types.js";
 import {
   DEFAULT_ENVIRONMENT_PATTERN,
   MAX_CMDLINE_BYTES,
@@ -25,7 +32,7 @@ import {
   MIN_CPUS,
 } from "../domain/limits.js";
 import { CONSTRAINT_RULE, constraintProblem, formatConstraint, parseConstraint } from "../domain/constraints.js";
-import { CMDLINE_PATTERN, IDENTIFIER_PATTERN, JOB_SCHEMA, PORT_NAME_PATTERN } from "./schema.js";
+import { CMDLINE_PATTERN, IDENTIFIER_PATTERN, JOB_SCHEMA, PORT_NAME_PATTERN, URL_PATH_PATTERN } from "./schema.js";
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -41,9 +48,47 @@ export interface JobSpec {
   priority?: number;
   maxTaskFailures?: number;
   resources: { cpus: number; ramMb: number; diskMb: number; gpus?: number; ports?: string[] };
-  constraints?: Record<string, string>;
-  processes: Array<{ name: string; cmdline: string }>;
+  /** Placement constraints; a list may also hold {order: [...]} process order constraints. */
+  constraints?: Record<string, string> | Array<Record<string, string> | ProcessConstraint>;
+  processConstraints?: ProcessConstraint[];
+  processes: Array<{
+    name: string;
+    cmdline: string;
+    maxFailures?: number;
+    daemon?: boolean;
+    ephemeral?: boolean;
+    minDuration?: number;
+    final?: boolean;
+  }>;
+  healthCheck?: Partial<Omit<HealthCheckConfig, "http" | "shell">> & {
+    http?: Partial<NonNullable<HealthCheckConfig["http"]>>;
+    shell?: { command: string };
+  };
+  lifecycle?: { http: false | Partial<Exclude<LifecycleConfig["http"], false>> };
+  finalizationWaitSecs?: number;
 }
+
+/** Aurora's HealthCheckConfig defaults (base.py). */
+export const HEALTH_CHECK_DEFAULTS = {
+  initialIntervalSecs: 15,
+  intervalSecs: 10,
+  timeoutSecs: 1,
+  maxConsecutiveFailures: 0,
+  minConsecutiveSuccesses: 1,
+  http: { endpoint: "/health", expectedResponse: "ok", expectedResponseCode: 0 },
+} as const;
+
+/** Aurora's HttpLifecycleConfig defaults, used when a task has a port named health. */
+export const HTTP_LIFECYCLE_DEFAULTS = {
+  port: "health",
+  gracefulShutdownEndpoint: "/quitquitquit",
+  shutdownEndpoint: "/abortabortabort",
+  gracefulShutdownWaitSecs: 5,
+  shutdownWaitSecs: 5,
+} as const;
+
+/** Aurora's finalization_wait default (seconds between SIGTERM and SIGKILL). */
+export const FINALIZATION_WAIT_DEFAULT_SECS = 30;
 
 export interface SpecIssue {
   /** The field, e.g. "resources.ramMb" or "processes[1].name"; "" for the document itself. */
@@ -96,7 +141,7 @@ export function parseJobSpec(text: string, fileName?: string): JobConfig {
     const rule = `YAML error: ${firstLine((err as Error).message)}`;
     throw new SpecError([{ path: "", rule, message: rule }], fileName);
   }
-  const raw = check(data);
+  const { issues: raw, data: lifted } = check(data);
   if (raw.length > 0) {
     // In source order, so the list reads top to bottom alongside the file.
     const issues = raw
@@ -104,7 +149,7 @@ export function parseJobSpec(text: string, fileName?: string): JobConfig {
       .sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
     throw new SpecError(issues, fileName);
   }
-  return normalise(data as JobSpec);
+  return normalise(lifted as JobSpec);
 }
 
 /** What the scheduler allows beyond the spec's own rules (its options). */
@@ -127,8 +172,9 @@ export const DEFAULT_ALLOWED_ENVIRONMENTS = new RegExp(DEFAULT_ENVIRONMENT_PATTE
  */
 export function validateJobSpec(obj: unknown, policy: SpecPolicy = {}): JobConfig {
   const asConfig = isConfigShape(obj);
-  const data = asConfig ? flattenConfig(obj as Record<string, unknown>) : obj;
-  const raw = check(data);
+  const checked = check(asConfig ? flattenConfig(obj as Record<string, unknown>) : obj);
+  const raw = checked.issues;
+  const data = checked.data;
   const allowed = policy.allowedEnvironments ?? DEFAULT_ALLOWED_ENVIRONMENTS;
   if (
     isRecord(data) &&
@@ -168,7 +214,11 @@ export function jobConfigToSpec(config: JobConfig): JobSpec {
       ports: [...t.resources.ports],
     },
     constraints: { ...t.constraints },
-    processes: t.processes.map((p) => ({ name: p.name, cmdline: p.cmdline })),
+    processes: t.processes.map((p) => ({ ...processDefaults(p) })),
+    ...(t.processConstraints !== undefined ? { processConstraints: t.processConstraints.map((c) => ({ order: [...c.order] })) } : {}),
+    ...(t.healthCheck !== undefined ? { healthCheck: structuredClone(t.healthCheck) } : {}),
+    ...(t.lifecycle !== undefined ? { lifecycle: structuredClone(t.lifecycle) } : {}),
+    finalizationWaitSecs: t.finalizationWaitSecs ?? FINALIZATION_WAIT_DEFAULT_SECS,
   };
 }
 
@@ -256,22 +306,88 @@ function validator(): ValidateFunction {
   return compiled;
 }
 
-/** Every problem with a parsed spec; empty if it is valid. */
-function check(data: unknown): RawIssue[] {
+/**
+ * Every problem with a parsed spec (empty if it is valid), and the spec as checked: a constraints
+ * list lifted into the placement mapping and processConstraints (liftConstraintList).
+ */
+function check(input: unknown): { issues: RawIssue[]; data: unknown } {
+  const { data, issues: liftIssues, remap } = liftConstraintList(input);
   const validate = validator();
-  const issues: RawIssue[] = [];
+  const issues: RawIssue[] = [...liftIssues];
   if (!validate(data)) {
-    for (const e of validate.errors ?? []) issues.push(...translate(e, data));
+    for (const e of validate.errors ?? []) {
+      // A value that matches no branch of an anyOf is reported once, by the anyOf itself.
+      if (e.schemaPath.includes("/anyOf/")) continue;
+      issues.push(...translate(e, data));
+    }
   }
   issues.push(...semanticIssues(data));
   // allErrors reports e.g. both "type" and "exclusiveMinimum" for -1.5; they translate alike.
   const seen = new Set<string>();
-  return issues.filter((i) => {
-    const key = `${formatPath(i.segs)}\u0000${i.rule}\u0000${i.detail ?? ""}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
+  const out = issues
+    .map((i) => ({ ...i, segs: remap(i.segs) }))
+    .filter((i) => {
+      const key = `${formatPath(i.segs)}\u0000${i.rule}\u0000${i.detail ?? ""}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+  return { issues: out, data };
+}
+
+const LIST_ITEM_RULE = "must be {order: [process names]} or a mapping of attribute to constraint";
+
+/**
+ * Aurora writes placement and process order constraints in one `constraints`; Roost's log keeps
+ * them apart (placement reads one, the executor the other). A constraints list is lifted into the
+ * mapping and processConstraints before anything is checked, and `remap` turns a problem's path
+ * in the lifted spec back into the path the author wrote (constraints[2].order[1]).
+ */
+function liftConstraintList(data: unknown): { data: unknown; issues: RawIssue[]; remap: (segs: Seg[]) => Seg[] } {
+  if (!isRecord(data) || !Array.isArray(data.constraints)) return { data, issues: [], remap: (segs) => segs };
+  const placement: Record<string, unknown> = {};
+  const attrAt = new Map<string, number>();
+  const orders: unknown[] = [];
+  const orderAt: number[] = [];
+  const issues: RawIssue[] = [];
+  data.constraints.forEach((item: unknown, i: number) => {
+    if (isRecord(item) && Object.hasOwn(item, "order") && Object.keys(item).length === 1) {
+      orderAt.push(i);
+      orders.push(item);
+    } else if (isRecord(item) && !Object.hasOwn(item, "order") && Object.keys(item).length > 0) {
+      for (const [k, v] of Object.entries(item)) {
+        const j = attrAt.get(k);
+        if (j !== undefined) {
+          issues.push({
+            segs: ["constraints", i, k],
+            rule: "must not repeat an attribute",
+            detail: `also in constraints[${j}]`,
+            atKey: true,
+          });
+        } else {
+          attrAt.set(k, i);
+          placement[k] = v;
+        }
+      }
+    } else {
+      issues.push({ segs: ["constraints", i], rule: LIST_ITEM_RULE, detail: `got ${show(item)}` });
+    }
   });
+  const direct = data.processConstraints;
+  const offset = Array.isArray(direct) ? direct.length : 0;
+  const lifted: Record<string, unknown> = { ...data, constraints: placement };
+  if (orders.length > 0)
+    lifted.processConstraints = Array.isArray(direct) || direct === undefined ? [...(direct ?? []), ...orders] : direct;
+  const remap = (segs: Seg[]): Seg[] => {
+    const [head, second, ...rest] = segs;
+    if (head === "processConstraints" && typeof second === "number" && second >= offset && orderAt[second - offset] !== undefined) {
+      return ["constraints", orderAt[second - offset]!, ...rest];
+    }
+    if (head === "constraints" && typeof second === "string" && attrAt.has(second))
+      return ["constraints", attrAt.get(second)!, second, ...rest];
+    return segs;
+  };
+  return { data: lifted, issues, remap };
 }
 
 /** Turns one ajv error into plain words; never ajv's own message unless the keyword is unknown. */
@@ -331,6 +447,7 @@ function translate(e: ErrorObject, data: unknown): RawIssue[] {
 }
 
 const DESCRIBED_KEYWORDS = new Set([
+  "anyOf",
   "type",
   "minimum",
   "maximum",
@@ -360,12 +477,16 @@ const NODE_RULES: Record<string, string> = {
   "/properties/constraints/additionalProperties": CONSTRAINT_RULE,
   "/properties/processes": `must be a list of 1 to ${MAX_PROCESSES} processes (each with name and cmdline)`,
   "/properties/processes/items": "must be a mapping with name and cmdline",
+  "/properties/lifecycle/properties/http":
+    "must be false, or a mapping of port, gracefulShutdownEndpoint, shutdownEndpoint, gracefulShutdownWaitSecs, shutdownWaitSecs",
+  "/properties/processConstraints/items": "must be a mapping {order: [process names]}",
 };
 
 const PATTERN_RULES: Record<string, string> = {
   [PORT_NAME_PATTERN]: 'must be a port name: a lowercase letter, then lowercase letters, digits or "_"',
   [CMDLINE_PATTERN]: "must be a non-empty command line without NUL bytes",
   [IDENTIFIER_PATTERN]: `must be ${IDENT_WORDS}`,
+  [URL_PATH_PATTERN]: 'must be a URL path: "/" then no white space',
 };
 
 /** The whole rule of a schema node, in words: "must be an integer from 1 to 4000". */
@@ -482,6 +603,8 @@ function semanticIssues(data: unknown): RawIssue[] {
     });
   }
 
+  issues.push(...serviceIssues(data, declared));
+
   if (isRecord(data.constraints)) {
     for (const [attr, value] of Object.entries(data.constraints)) {
       if (typeof value !== "string" || value === "") continue; // the schema reports it
@@ -494,6 +617,123 @@ function semanticIssues(data: unknown): RawIssue[] {
     }
   }
   return issues;
+}
+
+/**
+ * What the schema cannot say about processes, their order, health checks and the kill sequence:
+ * an order names only this task's processes, once each, in no cycle, and never puts a final
+ * process before a regular one (finals run after every regular process, Thermos's rule); an HTTP
+ * check or lifecycle step needs the port it goes to; a task needs a process that is not final.
+ */
+function serviceIssues(data: Record<string, unknown>, declared: string[] | undefined): RawIssue[] {
+  const issues: RawIssue[] = [];
+  const procs = Array.isArray(data.processes) ? data.processes.filter(isRecord) : [];
+  const names = new Map<string, boolean>(); // name → final
+  for (const p of procs) if (typeof p.name === "string") names.set(p.name, p.final === true);
+  if (procs.length > 0 && procs.length === (data.processes as unknown[]).length && [...names.values()].every((f) => f)) {
+    issues.push({
+      segs: ["processes"],
+      rule: "must have a process that is not final",
+      detail: "final processes only run once the others ended",
+    });
+  }
+  const edges = new Map<string, Set<string>>();
+  if (Array.isArray(data.processConstraints)) {
+    data.processConstraints.forEach((c: unknown, i: number) => {
+      if (!isRecord(c) || !Array.isArray(c.order)) return; // the schema reports it
+      const order: unknown[] = c.order;
+      const seen = new Set<string>();
+      order.forEach((n: unknown, j: number) => {
+        if (typeof n !== "string") return;
+        if (!names.has(n)) {
+          issues.push({
+            segs: ["processConstraints", i, "order", j],
+            rule: "must name a process of this task",
+            detail: `got ${show(n)}; processes: ${[...names.keys()].join(", ")}`,
+          });
+        } else if (seen.has(n)) {
+          issues.push({
+            segs: ["processConstraints", i, "order", j],
+            rule: "must not repeat a process in one order",
+            detail: `got ${show(n)}`,
+          });
+        }
+        seen.add(n);
+        const prev = j > 0 ? order[j - 1] : undefined;
+        if (typeof prev === "string" && names.has(prev) && names.has(n) && prev !== n) {
+          if (names.get(prev) === true && names.get(n) === false) {
+            issues.push({
+              segs: ["processConstraints", i, "order", j],
+              rule: "must not put a final process before a regular one",
+              detail: `"${prev}" is final and runs after every regular process, "${n}" included`,
+            });
+          }
+          let out = edges.get(prev);
+          if (!out) edges.set(prev, (out = new Set()));
+          out.add(n);
+        }
+      });
+    });
+    const cycle = findCycle(edges);
+    if (cycle !== null) {
+      issues.push({
+        segs: ["processConstraints"],
+        rule: "must not order processes in a cycle",
+        detail: `${cycle.join(" → ")}: none of them would ever start`,
+      });
+    }
+  }
+  const hc = data.healthCheck;
+  if (isRecord(hc)) {
+    if (hc.http !== undefined && hc.shell !== undefined) {
+      issues.push({ segs: ["healthCheck"], rule: "must have http or shell, not both", detail: "one checker per task" });
+    } else if (hc.shell === undefined && declared !== undefined && !declared.includes("health")) {
+      issues.push({
+        segs: hc.http !== undefined ? ["healthCheck", "http"] : ["healthCheck"],
+        rule: 'needs a port named "health" in resources.ports (HTTP health checks go to it)',
+        detail: `declared: ${declared.length > 0 ? declared.join(", ") : "none"}; or use a shell check`,
+      });
+    }
+  }
+  const lc = data.lifecycle;
+  if (isRecord(lc) && isRecord(lc.http) && declared !== undefined) {
+    const port = typeof lc.http.port === "string" ? lc.http.port : HTTP_LIFECYCLE_DEFAULTS.port;
+    if (!declared.includes(port)) {
+      issues.push({
+        segs: ["lifecycle", "http", ...(lc.http.port !== undefined ? ["port"] : [])],
+        rule: "must name a port declared in resources.ports",
+        detail: `"${port}" is not declared; declared: ${declared.length > 0 ? declared.join(", ") : "none"}`,
+      });
+    }
+  }
+  return issues;
+}
+
+/** A cycle in a directed graph, as its nodes (first repeated at the end), or null. */
+function findCycle(edges: Map<string, Set<string>>): string[] | null {
+  const state = new Map<string, "open" | "done">();
+  const stack: string[] = [];
+  const visit = (n: string): string[] | null => {
+    state.set(n, "open");
+    stack.push(n);
+    for (const m of edges.get(n) ?? []) {
+      if (state.get(m) === "open") return [...stack.slice(stack.indexOf(m)), m];
+      if (state.get(m) === undefined) {
+        const c = visit(m);
+        if (c) return c;
+      }
+    }
+    stack.pop();
+    state.set(n, "done");
+    return null;
+  };
+  for (const n of [...edges.keys()].sort()) {
+    if (state.get(n) === undefined) {
+      const c = visit(n);
+      if (c) return c;
+    }
+  }
+  return null;
 }
 
 const DEDICATED_RULE = 'must be "ROLE/NAME" or "*/NAME", where ROLE is this job\'s role';
@@ -523,11 +763,13 @@ function dedicatedIssues(value: string, role: unknown): RawIssue[] {
 // ---------------------------------------------------------------------------------------------
 // Normalisation
 
+/** Normalises a checked spec: its constraints a mapping (liftConstraintList ran). */
 function normalise(s: JobSpec): JobConfig {
   const r = s.resources;
   const constraints: Record<string, string> = {};
-  for (const attr of Object.keys(s.constraints ?? {}).sort()) {
-    constraints[attr] = formatConstraint(parseConstraint(s.constraints![attr]!));
+  const given = (s.constraints ?? {}) as Record<string, string>;
+  for (const attr of Object.keys(given).sort()) {
+    constraints[attr] = formatConstraint(parseConstraint(given[attr]!));
   }
   const task: TaskConfig = {
     service: s.service ?? false,
@@ -542,14 +784,57 @@ function normalise(s: JobSpec): JobConfig {
       ports: [...(r.ports ?? [])],
     },
     constraints,
-    processes: s.processes.map((p) => ({ name: p.name, cmdline: p.cmdline })),
+    processes: s.processes.map((p) =>
+      processDefaults({ ...p, ...(p.minDuration !== undefined ? { minDuration: num(p.minDuration) } : {}) }),
+    ),
   };
+  // The optional parts are left out when absent (their absence has a meaning: no health check,
+  // the default kill sequence), in a fixed key order when present.
+  const orders = (s.processConstraints ?? []).map((c) => ({ order: [...c.order] }));
+  if (orders.length > 0) task.processConstraints = orders;
+  if (s.healthCheck !== undefined) task.healthCheck = normaliseHealthCheck(s.healthCheck);
+  if (s.lifecycle !== undefined) task.lifecycle = normaliseLifecycle(s.lifecycle);
+  task.finalizationWaitSecs = num(s.finalizationWaitSecs ?? FINALIZATION_WAIT_DEFAULT_SECS);
   return {
     role: s.role,
     environment: s.environment,
     name: s.name,
     instances: num(s.instances ?? 1),
     task,
+  };
+}
+
+function normaliseHealthCheck(h: NonNullable<JobSpec["healthCheck"]>): HealthCheckConfig {
+  const d = HEALTH_CHECK_DEFAULTS;
+  const out: HealthCheckConfig = {
+    initialIntervalSecs: num(h.initialIntervalSecs ?? d.initialIntervalSecs),
+    intervalSecs: num(h.intervalSecs ?? d.intervalSecs),
+    timeoutSecs: num(h.timeoutSecs ?? d.timeoutSecs),
+    maxConsecutiveFailures: num(h.maxConsecutiveFailures ?? d.maxConsecutiveFailures),
+    minConsecutiveSuccesses: num(h.minConsecutiveSuccesses ?? d.minConsecutiveSuccesses),
+  };
+  if (h.shell !== undefined) out.shell = { command: h.shell.command };
+  else {
+    out.http = {
+      endpoint: h.http?.endpoint ?? d.http.endpoint,
+      expectedResponse: h.http?.expectedResponse ?? d.http.expectedResponse,
+      expectedResponseCode: num(h.http?.expectedResponseCode ?? d.http.expectedResponseCode),
+    };
+  }
+  return out;
+}
+
+function normaliseLifecycle(l: NonNullable<JobSpec["lifecycle"]>): LifecycleConfig {
+  if (l.http === false) return { http: false };
+  const d = HTTP_LIFECYCLE_DEFAULTS;
+  return {
+    http: {
+      port: l.http.port ?? d.port,
+      gracefulShutdownEndpoint: l.http.gracefulShutdownEndpoint ?? d.gracefulShutdownEndpoint,
+      shutdownEndpoint: l.http.shutdownEndpoint ?? d.shutdownEndpoint,
+      gracefulShutdownWaitSecs: num(l.http.gracefulShutdownWaitSecs ?? d.gracefulShutdownWaitSecs),
+      shutdownWaitSecs: num(l.http.shutdownWaitSecs ?? d.shutdownWaitSecs),
+    },
   };
 }
 

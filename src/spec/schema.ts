@@ -12,6 +12,12 @@
 
 import {
   MAX_CMDLINE_BYTES,
+  MAX_FINALIZATION_WAIT_SECS,
+  MAX_HEALTH_COUNT,
+  MAX_HEALTH_TEXT,
+  MAX_HTTP_LIFECYCLE_WAIT_SECS,
+  MAX_PROCESS_FAILURES,
+  MAX_SERVICE_SECS,
   MAX_CONSTRAINT_LENGTH,
   MAX_CONSTRAINTS,
   MAX_CPUS,
@@ -47,7 +53,21 @@ const ATTRIBUTE_PATTERN = NAME_PATTERN;
  */
 export const CMDLINE_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
 
+/** An HTTP endpoint of a task: a path. */
+export const URL_PATH_PATTERN = "^/[^\\s]*$";
+
 const TIERS = ["preferred", "preemptible", "revocable"] as const;
+
+/** Placement constraints as a mapping (the form the scheduler checks: jobSpec.ts lifts a list into it). */
+export const PLACEMENT_CONSTRAINTS = {
+  description:
+    'Placement constraints, by host attribute: "limit:N" (at most N instances per attribute value), "v1,v2" (value must be one of these) or "!v1,v2" (must be none of these). dedicated takes "ROLE/NAME" or "*/NAME". May also be a list of one-attribute mappings and {order: [...]} process order constraints (Aurora writes both in constraints).',
+  type: "object",
+  maxProperties: MAX_CONSTRAINTS,
+  propertyNames: { pattern: ATTRIBUTE_PATTERN, maxLength: IDENTIFIER_MAX_LENGTH },
+  additionalProperties: { type: "string", minLength: 1, maxLength: MAX_CONSTRAINT_LENGTH },
+  default: {},
+} as const;
 
 export const JOB_SCHEMA = {
   $schema: "http://json-schema.org/draft-07/schema#",
@@ -130,14 +150,96 @@ export const JOB_SCHEMA = {
         },
       },
     },
-    constraints: {
+    constraints: PLACEMENT_CONSTRAINTS,
+    processConstraints: {
       description:
-        'Placement constraints, by host attribute: "limit:N" (at most N instances per attribute value), "v1,v2" (value must be one of these) or "!v1,v2" (must be none of these). dedicated takes "ROLE/NAME" or "*/NAME".',
+        "Order constraints among the processes (Thermos's order): each process starts only after the ones before it in an order succeeded. May also be written as {order: [...]} entries of a constraints list.",
+      type: "array",
+      maxItems: MAX_PROCESSES,
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["order"],
+        properties: {
+          order: {
+            type: "array",
+            minItems: 1,
+            maxItems: MAX_PROCESSES,
+            items: { type: "string", pattern: IDENTIFIER_PATTERN, maxLength: IDENTIFIER_MAX_LENGTH },
+          },
+        },
+      },
+    },
+    healthCheck: {
+      description:
+        "Aurora's HealthCheckConfig: the task is RUNNING only after minConsecutiveSuccesses checks pass, and FAILED once more than maxConsecutiveFailures fail in a row. http (the default) GETs the named port health; shell runs a command in the sandbox.",
       type: "object",
-      maxProperties: MAX_CONSTRAINTS,
-      propertyNames: { pattern: ATTRIBUTE_PATTERN, maxLength: IDENTIFIER_MAX_LENGTH },
-      additionalProperties: { type: "string", minLength: 1, maxLength: MAX_CONSTRAINT_LENGTH },
-      default: {},
+      additionalProperties: false,
+      properties: {
+        initialIntervalSecs: {
+          description: "Grace period: failures in the first ceil(initial/interval) checks do not count.",
+          type: "number",
+          minimum: 0,
+          maximum: MAX_SERVICE_SECS,
+          default: 15,
+        },
+        intervalSecs: { type: "number", exclusiveMinimum: 0, maximum: MAX_SERVICE_SECS, default: 10 },
+        timeoutSecs: { type: "number", exclusiveMinimum: 0, maximum: MAX_SERVICE_SECS, default: 1 },
+        maxConsecutiveFailures: { type: "integer", minimum: 0, maximum: MAX_HEALTH_COUNT, default: 0 },
+        minConsecutiveSuccesses: { type: "integer", minimum: 1, maximum: MAX_HEALTH_COUNT, default: 1 },
+        http: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            endpoint: { type: "string", pattern: URL_PATH_PATTERN, maxLength: MAX_HEALTH_TEXT, default: "/health" },
+            expectedResponse: { type: "string", maxLength: MAX_HEALTH_TEXT, default: "ok" },
+            expectedResponseCode: { description: "Checked only when not 0.", type: "integer", minimum: 0, maximum: 599, default: 0 },
+          },
+        },
+        shell: {
+          type: "object",
+          additionalProperties: false,
+          required: ["command"],
+          properties: { command: { type: "string", minLength: 1, maxLength: MAX_HEALTH_TEXT, pattern: CMDLINE_PATTERN } },
+        },
+      },
+    },
+    lifecycle: {
+      description:
+        "Aurora's HttpLifecycleConfig: a graceful kill first POSTs gracefulShutdownEndpoint, then shutdownEndpoint, on the named port, before SIGTERM. http: false turns these steps off. Without lifecycle they run on port health when the task has one.",
+      type: "object",
+      additionalProperties: false,
+      required: ["http"],
+      properties: {
+        http: {
+          anyOf: [
+            { type: "boolean", enum: [false] },
+            {
+              type: "object",
+              additionalProperties: false,
+              properties: {
+                port: { type: "string", pattern: PORT_NAME_PATTERN, maxLength: PORT_NAME_MAX_LENGTH, default: "health" },
+                gracefulShutdownEndpoint: {
+                  type: "string",
+                  pattern: URL_PATH_PATTERN,
+                  maxLength: MAX_HEALTH_TEXT,
+                  default: "/quitquitquit",
+                },
+                shutdownEndpoint: { type: "string", pattern: URL_PATH_PATTERN, maxLength: MAX_HEALTH_TEXT, default: "/abortabortabort" },
+                gracefulShutdownWaitSecs: { type: "number", minimum: 0, maximum: MAX_HTTP_LIFECYCLE_WAIT_SECS, default: 5 },
+                shutdownWaitSecs: { type: "number", minimum: 0, maximum: MAX_HTTP_LIFECYCLE_WAIT_SECS, default: 5 },
+              },
+            },
+          ],
+        },
+      },
+    },
+    finalizationWaitSecs: {
+      description: "Seconds between SIGTERM and SIGKILL in a kill; final processes run within it too. Aurora caps it at 60.",
+      type: "number",
+      minimum: 0,
+      maximum: MAX_FINALIZATION_WAIT_SECS,
+      default: 30,
     },
     processes: {
       description: "The processes every instance runs, each a shell command line.",
@@ -157,13 +259,57 @@ export const JOB_SCHEMA = {
             maxLength: MAX_CMDLINE_BYTES,
             pattern: CMDLINE_PATTERN,
           },
+          maxFailures: {
+            description: "Restarted after a failure until it has failed this many times; 0 = without end.",
+            type: "integer",
+            minimum: 0,
+            maximum: MAX_PROCESS_FAILURES,
+            default: 1,
+          },
+          daemon: { description: "Restarted even after it succeeds.", type: "boolean", default: false },
+          ephemeral: { description: "The task does not wait for it: it is killed once the others ended.", type: "boolean", default: false },
+          minDuration: {
+            description: "Seconds: the runs of a restarted process start at least this far apart.",
+            type: "number",
+            minimum: 0,
+            maximum: MAX_SERVICE_SECS,
+            default: 5,
+          },
+          final: {
+            description: "Runs at finalization: after a kill, or once the other processes ended.",
+            type: "boolean",
+            default: false,
+          },
         },
       },
     },
   },
 } as const;
 
-/** The exact text of src/spec/job.schema.json. */
+/**
+ * The schema editors get (src/spec/job.schema.json): JOB_SCHEMA, with constraints also allowed as
+ * a list (jobSpec.ts lifts such a list into constraints + processConstraints before it checks).
+ */
 export function jobSchemaText(): string {
-  return `${JSON.stringify(JOB_SCHEMA, null, 2)}\n`;
+  const { default: _, description, ...mapping } = PLACEMENT_CONSTRAINTS;
+  const editor = {
+    ...JOB_SCHEMA,
+    properties: {
+      ...JOB_SCHEMA.properties,
+      constraints: {
+        description,
+        anyOf: [
+          mapping,
+          {
+            type: "array",
+            items: {
+              anyOf: [JOB_SCHEMA.properties.processConstraints.items, { ...mapping, maxProperties: 1, minProperties: 1 }],
+            },
+          },
+        ],
+        default: {},
+      },
+    },
+  };
+  return `${JSON.stringify(editor, null, 2)}\n`;
 }

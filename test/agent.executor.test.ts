@@ -264,7 +264,7 @@ describe("Executor: kill", () => {
     expect(processesWithEnv("ROOST_TEST_RUN", testRun)).toEqual([]);
     const exited = await events.exited("t-tree");
     expect(exited.killed).toBe(true);
-    expect(exited.message).toBe("killed by scheduler");
+    expect(exited.message).toBe("killed by scheduler (ended by SIGTERM)");
     expect(executor.isRunning("t-tree")).toBe(false);
     expect(events.of("t-tree").map((e) => e.type)).toEqual(["started", "exited"]);
   });

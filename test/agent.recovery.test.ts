@@ -232,7 +232,7 @@ describe("Agent recovery (same boot)", () => {
     await kill("t-run");
     const killed = await fake.status("t-run", "KILLED");
     expect(killed.seq).toBe(3); // STARTING 1, RUNNING 2 (first agent), KILLED 3
-    expect(killed.message).toBe("killed by scheduler");
+    expect(killed.message).toBe("killed by scheduler (ended by SIGTERM)");
     for (const pid of [web, bg, sid, ...wrappers]) expect(isAlive(pid)).toBe(false);
     expect(processesUnder(tmp)).toEqual([]);
     expect(fake.of("t-run")).toEqual(["1:STARTING", "2:RUNNING", "3:KILLED"]);

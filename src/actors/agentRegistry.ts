@@ -148,7 +148,8 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
       known.host !== req.host ||
       known.bootId !== req.bootId ||
       canonical(known.attributes) !== canonical(attributes) ||
-      canonical(known.resources) !== canonical(resources);
+      canonical(known.resources) !== canonical(resources) ||
+      canonical(known.isolation ?? null) !== canonical(req.isolation ?? null);
     const events = [];
     if (changed) {
       const why = !known
@@ -161,7 +162,14 @@ export class AgentRegistry extends Actor<AgentRegistryMsg> implements Liveness {
       events.push(
         s.event(
           "AgentRegistered",
-          { agentId, host: req.host, attributes, resources, bootId: req.bootId },
+          {
+            agentId,
+            host: req.host,
+            attributes,
+            resources,
+            bootId: req.bootId,
+            ...(req.isolation ? { isolation: { mode: req.isolation.mode, detail: req.isolation.detail } } : {}),
+          },
           `agent ${agentId} on ${req.host} registered: ${why}`,
         ),
       );

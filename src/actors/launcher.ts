@@ -86,6 +86,11 @@ export class Launcher extends Actor<LauncherMsg> {
           processes: cfg.processes,
           ports: t.ports ?? {},
           resources: { cpus: cfg.resources.cpus, ramMb: cfg.resources.ramMb, diskMb: cfg.resources.diskMb, gpus: cfg.resources.gpus ?? 0 },
+          // What the executor runs the task by (absent in jobs logged before them: the agent's defaults).
+          ...(cfg.processConstraints !== undefined ? { processConstraints: cfg.processConstraints } : {}),
+          ...(cfg.healthCheck !== undefined ? { healthCheck: cfg.healthCheck } : {}),
+          ...(cfg.lifecycle !== undefined ? { lifecycle: cfg.lifecycle } : {}),
+          ...(cfg.finalizationWaitSecs !== undefined ? { finalizationWaitSecs: cfg.finalizationWaitSecs } : {}),
         };
         const r = await this.s.bus.request<Reply<unknown>>(subjects.launch(agentId), req, this.s.agentRequestTimeoutMs);
         if (!r.ok) throw new Error(r.error);

@@ -135,6 +135,7 @@ export class Reads extends Actor<ReadsMsg> {
             attributes: a.attributes,
             tasks: a.tasks.size,
             lastHeartbeat: this.liveness.lastHeartbeatOf(a.agentId),
+            ...(a.isolation ? { isolation: a.isolation } : {}),
           })),
           anomalies: s.state.anomalies,
           anomalyCount: s.state.anomalyCount,

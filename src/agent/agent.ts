@@ -8,18 +8,32 @@
 // same pids keep running; tasks that ended meanwhile are reported with their real exit codes, or
 // LOST when no exit status was left), and after a host reboot (a new boot id) it reports every
 // checkpointed task LOST. Either way the unacknowledged updates are sent again, seqs continuing.
+//
+// Services (after Aurora's executor and Mesos's isolators):
+// - A task with a health check is RUNNING only once its checks pass (health/checker.ts): until
+//   then it stays STARTING, and a task that fails its checks is ended FAILED with the checker's
+//   reason, through the graceful kill sequence (executor.ts).
+// - Each task is confined in its own cgroup (isolation.ts): ramMb is its memory limit, cpus its
+//   CPU shares and quota. A task whose process the kernel OOM-killed ends FAILED with "memory
+//   limit exceeded (N MiB)". Every few seconds each sandbox's disk use is checked against diskMb.
+//   An agent that cannot confine tasks says so at start-up and in its registration (roost cluster
+//   status), and runs them unconfined.
+// - roost.agent.<id>.inspect answers what a task's processes are doing (roost task status).
 
 import { readFileSync, renameSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { subjects, type Bus } from "../bus/bus.js";
 import { MAX_CMDLINE_BYTES, STATUS_MESSAGE_MAX_LENGTH } from "../domain/limits.js";
-import type { AgentResources, ProcessSpec } from "../domain/types.js";
+import type { AgentResources, HealthCheckConfig, ProcessSpec } from "../domain/types.js";
 import { checker, fastChecker, formatProblems, show } from "../domain/validate.js";
-import { portEnv, renderCmdline } from "../spec/jobSpec.js";
+import { HTTP_LIFECYCLE_DEFAULTS, portEnv, renderCmdline } from "../spec/jobSpec.js";
 import { silentLogger, type Logger } from "../util/logger.js";
 import { AgentMetrics } from "../metrics/agent.js";
 import { checkpointPath, readCheckpoint, writeCheckpoint, CHECKPOINT_VERSION, type Checkpoint } from "./checkpoint.js";
-import { Executor, LAUNCH_FAILURE_EXIT_CODE, type ExecutorEvent } from "./executor.js";
+import { diskUsageBytes } from "./diskUsage.js";
+import { Executor, LAUNCH_FAILURE_EXIT_CODE, type ExecutorEvent, type HttpLifecycle, type LaunchedTaskInfo } from "./executor.js";
+import { HealthChecker } from "./health/checker.js";
+import { createIsolator, type Isolator, type TaskCgroup } from "./isolation.js";
 import {
   KillRequestSchema,
   LaunchRequestSchema,
@@ -27,6 +41,8 @@ import {
   LeaderAnnouncementSchema,
   type LeaderAnnouncement,
   type Ack,
+  InspectRequestSchema,
+  type InspectReply,
   type KillRequest,
   type LaunchRequest,
   type RegisterReply,
@@ -43,6 +59,7 @@ const checkLaunchShape = checker(LaunchShapeSchema);
 const checkLaunch = checker(LaunchRequestSchema);
 const checkKill = checker(KillRequestSchema);
 const checkAnnouncement = fastChecker(LeaderAnnouncementSchema);
+const checkInspect = checker(InspectRequestSchema);
 
 /** A launch's processes with their ports filled in, or why its task can never run. */
 function prepareLaunch(req: LaunchRequest): { processes: ProcessSpec[] } | { problem: string } {
@@ -64,9 +81,48 @@ function prepareLaunch(req: LaunchRequest): { processes: ProcessSpec[] } | { pro
     const bytes = Buffer.byteLength(cmdline, "utf8");
     if (bytes > MAX_CMDLINE_BYTES)
       return { problem: `processes[${i}].cmdline: must be at most ${MAX_CMDLINE_BYTES} bytes in UTF-8, ports filled in (got ${bytes})` };
-    processes.push({ name: p.name, cmdline });
+    processes.push({
+      name: p.name,
+      cmdline,
+      ...(p.maxFailures != null ? { maxFailures: p.maxFailures } : {}),
+      ...(p.daemon != null ? { daemon: p.daemon } : {}),
+      ...(p.ephemeral != null ? { ephemeral: p.ephemeral } : {}),
+      ...(p.minDuration != null ? { minDuration: p.minDuration } : {}),
+      ...(p.final != null ? { final: p.final } : {}),
+    });
   }
+  for (const [i, c] of (req.processConstraints ?? []).entries()) {
+    const unknown = c.order.find((n) => !names.has(n));
+    if (unknown !== undefined) return { problem: `processConstraints[${i}].order: must name processes of the task (got ${show(unknown)})` };
+  }
+  if (req.healthCheck?.http != null && req.healthCheck.shell != null) return { problem: "healthCheck: must have http or shell, not both" };
   return { processes };
+}
+
+/** The HTTP steps of a kill for a launch: its lifecycle, or Aurora's default on port health; null without the port. */
+function httpLifecycle(req: LaunchRequest): HttpLifecycle | null {
+  const given = req.lifecycle?.http;
+  if (given === false) return null;
+  const cfg = given ?? HTTP_LIFECYCLE_DEFAULTS;
+  const port = req.ports[cfg.port];
+  if (port === undefined) return null;
+  return {
+    port,
+    gracefulShutdownEndpoint: cfg.gracefulShutdownEndpoint,
+    shutdownEndpoint: cfg.shutdownEndpoint,
+    gracefulShutdownWaitMs: cfg.gracefulShutdownWaitSecs * 1000,
+    shutdownWaitMs: cfg.shutdownWaitSecs * 1000,
+  };
+}
+
+/** What the agent watches of a running task: its limits, health check and cgroup. */
+interface Watched {
+  info: LaunchedTaskInfo;
+  sandboxDir: string;
+  env: Record<string, string>;
+  cgroup: TaskCgroup | null;
+  /** RUNNING was reported for it (its health checks passed, or it has none). */
+  healthy: boolean;
 }
 
 /** A status message cut to what a status update may carry. */
@@ -95,6 +151,13 @@ export interface AgentOptions {
   logger?: Logger;
   /** Where its Prometheus metrics go; default: a fresh AgentMetrics. */
   metrics?: AgentMetrics;
+  /**
+   * How tasks are confined (isolation.ts); default none: `roost agent` and `roost dev` pass
+   * createIsolator, tests of other things run their tasks unconfined.
+   */
+  isolator?: Isolator;
+  /** How often each sandbox's disk use (and its cgroup's OOM kills) are checked; default 5 s. */
+  diskCheckMs?: number;
 }
 
 /** What start() recovered from the checkpoint. */
@@ -164,6 +227,11 @@ export class Agent {
   leaderEpoch = 0;
   /** The newest epoch a leader announced itself with (roost.leader). */
   private announcedEpoch = 0;
+  readonly isolator: Isolator;
+  readonly health = new HealthChecker();
+  /** Running tasks' limits, health and cgroups. */
+  private readonly watched = new Map<string, Watched>();
+  private limitTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: AgentOptions) {
     this.agentId = opts.agentId;
@@ -172,7 +240,12 @@ export class Agent {
     this.bootId = opts.bootId ?? readBootId();
     this.checkpointing = opts.checkpoint ?? true;
     this.checkpointFile = checkpointPath(opts.workDir);
-    this.executor = new Executor({ onEvent: (e) => this.onExecutorEvent(e), defaultGraceMs: opts.graceMs ?? 5000 });
+    this.isolator = opts.isolator ?? createIsolator({ agent: opts.agentId, disabled: true });
+    this.executor = new Executor({
+      onEvent: (e) => this.onExecutorEvent(e),
+      defaultGraceMs: opts.graceMs ?? 5000,
+      checkEnded: (taskId) => this.memoryExceeded(taskId),
+    });
     this.statuses = new StatusQueue({
       send: (u) => this.sendStatus(u),
       initialRetryMs: opts.statusRetryMs ?? 500,
@@ -197,6 +270,9 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    const iso = this.isolator.info;
+    if (iso.mode === "none") this.log.warn({ isolation: iso }, `tasks run UNCONFINED (no memory or cpu limits): ${iso.detail}`);
+    else this.log.info({ isolation: iso }, `tasks are confined with ${iso.mode}`);
     if (this.checkpointing) {
       this.recover();
       this.checkpointOpen = true;
@@ -205,6 +281,7 @@ export class Agent {
     this.unserve.push(
       this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d)),
       this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d)),
+      this.bus.serve(subjects.inspect(this.agentId), (d) => this.onInspect(d)),
       this.bus.serve(subjects.leader, (d) => {
         const bad = checkAnnouncement(d);
         if (bad !== null) {
@@ -241,6 +318,8 @@ export class Agent {
     if (offReconnect) this.unserve.push(offReconnect);
     this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatMs ?? 1000);
     this.heartbeat.unref();
+    this.limitTimer = setInterval(() => this.checkLimits(), this.opts.diskCheckMs ?? 5000);
+    this.limitTimer.unref();
     await this.register();
   }
 
@@ -272,6 +351,7 @@ export class Agent {
           resources: this.opts.resources,
           bootId: this.bootId,
           running: this.reportedTasks(),
+          isolation: { mode: this.isolator.info.mode, detail: this.isolator.info.detail },
         };
         try {
           const sent = this.bus.request<RegisterReply>(subjects.register(this.agentId), req, 5000);
@@ -387,6 +467,9 @@ export class Agent {
     this.abandonWaiters.clear();
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    if (this.limitTimer) clearInterval(this.limitTimer);
+    this.limitTimer = null;
+    this.health.stop();
     for (const u of this.unserve.splice(0)) u();
     this.flushCheckpoint();
     this.checkpointOpen = false;
@@ -441,6 +524,19 @@ export class Agent {
         summary.lost.push(t.taskId);
       } else {
         this.known.set(t.taskId, "running");
+        const info = t.spec.agent;
+        if (info) {
+          let cgroup: TaskCgroup | null = null;
+          try {
+            cgroup = this.isolator.open(t.taskId);
+          } catch {
+            // unconfined now, as it was then
+          }
+          const w: Watched = { info, sandboxDir: t.sandboxDir, env: t.spec.env, cgroup, healthy: (cp.healthy ?? []).includes(t.taskId) };
+          this.watched.set(t.taskId, w);
+          // Started before: its checks go on (a task not yet healthy may still become RUNNING).
+          if (t.started) this.watchHealth(t.taskId, w);
+        }
         this.executor.adopt(t);
         summary.adopted.push(t.taskId);
       }
@@ -499,6 +595,7 @@ export class Agent {
       tasks,
       statusUpdates: this.statuses.snapshot([...tasks.map((t) => t.taskId), ...ended]),
       ended,
+      healthy: [...this.watched].filter(([, w]) => w.healthy).map(([id]) => id),
     };
   }
 
@@ -571,18 +668,42 @@ export class Agent {
       this.flushCheckpoint();
       return { reply: { ok: true }, launched: false };
     }
+    let cgroup: TaskCgroup | null;
+    try {
+      cgroup = this.isolator.prepare(req.taskId, { cpus: req.resources.cpus, ramMb: req.resources.ramMb });
+    } catch (err) {
+      this.noteEnded(req.taskId, "ended");
+      this.statuses.enqueue(req.taskId, "FAILED", {
+        exitCode: LAUNCH_FAILURE_EXIT_CODE,
+        message: clip(`cannot start: cannot confine the task: ${(err as Error).message}`),
+      });
+      this.flushCheckpoint();
+      return { reply: { ok: true }, launched: false };
+    }
+    const info: LaunchedTaskInfo = {
+      resources: { cpus: req.resources.cpus, ramMb: req.resources.ramMb, diskMb: req.resources.diskMb },
+      ports: { ...req.ports },
+      ...(req.healthCheck != null ? { healthCheck: healthCheckOf(req.healthCheck) } : {}),
+    };
+    const env = {
+      ...portEnv(req.ports),
+      ROOST_TASK_ID: req.taskId,
+      ROOST_JOB: req.job,
+      ROOST_INSTANCE: String(req.instance),
+      ROOST_HOST: this.opts.host,
+      ROOST_SANDBOX: sandboxDir,
+    };
+    this.watched.set(req.taskId, { info, sandboxDir, env, cgroup, healthy: false });
     this.executor.launch({
       taskId: req.taskId,
       processes,
       sandboxDir,
-      env: {
-        ...portEnv(req.ports),
-        ROOST_TASK_ID: req.taskId,
-        ROOST_JOB: req.job,
-        ROOST_INSTANCE: String(req.instance),
-        ROOST_HOST: this.opts.host,
-        ROOST_SANDBOX: sandboxDir,
-      },
+      env,
+      ...(req.processConstraints != null ? { processConstraints: req.processConstraints } : {}),
+      ...(req.finalizationWaitSecs != null ? { finalizationWaitMs: req.finalizationWaitSecs * 1000 } : {}),
+      lifecycle: httpLifecycle(req),
+      ...(cgroup ? { cgroupProcs: cgroup.procsFiles } : {}),
+      agent: info,
     });
     // Checkpointed before the launch is acknowledged: a restarted agent knows every task it ran.
     this.flushCheckpoint();
@@ -615,15 +736,115 @@ export class Agent {
   }
 
   private onExecutorEvent(e: ExecutorEvent): void {
+    const w = this.watched.get(e.taskId);
     if (e.type === "started") {
+      if (w?.info.healthCheck) {
+        this.watchHealth(e.taskId, w);
+        return;
+      }
+      if (w) w.healthy = true;
       this.statuses.enqueue(e.taskId, "RUNNING", { message: `processes started (pids ${Object.values(e.pids).join(", ")})` });
       return;
     }
+    this.health.unwatch(e.taskId);
+    this.watched.delete(e.taskId);
+    w?.cgroup?.destroy();
     this.noteEnded(e.taskId, "ended");
     if (e.type === "lost") this.statuses.enqueue(e.taskId, "LOST", { message: e.message });
     else if (e.killed) this.statuses.enqueue(e.taskId, "KILLED", { exitCode: e.exitCode, message: e.message });
     else if (e.exitCode === 0) this.statuses.enqueue(e.taskId, "FINISHED", { exitCode: 0, message: e.message });
     else this.statuses.enqueue(e.taskId, "FAILED", { exitCode: e.exitCode, message: e.message });
+  }
+
+  /**
+   * Starts a task's health checks: RUNNING once they pass (with the checker's words), and the
+   * task ended FAILED, through the kill sequence, once they fail.
+   */
+  private watchHealth(taskId: string, w: Watched): void {
+    const hc = w.info.healthCheck;
+    if (!hc) return;
+    this.health.watch(
+      { taskId, config: hc, port: w.info.ports.health ?? null, sandboxDir: w.sandboxDir, env: w.env },
+      {
+        onRunning: (message) => {
+          if (w.healthy || this.watched.get(taskId) !== w) return;
+          w.healthy = true;
+          this.statuses.enqueue(taskId, "RUNNING", { message: clip(message) });
+          this.log.info({ taskId, message }, "healthy: RUNNING");
+        },
+        onUnhealthy: (message) => {
+          this.log.warn({ taskId, message }, "unhealthy: ending the task FAILED");
+          this.executor.terminate(taskId, clip(message));
+          this.markDirty();
+        },
+        onCheck: (ok, seconds) => this.metrics.healthCheck(ok, seconds),
+      },
+    );
+  }
+
+  /** The OOM reason when the kernel killed a process of the task for its memory limit, else null. */
+  private memoryExceeded(taskId: string): string | null {
+    const w = this.watched.get(taskId);
+    if (!w?.cgroup) return null;
+    return w.cgroup.oomKills() > 0 ? `memory limit exceeded (${w.info.resources.ramMb} MiB)` : null;
+  }
+
+  /**
+   * Every diskCheckMs: a sandbox over its diskMb, or a cgroup whose OOM killer struck a process
+   * the task survived, ends the task FAILED with the reason. One walk per sandbox, cut short past
+   * the limit.
+   */
+  private checkLimits(): void {
+    for (const [taskId, w] of this.watched) {
+      if (!this.executor.isRunning(taskId)) continue;
+      const memory = this.memoryExceeded(taskId);
+      if (memory !== null) {
+        this.executor.terminate(taskId, memory);
+        continue;
+      }
+      const limit = w.info.resources.diskMb * 1024 * 1024;
+      if (!(limit > 0)) continue;
+      const used = diskUsageBytes(w.sandboxDir, limit + 1);
+      if (used > limit) {
+        const mib = Math.ceil(used / (1024 * 1024));
+        this.log.warn({ taskId, usedMiB: mib, diskMb: w.info.resources.diskMb }, "sandbox over its disk limit: ending the task FAILED");
+        this.executor.terminate(
+          taskId,
+          `disk limit exceeded: the sandbox uses more than ${mib - 1} MiB, over its diskMb of ${w.info.resources.diskMb} MiB`,
+        );
+      }
+    }
+  }
+
+  /** roost.agent.<id>.inspect: a task's processes and health checks, as the executor sees them now. */
+  private onInspect(data: unknown): InspectReply {
+    const problems = checkInspect(data);
+    if (problems.length > 0) return { ok: false, error: `invalid inspect request: ${formatProblems(problems)}` };
+    const { taskId } = data as { taskId: string };
+    const status = this.executor.status(taskId);
+    if (!status) return { ok: false, error: `agent ${this.agentId} does not run task ${taskId}` };
+    const w = this.watched.get(taskId);
+    const h = this.health.status(taskId);
+    return {
+      ok: true,
+      agentId: this.agentId,
+      taskId,
+      phase: status.phase,
+      killStep: status.killStep,
+      processes: status.processes,
+      health: h
+        ? {
+            running: h.running,
+            consecutiveSuccesses: h.consecutiveSuccesses,
+            consecutiveFailures: h.consecutiveFailures,
+            attempts: h.attempts,
+            lastReason: h.lastReason,
+            snoozed: h.snoozed,
+          }
+        : null,
+      isolation: this.isolator.info.mode,
+      memoryBytes: w?.cgroup?.memoryBytes() ?? null,
+    };
   }
 
   private async sendStatus(update: StatusUpdate): Promise<boolean> {
@@ -642,4 +863,21 @@ export class Agent {
     }
     return reply.ok;
   }
+}
+
+/** A launch's health check as the executor's type (the schema allows nil for absent fields). */
+function healthCheckOf(h: NonNullable<LaunchRequest["healthCheck"]>): HealthCheckConfig {
+  return {
+    initialIntervalSecs: h.initialIntervalSecs,
+    intervalSecs: h.intervalSecs,
+    timeoutSecs: h.timeoutSecs,
+    maxConsecutiveFailures: h.maxConsecutiveFailures,
+    minConsecutiveSuccesses: h.minConsecutiveSuccesses,
+    ...(h.shell != null ? { shell: { command: h.shell.command } } : {}),
+    ...(h.http != null
+      ? { http: { ...h.http } }
+      : h.shell == null
+        ? { http: { endpoint: "/health", expectedResponse: "ok", expectedResponseCode: 0 } }
+        : {}),
+  };
 }

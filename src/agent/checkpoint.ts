@@ -45,6 +45,8 @@ export interface Checkpoint {
   tasks: LaunchedTask[];
   statusUpdates: StatusSnapshot;
   ended: string[];
+  /** Tasks whose RUNNING (healthy) was reported; absent in older checkpoints. */
+  healthy?: string[];
 }
 
 export function checkpointPath(workDir: string): string {

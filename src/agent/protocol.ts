@@ -23,6 +23,12 @@ import {
   MAX_AGENT_RAM_MB,
   MAX_ATTRIBUTES,
   MAX_CMDLINE_BYTES,
+  MAX_FINALIZATION_WAIT_SECS,
+  MAX_HEALTH_COUNT,
+  MAX_HEALTH_TEXT,
+  MAX_HTTP_LIFECYCLE_WAIT_SECS,
+  MAX_PROCESS_FAILURES,
+  MAX_SERVICE_SECS,
   MAX_PORT_RANGES,
   MAX_PORTS_PER_TASK,
   MAX_PROCESSES,
@@ -35,6 +41,8 @@ import {
   TASK_ID_PATTERN,
 } from "../domain/limits.js";
 import { Dict, OneOf, RULE } from "../domain/validate.js";
+
+const ISOLATION_MODES = ["cgroups-v2", "cgroups-v1", "none"] as const;
 
 const AgentIdSchema = Type.String({
   pattern: AGENT_ID_PATTERN,
@@ -92,6 +100,13 @@ export const RegisterRequestSchema = Type.Object({
    * update it has not delivered yet (for reconciliation: none of these is gone).
    */
   running: Type.Array(Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }), { maxItems: MAX_RUNNING_REPORTED }),
+  /** How it confines tasks (isolation.ts); absent from agents of earlier builds. */
+  isolation: Maybe(
+    Type.Object({
+      mode: OneOf(ISOLATION_MODES, { rule: `must be one of ${ISOLATION_MODES.join(", ")}` }),
+      detail: Type.String({ maxLength: STATUS_MESSAGE_MAX_LENGTH }),
+    }),
+  ),
 });
 export type RegisterRequest = Static<typeof RegisterRequestSchema>;
 
@@ -151,7 +166,47 @@ export const LaunchShapeSchema = Type.Object({
   resources: Type.Object({ cpus: Type.Number(), ramMb: Type.Number(), diskMb: Type.Number(), gpus: Maybe(Type.Number()) }),
 });
 
-/** What a launch must be for its task to run (see LaunchShapeSchema for what else happens). */
+const Secs = (opts: { min?: number; max: number; positive?: boolean }) =>
+  Type.Number(opts.positive ? { exclusiveMinimum: 0, maximum: opts.max } : { minimum: opts.min ?? 0, maximum: opts.max });
+const UrlPath = Type.String({ pattern: "^/[^\\s]*$", maxLength: MAX_HEALTH_TEXT, [RULE]: 'must be a URL path: "/" then no white space' });
+
+/** Aurora's HealthCheckConfig, as the job spec normalised it (domain/types.ts). */
+const HealthCheckRequest = Type.Object({
+  initialIntervalSecs: Secs({ max: MAX_SERVICE_SECS }),
+  intervalSecs: Secs({ max: MAX_SERVICE_SECS, positive: true }),
+  timeoutSecs: Secs({ max: MAX_SERVICE_SECS, positive: true }),
+  maxConsecutiveFailures: Type.Integer({ minimum: 0, maximum: MAX_HEALTH_COUNT }),
+  minConsecutiveSuccesses: Type.Integer({ minimum: 1, maximum: MAX_HEALTH_COUNT }),
+  http: Maybe(
+    Type.Object({
+      endpoint: UrlPath,
+      expectedResponse: Type.String({ maxLength: MAX_HEALTH_TEXT }),
+      expectedResponseCode: Type.Integer({ minimum: 0, maximum: 599 }),
+    }),
+  ),
+  shell: Maybe(Type.Object({ command: Type.String({ minLength: 1, maxLength: MAX_HEALTH_TEXT, pattern: "^[^\\u0000]*$" }) })),
+});
+
+/** Aurora's HttpLifecycleConfig, or false: no HTTP steps in a kill. */
+const LifecycleRequest = Type.Object({
+  http: Type.Union([
+    Type.Literal(false),
+    Type.Object({
+      port: Type.String({ minLength: 1, maxLength: NAME_MAX_LENGTH }),
+      gracefulShutdownEndpoint: UrlPath,
+      shutdownEndpoint: UrlPath,
+      gracefulShutdownWaitSecs: Secs({ max: MAX_HTTP_LIFECYCLE_WAIT_SECS }),
+      shutdownWaitSecs: Secs({ max: MAX_HTTP_LIFECYCLE_WAIT_SECS }),
+    }),
+  ]),
+});
+
+/**
+ * What a launch must be for its task to run (see LaunchShapeSchema for what else happens). The
+ * fields after `resources` came with health checks and Thermos processes; a scheduler of an
+ * earlier build sends none of them, and the agent then runs the task as it did (every process
+ * once, RUNNING once started, the agent's grace between SIGTERM and SIGKILL).
+ */
 export const LaunchRequestSchema = Type.Object({
   taskId: TaskIdSchema,
   job: Type.String({ minLength: 1, maxLength: 3 * NAME_MAX_LENGTH + 2 }),
@@ -165,9 +220,20 @@ export const LaunchRequestSchema = Type.Object({
         maxLength: MAX_CMDLINE_BYTES,
         [RULE]: `must be a command line without NUL bytes, of at most ${MAX_CMDLINE_BYTES} characters`,
       }),
+      maxFailures: Maybe(Type.Integer({ minimum: 0, maximum: MAX_PROCESS_FAILURES })),
+      daemon: Maybe(Type.Boolean()),
+      ephemeral: Maybe(Type.Boolean()),
+      minDuration: Maybe(Secs({ max: MAX_SERVICE_SECS })),
+      final: Maybe(Type.Boolean()),
     }),
     { minItems: 1, maxItems: MAX_PROCESSES },
   ),
+  processConstraints: Maybe(
+    Type.Array(Type.Object({ order: Type.Array(NameSchema, { minItems: 1, maxItems: MAX_PROCESSES }) }), { maxItems: MAX_PROCESSES }),
+  ),
+  healthCheck: Maybe(HealthCheckRequest),
+  lifecycle: Maybe(LifecycleRequest),
+  finalizationWaitSecs: Maybe(Secs({ max: MAX_FINALIZATION_WAIT_SECS })),
   ports: Dict(Port, { maxEntries: MAX_PORTS_PER_TASK }),
   resources: Type.Object({
     cpus: Type.Number({ minimum: 0 }),
@@ -183,6 +249,38 @@ export const KillRequestSchema = Type.Object({
   graceMs: Maybe(Type.Integer({ minimum: 0, maximum: 10 * 60_000 })),
 });
 export type KillRequest = Static<typeof KillRequestSchema>;
+
+/** roost.agent.<id>.inspect: what a task's processes are doing (roost task status). */
+export const InspectRequestSchema = Type.Object({ taskId: Type.String({ minLength: 1, maxLength: TASK_ID_MAX_LENGTH }) });
+
+export type InspectReply =
+  | { ok: false; error: string }
+  | {
+      ok: true;
+      agentId: string;
+      taskId: string;
+      phase: string;
+      killStep: string | null;
+      processes: Array<{
+        name: string;
+        state: string;
+        runs: number;
+        failures: number;
+        exitCode: number | null;
+        pid: number | null;
+        final: boolean;
+      }>;
+      health: {
+        running: boolean;
+        consecutiveSuccesses: number;
+        consecutiveFailures: number;
+        attempts: number;
+        lastReason: string | null;
+        snoozed: boolean;
+      } | null;
+      isolation: string;
+      memoryBytes: number | null;
+    };
 
 export interface Ack {
   ok: boolean;

@@ -179,6 +179,9 @@ export const ClusterInfoReply = obj(
           attributes: Type.Record(Str, Str),
           tasks: Int,
           lastHeartbeat: Type.Union([Num, Type.Null()]),
+          isolation: Type.Optional(
+            obj({ mode: Str, detail: Str }, 'How the agent confines its tasks: "cgroups-v2", "cgroups-v1" or "none", and why'),
+          ),
         },
         "An agent as the leader sees it",
       ),

@@ -82,6 +82,8 @@ export const subjects = {
   anyAgent: { register: "roost.agent.*.register", heartbeat: "roost.agent.*.heartbeat", status: "roost.agent.*.status" },
   launch: (agentId: string) => `roost.agent.${agentToken(agentId)}.launch`,
   kill: (agentId: string) => `roost.agent.${agentToken(agentId)}.kill`,
+  /** What a task's processes are doing (the leader asks for `roost task status`). */
+  inspect: (agentId: string) => `roost.agent.${agentToken(agentId)}.inspect`,
   leader: "roost.leader",
 };
 

@@ -29,7 +29,7 @@ type MemberRole = MemberStatus["role"] | "deposed";
 export interface ClusterStatus {
   schedulers: Array<Pick<MemberStatus, "id" | "pid" | "host" | "epoch" | "appliedSeq"> & { role: MemberRole; seenMsAgo: number }>;
   log: { stream: string; replicas: number; lastSeq: number; leader: string | null; newestSnapshot: string | null } | null;
-  agents: Array<{ agentId: string; host: string; state: string; tasks: number; lastHeartbeat: number | null }>;
+  agents: AgentLine[];
   leader: { schedulerId: string; epoch: number } | null;
   /** Log entries the fold skipped (the leader's, or this fold's when no leader answers): the first ones kept. */
   anomalies: Anomaly[];
@@ -43,10 +43,20 @@ export interface ClusterStatus {
   actors: ActorStats[];
 }
 
+/** An agent's line; `isolation` as it said at registration (null: it did not say). */
+type AgentLine = {
+  agentId: string;
+  host: string;
+  state: string;
+  tasks: number;
+  lastHeartbeat: number | null;
+  isolation: { mode: string; detail: string } | null;
+};
+
 type Info = {
   schedulerId: string;
   epoch: number;
-  agents: Array<{ agentId: string; host: string; state: string; tasks: number; lastHeartbeat: number | null }>;
+  agents: Array<Omit<AgentLine, "isolation"> & { isolation?: AgentLine["isolation"] }>;
   anomalies?: Anomaly[];
   anomalyCount?: number;
   actors?: ActorStats[];
@@ -119,7 +129,14 @@ async function clusterStatus(c: ClusterClient, stream = "ROOST"): Promise<Cluste
   let foldedEpoch = 0;
   let foldError: string | null = null;
   if (info) {
-    agents = info.agents.map((a) => ({ agentId: a.agentId, host: a.host, state: a.state, tasks: a.tasks, lastHeartbeat: a.lastHeartbeat }));
+    agents = info.agents.map((a) => ({
+      agentId: a.agentId,
+      host: a.host,
+      state: a.state,
+      tasks: a.tasks,
+      lastHeartbeat: a.lastHeartbeat,
+      isolation: a.isolation ?? null,
+    }));
     anomalies = info.anomalies ?? [];
     anomalyCount = info.anomalyCount ?? anomalies.length;
   } else {
@@ -129,7 +146,14 @@ async function clusterStatus(c: ClusterClient, stream = "ROOST"): Promise<Cluste
       return null;
     });
     agents = st
-      ? [...st.agents.values()].map((a) => ({ agentId: a.agentId, host: a.host, state: a.state, tasks: a.tasks.size, lastHeartbeat: null }))
+      ? [...st.agents.values()].map((a) => ({
+          agentId: a.agentId,
+          host: a.host,
+          state: a.state,
+          tasks: a.tasks.size,
+          lastHeartbeat: null,
+          isolation: a.isolation ?? null,
+        }))
       : [];
     anomalies = st?.anomalies ?? [];
     anomalyCount = st?.anomalyCount ?? 0;
@@ -195,17 +219,22 @@ function formatClusterStatus(s: ClusterStatus): string {
   out.push(
     s.agents.length
       ? table([
-          ["ID", "HOST", "STATE", "TASKS", "LAST HEARTBEAT"],
+          ["ID", "HOST", "STATE", "TASKS", "LAST HEARTBEAT", "ISOLATION"],
           ...s.agents.map((a) => [
             a.agentId,
             a.host,
             a.state,
             String(a.tasks),
             a.lastHeartbeat ? new Date(a.lastHeartbeat).toISOString() : "-",
+            a.isolation?.mode ?? "-",
           ]),
         ])
       : "  (none)",
   );
+  // An agent that cannot confine its tasks runs them unconfined: say so, with its reason.
+  for (const a of s.agents) {
+    if (a.isolation?.mode === "none") out.push(`  ! ${a.agentId} runs tasks UNCONFINED (no memory or cpu limits): ${a.isolation.detail}`);
+  }
   out.push("", "LEADER'S ACTORS");
   out.push(
     s.actors.length

@@ -45,7 +45,15 @@ const EVENT_SCHEMAS = {
   /** A scheduler took the lease. Everything after it is stamped with `epoch`. */
   LeaderElected: Type.Object({ schedulerId: Str, epoch: Num, host: Str, pid: Num }),
   /** An agent (one per host) registered or re-registered. */
-  AgentRegistered: Type.Object({ agentId: AgentIdStr, host: Str, attributes: Dict(Str), resources: AgentResourcesSchema, bootId: Str }),
+  AgentRegistered: Type.Object({
+    agentId: AgentIdStr,
+    host: Str,
+    attributes: Dict(Str),
+    resources: AgentResourcesSchema,
+    bootId: Str,
+    /** How the agent confines its tasks ("cgroups-v2", "cgroups-v1" or "none", and why). Absent: not said. */
+    isolation: Type.Optional(Type.Object({ mode: Str, detail: Str })),
+  }),
   /** The leader judged an agent's lifecycle to change (see statemachines/agent.ts). */
   AgentStateChanged: Type.Object({ agentId: AgentIdStr, to: OneOf(["UNREACHABLE", "REMOVED"] as const) }),
   /** A job was accepted. `job` is the validated, normalised config. */

@@ -37,6 +37,8 @@ export class AgentMetrics {
   private readonly updates: Counter<"state">;
   private readonly deliverySeconds: Histogram;
   private readonly sendFailures: Counter<"reason">;
+  private readonly healthChecks: Counter<"result">;
+  private readonly healthCheckSeconds: Histogram;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -79,6 +81,19 @@ export class AgentMetrics {
       name: "roost_agent_status_send_failures_total",
       help: 'Status update sends not acknowledged (each is retried), by reason: "refused" by the leader, or "no reply"',
       labelNames: ["reason"],
+      registers,
+    });
+    this.healthChecks = new Counter({
+      name: "roost_agent_health_checks_total",
+      help: "Health checks this agent ran on its tasks (HTTP or shell), by result: ok or failed",
+      labelNames: ["result"],
+      registers,
+    });
+    for (const result of ["ok", "failed"] as const) this.healthChecks.inc({ result }, 0);
+    this.healthCheckSeconds = new Histogram({
+      name: "roost_agent_health_check_duration_seconds",
+      help: "How long one health check took (a request, or a shell command), timeouts included",
+      buckets: exponentialBuckets(0.0005, 2, 14),
       registers,
     });
 
@@ -152,5 +167,11 @@ export class AgentMetrics {
 
   sendFailed(reason: "refused" | "no reply"): void {
     this.sendFailures.inc({ reason });
+  }
+
+  /** One health check ran. */
+  healthCheck(ok: boolean, seconds: number): void {
+    this.healthChecks.inc({ result: ok ? "ok" : "failed" });
+    this.healthCheckSeconds.observe(Math.max(0, seconds));
   }
 }

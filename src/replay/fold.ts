@@ -253,6 +253,8 @@ function onAgentRegistered(state: ClusterState, d: EventPayloads["AgentRegistere
   agent.attributes = d.attributes;
   agent.resources = d.resources;
   agent.bootId = d.bootId;
+  if (d.isolation !== undefined) agent.isolation = { mode: d.isolation.mode, detail: d.isolation.detail };
+  else delete agent.isolation;
   agent.state = step.next;
   state.agentsVersion++;
   state.capacityVersion++;

@@ -58,6 +58,8 @@ export function digestAgent(a: AgentRecord) {
     attributes: a.attributes,
     resources: a.resources,
     bootId: a.bootId,
+    // Only when said, so that the hash of every state folded before agents said it is unchanged.
+    ...(a.isolation !== undefined ? { isolation: a.isolation } : {}),
     state: a.state,
     registeredSeq: a.registeredSeq,
     registeredTs: a.registeredTs,

@@ -214,6 +214,7 @@ export const AGENT_FIELDS = [
   "attributes",
   "resources",
   "bootId",
+  "isolation",
   "state",
   "registeredSeq",
   "registeredTs",
@@ -293,6 +294,8 @@ type AgentRow = [
   used: unknown,
   usedPorts: number[],
   tasks: number[],
+  /** Added later: absent in older snapshots, and when the agent did not say. */
+  isolation?: { mode: string; detail: string },
 ];
 
 interface Small {
@@ -529,7 +532,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
   for (const a of state.agents.values()) {
     if (agents.length % 64 === 0) yield;
     checkFields("AgentRecord", a, AGENT_FIELDS);
-    agents.push([
+    const row: AgentRow = [
       sym(a.agentId),
       sym(a.host),
       a.attributes,
@@ -541,7 +544,9 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
       packUsed(a.used),
       [...a.usedPorts],
       [...a.tasks].map(intern),
-    ]);
+    ];
+    if (a.isolation !== undefined) row.push(a.isolation);
+    agents.push(row);
   }
   const small: Small = {
     jobs,
@@ -920,6 +925,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
     used,
     usedPorts,
     agentTasks,
+    isolation,
   ] of small.agents) {
     const agentId = syms[agentIdx]! as AgentId;
     state.agents.set(agentId, {
@@ -934,6 +940,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
       used: unpackUsed(used),
       usedPorts: new Set(usedPorts),
       tasks: new Set(agentTasks.map((k) => strs[k]!)),
+      ...(isolation !== undefined ? { isolation } : {}),
     });
   }
   state.seq = small.seq;

@@ -80,6 +80,8 @@ export interface AgentRecord {
   attributes: Record<string, string>;
   resources: AgentResources;
   bootId: string;
+  /** How it confines tasks, as it said at its last registration (absent: it did not say). */
+  isolation?: { mode: string; detail: string };
   state: AgentStateName;
   registeredSeq: number;
   registeredTs: number;

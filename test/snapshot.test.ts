@@ -312,7 +312,13 @@ describe("snapshot header and errors", () => {
     expect(Object.keys(s).sort()).toEqual([...STATE_FIELDS].sort());
     expect(Object.keys(s.tasks.values().next().value!).sort()).toEqual([...TASK_FIELDS].sort());
     expect(Object.keys(s.jobs.values().next().value!).sort()).toEqual([...JOB_FIELDS].sort());
-    expect(Object.keys(s.agents.values().next().value!).sort()).toEqual([...AGENT_FIELDS].sort());
+    // isolation is there only when an agent said it (registrations of earlier builds did not).
+    expect(Object.keys(s.agents.values().next().value!).sort()).toEqual(AGENT_FIELDS.filter((f) => f !== "isolation").sort());
+    const said = s.agents.values().next().value!;
+    said.isolation = { mode: "cgroups-v1", detail: "memory and cpu" };
+    const back = decodeSnapshot(encodeSnapshot(s)).agents.get(said.agentId)!;
+    expect(back.isolation).toEqual({ mode: "cgroups-v1", detail: "memory and cpu" });
+    expect(Object.keys(back).sort()).toEqual([...AGENT_FIELDS].sort());
     (s.tasks.values().next().value as TaskRecord & { extra?: number }).extra = 1;
     expect(() => encodeSnapshot(s)).toThrow(/TaskRecord has fields the snapshot codec does not know \(extra\)/);
   });

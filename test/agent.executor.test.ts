@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Executor, type ExecutorEvent, type LaunchSpec } from "../src/agent/executor.js";
 import { isAlive, listDescendants, processesWithEnv } from "../src/agent/proc.js";
-import { waitForPid } from "./support/files.js";
+import { waitForFile, waitForPid } from "./support/files.js";
 
 type Exited = Extract<ExecutorEvent, { type: "exited" }>;
 type Started = Extract<ExecutorEvent, { type: "started" }>;
@@ -518,6 +518,126 @@ describe("Executor: adopt", () => {
       expect(isAlive(stranger.pid!)).toBe(true);
     } finally {
       stranger.kill("SIGKILL");
+      await second.shutdown(200);
+    }
+  });
+});
+
+describe("Executor: Thermos processes", () => {
+  const proc = (name: string, cmdline: string, more: Record<string, unknown> = {}) => ({ name, cmdline, ...more });
+  const thermos = (taskId: string, processes: LaunchSpec["processes"], more: Partial<LaunchSpec> = {}): LaunchSpec => ({
+    taskId,
+    processes,
+    env: { ROOST_TEST_RUN: testRun },
+    sandboxDir: path.join(tmp, taskId),
+    ...more,
+  });
+  const lines = (file: string) => fs.readFileSync(file, "utf8").trim().split("\n");
+
+  it("restarts a failing process until maxFailures, minDuration apart, then fails the task", async () => {
+    const t = thermos("t-retry", [proc("flaky", "date +%s%N >> runs; exit 4", { maxFailures: 3, minDuration: 0.2 })]);
+    executor.launch(t);
+    const exited = await events.exited("t-retry");
+    expect(exited).toMatchObject({
+      exitCode: 4,
+      killed: false,
+      message: 'process "flaky" exited with code 4 (failed 3 of 3 allowed times)',
+    });
+    const starts = lines(path.join(t.sandboxDir, "runs")).map((ns) => Number(BigInt(ns) / 1_000_000n));
+    expect(starts).toHaveLength(3);
+    for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(190);
+  });
+
+  it("a process that succeeds on a later run lets the task succeed; a daemon is restarted after success", async () => {
+    const t = thermos("t-later", [
+      proc("second-time", "echo x >> tries; [ $(wc -l < tries) -ge 2 ]", { maxFailures: 5, minDuration: 0 }),
+      proc("beat", "echo x >> beats", { daemon: true, ephemeral: true, minDuration: 0.05 }),
+    ]);
+    executor.launch(t);
+    expect(await events.exited("t-later")).toMatchObject({ exitCode: 0, message: "all processes finished" });
+    expect(lines(path.join(t.sandboxDir, "tries"))).toHaveLength(2);
+    // The daemon ran more than once, and (ephemeral) did not hold the task up.
+    expect(lines(path.join(t.sandboxDir, "beats")).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("an ephemeral process is killed once the others succeeded; final processes run after them, in order", async () => {
+    const t = thermos(
+      "t-final",
+      [
+        proc("main", "echo main >> log"),
+        proc("side", "exec sleep 1000", { ephemeral: true }),
+        proc("flush", "echo flush >> log", { final: true }),
+        proc("report", "echo report >> log", { final: true }),
+      ],
+      { processConstraints: [{ order: ["flush", "report"] }], finalizationWaitMs: 5000 },
+    );
+    executor.launch(t);
+    expect(await events.exited("t-final")).toMatchObject({ exitCode: 0, killed: false });
+    expect(lines(path.join(t.sandboxDir, "log"))).toEqual(["main", "flush", "report"]);
+  });
+
+  it("a final process that runs past finalizationWait is SIGKILLed, and the task still ends", async () => {
+    const t = thermos("t-slowfinal", [proc("main", "true"), proc("hang", "trap '' TERM; exec sleep 1000", { final: true })], {
+      finalizationWaitMs: 300,
+    });
+    executor.launch(t);
+    const at = Date.now();
+    expect(await events.exited("t-slowfinal")).toMatchObject({ killed: false });
+    expect(Date.now() - at).toBeGreaterThanOrEqual(250);
+  });
+
+  it("status() shows every process: state, runs, failures, exit code and pid", async () => {
+    const t = thermos(
+      "t-status",
+      [proc("once", "exit 0"), proc("serve", "echo up >ready; exec sleep 1000"), proc("bye", "true", { final: true })],
+      {
+        processConstraints: [{ order: ["once", "serve"] }],
+      },
+    );
+    executor.launch(t);
+    await waitForFile(path.join(t.sandboxDir, "ready"));
+    await events.started("t-status");
+    const s = executor.status("t-status")!;
+    expect(s.phase).toBe("main");
+    expect(s.processes.map((p) => [p.name, p.state, p.runs, p.exitCode])).toEqual([
+      ["once", "SUCCESS", 1, 0],
+      ["serve", "RUNNING", 1, null],
+      ["bye", "WAITING", 0, null],
+    ]);
+    expect(s.processes[1]!.pid).toBeGreaterThan(0);
+    expect(executor.status("nope")).toBeNull();
+  });
+
+  it("an agent restarted mid-restart adopts the process states and carries on", async () => {
+    const t = thermos("t-adoptstate", [
+      proc("flaky", "echo x >> runs; [ -f ok ] && exec sleep 1000; exit 2", { maxFailures: 0, minDuration: 0.1 }),
+    ]);
+    executor.launch(t);
+    await events.started("t-adoptstate");
+    // Let it fail at least twice, then hand over to a second executor.
+    for (
+      let i = 0;
+      i < 200 && !(fs.existsSync(path.join(t.sandboxDir, "runs")) && lines(path.join(t.sandboxDir, "runs")).length >= 2);
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const rec = executor.records()[0]!;
+    expect(rec.processes[0]!.failures).toBeGreaterThanOrEqual(1);
+    executor.detach();
+    fs.writeFileSync(path.join(t.sandboxDir, "ok"), "");
+    const events2 = new Events();
+    const second = new Executor({ onEvent: events2.onEvent, defaultGraceMs: 500 });
+    try {
+      second.adopt(rec);
+      for (let i = 0; i < 200 && second.status("t-adoptstate")?.processes[0]?.state !== "RUNNING"; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      const p = second.status("t-adoptstate")!.processes[0]!;
+      expect(p.state).toBe("RUNNING");
+      expect(p.failures).toBeGreaterThanOrEqual(rec.processes[0]!.failures!);
+      await within(second.kill("t-adoptstate", 500), 10_000, "kill");
+      expect((await events2.exited("t-adoptstate")).killed).toBe(true);
+    } finally {
       await second.shutdown(200);
     }
   });

@@ -25,6 +25,7 @@ import { DEFAULT_ALLOWED_ENVIRONMENTS } from "../spec/jobSpec.js";
 import { ClusterState } from "../replay/state.js";
 import { coldStart } from "../storage/coldStart.js";
 import type { BaseSnapshotStore } from "../storage/snapshotStore.js";
+import type { EndpointStore } from "../storage/discoveryBucket.js";
 import { silentLogger, type Logger } from "../util/logger.js";
 import { SchedulerMetrics } from "../metrics/scheduler.js";
 import type { ActorStats } from "./actor.js";
@@ -62,6 +63,8 @@ export interface SchedulerOptions {
   intake?: IntakeSource;
   /** Where replicas say who they are (roost cluster status). */
   members?: MemberBoard;
+  /** Service discovery: the bucket a leader keeps equal to its fold (announcer.ts); none: nothing is announced. */
+  discovery?: EndpointStore;
   /** Snapshots: a cold start loads the newest valid one; one is written every snapshotEvery
    *  events, by a standby when there is one (see snapshotWriter.ts). */
   snapshots?: BaseSnapshotStore;
@@ -100,6 +103,7 @@ export class Scheduler {
 
   private readonly lease: Lease | null;
   private readonly intakeSource: IntakeSource | null;
+  private readonly discovery: EndpointStore | null;
   private readonly members: MemberBoard | null;
   private readonly snapshots: BaseSnapshotStore | null;
   private readonly snapshotWriter: SnapshotWriter | null;
@@ -136,6 +140,7 @@ export class Scheduler {
     this.onFatal = opts.onFatal ?? ((err) => this.log.fatal({ err }, "scheduler stopped"));
     this.lease = opts.lease ?? null;
     this.intakeSource = opts.intake ?? null;
+    this.discovery = opts.discovery ?? null;
     this.members = opts.members ?? null;
     this.snapshots = opts.snapshots ?? null;
     this.metrics = opts.metrics ?? new SchedulerMetrics();
@@ -198,6 +203,9 @@ export class Scheduler {
   }
   get health() {
     return this.leaderTerm().health;
+  }
+  get announcer() {
+    return this.leaderTerm().announcer;
   }
 
   /** The leader's actors: mailbox depth and what each is handling (empty when not leading). */
@@ -478,6 +486,7 @@ export class Scheduler {
         appender,
         metrics: this.metrics,
         intake: this.intakeSource,
+        discovery: this.discovery,
         quiesced: this.quiesced,
         folded: (_seq, events) => {
           this.notifyChange(events);

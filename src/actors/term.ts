@@ -10,6 +10,7 @@
 //   fold effects: LAUNCH, KILL → Launcher; TIMER → Timers; RESCHEDULE → Rescheduler;
 //                 PENDING tasks left → Placement (kick)
 //   periodic: AgentHealth (missed heartbeats), Preemptor (blocked groups)
+//   fold → EndpointIndex: endpoints wanted or withdrawn → Announcer (the discovery bucket)
 //
 // A term begins reconciling: it announces itself on roost.leader and waits until every agent the
 // log holds ACTIVE has registered with it (or the window ends); only then do placement, timers,
@@ -44,6 +45,9 @@ import { Reads } from "./reads.js";
 import { Rescheduler } from "./rescheduler.js";
 import { StatusIngest } from "./statusIngest.js";
 import { Timers } from "./timers.js";
+import type { EndpointStore } from "../storage/discoveryBucket.js";
+import { EndpointIndex } from "../views/discovery.js";
+import { Announcer } from "./announcer.js";
 
 /** The leader would not append an event its fold would reject (LeaderTerm.commit). */
 export class RefusedEventError extends Error {
@@ -75,6 +79,8 @@ export interface TermOptions {
   metrics: SchedulerMetrics;
   /** The durable intake to consume while the term lasts, if the replica has one. */
   intake?: IntakeSource | null;
+  /** The discovery bucket the term keeps equal to its fold (actors/announcer.ts), if the replica has one. */
+  discovery?: EndpointStore | null;
   /** Why the replica stopped placing (quiesce), or null. */
   quiesced: string | null;
   /** A committed record was folded (the replica tells its watchers, and checks for a snapshot point). */
@@ -109,6 +115,11 @@ export class LeaderTerm {
   readonly timers: Timers;
   readonly preemptor: Preemptor;
   readonly health: AgentHealth;
+  /** Service discovery's writer (null: the replica announces nothing). */
+  readonly announcer: Announcer | null;
+  /** The endpoints the fold wants announced, kept record by record once the term began. */
+  private readonly endpoints = new EndpointIndex();
+  private endpointsIndexed = false;
 
   constructor(o: TermOptions) {
     this.o = o;
@@ -148,6 +159,7 @@ export class LeaderTerm {
     this.registry = new AgentRegistry(c, this.launcher);
     this.health = new AgentHealth(c, this.registry);
     this.preemptor = new Preemptor(c, this.placement);
+    this.announcer = o.discovery ? new Announcer(c, o.discovery, this.endpoints) : null;
     this.events = new EventFeed(o.state, o.eventLog);
     this.reads = new Reads(
       c,
@@ -173,6 +185,7 @@ export class LeaderTerm {
       this.timers,
       this.preemptor,
       this.health,
+      ...(this.announcer ? [this.announcer] : []),
     ] as const;
   }
 
@@ -191,6 +204,12 @@ export class LeaderTerm {
    */
   async begin(announce: { schedulerId: string }): Promise<void> {
     const { bus } = this.o;
+    if (this.announcer) {
+      // The bucket follows the fold from now on: all of it once, then record by record (onCommit).
+      this.endpoints.reset(this.o.state);
+      this.endpointsIndexed = true;
+      this.announcer.send({ type: "reconcile" });
+    }
     this.unserve.push(
       serveApi(
         bus,
@@ -368,6 +387,7 @@ export class LeaderTerm {
     if (seq <= state.seq) return; // a deposed term's record, already folded from the log
     const effects: Effect[] = [];
     foldRecord(state, seq, events, effects);
+    const announce = this.endpointsIndexed ? this.endpoints.update(state, events) : null;
     let placed = 0;
     for (const e of events) if (e.type === "TaskAssigned") placed++;
     if (placed > 0) this.o.metrics.placed(placed);
@@ -375,6 +395,7 @@ export class LeaderTerm {
     this.events.folded();
     this.poke();
     if (this.ended) return; // effects belong to the term that is leading
+    if (announce !== null && announce.length > 0) this.announcer?.send({ type: "changed", keys: announce });
     for (const e of effects) {
       if (e.kind === "LAUNCH") this.launcher.send({ type: "launch", taskId: e.taskId });
       else if (e.kind === "KILL")

@@ -15,6 +15,8 @@ import type { AgentResources } from "../domain/types.js";
 import { openIntake } from "../eventlog/intake.js";
 import { openJetStreamLog } from "../eventlog/jetstream.js";
 import { SnapshotStore } from "../storage/snapshotStore.js";
+import { KvEndpointStore } from "../storage/discoveryBucket.js";
+import { discoveryBucket } from "../views/discovery.js";
 import { makeLogger } from "../util/logger.js";
 import { AgentMetrics } from "../metrics/agent.js";
 import { serveMetrics } from "../metrics/http.js";
@@ -131,6 +133,8 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
     const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
     const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
     const snapshots = await SnapshotStore.forLog(log);
+    // Service discovery: the leader keeps <stream>_DISCOVERY equal to its fold (actors/announcer.ts).
+    const discovery = await KvEndpointStore.open(bus.nc, { bucket: discoveryBucket(f.stream), replicas: f.replicas });
     // The durable intake rides along: without it (another cluster's intake holds its subjects on
     // this server) the API still serves, and the error says why.
     const intake = await openIntake(bus.nc, { stream: `${f.stream}_INTAKE`, replicas: f.replicas }).catch((err: Error) => {
@@ -147,6 +151,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
       members,
       intake,
       snapshots,
+      discovery,
       snapshotEvery: f.snapshotEvery,
       allowedEnvironments: f.allowedEnvironments ? new RegExp(f.allowedEnvironments) : undefined,
       onFatal: (err) => {

@@ -10,6 +10,7 @@ import { Scheduler } from "../../src/actors/scheduler.js";
 import type { Bus } from "../../src/bus/bus.js";
 import { MemoryBus } from "../../src/bus/memory.js";
 import type { IntakeSource } from "../../src/eventlog/intake.js";
+import type { EndpointStore } from "../../src/storage/discoveryBucket.js";
 import type { EventLog } from "../../src/eventlog/log.js";
 import { MemoryLog } from "../../src/eventlog/memory.js";
 import type { ClusterState } from "../../src/replay/state.js";
@@ -37,6 +38,8 @@ export async function startCluster(
     policy?: Partial<SchedulingPolicy>;
     allowedEnvironments?: RegExp;
     intake?: IntakeSource;
+    /** Service discovery's bucket, kept by the leader (actors/announcer.ts). */
+    discovery?: EndpointStore;
   } = {},
 ): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), "roost-test-"));
@@ -49,6 +52,7 @@ export async function startCluster(
     retryMs: 100,
     allowedEnvironments: opts.allowedEnvironments,
     intake: opts.intake,
+    discovery: opts.discovery,
     // Aurora's rules on a test's time scale.
     policy: { throttleInitialMs: 10, throttleMaxMs: 100, groupBackoffInitialMs: 10, groupBackoffMaxMs: 100, ...opts.policy },
   });

@@ -36,6 +36,7 @@ import { MemoryLog } from "../eventlog/memory.js";
 import { parseTokens, startHttpGateway } from "../gateway/http.js";
 import { startReplicaReads } from "../ui/replica.js";
 import { authorizationConf, type Identity } from "../natsServer/auth.js";
+import { discoveryBucket } from "../views/discovery.js";
 import { type NatsClusterHandle, startNatsCluster } from "../natsServer/cluster.js";
 import { findNatsServer, freePort, type NatsServerHandle, startNatsServer } from "../natsServer/server.js";
 import { makeLogger } from "../util/logger.js";
@@ -589,6 +590,7 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
     mode: "nats",
     nats: url,
     stream: "ROOST",
+    discovery: discoveryBucket("ROOST"),
     http: http.url,
     ui: lead.ui,
     metrics: lead.metrics,

@@ -61,6 +61,7 @@ import { addHistoryCommands, atArg, withHistory } from "./history.js";
 import { registerUiCommand } from "./ui.js";
 import { registerSimCommand } from "./sim.js";
 import { registerSnapshotCommand } from "./snapshot.js";
+import { registerDiscoverCommand } from "./discover.js";
 
 type Common = CliClusterOptions;
 
@@ -758,6 +759,9 @@ addHistoryCommands(program, withClusterOptions);
 
 // ---- roost ui (src/cli/ui.ts) --------------------------------------------------------------
 registerUiCommand(program, withClusterOptions, listenArg);
+
+// ---- roost discover (src/cli/discover.ts) ----------------------------------------------------
+registerDiscoverCommand(program, withClusterOptions, jobKeyArg);
 
 /**
  * Every failure ends as one line, `roost: <message>` (with --json: {"error": …} on stderr), and

@@ -13,7 +13,10 @@ import { randomUUID } from "node:crypto";
 import type { Static } from "typebox";
 import type * as R from "../api/replies.js";
 import { EVENTS_FOLLOW_WAIT_MS, type Request } from "../api/requests.js";
+import { type DiscoverReply, discoverOnce, type EndpointChange, watchEndpoints } from "./discovery.js";
 import { type ClusterClient, connectClient, type RequestOptions, writeOnce } from "./transport.js";
+
+export type { DiscoveredEndpoint, DiscoverReply, EndpointChange } from "./discovery.js";
 
 export type JobCreateRequest = Request<"job.create">;
 export type JobKillRequest = Request<"job.kill">;
@@ -62,6 +65,15 @@ export interface EventsOptions {
   role?: string;
   /** Events per page. Default 500. */
   pageSize?: number;
+}
+
+export interface DiscoverOptions {
+  /** Return the changes (the current endpoints first, then live) instead of the current endpoints. */
+  watch?: boolean;
+  /** Ends a watch. */
+  signal?: AbortSignal;
+  /** Told about each key or value in the bucket that is skipped as garbage. Default: the client's note (the CLI: stderr). */
+  onWarning?: (msg: string) => void;
 }
 
 export class RoostClient {
@@ -155,6 +167,21 @@ export class RoostClient {
       from = page.next;
       if (!o.follow && page.events.length === 0 && page.next > page.lastSeq) return;
     }
+  }
+
+  // ---- service discovery: read from the bucket itself, no leader needed ---------------------
+
+  /**
+   * A job's live endpoints (instances RUNNING with a port), `{job, endpoints}` sorted by instance.
+   * With `{watch: true, signal}`: the changes, in order, the current endpoints first (as puts),
+   * until the signal aborts. A malformed job key is refused (INVALID_REQUEST, naming the field).
+   */
+  discover(job: string, o?: DiscoverOptions & { watch?: false }): Promise<DiscoverReply>;
+  discover(job: string, o: DiscoverOptions & { watch: true }): AsyncIterable<EndpointChange>;
+  discover(job: string, o: DiscoverOptions = {}): Promise<DiscoverReply> | AsyncIterable<EndpointChange> {
+    const warn = o.onWarning ?? this.transport.note;
+    if (o.watch === true) return watchEndpoints(this.transport, job, o.signal, warn);
+    return discoverOnce(this.transport, job, o.watch, warn);
   }
 
   close(): Promise<void> {

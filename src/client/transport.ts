@@ -33,6 +33,8 @@ export interface ClusterFile {
   startedAt?: string;
   /** A secured cell's credentials file for the CLI (roost dev --secure: the admin's). */
   creds?: string;
+  /** The service discovery KV bucket (default: `<stream>_DISCOVERY`, views/discovery.ts). */
+  discovery?: string;
   /** The web UI (the leader's replica when written), and that replica's Prometheus metrics. */
   ui?: string;
   metrics?: string;
@@ -86,7 +88,7 @@ const DEFAULT_TIMEOUT_MS = 10_000;
  * nats-server refused a publish or a subscription under this connection's permissions
  * (natsServer/auth.ts): PERMISSION_DENIED, naming the user and the subject; else null.
  */
-function permissionDenied(err: unknown, user: string | undefined): ClientError | null {
+export function permissionDenied(err: unknown, user: string | undefined): ClientError | null {
   const e = err as { name?: string; message?: string };
   if (e?.name !== "PermissionViolationError" && !/permissions violation/i.test(e?.message ?? "")) return null;
   const who = user ? `user ${JSON.stringify(user)}` : "this client";
@@ -294,7 +296,7 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
     const hint = opts.nats ? "is nats-server running there?" : "is `roost dev` still running?";
     throw new UnreachableError(`cannot reach NATS at ${url}${origin}: ${why}; ${hint}`);
   }
-  return new NatsClient(url, nc, opts.stream ?? file.stream ?? "ROOST", timeoutMs, note, creds?.user);
+  return new NatsClient(url, nc, opts.stream ?? file.stream ?? "ROOST", timeoutMs, note, creds?.user, file.discovery);
 }
 
 /** An API v1 reply. */
@@ -412,6 +414,8 @@ export class NatsClient implements ClusterClient {
     readonly note: (msg: string) => void = () => {},
     /** The NATS user it connected as, for errors (none on an open cluster). */
     readonly user?: string,
+    /** The discovery bucket the cluster file names, if it names one (else the stream's). */
+    readonly discovery?: string,
   ) {}
 
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {

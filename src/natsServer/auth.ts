@@ -11,16 +11,27 @@
 //   admin      every API and intake subject and the JetStream API for offline reads; never the
 //              log's subject, roost.leader, a KV or object store write, or a stream's deletion
 //   gateway    every API and intake subject (it checks its own callers' tokens: gateway/http.ts)
-//   <role>     roost.api.v1.<role>.> and roost.intake.v1.<role>.> only
+//   <role>     roost.api.v1.<role>.> and roost.intake.v1.<role>.> only; and reading the
+//              discovery bucket (below)
 //   <agent>    roost.agent.<its id>.{register,heartbeat,status}, and replies to its launch/kill
 // Every identity may subscribe to _INBOX.> for replies (nats-front-door.md: a JetStream producer
 // needs nothing more). That lets a client read replies meant for others if it learns their inbox;
 // per-user inbox prefixes would close it and are not done yet.
 //
+// Service discovery (views/discovery.ts): only the scheduler writes the discovery bucket; a role
+// may read it, every role's endpoints (finding another team's service is what discovery is for),
+// through the few JetStream API subjects an ordered consumer on the bucket's stream takes
+// (storage/discoveryBucket.ts readBucket), and nothing else of JetStream: no put, delete or purge
+// ($KV.<bucket>.> is never allowed), no other stream, no stream change. The admin reads it with
+// its $JS.API.> already and is denied every $KV.> write. Known gap: a role may create consumers on
+// the bucket's stream, durable ones too (2.9's consumer create subject names the consumer, not
+// its kind), so it can spend the server's resources there.
+//
 // The same function writes `roost dev --secure`'s config and ops/nats/auth.conf, so the two cannot
 // drift; test/auth.nats.test.ts proves each denial against a real server.
 
 import { agentToken } from "../bus/bus.js";
+import { discoveryBucket } from "../views/discovery.js";
 
 type IdentityKind = "scheduler" | "admin" | "gateway" | "role" | "agent";
 
@@ -43,8 +54,27 @@ interface Permissions {
 
 const INBOX = "_INBOX.>";
 
-/** The subject permissions of one identity. `logSubject` is the event log's (ROOST → roost.events). */
-function permissionsOf(id: Identity, logSubject: string): Permissions | null {
+/**
+ * What reading the discovery bucket takes (readBucket: an ordered pull consumer), and no more:
+ * the stream's info (the client checks the stream exists), creating the consumer (2.9's create
+ * subject carries its name and filter), pulling from it, and deleting it when done (else it
+ * lingers 5 minutes). Checked against a real server by test/discovery.test.ts.
+ */
+function discoveryReads(bucket: string): string[] {
+  const stream = `KV_${bucket}`;
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`,
+    `$JS.API.CONSUMER.DELETE.${stream}.*`,
+  ];
+}
+
+/**
+ * The subject permissions of one identity. `logSubject` is the event log's (ROOST → roost.events),
+ * `bucket` the discovery bucket's (ROOST → ROOST_DISCOVERY).
+ */
+function permissionsOf(id: Identity, logSubject: string, bucket: string): Permissions | null {
   switch (id.kind) {
     case "scheduler":
       return null;
@@ -72,7 +102,7 @@ function permissionsOf(id: Identity, logSubject: string): Permissions | null {
       return { publish: { allow: ["roost.api.v1.>", "roost.intake.v1.>"] }, subscribe: { allow: [INBOX] } };
     case "role":
       return {
-        publish: { allow: [`roost.api.v1.${id.name}.>`, `roost.intake.v1.${id.name}.>`] },
+        publish: { allow: [`roost.api.v1.${id.name}.>`, `roost.intake.v1.${id.name}.>`, ...discoveryReads(bucket)] },
         subscribe: { allow: [INBOX] },
       };
     case "agent": {
@@ -106,13 +136,14 @@ function checkIdentities(ids: readonly Identity[]): string | null {
  * The `authorization { users: [...] }` block of a nats-server config, in its own syntax: strings
  * quoted, a password read from the environment written as $NAME (nats-server resolves it).
  */
-export function authorizationConf(ids: readonly Identity[], logSubject: string): string {
+export function authorizationConf(ids: readonly Identity[], logSubject: string, opts: { discoveryBucket?: string } = {}): string {
+  const bucket = opts.discoveryBucket ?? discoveryBucket("ROOST");
   const problem = checkIdentities(ids);
   if (problem) throw new Error(problem);
   const lines = ["authorization {", "  users: ["];
   for (const id of ids) {
     const pass = typeof id.password === "string" ? JSON.stringify(id.password) : `$${id.password.env}`;
-    const perms = permissionsOf(id, logSubject);
+    const perms = permissionsOf(id, logSubject, bucket);
     lines.push(`    # ${id.kind}`);
     lines.push(`    { user: ${JSON.stringify(id.name)}, password: ${pass}${perms ? `, permissions: ${JSON.stringify(perms)}` : ""} }`);
   }

@@ -91,6 +91,7 @@ const CASES: Record<string, { subject: string; body: () => unknown }> = {
   "role.job.list": { subject: `roost.api.v1.${ROLE}.job.list`, body: () => ({}) },
   "role.task.history": { subject: `roost.api.v1.${ROLE}.task.history`, body: () => ({ taskId }) },
   "role.task.why": { subject: `roost.api.v1.${ROLE}.task.why`, body: () => ({ taskId }) },
+  "role.task.status": { subject: `roost.api.v1.${ROLE}.task.status`, body: () => ({ taskId }) },
   "role.quota.get": { subject: `roost.api.v1.${ROLE}.quota.get`, body: () => ({ role: ROLE }) },
   "admin.quota.set": {
     subject: "roost.api.v1.admin.quota.set",
@@ -102,6 +103,7 @@ const CASES: Record<string, { subject: string; body: () => unknown }> = {
   "cluster.job.list": { subject: "roost.api.v1.cluster.job.list", body: () => null },
   "cluster.task.history": { subject: "roost.api.v1.cluster.task.history", body: () => ({ taskId }) },
   "cluster.task.why": { subject: "roost.api.v1.cluster.task.why", body: () => ({ taskId }) },
+  "cluster.task.status": { subject: "roost.api.v1.cluster.task.status", body: () => ({ taskId }) },
   "role.events": { subject: `roost.api.v1.${ROLE}.events`, body: () => ({ from: 1, limit: 50 }) },
   "cluster.events": { subject: "roost.api.v1.cluster.events", body: () => ({ from: 1, type: ["TaskCreated"] }) },
   // The SRE's reads: every replica answers them (history/serve.ts), the cell's one too.

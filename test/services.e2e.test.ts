@@ -13,6 +13,8 @@ import { subjects } from "../src/bus/bus.js";
 import type { TaskId } from "../src/domain/types.js";
 import { jobStatus, taskHistory, withReasons } from "../src/replay/queries.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import type { TaskStatusReply } from "../src/client/roostClient.js";
+import { apiRequest } from "./support/api.js";
 import { waitForFile } from "./support/files.js";
 import { testSpec } from "./support/specs.js";
 
@@ -193,6 +195,19 @@ describe("processes within a task (Thermos)", () => {
     expect(byName.serve).toMatchObject({ state: "RUNNING", runs: 1, exitCode: null });
     expect(byName.serve!.pid).toBeGreaterThan(0);
     expect(byName.cleanup).toMatchObject({ state: "WAITING", runs: 0, final: true });
+    // The same through the API (roost task status asks the leader, which asks the agent).
+    const api = await apiRequest<TaskStatusReply>(c.bus, "task.status", { taskId });
+    expect(api.ok).toBe(true);
+    if (api.ok) {
+      expect(api.value).toMatchObject({ taskId, state: "RUNNING", agentId, phase: "main", agentError: null });
+      expect(api.value.processes!.map((p) => [p.name, p.state])).toEqual([
+        ["serve", "RUNNING"],
+        ["fetch", "SUCCESS"],
+        ["cleanup", "WAITING"],
+      ]);
+    }
+    const missing = await apiRequest(c.bus, "task.status", { taskId: "no-such-task" });
+    expect(missing).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
     // Garbage gets the field and the rule, and changes nothing.
     const bad = await c.bus.request<InspectReply>(subjects.inspect(agentId), { taskId: 5 }, 5000);
     expect(bad).toMatchObject({ ok: false });

@@ -57,6 +57,7 @@ const READ_OPS = [
   "quota.get",
   "task.history",
   "task.why",
+  "task.status",
   "cluster.info",
   "cluster.hash",
   "request.get",

@@ -4,6 +4,8 @@
 // reads reasons back from the log) never holds a write, and a flood of writes never holds a read.
 // It changes nothing; a read that awaits the log does not hold the mailbox either.
 
+import type { InspectReply } from "../agent/protocol.js";
+import { subjects } from "../bus/bus.js";
 import { asTaskId } from "../domain/types.js";
 import { quotaReport } from "../quota/quota.js";
 import { partHashes } from "../replay/compare.js";
@@ -24,7 +26,13 @@ const LIVE_HASH_MAX_TASKS = 100_000;
 
 export type ReadsMsg = { type: ReadsOp; req: unknown; caller: Caller; reply: (r: unknown) => void; fail: (err: Error) => void };
 
-type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "eventLog" | "schedulerId" | "epoch">;
+type Deps = Pick<
+  TermContext,
+  "state" | "clock" | "log" | "policy" | "eventLog" | "schedulerId" | "epoch" | "bus" | "agentRequestTimeoutMs"
+>;
+
+/** Task states in which an agent runs (or ran a moment ago) the task's processes. */
+const ON_AGENT = new Set(["ASSIGNED", "STARTING", "RUNNING", "KILLING", "RESTARTING", "PREEMPTING", "DRAINING", "PARTITIONED"]);
 
 export class Reads extends Actor<ReadsMsg> {
   constructor(
@@ -60,6 +68,36 @@ export class Reads extends Actor<ReadsMsg> {
     else m.reply(r);
   }
 
+  /**
+   * A task as the log has it, and its processes as its agent runs them now (roost task status).
+   * The agent is asked only while it runs the task; one that does not answer leaves processes
+   * null, with the reason, rather than failing the read.
+   */
+  private async taskStatus(taskId: string, job: string, instance: number, state: string, host: string | null, agentId: string | null) {
+    const base = { taskId, job, instance, state, host, agentId };
+    const none = { processes: null, phase: null, killStep: null, health: null, isolation: null, memoryBytes: null };
+    if (agentId === null || !ON_AGENT.has(state)) {
+      return { ...base, ...none, agentError: agentId === null ? "the task was never placed" : `the task is ${state}: no agent runs it` };
+    }
+    let reply: InspectReply;
+    try {
+      reply = await this.s.bus.request<InspectReply>(subjects.inspect(agentId), { taskId }, Math.min(this.s.agentRequestTimeoutMs, 3000));
+    } catch (err) {
+      return { ...base, ...none, agentError: `agent ${agentId} did not answer: ${(err as Error).message}` };
+    }
+    if (!reply.ok) return { ...base, ...none, agentError: reply.error };
+    return {
+      ...base,
+      processes: reply.processes,
+      phase: reply.phase,
+      killStep: reply.killStep,
+      health: reply.health,
+      isolation: reply.isolation,
+      memoryBytes: reply.memoryBytes,
+      agentError: null,
+    };
+  }
+
   private answer(op: ReadsOp, r: Record<string, string>, role: string | null): unknown {
     const s = this.s;
     switch (op) {
@@ -89,6 +127,12 @@ export class Reads extends Actor<ReadsMsg> {
           if (!w) throw new RequestError(`task ${r.taskId} does not exist`, "NOT_FOUND", "taskId");
           return w;
         });
+      case "task.status": {
+        ownTask(s.state, r.taskId!, role);
+        const t = s.state.tasks.get(asTaskId(r.taskId!));
+        if (!t) throw new RequestError(`task ${r.taskId} does not exist`, "NOT_FOUND", "taskId");
+        return this.taskStatus(t.taskId, t.job, t.instance, t.state, t.host, t.agentId);
+      }
       case "request.get": {
         // The key namespace is the subject's role ("admin" for a trusted caller, as JobIntake's).
         const key = requestKey({ role }, r.key!);

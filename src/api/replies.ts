@@ -109,6 +109,54 @@ export const TaskWhyReply = obj(
   "Why a task is where it is, or why it waits",
 );
 
+export const TaskStatusReply = obj(
+  {
+    taskId: Str,
+    job: Str,
+    instance: Int,
+    state: Str,
+    host: NullableStr,
+    agentId: NullableStr,
+    processes: Type.Union([
+      Type.Array(
+        obj(
+          {
+            name: Str,
+            state: Str,
+            runs: Int,
+            failures: Int,
+            exitCode: Type.Union([Int, Type.Null()]),
+            pid: Type.Union([Int, Type.Null()]),
+            final: Type.Boolean(),
+          },
+          "One process of the task (Thermos's states: WAITING, RUNNING, SUCCESS, FAILED, KILLED, LOST)",
+        ),
+      ),
+      Type.Null(),
+    ]),
+    phase: NullableStr,
+    killStep: NullableStr,
+    health: Type.Union([
+      obj(
+        {
+          running: Type.Boolean(),
+          consecutiveSuccesses: Int,
+          consecutiveFailures: Int,
+          attempts: Int,
+          lastReason: NullableStr,
+          snoozed: Type.Boolean(),
+        },
+        "The task's health checks, as its agent counts them",
+      ),
+      Type.Null(),
+    ]),
+    isolation: NullableStr,
+    memoryBytes: Type.Union([Num, Type.Null()]),
+    agentError: NullableStr,
+  },
+  "A task and its processes, as its agent runs them now (processes null when no agent was asked or none answered: agentError says why)",
+);
+
 const JobUsage = obj({ job: Str, instances: Int, cpus: Num, ramMb: Num, diskMb: Num }, "A job's production usage");
 export const QuotaReply = obj(
   { role: Str, quotaSet: Type.Boolean(), quota: Amounts, usage: Amounts, headroom: Amounts, jobs: Type.Array(JobUsage), seq: Int },

@@ -112,6 +112,7 @@ export const REQUEST_SCHEMAS = {
   ),
   "task.history": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
   "task.why": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
+  "task.status": Type.Object({ taskId: TaskIdRefSchema }, { additionalProperties: false }),
   history: Type.Object(
     {
       kind: Type.Union([Type.Literal("task"), Type.Literal("job"), Type.Literal("agent"), Type.Literal("host")], {

@@ -140,6 +140,15 @@ export const OPS = [
     http: { method: "GET", path: "/v1/roles/:role/tasks/:id/why" },
   },
   {
+    op: "task.status",
+    scope: "role",
+    write: false,
+    summary: "A task and each of its processes (state, runs, exit code, pid) and health checks, asked of its agent",
+    request: Q["task.status"],
+    reply: R.TaskStatusReply,
+    http: { method: "GET", path: "/v1/roles/:role/tasks/:id/status" },
+  },
+  {
     op: "quota.get",
     scope: "role",
     write: false,
@@ -219,6 +228,15 @@ export const OPS = [
     request: Q["task.why"],
     reply: R.TaskWhyReply,
     http: { method: "GET", path: "/v1/tasks/:id/why" },
+  },
+  {
+    op: "task.status",
+    scope: "cluster",
+    write: false,
+    summary: "Any task and each of its processes and health checks, asked of its agent",
+    request: Q["task.status"],
+    reply: R.TaskStatusReply,
+    http: { method: "GET", path: "/v1/tasks/:id/status" },
   },
   {
     op: "events",
@@ -369,6 +387,7 @@ export function addressFor(op: string, req: unknown, role?: string): string | nu
     case "job.list":
     case "task.history":
     case "task.why":
+    case "task.status":
     case "events":
       if (role === undefined) return clusterSubject(op);
   }

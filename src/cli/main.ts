@@ -21,7 +21,7 @@ import {
   USER_MAX_LENGTH,
   USER_PATTERN,
 } from "../domain/limits.js";
-import { jobKeyString, parseJobKey } from "../domain/types.js";
+import { jobKeyString, parseJobKey, type TaskId } from "../domain/types.js";
 import { parseTokens, startHttpGateway } from "../gateway/http.js";
 import { RESERVED_NAMES } from "../natsServer/auth.js";
 import { type QuotaReport, quotaReport } from "../quota/quota.js";
@@ -52,10 +52,19 @@ import {
   WaitTimeoutError,
 } from "../client/transport.js";
 import { registerClusterCommand } from "./cluster.js";
-import { type JobStatusReply, RoostClient } from "../client/roostClient.js";
+import { type JobStatusReply, RoostClient, type TaskStatusReply } from "../client/roostClient.js";
 import { runAgent, runScheduler } from "./daemons.js";
 import { runDev } from "./dev.js";
-import { entryAnomaly, formatEvent, formatJobList, formatJobStatus, formatQuotaReport, formatTaskHistory, formatWhy } from "./format.js";
+import {
+  entryAnomaly,
+  formatEvent,
+  formatJobList,
+  formatJobStatus,
+  formatQuotaReport,
+  formatTaskHistory,
+  formatWhy,
+  table,
+} from "./format.js";
 import { registerEventsCommand } from "./events.js";
 import { addHistoryCommands, atArg, withHistory } from "./history.js";
 import { registerUiCommand } from "./ui.js";
@@ -373,9 +382,14 @@ program
   .option("--creds <file>", CREDS_HELP)
   .option("--control-stdin", "read control lines (stop, kill) on stdin and stop at its end (used by `roost dev`)")
   .option("--metrics <host:port>", "serve Prometheus metrics on GET /metrics at this address, e.g. 0.0.0.0:9101")
+  .option(
+    "--no-isolation",
+    "run tasks unconfined (no cgroup memory and cpu limits); by default cgroups v2, else v1, where the host has them",
+  )
   .option("--json", "log as JSON lines (always)")
   .action(async (o) =>
     runAgent({
+      isolation: o.isolation !== false,
       nats: o.nats,
       id: o.id,
       host: o.host,
@@ -700,6 +714,41 @@ withClusterOptions(
   });
 });
 
+withClusterOptions(
+  task
+    .command("status")
+    .argument("<taskId>", "a task id", taskIdArg)
+    .description("a task and every one of its processes (state, runs, exit code, pid) and health checks, asked of its agent"),
+).action(async (taskId: string, o: Common) => {
+  await withClient(o, async (c) => {
+    const s = await c.transport
+      .request<TaskStatusReply>("task.status", { taskId }, { retry: false, timeoutMs: Math.min(READ_LEADER_WAIT_MS, c.timeoutMs) })
+      .catch(async (err): Promise<TaskStatusReply> => {
+        if (!(err instanceof NoResponderError)) throw err;
+        // No leader to ask the agent: the task as the log has it, its processes unknown.
+        const st = await foldLocally(c.transport);
+        const t = st.tasks.get(taskId as TaskId);
+        if (!t) throw new Error(`task ${taskId} does not exist`);
+        return {
+          taskId,
+          job: t.job,
+          instance: t.instance,
+          state: t.state,
+          host: t.host,
+          agentId: t.agentId,
+          processes: null,
+          phase: null,
+          killStep: null,
+          health: null,
+          isolation: null,
+          memoryBytes: null,
+          agentError: `no leader answered to ask the agent (the state is folded from the log here, at sequence ${st.seq})`,
+        };
+      });
+    print(o, s, () => formatTaskStatus(s));
+  });
+});
+
 const log = program.command("log").description("read the event log");
 withClusterOptions(log.command("tail").description("print the log as readable lines; entries the fold skips are marked as anomalies"))
   .option(
@@ -779,3 +828,35 @@ function fail(err: unknown): never {
 if (!["dev", "scheduler", "agent"].includes(process.argv[2] ?? "")) process.on("unhandledRejection", fail);
 
 program.parseAsync(process.argv).catch(fail);
+
+/** `roost task status`: the task, then one line per process. */
+function formatTaskStatus(s: TaskStatusReply): string {
+  const out = [`task ${s.taskId}  ${s.job}/${s.instance}  ${s.state}${s.host ? `  on ${s.host} (${s.agentId})` : ""}`];
+  if (s.processes === null) {
+    out.push(`processes: unknown: ${s.agentError ?? "no agent was asked"}`);
+    return out.join("\n");
+  }
+  const mem = s.memoryBytes !== null ? `  memory ${(s.memoryBytes / 2 ** 20).toFixed(1)} MiB` : "";
+  out.push(`phase ${s.phase}${s.killStep ? ` (kill: ${s.killStep})` : ""}  isolation ${s.isolation}${mem}`);
+  if (s.health) {
+    const h = s.health;
+    out.push(
+      `health: ${h.running ? "passed (RUNNING)" : "not yet passed"}; ${h.consecutiveSuccesses} ok and ${h.consecutiveFailures} failed in a row, ${h.attempts} checks${h.snoozed ? "; SNOOZED (.healthchecksnooze)" : ""}${h.lastReason ? `; last failure: ${h.lastReason}` : ""}`,
+    );
+  }
+  out.push(
+    table([
+      ["PROCESS", "STATE", "RUNS", "FAILURES", "EXIT", "PID", ""],
+      ...s.processes.map((p) => [
+        p.name,
+        p.state,
+        String(p.runs),
+        String(p.failures),
+        p.exitCode === null ? "-" : String(p.exitCode),
+        p.pid === null ? "-" : String(p.pid),
+        p.final ? "final" : "",
+      ]),
+    ]),
+  );
+  return out.join("\n");
+}

@@ -30,6 +30,7 @@ export type JobStatusReply = Static<typeof R.JobStatusReply>;
 export type JobListReply = Static<typeof R.JobListReply>;
 export type TaskHistoryReply = Static<typeof R.TaskHistoryReply>;
 export type TaskWhyReply = Static<typeof R.TaskWhyReply>;
+export type TaskStatusReply = Static<typeof R.TaskStatusReply>;
 export type QuotaReply = Static<typeof R.QuotaReply>;
 export type RequestOutcomeReply = Static<typeof R.RequestOutcomeReply>;
 export type EventsReply = Static<typeof R.EventsReply>;
@@ -126,6 +127,11 @@ export class RoostClient {
 
   taskWhy(req: Request<"task.why">, o?: RequestOptions): Promise<TaskWhyReply | null> {
     return this.transport.request("task.why", req, o);
+  }
+
+  /** A task and each of its processes and health checks, as its agent runs them now. */
+  taskStatus(req: Request<"task.status">, o?: RequestOptions): Promise<TaskStatusReply> {
+    return this.transport.request("task.status", req, o);
   }
 
   getQuota(req: Request<"quota.get">, o?: RequestOptions): Promise<QuotaReply> {

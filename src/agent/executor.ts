@@ -118,7 +118,7 @@ export interface ExecutorOptions {
 }
 
 /** A process's state, as Thermos names them. */
-export type ProcessState = "WAITING" | "RUNNING" | "SUCCESS" | "FAILED" | "KILLED" | "LOST";
+type ProcessState = "WAITING" | "RUNNING" | "SUCCESS" | "FAILED" | "KILLED" | "LOST";
 
 /** One process of a task, as checkpointed. */
 interface ProcessRecord {
@@ -173,7 +173,7 @@ export interface LaunchedTask {
 }
 
 /** What `roost task status` shows of one process. */
-export interface ProcessStatus {
+interface ProcessStatus {
   name: string;
   state: ProcessState;
   runs: number;

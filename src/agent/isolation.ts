@@ -34,9 +34,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { safeFileName } from "./sandbox.js";
 
-export type IsolationMode = "cgroups-v2" | "cgroups-v1" | "none";
+type IsolationMode = "cgroups-v2" | "cgroups-v1" | "none";
 
-export interface IsolationInfo {
+interface IsolationInfo {
   mode: IsolationMode;
   /**
    * One line for operators: what is used, or why nothing is ("no writable cgroup memory

@@ -2,6 +2,7 @@
 // SIGTERM, SIGINT and SIGHUP stop them in order (a second signal: at once); with
 // --control-stdin `roost dev` drives them over stdin (control.ts) and they stop when it goes.
 
+import { createIsolator } from "../agent/isolation.js";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { KvLease } from "../actors/lease.js";
@@ -196,6 +197,8 @@ export interface AgentFlags {
   creds?: string;
   /** --metrics host:port: serve Prometheus metrics on GET /metrics there (port 0: any free port). */
   metrics?: string;
+  /** --no-isolation: run tasks unconfined (no cgroups), and say so. Default: cgroups where the host has them. */
+  isolation?: boolean;
 }
 
 /** "host:port" ("[::1]:9101" for IPv6; port 0: any free port), or an error naming the flag. */
@@ -288,6 +291,8 @@ export async function runAgent(f: AgentFlags): Promise<void> {
       checkpoint: true,
       // A daemon's registry also carries Node's process metrics (process_*, nodejs_*).
       metrics: new AgentMetrics({ defaultMetrics: metricsAt !== null }),
+      // cgroups v2, else v1, else none (said at start-up and in its registration).
+      isolator: createIsolator({ agent: agentId, disabled: f.isolation === false }),
     });
     // Served before start(), which waits for a leader to accept the registration: an agent
     // with no leader to talk to is exactly one an operator wants to see.

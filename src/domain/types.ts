@@ -129,7 +129,7 @@ const HttpLifecycleSchema = Type.Object({
   gracefulShutdownWaitSecs: Num,
   shutdownWaitSecs: Num,
 });
-export type HttpLifecycleConfig = Static<typeof HttpLifecycleSchema>;
+type HttpLifecycleConfig = Static<typeof HttpLifecycleSchema>;
 const LifecycleSchema = Type.Object({ http: Type.Union([HttpLifecycleSchema, Type.Literal(false)]) });
 export type LifecycleConfig = Static<typeof LifecycleSchema>;
 

@@ -109,8 +109,8 @@ function permissionsOf(id: Identity, logSubject: string, bucket: string): Permis
       const t = agentToken(id.name);
       return {
         publish: { allow: [`roost.agent.${t}.register`, `roost.agent.${t}.heartbeat`, `roost.agent.${t}.status`] },
-        subscribe: { allow: [`roost.agent.${t}.launch`, `roost.agent.${t}.kill`, "roost.leader", INBOX] },
-        // Replies to the leader's launch and kill requests, and nothing else besides the above.
+        subscribe: { allow: [`roost.agent.${t}.launch`, `roost.agent.${t}.kill`, `roost.agent.${t}.inspect`, "roost.leader", INBOX] },
+        // Replies to the leader's launch, kill and inspect requests, and nothing else besides the above.
         allow_responses: true,
       };
     }

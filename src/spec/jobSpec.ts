@@ -69,7 +69,7 @@ export interface JobSpec {
 }
 
 /** Aurora's HealthCheckConfig defaults (base.py). */
-export const HEALTH_CHECK_DEFAULTS = {
+const HEALTH_CHECK_DEFAULTS = {
   initialIntervalSecs: 15,
   intervalSecs: 10,
   timeoutSecs: 1,
@@ -88,7 +88,7 @@ export const HTTP_LIFECYCLE_DEFAULTS = {
 } as const;
 
 /** Aurora's finalization_wait default (seconds between SIGTERM and SIGKILL). */
-export const FINALIZATION_WAIT_DEFAULT_SECS = 30;
+const FINALIZATION_WAIT_DEFAULT_SECS = 30;
 
 export interface SpecIssue {
   /** The field, e.g. "resources.ramMb" or "processes[1].name"; "" for the document itself. */

@@ -59,7 +59,7 @@ export const URL_PATH_PATTERN = "^/[^\\s]*$";
 const TIERS = ["preferred", "preemptible", "revocable"] as const;
 
 /** Placement constraints as a mapping (the form the scheduler checks: jobSpec.ts lifts a list into it). */
-export const PLACEMENT_CONSTRAINTS = {
+const PLACEMENT_CONSTRAINTS = {
   description:
     'Placement constraints, by host attribute: "limit:N" (at most N instances per attribute value), "v1,v2" (value must be one of these) or "!v1,v2" (must be none of these). dedicated takes "ROLE/NAME" or "*/NAME". May also be a list of one-attribute mappings and {order: [...]} process order constraints (Aurora writes both in constraints).',
   type: "object",

@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Agent } from "../../src/agent/agent.js";
+import { Agent, type AgentOptions } from "../../src/agent/agent.js";
 import type { SchedulingPolicy } from "../../src/actors/policy.js";
 import { Scheduler } from "../../src/actors/scheduler.js";
 import type { Bus } from "../../src/bus/bus.js";
@@ -40,6 +40,8 @@ export async function startCluster(
     intake?: IntakeSource;
     /** Service discovery's bucket, kept by the leader (actors/announcer.ts). */
     discovery?: EndpointStore;
+    /** More options for every agent (an isolator, a disk check interval). */
+    agent?: (i: number) => Partial<AgentOptions>;
   } = {},
 ): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), "roost-test-"));
@@ -73,6 +75,7 @@ export async function startCluster(
       bootId: `boot-${i}`,
       graceMs: 1000,
       statusRetryMs: 50,
+      ...opts.agent?.(i),
     });
     await agent.start();
     agents.push(agent);

@@ -8,7 +8,7 @@
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -33,6 +33,7 @@ import { RoostProcess, roost } from "./support/roost.js";
 import { testSpec } from "./support/specs.js";
 
 const STREAM = "DISC";
+const SERVICE = resolve("test/fixtures/service.mjs");
 const BUCKET = discoveryBucket(STREAM);
 const JOB = "www-data/devel/web";
 
@@ -136,12 +137,15 @@ afterAll(async () => {
 
 describe("service discovery", () => {
   it("shows 3 endpoints for 3 healthy instances and 2 after one fails; the watch gets every change in the fold's order", async () => {
-    // Each instance runs until its file appears, then exits 3: a task that stops being healthy.
+    // Each instance is an HTTP service with a health check (RUNNING, so announced, only once it
+    // passes); its /health turns "bad" once its file appears: it stops being healthy, and the
+    // agent ends it FAILED.
     const spec = testSpec("web", {
       instances: 3,
       service: true,
-      resources: { cpus: 0.1, ramMb: 16, diskMb: 16, ports: ["http", "admin"] },
-      processes: [{ name: "main", cmdline: `while [ ! -f ${dir}/fail-$ROOST_INSTANCE ]; do sleep 0.05; done; exit 3` }],
+      resources: { cpus: 0.1, ramMb: 128, diskMb: 16, ports: ["http", "health"] },
+      processes: [{ name: "main", cmdline: `BAD_FILE=${dir}/fail-$ROOST_INSTANCE exec ${process.execPath} ${SERVICE}` }],
+      healthCheck: { initialIntervalSecs: 0.2, intervalSecs: 0.2 },
     });
     const created = await client.createJob({ spec, user: "svc" });
     for (const i of [0, 1, 2]) await watch.until(put(i), `instance ${i} announced`);
@@ -153,7 +157,8 @@ describe("service discovery", () => {
       const t = c.scheduler.state.tasks.get(created.taskIds[e.instance]! as never)!;
       expect(t.state).toBe("RUNNING");
       expect(e).toEqual({ instance: e.instance, host: t.host, ports: t.ports, taskId: t.taskId });
-      expect(Object.keys(e.ports).sort()).toEqual(["admin", "http"]);
+      expect(Object.keys(e.ports).sort()).toEqual(["health", "http"]);
+      expect(c.scheduler.state.tasks.get(t.taskId)!.lastReason).toMatch(/healthy after/);
     }
 
     const before = watch.changes.length;
@@ -161,7 +166,9 @@ describe("service discovery", () => {
     await watch.until(del(1), "instance 1 withdrawn", before);
     const two = await client.discover(JOB);
     expect(two.endpoints.map((e) => e.instance)).toEqual([0, 2]);
-    expect(c.scheduler.state.tasks.get(created.taskIds[1]! as never)!.state).toBe("FAILED");
+    const failed = c.scheduler.state.tasks.get(created.taskIds[1]! as never)!;
+    expect(failed.state).toBe("FAILED");
+    expect(failed.lastReason).toContain('unhealthy: expected "ok", got "bad"');
 
     // The watch saw what the fold did, change for change (no key changed twice faster than a write).
     expect(asLines(watch.changes)).toEqual(await changesInTheLog(JOB));
@@ -176,8 +183,8 @@ describe("service discovery", () => {
     const lines = text.stdout.trim().split("\n");
     expect(lines).toHaveLength(2);
     const e0 = (await client.discover(JOB)).endpoints[0]!;
-    expect(lines[0]).toBe(`0 ${e0.host} admin=${e0.ports.admin} http=${e0.ports.http} task=${e0.taskId}`);
-    expect(lines[1]).toMatch(/^2 host-\d admin=\d+ http=\d+ task=www-data-devel-web-2-/);
+    expect(lines[0]).toBe(`0 ${e0.host} health=${e0.ports.health} http=${e0.ports.http} task=${e0.taskId}`);
+    expect(lines[1]).toMatch(/^2 host-\d health=\d+ http=\d+ task=www-data-devel-web-2-/);
 
     const json = await roost(["discover", JOB, ...base, "--json"], dir);
     expect(json.code, json.stderr).toBe(0);
@@ -192,7 +199,8 @@ describe("service discovery", () => {
     expect(bad.stderr).toMatch(/a job key must be ROLE\/ENV\/NAME/);
 
     const w = new RoostProcess(["discover", JOB, ...base, "--watch", "--json"], dir);
-    await w.until((l) => l.includes('"instance":2'), "the watch to print the current endpoints");
+    // The current endpoints come in the order they were announced (health checks decide it).
+    await w.until(() => w.output.includes('"instance":0') && w.output.includes('"instance":2'), "the watch to print the current endpoints");
     expect(w.output.split("\n").map((l) => (JSON.parse(l) as EndpointChange).op)).toEqual(["put", "put"]);
     expect(await w.stop("SIGINT")).toBe(0);
   }, 60_000);

@@ -316,6 +316,39 @@ describe("Agent: launch and kill checks", () => {
         good("t-port", { processes: [{ name: "main", cmdline: "echo {{ports.http}}" }] }),
         /^cannot start: processes\[0\]\.cmdline: command line uses \{\{ports\.http\}\} but no port named "http" is assigned/,
       ],
+      [
+        "t-health",
+        good("t-health", {
+          healthCheck: { initialIntervalSecs: 0, intervalSecs: -1, timeoutSecs: 1, maxConsecutiveFailures: 0, minConsecutiveSuccesses: 1 },
+        }),
+        /^cannot start: healthCheck\.intervalSecs: must be a number greater than 0/,
+      ],
+      [
+        "t-order",
+        good("t-order", { processConstraints: [{ order: ["main", "ghost"] }] }),
+        /^cannot start: processConstraints\[0\]\.order: must name processes of the task \(got "ghost"\)$/,
+      ],
+      [
+        "t-runs",
+        good("t-runs", { processes: [{ name: "main", cmdline: "true", maxFailures: -3 }] }),
+        /^cannot start: processes\[0\]\.maxFailures: /,
+      ],
+      ["t-final", good("t-final", { finalizationWaitSecs: 600 }), /^cannot start: finalizationWaitSecs: /],
+      [
+        "t-endpoint",
+        good("t-endpoint", {
+          lifecycle: {
+            http: {
+              port: "health",
+              gracefulShutdownEndpoint: "quit",
+              shutdownEndpoint: "/a",
+              gracefulShutdownWaitSecs: 1,
+              shutdownWaitSecs: 1,
+            },
+          },
+        }),
+        /^cannot start: lifecycle\.http\./,
+      ],
       ["..", good(".."), /^cannot start: taskId: must be a task id/],
       ["../../x", good("../../x"), /^cannot start: taskId: must be a task id/],
     ];

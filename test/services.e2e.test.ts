@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { Agent } from "../src/agent/agent.js";
 import { createIsolator } from "../src/agent/isolation.js";
 import type { InspectReply } from "../src/agent/protocol.js";
 import { taskSandboxDir } from "../src/agent/sandbox.js";
@@ -254,5 +255,44 @@ describe(`resource isolation${cgroups.mode === "none" ? ` (memory test skipped: 
     expect(failed.reason).toMatch(/disk limit exceeded: the sandbox uses more than \d+ MiB, over its diskMb of 1 MiB/);
     // An agent without isolation says so in its registration (roost cluster status shows it).
     expect(c.scheduler.state.agents.get(c.agents[0]!.agentId as never)!.isolation?.mode).toBe("none");
+  });
+});
+
+describe("an agent killed -9 while a task's health checks run", () => {
+  it("a restarted agent re-attaches and goes on checking: the task becomes RUNNING, its process never restarted", async () => {
+    c = await startCluster({ agents: 1 });
+    await c.scheduler.intake.create({
+      spec: spec("survivor", {
+        service: true,
+        processes: [{ name: "server", cmdline: svcCmd({ OK_AFTER_MS: "1500" }) }],
+        healthCheck: { initialIntervalSecs: 10, intervalSecs: 0.2 },
+      }),
+    });
+    const job = "www-data/devel/survivor";
+    await waitFor(c.scheduler, () => instance(job)?.state === "STARTING", "STARTING");
+    const taskId = instance(job).taskId;
+    const sandbox = sandboxOf(taskId);
+    await waitForFile(join(sandbox, "events.log"));
+    const first = c.agents[0]!;
+    first.abandon(); // as kill -9 would: its processes and checkpoint are left as they are
+    const known = c.scheduler.state.agents.get(first.agentId as never)!;
+    const second = new Agent({
+      bus: c.bus,
+      agentId: first.agentId,
+      host: known.host,
+      attributes: known.attributes,
+      resources: known.resources,
+      workDir: join(c.dir, first.agentId),
+      bootId: known.bootId,
+      graceMs: 1000,
+      statusRetryMs: 50,
+    });
+    c.agents[0] = second;
+    await second.start();
+    expect(second.recovery?.adopted).toEqual([taskId]);
+    await waitFor(c.scheduler, () => task(taskId).state === "RUNNING", "RUNNING after the agent came back");
+    expect((await history(taskId)).at(-1)!.reason).toMatch(/healthy after/);
+    // The same process all along: it started listening once.
+    expect(serviceEvents(sandbox).filter((l) => l === "listening")).toHaveLength(1);
   });
 });

@@ -79,11 +79,28 @@ export function formatProblems(problems: readonly Problem[], prefix = ""): strin
 // ---- ajv errors → problems -------------------------------------------------------------------
 
 function problemsOf(root: TSchema, errors: readonly ErrorObject[], value: unknown): Problem[] {
-  // A union's branch errors say little ("must be string", "must be null"): report the union.
-  const unions = errors.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf").map((e) => `${e.schemaPath}/`);
+  // A union's branch errors say little ("must be string", "must be null"): report the union,
+  // unless the value is of the type of exactly one branch (a mapping where a mapping or null is
+  // allowed): then that branch's own problems name the field inside it (healthCheck.intervalSecs).
+  const unions: string[] = [];
+  const chosen = new Set<string>();
+  for (const e of errors) {
+    if (e.keyword !== "anyOf" && e.keyword !== "oneOf") continue;
+    const node = nodeAt(root, e.schemaPath);
+    // A union with its own rule in words says it best.
+    const branches = (node?.[RULE] === undefined ? (node?.[e.keyword] ?? []) : []) as Array<Record<string, unknown>>;
+    const kind = jsonType(valueAt(value, pointerSegs(e.instancePath)));
+    const same = branches.flatMap((b, i) => (b.type === kind || (kind === "integer" && b.type === "number") ? [i] : []));
+    const branch = same.length === 1 ? `${e.schemaPath}/${same[0]}/` : null;
+    if (branch !== null && errors.some((x) => x.schemaPath.startsWith(branch))) {
+      chosen.add(e.schemaPath);
+      unions.push(...branches.map((_, i) => `${e.schemaPath}/${i}/`).filter((b) => b !== branch));
+    } else unions.push(`${e.schemaPath}/`);
+  }
   const out: Problem[] = [];
   const seen = new Set<string>();
   for (const e of errors) {
+    if (chosen.has(e.schemaPath) && (e.keyword === "anyOf" || e.keyword === "oneOf")) continue;
     if (unions.some((u) => e.schemaPath.startsWith(u))) continue;
     if (e.keyword === "if") continue;
     const p = toProblem(root, e, value);
@@ -127,6 +144,14 @@ function toProblem(root: TSchema, e: ErrorObject, value: unknown): Problem | nul
 }
 
 /** The schema node that holds the failing keyword ("#/properties/a/type" → the node of a). */
+/** A value's JSON Schema type. */
+function jsonType(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "number";
+  return typeof v;
+}
+
 function nodeAt(root: TSchema, schemaPath: string): Record<string, unknown> | undefined {
   const parts = schemaPath
     .replace(/^#\/?/, "")

@@ -338,6 +338,23 @@ describe(`task cgroups${skipNote}`, () => {
     expect(iso.open("life-1")).toBeNull();
   });
 
+  it.skipIf(!available)("sweep removes orphans old enough and empty, keeps what it is told and what is fresh; close leaves nothing", () => {
+    prepare("sweep-keep", 0.1, 16);
+    prepare("sweep-orphan", 0.1, 16);
+    // Fresh: a launch may be under way (the default minimum age, 60 s).
+    expect(iso.sweep(new Set(["sweep-keep"]))).toEqual([]);
+    expect(iso.open("sweep-orphan")).not.toBeNull();
+    expect(iso.sweep(new Set(["sweep-keep"]), 0)).toEqual(["sweep-orphan"]);
+    expect(iso.open("sweep-orphan")).toBeNull();
+    expect(iso.open("sweep-keep")).not.toBeNull();
+    // close() leaves a non-empty agent cgroup alone, and removes an empty one.
+    iso.close();
+    expect(iso.open("sweep-keep")).not.toBeNull();
+    expect(iso.sweep(new Set(), 0)).toEqual(["sweep-keep"]);
+    iso.close();
+    expect(AGENT_DIRS.filter((d) => fs.existsSync(d))).toEqual([]);
+  });
+
   it.skipIf(!available)("refuses a task id that names a control file, and writes nothing", () => {
     expect(() => iso.prepare("cgroup.procs", { cpus: 1, ramMb: 64 })).toThrow(/control file/);
     expect(() => iso.prepare("t-2", { cpus: 0, ramMb: 64 })).toThrow(/cpus must be a positive number/);

@@ -222,7 +222,9 @@ describe("processes within a task (Thermos)", () => {
   });
 });
 
-const cgroups = createIsolator({ agent: `probe-${process.pid}` }).info;
+const probe = createIsolator({ agent: `probe-${process.pid}` });
+const cgroups = probe.info;
+probe.close();
 
 describe(`resource isolation${cgroups.mode === "none" ? ` (memory test skipped: ${cgroups.detail})` : ` (${cgroups.mode})`}`, () => {
   it.skipIf(cgroups.mode === "none")("a task that allocates past its ramMb ends FAILED with the memory reason", async () => {

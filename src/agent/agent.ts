@@ -278,6 +278,9 @@ export class Agent {
       this.checkpointOpen = true;
       this.markDirty();
     }
+    // Cgroups of tasks that ended while no agent watched (killed -9, never restarted until now).
+    const swept = this.isolator.sweep(new Set(this.executor.runningTasks()));
+    if (swept.length > 0) this.log.info({ cgroups: swept }, "removed the cgroups of tasks that ended while no agent watched");
     this.unserve.push(
       this.bus.serve(subjects.launch(this.agentId), (d) => this.onLaunch(d)),
       this.bus.serve(subjects.kill(this.agentId), (d) => this.onKill(d)),
@@ -475,6 +478,8 @@ export class Agent {
     this.checkpointOpen = false;
     this.executor.detach();
     this.statuses.stop();
+    // Empty once every task is gone (stop() killed them): nothing of this agent is left behind.
+    if (this.executor.runningTasks().length === 0) this.isolator.close();
   }
 
   /** Tasks to report as running at registration: those running, and those not fully reported yet. */

@@ -82,6 +82,51 @@ export interface Isolator {
   prepare(taskId: string, resources: { cpus: number; ramMb: number }): TaskCgroup | null;
   /** The cgroup of a task prepared before (e.g. by an earlier agent), without changing limits; null if none exists. */
   open(taskId: string): TaskCgroup | null;
+  /**
+   * Removes this agent's task cgroups other than those of `keep` that hold no process: what tasks
+   * that ended while no agent watched left behind (an agent killed -9, then restarted). Returns
+   * the names removed. Never throws.
+   */
+  sweep(keep: ReadonlySet<string>, minAgeMs?: number): string[];
+  /** Removes this agent's own cgroup directories if they are empty (an agent stopping). Never throws. */
+  close(): void;
+}
+
+/** How old a task cgroup must be before sweep() takes it for an orphan. */
+const SWEEP_MIN_AGE_MS = 60_000;
+
+/** sweep() over the agent directories of an isolator. */
+function sweepAgentDirs(agentDirs: readonly string[], keep: ReadonlySet<string>, minAgeMs = SWEEP_MIN_AGE_MS): string[] {
+  const keepNames = new Set([...keep].map((t) => safeFileName(t)));
+  const removed = new Set<string>();
+  for (const dir of agentDirs) {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory() || keepNames.has(e.name)) continue;
+      const cg = path.join(dir, e.name);
+      // A cgroup made a moment ago may belong to a launch under way (another agent of the same
+      // id, as tests run them): only one older than SWEEP_MIN_AGE_MS is an orphan.
+      const st = fs.statSync(cg, { throwIfNoEntry: false });
+      if (!st || Date.now() - st.mtimeMs < minAgeMs) continue;
+      if (removeCgroupTree(cg)) removed.add(e.name);
+    }
+  }
+  return [...removed];
+}
+
+function closeAgentDirs(agentDirs: readonly string[]): void {
+  for (const dir of agentDirs) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      // Not empty (a task left running), or gone: either way nothing to do.
+    }
+  }
 }
 
 export interface IsolatorOptions {
@@ -282,6 +327,10 @@ class NoIsolation implements Isolator {
   open(): TaskCgroup | null {
     return null;
   }
+  sweep(): string[] {
+    return [];
+  }
+  close(): void {}
 }
 
 /** cgroups v2: <root>/roost/<agent>/<task>, memory (and cpu where it can be enabled). */
@@ -359,6 +408,14 @@ class V2Isolator implements Isolator {
   open(taskId: string): TaskCgroup | null {
     const dir = this.taskDir(taskId);
     return isCgroupDir(dir) ? new CgroupOfTask(2, dir, null) : null;
+  }
+
+  sweep(keep: ReadonlySet<string>, minAgeMs?: number): string[] {
+    return sweepAgentDirs([this.agentDir], keep, minAgeMs);
+  }
+
+  close(): void {
+    closeAgentDirs([this.agentDir]);
   }
 }
 
@@ -442,6 +499,18 @@ class V1Isolator implements Isolator {
     if (!isCgroupDir(memDir)) return null;
     const cpuDir = this.cpuTaskDir(taskId);
     return new CgroupOfTask(1, memDir, cpuDir !== null && isCgroupDir(cpuDir) ? cpuDir : null);
+  }
+
+  private agentDirs(): string[] {
+    return this.cpuAgentDir === null ? [this.memoryAgentDir] : [this.memoryAgentDir, this.cpuAgentDir];
+  }
+
+  sweep(keep: ReadonlySet<string>, minAgeMs?: number): string[] {
+    return sweepAgentDirs(this.agentDirs(), keep, minAgeMs);
+  }
+
+  close(): void {
+    closeAgentDirs(this.agentDirs());
   }
 }
 

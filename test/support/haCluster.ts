@@ -411,6 +411,8 @@ export class HaCell {
   agentArgs(a: AgentConfig): string[] {
     return [
       "agent",
+      // These cells test failover, not isolation: agents killed -9 would leave cgroups behind.
+      "--no-isolation",
       "--nats",
       this.url,
       "--id",

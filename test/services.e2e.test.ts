@@ -47,6 +47,29 @@ async function history(taskId: string) {
   return (await withReasons(taskHistory(c!.scheduler.state, taskId)!, c!.log)).events;
 }
 
+/**
+ * A job of one instance on a new one-agent cluster, once its task is in `state` (and, with
+ * `ready`, once that file is in its sandbox): its key, task and sandbox.
+ */
+async function runJob(name: string, over: Record<string, unknown>, opts: { state?: string; ready?: string } = {}) {
+  c = await startCluster({ agents: 1 });
+  await c.scheduler.intake.create({ spec: spec(name, over) });
+  const job = `www-data/devel/${name}`;
+  const state = opts.state ?? "RUNNING";
+  await waitFor(c.scheduler, () => instance(job)?.state === state, state);
+  const taskId = instance(job).taskId;
+  const sandbox = sandboxOf(taskId);
+  if (opts.ready !== undefined) await waitForFile(join(sandbox, opts.ready));
+  return { job, taskId, sandbox };
+}
+
+/** Kills the job and waits for its task to be KILLED; returns the task's history. */
+async function killJob(job: string, taskId: string) {
+  await c!.scheduler.intake.kill({ job, instances: null, user: "alice" });
+  await waitFor(c!.scheduler, () => task(taskId).state === "KILLED", "KILLED");
+  return history(taskId);
+}
+
 /** events.log lines of the stand-in service, without their times. */
 const serviceEvents = (sandbox: string) =>
   readFileSync(join(sandbox, "events.log"), "utf8")
@@ -56,21 +79,17 @@ const serviceEvents = (sandbox: string) =>
 
 describe("health checks decide RUNNING and FAILED", () => {
   it('an HTTP service that answers "ok" only after 3 s becomes RUNNING after that, not before', async () => {
-    c = await startCluster({ agents: 1 });
-    await c.scheduler.intake.create({
-      spec: spec("slow", {
+    const { taskId } = await runJob(
+      "slow",
+      {
         service: true,
         processes: [{ name: "server", cmdline: svcCmd({ OK_AFTER_MS: "3000" }) }],
         healthCheck: { initialIntervalSecs: 6, intervalSecs: 0.25, timeoutSecs: 1 },
-      }),
-    });
-    const job = "www-data/devel/slow";
-    await waitFor(c.scheduler, () => instance(job)?.state === "STARTING", "STARTING");
-    const taskId = instance(job).taskId;
-    const sandbox = sandboxOf(taskId);
-    await waitForFile(join(sandbox, "events.log"));
+      },
+      { state: "STARTING", ready: "events.log" },
+    );
     const listening = Date.now();
-    await waitFor(c.scheduler, () => task(taskId).state === "RUNNING", "RUNNING", 20_000);
+    await waitFor(c!.scheduler, () => task(taskId).state === "RUNNING", "RUNNING", 20_000);
     const events = await history(taskId);
     const starting = events.find((e) => e.state === "STARTING")!;
     const running = events.find((e) => e.state === "RUNNING")!;
@@ -106,57 +125,40 @@ describe("health checks decide RUNNING and FAILED", () => {
 
 describe("graceful kill: /quitquitquit, /abortabortabort, SIGTERM, SIGKILL", () => {
   it("a service that exits on /quitquitquit is killed without SIGTERM", async () => {
-    c = await startCluster({ agents: 1 });
-    await c.scheduler.intake.create({
-      spec: spec("polite", { service: true, processes: [{ name: "server", cmdline: svcCmd({ ON_QUIT: "exit" }) }] }),
-    });
-    const job = "www-data/devel/polite";
-    await waitFor(c.scheduler, () => instance(job)?.state === "RUNNING", "RUNNING");
-    const taskId = instance(job).taskId;
-    const sandbox = sandboxOf(taskId);
-    await waitForFile(join(sandbox, "events.log"));
-    await c.scheduler.intake.kill({ job, instances: null, user: "alice" });
-    await waitFor(c.scheduler, () => task(taskId).state === "KILLED", "KILLED");
-    expect((await history(taskId)).at(-1)!.reason).toContain("ended by POST /quitquitquit");
+    const { job, taskId, sandbox } = await runJob(
+      "polite",
+      { service: true, processes: [{ name: "server", cmdline: svcCmd({ ON_QUIT: "exit" }) }] },
+      { ready: "events.log" },
+    );
+    expect((await killJob(job, taskId)).at(-1)!.reason).toContain("ended by POST /quitquitquit");
     expect(serviceEvents(sandbox)).toEqual(["listening", "POST /quitquitquit", "exiting on /quitquitquit"]);
   });
 
   it("one that ignores the HTTP steps is killed with SIGTERM after both waits", async () => {
-    c = await startCluster({ agents: 1 });
-    await c.scheduler.intake.create({
-      spec: spec("deaf", {
+    const { job, taskId, sandbox } = await runJob(
+      "deaf",
+      {
         service: true,
         processes: [{ name: "server", cmdline: svcCmd() }],
         lifecycle: { http: { gracefulShutdownWaitSecs: 0.3, shutdownWaitSecs: 0.3 } },
-      }),
-    });
-    const job = "www-data/devel/deaf";
-    await waitFor(c.scheduler, () => instance(job)?.state === "RUNNING", "RUNNING");
-    const taskId = instance(job).taskId;
-    const sandbox = sandboxOf(taskId);
-    await waitForFile(join(sandbox, "events.log"));
-    await c.scheduler.intake.kill({ job, instances: null, user: "alice" });
-    await waitFor(c.scheduler, () => task(taskId).state === "KILLED", "KILLED");
-    expect((await history(taskId)).at(-1)!.reason).toContain("ended by SIGTERM");
+      },
+      { ready: "events.log" },
+    );
+    expect((await killJob(job, taskId)).at(-1)!.reason).toContain("ended by SIGTERM");
     expect(serviceEvents(sandbox)).toEqual(["listening", "POST /quitquitquit", "POST /abortabortabort", "SIGTERM"]);
   });
 
   it("a process that traps SIGTERM is SIGKILLed after the finalization wait", async () => {
-    c = await startCluster({ agents: 1 });
-    await c.scheduler.intake.create({
-      spec: spec("stubborn", {
+    const { job, taskId } = await runJob(
+      "stubborn",
+      {
         service: true,
         finalizationWaitSecs: 1,
         processes: [{ name: "main", cmdline: "trap '' TERM; echo up > up; while :; do sleep 0.05; done" }],
-      }),
-    });
-    const job = "www-data/devel/stubborn";
-    await waitFor(c.scheduler, () => instance(job)?.state === "RUNNING", "RUNNING");
-    const taskId = instance(job).taskId;
-    await waitForFile(join(sandboxOf(taskId), "up"));
-    await c.scheduler.intake.kill({ job, instances: null, user: "alice" });
-    await waitFor(c.scheduler, () => task(taskId).state === "KILLED", "KILLED");
-    const events = await history(taskId);
+      },
+      { ready: "up" },
+    );
+    const events = await killJob(job, taskId);
     const killing = events.find((e) => e.state === "KILLING")!;
     const killed = events.at(-1)!;
     expect(killed.reason).toContain("ended by SIGKILL");
@@ -166,9 +168,9 @@ describe("graceful kill: /quitquitquit, /abortabortabort, SIGTERM, SIGKILL", () 
 
 describe("processes within a task (Thermos)", () => {
   it("runs ordered processes in order, shows them in task status, and runs a final process after a kill", async () => {
-    c = await startCluster({ agents: 1 });
-    await c.scheduler.intake.create({
-      spec: spec("ordered", {
+    const { job, taskId, sandbox } = await runJob(
+      "ordered",
+      {
         service: true,
         finalizationWaitSecs: 5,
         processes: [
@@ -177,18 +179,14 @@ describe("processes within a task (Thermos)", () => {
           { name: "cleanup", cmdline: "echo cleanup >> order.log", final: true },
         ],
         constraints: [{ order: ["fetch", "serve"] }],
-      }),
-    });
-    const job = "www-data/devel/ordered";
-    await waitFor(c.scheduler, () => instance(job)?.state === "RUNNING", "RUNNING");
-    const taskId = instance(job).taskId;
-    const sandbox = sandboxOf(taskId);
-    await waitForFile(join(sandbox, "serve.started"));
+      },
+      { ready: "serve.started" },
+    );
     expect(readFileSync(join(sandbox, "order.log"), "utf8")).toBe("fetch\nserve\n");
 
     // What `roost task status` shows: every process, its state, runs, exit code and pid.
     const agentId = task(taskId).agentId!;
-    const reply = await c.bus.request<InspectReply>(subjects.inspect(agentId), { taskId }, 5000);
+    const reply = await c!.bus.request<InspectReply>(subjects.inspect(agentId), { taskId }, 5000);
     expect(reply.ok).toBe(true);
     if (!reply.ok) return;
     const byName = Object.fromEntries(reply.processes.map((p) => [p.name, p]));
@@ -197,7 +195,7 @@ describe("processes within a task (Thermos)", () => {
     expect(byName.serve!.pid).toBeGreaterThan(0);
     expect(byName.cleanup).toMatchObject({ state: "WAITING", runs: 0, final: true });
     // The same through the API (roost task status asks the leader, which asks the agent).
-    const api = await apiRequest<TaskStatusReply>(c.bus, "task.status", { taskId });
+    const api = await apiRequest<TaskStatusReply>(c!.bus, "task.status", { taskId });
     expect(api.ok).toBe(true);
     if (api.ok) {
       expect(api.value).toMatchObject({ taskId, state: "RUNNING", agentId, phase: "main", agentError: null });
@@ -207,15 +205,14 @@ describe("processes within a task (Thermos)", () => {
         ["cleanup", "WAITING"],
       ]);
     }
-    const missing = await apiRequest(c.bus, "task.status", { taskId: "no-such-task" });
+    const missing = await apiRequest(c!.bus, "task.status", { taskId: "no-such-task" });
     expect(missing).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
     // Garbage gets the field and the rule, and changes nothing.
-    const bad = await c.bus.request<InspectReply>(subjects.inspect(agentId), { taskId: 5 }, 5000);
+    const bad = await c!.bus.request<InspectReply>(subjects.inspect(agentId), { taskId: 5 }, 5000);
     expect(bad).toMatchObject({ ok: false });
     expect((bad as { error: string }).error).toMatch(/taskId/);
 
-    await c.scheduler.intake.kill({ job, instances: null, user: "alice" });
-    await waitFor(c.scheduler, () => task(taskId).state === "KILLED", "KILLED");
+    await killJob(job, taskId);
     expect(readFileSync(join(sandbox, "order.log"), "utf8")).toBe("fetch\nserve\ncleanup\n");
     // Each process has its own output files.
     for (const p of ["serve", "fetch", "cleanup"]) expect(existsSync(join(sandbox, `${p}.stdout`))).toBe(true);

@@ -1038,23 +1038,19 @@ export class Executor {
         return { type: "exited", taskId, exitCode: exitCodeOf(p), signal: p.signal, message, killed: false };
       }
       case "terminated":
+      case "killed": {
+        // Ended by the agent (FAILED with its reason) or by a kill (KILLED): the step that ended it.
+        const killed = outcome.kind === "killed";
+        const why = killed ? (outcome.why ?? "killed by scheduler") : outcome.message;
         return {
           type: "exited",
           taskId,
-          exitCode: firstBad ? exitCodeOf(firstBad) : 1,
+          exitCode: firstBad ? exitCodeOf(firstBad) : killed ? 0 : 1,
           signal: firstBad ? firstBad.signal : null,
-          message: `${outcome.message}${how}`,
-          killed: false,
+          message: `${why}${how}`,
+          killed,
         };
-      case "killed":
-        return {
-          type: "exited",
-          taskId,
-          exitCode: firstBad ? exitCodeOf(firstBad) : 0,
-          signal: firstBad ? firstBad.signal : null,
-          message: `${outcome.why ?? "killed by scheduler"}${how}`,
-          killed: true,
-        };
+      }
     }
   }
 }

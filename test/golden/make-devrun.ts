@@ -18,20 +18,20 @@
 // existing one (see make.ts). It takes a minute or so.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { AnyEnvelope, LogEntry } from "../../src/domain/events.js";
-import { decodeRecord, pack } from "../../src/eventlog/envelope.js";
+import { decodeRecord } from "../../src/eventlog/envelope.js";
 import { openJetStreamLog } from "../../src/eventlog/jetstream.js";
 import { startNatsCluster } from "../../src/natsServer/cluster.js";
 import { findNatsServer } from "../../src/natsServer/server.js";
 import { foldRecord } from "../../src/replay/fold.js";
-import { STATE_DIGEST_VERSION, stateHash } from "../../src/replay/hash.js";
 import { checkInvariants } from "../../src/replay/invariants.js";
 import { ClusterState } from "../../src/replay/state.js";
 import { ROOST, roost } from "../support/roost.js";
+import { writeGolden } from "../support/golden.js";
 
 const name = process.argv[2];
 const base = new URL(`./${name}`, import.meta.url).pathname;
@@ -392,25 +392,6 @@ const points: Found[] = [
 
 const counts: Record<string, number> = {};
 for (const e of all) counts[e.type] = (counts[e.type] ?? 0) + 1;
-writeFileSync(`${base}.log`, pack(records));
-writeFileSync(
-  `${base}.json`,
-  `${JSON.stringify(
-    {
-      records: records.length,
-      stateDigest: STATE_DIGEST_VERSION,
-      events: state.eventCount,
-      tasks: state.tasks.size,
-      jobs: state.jobs.size,
-      agents: state.agents.size,
-      stateHash: stateHash(state),
-      covers: [...types].sort(),
-      epochs,
-      points,
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeGolden(base, records, state, { covers: [...types].sort(), epochs, points });
 say(`wrote ${base}.log and .json: ${records.length} records, ${state.eventCount} events, epochs ${epochs.join(" ")}`);
 say(`events by type: ${JSON.stringify(counts)}`);

@@ -7,11 +7,11 @@
 // each one folds to the same anomaly, and the rest to the same state, in every later build.
 // Golden logs are forever: never regenerate an existing one (see make.ts).
 
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { decodeRecord, pack, unpack } from "../../src/eventlog/envelope.js";
 import { foldRecord } from "../../src/replay/fold.js";
-import { STATE_DIGEST_VERSION, stateHash } from "../../src/replay/hash.js";
 import { ClusterState } from "../../src/replay/state.js";
+import { writeGolden } from "../support/golden.js";
 
 const name = process.argv[2];
 const base = new URL(`./${name}`, import.meta.url).pathname;
@@ -50,21 +50,4 @@ good.forEach((r, i) => {
 });
 const state = new ClusterState();
 for (const [i, r] of records.entries()) foldRecord(state, i + 1, decodeRecord(r));
-writeFileSync(`${base}.log`, pack(records));
-writeFileSync(
-  `${base}.json`,
-  `${JSON.stringify(
-    {
-      records: records.length,
-      stateDigest: STATE_DIGEST_VERSION,
-      events: state.eventCount,
-      tasks: state.tasks.size,
-      jobs: state.jobs.size,
-      agents: state.agents.size,
-      stateHash: stateHash(state),
-      anomalies: state.anomalies.map((a) => ({ seq: a.seq, index: a.index, type: a.type })),
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeGolden(base, records, state, { anomalies: state.anomalies.map((a) => ({ seq: a.seq, index: a.index, type: a.type })) });

@@ -14,16 +14,16 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createIsolator } from "../../src/agent/isolation.js";
 import { taskSandboxDir } from "../../src/agent/sandbox.js";
-import { decodeRecord, pack } from "../../src/eventlog/envelope.js";
+import { decodeRecord } from "../../src/eventlog/envelope.js";
 import { MemoryLog } from "../../src/eventlog/memory.js";
 import { foldRecord } from "../../src/replay/fold.js";
-import { STATE_DIGEST_VERSION, stateHash } from "../../src/replay/hash.js";
 import { checkInvariants } from "../../src/replay/invariants.js";
 import { jobStatus } from "../../src/replay/queries.js";
 import { ClusterState } from "../../src/replay/state.js";
 import { startCluster, waitFor } from "../support/cluster.js";
 import { waitForFile } from "../support/files.js";
 import { testSpec } from "../support/specs.js";
+import { writeGolden } from "../support/golden.js";
 
 const name = process.argv[2];
 const base = new URL(`./${name}`, import.meta.url).pathname;
@@ -125,22 +125,5 @@ const state = new ClusterState();
 for (const [i, r] of records.entries()) foldRecord(state, i + 1, decodeRecord(r));
 const broken = checkInvariants(state);
 if (broken.length > 0) throw new Error(`invariants broken: ${JSON.stringify(broken)}`);
-writeFileSync(`${base}.log`, pack(records));
-writeFileSync(
-  `${base}.json`,
-  `${JSON.stringify(
-    {
-      records: records.length,
-      stateDigest: STATE_DIGEST_VERSION,
-      events: state.eventCount,
-      tasks: state.tasks.size,
-      jobs: state.jobs.size,
-      agents: state.agents.size,
-      stateHash: stateHash(state),
-      isolation: isolation.mode,
-    },
-    null,
-    2,
-  )}\n`,
-);
+writeGolden(base, records, state, { isolation: isolation.mode });
 say(`wrote ${base}.log (${records.length} records) and ${base}.json`);

@@ -8,9 +8,11 @@
 //   const { records, meta } = readGolden("v1-devrun");
 //   const last = await loadGoldenIntoStream(nats.url, "v1-devrun");   // stream ROOST, replicas 1
 
-import { readFileSync } from "node:fs";
-import { unpack } from "../../src/eventlog/envelope.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { pack, unpack } from "../../src/eventlog/envelope.js";
 import { openJetStreamLog } from "../../src/eventlog/jetstream.js";
+import { STATE_DIGEST_VERSION, stateHash } from "../../src/replay/hash.js";
+import type { ClusterState } from "../../src/replay/state.js";
 
 /** A golden log's meta (`<name>.json`); fields after stateHash are there for some logs only. */
 export interface GoldenMeta {
@@ -29,6 +31,27 @@ export interface GoldenMeta {
   points?: Array<{ seq: number; ts: number; what: string }>;
   /** The anomalies the fold records (v1-poisoned). */
   anomalies?: Array<{ seq: number; index: number; type: string }>;
+  /** The isolation the agents had when it was recorded (v1-services). */
+  isolation?: string;
+}
+
+/**
+ * Writes `<base>.log` (the records) and `<base>.json` (the meta of `state`, their fold, with
+ * `extra`): what every make-*.ts script ends with. Golden logs are forever: never over an old one.
+ */
+export function writeGolden(base: string, records: Uint8Array[], state: ClusterState, extra: Partial<GoldenMeta> = {}): void {
+  const meta: GoldenMeta = {
+    records: records.length,
+    stateDigest: STATE_DIGEST_VERSION,
+    events: state.eventCount,
+    tasks: state.tasks.size,
+    jobs: state.jobs.size,
+    agents: state.agents.size,
+    stateHash: stateHash(state),
+    ...extra,
+  };
+  writeFileSync(`${base}.log`, pack(records));
+  writeFileSync(`${base}.json`, `${JSON.stringify(meta, null, 2)}\n`);
 }
 
 const GOLDEN = new URL("../golden/", import.meta.url);

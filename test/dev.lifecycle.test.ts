@@ -254,7 +254,7 @@ describe("roost dev owns its directory and its children", () => {
       for (const line of text.trim().split("\n")) expect(JSON.parse(line).level, `${f}: ${line}`).toBeLessThan(50);
     }
     const log = await readStoppedLog(dirA);
-    killedWithReason(log, tasksA, /reported KILLED .*: roost dev is shutting down \(SIGINT\)$/);
+    killedWithReason(log, tasksA, /reported KILLED .*: roost dev is shutting down \(SIGINT\) \(ended by (SIGTERM|SIGKILL|POST \S+)\)$/);
   }, 60_000);
 
   it("SIGHUP: an ordered stop, nothing left, the KILLEDs logged before it ended; the directory serves again", async () => {
@@ -275,7 +275,11 @@ describe("roost dev owns its directory and its children", () => {
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l) as LogLine);
-    const killed = killedWithReason(log, tasks, /reported KILLED .*: roost dev is shutting down \(SIGHUP\)$/);
+    const killed = killedWithReason(
+      log,
+      tasks,
+      /reported KILLED .*: roost dev is shutting down \(SIGHUP\) \(ended by (SIGTERM|SIGKILL|POST \S+)\)$/,
+    );
     // Recorded by the first run's leader as it stopped, not replayed at this start.
     const elections = log.filter((e) => e.type === "LeaderElected");
     expect(elections).toHaveLength(2);

@@ -729,7 +729,9 @@ export class Agent {
       this.noteEnded(req.taskId, "killed-before-launch");
       this.statuses.enqueue(req.taskId, "KILLED", { message: "killed before it was launched" });
     } else if (this.executor.isRunning(req.taskId)) {
-      // At once: the tree gets SIGTERM in this turn (SIGKILL after the grace period).
+      // A task being killed is judged no more: a check passing now must not report it RUNNING.
+      this.health.unwatch(req.taskId);
+      // At once: the kill sequence starts in this turn (its HTTP steps, else SIGTERM).
       void this.executor.kill(req.taskId, req.graceMs ?? undefined);
       this.markDirty(); // the task is now being killed
     } else if (seen === undefined) {
@@ -779,12 +781,20 @@ export class Agent {
         },
         onUnhealthy: (message) => {
           this.log.warn({ taskId, message }, "unhealthy: ending the task FAILED");
+          // The checker checks it no more, and keeps its counters for roost task status.
           this.executor.terminate(taskId, clip(message));
           this.markDirty();
         },
         onCheck: (ok, seconds) => this.metrics.healthCheck(ok, seconds),
       },
     );
+  }
+
+  /** Ends a task FAILED with `reason`, through the kill sequence; its health is judged no more. */
+  private terminate(taskId: string, reason: string): void {
+    this.health.unwatch(taskId);
+    this.executor.terminate(taskId, clip(reason));
+    this.markDirty();
   }
 
   /** The OOM reason when the kernel killed a process of the task for its memory limit, else null. */
@@ -804,7 +814,7 @@ export class Agent {
       if (!this.executor.isRunning(taskId)) continue;
       const memory = this.memoryExceeded(taskId);
       if (memory !== null) {
-        this.executor.terminate(taskId, memory);
+        this.terminate(taskId, memory);
         continue;
       }
       const limit = w.info.resources.diskMb * 1024 * 1024;
@@ -813,7 +823,7 @@ export class Agent {
       if (used > limit) {
         const mib = Math.ceil(used / (1024 * 1024));
         this.log.warn({ taskId, usedMiB: mib, diskMb: w.info.resources.diskMb }, "sandbox over its disk limit: ending the task FAILED");
-        this.executor.terminate(
+        this.terminate(
           taskId,
           `disk limit exceeded: the sandbox uses more than ${mib - 1} MiB, over its diskMb of ${w.info.resources.diskMb} MiB`,
         );

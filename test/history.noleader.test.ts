@@ -76,6 +76,11 @@ describe("no scheduler up", () => {
       state: "RUNNING",
       history: expect.arrayContaining([expect.objectContaining({ to: "RUNNING" })]),
     });
+    // task status: the task from the log, and why its processes cannot be shown (no leader to ask the agent).
+    const status = await roost(["task", "status", taskId, "--nats", nats.url, "--timeout", "3"], dir);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`task ${taskId}  www-data/devel/sleeper/\\d  RUNNING`));
+    expect(status.stdout).toMatch(/processes: unknown: no leader answered to ask the agent/);
   });
 
   it("roost ui serves the web UI and its API from the log alone", async () => {

@@ -19,14 +19,14 @@ import { cronProblems, cronTimezoneProblem, DEFAULT_CRON_TIMEZONE, firesBetween,
 export type CronCollisionPolicy = "KILL_EXISTING" | "CANCEL_NEW" | "RUN_OVERLAP";
 
 /** Aurora's default collision policy. */
-export const DEFAULT_CRON_COLLISION_POLICY: CronCollisionPolicy = "KILL_EXISTING";
+const DEFAULT_CRON_COLLISION_POLICY: CronCollisionPolicy = "KILL_EXISTING";
 
 /** Counting missed triggers stops here (an every-minute job down for a week misses 10,080). */
 export const MAX_COUNTED_MISSES = 10_000;
 
 /** Aurora's -cron_start_initial_backoff and -cron_start_max_backoff. */
-export const KILL_EXISTING_INITIAL_BACKOFF_MS = 5_000;
-export const KILL_EXISTING_MAX_BACKOFF_MS = 60_000;
+const KILL_EXISTING_INITIAL_BACKOFF_MS = 5_000;
+const KILL_EXISTING_MAX_BACKOFF_MS = 60_000;
 
 export interface DueTrigger {
   /** The minute fired for (ms since the epoch, the start of the minute). */

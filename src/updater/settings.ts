@@ -35,9 +35,9 @@
 import { Type, type Static } from "typebox";
 
 /** Aurora's scheduler flag -max_update_instance_failures (default 4000 × 5): maxPerInstanceFailures × instances may not exceed it. */
-export const MAX_UPDATE_INSTANCE_FAILURES = 20_000;
+const MAX_UPDATE_INSTANCE_FAILURES = 20_000;
 /** Aurora's client: pulse_interval_secs must be at least this (UpdaterConfig.MIN_PULSE_INTERVAL_SECONDS). */
-export const MIN_PULSE_INTERVAL_SECS = 60;
+const MIN_PULSE_INTERVAL_SECS = 60;
 
 /** Aurora's UpdateConfig defaults (base.py). pulseIntervalSecs is unset and strategy absent by default. */
 export const UPDATE_DEFAULTS = Object.freeze({
@@ -63,7 +63,7 @@ export interface UpdateConfigInput {
   strategy?: UpdateStrategyInput;
 }
 
-export type UpdateStrategyInput =
+type UpdateStrategyInput =
   | { queue: { batchSize?: number } }
   | { batch: { batchSize?: number; autopauseAfterBatch?: boolean } }
   | { variableBatch: { batchSizes: number[]; autopauseAfterBatch?: boolean } };

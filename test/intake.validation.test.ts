@@ -35,6 +35,13 @@ describe("API requests are checked before anything is decided", () => {
       ["job.create", { spec: testSpec("u"), user: "line\nbreak" }, /user: must be 1 to 64 printable ASCII characters/],
       ["job.create", { spec: testSpec("u"), user: { name: "eve" } }, /user: must be 1 to 64 printable ASCII characters.*\(got a mapping\)/],
       ["job.create", { spec: testSpec("u", { role: ".." }) }, /role: must be .*not starting with "\." or "-"/],
+      ["job.create", { spec: testSpec("u", { updateConfig: { batchSize: 0 } }) }, /updateConfig\.batchSize: must be greater than 0/],
+      ["job.create", { spec: testSpec("u", { cronSchedule: "0 9 * * 7" }) }, /cronSchedule: day of week: 7 is not Sunday here/],
+      [
+        "job.create",
+        { spec: testSpec("u", { cronSchedule: "0 9 * * 1" }) },
+        /cronSchedule: rule: a cron job is scheduled with `roost cron schedule`/,
+      ],
       ["task.history", { taskId: "" }, /taskId: must be a task id/],
       ["quota.get", "a string", /must be a mapping/],
       ["job.list", [1, 2], /must be an empty mapping/],

@@ -649,3 +649,50 @@ describe("services: processes, order constraints, health checks, the kill sequen
     single(svc(extra), path, rule);
   });
 });
+
+describe("job-level settings: updateConfig (Aurora's UpdateConfig) and cron", () => {
+  it("normalises updateConfig to its effective strategy, and keeps the cron fields with their defaults", () => {
+    const cfg = validateJobSpec({
+      ...base(),
+      instances: 6,
+      updateConfig: { batchSize: 2, watchSecs: 10 },
+      cronSchedule: " 0 9 * * MON-FRI ",
+    });
+    expect(cfg.updateConfig).toEqual({
+      strategy: { queue: { batchSize: 2 } },
+      watchSecs: 10,
+      maxPerInstanceFailures: 0,
+      maxTotalFailures: 0,
+      rollbackOnFailure: true,
+      slaAware: false,
+    });
+    expect([cfg.cronSchedule, cfg.cronTimezone, cfg.cronCollisionPolicy]).toEqual(["0 9 * * MON-FRI", "UTC", "KILL_EXISTING"]);
+    // Job-level, not task-level: the config form round-trips them.
+    expect(cfg.task).not.toHaveProperty("updateConfig");
+    expect(validateJobSpec(cfg)).toEqual(cfg);
+    expect(validateJobSpec(jobConfigToSpec(cfg))).toEqual(cfg);
+    expect(validateJobSpec(base())).not.toHaveProperty("updateConfig");
+  });
+
+  it.each([
+    [{ updateConfig: { pulseIntervalSecs: 30 } }, "updateConfig.pulseIntervalSecs", "at least 60"],
+    [
+      { updateConfig: { waitForBatchCompletion: true, strategy: { batch: { batchSize: 2 } } } },
+      "updateConfig.waitForBatchCompletion",
+      "cannot be combined",
+    ],
+    [
+      { updateConfig: { strategy: { variableBatch: { batchSizes: [1, 0] } } } },
+      "updateConfig.strategy.variableBatch.batchSizes[1]",
+      "greater than 0",
+    ],
+    [{ updateConfig: { maxTotalFailures: -1 } }, "updateConfig.maxTotalFailures", "maxFailedInstances must be non-negative."],
+    [{ cronSchedule: "0 9 1 * MON" }, "cronSchedule", "day of month and day of week are both set"],
+    [{ cronSchedule: "@daily" }, "cronSchedule", "@-shortcuts are not supported"],
+    [{ cronSchedule: "0 9 * * *", cronCollisionPolicy: "RUN_OVERLAP" }, "cronCollisionPolicy", "RUN_OVERLAP is deprecated and refused"],
+    [{ cronSchedule: "0 9 * * *", cronTimezone: "Mars/Base" }, "cronTimezone", "is not a time zone"],
+    [{ cronSchedule: "0 9 * * *", service: true }, "service", "a cron job cannot be a service"],
+  ])("refuses %j at %s: %s", (extra, path, rule) => {
+    single({ ...base(), ...extra }, path, rule);
+  });
+});

@@ -263,6 +263,15 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     const s = this.s;
     const config = validateJobSpec(req?.spec, { allowedEnvironments: s.allowedEnvironments });
     const key = jobKeyString(config);
+    if (config.cronSchedule !== undefined) {
+      // A cron job runs on its schedule, not at once (Aurora: `cron schedule`). Until this
+      // scheduler runs cron jobs, it refuses one rather than run its instances now.
+      throw new RequestError(
+        "spec.cronSchedule: rule: a cron job is scheduled with `roost cron schedule`, which this scheduler does not run yet; job.create starts instances at once",
+        "INVALID_REQUEST",
+        "spec.cronSchedule",
+      );
+    }
     if (caller.role !== null && config.role !== caller.role) {
       throw new RequestError(
         `spec.role: names role "${config.role}"; rule: a request on role "${caller.role}"'s subject acts only on role "${caller.role}"`,

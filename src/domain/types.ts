@@ -3,6 +3,7 @@
 // in camelCase.
 
 import { Type, type Static } from "typebox";
+import { UpdateSettingsSchema } from "../updater/settings.js";
 import { Dict } from "./validate.js";
 
 // Branded ids: a string that has been through a check (a schema, or the fold's own records) and
@@ -154,7 +155,26 @@ const TaskConfigSchema = Type.Object({
 });
 export type TaskConfig = Static<typeof TaskConfigSchema>;
 
-export const JobConfigSchema = Type.Object({ role: Str, environment: Str, name: Str, instances: Int, task: TaskConfigSchema });
+/**
+ * A job as logged. The job-level fields after `task` came with updates and cron (Aurora's
+ * JobConfiguration: update settings and cron schedule live on the job, not on its tasks); jobs
+ * logged before them have none: they were never cron jobs, and their updates take the defaults.
+ */
+export const JobConfigSchema = Type.Object({
+  role: Str,
+  environment: Str,
+  name: Str,
+  instances: Int,
+  task: TaskConfigSchema,
+  /** Aurora's UpdateConfig, normalised (updater/settings.ts); absent: the defaults. */
+  updateConfig: Type.Optional(UpdateSettingsSchema),
+  /** A cron job's 5-field schedule (cron/expression.ts canonical form); absent: not a cron job. */
+  cronSchedule: Type.Optional(Str),
+  /** The schedule's IANA time zone (UTC unless given). */
+  cronTimezone: Type.Optional(Str),
+  /** KILL_EXISTING (Aurora's default) or CANCEL_NEW. */
+  cronCollisionPolicy: Type.Optional(Str),
+});
 export type JobConfig = Static<typeof JobConfigSchema>;
 
 /** Agent-advertised capacity. Port ranges are inclusive [lo, hi] pairs. */

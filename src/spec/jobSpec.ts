@@ -32,6 +32,9 @@ import {
   MIN_CPUS,
 } from "../domain/limits.js";
 import { CONSTRAINT_RULE, constraintProblem, formatConstraint, parseConstraint } from "../domain/constraints.js";
+import { DEFAULT_CRON_TIMEZONE } from "../cron/expression.js";
+import { cronSpecProblems } from "../cron/triggers.js";
+import { normaliseUpdateConfig, type UpdateConfigInput, updateConfigProblems } from "../updater/settings.js";
 import { CMDLINE_PATTERN, IDENTIFIER_PATTERN, JOB_SCHEMA, PORT_NAME_PATTERN, URL_PATH_PATTERN } from "./schema.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -66,6 +69,11 @@ export interface JobSpec {
   };
   lifecycle?: { http: false | Partial<Exclude<LifecycleConfig["http"], false>> };
   finalizationWaitSecs?: number;
+  /** Job-level (Aurora's JobConfiguration): how `roost update` rolls this job. */
+  updateConfig?: UpdateConfigInput;
+  cronSchedule?: string;
+  cronTimezone?: string;
+  cronCollisionPolicy?: string;
 }
 
 /** Aurora's HealthCheckConfig defaults (base.py). */
@@ -219,6 +227,10 @@ export function jobConfigToSpec(config: JobConfig): JobSpec {
     ...(t.healthCheck !== undefined ? { healthCheck: structuredClone(t.healthCheck) } : {}),
     ...(t.lifecycle !== undefined ? { lifecycle: structuredClone(t.lifecycle) } : {}),
     finalizationWaitSecs: t.finalizationWaitSecs ?? FINALIZATION_WAIT_DEFAULT_SECS,
+    ...(config.updateConfig !== undefined ? { updateConfig: structuredClone(config.updateConfig) } : {}),
+    ...(config.cronSchedule !== undefined ? { cronSchedule: config.cronSchedule } : {}),
+    ...(config.cronTimezone !== undefined ? { cronTimezone: config.cronTimezone } : {}),
+    ...(config.cronCollisionPolicy !== undefined ? { cronCollisionPolicy: config.cronCollisionPolicy } : {}),
   };
 }
 
@@ -604,6 +616,7 @@ function semanticIssues(data: unknown): RawIssue[] {
   }
 
   issues.push(...serviceIssues(data, declared));
+  issues.push(...jobLevelIssues(data));
 
   if (isRecord(data.constraints)) {
     for (const [attr, value] of Object.entries(data.constraints)) {
@@ -709,6 +722,45 @@ function serviceIssues(data: Record<string, unknown>, declared: string[] | undef
   return issues;
 }
 
+/**
+ * The job-level settings, by their own rules: updateConfig by Aurora's client and scheduler rules
+ * (updater/settings.ts), the cron fields by Aurora's crontab subset (cron/). Their problems come
+ * with dotted paths ("updateConfig.strategy.variableBatch.batchSizes[1]"), made segments here.
+ */
+function jobLevelIssues(data: Record<string, unknown>): RawIssue[] {
+  const issues: RawIssue[] = [];
+  const instances = typeof data.instances === "number" && Number.isInteger(data.instances) && data.instances > 0 ? data.instances : 1;
+  if (data.updateConfig !== undefined && isRecord(data.updateConfig)) {
+    for (const p of updateConfigProblems(data.updateConfig, instances)) issues.push({ segs: pathSegs(p.path), rule: p.rule });
+  }
+  const cron = { cronSchedule: data.cronSchedule, cronTimezone: data.cronTimezone, cronCollisionPolicy: data.cronCollisionPolicy };
+  if (Object.values(cron).some((v) => v !== undefined)) {
+    // The schema reports a value of the wrong type; only strings are judged here.
+    const service = data.service === true;
+    const strings = Object.fromEntries(Object.entries(cron).filter(([, v]) => typeof v === "string"));
+    for (const p of cronSpecProblems({ service, ...strings })) {
+      if (cron[p.path as keyof typeof cron] !== undefined && typeof cron[p.path as keyof typeof cron] !== "string") continue;
+      issues.push({ segs: pathSegs(p.path), rule: p.rule });
+    }
+  }
+  return issues;
+}
+
+/** "a.b[2].c" → ["a", "b", 2, "c"]. */
+function pathSegs(path: string): Seg[] {
+  const segs: Seg[] = [];
+  for (const part of path.split(".")) {
+    const m = /^([^[]*)((?:\[\d+\])*)$/.exec(part);
+    if (!m) {
+      segs.push(part);
+      continue;
+    }
+    if (m[1] !== "") segs.push(m[1]!);
+    for (const idx of m[2]!.matchAll(/\[(\d+)\]/g)) segs.push(Number(idx[1]));
+  }
+  return segs;
+}
+
 /** A cycle in a directed graph, as its nodes (first repeated at the end), or null. */
 function findCycle(edges: Map<string, Set<string>>): string[] | null {
   const state = new Map<string, "open" | "done">();
@@ -795,13 +847,17 @@ function normalise(s: JobSpec): JobConfig {
   if (s.healthCheck !== undefined) task.healthCheck = normaliseHealthCheck(s.healthCheck);
   if (s.lifecycle !== undefined) task.lifecycle = normaliseLifecycle(s.lifecycle);
   task.finalizationWaitSecs = num(s.finalizationWaitSecs ?? FINALIZATION_WAIT_DEFAULT_SECS);
-  return {
-    role: s.role,
-    environment: s.environment,
-    name: s.name,
-    instances: num(s.instances ?? 1),
-    task,
-  };
+  const instances = num(s.instances ?? 1);
+  const job: JobConfig = { role: s.role, environment: s.environment, name: s.name, instances, task };
+  // Job-level settings, in a fixed order when present; absent means the defaults (updateConfig) or
+  // not a cron job.
+  if (s.updateConfig !== undefined) job.updateConfig = normaliseUpdateConfig(s.updateConfig, instances);
+  if (s.cronSchedule !== undefined) {
+    job.cronSchedule = s.cronSchedule.trim();
+    job.cronTimezone = s.cronTimezone ?? DEFAULT_CRON_TIMEZONE;
+    job.cronCollisionPolicy = s.cronCollisionPolicy ?? "KILL_EXISTING";
+  }
+  return job;
 }
 
 function normaliseHealthCheck(h: NonNullable<JobSpec["healthCheck"]>): HealthCheckConfig {
@@ -843,8 +899,10 @@ function num(n: number): number {
   return n + 0;
 }
 
-// JobConfig form accepted by validateJobSpec: { role, environment, name, instances, task }.
-const TASK_FIELDS = new Set(Object.keys(JOB_SCHEMA.properties).filter((k) => !["role", "environment", "name", "instances"].includes(k)));
+// JobConfig form accepted by validateJobSpec: { role, environment, name, instances, task, and the
+// job-level settings }.
+const JOB_FIELDS = ["role", "environment", "name", "instances", "updateConfig", "cronSchedule", "cronTimezone", "cronCollisionPolicy"];
+const TASK_FIELDS = new Set(Object.keys(JOB_SCHEMA.properties).filter((k) => !JOB_FIELDS.includes(k)));
 
 function isConfigShape(obj: unknown): boolean {
   return isRecord(obj) && isRecord(obj.task) && !("processes" in obj) && !("resources" in obj);

@@ -234,6 +234,25 @@ export const JOB_SCHEMA = {
         },
       },
     },
+    updateConfig: {
+      description:
+        "Aurora's UpdateConfig, for `roost update`: batchSize 1, watchSecs 45, maxPerInstanceFailures 0, maxTotalFailures 0, rollbackOnFailure true, waitForBatchCompletion false, pulseIntervalSecs (≥ 60: a coordinated update), and strategy: {queue: {batchSize}} | {batch: {batchSize, autopauseAfterBatch}} | {variableBatch: {batchSizes, autopauseAfterBatch}}. Checked with Aurora's rules.",
+      type: "object",
+    },
+    cronSchedule: {
+      description:
+        "A cron job's schedule: 5 fields (minute hour day-of-month month day-of-week 0-6), Aurora's crontab subset; day of month and day of week never both set. A cron job is never a service.",
+      type: "string",
+      minLength: 1,
+      maxLength: 256,
+    },
+    cronTimezone: { description: "The schedule's IANA time zone.", type: "string", minLength: 1, maxLength: 64, default: "UTC" },
+    cronCollisionPolicy: {
+      description: "What a trigger does while the previous run is still active: KILL_EXISTING (kill it, then run) or CANCEL_NEW (skip).",
+      type: "string",
+      enum: ["KILL_EXISTING", "CANCEL_NEW", "RUN_OVERLAP"],
+      default: "KILL_EXISTING",
+    },
     finalizationWaitSecs: {
       description: "Seconds between SIGTERM and SIGKILL in a kill; final processes run within it too. Aurora caps it at 60.",
       type: "number",

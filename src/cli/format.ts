@@ -146,6 +146,18 @@ export function formatEvent(seq: number, idx: number, e: LogEntry, anomaly: stri
     case "RequestDecided":
       what = `key=${e.data.key} op=${e.data.op} outcome=${e.data.outcome}${e.data.error ? ` error=${e.data.error.code}` : ""}`;
       break;
+    case "JobUpdateStarted":
+      what = `update=${e.data.updateId} job=${e.data.job} v${e.data.fromVersion}→v${e.data.toVersion} instances=${e.data.instances === null ? "all" : e.data.instances.join(",")} status=${e.data.status} user=${e.data.user}`;
+      break;
+    case "JobUpdateStateChanged":
+      what = `update=${e.data.updateId} to=${e.data.to}${e.data.user !== undefined ? ` user=${e.data.user}` : ""}`;
+      break;
+    case "JobInstanceUpdateEvent":
+      what = `update=${e.data.updateId} instance=${e.data.instance} action=${e.data.action}`;
+      break;
+    case "JobUpdatePulsed":
+      what = `update=${e.data.updateId} user=${e.data.user}`;
+      break;
   }
   return `${seq}.${idx}  ${iso(e.ts)}  e${e.epoch}  ${e.type}  ${what}  — ${e.reason}`;
 }

@@ -16,6 +16,8 @@
 
 import { Type, type Static } from "typebox";
 import { TASK_STATES } from "../statemachines/taskStates.js";
+import { INSTANCE_ACTIONS, UPDATE_STATES } from "../statemachines/update.js";
+import { UpdateSettingsSchema } from "../updater/settings.js";
 import { AgentIdStr, AgentResourcesSchema, JobConfigSchema, JobKeyStr, TaskIdStr } from "./types.js";
 import { Dict, fastChecker, OneOf, type Problem } from "./validate.js";
 
@@ -105,6 +107,36 @@ const EVENT_SCHEMAS = {
     message: Type.Optional(Str),
   }),
   /**
+   * A job update began (Aurora's JobUpdate): it registers the job's new config as `toVersion`,
+   * rolled out from `fromVersion` by `settings` over `instances` (Aurora's
+   * updateOnlyTheseInstances; null: all). `status` is its first: ROLLING_FORWARD, or
+   * ROLL_FORWARD_AWAITING_PULSE for a coordinated update. The job's own config becomes the new one
+   * only when the update is ROLLED_FORWARD.
+   */
+  JobUpdateStarted: Type.Object({
+    updateId: Str,
+    job: JobKeyStr,
+    fromVersion: Int,
+    toVersion: Int,
+    config: JobConfigSchema,
+    settings: UpdateSettingsSchema,
+    instances: Type.Union([Type.Array(Int), Type.Null()]),
+    status: OneOf(UPDATE_STATES),
+    user: Str,
+    message: Type.Optional(Str),
+  }),
+  /** A request to move an update to `to` (statemachines/update.ts decides; Aurora's JobUpdateEvent). */
+  JobUpdateStateChanged: Type.Object({
+    updateId: Str,
+    to: OneOf(UPDATE_STATES),
+    user: Type.Optional(Str),
+    message: Type.Optional(Str),
+  }),
+  /** One instance's progress in an update (Aurora's JobInstanceUpdateEvent); the reason says why. */
+  JobInstanceUpdateEvent: Type.Object({ updateId: Str, instance: Int, action: OneOf(INSTANCE_ACTIONS) }),
+  /** A coordinated update's pulse. Logged, unlike Aurora's, so a coordinated update replays exactly. */
+  JobUpdatePulsed: Type.Object({ updateId: Str, user: Str }),
+  /**
    * A keyed request was decided: its first outcome, kept at least REQUEST_KEY_RETENTION_MS, so the
    * same key sent again (over the API, or redelivered by the intake stream after a failover) gets
    * this outcome back and changes nothing. `key` is "<role>/<client key>" ("admin/…" for the admin
@@ -141,6 +173,10 @@ export const EVENT_VERSIONS: Record<EventType, number> = {
   TaskAssigned: 1,
   TaskStateChanged: 1,
   RequestDecided: 1,
+  JobUpdateStarted: 1,
+  JobUpdateStateChanged: 1,
+  JobInstanceUpdateEvent: 1,
+  JobUpdatePulsed: 1,
 };
 
 const checks = Object.fromEntries(EVENT_TYPES.map((t) => [t, fastChecker(EVENT_SCHEMAS[t])])) as Record<

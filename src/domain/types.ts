@@ -130,7 +130,6 @@ const HttpLifecycleSchema = Type.Object({
   gracefulShutdownWaitSecs: Num,
   shutdownWaitSecs: Num,
 });
-type HttpLifecycleConfig = Static<typeof HttpLifecycleSchema>;
 const LifecycleSchema = Type.Object({ http: Type.Union([HttpLifecycleSchema, Type.Literal(false)]) });
 export type LifecycleConfig = Static<typeof LifecycleSchema>;
 

@@ -73,7 +73,8 @@ export function firstDifference(a: ClusterState, b: ClusterState): Difference | 
     mapDifference("agents", a.agents, b.agents, digestAgent) ??
     mapDifference("quotas", a.quotas, b.quotas, (q) => ({ ...q })) ??
     mapDifference("reservations", a.reservations, b.reservations, (r) => ({ ...r })) ??
-    mapDifference("requests", a.requests, b.requests, (r) => ({ ...r }))
+    mapDifference("requests", a.requests, b.requests, (r) => ({ ...r })) ??
+    mapDifference("updates", a.updates, b.updates, (u) => ({ ...u }))
   );
 }
 
@@ -102,5 +103,6 @@ export function partHashes(s: ClusterState): Record<string, string> {
     quotas: h(sorted(s.quotas, (q) => q)),
     reservations: h(sorted(s.reservations, (r) => r)),
     requests: h(sorted(s.requests, (r) => r)),
+    updates: h(sorted(s.updates, (u) => u)),
   };
 }

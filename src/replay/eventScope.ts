@@ -26,7 +26,7 @@ export interface EventFilter {
 const roleOf = (job: string | null): string | null => (job === null ? null : (job.split("/")[0] ?? null));
 
 /** The job, role, agent and task an entry concerns (nulls where it concerns none, or cannot be told). */
-export function scopeOf(e: LogEntry, state: Pick<ClusterState, "tasks">): EventScope {
+export function scopeOf(e: LogEntry, state: Pick<ClusterState, "tasks" | "updates">): EventScope {
   const none: EventScope = { job: null, role: null, agent: null, taskId: null };
   if (e.type === UNREADABLE) return none;
   const d = (e.data ?? {}) as Record<string, unknown>;
@@ -38,8 +38,17 @@ export function scopeOf(e: LogEntry, state: Pick<ClusterState, "tasks">): EventS
       return { ...none, job, role: roleOf(job) };
     }
     case "JobInstancesAdded":
-    case "JobKillRequested": {
+    case "JobKillRequested":
+    case "JobUpdateStarted": {
       const job = str(d.job);
+      return { ...none, job, role: roleOf(job) };
+    }
+    case "JobUpdateStateChanged":
+    case "JobInstanceUpdateEvent":
+    case "JobUpdatePulsed": {
+      // They name their update; its job is in the state (an update not yet folded is nobody's).
+      const updateId = str(d.updateId);
+      const job = updateId === null ? null : (state.updates.get(updateId)?.job ?? null);
       return { ...none, job, role: roleOf(job) };
     }
     case "QuotaSet":

@@ -26,6 +26,7 @@ import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { formatProblem } from "../domain/validate.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
+import { TERMINAL_UPDATE_STATES, type UpdateStatus, updateStep } from "../statemachines/update.js";
 import { KILL_STATES, ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import { MAX_ANOMALIES_KEPT, type AgentRecord, type ClusterState, type RequestOutcome, type TaskRecord } from "./state.js";
 
@@ -118,6 +119,18 @@ function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntr
       return onLeaderElected(state, env.data, at);
     case "RequestDecided":
       return onRequestDecided(state, env.data, at);
+    case "JobUpdateStarted":
+      return onJobUpdateStarted(state, env.data, at);
+    case "JobUpdateStateChanged":
+      return onJobUpdateStateChanged(state, env.data, at);
+    case "JobInstanceUpdateEvent":
+      return onJobInstanceUpdateEvent(state, env.data, at);
+    case "JobUpdatePulsed": {
+      const u = state.updates.get(env.data.updateId)!;
+      u.pulseTs = at.ts;
+      u.lastTs = at.ts;
+      return;
+    }
     default: {
       const never: never = env;
       return anomaly(state, seq, idx, (never as { type: string }).type, "unknown event type");
@@ -126,6 +139,51 @@ function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntr
 }
 
 // ---- One handler per event type: what an event that passed the checks does to the state. ----
+
+/** A job update begins: its config is registered as a new version of the job; the job keeps its own until ROLLED_FORWARD. */
+function onJobUpdateStarted(state: ClusterState, d: EventPayloads["JobUpdateStarted"], at: At): void {
+  const job = state.jobs.get(d.job)!;
+  job.configs = { ...job.configs, [d.toVersion]: d.config.task };
+  state.updates.set(d.updateId, {
+    updateId: d.updateId,
+    job: d.job,
+    fromVersion: d.fromVersion,
+    toVersion: d.toVersion,
+    config: d.config,
+    settings: d.settings,
+    instances: d.instances === null ? null : [...new Set(d.instances)].sort((a, b) => a - b),
+    status: d.status,
+    user: d.user,
+    message: d.message ?? null,
+    createdSeq: at.seq,
+    createdTs: at.ts,
+    lastTs: at.ts,
+    pulseTs: null,
+    instanceActions: {},
+    failedInstances: [],
+  });
+}
+
+/** The update machine moved it (rejection() refused a move it does not allow). ROLLED_FORWARD makes the new config the job's. */
+function onJobUpdateStateChanged(state: ClusterState, d: EventPayloads["JobUpdateStateChanged"], at: At): void {
+  const u = state.updates.get(d.updateId)!;
+  u.status = d.to;
+  u.lastTs = at.ts;
+  if (d.to === "ROLLED_FORWARD") {
+    const job = state.jobs.get(u.job)!;
+    job.config = u.config;
+    job.configVersion = u.toVersion;
+  }
+}
+
+function onJobInstanceUpdateEvent(state: ClusterState, d: EventPayloads["JobInstanceUpdateEvent"], at: At): void {
+  const u = state.updates.get(d.updateId)!;
+  u.instanceActions[String(d.instance)] = { action: d.action, seq: at.seq, ts: at.ts };
+  u.lastTs = at.ts;
+  if ((d.action === "INSTANCE_UPDATE_FAILED" || d.action === "INSTANCE_ROLLBACK_FAILED") && !u.failedInstances.includes(d.instance)) {
+    u.failedInstances = [...u.failedInstances, d.instance].sort((a, b) => a - b);
+  }
+}
 
 function onTaskStateChanged(state: ClusterState, d: EventPayloads["TaskStateChanged"], at: At, out: Effect[] | undefined): void {
   const task = state.tasks.get(d.taskId)!;
@@ -336,6 +394,12 @@ export class BatchOverlay {
   readonly instances = new Set<string>();
   /** Request keys decided earlier in the batch. */
   readonly requests = new Set<string>();
+  /** Updates started or moved earlier in the batch: their job and status by then. */
+  readonly updates = new Map<string, { job: JobKeyString; status: UpdateStatus }>();
+  /** Jobs whose update started earlier in the batch. */
+  readonly updatedJobs = new Set<JobKeyString>();
+  /** `${job}#${version}`: config versions an update registered earlier in the batch. */
+  readonly versions = new Set<string>();
 
   /** Record what an event that passed the check creates. */
   note(env: AnyEnvelope): void {
@@ -345,6 +409,15 @@ export class BatchOverlay {
     } else if (env.type === "TaskAssigned") this.assigned.add(env.data.taskId);
     else if (env.type === "JobCreated") this.jobs.set(jobKeyOf(env.data.job), env.data.configVersion);
     else if (env.type === "RequestDecided") this.requests.add(env.data.key);
+    else if (env.type === "JobUpdateStarted") {
+      this.updates.set(env.data.updateId, { job: env.data.job, status: env.data.status });
+      this.updatedJobs.add(env.data.job);
+      this.versions.add(`${env.data.job}#${env.data.toVersion}`);
+    } else if (env.type === "JobUpdateStateChanged") {
+      const u = this.updates.get(env.data.updateId);
+      if (u) u.status = env.data.to;
+      else this.updates.set(env.data.updateId, { job: "" as JobKeyString, status: env.data.to });
+    }
   }
 }
 
@@ -373,6 +446,14 @@ export function touches(env: AnyEnvelope, visitTask: (id: TaskId) => boolean, vi
       return visitJob(env.data.job);
     case "JobCreated":
       return visitJob(jobKeyOf(env.data.job));
+    case "JobUpdateStarted":
+      return visitJob(env.data.job);
+    case "JobUpdateStateChanged":
+    case "JobInstanceUpdateEvent":
+    case "JobUpdatePulsed":
+      // They name their update, not its job: assume they touch whatever is asked (a rolled-forward
+      // update changes its job's config, which reschedules read).
+      return true;
     default:
       return false;
   }
@@ -422,7 +503,7 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       const batchVersion = batch?.jobs.get(d.job);
       if (!job && batchVersion === undefined) return `unknown job ${d.job}`;
       if (state.tasks.has(d.taskId) || batch?.tasks.has(d.taskId)) return `task ${d.taskId} already exists`;
-      if (batchVersion !== d.configVersion && !job?.configs[d.configVersion])
+      if (batchVersion !== d.configVersion && !job?.configs[d.configVersion] && !batch?.versions.has(`${d.job}#${d.configVersion}`))
         return `job ${d.job} has no config version ${d.configVersion}`;
       if (batchVersion === undefined && job) {
         const current = job.instances.get(d.instance);
@@ -449,6 +530,33 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       return state.agents.has(env.data.agentId) ? null : `unknown agent ${env.data.agentId}`;
     case "RequestDecided":
       return state.requests.has(env.data.key) || batch?.requests.has(env.data.key) ? `request ${env.data.key} was decided already` : null;
+    case "JobUpdateStarted": {
+      const d = env.data;
+      const job = state.jobs.get(d.job);
+      if (!job) return `unknown job ${d.job}`;
+      if (jobKeyOf(d.config) !== d.job) return `the update's config is for job ${jobKeyOf(d.config)}, not ${d.job}`;
+      if (state.updates.has(d.updateId) || batch?.updates.has(d.updateId)) return `update ${d.updateId} already exists`;
+      const active = state.activeUpdate(d.job);
+      if (active || batch?.updatedJobs.has(d.job))
+        return `job ${d.job} already has an active update${active ? `, ${active.updateId} (${active.status})` : ""}`;
+      if (!job.configs[d.fromVersion]) return `job ${d.job} has no config version ${d.fromVersion}`;
+      if (job.configs[d.toVersion] || d.toVersion <= job.configVersion) return `config version ${d.toVersion} of job ${d.job} is not new`;
+      if (d.status !== "ROLLING_FORWARD" && d.status !== "ROLL_FORWARD_AWAITING_PULSE")
+        return `an update starts ROLLING_FORWARD or ROLL_FORWARD_AWAITING_PULSE, not ${d.status}`;
+      return null;
+    }
+    case "JobUpdateStateChanged": {
+      const status = batch?.updates.get(env.data.updateId)?.status ?? state.updates.get(env.data.updateId)?.status;
+      if (status === undefined) return `unknown update ${env.data.updateId}`;
+      const step = updateStep(status, env.data.to);
+      return step.allowed ? null : `update ${env.data.updateId}: ${status} → ${env.data.to} is not a transition of the update machine`;
+    }
+    case "JobInstanceUpdateEvent":
+    case "JobUpdatePulsed": {
+      const status = batch?.updates.get(env.data.updateId)?.status ?? state.updates.get(env.data.updateId)?.status;
+      if (status === undefined) return `unknown update ${env.data.updateId}`;
+      return TERMINAL_UPDATE_STATES.has(status) ? `update ${env.data.updateId} is over (${status})` : null;
+    }
     case "AgentRegistered":
     case "QuotaSet":
     case "SlotReleased":

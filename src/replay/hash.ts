@@ -458,6 +458,11 @@ function* digestState(state: ClusterState, n: number, idAt: (k: number) => strin
     writeCanonical(f, state.requests);
     f.ascii("\n");
   }
+  if (state.updates.size) {
+    f.ascii("updates=");
+    writeCanonical(f, state.updates);
+    f.ascii("\n");
+  }
   if (state.anomalyCount > state.anomalies.length) {
     f.ascii("anomalyCount=");
     writeCanonical(f, state.anomalyCount);

@@ -239,6 +239,7 @@ export const STATE_FIELDS = [
   "anomalies",
   "anomalyCount",
   "requests",
+  "updates",
 ] as const satisfies readonly (keyof ClusterState)[];
 
 /** The position of `s` in a string table, appended (and indexed) when new. */
@@ -309,6 +310,8 @@ interface Small {
   anomalyCount?: number;
   /** Keyed requests' outcomes, oldest first (absent before requests were keyed). */
   requests?: Array<[string, unknown]>;
+  /** Job updates, oldest first (absent before there were updates). */
+  updates?: Array<[string, unknown]>;
   /** Task field values that fit no column: [task index, field, value] triples, flattened. */
   odd: unknown[];
   seq: number;
@@ -557,6 +560,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     anomalies: state.anomalies,
     anomalyCount: state.anomalyCount,
     requests: [...state.requests],
+    updates: [...state.updates],
     odd,
     seq: state.seq,
     eventCount: state.eventCount,
@@ -957,6 +961,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   state.anomalies.push(...small.anomalies);
   state.anomalyCount = small.anomalyCount ?? small.anomalies.length;
   for (const [key, r] of small.requests ?? []) state.requests.set(key, r as never);
+  for (const [id, u] of small.updates ?? []) state.updates.set(id, u as never);
   state.agentsVersion = small.agentsVersion;
   state.capacityVersion = small.capacityVersion;
 

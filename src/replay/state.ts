@@ -6,6 +6,8 @@
 
 import type { AgentId, AgentResources, JobConfig, JobKeyString, TaskConfig, TaskId } from "../domain/types.js";
 import type { AgentStateName } from "../statemachines/agent.js";
+import { type InstanceAction, TERMINAL_UPDATE_STATES as UPDATE_TERMINAL, type UpdateStatus } from "../statemachines/update.js";
+import type { UpdateSettings } from "../updater/settings.js";
 import type { TaskStateName } from "../statemachines/taskStates.js";
 
 /**
@@ -91,6 +93,35 @@ export interface AgentRecord {
   tasks: Set<TaskId>;
 }
 
+/**
+ * A job update (Aurora's JobUpdate), as folded from its events: what it rolls, how, and where it
+ * is. Plain data (records and arrays, no Maps), so it hashes and snapshots as it is.
+ */
+export interface UpdateRecord {
+  updateId: string;
+  job: JobKeyString;
+  fromVersion: number;
+  toVersion: number;
+  /** The job's config after the update (its instance count included). */
+  config: JobConfig;
+  settings: UpdateSettings;
+  /** Aurora's updateOnlyTheseInstances; null: every instance. */
+  instances: number[] | null;
+  status: UpdateStatus;
+  user: string;
+  message: string | null;
+  createdSeq: number;
+  createdTs: number;
+  /** Log time of its newest event: the updater's waits count from the log, not from a clock. */
+  lastTs: number;
+  /** Log time of its newest pulse (a coordinated update), else null. */
+  pulseTs: number | null;
+  /** Each instance's newest action, and the event that logged it (its reason is in the log). */
+  instanceActions: Record<string, { action: InstanceAction; seq: number; ts: number }>;
+  /** Instances whose update failed, ascending. */
+  failedInstances: number[];
+}
+
 /** A keyed request's first outcome (RequestDecided), by "<role>/<key>". */
 export interface RequestOutcome {
   op: string;
@@ -136,6 +167,8 @@ export class ClusterState {
   readonly requests = new Map<string, RequestOutcome>();
   /** Held slots, by the pending task they are held for. */
   readonly reservations = new Map<TaskId, Reservation>();
+  /** Job updates, by update id, oldest first. */
+  readonly updates = new Map<string, UpdateRecord>();
   /** Derived counters (not hashed): bumped when agents change, and when resources free up. */
   agentsVersion = 0;
   capacityVersion = 0;
@@ -145,6 +178,12 @@ export class ClusterState {
   readonly anomalies: Anomaly[] = [];
   /** All anomalies folded, kept or not. */
   anomalyCount = 0;
+
+  /** The job's update that is not over yet (at most one per job), or undefined. */
+  activeUpdate(job: JobKeyString): UpdateRecord | undefined {
+    for (const u of this.updates.values()) if (u.job === job && !UPDATE_TERMINAL.has(u.status)) return u;
+    return undefined;
+  }
 
   taskConfig(t: TaskRecord): TaskConfig {
     const job = this.jobs.get(t.job)!;

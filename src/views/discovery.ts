@@ -303,6 +303,11 @@ export class EndpointIndex {
         case "SlotReleased":
         case "LeaderElected":
         case "RequestDecided":
+        // An update moves tasks only through TaskCreated and TaskStateChanged, placed above.
+        case "JobUpdateStarted":
+        case "JobUpdateStateChanged":
+        case "JobInstanceUpdateEvent":
+        case "JobUpdatePulsed":
         case UNREADABLE:
           break;
         default: {

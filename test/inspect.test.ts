@@ -4,6 +4,7 @@
 // folded state's task or agent is in, what its machine takes now (as the fold would apply it),
 // and how it got there.
 
+import { TERMINAL_UPDATE_STATES, UPDATE_STATES, updateMachine, updateStep } from "../src/statemachines/update.js";
 import { toDirectedGraph, type DirectedGraphNode } from "xstate/graph";
 import { describe, expect, it } from "vitest";
 import type { EventPayloads, EventType } from "../src/domain/events.js";
@@ -73,6 +74,18 @@ describe("machine graphs", () => {
     ]);
   });
 
+  it("the update graph's edges are exactly updateStep's allowed moves (Aurora's JobUpdateStateMachine)", () => {
+    const g = machineGraph("update");
+    expect(g.initial).toBe("ROLLING_FORWARD");
+    expect(g.states.filter((s) => s.terminal).map((s) => s.id)).toEqual([...TERMINAL_UPDATE_STATES]);
+    const drawn = g.edges.map((e) => `${e.from} -> ${e.to}`).sort();
+    const allowed = UPDATE_STATES.flatMap((from) =>
+      UPDATE_STATES.filter((to) => updateStep(from, to).allowed).map((to) => `${from} -> ${to}`),
+    );
+    expect(drawn).toEqual(allowed.sort());
+    expect(toMermaid(g, "ROLL_FORWARD_PAUSED")).toContain("class ROLL_FORWARD_PAUSED current");
+  });
+
   it("agrees with xstate/graph's toDirectedGraph", () => {
     const flat = (n: DirectedGraphNode): string[] => [
       ...n.edges.map((e) => `${e.source.key} -> ${e.target.key} : ${e.label.text}`),
@@ -81,6 +94,7 @@ describe("machine graphs", () => {
     for (const [name, machine] of [
       ["task", taskMachine],
       ["agent", agentMachine],
+      ["update", updateMachine],
     ] as const) {
       const ours = machineGraph(name).edges.map((e) => `${e.from} -> ${e.to} : ${e.event}`);
       expect(ours.sort(), name).toEqual(flat(toDirectedGraph(machine)).sort());

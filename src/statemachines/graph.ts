@@ -10,8 +10,9 @@ import type { AnyStateMachine, AnyTransitionDefinition } from "xstate";
 import { agentMachine, type AgentStateName } from "./agent.js";
 import { taskMachine, type TaskGuardInput } from "./task.js";
 import { TERMINAL_STATES, type TaskStateName } from "./taskStates.js";
+import { updateMachine } from "./update.js";
 
-export type MachineName = "task" | "agent";
+export type MachineName = "task" | "agent" | "update";
 
 interface GraphState {
   readonly id: string;
@@ -49,7 +50,7 @@ export interface MachineGraph {
   readonly edges: readonly GraphEdge[];
 }
 
-const MACHINES: Record<MachineName, AnyStateMachine> = { task: taskMachine, agent: agentMachine };
+const MACHINES: Record<MachineName, AnyStateMachine> = { task: taskMachine, agent: agentMachine, update: updateMachine };
 const graphs = new Map<MachineName, MachineGraph>();
 
 /** The machine's graph, computed on first use and shared (frozen) after that. */
@@ -98,7 +99,7 @@ function buildGraph(machine: MachineName): MachineGraph {
   const nodes = Object.values(def.root.states).sort((a, b) => a.order - b.order);
   const edges: GraphEdge[] = [];
   for (const node of nodes) {
-    // Both machines are flat and event-driven; say so loudly if that ever changes rather than
+    // The machines are flat and event-driven; say so loudly if that ever changes rather than
     // draw a graph that leaves transitions out.
     if (node.type !== "atomic" && node.type !== "final")
       throw new Error(`graph: ${machine}.${node.key} is ${node.type}; only flat machines are drawn`);
@@ -107,7 +108,9 @@ function buildGraph(machine: MachineName): MachineGraph {
   }
   const leaves = (id: string) => edges.some((e) => e.from === id && e.to !== id);
   const states = nodes.map((node) => {
-    const terminal = machine === "task" ? (TERMINAL_STATES as ReadonlySet<string>).has(node.key) : !leaves(node.key);
+    // The task machine's terminal states may still change (a zombie's kill); the others' are those no event leaves.
+    const terminal =
+      machine === "task" ? (TERMINAL_STATES as ReadonlySet<string>).has(node.key) : node.type === "final" || !leaves(node.key);
     return Object.freeze({ id: node.key, ...(node.type === "final" ? { final: true } : {}), ...(terminal ? { terminal: true } : {}) });
   });
   const initial = def.root.initial?.target?.[0]?.key;

@@ -25,9 +25,9 @@ import {
   UPDATE_DEFAULTS,
   UpdateConfigError,
   type UpdateStrategy,
-  UpdateSettingsSchema,
   updateConfigProblems,
 } from "../src/updater/settings.js";
+import { UpdateSettingsSchema } from "../src/domain/update.js";
 
 const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
 const sizes = (groups: number[][]) => groups.map((g) => g.length);

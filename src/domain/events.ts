@@ -17,7 +17,7 @@
 import { Type, type Static } from "typebox";
 import { TASK_STATES } from "../statemachines/taskStates.js";
 import { INSTANCE_ACTIONS, UPDATE_STATES } from "../statemachines/update.js";
-import { UpdateSettingsSchema } from "../updater/settings.js";
+import { UpdateSettingsSchema } from "./update.js";
 import { AgentIdStr, AgentResourcesSchema, JobConfigSchema, JobKeyStr, TaskIdStr } from "./types.js";
 import { Dict, fastChecker, OneOf, type Problem } from "./validate.js";
 

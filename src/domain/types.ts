@@ -3,7 +3,7 @@
 // in camelCase.
 
 import { Type, type Static } from "typebox";
-import { UpdateSettingsSchema } from "../updater/settings.js";
+import { UpdateSettingsSchema } from "./update.js";
 import { Dict } from "./validate.js";
 
 // Branded ids: a string that has been through a check (a schema, or the fold's own records) and

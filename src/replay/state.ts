@@ -7,7 +7,7 @@
 import type { AgentId, AgentResources, JobConfig, JobKeyString, TaskConfig, TaskId } from "../domain/types.js";
 import type { AgentStateName } from "../statemachines/agent.js";
 import { type InstanceAction, TERMINAL_UPDATE_STATES as UPDATE_TERMINAL, type UpdateStatus } from "../statemachines/update.js";
-import type { UpdateSettings } from "../updater/settings.js";
+import type { UpdateSettings } from "../domain/update.js";
 import type { TaskStateName } from "../statemachines/taskStates.js";
 
 /**

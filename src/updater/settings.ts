@@ -32,8 +32,6 @@
 // "max_total_failures must be less than the instance count" is in its docs only (no code checks
 // it); and slaAware needs an SLA policy, which Roost does not have, so it is refused outright.
 
-import { Type, type Static } from "typebox";
-
 /** Aurora's scheduler flag -max_update_instance_failures (default 4000 × 5): maxPerInstanceFailures × instances may not exceed it. */
 const MAX_UPDATE_INSTANCE_FAILURES = 20_000;
 /** Aurora's client: pulse_interval_secs must be at least this (UpdaterConfig.MIN_PULSE_INTERVAL_SECONDS). */
@@ -68,30 +66,10 @@ type UpdateStrategyInput =
   | { batch: { batchSize?: number; autopauseAfterBatch?: boolean } }
   | { variableBatch: { batchSizes: number[]; autopauseAfterBatch?: boolean } };
 
-// The log's shape: types only, no policy bounds (updateConfigProblems holds those), so that every
-// update any build ever logged still folds.
-const Int = Type.Integer();
-const Bool = Type.Boolean();
+// The log's shape (UpdateSettingsSchema) lives in domain/update.ts with the other logged types.
+import type { UpdateSettings, UpdateStrategy } from "../domain/update.js";
 
-const UpdateStrategySchema = Type.Union([
-  Type.Object({ queue: Type.Object({ batchSize: Int }) }),
-  Type.Object({ batch: Type.Object({ batchSize: Int, autopauseAfterBatch: Bool }) }),
-  Type.Object({ variableBatch: Type.Object({ batchSizes: Type.Array(Int), autopauseAfterBatch: Bool }) }),
-]);
-export type UpdateStrategy = Static<typeof UpdateStrategySchema>;
-
-/** The normalised update settings (Aurora's JobUpdateSettings, in Roost's units), as the log stores them. */
-export const UpdateSettingsSchema = Type.Object({
-  strategy: UpdateStrategySchema,
-  watchSecs: Int,
-  maxPerInstanceFailures: Int,
-  maxTotalFailures: Int,
-  rollbackOnFailure: Bool,
-  /** Absent: not a coordinated update. */
-  pulseIntervalSecs: Type.Optional(Int),
-  slaAware: Bool,
-});
-export type UpdateSettings = Static<typeof UpdateSettingsSchema>;
+export type { UpdateSettings, UpdateStrategy };
 
 /** Aurora's minWaitInInstanceRunningMs: how long an updated instance must stay RUNNING to count as updated. */
 export function minWaitInInstanceRunningMs(s: Pick<UpdateSettings, "watchSecs">): number {

@@ -71,12 +71,13 @@ class Sim {
     }
     this.fold(place);
     this.fold(run);
-    // The rescheduler's part: a service task that ended on its own gets a successor, with the
-    // job's config (actors/rescheduler.ts).
+    // The rescheduler's part (actors/rescheduler.ts): a service task that ended on its own gets a
+    // successor, with its own config while an update runs, else the job's.
     const successors: AnyEnvelope[] = [];
     for (const t of this.state.tasks.values()) {
-      if (t.rescheduleWanted && t.successorId === null)
-        successors.push(this.newTask(t.instance, this.state.jobs.get(JOB)!.configVersion, t.taskId));
+      if (!t.rescheduleWanted || t.successorId !== null) continue;
+      const version = this.state.activeUpdate(JOB) ? t.configVersion : this.state.jobs.get(JOB)!.configVersion;
+      successors.push(this.newTask(t.instance, version, t.taskId));
     }
     this.fold(successors);
   }

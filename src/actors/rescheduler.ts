@@ -59,6 +59,11 @@ export class Rescheduler extends Actor<ReschedulerMsg> {
       const job = s.state.jobs.get(t.job)!;
       const newId = taskIdFor(t.job, t.instance, s.ids);
       const flap = flapping(t, s.policy);
+      // While an update rolls the job, a task runs again with its own config (Aurora's
+      // reschedule copies the task's config): the update, not a crash, decides which config an
+      // instance runs. Otherwise, the job's current one.
+      const updating = s.state.activeUpdate(t.job);
+      const configVersion = updating ? t.configVersion : job.configVersion;
       events.push(
         s.event(
           "TaskCreated",
@@ -66,7 +71,7 @@ export class Rescheduler extends Actor<ReschedulerMsg> {
             taskId: newId,
             job: t.job,
             instance: t.instance,
-            configVersion: job.configVersion,
+            configVersion,
             ancestorId: t.taskId,
             failureCount: t.failureCount,
             state: flap ? "THROTTLED" : "PENDING",
@@ -77,7 +82,8 @@ export class Rescheduler extends Actor<ReschedulerMsg> {
             (job.config.task.service
               ? "; services always run again"
               : `; failure ${t.failureCount} of ${job.config.task.maxTaskFailures === -1 ? "unlimited" : job.config.task.maxTaskFailures}`) +
-            (flap ? `; flapping (${flap.why}): throttled for ${fmtMs(flap.penaltyMs)}` : ""),
+            (flap ? `; flapping (${flap.why}): throttled for ${fmtMs(flap.penaltyMs)}` : "") +
+            (updating ? `; with its own config version ${configVersion}: update ${updating.updateId} is ${updating.status}` : ""),
         ),
       );
       this.inFlight.add(id);

@@ -882,6 +882,7 @@ export class Agent {
 
 /** A launch's health check as the executor's type (the schema allows nil for absent fields). */
 function healthCheckOf(h: NonNullable<LaunchRequest["healthCheck"]>): HealthCheckConfig {
+  // Neither http nor shell: the checker's default HTTP check (Aurora's).
   return {
     initialIntervalSecs: h.initialIntervalSecs,
     intervalSecs: h.intervalSecs,
@@ -889,10 +890,6 @@ function healthCheckOf(h: NonNullable<LaunchRequest["healthCheck"]>): HealthChec
     maxConsecutiveFailures: h.maxConsecutiveFailures,
     minConsecutiveSuccesses: h.minConsecutiveSuccesses,
     ...(h.shell != null ? { shell: { command: h.shell.command } } : {}),
-    ...(h.http != null
-      ? { http: { ...h.http } }
-      : h.shell == null
-        ? { http: { endpoint: "/health", expectedResponse: "ok", expectedResponseCode: 0 } }
-        : {}),
+    ...(h.http != null ? { http: { ...h.http } } : {}),
   };
 }

@@ -39,6 +39,7 @@ import {
   STATUS_MESSAGE_MAX_LENGTH,
   TASK_ID_MAX_LENGTH,
   TASK_ID_PATTERN,
+  URL_PATH_PATTERN,
 } from "../domain/limits.js";
 import { Dict, OneOf, RULE } from "../domain/validate.js";
 
@@ -168,7 +169,11 @@ export const LaunchShapeSchema = Type.Object({
 
 const Secs = (opts: { min?: number; max: number; positive?: boolean }) =>
   Type.Number(opts.positive ? { exclusiveMinimum: 0, maximum: opts.max } : { minimum: opts.min ?? 0, maximum: opts.max });
-const UrlPath = Type.String({ pattern: "^/[^\\s]*$", maxLength: MAX_HEALTH_TEXT, [RULE]: 'must be a URL path: "/" then no white space' });
+const UrlPath = Type.String({
+  pattern: URL_PATH_PATTERN,
+  maxLength: MAX_HEALTH_TEXT,
+  [RULE]: 'must be a URL path: "/" then no white space',
+});
 
 /** Aurora's HealthCheckConfig, as the job spec normalised it (domain/types.ts). */
 const HealthCheckRequest = Type.Object({

@@ -53,6 +53,8 @@ export const MAX_SERVICE_SECS = 3600;
 export const MAX_FINALIZATION_WAIT_SECS = 60;
 /** Health check counters (Aurora: any int; these are far past anything sensible). */
 export const MAX_HEALTH_COUNT = 1000;
+/** An HTTP endpoint of a task (health check, lifecycle steps): a path. */
+export const URL_PATH_PATTERN = "^/[^\\s]*$";
 /** A health check's HTTP endpoint and expected response, and a shell check's command. */
 export const MAX_HEALTH_TEXT = 1024;
 /**

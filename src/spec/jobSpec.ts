@@ -77,7 +77,7 @@ export interface JobSpec {
 }
 
 /** Aurora's HealthCheckConfig defaults (base.py). */
-const HEALTH_CHECK_DEFAULTS = {
+export const HEALTH_CHECK_DEFAULTS = {
   initialIntervalSecs: 15,
   intervalSecs: 10,
   timeoutSecs: 1,

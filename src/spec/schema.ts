@@ -18,6 +18,7 @@ import {
   MAX_HTTP_LIFECYCLE_WAIT_SECS,
   MAX_PROCESS_FAILURES,
   MAX_SERVICE_SECS,
+  URL_PATH_PATTERN,
   MAX_CONSTRAINT_LENGTH,
   MAX_CONSTRAINTS,
   MAX_CPUS,
@@ -36,7 +37,7 @@ import {
   PORT_NAME_PATTERN,
 } from "../domain/limits.js";
 
-export { MAX_INSTANCES, PORT_NAME_PATTERN };
+export { MAX_INSTANCES, PORT_NAME_PATTERN, URL_PATH_PATTERN };
 
 /**
  * Roles, environments, job and process names (domain/limits.ts): Aurora's good-identifier
@@ -52,9 +53,6 @@ const ATTRIBUTE_PATTERN = NAME_PATTERN;
  * jobSpec.ts; maxLength (characters) is the schema's coarse bound.
  */
 export const CMDLINE_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
-
-/** An HTTP endpoint of a task: a path. */
-export const URL_PATH_PATTERN = "^/[^\\s]*$";
 
 const TIERS = ["preferred", "preemptible", "revocable"] as const;
 

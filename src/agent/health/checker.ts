@@ -22,6 +22,7 @@ import * as path from "node:path";
 import type { HealthCheckConfig } from "../../domain/types.js";
 import { type HealthCounters, type HealthPolicy, healthPolicy, initialCounters, recordCheck } from "./policy.js";
 import { type HttpCheckSpec, httpProbe, type ProbeResult, shellProbe } from "./probes.js";
+import { HEALTH_CHECK_DEFAULTS } from "../../spec/jobSpec.js";
 
 /** In a task's sandbox, pauses its health checks while it exists (Aurora's name). */
 export const SNOOZE_FILE = ".healthchecksnooze";
@@ -46,7 +47,7 @@ export interface HealthListener {
 export type HealthStatus = HealthCounters & { lastReason: string | null; snoozed: boolean };
 
 /** Aurora's HttpHealthChecker defaults, for a config that names neither http nor shell. */
-const DEFAULT_HTTP: HttpCheckSpec = { endpoint: "/health", expectedResponse: "ok", expectedResponseCode: 0 };
+const DEFAULT_HTTP: HttpCheckSpec = HEALTH_CHECK_DEFAULTS.http;
 const NO_PORT: ProbeResult = Object.freeze({ ok: false, reason: 'no port named "health"' }) as ProbeResult;
 
 /** FNV-1a of the task id, as a fraction in [0, 1). */

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { taskStatusFrom } from "../src/actors/reads.js";
 import { Agent } from "../src/agent/agent.js";
 import { createIsolator } from "../src/agent/isolation.js";
 import type { InspectReply } from "../src/agent/protocol.js";
@@ -293,5 +294,35 @@ describe("an agent killed -9 while a task's health checks run", () => {
     expect((await history(taskId)).at(-1)!.reason).toMatch(/healthy after/);
     // The same process all along: it started listening once.
     expect(serviceEvents(sandbox).filter((l) => l === "listening")).toHaveLength(1);
+  });
+});
+
+describe("roost task status never passes on what an agent should not say", () => {
+  const base = { taskId: "t-1", job: "www-data/devel/x", instance: 0, state: "RUNNING", host: "h", agentId: "agent-1" };
+  it.each([
+    [null, /agent agent-1: an answer it could not read/],
+    ["garbage", /an answer it could not read/],
+    [{ ok: false, error: "does not run task t-1" }, /agent agent-1: does not run task t-1/],
+    [
+      { ok: true, processes: "lots", phase: "main", killStep: null, health: null, isolation: "none", memoryBytes: null },
+      /answered what no agent may: processes/,
+    ],
+    [
+      {
+        ok: true,
+        processes: [{ name: "a", state: "RUNNING", runs: -1.5, failures: 0, exitCode: null, pid: 1, final: false }],
+        phase: "main",
+        killStep: null,
+        health: null,
+        isolation: "none",
+        memoryBytes: null,
+      },
+      /answered what no agent may: processes\[0\]\.runs/,
+    ],
+  ])("%j → processes unknown, and why", (reply, why) => {
+    const s = taskStatusFrom(base, "agent-1", reply);
+    expect(s.processes).toBeNull();
+    expect(s.agentError).toMatch(why);
+    expect(s).toMatchObject(base);
   });
 });

@@ -7,6 +7,8 @@
 import type { InspectReply } from "../agent/protocol.js";
 import { subjects } from "../bus/bus.js";
 import { asTaskId } from "../domain/types.js";
+import { fastChecker, formatProblem } from "../domain/validate.js";
+import { TaskStatusReply } from "../api/replies.js";
 import { quotaReport } from "../quota/quota.js";
 import { partHashes } from "../replay/compare.js";
 import { stateHash } from "../replay/hash.js";
@@ -30,6 +32,10 @@ type Deps = Pick<
   TermContext,
   "state" | "clock" | "log" | "policy" | "eventLog" | "schedulerId" | "epoch" | "bus" | "agentRequestTimeoutMs"
 >;
+
+const checkStatusReply = fastChecker(TaskStatusReply);
+/** A task status without its agent's part (none was asked, or none answered well). */
+const NO_PROCESSES = { processes: null, phase: null, killStep: null, health: null, isolation: null, memoryBytes: null };
 
 /** Task states in which an agent runs (or ran a moment ago) the task's processes. */
 const ON_AGENT = new Set(["ASSIGNED", "STARTING", "RUNNING", "KILLING", "RESTARTING", "PREEMPTING", "DRAINING", "PARTITIONED"]);
@@ -75,27 +81,20 @@ export class Reads extends Actor<ReadsMsg> {
    */
   private async taskStatus(taskId: string, job: string, instance: number, state: string, host: string | null, agentId: string | null) {
     const base = { taskId, job, instance, state, host, agentId };
-    const none = { processes: null, phase: null, killStep: null, health: null, isolation: null, memoryBytes: null };
     if (agentId === null || !ON_AGENT.has(state)) {
-      return { ...base, ...none, agentError: agentId === null ? "the task was never placed" : `the task is ${state}: no agent runs it` };
+      return {
+        ...base,
+        ...NO_PROCESSES,
+        agentError: agentId === null ? "the task was never placed" : `the task is ${state}: no agent runs it`,
+      };
     }
-    let reply: InspectReply;
+    let reply: unknown;
     try {
-      reply = await this.s.bus.request<InspectReply>(subjects.inspect(agentId), { taskId }, Math.min(this.s.agentRequestTimeoutMs, 3000));
+      reply = await this.s.bus.request<unknown>(subjects.inspect(agentId), { taskId }, Math.min(this.s.agentRequestTimeoutMs, 3000));
     } catch (err) {
-      return { ...base, ...none, agentError: `agent ${agentId} did not answer: ${(err as Error).message}` };
+      return { ...base, ...NO_PROCESSES, agentError: `agent ${agentId} did not answer: ${(err as Error).message}` };
     }
-    if (!reply.ok) return { ...base, ...none, agentError: reply.error };
-    return {
-      ...base,
-      processes: reply.processes,
-      phase: reply.phase,
-      killStep: reply.killStep,
-      health: reply.health,
-      isolation: reply.isolation,
-      memoryBytes: reply.memoryBytes,
-      agentError: null,
-    };
+    return taskStatusFrom(base, agentId, reply);
   }
 
   private answer(op: ReadsOp, r: Record<string, string>, role: string | null): unknown {
@@ -201,4 +200,34 @@ function ownTask(state: ClusterState, taskId: string, role: string | null): void
       "taskId",
     );
   }
+}
+
+/**
+ * A task's status from its agent's inspect reply, checked before it is passed on (invariant 6):
+ * a reply that is no answer, or that breaks the API's reply schema, leaves the processes unknown
+ * and says what was wrong with it.
+ */
+export function taskStatusFrom(
+  base: { taskId: string; job: string; instance: number; state: string; host: string | null; agentId: string | null },
+  agentId: string,
+  reply: unknown,
+) {
+  const r = reply as Partial<Extract<InspectReply, { ok: true }>> & { ok?: unknown; error?: unknown };
+  if (reply === null || typeof reply !== "object" || r.ok !== true) {
+    const error = typeof r?.error === "string" ? r.error : "an answer it could not read";
+    return { ...base, ...NO_PROCESSES, agentError: `agent ${agentId}: ${error}` };
+  }
+  const value = {
+    ...base,
+    processes: r.processes,
+    phase: r.phase,
+    killStep: r.killStep,
+    health: r.health,
+    isolation: r.isolation,
+    memoryBytes: r.memoryBytes,
+    agentError: null,
+  };
+  const bad = checkStatusReply(value);
+  if (bad !== null) return { ...base, ...NO_PROCESSES, agentError: `agent ${agentId} answered what no agent may: ${formatProblem(bad)}` };
+  return value;
 }

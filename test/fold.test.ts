@@ -87,7 +87,7 @@ describe("fold determinism", () => {
 });
 
 describe("golden logs", () => {
-  for (const name of ["v1-synthetic", "v1-rules", "v1-poisoned", "v1-devrun", "v1-services"]) {
+  for (const name of ["v1-synthetic", "v1-rules", "v1-poisoned", "v1-devrun", "v1-services", "v1-deploys"]) {
     it(`${name} folds to the state hash recorded when it was written`, () => {
       const dir = new URL("./golden/", import.meta.url);
       const expected = JSON.parse(readFileSync(new URL(`${name}.json`, dir), "utf8"));

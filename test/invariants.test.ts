@@ -12,7 +12,7 @@ import { syntheticLog } from "../src/sim/synthetic.js";
 import { asAgentId, asJobKey, asTaskId } from "../src/domain/types.js";
 
 describe("the invariants hold on real logs, after every record", () => {
-  for (const name of ["v1-synthetic", "v1-rules", "v1-poisoned", "v1-devrun"]) {
+  for (const name of ["v1-synthetic", "v1-rules", "v1-poisoned", "v1-devrun", "v1-deploys"]) {
     it(`golden log ${name}`, () => {
       const records = unpack<Uint8Array[]>(readFileSync(new URL(`./golden/${name}.log`, import.meta.url)));
       const s = new ClusterState();

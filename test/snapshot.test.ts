@@ -79,6 +79,9 @@ function referenceStateHash(state: ClusterState): string {
   h.update(canonical({ digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies }));
   if (state.quotas.size) h.update(`quotas=${canonical(state.quotas)}\n`);
   if (state.reservations.size) h.update(`reservations=${canonical(state.reservations)}\n`);
+  if (state.requests.size) h.update(`requests=${canonical(state.requests)}\n`);
+  if (state.updates.size) h.update(`updates=${canonical(state.updates)}\n`);
+  if (state.cronJobs.size) h.update(`cronJobs=${canonical(state.cronJobs)}\n`);
   if (state.anomalyCount > state.anomalies.length) h.update(`anomalyCount=${canonical(state.anomalyCount)}\n`);
   const section = <T>(name: string, m: Map<string, T>, project: (v: T) => unknown) => {
     for (const key of [...m.keys()].sort()) h.update(`${name}:${key}=${canonical(project(m.get(key)!))}\n`);
@@ -174,7 +177,7 @@ describe("snapshot round trip", () => {
     expect(stateHash(decoded)).toBe(stateHash(foldAll(log)));
   });
 
-  for (const name of ["v1-synthetic", "v1-rules"]) {
+  for (const name of ["v1-synthetic", "v1-rules", "v1-deploys"]) {
     it(`${name}: a snapshot at every cut, folded on, reaches the golden hash`, () => {
       const { records, expected } = golden(name);
       const step = Math.max(1, Math.floor(records.length / 15));
@@ -336,7 +339,7 @@ describe("snapshot header and errors", () => {
 
 describe("stateHash writes the same bytes as the string implementation", () => {
   it("on golden states at every record, synthetic states and odd values", () => {
-    for (const name of ["v1-synthetic", "v1-rules"]) {
+    for (const name of ["v1-synthetic", "v1-rules", "v1-deploys"]) {
       const { records } = golden(name);
       const s = new ClusterState();
       records.forEach((r, i) => {

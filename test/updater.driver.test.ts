@@ -115,7 +115,7 @@ class Sim {
           events.push(this.ev("JobInstanceUpdateEvent", { updateId, instance: d.instance, action: d.action }, d.reason));
           if (d.action === "INSTANCE_UPDATING" || d.action === "INSTANCE_ROLLING_BACK") round.push(d.instance);
         } else if (d.kind === "create") events.push(this.newTask(d.instance, d.configVersion, d.ancestorId));
-        else if (d.kind === "kill") events.push(this.ev("TaskStateChanged", { taskId: d.taskId, to: "KILLING" }, d.reason));
+        else if (d.kind === "kill") events.push(this.ev("TaskStateChanged", { taskId: d.taskId, to: d.to }, d.reason));
         else if (d.kind === "status") {
           events.push(this.ev("JobUpdateStateChanged", { updateId, to: d.to, message: d.message }, d.message));
           this.statuses.push(d.to);

@@ -112,6 +112,9 @@ const EVENT_SCHEMAS = {
    * updateOnlyTheseInstances; null: all). `status` is its first: ROLLING_FORWARD, or
    * ROLL_FORWARD_AWAITING_PULSE for a coordinated update. The job's own config becomes the new one
    * only when the update is ROLLED_FORWARD.
+   *
+   * `restart` (added later; absent means false): a rolling restart (roost job restart), which
+   * rolls the job's own config (`toVersion` = `fromVersion` = the job's) through RESTARTING.
    */
   JobUpdateStarted: Type.Object({
     updateId: Str,
@@ -124,6 +127,7 @@ const EVENT_SCHEMAS = {
     status: OneOf(UPDATE_STATES),
     user: Str,
     message: Type.Optional(Str),
+    restart: Type.Optional(Type.Boolean()),
   }),
   /** A request to move an update to `to` (statemachines/update.ts decides; Aurora's JobUpdateEvent). */
   JobUpdateStateChanged: Type.Object({
@@ -136,6 +140,28 @@ const EVENT_SCHEMAS = {
   JobInstanceUpdateEvent: Type.Object({ updateId: Str, instance: Int, action: OneOf(INSTANCE_ACTIONS) }),
   /** A coordinated update's pulse. Logged, unlike Aurora's, so a coordinated update replays exactly. */
   JobUpdatePulsed: Type.Object({ updateId: Str, user: Str }),
+  /**
+   * A cron job was scheduled (roost cron schedule), or scheduled again with a new config: `job` is
+   * its validated template (cronSchedule set). Nothing runs yet: each trigger creates a run of it.
+   */
+  CronJobScheduled: Type.Object({ job: JobConfigSchema, user: Str }),
+  /** A cron job was descheduled: no more triggers (a run under way is not killed). */
+  CronJobDescheduled: Type.Object({ job: JobKeyStr, user: Str }),
+  /**
+   * A cron job's trigger for `minuteMs` (the start of its minute; for a manual `cron start`, the
+   * request's time) and what became of it: "fired" (a run was created, by the JobCreated and
+   * TaskCreated events before it in the same record), "skipped" (CANCEL_NEW: the previous run is
+   * still active), or "collided" (KILL_EXISTING: the previous run is being killed; a "fired" for
+   * the same minute follows once it has ended). `missed`: triggers after the last fired one that
+   * were not replayed (a new leader catching up fires once). `user`: set for a manual start.
+   */
+  CronTriggered: Type.Object({
+    job: JobKeyStr,
+    minuteMs: Num,
+    outcome: OneOf(["fired", "skipped", "collided"] as const),
+    missed: Int,
+    user: Type.Optional(Str),
+  }),
   /**
    * A keyed request was decided: its first outcome, kept at least REQUEST_KEY_RETENTION_MS, so the
    * same key sent again (over the API, or redelivered by the intake stream after a failover) gets
@@ -177,6 +203,9 @@ export const EVENT_VERSIONS: Record<EventType, number> = {
   JobUpdateStateChanged: 1,
   JobInstanceUpdateEvent: 1,
   JobUpdatePulsed: 1,
+  CronJobScheduled: 1,
+  CronJobDescheduled: 1,
+  CronTriggered: 1,
 };
 
 const checks = Object.fromEntries(EVENT_TYPES.map((t) => [t, fastChecker(EVENT_SCHEMAS[t])])) as Record<

@@ -74,7 +74,8 @@ export function firstDifference(a: ClusterState, b: ClusterState): Difference | 
     mapDifference("quotas", a.quotas, b.quotas, (q) => ({ ...q })) ??
     mapDifference("reservations", a.reservations, b.reservations, (r) => ({ ...r })) ??
     mapDifference("requests", a.requests, b.requests, (r) => ({ ...r })) ??
-    mapDifference("updates", a.updates, b.updates, (u) => ({ ...u }))
+    mapDifference("updates", a.updates, b.updates, (u) => ({ ...u })) ??
+    mapDifference("cronJobs", a.cronJobs, b.cronJobs, (c) => ({ ...c }))
   );
 }
 
@@ -104,5 +105,7 @@ export function partHashes(s: ClusterState): Record<string, string> {
     reservations: h(sorted(s.reservations, (r) => r)),
     requests: h(sorted(s.requests, (r) => r)),
     updates: h(sorted(s.updates, (u) => u)),
+    // Absent when there are none, as in the hash, so a leader and a fold of an older build agree.
+    ...(s.cronJobs.size ? { cronJobs: h(sorted(s.cronJobs, (c) => c)) } : {}),
   };
 }

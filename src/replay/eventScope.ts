@@ -32,14 +32,17 @@ export function scopeOf(e: LogEntry, state: Pick<ClusterState, "tasks" | "update
   const d = (e.data ?? {}) as Record<string, unknown>;
   const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
   switch (e.type) {
-    case "JobCreated": {
+    case "JobCreated":
+    case "CronJobScheduled": {
       const j = (d.job ?? {}) as Record<string, unknown>;
       const job = [j.role, j.environment, j.name].every((x) => typeof x === "string") ? `${j.role}/${j.environment}/${j.name}` : null;
       return { ...none, job, role: roleOf(job) };
     }
     case "JobInstancesAdded":
     case "JobKillRequested":
-    case "JobUpdateStarted": {
+    case "JobUpdateStarted":
+    case "CronJobDescheduled":
+    case "CronTriggered": {
       const job = str(d.job);
       return { ...none, job, role: roleOf(job) };
     }

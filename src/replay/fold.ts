@@ -131,6 +131,13 @@ function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntr
       u.lastTs = at.ts;
       return;
     }
+    case "CronJobScheduled":
+      return onCronJobScheduled(state, env.data, at);
+    case "CronJobDescheduled":
+      state.cronJobs.delete(env.data.job);
+      return;
+    case "CronTriggered":
+      return onCronTriggered(state, env.data, at);
     default: {
       const never: never = env;
       return anomaly(state, seq, idx, (never as { type: string }).type, "unknown event type");
@@ -143,7 +150,7 @@ function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntr
 /** A job update begins: its config is registered as a new version of the job; the job keeps its own until ROLLED_FORWARD. */
 function onJobUpdateStarted(state: ClusterState, d: EventPayloads["JobUpdateStarted"], at: At): void {
   const job = state.jobs.get(d.job)!;
-  job.configs = { ...job.configs, [d.toVersion]: d.config.task };
+  if (d.restart !== true) job.configs = { ...job.configs, [d.toVersion]: d.config.task };
   state.updates.set(d.updateId, {
     updateId: d.updateId,
     job: d.job,
@@ -161,6 +168,9 @@ function onJobUpdateStarted(state: ClusterState, d: EventPayloads["JobUpdateStar
     pulseTs: null,
     instanceActions: {},
     failedInstances: [],
+    restart: d.restart === true,
+    actions: [],
+    statuses: [{ status: d.status, seq: at.seq, ts: at.ts, user: d.user, message: d.message ?? null, reason: at.reason }],
   });
 }
 
@@ -169,7 +179,8 @@ function onJobUpdateStateChanged(state: ClusterState, d: EventPayloads["JobUpdat
   const u = state.updates.get(d.updateId)!;
   u.status = d.to;
   u.lastTs = at.ts;
-  if (d.to === "ROLLED_FORWARD") {
+  u.statuses.push({ status: d.to, seq: at.seq, ts: at.ts, user: d.user ?? null, message: d.message ?? null, reason: at.reason });
+  if (d.to === "ROLLED_FORWARD" && !u.restart) {
     const job = state.jobs.get(u.job)!;
     job.config = u.config;
     job.configVersion = u.toVersion;
@@ -179,6 +190,7 @@ function onJobUpdateStateChanged(state: ClusterState, d: EventPayloads["JobUpdat
 function onJobInstanceUpdateEvent(state: ClusterState, d: EventPayloads["JobInstanceUpdateEvent"], at: At): void {
   const u = state.updates.get(d.updateId)!;
   u.instanceActions[String(d.instance)] = { action: d.action, seq: at.seq, ts: at.ts };
+  u.actions.push({ instance: d.instance, action: d.action, seq: at.seq, ts: at.ts, reason: at.reason });
   u.lastTs = at.ts;
   if ((d.action === "INSTANCE_UPDATE_FAILED" || d.action === "INSTANCE_ROLLBACK_FAILED") && !u.failedInstances.includes(d.instance)) {
     u.failedInstances = [...u.failedInstances, d.instance].sort((a, b) => a - b);
@@ -241,6 +253,32 @@ function onTaskCreated(state: ClusterState, d: EventPayloads["TaskCreated"], at:
     }
   }
   transitionTask(state, task, d.state, at, out);
+}
+
+/** A cron job is scheduled, or scheduled again (a new template): where its schedule stands carries over. */
+function onCronJobScheduled(state: ClusterState, d: EventPayloads["CronJobScheduled"], at: At): void {
+  const key = jobKeyOf(d.job);
+  const was = state.cronJobs.get(key);
+  state.cronJobs.set(key, {
+    key,
+    config: d.job,
+    user: d.user,
+    scheduledSeq: at.seq,
+    scheduledTs: at.ts,
+    lastFiredMinuteMs: was?.lastFiredMinuteMs ?? null,
+    lastTrigger: was?.lastTrigger ?? null,
+    pendingRun: was?.pendingRun ?? null,
+  });
+}
+
+/** A trigger was taken: a scheduled one moves the last fired minute; a collision leaves a run waiting; a fire ends the wait. */
+function onCronTriggered(state: ClusterState, d: EventPayloads["CronTriggered"], at: At): void {
+  const c = state.cronJobs.get(d.job)!;
+  const user = d.user ?? null;
+  c.lastTrigger = { minuteMs: d.minuteMs, outcome: d.outcome, missed: d.missed, user, seq: at.seq, ts: at.ts, reason: at.reason };
+  if (user === null && (c.lastFiredMinuteMs === null || d.minuteMs > c.lastFiredMinuteMs)) c.lastFiredMinuteMs = d.minuteMs;
+  if (d.outcome === "collided") c.pendingRun = { minuteMs: d.minuteMs, user, seq: at.seq, ts: at.ts };
+  else if (d.outcome === "fired") c.pendingRun = null;
 }
 
 function onJobCreated(state: ClusterState, d: EventPayloads["JobCreated"], at: At): void {
@@ -448,6 +486,11 @@ export function touches(env: AnyEnvelope, visitTask: (id: TaskId) => boolean, vi
       return visitJob(jobKeyOf(env.data.job));
     case "JobUpdateStarted":
       return visitJob(env.data.job);
+    case "CronJobScheduled":
+      return visitJob(jobKeyOf(env.data.job));
+    case "CronJobDescheduled":
+    case "CronTriggered":
+      return visitJob(env.data.job);
     case "JobUpdateStateChanged":
     case "JobInstanceUpdateEvent":
     case "JobUpdatePulsed":
@@ -472,8 +515,10 @@ export function overtaken(state: ClusterState, env: AnyEnvelope): string | null 
   if (ancestorId === null) return null;
   if (state.jobs.get(d.job)?.killedInstances.has(d.instance)) return `instance ${d.instance} of job ${d.job} was killed meanwhile`;
   const ancestor = state.tasks.get(ancestorId);
-  if (ancestor && (ancestor.successorId !== null || !ancestor.rescheduleWanted))
-    return `${ancestorId} was rescheduled already, or no longer wants to be`;
+  if (ancestor && ancestor.successorId !== null) return `${ancestorId} was rescheduled already`;
+  // The updater replaces a task it killed (everKilling, no reschedule wanted); any other next run
+  // is a reschedule, which the task must still want.
+  if (ancestor && !ancestor.rescheduleWanted && !ancestor.everKilling) return `${ancestorId} no longer wants to be rescheduled`;
   return null;
 }
 
@@ -540,7 +585,11 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       if (active || batch?.updatedJobs.has(d.job))
         return `job ${d.job} already has an active update${active ? `, ${active.updateId} (${active.status})` : ""}`;
       if (!job.configs[d.fromVersion]) return `job ${d.job} has no config version ${d.fromVersion}`;
-      if (job.configs[d.toVersion] || d.toVersion <= job.configVersion) return `config version ${d.toVersion} of job ${d.job} is not new`;
+      if (d.restart === true) {
+        if (d.fromVersion !== job.configVersion || d.toVersion !== job.configVersion)
+          return `a restart rolls the job's own config version ${job.configVersion}, not ${d.fromVersion} → ${d.toVersion}`;
+      } else if (job.configs[d.toVersion] || d.toVersion <= job.configVersion)
+        return `config version ${d.toVersion} of job ${d.job} is not new`;
       if (d.status !== "ROLLING_FORWARD" && d.status !== "ROLL_FORWARD_AWAITING_PULSE")
         return `an update starts ROLLING_FORWARD or ROLL_FORWARD_AWAITING_PULSE, not ${d.status}`;
       return null;
@@ -557,6 +606,12 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       if (status === undefined) return `unknown update ${env.data.updateId}`;
       return TERMINAL_UPDATE_STATES.has(status) ? `update ${env.data.updateId} is over (${status})` : null;
     }
+    case "CronJobScheduled":
+      return env.data.job.cronSchedule === undefined ? `job ${jobKeyOf(env.data.job)} has no cronSchedule: it is not a cron job` : null;
+    case "CronJobDescheduled":
+      return state.cronJobs.has(env.data.job) ? null : `unknown cron job ${env.data.job}`;
+    case "CronTriggered":
+      return cronTriggerRejection(state, env.data, batch);
     case "AgentRegistered":
     case "QuotaSet":
     case "SlotReleased":
@@ -567,6 +622,29 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       return `unknown event type ${(never as { type: string }).type}`;
     }
   }
+}
+
+/**
+ * Why a cron trigger cannot apply: an unknown cron job; a "fired" that does not follow its run's
+ * JobCreated in the same record (a fire that created nothing would claim a run that never was);
+ * or a scheduled trigger for a minute already taken (the same minute twice: two leaders, or a
+ * replayed decision), unless it is the fire of the run a collision left waiting.
+ */
+function cronTriggerRejection(state: ClusterState, d: EventPayloads["CronTriggered"], batch?: BatchOverlay): string | null {
+  const c = state.cronJobs.get(d.job);
+  if (!c) return `unknown cron job ${d.job}`;
+  if (d.outcome === "fired") {
+    // In the fold, the record's own JobCreated was applied just before (state.seq is still the previous record's).
+    const job = state.jobs.get(d.job);
+    const created = batch ? batch.jobs.has(d.job) : job !== undefined && job.createdSeq > state.seq;
+    if (!created) return `a fired trigger of ${d.job} must follow the JobCreated of its run in the same record`;
+  }
+  const user = d.user ?? null;
+  const p = c.pendingRun;
+  if (d.outcome === "fired" && p !== null && p.minuteMs === d.minuteMs && p.user === user) return null;
+  if (user === null && c.lastFiredMinuteMs !== null && d.minuteMs <= c.lastFiredMinuteMs)
+    return `the trigger of ${d.job} for ${d.minuteMs} was taken already (the last taken is ${c.lastFiredMinuteMs})`;
+  return null;
 }
 
 /** Run one request through the task machine and apply what it decides. */

@@ -463,6 +463,11 @@ function* digestState(state: ClusterState, n: number, idAt: (k: number) => strin
     writeCanonical(f, state.updates);
     f.ascii("\n");
   }
+  if (state.cronJobs.size) {
+    f.ascii("cronJobs=");
+    writeCanonical(f, state.cronJobs);
+    f.ascii("\n");
+  }
   if (state.anomalyCount > state.anomalies.length) {
     f.ascii("anomalyCount=");
     writeCanonical(f, state.anomalyCount);

@@ -167,8 +167,11 @@ export function checkInvariants(state: ClusterState, opts: { limit?: number } = 
         bad("instances-newest-task", `${job.key} instance ${i} maps to task ${taskId} of ${t.job}#${t.instance}`);
       else if (newest.get(`${job.key}#${i}`) !== t)
         bad("instances-newest-task", `${job.key} instance ${i} maps to ${taskId}, but ${newest.get(`${job.key}#${i}`)?.taskId} is newer`);
-      if (i < 0 || i >= job.config.instances)
-        bad("instances-newest-task", `${job.key} has instance ${i}, outside its ${job.config.instances} instances`);
+      // An update adds instances before it makes its config the job's, and leaves the ones it
+      // removed behind, ended: only a live task outside both counts is wrong.
+      const count = Math.max(job.config.instances, state.activeUpdate(job.key)?.config.instances ?? 0);
+      if (i < 0 || (i >= count && t !== undefined && !TERMINAL_STATES.has(t.state)))
+        bad("instances-newest-task", `${job.key} has instance ${i} (${t?.state}), outside its ${job.config.instances} instances`);
     }
   }
   for (const [key, t] of newest) {

@@ -15,6 +15,8 @@ interface InstanceStatus {
   reason: string;
   failureCount: number;
   exitCode: number | null;
+  /** The config version the task runs: during an update, instances run different ones. */
+  configVersion: number;
 }
 
 export interface JobStatus {
@@ -22,6 +24,10 @@ export interface JobStatus {
   instances: InstanceStatus[];
   service: boolean;
   configuredInstances: number;
+  /** The job's own config version (an update makes its new one the job's once ROLLED_FORWARD). */
+  configVersion: number;
+  /** The job's active update or restart, if any. */
+  update: { updateId: string; status: string; restart: boolean } | null;
   seq: number;
 }
 
@@ -86,9 +92,19 @@ export function jobStatus(state: ClusterState, key: string, pending?: PendingRea
       reason: latestReason(t, pending),
       failureCount: t.failureCount,
       exitCode: t.exitCode,
+      configVersion: t.configVersion,
     });
   }
-  return { job: k, instances, service: job.config.task.service, configuredInstances: job.config.instances, seq: state.seq };
+  const u = state.activeUpdate(k);
+  return {
+    job: k,
+    instances,
+    service: job.config.task.service,
+    configuredInstances: job.config.instances,
+    configVersion: job.configVersion,
+    update: u ? { updateId: u.updateId, status: u.status, restart: u.restart } : null,
+    seq: state.seq,
+  };
 }
 
 export function jobList(state: ClusterState): JobSummary[] {

@@ -240,6 +240,7 @@ export const STATE_FIELDS = [
   "anomalyCount",
   "requests",
   "updates",
+  "cronJobs",
 ] as const satisfies readonly (keyof ClusterState)[];
 
 /** The position of `s` in a string table, appended (and indexed) when new. */
@@ -312,6 +313,8 @@ interface Small {
   requests?: Array<[string, unknown]>;
   /** Job updates, oldest first (absent before there were updates). */
   updates?: Array<[string, unknown]>;
+  /** Scheduled cron jobs, in the order first scheduled (absent when there are none, and before cron). */
+  cronJobs?: Array<[string, unknown]>;
   /** Task field values that fit no column: [task index, field, value] triples, flattened. */
   odd: unknown[];
   seq: number;
@@ -561,6 +564,7 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     anomalyCount: state.anomalyCount,
     requests: [...state.requests],
     updates: [...state.updates],
+    ...(state.cronJobs.size ? { cronJobs: [...state.cronJobs] } : {}),
     odd,
     seq: state.seq,
     eventCount: state.eventCount,
@@ -962,6 +966,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   state.anomalyCount = small.anomalyCount ?? small.anomalies.length;
   for (const [key, r] of small.requests ?? []) state.requests.set(key, r as never);
   for (const [id, u] of small.updates ?? []) state.updates.set(id, u as never);
+  for (const [key, c] of small.cronJobs ?? []) state.cronJobs.set(key as JobKeyString, c as never);
   state.agentsVersion = small.agentsVersion;
   state.capacityVersion = small.capacityVersion;
 

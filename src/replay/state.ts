@@ -120,6 +120,66 @@ export interface UpdateRecord {
   instanceActions: Record<string, { action: InstanceAction; seq: number; ts: number }>;
   /** Instances whose update failed, ascending. */
   failedInstances: number[];
+  /** A rolling restart (roost job restart): the job's own config, rolled through RESTARTING. */
+  restart: boolean;
+  /** Every instance action, in log order, with its reason (Aurora's JobInstanceUpdateEvents: update info). */
+  actions: UpdateActionRecord[];
+  /** Every status it went through, the first included, in log order (Aurora's JobUpdateEvents). */
+  statuses: UpdateStatusRecord[];
+}
+
+/** One instance's progress in an update, as `update info` lists it. */
+export interface UpdateActionRecord {
+  instance: number;
+  action: InstanceAction;
+  seq: number;
+  ts: number;
+  reason: string;
+}
+
+/** One status of an update, who moved it there, and why. */
+export interface UpdateStatusRecord {
+  status: UpdateStatus;
+  seq: number;
+  ts: number;
+  user: string | null;
+  message: string | null;
+  reason: string;
+}
+
+/** A cron job's newest trigger, as CronTriggered logged it (the reason is the event's). */
+export interface CronTriggerRecord {
+  minuteMs: number;
+  outcome: "fired" | "skipped" | "collided";
+  missed: number;
+  /** Who started it by hand (roost cron start), or null for the schedule. */
+  user: string | null;
+  seq: number;
+  ts: number;
+  reason: string;
+}
+
+/**
+ * A scheduled cron job (roost cron schedule), as folded from its events: the template each
+ * trigger runs, and where its schedule stands. Its runs are ordinary jobs under the same key
+ * (`jobs`), each created by a fired trigger. Plain data, so it hashes and snapshots as it is.
+ */
+export interface CronJobRecord {
+  key: JobKeyString;
+  /** The template a run is created from (cronSchedule set). */
+  config: JobConfig;
+  user: string;
+  /** The newest CronJobScheduled: triggers count from its time (the log's, not a clock). */
+  scheduledSeq: number;
+  scheduledTs: number;
+  /** The newest minute a scheduled trigger was taken for (fired, skipped or collided); null until one was. */
+  lastFiredMinuteMs: number | null;
+  lastTrigger: CronTriggerRecord | null;
+  /**
+   * KILL_EXISTING after a collision: the run that waits for the previous run's tasks to end
+   * (the leader then fires it). Null when none waits.
+   */
+  pendingRun: { minuteMs: number; user: string | null; seq: number; ts: number } | null;
 }
 
 /** A keyed request's first outcome (RequestDecided), by "<role>/<key>". */
@@ -169,6 +229,8 @@ export class ClusterState {
   readonly reservations = new Map<TaskId, Reservation>();
   /** Job updates, by update id, oldest first. */
   readonly updates = new Map<string, UpdateRecord>();
+  /** Scheduled cron jobs, by job key, in the order they were first scheduled. */
+  readonly cronJobs = new Map<JobKeyString, CronJobRecord>();
   /** Derived counters (not hashed): bumped when agents change, and when resources free up. */
   agentsVersion = 0;
   capacityVersion = 0;

@@ -16,13 +16,19 @@
 // changed, then removed), to the new config or away; rolling back, in the reverse order, to the
 // old config or away again (planner: plan.ts).
 //
+// A rolling restart (roost job restart; `restart` on the update) is an update whose config is
+// the job's own: every instance in scope is "changed", and a task counts as the desired one only
+// when it was created after its instance's turn began (INSTANCE_UPDATING). The old task is sent
+// through RESTARTING (the task machine reschedules it, with its own config), so the same
+// batches, watch and failure rules apply, and `update info` shows the progress.
+//
 // Left for later, and said where it matters: autopauseAfterBatch, SLA-aware kills, update
 // affinity reservations.
 
 import { canonical } from "../replay/canonical.js";
 import type { ClusterState, TaskRecord, UpdateRecord } from "../replay/state.js";
 import type { TaskId } from "../domain/types.js";
-import { TERMINAL_STATES } from "../statemachines/taskStates.js";
+import { TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import {
   ACTIVE_UPDATE_STATES,
   awaitingPulseFor,
@@ -50,8 +56,8 @@ export type UpdateDecision =
   | { kind: "instance"; instance: number; action: InstanceAction; reason: string }
   /** Create the instance's task with this config version (its predecessor: ancestorId). */
   | { kind: "create"; instance: number; configVersion: number; ancestorId: TaskId | null; reason: string }
-  /** Kill the instance's task (it runs another config, or the update removes the instance). */
-  | { kind: "kill"; instance: number; taskId: TaskId; reason: string }
+  /** Kill the instance's task (it runs another config, or the update removes the instance); RESTARTING for a restart. */
+  | { kind: "kill"; instance: number; taskId: TaskId; to: "KILLING" | "RESTARTING"; reason: string }
   /** Move the update (JobUpdateStateChanged). */
   | { kind: "status"; to: UpdateStatus; message: string }
   /** Nothing to do until then (log time), unless the state changes first. */
@@ -64,7 +70,7 @@ export function instanceDiff(state: ClusterState, u: UpdateRecord): { added: num
   const job = state.jobs.get(u.job);
   const before = job ? job.config.instances : 0;
   const after = u.config.instances;
-  const differs = canonical(job?.configs[u.fromVersion] ?? null) !== canonical(u.config.task);
+  const differs = u.restart || canonical(job?.configs[u.fromVersion] ?? null) !== canonical(u.config.task);
   const scope = u.instances ?? Array.from({ length: Math.max(before, after) }, (_, i) => i);
   const added: number[] = [];
   const changed: number[] = [];
@@ -134,6 +140,13 @@ export function updateDecisions(state: ClusterState, updateId: string, now: numb
   const failed = new Set(order.filter((i) => status.get(i) === "FAILED"));
   const act = direction === "rollback";
   const minWait = minWaitInInstanceRunningMs(u.settings);
+  // A restart's desired task is one created after its instance's turn began (header).
+  const turnSeq = (i: number): number =>
+    starting.includes(i) ? Number.POSITIVE_INFINITY : (u.instanceActions[String(i)]?.seq ?? Number.POSITIVE_INFINITY);
+  const view = (t: TaskRecord, i: number): InstanceTask => {
+    const v = instanceTask(t);
+    return u.restart && (t.history[0] ?? 0) < turnSeq(i) ? { ...v, configVersion: BEFORE_RESTART } : v;
+  };
   for (const i of [...working, ...starting]) {
     if (starting.includes(i)) {
       out.push({
@@ -145,7 +158,7 @@ export function updateDecisions(state: ClusterState, updateId: string, now: numb
     }
     const task = newestTask(state, u, i);
     const want = desired(i);
-    const failures = observedFailures(state, u, i, want);
+    const failures = observedFailures(state, u, i, want, u.restart ? turnSeq(i) : u.createdSeq);
     const max = u.settings.maxPerInstanceFailures;
     // Failed more often than allowed, whatever replaced the failed task since (the rescheduler
     // may have given it a successor before this look): Aurora would have failed it on seeing the
@@ -158,7 +171,7 @@ export function updateDecisions(state: ClusterState, updateId: string, now: numb
           }
         : evaluateInstance({
             desiredConfigVersion: want,
-            task: task === null ? null : instanceTask(task),
+            task: task === null ? null : view(task, i),
             observedFailures: failures,
             maxPerInstanceFailures: max,
             minWaitInInstanceRunningMs: minWait,
@@ -176,14 +189,22 @@ export function updateDecisions(state: ClusterState, updateId: string, now: numb
         failed.add(i);
         break;
       case "REPLACE":
-        if (verdict.step === "KILL_OLD" && task) out.push({ kind: "kill", instance: i, taskId: task.taskId, reason });
-        else if (verdict.step === "ADD" && want !== null) {
+        if (verdict.step === "KILL_OLD" && task) {
+          const to = u.restart && RESTARTABLE.has(task.state) ? "RESTARTING" : "KILLING";
+          out.push({
+            kind: "kill",
+            instance: i,
+            taskId: task.taskId,
+            to,
+            reason: u.restart ? `instance ${i} is restarted: ${task.state} → ${to}` : reason,
+          });
+        } else if (verdict.step === "ADD" && want !== null) {
           out.push({ kind: "create", instance: i, configVersion: want, ancestorId: task?.taskId ?? null, reason });
         }
         status.set(i, "WORKING");
         break;
       case "KILL":
-        if (task) out.push({ kind: "kill", instance: i, taskId: task.taskId, reason });
+        if (task) out.push({ kind: "kill", instance: i, taskId: task.taskId, to: "KILLING", reason });
         status.set(i, "WORKING");
         break;
       case "EVALUATE_AFTER":
@@ -214,6 +235,12 @@ export function updateDecisions(state: ClusterState, updateId: string, now: numb
   return out;
 }
 
+/** The config version a restart gives tasks created before their instance's turn: not the desired one. */
+const BEFORE_RESTART = -1;
+
+/** States a task may go to RESTARTING from (the task machine's); others are killed, and the instance gets a new task. */
+const RESTARTABLE: ReadonlySet<TaskStateName> = new Set(["ASSIGNED", "STARTING", "RUNNING"]);
+
 /** The instance's newest task, as the job's instance index has it (null: none). */
 function newestTask(state: ClusterState, u: UpdateRecord, instance: number): TaskRecord | null {
   const id = state.jobs.get(u.job)?.instances.get(instance);
@@ -231,13 +258,13 @@ function instanceTask(t: TaskRecord): InstanceTask {
  * Tasks of the instance with the desired config that ended on their own since the update began:
  * Aurora's observed failures, counted from the task chain (newest back through ancestors).
  */
-function observedFailures(state: ClusterState, u: UpdateRecord, instance: number, want: number | null): number {
+function observedFailures(state: ClusterState, u: UpdateRecord, instance: number, want: number | null, sinceSeq: number): number {
   if (want === null) return 0;
   let n = 0;
   let t = newestTask(state, u, instance);
   for (let guard = 0; t !== null && guard < 10_000; guard++) {
     const createdSeq = t.history[0] ?? 0;
-    if (createdSeq < u.createdSeq) break;
+    if (createdSeq < sinceSeq) break;
     if (TERMINAL_STATES.has(t.state) && countsAsFailure(want, instanceTask(t))) n++;
     t = t.ancestorId === null ? null : (state.tasks.get(t.ancestorId) ?? null);
   }

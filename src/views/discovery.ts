@@ -308,6 +308,10 @@ export class EndpointIndex {
         case "JobUpdateStateChanged":
         case "JobInstanceUpdateEvent":
         case "JobUpdatePulsed":
+        // A cron run starts through JobCreated and TaskCreated; a trigger itself moves no task.
+        case "CronJobScheduled":
+        case "CronJobDescheduled":
+        case "CronTriggered":
         case UNREADABLE:
           break;
         default: {

@@ -23,6 +23,7 @@ const nats = withNats();
 let c: TestCluster;
 let client: NatsBus;
 let taskId = "";
+let updateId = "";
 
 beforeAll(async () => {
   const log = await nats.openLog("ROOST_CONTRACT");
@@ -87,6 +88,30 @@ const CASES: Record<string, { subject: string; body: () => unknown }> = {
     body: () => ({ spec: testSpec("contract", { instances: 2 }), user: "t", key: "contract-create" }),
   },
   "role.job.add": { subject: `roost.api.v1.${ROLE}.job.add`, body: () => ({ job: JOB, count: 1, user: "t" }) },
+  // A coordinated update (it waits for pulses), moved through every control op, then a restart.
+  "role.update.start": {
+    subject: `roost.api.v1.${ROLE}.update.start`,
+    body: () => ({
+      job: JOB,
+      spec: testSpec("contract", {
+        instances: 3,
+        processes: [{ name: "main", cmdline: "sleep 999" }],
+        updateConfig: { pulseIntervalSecs: 60, watchSecs: 0 },
+      }),
+      message: "contract",
+      user: "t",
+      key: "contract-update",
+    }),
+  },
+  "role.update.pulse": { subject: `roost.api.v1.${ROLE}.update.pulse`, body: () => ({ job: JOB, updateId, user: "t" }) },
+  "role.update.pause": { subject: `roost.api.v1.${ROLE}.update.pause`, body: () => ({ job: JOB, message: "hold" }) },
+  "role.update.resume": { subject: `roost.api.v1.${ROLE}.update.resume`, body: () => ({ job: JOB, updateId }) },
+  "role.update.info": { subject: `roost.api.v1.${ROLE}.update.info`, body: () => ({ job: JOB }) },
+  "role.update.list": { subject: `roost.api.v1.${ROLE}.update.list`, body: () => ({ status: "active" }) },
+  "cluster.update.list": { subject: "roost.api.v1.cluster.update.list", body: () => ({}) },
+  "role.update.rollback": { subject: `roost.api.v1.${ROLE}.update.rollback`, body: () => ({ job: JOB }) },
+  "role.update.abort": { subject: `roost.api.v1.${ROLE}.update.abort`, body: () => ({ job: JOB, user: "t" }) },
+  "role.job.restart": { subject: `roost.api.v1.${ROLE}.job.restart`, body: () => ({ job: JOB, batchSize: 2, watchSecs: 0 }) },
   "role.job.status": { subject: `roost.api.v1.${ROLE}.job.status`, body: () => ({ job: JOB }) },
   "role.job.list": { subject: `roost.api.v1.${ROLE}.job.list`, body: () => ({}) },
   "role.task.history": { subject: `roost.api.v1.${ROLE}.task.history`, body: () => ({ taskId }) },
@@ -115,6 +140,19 @@ const CASES: Record<string, { subject: string; body: () => unknown }> = {
   "cluster.inspect": { subject: "roost.api.v1.cluster.inspect", body: () => ({ kind: "task", id: taskId, graph: "mermaid" }) },
   "cluster.verify": { subject: "roost.api.v1.cluster.verify", body: () => ({}) },
   "cluster.export": { subject: "roost.api.v1.cluster.export", body: () => ({ from: 1, limit: 5 }) },
+  // A cron job that fires on 1 January only: started by hand here, then descheduled.
+  "role.cron.schedule": {
+    subject: `roost.api.v1.${ROLE}.cron.schedule`,
+    body: () => ({ spec: testSpec("contract-cron", { cronSchedule: "0 0 1 1 *" }), user: "t" }),
+  },
+  "role.cron.start": { subject: `roost.api.v1.${ROLE}.cron.start`, body: () => ({ job: `${ROLE}/devel/contract-cron`, user: "t" }) },
+  "role.cron.show": { subject: `roost.api.v1.${ROLE}.cron.show`, body: () => ({ job: `${ROLE}/devel/contract-cron` }) },
+  "role.cron.list": { subject: `roost.api.v1.${ROLE}.cron.list`, body: () => ({}) },
+  "cluster.cron.list": { subject: "roost.api.v1.cluster.cron.list", body: () => null },
+  "role.cron.deschedule": {
+    subject: `roost.api.v1.${ROLE}.cron.deschedule`,
+    body: () => ({ job: `${ROLE}/devel/contract-cron`, user: "t" }),
+  },
   "role.job.kill": { subject: `roost.api.v1.${ROLE}.job.kill`, body: () => ({ job: JOB, instances: null, user: "t" }) },
 };
 
@@ -135,6 +173,7 @@ describe("API v1: every op over NATS", () => {
         if (!r.ok) continue;
         expect(check(r.value), `${name}: ${JSON.stringify(r.value).slice(0, 500)}`).toEqual([]);
         if (name === "role.job.create") taskId = (r.value as { taskIds: string[] }).taskIds[0]!;
+        if (name === "role.update.start") updateId = (r.value as { updateId: string }).updateId;
       }
       if (name === "role.job.create") {
         await waitFor(c.scheduler, (s) => s.tasks.get(taskId as never)?.state === "RUNNING", "the contract job's task runs");

@@ -676,6 +676,8 @@ function writeFails(op: string, req: unknown, check: (v: unknown) => unknown[]):
   const r = req as Record<string, unknown>;
   if (op === "job.create") return specFails(r.spec);
   if (op === "job.kill" || op === "job.add") return !c.scheduler.state.jobs.has(r.job as never);
+  if (op === "cron.schedule") return specFails(r.spec) || (r.spec as { cronSchedule?: unknown } | null)?.cronSchedule === undefined;
+  if (op === "cron.deschedule" || op === "cron.start") return !c.scheduler.state.cronJobs.has(r.job as never);
   return false; // quota.set: a valid one would be applied
 }
 

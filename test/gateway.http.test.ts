@@ -17,6 +17,7 @@ let open: { url: string; close(): Promise<void> };
 let locked: { url: string; close(): Promise<void> };
 let gwBus: NatsBus;
 let taskId = "";
+let updateId = "";
 
 const TOKENS = { alice: "alice-token-0123456789", admin: "admin-token-0123456789", bob: "bob-token-01234567890" };
 
@@ -62,6 +63,28 @@ const CASES: Record<string, { method: string; path: () => string; body?: () => u
     body: () => ({ spec: testSpec("web", { instances: 2 }), user: "t", key: "h-1" }),
   },
   "role.job.add": { method: "POST", path: () => `/v1/jobs/${JOB}/instances`, body: () => ({ count: 1 }) },
+  // A coordinated update moved through every control op, then a restart (as in api.contract.test.ts).
+  "role.update.start": {
+    method: "POST",
+    path: () => `/v1/jobs/${JOB}/updates`,
+    body: () => ({
+      spec: testSpec("web", {
+        instances: 3,
+        processes: [{ name: "main", cmdline: "sleep 999" }],
+        updateConfig: { pulseIntervalSecs: 60, watchSecs: 0 },
+      }),
+      key: "h-u",
+    }),
+  },
+  "role.update.pulse": { method: "POST", path: () => `/v1/jobs/${JOB}/update/pulse`, body: () => ({ updateId }) },
+  "role.update.pause": { method: "POST", path: () => `/v1/jobs/${JOB}/update/pause`, body: () => ({ message: "hold" }) },
+  "role.update.resume": { method: "POST", path: () => `/v1/jobs/${JOB}/update/resume`, body: () => ({}) },
+  "role.update.info": { method: "GET", path: () => `/v1/jobs/${JOB}/update` },
+  "role.update.list": { method: "GET", path: () => "/v1/roles/www-data/updates?status=active" },
+  "cluster.update.list": { method: "GET", path: () => "/v1/updates" },
+  "role.update.rollback": { method: "POST", path: () => `/v1/jobs/${JOB}/update/rollback`, body: () => ({}) },
+  "role.update.abort": { method: "POST", path: () => `/v1/jobs/${JOB}/update/abort`, body: () => ({}) },
+  "role.job.restart": { method: "POST", path: () => `/v1/jobs/${JOB}/restarts`, body: () => ({ batchSize: 2, watchSecs: 0 }) },
   "role.job.status": { method: "GET", path: () => `/v1/jobs/${JOB}` },
   "role.job.list": { method: "GET", path: () => "/v1/roles/www-data/jobs" },
   "role.task.history": { method: "GET", path: () => `/v1/roles/www-data/tasks/${taskId}/history` },
@@ -86,6 +109,17 @@ const CASES: Record<string, { method: string; path: () => string; body?: () => u
   "cluster.inspect": { method: "GET", path: () => `/v1/cluster/inspect?kind=task&id=${taskId}&graph=dot` },
   "cluster.verify": { method: "GET", path: () => "/v1/cluster/verify" },
   "cluster.export": { method: "GET", path: () => "/v1/cluster/export?from=1&limit=5" },
+  // A cron job that fires on 1 January only: started by hand, then descheduled.
+  "role.cron.schedule": {
+    method: "POST",
+    path: () => "/v1/cron",
+    body: () => ({ spec: testSpec("nightly", { cronSchedule: "0 0 1 1 *" }), user: "t" }),
+  },
+  "role.cron.start": { method: "POST", path: () => "/v1/cron/www-data/devel/nightly/runs", body: () => ({ user: "t" }) },
+  "role.cron.show": { method: "GET", path: () => "/v1/cron/www-data/devel/nightly" },
+  "role.cron.list": { method: "GET", path: () => "/v1/roles/www-data/cron" },
+  "cluster.cron.list": { method: "GET", path: () => "/v1/cron" },
+  "role.cron.deschedule": { method: "DELETE", path: () => "/v1/cron/www-data/devel/nightly" },
   "role.job.kill": { method: "DELETE", path: () => `/v1/jobs/${JOB}` },
 };
 
@@ -99,6 +133,7 @@ describe("the HTTP gateway", () => {
       expect(r.ok, `${name}: ${JSON.stringify(r)}`).toBe(true);
       expect(status, name).toBe(def.http.status ?? 200);
       if (r.ok) expect(checker(def.reply)(r.value), name).toEqual([]);
+      if (name === "role.update.start" && r.ok) updateId = (r.value as { updateId: string }).updateId;
       if (name === "role.job.create" && r.ok) {
         taskId = (r.value as { taskIds: string[] }).taskIds[0]!;
         await waitFor(c.scheduler, (s) => s.tasks.get(taskId as never)?.state === "RUNNING", "the task runs");

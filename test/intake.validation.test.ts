@@ -99,6 +99,8 @@ describe("the leader's actors", () => {
         "rescheduler",
         "statusIngest",
         "timers",
+        "updater",
+        "cron",
       ].sort(),
     );
     // The reads actor is answering this very request.

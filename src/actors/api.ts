@@ -50,7 +50,22 @@ function invalid(op: string, problems: readonly Problem[]): RequestError {
   return new RequestError(e.message, "INVALID_REQUEST", e.field);
 }
 
-const WRITE_OPS = ["job.create", "job.kill", "job.add", "quota.set"] as const;
+const WRITE_OPS = [
+  "job.create",
+  "job.kill",
+  "job.add",
+  "quota.set",
+  "job.restart",
+  "update.start",
+  "update.pause",
+  "update.resume",
+  "update.abort",
+  "update.rollback",
+  "update.pulse",
+  "cron.schedule",
+  "cron.deschedule",
+  "cron.start",
+] as const;
 const READ_OPS = [
   "job.status",
   "job.list",
@@ -58,6 +73,10 @@ const READ_OPS = [
   "task.history",
   "task.why",
   "task.status",
+  "update.info",
+  "update.list",
+  "cron.show",
+  "cron.list",
   "cluster.info",
   "cluster.hash",
   "request.get",

@@ -1,4 +1,5 @@
-// JobIntake: the API's writes (job.create, job.kill, job.add, quota.set). Each is validated against
+// JobIntake: the API's writes (job.create, job.kill, job.add, quota.set, and the update writes of
+// updateIntake.ts and the cron writes of cronIntake.ts). Each is validated against
 // the folded state, committed, and only then answered; a refused request changes nothing and says
 // what was wrong and which rule it broke.
 //
@@ -43,6 +44,8 @@ import { Actor } from "./actor.js";
 import { asApiError, type Caller, checked, ownRole, RequestError, type WriteOp } from "./api.js";
 import { taskIdFor } from "./clock.js";
 import type { TermContext } from "./context.js";
+import { type CronOp, planCronWrite } from "./cronIntake.js";
+import { planControl, planPulse, planRestart, planUpdateStart, type UpdateOp, type UpdateWrite } from "./updateIntake.js";
 
 export interface CreateJobRequest {
   spec: unknown;
@@ -80,7 +83,13 @@ export type JobIntakeMsg = {
 /** A write from inside the scheduler (tests, the simulator): no role to stay within. */
 const TRUSTED: Caller = { role: null };
 
-type Deps = Pick<TermContext, "state" | "clock" | "log" | "ids" | "allowedEnvironments" | "commit" | "event" | "corr">;
+type Deps = Pick<TermContext, "state" | "clock" | "log" | "ids" | "allowedEnvironments" | "commit" | "event" | "corr" | "metrics">;
+
+/** Where cron writes are decided and committed: the Cron actor's mailbox (actors/cron.ts), or at once. */
+interface CronWriter {
+  write<T>(run: () => Promise<T>): Promise<T>;
+}
+const AT_ONCE: CronWriter = { write: (run) => run() };
 
 /** A create decided against the folded state: what it commits and answers. */
 interface CreatePlan {
@@ -92,7 +101,10 @@ interface CreatePlan {
 }
 
 export class JobIntake extends Actor<JobIntakeMsg> {
-  constructor(private readonly s: Deps) {
+  constructor(
+    private readonly s: Deps,
+    private readonly cron: CronWriter = AT_ONCE,
+  ) {
     super("jobIntake", s.log, () => s.clock.now());
   }
 
@@ -198,6 +210,14 @@ export class JobIntake extends Actor<JobIntakeMsg> {
           return m.reply(await this.doAdd(req));
         case "quota.set":
           return m.reply(await this.doSetQuota(req));
+        case "cron.schedule":
+        case "cron.deschedule":
+        case "cron.start": {
+          const op = m.type;
+          return m.reply(await this.cron.write(() => this.doCron(op, req, m.caller)));
+        }
+        default:
+          return m.reply(await this.doUpdate(m.type, req));
       }
     } catch (err) {
       const refusal = key === null ? null : asApiError(err as Error);
@@ -264,12 +284,17 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     const config = validateJobSpec(req?.spec, { allowedEnvironments: s.allowedEnvironments });
     const key = jobKeyString(config);
     if (config.cronSchedule !== undefined) {
-      // A cron job runs on its schedule, not at once (Aurora: `cron schedule`). Until this
-      // scheduler runs cron jobs, it refuses one rather than run its instances now.
+      // A cron job runs on its schedule, not at once (Aurora: `cron schedule`, then `cron start` to run it now).
       throw new RequestError(
-        "spec.cronSchedule: rule: a cron job is scheduled with `roost cron schedule`, which this scheduler does not run yet; job.create starts instances at once",
+        "spec.cronSchedule: rule: a cron job is scheduled with `roost cron schedule` (and run now with `roost cron start`); job.create starts instances at once",
         "INVALID_REQUEST",
         "spec.cronSchedule",
+      );
+    }
+    if (s.state.cronJobs.has(key)) {
+      throw new RequestError(
+        `job ${key} is a scheduled cron job; rule: one job per role/environment/name — deschedule it first (\`roost cron deschedule ${key}\`)`,
+        "CONFLICT",
       );
     }
     if (caller.role !== null && config.role !== caller.role) {
@@ -280,6 +305,12 @@ export class JobIntake extends Actor<JobIntakeMsg> {
       );
     }
     const existing = s.state.jobs.get(key);
+    const updating = s.state.activeUpdate(key);
+    if (updating)
+      throw new RequestError(
+        `job ${key} has an active update, ${updating.updateId} (${updating.status}); rule: a job is created again only once its update is over — abort it first`,
+        "CONFLICT",
+      );
     if (existing) {
       const active = [...existing.instances.values()].filter((id) => !TERMINAL_STATES.has(s.state.tasks.get(id)!.state));
       if (active.length > 0) {
@@ -368,18 +399,59 @@ export class JobIntake extends Actor<JobIntakeMsg> {
       instances = [...new Set(req.instances)].sort((a, b) => a - b);
     }
     const user = userOf(req);
-    const seq = await this.commit(
-      [
+    const corr = this.corr("kill");
+    const events = [
+      s.event(
+        "JobKillRequested",
+        { job: key, instances: req.instances === undefined || req.instances === null ? null : instances, user },
+        `kill of ${req.instances ? `instances ${instances.join(",")} of ` : ""}job ${key} requested by ${user}`,
+        corr,
+      ),
+    ];
+    // Killing the whole job ends its update: nothing is left to roll (Aurora aborts it too).
+    const active = req.instances === undefined || req.instances === null ? s.state.activeUpdate(key) : undefined;
+    if (active)
+      events.push(
         s.event(
-          "JobKillRequested",
-          { job: key, instances: req.instances === undefined || req.instances === null ? null : instances, user },
-          `kill of ${req.instances ? `instances ${instances.join(",")} of ` : ""}job ${key} requested by ${user}`,
-          this.corr("kill"),
+          "JobUpdateStateChanged",
+          { updateId: active.updateId, to: "ABORTED", user, message: "the job was killed" },
+          `update ${active.updateId} of job ${key} aborted: the job was killed by ${user}`,
+          corr,
         ),
-      ],
-      { job: key, instances },
-    );
+      );
+    const seq = await this.commit(events, { job: key, instances });
     return { job: key, instances, seq };
+  }
+
+  /** The cron writes (actors/cronIntake.ts), decided and committed in the Cron actor's mailbox. */
+  private async doCron(op: CronOp, req: unknown, caller: Caller): Promise<Record<string, unknown>> {
+    const w = planCronWrite(this.s, op, req, caller, this.corr("cron"));
+    const seq = await this.commit(w.events, w.value);
+    w.committed?.();
+    return { ...w.value, seq };
+  }
+
+  /** The update writes (actors/updateIntake.ts): decided against the state, committed, answered with the record's sequence. */
+  private async doUpdate(op: UpdateOp, req: { job?: unknown }): Promise<Record<string, unknown>> {
+    const s = this.s;
+    const key = jobKeyOf(req?.job);
+    const r = req as never;
+    let w: UpdateWrite;
+    switch (op) {
+      case "update.start":
+        w = planUpdateStart(s, key, r, this.corr("update"));
+        break;
+      case "job.restart":
+        w = planRestart(s, key, r, this.corr("restart"));
+        break;
+      case "update.pulse":
+        w = planPulse(s, key, r, this.corr("pulse"));
+        break;
+      default:
+        w = planControl(s, op, key, r, this.corr("update"));
+    }
+    const seq = await this.commit(w.events, w.value);
+    return { ...w.value, seq };
   }
 
   /** Aurora's addInstances: new instances config.instances … +count−1, with the job's current config. */
@@ -407,6 +479,12 @@ export class JobIntake extends Actor<JobIntakeMsg> {
         "CONFLICT",
       );
     }
+    const updating = s.state.activeUpdate(key);
+    if (updating)
+      throw new RequestError(
+        `job ${key} has an active update, ${updating.updateId} (${updating.status}); rule: while an update runs it decides the instances — add them in its spec, or wait for it`,
+        "CONFLICT",
+      );
     const from = job.config.instances;
     if (from + count > MAX_INSTANCES) {
       throw new RequestError(

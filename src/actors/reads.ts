@@ -1,12 +1,12 @@
 // Reads: the API's questions (job.status, job.list, quota.get, task.history, task.why,
-// cluster.info), answered from the folded state and the in-memory views of the leader (pending
+// update.info, update.list, cluster.info), answered from the folded state and the in-memory views of the leader (pending
 // reasons, heartbeats, its actors' mailboxes). Its own actor, so a slow read (a task's history
 // reads reasons back from the log) never holds a write, and a flood of writes never holds a read.
 // It changes nothing; a read that awaits the log does not hold the mailbox either.
 
 import type { InspectReply } from "../agent/protocol.js";
 import { subjects } from "../bus/bus.js";
-import { asTaskId } from "../domain/types.js";
+import { asTaskId, jobKeyString, parseJobKey } from "../domain/types.js";
 import { fastChecker, formatProblem } from "../domain/validate.js";
 import { TaskStatusReply } from "../api/replies.js";
 import { quotaReport } from "../quota/quota.js";
@@ -15,6 +15,8 @@ import { stateHash } from "../replay/hash.js";
 import type { ClusterState } from "../replay/state.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { whyTask } from "../scheduling/why.js";
+import { cronList, cronShow } from "../cron/queries.js";
+import { updateInfo, updateList } from "../updater/info.js";
 import { Actor, type ActorStats } from "./actor.js";
 import { doneValue, requestKey } from "./jobIntake.js";
 import type { IntakeStats } from "./intakeConsumer.js";
@@ -109,6 +111,31 @@ export class Reads extends Actor<ReadsMsg> {
       }
       case "job.list":
         return role === null ? jobList(s.state) : jobList(s.state).filter((j) => j.job.startsWith(`${role}/`));
+      case "update.info": {
+        const key = jobKeyString(parseJobKey(r.job!));
+        const info = updateInfo(s.state, key, r.updateId);
+        if (!info)
+          throw new RequestError(
+            r.updateId === undefined ? `job ${key} has had no update` : `job ${key} has no update ${r.updateId}`,
+            "NOT_FOUND",
+            r.updateId === undefined ? "job" : "updateId",
+          );
+        return info;
+      }
+      case "update.list":
+        return updateList(s.state, {
+          ...(r.job !== undefined ? { job: jobKeyString(parseJobKey(r.job)) } : {}),
+          ...(role !== null ? { role } : {}),
+          ...(r.status !== undefined ? { status: r.status } : {}),
+        });
+      case "cron.show": {
+        // Next fire times from the leader's clock: read here, never in the fold.
+        const show = cronShow(s.state, jobKeyString(parseJobKey(r.job!)), s.clock.now());
+        if (!show) throw new RequestError(`job: ${r.job} is not a scheduled cron job`, "NOT_FOUND", "job");
+        return show;
+      }
+      case "cron.list":
+        return cronList(s.state, s.clock.now(), role);
       case "task.history": {
         ownTask(s.state, r.taskId!, role);
         const h = taskHistory(s.state, r.taskId!);

@@ -9,6 +9,8 @@
 //   bus roost.agent.*.register/heartbeat → AgentRegistry → commit; owed kills → Launcher
 //   fold effects: LAUNCH, KILL → Launcher; TIMER → Timers; RESCHEDULE → Rescheduler;
 //                 PENDING tasks left → Placement (kick)
+//   records touching an active update (its events, its job's tasks) → Updater
+//   records touching a cron job → Cron (its timer: the next fire time; cron writes run in its mailbox)
 //   periodic: AgentHealth (missed heartbeats), Preemptor (blocked groups)
 //   fold → EndpointIndex: endpoints wanted or withdrawn → Announcer (the discovery bucket)
 //
@@ -45,6 +47,8 @@ import { Reads } from "./reads.js";
 import { Rescheduler } from "./rescheduler.js";
 import { StatusIngest } from "./statusIngest.js";
 import { Timers } from "./timers.js";
+import { Cron } from "./cron.js";
+import { Updater } from "./updater.js";
 import type { EndpointStore } from "../storage/discoveryBucket.js";
 import { EndpointIndex } from "../views/discovery.js";
 import { Announcer } from "./announcer.js";
@@ -115,6 +119,10 @@ export class LeaderTerm {
   readonly timers: Timers;
   readonly preemptor: Preemptor;
   readonly health: AgentHealth;
+  /** Job updates and rolling restarts (actors/updater.ts). */
+  readonly updater: Updater;
+  /** Cron jobs' triggers, and the cron writes (actors/cron.ts). */
+  readonly cron: Cron;
   /** Service discovery's writer (null: the replica announces nothing). */
   readonly announcer: Announcer | null;
   /** The endpoints the fold wants announced, kept record by record once the term began. */
@@ -154,11 +162,13 @@ export class LeaderTerm {
     this.placement = new Placement(c);
     this.timers = new Timers(c);
     this.rescheduler = new Rescheduler(c);
-    this.intake = new JobIntake(c);
+    this.cron = new Cron(c);
+    this.intake = new JobIntake(c, this.cron);
     this.statusIngest = new StatusIngest(c, this.launcher);
     this.registry = new AgentRegistry(c, this.launcher);
     this.health = new AgentHealth(c, this.registry);
     this.preemptor = new Preemptor(c, this.placement);
+    this.updater = new Updater(c);
     this.announcer = o.discovery ? new Announcer(c, o.discovery, this.endpoints) : null;
     this.events = new EventFeed(o.state, o.eventLog);
     this.reads = new Reads(
@@ -185,6 +195,8 @@ export class LeaderTerm {
       this.timers,
       this.preemptor,
       this.health,
+      this.updater,
+      this.cron,
       ...(this.announcer ? [this.announcer] : []),
     ] as const;
   }
@@ -276,6 +288,8 @@ export class LeaderTerm {
   quiesce(): void {
     this.placement.stop();
     this.rescheduler.stop();
+    this.updater.stop();
+    this.cron.quiesce();
     this.preemptor.stop();
   }
 
@@ -389,13 +403,20 @@ export class LeaderTerm {
     foldRecord(state, seq, events, effects);
     const announce = this.endpointsIndexed ? this.endpoints.update(state, events) : null;
     let placed = 0;
-    for (const e of events) if (e.type === "TaskAssigned") placed++;
+    for (const e of events) {
+      if (e.type === "TaskAssigned") placed++;
+      else if (e.type === "JobUpdateStarted") this.o.metrics.updateEvent({ status: e.data.status });
+      else if (e.type === "JobUpdateStateChanged") this.o.metrics.updateEvent({ status: e.data.to });
+      else if (e.type === "JobInstanceUpdateEvent") this.o.metrics.updateEvent({ action: e.data.action });
+    }
     if (placed > 0) this.o.metrics.placed(placed);
     this.o.folded(seq, events);
     this.events.folded();
     this.poke();
     if (this.ended) return; // effects belong to the term that is leading
     if (announce !== null && announce.length > 0) this.announcer?.send({ type: "changed", keys: announce });
+    this.updater.folded(events);
+    this.cron.folded(events);
     for (const e of effects) {
       if (e.kind === "LAUNCH") this.launcher.send({ type: "launch", taskId: e.taskId });
       else if (e.kind === "KILL")
@@ -424,8 +445,12 @@ export class LeaderTerm {
     }
     for (const r of state.reservations.values()) this.timers.send({ type: "watch", taskId: r.taskId });
     if (state.pending.size > 0) this.placement.kick();
-    if (this.o.quiesced === null) this.preemptor.start();
+    if (this.o.quiesced === null) {
+      this.preemptor.start();
+      this.updater.start();
+    }
     this.health.start();
+    this.cron.start(); // quiesced, it takes no trigger
   }
 }
 

@@ -40,11 +40,20 @@ const InstanceStatus = obj(
     reason: Str,
     failureCount: Int,
     exitCode: NullableInt,
+    configVersion: Int,
   },
-  "An instance's newest task",
+  "An instance's newest task, and the config version it runs",
 );
 export const JobStatusReply = obj(
-  { job: Str, instances: Type.Array(InstanceStatus), service: Type.Boolean(), configuredInstances: Int, seq: Int },
+  {
+    job: Str,
+    instances: Type.Array(InstanceStatus),
+    service: Type.Boolean(),
+    configuredInstances: Int,
+    configVersion: Int,
+    update: Type.Union([obj({ updateId: Str, status: Str, restart: Type.Boolean() }, "The job's active update or restart"), Type.Null()]),
+    seq: Int,
+  },
   "A job's instances, as of log sequence `seq`",
 );
 
@@ -52,6 +61,63 @@ const JobSummary = obj(
   { job: Str, service: Type.Boolean(), instances: Int, states: Type.Record(Str, Int), active: Int },
   "A job, counted by task state",
 );
+const UpdateProgress = obj(
+  { total: Int, done: Int, failed: Int, working: Int },
+  "Instances the update touches, done, failed and in flight",
+);
+const updateSummaryProps = {
+  updateId: Str,
+  job: Str,
+  status: Str,
+  active: Type.Boolean(),
+  restart: Type.Boolean(),
+  user: Str,
+  fromVersion: Int,
+  toVersion: Int,
+  createdSeq: Int,
+  createdTs: Num,
+  lastTs: Num,
+  progress: UpdateProgress,
+};
+export const UpdateListReply = Type.Array(obj(updateSummaryProps, "An update, its status and progress"), {
+  description: "Updates, newest first",
+});
+export const UpdateInfoReply = obj(
+  {
+    ...updateSummaryProps,
+    message: NullableStr,
+    instances: Type.Union([Type.Array(Int), Type.Null()]),
+    settings: Type.Record(Str, Type.Unknown()),
+    plan: Type.Union([
+      obj({ added: Type.Array(Int), changed: Type.Array(Int), removed: Type.Array(Int) }, "What it adds, changes and removes"),
+      Type.Null(),
+    ]),
+    statuses: Type.Array(
+      obj(
+        { status: Str, seq: Int, ts: Num, user: NullableStr, message: NullableStr, reason: Str },
+        "A status the update entered, who moved it, and why",
+      ),
+    ),
+    actions: Type.Array(obj({ instance: Int, action: Str, seq: Int, ts: Num, reason: Str }, "One instance's progress, with its reason")),
+  },
+  "An update: its settings, every status and every instance action, with reasons",
+);
+export const UpdateWriteReply = Type.Object(
+  {
+    job: Str,
+    updateId: Str,
+    status: Str,
+    seq: Int,
+    fromVersion: Type.Optional(Int),
+    toVersion: Type.Optional(Int),
+    added: Type.Optional(Type.Array(Int)),
+    changed: Type.Optional(Type.Array(Int)),
+    removed: Type.Optional(Type.Array(Int)),
+    instances: Type.Optional(Type.Array(Int)),
+  },
+  { additionalProperties: false, description: "The update, its status after the request, and the log sequence that holds it" },
+);
+
 export const JobListReply = Type.Array(JobSummary, { description: "Jobs, sorted by key" });
 
 export const TaskHistoryReply = obj(
@@ -298,4 +364,57 @@ export const ExportReply = obj(
 export const HashReply = obj(
   { schedulerId: Str, epoch: Num, seq: Int, stateHash: Str, parts: Type.Record(Str, Str) },
   "The leader's state hash at its sequence, and a hash per part of the state",
+);
+
+// ---- cron ------------------------------------------------------------------------------------
+
+export const CronScheduleReply = obj(
+  { job: Str, nextFire: Type.Union([Num, Type.Null()]), seq: Int },
+  "The cron job scheduled, its next fire time (ms since the epoch; null: never), and the log sequence that holds it",
+);
+export const CronDescheduleReply = obj({ job: Str, seq: Int }, "The cron job descheduled (a run under way goes on)");
+export const CronStartReply = obj(
+  { job: Str, outcome: Str, minuteMs: Num, taskIds: Type.Array(Str), seq: Int },
+  "What the manual trigger came to: fired (with its run's tasks), skipped (CANCEL_NEW) or collided (KILL_EXISTING: the run starts once the previous one has ended)",
+);
+const CronTrigger = obj(
+  { minuteMs: Num, outcome: Str, missed: Int, user: NullableStr, seq: Int, ts: Num, reason: Str },
+  "A cron job's newest trigger: the minute, what it came to, the triggers it did not replay, who started it by hand, and why",
+);
+export const CronShowReply = obj(
+  {
+    job: Str,
+    schedule: Str,
+    timezone: Str,
+    collisionPolicy: Str,
+    instances: Int,
+    user: Str,
+    scheduledSeq: Int,
+    scheduledTs: Num,
+    nextFires: Type.Array(Num),
+    lastFiredMinuteMs: Type.Union([Num, Type.Null()]),
+    lastTrigger: Type.Union([CronTrigger, Type.Null()]),
+    pendingRun: Type.Union([
+      obj({ minuteMs: Num, user: NullableStr, seq: Int, ts: Num }, "KILL_EXISTING: the run waiting for the previous one to end"),
+      Type.Null(),
+    ]),
+    activeTasks: Int,
+    seq: Int,
+  },
+  "A cron job: its schedule, next fire times, newest trigger and the run waiting after a collision, as of log sequence `seq`",
+);
+export const CronListReply = Type.Array(
+  obj(
+    {
+      job: Str,
+      schedule: Str,
+      timezone: Str,
+      collisionPolicy: Str,
+      nextFire: Type.Union([Num, Type.Null()]),
+      lastTrigger: Type.Union([obj({ minuteMs: Num, outcome: Str, ts: Num }, "The newest trigger"), Type.Null()]),
+      activeTasks: Int,
+    },
+    "A cron job, briefly",
+  ),
+  { description: "Cron jobs, sorted by key" },
 );

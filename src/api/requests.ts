@@ -21,6 +21,7 @@ import {
   USER_PATTERN,
 } from "../domain/limits.js";
 import { RULE } from "../domain/validate.js";
+import { UPDATE_STATES } from "../statemachines/update.js";
 
 /** A part of a job key that exists: no "/", no control characters. */
 const KEY_PART = "[^/\\u0000-\\u001f\\u007f]{1,64}";
@@ -52,6 +53,32 @@ const TaskIdRefSchema = Type.String({
   [RULE]: `must be a task id: 1 to ${TASK_ID_MAX_LENGTH} characters, no control characters`,
 });
 const User = Type.Optional(UserSchema);
+
+/** Instance ids, for an update's or a restart's scope (Aurora's instance ranges, 0-4,7, expanded by the client). */
+const InstanceIds = Type.Array(Type.Integer({ minimum: 0, maximum: MAX_INSTANCES * 2 - 1 }), {
+  minItems: 1,
+  maxItems: MAX_INSTANCES * 2,
+  [RULE]: "must be a non-empty list of instance ids (integers ≥ 0)",
+});
+const UpdateIdSchema = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  pattern: "^[^\\u0000-\\u001f\\u007f]*$",
+  [RULE]: "must be an update id: 1 to 256 characters, no control characters",
+});
+/** A note for the update's history (Aurora's --message). */
+const Message = Type.Optional(
+  Type.String({
+    maxLength: 1024,
+    pattern: "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f]*$",
+    [RULE]: "must be at most 1024 characters, no control characters",
+  }),
+);
+/** pause, resume, abort, rollback: the job's active update (updateId, when given, must be it). */
+const UpdateControl = Type.Object(
+  { job: JobKeySchema, updateId: Type.Optional(UpdateIdSchema), message: Message, user: User },
+  { additionalProperties: false },
+);
 
 /** The most events one `events` reply holds. */
 export const MAX_EVENTS_PAGE = 1000;
@@ -95,6 +122,42 @@ export const REQUEST_SCHEMAS = {
   ),
   "job.add": Type.Object(
     { job: JobKeySchema, count: Type.Integer({ minimum: 1, maximum: MAX_INSTANCES }), user: User },
+    { additionalProperties: false },
+  ),
+  "job.restart": Type.Object(
+    {
+      job: JobKeySchema,
+      instances: Type.Optional(InstanceIds),
+      batchSize: Type.Optional(
+        Type.Integer({ minimum: 1, maximum: MAX_INSTANCES, [RULE]: `must be an integer from 1 to ${MAX_INSTANCES}` }),
+      ),
+      watchSecs: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400, [RULE]: "must be an integer from 0 to 86400 (seconds)" })),
+      maxPerInstanceFailures: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_INSTANCES, [RULE]: "must be an integer ≥ 0" })),
+      maxTotalFailures: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_INSTANCES, [RULE]: "must be an integer ≥ 0" })),
+      user: User,
+    },
+    { additionalProperties: false },
+  ),
+  /** `spec` is the job's whole new spec (its updateConfig says how it rolls), checked by the job spec's schema. */
+  "update.start": Type.Object(
+    { job: JobKeySchema, spec: Type.Unknown(), instances: Type.Optional(InstanceIds), message: Message, user: User },
+    { additionalProperties: false },
+  ),
+  "update.pause": UpdateControl,
+  "update.resume": UpdateControl,
+  "update.abort": UpdateControl,
+  "update.rollback": UpdateControl,
+  "update.pulse": Type.Object({ job: JobKeySchema, updateId: UpdateIdSchema, user: User }, { additionalProperties: false }),
+  "update.info": Type.Object({ job: JobKeySchema, updateId: Type.Optional(UpdateIdSchema) }, { additionalProperties: false }),
+  "update.list": Type.Object(
+    {
+      job: Type.Optional(JobKeySchema),
+      status: Type.Optional(
+        Type.Union([Type.Literal("active"), ...UPDATE_STATES.map((s) => Type.Literal(s))], {
+          [RULE]: `must be "active" or an update status (${UPDATE_STATES.join(", ")})`,
+        }),
+      ),
+    },
     { additionalProperties: false },
   ),
   "job.status": Type.Object({ job: JobKeySchema }, { additionalProperties: false }),
@@ -146,6 +209,12 @@ export const REQUEST_SCHEMAS = {
     },
     { additionalProperties: false },
   ),
+  /** `spec` is a cron job's spec (with cronSchedule), checked like job.create's. */
+  "cron.schedule": Type.Object({ spec: Type.Unknown(), user: User }, { additionalProperties: false }),
+  "cron.deschedule": Type.Object({ job: JobKeySchema, user: User }, { additionalProperties: false }),
+  "cron.start": Type.Object({ job: JobKeySchema, user: User }, { additionalProperties: false }),
+  "cron.show": Type.Object({ job: JobKeySchema }, { additionalProperties: false }),
+  "cron.list": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" }),
   "cluster.info": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" }),
   events: Type.Object(
     {

@@ -104,6 +104,63 @@ export const OPS = [
     http: { method: "POST", path: "/v1/jobs/:role/:env/:name/instances", status: 201 },
   },
   {
+    op: "job.restart",
+    scope: "role",
+    write: true,
+    summary: "Restart instances in batches through RESTARTING, each watched like an update's (a restart update)",
+    request: keyed(Q["job.restart"]),
+    reply: R.UpdateWriteReply,
+    http: { method: "POST", path: "/v1/jobs/:role/:env/:name/restarts", status: 201 },
+  },
+  {
+    op: "update.start",
+    scope: "role",
+    write: true,
+    summary: "Start a rolling update of a job to a new spec (its updateConfig says how); one active update per job",
+    request: keyed(Q["update.start"]),
+    reply: R.UpdateWriteReply,
+    http: { method: "POST", path: "/v1/jobs/:role/:env/:name/updates", status: 201 },
+  },
+  ...(["pause", "resume", "abort", "rollback"] as const).map(
+    (verb) =>
+      ({
+        op: `update.${verb}`,
+        scope: "role",
+        write: true,
+        summary: `${verb[0]!.toUpperCase()}${verb.slice(1)} the job's active update`,
+        request: keyed(Q[`update.${verb}`]),
+        reply: R.UpdateWriteReply,
+        http: { method: "POST", path: `/v1/jobs/:role/:env/:name/update/${verb}` },
+      }) as const,
+  ),
+  {
+    op: "update.pulse",
+    scope: "role",
+    write: true,
+    summary: "Pulse a coordinated update (updateConfig.pulseIntervalSecs): it rolls only while pulsed",
+    request: keyed(Q["update.pulse"]),
+    reply: R.UpdateWriteReply,
+    http: { method: "POST", path: "/v1/jobs/:role/:env/:name/update/pulse" },
+  },
+  {
+    op: "update.info",
+    scope: "role",
+    write: false,
+    summary: "An update (the active one, or the newest, or updateId): status history and every instance action with its reason",
+    request: Q["update.info"],
+    reply: R.UpdateInfoReply,
+    http: { method: "GET", path: "/v1/jobs/:role/:env/:name/update", query: true },
+  },
+  {
+    op: "update.list",
+    scope: "role",
+    write: false,
+    summary: "The role's updates, newest first (status: active, or one status; job: one job)",
+    request: Q["update.list"],
+    reply: R.UpdateListReply,
+    http: { method: "GET", path: "/v1/roles/:role/updates", query: true },
+  },
+  {
     op: "job.status",
     scope: "role",
     write: false,
@@ -165,6 +222,51 @@ export const OPS = [
     request: Type.Object({ key: RequestKeySchema }, { additionalProperties: false }),
     reply: R.RequestOutcomeReply,
     http: { method: "GET", path: "/v1/roles/:role/requests/:key" },
+  },
+  {
+    op: "cron.schedule",
+    scope: "role",
+    write: true,
+    summary: "Schedule a cron job from its spec (with cronSchedule), or replace its template; nothing runs until a trigger",
+    request: keyed(Q["cron.schedule"]),
+    reply: R.CronScheduleReply,
+    http: { method: "POST", path: "/v1/cron", status: 201 },
+  },
+  {
+    op: "cron.deschedule",
+    scope: "role",
+    write: true,
+    summary: "Deschedule a cron job: no more triggers (a run under way goes on)",
+    request: keyed(Q["cron.deschedule"]),
+    reply: R.CronDescheduleReply,
+    http: { method: "DELETE", path: "/v1/cron/:role/:env/:name" },
+  },
+  {
+    op: "cron.start",
+    scope: "role",
+    write: true,
+    summary: "Run a cron job now, under its collision policy",
+    request: keyed(Q["cron.start"]),
+    reply: R.CronStartReply,
+    http: { method: "POST", path: "/v1/cron/:role/:env/:name/runs", status: 201 },
+  },
+  {
+    op: "cron.show",
+    scope: "role",
+    write: false,
+    summary: "A cron job: schedule, time zone, policy, next fire times, its newest trigger with its outcome and reason",
+    request: Q["cron.show"],
+    reply: R.CronShowReply,
+    http: { method: "GET", path: "/v1/cron/:role/:env/:name" },
+  },
+  {
+    op: "cron.list",
+    scope: "role",
+    write: false,
+    summary: "The role's cron jobs, each with its next fire time and newest trigger",
+    request: Empty,
+    reply: R.CronListReply,
+    http: { method: "GET", path: "/v1/roles/:role/cron" },
   },
   {
     op: "quota.set",
@@ -248,6 +350,15 @@ export const OPS = [
     http: { method: "GET", path: "/v1/events" },
   },
   {
+    op: "update.list",
+    scope: "cluster",
+    write: false,
+    summary: "Every role's updates, newest first (status: active, or one status; job: one job)",
+    request: Q["update.list"],
+    reply: R.UpdateListReply,
+    http: { method: "GET", path: "/v1/updates", query: true },
+  },
+  {
     op: "hash",
     scope: "cluster",
     write: false,
@@ -255,6 +366,15 @@ export const OPS = [
     request: Empty,
     reply: R.HashReply,
     http: { method: "GET", path: "/v1/cluster/hash" },
+  },
+  {
+    op: "cron.list",
+    scope: "cluster",
+    write: false,
+    summary: "Every role's cron jobs, each with its next fire time and newest trigger",
+    request: Empty,
+    reply: R.CronListReply,
+    http: { method: "GET", path: "/v1/cron" },
   },
   // The SRE's reads: answered by every replica (a standby too) from its own fold, at any moment.
   {
@@ -389,7 +509,11 @@ export function addressFor(op: string, req: unknown, role?: string): string | nu
     case "task.why":
     case "task.status":
     case "events":
+    case "cron.list":
       if (role === undefined) return clusterSubject(op);
+      break;
+    case "update.list":
+      if (role === undefined && typeof r.job !== "string") return clusterSubject(op);
   }
   if (!BY_SCOPE.role.has(op)) return null;
   let who = role;
@@ -397,7 +521,7 @@ export function addressFor(op: string, req: unknown, role?: string): string | nu
     const job = str(r.job);
     const spec = r.spec as Record<string, unknown> | null | undefined;
     if (job !== undefined) who = job.split("/")[0];
-    else if (op === "job.create") who = str(spec?.role);
+    else if (op === "job.create" || op === "cron.schedule") who = str(spec?.role);
     else if (op === "quota.get") who = str(r.role);
   }
   if (who === undefined || who === "" || !ROLE_TOKEN.test(who)) return null;

@@ -35,6 +35,18 @@ export type QuotaReply = Static<typeof R.QuotaReply>;
 export type RequestOutcomeReply = Static<typeof R.RequestOutcomeReply>;
 export type EventsReply = Static<typeof R.EventsReply>;
 export type ClusterInfoReply = Static<typeof R.ClusterInfoReply>;
+export type UpdateStartRequest = Request<"update.start">;
+export type UpdateControlRequest = Request<"update.pause">;
+export type JobRestartRequest = Request<"job.restart">;
+export type UpdateWriteReply = Static<typeof R.UpdateWriteReply>;
+export type UpdateInfoReply = Static<typeof R.UpdateInfoReply>;
+export type UpdateListReply = Static<typeof R.UpdateListReply>;
+export type CronScheduleRequest = Request<"cron.schedule">;
+export type CronScheduleReply = Static<typeof R.CronScheduleReply>;
+export type CronDescheduleReply = Static<typeof R.CronDescheduleReply>;
+export type CronStartReply = Static<typeof R.CronStartReply>;
+export type CronShowReply = Static<typeof R.CronShowReply>;
+export type CronListReply = Static<typeof R.CronListReply>;
 export type RoostEvent = EventsReply["events"][number];
 
 export interface RoostClientOptions {
@@ -105,6 +117,45 @@ export class RoostClient {
     return writeOnce(this.transport, "job.add", req, o.key ?? newKey());
   }
 
+  /** Start a rolling update of a job to `spec` (its updateConfig says how). One active update per job. */
+  startUpdate(req: UpdateStartRequest, o: WriteOptions = {}): Promise<UpdateWriteReply> {
+    return writeOnce(this.transport, "update.start", req, o.key ?? newKey());
+  }
+
+  /** Move the job's active update: pause, resume, abort or rollback. */
+  controlUpdate(
+    verb: "pause" | "resume" | "abort" | "rollback",
+    req: UpdateControlRequest,
+    o: WriteOptions = {},
+  ): Promise<UpdateWriteReply> {
+    return writeOnce(this.transport, `update.${verb}`, req, o.key ?? newKey());
+  }
+
+  /** A coordinated update's pulse. */
+  pulseUpdate(req: Request<"update.pulse">, o: WriteOptions = {}): Promise<UpdateWriteReply> {
+    return writeOnce(this.transport, "update.pulse", req, o.key ?? newKey());
+  }
+
+  /** A rolling restart: instances in batches through RESTARTING, watched like an update's. */
+  restartJob(req: JobRestartRequest, o: WriteOptions = {}): Promise<UpdateWriteReply> {
+    return writeOnce(this.transport, "job.restart", req, o.key ?? newKey());
+  }
+
+  /** Schedule a cron job from its spec (with cronSchedule), or replace the template of one scheduled. */
+  scheduleCron(req: CronScheduleRequest, o: WriteOptions = {}): Promise<CronScheduleReply> {
+    return writeOnce(this.transport, "cron.schedule", req, o.key ?? newKey());
+  }
+
+  /** Deschedule a cron job: no more triggers (a run under way goes on). */
+  descheduleCron(req: Request<"cron.deschedule">, o: WriteOptions = {}): Promise<CronDescheduleReply> {
+    return writeOnce(this.transport, "cron.deschedule", req, o.key ?? newKey());
+  }
+
+  /** Run a cron job now, under its collision policy. */
+  startCron(req: Request<"cron.start">, o: WriteOptions = {}): Promise<CronStartReply> {
+    return writeOnce(this.transport, "cron.start", req, o.key ?? newKey());
+  }
+
   /** Admin only. */
   setQuota(req: QuotaSetRequest, o: WriteOptions = {}): Promise<QuotaReply> {
     return writeOnce(this.transport, "quota.set", req, o.key ?? newKey());
@@ -134,6 +185,16 @@ export class RoostClient {
     return this.transport.request("task.status", req, o);
   }
 
+  /** An update: the job's active one, else its newest, or `updateId`. */
+  updateInfo(req: Request<"update.info">, o?: RequestOptions): Promise<UpdateInfoReply> {
+    return this.transport.request("update.info", req, o);
+  }
+
+  /** Updates, newest first: a role's with `role` (or a job's), else every role's. */
+  listUpdates(req: Request<"update.list"> = {}, o?: RequestOptions): Promise<UpdateListReply> {
+    return this.transport.request("update.list", req, o);
+  }
+
   getQuota(req: Request<"quota.get">, o?: RequestOptions): Promise<QuotaReply> {
     return this.transport.request("quota.get", req, o);
   }
@@ -141,6 +202,16 @@ export class RoostClient {
   /** A keyed request's outcome; `role` is the role it was for ("admin" for quota.set). */
   getRequest(req: { key: string }, o: RequestOptions & { role: string }): Promise<RequestOutcomeReply> {
     return this.transport.request("request.get", req, o);
+  }
+
+  /** A cron job: schedule, next fire times, newest trigger (with its reason), the run waiting after a collision. */
+  cronShow(req: Request<"cron.show">, o?: RequestOptions): Promise<CronShowReply> {
+    return this.transport.request("cron.show", req, o);
+  }
+
+  /** Cron jobs: every role's, or one role's with `role`. */
+  listCron(o?: RequestOptions): Promise<CronListReply> {
+    return this.transport.request("cron.list", {}, o);
   }
 
   clusterInfo(o?: RequestOptions): Promise<ClusterInfoReply> {

@@ -315,7 +315,15 @@ function unwrap<T>(r: Reply<T>): T {
  * A write is not, until writes carry idempotency keys: a commit that timed out may have landed, and
  * job.add sent twice would add twice.
  */
-const WRITES: ReadonlySet<string> = new Set(["job.create", "job.kill", "job.add", "quota.set"]);
+const WRITES: ReadonlySet<string> = new Set([
+  "job.create",
+  "job.kill",
+  "job.add",
+  "quota.set",
+  "cron.schedule",
+  "cron.deschedule",
+  "cron.start",
+]);
 function unavailable(r: Reply<unknown>): boolean {
   return !!r && typeof r === "object" && r.ok === false && (r.error as Partial<ApiErrorBody> | undefined)?.code === "UNAVAILABLE";
 }

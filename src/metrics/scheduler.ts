@@ -86,6 +86,11 @@ export class SchedulerMetrics {
   private readonly statusUpdates: Counter<"result">;
   private readonly statusSeconds: Histogram;
   private readonly busRequests: Counter<"op" | "result">;
+  private readonly updateTransitions: Counter<"status">;
+  private readonly updateInstanceTransitions: Counter<"action">;
+  private readonly cronTriggers: Counter<"outcome">;
+  private readonly cronMisfires: Counter;
+  private readonly cronCollisions: Counter;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -266,6 +271,39 @@ export class SchedulerMetrics {
       registers,
     });
 
+    // ---- cron (Aurora's cron_job_triggers, cron_job_misfires, cron_job_collisions) -------------
+    this.cronTriggers = new Counter({
+      name: "roost_cron_job_triggers_total",
+      help: "Cron triggers this replica committed as leader (CronTriggered), by outcome: fired (a run created), skipped (CANCEL_NEW), collided (KILL_EXISTING killed the previous run)",
+      labelNames: ["outcome"],
+      registers,
+    });
+    for (const outcome of ["fired", "skipped", "collided"] as const) this.cronTriggers.inc({ outcome }, 0);
+    this.cronMisfires = new Counter({
+      name: "roost_cron_job_misfires_total",
+      help: "Cron triggers missed while no leader ran and not replayed: a new leader catching up fires once for the latest",
+      registers,
+    });
+    this.cronCollisions = new Counter({
+      name: "roost_cron_job_collisions_total",
+      help: "Cron triggers that found the job's previous run still active (then skipped or killed, by the job's collision policy)",
+      registers,
+    });
+
+    // ---- job updates (Aurora's update_transition_<STATUS>, update_instance_transition_<ACTION>) ----
+    this.updateTransitions = new Counter({
+      name: "roost_update_transitions_total",
+      help: "Job update statuses this replica committed as leader (JobUpdateStarted, JobUpdateStateChanged), by status",
+      labelNames: ["status"],
+      registers,
+    });
+    this.updateInstanceTransitions = new Counter({
+      name: "roost_update_instance_transitions_total",
+      help: "Instance update actions this replica committed as leader (JobInstanceUpdateEvent), by action (INSTANCE_UPDATING, INSTANCE_UPDATED, …)",
+      labelNames: ["action"],
+      registers,
+    });
+
     // ---- the folded state and the actors, read at scrape time ---------------------------------
     new Gauge({
       name: "roost_tasks",
@@ -360,6 +398,19 @@ export class SchedulerMetrics {
   /** One API request answered: `result` is "ok" or its error code. */
   busRequest(op: string, result: string): void {
     this.busRequests.inc({ op, result });
+  }
+
+  /** A committed update event: its status (an update started or moved), or an instance's action. */
+  updateEvent(e: { status?: string; action?: string }): void {
+    if (e.status !== undefined) this.updateTransitions.inc({ status: e.status });
+    if (e.action !== undefined) this.updateInstanceTransitions.inc({ action: e.action });
+  }
+
+  /** A committed cron trigger: what it came to, the triggers it did not replay, and whether the previous run was active. */
+  cronTriggered(outcome: "fired" | "skipped" | "collided", missed: number, collided: boolean): void {
+    this.cronTriggers.inc({ outcome });
+    if (missed > 0) this.cronMisfires.inc(missed);
+    if (collided) this.cronCollisions.inc();
   }
 
   /** Tasks by state: one pass over the state's tasks per scrape (per fold, at most). */

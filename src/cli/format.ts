@@ -14,12 +14,14 @@ export function table(rows: string[][]): string {
 const iso = (ts: number) => new Date(ts).toISOString();
 
 export function formatJobStatus(s: JobStatusReply): string {
-  const head = `${s.job}  ${s.service ? "service" : "batch"}  ${s.instances.length} instance(s)  (log seq ${s.seq})`;
-  const rows = [["INSTANCE", "STATE", "HOST", "PORTS", "TASK", "REASON"]];
+  const update = s.update ? `  ${s.update.restart ? "restart" : "update"} ${s.update.updateId} ${s.update.status}` : "";
+  const head = `${s.job}  ${s.service ? "service" : "batch"}  ${s.instances.length} instance(s)  config version ${s.configVersion}${update}  (log seq ${s.seq})`;
+  const rows = [["INSTANCE", "STATE", "CONFIG", "HOST", "PORTS", "TASK", "REASON"]];
   for (const i of s.instances) {
     rows.push([
       String(i.instance),
       i.state,
+      String(i.configVersion),
       i.host ?? "-",
       Object.entries(i.ports)
         .map(([k, v]) => `${k}=${v}`)
@@ -157,6 +159,15 @@ export function formatEvent(seq: number, idx: number, e: LogEntry, anomaly: stri
       break;
     case "JobUpdatePulsed":
       what = `update=${e.data.updateId} user=${e.data.user}`;
+      break;
+    case "CronJobScheduled":
+      what = `job=${e.data.job.role}/${e.data.job.environment}/${e.data.job.name} cron="${e.data.job.cronSchedule ?? ""}" tz=${e.data.job.cronTimezone ?? "UTC"} policy=${e.data.job.cronCollisionPolicy ?? "KILL_EXISTING"} user=${e.data.user}`;
+      break;
+    case "CronJobDescheduled":
+      what = `job=${e.data.job} user=${e.data.user}`;
+      break;
+    case "CronTriggered":
+      what = `job=${e.data.job} minute=${iso(e.data.minuteMs)} outcome=${e.data.outcome}${e.data.missed > 0 ? ` missed=${e.data.missed}` : ""}${e.data.user !== undefined ? ` user=${e.data.user}` : ""}`;
       break;
   }
   return `${seq}.${idx}  ${iso(e.ts)}  e${e.epoch}  ${e.type}  ${what}  — ${e.reason}`;

@@ -71,6 +71,8 @@ import { registerUiCommand } from "./ui.js";
 import { registerSimCommand } from "./sim.js";
 import { registerSnapshotCommand } from "./snapshot.js";
 import { registerDiscoverCommand } from "./discover.js";
+import { registerCronCommands } from "./cron.js";
+import { registerUpdateCommands } from "./update.js";
 
 type Common = CliClusterOptions;
 
@@ -811,6 +813,33 @@ registerUiCommand(program, withClusterOptions, listenArg);
 
 // ---- roost discover (src/cli/discover.ts) ----------------------------------------------------
 registerDiscoverCommand(program, withClusterOptions, jobKeyArg);
+
+// ---- roost update …, roost job restart (src/cli/update.ts) -------------------------------------
+registerUpdateCommands(program, job, {
+  withClusterOptions,
+  withClient,
+  readWithFallback,
+  jobKeyArg,
+  userArg,
+  keyArg,
+  parseInstances,
+  newKey,
+  keyFlag: KEY_FLAG,
+  keyHelp: KEY_HELP,
+});
+
+// ---- roost cron … (src/cli/cron.ts) ------------------------------------------------------------
+registerCronCommands(program, {
+  withClusterOptions,
+  withClient,
+  readWithFallback,
+  jobKeyArg,
+  userArg,
+  keyArg,
+  newKey,
+  keyFlag: KEY_FLAG,
+  keyHelp: KEY_HELP,
+});
 
 /**
  * Every failure ends as one line, `roost: <message>` (with --json: {"error": …} on stderr), and

@@ -222,4 +222,76 @@ describe("the web UI in a browser", () => {
     },
     TEST_MS,
   );
+
+  it(
+    "updates: an update appears in the list as it rolls, and its page shows each instance's progress and actions",
+    async () => {
+      needChromium();
+      const roll = "www-data/devel/roll";
+      const rollSpec = (cmdline: string, over: Record<string, unknown> = {}) =>
+        testSpec("roll", { instances: 2, service: true, processes: [{ name: "main", cmdline }], ...over });
+      const made = await apiRequest<{ taskIds: string[] }>(c.bus, "job.create", { spec: rollSpec("sleep 1000") });
+      expect(made.ok, errorOf(made)).toBe(true);
+      await waitFor(
+        c.scheduler,
+        (s) => [...s.jobs.get(roll as never)!.instances.values()].every((id) => s.tasks.get(id)?.state === "RUNNING"),
+        "both instances of roll RUNNING",
+      );
+      await page.locator('[data-testid="nav-updates"]').click();
+      await page.locator('[data-testid="page-updates"] [data-testid="updates-table"]').waitFor();
+
+      // watchSecs 0: an instance counts as updated once its new task is RUNNING (the test stays fast).
+      const started = await apiRequest<{ updateId: string }>(c.bus, "update.start", {
+        job: roll,
+        user: "e2e",
+        spec: rollSpec("sleep 1001", { updateConfig: { batchSize: 1, watchSecs: 0 } }),
+      });
+      if (!started.ok) throw new Error(errorOf(started));
+      const updateId = started.value.updateId;
+      // The live feed brings it in, and on to ROLLED_FORWARD with both instances done.
+      const row = page.locator(`[data-testid="update-row"][data-update="${updateId}"]`);
+      await row.and(page.locator('[data-status="ROLLED_FORWARD"]')).waitFor();
+      expect(await row.getAttribute("data-job")).toBe(roll);
+      expect(await row.locator('[data-testid="update-progress"]').getAttribute("data-done")).toBe("2");
+      expect(await row.textContent()).toContain("e2e");
+      await shot("updates");
+
+      await row.locator('[data-testid="update-link"]').click();
+      await page.locator('[data-testid="page-update"] [data-testid="update-status"][data-status="ROLLED_FORWARD"]').waitFor();
+      expect(page.url()).toContain(`#/updates/${updateId}`);
+      const statuses = await page
+        .locator('[data-testid="status-row"]')
+        .evaluateAll((rows) => rows.map((r) => r.getAttribute("data-status")));
+      expect(statuses).toEqual(["ROLLED_FORWARD", "ROLLING_FORWARD"]);
+      const instances = page.locator('[data-testid="instance-row"]');
+      expect(await instances.count()).toBe(2);
+      for (const i of [0, 1]) {
+        const r = page.locator(`[data-testid="instance-row"][data-instance="${i}"]`);
+        expect(await r.getAttribute("data-action")).toBe("INSTANCE_UPDATED");
+        expect(await r.locator('[data-testid="instance-progress"]').getAttribute("data-progress")).toBe("1");
+        await r.locator('[data-testid="instance-actions"] summary').click();
+        const actions = await r
+          .locator('[data-testid="action-row"]')
+          .evaluateAll((rows) => rows.map((x) => [x.getAttribute("data-action"), x.textContent ?? ""]));
+        expect(actions.map(([a]) => a)).toEqual(["INSTANCE_UPDATING", "INSTANCE_UPDATED"]);
+        for (const [, text] of actions) expect(text).toContain(updateId);
+      }
+      await shot("update");
+
+      // Back to the moment instance 0 began (its INSTANCE_UPDATING links there): it is at work, part
+      // way along its bar, and instance 1 has not started.
+      await page.locator('[data-testid="instance-row"][data-instance="0"] [data-testid="action-row"] a').first().click();
+      await page.locator('[data-testid="update-status"][data-status="ROLLING_FORWARD"]').waitFor();
+      expect(page.url()).toMatch(/[?&]at=\d+$/);
+      const first = page.locator('[data-testid="instance-row"][data-instance="0"]');
+      expect(await first.getAttribute("data-action")).toBe("INSTANCE_UPDATING");
+      const progress = Number(await first.locator('[data-testid="instance-progress"]').getAttribute("data-progress"));
+      expect(progress).toBeGreaterThan(0);
+      expect(progress).toBeLessThan(1);
+      expect(await page.locator('[data-testid="instance-row"][data-instance="1"]').getAttribute("data-action")).toBe("");
+      await shot("update-past");
+      expect(pageErrors).toEqual([]);
+    },
+    TEST_MS,
+  );
 });

@@ -41,6 +41,7 @@ import { toDot, toMermaid } from "../statemachines/graph.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
 import type { SnapshotInfo, SnapshotSource } from "../storage/snapshotStore.js";
 import { readSnapshot } from "../replay/snapshot.js";
+import { updateInfo, updateInstances, updateList } from "../updater/info.js";
 import { type AtSpec, AtError, BusyError, type LogReader, TimeMachine } from "./timeMachine.js";
 
 /** What a history query names. */
@@ -239,6 +240,39 @@ export class HistoryService {
   async quotas(q: { at?: AtSpec }) {
     const { state, at } = await this.at(q.at);
     return { at, items: quotaRows(state) };
+  }
+
+  /** Job updates and rolling restarts, newest first (updater/info.ts updateList), a page of them. */
+  async updates(q: { at?: AtSpec; job?: string; role?: string; status?: string; offset?: number; limit?: number }) {
+    const { state, at } = await this.at(q.at);
+    const all = updateList(state, { job: q.job, role: q.role, status: q.status });
+    const offset = Math.max(0, Math.floor(q.offset ?? 0));
+    const limit = Math.min(500, Math.max(1, Math.floor(q.limit ?? 50)));
+    return { at, total: all.length, offset, items: all.slice(offset, offset + limit) };
+  }
+
+  /**
+   * One update (updateInfo: `updateId`, else the job's active or newest one) and a page of its
+   * instances (updateInstances: each one's newest action, task, progress and every action). The
+   * actions come with their instances, so the reply stays small at 1,000 instances.
+   */
+  async update(q: { at?: AtSpec; updateId?: string; job?: string; offset?: number; limit?: number }) {
+    const { state, at } = await this.at(q.at);
+    const job = q.job ?? (q.updateId === undefined ? undefined : state.updates.get(q.updateId)?.job);
+    const info = job === undefined ? null : updateInfo(state, job as JobKeyString, q.updateId);
+    if (!info) {
+      const what = q.updateId !== undefined ? `update ${q.updateId}` : `an update of job ${q.job ?? "?"}`;
+      throw new NotFoundError(`${what} does not exist at sequence ${at.seq}`, q.updateId !== undefined ? "updateId" : "job");
+    }
+    const { actions, ...update } = info;
+    const rows = updateInstances(state, info.updateId, at.ts);
+    const offset = Math.max(0, Math.floor(q.offset ?? 0));
+    const limit = Math.min(500, Math.max(1, Math.floor(q.limit ?? 100)));
+    return {
+      at,
+      update: { ...update, actionCount: actions.length },
+      instances: { total: rows.length, offset, items: rows.slice(offset, offset + limit) },
+    };
   }
 
   /** The log, newest first, ending at `at` (or going back from `from`), filtered. */

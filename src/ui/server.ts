@@ -134,6 +134,21 @@ export async function startUiServer(o: UiServerOptions): Promise<UiServer> {
     agent: (q) => h.agent({ at: at(q.at), agentId: need(q.agentId, "agentId") }),
     pending: (q) => h.pending({ at: at(q.at), offset: num(q.offset), limit: num(q.limit) }),
     quotas: (q) => h.quotas({ at: at(q.at) }),
+    updates: (q) =>
+      h.updates({
+        at: at(q.at),
+        job: str(q.job, "job"),
+        role: str(q.role, "role"),
+        status: str(q.status, "status"),
+        offset: num(q.offset),
+        limit: num(q.limit),
+      }),
+    update: (q) => {
+      const updateId = str(q.updateId, "updateId");
+      const job = str(q.job, "job");
+      if (updateId === undefined && job === undefined) throw new AtError("updateId: is required (or job, for its active or newest update)");
+      return h.update({ at: at(q.at), updateId, job, offset: num(q.offset), limit: num(q.limit) });
+    },
     log: (q) =>
       h.log({
         at: at(q.at),

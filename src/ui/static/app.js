@@ -8,6 +8,7 @@ import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { AppContext, getJson, html, iso, navigate, num, parseHash, routeHref, useAtHref } from "./lib.js";
 import { Agent, Agents, Job, Jobs, Log, Overview, Pending, Quotas, Tasks } from "./pages.js";
 import { Task } from "./task.js";
+import { Update, Updates } from "./updates.js";
 
 const NAV = [
   ["/", "Overview"],
@@ -15,6 +16,7 @@ const NAV = [
   ["/tasks", "Tasks"],
   ["/agents", "Agents"],
   ["/pending", "Pending"],
+  ["/updates", "Updates"],
   ["/quotas", "Quotas"],
   ["/log", "Log"],
 ];
@@ -47,6 +49,8 @@ function route(r) {
       return b === undefined ? html`<${Agents} />` : html`<${Agent} agentId=${b} />`;
     case "pending":
       return html`<${Pending} />`;
+    case "updates":
+      return b === undefined ? html`<${Updates} />` : html`<${Update} updateId=${b} />`;
     case "quotas":
       return html`<${Quotas} />`;
     case "log":

@@ -166,6 +166,7 @@ export function Job({ job }) {
       <h2>Job <code data-testid="job-key">${job}</code></h2>
       <span class="links">
         <a href=${link("/tasks", { job })}>tasks</a>
+        <a href=${link("/updates", { job })} data-testid="job-updates">updates</a>
         <a href=${link("/log", { job })}>events</a>
       </span>
     </div>

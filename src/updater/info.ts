@@ -11,17 +11,6 @@ import { ACTIVE_UPDATE_STATES, type InstanceAction, type UpdateStatus } from "..
 import { instanceDiff } from "./driver.js";
 import type { UpdateSettings } from "./settings.js";
 
-interface UpdateProgress {
-  /** Instances the update touches (its plan while active; those it acted on once over). */
-  total: number;
-  /** Instances whose newest action is INSTANCE_UPDATED or INSTANCE_ROLLED_BACK. */
-  done: number;
-  /** … INSTANCE_UPDATE_FAILED or INSTANCE_ROLLBACK_FAILED. */
-  failed: number;
-  /** … INSTANCE_UPDATING or INSTANCE_ROLLING_BACK. */
-  working: number;
-}
-
 export interface UpdateSummary {
   updateId: string;
   job: JobKeyString;
@@ -35,7 +24,8 @@ export interface UpdateSummary {
   createdSeq: number;
   createdTs: number;
   lastTs: number;
-  progress: UpdateProgress;
+  /** Instances it touches (its plan while active; those it acted on once over), done, failed and in flight. */
+  progress: { total: number; done: number; failed: number; working: number };
 }
 
 export interface UpdateInfo extends UpdateSummary {
@@ -49,7 +39,7 @@ export interface UpdateInfo extends UpdateSummary {
   actions: UpdateActionRecord[];
 }
 
-function progressOf(state: ClusterState, u: UpdateRecord, active: boolean): UpdateProgress {
+function progressOf(state: ClusterState, u: UpdateRecord, active: boolean): UpdateSummary["progress"] {
   let done = 0;
   let failed = 0;
   let working = 0;

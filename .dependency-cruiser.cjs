@@ -1,6 +1,6 @@
 // The architecture, checked (npm run lint; CI fails on a violation).
 //
-// - The pure core (domain, statemachines, replay, scheduling, preemptor, quota, views, updater, cron) imports no
+// - The pure core (domain, statemachines, replay, scheduling, preemptor, quota, views, updater, cron, sla, maintenance) imports no
 //   adapter: nothing that does I/O, talks to NATS, runs processes or reads clocks. Adapters import
 //   the core, never the other way round; biome.jsonc bans clocks, timers and randomness inside it.
 // - Nothing imports in a circle: not files, and not folders (a folder cycle is two concerns that
@@ -8,7 +8,7 @@
 //
 // `npx depcruise src --config .dependency-cruiser.cjs` prints each violation with its path.
 
-const CORE = "^src/(domain|statemachines|replay|scheduling|preemptor|quota|views|updater|cron)/";
+const CORE = "^src/(domain|statemachines|replay|scheduling|preemptor|quota|views|updater|cron|sla|maintenance)/";
 const ADAPTERS = "^src/(eventlog|storage|bus|natsServer|agent|actors|cli|client|sim|api|gateway|util|history|ui|metrics)/";
 
 /** @type {import('dependency-cruiser').IConfiguration} */

@@ -82,6 +82,8 @@ function referenceStateHash(state: ClusterState): string {
   if (state.requests.size) h.update(`requests=${canonical(state.requests)}\n`);
   if (state.updates.size) h.update(`updates=${canonical(state.updates)}\n`);
   if (state.cronJobs.size) h.update(`cronJobs=${canonical(state.cronJobs)}\n`);
+  if (state.hosts.size) h.update(`hosts=${canonical(state.hosts)}\n`);
+  if (state.windows.size) h.update(`windows=${canonical(state.windows)}\n`);
   if (state.anomalyCount > state.anomalies.length) h.update(`anomalyCount=${canonical(state.anomalyCount)}\n`);
   const section = <T>(name: string, m: Map<string, T>, project: (v: T) => unknown) => {
     for (const key of [...m.keys()].sort()) h.update(`${name}:${key}=${canonical(project(m.get(key)!))}\n`);

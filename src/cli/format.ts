@@ -169,6 +169,18 @@ export function formatEvent(seq: number, idx: number, e: LogEntry, anomaly: stri
     case "CronTriggered":
       what = `job=${e.data.job} minute=${iso(e.data.minuteMs)} outcome=${e.data.outcome}${e.data.missed > 0 ? ` missed=${e.data.missed}` : ""}${e.data.user !== undefined ? ` user=${e.data.user}` : ""}`;
       break;
+    case "HostMaintenanceChanged":
+      what = `hosts=${e.data.hosts.join(",")} to=${e.data.to}${e.data.user !== undefined ? ` user=${e.data.user}` : ""}${e.data.windowId !== undefined ? ` window=${e.data.windowId}` : ""}`;
+      break;
+    case "SlaDrainDenied":
+      what = `task=${e.data.taskId} host=${e.data.host}`;
+      break;
+    case "MaintenanceWindowScheduled":
+      what = `window=${e.data.windowId} hosts=${e.data.hosts.join(",")} start=${iso(e.data.startTs)} durationMs=${e.data.durationMs} user=${e.data.user}`;
+      break;
+    case "MaintenanceWindowEnded":
+      what = `window=${e.data.windowId}${e.data.cancelled ? " cancelled" : " elapsed"}${e.data.user !== undefined ? ` user=${e.data.user}` : ""}`;
+      break;
   }
   return `${seq}.${idx}  ${iso(e.ts)}  e${e.epoch}  ${e.type}  ${what}  — ${e.reason}`;
 }

@@ -18,6 +18,8 @@ import { Type, type Static } from "typebox";
 import { TASK_STATES } from "../statemachines/taskStates.js";
 import { INSTANCE_ACTIONS, UPDATE_STATES } from "../statemachines/update.js";
 import { UpdateSettingsSchema } from "./update.js";
+import { DrainRequestSchema } from "./maintenance.js";
+import { HOST_MODES } from "../statemachines/host.js";
 import { AgentIdStr, AgentResourcesSchema, JobConfigSchema, JobKeyStr, TaskIdStr } from "./types.js";
 import { Dict, fastChecker, OneOf, type Problem } from "./validate.js";
 
@@ -163,6 +165,31 @@ const EVENT_SCHEMAS = {
     user: Type.Optional(Str),
   }),
   /**
+   * Hosts asked to move to maintenance mode `to` (statemachines/host.ts decides; Aurora's
+   * MaintenanceController): SCHEDULED (start), DRAINING (drain, with its request), DRAINED (the
+   * leader found no active task left), NONE (end). `windowId`: a maintenance window moved them.
+   */
+  HostMaintenanceChanged: Type.Object({
+    hosts: Type.Array(Str, { minItems: 1 }),
+    to: OneOf(HOST_MODES),
+    user: Type.Optional(Str),
+    drain: Type.Optional(DrainRequestSchema),
+    windowId: Type.Optional(Str),
+  }),
+  /** A task on a DRAINING host was not drained now: its job's SLA would break (the reason says how). */
+  SlaDrainDenied: Type.Object({ taskId: TaskIdStr, host: Str }),
+  /** A maintenance window (Mesos's idea): its hosts are SCHEDULED until `startTs`, drain then, and end at `startTs + durationMs`. */
+  MaintenanceWindowScheduled: Type.Object({
+    windowId: Str,
+    hosts: Type.Array(Str, { minItems: 1 }),
+    startTs: Int,
+    durationMs: Int,
+    user: Str,
+    drain: DrainRequestSchema,
+  }),
+  /** A window is over: it elapsed, or was cancelled (`user`). */
+  MaintenanceWindowEnded: Type.Object({ windowId: Str, cancelled: Type.Boolean(), user: Type.Optional(Str) }),
+  /**
    * A keyed request was decided: its first outcome, kept at least REQUEST_KEY_RETENTION_MS, so the
    * same key sent again (over the API, or redelivered by the intake stream after a failover) gets
    * this outcome back and changes nothing. `key` is "<role>/<client key>" ("admin/…" for the admin
@@ -203,6 +230,10 @@ export const EVENT_VERSIONS: Record<EventType, number> = {
   JobUpdateStateChanged: 1,
   JobInstanceUpdateEvent: 1,
   JobUpdatePulsed: 1,
+  HostMaintenanceChanged: 1,
+  SlaDrainDenied: 1,
+  MaintenanceWindowScheduled: 1,
+  MaintenanceWindowEnded: 1,
   CronJobScheduled: 1,
   CronJobDescheduled: 1,
   CronTriggered: 1,

@@ -9,7 +9,7 @@
 import type { AgentId, TaskConfig, TaskId } from "../domain/types.js";
 import { isPreemptible } from "../domain/tiers.js";
 import type { AgentRecord, ClusterState, TaskRecord } from "../replay/state.js";
-import { checkDedicated, checkLimits, checkValueConstraints, type TaskGroup } from "../scheduling/feasible.js";
+import { checkDedicated, checkLimits, checkMaintenance, checkValueConstraints, type TaskGroup } from "../scheduling/feasible.js";
 import type { OfferBook } from "../scheduling/offers.js";
 
 export interface Slot {
@@ -46,7 +46,7 @@ export function findSlot(
   let best: (Slot & { cost: number }) | null = null;
   for (const agent of agents) {
     // Placement rules other than resources must hold: preemption only frees resources.
-    if (checkDedicated(g, agent)) continue;
+    if (checkDedicated(g, agent) || checkMaintenance(state, agent)) continue;
     const vetoes: never[] = [];
     checkValueConstraints(g, agent, vetoes);
     checkLimits(state, g, agent, vetoes);

@@ -75,7 +75,9 @@ export function firstDifference(a: ClusterState, b: ClusterState): Difference | 
     mapDifference("reservations", a.reservations, b.reservations, (r) => ({ ...r })) ??
     mapDifference("requests", a.requests, b.requests, (r) => ({ ...r })) ??
     mapDifference("updates", a.updates, b.updates, (u) => ({ ...u })) ??
-    mapDifference("cronJobs", a.cronJobs, b.cronJobs, (c) => ({ ...c }))
+    mapDifference("cronJobs", a.cronJobs, b.cronJobs, (c) => ({ ...c })) ??
+    mapDifference("hosts", a.hosts, b.hosts, (h) => ({ ...h })) ??
+    mapDifference("windows", a.windows, b.windows, (w) => ({ ...w }))
   );
 }
 
@@ -107,5 +109,7 @@ export function partHashes(s: ClusterState): Record<string, string> {
     updates: h(sorted(s.updates, (u) => u)),
     // Absent when there are none, as in the hash, so a leader and a fold of an older build agree.
     ...(s.cronJobs.size ? { cronJobs: h(sorted(s.cronJobs, (c) => c)) } : {}),
+    ...(s.hosts.size ? { hosts: h(sorted(s.hosts, (x) => x)) } : {}),
+    ...(s.windows.size ? { windows: h(sorted(s.windows, (w) => w)) } : {}),
   };
 }

@@ -65,6 +65,10 @@ export function scopeOf(e: LogEntry, state: Pick<ClusterState, "tasks" | "update
     case "AgentStateChanged":
       return { ...none, agent: str(d.agentId) };
     case "LeaderElected":
+    // Maintenance is the admin's: cluster-wide, no role's (a denial names its task: below).
+    case "HostMaintenanceChanged":
+    case "MaintenanceWindowScheduled":
+    case "MaintenanceWindowEnded":
       return none;
     default: {
       // The task events: TaskCreated names its job; the others are looked up in the state.

@@ -27,6 +27,7 @@ import { formatProblem } from "../domain/validate.js";
 import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
 import { TERMINAL_UPDATE_STATES, type UpdateStatus, updateStep } from "../statemachines/update.js";
+import { type HostMode, hostStep } from "../statemachines/host.js";
 import { KILL_STATES, ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import { MAX_ANOMALIES_KEPT, type AgentRecord, type ClusterState, type RequestOutcome, type TaskRecord } from "./state.js";
 
@@ -138,6 +139,33 @@ function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntr
       return;
     case "CronTriggered":
       return onCronTriggered(state, env.data, at);
+    case "HostMaintenanceChanged":
+      return onHostMaintenanceChanged(state, env.data, at);
+    case "SlaDrainDenied": {
+      const h = state.hosts.get(env.data.host)!;
+      h.denials[env.data.taskId] = { seq: at.seq, ts: at.ts, reason: at.reason };
+      return;
+    }
+    case "MaintenanceWindowScheduled": {
+      const d = env.data;
+      state.windows.set(d.windowId, {
+        windowId: d.windowId,
+        hosts: [...d.hosts],
+        startTs: d.startTs,
+        durationMs: d.durationMs,
+        user: d.user,
+        drain: { ...d.drain },
+        createdSeq: at.seq,
+        openedSeq: null,
+        ended: null,
+      });
+      return;
+    }
+    case "MaintenanceWindowEnded": {
+      const w = state.windows.get(env.data.windowId)!;
+      w.ended = { seq: at.seq, ts: at.ts, cancelled: env.data.cancelled, user: env.data.user ?? null };
+      return;
+    }
     default: {
       const never: never = env;
       return anomaly(state, seq, idx, (never as { type: string }).type, "unknown event type");
@@ -146,6 +174,36 @@ function foldEvent(state: ClusterState, seq: number, idx: number, entry: LogEntr
 }
 
 // ---- One handler per event type: what an event that passed the checks does to the state. ----
+
+/**
+ * Hosts move to a maintenance mode (rejection() refused a move the host machine does not allow).
+ * A drain stores its request (one per host, overwriting: Aurora's); NONE forgets it. A host's
+ * record stays after NONE, so its story reads on.
+ */
+function onHostMaintenanceChanged(state: ClusterState, d: EventPayloads["HostMaintenanceChanged"], at: At): void {
+  for (const host of d.hosts) {
+    let h = state.hosts.get(host);
+    if (!h) {
+      h = { host, mode: "NONE", sinceSeq: at.seq, sinceTs: at.ts, user: null, drain: null, windowId: null, denials: {} };
+      state.hosts.set(host, h);
+    }
+    h.mode = hostStep(h.mode, d.to).next;
+    h.sinceSeq = at.seq;
+    h.sinceTs = at.ts;
+    if (d.to === "DRAINED") {
+      h.denials = {};
+      continue; // the leader's move: the request and who asked stay
+    }
+    h.user = d.user ?? null;
+    h.windowId = d.windowId ?? null;
+    h.denials = {};
+    h.drain = d.to === "DRAINING" && d.drain ? { ...d.drain, requestedSeq: at.seq, requestedTs: at.ts } : null;
+  }
+  if (d.windowId !== undefined && d.to === "DRAINING") {
+    const w = state.windows.get(d.windowId);
+    if (w && w.openedSeq === null) w.openedSeq = at.seq;
+  }
+}
 
 /** A job update begins: its config is registered as a new version of the job; the job keeps its own until ROLLED_FORWARD. */
 function onJobUpdateStarted(state: ClusterState, d: EventPayloads["JobUpdateStarted"], at: At): void {
@@ -438,6 +496,10 @@ export class BatchOverlay {
   readonly updatedJobs = new Set<JobKeyString>();
   /** `${job}#${version}`: config versions an update registered earlier in the batch. */
   readonly versions = new Set<string>();
+  /** Hosts moved earlier in the batch: their mode by then. */
+  readonly hostModes = new Map<string, HostMode>();
+  /** Maintenance windows scheduled earlier in the batch. */
+  readonly windows = new Set<string>();
 
   /** Record what an event that passed the check creates. */
   note(env: AnyEnvelope): void {
@@ -447,6 +509,10 @@ export class BatchOverlay {
     } else if (env.type === "TaskAssigned") this.assigned.add(env.data.taskId);
     else if (env.type === "JobCreated") this.jobs.set(jobKeyOf(env.data.job), env.data.configVersion);
     else if (env.type === "RequestDecided") this.requests.add(env.data.key);
+    else if (env.type === "HostMaintenanceChanged") {
+      // Every move the host machine allows ends in the mode asked for.
+      for (const h of env.data.hosts) this.hostModes.set(h, env.data.to);
+    } else if (env.type === "MaintenanceWindowScheduled") this.windows.add(env.data.windowId);
     else if (env.type === "JobUpdateStarted") {
       this.updates.set(env.data.updateId, { job: env.data.job, status: env.data.status });
       this.updatedJobs.add(env.data.job);
@@ -606,6 +672,24 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       if (status === undefined) return `unknown update ${env.data.updateId}`;
       return TERMINAL_UPDATE_STATES.has(status) ? `update ${env.data.updateId} is over (${status})` : null;
     }
+    case "HostMaintenanceChanged":
+      return hostChangeRejection(state, env.data, batch);
+    case "SlaDrainDenied": {
+      if (!state.tasks.has(env.data.taskId)) return `unknown task ${env.data.taskId}`;
+      const mode = batch?.hostModes.get(env.data.host) ?? state.hosts.get(env.data.host)?.mode ?? "NONE";
+      return mode === "DRAINING" ? null : `host ${env.data.host} is ${mode}, not DRAINING: nothing is drained there`;
+    }
+    case "MaintenanceWindowScheduled": {
+      const d = env.data;
+      if (state.windows.has(d.windowId) || batch?.windows.has(d.windowId)) return `window ${d.windowId} already exists`;
+      if (d.durationMs <= 0) return `window ${d.windowId} lasts ${d.durationMs} ms: a window must last`;
+      return new Set(d.hosts).size === d.hosts.length ? null : `window ${d.windowId} names a host twice`;
+    }
+    case "MaintenanceWindowEnded": {
+      const w = state.windows.get(env.data.windowId);
+      if (!w) return `unknown window ${env.data.windowId}`;
+      return w.ended === null ? null : `window ${env.data.windowId} is over already`;
+    }
     case "CronJobScheduled":
       return env.data.job.cronSchedule === undefined ? `job ${jobKeyOf(env.data.job)} has no cronSchedule: it is not a cron job` : null;
     case "CronJobDescheduled":
@@ -622,6 +706,18 @@ export function rejection(state: ClusterState, env: AnyEnvelope, batch?: BatchOv
       return `unknown event type ${(never as { type: string }).type}`;
     }
   }
+}
+
+/** Why hosts cannot move to `to`: a drain without its request, a host named twice, an unknown window, or a move the host machine refuses. */
+function hostChangeRejection(state: ClusterState, d: EventPayloads["HostMaintenanceChanged"], batch?: BatchOverlay): string | null {
+  if (d.to === "DRAINING" && d.drain === undefined) return "a drain (to DRAINING) carries its request (drain)";
+  if (new Set(d.hosts).size !== d.hosts.length) return "a host is named twice";
+  if (d.windowId !== undefined && !state.windows.has(d.windowId) && !batch?.windows.has(d.windowId)) return `unknown window ${d.windowId}`;
+  for (const host of d.hosts) {
+    const mode = batch?.hostModes.get(host) ?? state.hosts.get(host)?.mode ?? "NONE";
+    if (!hostStep(mode, d.to).allowed) return `host ${host}: ${mode} → ${d.to} is not a transition of the host machine`;
+  }
+  return null;
 }
 
 /**

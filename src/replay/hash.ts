@@ -468,6 +468,16 @@ function* digestState(state: ClusterState, n: number, idAt: (k: number) => strin
     writeCanonical(f, state.cronJobs);
     f.ascii("\n");
   }
+  if (state.hosts.size) {
+    f.ascii("hosts=");
+    writeCanonical(f, state.hosts);
+    f.ascii("\n");
+  }
+  if (state.windows.size) {
+    f.ascii("windows=");
+    writeCanonical(f, state.windows);
+    f.ascii("\n");
+  }
   if (state.anomalyCount > state.anomalies.length) {
     f.ascii("anomalyCount=");
     writeCanonical(f, state.anomalyCount);

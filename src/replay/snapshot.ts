@@ -241,6 +241,8 @@ export const STATE_FIELDS = [
   "requests",
   "updates",
   "cronJobs",
+  "hosts",
+  "windows",
 ] as const satisfies readonly (keyof ClusterState)[];
 
 /** The position of `s` in a string table, appended (and indexed) when new. */
@@ -315,6 +317,9 @@ interface Small {
   updates?: Array<[string, unknown]>;
   /** Scheduled cron jobs, in the order first scheduled (absent when there are none, and before cron). */
   cronJobs?: Array<[string, unknown]>;
+  /** Hosts in (or back from) maintenance, and maintenance windows (absent when there are none). */
+  hosts?: Array<[string, unknown]>;
+  windows?: Array<[string, unknown]>;
   /** Task field values that fit no column: [task index, field, value] triples, flattened. */
   odd: unknown[];
   seq: number;
@@ -565,6 +570,8 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     requests: [...state.requests],
     updates: [...state.updates],
     ...(state.cronJobs.size ? { cronJobs: [...state.cronJobs] } : {}),
+    ...(state.hosts.size ? { hosts: [...state.hosts] } : {}),
+    ...(state.windows.size ? { windows: [...state.windows] } : {}),
     odd,
     seq: state.seq,
     eventCount: state.eventCount,
@@ -967,6 +974,8 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   for (const [key, r] of small.requests ?? []) state.requests.set(key, r as never);
   for (const [id, u] of small.updates ?? []) state.updates.set(id, u as never);
   for (const [key, c] of small.cronJobs ?? []) state.cronJobs.set(key as JobKeyString, c as never);
+  for (const [key, h] of small.hosts ?? []) state.hosts.set(key, h as never);
+  for (const [key, w] of small.windows ?? []) state.windows.set(key, w as never);
   state.agentsVersion = small.agentsVersion;
   state.capacityVersion = small.capacityVersion;
 

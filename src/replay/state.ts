@@ -6,6 +6,8 @@
 
 import type { AgentId, AgentResources, JobConfig, JobKeyString, TaskConfig, TaskId } from "../domain/types.js";
 import type { AgentStateName } from "../statemachines/agent.js";
+import type { DrainRequest } from "../domain/maintenance.js";
+import type { HostMode } from "../statemachines/host.js";
 import { type InstanceAction, TERMINAL_UPDATE_STATES as UPDATE_TERMINAL, type UpdateStatus } from "../statemachines/update.js";
 import type { UpdateSettings } from "../domain/update.js";
 import type { TaskStateName } from "../statemachines/taskStates.js";
@@ -182,6 +184,41 @@ export interface CronJobRecord {
   pendingRun: { minuteMs: number; user: string | null; seq: number; ts: number } | null;
 }
 
+/**
+ * A host's maintenance (Aurora's HostStatus and its HostMaintenanceRequest), by host name. Plain
+ * data, hashed and snapshotted as it is. A host ended (NONE) keeps its record, so its story reads on.
+ */
+export interface HostRecord {
+  host: string;
+  mode: HostMode;
+  /** When it entered its mode: the record, and its log time. */
+  sinceSeq: number;
+  sinceTs: number;
+  /** Who asked for the mode (null: the leader moved it, e.g. DRAINED). */
+  user: string | null;
+  /** The drain request while DRAINING or DRAINED (its log time: the forced drain counts from it), else null. */
+  drain: (DrainRequest & { requestedSeq: number; requestedTs: number }) | null;
+  /** The window that moved it, if one did. */
+  windowId: string | null;
+  /** The newest SLA denial of each task of the host not drained yet (SlaDrainDenied; its reason from the log). */
+  denials: Record<string, { seq: number; ts: number; reason: string }>;
+}
+
+/** A maintenance window (MaintenanceWindowScheduled … MaintenanceWindowEnded). */
+export interface MaintenanceWindowRecord {
+  windowId: string;
+  hosts: string[];
+  startTs: number;
+  durationMs: number;
+  user: string;
+  drain: DrainRequest;
+  createdSeq: number;
+  /** Its hosts were moved to DRAINING (the window opened), at this record. */
+  openedSeq: number | null;
+  /** It is over: elapsed or cancelled, at this record. */
+  ended: { seq: number; ts: number; cancelled: boolean; user: string | null } | null;
+}
+
 /** A keyed request's first outcome (RequestDecided), by "<role>/<key>". */
 export interface RequestOutcome {
   op: string;
@@ -231,6 +268,10 @@ export class ClusterState {
   readonly updates = new Map<string, UpdateRecord>();
   /** Scheduled cron jobs, by job key, in the order they were first scheduled. */
   readonly cronJobs = new Map<JobKeyString, CronJobRecord>();
+  /** Hosts in maintenance (any mode but NONE, and those that left it: their last NONE), by host name. */
+  readonly hosts = new Map<string, HostRecord>();
+  /** Maintenance windows, by id, oldest first. */
+  readonly windows = new Map<string, MaintenanceWindowRecord>();
   /** Derived counters (not hashed): bumped when agents change, and when resources free up. */
   agentsVersion = 0;
   capacityVersion = 0;

@@ -1,6 +1,6 @@
 // Feasibility checks, Nomad-style: one small function per rule, each answering "can this agent
 // take a task of this group?" with the vetoes it finds (none = feasible). Order and scores follow
-// Aurora: dedicated, constraint/limit, then resources.
+// Aurora: dedicated, maintenance, constraint/limit, then resources.
 
 import type { JobRecord } from "../replay/state.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
@@ -9,6 +9,7 @@ import { ON_AGENT_STATES } from "../statemachines/taskStates.js";
 import { compileConstraints, dedicatedMatches, type CompiledConstraints } from "./constraints.js";
 import type { OfferBook } from "./offers.js";
 import type { Veto } from "./vetoes.js";
+import { VETOED_MODES } from "../statemachines/host.js";
 
 /** An agent's attribute; `host` is always there (the host name), as in Aurora. */
 function attributeOf(agent: AgentRecord, name: string): string | undefined {
@@ -90,6 +91,19 @@ export function checkDedicated(g: TaskGroup, agent: AgentRecord): Veto | null {
   return { kind: "dedicated", detail: `dedicated to ${host}` };
 }
 
+/** Aurora's maintenance veto: a DRAINING or DRAINED host takes no new task (a SCHEDULED one only ranks last: stack.ts). */
+export function checkMaintenance(state: ClusterState, agent: AgentRecord): Veto | null {
+  if (state.hosts.size === 0) return null;
+  const h = state.hosts.get(agent.host);
+  if (!h || !VETOED_MODES.has(h.mode)) return null;
+  return { kind: "maintenance", detail: `host ${agent.host} is ${h.mode} for maintenance` };
+}
+
+/** A SCHEDULED host: new tasks go elsewhere when another host fits (Aurora's startMaintenance). */
+export function scheduledForMaintenance(state: ClusterState, agent: AgentRecord): boolean {
+  return state.hosts.size > 0 && state.hosts.get(agent.host)?.mode === "SCHEDULED";
+}
+
 export function checkValueConstraints(g: TaskGroup, agent: AgentRecord, out: Veto[]): void {
   for (const c of g.constraints.values) {
     const v = attributeOf(agent, c.attribute);
@@ -149,6 +163,8 @@ export function vetoes(state: ClusterState, offers: OfferBook, g: TaskGroup, age
   const out: Veto[] = [];
   const d = checkDedicated(g, agent);
   if (d) out.push(d);
+  const m = checkMaintenance(state, agent);
+  if (m) out.push(m);
   checkValueConstraints(g, agent, out);
   checkLimits(state, g, agent, out);
   checkResources(offers, g, agent, taskId, out);

@@ -6,10 +6,13 @@
 import type { PlacementDecision } from "../domain/events.js";
 import type { AgentId, TaskId } from "../domain/types.js";
 import type { AgentRecord, ClusterState } from "../replay/state.js";
-import { vetoes, type TaskGroup } from "./feasible.js";
+import { scheduledForMaintenance, vetoes, type TaskGroup } from "./feasible.js";
 import type { Free, OfferBook } from "./offers.js";
 import { binpackScore, spreadScore } from "./rank.js";
 import { reasonOf, totalScore, type Veto } from "./vetoes.js";
+
+/** Subtracted from a SCHEDULED host's score: more than any two scores differ by otherwise. */
+const SCHEDULED_PENALTY = 1000;
 
 export interface StackOptions {
   placementMode: "spread" | "binpack";
@@ -66,9 +69,10 @@ export class PlacementStack {
 
   private score(state: ClusterState, g: TaskGroup, agent: AgentRecord, free: Free): number {
     const need = g.config.resources;
-    return this.opts.placementMode === "binpack"
-      ? binpackScore(agent, free, need)
-      : spreadScore(agent, free, need, g.onAgent(state, agent));
+    const s =
+      this.opts.placementMode === "binpack" ? binpackScore(agent, free, need) : spreadScore(agent, free, need, g.onAgent(state, agent));
+    // A host SCHEDULED for maintenance ranks below every other feasible host (scores lie in -∞..1).
+    return scheduledForMaintenance(state, agent) ? s - SCHEDULED_PENALTY : s;
   }
 
   /** One task: an Assignment, or the reason it fits nowhere. */

@@ -11,8 +11,9 @@ import { agentMachine, type AgentStateName } from "./agent.js";
 import { taskMachine, type TaskGuardInput } from "./task.js";
 import { TERMINAL_STATES, type TaskStateName } from "./taskStates.js";
 import { updateMachine } from "./update.js";
+import { hostMachine } from "./host.js";
 
-export type MachineName = "task" | "agent" | "update";
+export type MachineName = "task" | "agent" | "update" | "host";
 
 interface GraphState {
   readonly id: string;
@@ -50,7 +51,7 @@ export interface MachineGraph {
   readonly edges: readonly GraphEdge[];
 }
 
-const MACHINES: Record<MachineName, AnyStateMachine> = { task: taskMachine, agent: agentMachine, update: updateMachine };
+const MACHINES: Record<MachineName, AnyStateMachine> = { task: taskMachine, agent: agentMachine, update: updateMachine, host: hostMachine };
 const graphs = new Map<MachineName, MachineGraph>();
 
 /** The machine's graph, computed on first use and shared (frozen) after that. */

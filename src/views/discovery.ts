@@ -312,6 +312,11 @@ export class EndpointIndex {
         case "CronJobScheduled":
         case "CronJobDescheduled":
         case "CronTriggered":
+        // Maintenance moves tasks only through TaskStateChanged (DRAINING), placed above.
+        case "HostMaintenanceChanged":
+        case "SlaDrainDenied":
+        case "MaintenanceWindowScheduled":
+        case "MaintenanceWindowEnded":
         case UNREADABLE:
           break;
         default: {

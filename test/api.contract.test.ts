@@ -24,6 +24,7 @@ let c: TestCluster;
 let client: NatsBus;
 let taskId = "";
 let updateId = "";
+let windowId = "";
 
 beforeAll(async () => {
   const log = await nats.openLog("ROOST_CONTRACT");
@@ -149,6 +150,33 @@ const CASES: Record<string, { subject: string; body: () => unknown }> = {
   "role.cron.show": { subject: `roost.api.v1.${ROLE}.cron.show`, body: () => ({ job: `${ROLE}/devel/contract-cron` }) },
   "role.cron.list": { subject: `roost.api.v1.${ROLE}.cron.list`, body: () => ({}) },
   "cluster.cron.list": { subject: "roost.api.v1.cluster.cron.list", body: () => null },
+  // SLA reports: pure reads of the leader's fold at its clock.
+  "cluster.sla.safe-hosts": {
+    subject: "roost.api.v1.cluster.sla.safe-hosts",
+    body: () => ({ percentage: 95, durationSecs: 1800, grouping: "by_rack", minJobInstanceCount: 1 }),
+  },
+  "cluster.sla.probe": {
+    subject: "roost.api.v1.cluster.sla.probe",
+    body: () => ({ percentage: 50, durationSecs: 0, hosts: ["host-1", "nowhere"] }),
+  },
+  "cluster.sla.job": { subject: "roost.api.v1.cluster.sla.job", body: () => ({ job: JOB, minutes: [1, 5] }) },
+  // Host maintenance (admin) on hosts no agent runs on (allowed, and said), so the contract job stays put.
+  "admin.host.maintenance.start": {
+    subject: "roost.api.v1.admin.host.maintenance.start",
+    body: () => ({ hosts: ["maint-1"], user: "t", key: "contract-maint" }),
+  },
+  "admin.host.maintenance.drain": {
+    subject: "roost.api.v1.admin.host.maintenance.drain",
+    body: () => ({ hosts: ["maint-1"], percentage: 50, durationSecs: 60, forceDrainTimeoutSecs: 3600, user: "t" }),
+  },
+  "cluster.host.maintenance.status": { subject: "roost.api.v1.cluster.host.maintenance.status", body: () => ({ hosts: ["maint-1"] }) },
+  "admin.host.maintenance.end": { subject: "roost.api.v1.admin.host.maintenance.end", body: () => ({ hosts: ["maint-1"], user: "t" }) },
+  "admin.host.maintenance.schedule": {
+    subject: "roost.api.v1.admin.host.maintenance.schedule",
+    body: () => ({ hosts: ["maint-2"], start: Date.now() + 86_400_000, durationSecs: 3600, user: "t" }),
+  },
+  "cluster.host.maintenance.windows": { subject: "roost.api.v1.cluster.host.maintenance.windows", body: () => ({}) },
+  "admin.host.maintenance.cancel": { subject: "roost.api.v1.admin.host.maintenance.cancel", body: () => ({ windowId, user: "t" }) },
   "role.cron.deschedule": {
     subject: `roost.api.v1.${ROLE}.cron.deschedule`,
     body: () => ({ job: `${ROLE}/devel/contract-cron`, user: "t" }),
@@ -174,6 +202,7 @@ describe("API v1: every op over NATS", () => {
         expect(check(r.value), `${name}: ${JSON.stringify(r.value).slice(0, 500)}`).toEqual([]);
         if (name === "role.job.create") taskId = (r.value as { taskIds: string[] }).taskIds[0]!;
         if (name === "role.update.start") updateId = (r.value as { updateId: string }).updateId;
+        if (name === "admin.host.maintenance.schedule") windowId = (r.value as { windowId: string }).windowId;
       }
       if (name === "role.job.create") {
         await waitFor(c.scheduler, (s) => s.tasks.get(taskId as never)?.state === "RUNNING", "the contract job's task runs");

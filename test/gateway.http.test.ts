@@ -18,6 +18,7 @@ let locked: { url: string; close(): Promise<void> };
 let gwBus: NatsBus;
 let taskId = "";
 let updateId = "";
+let windowId = "";
 
 const TOKENS = { alice: "alice-token-0123456789", admin: "admin-token-0123456789", bob: "bob-token-01234567890" };
 
@@ -119,6 +120,33 @@ const CASES: Record<string, { method: string; path: () => string; body?: () => u
   "role.cron.show": { method: "GET", path: () => "/v1/cron/www-data/devel/nightly" },
   "role.cron.list": { method: "GET", path: () => "/v1/roles/www-data/cron" },
   "cluster.cron.list": { method: "GET", path: () => "/v1/cron" },
+  // SLA reports: numbers and lists from the query (hosts=a,b; minutes=5,30).
+  "cluster.sla.safe-hosts": {
+    method: "GET",
+    path: () => "/v1/sla/safe-hosts?percentage=95.5&durationSecs=1800&grouping=by_rack&minJobInstanceCount=1",
+  },
+  "cluster.sla.probe": { method: "GET", path: () => "/v1/sla/probe?percentage=50&durationSecs=0&hosts=host-1,nowhere" },
+  "cluster.sla.job": { method: "GET", path: () => `/v1/sla/jobs/${JOB}?minutes=1,5` },
+  // Host maintenance (admin) on hosts no agent runs on; status takes hosts=a,b in the query.
+  "admin.host.maintenance.start": {
+    method: "POST",
+    path: () => "/v1/hosts/maintenance/start",
+    body: () => ({ hosts: ["maint-1"], key: "hm-1" }),
+  },
+  "admin.host.maintenance.drain": {
+    method: "POST",
+    path: () => "/v1/hosts/maintenance/drain",
+    body: () => ({ hosts: ["maint-1"], force: true }),
+  },
+  "cluster.host.maintenance.status": { method: "GET", path: () => "/v1/hosts/maintenance?hosts=maint-1,maint-2" },
+  "admin.host.maintenance.end": { method: "POST", path: () => "/v1/hosts/maintenance/end", body: () => ({ hosts: ["maint-1"] }) },
+  "admin.host.maintenance.schedule": {
+    method: "POST",
+    path: () => "/v1/hosts/maintenance/windows",
+    body: () => ({ hosts: ["maint-2"], start: new Date(Date.now() + 86_400_000).toISOString(), durationSecs: 3600 }),
+  },
+  "cluster.host.maintenance.windows": { method: "GET", path: () => "/v1/hosts/maintenance/windows" },
+  "admin.host.maintenance.cancel": { method: "DELETE", path: () => `/v1/hosts/maintenance/windows/${windowId}` },
   "role.cron.deschedule": { method: "DELETE", path: () => "/v1/cron/www-data/devel/nightly" },
   "role.job.kill": { method: "DELETE", path: () => `/v1/jobs/${JOB}` },
 };
@@ -134,6 +162,7 @@ describe("the HTTP gateway", () => {
       expect(status, name).toBe(def.http.status ?? 200);
       if (r.ok) expect(checker(def.reply)(r.value), name).toEqual([]);
       if (name === "role.update.start" && r.ok) updateId = (r.value as { updateId: string }).updateId;
+      if (name === "admin.host.maintenance.schedule" && r.ok) windowId = (r.value as { windowId: string }).windowId;
       if (name === "role.job.create" && r.ok) {
         taskId = (r.value as { taskIds: string[] }).taskIds[0]!;
         await waitFor(c.scheduler, (s) => s.tasks.get(taskId as never)?.state === "RUNNING", "the task runs");

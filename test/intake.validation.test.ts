@@ -101,6 +101,7 @@ describe("the leader's actors", () => {
         "timers",
         "updater",
         "cron",
+        "maintenance",
       ].sort(),
     );
     // The reads actor is answering this very request.

@@ -294,4 +294,42 @@ describe("the web UI in a browser", () => {
     },
     TEST_MS,
   );
+
+  it(
+    "maintenance: a DRAINING host with its drain request, its progress and a denial with its reason",
+    async () => {
+      needChromium();
+      // The drain and a denial as the leader logs them (committed here, in one record, through its
+      // term), then the page as of that record: whatever a drain does next, that moment stays.
+      const s = c.scheduler.state;
+      const task = [...s.tasks.values()].find((t) => t.host === "host-1" && t.state === "RUNNING")!;
+      expect(task, "a task RUNNING on host-1").toBeDefined();
+      const reason = `SLA 95% over 30m of job ${task.job}: 1 of 2 task(s) would stay active, 2 required; would break`;
+      const seq = await c.scheduler.commit([
+        c.scheduler.event(
+          "HostMaintenanceChanged",
+          {
+            hosts: ["host-1"],
+            to: "DRAINING",
+            user: "e2e",
+            drain: { sla: { percentage: 95, durationSecs: 1800 }, forceDrainTimeoutMs: 7 * 86_400_000, slaAwareKillNonProd: true },
+          },
+          "drain of host-1 requested by e2e",
+        ),
+        c.scheduler.event("SlaDrainDenied", { taskId: task.taskId, host: "host-1" }, reason),
+      ]);
+      await page.goto(`${ui}#/maintenance?at=${seq}`);
+      const host = page.locator('[data-testid="maint-host-row"][data-host="host-1"]');
+      await host.and(page.locator('[data-mode="DRAINING"]')).waitFor();
+      expect(await host.locator('[data-testid="drain-request"]').textContent()).toContain("95% active over 30m");
+      expect(Number(await host.locator('[data-testid="drain-progress"]').getAttribute("data-active"))).toBeGreaterThanOrEqual(1);
+      expect(await host.textContent()).toContain("e2e");
+      const denial = page.locator(`[data-testid="denial-row"][data-task="${task.taskId}"]`);
+      expect(await denial.locator('[data-testid="denial-reason"]').textContent()).toBe(reason);
+      await page.locator('[data-testid="nav-maintenance"][class="sel"]').waitFor();
+      await shot("maintenance");
+      expect(pageErrors).toEqual([]);
+    },
+    TEST_MS,
+  );
 });

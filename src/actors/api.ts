@@ -65,6 +65,11 @@ const WRITE_OPS = [
   "cron.schedule",
   "cron.deschedule",
   "cron.start",
+  "host.maintenance.start",
+  "host.maintenance.drain",
+  "host.maintenance.end",
+  "host.maintenance.schedule",
+  "host.maintenance.cancel",
 ] as const;
 const READ_OPS = [
   "job.status",
@@ -81,6 +86,11 @@ const READ_OPS = [
   "cluster.hash",
   "request.get",
   "events",
+  "sla.safe-hosts",
+  "sla.probe",
+  "sla.job",
+  "host.maintenance.status",
+  "host.maintenance.windows",
 ] as const;
 export type WriteOp = (typeof WRITE_OPS)[number];
 /** The reads; "events" is answered by the event feed (eventFeed.ts), the others by the Reads actor. */

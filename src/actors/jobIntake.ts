@@ -45,6 +45,7 @@ import { asApiError, type Caller, checked, ownRole, RequestError, type WriteOp }
 import { taskIdFor } from "./clock.js";
 import type { TermContext } from "./context.js";
 import { type CronOp, planCronWrite } from "./cronIntake.js";
+import { type MaintenanceOp, planMaintenance } from "./maintenanceIntake.js";
 import { planControl, planPulse, planRestart, planUpdateStart, type UpdateOp, type UpdateWrite } from "./updateIntake.js";
 
 export interface CreateJobRequest {
@@ -104,6 +105,8 @@ export class JobIntake extends Actor<JobIntakeMsg> {
   constructor(
     private readonly s: Deps,
     private readonly cron: CronWriter = AT_ONCE,
+    /** Where host maintenance writes are decided and committed: the Maintenance actor's mailbox (actors/maintenance.ts). */
+    private readonly maintenance: CronWriter = AT_ONCE,
   ) {
     super("jobIntake", s.log, () => s.clock.now());
   }
@@ -215,6 +218,14 @@ export class JobIntake extends Actor<JobIntakeMsg> {
         case "cron.start": {
           const op = m.type;
           return m.reply(await this.cron.write(() => this.doCron(op, req, m.caller)));
+        }
+        case "host.maintenance.start":
+        case "host.maintenance.drain":
+        case "host.maintenance.end":
+        case "host.maintenance.schedule":
+        case "host.maintenance.cancel": {
+          const op = m.type;
+          return m.reply(await this.maintenance.write(() => this.doMaintenance(op, req)));
         }
         default:
           return m.reply(await this.doUpdate(m.type, req));
@@ -428,6 +439,18 @@ export class JobIntake extends Actor<JobIntakeMsg> {
     const w = planCronWrite(this.s, op, req, caller, this.corr("cron"));
     const seq = await this.commit(w.events, w.value);
     w.committed?.();
+    return { ...w.value, seq };
+  }
+
+  /**
+   * The host maintenance writes (actors/maintenanceIntake.ts), decided and committed in the
+   * Maintenance actor's mailbox. A write that skips every host (the same command twice) appends
+   * nothing, unless it is keyed: then its outcome alone is recorded.
+   */
+  private async doMaintenance(op: MaintenanceOp, req: unknown): Promise<Record<string, unknown>> {
+    const w = planMaintenance(this.s, op, req, this.corr("maint"));
+    if (w.events.length === 0 && this.key === null) return { ...w.value, seq: null };
+    const seq = await this.commit(w.events, w.value);
     return { ...w.value, seq };
   }
 

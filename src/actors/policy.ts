@@ -1,6 +1,8 @@
 // Scheduling policy: every timing and knob of Aurora's rules, with Aurora's defaults
 // (Aurora's scheduler flags: TaskReconciler, TaskThrottler, Preemptor, TaskGroups). Tests and the simulator shorten them; production keeps them.
 
+import { DEFAULT_MIN_REQUIRED_INSTANCES } from "../sla/policy.js";
+
 export interface SchedulingPolicy {
   /** "spread" (default: least loaded host first) or "binpack" (fullest host that fits). */
   placementMode: "spread" | "binpack";
@@ -28,6 +30,10 @@ export interface SchedulingPolicy {
   agentTimeoutMs: number;
   /** A PARTITIONED task goes LOST (and is rescheduled) after this delay (Aurora's partition policy: 0). */
   partitionDelayMs: number;
+  /** How often the leader looks at draining hosts (Aurora's -host_maintenance_polling_interval: 1 min). */
+  hostMaintenancePollingIntervalMs: number;
+  /** A job with fewer live tasks is drained without an SLA check (Aurora's -min_required_instances_for_sla_check: 20). */
+  minRequiredInstances: number;
 }
 
 export const AURORA_POLICY: SchedulingPolicy = {
@@ -45,6 +51,8 @@ export const AURORA_POLICY: SchedulingPolicy = {
   reconcileWindowMs: 5_000,
   agentTimeoutMs: 15_000,
   partitionDelayMs: 0,
+  hostMaintenancePollingIntervalMs: 60_000,
+  minRequiredInstances: DEFAULT_MIN_REQUIRED_INSTANCES,
 };
 
 /**
@@ -58,6 +66,7 @@ export const DEV_POLICY: Partial<SchedulingPolicy> = {
   preemptionIntervalMs: 2_000,
   groupBackoffMaxMs: 5_000,
   agentTimeoutMs: 5_000,
+  hostMaintenancePollingIntervalMs: 5_000,
 };
 
 /** Parse a policy override (JSON), naming any unknown or ill-typed field. */
@@ -78,6 +87,10 @@ export function parsePolicy(json: string): Partial<SchedulingPolicy> {
       throw new Error(`--policy: ${k} must be a number ≥ 0 (milliseconds or a count)`);
     } else if (k === "candidateLimit" && (!Number.isInteger(v) || v < 1)) {
       throw new Error(`--policy: candidateLimit must be a whole number ≥ 1 (got ${v})`);
+    } else if (k === "minRequiredInstances" && !Number.isInteger(v)) {
+      throw new Error(`--policy: minRequiredInstances must be a whole number ≥ 0 (got ${v})`);
+    } else if (k === "hostMaintenancePollingIntervalMs" && v < 1) {
+      throw new Error(`--policy: hostMaintenancePollingIntervalMs must be ≥ 1 (got ${v})`);
     }
     out[k] = v;
   }

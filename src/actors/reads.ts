@@ -16,7 +16,9 @@ import type { ClusterState } from "../replay/state.js";
 import { jobList, jobStatus, taskHistory, withReasons } from "../replay/queries.js";
 import { whyTask } from "../scheduling/why.js";
 import { cronList, cronShow } from "../cron/queries.js";
+import { hostStatus, windowList } from "../maintenance/queries.js";
 import { updateInfo, updateList } from "../updater/info.js";
+import { type SlaRequest, slaRead } from "../sla/reports.js";
 import { Actor, type ActorStats } from "./actor.js";
 import { doneValue, requestKey } from "./jobIntake.js";
 import type { IntakeStats } from "./intakeConsumer.js";
@@ -99,6 +101,24 @@ export class Reads extends Actor<ReadsMsg> {
     return taskStatusFrom(base, agentId, reply);
   }
 
+  /** Hosts' maintenance, each with the reason of the event that put it in its mode (read back from the log). */
+  private async hostStatus(hosts: string[] | string | undefined) {
+    const names = typeof hosts === "string" ? hosts.split(",") : hosts;
+    const rows = hostStatus(this.s.state, names);
+    return Promise.all(
+      rows.map(async ({ sinceSeq, ...row }) => {
+        let reason = row.known ? "in service: never in maintenance" : "no agent has registered on it; never in maintenance";
+        if (sinceSeq !== null) {
+          const rec = await this.s.eventLog.get(sinceSeq);
+          const e = rec?.events.find((x) => x.type === "HostMaintenanceChanged" && x.data.hosts.includes(row.host));
+          reason = e?.reason ?? "(record no longer in the log)";
+        }
+        const { host, mode, tasks, since, ...rest } = row;
+        return { host, mode, tasks, since, reason, ...rest };
+      }),
+    );
+  }
+
   private answer(op: ReadsOp, r: Record<string, string>, role: string | null): unknown {
     const s = this.s;
     switch (op) {
@@ -136,6 +156,17 @@ export class Reads extends Actor<ReadsMsg> {
       }
       case "cron.list":
         return cronList(s.state, s.clock.now(), role);
+      case "host.maintenance.status":
+        return this.hostStatus(r.hosts as unknown as string[] | string | undefined);
+      case "host.maintenance.windows":
+        return windowList(s.state);
+      case "sla.safe-hosts":
+      case "sla.probe":
+      case "sla.job": {
+        const v = slaRead(s.state, op, r as unknown as SlaRequest, s.clock.now());
+        if (v === null) throw new RequestError(`job ${r.job} does not exist`, "NOT_FOUND", "job");
+        return v;
+      }
       case "task.history": {
         ownTask(s.state, r.taskId!, role);
         const h = taskHistory(s.state, r.taskId!);

@@ -11,6 +11,7 @@
 //                 PENDING tasks left → Placement (kick)
 //   records touching an active update (its events, its job's tasks) → Updater
 //   records touching a cron job → Cron (its timer: the next fire time; cron writes run in its mailbox)
+//   records moving a host or a window → Maintenance (drains, DRAINED, windows; its writes run in its mailbox)
 //   periodic: AgentHealth (missed heartbeats), Preemptor (blocked groups)
 //   fold → EndpointIndex: endpoints wanted or withdrawn → Announcer (the discovery bucket)
 //
@@ -49,6 +50,7 @@ import { StatusIngest } from "./statusIngest.js";
 import { Timers } from "./timers.js";
 import { Cron } from "./cron.js";
 import { Updater } from "./updater.js";
+import { Maintenance } from "./maintenance.js";
 import type { EndpointStore } from "../storage/discoveryBucket.js";
 import { EndpointIndex } from "../views/discovery.js";
 import { Announcer } from "./announcer.js";
@@ -123,6 +125,8 @@ export class LeaderTerm {
   readonly updater: Updater;
   /** Cron jobs' triggers, and the cron writes (actors/cron.ts). */
   readonly cron: Cron;
+  /** Host maintenance: SLA-aware drains and windows, and the maintenance writes (actors/maintenance.ts). */
+  readonly maintenance: Maintenance;
   /** Service discovery's writer (null: the replica announces nothing). */
   readonly announcer: Announcer | null;
   /** The endpoints the fold wants announced, kept record by record once the term began. */
@@ -163,7 +167,8 @@ export class LeaderTerm {
     this.timers = new Timers(c);
     this.rescheduler = new Rescheduler(c);
     this.cron = new Cron(c);
-    this.intake = new JobIntake(c, this.cron);
+    this.maintenance = new Maintenance(c);
+    this.intake = new JobIntake(c, this.cron, this.maintenance);
     this.statusIngest = new StatusIngest(c, this.launcher);
     this.registry = new AgentRegistry(c, this.launcher);
     this.health = new AgentHealth(c, this.registry);
@@ -197,6 +202,7 @@ export class LeaderTerm {
       this.health,
       this.updater,
       this.cron,
+      this.maintenance,
       ...(this.announcer ? [this.announcer] : []),
     ] as const;
   }
@@ -290,6 +296,7 @@ export class LeaderTerm {
     this.rescheduler.stop();
     this.updater.stop();
     this.cron.quiesce();
+    this.maintenance.quiesce();
     this.preemptor.stop();
   }
 
@@ -417,6 +424,7 @@ export class LeaderTerm {
     if (announce !== null && announce.length > 0) this.announcer?.send({ type: "changed", keys: announce });
     this.updater.folded(events);
     this.cron.folded(events);
+    this.maintenance.folded(events);
     for (const e of effects) {
       if (e.kind === "LAUNCH") this.launcher.send({ type: "launch", taskId: e.taskId });
       else if (e.kind === "KILL")
@@ -451,6 +459,7 @@ export class LeaderTerm {
     }
     this.health.start();
     this.cron.start(); // quiesced, it takes no trigger
+    this.maintenance.start(); // quiesced, it decides nothing
   }
 }
 

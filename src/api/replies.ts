@@ -377,6 +377,69 @@ export const CronStartReply = obj(
   { job: Str, outcome: Str, minuteMs: Num, taskIds: Type.Array(Str), seq: Int },
   "What the manual trigger came to: fired (with its run's tasks), skipped (CANCEL_NEW) or collided (KILL_EXISTING: the run starts once the previous one has ended)",
 );
+/** One job's fate if hosts went down now (sla/reports.ts). */
+const SlaJobPrediction = {
+  job: Str,
+  total: Int,
+  down: Int,
+  active: Int,
+  required: Int,
+  predictedPct: Num,
+  safe: Type.Boolean(),
+  skipped: Type.Boolean(),
+  safeInSecs: NullableInt,
+  why: Str,
+};
+const SlaAskEcho = { now: Num, seq: Int, percentage: Num, durationSecs: Int, minJobInstanceCount: Int };
+export const SlaSafeHostsReply = obj(
+  {
+    ...SlaAskEcho,
+    grouping: Str,
+    hosts: Type.Array(
+      obj(
+        {
+          host: Str,
+          rack: NullableStr,
+          group: Str,
+          safe: Type.Boolean(),
+          tasks: Int,
+          jobs: Type.Array(obj(SlaJobPrediction, "A job with tasks on the host, as it would fare with the host's group down")),
+          why: NullableStr,
+        },
+        "A host: safe to drain now or not, and why",
+      ),
+    ),
+  },
+  "Every known host, judged at `now` (ms) as of log sequence `seq`",
+);
+export const SlaProbeReply = obj(
+  {
+    ...SlaAskEcho,
+    hosts: Type.Array(obj({ host: Str, known: Type.Boolean(), tasks: Int }, "A host asked about, and its live tasks")),
+    rows: Type.Array(
+      obj(
+        { host: Str, ...SlaJobPrediction },
+        "HOST JOB PREDICTED_SLA SAFE? PREDICTED_SAFE_IN: safeInSecs 0 when safe now, null when never without changes",
+      ),
+    ),
+  },
+  "Each host's going down alone, job by job, judged at `now` (ms) as of log sequence `seq`",
+);
+export const SlaJobReply = obj(
+  {
+    job: Str,
+    now: Num,
+    seq: Int,
+    live: Int,
+    running: Int,
+    percentiles: Type.Array(
+      obj({ percentile: Int, uptimeSecs: Int }, "At least `percentile`% of the live instances have been RUNNING this long"),
+    ),
+    windows: Type.Array(obj({ minutes: Int, up: Int, percentage: Num }, "Instances RUNNING throughout the last `minutes`")),
+  },
+  "A job's uptime percentiles and up counts at `now` (ms), as of log sequence `seq`",
+);
+
 const CronTrigger = obj(
   { minuteMs: Num, outcome: Str, missed: Int, user: NullableStr, seq: Int, ts: Num, reason: Str },
   "A cron job's newest trigger: the minute, what it came to, the triggers it did not replay, who started it by hand, and why",
@@ -417,4 +480,77 @@ export const CronListReply = Type.Array(
     "A cron job, briefly",
   ),
   { description: "Cron jobs, sorted by key" },
+);
+
+const HostMode = Type.Union(["NONE", "SCHEDULED", "DRAINING", "DRAINED"].map((m) => Type.Literal(m)));
+const DrainRequestReply = obj(
+  {
+    sla: Type.Union([obj({ percentage: Num, durationSecs: Int }, "The default SLA of jobs without their own slaPolicy"), Type.Null()]),
+    forceDrainTimeoutMs: Int,
+    slaAwareKillNonProd: Type.Boolean(),
+  },
+  "A drain request (sla null: a forced drain)",
+);
+const HostOutcome = obj(
+  { host: Str, from: HostMode, to: HostMode, changed: Type.Boolean(), note: Type.Optional(Str) },
+  "A host the write named: its mode before and after, and whether this write moved it (skipped hosts say why)",
+);
+export const HostMaintenanceWriteReply = obj(
+  {
+    hosts: Type.Array(HostOutcome),
+    unknownHosts: Type.Array(Str, { description: "Hosts no agent has registered on (allowed, as in Aurora)" }),
+    windowId: Type.Optional(Str),
+    startTs: Type.Optional(Num),
+    endTs: Type.Optional(Num),
+    seq: NullableInt,
+  },
+  "What a maintenance write did to each host; seq null when every host was skipped (nothing appended)",
+);
+export const HostMaintenanceStatusReply = Type.Array(
+  obj(
+    {
+      host: Str,
+      mode: HostMode,
+      tasks: Int,
+      since: NullableStr,
+      reason: Str,
+      user: NullableStr,
+      windowId: NullableStr,
+      known: Type.Boolean(),
+      drain: Type.Union([
+        obj(
+          {
+            sla: DrainRequestReply.properties.sla,
+            forceDrainTimeoutMs: Int,
+            slaAwareKillNonProd: Type.Boolean(),
+            requestedTs: Num,
+            forcedAt: Num,
+          },
+          "The drain request in force, and when it forces the drain",
+        ),
+        Type.Null(),
+      ]),
+      denials: Type.Array(obj({ taskId: Str, seq: Int, ts: Num, reason: Str }, "A task the drain waits for, and the newest reason")),
+    },
+    "A host's maintenance: mode, active tasks on it, since when, and why (the reason of the event that put it there)",
+  ),
+  { description: "Hosts, sorted by name" },
+);
+export const HostMaintenanceWindowsReply = Type.Array(
+  obj(
+    {
+      windowId: Str,
+      hosts: Type.Array(Str),
+      startTs: Num,
+      endTs: Num,
+      start: Str,
+      end: Str,
+      state: Type.Union(["scheduled", "open", "ended", "cancelled"].map((s) => Type.Literal(s))),
+      user: Str,
+      drain: DrainRequestReply,
+      endedBy: NullableStr,
+    },
+    "A maintenance window: its hosts, when it opens and ends, and where it is",
+  ),
+  { description: "Maintenance windows, oldest first" },
 );

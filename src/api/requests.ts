@@ -102,6 +102,47 @@ const SubjectIdSchema = Type.String({
   pattern: "^[^\\u0000-\\u001f\\u007f]*$",
   [RULE]: "must be 1 to 256 characters, no control characters",
 });
+/** A host, as maintenance names it: an agent's host name (one no agent has registered on is allowed). */
+const HostNameSchema = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: "^[^\\s\\u0000-\\u001f\\u007f]+$",
+  [RULE]: "must be a host name: 1 to 255 characters, no spaces or control characters",
+});
+const Hosts = Type.Array(HostNameSchema, { minItems: 1, maxItems: 1000, [RULE]: "must be a list of 1 to 1000 host names" });
+/** A drain's default SLA and its timeout (Aurora's sla_host_drain --default_percentage, --default_duration, --force_drain_timeout). */
+const SlaPercentage = Type.Optional(
+  Type.Number({ exclusiveMinimum: 0, maximum: 100, [RULE]: "must be a number > 0 and ≤ 100 (percent of a job's tasks that stay active)" }),
+);
+const SlaDurationSecs = Type.Optional(
+  Type.Integer({ minimum: 0, maximum: 7200, [RULE]: "must be an integer from 0 to 7200 (seconds; Aurora's max_sla_duration_secs)" }),
+);
+const drainFields = {
+  forceDrainTimeoutSecs: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: 31_536_000, [RULE]: "must be an integer from 0 to 31536000 (seconds: at most a year)" }),
+  ),
+  slaAwareKillNonProd: Type.Optional(Type.Boolean()),
+  force: Type.Optional(Type.Boolean({ [RULE]: "must be true or false (true: drain now, without an SLA check: Aurora's host_drain)" })),
+};
+const WindowIdSchema = Type.String({
+  pattern: "^[A-Za-z0-9_.:-]{1,128}$",
+  [RULE]: 'must be a maintenance window id: 1 to 128 letters, digits or "_.:-"',
+});
+
+/** What an SLA report judges by: PCT% of a job's tasks RUNNING for DURATION, for jobs of so many instances. */
+const SlaReportAsk = {
+  percentage: Type.Number({ minimum: 0, maximum: 100, [RULE]: "must be a number from 0 to 100 (percent of a job's tasks)" }),
+  durationSecs: Type.Integer({ minimum: 0, maximum: 31_536_000, [RULE]: "must be an integer from 0 to 31536000 (seconds)" }),
+  minJobInstanceCount: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: MAX_INSTANCES * 2, [RULE]: "must be an integer ≥ 0 (jobs with fewer live tasks are not checked)" }),
+  ),
+};
+const SlaHostSchema = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: "^[^\\s\\u0000-\\u001f\\u007f]+$",
+  [RULE]: "must be a host name: 1 to 255 characters, no spaces or control characters",
+});
 /** The most events one export page holds. */
 export const MAX_EXPORT_PAGE = 5000;
 
@@ -209,6 +250,52 @@ export const REQUEST_SCHEMAS = {
     },
     { additionalProperties: false },
   ),
+  "host.maintenance.start": Type.Object({ hosts: Hosts, user: User }, { additionalProperties: false }),
+  "host.maintenance.drain": Type.Object(
+    { hosts: Hosts, percentage: SlaPercentage, durationSecs: SlaDurationSecs, ...drainFields, user: User },
+    { additionalProperties: false },
+  ),
+  "host.maintenance.end": Type.Object({ hosts: Hosts, user: User }, { additionalProperties: false }),
+  "host.maintenance.schedule": Type.Object(
+    {
+      hosts: Hosts,
+      start: Type.Union(
+        [
+          Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+          Type.String({ pattern: "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$", maxLength: 40 }),
+        ],
+        { [RULE]: "must be a time (RFC 3339, e.g. 2026-12-02T03:00:00Z) or epoch milliseconds" },
+      ),
+      durationSecs: Type.Integer({
+        minimum: 1,
+        maximum: 2_592_000,
+        [RULE]: "must be an integer from 1 to 2592000 (seconds: at most 30 days)",
+      }),
+      percentage: SlaPercentage,
+      slaDurationSecs: SlaDurationSecs,
+      ...drainFields,
+      user: User,
+    },
+    { additionalProperties: false },
+  ),
+  "host.maintenance.cancel": Type.Object({ windowId: WindowIdSchema, user: User }, { additionalProperties: false }),
+  /** `hosts`: a list, or (in a URL's query) names separated by commas. */
+  "host.maintenance.status": Type.Object(
+    {
+      hosts: Type.Optional(
+        Type.Union(
+          [Hosts, Type.String({ pattern: "^[^\\s,\\u0000-\\u001f\\u007f]+(,[^\\s,\\u0000-\\u001f\\u007f]+)*$", maxLength: 65_536 })],
+          {
+            [RULE]: "must be a list of host names, or host names separated by commas",
+          },
+        ),
+      ),
+    },
+    { additionalProperties: false },
+  ),
+  "host.maintenance.windows": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], {
+    [RULE]: "must be an empty mapping",
+  }),
   /** `spec` is a cron job's spec (with cronSchedule), checked like job.create's. */
   "cron.schedule": Type.Object({ spec: Type.Unknown(), user: User }, { additionalProperties: false }),
   "cron.deschedule": Type.Object({ job: JobKeySchema, user: User }, { additionalProperties: false }),
@@ -216,6 +303,36 @@ export const REQUEST_SCHEMAS = {
   "cron.show": Type.Object({ job: JobKeySchema }, { additionalProperties: false }),
   "cron.list": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" }),
   "cluster.info": Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], { [RULE]: "must be an empty mapping" }),
+  /** SLA reports (aurora_admin's sla_list_safe_domain): hosts whose tasks may all be killed now. */
+  "sla.safe-hosts": Type.Object(
+    {
+      ...SlaReportAsk,
+      grouping: Type.Optional(Type.Union([Type.Literal("by_host"), Type.Literal("by_rack")], { [RULE]: "must be by_host or by_rack" })),
+    },
+    { additionalProperties: false },
+  ),
+  /** aurora_admin's sla_probe_hosts: each host's going down, job by job. */
+  "sla.probe": Type.Object(
+    {
+      ...SlaReportAsk,
+      hosts: Type.Array(SlaHostSchema, { minItems: 1, maxItems: 1000, [RULE]: "must be a list of 1 to 1000 host names" }),
+    },
+    { additionalProperties: false },
+  ),
+  /** A job's uptime percentiles and up counts over the last `minutes` windows. */
+  "sla.job": Type.Object(
+    {
+      job: JobKeySchema,
+      minutes: Type.Optional(
+        Type.Array(Type.Integer({ minimum: 1, maximum: 10_080 }), {
+          minItems: 1,
+          maxItems: 10,
+          [RULE]: "must be a list of 1 to 10 window lengths in minutes (integers from 1 to 10080)",
+        }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
   events: Type.Object(
     {
       from: Type.Optional(

@@ -277,6 +277,73 @@ export const OPS = [
     reply: R.QuotaReply,
     http: { method: "PUT", path: "/v1/quota/:role" },
   },
+  // Host maintenance (Aurora's aurora_admin host_* commands, Mesos's maintenance windows): admin writes.
+  {
+    op: "host.maintenance.start",
+    scope: "admin",
+    write: true,
+    summary: "Put hosts in maintenance (SCHEDULED): new tasks go elsewhere when another host fits; hosts already SCHEDULED are skipped",
+    request: keyed(Q["host.maintenance.start"]),
+    reply: R.HostMaintenanceWriteReply,
+    http: { method: "POST", path: "/v1/hosts/maintenance/start" },
+  },
+  {
+    op: "host.maintenance.drain",
+    scope: "admin",
+    write: true,
+    summary:
+      "Drain hosts (DRAINING): their tasks move elsewhere while each job's SLA holds (default 95% over 30 min), forced after forceDrainTimeoutSecs (7 days) or at once with force; DRAINED when empty",
+    request: keyed(Q["host.maintenance.drain"]),
+    reply: R.HostMaintenanceWriteReply,
+    http: { method: "POST", path: "/v1/hosts/maintenance/drain" },
+  },
+  {
+    op: "host.maintenance.end",
+    scope: "admin",
+    write: true,
+    summary: "End hosts' maintenance (NONE): back in service; hosts not in maintenance are skipped",
+    request: keyed(Q["host.maintenance.end"]),
+    reply: R.HostMaintenanceWriteReply,
+    http: { method: "POST", path: "/v1/hosts/maintenance/end" },
+  },
+  {
+    op: "host.maintenance.schedule",
+    scope: "admin",
+    write: true,
+    summary:
+      "Schedule a maintenance window: its hosts are SCHEDULED until `start`, drain from then (SLA-aware), and return to service after durationSecs",
+    request: keyed(Q["host.maintenance.schedule"]),
+    reply: R.HostMaintenanceWriteReply,
+    http: { method: "POST", path: "/v1/hosts/maintenance/windows", status: 201 },
+  },
+  {
+    op: "host.maintenance.cancel",
+    scope: "admin",
+    write: true,
+    summary: "Cancel a maintenance window: the hosts it still holds return to service",
+    request: keyed(Q["host.maintenance.cancel"]),
+    reply: R.HostMaintenanceWriteReply,
+    http: { method: "DELETE", path: "/v1/hosts/maintenance/windows/:windowId" },
+  },
+  {
+    op: "host.maintenance.status",
+    scope: "cluster",
+    write: false,
+    summary:
+      "Hosts' maintenance: mode, active tasks, since when and why, the drain request and the tasks it waits for (every known host, or `hosts`)",
+    request: Q["host.maintenance.status"],
+    reply: R.HostMaintenanceStatusReply,
+    http: { method: "GET", path: "/v1/hosts/maintenance", query: true },
+  },
+  {
+    op: "host.maintenance.windows",
+    scope: "cluster",
+    write: false,
+    summary: "Maintenance windows: hosts, start, end, and whether scheduled, open, ended or cancelled",
+    request: Empty,
+    reply: R.HostMaintenanceWindowsReply,
+    http: { method: "GET", path: "/v1/hosts/maintenance/windows" },
+  },
   {
     op: "events",
     scope: "role",
@@ -375,6 +442,34 @@ export const OPS = [
     request: Empty,
     reply: R.CronListReply,
     http: { method: "GET", path: "/v1/cron" },
+  },
+  // SLA reports (aurora_admin's sla_*): pure reads of the fold at the leader's clock.
+  {
+    op: "sla.safe-hosts",
+    scope: "cluster",
+    write: false,
+    summary: "Hosts whose tasks can all be killed now without breaking any job's SLA (by_rack: all or nothing per rack)",
+    request: Q["sla.safe-hosts"],
+    reply: R.SlaSafeHostsReply,
+    http: { method: "GET", path: "/v1/sla/safe-hosts", query: true },
+  },
+  {
+    op: "sla.probe",
+    scope: "cluster",
+    write: false,
+    summary: "For each host and each job with tasks on it: the job's predicted SLA with the host down, safe or not, and when it would be",
+    request: Q["sla.probe"],
+    reply: R.SlaProbeReply,
+    http: { method: "GET", path: "/v1/sla/probe", query: true },
+  },
+  {
+    op: "sla.job",
+    scope: "cluster",
+    write: false,
+    summary: "A job's uptime percentiles, and its instances up now and throughout the last minutes",
+    request: Q["sla.job"],
+    reply: R.SlaJobReply,
+    http: { method: "GET", path: "/v1/sla/jobs/:role/:env/:name", query: true },
   },
   // The SRE's reads: answered by every replica (a standby too) from its own fold, at any moment.
   {
@@ -502,8 +597,21 @@ export function addressFor(op: string, req: unknown, role?: string): string | nu
       return clusterSubject("info");
     case "cluster.hash":
       return clusterSubject("hash");
+    case "sla.safe-hosts":
+    case "sla.probe":
+    case "sla.job":
+      return clusterSubject(op);
     case "quota.set":
       return adminSubject("quota.set");
+    case "host.maintenance.start":
+    case "host.maintenance.drain":
+    case "host.maintenance.end":
+    case "host.maintenance.schedule":
+    case "host.maintenance.cancel":
+      return adminSubject(op);
+    case "host.maintenance.status":
+    case "host.maintenance.windows":
+      return clusterSubject(op);
     case "job.list":
     case "task.history":
     case "task.why":

@@ -26,7 +26,7 @@ import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, w
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { DEV_POLICY } from "../actors/policy.js";
+import { DEV_POLICY, type SchedulingPolicy } from "../actors/policy.js";
 import { Scheduler } from "../actors/scheduler.js";
 import { Agent } from "../agent/agent.js";
 import { readCreds } from "../bus/creds.js";
@@ -58,6 +58,13 @@ export interface DevFlags {
   secure?: boolean;
   /** --roles: the roles given a user of their own with --secure. Default ["www-data"]. */
   roles?: string[];
+  /** --policy: scheduling timings over the dev ones (e.g. minRequiredInstances for SLA-aware drains). */
+  policy?: Partial<SchedulingPolicy>;
+}
+
+/** The dev cluster's policy: DEV_POLICY, and --policy over it. */
+function devPolicy(f: DevFlags): Partial<SchedulingPolicy> {
+  return { ...DEV_POLICY, ...f.policy };
 }
 
 const ROOST_BIN = fileURLToPath(new URL("../../../bin/roost.js", import.meta.url));
@@ -414,7 +421,7 @@ export async function runDev(f: DevFlags): Promise<void> {
     stop("its start failed", 1);
     return;
   }
-  say(`dev timings (shorter than Aurora's): ${JSON.stringify(DEV_POLICY)}`, { policy: DEV_POLICY });
+  say(`dev timings (shorter than Aurora's): ${JSON.stringify(devPolicy(f))}`, { policy: devPolicy(f) });
   say(`cluster ready: ${clusterFile}. Try: roost job create examples/hello-service.yaml   (Ctrl-C stops everything)`, { clusterFile });
 }
 
@@ -513,7 +520,7 @@ async function runWithNats(f: DevFlags, dir: string, say: Say, clusterFile: stri
           "--replicas",
           String(replicas),
           "--policy",
-          JSON.stringify(DEV_POLICY),
+          JSON.stringify(devPolicy(f)),
           "--http",
           `127.0.0.1:${httpPorts[i - 1]}`,
           ...credsArgs("scheduler"),
@@ -677,7 +684,7 @@ async function runEmbedded(f: DevFlags, dir: string, say: Say, clusterFile: stri
   const bus = new MemoryBus();
   const log = new MemoryLog();
   const logger = makeLogger("dev");
-  const scheduler = new Scheduler({ log, bus, logger, schedulerId: "scheduler-1", policy: DEV_POLICY });
+  const scheduler = new Scheduler({ log, bus, logger, schedulerId: "scheduler-1", policy: devPolicy(f) });
   const agents: Agent[] = [];
   let gw: Awaited<ReturnType<typeof startBridge>> | null = null;
   let stopReads: () => Promise<void> = async () => {};

@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { REQUEST_KEY, ROLE_TOKEN } from "../api/v1.js";
+import { parsePolicy, type SchedulingPolicy } from "../actors/policy.js";
 import { NoResponderError } from "../bus/bus.js";
 import { resolveCreds } from "../bus/creds.js";
 import { NatsBus } from "../bus/nats.js";
@@ -72,6 +73,8 @@ import { registerSimCommand } from "./sim.js";
 import { registerSnapshotCommand } from "./snapshot.js";
 import { registerDiscoverCommand } from "./discover.js";
 import { registerCronCommands } from "./cron.js";
+import { registerHostCommands } from "./maintenance.js";
+import { registerSlaCommands } from "./sla.js";
 import { registerUpdateCommands } from "./update.js";
 
 type Common = CliClusterOptions;
@@ -283,8 +286,10 @@ program
     "NATS users and permissions: one credentials file per identity in <dir>/creds (admin, scheduler, gateway, agents, roles)",
   )
   .option("--roles <list>", "with --secure: the roles given users, comma-separated", parseRoles, ["www-data"])
+  .option("--policy <json>", "override scheduling timings over the dev ones, e.g. '{\"minRequiredInstances\":2}'", parsePolicyArg)
   .action(async (o) =>
     runDev({
+      policy: o.policy,
       agents: o.agents,
       nats: o.nats,
       dir: o.dir,
@@ -295,6 +300,15 @@ program
       roles: o.roles,
     }),
   );
+
+/** `roost dev --policy`: a policy override, refused at once when it is not one (actors/policy.ts parsePolicy). */
+function parsePolicyArg(v: string): Partial<SchedulingPolicy> {
+  try {
+    return parsePolicy(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
 
 /** `roost dev --roles`: role names, each a valid role and none reserved (natsServer/auth.ts). */
 function parseRoles(v: string): string[] {
@@ -840,6 +854,12 @@ registerCronCommands(program, {
   keyFlag: KEY_FLAG,
   keyHelp: KEY_HELP,
 });
+
+// ---- roost host maintenance … (src/cli/maintenance.ts) -----------------------------------------
+registerHostCommands(program, { withClusterOptions, withClient, userArg, keyArg, newKey, keyFlag: KEY_FLAG, keyHelp: KEY_HELP });
+
+// ---- roost sla … (src/cli/sla.ts) --------------------------------------------------------------
+registerSlaCommands(program, { withClusterOptions, withClient, readWithFallback, jobKeyArg });
 
 /**
  * Every failure ends as one line, `roost: <message>` (with --json: {"error": …} on stderr), and

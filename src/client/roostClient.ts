@@ -47,7 +47,13 @@ export type CronDescheduleReply = Static<typeof R.CronDescheduleReply>;
 export type CronStartReply = Static<typeof R.CronStartReply>;
 export type CronShowReply = Static<typeof R.CronShowReply>;
 export type CronListReply = Static<typeof R.CronListReply>;
+export type SlaSafeHostsReply = Static<typeof R.SlaSafeHostsReply>;
+export type SlaProbeReply = Static<typeof R.SlaProbeReply>;
+export type SlaJobReply = Static<typeof R.SlaJobReply>;
 export type RoostEvent = EventsReply["events"][number];
+export type HostMaintenanceWriteReply = Static<typeof R.HostMaintenanceWriteReply>;
+export type HostMaintenanceStatusReply = Static<typeof R.HostMaintenanceStatusReply>;
+export type HostMaintenanceWindowsReply = Static<typeof R.HostMaintenanceWindowsReply>;
 
 export interface RoostClientOptions {
   /** NATS URL(s), comma-separated; without it, the cluster file's (`roost dev` writes .roost/cluster.json). */
@@ -161,6 +167,43 @@ export class RoostClient {
     return writeOnce(this.transport, "quota.set", req, o.key ?? newKey());
   }
 
+  // ---- host maintenance (admin) ---------------------------------------------------------------
+
+  /** Admin only. Hosts → SCHEDULED (new tasks go elsewhere when they can); hosts already SCHEDULED are skipped. */
+  startMaintenance(req: Request<"host.maintenance.start">, o: WriteOptions = {}): Promise<HostMaintenanceWriteReply> {
+    return writeOnce(this.transport, "host.maintenance.start", req, o.key ?? newKey());
+  }
+
+  /** Admin only. Hosts → DRAINING: their tasks move elsewhere while each job's SLA holds (or at once with `force`). */
+  drainHosts(req: Request<"host.maintenance.drain">, o: WriteOptions = {}): Promise<HostMaintenanceWriteReply> {
+    return writeOnce(this.transport, "host.maintenance.drain", req, o.key ?? newKey());
+  }
+
+  /** Admin only. Hosts → NONE: back in service. */
+  endMaintenance(req: Request<"host.maintenance.end">, o: WriteOptions = {}): Promise<HostMaintenanceWriteReply> {
+    return writeOnce(this.transport, "host.maintenance.end", req, o.key ?? newKey());
+  }
+
+  /** Admin only. A maintenance window: hosts SCHEDULED until `start`, drained from then, back in service after durationSecs. */
+  scheduleMaintenance(req: Request<"host.maintenance.schedule">, o: WriteOptions = {}): Promise<HostMaintenanceWriteReply> {
+    return writeOnce(this.transport, "host.maintenance.schedule", req, o.key ?? newKey());
+  }
+
+  /** Admin only. Cancel a maintenance window: the hosts it holds return to service. */
+  cancelMaintenance(req: Request<"host.maintenance.cancel">, o: WriteOptions = {}): Promise<HostMaintenanceWriteReply> {
+    return writeOnce(this.transport, "host.maintenance.cancel", req, o.key ?? newKey());
+  }
+
+  /** Hosts' maintenance: every known host, or `hosts`. */
+  maintenanceStatus(req: Request<"host.maintenance.status"> = {}, o?: RequestOptions): Promise<HostMaintenanceStatusReply> {
+    return this.transport.request("host.maintenance.status", req, o);
+  }
+
+  /** Maintenance windows, oldest first. */
+  maintenanceWindows(o?: RequestOptions): Promise<HostMaintenanceWindowsReply> {
+    return this.transport.request("host.maintenance.windows", {}, o);
+  }
+
   // ---- reads --------------------------------------------------------------------------------
 
   jobStatus(req: Request<"job.status">, o?: RequestOptions): Promise<JobStatusReply> {
@@ -212,6 +255,21 @@ export class RoostClient {
   /** Cron jobs: every role's, or one role's with `role`. */
   listCron(o?: RequestOptions): Promise<CronListReply> {
     return this.transport.request("cron.list", {}, o);
+  }
+
+  /** Hosts whose tasks can all be killed now without breaking any job's SLA (aurora_admin's sla_list_safe_domain). */
+  slaSafeHosts(req: Request<"sla.safe-hosts">, o?: RequestOptions): Promise<SlaSafeHostsReply> {
+    return this.transport.request("sla.safe-hosts", req, o);
+  }
+
+  /** Each host's going down, job by job: predicted SLA, safe or not, and when (aurora_admin's sla_probe_hosts). */
+  slaProbe(req: Request<"sla.probe">, o?: RequestOptions): Promise<SlaProbeReply> {
+    return this.transport.request("sla.probe", req, o);
+  }
+
+  /** A job's uptime percentiles and up counts. */
+  slaJob(req: Request<"sla.job">, o?: RequestOptions): Promise<SlaJobReply> {
+    return this.transport.request("sla.job", req, o);
   }
 
   clusterInfo(o?: RequestOptions): Promise<ClusterInfoReply> {

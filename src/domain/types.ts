@@ -4,6 +4,7 @@
 
 import { Type, type Static } from "typebox";
 import { UpdateSettingsSchema } from "./update.js";
+import { SlaPolicySchema } from "./maintenance.js";
 import { Dict } from "./validate.js";
 
 // Branded ids: a string that has been through a check (a schema, or the fold's own records) and
@@ -173,6 +174,8 @@ export const JobConfigSchema = Type.Object({
   cronTimezone: Type.Optional(Str),
   /** KILL_EXISTING (Aurora's default) or CANCEL_NEW. */
   cronCollisionPolicy: Type.Optional(Str),
+  /** Aurora's SlaPolicy: how many of its tasks a host drain may take down at once; absent: the drain's default. */
+  slaPolicy: Type.Optional(SlaPolicySchema),
 });
 export type JobConfig = Static<typeof JobConfigSchema>;
 

@@ -23,6 +23,7 @@
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { TSchema } from "typebox";
 import { openApiDocument } from "../api/docs.js";
 import { ApiError, type ApiErrorBody, HTTP_STATUS, invalidRequest, isErrorCode } from "../api/errors.js";
 import { API_V1_PREFIX, OPS, type OpDef, ROLE_TOKEN } from "../api/v1.js";
@@ -120,11 +121,24 @@ function deeperThan(v: unknown, max: number): boolean {
 /** Query fields that take a number (a sequence, a page size) when given as digits. */
 const NUMERIC_QUERY = new Set(["at", "from", "to", "limit", "offset"]);
 
-/** A GET route's query string as its request: digits as numbers where the field takes one; a repeated key is refused by the schema. */
-function queryRequest(q: Record<string, unknown>): Record<string, unknown> {
+/**
+ * A GET route's query string as its request: digits as numbers where the field takes one (a
+ * number where the op's schema says the field is one), a comma-separated list where it takes a
+ * list (`hosts=h1,h2`, `minutes=5,30`); a repeated key is refused by the schema.
+ */
+function queryRequest(q: Record<string, unknown>, schema: TSchema): Record<string, unknown> {
+  const props = (schema as { properties?: Record<string, { type?: unknown; items?: { type?: unknown } }> }).properties ?? {};
+  const numeric = (t: unknown) => t === "number" || t === "integer";
+  const asNumber = (v: string) => (/^-?\d{1,16}(\.\d{1,16})?$/.test(v) ? Number(v) : v);
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(q ?? {}))
-    out[k] = typeof v === "string" && NUMERIC_QUERY.has(k) && /^\d{1,16}$/.test(v) ? Number(v) : v;
+  for (const [k, v] of Object.entries(q ?? {})) {
+    const p = props[k];
+    if (typeof v !== "string") out[k] = v;
+    else if (NUMERIC_QUERY.has(k) && /^\d{1,16}$/.test(v)) out[k] = Number(v);
+    else if (numeric(p?.type)) out[k] = asNumber(v);
+    else if (p?.type === "array") out[k] = v.split(",").map((x) => (numeric(p.items?.type) ? asNumber(x) : x));
+    else out[k] = v;
+  }
   return out;
 }
 
@@ -139,6 +153,7 @@ function requestOf(def: OpDef, params: Record<string, string>, body: unknown): {
   if (params.env !== undefined && params.name !== undefined) req.job = `${params.role}/${params.env}/${params.name}`;
   if (params.id !== undefined) req.taskId = params.id;
   if (params.key !== undefined) req.key = params.key;
+  if (params.windowId !== undefined) req.windowId = params.windowId;
   // A role in the path is the request's own field where the op has one (quota.get, quota.set).
   const props = (def.request as { properties?: Record<string, unknown> }).properties ?? {};
   if (params.role !== undefined && "role" in props) req.role = params.role;
@@ -261,7 +276,7 @@ async function buildGateway(o: GatewayOptions): Promise<FastifyInstance> {
         let req1: Record<string, unknown>;
         try {
           const who = authenticate(tokens, req.headers.authorization);
-          const body = def.http.query ? queryRequest(req.query as Record<string, unknown>) : req.body;
+          const body = def.http.query ? queryRequest(req.query as Record<string, unknown>, def.request) : req.body;
           const { req: r, role } = requestOf(def, req.params as Record<string, string>, body);
           const scope = scopeFor(who, def, role);
           const problems: Problem[] = check(r);

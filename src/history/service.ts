@@ -36,6 +36,7 @@ import {
   tasksPage,
 } from "../views/cluster.js";
 import { activeAgents } from "../scheduling/offers.js";
+import { type MaintenanceView, maintenanceView } from "../views/maintenance.js";
 import { whyTask } from "../scheduling/why.js";
 import { toDot, toMermaid } from "../statemachines/graph.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
@@ -130,6 +131,21 @@ export interface HistoryReport {
   /** True when the answer stopped at MAX_HISTORY_ITEMS or MAX_SCAN_RECORDS; `next` resumes it. */
   truncated: boolean;
   next: number | null;
+}
+
+/** A maintenance event about `host`: it moves it, denies a drain on it, or schedules or ends a window holding it. */
+function namesHost(e: LogEntry, host: string, state: ClusterState): boolean {
+  switch (e.type) {
+    case "HostMaintenanceChanged":
+    case "MaintenanceWindowScheduled":
+      return e.data.hosts.includes(host);
+    case "SlaDrainDenied":
+      return e.data.host === host;
+    case "MaintenanceWindowEnded":
+      return state.windows.get(e.data.windowId)?.hosts.includes(host) ?? false;
+    default:
+      return false;
+  }
 }
 
 function actorOf(e: LogEntry, leaders: Map<number, string>, agent: string | null): string {
@@ -242,6 +258,12 @@ export class HistoryService {
     return { at, items: quotaRows(state) };
   }
 
+  /** Host maintenance as of the moment (views/maintenance.ts): hosts by mode, drains, denials, windows. */
+  async maintenance(q: { at?: AtSpec }): Promise<MaintenanceView & { at: Moment }> {
+    const { state, at } = await this.at(q.at);
+    return { at, ...maintenanceView(state, at.ts) };
+  }
+
   /** Job updates and rolling restarts, newest first (updater/info.ts updateList), a page of them. */
   async updates(q: { at?: AtSpec; job?: string; role?: string; status?: string; offset?: number; limit?: number }) {
     const { state, at } = await this.at(q.at);
@@ -335,7 +357,9 @@ export class HistoryService {
       }
       case "host": {
         agentIds = new Set([...state.agents.values()].filter((a) => a.host === q.id).map((a) => a.agentId));
-        if (agentIds.size === 0) throw new NotFoundError(`no agent ran on host ${q.id} up to sequence ${to.seq}`, "id");
+        // A host in maintenance is one too, with or without an agent (Aurora allows that).
+        if (agentIds.size === 0 && !state.hosts.has(q.id))
+          throw new NotFoundError(`no agent ran on host ${q.id}, and it was never in maintenance, up to sequence ${to.seq}`, "id");
         break;
       }
     }
@@ -361,11 +385,12 @@ export class HistoryService {
         if (r.seq < from.seq) return;
         const scope = scopeOf(e, state);
         const hit =
-          q.kind === "task"
+          (q.kind === "task"
             ? scope.taskId !== null && tasks!.has(scope.taskId)
             : q.kind === "job"
               ? scope.job === q.id
-              : scope.agent !== null && agentIds!.has(scope.agent);
+              : scope.agent !== null && agentIds!.has(scope.agent)) ||
+          (q.kind === "host" && namesHost(e, q.id, state));
         if (!hit) return;
         items.push({
           seq: r.seq,

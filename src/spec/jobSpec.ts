@@ -35,6 +35,7 @@ import { CONSTRAINT_RULE, constraintProblem, formatConstraint, parseConstraint }
 import { DEFAULT_CRON_TIMEZONE } from "../cron/expression.js";
 import { cronSpecProblems } from "../cron/triggers.js";
 import { normaliseUpdateConfig, type UpdateConfigInput, updateConfigProblems } from "../updater/settings.js";
+import { normaliseSlaPolicy, type SlaPolicyInput, slaPolicyProblems } from "../sla/policy.js";
 import { CMDLINE_PATTERN, IDENTIFIER_PATTERN, JOB_SCHEMA, PORT_NAME_PATTERN, URL_PATH_PATTERN } from "./schema.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -71,6 +72,8 @@ export interface JobSpec {
   finalizationWaitSecs?: number;
   /** Job-level (Aurora's JobConfiguration): how `roost update` rolls this job. */
   updateConfig?: UpdateConfigInput;
+  /** Job-level (Aurora's SlaPolicy): how many tasks a host drain may take down at once. */
+  slaPolicy?: SlaPolicyInput;
   cronSchedule?: string;
   cronTimezone?: string;
   cronCollisionPolicy?: string;
@@ -228,6 +231,7 @@ export function jobConfigToSpec(config: JobConfig): JobSpec {
     ...(t.lifecycle !== undefined ? { lifecycle: structuredClone(t.lifecycle) } : {}),
     finalizationWaitSecs: t.finalizationWaitSecs ?? FINALIZATION_WAIT_DEFAULT_SECS,
     ...(config.updateConfig !== undefined ? { updateConfig: structuredClone(config.updateConfig) } : {}),
+    ...(config.slaPolicy !== undefined ? { slaPolicy: structuredClone(config.slaPolicy) } : {}),
     ...(config.cronSchedule !== undefined ? { cronSchedule: config.cronSchedule } : {}),
     ...(config.cronTimezone !== undefined ? { cronTimezone: config.cronTimezone } : {}),
     ...(config.cronCollisionPolicy !== undefined ? { cronCollisionPolicy: config.cronCollisionPolicy } : {}),
@@ -733,6 +737,9 @@ function jobLevelIssues(data: Record<string, unknown>): RawIssue[] {
   if (data.updateConfig !== undefined && isRecord(data.updateConfig)) {
     for (const p of updateConfigProblems(data.updateConfig, instances)) issues.push({ segs: pathSegs(p.path), rule: p.rule });
   }
+  if (data.slaPolicy !== undefined && isRecord(data.slaPolicy)) {
+    for (const p of slaPolicyProblems(data.slaPolicy)) issues.push({ segs: pathSegs(p.path), rule: p.rule });
+  }
   const cron = { cronSchedule: data.cronSchedule, cronTimezone: data.cronTimezone, cronCollisionPolicy: data.cronCollisionPolicy };
   if (Object.values(cron).some((v) => v !== undefined)) {
     // The schema reports a value of the wrong type; only strings are judged here.
@@ -852,6 +859,7 @@ function normalise(s: JobSpec): JobConfig {
   // Job-level settings, in a fixed order when present; absent means the defaults (updateConfig) or
   // not a cron job.
   if (s.updateConfig !== undefined) job.updateConfig = normaliseUpdateConfig(s.updateConfig, instances);
+  if (s.slaPolicy !== undefined) job.slaPolicy = normaliseSlaPolicy(s.slaPolicy);
   if (s.cronSchedule !== undefined) {
     job.cronSchedule = s.cronSchedule.trim();
     job.cronTimezone = s.cronTimezone ?? DEFAULT_CRON_TIMEZONE;
@@ -901,7 +909,17 @@ function num(n: number): number {
 
 // JobConfig form accepted by validateJobSpec: { role, environment, name, instances, task, and the
 // job-level settings }.
-const JOB_FIELDS = ["role", "environment", "name", "instances", "updateConfig", "cronSchedule", "cronTimezone", "cronCollisionPolicy"];
+const JOB_FIELDS = [
+  "role",
+  "environment",
+  "name",
+  "instances",
+  "updateConfig",
+  "slaPolicy",
+  "cronSchedule",
+  "cronTimezone",
+  "cronCollisionPolicy",
+];
 const TASK_FIELDS = new Set(Object.keys(JOB_SCHEMA.properties).filter((k) => !JOB_FIELDS.includes(k)));
 
 function isConfigShape(obj: unknown): boolean {

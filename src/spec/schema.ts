@@ -237,6 +237,11 @@ export const JOB_SCHEMA = {
         "Aurora's UpdateConfig, for `roost update`: batchSize 1, watchSecs 45, maxPerInstanceFailures 0, maxTotalFailures 0, rollbackOnFailure true, waitForBatchCompletion false, pulseIntervalSecs (≥ 60: a coordinated update), and strategy: {queue: {batchSize}} | {batch: {batchSize, autopauseAfterBatch}} | {variableBatch: {batchSizes, autopauseAfterBatch}}. Checked with Aurora's rules.",
       type: "object",
     },
+    slaPolicy: {
+      description:
+        "Aurora's SlaPolicy, for SLA-aware host drains (`roost host maintenance drain`): exactly one of count: {count ≥ 1, durationSecs 0-7200}, percentage: {percentage (0, 100], durationSecs 0-7200} (a task counts once RUNNING longer than durationSecs; one task may always be down), or coordinator: {url (http/https), statusKey (default drain)}, asked over HTTP before each task is drained. Absent: the drain's default (95% over 30 min).",
+      type: "object",
+    },
     cronSchedule: {
       description:
         "A cron job's schedule: 5 fields (minute hour day-of-month month day-of-week 0-6), Aurora's crontab subset; day of month and day of week never both set. A cron job is never a service.",

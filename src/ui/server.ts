@@ -134,6 +134,7 @@ export async function startUiServer(o: UiServerOptions): Promise<UiServer> {
     agent: (q) => h.agent({ at: at(q.at), agentId: need(q.agentId, "agentId") }),
     pending: (q) => h.pending({ at: at(q.at), offset: num(q.offset), limit: num(q.limit) }),
     quotas: (q) => h.quotas({ at: at(q.at) }),
+    maintenance: (q) => h.maintenance({ at: at(q.at) }),
     updates: (q) =>
       h.updates({
         at: at(q.at),

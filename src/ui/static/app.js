@@ -9,6 +9,7 @@ import { AppContext, getJson, html, iso, navigate, num, parseHash, routeHref, us
 import { Agent, Agents, Job, Jobs, Log, Overview, Pending, Quotas, Tasks } from "./pages.js";
 import { Task } from "./task.js";
 import { Update, Updates } from "./updates.js";
+import { Maintenance } from "./maintenance.js";
 
 const NAV = [
   ["/", "Overview"],
@@ -17,6 +18,7 @@ const NAV = [
   ["/agents", "Agents"],
   ["/pending", "Pending"],
   ["/updates", "Updates"],
+  ["/maintenance", "Maintenance"],
   ["/quotas", "Quotas"],
   ["/log", "Log"],
 ];
@@ -53,6 +55,8 @@ function route(r) {
       return b === undefined ? html`<${Updates} />` : html`<${Update} updateId=${b} />`;
     case "quotas":
       return html`<${Quotas} />`;
+    case "maintenance":
+      return html`<${Maintenance} />`;
     case "log":
       return html`<${Log} />`;
     default:

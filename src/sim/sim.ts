@@ -60,6 +60,8 @@ export interface SimOptions {
   defaultBehavior?: TaskBehavior;
   /** The scheduler's first retry delay for launches and kills (virtual ms, default 1000). */
   retryMs?: number;
+  /** Every simulated agent's heartbeat period (virtual ms, default 1000). Raise agentTimeoutMs with it. */
+  agentHeartbeatMs?: number;
   /** Most setImmediate turns one settle() may take before it gives up (default 200,000). */
   maxSettleTurns?: number;
   /**
@@ -160,6 +162,7 @@ export class Sim {
           resources,
           rng: sim.rng,
           behavior: (launch) => sim.behaviorFor(launch),
+          ...(opts.agentHeartbeatMs !== undefined ? { heartbeatMs: opts.agentHeartbeatMs } : {}),
         });
         sim.agents.push(agent);
         void agent.start();

@@ -99,6 +99,8 @@ export interface SimAgentOptions {
   statusRetryMs?: number;
   /** First retry delay of a registration nobody accepted (virtual ms, default 200; doubles to 5 s). */
   registerRetryMs?: number;
+  /** Heartbeat period (virtual ms, default 1000 as the real agent's). A world of 10,000 agents beats less often. */
+  heartbeatMs?: number;
 }
 
 type Phase = "starting" | "running" | "killing" | "ended" | "killed-before-launch";
@@ -165,6 +167,8 @@ export class SimAgent {
   /** The newest epoch a leader announced itself with (roost.leader). */
   private announcedEpoch = 0;
 
+  private readonly heartbeatMs: number;
+
   constructor(opts: SimAgentOptions) {
     this.agentId = opts.agentId;
     this.host = opts.host;
@@ -176,6 +180,7 @@ export class SimAgent {
     this.resolver = opts.behavior ?? (() => ({}));
     this.statusRetryMs = Math.max(1, opts.statusRetryMs ?? 500);
     this.registerRetryMs = Math.max(1, opts.registerRetryMs ?? 200);
+    this.heartbeatMs = Math.max(1, opts.heartbeatMs ?? 1000);
     this.currentBootId = opts.bootId ?? `${opts.agentId}-boot-1`;
   }
 
@@ -292,10 +297,25 @@ export class SimAgent {
   }
 
   /** True while a status update or registration of this agent is on the wire. */
+  /**
+   * A registration or status update on the wire. Kept as a count (busyUnits), not found by a walk
+   * of the streams: the simulator asks every agent after every turn, and a walk per agent per turn
+   * made a 10,000-agent world quadratic.
+   */
   get busy(): boolean {
-    if (this.registerOnWire) return true;
-    for (const s of this.streams.values()) if (s.inFlight) return true;
-    return false;
+    return this.busyUnits > 0;
+  }
+
+  private busyUnits = 0;
+
+  private setRegisterOnWire(v: boolean): void {
+    if (this.registerOnWire !== v) this.busyUnits += v ? 1 : -1;
+    this.registerOnWire = v;
+  }
+
+  private setInFlight(s: Stream, v: boolean): void {
+    if (s.inFlight !== v) this.busyUnits += v ? 1 : -1;
+    s.inFlight = v;
   }
 
   // ---- serving -------------------------------------------------------------------------------
@@ -340,9 +360,9 @@ export class SimAgent {
     return ack;
   }
 
-  /** Heartbeats on the virtual clock, every second, as the real agent sends them. */
+  /** Heartbeats on the virtual clock, every second (heartbeatMs), as the real agent sends them. */
   private heartbeat(): void {
-    this.after(1000, () => {
+    this.after(this.heartbeatMs, () => {
       this.beat();
       this.heartbeat();
     });
@@ -370,12 +390,13 @@ export class SimAgent {
     this.cut = false;
     this.registered = false;
     this.registering = null;
-    this.registerOnWire = false;
+    this.setRegisterOnWire(false);
     for (const u of this.unserve.splice(0)) u();
     for (const wake of this.onDown.splice(0)) wake();
     for (const t of this.timers) this.clock.clearTimeout(t);
     this.timers.clear();
     this.tasks.clear();
+    for (const st of this.streams.values()) this.setInFlight(st, false);
     this.streams.clear();
     this.lastSeq.clear();
   }
@@ -420,7 +441,7 @@ export class SimAgent {
           bootId: this.currentBootId,
           running: this.running(),
         };
-        this.registerOnWire = true;
+        this.setRegisterOnWire(true);
         let reply: RegisterReply | null = null;
         const fate: MessageFate | null = this.cut ? { lost: "request" } : (this.network?.("register", this.agentId) ?? null);
         try {
@@ -432,7 +453,7 @@ export class SimAgent {
         } catch {
           // no leader yet
         } finally {
-          if (gen === this.generation) this.registerOnWire = false;
+          if (gen === this.generation) this.setRegisterOnWire(false);
         }
         if (gen !== this.generation) return false;
         // A deposed leader may still answer for a moment: only the announced leader counts.
@@ -550,7 +571,7 @@ export class SimAgent {
       });
       return;
     }
-    s.inFlight = true;
+    this.setInFlight(s, true);
     if (fate?.lost === "request") {
       this.settled(s, head, gen, false);
       return;
@@ -574,7 +595,7 @@ export class SimAgent {
 
   private settled(s: Stream, head: StatusUpdate, gen: number, acked: boolean): void {
     if (gen !== this.generation) return; // crashed or rebooted meanwhile: that update is gone
-    s.inFlight = false;
+    this.setInFlight(s, false);
     if (acked) {
       if (s.queue[0] === head) s.queue.shift();
       s.failures = 0;

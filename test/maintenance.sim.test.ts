@@ -217,6 +217,22 @@ describe("SLA-aware drain", () => {
     expect([...(await drains(sim)).values()]).toEqual([expect.stringMatching(/forced drain of host .* \(no SLA: requested by ops\)/)]);
   });
 
+  it("a drain that decides more than a record holds commits it in parts, and the host still ends DRAINED", async () => {
+    // 1,200 tasks on two hosts: the first look decides 1,200 drains, more than one record takes.
+    const sim = await start({ agents: [{ count: 2, cpus: 200, ramMb: 100_000, diskMb: 100_000 }] });
+    await sim.request("quota.set", { role: "www-data", cpus: 200, ramMb: 100_000, diskMb: 100_000 });
+    const job = await service(sim, "many", 1200, { resources: { cpus: 0.1, ramMb: 16, diskMb: 16 } }, 0);
+    const hosts = [...new Set(runningOf(sim.state, job).map((t) => t.host!))];
+    await sim.request("host.maintenance.drain", { hosts, force: true, user: "ops" });
+    await sim.runUntil((s) => hosts.every((h) => modeOf(s, h) === "DRAINED"), 10 * MIN, "both hosts DRAINED");
+    const perRecord = new Map<number, number>();
+    for (const { seq, event } of await logged(sim, "TaskStateChanged"))
+      if ((event.data as { to: string }).to === "DRAINING") perRecord.set(seq, (perRecord.get(seq) ?? 0) + 1);
+    expect([...perRecord.values()].reduce((a, b) => a + b, 0)).toBe(1200);
+    expect(Math.max(...perRecord.values())).toBeLessThanOrEqual(500);
+    await foldsTheSame(sim);
+  });
+
   it("a leader crash in the middle of a drain: the new leader goes on from the log", async () => {
     const sim = await start({ replicas: 2 });
     const job = await service(sim, "ha", 2, { slaPolicy: { percentage: { percentage: 50, durationSecs: 60 } } });

@@ -47,6 +47,9 @@ export type CoordinatorCall = (url: string, body: unknown, timeoutMs: number) =>
 
 /** Aurora's -sla_coordinator_timeout. */
 const COORDINATOR_TIMEOUT_MS = 60_000;
+/** The most events one look commits in a record (a record has a byte limit; reasons are long). */
+const MAX_EVENTS_PER_COMMIT = 500;
+
 /** The longest the deadline timer sleeps (a 7-day forced drain is further than a timer can wait). */
 const MAX_SLEEP_MS = 60 * 60_000;
 
@@ -225,12 +228,19 @@ export class Maintenance extends Actor<MaintenanceMsg> {
           break;
       }
     }
-    if (events.length === 0) return;
-    try {
-      // Rechecked once the records ahead are folded: a decision one of them overtook is dropped.
-      await s.commit(events, { recheck: true });
-    } catch (err) {
-      s.log.error({ err }, "maintenance: decisions could not be committed; the next look decides again");
+    // In records of at most MAX_EVENTS_PER_COMMIT: the first look at 200 draining hosts decides
+    // 5,000 drains and denials, whose reasons overflow one record (RecordTooLargeError), and a
+    // look that never commits stalls the drain for good. Each decision stands alone (a drain the
+    // SLA allowed is still allowed with fewer of the others), so committing them in turn, and
+    // stopping at the first failure, only ever drains less; the next look decides the rest.
+    for (let i = 0; i < events.length; i += MAX_EVENTS_PER_COMMIT) {
+      try {
+        // Rechecked once the records ahead are folded: a decision one of them overtook is dropped.
+        await s.commit(events.slice(i, i + MAX_EVENTS_PER_COMMIT), { recheck: true });
+      } catch (err) {
+        s.log.error({ err }, "maintenance: decisions could not be committed; the next look decides again");
+        return;
+      }
     }
   }
 

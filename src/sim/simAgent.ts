@@ -101,6 +101,8 @@ export interface SimAgentOptions {
   registerRetryMs?: number;
   /** Heartbeat period (virtual ms, default 1000 as the real agent's). A world of 10,000 agents beats less often. */
   heartbeatMs?: number;
+  /** Told when the agent becomes busy or idle (the simulator counts busy agents instead of asking each). */
+  onBusyChange?: (busy: boolean) => void;
 }
 
 type Phase = "starting" | "running" | "killing" | "ended" | "killed-before-launch";
@@ -168,6 +170,7 @@ export class SimAgent {
   private announcedEpoch = 0;
 
   private readonly heartbeatMs: number;
+  private readonly onBusyChange: ((busy: boolean) => void) | undefined;
 
   constructor(opts: SimAgentOptions) {
     this.agentId = opts.agentId;
@@ -181,6 +184,7 @@ export class SimAgent {
     this.statusRetryMs = Math.max(1, opts.statusRetryMs ?? 500);
     this.registerRetryMs = Math.max(1, opts.registerRetryMs ?? 200);
     this.heartbeatMs = Math.max(1, opts.heartbeatMs ?? 1000);
+    this.onBusyChange = opts.onBusyChange;
     this.currentBootId = opts.bootId ?? `${opts.agentId}-boot-1`;
   }
 
@@ -309,13 +313,19 @@ export class SimAgent {
   private busyUnits = 0;
 
   private setRegisterOnWire(v: boolean): void {
-    if (this.registerOnWire !== v) this.busyUnits += v ? 1 : -1;
+    if (this.registerOnWire !== v) this.addBusy(v ? 1 : -1);
     this.registerOnWire = v;
   }
 
   private setInFlight(s: Stream, v: boolean): void {
-    if (s.inFlight !== v) this.busyUnits += v ? 1 : -1;
+    if (s.inFlight !== v) this.addBusy(v ? 1 : -1);
     s.inFlight = v;
+  }
+
+  private addBusy(d: number): void {
+    const was = this.busyUnits > 0;
+    this.busyUnits += d;
+    if (was !== this.busyUnits > 0) this.onBusyChange?.(!was);
   }
 
   // ---- serving -------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import type { HostMaintenanceStatusReply, HostMaintenanceWriteReply } from "../s
 import type { HistoryReport } from "../src/history/service.js";
 import type { JobStatus } from "../src/replay/queries.js";
 import type { JobSlaReport } from "../src/sla/reports.js";
-import { RoostProcess, type RunResult, roost } from "./support/roost.js";
+import { RoostProcess, roostOk, pollUntil } from "./support/roost.js";
 
 const HOST = "host-1";
 const COUNT = "www-data/prod/counted";
@@ -93,32 +93,10 @@ slaPolicy: ${slaPolicy}
 `;
 }
 
-async function cli(args: string[]): Promise<RunResult> {
-  return roost(args, dir);
-}
-async function ok(args: string[]): Promise<string> {
-  const r = await cli(args);
-  if (r.code !== 0) throw new Error(`roost ${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
+const ok = (args: string[]): Promise<string> => roostOk(args, dir);
 const json = async <T>(args: string[]): Promise<T> => JSON.parse(await ok([...args, "--json"])) as T;
-
-/** Ask `probe` again (every 500 ms) until it gives something `done` accepts; throws with the last answer after `ms`. */
-async function poll<T>(probe: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: T | string = "(no answer)";
-  for (;;) {
-    try {
-      const v = await probe();
-      if (done(v)) return v;
-      last = v;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
+const poll = <T>(probe: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 60_000): Promise<T> =>
+  pollUntil(probe, done, what, ms, 500);
 
 const statuses = () => Promise.all(JOBS.map((j) => json<JobStatus>(["job", "status", j])));
 /** Each job's instances as "STATE@host", by instance. */

@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobStatus } from "../src/replay/queries.js";
 import type { UpdateInfo } from "../src/updater/info.js";
-import { RoostProcess, type RunResult, roost } from "./support/roost.js";
+import { RoostProcess, type RunResult, roost, roostOk, pollUntil } from "./support/roost.js";
 
 const SERVICE = resolve("test/fixtures/service.mjs");
 const JOB = "www-data/devel/web";
@@ -39,32 +39,10 @@ const HEALTHY = "healthCheck: { initialIntervalSecs: 10, intervalSecs: 0.25 }\n"
 let dir: string;
 let dev: RoostProcess | null = null;
 
-async function cli(args: string[]): Promise<RunResult> {
-  return roost(args, dir);
-}
-async function ok(args: string[]): Promise<string> {
-  const r = await cli(args);
-  if (r.code !== 0) throw new Error(`roost ${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
+const cli = (args: string[]): Promise<RunResult> => roost(args, dir);
+const ok = (args: string[]): Promise<string> => roostOk(args, dir);
 const json = async <T>(args: string[]): Promise<T> => JSON.parse(await ok([...args, "--json"])) as T;
-
-/** Ask `probe` again (every 250 ms) until it gives something `done` accepts; throws with the last answer after `ms`. */
-async function poll<T>(probe: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: T | string = "(no answer)";
-  for (;;) {
-    try {
-      const v = await probe();
-      if (done(v)) return v;
-      last = v;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const poll = pollUntil;
 
 type ClusterStatus = { schedulers: Array<{ id: string; pid: number; role: string }>; leader: { epoch: number } | null };
 

@@ -145,30 +145,39 @@ function hostEvent(
 }
 
 function planStart(c: Ctx, req: HostsRequest, corr: string): MaintenanceWrite {
+  refuseDisallowed(c.state, hostsOf(req), "SCHEDULED", "start", " (end its maintenance first)");
+  return planMove(
+    c,
+    req,
+    corr,
+    "SCHEDULED",
+    "already SCHEDULED: skipped",
+    (moving, who, unknown) =>
+      `maintenance of ${list(moving)} started by ${who}: SCHEDULED, new tasks go elsewhere when another host fits${unknownNote(unknown.filter((h) => moving.includes(h)))}`,
+  );
+}
+
+/**
+ * start and end: every host not in `to` already moves there in one event (a host that is, is
+ * reported as skipped; none moving appends nothing).
+ */
+function planMove(
+  c: Ctx,
+  req: HostsRequest,
+  corr: string,
+  to: "SCHEDULED" | "NONE",
+  skipped: string,
+  reason: (moving: string[], who: string, unknown: string[]) => string,
+): MaintenanceWrite {
   const hosts = hostsOf(req);
-  refuseDisallowed(c.state, hosts, "SCHEDULED", "start", " (end its maintenance first)");
   const outcomes = hosts.map((host): HostOutcome => {
     const from = modeOf(c.state, host);
-    return from === "SCHEDULED"
-      ? { host, from, to: from, changed: false, note: "already SCHEDULED: skipped" }
-      : { host, from, to: "SCHEDULED", changed: true };
+    return from === to ? { host, from, to: from, changed: false, note: skipped } : { host, from, to, changed: true };
   });
   const unknown = unknownHosts(c.state, hosts);
   const moving = outcomes.filter((o) => o.changed).map((o) => o.host);
   const who = user(req);
-  const events =
-    moving.length === 0
-      ? []
-      : [
-          hostEvent(
-            c,
-            moving,
-            "SCHEDULED",
-            who,
-            `maintenance of ${list(moving)} started by ${who}: SCHEDULED, new tasks go elsewhere when another host fits${unknownNote(unknown.filter((h) => moving.includes(h)))}`,
-            corr,
-          ),
-        ];
+  const events = moving.length === 0 ? [] : [hostEvent(c, moving, to, who, reason(moving, who, unknown), corr)];
   return { events, value: { hosts: outcomes, unknownHosts: unknown } };
 }
 
@@ -243,30 +252,14 @@ function planDrain(c: Ctx, req: HostsRequest, corr: string): MaintenanceWrite {
 }
 
 function planEnd(c: Ctx, req: HostsRequest, corr: string): MaintenanceWrite {
-  const hosts = hostsOf(req);
-  const outcomes = hosts.map((host): HostOutcome => {
-    const from = modeOf(c.state, host);
-    return from === "NONE"
-      ? { host, from, to: from, changed: false, note: "not in maintenance: skipped" }
-      : { host, from, to: "NONE", changed: true };
-  });
-  const unknown = unknownHosts(c.state, hosts);
-  const moving = outcomes.filter((o) => o.changed).map((o) => o.host);
-  const who = user(req);
-  const events =
-    moving.length === 0
-      ? []
-      : [
-          hostEvent(
-            c,
-            moving,
-            "NONE",
-            who,
-            `maintenance of ${list(moving)} ended by ${who}: back in service, tasks may be placed there again`,
-            corr,
-          ),
-        ];
-  return { events, value: { hosts: outcomes, unknownHosts: unknown } };
+  return planMove(
+    c,
+    req,
+    corr,
+    "NONE",
+    "not in maintenance: skipped",
+    (moving, who) => `maintenance of ${list(moving)} ended by ${who}: back in service, tasks may be placed there again`,
+  );
 }
 
 /** Aurora caps nothing here; a window longer than 30 days is surely a mistake. */

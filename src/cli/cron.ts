@@ -13,33 +13,17 @@
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import type { Command } from "commander";
-import type { CronListReply, CronShowReply, RoostClient } from "../client/roostClient.js";
-import type { CliClusterOptions, ClusterClient, foldLocally } from "../client/transport.js";
+import type { CronListReply, CronShowReply } from "../client/roostClient.js";
+import type { CliClusterOptions } from "../client/transport.js";
 import { cronList, cronShow } from "../cron/queries.js";
 import { isoTime } from "../domain/time.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
+import type { CliDeps } from "./deps.js";
 import { table } from "./format.js";
 
 type Common = CliClusterOptions;
 
-/** What main.ts lends: its option helpers, its client, and its leader-or-log read. */
-export interface CronCliDeps {
-  withClusterOptions: (c: Command, timeoutHelp?: string) => Command;
-  withClient: <T>(o: Common, fn: (c: RoostClient) => Promise<T>) => Promise<T>;
-  readWithFallback: <T>(
-    client: ClusterClient,
-    op: string,
-    data: unknown,
-    local: (s: Awaited<ReturnType<typeof foldLocally>>) => T | null,
-    what: string,
-  ) => Promise<T>;
-  jobKeyArg: (v: string) => string;
-  userArg: (v: string) => string;
-  keyArg: (v: string) => string;
-  newKey: () => string;
-  keyFlag: string;
-  keyHelp: string;
-}
+type CronCliDeps = Omit<CliDeps, "parseInstances">;
 
 type WriteOpts = Common & { user: string; key?: string };
 

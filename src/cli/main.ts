@@ -73,6 +73,7 @@ import { registerSimCommand } from "./sim.js";
 import { registerSnapshotCommand } from "./snapshot.js";
 import { registerDiscoverCommand } from "./discover.js";
 import { registerCronCommands } from "./cron.js";
+import type { CliDeps } from "./deps.js";
 import { registerHostCommands } from "./maintenance.js";
 import { registerSlaCommands } from "./sla.js";
 import { registerUpdateCommands } from "./update.js";
@@ -829,7 +830,7 @@ registerUiCommand(program, withClusterOptions, listenArg);
 registerDiscoverCommand(program, withClusterOptions, jobKeyArg);
 
 // ---- roost update …, roost job restart (src/cli/update.ts) -------------------------------------
-registerUpdateCommands(program, job, {
+const deps: CliDeps = {
   withClusterOptions,
   withClient,
   readWithFallback,
@@ -840,26 +841,17 @@ registerUpdateCommands(program, job, {
   newKey,
   keyFlag: KEY_FLAG,
   keyHelp: KEY_HELP,
-});
+};
+registerUpdateCommands(program, job, deps);
 
 // ---- roost cron … (src/cli/cron.ts) ------------------------------------------------------------
-registerCronCommands(program, {
-  withClusterOptions,
-  withClient,
-  readWithFallback,
-  jobKeyArg,
-  userArg,
-  keyArg,
-  newKey,
-  keyFlag: KEY_FLAG,
-  keyHelp: KEY_HELP,
-});
+registerCronCommands(program, deps);
 
 // ---- roost host maintenance … (src/cli/maintenance.ts) -----------------------------------------
-registerHostCommands(program, { withClusterOptions, withClient, userArg, keyArg, newKey, keyFlag: KEY_FLAG, keyHelp: KEY_HELP });
+registerHostCommands(program, deps);
 
-// ---- roost sla … (src/cli/sla.ts) --------------------------------------------------------------
-registerSlaCommands(program, { withClusterOptions, withClient, readWithFallback, jobKeyArg });
+// ---- roost sla … (src/cli/sla.ts) ------------------------------------------------------------------
+registerSlaCommands(program, deps);
 
 /**
  * Every failure ends as one line, `roost: <message>` (with --json: {"error": …} on stderr), and

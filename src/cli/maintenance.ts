@@ -16,27 +16,14 @@
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { type Command, InvalidArgumentError } from "commander";
-import type {
-  HostMaintenanceStatusReply,
-  HostMaintenanceWindowsReply,
-  HostMaintenanceWriteReply,
-  RoostClient,
-} from "../client/roostClient.js";
+import type { HostMaintenanceStatusReply, HostMaintenanceWindowsReply, HostMaintenanceWriteReply } from "../client/roostClient.js";
 import type { CliClusterOptions } from "../client/transport.js";
+import type { CliDeps } from "./deps.js";
 import { table } from "./format.js";
 
 type Common = CliClusterOptions;
 
-/** What main.ts lends: its option helpers and its client. */
-export interface HostCliDeps {
-  withClusterOptions: (c: Command, timeoutHelp?: string) => Command;
-  withClient: <T>(o: Common, fn: (c: RoostClient) => Promise<T>) => Promise<T>;
-  userArg: (v: string) => string;
-  keyArg: (v: string) => string;
-  newKey: () => string;
-  keyFlag: string;
-  keyHelp: string;
-}
+type HostCliDeps = Pick<CliDeps, "withClusterOptions" | "withClient" | "userArg" | "keyArg" | "newKey" | "keyFlag" | "keyHelp">;
 
 type WriteOpts = Common & { user: string; key?: string; file?: string };
 type DrainOpts = WriteOpts & {

@@ -8,8 +8,8 @@
 //   roost sla job www-data/prod/web [--minutes 5,30,60]
 
 import { type Command, InvalidArgumentError } from "commander";
-import type { RoostClient, SlaJobReply, SlaProbeReply, SlaSafeHostsReply } from "../client/roostClient.js";
-import type { CliClusterOptions, ClusterClient, foldLocally } from "../client/transport.js";
+import type { SlaJobReply, SlaProbeReply, SlaSafeHostsReply } from "../client/roostClient.js";
+import type { CliClusterOptions, foldLocally } from "../client/transport.js";
 import { isoTime } from "../domain/time.js";
 import {
   DEFAULT_MIN_JOB_INSTANCE_COUNT,
@@ -20,23 +20,12 @@ import {
   type SlaRequest,
   slaRead,
 } from "../sla/reports.js";
+import type { CliDeps } from "./deps.js";
 import { table } from "./format.js";
 
 type Common = CliClusterOptions;
 
-/** What main.ts lends: its option helpers, its client, and its leader-or-log read. */
-export interface SlaCliDeps {
-  withClusterOptions: (c: Command, timeoutHelp?: string) => Command;
-  withClient: <T>(o: Common, fn: (c: RoostClient) => Promise<T>) => Promise<T>;
-  readWithFallback: <T>(
-    client: ClusterClient,
-    op: string,
-    data: unknown,
-    local: (s: Awaited<ReturnType<typeof foldLocally>>) => T | null,
-    what: string,
-  ) => Promise<T>;
-  jobKeyArg: (v: string) => string;
-}
+type SlaCliDeps = Pick<CliDeps, "withClusterOptions" | "withClient" | "readWithFallback" | "jobKeyArg">;
 
 function percentArg(v: string): number {
   const n = Number(v);

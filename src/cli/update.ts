@@ -14,33 +14,16 @@ import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { type Command, InvalidArgumentError } from "commander";
 import type { RoostClient, UpdateInfoReply, UpdateListReply, UpdateWriteReply } from "../client/roostClient.js";
-import type { CliClusterOptions, ClusterClient, foldLocally } from "../client/transport.js";
+import type { CliClusterOptions } from "../client/transport.js";
 import { isoTime } from "../domain/time.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
 import { updateInfo, updateList } from "../updater/info.js";
+import type { CliDeps } from "./deps.js";
 import { table } from "./format.js";
 
 type Common = CliClusterOptions;
 
-/** What main.ts lends: its option helpers, its client, and its leader-or-log read. */
-export interface UpdateCliDeps {
-  withClusterOptions: (c: Command, timeoutHelp?: string) => Command;
-  withClient: <T>(o: Common, fn: (c: RoostClient) => Promise<T>) => Promise<T>;
-  readWithFallback: <T>(
-    client: ClusterClient,
-    op: string,
-    data: unknown,
-    local: (s: Awaited<ReturnType<typeof foldLocally>>) => T | null,
-    what: string,
-  ) => Promise<T>;
-  jobKeyArg: (v: string) => string;
-  userArg: (v: string) => string;
-  keyArg: (v: string) => string;
-  parseInstances: (v: string) => number[];
-  newKey: () => string;
-  keyFlag: string;
-  keyHelp: string;
-}
+type UpdateCliDeps = CliDeps;
 
 /** Aurora's `update wait` exit codes. */
 const WAIT_EXIT = { ROLLED_FORWARD: 0, ROLLED_BACK: 4, OTHER: 20 } as const;

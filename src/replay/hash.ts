@@ -443,39 +443,20 @@ function* digestState(state: ClusterState, n: number, idAt: (k: number) => strin
   const anomalies = state.anomalies.map((a) => [a.seq, a.index, a.type]);
   writeCanonical(f, { digest: STATE_DIGEST_VERSION, seq: state.seq, eventCount: state.eventCount, leader: state.leader, anomalies });
   // Sections added after v1 was pinned hash nothing when empty, so older logs hash as before.
-  if (state.quotas.size) {
-    f.ascii("quotas=");
-    writeCanonical(f, state.quotas);
-    f.ascii("\n");
-  }
-  if (state.reservations.size) {
-    f.ascii("reservations=");
-    writeCanonical(f, state.reservations);
-    f.ascii("\n");
-  }
-  if (state.requests.size) {
-    f.ascii("requests=");
-    writeCanonical(f, state.requests);
-    f.ascii("\n");
-  }
-  if (state.updates.size) {
-    f.ascii("updates=");
-    writeCanonical(f, state.updates);
-    f.ascii("\n");
-  }
-  if (state.cronJobs.size) {
-    f.ascii("cronJobs=");
-    writeCanonical(f, state.cronJobs);
-    f.ascii("\n");
-  }
-  if (state.hosts.size) {
-    f.ascii("hosts=");
-    writeCanonical(f, state.hosts);
-    f.ascii("\n");
-  }
-  if (state.windows.size) {
-    f.ascii("windows=");
-    writeCanonical(f, state.windows);
+  // Their order is part of the digest: append new ones at the end.
+  const sections = [
+    ["quotas", state.quotas],
+    ["reservations", state.reservations],
+    ["requests", state.requests],
+    ["updates", state.updates],
+    ["cronJobs", state.cronJobs],
+    ["hosts", state.hosts],
+    ["windows", state.windows],
+  ] as const;
+  for (const [name, section] of sections) {
+    if (section.size === 0) continue;
+    f.ascii(`${name}=`);
+    writeCanonical(f, section);
     f.ascii("\n");
   }
   if (state.anomalyCount > state.anomalies.length) {

@@ -30,6 +30,33 @@ export function runNode(args: string[], cwd: string): Promise<RunResult> {
   });
 }
 
+/** Run `roost args` in `cwd`; its stdout, or an error with its exit code and output. */
+export async function roostOk(args: string[], cwd: string): Promise<string> {
+  const r = await roost(args, cwd);
+  if (r.code !== 0) throw new Error(`roost ${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+/**
+ * Ask `probe` again (every `everyMs`) until it gives something `done` accepts; throws with the
+ * last answer (or error) after `ms`. For state only a CLI can see: no event to await.
+ */
+export async function pollUntil<T>(probe: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 60_000, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: T | string = "(no answer)";
+  for (;;) {
+    try {
+      const v = await probe();
+      if (done(v)) return v;
+      last = v;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 export async function roostJson<T>(args: string[], cwd: string): Promise<T> {
   const r = await roost([...args, "--json"], cwd);
   if (r.code !== 0) throw new Error(`roost ${args.join(" ")} failed (${r.code}): ${r.stderr}`);

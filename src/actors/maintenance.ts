@@ -120,6 +120,9 @@ export class Maintenance extends Actor<MaintenanceMsg> {
     if (st.hosts.size === 0 && st.windows.size === 0) return;
     let touched = false;
     for (const e of events) {
+      // A host that became DRAINED changes no other host's decision: a full look after each of a
+      // 500-host drain's DRAINED records was most of its CPU (every job's SLA judged again).
+      if (e.type === "HostMaintenanceChanged" && e.data.to === "DRAINED") continue;
       if (e.type === "HostMaintenanceChanged" || e.type === "MaintenanceWindowScheduled" || e.type === "MaintenanceWindowEnded")
         return this.changed();
       if (e.type === "TaskStateChanged") {

@@ -4,6 +4,14 @@
 //   placementsPerSec     1,000 jobs × 100 tasks submitted back to back (a mix: limit host=1,
 //                        rack limits with a zone exclusion, plain; half with named ports); the
 //                        time from the first submit until all 100,000 placements are committed
+//   pureCostUs           the pure placement cost per task on the same state, in the same run: the
+//                        throughput run's log folded without its TaskAssigned events (every task
+//                        PENDING on the same agents), then placed by the same PlacementStack,
+//                        group by group and round by round as the Placement actor does, each
+//                        round's assignments folded before the next; only placement is timed
+//                        (offer book, task group, placeGroup), median of 3
+//   placementEfficiency  placementsPerSec × pureCostUs / 1e6: the share of the pure bound (one
+//                        placement every pureCostUs) that committed placement reaches (goal ≥ 0.7)
 //   submitToPlacedP99Ms  offered load of 1,000 tasks/s (a 100-task job every 100 ms for 10 s) on a
 //                        fresh cell: per task, from the job.create request to its TaskAssigned
 //                        being committed; p50 and p99
@@ -16,6 +24,15 @@ import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.j
 import { startNatsServer } from "../src/natsServer/server.js";
 import type { RegisterRequest } from "../src/agent/protocol.js";
 import { Rng } from "../src/sim/rng.js";
+import { GROUP_BATCH, ROUND_MAX } from "../src/actors/placement.js";
+import { AURORA_POLICY } from "../src/actors/policy.js";
+import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
+import { foldRecord } from "../src/replay/fold.js";
+import { ClusterState } from "../src/replay/state.js";
+import { TaskGroup } from "../src/scheduling/feasible.js";
+import { activeAgents, OfferBook } from "../src/scheduling/offers.js";
+import { PlacementStack } from "../src/scheduling/stack.js";
+import type { TaskId } from "../src/domain/types.js";
 
 const AGENTS = Number(process.env.ROOST_BENCH_AGENTS ?? 5000);
 const JOBS = Number(process.env.ROOST_BENCH_JOBS ?? 1000);
@@ -60,6 +77,64 @@ async function cell(log: JetStreamLog): Promise<{ scheduler: Scheduler; bus: Mem
   return { scheduler, bus };
 }
 
+/** The log's records without their TaskAssigned events: every task of the run PENDING again. */
+function unplaced(records: ReadonlyArray<readonly LogEntry[]>): ClusterState {
+  const st = new ClusterState();
+  let seq = 0;
+  for (const r of records) {
+    const events = r.filter((e) => e.type !== "TaskAssigned");
+    if (events.length > 0) foldRecord(st, ++seq, events);
+  }
+  if (st.anomalies.length > 0) throw new Error(`pure placement: fold anomalies ${JSON.stringify(st.anomalies.slice(0, 2))}`);
+  return st;
+}
+
+/** Microseconds of pure placement per task, placing every pending task of `st` as the Placement actor's rounds would. */
+function pureCostUs(st: ClusterState): number {
+  const stack = new PlacementStack({ placementMode: AURORA_POLICY.placementMode, candidateLimit: AURORA_POLICY.candidateLimit });
+  let seq = st.seq;
+  let placed = 0;
+  let ms = 0;
+  while (st.pending.size > 0) {
+    const groups = new Map<string, TaskId[]>();
+    for (const id of st.pending) {
+      const t = st.tasks.get(id)!;
+      const key = `${t.job}#${t.configVersion}`;
+      const g = groups.get(key);
+      if (g) g.push(id);
+      else groups.set(key, [id]);
+    }
+    const agents = activeAgents(st);
+    const events: AnyEnvelope[] = [];
+    let t0 = performance.now();
+    const offers = new OfferBook(st);
+    ms += performance.now() - t0;
+    for (const ids of groups.values()) {
+      for (let from = 0; from < ids.length && events.length < ROUND_MAX; from += GROUP_BATCH) {
+        t0 = performance.now();
+        const first = st.tasks.get(ids[from]!)!;
+        const g = new TaskGroup(st.jobs.get(first.job)!, first.configVersion);
+        const out = stack.placeGroup(st, offers, agents, g, ids.slice(from, from + GROUP_BATCH), GROUP_BATCH);
+        ms += performance.now() - t0;
+        for (const a of out.assignments)
+          events.push(
+            makeEnvelope(
+              "TaskAssigned",
+              { taskId: a.taskId, agentId: a.agentId, host: a.host, ports: a.ports, placement: a.decision },
+              { epoch: 1, ts: 0, corr: "bench", reason: a.reason },
+            ) as AnyEnvelope,
+          );
+        if (out.blocked !== null) break;
+      }
+      if (events.length >= ROUND_MAX) break;
+    }
+    if (events.length === 0) throw new Error(`pure placement: ${st.pending.size} tasks could not be placed`);
+    placed += events.length;
+    foldRecord(st, ++seq, events);
+  }
+  return (ms * 1000) / placed;
+}
+
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
@@ -93,7 +168,17 @@ export default async function placementBench(): Promise<Record<string, number | 
     const pendingLeft = s1.state.pending.size;
     await s1.stop();
     await bus1.close();
+    const records: LogEntry[][] = [];
+    for await (const r of log1.read(1)) records.push(r.events);
     await log1.close();
+    const costs: number[] = [];
+    for (let run = 0; run < 3; run++) costs.push(pureCostUs(unplaced(records)));
+    costs.sort((a, b) => a - b);
+    const pureUs = costs[1]!;
+    const placementEfficiency = (placementsPerSec * pureUs) / 1e6;
+    note(
+      `pure placement on the same state: ${pureUs.toFixed(2)} µs per task (runs ${costs.map((c) => c.toFixed(2)).join(", ")}): bound ${Math.round(1e6 / pureUs)}/s; efficiency ${placementEfficiency.toFixed(2)}`,
+    );
 
     // Latency at 1,000 tasks/s.
     const log2 = await openJetStreamLog({ servers: server.url, stream: "PLACE2", replicas: 1 });
@@ -129,7 +214,9 @@ export default async function placementBench(): Promise<Record<string, number | 
     const p99 = percentile(latencies, 99);
     note(`offered 1,000 tasks/s for 10 s: submit→placed p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
     return {
+      placementEfficiency: Math.round(placementEfficiency * 100) / 100,
       placementsPerSec: Math.round(placementsPerSec),
+      pureCostUs: Math.round(pureUs * 100) / 100,
       submitToPlacedP99Ms: Math.round(p99 * 10) / 10,
       submitToPlacedP50Ms: Math.round(p50 * 10) / 10,
       agents: AGENTS,

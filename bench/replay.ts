@@ -4,7 +4,11 @@
 // task lifecycle events dominate) in records of up to 1,000 events (what group commit writes
 // under load).
 //   foldEventsPerSec           fold from memory (events already decoded), median of 5
-//   jetstreamReadEventsPerSec  read from a JetStream R1 stream, decode and fold, median of 3
+//   jetstreamReadEventsPerSec  read from a JetStream R1 stream, decode and fold, median of 5
+//   naiveEventsPerSec          the anchor (bench/support/naive.ts): the library's ordered consumer,
+//                              unpack, a count per type; run back to back with each Roost read
+//   jetstreamReadVsNaive       median over runs of (Roost's read rate / the naive rate of the same
+//                              run): a ratio that holds on a slow day and a fast one (goal ≥ 1.0)
 // The task table is compiled before timing (a one-off ~0.1 s at process start, reported apart).
 
 import { Appender } from "../src/eventlog/appender.js";
@@ -15,9 +19,14 @@ import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 import { warmTaskTable } from "../src/statemachines/taskTable.js";
+import { naiveRead } from "./support/naive.js";
 
 const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 1_000_000);
 const PER_RECORD = 1000;
+const STREAM = "REPLAYBENCH";
+/** Read runs, each a Roost read and a naive read back to back (ROOST_BENCH_RUNS, default 5). */
+const RUNS = Number(process.env.ROOST_BENCH_RUNS ?? 5);
+const round2 = (x: number) => Math.round(x * 100) / 100;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,7 +59,7 @@ export default async function replayBench(): Promise<Record<string, number | str
 
   const server = await startNatsServer();
   try {
-    const log = await openJetStreamLog({ servers: server.url, stream: "REPLAYBENCH", replicas: 1 });
+    const log = await openJetStreamLog({ servers: server.url, stream: STREAM, replicas: 1 });
     const appender = new Appender(log, { lastSeq: 0, writerId: "bench", maxEventsPerRecord: PER_RECORD });
     t = performance.now();
     await Promise.all(records.map((r) => appender.append(r)));
@@ -58,14 +67,38 @@ export default async function replayBench(): Promise<Record<string, number | str
     // A scheduler starting up holds only the log it reads: drop the in-memory copy.
     const nRecords = records.length;
     records = [];
+    const lastSeq = await log.lastSeq();
     const readRates: number[] = [];
-    for (let run = 0; run < 3; run++) {
-      const state = new ClusterState();
-      t = performance.now();
-      for await (const r of log.read(1)) foldRecord(state, r.seq, r.events);
-      const ms = performance.now() - t;
-      readRates.push((state.eventCount / ms) * 1000);
-      note(`jetstream read+decode+fold run ${run + 1}: ${Math.round(readRates[run]!)} events/s`);
+    const naiveRates: number[] = [];
+    const ratios: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      // Back to back, alternating which goes first, so a slow moment of the machine lands on both.
+      const roost = async () => {
+        const state = new ClusterState();
+        const t0 = performance.now();
+        for await (const r of log.read(1)) foldRecord(state, r.seq, r.events);
+        return (state.eventCount / (performance.now() - t0)) * 1000;
+      };
+      const naive = async () => {
+        const n = await naiveRead(server.url, STREAM, lastSeq);
+        if (n.events !== events) throw new Error(`naive read saw ${n.events} events, not ${events}`);
+        return n.eventsPerSec;
+      };
+      let r: number;
+      let n: number;
+      if (run % 2 === 0) {
+        r = await roost();
+        n = await naive();
+      } else {
+        n = await naive();
+        r = await roost();
+      }
+      readRates.push(r);
+      naiveRates.push(n);
+      ratios.push(r / n);
+      note(
+        `run ${run + 1}: roost read+decode+fold ${Math.round(r)} events/s, naive consume+unpack+count ${Math.round(n)} events/s: ${(r / n).toFixed(2)}`,
+      );
     }
     // Decode alone, for the breakdown.
     const raw: Uint8Array[] = [];
@@ -76,6 +109,9 @@ export default async function replayBench(): Promise<Record<string, number | str
     const decodeEventsPerSec = (n / (performance.now() - t)) * 1000;
     await log.close();
     return {
+      jetstreamReadVsNaive: round2(median(ratios)),
+      jetstreamReadVsNaiveRuns: ratios.map(round2).join(","),
+      naiveEventsPerSec: Math.round(median(naiveRates)),
       foldEventsPerSec: Math.round(median(foldRates)),
       jetstreamReadEventsPerSec: Math.round(median(readRates)),
       decodeEventsPerSec: Math.round(decodeEventsPerSec),
@@ -85,6 +121,7 @@ export default async function replayBench(): Promise<Record<string, number | str
       tableCompileMs: Math.round(tableCompileMs),
       foldRuns: foldRates.map(Math.round).join(","),
       readRuns: readRates.map(Math.round).join(","),
+      naiveRuns: naiveRates.map(Math.round).join(","),
     };
   } finally {
     await server.stop();

@@ -34,9 +34,9 @@ export interface PlacementView {
 }
 
 /** Tasks of one group placed before the next group's turn. */
-const GROUP_BATCH = 50;
+export const GROUP_BATCH = 50;
 /** At most this many placements per round (bounds the latency of a round). */
-const ROUND_MAX = 2000;
+export const ROUND_MAX = 2000;
 
 interface Backoff {
   delayMs: number;

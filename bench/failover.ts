@@ -14,6 +14,8 @@
 //
 //   failoverP99Ms              SIGKILL of the leader → its successor's first placement committed
 //                              (seen by polling the stream by sequence every 20 ms)
+//   failoverOverLeaseRatio     failoverP99Ms / the lease (--lease-ms): how much of a failover is
+//                              the lease running out, a ratio that holds on any machine
 //   failoverWithNatsLossP99Ms  the same, SIGKILLing at the same moment the nats-server that leads
 //                              the log's stream (it is restarted and caught up after each run)
 // With ROOST_BENCH_RUNS (default 5) samples, p99 is the largest sample. Medians and every sample
@@ -33,6 +35,14 @@
 //   snapshotsWrittenByLeaders / snapshotsWrittenByStandbys   snapshots the replicas wrote
 //                              during the bench, by the role they had then
 // ROOST_BENCH_SNAPSHOT_EVERY sets the schedulers' --snapshot-every (e.g. 1000000000: never).
+//
+// Then the soak (ROOST_BENCH_SOAK_MS, default 10 min; 0 skips it): placement load (a 10-instance
+// batch job every 100 ms, ~100 placements/s, each a real process that exits at once) while the
+// leader's whole process is stopped (SIGSTOP … SIGCONT: a stalled event loop, and more) for up to
+// 500 ms at random moments, every 1–4 s. A standby must never take over from a leader that is only
+// slow: its connection lives, so it is never evicted, and the lease (3 s) outlasts any stall.
+//   falseFailovers       LeaderElected records appended during the soak (goal 0)
+//   soakStalls, soakLongestStallMs, soakPlacements   what the soak did
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
@@ -52,6 +62,7 @@ import { startNatsCluster, type NatsClusterHandle } from "../src/natsServer/clus
 import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
+import { Rng } from "../src/sim/rng.js";
 import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
 import type { JobKeyString } from "../src/domain/types.js";
 
@@ -60,6 +71,10 @@ const RUNS = Number(process.env.ROOST_BENCH_RUNS ?? 5);
 const LEASE_MS = Number(process.env.ROOST_BENCH_LEASE_MS ?? 3000);
 /** --snapshot-every for the schedulers (unset: their default, 100,000 events). */
 const SNAPSHOT_EVERY = process.env.ROOST_BENCH_SNAPSHOT_EVERY;
+/** The soak (ms, default 10 min; 0 skips it): placement load, the leader stalled at random. */
+const SOAK_MS = Number(process.env.ROOST_BENCH_SOAK_MS ?? 600_000);
+/** Longest stall of the leader during the soak (SIGSTOP … SIGCONT), ms. */
+const STALL_MAX_MS = 500;
 const PER_RECORD = 1000;
 const WINDOW = 64;
 const ROOST_BIN = fileURLToPath(new URL("../../bin/roost.js", import.meta.url));
@@ -442,6 +457,79 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
       return sample;
     };
 
+    /** Placement load with the leader stalled at random: no LeaderElected may be appended. */
+    const soakWithStalls = async () => {
+      const before = await healthy();
+      const leader = schedulers.get(before.schedulerId)!;
+      const from = (await lastSeq()) + 1;
+      const end = Date.now() + SOAK_MS;
+      note(`soak: ${SOAK_MS / 1000} s of placement load, ${before.schedulerId} stopped for up to ${STALL_MAX_MS} ms every 1–4 s`);
+      let submitted = 0;
+      let refused = 0;
+      let stalls = 0;
+      let longest = 0;
+      let stopped = false;
+      const load = (async () => {
+        for (let i = 0; Date.now() < end; i++) {
+          const spec = {
+            role: "bench",
+            environment: "devel",
+            name: `soak-${i}`,
+            instances: 10,
+            service: false,
+            resources: { cpus: 0.01, ramMb: 1, diskMb: 1 },
+            processes: [{ name: "main", cmdline: "exit 0" }],
+          };
+          void client!.request("job.create", { spec, user: "bench" }, 5000).then(
+            () => submitted++,
+            () => refused++,
+          );
+          await sleep(100);
+        }
+      })();
+      const rng = new Rng(15);
+      try {
+        while (Date.now() < end) {
+          await sleep(1000 + rng.int(3000));
+          if (Date.now() >= end) break;
+          const stall = 50 + rng.int(STALL_MAX_MS - 50 + 1);
+          process.kill(leader.pid, "SIGSTOP");
+          stopped = true;
+          const t0 = performance.now();
+          await sleep(stall);
+          process.kill(leader.pid, "SIGCONT");
+          stopped = false;
+          longest = Math.max(longest, Math.round(performance.now() - t0));
+          stalls++;
+        }
+      } finally {
+        if (stopped) process.kill(leader.pid, "SIGCONT");
+      }
+      await load;
+      await sleep(5000); // the last requests answered, the last records appended
+      let elections = 0;
+      let placements = 0;
+      const to = await lastSeq();
+      for (let seq = from; seq <= to; seq++) {
+        const rec = await reader!.get(seq);
+        for (const e of rec?.events ?? []) {
+          if (e.type === "LeaderElected") elections++;
+          if (e.type === "TaskAssigned") placements++;
+        }
+      }
+      const after = await info();
+      note(
+        `soak: ${stalls} stalls (longest ${longest} ms), ${submitted} jobs accepted (${refused} refused or timed out), ${placements} placements, ${elections} LeaderElected; leader ${before.schedulerId} → ${after.schedulerId}`,
+      );
+      return {
+        falseFailovers: elections,
+        soakStalls: stalls,
+        soakLongestStallMs: longest,
+        soakPlacements: placements,
+        soakJobsRefused: refused,
+      };
+    };
+
     type Sample = Awaited<ReturnType<typeof failoverOnce>>;
     const plain: Sample[] = [];
     for (let i = 0; i < RUNS; i++) plain.push(await failoverOnce(false));
@@ -468,6 +556,8 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
     }
     await healthy();
 
+    const soak = SOAK_MS > 0 ? await soakWithStalls() : null;
+
     const ms = (xs: Sample[], k: keyof Sample) => xs.map((x) => x[k]);
     const snapshotsWritten = (role: string) =>
       [...schedulers.values(), ...retired].reduce(
@@ -478,7 +568,9 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
     const fromSnapshot = coldStarts.filter((c) => c.snapshot !== null).map((c) => c.ms);
     return {
       failoverP99Ms: p99(ms(plain, "ms")),
+      failoverOverLeaseRatio: Math.round((p99(ms(plain, "ms")) / LEASE_MS) * 100) / 100,
       failoverMedianMs: median(ms(plain, "ms")),
+      ...(soak ?? {}),
       failoverWithNatsLossP99Ms: p99(ms(lossy, "ms")),
       failoverWithNatsLossMedianMs: median(ms(lossy, "ms")),
       failoverWithSnapshotP99Ms: withSnapshot.length ? p99(ms(withSnapshot, "ms")) : -1,

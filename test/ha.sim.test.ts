@@ -73,6 +73,36 @@ describe("replicas and failover", () => {
     expect(stateHash(replayed)).toBe(stateHash(next.state));
   });
 
+  it("a dead leader is evicted: a standby leads long before its lease would run out, and the lease is not granted twice", async () => {
+    sim = await start(3);
+    const first = sim.scheduler;
+    const t0 = sim.clock.now();
+    first.crash(); // as under SIGKILL: its connection, and its alive subject, go with it
+    const ms = await sim.runUntil(() => sim!.replicas.some((r) => r.leading && r !== first), 10_000, "a new leader");
+    // Probed every 100 ms, "no responders" twice 50 ms apart, evicted, acquired: well inside the 3 s lease.
+    expect(ms).toBeLessThan(500);
+    expect(sim.clock.now() - t0).toBeLessThan(3000);
+    const leaders = sim.replicas.filter((r) => r.leading);
+    expect(leaders).toHaveLength(1);
+    expect(leaders[0]!.epoch).toBeGreaterThan(first.epoch);
+  });
+
+  it("a live leader is never evicted: while it answers, standbys wait out its lease", async () => {
+    sim = await start(3);
+    const leader = sim.scheduler;
+    const epoch = leader.epoch;
+    await sim.advance(30_000); // 300 probes by each standby: each finds it alive
+    expect(sim.replicas.filter((r) => r.leading)).toEqual([leader]);
+    expect(leader.epoch).toBe(epoch);
+    // Renewals stopped (as when its event loop stalls) but it still answers: only the lease ends it.
+    sim.clock.clearTimeout((leader as unknown as { renewTimer: unknown }).renewTimer);
+    // Its last renewal was at most leaseMs/3 ago: the lease lives at least 2 s more.
+    await sim.advance(1_900);
+    expect(sim.replicas.filter((r) => r.leading)).toEqual([leader]);
+    await sim.advance(2_000);
+    expect(sim.replicas.some((r) => r.leading && r !== leader)).toBe(true);
+  });
+
   it("a leader change reschedules no healthy task", async () => {
     sim = await start(5);
     await sim.createJob(testSpec("steady", { instances: 50, service: true }));

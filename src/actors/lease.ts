@@ -7,6 +7,18 @@
 // key expires after leaseMs (no per-key TTL on 2.9), acquired with create() (fails while the key
 // lives), renewed with update(revision) every leaseMs/3, and polled by candidates every leaseMs/4
 // (expiry emits no watch event). A failed or late renewal means the lease is gone: step down.
+//
+// Waiting out the lease made every failover cost a whole lease (3 s: the failover bench's new
+// LeaderElected landed 3.06 s after the SIGKILL). So a standby also asks whether the holder still
+// lives: each scheduler process answers on its own subject (subjects.schedulerAlive(token), the
+// token in the lease's value), and NATS answers "no responders" at once when no subscription is
+// left anywhere, which is what a dead process's closed connection leaves. Twice in a row, and the
+// standby evicts the holder: it deletes the key only at the revision it read (evict()), so a
+// holder that renewed in between keeps it. A stalled holder (SIGSTOP, a 500 ms pause of its
+// event loop) still holds its connection and subscription: its silence is a timeout, not "no
+// responders", and the lease decides as before. A holder evicted while alive (its server died
+// and it had not reconnected yet) loses its next renewal, and its appends are fenced by the new
+// leader's LeaderElected: there is still one writer.
 
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -16,6 +28,8 @@ export interface LeaseHolder {
   id: string;
   host: string;
   pid: number;
+  /** The holder process's own token: it answers on subjects.schedulerAlive(token) while it lives. */
+  token?: string;
 }
 
 export interface Lease {
@@ -26,6 +40,8 @@ export interface Lease {
   renew(): Promise<void>;
   /** Give it up (on a clean stop), so a standby takes over at once. */
   release(): Promise<void>;
+  /** Delete the lease if it is still at `revision` (its holder is gone): true if it was deleted. */
+  evict(revision: number): Promise<boolean>;
   /** Who holds it now, and at which revision (possibly stale: reads may hit any replica). */
   holder(): Promise<(LeaseHolder & { revision: number }) | null>;
 }
@@ -89,6 +105,15 @@ export class KvLease implements Lease {
     }
   }
 
+  async evict(revision: number): Promise<boolean> {
+    try {
+      await this.kv.delete(KEY, { previousSeq: revision });
+      return true;
+    } catch {
+      return false; // renewed, taken or gone meanwhile
+    }
+  }
+
   async holder(): Promise<(LeaseHolder & { revision: number }) | null> {
     const e = await this.kv.get(KEY).catch(() => null);
     if (e?.operation !== "PUT" || e.value.length === 0) return null;
@@ -148,6 +173,12 @@ export class MemoryLease implements Lease {
 
   async release(): Promise<void> {
     if (this.board.live()?.revision === this.mine) this.board.held = null;
+  }
+
+  async evict(revision: number): Promise<boolean> {
+    if (this.board.live()?.revision !== revision) return false;
+    this.board.held = null;
+    return true;
   }
 
   async holder(): Promise<(LeaseHolder & { revision: number }) | null> {

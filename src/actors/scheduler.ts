@@ -7,19 +7,22 @@
 //      timers, preemption and agent health checks;
 //   3. renew the lease every leaseMs/3; a failed renewal, a fenced append, or a record in the log
 //      it did not write ends the term at once, and the replica follows the log again.
+// A standby does not wait out a dead leader's lease: it evicts a holder whose process no longer
+// answers on its alive subject ("no responders", not a timeout: lease.ts says why that is safe).
 //
 // Three parts, one concern each: this file is the replica (cold start, following, the lease and
 // election, the members board); term.ts is a leader term (commit → fold → effects, and the
 // actors); snapshotWriter.ts decides who writes snapshots and writes them.
 
 import type { IntakeSource } from "../eventlog/intake.js";
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { Appender } from "../eventlog/appender.js";
 import { FencedError, LogUnavailableError } from "../eventlog/log.js";
 import { makeEnvelope, type AnyEnvelope, type LogEntry } from "../eventlog/envelope.js";
 import type { EventPayloads, EventType } from "../domain/events.js";
 import type { EventLog } from "../eventlog/log.js";
-import type { Bus } from "../bus/bus.js";
+import { NoResponderError, subjects, type Bus } from "../bus/bus.js";
 import { foldRecord } from "../replay/fold.js";
 import { DEFAULT_ALLOWED_ENVIRONMENTS } from "../spec/jobSpec.js";
 import { ClusterState } from "../replay/state.js";
@@ -37,6 +40,11 @@ import { randomIds, systemClock, type Clock, type Ids } from "./clock.js";
 import { LeaderTerm } from "./term.js";
 
 export { RefusedEventError } from "./term.js";
+
+/** Between the two "no responders" that evict a lease holder (actors/lease.ts). */
+const PROBE_GAP_MS = 50;
+/** A holder that has not answered by then is alive but slow: not evicted. */
+const PROBE_TIMEOUT_MS = 250;
 
 export interface SchedulerOptions {
   log: EventLog;
@@ -59,6 +67,11 @@ export interface SchedulerOptions {
   allowedEnvironments?: RegExp;
   /** High availability: compete for this lease instead of taking over at once. */
   lease?: Lease;
+  /**
+   * How often a standby looks at the lease and asks its holder whether it lives (ms, default
+   * 100). A dead holder is evicted after two "no responders" in a row (actors/lease.ts).
+   */
+  leaseProbeMs?: number;
   /** The durable intake (roost.intake.v1.>), consumed while this replica leads. */
   intake?: IntakeSource;
   /** Where replicas say who they are (roost cluster status). */
@@ -102,6 +115,10 @@ export class Scheduler {
   term: LeaderTerm | null = null;
 
   private readonly lease: Lease | null;
+  private readonly leaseProbeMs: number;
+  /** This process's token: it answers on subjects.schedulerAlive(token) while it lives (actors/lease.ts). */
+  private readonly token = randomBytes(8).toString("hex");
+  private unserveAlive: (() => void) | null = null;
   private readonly intakeSource: IntakeSource | null;
   private readonly discovery: EndpointStore | null;
   private readonly members: MemberBoard | null;
@@ -139,6 +156,7 @@ export class Scheduler {
     this.allowedEnvironments = opts.allowedEnvironments ?? DEFAULT_ALLOWED_ENVIRONMENTS;
     this.onFatal = opts.onFatal ?? ((err) => this.log.fatal({ err }, "scheduler stopped"));
     this.lease = opts.lease ?? null;
+    this.leaseProbeMs = opts.leaseProbeMs ?? 100;
     this.intakeSource = opts.intake ?? null;
     this.discovery = opts.discovery ?? null;
     this.members = opts.members ?? null;
@@ -275,6 +293,7 @@ export class Scheduler {
     this.metrics.coldStarted((Date.now() - t0) / 1000);
     this.publishMember();
     if (!this.lease) return this.takeOver((this.state.leader?.epoch ?? 0) + 1);
+    this.unserveAlive = this.bus.serve(subjects.schedulerAlive(this.token), () => ({ ok: true, id: this.schedulerId }));
     this.role = "standby";
     this.electing = this.elect(this.lease);
   }
@@ -292,6 +311,8 @@ export class Scheduler {
     if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
     await appender?.flush().catch(() => {});
     if (wasLeader) await this.lease?.release();
+    this.unserveAlive?.();
+    this.unserveAlive = null;
     await this.electing?.catch(() => {});
   }
 
@@ -309,6 +330,9 @@ export class Scheduler {
     this.holdEnd = null;
     this.endTerm();
     if (this.memberTimer !== null) this.clock.clearTimeout(this.memberTimer);
+    // Its connection dies with it: standbys asking whether it lives hear "no responders".
+    this.unserveAlive?.();
+    this.unserveAlive = null;
   }
 
   /** Fold every record the log holds beyond what this replica has folded. */
@@ -362,7 +386,7 @@ export class Scheduler {
 
   /** Standby until the lease is won; lead until it is lost; and again, until stopped. */
   private async elect(lease: Lease): Promise<void> {
-    const me = { id: this.schedulerId, host: this.host, pid: this.pid };
+    const me = { id: this.schedulerId, host: this.host, pid: this.pid, token: this.token };
     while (!this.stopped) {
       this.standbyAbort = new AbortController();
       const following = this.follow(this.standbyAbort.signal);
@@ -370,7 +394,7 @@ export class Scheduler {
       while (!this.stopped) {
         epoch = await lease.tryAcquire(me);
         if (epoch !== null) break;
-        await this.sleep(lease.leaseMs / 4);
+        await this.awaitVacancy(lease);
       }
       this.standbyAbort.abort();
       await following;
@@ -392,6 +416,49 @@ export class Scheduler {
       }
       this.stepDown(why);
     }
+  }
+
+  /**
+   * Standby: returns when the lease may be free: no holder, a dead holder evicted, or leaseMs/4
+   * passed (try again anyway). Every leaseProbeMs it reads the lease and asks the holder whether
+   * it lives.
+   */
+  private async awaitVacancy(lease: Lease): Promise<void> {
+    const until = this.clock.now() + lease.leaseMs / 4;
+    while (!this.stopped && this.clock.now() < until) {
+      await this.sleep(Math.min(this.leaseProbeMs, lease.leaseMs / 4));
+      if (this.stopped) return;
+      const h = await lease.holder().catch(() => undefined);
+      if (h === null) return;
+      if (h === undefined || h.token === undefined || h.token === this.token) continue;
+      if (!(await this.holderGone(h.token))) continue;
+      if (await lease.evict(h.revision)) {
+        this.metrics.leaseEvicted();
+        this.log.warn(
+          { holder: h.id, host: h.host, pid: h.pid, revision: h.revision },
+          "the lease holder is gone (its connection closed: no responders twice): evicted it",
+        );
+      }
+      return;
+    }
+  }
+
+  /**
+   * True when the holder's alive subject has no subscriber at all, twice, PROBE_GAP_MS apart. An
+   * answer, a timeout (alive but slow: a stalled event loop) or any other error is "not gone".
+   */
+  private async holderGone(token: string): Promise<boolean> {
+    for (let i = 0; i < 2; i++) {
+      if (i > 0) await this.sleep(PROBE_GAP_MS);
+      if (this.stopped) return false;
+      try {
+        await this.bus.request(subjects.schedulerAlive(token), {}, PROBE_TIMEOUT_MS);
+        return false;
+      } catch (err) {
+        if (!(err instanceof NoResponderError) || err.timedOut) return false;
+      }
+    }
+    return true;
   }
 
   /** Renew the lease every leaseMs/3; resolves with why leadership ended. */

@@ -43,8 +43,20 @@ export interface ServeOptions {
   queue?: string;
 }
 
+/**
+ * A request nobody answered. `timedOut` tells the two cases apart: false when the bus knew at once
+ * that nobody serves the subject (NATS's "no responders": no subscription anywhere in the
+ * cluster, as when the process that held it died), true when someone may serve it but did not
+ * answer in time (busy, stalled, or gone without the bus knowing yet).
+ */
 export class NoResponderError extends Error {
   override name = "NoResponderError";
+  constructor(
+    message: string,
+    readonly timedOut = false,
+  ) {
+    super(message);
+  }
 }
 
 export interface Bus {
@@ -85,6 +97,11 @@ export const subjects = {
   /** What a task's processes are doing (the leader asks for `roost task status`). */
   inspect: (agentId: string) => `roost.agent.${agentToken(agentId)}.inspect`,
   leader: "roost.leader",
+  /**
+   * A scheduler process answers here while it lives (its lease token: one per process). A
+   * standby asks the lease holder's: "no responders" means its connection is gone (actors/lease.ts).
+   */
+  schedulerAlive: (token: string) => `roost.scheduler.${token}.alive`,
 };
 
 /** The agent id in an agent's own subject (roost.agent.<id>.<verb>), or null. */

@@ -78,7 +78,7 @@ export class MemoryBus implements Bus {
         .catch((err: Error) => ({ ok: false, error: err.message }));
       if (!this.requestTimeouts) return structuredClone(await reply) as T;
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new NoResponderError(`request on ${subject} timed out after ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(() => reject(new NoResponderError(`request on ${subject} timed out after ${timeoutMs} ms`, true)), timeoutMs);
       });
       return structuredClone(await Promise.race([reply, timeout])) as T;
     } finally {

@@ -30,10 +30,10 @@ export class NatsBus implements Bus {
       const m = await this.nc.request(subject, pack(data), { timeout: timeoutMs });
       return unpack<T>(m.data);
     } catch (err) {
-      const e = err as Error;
-      if (/no responders|timeout|TIMEOUT|503/i.test(`${e.name} ${e.message}`)) {
-        throw new NoResponderError(`${subject}: ${e.message}`);
-      }
+      const e = err as Error & { isNoResponders?: () => boolean };
+      if (e.isNoResponders?.() === true || /no responders|503/i.test(`${e.name} ${e.message}`))
+        throw new NoResponderError(`${subject}: ${e.message}`, false);
+      if (/timeout/i.test(`${e.name} ${e.message}`)) throw new NoResponderError(`${subject}: ${e.message}`, true);
       throw err;
     }
   }

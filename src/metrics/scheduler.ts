@@ -80,6 +80,7 @@ export class SchedulerMetrics {
   private readonly appendedEvents: Counter;
   private readonly appendedBytes: Counter;
   private readonly elections: Counter;
+  private readonly evictions: Counter;
   private readonly takeoverSeconds: Gauge;
   private readonly reconcileSeconds: Gauge;
   private readonly coldStartSeconds: Gauge;
@@ -233,6 +234,11 @@ export class SchedulerMetrics {
       help: "Times this replica became leader (appended LeaderElected)",
       registers,
     });
+    this.evictions = new Counter({
+      name: "roost_leader_lease_evictions_total",
+      help: "Times this replica, as a standby, evicted a lease holder whose connection was gone (no responders twice) instead of waiting out the lease",
+      registers,
+    });
     this.takeoverSeconds = new Gauge({
       name: "roost_failover_replay_seconds",
       help: "The last takeover: from starting it (the lease won) to LeaderElected committed, folding the log's tail included",
@@ -379,6 +385,11 @@ export class SchedulerMetrics {
   elected(seconds: number): void {
     this.elections.inc();
     this.takeoverSeconds.set(seconds);
+  }
+
+  /** As a standby, deleted the lease of a holder that no longer answers (actors/lease.ts). */
+  leaseEvicted(): void {
+    this.evictions.inc();
   }
 
   reconciled(seconds: number): void {

@@ -383,7 +383,8 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
       let taskId = "";
       for (;;) {
         try {
-          const r = await client!.request<{ taskIds: string[] }>("job.create", { spec, user: "bench" }, 1000);
+          // retry: false: this loop retries every 25 ms (the client's own retries back off to 1 s).
+          const r = await client!.request<{ taskIds: string[] }>("job.create", { spec, user: "bench" }, { timeoutMs: 1000, retry: false });
           taskId = r.taskIds[0]!;
           acceptedAt = Date.now();
           break;

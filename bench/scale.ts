@@ -1,6 +1,7 @@
 // `npm run bench -- scale`: memory and placement cost as the cell grows.
-//   heapBytes          the leader's folded state at 10,000 agents and 250,000 live tasks
+//   heapBytes1M        the leader's folded state at 10,000 agents and 1,000,000 live tasks
 //                      (goal ≤ 1 GiB), measured after GC, above the heap before it was built
+//   heapBytes          the same at 250,000 live tasks
 //   placeUs_<N>        placement cost per task (µs) with N agents, spread, a job of 1,000
 //                      feasible tasks (candidateLimit 16: the scan stops early)
 //   blockedScanUs_<N>  one attempt at a task that fits nowhere: every agent is judged (the
@@ -54,7 +55,7 @@ function agents(b: Builder, n: number): void {
 function job(b: Builder, name: string, instances: number, extra: Record<string, unknown> = {}) {
   const cfg = validateJobSpec({
     role: "www",
-    environment: "production",
+    environment: "prod",
     name,
     instances,
     service: true,
@@ -73,15 +74,16 @@ function heap(): number {
   return process.memoryUsage().heapUsed;
 }
 
-export default async function scaleBench(): Promise<Record<string, number | string>> {
-  warmTaskTable();
-  if (!(globalThis as { gc?: unknown }).gc) note("run with node --expose-gc for exact heap figures (npm run bench does)");
+/**
+ * The leader's folded state at 10,000 agents and `jobs` × 100 live tasks (each RUNNING on an agent
+ * with a port), built by folding events as a replica does: its heap after GC, above the heap before.
+ */
+function liveCell(jobs: number): { heapBytes: number; liveTasks: number } {
   const before = heap();
   const b = new Builder();
   agents(b, 10_000);
-  // 250,000 live tasks: 2,500 jobs × 100, each RUNNING on an agent with a port.
   let n = 0;
-  for (let j = 0; j < 2_500; j++) {
+  for (let j = 0; j < jobs; j++) {
     const key = job(b, `svc${j}`, 100);
     for (let i = 0; i < 100; i++, n++) {
       const taskId = asTaskId(`${key.replaceAll("/", "-")}-${i}-${n.toString(16).padStart(8, "0")}`);
@@ -102,10 +104,33 @@ export default async function scaleBench(): Promise<Record<string, number | stri
   }
   b.flush();
   const heapBytes = heap() - before;
-  note(`10,000 agents, ${b.state.tasks.size} live tasks: heap ${(heapBytes / 2 ** 20).toFixed(0)} MiB`);
   const liveTasks = b.state.tasks.size;
+  if (b.state.anomalies.length > 0) throw new Error(`scale: fold anomalies ${JSON.stringify(b.state.anomalies.slice(0, 2))}`);
+  note(
+    `10,000 agents, ${liveTasks} live tasks: heap ${(heapBytes / 2 ** 20).toFixed(0)} MiB (${Math.round(heapBytes / liveTasks)} B per task)`,
+  );
+  return { heapBytes, liveTasks };
+}
 
-  const result: Record<string, number | string> = { heapBytes, heapMiB: Math.round(heapBytes / 2 ** 20), agents: 10_000, liveTasks };
+export default async function scaleBench(): Promise<Record<string, number | string>> {
+  warmTaskTable();
+  if (!(globalThis as { gc?: unknown }).gc) note("run with node --expose-gc for exact heap figures (npm run bench does)");
+  const cell250k = liveCell(2_500);
+  const heapBytes = cell250k.heapBytes;
+  const liveTasks = cell250k.liveTasks;
+  const cell1M = liveCell(10_000);
+  const heapBytes1M = cell1M.heapBytes;
+
+  const result: Record<string, number | string> = {
+    heapBytes1M,
+    heapMiB1M: Math.round(heapBytes1M / 2 ** 20),
+    liveTasks1M: cell1M.liveTasks,
+    heapBytesPerTask1M: Math.round(heapBytes1M / cell1M.liveTasks),
+    heapBytes,
+    heapMiB: Math.round(heapBytes / 2 ** 20),
+    agents: 10_000,
+    liveTasks,
+  };
   for (const size of [1_000, 5_000, 10_000, 50_000]) {
     const s = new Builder();
     agents(s, size);

@@ -79,8 +79,8 @@ describe("replicas and failover", () => {
     const t0 = sim.clock.now();
     first.crash(); // as under SIGKILL: its connection, and its alive subject, go with it
     const ms = await sim.runUntil(() => sim!.replicas.some((r) => r.leading && r !== first), 10_000, "a new leader");
-    // Probed every 100 ms, "no responders" twice 50 ms apart, evicted, acquired: well inside the 3 s lease.
-    expect(ms).toBeLessThan(500);
+    // Probed every 100 ms, "no responders" twice 300 ms apart, evicted, acquired: well inside the 3 s lease.
+    expect(ms).toBeLessThan(1000);
     expect(sim.clock.now() - t0).toBeLessThan(3000);
     const leaders = sim.replicas.filter((r) => r.leading);
     expect(leaders).toHaveLength(1);

@@ -12,12 +12,12 @@
 // LeaderElected landed 3.06 s after the SIGKILL). So a standby also asks whether the holder still
 // lives: each scheduler process answers on its own subject (subjects.schedulerAlive(token), the
 // token in the lease's value), and NATS answers "no responders" at once when no subscription is
-// left anywhere, which is what a dead process's closed connection leaves. Twice in a row, and the
-// standby evicts the holder: it deletes the key only at the revision it read (evict()), so a
+// left anywhere, which is what a dead process's closed connection leaves. Twice, 300 ms apart (more
+// than a live holder takes to reconnect when its nats-server dies), and the standby evicts the holder: it deletes the key only at the revision it read (evict()), so a
 // holder that renewed in between keeps it. A stalled holder (SIGSTOP, a 500 ms pause of its
 // event loop) still holds its connection and subscription: its silence is a timeout, not "no
 // responders", and the lease decides as before. A holder evicted while alive (its server died
-// and it had not reconnected yet) loses its next renewal, and its appends are fenced by the new
+// and it had not reconnected 300 ms later) loses its next renewal, and its appends are fenced by the new
 // leader's LeaderElected: there is still one writer.
 
 import { Kvm, type KV } from "@nats-io/kv";

@@ -41,8 +41,12 @@ import { LeaderTerm } from "./term.js";
 
 export { RefusedEventError } from "./term.js";
 
-/** Between the two "no responders" that evict a lease holder (actors/lease.ts). */
-const PROBE_GAP_MS = 50;
+/**
+ * Between the two "no responders" that evict a lease holder (actors/lease.ts): longer than a live
+ * holder takes to reconnect to another nats-server when its own dies (the client tries the next
+ * server at once; its subscriptions follow), so that loss alone does not cost a leader change.
+ */
+const PROBE_GAP_MS = 300;
 /** A holder that has not answered by then is alive but slow: not evicted. */
 const PROBE_TIMEOUT_MS = 250;
 

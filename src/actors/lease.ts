@@ -4,24 +4,41 @@
 // can append nothing.
 //
 // KvLease is the lease recipe that works on nats-server 2.9: a dedicated KV bucket whose every
-// key expires after leaseMs (no per-key TTL on 2.9), acquired with create() (fails while the key
-// lives), renewed with update(revision) every leaseMs/3, and polled by candidates every leaseMs/4
-// (expiry emits no watch event). A failed or late renewal means the lease is gone: step down.
+// key expires after leaseMs (no per-key TTL on 2.9), renewed every leaseMs/3 and polled by
+// candidates (expiry emits no watch event). Every write (take, renew, release, evict) is fenced
+// with the whole stream's Nats-Expected-Last-Sequence, not the KV's per-key revision check: on a
+// clustered 2.9.10 stream the per-subject check runs only before the write is proposed, against
+// what is stored, so two contenders that both saw the lease free (a delete marker) were both
+// granted it (seen in the failover bench: epochs 31 and 32 within 25 ms of an eviction; the
+// log's fencing kept one writer). The whole-stream check runs as each write is applied, in
+// order. The bucket holds one key, so the stream's last sequence is the lease's revision.
+// A renewal that times out is retried as the same write (one msgId), until the lease it extends
+// could have run out; only a refusal by the fence, or no confirmation for a whole lease, loses it.
 //
 // Waiting out the lease made every failover cost a whole lease (3 s: the failover bench's new
 // LeaderElected landed 3.06 s after the SIGKILL). So a standby also asks whether the holder still
 // lives: each scheduler process answers on its own subject (subjects.schedulerAlive(token), the
 // token in the lease's value), and NATS answers "no responders" at once when no subscription is
-// left anywhere, which is what a dead process's closed connection leaves. Twice, 300 ms apart (more
-// than a live holder takes to reconnect when its nats-server dies), and the standby evicts the holder: it deletes the key only at the revision it read (evict()), so a
-// holder that renewed in between keeps it. A stalled holder (SIGSTOP, a 500 ms pause of its
-// event loop) still holds its connection and subscription: its silence is a timeout, not "no
-// responders", and the lease decides as before. A holder evicted while alive (its server died
-// and it had not reconnected 300 ms later) loses its next renewal, and its appends are fenced by the new
+// left anywhere, which is what a dead process's closed connection leaves. Twice, 300 ms apart
+// (more than a live holder takes to reconnect when its nats-server dies), and the standby evicts
+// the holder: it deletes the key only at the revision it read (evict()), so a holder that renewed
+// in between keeps it. A stalled holder (SIGSTOP, a 500 ms pause of its event loop) still holds
+// its connection and subscription: its silence is a timeout, not "no responders", and the lease
+// decides as before. A holder evicted while alive (its server died and it had not reconnected
+// 300 ms later) loses its next renewal, and its appends are fenced by the new
 // leader's LeaderElected: there is still one writer.
 
+import { randomUUID } from "node:crypto";
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { Clock } from "./clock.js";
 
 export interface LeaseHolder {
@@ -36,8 +53,11 @@ export interface Lease {
   readonly leaseMs: number;
   /** Take the lease if nobody holds it: the revision (the epoch), or null. */
   tryAcquire(me: LeaseHolder): Promise<number | null>;
-  /** Extend it; throws LeaseLostError if it was lost (expired and taken, or deleted). */
-  renew(): Promise<void>;
+  /**
+   * Extend it; throws LeaseLostError if it was lost (expired and taken, or deleted), or if it could
+   * not be confirmed within `withinMs` (default: one attempt).
+   */
+  renew(withinMs?: number): Promise<void>;
   /** Give it up (on a clean stop), so a standby takes over at once. */
   release(): Promise<void>;
   /** Delete the lease if it is still at `revision` (its holder is gone): true if it was deleted. */
@@ -51,13 +71,31 @@ class LeaseLostError extends Error {
 }
 
 const KEY = "leader";
+const KV_OPERATION = "KV-Operation";
+/** One attempt of a lease write, ms (a renewal retries within its window). */
+const WRITE_TIMEOUT_MS = 1000;
+
+function wrongLastSequence(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
+}
 
 export class KvLease implements Lease {
   private revision = 0;
+  private value: Uint8Array = new Uint8Array();
+  private readonly stream: string;
+  private readonly subject: string;
+  /** This handle's own id, in its renewals' msgIds. */
+  private readonly writer = randomUUID();
   private constructor(
     private readonly kv: KV,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    bucket: string,
     readonly leaseMs: number,
-  ) {}
+  ) {
+    this.stream = `KV_${bucket}`;
+    this.subject = `$KV.${bucket}.${KEY}`;
+  }
 
   static async open(nc: NatsConnection, opts: { bucket?: string; leaseMs?: number; replicas?: number } = {}): Promise<KvLease> {
     const leaseMs = opts.leaseMs ?? 3000;
@@ -75,39 +113,75 @@ export class KvLease implements Lease {
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    return new KvLease(kv, leaseMs);
+    return new KvLease(
+      kv,
+      jetstream(nc, { timeout: WRITE_TIMEOUT_MS }),
+      await jetstreamManager(nc, { timeout: WRITE_TIMEOUT_MS }),
+      bucket,
+      leaseMs,
+    );
   }
 
+  /**
+   * The lease is free when its stream holds no message (expired) or its last message is a delete
+   * marker; it is taken by a write fenced on that last sequence, so of several contenders that saw
+   * it free exactly one lands.
+   */
   async tryAcquire(me: LeaseHolder): Promise<number | null> {
     try {
-      this.revision = await this.kv.create(KEY, JSON.stringify(me));
-      return this.revision;
+      const { state } = await this.jsm.streams.info(this.stream);
+      const last = state.last_seq;
+      if (state.messages > 0) {
+        const m = await this.jsm.streams.getMessage(this.stream, { seq: last }).catch(() => null);
+        const op = m?.header?.get(KV_OPERATION);
+        if (m === null || (op !== "DEL" && op !== "PURGE")) return null; // held (or just expired: next time)
+      }
+      const value = new TextEncoder().encode(JSON.stringify(me));
+      const ack = await this.js.publish(this.subject, value, { expect: { lastSequence: last } });
+      this.value = value;
+      this.revision = ack.seq;
+      return ack.seq;
     } catch {
-      return null; // held by someone (or JetStream unreachable): try again later
+      return null; // taken meanwhile, or JetStream unreachable: try again later
     }
   }
 
-  async renew(): Promise<void> {
-    const e = await this.kv.get(KEY).catch(() => null);
-    const value = e?.value ?? new Uint8Array();
-    try {
-      this.revision = await this.kv.update(KEY, value, this.revision);
-    } catch (err) {
-      throw new LeaseLostError(`leader lease lost: ${(err as Error).message}`);
+  /**
+   * Rewrite the value fenced on our own revision. An attempt that times out may still have landed,
+   * so every attempt of one renewal carries the same msgId: a retry that finds it landed is told
+   * so (a duplicate, with its sequence) instead of being refused by the fence.
+   */
+  async renew(withinMs = 0): Promise<void> {
+    const from = this.revision;
+    const until = Date.now() + withinMs;
+    for (;;) {
+      try {
+        const ack = await this.js.publish(this.subject, this.value, {
+          msgID: `lease:${this.writer}:${from}`,
+          expect: { lastSequence: from },
+        });
+        this.revision = ack.seq;
+        return;
+      } catch (err) {
+        if (wrongLastSequence(err) || Date.now() >= until) throw new LeaseLostError(`leader lease lost: ${(err as Error).message}`);
+      }
     }
   }
 
   async release(): Promise<void> {
-    try {
-      await this.kv.delete(KEY, { previousSeq: this.revision });
-    } catch {
-      // already gone or taken: nothing to release
-    }
+    await this.writeDelete(this.revision);
   }
 
   async evict(revision: number): Promise<boolean> {
+    return this.writeDelete(revision);
+  }
+
+  /** A delete marker, fenced on `revision` being the stream's last message. */
+  private async writeDelete(revision: number): Promise<boolean> {
+    const h = headers();
+    h.set(KV_OPERATION, "DEL");
     try {
-      await this.kv.delete(KEY, { previousSeq: revision });
+      await this.js.publish(this.subject, new Uint8Array(), { headers: h, expect: { lastSequence: revision } });
       return true;
     } catch {
       return false; // renewed, taken or gone meanwhile

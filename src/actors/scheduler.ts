@@ -465,7 +465,14 @@ export class Scheduler {
     return true;
   }
 
-  /** Renew the lease every leaseMs/3; resolves with why leadership ended. */
+  /**
+   * Renew the lease every leaseMs/3, counted from when the last renewal that landed was sent (a
+   * slow renewal or a stalled event loop does not push the next one later); resolves with why
+   * leadership ended. A renewal keeps trying (the same write, idempotent) until the lease it
+   * extends could have expired: the lease is lost only when the fence refuses it (someone else
+   * wrote) or when it could not be confirmed for a whole lease. A renewal that timed out once under
+   * load used to end the term, and a standby then took over from a leader that was only slow.
+   */
   private hold(lease: Lease): Promise<string> {
     return new Promise<string>((resolve) => {
       this.holdEnd = (why) => {
@@ -474,15 +481,21 @@ export class Scheduler {
         this.renewTimer = null;
         resolve(why);
       };
+      let renewedAt = this.clock.now();
       const tick = async () => {
         this.renewTimer = null;
         if (this.holdEnd === null) return;
+        const sent = this.clock.now();
         try {
-          await lease.renew();
+          // Until the lease we hold could have run out (it runs from when the last one landed,
+          // which was after renewedAt), with a margin for the clocks.
+          await lease.renew(Math.max(0, renewedAt + lease.leaseMs * 0.9 - sent));
         } catch (err) {
           return this.holdEnd?.((err as Error).message);
         }
-        if (this.holdEnd !== null) this.renewTimer = this.clock.setTimeout(() => void tick(), lease.leaseMs / 3);
+        renewedAt = sent;
+        if (this.holdEnd !== null)
+          this.renewTimer = this.clock.setTimeout(() => void tick(), Math.max(0, renewedAt + lease.leaseMs / 3 - this.clock.now()));
         // Not awaited: a slow log must not delay the next renewal.
         if (!this.checkingLog) {
           this.checkingLog = true;

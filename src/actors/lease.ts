@@ -81,6 +81,9 @@ function wrongLastSequence(err: unknown): boolean {
 
 export class KvLease implements Lease {
   private revision = 0;
+  /** Counts takes and releases: a renewal begun under an earlier one neither lands its revision
+   *  nor retries on (it renews a lease this handle no longer holds as such). */
+  private generation = 0;
   private value: Uint8Array = new Uint8Array();
   private readonly stream: string;
   private readonly subject: string;
@@ -138,6 +141,7 @@ export class KvLease implements Lease {
       }
       const value = new TextEncoder().encode(JSON.stringify(me));
       const ack = await this.js.publish(this.subject, value, { expect: { lastSequence: last } });
+      this.generation++;
       this.value = value;
       this.revision = ack.seq;
       return ack.seq;
@@ -153,6 +157,7 @@ export class KvLease implements Lease {
    */
   async renew(withinMs = 0): Promise<void> {
     const from = this.revision;
+    const generation = this.generation;
     const until = Date.now() + withinMs;
     for (;;) {
       try {
@@ -160,15 +165,18 @@ export class KvLease implements Lease {
           msgID: `lease:${this.writer}:${from}`,
           expect: { lastSequence: from },
         });
+        if (generation !== this.generation) throw new Error("taken or released again meanwhile");
         this.revision = ack.seq;
         return;
       } catch (err) {
-        if (wrongLastSequence(err) || Date.now() >= until) throw new LeaseLostError(`leader lease lost: ${(err as Error).message}`);
+        if (wrongLastSequence(err) || generation !== this.generation || Date.now() >= until)
+          throw new LeaseLostError(`leader lease lost: ${(err as Error).message}`);
       }
     }
   }
 
   async release(): Promise<void> {
+    this.generation++;
     await this.writeDelete(this.revision);
   }
 

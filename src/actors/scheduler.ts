@@ -475,40 +475,54 @@ export class Scheduler {
    */
   private hold(lease: Lease): Promise<string> {
     return new Promise<string>((resolve) => {
-      this.holdEnd = (why) => {
+      // Everything here belongs to this term. A renewal still out when the term ends (it retries
+      // for up to a lease) must neither end the next term nor start a second renewal chain in it:
+      // the failover bench saw exactly that, a replica that won the lease again stepping down
+      // 0.4 s later with "leader lease lost: wrong last sequence" because its previous term's
+      // renewal had re-armed itself into the new one and the two chains raced.
+      let timer: unknown = null;
+      const end = (why: string) => {
+        if (this.holdEnd !== end) return;
         this.holdEnd = null;
-        if (this.renewTimer !== null) this.clock.clearTimeout(this.renewTimer);
+        if (timer !== null) this.clock.clearTimeout(timer);
+        timer = null;
         this.renewTimer = null;
         resolve(why);
       };
+      this.holdEnd = end;
+      /** This term still holds (not ended, not crashed). */
+      const live = () => this.holdEnd === end;
+      const arm = (ms: number) => {
+        timer = this.renewTimer = this.clock.setTimeout(() => void tick(), ms);
+      };
       let renewedAt = this.clock.now();
       const tick = async () => {
-        this.renewTimer = null;
-        if (this.holdEnd === null) return;
+        timer = this.renewTimer = null;
+        if (!live()) return;
         const sent = this.clock.now();
         try {
           // Until the lease we hold could have run out (it runs from when the last one landed,
           // which was after renewedAt), with a margin for the clocks.
           await lease.renew(Math.max(0, renewedAt + lease.leaseMs * 0.9 - sent));
         } catch (err) {
-          return this.holdEnd?.((err as Error).message);
+          return end((err as Error).message);
         }
+        if (!live()) return;
         renewedAt = sent;
-        if (this.holdEnd !== null)
-          this.renewTimer = this.clock.setTimeout(() => void tick(), Math.max(0, renewedAt + lease.leaseMs / 3 - this.clock.now()));
+        arm(Math.max(0, renewedAt + lease.leaseMs / 3 - this.clock.now()));
         // Not awaited: a slow log must not delay the next renewal.
         if (!this.checkingLog) {
           this.checkingLog = true;
           void this.supersededInLog()
             .then((yes) => {
-              if (yes) this.holdEnd?.("another writer appended to the log while this replica held the lease");
+              if (yes && live()) end("another writer appended to the log while this replica held the lease");
             })
             .finally(() => {
               this.checkingLog = false;
             });
         }
       };
-      this.renewTimer = this.clock.setTimeout(() => void tick(), lease.leaseMs / 3);
+      arm(lease.leaseMs / 3);
     });
   }
 

@@ -1,0 +1,131 @@
+// A leader term's lease renewals belong to that term. The failure that taught it (failover
+// bench, nats-server killed with the leader): a replica whose takeover failed won the lease again
+// and stepped down 0.4 s later, "leader lease lost: wrong last sequence", because a renewal of
+// its previous term, still out when that term ended, re-armed itself into the new term and its
+// chain raced the new one.
+//
+// The lease here answers renewals only when the test says so; the term is ended the real way (an
+// append of another writer lands, so the leader's own next append is fenced).
+
+import { afterEach, describe, expect, it } from "vitest";
+import type { Lease, LeaseHolder } from "../src/actors/lease.js";
+import { Scheduler } from "../src/actors/scheduler.js";
+import { MemoryBus } from "../src/bus/memory.js";
+import { encodeRecord, makeEnvelope } from "../src/eventlog/envelope.js";
+import { MemoryLog } from "../src/eventlog/memory.js";
+import { testSpec } from "./support/specs.js";
+
+class HeldLease implements Lease {
+  readonly leaseMs = 300;
+  acquires = 0;
+  renewals = 0;
+  /** When each renewal was asked for (performance.now()). */
+  readonly renewedAt: number[] = [];
+  /** While true, each renewal waits for the test (released by settle()). */
+  hold = true;
+  private readonly out: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  private waiters: Array<() => void> = [];
+
+  async tryAcquire(_me: LeaseHolder): Promise<number | null> {
+    this.acquires++;
+    this.wake();
+    return this.acquires;
+  }
+  renew(): Promise<void> {
+    this.renewals++;
+    this.renewedAt.push(performance.now());
+    this.wake();
+    if (!this.hold) return Promise.resolve();
+    return new Promise((resolve, reject) => this.out.push({ resolve, reject }));
+  }
+  async release(): Promise<void> {}
+  async evict(): Promise<boolean> {
+    return false;
+  }
+  async holder(): Promise<null> {
+    return null;
+  }
+  get held(): number {
+    return this.out.length;
+  }
+  /** Answer the oldest renewal still out. */
+  settle(how: "resolve" | "reject"): void {
+    const r = this.out.shift()!;
+    if (how === "resolve") r.resolve();
+    else r.reject(new Error("leader lease lost: a stale renewal of the previous term"));
+  }
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+  /** Resolves once `cond` holds, re-checked on every acquire and renewal. */
+  async until(cond: () => boolean, what: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 50);
+      });
+    }
+  }
+}
+
+let scheduler: Scheduler | null = null;
+afterEach(async () => {
+  await scheduler?.stop();
+  scheduler = null;
+});
+
+/** A leader whose first term ended while one of its renewals was still out, and which leads again. */
+async function leaderAgainWithAStaleRenewal(lease: HeldLease, log: MemoryLog): Promise<Scheduler> {
+  const s = new Scheduler({ log, bus: new MemoryBus(), lease, schedulerId: "a" });
+  await s.start();
+  await lease.until(() => s.role === "leader" && lease.held === 1, "the first term's renewal to be out");
+  // Another writer appends; the leader's next append is fenced and the term ends.
+  const foreign = makeEnvelope(
+    "LeaderElected",
+    { schedulerId: "b", epoch: 50, host: "h", pid: 1 },
+    { epoch: 50, ts: 0, corr: "t", reason: "test" },
+  );
+  await log.append(encodeRecord([foreign]), await log.lastSeq(), "foreign-1");
+  await s.intake.create({ spec: testSpec("web"), user: "t" }).catch(() => {});
+  await lease.until(() => lease.acquires === 2 && s.role === "leader", "the second term");
+  lease.hold = false;
+  return s;
+}
+
+describe("a leader term's lease renewals", () => {
+  it("a renewal of the previous term that fails does not end the next term", async () => {
+    const lease = new HeldLease();
+    scheduler = await leaderAgainWithAStaleRenewal(lease, new MemoryLog());
+    const epoch = scheduler.epoch;
+    lease.settle("reject");
+    const after = lease.renewals;
+    await lease.until(() => lease.renewals >= after + 3, "three renewals of the second term");
+    expect(lease.acquires).toBe(2);
+    expect(scheduler.role).toBe("leader");
+    expect(scheduler.epoch).toBe(epoch);
+  });
+
+  it("a renewal of the previous term that lands starts no second chain", async () => {
+    const lease = new HeldLease();
+    scheduler = await leaderAgainWithAStaleRenewal(lease, new MemoryLog());
+    lease.settle("resolve");
+    const after = lease.renewals;
+    await lease.until(() => lease.renewals >= after + 6, "six more renewals");
+    // One chain renews every leaseMs/3 counted from the last renewal sent, so its renewals are
+    // never closer than that (timers do not fire early). Two chains, whatever their phase, put
+    // two renewals at most leaseMs/6 apart.
+    const times = lease.renewedAt.slice(after);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    expect(Math.min(...gaps)).toBeGreaterThan((lease.leaseMs / 3) * 0.8);
+    await scheduler.stop();
+    const stopped = lease.renewals;
+    // Waiting for something not to happen: three renewal periods (leaseMs / 3 each).
+    await new Promise((r) => setTimeout(r, lease.leaseMs));
+    expect(lease.renewals).toBe(stopped);
+    expect(lease.acquires).toBe(2);
+  });
+});

@@ -133,12 +133,19 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
     this.noAgents = this.activeAgents().length === 0;
     if (this.noAgents) return;
     const now = s.clock.now();
+    // Grouped by job, then config version: a key string per group, not per pending task (a round
+    // looks at every pending task, and a round follows every commit).
     const groups = new Map<string, TaskId[]>();
+    const byJob = new Map<string, Map<number, TaskId[]>>();
     for (const taskId of st.pending) {
       const t = st.tasks.get(taskId)!;
-      const key = `${t.job}#${t.configVersion}`;
-      let g = groups.get(key);
-      if (!g) groups.set(key, (g = []));
+      let versions = byJob.get(t.job);
+      if (!versions) byJob.set(t.job, (versions = new Map()));
+      let g = versions.get(t.configVersion);
+      if (!g) {
+        versions.set(t.configVersion, (g = []));
+        groups.set(`${t.job}#${t.configVersion}`, g);
+      }
       g.push(taskId);
     }
     // Reasons and backoffs of groups no longer pending go: a stale backoff would re-arm a 0 ms

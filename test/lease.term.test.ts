@@ -12,12 +12,15 @@ import type { Lease, LeaseHolder } from "../src/actors/lease.js";
 import { Scheduler } from "../src/actors/scheduler.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { encodeRecord, makeEnvelope } from "../src/eventlog/envelope.js";
+import type { LogRecord } from "../src/eventlog/envelope.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
 import { testSpec } from "./support/specs.js";
 
 class HeldLease implements Lease {
   readonly leaseMs = 300;
   acquires = 0;
+  /** When the first acquisition was asked for, and won (performance.now()). */
+  askedAt = 0;
   renewals = 0;
   /** When each renewal was asked for (performance.now()). */
   readonly renewedAt: number[] = [];
@@ -27,6 +30,7 @@ class HeldLease implements Lease {
   private waiters: Array<() => void> = [];
 
   async tryAcquire(_me: LeaseHolder): Promise<number | null> {
+    if (this.acquires === 0) this.askedAt = performance.now();
     this.acquires++;
     this.wake();
     return this.acquires;
@@ -127,5 +131,30 @@ describe("a leader term's lease renewals", () => {
     await new Promise((r) => setTimeout(r, lease.leaseMs));
     expect(lease.renewals).toBe(stopped);
     expect(lease.acquires).toBe(2);
+  });
+});
+
+/** A memory log whose followers take `windDownMs` to stop once told to (a consumer on a dead nats-server). */
+class SlowToStopLog extends MemoryLog {
+  constructor(private readonly windDownMs: number) {
+    super();
+  }
+  override async *follow(fromSeq: number, signal: AbortSignal): AsyncIterable<LogRecord> {
+    yield* super.follow(fromSeq, signal);
+    await new Promise((r) => setTimeout(r, this.windDownMs));
+  }
+}
+
+describe("the lease of a new leader", () => {
+  it("is renewed before it could run out, however long the follower takes to stop", async () => {
+    const lease = new HeldLease();
+    lease.hold = false;
+    scheduler = new Scheduler({ log: new SlowToStopLog(2 * lease.leaseMs), bus: new MemoryBus(), lease, schedulerId: "a" });
+    await scheduler.start();
+    await lease.until(() => lease.renewals >= 1, "the first renewal");
+    // Renewed before the lease could run out (it runs leaseMs from the win), not only once the
+    // follower had stopped (2 leases later) and a third of a lease on.
+    expect(lease.renewedAt[0]! - lease.askedAt).toBeLessThan(lease.leaseMs * 0.9);
+    await lease.until(() => scheduler!.role === "leader", "the takeover");
   });
 });

@@ -15,6 +15,9 @@
 //   submitToPlacedP99Ms  offered load of 1,000 tasks/s (a 100-task job every 100 ms for 10 s) on a
 //                        fresh cell: per task, from the job.create request to its TaskAssigned
 //                        being committed; p50 and p99
+//   agentsJoinBacklogRegisteredMs, agentsJoinBacklogPlacedMs   300 jobs × 100 tasks wait in a cell
+//                        with no agent, then all 5,000 agents register at once: until every one
+//                        is registered, and until every task is placed (the README's known limit)
 
 import { Scheduler } from "../src/actors/scheduler.js";
 import { subjects } from "../src/bus/bus.js";
@@ -36,6 +39,8 @@ import type { TaskId } from "../src/domain/types.js";
 
 const AGENTS = Number(process.env.ROOST_BENCH_AGENTS ?? 5000);
 const JOBS = Number(process.env.ROOST_BENCH_JOBS ?? 1000);
+/** Jobs (of 100 tasks) waiting when the agents join, in the backlog run. */
+const STORM_JOBS = Number(process.env.ROOST_BENCH_STORM_JOBS ?? 300);
 /** Creates in flight at once during the throughput run (concurrent clients). */
 const SUBMIT_WINDOW = Number(process.env.ROOST_BENCH_SUBMIT_WINDOW ?? 64);
 const note = (m: string) => process.stderr.write(`placement: ${m}\n`);
@@ -232,6 +237,32 @@ export default async function placementBench(): Promise<Record<string, number | 
     const p50 = percentile(latencies, 50);
     const p99 = percentile(latencies, 99);
     note(`offered 1,000 tasks/s for 10 s: submit→placed p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
+
+    // Agents joining a backlog (the README's known limit): STORM_JOBS jobs wait with no agent,
+    // then every agent registers at once; how long until all are registered, and all placed.
+    const log3 = await openJetStreamLog({ servers: server.url, stream: "PLACE3", replicas: 1 });
+    const { scheduler: s3, bus: bus3, register: register3 } = await cell(log3);
+    const rng3 = new Rng(3);
+    const stormTotal = STORM_JOBS * 100;
+    const stormPlaced = new Promise<number>((resolve) => {
+      let placed = 0;
+      s3.onChange((_seq, events) => {
+        if (!events) return;
+        for (const e of events) if (e.type === "TaskAssigned") placed++;
+        if (placed >= stormTotal) resolve(performance.now());
+      });
+    });
+    for (let i = 0; i < STORM_JOBS; i++) await s3.intake.create({ spec: jobSpec(i, rng3), user: "bench" });
+    const r0 = performance.now();
+    await register3();
+    const registeredMs = performance.now() - r0;
+    const stormMs = (await stormPlaced) - r0;
+    note(
+      `${AGENTS} agents joining ${stormTotal} pending tasks: all registered in ${Math.round(registeredMs)} ms, all placed in ${Math.round(stormMs)} ms`,
+    );
+    await s3.stop();
+    await bus3.close();
+    await log3.close();
     return {
       placementEfficiency: Math.round(placementEfficiency * 100) / 100,
       placementsPerSec: Math.round(placementsPerSec),
@@ -242,6 +273,9 @@ export default async function placementBench(): Promise<Record<string, number | 
       tasks: total,
       pendingLeft,
       offeredTasksPerSec: 1000,
+      agentsJoinBacklogRegisteredMs: Math.round(registeredMs),
+      agentsJoinBacklogPlacedMs: Math.round(stormMs),
+      backlogTasks: stormTotal,
     };
   } finally {
     await server.stop();

@@ -41,7 +41,18 @@ export const ROUND_MAX = 2000;
 interface Backoff {
   delayMs: number;
   untilTs: number;
+  /** When the group was last judged blocked. */
+  judgedTs: number;
 }
+
+/**
+ * After capacity changes, a blocked group is judged again at most this long after it was last
+ * judged blocked (sooner if its backoff ends first). Judging a blocked group looks at every agent;
+ * retrying every blocked group at once on every change made 5,000 agents joining a 30,000-task
+ * backlog take 41 s to register (each registration a commit, each commit a round judging every
+ * blocked group against every agent so far: 84% of the leader's time).
+ */
+export const CAPACITY_RETRY_MS = 250;
 
 /** The pending reason while no agent is active (the placement stack's own words). */
 const NO_AGENTS = "No active agents";
@@ -117,9 +128,10 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
     const s = this.s;
     const st = s.state;
     if (st.capacityVersion !== this.capacitySeen) {
-      // Something was freed or added: every group may fit now.
+      // Something was freed or added: every group may fit now, once CAPACITY_RETRY_MS has passed
+      // since it was judged blocked.
       this.capacitySeen = st.capacityVersion;
-      this.backoffs.clear();
+      for (const b of this.backoffs.values()) b.untilTs = Math.min(b.untilTs, b.judgedTs + CAPACITY_RETRY_MS);
     }
     if (st.pending.size === 0) {
       this.groupReasons.clear();
@@ -195,7 +207,7 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
           this.groupReasons.set(key, out.blocked);
           const prev = this.backoffs.get(key)?.delayMs ?? 0;
           const delayMs = prev === 0 ? s.policy.groupBackoffInitialMs : Math.min(prev * 2, s.policy.groupBackoffMaxMs);
-          this.backoffs.set(key, { delayMs, untilTs: now + delayMs });
+          this.backoffs.set(key, { delayMs, untilTs: now + delayMs, judgedTs: now });
         } else if (out.assignments.length > 0) {
           this.groupReasons.delete(key);
         }

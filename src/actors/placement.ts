@@ -5,8 +5,8 @@
 // Tasks are grouped by identical configuration (job + config version), and groups take turns
 // in batches, so a large job cannot starve a small one. A group whose next task fits nowhere
 // stops for the round, records why (shown by `roost job status`), and backs off (1 s → 1 min,
-// doubling) unless capacity changes first. Pending reasons are kept in memory, as in Aurora:
-// they describe the present, not history.
+// doubling); a capacity change brings the retry forward (CAPACITY_RETRY_MS after it was judged).
+// Pending reasons are kept in memory, as in Aurora: they describe the present, not history.
 //
 // An actor: a "kick" (a commit left tasks PENDING, capacity changed, a backoff ended) runs one
 // round; kicks that arrive meanwhile make one more round. Its pending reasons and its view of the

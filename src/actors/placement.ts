@@ -52,7 +52,7 @@ interface Backoff {
  * backlog take 41 s to register (each registration a commit, each commit a round judging every
  * blocked group against every agent so far: 84% of the leader's time).
  */
-export const CAPACITY_RETRY_MS = 250;
+const CAPACITY_RETRY_MS = 250;
 
 /** The pending reason while no agent is active (the placement stack's own words). */
 const NO_AGENTS = "No active agents";

@@ -119,7 +119,9 @@ export class KvLease implements Lease {
     return new KvLease(
       kv,
       jetstream(nc, { timeout: WRITE_TIMEOUT_MS }),
-      await jetstreamManager(nc, { timeout: WRITE_TIMEOUT_MS }),
+      // No API check on creation: a request that can time out while JetStream is still starting
+      // (a replica of a booting cell died here in CI, its 1 s request unanswered).
+      await jetstreamManager(nc, { timeout: WRITE_TIMEOUT_MS, checkAPI: false }),
       bucket,
       leaseMs,
     );

@@ -28,7 +28,7 @@ import type { Appender } from "../eventlog/appender.js";
 import type { EventLog } from "../eventlog/log.js";
 import { BatchOverlay, foldRecord, overtaken, rejection, TIMED_STATES, touches, type Effect } from "../replay/fold.js";
 import type { ClusterState } from "../replay/state.js";
-import { KILL_STATES } from "../statemachines/taskStates.js";
+import { KILL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import type { Logger } from "../util/logger.js";
 import type { SchedulerMetrics } from "../metrics/scheduler.js";
 import type { ActorStats } from "./actor.js";
@@ -438,7 +438,10 @@ export class LeaderTerm {
   /** After a takeover, the obligations a previous leader may have left half done. */
   private resumeObligations(): void {
     const { state } = this.o;
-    for (const t of state.tasks.values()) {
+    // Only the tasks with an obligation: a snapshot's cold rows are tested on their columns, not built.
+    const owes = (st: TaskStateName, reschedule: boolean) =>
+      reschedule || st === "ASSIGNED" || TIMED_STATES.includes(st) || KILL_STATES.has(st);
+    for (const t of state.tasks.matching(owes)) {
       if (TIMED_STATES.includes(t.state)) this.timers.send({ type: "watch", taskId: t.taskId });
       if (t.rescheduleWanted) this.rescheduler.send({ type: "reschedule", taskId: t.taskId });
       else if (t.state === "ASSIGNED") this.launcher.send({ type: "launch", taskId: t.taskId });

@@ -24,7 +24,7 @@ import { Counter, collectDefaultMetrics, exponentialBuckets, Gauge, Histogram, R
 import type { TaskId } from "../domain/types.js";
 import type { ClusterState } from "../replay/state.js";
 import { AGENT_STATES } from "../statemachines/agent.js";
-import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import type { TaskStateName } from "../statemachines/taskStates.js";
 
 /** kube-scheduler's buckets for scheduling attempts: 1 ms, doubling, 15 buckets (to ~16 s). */
 const ATTEMPT_BUCKETS = exponentialBuckets(0.001, 2, 15);
@@ -428,8 +428,8 @@ export class SchedulerMetrics {
   private taskCounts(st: ClusterState): Map<TaskStateName, number> {
     const c = this.counted;
     if (c && c.state === st && c.seq === st.seq) return c.counts;
-    const counts = new Map<TaskStateName, number>(TASK_STATES.map((s) => [s, 0]));
-    for (const t of st.tasks.values()) counts.set(t.state, counts.get(t.state)! + 1);
+    // (A snapshot's cold rows are counted from their columns, not built.)
+    const counts = st.tasks.stateCounts();
     this.counted = { state: st, seq: st.seq, counts };
     return counts;
   }

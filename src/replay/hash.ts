@@ -6,6 +6,8 @@ import { createHash, type Hash } from "node:crypto";
 import type { TaskId } from "../domain/types.js";
 import { canonical } from "./canonical.js";
 import type { AgentRecord, ClusterState, JobRecord, TaskRecord } from "./state.js";
+import { F_EVER_KILLING, F_EXIT_NULL, F_RESCHEDULE, SnapshotError, TaskColumns, type Unpacked } from "./taskColumns.js";
+import { TASK_STATES } from "../statemachines/taskStates.js";
 import { sortStringsSteps, type Steps, runSteps, TASKS_PER_STEP } from "./steps.js";
 
 /**
@@ -90,7 +92,7 @@ const HUGE_TEXT = FEED_BYTES >> 3;
  * itself. The bytes are exactly those of update(canonical text): test/snapshot.test.ts checks
  * stateHash against the string implementation, on odd values too.
  */
-class Utf8Feed {
+export class Utf8Feed {
   private readonly buf = Buffer.allocUnsafe(FEED_BYTES);
   private pos = 0;
   private first = false;
@@ -122,6 +124,21 @@ class Utf8Feed {
       }
       buf[pos++] = c;
     }
+    this.pos = pos;
+  }
+
+  /** Bytes as they are (text already encoded). */
+  bytes(b: Uint8Array): void {
+    const n = b.length;
+    if (n > HUGE_TEXT) {
+      this.flush();
+      this.h.update(b);
+      return;
+    }
+    if (this.pos + n > FEED_BYTES) this.flush();
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let i = 0; i < n; i++) buf[pos++] = b[i]!;
     this.pos = pos;
   }
 
@@ -320,6 +337,89 @@ function writeTaskDigest(f: Utf8Feed, t: TaskRecord): void {
 }
 // biome-ignore-end lint/complexity/noCommaOperator: end of writeTaskDigest
 
+/**
+ * canonical(digestTask(row)) of a snapshot's cold row, written from its columns: exactly the bytes
+ * writeTaskDigest(f, columns.row(p)) writes, without building the row (checking a 2.4M-task
+ * snapshot built and dropped as many records; test/snapshot.test.ts compares both writers on every
+ * row of its states). A row with a value no column holds is left to writeTaskDigest (false).
+ */
+function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
+  const { c, strs, syms, hStart, hSeq, hIdx, hTs, hState } = t;
+  const order = t.order;
+  /** Each sym as its canonical JSON bytes, once (job keys, agents, hosts, reasons repeat). */
+  const symJson = syms.map((x) => Buffer.from(canonical(x), "utf8"));
+  const sym = (f: Utf8Feed, u: Unpacked, p: number): void => {
+    const k = u.a[p]! + u.b;
+    if (k === -1) f.ascii("null");
+    else f.bytes(symJson[k]!);
+  };
+  const id = (f: Utf8Feed, u: Unpacked, p: number): void => {
+    const k = u.a[p]! + u.b;
+    if (k === -1) f.ascii("null");
+    else f.json(strs[k]!);
+  };
+  const num = (f: Utf8Feed, u: Unpacked, p: number): void => f.num(u.a[p]! + u.b);
+  return (f, k) => {
+    const p = order[k]!;
+    if (t.hasOdd(p)) return false;
+    const flags = c.flags.a[p]! + c.flags.b;
+    f.ascii('{"agentId":');
+    sym(f, c.agent, p);
+    f.ascii(',"agentSeq":');
+    num(f, c.agentSeq, p);
+    f.ascii(',"ancestorId":');
+    id(f, c.ancestor, p);
+    f.ascii(',"configVersion":');
+    num(f, c.configVersion, p);
+    f.ascii(flags & F_EVER_KILLING ? ',"everKilling":true,"exitCode":' : ',"everKilling":false,"exitCode":');
+    if (flags & F_EXIT_NULL) f.ascii("null");
+    else num(f, c.exitCode, p);
+    f.ascii(',"failureCount":');
+    num(f, c.failureCount, p);
+    f.ascii(',"history":[');
+    for (let h = hStart[p]!, end = hStart[p + 1]!; h < end; h++) {
+      if (h > hStart[p]!) f.ascii(",");
+      f.num(hSeq.a[h]! + hSeq.b);
+      f.ascii(",");
+      f.num(hIdx.a[h]! + hIdx.b);
+      f.ascii(",");
+      f.num(hTs.a[h]! + hTs.b);
+      f.ascii(",");
+      f.num(hState.a[h]! + hState.b);
+    }
+    f.ascii('],"host":');
+    sym(f, c.host, p);
+    f.ascii(',"instance":');
+    num(f, c.instance, p);
+    f.ascii(',"job":');
+    sym(f, c.job, p);
+    const reason = symJson[c.reason.a[p]! + c.reason.b];
+    if (reason !== undefined) {
+      f.ascii(',"lastReason":');
+      f.bytes(reason);
+    }
+    f.ascii(',"ports":');
+    writePorts(f, t.ports(p));
+    f.ascii(flags & F_RESCHEDULE ? ',"rescheduleWanted":true' : ',"rescheduleWanted":false');
+    const state = TASK_STATES[c.state.a[p]! + c.state.b];
+    if (state !== undefined) {
+      f.ascii(',"state":');
+      f.json(state);
+    }
+    f.ascii(',"successorId":');
+    id(f, c.successor, p);
+    const throttleMs = c.throttleMs.a[p]! + c.throttleMs.b;
+    if (throttleMs) {
+      f.ascii(',"throttleMs":');
+      f.num(throttleMs);
+      f.ascii(',"throttledUntil":');
+      num(f, c.throttledUntil, p);
+    }
+    f.ascii("}");
+    return true;
+  };
+}
+
 /** A task digest's keys as [first-key literal, later-key literal] (`{"k":` is written whole). */
 const K = Object.fromEntries(
   [
@@ -397,6 +497,26 @@ export function stateHash(state: ClusterState, opts: StateHashOptions = {}): str
 /** stateHash as sliced work: yields every TASKS_PER_STEP tasks. */
 export function* stateHashSteps(state: ClusterState, opts: StateHashOptions = {}): Steps<string> {
   const n = state.tasks.size;
+  // A decoded snapshot's untouched tasks: read from its columns in their id order, each row built
+  // for its digest and dropped (nothing kept: checking a snapshot builds no table).
+  const cold = state.tasks.untouchedCold();
+  if (cold?.order && cold.order.length === n) {
+    const rows = cold.order;
+    for (let k = 0; k < n; k++) {
+      if (k % (TASKS_PER_STEP * 4) === 0) yield;
+      // (rows is a permutation: checked when the columns were made.) Lookups in the table search
+      // this order, so rows out of it are a broken snapshot, not just another order to sort.
+      if (k > 0 && !(cold.key(rows[k - 1]!) < cold.key(rows[k]!)))
+        throw new SnapshotError(`snapshot task order is not by id at position ${k}: the table's lookups would miss`);
+    }
+    return yield* digestState(
+      state,
+      n,
+      (k) => cold.key(rows[k]!),
+      (k) => state.tasks.peek(rows[k]!),
+      cold instanceof TaskColumns ? columnWriter(cold) : undefined,
+    );
+  }
   const order = opts.taskOrder;
   if (order && order.length === n) {
     // The map's entries by insertion position, read in one sequential pass.
@@ -436,7 +556,14 @@ export function* stateHashSteps(state: ClusterState, opts: StateHashOptions = {}
 }
 
 /** The digest, with the k-th task (in id order) and its id given by position. */
-function* digestState(state: ClusterState, n: number, idAt: (k: number) => string, taskAt: (k: number) => TaskRecord): Steps<string> {
+function* digestState(
+  state: ClusterState,
+  n: number,
+  idAt: (k: number) => string,
+  taskAt: (k: number) => TaskRecord,
+  /** Writes the k-th task's digest itself, or says it cannot (false): taskAt's is written then. */
+  writeAt?: (f: Utf8Feed, k: number) => boolean,
+): Steps<string> {
   const f = new Utf8Feed(createHash("sha256"));
   // An anomaly counts by where it is and what it claimed to be; its `why` is words for people,
   // which a later build may put better without changing what the log folds to.
@@ -479,7 +606,7 @@ function* digestState(state: ClusterState, n: number, idAt: (k: number) => strin
     f.ascii("task:");
     f.text(idAt(k));
     f.ascii("=");
-    writeTaskDigest(f, taskAt(k));
+    if (!writeAt?.(f, k)) writeTaskDigest(f, taskAt(k));
     f.ascii("\n");
   }
   let a = 0;

@@ -28,10 +28,28 @@
 
 import { Packr } from "msgpackr";
 import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
-import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import { TASK_STATES } from "../statemachines/taskStates.js";
 import { STATE_DIGEST_VERSION, stateHash, stateHashSteps } from "./hash.js";
 import { runSteps, sortStringsSteps, TASKS_PER_STEP, type Steps } from "./steps.js";
 import { ClusterState, HISTORY_STRIDE, type AgentRecord, type JobRecord, type TaskRecord } from "./state.js";
+import {
+  F64,
+  F_EVER_KILLING,
+  F_EXIT_NULL,
+  F_PORTS_NULL,
+  F_RESCHEDULE,
+  F_SERVICE,
+  SnapshotError,
+  TaskColumns,
+  U16,
+  U32,
+  U8,
+  type Column,
+  unpackColumn,
+} from "./taskColumns.js";
+import { TaskMap } from "./taskMap.js";
+
+export { SnapshotError } from "./taskColumns.js";
 
 export const SNAPSHOT_FORMAT = "roost-snapshot";
 export const SNAPSHOT_VERSION = 1;
@@ -55,11 +73,6 @@ export interface SnapshotHeader {
   stream?: string;
 }
 
-/** A snapshot that is not one, is of another format version, or does not decode to its hash. */
-export class SnapshotError extends Error {
-  override name = "SnapshotError";
-}
-
 /** Plain MessagePack for the outer array and the header: readable by any MessagePack reader. */
 const outer = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number", mapsAsObjects: true, useToJSON: false });
 /** The columns and the string table (no records: they are arrays and bins). undefined survives. */
@@ -69,13 +82,6 @@ const bodyCodec = new Packr({ useRecords: false, moreTypes: false, int64AsType: 
 const smallCodec = new Packr({ useRecords: false, structuredClone: true, int64AsType: "number", mapsAsObjects: true, useToJSON: false });
 
 // ---- numeric columns ------------------------------------------------------------------------
-
-const U8 = 0;
-const U16 = 1;
-const U32 = 2;
-const F64 = 3;
-type Column = [kind: number, base: number, bytes: Uint8Array];
-type Numbers = Uint8Array | Uint16Array | Uint32Array | Float64Array;
 
 /** The narrowest exact column for n values: integers as value - min in u8/u16/u32, else f64. */
 function packColumn(v: Float64Array, n: number): Column {
@@ -99,35 +105,6 @@ function packColumn(v: Float64Array, n: number): Column {
   const out = kind === U8 ? new Uint8Array(n) : kind === U16 ? new Uint16Array(n) : new Uint32Array(n);
   for (let i = 0; i < n; i++) out[i] = v[i]! - min;
   return [kind, min, new Uint8Array(out.buffer, out.byteOffset, out.byteLength)];
-}
-
-/**
- * A column's values are `a[i] + b`. For f64 columns b is -0, which adds exactly nothing (x + -0
- * is x for every x, -0 and NaN included), so readers need no branch.
- */
-interface Unpacked {
-  a: Numbers;
-  b: number;
-}
-
-function unpackColumn(col: unknown, n: number, what: string): Unpacked {
-  if (!Array.isArray(col) || col.length !== 3 || !(col[2] instanceof Uint8Array)) throw new SnapshotError(`column ${what} is malformed`);
-  const [kind, base, bytes] = col as Column;
-  const size = kind === U8 ? 1 : kind === U16 ? 2 : kind === U32 ? 4 : kind === F64 ? 8 : 0;
-  if (size === 0) throw new SnapshotError(`column ${what} has unknown kind ${kind}`);
-  if (bytes.byteLength !== n * size) throw new SnapshotError(`column ${what} holds ${bytes.byteLength} bytes, expected ${n * size}`);
-  if (typeof base !== "number") throw new SnapshotError(`column ${what} has no base`);
-  // A typed array view needs an aligned offset; msgpackr hands out views into the input.
-  const src = bytes.byteOffset % size === 0 ? bytes : Uint8Array.prototype.slice.call(bytes);
-  const a =
-    kind === U8
-      ? src
-      : kind === U16
-        ? new Uint16Array(src.buffer, src.byteOffset, n)
-        : kind === U32
-          ? new Uint32Array(src.buffer, src.byteOffset, n)
-          : new Float64Array(src.buffer, src.byteOffset, n);
-  return { a, b: kind === F64 ? -0 : base };
 }
 
 // ---- string tables ----------------------------------------------------------------------------
@@ -266,13 +243,6 @@ function checkFields(what: string, record: object, known: readonly string[]): vo
 }
 
 const STATE_CODE = new Map<string, number>(TASK_STATES.map((s, i) => [s, i]));
-
-// Task flag bits.
-const F_SERVICE = 1;
-const F_EVER_KILLING = 2;
-const F_RESCHEDULE = 4;
-const F_EXIT_NULL = 8;
-const F_PORTS_NULL = 16;
 
 /** Job and agent records, positionally (the codec's own shape; strings by table index). */
 type JobRow = [
@@ -794,123 +764,11 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   // The task id table: every string in it is a task id (the brand is a type, not a check).
   const strs = unpackStrings(body.strs, "strs") as TaskId[];
   const syms = unpackStrings(body.syms, "syms");
-  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(entries) || n < 0 || entries < 0 || strs.length < n)
-    throw new SnapshotError("snapshot body is malformed");
-  const c = (name: string, len = n) => unpackColumn(body.t[name], len, name);
-  const job = c("job"),
-    instance = c("instance"),
-    configVersion = c("configVersion"),
-    ancestor = c("ancestor");
-  const maxFail = c("maxTaskFailures"),
-    stateCol = c("state"),
-    failures = c("failureCount"),
-    agent = c("agent");
-  const host = c("host"),
-    agentSeq = c("agentSeq"),
-    exitCode = c("exitCode"),
-    successor = c("successor");
-  const reason = c("reason"),
-    throttleMs = c("throttleMs"),
-    throttledUntil = c("throttledUntil"),
-    flagsCol = c("flags");
-  const portsCol = c("ports"),
-    histLen = c("histLen");
-  const hSeq = c("hSeq", entries),
-    hIdx = c("hIdx", entries),
-    hTs = c("hTs", entries),
-    hState = c("hState", entries);
-  // Where each task's history entries and ports start (the columns hold them back to back).
-  const hStart = new Float64Array(n + 1);
-  const pStart = new Float64Array(n + 1);
-  for (let i = 0; i < n; i++) {
-    hStart[i + 1] = hStart[i]! + histLen.a[i]! + histLen.b;
-    pStart[i + 1] = pStart[i]! + portsCol.a[i]! + portsCol.b;
-  }
-  if (hStart[n] !== entries) throw new SnapshotError("snapshot task columns disagree on their lengths");
-  const nPorts = pStart[n]!;
-  const portName = c("portName", nPorts),
-    portValue = c("portValue", nPorts);
-  const orderCol = unpackColumn(body.order, n, "order");
-
   const small = smallCodec.unpack(body.small) as Small;
-  const state = new ClusterState();
-  /** A string column value from `table`: -1 is null. */
-  const s = <T extends string>(u: Unpacked, i: number, table: readonly T[]): T | null => {
-    const k = u.a[i]! + u.b;
-    if (k === -1) return null;
-    const v = table[k];
-    if (v === undefined) throw new SnapshotError(`string index ${k} out of range`);
-    return v;
-  };
-
-  // Tasks are built in stateHash's order (by id), so the check that follows walks memory in
-  // allocation order, and put in the map in the state's own order.
-  const byPosition = new Array<TaskRecord>(n);
-  const order = new Array<number>(n);
-  for (let k = 0; k < n; k++) {
-    const i = orderCol.a[k]! + orderCol.b;
-    if (!(i >= 0 && i < n && (i | 0) === i) || byPosition[i] !== undefined)
-      throw new SnapshotError("snapshot task order is not a permutation");
-    order[k] = i;
-    const flags = flagsCol.a[i]! + flagsCol.b;
-    // Exactly sized (push would leave slack in every one of millions of arrays).
-    const h0 = hStart[i]!;
-    const history: number[] = new Array((hStart[i + 1]! - h0) * HISTORY_STRIDE);
-    for (let h = h0, x = 0; x < history.length; h++) {
-      history[x++] = hSeq.a[h]! + hSeq.b;
-      history[x++] = hIdx.a[h]! + hIdx.b;
-      history[x++] = hTs.a[h]! + hTs.b;
-      history[x++] = hState.a[h]! + hState.b;
-    }
-    let ports: Record<string, number> | null = null;
-    if (!(flags & F_PORTS_NULL)) {
-      ports = {};
-      for (let p = pStart[i]!, end = pStart[i + 1]!; p < end; p++)
-        ports[syms[portName.a[p]! + portName.b]!] = portValue.a[p]! + portValue.b;
-    }
-    const taskId = strs[i]!;
-    const st = TASK_STATES[stateCol.a[i]! + stateCol.b] as TaskStateName;
-    // The same literal, field for field, as fold.ts's TaskCreated: one hidden class.
-    const task: TaskRecord = {
-      taskId,
-      job: s(job, i, syms) as JobKeyString,
-      instance: instance.a[i]! + instance.b,
-      configVersion: configVersion.a[i]! + configVersion.b,
-      ancestorId: s(ancestor, i, strs),
-      service: (flags & F_SERVICE) !== 0,
-      maxTaskFailures: maxFail.a[i]! + maxFail.b,
-      state: st,
-      failureCount: failures.a[i]! + failures.b,
-      everKilling: (flags & F_EVER_KILLING) !== 0,
-      agentId: s(agent, i, syms) as AgentId | null,
-      host: s(host, i, syms),
-      ports,
-      agentSeq: agentSeq.a[i]! + agentSeq.b,
-      exitCode: flags & F_EXIT_NULL ? null : exitCode.a[i]! + exitCode.b,
-      rescheduleWanted: (flags & F_RESCHEDULE) !== 0,
-      successorId: s(successor, i, strs),
-      history,
-      lastReason: syms[reason.a[i]! + reason.b]!,
-      throttleMs: throttleMs.a[i]! + throttleMs.b,
-      throttledUntil: throttledUntil.a[i]! + throttledUntil.b,
-    };
-    byPosition[i] = task;
-  }
-  const tasks = state.tasks;
-  for (let i = 0; i < n; i++) tasks.set(strs[i]!, byPosition[i]!);
-  if (tasks.size !== n) throw new SnapshotError("snapshot repeats a task id");
-
-  // Values that fit no column, as they were.
-  const odd = small.odd;
-  if (!Array.isArray(odd) || odd.length % 3 !== 0) throw new SnapshotError("snapshot odd values are malformed");
-  if (odd.length) {
-    for (let k = 0; k < odd.length; k += 3) {
-      const t = byPosition[odd[k] as number];
-      const field = odd[k + 1] as string;
-      if (!t || !(TASK_FIELDS as readonly string[]).includes(field)) throw new SnapshotError("snapshot odd value is malformed");
-      (t as unknown as Record<string, unknown>)[field] = odd[k + 2];
-    }
-  }
+  // The tasks stay columns; each becomes a record when used (taskColumns.ts, taskMap.ts).
+  const columns = new TaskColumns({ n, entries, strs, syms, t: body.t, order: body.order, odd: small.odd, fields: TASK_FIELDS });
+  const state = new ClusterState(TaskMap.fromCold(columns));
+  const order = Array.from(columns.order);
 
   // Jobs share their key string with their tasks (as the fold does).
   for (const [keyIdx, config, cv, configs, createdSeq, createdTs, instanceIds, instanceTasks, killed] of small.jobs) {
@@ -983,13 +841,13 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   if (!Number.isSafeInteger(body.np) || body.np < 0) throw new SnapshotError("snapshot body is malformed");
   const pendingCol = unpackColumn(body.pending, body.np, "pending");
   for (let k = 0; k < pendingCol.a.length; k++) {
-    const id = strs[pendingCol.a[k]! + pendingCol.b];
-    if (id === undefined || tasks.get(id)?.state !== "PENDING")
+    const p = pendingCol.a[k]! + pendingCol.b;
+    const id = strs[p];
+    if (id === undefined || !(p < n && columns.isPending(p)))
       throw new SnapshotError(`snapshot pending index names ${id}, which is not PENDING`);
     state.pending.add(id);
   }
-  let pendingTasks = 0;
-  for (const t of tasks.values()) if (t.state === "PENDING") pendingTasks++;
+  const pendingTasks = columns.pendingRows();
   if (pendingTasks !== state.pending.size)
     throw new SnapshotError(`snapshot pending index holds ${state.pending.size} tasks, the state has ${pendingTasks} PENDING`);
 

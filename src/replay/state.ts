@@ -10,46 +10,10 @@ import type { DrainRequest } from "../domain/maintenance.js";
 import type { HostMode } from "../statemachines/host.js";
 import { type InstanceAction, TERMINAL_UPDATE_STATES as UPDATE_TERMINAL, type UpdateStatus } from "../statemachines/update.js";
 import type { UpdateSettings } from "../domain/update.js";
-import type { TaskStateName } from "../statemachines/taskStates.js";
 
-/**
- * A task's history, compactly: four numbers per state change, [seq, idx, ts, state code], where
- * (seq, idx) locate the event that caused it in the log (its reason lives there) and the state
- * code indexes TASK_STATES. Numbers only, so a million state changes allocate no objects and
- * retain no strings (it doubled replay speed); `roost task history` reads the reasons back from
- * the log, which is the truth.
- */
-type TaskHistoryEntries = number[];
-export const HISTORY_STRIDE = 4;
-
-export interface TaskRecord {
-  taskId: TaskId;
-  job: JobKeyString;
-  instance: number;
-  configVersion: number;
-  ancestorId: TaskId | null;
-  /** From the task's config, kept here for the machine's guards (the fold's hot path). */
-  service: boolean;
-  maxTaskFailures: number;
-  state: TaskStateName;
-  failureCount: number;
-  everKilling: boolean;
-  agentId: AgentId | null;
-  host: string | null;
-  ports: Record<string, number> | null;
-  /** Highest agent status sequence number applied (at-least-once delivery de-duplication). */
-  agentSeq: number;
-  exitCode: number | null;
-  /** The machine emitted RESCHEDULE and no successor exists yet: an obligation of the leader. */
-  rescheduleWanted: boolean;
-  successorId: TaskId | null;
-  history: TaskHistoryEntries;
-  /** The reason of the newest state change (the rest are in the log). */
-  lastReason: string;
-  /** The flap penalty this task was created with (0 = none), and when it may run (event ts). */
-  throttleMs: number;
-  throttledUntil: number;
-}
+import type { TaskRecord } from "./taskRecord.js";
+import { TaskMap } from "./taskMap.js";
+export { HISTORY_STRIDE, type TaskRecord } from "./taskRecord.js";
 
 /** A slot the preemptor holds on an agent for a pending task (Aurora holds it 5 min). */
 export interface Reservation {
@@ -256,7 +220,8 @@ export class ClusterState {
   eventCount = 0;
   leader: { schedulerId: string; epoch: number; host: string; pid: number; seq: number; ts: number } | null = null;
   readonly jobs = new Map<JobKeyString, JobRecord>();
-  readonly tasks = new Map<TaskId, TaskRecord>();
+  /** Every task ever created (rows of a decoded snapshot stay columns until used: taskMap.ts). */
+  readonly tasks: TaskMap;
   readonly agents = new Map<AgentId, AgentRecord>();
   /** Production quota per role. A role without an entry has none (zero). */
   readonly quotas = new Map<string, Quota>();
@@ -281,6 +246,10 @@ export class ClusterState {
   readonly anomalies: Anomaly[] = [];
   /** All anomalies folded, kept or not. */
   anomalyCount = 0;
+
+  constructor(tasks: TaskMap = new TaskMap()) {
+    this.tasks = tasks;
+  }
 
   /** The job's update that is not over yet (at most one per job), or undefined. */
   activeUpdate(job: JobKeyString): UpdateRecord | undefined {

@@ -172,7 +172,10 @@ export function* syntheticLog(opts: SyntheticOptions): Generator<AnyEnvelope[]> 
       if (!inUse) portsInUse.set(a.id, (inUse = new Set()));
       for (const name of t.ports) {
         let p = 31000 + (portN++ % 1000);
-        while (inUse.has(p)) p = 31000 + (portN++ % 1000);
+        // At most once round the range: an agent holding all 1,000 ports gets none (this loop
+        // spun forever there, 8.4M events into bench coldstart's log).
+        for (let tries = 0; inUse.has(p) && tries < 1000; tries++) p = 31000 + (portN++ % 1000);
+        if (inUse.has(p)) continue;
         inUse.add(p);
         t.held.push(p);
         ports[name] = p;

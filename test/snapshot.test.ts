@@ -22,6 +22,9 @@ import {
   JOB_FIELDS,
   readSnapshot,
   readSnapshotHeader,
+  checkedByWriter,
+  encodeSnapshotWithHeader,
+  SNAPSHOT_CODEC,
   SNAPSHOT_FORMAT,
   SNAPSHOT_VERSION,
   SnapshotError,
@@ -558,6 +561,13 @@ describe("the state hash checked in a worker thread (deferred), and the log's st
     return packr.pack([h, packr.pack(body)]);
   }
 
+  /** Snapshot bytes as a build of another codec would write them (its header says so), with the
+   *  body digest intact; with `stateHash`, recording that hash instead of the state's. */
+  function otherCodec(state: ClusterState, hash?: string): Uint8Array {
+    const [h, b] = packr.unpack(encodeSnapshot(state)) as [Record<string, unknown>, Uint8Array];
+    return packr.pack([{ ...h, codec: "another-codec", ...(hash ? { stateHash: hash } : {}) }, b]);
+  }
+
   /** A memory store that records what each loadNewestReport was asked, and what it returned. */
   class RecordingStore extends MemorySnapshotStore {
     calls: Array<{ below: number | undefined; verify: LoadOptions["verify"]; loaded: string | null }> = [];
@@ -617,8 +627,56 @@ describe("the state hash checked in a worker thread (deferred), and the log's st
     expect(store.calls).toEqual([{ below: Infinity, verify: "worker", loaded: snapshotName(70) }]);
     expect(stateHash(r.state)).toBe(stateHash(full));
     expect(view(r.state)).toStrictEqual(view(full));
-    // A small snapshot: "auto" (the default) checks it inline.
-    expect((await coldStart(log, store)).snapshotVerify).toBe("inline");
+    // "auto" (the default) takes the check of the build that stored it, of this codec; one of
+    // another codec (or written before codecs were recorded) it checks itself, inline when small.
+    expect((await coldStart(log, store)).snapshotVerify).toBe("writer");
+    const older = new MemorySnapshotStore();
+    await older.putBytes(snapshotName(70), otherCodec(prefix(70)), { description: "another codec" });
+    const r2 = await coldStart(log, older);
+    expect(r2.snapshotVerify).toBe("inline");
+    expect(stateHash(r2.state)).toBe(stateHash(full));
+  });
+
+  it("the writer's check: bytes that do not decode to their header's hash are not stored", async () => {
+    const store = new MemorySnapshotStore();
+    const good = encodeSnapshotWithHeader(prefix(70));
+    for (const bytes of [wrongHash(prefix(70)), wrongColumn(prefix(70))]) {
+      await expect(store.putEncoded({ bytes, header: readSnapshotHeader(bytes) })).rejects.toThrow(/state hash mismatch/);
+    }
+    expect(await store.list()).toEqual([]);
+    const put = await store.putEncoded(good);
+    expect(put.checkMs).toBeGreaterThan(0);
+    expect((await store.list()).map((x) => x.name)).toEqual([snapshotName(70)]);
+  });
+
+  it("a cold start takes the writer's check only for this codec and the body its header records", async () => {
+    // Stored past the writer's check (putBytes), as a codec bug or damage would leave them.
+    const log = await logOf(records);
+    const store = new RecordingStore();
+    await store.put(prefix(40));
+    // The body altered under an intact header: refused on its digest at once, no state built.
+    await store.putBytes(snapshotName(70), wrongColumn(prefix(70)), { description: "altered body" });
+    const r = await coldStart(log, store);
+    expect(r.skipped).toEqual([{ name: snapshotName(70), error: expect.stringMatching(/body digest mismatch/) }]);
+    expect(r).toMatchObject({ fromSnapshot: snapshotName(40), snapshotVerify: "writer" });
+    expect(stateHash(r.state)).toBe(stateHash(full));
+    // Of another codec, with another state hash than the body's: checked here, and skipped.
+    await store.putBytes(snapshotName(70), otherCodec(prefix(70), "0".repeat(64)), { description: "another codec, wrong hash" });
+    const r2 = await coldStart(log, store);
+    expect(r2.skipped).toEqual([{ name: snapshotName(70), error: expect.stringMatching(/state hash mismatch/) }]);
+    expect(r2.fromSnapshot).toBe(snapshotName(40));
+    expect(view(r2.state)).toStrictEqual(view(full));
+  });
+
+  it("a golden snapshot decodes to its golden log's state hash (a decoder change that breaks it must bump SNAPSHOT_CODEC)", () => {
+    const { records: g, expected } = golden("v1-deploys");
+    const bytes = new Uint8Array(readFileSync(new URL("./golden/v1-deploys.snapshot", import.meta.url)));
+    const { header, state } = readSnapshot(bytes);
+    expect(header.stateHash).toBe(expected.stateHash);
+    expect(header.codec).toBe(SNAPSHOT_CODEC);
+    expect(checkedByWriter(bytes)).toBe(true);
+    expect(stateHash(state)).toBe(expected.stateHash);
+    expect(view(readSnapshot(bytes, { verify: false }).state)).toStrictEqual(view(foldAll(g)));
   });
 
   it("a snapshot that decodes but not to its hash is skipped after the deferred check; the older one is folded on instead", async () => {

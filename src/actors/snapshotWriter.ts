@@ -19,7 +19,7 @@
 // only a shortcut.
 
 import { runSteps, type Steps } from "../replay/steps.js";
-import { encodeSnapshotSteps, type EncodedSnapshot } from "../replay/snapshot.js";
+import { encodeSnapshotSteps, SnapshotError, type EncodedSnapshot } from "../replay/snapshot.js";
 import type { ClusterState } from "../replay/state.js";
 import type { BaseSnapshotStore } from "../storage/snapshotStore.js";
 import type { Logger } from "../util/logger.js";
@@ -168,12 +168,25 @@ export class SnapshotWriter {
       .putEncoded(encoded)
       .then((p) => {
         this.o.log.info(
-          { snapshot: p.name, seq: p.seq, bytes: p.size, encodeMs: Math.round(encodeMs), writeMs: Math.round(p.writeMs), role },
+          {
+            snapshot: p.name,
+            seq: p.seq,
+            bytes: p.size,
+            encodeMs: Math.round(encodeMs),
+            checkMs: Math.round(p.checkMs),
+            writeMs: Math.round(p.writeMs),
+            role,
+          },
           "wrote a snapshot",
         );
         return store.prune(3);
       })
-      .catch((err: Error) => this.o.log.warn({ err: err.message }, "writing a snapshot failed; the log still has everything"))
+      .catch((err: Error) =>
+        err instanceof SnapshotError
+          ? // The bytes do not decode to the state they were encoded from: a codec bug, never stored.
+            this.o.log.error({ err: err.message }, "a snapshot failed its writer's check and was not stored; the log still has everything")
+          : this.o.log.warn({ err: err.message }, "writing a snapshot failed; the log still has everything"),
+      )
       .finally(() => {
         this.writing = false;
       });

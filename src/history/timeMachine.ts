@@ -128,8 +128,14 @@ export class TimeMachine {
     // moment is built from the newest snapshot at or before it, or from genesis.
     let base: ClusterState | null = null;
     if (this.o.store) {
-      const { loaded } = await this.o.store.loadNewestReport(seq, { verify: "inline" }).catch(() => ({ loaded: null }));
-      if (loaded) base = loaded.state;
+      // "auto": a snapshot of this build's codec on its writer's check (its body digest compared),
+      // any other with its state hash checked; a state that fails a deferred check is not used.
+      const { loaded } = await this.o.store.loadNewestReport(seq, { verify: "auto" }).catch(() => ({ loaded: null }));
+      if (loaded)
+        base = await loaded.verified.then(
+          () => loaded.state,
+          () => null,
+        );
     }
     const state = base ?? new ClusterState();
     await this.foldTo(state, seq);

@@ -92,9 +92,11 @@ const HUGE_TEXT = FEED_BYTES >> 3;
  * itself. The bytes are exactly those of update(canonical text): test/snapshot.test.ts checks
  * stateHash against the string implementation, on odd values too.
  */
-export class Utf8Feed {
-  private readonly buf = Buffer.allocUnsafe(FEED_BYTES);
-  private pos = 0;
+class Utf8Feed {
+  /** The buffer and the position in it: the column writer writes a row's bytes straight in,
+   *  after room(). */
+  readonly buf = Buffer.allocUnsafe(FEED_BYTES);
+  pos = 0;
   private first = false;
   constructor(private readonly h: Hash) {}
 
@@ -125,6 +127,11 @@ export class Utf8Feed {
       buf[pos++] = c;
     }
     this.pos = pos;
+  }
+
+  /** At least n (≤ FEED_BYTES) bytes free in buf after pos: flushes when there are fewer. */
+  room(n: number): void {
+    if (this.pos + n > FEED_BYTES) this.flush();
   }
 
   /** Bytes as they are (text already encoded). */
@@ -344,80 +351,147 @@ function writeTaskDigest(f: Utf8Feed, t: TaskRecord): void {
  * row of its states). A row with a value no column holds is left to writeTaskDigest (false).
  */
 function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
-  const { c, strs, syms, hStart, hSeq, hIdx, hTs, hState } = t;
+  const { c, strs, syms, hStart } = t;
   const order = t.order;
+  // Every column is f64 with its base added (taskColumns.ts widens them): plain loads.
+  const col = (u: Unpacked) => u.a as Float64Array;
+  const agent = col(c.agent),
+    agentSeq = col(c.agentSeq),
+    ancestor = col(c.ancestor),
+    configVersion = col(c.configVersion),
+    exitCode = col(c.exitCode),
+    failureCount = col(c.failureCount),
+    host = col(c.host),
+    instance = col(c.instance),
+    job = col(c.job),
+    reason = col(c.reason),
+    state = col(c.state),
+    successor = col(c.successor),
+    throttleMs = col(c.throttleMs),
+    throttledUntil = col(c.throttledUntil),
+    flagsCol = col(c.flags);
+  const hSeq = col(t.hSeq),
+    hIdx = col(t.hIdx),
+    hTs = col(t.hTs),
+    hState = col(t.hState);
   /** Each sym as its canonical JSON bytes, once (job keys, agents, hosts, reasons repeat). */
   const symJson = syms.map((x) => Buffer.from(canonical(x), "utf8"));
-  const sym = (f: Utf8Feed, u: Unpacked, p: number): void => {
-    const k = u.a[p]! + u.b;
-    if (k === -1) f.ascii("null");
-    else f.bytes(symJson[k]!);
-  };
-  const id = (f: Utf8Feed, u: Unpacked, p: number): void => {
-    const k = u.a[p]! + u.b;
-    if (k === -1) f.ascii("null");
-    else f.json(strs[k]!);
-  };
-  const num = (f: Utf8Feed, u: Unpacked, p: number): void => f.num(u.a[p]! + u.b);
+  const stateJson = TASK_STATES.map((x) => Buffer.from(canonical(x), "utf8"));
+  const NULL = Buffer.from("null");
+  const L = (text: string) => Buffer.from(text, "latin1");
+  const L_AGENT = L('{"agentId":'),
+    L_AGENT_SEQ = L(',"agentSeq":'),
+    L_ANCESTOR = L(',"ancestorId":'),
+    L_CONFIG = L(',"configVersion":'),
+    L_KILLING_T = L(',"everKilling":true,"exitCode":'),
+    L_KILLING_F = L(',"everKilling":false,"exitCode":'),
+    L_FAILURES = L(',"failureCount":'),
+    L_HISTORY = L(',"history":['),
+    L_HOST = L('],"host":'),
+    L_INSTANCE = L(',"instance":'),
+    L_JOB = L(',"job":'),
+    L_REASON = L(',"lastReason":'),
+    L_PORTS = L(',"ports":'),
+    L_RESCHEDULE_T = L(',"rescheduleWanted":true'),
+    L_RESCHEDULE_F = L(',"rescheduleWanted":false'),
+    L_STATE = L(',"state":'),
+    L_SUCCESSOR = L(',"successorId":'),
+    L_THROTTLE = L(',"throttleMs":'),
+    L_THROTTLED_UNTIL = L(',"throttledUntil":');
+  /** Room a row's fixed part takes at most: its keys, 10 numbers, the state, punctuation. */
+  const FIXED = 512;
+  const HISTORY_ENTRY = 4 * 24 + 4;
+  const sym = (k: number): Buffer => (k === -1 ? NULL : symJson[k]!);
   return (f, k) => {
     const p = order[k]!;
     if (t.hasOdd(p)) return false;
-    const flags = c.flags.a[p]! + c.flags.b;
-    f.ascii('{"agentId":');
-    sym(f, c.agent, p);
-    f.ascii(',"agentSeq":');
-    num(f, c.agentSeq, p);
-    f.ascii(',"ancestorId":');
-    id(f, c.ancestor, p);
-    f.ascii(',"configVersion":');
-    num(f, c.configVersion, p);
-    f.ascii(flags & F_EVER_KILLING ? ',"everKilling":true,"exitCode":' : ',"everKilling":false,"exitCode":');
-    if (flags & F_EXIT_NULL) f.ascii("null");
-    else num(f, c.exitCode, p);
-    f.ascii(',"failureCount":');
-    num(f, c.failureCount, p);
-    f.ascii(',"history":[');
-    for (let h = hStart[p]!, end = hStart[p + 1]!; h < end; h++) {
-      if (h > hStart[p]!) f.ascii(",");
-      f.num(hSeq.a[h]! + hSeq.b);
-      f.ascii(",");
-      f.num(hIdx.a[h]! + hIdx.b);
-      f.ascii(",");
-      f.num(hTs.a[h]! + hTs.b);
-      f.ascii(",");
-      f.num(hState.a[h]! + hState.b);
+    const flags = flagsCol[p]!;
+    const h0 = hStart[p]!;
+    const h1 = hStart[p + 1]!;
+    const agentJ = sym(agent[p]!),
+      hostJ = sym(host[p]!),
+      jobJ = sym(job[p]!);
+    const room = FIXED + (h1 - h0) * HISTORY_ENTRY + agentJ.length + hostJ.length + jobJ.length;
+    if (room > FEED_BYTES) return false; // a row this large: written from its record
+    f.room(room);
+    const buf = f.buf;
+    let pos = f.pos;
+    pos = put(buf, pos, L_AGENT);
+    pos = put(buf, pos, agentJ);
+    pos = put(buf, pos, L_AGENT_SEQ);
+    pos = putNum(f, buf, pos, agentSeq[p]!);
+    pos = put(buf, pos, L_ANCESTOR);
+    f.pos = pos;
+    const anc = ancestor[p]!;
+    if (anc === -1) f.bytes(NULL);
+    else f.json(strs[anc]!);
+    f.room(room);
+    pos = put(f.buf, f.pos, L_CONFIG);
+    pos = putNum(f, buf, pos, configVersion[p]!);
+    pos = put(buf, pos, flags & F_EVER_KILLING ? L_KILLING_T : L_KILLING_F);
+    pos = flags & F_EXIT_NULL ? put(buf, pos, NULL) : putNum(f, buf, pos, exitCode[p]!);
+    pos = put(buf, pos, L_FAILURES);
+    pos = putNum(f, buf, pos, failureCount[p]!);
+    pos = put(buf, pos, L_HISTORY);
+    for (let h = h0; h < h1; h++) {
+      if (h > h0) buf[pos++] = 0x2c;
+      pos = putNum(f, buf, pos, hSeq[h]!);
+      buf[pos++] = 0x2c;
+      pos = putNum(f, buf, pos, hIdx[h]!);
+      buf[pos++] = 0x2c;
+      pos = putNum(f, buf, pos, hTs[h]!);
+      buf[pos++] = 0x2c;
+      pos = putNum(f, buf, pos, hState[h]!);
     }
-    f.ascii('],"host":');
-    sym(f, c.host, p);
-    f.ascii(',"instance":');
-    num(f, c.instance, p);
-    f.ascii(',"job":');
-    sym(f, c.job, p);
-    const reason = symJson[c.reason.a[p]! + c.reason.b];
-    if (reason !== undefined) {
-      f.ascii(',"lastReason":');
-      f.bytes(reason);
+    pos = put(buf, pos, L_HOST);
+    pos = put(buf, pos, hostJ);
+    pos = put(buf, pos, L_INSTANCE);
+    pos = putNum(f, buf, pos, instance[p]!);
+    pos = put(buf, pos, L_JOB);
+    pos = put(buf, pos, jobJ);
+    f.pos = pos;
+    const r = symJson[reason[p]!];
+    if (r !== undefined) {
+      f.bytes(L_REASON);
+      f.bytes(r);
     }
-    f.ascii(',"ports":');
+    f.bytes(L_PORTS);
     writePorts(f, t.ports(p));
-    f.ascii(flags & F_RESCHEDULE ? ',"rescheduleWanted":true' : ',"rescheduleWanted":false');
-    const state = TASK_STATES[c.state.a[p]! + c.state.b];
-    if (state !== undefined) {
-      f.ascii(',"state":');
-      f.json(state);
+    f.bytes(flags & F_RESCHEDULE ? L_RESCHEDULE_T : L_RESCHEDULE_F);
+    const st = stateJson[state[p]!];
+    if (st !== undefined) {
+      f.bytes(L_STATE);
+      f.bytes(st);
     }
-    f.ascii(',"successorId":');
-    id(f, c.successor, p);
-    const throttleMs = c.throttleMs.a[p]! + c.throttleMs.b;
-    if (throttleMs) {
-      f.ascii(',"throttleMs":');
-      f.num(throttleMs);
-      f.ascii(',"throttledUntil":');
-      num(f, c.throttledUntil, p);
+    f.bytes(L_SUCCESSOR);
+    const suc = successor[p]!;
+    if (suc === -1) f.bytes(NULL);
+    else f.json(strs[suc]!);
+    const throttle = throttleMs[p]!;
+    if (throttle) {
+      f.bytes(L_THROTTLE);
+      f.num(throttle);
+      f.bytes(L_THROTTLED_UNTIL);
+      f.num(throttledUntil[p]!);
     }
     f.ascii("}");
     return true;
   };
+}
+
+/** Bytes at pos (room made by the caller); returns the position after them. */
+function put(buf: Buffer, pos: number, b: Uint8Array): number {
+  for (let i = 0; i < b.length; i++) buf[pos++] = b[i]!;
+  return pos;
+}
+
+/** canonical() of a number at pos, as Utf8Feed.num writes it (room for 24 bytes made by the
+ *  caller); anything but a safe integer goes through the feed itself. */
+function putNum(f: Utf8Feed, buf: Buffer, pos: number, x: number): number {
+  if (x >= 0 && x < 1e9 && (x | 0) === x) return writeUint(buf, pos, x);
+  f.pos = pos;
+  f.num(x);
+  return f.pos;
 }
 
 /** A task digest's keys as [first-key literal, later-key literal] (`{"k":` is written whole). */

@@ -6,7 +6,8 @@
 // Layout (MessagePack, msgpackr):
 //   snapshot = [header, body]                      plain MessagePack array
 //   header   = {format: "roost-snapshot", version, seq, eventCount, stateHash, createdTs,
-//               digest, tasks, jobs, agents}       plain map: any MessagePack reader can list it
+//               digest, tasks, jobs, agents, stream?, codec?, bodySha256?}
+//                                                  plain map: any MessagePack reader can list it
 //   body     = bin: a msgpackr map of
 //     strs   task ids, once: the state's tasks first (in the state's order), then ids the
 //            state refers to but does not hold; everything else refers to them by index
@@ -20,12 +21,20 @@
 //     small  bin: msgpackr (structuredClone) of jobs, agents, leader, quotas, reservations,
 //            anomalies, keyed requests' outcomes, and the task field values that did not fit a column ("odd" values)
 //
-// Decoding checks the format and version, rebuilds every container (Maps, Sets, the derived
-// pending index), then recomputes stateHash and compares it with the header: a snapshot either
-// decodes to exactly the state that was written, or throws SnapshotError.
+// Decoding checks the format and version and the columns (every string index in range, the order
+// a permutation, the pending index exactly the PENDING rows), rebuilds the small containers, and
+// leaves the tasks as columns: the state's TaskMap builds a row when it is used (taskMap.ts,
+// taskColumns.ts; decoding 2.4M tasks into objects was 15 s of a 19 s cold start). Checking then
+// recomputes stateHash, reading untouched rows straight from the columns, and compares it with the
+// header: a snapshot either decodes to exactly the state that was written, or throws SnapshotError.
+//
+// The header also names the codec that wrote it and the body's SHA-256 (SNAPSHOT_CODEC below): the
+// store checks the state hash before it stores a snapshot, so a reader of the same codec takes
+// that check and only compares the digest (checkedByWriter), which costs I/O, not object building.
 //
 // The agentsVersion/capacityVersion counters are carried too (they may restart at any value).
 
+import { createHash } from "node:crypto";
 import { Packr } from "msgpackr";
 import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
@@ -54,6 +63,16 @@ export { SnapshotError } from "./taskColumns.js";
 export const SNAPSHOT_FORMAT = "roost-snapshot";
 export const SNAPSHOT_VERSION = 1;
 
+/**
+ * What this build's decoder makes of a body: bump it with any change to what bytes decode to.
+ * A snapshot records the codec of the build that wrote it, which checked before it stored them
+ * that its bytes decode to the state hash in their header (src/storage/snapshotStore.ts,
+ * putEncoded). A reader of the same codec then needs only the body's digest to know it holds
+ * those bytes: decoding is a function of the bytes and the codec. Any other reader checks the
+ * state hash itself, as before. test/snapshot.test.ts pins a golden snapshot's decoding.
+ */
+export const SNAPSHOT_CODEC = "roost-columns-1";
+
 export interface SnapshotHeader {
   format: typeof SNAPSHOT_FORMAT;
   version: number;
@@ -71,7 +90,14 @@ export interface SnapshotHeader {
   /** The JetStream stream of the log this state is a fold of, when the writer knew it (absent in
    *  older snapshots and for a memory log). A cold start skips a snapshot of another stream. */
   stream?: string;
+  /** The codec of the build that wrote it (SNAPSHOT_CODEC), and the SHA-256 of the body bytes, hex
+   *  (both absent in older snapshots). */
+  codec?: string;
+  bodySha256?: string;
 }
+
+/** The body digest is computed this many bytes a step. */
+const DIGEST_PIECE = 16 * 2 ** 20;
 
 /** Plain MessagePack for the outer array and the header: readable by any MessagePack reader. */
 const outer = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number", mapsAsObjects: true, useToJSON: false });
@@ -601,6 +627,12 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     small: smallPacked,
   });
   yield;
+  // The body's digest, in pieces (hundreds of MB at millions of tasks).
+  const digest = createHash("sha256");
+  for (let at = 0; at < body.length; at += DIGEST_PIECE) {
+    digest.update(body.subarray(at, at + DIGEST_PIECE));
+    yield;
+  }
   const header: SnapshotHeader = {
     format: SNAPSHOT_FORMAT,
     version: SNAPSHOT_VERSION,
@@ -613,6 +645,8 @@ export function* encodeSnapshotSteps(state: ClusterState, opts: EncodeOptions = 
     jobs: state.jobs.size,
     agents: state.agents.size,
     ...(opts.stream !== undefined ? { stream: opts.stream } : {}),
+    codec: SNAPSHOT_CODEC,
+    bodySha256: digest.digest("hex"),
   };
   return { bytes: outer.pack([header, body]), header };
 }
@@ -656,6 +690,21 @@ export function readSnapshotHeader(bytes: Uint8Array): SnapshotHeader {
   return splitSnapshot(bytes).header;
 }
 
+/**
+ * Whether these bytes are ones a build of this codec checked before it stored them: the header
+ * names SNAPSHOT_CODEC and the body's SHA-256 is the one it records. Then decoding them gives the
+ * state their header's hash records, without computing it (see SNAPSHOT_CODEC). False for a
+ * snapshot of another codec or of a build before codecs were recorded: check its state hash.
+ * Throws SnapshotError when the body is not the one its header records (corrupt or altered).
+ */
+export function checkedByWriter(bytes: Uint8Array): boolean {
+  const { header, body } = splitSnapshot(bytes);
+  if (header.bodySha256 === undefined) return false;
+  const got = createHash("sha256").update(body).digest("hex");
+  if (got !== header.bodySha256) throw new SnapshotError(`snapshot body digest mismatch: header ${header.bodySha256}, body ${got}`);
+  return header.codec === SNAPSHOT_CODEC;
+}
+
 function splitSnapshot(bytes: Uint8Array): { header: SnapshotHeader; body: Uint8Array } {
   let top: unknown;
   try {
@@ -679,6 +728,9 @@ function splitSnapshot(bytes: Uint8Array): { header: SnapshotHeader; body: Uint8
   }
   if (typeof header.stateHash !== "string") throw new SnapshotError("snapshot header has no stateHash");
   if (header.stream !== undefined && typeof header.stream !== "string") throw new SnapshotError("snapshot header has a malformed stream");
+  if (header.codec !== undefined && typeof header.codec !== "string") throw new SnapshotError("snapshot header has a malformed codec");
+  if (header.bodySha256 !== undefined && typeof header.bodySha256 !== "string")
+    throw new SnapshotError("snapshot header has a malformed bodySha256");
   return { header, body: top[1] };
 }
 

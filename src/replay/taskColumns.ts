@@ -66,7 +66,7 @@ export const F_EXIT_NULL = 8;
 export const F_PORTS_NULL = 16;
 
 /** The task columns a snapshot body holds, by name (src/replay/snapshot.ts writes them). */
-export const TASK_COLUMNS = [
+const TASK_COLUMNS = [
   "job",
   "instance",
   "configVersion",

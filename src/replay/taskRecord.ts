@@ -12,7 +12,7 @@ import type { TaskStateName } from "../statemachines/taskStates.js";
  * retain no strings (it doubled replay speed); `roost task history` reads the reasons back from
  * the log, which is the truth.
  */
-export type TaskHistoryEntries = number[];
+type TaskHistoryEntries = number[];
 export const HISTORY_STRIDE = 4;
 
 export interface TaskRecord {

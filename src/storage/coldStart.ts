@@ -5,7 +5,9 @@
 // are skipped (and reported), falling back to an older one and finally to folding from genesis.
 // Either way the result is the fold of the log.
 //
-// For a large snapshot the state hash is checked in a worker thread (src/storage/verifyWorker.ts)
+// A snapshot of this build's codec was checked by the build that stored it (SNAPSHOT_CODEC in
+// src/replay/snapshot.ts): only its body digest is compared, and its tasks decoded as columns. For
+// a large snapshot of another codec the state hash is checked in a worker thread (src/storage/verifyWorker.ts)
 // while this thread decodes the same bytes unchecked and folds the tail; the verdict is awaited
 // before returning. If it says the snapshot is not what was written, the state folded on from it
 // is dropped and the cold start goes on exactly as if the snapshot had failed inline: from the
@@ -47,8 +49,9 @@ export interface ColdStartResult {
   snapshotFetchMs: number;
   snapshotDecodeMs: number;
   /** Where the state hash of the snapshot used was checked (null without one). "inline" also when
-   *  the worker failed (not: rejected the snapshot) and the check ran here instead. */
-  snapshotVerify: "inline" | "worker" | null;
+   *  the worker failed (not: rejected the snapshot) and the check ran here instead; "writer": by
+   *  the build that stored it, of this codec (only the body digest is checked here). */
+  snapshotVerify: "inline" | "worker" | "writer" | null;
   /** How long that check took on the thread it ran on (in a worker: its decode and hash), ms. */
   snapshotVerifyMs: number;
   /** How long this thread waited for the worker's verdict after folding the tail, ms. */

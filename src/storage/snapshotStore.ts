@@ -4,10 +4,13 @@
 // the ones that do not: a snapshot is only a shortcut, the log is the truth.
 //
 // The object store checks each object's SHA-256 on read (corrupt chunks never reach the decoder);
-// the decoder checks the format, the version and the state hash (src/replay/snapshot.ts). A cold
-// start may have the state hash checked in a worker thread while it folds the tail (LoadOptions
-// verify, src/storage/verifyWorker.ts): the state then comes with a `verified` promise to await.
-// A snapshot whose header names another stream than the log's is skipped.
+// the decoder checks the format, the version and the state hash (src/replay/snapshot.ts). Storing
+// a snapshot checks first that its bytes decode to the state hash in their header (putEncoded, in
+// a worker thread when large): so a cold start ("auto") of the same codec takes that check and
+// compares only the body's digest, while a snapshot of another codec, or of a build before codecs
+// were recorded, has its state hash checked, in a worker thread while the tail folds (LoadOptions
+// verify, src/storage/verifyWorker.ts) or inline: the state then comes with a `verified` promise
+// to await. A snapshot whose header names another stream than the log's is skipped.
 
 import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
@@ -15,9 +18,11 @@ import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { Objm, StorageType, type ObjectInfo, type ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
+  checkedByWriter,
   encodeSnapshotWithHeader,
   readSnapshot,
   readSnapshotHeader,
+  verifySnapshot,
   type EncodedSnapshot,
   type SnapshotHeader,
 } from "../replay/snapshot.js";
@@ -58,8 +63,10 @@ export interface SnapshotInfo {
 export interface PutSnapshot extends SnapshotInfo {
   /** Time to encode the state (stateHash included), ms. */
   encodeMs: number;
-  /** Time to store the bytes, ms. */
+  /** Time to store the bytes, ms... */
   writeMs: number;
+  /** ...after checking that they decode to the state hash in their header (SNAPSHOT_CODEC), ms. */
+  checkMs: number;
 }
 
 export interface SkippedSnapshot {
@@ -97,8 +104,10 @@ export interface LoadedSnapshot {
 }
 
 /** Where the state hash of a snapshot is checked: "inline" before the load returns; "worker" in a
- *  worker thread meanwhile; "auto": the worker for large snapshots (WORKER_MIN_BYTES /
- *  WORKER_MIN_TASKS) on a machine with at least WORKER_MIN_CPUS cores, else inline. */
+ *  worker thread meanwhile; "auto": not at all for bytes a build of this codec checked before it
+ *  stored them (their body digest is compared: checkedByWriter), else the worker for large
+ *  snapshots (WORKER_MIN_BYTES / WORKER_MIN_TASKS) on a machine with at least WORKER_MIN_CPUS
+ *  cores, else inline. */
 export type VerifyWhere = "inline" | "worker" | "auto";
 
 /**
@@ -163,6 +172,12 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
 
   /** Store a snapshot already encoded (encodeSnapshotSteps, run a slice at a time). encodeMs is 0. */
   async putEncoded({ bytes, header }: EncodedSnapshot): Promise<PutSnapshot> {
+    // The writer's check: only bytes that decode to the hash in their header are stored, so a
+    // reader of the same codec need not compute it (SNAPSHOT_CODEC in src/replay/snapshot.ts). A
+    // large snapshot is checked in a worker thread, off the thread that keeps the lease.
+    const t0 = performance.now();
+    if (bytes.length < WORKER_MIN_BYTES) verifySnapshot(bytes);
+    else await startVerifier().check(bytes);
     const t1 = performance.now();
     const name = snapshotName(header.seq);
     const meta = {
@@ -173,7 +188,7 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
       tasks: header.tasks,
     };
     await this.putBytes(name, bytes, meta);
-    return { name, seq: header.seq, size: bytes.length, ...meta, encodeMs: 0, writeMs: performance.now() - t1 };
+    return { name, seq: header.seq, size: bytes.length, ...meta, encodeMs: 0, writeMs: performance.now() - t1, checkMs: t1 - t0 };
   }
 
   /** Snapshots, newest (highest seq) first. */
@@ -188,7 +203,13 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
    */
   async load(
     name: string,
-    opts: { verify?: "inline" | "worker"; stream?: string } = {},
+    opts: {
+      verify?: "inline" | "worker";
+      stream?: string;
+      /** Take the writer's check for bytes of this codec whose body digest matches (see
+       *  checkedByWriter): no state hash computed. */
+      trustWriter?: boolean;
+    } = {},
   ): Promise<Omit<LoadedSnapshot, "seq" | "name" | "skipped" | "ms">> {
     const stream = opts.stream ?? this.stream;
     const t0 = performance.now();
@@ -203,6 +224,25 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
       if (seq !== null && seq !== head.seq) throw new Error(`snapshot ${name} holds the state at seq ${head.seq}, not ${seq}`);
       if (stream !== undefined && head.stream !== undefined && head.stream !== stream) {
         throw new Error(`snapshot ${name} is a state of the stream ${head.stream}, not of ${stream}`);
+      }
+      if (opts.trustWriter) {
+        const tc = performance.now();
+        if (checkedByWriter(bytes)) {
+          verifier?.cancel();
+          const t2 = performance.now();
+          const { state, header } = readSnapshot(bytes, { verify: false });
+          const decodeMs = performance.now() - t2;
+          return {
+            state,
+            header,
+            bytes: bytes.length,
+            fetchMs: t1 - t0,
+            decodeMs,
+            verified: Promise.resolve({ by: "writer", ms: t2 - tc }),
+            cancelVerify: () => {},
+            copyMs: 0,
+          };
+        }
       }
       let verified: Promise<Verdict> | null = null;
       let copyMs = 0;
@@ -263,7 +303,11 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
           (verify === "auto" &&
             availableParallelism() >= WORKER_MIN_CPUS &&
             (info.size >= WORKER_MIN_BYTES || (info.tasks ?? 0) >= WORKER_MIN_TASKS));
-        const one = await this.load(info.name, { verify: worker ? "worker" : "inline", stream: opts.stream });
+        const one = await this.load(info.name, {
+          verify: worker ? "worker" : "inline",
+          stream: opts.stream,
+          trustWriter: verify === "auto",
+        });
         return { loaded: { ...one, seq: one.header.seq, name: info.name, skipped, ms: performance.now() - t0 }, skipped };
       } catch (err) {
         skipped.push({ name: info.name, error: (err as Error).message });

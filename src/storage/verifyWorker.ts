@@ -31,9 +31,11 @@ type CheckReply = { ok: true; ms: number } | { ok: false; ms: number; error: str
 
 /** The verdict on a snapshot whose hash matched. */
 export interface Verdict {
-  /** Where the check ran: "worker", or "inline" (on this thread, also when the worker failed). */
-  by: "worker" | "inline";
-  /** How long the check took (decode + hash), ms, on the thread that ran it. */
+  /** Where the check ran: "worker", or "inline" (on this thread, also when the worker failed);
+   *  "writer": the build that stored the bytes checked them, and only their digest was checked
+   *  here (SNAPSHOT_CODEC, src/replay/snapshot.ts). */
+  by: "worker" | "inline" | "writer";
+  /** How long the check took (decode + hash; for "writer", the body digest), ms, on the thread that ran it. */
   ms: number;
   /** Why the worker could not give the verdict, when it fell back to this thread. */
   workerFailure?: string;

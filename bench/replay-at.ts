@@ -1,8 +1,8 @@
 // `npm run bench -- replay-at`: how long it takes to show the cluster at an arbitrary moment of a
 // long log, as `roost replay --at` and the web UI's time travel do it (history/timeMachine.ts):
-// the newest snapshot at or before the moment, fetched, decoded and checked against its state
-// hash, then the records after it folded, then the overview the UI's first page shows (summary
-// and a page of jobs).
+// the newest snapshot at or before the moment, fetched, its body digest checked (the writer checked
+// its state hash before storing it: SNAPSHOT_CODEC) and its columns decoded, then the records after
+// it folded, then the overview the UI's first page shows (summary and a page of jobs).
 //
 // A log of ROOST_BENCH_EVENTS events (default 10,000,000) of the realistic mix
 // (src/sim/synthetic.ts: ~240k tasks per million events, since a state keeps every task) is

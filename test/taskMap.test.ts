@@ -11,6 +11,8 @@ import { stateHash } from "../src/replay/hash.js";
 import { encodeSnapshot, readSnapshot, verifySnapshot } from "../src/replay/snapshot.js";
 import { ClusterState, type TaskRecord } from "../src/replay/state.js";
 import { TaskMap } from "../src/replay/taskMap.js";
+import { IdIndex, idHash } from "../src/replay/idIndex.js";
+import { SnapshotError } from "../src/replay/snapshot.js";
 import { Rng } from "../src/sim/rng.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 import { asTaskId, type TaskId } from "../src/domain/types.js";
@@ -133,7 +135,7 @@ describe("a decoded snapshot's tasks", () => {
     expect([...b.pending]).toEqual([...a.pending]);
   });
 
-  it("a snapshot whose task order is not by id fails its check (the table's lookups search it), though it decodes", () => {
+  it("a snapshot whose task order is not by id fails its check (the digest reads cold rows in it), though it decodes", () => {
     const s = foldAll([...syntheticLog({ seed: 3, events: 3_000, agents: 5 })]);
     const bytes = encodeSnapshot(s);
     expect(() => verifySnapshot(bytes)).not.toThrow();
@@ -150,5 +152,56 @@ describe("a decoded snapshot's tasks", () => {
     const bad = codec.pack([header, codec.pack(b)]);
     expect(() => readSnapshot(bad, { verify: false })).not.toThrow();
     expect(() => verifySnapshot(bad)).toThrow(/task order is not by id/);
+  });
+});
+
+describe("the id index of a snapshot's rows", () => {
+  it("finds every id at its position and misses every other, over ids sharing long prefixes (seeds 1-5)", () => {
+    for (let seed = 1; seed <= 5; seed++) {
+      const rng = new Rng(seed);
+      const ids = new Set<string>(["", "é", "\u{1F600}", "a".repeat(300)]);
+      while (ids.size < 5_000) ids.add(`role-prod-job${rng.int(40)}-${rng.int(30)}-${rng.hex8().slice(0, rng.int(8) + 1)}`);
+      const keys = [...ids].map(asTaskId);
+      // Only the first n are indexed (the string table holds more ids than rows).
+      const n = keys.length - 1000;
+      const index = new IdIndex(keys, n);
+      for (let p = 0; p < keys.length; p++) expect(index.find(keys[p]!)).toBe(p < n ? p : -1);
+      expect(index.find(asTaskId("role-prod-job1-1-nothere"))).toBe(-1);
+    }
+  });
+
+  it("refuses an id held twice, and a count beyond its keys", () => {
+    const keys = ["a", "b", "c", "b"].map(asTaskId);
+    expect(() => new IdIndex(keys, 4)).toThrow(SnapshotError);
+    expect(() => new IdIndex(keys, 4)).toThrow(/task b twice/);
+    expect(new IdIndex(keys, 3).find(asTaskId("b"))).toBe(1);
+    expect(() => new IdIndex(keys, 5)).toThrow(/cannot index/);
+  });
+
+  it("hashes every character (ids differing only in their middle or their end differ)", () => {
+    expect(idHash("role-prod-a-1-deadbeef")).not.toBe(idHash("role-prod-b-1-deadbeef"));
+    expect(idHash("role-prod-a-1-deadbeef")).not.toBe(idHash("role-prod-a-1-deadbeee"));
+    // The table masks the low bits: 4,096 ids that differ in their last digits fill most of 1,024
+    // buckets (a hash without the final avalanche leaves whole ranges of them empty).
+    const buckets = new Set<number>();
+    for (let i = 0; i < 4096; i++) buckets.add(idHash(`role-prod-job-${i}`) & 1023);
+    expect(buckets.size).toBeGreaterThan(1000);
+  });
+
+  it("keeps finding the snapshot's rows after every row is built, and rows set since", () => {
+    const s = foldAll([...syntheticLog({ seed: 9, events: 5_000, agents: 5 })]);
+    const d = decode(s);
+    d.tasks.warm(Number.POSITIVE_INFINITY);
+    expect(d.tasks.coldRows).toBe(0);
+    for (const [id, t] of s.tasks) expect(d.tasks.get(id)).toStrictEqual(t);
+    const extra = { ...[...s.tasks.values()][0]!, taskId: asTaskId("added-later") };
+    d.tasks.set(extra.taskId, extra);
+    expect(d.tasks.get(extra.taskId)).toBe(extra);
+    expect(d.tasks.size).toBe(s.tasks.size + 1);
+    const first = [...s.tasks.keys()][0]!;
+    expect(d.tasks.delete(first)).toBe(true);
+    expect(d.tasks.has(first)).toBe(false);
+    expect(d.tasks.get(extra.taskId)).toBe(extra);
+    expect(d.tasks.get([...s.tasks.keys()][1]!)).toStrictEqual(s.tasks.get([...s.tasks.keys()][1]!));
   });
 });

@@ -4,11 +4,12 @@
 
 import { createHash, type Hash } from "node:crypto";
 import type { TaskId } from "../domain/types.js";
-import { canonical } from "./canonical.js";
-import type { AgentRecord, ClusterState, JobRecord, TaskRecord } from "./state.js";
-import { F_EVER_KILLING, F_EXIT_NULL, F_RESCHEDULE, SnapshotError, TaskColumns, type Unpacked } from "./taskColumns.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
-import { sortStringsSteps, type Steps, runSteps, TASKS_PER_STEP } from "./steps.js";
+import { canonical } from "./canonical.js";
+import { SnapshotError } from "./snapshotError.js";
+import type { AgentRecord, ClusterState, JobRecord, TaskRecord } from "./state.js";
+import { runSteps, type Steps, sortStringsSteps, TASKS_PER_STEP } from "./steps.js";
+import { F_EVER_KILLING, F_EXIT_NULL, F_RESCHEDULE, TaskColumns, type Unpacked } from "./taskColumns.js";
 
 /**
  * The state digest, version 1: exactly these fields, by name. Golden logs pin their hash, so

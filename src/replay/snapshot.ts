@@ -39,26 +39,26 @@ import { Packr } from "msgpackr";
 import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
 import { STATE_DIGEST_VERSION, stateHash, stateHashSteps } from "./hash.js";
-import { runSteps, sortStringsSteps, TASKS_PER_STEP, type Steps } from "./steps.js";
-import { ClusterState, HISTORY_STRIDE, type AgentRecord, type JobRecord, type TaskRecord } from "./state.js";
+import { SnapshotError } from "./snapshotError.js";
+import { type AgentRecord, ClusterState, HISTORY_STRIDE, type JobRecord, type TaskRecord } from "./state.js";
+import { runSteps, type Steps, sortStringsSteps, TASKS_PER_STEP } from "./steps.js";
 import {
-  F64,
+  type Column,
   F_EVER_KILLING,
   F_EXIT_NULL,
   F_PORTS_NULL,
   F_RESCHEDULE,
   F_SERVICE,
-  SnapshotError,
+  F64,
   TaskColumns,
+  U8,
   U16,
   U32,
-  U8,
-  type Column,
   unpackColumn,
 } from "./taskColumns.js";
 import { TaskMap } from "./taskMap.js";
 
-export { SnapshotError } from "./taskColumns.js";
+export { SnapshotError };
 
 export const SNAPSHOT_FORMAT = "roost-snapshot";
 export const SNAPSHOT_VERSION = 1;

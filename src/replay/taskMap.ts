@@ -6,9 +6,12 @@
 // it garbage collection, and inserting 2.4M ids into a Map alone takes ~2 s; yet a replica that
 // starts touches a few thousand of them before it serves. So a decoded snapshot hands its
 // columns over as cold rows (ColdRows, from src/replay/taskColumns.ts): a lookup finds a cold row
-// by binary search over the ids in sorted order and builds its record then, once; `warm()` builds
-// the rest a bounded number at a time, which the scheduler does in the background after it is up.
-// A warm table is exactly the Map it replaces.
+// in a hash index of the snapshot's ids (src/replay/idIndex.ts, typed arrays built in the decode)
+// and builds its record then, once; `warm()` builds the rest a bounded number at a time, which the
+// scheduler does in the background after it is up. The index outlives the columns: positions of
+// the snapshot's ids stay in it, and only ids set since go into a Map (a binary search over the
+// sorted ids, the first design, made lookups ~30% of folding a cold start's tail; a Map of every
+// id costs ~2 s to fill at 2.4M tasks and ~70 MB of heap).
 //
 // It behaves as a Map in every way a reader can see: insertion order (the snapshot's rows first,
 // in the order the writer's state had them, then rows set since), `get` returns the same object
@@ -29,8 +32,8 @@ export interface ColdRows {
   key(p: number): TaskId;
   /** Row p as a new record. */
   row(p: number): TaskRecord;
-  /** The position of `id`, or -1. */
-  find(id: TaskId): number;
+  /** Where each of the n ids is: `find(id)` is its position, or -1. */
+  readonly index: { find(id: TaskId): number };
   /** Row p's state code (an index of TASK_STATES) and whether it wants rescheduling, read without
    *  building the record; -1 when only the record can tell (a value no column holds). */
   stateCode(p: number): number;
@@ -44,7 +47,9 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
   /** Keys and records by position; a cold row's record is undefined until built. */
   #keys: TaskId[] = [];
   #rows: (TaskRecord | undefined)[] = [];
-  /** Positions of every key set since, and of every cold row looked up or built. */
+  /** Positions of the first rows' keys (a snapshot's), when the table started cold. */
+  #index: ColdRows["index"] | null = null;
+  /** Positions of every other key (set since). */
   #pos = new Map<TaskId, number>();
   #cold: ColdRows | null = null;
   /** Cold rows not yet built, and where warm() goes on from. */
@@ -59,6 +64,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
     for (let p = 0; p < n; p++) m.#keys[p] = cold.key(p);
     m.#rows = new Array<TaskRecord | undefined>(n);
     if (n > 0) {
+      m.#index = cold.index;
       m.#cold = cold;
       m.#coldLeft = n;
     }
@@ -94,10 +100,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
   #find(id: TaskId): number {
     const p = this.#pos.get(id);
     if (p !== undefined) return p;
-    if (this.#coldLeft === 0) return -1;
-    const q = this.#cold!.find(id);
-    if (q >= 0) this.#pos.set(id, q);
-    return q;
+    return this.#index === null ? -1 : this.#index.find(id);
   }
 
   #at(p: number): TaskRecord {
@@ -111,7 +114,6 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
 
   #built(p: number, r: TaskRecord): void {
     this.#rows[p] = r;
-    this.#pos.set(this.#keys[p]!, p);
     if (--this.#coldLeft === 0) this.#cold = null;
   }
 
@@ -160,6 +162,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
     this.warm(Number.POSITIVE_INFINITY);
     this.#keys.splice(p, 1);
     this.#rows.splice(p, 1);
+    this.#index = null;
     this.#pos.clear();
     for (let q = 0; q < this.#keys.length; q++) this.#pos.set(this.#keys[q]!, q);
     return true;
@@ -169,6 +172,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
     this.#keys = [];
     this.#rows = [];
     this.#pos.clear();
+    this.#index = null;
     this.#cold = null;
     this.#coldLeft = 0;
     this.#warmFrom = 0;

@@ -7,7 +7,7 @@
 //   blockedScanUs_<N>  one attempt at a task that fits nowhere: every agent is judged (the
 //                      cost a blocked group pays once per round)
 
-import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
+import { decodeRecord, encodeRecord, makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import type { EventPayloads, EventType } from "../src/domain/events.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
@@ -30,7 +30,9 @@ class Builder {
     if (this.batch.length >= 1000) this.flush();
   }
   flush(): void {
-    if (this.batch.length) foldRecord(this.state, ++this.seq, this.batch);
+    // The bytes a replica folds, decoded as the log's reader decodes them: folding the objects
+    // appended instead measured a state without what decoding leaves in it (src/eventlog/intern.ts).
+    if (this.batch.length) foldRecord(this.state, ++this.seq, decodeRecord(encodeRecord(this.batch)));
     this.batch = [];
   }
 }
@@ -76,7 +78,8 @@ function heap(): number {
 
 /**
  * The leader's folded state at 10,000 agents and `jobs` × 100 live tasks (each RUNNING on an agent
- * with a port), built by folding events as a replica does: its heap after GC, above the heap before.
+ * with a port), built by folding events as a replica does (records encoded, then the decoded bytes
+ * folded): its heap after GC, above the heap before.
  */
 function liveCell(jobs: number): { heapBytes: number; liveTasks: number } {
   const before = heap();

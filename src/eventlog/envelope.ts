@@ -29,6 +29,7 @@ import {
   type LogEntry,
   type UnreadableEntry,
 } from "../domain/events.js";
+import { intern, internStrings } from "./intern.js";
 
 export { makeEnvelope, UNREADABLE } from "../domain/events.js";
 export type { AnyEnvelope, Envelope, LogEntry, LogRecord } from "../domain/events.js";
@@ -115,7 +116,16 @@ function decodeEnvelope(a: unknown): LogEntry {
       return unreadable(`${type} v${v as number}: upcasting failed: ${(err as Error).message}`, type, a);
     }
   }
-  return { type, v: version, epoch: epoch as number, ts, corr, reason, data } as AnyEnvelope;
+  // Interned so the state keeps flat copies, not slices of the record's strings (intern.ts).
+  return {
+    type,
+    v: version,
+    epoch: epoch as number,
+    ts,
+    corr: intern(corr),
+    reason: intern(reason),
+    data: internStrings(data),
+  } as AnyEnvelope;
 }
 
 function unreadable(why: string, claimedType: string | null, a?: unknown[]): UnreadableEntry {

@@ -354,8 +354,8 @@ function writeTaskDigest(f: Utf8Feed, t: TaskRecord): void {
 function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
   const { c, strs, syms, hStart } = t;
   const order = t.order;
-  // Every column is f64 with its base added (taskColumns.ts widens them): plain loads.
-  const col = (u: Unpacked) => u.a as Float64Array;
+  // Each column's value is a[p] + b (taskColumns.ts), each read at a load site of its own.
+  const col = (u: Unpacked) => u;
   const agent = col(c.agent),
     agentSeq = col(c.agentSeq),
     ancestor = col(c.ancestor),
@@ -406,12 +406,12 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
   return (f, k) => {
     const p = order[k]!;
     if (t.hasOdd(p)) return false;
-    const flags = flagsCol[p]!;
+    const flags = flagsCol.a[p]! + flagsCol.b;
     const h0 = hStart[p]!;
     const h1 = hStart[p + 1]!;
-    const agentJ = sym(agent[p]!),
-      hostJ = sym(host[p]!),
-      jobJ = sym(job[p]!);
+    const agentJ = sym(agent.a[p]! + agent.b),
+      hostJ = sym(host.a[p]! + host.b),
+      jobJ = sym(job.a[p]! + job.b);
     const room = FIXED + (h1 - h0) * HISTORY_ENTRY + agentJ.length + hostJ.length + jobJ.length;
     if (room > FEED_BYTES) return false; // a row this large: written from its record
     f.room(room);
@@ -420,38 +420,38 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
     pos = put(buf, pos, L_AGENT);
     pos = put(buf, pos, agentJ);
     pos = put(buf, pos, L_AGENT_SEQ);
-    pos = putNum(f, buf, pos, agentSeq[p]!);
+    pos = putNum(f, buf, pos, agentSeq.a[p]! + agentSeq.b);
     pos = put(buf, pos, L_ANCESTOR);
     f.pos = pos;
-    const anc = ancestor[p]!;
+    const anc = ancestor.a[p]! + ancestor.b;
     if (anc === -1) f.bytes(NULL);
     else f.json(strs[anc]!);
     f.room(room);
     pos = put(f.buf, f.pos, L_CONFIG);
-    pos = putNum(f, buf, pos, configVersion[p]!);
+    pos = putNum(f, buf, pos, configVersion.a[p]! + configVersion.b);
     pos = put(buf, pos, flags & F_EVER_KILLING ? L_KILLING_T : L_KILLING_F);
-    pos = flags & F_EXIT_NULL ? put(buf, pos, NULL) : putNum(f, buf, pos, exitCode[p]!);
+    pos = flags & F_EXIT_NULL ? put(buf, pos, NULL) : putNum(f, buf, pos, exitCode.a[p]! + exitCode.b);
     pos = put(buf, pos, L_FAILURES);
-    pos = putNum(f, buf, pos, failureCount[p]!);
+    pos = putNum(f, buf, pos, failureCount.a[p]! + failureCount.b);
     pos = put(buf, pos, L_HISTORY);
     for (let h = h0; h < h1; h++) {
       if (h > h0) buf[pos++] = 0x2c;
-      pos = putNum(f, buf, pos, hSeq[h]!);
+      pos = putNum(f, buf, pos, hSeq.a[h]! + hSeq.b);
       buf[pos++] = 0x2c;
-      pos = putNum(f, buf, pos, hIdx[h]!);
+      pos = putNum(f, buf, pos, hIdx.a[h]! + hIdx.b);
       buf[pos++] = 0x2c;
-      pos = putNum(f, buf, pos, hTs[h]!);
+      pos = putNum(f, buf, pos, hTs.a[h]! + hTs.b);
       buf[pos++] = 0x2c;
-      pos = putNum(f, buf, pos, hState[h]!);
+      pos = putNum(f, buf, pos, hState.a[h]! + hState.b);
     }
     pos = put(buf, pos, L_HOST);
     pos = put(buf, pos, hostJ);
     pos = put(buf, pos, L_INSTANCE);
-    pos = putNum(f, buf, pos, instance[p]!);
+    pos = putNum(f, buf, pos, instance.a[p]! + instance.b);
     pos = put(buf, pos, L_JOB);
     pos = put(buf, pos, jobJ);
     f.pos = pos;
-    const r = symJson[reason[p]!];
+    const r = symJson[reason.a[p]! + reason.b];
     if (r !== undefined) {
       f.bytes(L_REASON);
       f.bytes(r);
@@ -459,21 +459,21 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
     f.bytes(L_PORTS);
     writePorts(f, t.ports(p));
     f.bytes(flags & F_RESCHEDULE ? L_RESCHEDULE_T : L_RESCHEDULE_F);
-    const st = stateJson[state[p]!];
+    const st = stateJson[state.a[p]! + state.b];
     if (st !== undefined) {
       f.bytes(L_STATE);
       f.bytes(st);
     }
     f.bytes(L_SUCCESSOR);
-    const suc = successor[p]!;
+    const suc = successor.a[p]! + successor.b;
     if (suc === -1) f.bytes(NULL);
     else f.json(strs[suc]!);
-    const throttle = throttleMs[p]!;
+    const throttle = throttleMs.a[p]! + throttleMs.b;
     if (throttle) {
       f.bytes(L_THROTTLE);
       f.num(throttle);
       f.bytes(L_THROTTLED_UNTIL);
-      f.num(throttledUntil[p]!);
+      f.num(throttledUntil.a[p]! + throttledUntil.b);
     }
     f.ascii("}");
     return true;

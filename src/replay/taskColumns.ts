@@ -135,14 +135,18 @@ export class TaskColumns implements ColdRows {
     this.n = n;
     this.strs = strs;
     this.syms = syms;
-    // Widened to f64, base added: every read is then one monomorphic load (mixed u8/u16/u32/f64
-    // columns made the row builder and the digest writer's loads megamorphic, ~2× slower).
-    const col = (name: string, len = n) => widen(unpackColumn(input.t[name], len, name));
-    this.c = Object.fromEntries(TASK_COLUMNS.map((name) => [name, col(name)])) as Record<TaskColumn, Unpacked>;
-    this.hSeq = col("hSeq", entries);
-    this.hIdx = col("hIdx", entries);
-    this.hTs = col("hTs", entries);
-    this.hState = col("hState", entries);
+    // The columns stay as the snapshot packs them (u8/u16/u32/f64 views into its bytes, each
+    // read as a[i] + b). They were widened to f64 once, for monomorphic loads: 680 MB of fresh
+    // memory at 2.4M tasks, and on this machine the first touch of fresh memory costs ~3 ms per
+    // MB (page faults a VM's host must back), so widening was 1.8 s of a 5.3 s decode and its
+    // external memory set off a full GC per ~64 MB. Readers name each column at a load site of
+    // its own, so every site still sees one array type.
+    const raw = (name: string, len = n) => unpackColumn(input.t[name], len, name);
+    this.c = Object.fromEntries(TASK_COLUMNS.map((name) => [name, raw(name)])) as Record<TaskColumn, Unpacked>;
+    this.hSeq = raw("hSeq", entries);
+    this.hIdx = raw("hIdx", entries);
+    this.hTs = raw("hTs", entries);
+    this.hState = raw("hState", entries);
     const { histLen, ports } = this.c;
     this.hStart = new Float64Array(n + 1);
     this.pStart = new Float64Array(n + 1);
@@ -153,8 +157,8 @@ export class TaskColumns implements ColdRows {
     if (this.hStart[n] !== entries) throw new SnapshotError("snapshot task columns disagree on their lengths");
     const nPorts = this.pStart[n]!;
     if (!Number.isSafeInteger(nPorts) || nPorts < 0) throw new SnapshotError("snapshot task columns disagree on their lengths");
-    this.portName = col("portName", nPorts);
-    this.portValue = col("portValue", nPorts);
+    this.portName = raw("portName", nPorts);
+    this.portValue = raw("portValue", nPorts);
     // Every string a row refers to, checked now: a row is built later, inside a fold, and must not throw there.
     checkIndexes(this.c.job, n, syms.length, "job");
     checkIndexes(this.c.agent, n, syms.length, "agent");
@@ -277,16 +281,6 @@ export class TaskColumns implements ColdRows {
 }
 
 /** A column as f64 values with its base added (b is -0: adds nothing). */
-function widen(u: Unpacked): Unpacked {
-  if (u.a instanceof Float64Array) return u;
-  // The typed-array copy converts natively, ~3.5x faster than a loop whose load sees u8, u16
-  // and u32 arrays by turns; the base is added after, on f64 only.
-  const out = new Float64Array(u.a);
-  const b = u.b;
-  if (b !== 0) for (let i = 0; i < out.length; i++) out[i] = out[i]! + b;
-  return { a: out, b: -0 };
-}
-
 /** A string column's value at p: -1 is null (indexes are checked when the columns are made). */
 function str<T extends string>(u: Unpacked, p: number, table: readonly T[]): T | null {
   const k = u.a[p]! + u.b;

@@ -29,7 +29,7 @@ import {
   type LogEntry,
   type UnreadableEntry,
 } from "../domain/events.js";
-import { intern, internStrings } from "./intern.js";
+import { internStrings, ownCopy } from "./intern.js";
 
 export { makeEnvelope, UNREADABLE } from "../domain/events.js";
 export type { AnyEnvelope, Envelope, LogEntry, LogRecord } from "../domain/events.js";
@@ -116,14 +116,14 @@ function decodeEnvelope(a: unknown): LogEntry {
       return unreadable(`${type} v${v as number}: upcasting failed: ${(err as Error).message}`, type, a);
     }
   }
-  // Interned so the state keeps flat copies, not slices of the record's strings (intern.ts).
+  // The state keeps copies, not slices of the record's strings (intern.ts).
   return {
     type,
     v: version,
     epoch: epoch as number,
     ts,
-    corr: intern(corr),
-    reason: intern(reason),
+    corr,
+    reason: ownCopy(reason),
     data: internStrings(data),
   } as AnyEnvelope;
 }

@@ -9,7 +9,7 @@ import { canonical } from "./canonical.js";
 import { SnapshotError } from "./snapshotError.js";
 import type { AgentRecord, ClusterState, JobRecord, TaskRecord } from "./state.js";
 import { runSteps, type Steps, sortStringsSteps, TASKS_PER_STEP } from "./steps.js";
-import { F_EVER_KILLING, F_EXIT_NULL, F_RESCHEDULE, TaskColumns, type Unpacked } from "./taskColumns.js";
+import { F_EVER_KILLING, F_EXIT_NULL, F_RESCHEDULE, TaskColumns } from "./taskColumns.js";
 
 /**
  * The state digest, version 1: exactly these fields, by name. Golden logs pin their hash, so
@@ -355,26 +355,25 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
   const { c, strs, syms, hStart } = t;
   const order = t.order;
   // Each column's value is a[p] + b (taskColumns.ts), each read at a load site of its own.
-  const col = (u: Unpacked) => u;
-  const agent = col(c.agent),
-    agentSeq = col(c.agentSeq),
-    ancestor = col(c.ancestor),
-    configVersion = col(c.configVersion),
-    exitCode = col(c.exitCode),
-    failureCount = col(c.failureCount),
-    host = col(c.host),
-    instance = col(c.instance),
-    job = col(c.job),
-    reason = col(c.reason),
-    state = col(c.state),
-    successor = col(c.successor),
-    throttleMs = col(c.throttleMs),
-    throttledUntil = col(c.throttledUntil),
-    flagsCol = col(c.flags);
-  const hSeq = col(t.hSeq),
-    hIdx = col(t.hIdx),
-    hTs = col(t.hTs),
-    hState = col(t.hState);
+  const agent = c.agent,
+    agentSeq = c.agentSeq,
+    ancestor = c.ancestor,
+    configVersion = c.configVersion,
+    exitCode = c.exitCode,
+    failureCount = c.failureCount,
+    host = c.host,
+    instance = c.instance,
+    job = c.job,
+    reason = c.reason,
+    state = c.state,
+    successor = c.successor,
+    throttleMs = c.throttleMs,
+    throttledUntil = c.throttledUntil,
+    flagsCol = c.flags;
+  const hSeq = t.hSeq,
+    hIdx = t.hIdx,
+    hTs = t.hTs,
+    hState = t.hState;
   /** Each sym as its canonical JSON bytes, once (job keys, agents, hosts, reasons repeat). */
   const symJson = syms.map((x) => Buffer.from(canonical(x), "utf8"));
   const stateJson = TASK_STATES.map((x) => Buffer.from(canonical(x), "utf8"));

@@ -280,7 +280,6 @@ export class TaskColumns implements ColdRows {
   }
 }
 
-/** A column as f64 values with its base added (b is -0: adds nothing). */
 /** A string column's value at p: -1 is null (indexes are checked when the columns are made). */
 function str<T extends string>(u: Unpacked, p: number, table: readonly T[]): T | null {
   const k = u.a[p]! + u.b;

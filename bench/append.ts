@@ -14,6 +14,7 @@ import { startNatsServer } from "../src/natsServer/server.js";
 import { Rng } from "../src/sim/rng.js";
 import type { TaskStateName } from "../src/statemachines/taskStates.js";
 import { asAgentId, asTaskId } from "../src/domain/types.js";
+import { median } from "./support/stats.js";
 
 const env = (k: string, d: number): number => {
   const v = process.env[k];
@@ -129,12 +130,6 @@ async function oneRun(url: string, stream: string, totalEvents: number, window: 
     // Free the disk and the server's memory before the next run.
     await log.close();
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export default async function appendBench(): Promise<Record<string, number | string>> {

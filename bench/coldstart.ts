@@ -47,7 +47,6 @@
 // Writing the log (generate, append, fold) takes ~13 minutes at 10M on 2 cores.
 
 import { spawn } from "node:child_process";
-import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Appender } from "../src/eventlog/appender.js";
 import { openJetStreamLog } from "../src/eventlog/jetstream.js";
@@ -60,6 +59,7 @@ import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 import { warmTaskTable } from "../src/statemachines/taskTable.js";
 import { naiveRead } from "./support/naive.js";
+import { median } from "./support/stats.js";
 
 interface ColdRun {
   ms: number;
@@ -82,11 +82,6 @@ interface ColdRun {
   warmMs: number;
   heapAfterWarm: number;
   stateHash: string;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 /** One cold start in a fresh `node` (support/coldStartOnce.ts); its JSON line. */
@@ -121,7 +116,7 @@ const WINDOW = 64;
 
 /** Cold starts measured, each in a fresh process (ROOST_BENCH_RUNS, default 3). */
 const RUNS = Math.max(1, Number(process.env.ROOST_BENCH_RUNS ?? 3));
-const ONCE_JS = fileURLToPath(new URL(`./support/coldStartOnce${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+const ONCE_JS = fileURLToPath(new URL("./support/coldStartOnce.js", import.meta.url));
 
 const note = (msg: string) => process.stderr.write(`coldstart: ${msg}\n`);
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;

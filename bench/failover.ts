@@ -65,6 +65,7 @@ import { syntheticLog } from "../src/sim/synthetic.js";
 import { Rng } from "../src/sim/rng.js";
 import { TERMINAL_STATES } from "../src/statemachines/taskStates.js";
 import type { JobKeyString } from "../src/domain/types.js";
+import { median } from "./support/stats.js";
 
 const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 1_000_000);
 const RUNS = Number(process.env.ROOST_BENCH_RUNS ?? 5);
@@ -82,10 +83,6 @@ const ROOST_BIN = fileURLToPath(new URL("../../bin/roost.js", import.meta.url));
 const note = (msg: string) => process.stderr.write(`failover: ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 /** Nearest-rank p99: with fewer than 100 samples, the largest. */
 function p99(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -25,6 +25,7 @@ import { closeProbeConnections } from "../src/agent/health/probes.js";
 import type { LaunchRequest, StatusRequest } from "../src/agent/protocol.js";
 import { subjects } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
+import { median } from "./support/stats.js";
 
 const TASKS = Number(process.env.ROOST_BENCH_TASKS ?? 1000);
 const INTERVAL_SECS = Number(process.env.ROOST_BENCH_INTERVAL_SECS ?? 1);
@@ -69,11 +70,6 @@ function procCpuMs(pid: number): number {
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 const spread = (xs: number[]) => Math.max(...xs) - Math.min(...xs);
 const round1 = (x: number) => Math.round(x * 10) / 10;
 

@@ -20,6 +20,7 @@ import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 import { warmTaskTable } from "../src/statemachines/taskTable.js";
 import { naiveRead } from "./support/naive.js";
+import { median } from "./support/stats.js";
 
 const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 1_000_000);
 const PER_RECORD = 1000;
@@ -27,11 +28,6 @@ const STREAM = "REPLAYBENCH";
 /** Read runs, each a Roost read and a naive read back to back (ROOST_BENCH_RUNS, default 5). */
 const RUNS = Number(process.env.ROOST_BENCH_RUNS ?? 5);
 const round2 = (x: number) => Math.round(x * 100) / 100;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
 const note = (msg: string) => process.stderr.write(`replay: ${msg}\n`);
 

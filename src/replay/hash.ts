@@ -355,25 +355,24 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
   const { c, strs, syms, hStart } = t;
   const order = t.order;
   // Each column's value is a[p] + b (taskColumns.ts), each read at a load site of its own.
-  const agent = c.agent,
-    agentSeq = c.agentSeq,
-    ancestor = c.ancestor,
-    configVersion = c.configVersion,
-    exitCode = c.exitCode,
-    failureCount = c.failureCount,
-    host = c.host,
-    instance = c.instance,
-    job = c.job,
-    reason = c.reason,
-    state = c.state,
-    successor = c.successor,
-    throttleMs = c.throttleMs,
-    throttledUntil = c.throttledUntil,
-    flagsCol = c.flags;
-  const hSeq = t.hSeq,
-    hIdx = t.hIdx,
-    hTs = t.hTs,
-    hState = t.hState;
+  const {
+    agent,
+    agentSeq,
+    ancestor,
+    configVersion,
+    exitCode,
+    failureCount,
+    host,
+    instance,
+    job,
+    reason,
+    state,
+    successor,
+    throttleMs,
+    throttledUntil,
+    flags: flagsCol,
+  } = c;
+  const { hSeq, hIdx, hTs, hState } = t;
   /** Each sym as its canonical JSON bytes, once (job keys, agents, hosts, reasons repeat). */
   const symJson = syms.map((x) => Buffer.from(canonical(x), "utf8"));
   const stateJson = TASK_STATES.map((x) => Buffer.from(canonical(x), "utf8"));

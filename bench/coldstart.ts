@@ -57,6 +57,7 @@ import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
+import { SCHEDULER_NODE_FLAGS } from "../src/cli/nodeFlags.js";
 import { warmTaskTable } from "../src/statemachines/taskTable.js";
 import { naiveRead } from "./support/naive.js";
 import { median } from "./support/stats.js";
@@ -87,9 +88,13 @@ interface ColdRun {
 /** One cold start in a fresh `node` (support/coldStartOnce.ts); its JSON line. */
 function coldStartInChild(url: string, stream: string, bucket: string): Promise<ColdRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--expose-gc", "--max-old-space-size=8000", ONCE_JS, url, stream, bucket], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      ["--expose-gc", "--max-old-space-size=8000", ...SCHEDULER_NODE_FLAGS, ONCE_JS, url, stream, bucket],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     let out = "";
     child.stdout.setEncoding("utf8");
     child.stdout.on("data", (d: string) => {

@@ -52,6 +52,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { KvMemberBoard } from "../src/actors/members.js";
+import { SCHEDULER_NODE_FLAGS } from "../src/cli/nodeFlags.js";
 import { connectClient, type NatsClient } from "../src/client/transport.js";
 import { Appender } from "../src/eventlog/appender.js";
 import { SnapshotStore } from "../src/storage/snapshotStore.js";
@@ -99,7 +100,7 @@ class Child {
     readonly args: string[],
     readonly logFile: string,
   ) {
-    this.proc = spawn(process.execPath, [ROOST_BIN, ...args], {
+    this.proc = spawn(process.execPath, [...SCHEDULER_NODE_FLAGS, ROOST_BIN, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ROOST_LOG_LEVEL: "info" },
     });
@@ -206,7 +207,7 @@ export default async function failoverBench(): Promise<Record<string, number | s
   const failover = await failoverFigures();
   if (COLDSTART_EVENTS <= 0) return failover;
   note(`cold start over ${COLDSTART_EVENTS} events (bench/coldstart.ts, in a child process)`);
-  const child = spawn(process.execPath, ["--expose-gc", "--max-old-space-size=12000", RUN_JS, "coldstart"], {
+  const child = spawn(process.execPath, ["--expose-gc", "--max-old-space-size=12000", ...SCHEDULER_NODE_FLAGS, RUN_JS, "coldstart"], {
     env: { ...process.env, ROOST_BENCH_EVENTS: String(COLDSTART_EVENTS) },
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -44,6 +44,7 @@ import { startBridge } from "./bridge.js";
 import type { ClusterFile } from "../client/transport.js";
 import { connectClient } from "../client/transport.js";
 import { acquireDevLock, type DevLock, DevLockHeldError } from "./devLock.js";
+import { SCHEDULER_NODE_FLAGS } from "./nodeFlags.js";
 
 export interface DevFlags {
   agents: number;
@@ -239,7 +240,10 @@ class NodeChild extends Supervised {
     const fd = openSync(this.logFile, "a");
     let c: ChildProcess;
     try {
-      c = spawn(process.execPath, [ROOST_BIN, ...this.args, "--control-stdin"], { stdio: ["pipe", "pipe", fd], detached: true });
+      c = spawn(process.execPath, [...SCHEDULER_NODE_FLAGS, ROOST_BIN, ...this.args, "--control-stdin"], {
+        stdio: ["pipe", "pipe", fd],
+        detached: true,
+      });
     } finally {
       closeSync(fd);
     }

@@ -1,5 +1,5 @@
 // One cold start in a process of its own, for bench/coldstart.ts:
-//   node --expose-gc dist/bench/support/coldStartOnce.js URL STREAM BUCKET
+//   node --expose-gc <the scheduler's flags, src/cli/nodeFlags.ts> dist/bench/support/coldStartOnce.js URL STREAM BUCKET
 // prints one JSON line: the cold start's figures and the state hash after every row is built.
 //
 // Why a fresh process per run: the bench's own process has just written and folded 10M events,

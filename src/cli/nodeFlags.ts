@@ -1,6 +1,7 @@
 // The V8 flags a scheduler process runs with, in one place: ops/systemd/roost-scheduler.service
-// passes the same ones on its ExecStart line, bin/roost.js on its #! line, and `roost dev` and the
-// benches when they start a scheduler as a process of its own.
+// passes the same ones on its ExecStart line, bin/roost.js on its #! line (so every `roost`
+// command gets them), `roost dev` to each process it starts (its agents too: an idle process never
+// grows its young generation), and the benches to the schedulers they start as processes.
 //
 // Why a larger young generation (32 MB semi-spaces, against Node 20's 16 MB): a scheduler that
 // starts cold folds the log's tail into a state of millions of tasks, and most of what it

@@ -17,7 +17,16 @@ export class NatsBus implements Bus {
   ) {}
 
   static async connect(servers: string | string[], name: string, creds?: Creds): Promise<NatsBus> {
-    const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...creds?.connectOptions() });
+    // No async stack traces: the client would build two Errors per request (a launch, a kill) to
+    // point a failure at its caller; request() names the subject instead (see openJetStreamLog).
+    const nc = await connect({
+      servers,
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      noAsyncTraces: true,
+      ...creds?.connectOptions(),
+    });
     return new NatsBus(nc, true);
   }
 

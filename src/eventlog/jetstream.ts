@@ -356,6 +356,12 @@ export async function openJetStreamLog(opts: JetStreamLogOptions): Promise<JetSt
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       timeout,
+      // Every publish is a request, and by default the client builds two Errors per request (their
+      // stack traces point at the caller should it fail) besides the one it always builds. Errors
+      // here are mapped by class and code (jetstreamErrors.ts), never by stack. Turned off, bench
+      // placement committed 16.8k placements/s against 15.0k–16.0k, and its submit-to-placed
+      // p99 was 18.1/18.6 ms against 23.7/22.5 (2 pairs back to back, 2026-12-04).
+      noAsyncTraces: true,
     }));
   try {
     const jsm = await retryWhileUnavailable(`JetStream on ${nc.getServer()} is not ready`, readyTimeout, () =>

@@ -12,6 +12,14 @@
 //                        (offer book, task group, placeGroup), median of 3
 //   placementEfficiency  placementsPerSec × pureCostUs / 1e6: the share of the pure bound (one
 //                        placement every pureCostUs) that committed placement reaches (goal ≥ 0.7)
+//   commitPathUs         what folding the acknowledged bytes costs per placement, on the run's own
+//                        log (every event, not only placements): encoding its records, decoding
+//                        them and folding them into a fresh state, each median of 3. The leader
+//                        cannot skip any of the three (invariant 1: state changes only by folding
+//                        an acknowledged record), so
+//   efficiencyCeiling    pureCostUs / (pureCostUs + commitPathUs) is the most placementEfficiency
+//                        one event-loop thread can reach, before the bus, intake, timers and the
+//                        collector take their share
 //   submitToPlacedP99Ms  offered load of 1,000 tasks/s (a 100-task job every 100 ms for 10 s) on a
 //                        fresh cell: per task, from the job.create request to its TaskAssigned
 //                        being committed; p50 and p99
@@ -29,13 +37,14 @@ import type { RegisterRequest } from "../src/agent/protocol.js";
 import { Rng } from "../src/sim/rng.js";
 import { GROUP_BATCH, ROUND_MAX } from "../src/actors/placement.js";
 import { AURORA_POLICY } from "../src/actors/policy.js";
-import { makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
+import { decodeRecord, encodeRecord, makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { TaskGroup } from "../src/scheduling/feasible.js";
 import { activeAgents, OfferBook } from "../src/scheduling/offers.js";
 import { PlacementStack } from "../src/scheduling/stack.js";
 import type { TaskId } from "../src/domain/types.js";
+import { median } from "./support/stats.js";
 
 const AGENTS = Number(process.env.ROOST_BENCH_AGENTS ?? 5000);
 const JOBS = Number(process.env.ROOST_BENCH_JOBS ?? 1000);
@@ -146,6 +155,26 @@ function pureCostUs(st: ClusterState): number {
   return (ms * 1000) / placed;
 }
 
+/** Microseconds per placement of encoding, decoding and folding `raw` (the run's records as written), each median of 3. */
+function commitPathUs(raw: readonly Uint8Array[], placements: number): { encodeUs: number; decodeUs: number; foldUs: number } {
+  const runs = { encodeUs: [] as number[], decodeUs: [] as number[], foldUs: [] as number[] };
+  const perPlacement = (t0: number) => ((performance.now() - t0) * 1000) / placements;
+  for (let run = 0; run < 3; run++) {
+    let t0 = performance.now();
+    const decoded = raw.map(decodeRecord);
+    runs.decodeUs.push(perPlacement(t0));
+    const st = new ClusterState();
+    t0 = performance.now();
+    for (let i = 0; i < decoded.length; i++) foldRecord(st, i + 1, decoded[i]!);
+    runs.foldUs.push(perPlacement(t0));
+    if (st.anomalies.length > 0) throw new Error(`commit path: fold anomalies ${JSON.stringify(st.anomalies.slice(0, 2))}`);
+    t0 = performance.now();
+    for (const r of decoded) encodeRecord(r as AnyEnvelope[]);
+    runs.encodeUs.push(perPlacement(t0));
+  }
+  return { encodeUs: median(runs.encodeUs), decodeUs: median(runs.decodeUs), foldUs: median(runs.foldUs) };
+}
+
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
@@ -191,9 +220,10 @@ export default async function placementBench(): Promise<Record<string, number | 
     const pendingLeft = s1.state.pending.size;
     await s1.stop();
     await bus1.close();
-    const records: LogEntry[][] = [];
-    for await (const r of log1.read(1)) records.push(r.events);
+    const raw: Uint8Array[] = [];
+    for await (const r of log1.readRaw(1)) raw.push(r.data);
     await log1.close();
+    const records = raw.map(decodeRecord);
     const costs: number[] = [];
     for (let run = 0; run < 3; run++) costs.push(pureCostUs(unplaced(records)));
     costs.sort((a, b) => a - b);
@@ -201,6 +231,13 @@ export default async function placementBench(): Promise<Record<string, number | 
     const placementEfficiency = (placementsPerSec * pureUs) / 1e6;
     note(
       `pure placement on the same state: ${pureUs.toFixed(2)} µs per task (runs ${costs.map((c) => c.toFixed(2)).join(", ")}): bound ${Math.round(1e6 / pureUs)}/s; efficiency ${placementEfficiency.toFixed(2)}`,
+    );
+    const path = commitPathUs(raw, total);
+    const pathUs = path.encodeUs + path.decodeUs + path.foldUs;
+    const efficiencyCeiling = pureUs / (pureUs + pathUs);
+    note(
+      `the log of the run, per placement: encode ${path.encodeUs.toFixed(2)} µs, decode ${path.decodeUs.toFixed(2)}, fold ${path.foldUs.toFixed(2)}; ` +
+        `committed placement took ${(1e6 / placementsPerSec).toFixed(1)} µs; ceiling ${efficiencyCeiling.toFixed(2)}`,
     );
 
     // Latency at 1,000 tasks/s.
@@ -267,6 +304,11 @@ export default async function placementBench(): Promise<Record<string, number | 
       placementEfficiency: Math.round(placementEfficiency * 100) / 100,
       placementsPerSec: Math.round(placementsPerSec),
       pureCostUs: Math.round(pureUs * 100) / 100,
+      commitPathUs: Math.round(pathUs * 100) / 100,
+      encodeUs: Math.round(path.encodeUs * 100) / 100,
+      decodeUs: Math.round(path.decodeUs * 100) / 100,
+      foldUs: Math.round(path.foldUs * 100) / 100,
+      efficiencyCeiling: Math.round(efficiencyCeiling * 100) / 100,
       submitToPlacedP99Ms: Math.round(p99 * 10) / 10,
       submitToPlacedP50Ms: Math.round(p50 * 10) / 10,
       agents: AGENTS,

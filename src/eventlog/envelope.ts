@@ -29,7 +29,7 @@ import {
   type LogEntry,
   type UnreadableEntry,
 } from "../domain/events.js";
-import { internStrings, ownCopy } from "./intern.js";
+import { internPayload, ownCopy } from "./intern.js";
 
 export { makeEnvelope, UNREADABLE } from "../domain/events.js";
 export type { AnyEnvelope, Envelope, LogEntry, LogRecord } from "../domain/events.js";
@@ -55,6 +55,9 @@ const upcasters: Partial<Record<EventType, Record<number, (data: unknown) => unk
  * string makes every `switch (env.type)` in the fold a pointer compare.
  */
 const INTERNED_TYPES = new Map<string, EventType>(EVENT_TYPES.map((t) => [t, t]));
+
+/** A payload field the state neither keeps nor looks up by, per type: not interned (intern.ts). */
+const NOT_KEPT: Partial<Record<EventType, string>> = { TaskAssigned: "placement" };
 
 export function encodeRecord(events: readonly Envelope[]): Uint8Array {
   const arr = new Array(events.length);
@@ -124,7 +127,7 @@ function decodeEnvelope(a: unknown): LogEntry {
     ts,
     corr,
     reason: ownCopy(reason),
-    data: internStrings(data),
+    data: internPayload(data, NOT_KEPT[type]),
   } as AnyEnvelope;
 }
 

@@ -9,6 +9,9 @@
 //                              unpack, a count per type; run back to back with each Roost read
 //   jetstreamReadVsNaive       median over runs of (Roost's read rate / the naive rate of the same
 //                              run): a ratio that holds on a slow day and a fast one (goal ≥ 1.0)
+//   foldAloneVsNaive           foldEventsPerSec / naiveEventsPerSec: the ratio a read whose fetch
+//                              and decode cost nothing (done on another core, say) would reach
+//                              with this fold, so what a faster read alone can buy
 // The task table is compiled before timing (a one-off ~0.1 s at process start, reported apart).
 
 import { Appender } from "../src/eventlog/appender.js";
@@ -107,6 +110,7 @@ export default async function replayBench(): Promise<Record<string, number | str
     return {
       jetstreamReadVsNaive: round2(median(ratios)),
       jetstreamReadVsNaiveRuns: ratios.map(round2).join(","),
+      foldAloneVsNaive: round2(median(foldRates) / median(naiveRates)),
       naiveEventsPerSec: Math.round(median(naiveRates)),
       foldEventsPerSec: Math.round(median(foldRates)),
       jetstreamReadEventsPerSec: Math.round(median(readRates)),

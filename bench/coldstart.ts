@@ -61,6 +61,7 @@ import { SCHEDULER_NODE_FLAGS } from "../src/cli/nodeFlags.js";
 import { warmTaskTable } from "../src/statemachines/taskTable.js";
 import { naiveRead } from "./support/naive.js";
 import { median } from "./support/stats.js";
+import { gc } from "./support/gc.js";
 
 interface ColdRun {
   ms: number;
@@ -125,7 +126,6 @@ const ONCE_JS = fileURLToPath(new URL("./support/coldStartOnce.js", import.meta.
 
 const note = (msg: string) => process.stderr.write(`coldstart: ${msg}\n`);
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
 
 export default async function coldStartBench(): Promise<Record<string, number | string>> {
   warmTaskTable();

@@ -28,6 +28,7 @@ import { Rng } from "../src/sim/rng.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 import { warmTaskTable } from "../src/statemachines/taskTable.js";
 import { SnapshotStore } from "../src/storage/snapshotStore.js";
+import { gc } from "./support/gc.js";
 
 const EVENTS = Number(process.env.ROOST_BENCH_EVENTS ?? 10_000_000);
 const SNAPSHOT_EVERY = Number(process.env.ROOST_BENCH_SNAPSHOT_EVERY ?? 100_000);
@@ -36,7 +37,6 @@ const PER_RECORD = 1000;
 const WINDOW = 64;
 
 const note = (msg: string) => process.stderr.write(`replay-at: ${msg}\n`);
-const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
 
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;

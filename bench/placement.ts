@@ -15,9 +15,9 @@
 //   commitPathUs         what folding the acknowledged bytes costs per placement, on the run's own
 //                        log (every event, not only placements): encoding its records, decoding
 //                        them and folding them into a fresh state, record by record, each median
-//                        of 3 (encodeUs, decodeUs, foldUs). The leader
-//                        cannot skip any of the three (invariant 1: state changes only by folding
-//                        an acknowledged record), so
+//                        of 3 (encodeUs, decodeUs, foldUs). The leader cannot skip any of the
+//                        three (invariant 1: state changes only by folding an acknowledged
+//                        record), so
 //   efficiencyCeiling    pureCostUs / (pureCostUs + commitPathUs) is the most placementEfficiency
 //                        one event-loop thread can reach, before the bus, intake, timers and the
 //                        collector take their share

@@ -36,6 +36,7 @@ import { openIntake } from "../src/eventlog/intake.js";
 import { openJetStreamLog } from "../src/eventlog/jetstream.js";
 import { startNatsServer } from "../src/natsServer/server.js";
 import { silentLogger } from "../src/util/logger.js";
+import { percentile } from "./support/stats.js";
 
 const env = (k: string, d: number): number => {
   const v = process.env[k];
@@ -56,10 +57,6 @@ const spec = (name: string) => ({
   processes: [{ name: "main", cmdline: "sleep 1" }],
 });
 
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -46,7 +46,7 @@ import { activeAgents, OfferBook } from "../src/scheduling/offers.js";
 import { PlacementStack } from "../src/scheduling/stack.js";
 import type { TaskId } from "../src/domain/types.js";
 import { gc } from "./support/gc.js";
-import { median } from "./support/stats.js";
+import { median, percentile } from "./support/stats.js";
 
 const AGENTS = Number(process.env.ROOST_BENCH_AGENTS ?? 5000);
 const JOBS = Number(process.env.ROOST_BENCH_JOBS ?? 1000);
@@ -187,11 +187,6 @@ function commitPathUs(raw: readonly Uint8Array[], placements: number): { encodeU
     runs.foldUs.push((foldMs * 1000) / placements);
   }
   return { encodeUs: median(runs.encodeUs), decodeUs: median(runs.decodeUs), foldUs: median(runs.foldUs) };
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
 export default async function placementBench(): Promise<Record<string, number | string>> {

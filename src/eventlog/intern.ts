@@ -65,12 +65,7 @@ export function ownCopy(s: string): string {
 export function internPayload<T>(x: T, skip: string | undefined): T {
   if (skip === undefined || x === null || typeof x !== "object" || Array.isArray(x)) return internStrings(x);
   const o = x as Record<string, unknown>;
-  for (const k in o) {
-    if (k === skip) continue;
-    const v = o[k];
-    if (typeof v === "string") intern(v);
-    else if (v !== null && typeof v === "object") internStrings(v, 1);
-  }
+  for (const k in o) if (k !== skip) internStrings(o[k], 1);
   return x;
 }
 

@@ -647,6 +647,15 @@ export async function foldLocally(client: ClusterClient): Promise<ClusterState> 
 }
 
 /**
+ * The longest one poll for a write's outcome waits for its answer. request.get is a read the
+ * leader answers at once; one unanswered for this long went to a leader that died holding it.
+ * What taught it: the poll used to wait out the whole timeout, so a `roost host maintenance
+ * drain` sent as its leader was killed -9 failed after 10 s ("timed out waiting for the scheduler
+ * to answer … request.get") though the next leader had its outcome about 2 s later.
+ */
+const OUTCOME_POLL_MS = 2000;
+
+/**
  * A write, exactly once: published on the durable intake with key `key` (a generated one unless
  * given), then its outcome awaited with request.get, so it survives a leader change and is decided
  * once however often it is sent. Where the cluster has no intake (an embedded dev cluster), or
@@ -663,30 +672,43 @@ export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<st
     let missingSince: number | null = null;
     let delay = 20;
     let said = false;
+    /** The last poll heard nobody: no leader (what to say at the deadline). */
+    let noLeader: NoLeaderError | null = null;
     for (;;) {
       const left = deadline - Date.now();
+      if (left <= 0 && noLeader !== null) {
+        throw new NoLeaderError(
+          `no scheduler is leading: request ${who}/${key} (${op}) is queued on the intake and will be decided, once, when one leads; see it with \`roost request get ${key} --role ${who}\`, or wait for it by repeating the command with --key ${key} (${noLeader.message})`,
+        );
+      }
       if (left <= 0) {
         throw new WaitTimeoutError(
           `timed out after ${seconds(c.timeoutMs)} waiting for the outcome of request ${who}/${key} (${op}); it stays queued: \`roost request get ${key} --role ${who}\` later, or send it again with --key ${key}`,
         );
       }
       let r: { state: string; value?: T; error?: ApiErrorBody } | null = null;
+      let unknown = false;
+      noLeader = null;
       try {
-        r = await c.request<{ state: string; value?: T; error?: ApiErrorBody }>("request.get", { key }, { role: who, timeoutMs: left });
+        // Not retried inside: this loop polls again itself, so nothing waits past OUTCOME_POLL_MS.
+        r = await c.request<{ state: string; value?: T; error?: ApiErrorBody }>(
+          "request.get",
+          { key },
+          { role: who, timeoutMs: Math.min(left, OUTCOME_POLL_MS), retry: false },
+        );
       } catch (err) {
-        if (err instanceof NoLeaderError) {
-          throw new NoLeaderError(
-            `no scheduler is leading: request ${who}/${key} (${op}) is queued on the intake and will be decided, once, when one leads; see it with \`roost request get ${key} --role ${who}\`, or wait for it by repeating the command with --key ${key} (${err.message})`,
-          );
-        }
-        if (!(err instanceof ClientError && err.code === "NOT_FOUND")) throw err;
+        // Nobody answered (no leader yet), a leader took the poll and never answered (it died
+        // holding it), or one could not answer yet (UNAVAILABLE): poll again, until the deadline.
+        unknown = err instanceof ClientError && err.code === "NOT_FOUND";
+        if (err instanceof NoLeaderError) noLeader = err;
+        else if (!(unknown || err instanceof LeaderTimeoutError || (err instanceof ClientError && err.code === "UNAVAILABLE"))) throw err;
       }
       if (r?.state === "done") return r.value as T;
       if (r?.state === "rejected") {
         const e = r.error ?? { code: "INVALID_REQUEST", message: "rejected" };
         throw new ClientError(e.message, isErrorCode(e.code) ? e.code : undefined, e.field);
       }
-      if (r === null && pub.duplicate) {
+      if (unknown && pub.duplicate) {
         missingSince ??= Date.now();
         if (Date.now() - missingSince > 2000) break; // a duplicate of nothing the leader knows: send it directly
       }

@@ -1,0 +1,97 @@
+// A keyed write's outcome, polled with request.get (client/transport.ts writeOnce), across a
+// leader that takes a poll and dies without answering it: the client asks again and the next
+// leader's answer comes back, inside the client's timeout.
+//
+// What taught it: the poll used to wait out the whole timeout on the one request the dying leader
+// held, so `roost host maintenance drain`, sent as its leader was killed -9, failed after 10 s
+// though the next leader had the outcome 2 s later (test/maintenance.e2e.test.ts, once in three).
+//
+// Real nats-server; the "leaders" are two plain subscribers on the request.get subject, so the
+// test decides exactly which one takes which poll.
+
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { API_V1_PREFIX } from "../src/api/v1.js";
+import { pack, unpack } from "../src/eventlog/envelope.js";
+import { NatsClient, writeOnce } from "../src/client/transport.js";
+import { withNats } from "./support/nats.js";
+import { testSpec } from "./support/specs.js";
+
+const nats = withNats();
+let nc: NatsConnection;
+let leaders: NatsConnection;
+
+/** A client whose intake publish is taken (no intake stream here): only the outcome poll is tested. */
+class PolledClient extends NatsClient {
+  override async publishIntake(): Promise<{ duplicate: boolean }> {
+    return { duplicate: false };
+  }
+}
+
+const SUBJECT = `${API_V1_PREFIX}www-data.request.get`;
+
+beforeAll(async () => {
+  nc = await connect({ servers: nats.url });
+  leaders = await connect({ servers: nats.url });
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await leaders?.close();
+});
+
+/** Takes the first poll and never answers it (a leader killed -9 holding it); then is gone. */
+async function dyingLeader(): Promise<{ took: Promise<number> }> {
+  const sub = leaders.subscribe(SUBJECT, { max: 1 });
+  const took = (async () => {
+    for await (const _m of sub) return Date.now();
+    return 0;
+  })();
+  await leaders.flush();
+  return { took };
+}
+
+/** Answers every poll with the write's outcome, from `after` on (the next leader). */
+function nextLeader(after: Promise<unknown>, value: unknown): { polls: () => number; stop: () => void } {
+  let polls = 0;
+  let sub: Subscription | null = null;
+  void after.then(async () => {
+    sub = leaders.subscribe(SUBJECT);
+    for await (const m of sub) {
+      polls++;
+      const req = unpack<{ key: string }>(m.data);
+      m.respond(pack({ ok: true, value: { key: req.key, state: "done", op: "job.create", seq: 7, value } }));
+    }
+  });
+  return { polls: () => polls, stop: () => sub?.unsubscribe() };
+}
+
+describe("a write's outcome across a leader that dies holding the poll", () => {
+  it("polls again and returns the next leader's answer inside the timeout", async () => {
+    const client = new PolledClient(nats.url, nc, "ROOST", 10_000);
+    const dying = await dyingLeader();
+    const outcome = { job: "www-data/devel/outcome", taskIds: ["t-1"], seq: 7 };
+    const next = nextLeader(dying.took, outcome);
+    // Before the fix the one poll waited out the 10 s and this threw "timed out … request.get".
+    const got = await writeOnce(client, "job.create", { spec: testSpec("outcome"), user: "svc" }, "k-outcome");
+    next.stop();
+    expect(got).toEqual(outcome);
+    expect(await dying.took).toBeGreaterThan(0); // the first poll did go to the dying leader
+    expect(next.polls()).toBeGreaterThanOrEqual(1);
+  });
+
+  it("with no leader until the deadline: says no scheduler leads and the write is queued", async () => {
+    const client = new PolledClient(nats.url, nc, "ROOST", 1500);
+    const err = await writeOnce(client, "job.create", { spec: testSpec("nobody"), user: "svc" }, "k-nobody").catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/no scheduler is leading: request www-data\/k-nobody \(job\.create\) is queued on the intake/);
+  });
+
+  it("a poll the dying leader held, then no leader until the deadline: no leader and the write queued, not a timeout on request.get", async () => {
+    const client = new PolledClient(nats.url, nc, "ROOST", 2500);
+    const dying = await dyingLeader();
+    const err = await writeOnce(client, "job.create", { spec: testSpec("held"), user: "svc" }, "k-held").catch((e: unknown) => e);
+    expect(await dying.took).toBeGreaterThan(0);
+    expect((err as Error).message).toMatch(/^no scheduler is leading: request www-data\/k-held \(job\.create\) is queued on the intake/);
+    expect((err as Error).message).not.toMatch(/waiting for the scheduler to answer/);
+  });
+});

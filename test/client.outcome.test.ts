@@ -1,6 +1,7 @@
 // A keyed write's outcome, polled with request.get (client/transport.ts writeOnce), across a
 // leader that takes a poll and dies without answering it: the client asks again and the next
-// leader's answer comes back, inside the client's timeout.
+// leader's answer comes back, inside the client's timeout. And a read a leader held until the
+// timeout is not reported with the warning meant for an unkeyed write.
 //
 // What taught it: the poll used to wait out the whole timeout on the one request the dying leader
 // held, so `roost host maintenance drain`, sent as its leader was killed -9, failed after 10 s
@@ -93,5 +94,15 @@ describe("a write's outcome across a leader that dies holding the poll", () => {
     expect(await dying.took).toBeGreaterThan(0);
     expect((err as Error).message).toMatch(/^no scheduler is leading: request www-data\/k-held \(job\.create\) is queued on the intake/);
     expect((err as Error).message).not.toMatch(/waiting for the scheduler to answer/);
+  });
+
+  it("a read a leader held until the timeout: timed out, without the warning meant for unkeyed writes", async () => {
+    const client = new PolledClient(nats.url, nc, "ROOST", 1000);
+    const sub = leaders.subscribe(`${API_V1_PREFIX}www-data.job.status`, { max: 1 });
+    await leaders.flush();
+    const err = await client.request("job.status", { job: "www-data/devel/held" }).catch((e: unknown) => e);
+    sub.unsubscribe();
+    expect((err as Error).message).toMatch(/^timed out after 1 s waiting for the scheduler to answer roost\.api\.v1\.www-data\.job\.status/);
+    expect((err as Error).message).not.toMatch(/a write may still be carried out/);
   });
 });

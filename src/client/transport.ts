@@ -371,7 +371,7 @@ type Attempt<T> = { reply: Reply<T> } | "none" | "timeout";
  * Request/reply with the CLI's rules: while nobody answers (no leader, e.g. during a failover)
  * try again, backing off to 1 s, until `timeoutMs`; then NoLeaderError saying so, what was asked
  * and for how long. A request taken but not answered in time is not repeated (a write may have
- * landed): LeaderTimeoutError. "Not committed, try again" (UNAVAILABLE) is retried like no answer
+ * landed; a read or keyed write is told so without that warning): LeaderTimeoutError. "Not committed, try again" (UNAVAILABLE) is retried like no answer
  * for a read or a keyed write (the key makes a copy harmless), and returned for an unkeyed write.
  */
 async function requestWithRetry<T>(
@@ -392,7 +392,7 @@ async function requestWithRetry<T>(
     const r = await attempt(Math.max(MIN_ATTEMPT_MS, deadline - Date.now()));
     if (r === "timeout") {
       throw new LeaderTimeoutError(
-        `timed out after ${seconds(Date.now() - start)} waiting for the scheduler to answer ${subject} at ${where} (a write may still be carried out: look before repeating it)`,
+        `timed out after ${seconds(Date.now() - start)} waiting for the scheduler to answer ${subject} at ${where}${opts.read ? "" : " (a write may still be carried out: look before repeating it)"}`,
       );
     }
     if (r !== "none" && !(retry && opts.read && unavailable(r.reply) && deadline - Date.now() > 0)) return unwrap(r.reply);

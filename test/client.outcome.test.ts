@@ -102,7 +102,9 @@ describe("a write's outcome across a leader that dies holding the poll", () => {
     await leaders.flush();
     const err = await client.request("job.status", { job: "www-data/devel/held" }).catch((e: unknown) => e);
     sub.unsubscribe();
-    expect((err as Error).message).toMatch(/^timed out after 1 s waiting for the scheduler to answer roost\.api\.v1\.www-data\.job\.status/);
+    expect((err as Error).message).toMatch(
+      /^timed out after 1 s waiting for the scheduler to answer roost\.api\.v1\.www-data\.job\.status/,
+    );
     expect((err as Error).message).not.toMatch(/a write may still be carried out/);
   });
 });

@@ -1,7 +1,8 @@
 // A keyed write's outcome, polled with request.get (client/transport.ts writeOnce), across a
 // leader that takes a poll and dies without answering it: the client asks again and the next
-// leader's answer comes back, inside the client's timeout. And a read a leader held until the
-// timeout is not reported with the warning meant for an unkeyed write.
+// leader's answer comes back, inside the client's timeout. The CLI's waits poll the same way
+// (pollOnce). And a read a leader held until the timeout is not reported with the warning meant
+// for an unkeyed write.
 //
 // What taught it: the poll used to wait out the whole timeout on the one request the dying leader
 // held, so `roost host maintenance drain`, sent as its leader was killed -9, failed after 10 s
@@ -14,7 +15,7 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API_V1_PREFIX } from "../src/api/v1.js";
 import { pack, unpack } from "../src/eventlog/envelope.js";
-import { NatsClient, writeOnce } from "../src/client/transport.js";
+import { NatsClient, pollOnce, writeOnce } from "../src/client/transport.js";
 import { withNats } from "./support/nats.js";
 import { testSpec } from "./support/specs.js";
 
@@ -106,5 +107,26 @@ describe("a write's outcome across a leader that dies holding the poll", () => {
       /^timed out after 1 s waiting for the scheduler to answer roost\.api\.v1\.www-data\.job\.status/,
     );
     expect((err as Error).message).not.toMatch(/a write may still be carried out/);
+  });
+
+  it("a wait's poll (job create --wait, job kill --wait, update wait) the dying leader held is asked again; past the wait's deadline it throws", async () => {
+    const client = new PolledClient(nats.url, nc, "ROOST", 10_000);
+    const status = `${API_V1_PREFIX}www-data.job.status`;
+    const held = leaders.subscribe(status, { max: 1 });
+    await leaders.flush();
+    const ask = (ms: number) => client.request<{ job: string }>("job.status", { job: "www-data/devel/polled" }, { timeoutMs: ms });
+    // The wait has 20 s left: the held poll is given 2 s, then handed back as "ask again".
+    expect(await pollOnce(ask, Date.now() + 20_000)).toBeNull();
+    expect(held.getReceived()).toBe(1); // it did take the poll
+    const next = leaders.subscribe(status);
+    void (async () => {
+      for await (const m of next) m.respond(pack({ ok: true, value: { job: "www-data/devel/polled" } }));
+    })();
+    await leaders.flush();
+    expect(await pollOnce(ask, Date.now() + 20_000)).toEqual({ job: "www-data/devel/polled" });
+    next.unsubscribe();
+    // Nobody at all, and the wait's deadline comes within the poll: its error, not null.
+    const err = await pollOnce(ask, Date.now() + 500).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/no scheduler is leading/);
   });
 });

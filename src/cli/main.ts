@@ -49,6 +49,7 @@ import {
   connectClient,
   foldLocally,
   natsServers,
+  pollOnce,
   seconds,
   WaitTimeoutError,
 } from "../client/transport.js";
@@ -463,8 +464,10 @@ withClusterOptions(
       let status: JobStatusReply | null = null;
       const finished = (i: JobStatusReply["instances"][number]) => (status!.service ? i.state === "RUNNING" : isTerminal(i.state));
       for (;;) {
-        const left = deadline - Date.now();
-        status = await c.jobStatus({ job: r.job }, { timeoutMs: Math.min(c.timeoutMs, Math.max(left, 1000)) });
+        // A poll nobody answered (a leader change) is asked again, until the wait's deadline.
+        const polled = await pollOnce((ms) => c.jobStatus({ job: r.job }, { timeoutMs: Math.min(c.timeoutMs, ms) }), deadline);
+        if (polled === null) continue;
+        status = polled;
         for (const i of status.instances) {
           const now = `${i.taskId}\0${i.state}\0${i.reason}`;
           if (seen.get(i.instance) === now) continue;
@@ -532,7 +535,9 @@ withClusterOptions(
         const waitS = o.timeout ?? KILL_WAIT_S;
         const deadline = Date.now() + waitS * 1000;
         for (;;) {
-          status = await c.jobStatus({ job: k }, { timeoutMs: Math.min(c.timeoutMs, Math.max(deadline - Date.now(), 1000)) });
+          const polled = await pollOnce((ms) => c.jobStatus({ job: k }, { timeoutMs: Math.min(c.timeoutMs, ms) }), deadline);
+          if (polled === null) continue;
+          status = polled;
           if (instancesTerminal(status, r.instances)) break;
           if (Date.now() >= deadline) {
             const what = notDone({ ...status, instances: status.instances.filter((i) => r.instances.includes(i.instance)) }, (i) =>

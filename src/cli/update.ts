@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { type Command, InvalidArgumentError } from "commander";
 import type { RoostClient, UpdateInfoReply, UpdateListReply, UpdateWriteReply } from "../client/roostClient.js";
-import type { CliClusterOptions } from "../client/transport.js";
+import { type CliClusterOptions, pollOnce } from "../client/transport.js";
 import { isoTime } from "../domain/time.js";
 import { parseJobSpec } from "../spec/jobSpec.js";
 import { updateInfo, updateList } from "../updater/info.js";
@@ -316,8 +316,17 @@ async function waitForUpdate(
 ): Promise<UpdateInfoReply> {
   let updateId = id;
   let last = "";
+  // The wait has no end of its own; it gives up when no scheduler answers for --timeout. A poll
+  // nobody answered (a leader change; `update wait` rides through one) is asked again until then.
+  const patience = (o.timeout ?? 10) * 1000;
+  let deadline = Date.now() + patience;
   for (;;) {
-    const u = await c.updateInfo({ job: k, ...(updateId !== undefined ? { updateId } : {}) }, { timeoutMs: (o.timeout ?? 10) * 1000 });
+    const u = await pollOnce(
+      (ms) => c.updateInfo({ job: k, ...(updateId !== undefined ? { updateId } : {}) }, { timeoutMs: ms }),
+      deadline,
+    );
+    if (u === null) continue;
+    deadline = Date.now() + patience;
     updateId = u.updateId;
     const line = `${u.status} ${progressBar(u.progress)}`;
     if (line !== last) progress(`${isoTime(Date.now())} ${line}`);

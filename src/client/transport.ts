@@ -647,13 +647,33 @@ export async function foldLocally(client: ClusterClient): Promise<ClusterState> 
 }
 
 /**
- * The longest one poll for a write's outcome waits for its answer. request.get is a read the
- * leader answers at once; one unanswered for this long went to a leader that died holding it.
- * What taught it: the poll used to wait out the whole timeout, so a `roost host maintenance
+ * The longest one poll (a write's outcome with request.get, or a wait's `job status` or `update
+ * info`) waits for its answer before it is asked again. A leader answers a poll at once; one
+ * unanswered this long went to a leader that died holding it, and the next leader answers the
+ * next. What taught it: a poll used to wait out the whole timeout, so a `roost host maintenance
  * drain` sent as its leader was killed -9 failed after 10 s ("timed out waiting for the scheduler
  * to answer … request.get") though the next leader had its outcome about 2 s later.
  */
-const OUTCOME_POLL_MS = 2000;
+const POLL_TRY_MS = 2000;
+
+/** A poll nobody answered: no scheduler leads, or the one that took it died holding it. */
+function unanswered(err: unknown): boolean {
+  return err instanceof NoLeaderError || err instanceof LeaderTimeoutError;
+}
+
+/**
+ * One poll of a wait that gives up at `deadline` (ms since the epoch): `ask`'s answer, given at
+ * most POLL_TRY_MS to come; or null when nobody answered it and the wait has time left, so the
+ * caller polls again. Past the deadline, the last poll's error is thrown.
+ */
+export async function pollOnce<T>(ask: (timeoutMs: number) => Promise<T>, deadline: number): Promise<T | null> {
+  try {
+    return await ask(Math.max(MIN_ATTEMPT_MS, Math.min(POLL_TRY_MS, deadline - Date.now())));
+  } catch (err) {
+    if (unanswered(err) && Date.now() < deadline) return null;
+    throw err;
+  }
+}
 
 /**
  * A write, exactly once: published on the durable intake with key `key` (a generated one unless
@@ -690,11 +710,11 @@ export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<st
       let unknown = false;
       noLeader = null;
       try {
-        // Not retried inside: this loop polls again itself, so nothing waits past OUTCOME_POLL_MS.
+        // Not retried inside: this loop polls again itself, so nothing waits past POLL_TRY_MS.
         r = await c.request<{ state: string; value?: T; error?: ApiErrorBody }>(
           "request.get",
           { key },
-          { role: who, timeoutMs: Math.min(left, OUTCOME_POLL_MS), retry: false },
+          { role: who, timeoutMs: Math.min(left, POLL_TRY_MS), retry: false },
         );
       } catch (err) {
         // Nobody answered (no leader yet), a leader took the poll and never answered (it died

@@ -13,7 +13,8 @@
 
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API_V1_PREFIX } from "../src/api/v1.js";
+import { API_V1_PREFIX, addressFor } from "../src/api/v1.js";
+import { RoostClient } from "../src/client/roostClient.js";
 import { pack, unpack } from "../src/eventlog/envelope.js";
 import { NatsClient, pollOnce, writeOnce } from "../src/client/transport.js";
 import { withNats } from "./support/nats.js";
@@ -54,7 +55,7 @@ async function dyingLeader(): Promise<{ took: Promise<number> }> {
 }
 
 /** Answers every poll with the write's outcome, from `after` on (the next leader). */
-function nextLeader(after: Promise<unknown>, value: unknown): { polls: () => number; stop: () => void } {
+function nextLeader(after: Promise<unknown>, value: unknown): { polls: () => number; stop: () => Promise<void> } {
   let polls = 0;
   let sub: Subscription | null = null;
   void after.then(async () => {
@@ -65,7 +66,14 @@ function nextLeader(after: Promise<unknown>, value: unknown): { polls: () => num
       m.respond(pack({ ok: true, value: { key: req.key, state: "done", op: "job.create", seq: 7, value } }));
     }
   });
-  return { polls: () => polls, stop: () => sub?.unsubscribe() };
+  return {
+    polls: () => polls,
+    // Flushed, so the server has dropped the subscriber before the next test's requests.
+    stop: async () => {
+      sub?.unsubscribe();
+      await leaders.flush();
+    },
+  };
 }
 
 describe("a write's outcome across a leader that dies holding the poll", () => {
@@ -76,7 +84,7 @@ describe("a write's outcome across a leader that dies holding the poll", () => {
     const next = nextLeader(dying.took, outcome);
     // Before the fix the one poll waited out the 10 s and this threw "timed out … request.get".
     const got = await writeOnce(client, "job.create", { spec: testSpec("outcome"), user: "svc" }, "k-outcome");
-    next.stop();
+    await next.stop();
     expect(got).toEqual(outcome);
     expect(await dying.took).toBeGreaterThan(0); // the first poll did go to the dying leader
     expect(next.polls()).toBeGreaterThanOrEqual(1);
@@ -103,6 +111,7 @@ describe("a write's outcome across a leader that dies holding the poll", () => {
     await leaders.flush();
     const err = await client.request("job.status", { job: "www-data/devel/held" }).catch((e: unknown) => e);
     sub.unsubscribe();
+    await leaders.flush();
     expect((err as Error).message).toMatch(
       /^timed out after 1 s waiting for the scheduler to answer roost\.api\.v1\.www-data\.job\.status/,
     );
@@ -125,8 +134,67 @@ describe("a write's outcome across a leader that dies holding the poll", () => {
     await leaders.flush();
     expect(await pollOnce(ask, Date.now() + 20_000)).toEqual({ job: "www-data/devel/polled" });
     next.unsubscribe();
+    await leaders.flush(); // the server has dropped it before the next request comes
     // Nobody at all, and the wait's deadline comes within the poll: its error, not null.
     const err = await pollOnce(ask, Date.now() + 500).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/no scheduler is leading/);
+  });
+
+  it("events({follow}): a long poll the dying leader held is asked again of the next leader, from the same place", async () => {
+    // A 5 s timeout: the held poll is given waitMs + 2 s, well before the stream would give up.
+    const transport = new PolledClient(nats.url, nc, "ROOST", 5000);
+    const subject = addressFor("events", {}, "www-data")!;
+    // The dying leader takes the first poll; only then does the next leader subscribe (two plain
+    // subscribers at once would both get every poll).
+    const held = leaders.subscribe(subject, { max: 1 });
+    const took = (async () => {
+      for await (const _m of held) return;
+    })();
+    await leaders.flush();
+    const asked: number[] = [];
+    let next: Subscription | null = null;
+    void took.then(async () => {
+      next = leaders.subscribe(subject);
+      for await (const m of next) {
+        const req = unpack<{ from: number }>(m.data);
+        asked.push(req.from);
+        const events =
+          req.from === 5
+            ? [
+                {
+                  seq: 5,
+                  index: 0,
+                  ts: 1,
+                  epoch: 1,
+                  type: "LeaderElected",
+                  reason: "r",
+                  corr: "c",
+                  data: {},
+                  job: null,
+                  role: null,
+                  agent: null,
+                },
+              ]
+            : [];
+        m.respond(pack({ ok: true, value: { events, next: req.from === 5 ? 6 : req.from, lastSeq: 5 } }));
+      }
+    });
+    const stop = new AbortController();
+    const seen: number[] = [];
+    for await (const e of new RoostClient(transport).events({
+      from: 5,
+      follow: true,
+      waitMs: 200,
+      role: "www-data",
+      signal: stop.signal,
+    })) {
+      seen.push(e.seq);
+      stop.abort();
+    }
+    (next as Subscription | null)?.unsubscribe();
+    await leaders.flush();
+    expect(held.getReceived()).toBe(1); // the first poll went to the dying leader
+    expect(seen).toEqual([5]);
+    expect(asked[0]).toBe(5); // asked again from the same place
   });
 });

@@ -14,7 +14,7 @@ import type { Static } from "typebox";
 import type * as R from "../api/replies.js";
 import { EVENTS_FOLLOW_WAIT_MS, type Request } from "../api/requests.js";
 import { type DiscoverReply, discoverOnce, type EndpointChange, watchEndpoints } from "./discovery.js";
-import { type ClusterClient, connectClient, type RequestOptions, writeOnce } from "./transport.js";
+import { type ClusterClient, connectClient, pollOnce, type RequestOptions, writeOnce } from "./transport.js";
 
 export type { DiscoveredEndpoint, DiscoverReply, EndpointChange } from "./discovery.js";
 
@@ -84,6 +84,11 @@ export interface EventsOptions {
   role?: string;
   /** Events per page. Default 500. */
   pageSize?: number;
+  /**
+   * With `follow`: how long the leader holds one poll open for new events (0 to 30,000 ms; Nomad's
+   * blocking-query wait). Default 20 s. Shorter costs more polls; 0 polls without pause.
+   */
+  waitMs?: number;
 }
 
 export interface DiscoverOptions {
@@ -288,13 +293,18 @@ export class RoostClient {
   async *events(o: EventsOptions = {}): AsyncGenerator<RoostEvent> {
     let from: number | string = o.from instanceof Date ? o.from.toISOString() : (o.from ?? 1);
     const filter = Object.fromEntries(Object.entries(o.filter ?? {}).filter(([, v]) => v !== undefined));
+    const waitMs = o.follow ? (o.waitMs ?? EVENTS_FOLLOW_WAIT_MS) : 0;
+    // Following, a poll the leader held and never answered (it died) is asked again of the next
+    // leader, from the same place; the stream ends only when none has answered for the timeout.
+    let deadline = Date.now() + this.timeoutMs + waitMs;
     for (;;) {
       if (o.signal?.aborted) return;
-      const waitMs = o.follow ? EVENTS_FOLLOW_WAIT_MS : 0;
-      const page = await this.eventsPage(
-        { from, limit: o.pageSize ?? 500, ...filter, ...(waitMs ? { waitMs } : {}) },
-        { role: o.role, timeoutMs: this.timeoutMs + waitMs },
-      );
+      const req = { from, limit: o.pageSize ?? 500, ...filter, ...(o.follow ? { waitMs } : {}) };
+      const page = o.follow
+        ? await pollOnce((ms) => this.eventsPage(req, { role: o.role, timeoutMs: ms }), deadline, waitMs)
+        : await this.eventsPage(req, { role: o.role, timeoutMs: this.timeoutMs });
+      if (page === null) continue;
+      deadline = Date.now() + this.timeoutMs + waitMs;
       for (const e of page.events) {
         if (o.signal?.aborted) return;
         yield e;

@@ -663,12 +663,13 @@ function unanswered(err: unknown): boolean {
 
 /**
  * One poll of a wait that gives up at `deadline` (ms since the epoch): `ask`'s answer, given at
- * most POLL_TRY_MS to come; or null when nobody answered it and the wait has time left, so the
- * caller polls again. Past the deadline, the last poll's error is thrown.
+ * most POLL_TRY_MS to come (after `holdMs`, for a long poll the leader holds that long); or null
+ * when nobody answered it and the wait has time left, so the caller polls again. Past the
+ * deadline, the last poll's error is thrown.
  */
-export async function pollOnce<T>(ask: (timeoutMs: number) => Promise<T>, deadline: number): Promise<T | null> {
+export async function pollOnce<T>(ask: (timeoutMs: number) => Promise<T>, deadline: number, holdMs = 0): Promise<T | null> {
   try {
-    return await ask(Math.max(MIN_ATTEMPT_MS, Math.min(POLL_TRY_MS, deadline - Date.now())));
+    return await ask(Math.max(MIN_ATTEMPT_MS, Math.min(holdMs + POLL_TRY_MS, deadline - Date.now())));
   } catch (err) {
     if (unanswered(err) && Date.now() < deadline) return null;
     throw err;

@@ -371,8 +371,9 @@ type Attempt<T> = { reply: Reply<T> } | "none" | "timeout";
  * Request/reply with the CLI's rules: while nobody answers (no leader, e.g. during a failover)
  * try again, backing off to 1 s, until `timeoutMs`; then NoLeaderError saying so, what was asked
  * and for how long. A request taken but not answered in time is not repeated (a write may have
- * landed; a read or keyed write is told so without that warning): LeaderTimeoutError. "Not committed, try again" (UNAVAILABLE) is retried like no answer
- * for a read or a keyed write (the key makes a copy harmless), and returned for an unkeyed write.
+ * landed; a read or keyed write is told so without that warning): LeaderTimeoutError. "Not
+ * committed, try again" (UNAVAILABLE) is retried like no answer for a read or a keyed write (the
+ * key makes a copy harmless), and returned for an unkeyed write.
  */
 async function requestWithRetry<T>(
   subject: string,
@@ -708,7 +709,7 @@ export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<st
         );
       }
       let r: { state: string; value?: T; error?: ApiErrorBody } | null = null;
-      let unknown = false;
+      let notFound = false;
       noLeader = null;
       try {
         // Not retried inside: this loop polls again itself, so nothing waits past POLL_TRY_MS.
@@ -720,16 +721,16 @@ export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<st
       } catch (err) {
         // Nobody answered (no leader yet), a leader took the poll and never answered (it died
         // holding it), or one could not answer yet (UNAVAILABLE): poll again, until the deadline.
-        unknown = err instanceof ClientError && err.code === "NOT_FOUND";
+        notFound = err instanceof ClientError && err.code === "NOT_FOUND";
         if (err instanceof NoLeaderError) noLeader = err;
-        else if (!(unknown || err instanceof LeaderTimeoutError || (err instanceof ClientError && err.code === "UNAVAILABLE"))) throw err;
+        else if (!(notFound || err instanceof LeaderTimeoutError || (err instanceof ClientError && err.code === "UNAVAILABLE"))) throw err;
       }
       if (r?.state === "done") return r.value as T;
       if (r?.state === "rejected") {
         const e = r.error ?? { code: "INVALID_REQUEST", message: "rejected" };
         throw new ClientError(e.message, isErrorCode(e.code) ? e.code : undefined, e.field);
       }
-      if (unknown && pub.duplicate) {
+      if (notFound && pub.duplicate) {
         missingSince ??= Date.now();
         if (Date.now() - missingSince > 2000) break; // a duplicate of nothing the leader knows: send it directly
       }

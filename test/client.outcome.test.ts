@@ -8,7 +8,8 @@
 // held, so `roost host maintenance drain`, sent as its leader was killed -9, failed after 10 s
 // though the next leader had the outcome 2 s later (test/maintenance.e2e.test.ts, once in three).
 //
-// Real nats-server; the "leaders" are two plain subscribers on the request.get subject, so the
+// Real nats-server; the "leaders" are plain subscribers on the polled subject (request.get,
+// job.status, events), the next one subscribing only once the dying one took its poll, so the
 // test decides exactly which one takes which poll.
 
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
@@ -76,7 +77,7 @@ function nextLeader(after: Promise<unknown>, value: unknown): { polls: () => num
   };
 }
 
-describe("a write's outcome across a leader that dies holding the poll", () => {
+describe("polls across a leader that dies holding one", () => {
   it("polls again and returns the next leader's answer inside the timeout", async () => {
     const client = new PolledClient(nats.url, nc, "ROOST", 10_000);
     const dying = await dyingLeader();

@@ -235,8 +235,7 @@ export default async function placementBench(): Promise<Record<string, number | 
     const records = raw.map(decodeRecord);
     const costs: number[] = [];
     for (let run = 0; run < 3; run++) costs.push(pureCostUs(unplaced(records)));
-    costs.sort((a, b) => a - b);
-    const pureUs = costs[1]!;
+    const pureUs = median(costs);
     const placementEfficiency = (placementsPerSec * pureUs) / 1e6;
     note(
       `pure placement on the same state: ${pureUs.toFixed(2)} µs per task (runs ${costs.map((c) => c.toFixed(2)).join(", ")}): bound ${Math.round(1e6 / pureUs)}/s; efficiency ${placementEfficiency.toFixed(2)}`,

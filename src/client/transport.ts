@@ -694,36 +694,30 @@ export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<st
     let missingSince: number | null = null;
     let delay = 20;
     let said = false;
-    /** The last poll heard nobody: no leader (what to say at the deadline). */
-    let noLeader: NoLeaderError | null = null;
     for (;;) {
-      const left = deadline - Date.now();
-      if (left <= 0 && noLeader !== null) {
-        throw new NoLeaderError(
-          `no scheduler is leading: request ${who}/${key} (${op}) is queued on the intake and will be decided, once, when one leads; see it with \`roost request get ${key} --role ${who}\`, or wait for it by repeating the command with --key ${key} (${noLeader.message})`,
-        );
-      }
-      if (left <= 0) {
-        throw new WaitTimeoutError(
-          `timed out after ${seconds(c.timeoutMs)} waiting for the outcome of request ${who}/${key} (${op}); it stays queued: \`roost request get ${key} --role ${who}\` later, or send it again with --key ${key}`,
-        );
-      }
       let r: { state: string; value?: T; error?: ApiErrorBody } | null = null;
       let notFound = false;
-      noLeader = null;
       try {
-        // Not retried inside: this loop polls again itself, so nothing waits past POLL_TRY_MS.
-        r = await c.request<{ state: string; value?: T; error?: ApiErrorBody }>(
-          "request.get",
-          { key },
-          { role: who, timeoutMs: Math.min(left, POLL_TRY_MS), retry: false },
+        // A poll nobody answered (no leader yet, or one died holding it) is null: poll again.
+        r = await pollOnce(
+          (ms) =>
+            c.request<{ state: string; value?: T; error?: ApiErrorBody }>(
+              "request.get",
+              { key },
+              { role: who, timeoutMs: ms, retry: false },
+            ),
+          deadline,
         );
       } catch (err) {
-        // Nobody answered (no leader yet), a leader took the poll and never answered (it died
-        // holding it), or one could not answer yet (UNAVAILABLE): poll again, until the deadline.
+        // Past the deadline with nobody answering: say the write is queued for the next leader.
+        if (err instanceof NoLeaderError) {
+          throw new NoLeaderError(
+            `no scheduler is leading: request ${who}/${key} (${op}) is queued on the intake and will be decided, once, when one leads; see it with \`roost request get ${key} --role ${who}\`, or wait for it by repeating the command with --key ${key} (${err.message})`,
+          );
+        }
+        // Not known yet, or a leader not ready to answer (UNAVAILABLE): poll again.
         notFound = err instanceof ClientError && err.code === "NOT_FOUND";
-        if (err instanceof NoLeaderError) noLeader = err;
-        else if (!(notFound || err instanceof LeaderTimeoutError || (err instanceof ClientError && err.code === "UNAVAILABLE"))) throw err;
+        if (!(notFound || err instanceof LeaderTimeoutError || (err instanceof ClientError && err.code === "UNAVAILABLE"))) throw err;
       }
       if (r?.state === "done") return r.value as T;
       if (r?.state === "rejected") {
@@ -733,6 +727,12 @@ export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<st
       if (notFound && pub.duplicate) {
         missingSince ??= Date.now();
         if (Date.now() - missingSince > 2000) break; // a duplicate of nothing the leader knows: send it directly
+      }
+      // The poll that crosses the deadline is still made (pollOnce): nobody there says "no leader" above.
+      if (Date.now() >= deadline) {
+        throw new WaitTimeoutError(
+          `timed out after ${seconds(c.timeoutMs)} waiting for the outcome of request ${who}/${key} (${op}); it stays queued: \`roost request get ${key} --role ${who}\` later, or send it again with --key ${key}`,
+        );
       }
       if (!said && Date.now() - (deadline - c.timeoutMs) > 1000) {
         said = true;

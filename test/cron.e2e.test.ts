@@ -1,17 +1,26 @@
-// A cron job on the real clock: a real nats-server (a free port, JetStream in a temp dir), the
+// A cron job on a real clock: a real nats-server (a free port, JetStream in a temp dir), the
 // scheduler on it, an agent running real processes, and the `roost cron` commands as a user runs
-// them (the CLI from source, through tsx). A job scheduled "* * * * *" fires at the next minute
-// (at most a minute away): the test awaits that trigger on the event stream, then the run's task
-// FINISHED, and reads it back with `roost cron show`. Nothing sleeps; nothing asserts a duration.
+// them (the CLI from source, through tsx). A job scheduled "* * * * *" fires at the next minute:
+// the test awaits that trigger on the event stream, then the run's task FINISHED, and reads it back
+// with `roost cron show`. Nothing sleeps; nothing asserts a duration.
+//
+// The scheduler's clock is the system's, shifted by a constant (under a minute) chosen so that a
+// minute begins LEAD_MS after the cluster starts. On the system's own clock the test waited 0–60 s
+// for the next minute (29–68 s per CI run, on a suite kept near 15 minutes); the timer, the
+// trigger and the run are as real either way. The shift never changes while the scheduler runs,
+// and everything that reads the time here (the cron timer, `cron schedule`'s next fire, `cron
+// show`'s next fires) reads the scheduler's clock. A setup slower than LEAD_MS only costs the wait
+// for the minute after.
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Clock, systemClock } from "../src/actors/clock.js";
 import { NatsBus } from "../src/bus/nats.js";
 import { RoostClient, type RoostEvent } from "../src/client/roostClient.js";
-import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import { startCluster, type TestCluster, waitFor } from "./support/cluster.js";
 import { withNats } from "./support/nats.js";
 
 const root = join(import.meta.dirname, "..");
@@ -20,10 +29,19 @@ const nats = withNats();
 let c: TestCluster;
 let dir: string;
 
+/** How long after the cluster starts a minute begins on the scheduler's clock: its setup and `cron schedule`'s, with room. */
+const LEAD_MS = 12_000;
+
+/** The system clock shifted by `shiftMs` (its timers are the system's). */
+function shiftedClock(shiftMs: number): Clock {
+  return { ...systemClock, now: () => Date.now() + shiftMs };
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "roost-cron-e2e-"));
   const log = await nats.openLog("ROOST_CRON_E2E");
-  c = await startCluster({ agents: 1, bus: await NatsBus.connect(nats.url, "cron-e2e-scheduler"), log });
+  const clock = shiftedClock(60_000 - ((Date.now() + LEAD_MS) % 60_000));
+  c = await startCluster({ agents: 1, bus: await NatsBus.connect(nats.url, "cron-e2e-scheduler"), log, clock });
 }, 60_000);
 
 afterAll(async () => {

@@ -4,16 +4,17 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Agent, type AgentOptions } from "../../src/agent/agent.js";
+import type { Clock } from "../../src/actors/clock.js";
 import type { SchedulingPolicy } from "../../src/actors/policy.js";
 import { Scheduler } from "../../src/actors/scheduler.js";
+import { Agent, type AgentOptions } from "../../src/agent/agent.js";
 import type { Bus } from "../../src/bus/bus.js";
 import { MemoryBus } from "../../src/bus/memory.js";
 import type { IntakeSource } from "../../src/eventlog/intake.js";
-import type { EndpointStore } from "../../src/storage/discoveryBucket.js";
 import type { EventLog } from "../../src/eventlog/log.js";
 import { MemoryLog } from "../../src/eventlog/memory.js";
 import type { ClusterState } from "../../src/replay/state.js";
+import type { EndpointStore } from "../../src/storage/discoveryBucket.js";
 import { startReplicaReads } from "../../src/ui/replica.js";
 import { silentLogger } from "../../src/util/logger.js";
 
@@ -42,6 +43,8 @@ export async function startCluster(
     discovery?: EndpointStore;
     /** More options for every agent (an isolator, a disk check interval). */
     agent?: (i: number) => Partial<AgentOptions>;
+    /** The scheduler's clock (the system's by default; the agents keep the system's). */
+    clock?: Clock;
   } = {},
 ): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), "roost-test-"));
@@ -55,6 +58,7 @@ export async function startCluster(
     allowedEnvironments: opts.allowedEnvironments,
     intake: opts.intake,
     discovery: opts.discovery,
+    clock: opts.clock,
     // Aurora's rules on a test's time scale.
     policy: { throttleInitialMs: 10, throttleMaxMs: 100, groupBackoffInitialMs: 10, groupBackoffMaxMs: 100, ...opts.policy },
   });

@@ -8,16 +8,19 @@
 // held, so `roost host maintenance drain`, sent as its leader was killed -9, failed after 10 s
 // though the next leader had the outcome 2 s later (test/maintenance.e2e.test.ts, once in three).
 //
+// `roost events --follow` (cli/events.ts) follows through the same poll as RoostClient.events.
+//
 // Real nats-server; the "leaders" are plain subscribers on the polled subject (request.get,
 // job.status, events), the next one subscribing only once the dying one took its poll, so the
 // test decides exactly which one takes which poll.
 
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { API_V1_PREFIX, addressFor } from "../src/api/v1.js";
+import { stream as streamEvents } from "../src/cli/events.js";
 import { RoostClient } from "../src/client/roostClient.js";
-import { pack, unpack } from "../src/eventlog/envelope.js";
 import { NatsClient, pollOnce, writeOnce } from "../src/client/transport.js";
+import { pack, unpack } from "../src/eventlog/envelope.js";
 import { withNats } from "./support/nats.js";
 import { testSpec } from "./support/specs.js";
 
@@ -144,42 +147,7 @@ describe("polls across a leader that dies holding one", () => {
   it("events({follow}): a long poll the dying leader held is asked again of the next leader, from the same place", async () => {
     // A 5 s timeout: the held poll is given waitMs + 2 s, well before the stream would give up.
     const transport = new PolledClient(nats.url, nc, "ROOST", 5000);
-    const subject = addressFor("events", {}, "www-data")!;
-    // The dying leader takes the first poll; only then does the next leader subscribe (two plain
-    // subscribers at once would both get every poll).
-    const held = leaders.subscribe(subject, { max: 1 });
-    const took = (async () => {
-      for await (const _m of held) return;
-    })();
-    await leaders.flush();
-    const asked: number[] = [];
-    let next: Subscription | null = null;
-    void took.then(async () => {
-      next = leaders.subscribe(subject);
-      for await (const m of next) {
-        const req = unpack<{ from: number }>(m.data);
-        asked.push(req.from);
-        const events =
-          req.from === 5
-            ? [
-                {
-                  seq: 5,
-                  index: 0,
-                  ts: 1,
-                  epoch: 1,
-                  type: "LeaderElected",
-                  reason: "r",
-                  corr: "c",
-                  data: {},
-                  job: null,
-                  role: null,
-                  agent: null,
-                },
-              ]
-            : [];
-        m.respond(pack({ ok: true, value: { events, next: req.from === 5 ? 6 : req.from, lastSeq: 5 } }));
-      }
-    });
+    const feed = await eventFeedLeaders();
     const stop = new AbortController();
     const seen: number[] = [];
     for await (const e of new RoostClient(transport).events({
@@ -192,10 +160,79 @@ describe("polls across a leader that dies holding one", () => {
       seen.push(e.seq);
       stop.abort();
     }
-    (next as Subscription | null)?.unsubscribe();
-    await leaders.flush();
-    expect(held.getReceived()).toBe(1); // the first poll went to the dying leader
+    await feed.stop();
+    expect(feed.held()).toBe(1); // the first poll went to the dying leader
     expect(seen).toEqual([5]);
-    expect(asked[0]).toBe(5); // asked again from the same place
+    expect(feed.asked[0]).toBe(5); // asked again from the same place
+  });
+
+  it("`roost events --follow` (cli/events.ts): a long poll the dying leader held is asked again of the next leader, from the same place", async () => {
+    const transport = new PolledClient(nats.url, nc, "ROOST", 5000);
+    const feed = await eventFeedLeaders();
+    const stop = new AbortController();
+    const printed: string[] = [];
+    const log = vi.spyOn(console, "log").mockImplementation((line: string) => {
+      printed.push(line);
+      stop.abort();
+    });
+    try {
+      await streamEvents(transport, { follow: true, role: "www-data", from: 5, type: [], json: true }, stop.signal, 200);
+    } finally {
+      log.mockRestore();
+      await feed.stop();
+    }
+    expect(feed.held()).toBe(1);
+    expect(printed.map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([5]);
+    expect(feed.asked[0]).toBe(5);
   });
 });
+
+/**
+ * The events feed of role www-data: a dying leader takes the first poll and never answers it; only
+ * then does the next leader subscribe (two plain subscribers at once would both get every poll),
+ * answering with one event at sequence 5 when asked from 5, else an empty page.
+ */
+async function eventFeedLeaders(): Promise<{ held: () => number; asked: number[]; stop: () => Promise<void> }> {
+  const subject = addressFor("events", {}, "www-data")!;
+  const held = leaders.subscribe(subject, { max: 1 });
+  const took = (async () => {
+    for await (const _m of held) return;
+  })();
+  await leaders.flush();
+  const asked: number[] = [];
+  let next: Subscription | null = null;
+  void took.then(async () => {
+    next = leaders.subscribe(subject);
+    for await (const m of next) {
+      const req = unpack<{ from: number }>(m.data);
+      asked.push(req.from);
+      const events =
+        req.from === 5
+          ? [
+              {
+                seq: 5,
+                index: 0,
+                ts: 1,
+                epoch: 1,
+                type: "LeaderElected",
+                reason: "r",
+                corr: "c",
+                data: {},
+                job: null,
+                role: null,
+                agent: null,
+              },
+            ]
+          : [];
+      m.respond(pack({ ok: true, value: { events, next: req.from === 5 ? 6 : req.from, lastSeq: 5 } }));
+    }
+  });
+  return {
+    held: () => held.getReceived(),
+    asked,
+    async stop() {
+      (next as Subscription | null)?.unsubscribe();
+      await leaders.flush();
+    },
+  };
+}

@@ -6,14 +6,14 @@
 
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
-import { type EventsReply, RoostClient } from "../client/roostClient.js";
 import { EVENTS_FOLLOW_WAIT_MS } from "../api/requests.js";
 import { NoResponderError } from "../bus/bus.js";
+import { type EventsReply, RoostClient } from "../client/roostClient.js";
+import { type CliClusterOptions, type ClusterClient, cliConnectOptions, connectClient, pollOnce } from "../client/transport.js";
 import type { LogEntry } from "../domain/events.js";
 import { type EventFilter, type EventItem, eventItem, matches, scopeOf } from "../replay/eventScope.js";
 import { foldRecord } from "../replay/fold.js";
 import { ClusterState } from "../replay/state.js";
-import { type CliClusterOptions, type ClusterClient, cliConnectOptions, connectClient } from "../client/transport.js";
 import { formatEvent } from "./format.js";
 
 interface EventsOptions extends CliClusterOptions {
@@ -69,7 +69,14 @@ export function registerEventsCommand(program: Command, withClusterOptions: (c: 
     });
 }
 
-async function stream(client: ClusterClient, o: EventsOptions, signal: AbortSignal): Promise<void> {
+/**
+ * Prints the events `o` asks for, page by page, until the last (or, following, until `signal`
+ * aborts). Following, each page is a long poll the leader holds up to `waitMs`; a poll a leader
+ * took and never answered (it was killed -9 holding it) is asked again of the next leader from the
+ * same place (pollOnce, as RoostClient.events does), and the log is read here only once no leader
+ * has answered for the timeout. Before, the held poll ended the stream with a timeout.
+ */
+export async function stream(client: ClusterClient, o: EventsOptions, signal: AbortSignal, waitMs = EVENTS_FOLLOW_WAIT_MS): Promise<void> {
   let from: number | string = o.from ?? 1;
   // Only the fields given: MessagePack would send an undefined one as nil, which the schema refuses.
   const filter: EventFilter = {
@@ -78,20 +85,24 @@ async function stream(client: ClusterClient, o: EventsOptions, signal: AbortSign
     ...(o.agent !== undefined ? { agent: o.agent } : {}),
     ...(o.type.length > 0 ? { type: o.type } : {}),
   };
+  const api = new RoostClient(client);
+  const hold = o.follow ? waitMs : 0;
+  let deadline = Date.now() + client.timeoutMs + hold;
   for (;;) {
     if (signal.aborted) return;
-    const waitMs = o.follow ? EVENTS_FOLLOW_WAIT_MS : 0;
-    let page: EventsReply;
+    const req = { from, ...filter, ...(hold ? { waitMs: hold } : {}) };
+    let page: EventsReply | null;
     try {
-      page = await new RoostClient(client).eventsPage(
-        { from, ...filter, ...(waitMs ? { waitMs } : {}) },
-        { role: o.role, timeoutMs: client.timeoutMs + waitMs, retry: o.follow === true },
-      );
+      page = o.follow
+        ? await pollOnce((ms) => api.eventsPage(req, { role: o.role, timeoutMs: ms }), deadline, hold)
+        : await api.eventsPage(req, { role: o.role, timeoutMs: client.timeoutMs, retry: false });
     } catch (err) {
       if (!(err instanceof NoResponderError) || o.role !== undefined) throw err;
       console.error("roost: no leader answered; the events are read from the log here");
       return fromLog(client, o, typeof from === "number" ? from : 1, filter, signal, typeof from === "string" ? Date.parse(from) : null);
     }
+    if (page === null) continue;
+    deadline = Date.now() + client.timeoutMs + hold;
     for (const ev of page.events) print(o, ev);
     from = page.next;
     if (!o.follow && page.events.length === 0 && page.next > page.lastSeq) return;

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { defineConfig } from "vitest/config";
 
 // Two groups of test files, run one after the other (sequence.groupOrder).
@@ -21,6 +22,9 @@ const SERIAL = [
   "test/dev.lifecycle.test.ts",
   "test/maintenance.e2e.test.ts",
 ];
+// A renamed or removed file would silently leave this group (a renamed one for the parallel one).
+for (const f of SERIAL)
+  if (!existsSync(new URL(f, import.meta.url))) throw new Error(`vitest.config.ts: SERIAL names ${f}, which does not exist`);
 
 const shared = {
   environment: "node" as const,

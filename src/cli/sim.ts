@@ -13,8 +13,7 @@
 // its world, what happened step by step, and every violation with the record that broke it.
 
 import { type Command, InvalidArgumentError } from "commander";
-import { formatScenarioResult, loadScenario, runScenario } from "../sim/scenario.js";
-import { describeWorld, runSwarm, type SwarmResult } from "../sim/swarm.js";
+import type { SwarmResult } from "../sim/swarm.js";
 
 function integer(name: string, min: number) {
   return (v: string): number => {
@@ -43,15 +42,17 @@ async function runSim(file: string | undefined, o: SimFlags): Promise<void> {
   }
   if (o.from !== undefined || o.verbose) throw new Error("--from and --verbose go with --seeds N (the swarm)");
   if (file === undefined) throw new Error("roost sim needs a scenario file (roost sim FILE), or --seeds N for the swarm");
+  // Loaded here, not at the top: the simulator brings the whole scheduler, which no other command needs.
+  const { formatScenarioResult, loadScenario, runScenario } = await import("../sim/scenario.js");
   const scenario = loadScenario(file);
   const result = await runScenario(scenario, { seed: o.seed, until: o.until });
   if (!o.json) console.log(`${formatScenarioResult(file, result)}\n`);
   console.log(JSON.stringify(result.summary));
 }
 
-/** Everything about one seed's run, for a replay. */
-function formatSwarmDetail(r: SwarmResult): string {
-  const lines = [...describeWorld(r.world), "", "what happened:", ...r.timeline.map((t) => `  ${t}`)];
+/** Everything about one seed's run, for a replay, after its `world` described. */
+function formatSwarmDetail(r: SwarmResult, world: string[]): string {
+  const lines = [...world, "", "what happened:", ...r.timeline.map((t) => `  ${t}`)];
   if (r.notes.length) lines.push("", "notes:", ...r.notes.map((n) => `  ${n}`));
   lines.push(
     "",
@@ -77,6 +78,7 @@ async function runSweep(from: number, count: number, o: { verbose: boolean; json
   let checks = 0;
   let virtualMs = 0;
   const seen: Record<string, number> = {};
+  const { describeWorld, runSwarm } = await import("../sim/swarm.js"); // as the scenario's, loaded only here
   for (let seed = from; seed < from + count; seed++) {
     const r = await runSwarm(seed);
     records += r.records;
@@ -87,7 +89,7 @@ async function runSweep(from: number, count: number, o: { verbose: boolean; json
       failed.push(seed);
       if (!o.json) console.log(`FAIL ${r.violation!.message}`);
     }
-    if (o.verbose && !o.json) console.log(`${formatSwarmDetail(r)}\n`);
+    if (o.verbose && !o.json) console.log(`${formatSwarmDetail(r, describeWorld(r.world))}\n`);
   }
   const ms = Math.round(performance.now() - t0);
   if (!o.json) {

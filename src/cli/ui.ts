@@ -6,13 +6,13 @@
 import { connect } from "@nats-io/transport-node";
 import { type Command, Option } from "commander";
 import { resolveCreds } from "../bus/creds.js";
+import { type CliClusterOptions, cliConnectOptions, connectClient, loadClusterFile, natsServers } from "../client/transport.js";
 import { openJetStreamLog } from "../eventlog/jetstream.js";
-import { cliConnectOptions, loadClusterFile, natsServers, type CliClusterOptions, connectClient } from "../client/transport.js";
 import { foldRecord } from "../replay/fold.js";
 import type { ClusterState } from "../replay/state.js";
 import { coldStart } from "../storage/coldStart.js";
 import { SnapshotStore } from "../storage/snapshotStore.js";
-import { startReplicaReads, type ReplicaView } from "../ui/replica.js";
+import type { ReplicaView } from "../ui/replica.js";
 import { makeLogger } from "../util/logger.js";
 import { onStopSignals } from "./control.js";
 
@@ -76,6 +76,8 @@ export function registerUiCommand(
     const started = await coldStart(log, store);
     const follower = new Follower(started.state);
     const stop = new AbortController();
+    // Loaded here, not at the top: the HTTP server and the UI are this command's alone.
+    const { startReplicaReads } = await import("../ui/replica.js");
     const reads = await startReplicaReads({ replica: follower, log, store, logger, http: o.listen, source: () => "log" });
     console.log(`roost ui: ${reads.ui!.url} (the log at sequence ${follower.state.seq}; following it)`);
     onStopSignals(async () => {

@@ -78,7 +78,8 @@ async function runSweep(from: number, count: number, o: { verbose: boolean; json
   let checks = 0;
   let virtualMs = 0;
   const seen: Record<string, number> = {};
-  const { describeWorld, runSwarm } = await import("../sim/swarm.js"); // as the scenario's, loaded only here
+  // Loaded here, as the scenario runner is: the swarm brings the whole scheduler too.
+  const { describeWorld, runSwarm } = await import("../sim/swarm.js");
   for (let seed = from; seed < from + count; seed++) {
     const r = await runSwarm(seed);
     records += r.records;

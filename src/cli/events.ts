@@ -9,7 +9,7 @@ import { InvalidArgumentError } from "commander";
 import { EVENTS_FOLLOW_WAIT_MS } from "../api/requests.js";
 import { NoResponderError } from "../bus/bus.js";
 import { type EventsReply, RoostClient } from "../client/roostClient.js";
-import { type CliClusterOptions, type ClusterClient, cliConnectOptions, connectClient, pollOnce } from "../client/transport.js";
+import { type CliClusterOptions, type ClusterClient, cliConnectOptions, connectClient } from "../client/transport.js";
 import type { LogEntry } from "../domain/events.js";
 import { type EventFilter, type EventItem, eventItem, matches, scopeOf } from "../replay/eventScope.js";
 import { foldRecord } from "../replay/fold.js";
@@ -71,10 +71,10 @@ export function registerEventsCommand(program: Command, withClusterOptions: (c: 
 
 /**
  * Prints the events `o` asks for, page by page, until the last (or, following, until `signal`
- * aborts). Following, each page is a long poll the leader holds up to `waitMs`; a poll a leader
- * took and never answered (it was killed -9 holding it) is asked again of the next leader from the
- * same place (pollOnce, as RoostClient.events does), and the log is read here only once no leader
- * has answered for the timeout. Before, the held poll ended the stream with a timeout.
+ * aborts), through RoostClient.eventPages: following, a long poll a leader was killed -9 holding
+ * is asked again of the next leader from the same place. Only when no leader answers (at once
+ * without --follow, after the timeout with it) is the log read here, from the next page's place.
+ * `waitMs`: how long the leader holds each poll (tests shorten it).
  */
 export async function stream(client: ClusterClient, o: EventsOptions, signal: AbortSignal, waitMs = EVENTS_FOLLOW_WAIT_MS): Promise<void> {
   let from: number | string = o.from ?? 1;
@@ -85,27 +85,19 @@ export async function stream(client: ClusterClient, o: EventsOptions, signal: Ab
     ...(o.agent !== undefined ? { agent: o.agent } : {}),
     ...(o.type.length > 0 ? { type: o.type } : {}),
   };
-  const api = new RoostClient(client);
-  const hold = o.follow ? waitMs : 0;
-  let deadline = Date.now() + client.timeoutMs + hold;
-  for (;;) {
-    if (signal.aborted) return;
-    const req = { from, ...filter, ...(hold ? { waitMs: hold } : {}) };
-    let page: EventsReply | null;
-    try {
-      page = o.follow
-        ? await pollOnce((ms) => api.eventsPage(req, { role: o.role, timeoutMs: ms }), deadline, hold)
-        : await api.eventsPage(req, { role: o.role, timeoutMs: client.timeoutMs, retry: false });
-    } catch (err) {
-      if (!(err instanceof NoResponderError) || o.role !== undefined) throw err;
-      console.error("roost: no leader answered; the events are read from the log here");
-      return fromLog(client, o, typeof from === "number" ? from : 1, filter, signal, typeof from === "string" ? Date.parse(from) : null);
+  const pages = new RoostClient(client).eventPages(
+    { from, filter, follow: o.follow === true, waitMs, role: o.role, signal },
+    { retry: false },
+  );
+  try {
+    for await (const page of pages) {
+      for (const ev of page.events) print(o, ev);
+      from = page.next;
     }
-    if (page === null) continue;
-    deadline = Date.now() + client.timeoutMs + hold;
-    for (const ev of page.events) print(o, ev);
-    from = page.next;
-    if (!o.follow && page.events.length === 0 && page.next > page.lastSeq) return;
+  } catch (err) {
+    if (!(err instanceof NoResponderError) || o.role !== undefined) throw err;
+    console.error("roost: no leader answered; the events are read from the log here");
+    return fromLog(client, o, typeof from === "number" ? from : 1, filter, signal, typeof from === "string" ? Date.parse(from) : null);
   }
 }
 

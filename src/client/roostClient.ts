@@ -291,6 +291,21 @@ export class RoostClient {
    * are committed, until the signal aborts. Resume a stream that ended with `from: last.seq + 1`.
    */
   async *events(o: EventsOptions = {}): AsyncGenerator<RoostEvent> {
+    for await (const page of this.eventPages(o)) {
+      for (const e of page.events) {
+        if (o.signal?.aborted) return;
+        yield e;
+      }
+    }
+  }
+
+  /**
+   * The pages behind events(), as the leader sends them: each page's `next` is where the following
+   * one starts (a record is never split across pages), so a caller can resume elsewhere from it.
+   * `retry: false`, without `follow`: no leader fails at once, for a caller that then reads the
+   * log itself (`roost events`), instead of after the timeout.
+   */
+  async *eventPages(o: EventsOptions = {}, how: { retry?: boolean } = {}): AsyncGenerator<EventsReply> {
     let from: number | string = o.from instanceof Date ? o.from.toISOString() : (o.from ?? 1);
     const filter = Object.fromEntries(Object.entries(o.filter ?? {}).filter(([, v]) => v !== undefined));
     const waitMs = o.follow ? (o.waitMs ?? EVENTS_FOLLOW_WAIT_MS) : 0;
@@ -302,13 +317,10 @@ export class RoostClient {
       const req = { from, limit: o.pageSize ?? 500, ...filter, ...(o.follow ? { waitMs } : {}) };
       const page = o.follow
         ? await pollOnce((ms) => this.eventsPage(req, { role: o.role, timeoutMs: ms }), deadline, waitMs)
-        : await this.eventsPage(req, { role: o.role, timeoutMs: this.timeoutMs });
+        : await this.eventsPage(req, { role: o.role, timeoutMs: this.timeoutMs, retry: how.retry });
       if (page === null) continue;
       deadline = Date.now() + this.timeoutMs + waitMs;
-      for (const e of page.events) {
-        if (o.signal?.aborted) return;
-        yield e;
-      }
+      yield page;
       from = page.next;
       if (!o.follow && page.events.length === 0 && page.next > page.lastSeq) return;
     }

@@ -127,7 +127,7 @@ describe("polls across a leader that dies holding one", () => {
     const status = `${API_V1_PREFIX}www-data.job.status`;
     const held = leaders.subscribe(status, { max: 1 });
     await leaders.flush();
-    const ask = (ms: number) => client.request<{ job: string }>("job.status", { job: "www-data/devel/polled" }, { timeoutMs: ms });
+    const ask = (t: { timeoutMs: number }) => client.request<{ job: string }>("job.status", { job: "www-data/devel/polled" }, t);
     // The wait has 20 s left: the held poll is given 2 s, then handed back as "ask again".
     expect(await pollOnce(ask, Date.now() + 20_000)).toBeNull();
     expect(held.getReceived()).toBe(1); // it did take the poll
@@ -142,6 +142,42 @@ describe("polls across a leader that dies holding one", () => {
     // Nobody at all, and the wait's deadline comes within the poll: its error, not null.
     const err = await pollOnce(ask, Date.now() + 500).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/no scheduler is leading/);
+  });
+
+  it("a wait with no leader says so once, with the wait's time left, not once per poll; again after a leader answered", async () => {
+    const notes: string[] = [];
+    const client = new PolledClient(nats.url, nc, "ROOST", 10_000, (m) => notes.push(m));
+    const status = `${API_V1_PREFIX}www-data.job.status`;
+    const ask = (t: { timeoutMs: number }) => client.request<{ job: string }>("job.status", { job: "www-data/devel/quiet" }, t);
+    /** Polls as `job create --wait` does until the wait's deadline, which throws. */
+    const waitOut = async (ms: number) => {
+      const deadline = Date.now() + ms;
+      let polls = 0;
+      for (;;) {
+        polls++;
+        const r = await pollOnce(ask, deadline).catch((e: unknown) => e);
+        if (r instanceof Error) return { polls, err: r };
+        expect(r).toBeNull();
+      }
+    };
+    const first = await waitOut(3000);
+    expect(first.polls).toBeGreaterThanOrEqual(2); // 2 s tries: several polls, each its own request
+    expect(first.err.message).toMatch(/no scheduler is leading/);
+    // Before: one note per poll, each "for up to 2 s".
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatch(
+      /^no scheduler answers roost\.api\.v1\.www-data\.job\.status at .* yet; trying again for up to (3|2\.[0-9]) s$/,
+    );
+    // A leader answers; once it is gone, the next stretch with nobody is said again.
+    const sub = leaders.subscribe(status, { max: 1 });
+    void (async () => {
+      for await (const m of sub) m.respond(pack({ ok: true, value: { job: "www-data/devel/quiet" } }));
+    })();
+    await leaders.flush();
+    expect(await pollOnce(ask, Date.now() + 5000)).toEqual({ job: "www-data/devel/quiet" });
+    await leaders.flush();
+    await waitOut(1000);
+    expect(notes).toHaveLength(2);
   });
 
   it("events({follow}): a long poll the dying leader held is asked again of the next leader, from the same place", async () => {
@@ -164,6 +200,40 @@ describe("polls across a leader that dies holding one", () => {
     expect(feed.held()).toBe(1); // the first poll went to the dying leader
     expect(seen).toEqual([5]);
     expect(feed.asked[0]).toBe(5); // asked again from the same place
+  });
+
+  it("events({follow}): a poll held longer than the timeout by a leader that died is still asked again (the patience restarts)", async () => {
+    // A 1 s timeout and a 1.5 s hold: the held try ends at 3.5 s, past the timeout.
+    const transport = new PolledClient(nats.url, nc, "ROOST", 1000);
+    const feed = await eventFeedLeaders();
+    const stop = new AbortController();
+    const seen: number[] = [];
+    for await (const e of new RoostClient(transport).events({
+      from: 5,
+      follow: true,
+      waitMs: 1500,
+      role: "www-data",
+      signal: stop.signal,
+    })) {
+      seen.push(e.seq);
+      stop.abort();
+    }
+    await feed.stop();
+    expect(feed.held()).toBe(1);
+    expect(seen).toEqual([5]);
+  });
+
+  it("events({follow}) with no leader at all ends after the timeout, not the timeout plus the hold", async () => {
+    const transport = new PolledClient(nats.url, nc, "ROOST", 1000);
+    const started = Date.now();
+    // A 60 s hold: before, nobody answering was retried for the timeout plus the hold, 61 s.
+    const err = await (async () => {
+      for await (const _e of new RoostClient(transport).events({ from: 1, follow: true, waitMs: 60_000, role: "nobody" })) {
+        /* nothing comes */
+      }
+    })().catch((e: unknown) => e);
+    expect((err as Error).name).toBe("NoLeaderError");
+    expect(Date.now() - started).toBeLessThan(30_000);
   });
 
   it("`roost events --follow` (cli/events.ts): a long poll the dying leader held is asked again of the next leader, from the same place", async () => {

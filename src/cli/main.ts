@@ -466,7 +466,7 @@ withClusterOptions(
       const finished = (i: JobStatusReply["instances"][number]) => (status!.service ? i.state === "RUNNING" : isTerminal(i.state));
       for (;;) {
         // A poll nobody answered (a leader change) is asked again, until the wait's deadline.
-        const polled = await pollOnce((ms) => c.jobStatus({ job: r.job }, { timeoutMs: ms }), deadline);
+        const polled = await pollOnce((t) => c.jobStatus({ job: r.job }, t), deadline);
         if (polled === null) continue;
         status = polled;
         for (const i of status.instances) {
@@ -536,7 +536,7 @@ withClusterOptions(
         const waitS = o.timeout ?? KILL_WAIT_S;
         const deadline = Date.now() + waitS * 1000;
         for (;;) {
-          const polled = await pollOnce((ms) => c.jobStatus({ job: k }, { timeoutMs: ms }), deadline);
+          const polled = await pollOnce((t) => c.jobStatus({ job: k }, t), deadline);
           if (polled === null) continue;
           status = polled;
           if (instancesTerminal(status, r.instances)) break;

@@ -321,10 +321,7 @@ async function waitForUpdate(
   const patience = (o.timeout ?? 10) * 1000;
   let deadline = Date.now() + patience;
   for (;;) {
-    const u = await pollOnce(
-      (ms) => c.updateInfo({ job: k, ...(updateId !== undefined ? { updateId } : {}) }, { timeoutMs: ms }),
-      deadline,
-    );
+    const u = await pollOnce((t) => c.updateInfo({ job: k, ...(updateId !== undefined ? { updateId } : {}) }, t), deadline);
     if (u === null) continue;
     deadline = Date.now() + patience;
     updateId = u.updateId;

@@ -14,7 +14,7 @@ import type { Static } from "typebox";
 import type * as R from "../api/replies.js";
 import { EVENTS_FOLLOW_WAIT_MS, type Request } from "../api/requests.js";
 import { type DiscoverReply, discoverOnce, type EndpointChange, watchEndpoints } from "./discovery.js";
-import { type ClusterClient, connectClient, pollOnce, type RequestOptions, writeOnce } from "./transport.js";
+import { type ClusterClient, connectClient, longPollOnce, type RequestOptions, writeOnce } from "./transport.js";
 
 export type { DiscoveredEndpoint, DiscoverReply, EndpointChange } from "./discovery.js";
 
@@ -311,15 +311,15 @@ export class RoostClient {
     const waitMs = o.follow ? (o.waitMs ?? EVENTS_FOLLOW_WAIT_MS) : 0;
     // Following, a poll the leader held and never answered (it died) is asked again of the next
     // leader, from the same place; the stream ends only when none has answered for the timeout.
-    let deadline = Date.now() + this.timeoutMs + waitMs;
+    let patience = Date.now() + this.timeoutMs;
     for (;;) {
       if (o.signal?.aborted) return;
       const req = { from, limit: o.pageSize ?? 500, ...filter, ...(o.follow ? { waitMs } : {}) };
       const page = o.follow
-        ? await pollOnce((ms) => this.eventsPage(req, { role: o.role, timeoutMs: ms }), deadline, waitMs)
+        ? await longPollOnce((t) => this.eventsPage(req, { ...t, role: o.role }), patience, waitMs)
         : await this.eventsPage(req, { role: o.role, timeoutMs: this.timeoutMs, retry: how.retry });
+      patience = Date.now() + this.timeoutMs;
       if (page === null) continue;
-      deadline = Date.now() + this.timeoutMs + waitMs;
       yield page;
       from = page.next;
       if (!o.follow && page.events.length === 0 && page.next > page.lastSeq) return;

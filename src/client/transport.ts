@@ -148,6 +148,12 @@ export interface RequestOptions {
   retry?: boolean;
   /** The role to send a role's op on, when the request does not name it (task ops; job.list of one role). */
   role?: string;
+  /**
+   * The end (ms since the epoch) of the wait this request is one poll of (pollOnce, events'
+   * follow): nobody answering is not retried past it, even where this try's timeout runs longer
+   * (a long poll's hold), and the client's note gives the time left to it, not to this one try.
+   */
+  until?: number;
 }
 
 export interface ClusterClient {
@@ -364,6 +370,18 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** The least time one try of a request is given (so a request may end up to this much past its timeout). */
 const MIN_ATTEMPT_MS = 1000;
 
+/**
+ * Where a client says that nobody answers, and whether it already has: once per stretch with no
+ * scheduler, not once per request. What taught it: a wait is many polls, each its own request, so
+ * `roost events --follow` said "no scheduler answers … yet; trying again for up to 22 s" and then
+ * "… up to 1 s" within one 23 s wait, and `job create --wait` said it once per 2 s poll.
+ */
+interface Leaderless {
+  note: (msg: string) => void;
+  /** Said since the last answer. */
+  said: boolean;
+}
+
 /** One try of a request: the reply, nobody listening, or no answer in time. */
 type Attempt<T> = { reply: Reply<T> } | "none" | "timeout";
 
@@ -379,11 +397,13 @@ async function requestWithRetry<T>(
   subject: string,
   where: string,
   opts: RequestOptions & { timeoutMs: number; read: boolean },
-  note: (msg: string) => void,
+  notes: Leaderless,
   attempt: (leftMs: number) => Promise<Attempt<T>>,
 ): Promise<T> {
   const start = Date.now();
   const deadline = start + opts.timeoutMs;
+  // Nobody answering is retried until the timeout, or the end of the wait this is one poll of.
+  const giveUp = Math.min(deadline, opts.until ?? deadline);
   const retry = opts.retry ?? true;
   let attempts = 0;
   let delay = 100;
@@ -396,8 +416,9 @@ async function requestWithRetry<T>(
         `timed out after ${seconds(Date.now() - start)} waiting for the scheduler to answer ${subject} at ${where}${opts.read ? "" : " (a write may still be carried out: look before repeating it)"}`,
       );
     }
-    if (r !== "none" && !(retry && opts.read && unavailable(r.reply) && deadline - Date.now() > 0)) return unwrap(r.reply);
-    const left = deadline - Date.now();
+    if (r !== "none") notes.said = false; // somebody answered: a later stretch with nobody is news again
+    if (r !== "none" && !(retry && opts.read && unavailable(r.reply) && giveUp - Date.now() > 0)) return unwrap(r.reply);
+    const left = giveUp - Date.now();
     if (!retry || left <= 0) {
       throw new NoLeaderError(
         retry
@@ -405,7 +426,11 @@ async function requestWithRetry<T>(
           : `no scheduler is leading: nothing answers ${subject} at ${where}`,
       );
     }
-    if (attempts === 1) note(`no scheduler answers ${subject} at ${where} yet; trying again for up to ${seconds(opts.timeoutMs)}`);
+    if (attempts === 1 && !notes.said) {
+      notes.said = true;
+      const wait = opts.until !== undefined ? opts.until - Date.now() : opts.timeoutMs;
+      notes.note(`no scheduler answers ${subject} at ${where} yet; trying again for up to ${seconds(Math.max(0, wait))}`);
+    }
     await sleep(Math.min(delay, left));
     delay = Math.min(delay * 2, 1000);
   }
@@ -413,6 +438,7 @@ async function requestWithRetry<T>(
 
 export class NatsClient implements ClusterClient {
   private log: Promise<JetStreamLog> | null = null;
+  private readonly leaderless: Leaderless = { note: (msg) => this.note(msg), said: false };
   constructor(
     readonly where: string,
     /** The client's NATS connection (for KV and stream reads). */
@@ -430,7 +456,7 @@ export class NatsClient implements ClusterClient {
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
     const { subject, retry } = plan(op, data, opts, this.timeoutMs);
     const payload = pack(data);
-    return requestWithRetry<T>(subject, this.where, retry, this.note, async (left) => {
+    return requestWithRetry<T>(subject, this.where, retry, this.leaderless, async (left) => {
       try {
         const m = await this.nc.request(subject, payload, { timeout: left });
         return { reply: unpack<Reply<T>>(m.data) };
@@ -535,6 +561,7 @@ export class NatsClient implements ClusterClient {
 
 /** Talks to the embedded dev cluster through its bridge (cli/bridge.ts). */
 class HttpClient implements ClusterClient {
+  private readonly leaderless: Leaderless = { note: (msg) => this.note(msg), said: false };
   constructor(
     readonly where: string,
     readonly timeoutMs = DEFAULT_TIMEOUT_MS,
@@ -555,7 +582,7 @@ class HttpClient implements ClusterClient {
   request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
     const { subject, retry } = plan(op, data, opts, this.timeoutMs);
     const body = pack(data);
-    return requestWithRetry<T>(subject, this.where, retry, this.note, async (left) => {
+    return requestWithRetry<T>(subject, this.where, retry, this.leaderless, async (left) => {
       let res: Response;
       try {
         res = await fetch(`${this.where}/bus/${subject}`, {
@@ -666,13 +693,39 @@ function unanswered(err: unknown): boolean {
  * One poll of a wait that gives up at `deadline` (ms since the epoch): `ask`'s answer, given at
  * most POLL_TRY_MS to come (after `holdMs`, for a long poll the leader holds that long); or null
  * when nobody answered it and the wait has time left, so the caller polls again. Past the
- * deadline, the last poll's error is thrown.
+ * deadline, the last poll's error is thrown. `ask` is handed the try's RequestOptions: its
+ * timeout, and the wait's end, which the client's "no scheduler answers" note gives.
  */
-export async function pollOnce<T>(ask: (timeoutMs: number) => Promise<T>, deadline: number, holdMs = 0): Promise<T | null> {
+export async function pollOnce<T>(
+  ask: (o: { timeoutMs: number; until: number }) => Promise<T>,
+  deadline: number,
+  holdMs = 0,
+): Promise<T | null> {
   try {
-    return await ask(Math.max(MIN_ATTEMPT_MS, Math.min(holdMs + POLL_TRY_MS, deadline - Date.now())));
+    return await ask({ timeoutMs: Math.max(MIN_ATTEMPT_MS, Math.min(holdMs + POLL_TRY_MS, deadline - Date.now())), until: deadline });
   } catch (err) {
     if (unanswered(err) && Date.now() < deadline) return null;
+    throw err;
+  }
+}
+
+/**
+ * One long poll of a feed whose leader holds each poll up to `holdMs` before answering (`events
+ * --follow`): the answer; or null when a leader took the poll and died holding it, so the caller
+ * asks the next leader from the same place, with its patience restarted (somebody led until just
+ * now). While nobody answers at all it is retried until `until`, then NoLeaderError. What taught
+ * it: the follow gave up at its timeout plus the hold, so with no scheduler up `roost events
+ * --follow --timeout 6` waited 26 s before reading the log here.
+ */
+export async function longPollOnce<T>(
+  ask: (o: { timeoutMs: number; until: number }) => Promise<T>,
+  until: number,
+  holdMs: number,
+): Promise<T | null> {
+  try {
+    return await ask({ timeoutMs: holdMs + POLL_TRY_MS, until });
+  } catch (err) {
+    if (err instanceof LeaderTimeoutError) return null;
     throw err;
   }
 }
@@ -700,12 +753,7 @@ export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<st
       try {
         // A poll nobody answered (no leader yet, or one died holding it) is null: poll again.
         r = await pollOnce(
-          (ms) =>
-            c.request<{ state: string; value?: T; error?: ApiErrorBody }>(
-              "request.get",
-              { key },
-              { role: who, timeoutMs: ms, retry: false },
-            ),
+          (t) => c.request<{ state: string; value?: T; error?: ApiErrorBody }>("request.get", { key }, { ...t, role: who, retry: false }),
           deadline,
         );
       } catch (err) {

@@ -180,19 +180,17 @@ describe("polls across a leader that dies holding one", () => {
     expect(notes).toHaveLength(2);
   });
 
-  it("events({follow}): a long poll the dying leader held is asked again of the next leader, from the same place", async () => {
+  it.each([
     // A 5 s timeout: the held poll is given waitMs + 2 s, well before the stream would give up.
-    const transport = new PolledClient(nats.url, nc, "ROOST", 5000);
+    ["a long poll the dying leader held is asked again of the next leader, from the same place", 5000, 200],
+    // A 1 s timeout and a 1.5 s hold: the held try ends at 3.5 s, past the timeout.
+    ["a poll held longer than the timeout by a leader that died is still asked again (the patience restarts)", 1000, 1500],
+  ] as const)("events({follow}): %s", async (_why, timeoutMs, waitMs) => {
+    const transport = new PolledClient(nats.url, nc, "ROOST", timeoutMs);
     const feed = await eventFeedLeaders();
     const stop = new AbortController();
     const seen: number[] = [];
-    for await (const e of new RoostClient(transport).events({
-      from: 5,
-      follow: true,
-      waitMs: 200,
-      role: "www-data",
-      signal: stop.signal,
-    })) {
+    for await (const e of new RoostClient(transport).events({ from: 5, follow: true, waitMs, role: "www-data", signal: stop.signal })) {
       seen.push(e.seq);
       stop.abort();
     }
@@ -200,27 +198,6 @@ describe("polls across a leader that dies holding one", () => {
     expect(feed.held()).toBe(1); // the first poll went to the dying leader
     expect(seen).toEqual([5]);
     expect(feed.asked[0]).toBe(5); // asked again from the same place
-  });
-
-  it("events({follow}): a poll held longer than the timeout by a leader that died is still asked again (the patience restarts)", async () => {
-    // A 1 s timeout and a 1.5 s hold: the held try ends at 3.5 s, past the timeout.
-    const transport = new PolledClient(nats.url, nc, "ROOST", 1000);
-    const feed = await eventFeedLeaders();
-    const stop = new AbortController();
-    const seen: number[] = [];
-    for await (const e of new RoostClient(transport).events({
-      from: 5,
-      follow: true,
-      waitMs: 1500,
-      role: "www-data",
-      signal: stop.signal,
-    })) {
-      seen.push(e.seq);
-      stop.abort();
-    }
-    await feed.stop();
-    expect(feed.held()).toBe(1);
-    expect(seen).toEqual([5]);
   });
 
   it("events({follow}) with no leader at all ends after the timeout, not the timeout plus the hold", async () => {

@@ -122,6 +122,29 @@ describe("polls across a leader that dies holding one", () => {
     expect((err as Error).message).not.toMatch(/a write may still be carried out/);
   });
 
+  it.each(["update.start", "job.restart", "host.maintenance.drain", "job.add"])(
+    "an unkeyed %s told UNAVAILABLE (not committed) is not sent again: a write, as the API's list says",
+    async (op) => {
+      const client = new PolledClient(nats.url, nc, "ROOST", 3000);
+      const data = op.startsWith("host.") ? { hosts: ["h1"], user: "svc" } : { job: "www-data/devel/w", user: "svc" };
+      const sub = leaders.subscribe(addressFor(op, data)!);
+      let asked = 0;
+      void (async () => {
+        for await (const m of sub) {
+          asked++;
+          m.respond(pack({ ok: false, error: { code: "UNAVAILABLE", message: "not committed; try again" } }));
+        }
+      })();
+      await leaders.flush();
+      const err = await client.request(op, data).catch((e: unknown) => e);
+      sub.unsubscribe();
+      await leaders.flush();
+      expect((err as { code?: string }).code).toBe("UNAVAILABLE");
+      // Before, only 7 writes were listed: update.start was retried like a read until the timeout.
+      expect(asked).toBe(1);
+    },
+  );
+
   it("a wait's poll (job create --wait, job kill --wait, update wait) the dying leader held is asked again; past the wait's deadline it throws", async () => {
     const client = new PolledClient(nats.url, nc, "ROOST", 10_000);
     const status = `${API_V1_PREFIX}www-data.job.status`;

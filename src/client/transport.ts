@@ -12,7 +12,7 @@ import { resolve } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type ApiErrorBody, type ErrorCode, isErrorCode } from "../api/errors.js";
-import { API_V1_PREFIX, addressFor } from "../api/v1.js";
+import { API_V1_PREFIX, addressFor, OPS } from "../api/v1.js";
 import { NoResponderError } from "../bus/bus.js";
 import { type Creds, resolveCreds } from "../bus/creds.js";
 import { decodeRecord, type LogRecord, pack, unpack } from "../eventlog/envelope.js";
@@ -318,18 +318,12 @@ function unwrap<T>(r: Reply<T>): T {
 
 /**
  * "Not committed, try again" (no leader could commit it): a read is retried like no answer at all.
- * A write is not, until writes carry idempotency keys: a commit that timed out may have landed, and
- * job.add sent twice would add twice.
+ * A write is not unless it carries an idempotency key: a commit that timed out may have landed, and
+ * job.add sent twice would add twice. The writes are the API's own list (api/v1.ts OPS), not one
+ * kept here: a hand-kept list had fallen behind by twelve (job.restart, the update and maintenance
+ * writes), so an unkeyed update.start was retried like a read.
  */
-const WRITES: ReadonlySet<string> = new Set([
-  "job.create",
-  "job.kill",
-  "job.add",
-  "quota.set",
-  "cron.schedule",
-  "cron.deschedule",
-  "cron.start",
-]);
+const WRITES: ReadonlySet<string> = new Set(OPS.filter((o) => o.write).map((o) => o.op));
 function unavailable(r: Reply<unknown>): boolean {
   return !!r && typeof r === "object" && r.ok === false && (r.error as Partial<ApiErrorBody> | undefined)?.code === "UNAVAILABLE";
 }

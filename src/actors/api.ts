@@ -12,7 +12,7 @@
 
 import { ApiError, type ErrorCode, invalidRequest } from "../api/errors.js";
 import { REQUEST_SCHEMAS, type RequestOp } from "../api/requests.js";
-import { API_V1_PREFIX, HISTORY_OPS, parseSubject, type OpDef } from "../api/v1.js";
+import { API_V1_PREFIX, HISTORY_OPS, type OPS, type OpDef, parseSubject } from "../api/v1.js";
 import type { Bus, RequestMeta } from "../bus/bus.js";
 import { checker, type Problem } from "../domain/validate.js";
 import { RecordTooLargeError } from "../eventlog/appender.js";
@@ -50,27 +50,6 @@ function invalid(op: string, problems: readonly Problem[]): RequestError {
   return new RequestError(e.message, "INVALID_REQUEST", e.field);
 }
 
-const WRITE_OPS = [
-  "job.create",
-  "job.kill",
-  "job.add",
-  "quota.set",
-  "job.restart",
-  "update.start",
-  "update.pause",
-  "update.resume",
-  "update.abort",
-  "update.rollback",
-  "update.pulse",
-  "cron.schedule",
-  "cron.deschedule",
-  "cron.start",
-  "host.maintenance.start",
-  "host.maintenance.drain",
-  "host.maintenance.end",
-  "host.maintenance.schedule",
-  "host.maintenance.cancel",
-] as const;
 const READ_OPS = [
   "job.status",
   "job.list",
@@ -92,7 +71,8 @@ const READ_OPS = [
   "host.maintenance.status",
   "host.maintenance.windows",
 ] as const;
-export type WriteOp = (typeof WRITE_OPS)[number];
+/** The writes: the catalog's own (api/v1.ts OPS, `write: true`), so a new write cannot be left out here. */
+export type WriteOp = Extract<(typeof OPS)[number], { write: true }>["op"];
 /** The reads; "events" is answered by the event feed (eventFeed.ts), the others by the Reads actor. */
 type ReadOp = (typeof READ_OPS)[number];
 

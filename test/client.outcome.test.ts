@@ -9,6 +9,8 @@
 // though the next leader had the outcome 2 s later (test/maintenance.e2e.test.ts, once in three).
 //
 // `roost events --follow` (cli/events.ts) follows through the same poll as RoostClient.events.
+// A plain read (RoostClient.jobStatus) a leader died holding is sent again beside the first try
+// (hedged), and a slow leader's answer to the first try is still taken.
 //
 // Real nats-server; the "leaders" are plain subscribers on the polled subject (request.get,
 // job.status, events), the next one subscribing only once the dying one took its poll, so the
@@ -120,6 +122,50 @@ describe("polls across a leader that dies holding one", () => {
       /^timed out after 1 s waiting for the scheduler to answer roost\.api\.v1\.www-data\.job\.status/,
     );
     expect((err as Error).message).not.toMatch(/a write may still be carried out/);
+  });
+
+  it("a read a leader died holding is asked again beside it (hedged), and the next leader's answer comes back", async () => {
+    const client = new PolledClient(nats.url, nc, "ROOST", 10_000);
+    const status = `${API_V1_PREFIX}www-data.job.status`;
+    const held = leaders.subscribe(status, { max: 1 });
+    const took = (async () => {
+      for await (const _m of held) return;
+    })();
+    await leaders.flush();
+    let next: Subscription | null = null;
+    void took.then(async () => {
+      next = leaders.subscribe(status);
+      for await (const m of next) m.respond(pack({ ok: true, value: { job: "www-data/devel/hedged" } }));
+    });
+    // Before: the one try waited out the 10 s and threw "timed out … job.status".
+    const got = await client.request("job.status", { job: "www-data/devel/hedged" }).finally(async () => {
+      held.unsubscribe();
+      (next as Subscription | null)?.unsubscribe();
+      await leaders.flush();
+    });
+    expect(got).toEqual({ job: "www-data/devel/hedged" });
+    expect(held.getReceived()).toBe(1);
+  });
+
+  it("a leader only slow to answer a read still has its answer taken: the first try stays open beside the hedge", async () => {
+    const client = new PolledClient(nats.url, nc, "ROOST", 10_000);
+    const status = `${API_V1_PREFIX}www-data.job.status`;
+    const sub = leaders.subscribe(status);
+    let asked = 0;
+    void (async () => {
+      for await (const m of sub) {
+        const n = ++asked;
+        // The first try is answered after 4 s (past the 3 s hedge), the hedge never.
+        if (n === 1) setTimeout(() => m.respond(pack({ ok: true, value: { try: n } })), 4000);
+      }
+    })();
+    await leaders.flush();
+    const got = await client.request("job.status", { job: "www-data/devel/slow" }).finally(async () => {
+      sub.unsubscribe();
+      await leaders.flush();
+    });
+    expect(got).toEqual({ try: 1 });
+    expect(asked).toBe(2); // the hedge was sent, and the first answer taken anyway
   });
 
   it.each(["update.start", "job.restart", "host.maintenance.drain", "job.add"])(

@@ -12,7 +12,7 @@ import { resolve } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type ApiErrorBody, type ErrorCode, isErrorCode } from "../api/errors.js";
-import { API_V1_PREFIX, addressFor, OPS } from "../api/v1.js";
+import { API_V1_PREFIX, addressFor, HISTORY_OPS, OPS } from "../api/v1.js";
 import { NoResponderError } from "../bus/bus.js";
 import { type Creds, resolveCreds } from "../bus/creds.js";
 import { decodeRecord, type LogRecord, pack, unpack } from "../eventlog/envelope.js";
@@ -333,17 +333,43 @@ function hasKey(data: unknown): boolean {
   return data !== null && typeof data === "object" && typeof (data as { key?: unknown }).key === "string";
 }
 
+/**
+ * How long a leader may take over a read before the client asks again beside it (a hedge), or
+ * undefined for a request never hedged. A leader answers a read from its own state in
+ * milliseconds; one silent for seconds most likely died holding the request (killed -9 in a
+ * failover), and the hedge reaches the next leader. The first try stays open, so a leader that is
+ * only slow still has its answer taken. task.status asks the task's agent (up to 3 s) and task.why
+ * reads the log, so they get longer. Not hedged: writes (sent once unless keyed, and keyed ones
+ * go through the intake), the events long poll (longPollOnce), and the history ops, which every
+ * replica answers.
+ *
+ * What taught it: a library read such as RoostClient.jobStatus, taken by a leader killed -9,
+ * waited out its whole timeout (10 s) and failed, though the next leader led within about 2 s.
+ */
+function hedgeAfterMs(op: string): number | undefined {
+  if (WRITES.has(op) || op === "events" || HISTORY_OPS.has(op)) return undefined;
+  return op === "task.status" || op === "task.why" ? SLOW_READ_HEDGE_MS : READ_HEDGE_MS;
+}
+const READ_HEDGE_MS = 3000;
+const SLOW_READ_HEDGE_MS = 6000;
+
 /** Where a request goes and how it is retried: a read or a keyed write may be asked again. */
 function plan(
   op: string,
   data: unknown,
   opts: number | RequestOptions | undefined,
   defaultTimeoutMs: number,
-): { subject: string; retry: RequestOptions & { timeoutMs: number; read: boolean } } {
+): { subject: string; retry: RequestOptions & { timeoutMs: number; read: boolean; hedgeMs?: number } } {
   const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
+  const hedgeMs = hedgeAfterMs(op);
   return {
     subject: subjectFor(op, data, o.role),
-    retry: { ...o, timeoutMs: o.timeoutMs ?? defaultTimeoutMs, read: !WRITES.has(op) || hasKey(data) },
+    retry: {
+      ...o,
+      timeoutMs: o.timeoutMs ?? defaultTimeoutMs,
+      read: !WRITES.has(op) || hasKey(data),
+      ...(hedgeMs !== undefined ? { hedgeMs } : {}),
+    },
   };
 }
 
@@ -380,6 +406,38 @@ interface Leaderless {
 type Attempt<T> = { reply: Reply<T> } | "none" | "timeout";
 
 /**
+ * Sends a try, and another every `hedgeMs` while none has answered (see hedgeAfterMs): the first
+ * reply wins, whichever try it answers. Each try is given until `deadline`. When every try sent
+ * has ended without a reply, the last one's outcome ("none": nobody listened; "timeout").
+ */
+function hedged<T>(send: (leftMs: number) => Promise<Attempt<T>>, deadline: number, hedgeMs: number): Promise<Attempt<T>> {
+  return new Promise<Attempt<T>>((resolve, reject) => {
+    let open = 0;
+    let settled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const end = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      outcome();
+    };
+    const fire = () => {
+      open++;
+      send(Math.max(MIN_ATTEMPT_MS, deadline - Date.now())).then(
+        (r) => {
+          open--;
+          if (r !== "none" && r !== "timeout") end(() => resolve(r));
+          else if (open === 0) end(() => resolve(r));
+        },
+        (err: unknown) => end(() => reject(err)),
+      );
+      if (deadline - Date.now() > hedgeMs) timer = setTimeout(fire, hedgeMs);
+    };
+    fire();
+  });
+}
+
+/**
  * Request/reply with the CLI's rules: while nobody answers (no leader, e.g. during a failover)
  * try again, backing off to 1 s, until `timeoutMs`; then NoLeaderError saying so, what was asked
  * and for how long. A request taken but not answered in time is not repeated (a write may have
@@ -390,7 +448,7 @@ type Attempt<T> = { reply: Reply<T> } | "none" | "timeout";
 async function requestWithRetry<T>(
   subject: string,
   where: string,
-  opts: RequestOptions & { timeoutMs: number; read: boolean },
+  opts: RequestOptions & { timeoutMs: number; read: boolean; hedgeMs?: number },
   notes: Leaderless,
   attempt: (leftMs: number) => Promise<Attempt<T>>,
 ): Promise<T> {
@@ -404,7 +462,10 @@ async function requestWithRetry<T>(
   for (;;) {
     attempts++;
     // Never less than a second: a last try with a sliver of time left would time out, not hear "no responders".
-    const r = await attempt(Math.max(MIN_ATTEMPT_MS, deadline - Date.now()));
+    const r =
+      opts.hedgeMs !== undefined
+        ? await hedged(attempt, deadline, opts.hedgeMs)
+        : await attempt(Math.max(MIN_ATTEMPT_MS, deadline - Date.now()));
     if (r === "timeout") {
       throw new LeaderTimeoutError(
         `timed out after ${seconds(Date.now() - start)} waiting for the scheduler to answer ${subject} at ${where}${opts.read ? "" : " (a write may still be carried out: look before repeating it)"}`,

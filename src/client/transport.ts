@@ -443,7 +443,7 @@ function hedged<T>(send: (leftMs: number) => Promise<Attempt<T>>, deadline: numb
  * and for how long. A request taken but not answered in time is not repeated (a write may have
  * landed; a read or keyed write is told so without that warning): LeaderTimeoutError. "Not
  * committed, try again" (UNAVAILABLE) is retried like no answer for a read or a keyed write (the
- * key makes a copy harmless), and returned for an unkeyed write.
+ * key makes a copy harmless), and returned for an unkeyed write. A read is hedged (hedgeAfterMs).
  */
 async function requestWithRetry<T>(
   subject: string,
@@ -746,18 +746,14 @@ function unanswered(err: unknown): boolean {
 
 /**
  * One poll of a wait that gives up at `deadline` (ms since the epoch): `ask`'s answer, given at
- * most POLL_TRY_MS to come (after `holdMs`, for a long poll the leader holds that long); or null
- * when nobody answered it and the wait has time left, so the caller polls again. Past the
+ * most POLL_TRY_MS to come; or null when nobody answered it and the wait has time left, so the
+ * caller polls again (a long poll the leader holds is longPollOnce's). Past the
  * deadline, the last poll's error is thrown. `ask` is handed the try's RequestOptions: its
  * timeout, and the wait's end, which the client's "no scheduler answers" note gives.
  */
-export async function pollOnce<T>(
-  ask: (o: { timeoutMs: number; until: number }) => Promise<T>,
-  deadline: number,
-  holdMs = 0,
-): Promise<T | null> {
+export async function pollOnce<T>(ask: (o: { timeoutMs: number; until: number }) => Promise<T>, deadline: number): Promise<T | null> {
   try {
-    return await ask({ timeoutMs: Math.max(MIN_ATTEMPT_MS, Math.min(holdMs + POLL_TRY_MS, deadline - Date.now())), until: deadline });
+    return await ask({ timeoutMs: Math.max(MIN_ATTEMPT_MS, Math.min(POLL_TRY_MS, deadline - Date.now())), until: deadline });
   } catch (err) {
     if (unanswered(err) && Date.now() < deadline) return null;
     throw err;

@@ -9,10 +9,10 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Scheduler } from "../src/actors/scheduler.js";
 import { NatsBus } from "../src/bus/nats.js";
-import { type RoostEvent, RoostClient, RoostError } from "../src/client/index.js";
-import { openIntake, type IntakeSource } from "../src/eventlog/intake.js";
+import { RoostClient, RoostError, type RoostEvent } from "../src/client/index.js";
+import { type IntakeSource, openIntake } from "../src/eventlog/intake.js";
 import type { JetStreamLog } from "../src/eventlog/jetstream.js";
-import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import { startCluster, type TestCluster, waitFor } from "./support/cluster.js";
 import { withNats } from "./support/nats.js";
 import { testSpec } from "./support/specs.js";
 
@@ -76,6 +76,22 @@ describe("RoostClient", () => {
     expect(err).toMatchObject({ code: "INVALID_REQUEST" });
     expect((err as Error).message).toMatch(/instances/);
     await expect(client.jobStatus({ job: "www-data/devel/nope" })).rejects.toMatchObject({ code: "NOT_FOUND" });
+  });
+
+  it.each([
+    ["timeoutMs", NaN],
+    ["timeoutMs", -1],
+    ["timeoutMs", Infinity],
+    ["timeoutMs", "3000"],
+  ])("a time option no timer can honour (%s %s) is refused at once, naming the field; nothing is sent", async (field, bad) => {
+    // Before: NaN per call hung with no leader up; Infinity and "3000" became 1 ms timers.
+    const rule = {
+      code: "INVALID_REQUEST",
+      field,
+      message: expect.stringMatching(/^timeoutMs must be a number of milliseconds from 1 to 2147483647 \(got /),
+    };
+    await expect(RoostClient.connect({ nats: nats.url, timeoutMs: bad as number })).rejects.toMatchObject(rule);
+    await expect(client.listJobs({ timeoutMs: bad as number })).rejects.toMatchObject(rule);
   });
 
   it("a write sent while no leader is up is decided once, after the takeover", async () => {

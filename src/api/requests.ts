@@ -9,7 +9,7 @@
 // are looser than the rules for creating something new: a job an older build accepted under a
 // name today's rules refuse must stay reachable, to be inspected and killed.
 
-import { Type, type Static } from "typebox";
+import { type Static, Type } from "typebox";
 import {
   MAX_INSTANCES,
   MAX_QUOTA_CPUS,
@@ -83,7 +83,7 @@ const UpdateControl = Type.Object(
 /** The most events one `events` reply holds. */
 export const MAX_EVENTS_PAGE = 1000;
 /** The longest an `events` request may wait for a new event (a long poll). */
-const MAX_EVENTS_WAIT_MS = 30_000;
+export const MAX_EVENTS_WAIT_MS = 30_000;
 /** How long a follower (roost events --follow, client.events, the gateway's SSE) waits per page. */
 export const EVENTS_FOLLOW_WAIT_MS = 20_000;
 

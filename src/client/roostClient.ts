@@ -12,9 +12,9 @@
 import { randomUUID } from "node:crypto";
 import type { Static } from "typebox";
 import type * as R from "../api/replies.js";
-import { EVENTS_FOLLOW_WAIT_MS, type Request } from "../api/requests.js";
+import { EVENTS_FOLLOW_WAIT_MS, MAX_EVENTS_WAIT_MS, type Request } from "../api/requests.js";
 import { type DiscoverReply, discoverOnce, type EndpointChange, watchEndpoints } from "./discovery.js";
-import { type ClusterClient, connectClient, longPollOnce, type RequestOptions, writeOnce } from "./transport.js";
+import { type ClusterClient, checkMs, connectClient, longPollOnce, type RequestOptions, writeOnce } from "./transport.js";
 
 export type { DiscoveredEndpoint, DiscoverReply, EndpointChange } from "./discovery.js";
 
@@ -308,6 +308,7 @@ export class RoostClient {
   async *eventPages(o: EventsOptions = {}, how: { retry?: boolean } = {}): AsyncGenerator<EventsReply> {
     let from: number | string = o.from instanceof Date ? o.from.toISOString() : (o.from ?? 1);
     const filter = Object.fromEntries(Object.entries(o.filter ?? {}).filter(([, v]) => v !== undefined));
+    checkMs("waitMs", o.waitMs, 0, MAX_EVENTS_WAIT_MS);
     const waitMs = o.follow ? (o.waitMs ?? EVENTS_FOLLOW_WAIT_MS) : 0;
     // Following, a poll the leader held and never answered (it died) is asked again of the next
     // leader, from the same place; the stream ends only when none has answered for the timeout.

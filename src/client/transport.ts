@@ -12,7 +12,7 @@ import { resolve } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type ApiErrorBody, type ErrorCode, isErrorCode } from "../api/errors.js";
-import { API_V1_PREFIX, addressFor, HISTORY_OPS, OPS } from "../api/v1.js";
+import { API_V1_PREFIX, addressFor, HISTORY_OPS, OPS, REQUEST_KEY } from "../api/v1.js";
 import { NoResponderError } from "../bus/bus.js";
 import { type Creds, resolveCreds } from "../bus/creds.js";
 import { decodeRecord, type LogRecord, pack, unpack } from "../eventlog/envelope.js";
@@ -258,7 +258,25 @@ export function cliConnectOptions(o: CliClusterOptions, defaults: { follow?: boo
   };
 }
 
+/** The longest a Node timer runs (2^31 - 1 ms, about 24.8 days); a longer one fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Refuses a caller's time option that no timer can honour, naming the field and the rule. What
+ * taught it: a library call given `timeoutMs: NaN` never timed out (it hung with no leader up),
+ * and Infinity or the string "3000" became a 1 ms timer (a Node timer's overflow), so the call
+ * "timed out after 0 s".
+ */
+export function checkMs(field: string, v: unknown, min = 1, max = MAX_TIMER_MS): void {
+  if (v === undefined) return;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) {
+    const got = typeof v === "number" ? String(v) : (JSON.stringify(v) ?? typeof v);
+    throw new ClientError(`${field} must be a number of milliseconds from ${min} to ${max} (got ${got})`, "INVALID_REQUEST", field);
+  }
+}
+
 export async function connectClient(opts: ConnectOptions): Promise<ClusterClient> {
+  checkMs("timeoutMs", opts.timeoutMs);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const note = opts.note ?? (() => {});
   const file: ClusterFile = opts.nats ? { mode: "nats", nats: opts.nats } : loadClusterFile(opts.cluster);
@@ -361,6 +379,8 @@ function plan(
   defaultTimeoutMs: number,
 ): { subject: string; retry: RequestOptions & { timeoutMs: number; read: boolean; hedgeMs?: number } } {
   const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
+  checkMs("timeoutMs", o.timeoutMs);
+  checkMs("until", o.until, 0, Number.MAX_SAFE_INTEGER);
   const hedgeMs = hedgeAfterMs(op);
   return {
     subject: subjectFor(op, data, o.role),
@@ -508,7 +528,7 @@ export class NatsClient implements ClusterClient {
     readonly discovery?: string,
   ) {}
 
-  request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
+  async request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
     const { subject, retry } = plan(op, data, opts, this.timeoutMs);
     const payload = pack(data);
     return requestWithRetry<T>(subject, this.where, retry, this.leaderless, async (left) => {
@@ -634,7 +654,7 @@ class HttpClient implements ClusterClient {
     );
   }
 
-  request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
+  async request<T>(op: string, data: unknown, opts?: number | RequestOptions): Promise<T> {
     const { subject, retry } = plan(op, data, opts, this.timeoutMs);
     const body = pack(data);
     return requestWithRetry<T>(subject, this.where, retry, this.leaderless, async (left) => {
@@ -790,6 +810,10 @@ export async function longPollOnce<T>(
  * retried until the timeout, which the key makes safe too.
  */
 export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<string, unknown>, key: string): Promise<T> {
+  // Checked before anything is published: the intake would drop a message with a bad key, and the
+  // caller would learn it only from the outcome poll.
+  if (typeof key !== "string" || !REQUEST_KEY.test(key))
+    throw new ClientError(`key must be 1 to 128 letters, digits or "_.:=+-" (got ${JSON.stringify(key)})`, "INVALID_REQUEST", "key");
   const subject = subjectFor(op, data);
   const who = subject.slice(API_V1_PREFIX.length).split(".")[0]!;
   const deadline = Date.now() + c.timeoutMs;

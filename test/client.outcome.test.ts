@@ -32,7 +32,10 @@ let leaders: NatsConnection;
 
 /** A client whose intake publish is taken (no intake stream here): only the outcome poll is tested. */
 class PolledClient extends NatsClient {
+  /** Writes published on the intake. */
+  published = 0;
   override async publishIntake(): Promise<{ duplicate: boolean }> {
+    this.published++;
     return { duplicate: false };
   }
 }
@@ -172,7 +175,12 @@ describe("polls across a leader that dies holding one", () => {
     "an unkeyed %s told UNAVAILABLE (not committed) is not sent again: a write, as the API's list says",
     async (op) => {
       const client = new PolledClient(nats.url, nc, "ROOST", 3000);
-      const data = op.startsWith("host.") ? { hosts: ["h1"], user: "svc" } : { job: "www-data/devel/w", user: "svc" };
+      const data = {
+        "update.start": { job: "www-data/devel/w", spec: testSpec("w"), user: "svc" },
+        "job.restart": { job: "www-data/devel/w", user: "svc" },
+        "host.maintenance.drain": { hosts: ["h1"], user: "svc" },
+        "job.add": { job: "www-data/devel/w", count: 1, user: "svc" },
+      }[op]!;
       const sub = leaders.subscribe(addressFor(op, data)!);
       let asked = 0;
       void (async () => {
@@ -211,6 +219,29 @@ describe("polls across a leader that dies holding one", () => {
     // Nobody at all, and the wait's deadline comes within the poll: its error, not null.
     const err = await pollOnce(ask, Date.now() + 500).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/no scheduler is leading/);
+  });
+
+  it("a request that breaks its op's schema is refused at once with no leader up, naming the field; nothing is published", async () => {
+    // Before: the read waited out the timeout and said only that no scheduler leads, and the write
+    // was queued on the intake, to be refused by whichever leader came.
+    const transport = new PolledClient(nats.url, nc, "ROOST", 2000);
+    const roost = new RoostClient(transport);
+    const first = async (o: Parameters<RoostClient["events"]>[0]) => {
+      for await (const _e of roost.events(o)) break;
+    };
+    await expect(first({ from: -5 })).rejects.toMatchObject({
+      code: "INVALID_REQUEST",
+      field: "from",
+      message: expect.stringMatching(/^invalid events request \(1 problem\): from: must be a log sequence/),
+    });
+    await expect(first({ from: new Date(Number.NaN) })).rejects.toMatchObject({ code: "INVALID_REQUEST", field: "from" });
+    await expect(first({ pageSize: 0 })).rejects.toMatchObject({ code: "INVALID_REQUEST", field: "limit" });
+    await expect(roost.taskStatus({} as never)).rejects.toMatchObject({ code: "INVALID_REQUEST", field: "taskId" });
+    await expect(roost.killJob({ job: "www-data/devel/x", instances: ["a"] as never, user: "svc" })).rejects.toMatchObject({
+      code: "INVALID_REQUEST",
+      field: "instances",
+    });
+    expect(transport.published).toBe(0);
   });
 
   it("an events waitMs or a write key out of its rule is refused at once, before anything is sent", async () => {

@@ -12,7 +12,7 @@
 
 import { ApiError, type ErrorCode, invalidRequest } from "../api/errors.js";
 import { REQUEST_SCHEMAS, type RequestOp } from "../api/requests.js";
-import { API_V1_PREFIX, HISTORY_OPS, type OPS, type OpDef, parseSubject } from "../api/v1.js";
+import { API_V1_PREFIX, HISTORY_OPS, type OPS, type OpDef, parseSubject, requestProblems } from "../api/v1.js";
 import type { Bus, RequestMeta } from "../bus/bus.js";
 import { checker, type Problem } from "../domain/validate.js";
 import { RecordTooLargeError } from "../eventlog/appender.js";
@@ -90,13 +90,6 @@ export interface ApiHandlers {
 
 export type ReadsOp = Exclude<ReadOp, "events">;
 
-const CATALOG_CHECKS = new WeakMap<OpDef, (v: unknown) => Problem[]>();
-function catalogCheck(def: OpDef): (v: unknown) => Problem[] {
-  let c = CATALOG_CHECKS.get(def);
-  if (!c) CATALOG_CHECKS.set(def, (c = checker(def.request)));
-  return c;
-}
-
 /** The op the actors know a v1 op by: the cluster's info is "cluster.info"; job.list is job.list in both scopes. */
 function internalOp(def: OpDef): WriteOp | ReadOp {
   return (def.scope === "cluster" && (def.op === "info" || def.op === "hash") ? `cluster.${def.op}` : def.op) as WriteOp | ReadOp;
@@ -141,7 +134,7 @@ async function handle(h: ApiHandlers, data: unknown, addressed: ReturnType<typeo
   if (typeof addressed === "string") throw new ApiError("INVALID_REQUEST", addressed);
   const { def, role } = addressed;
   const req = data ?? {};
-  const problems = catalogCheck(def)(req);
+  const problems = requestProblems(def, req);
   if (problems.length > 0) throw invalid(def.op, problems);
   if (role !== null) ownRole(def.op, req as Record<string, unknown>, role);
   const op = internalOp(def);

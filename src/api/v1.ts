@@ -16,7 +16,7 @@
 // contract the client spoke.
 
 import { type TSchema, Type } from "typebox";
-import { RULE } from "../domain/validate.js";
+import { checker, type Problem, RULE } from "../domain/validate.js";
 import * as R from "./replies.js";
 import { REQUEST_SCHEMAS } from "./requests.js";
 
@@ -563,6 +563,19 @@ function clusterSubject(op: ClusterOp): string {
 export type Addressed = { def: OpDef; role: string | null };
 
 /** Reads a subject under roost.api.v1.; a string says what is wrong with it. */
+const REQUEST_CHECKS = new WeakMap<OpDef, (v: unknown) => Problem[]>();
+/**
+ * What is wrong with `req` as `def`'s request body, by the op's own schema: every problem, each
+ * naming its field and rule. The scheduler checks every request with it before deciding anything
+ * (actors/api.ts), and the client before sending one (client/transport.ts), so a bad request is
+ * refused the same way with a leader up or none. Compiled on first use, once per op.
+ */
+export function requestProblems(def: OpDef, req: unknown): Problem[] {
+  let c = REQUEST_CHECKS.get(def);
+  if (!c) REQUEST_CHECKS.set(def, (c = checker(def.request)));
+  return c(req);
+}
+
 export function parseSubject(subject: string): Addressed | string {
   if (!subject.startsWith(API_V1_PREFIX)) return `subject ${subject} is not under ${API_V1_PREFIX}`;
   const rest = subject.slice(API_V1_PREFIX.length);

@@ -14,7 +14,7 @@ import type { Static } from "typebox";
 import type * as R from "../api/replies.js";
 import { EVENTS_FOLLOW_WAIT_MS, MAX_EVENTS_WAIT_MS, type Request } from "../api/requests.js";
 import { type DiscoverReply, discoverOnce, type EndpointChange, watchEndpoints } from "./discovery.js";
-import { type ClusterClient, checkMs, connectClient, longPollOnce, type RequestOptions, writeOnce } from "./transport.js";
+import { ClientError, type ClusterClient, checkMs, connectClient, longPollOnce, type RequestOptions, writeOnce } from "./transport.js";
 
 export type { DiscoveredEndpoint, DiscoverReply, EndpointChange } from "./discovery.js";
 
@@ -306,6 +306,12 @@ export class RoostClient {
    * log itself (`roost events`), instead of after the timeout.
    */
   async *eventPages(o: EventsOptions = {}, how: { retry?: boolean } = {}): AsyncGenerator<EventsReply> {
+    if (o.from instanceof Date && !Number.isFinite(o.from.getTime()))
+      throw new ClientError(
+        "from must be a valid Date, a log sequence (an integer ≥ 1) or an RFC 3339 time (got an invalid Date)",
+        "INVALID_REQUEST",
+        "from",
+      );
     let from: number | string = o.from instanceof Date ? o.from.toISOString() : (o.from ?? 1);
     const filter = Object.fromEntries(Object.entries(o.filter ?? {}).filter(([, v]) => v !== undefined));
     checkMs("waitMs", o.waitMs, 0, MAX_EVENTS_WAIT_MS);

@@ -11,8 +11,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { type ApiErrorBody, type ErrorCode, isErrorCode } from "../api/errors.js";
-import { API_V1_PREFIX, addressFor, HISTORY_OPS, OPS, REQUEST_KEY } from "../api/v1.js";
+import { type ApiErrorBody, type ErrorCode, invalidRequest, isErrorCode } from "../api/errors.js";
+import { API_V1_PREFIX, addressFor, HISTORY_OPS, OPS, parseSubject, requestProblems } from "../api/v1.js";
 import { NoResponderError } from "../bus/bus.js";
 import { type Creds, resolveCreds } from "../bus/creds.js";
 import { decodeRecord, type LogRecord, pack, unpack } from "../eventlog/envelope.js";
@@ -381,9 +381,11 @@ function plan(
   const o = typeof opts === "number" ? { timeoutMs: opts } : (opts ?? {});
   checkMs("timeoutMs", o.timeoutMs);
   checkMs("until", o.until, 0, Number.MAX_SAFE_INTEGER);
+  const subject = subjectFor(op, data, o.role);
+  checkRequest(subject, data);
   const hedgeMs = hedgeAfterMs(op);
   return {
-    subject: subjectFor(op, data, o.role),
+    subject,
     retry: {
       ...o,
       timeoutMs: o.timeoutMs ?? defaultTimeoutMs,
@@ -391,6 +393,21 @@ function plan(
       ...(hedgeMs !== undefined ? { hedgeMs } : {}),
     },
   };
+}
+
+/**
+ * The request checked against its op's own schema, as the scheduler checks it: a bad one is
+ * refused here, naming the field and the rule, whether a leader is up or not. What taught it:
+ * with no leader, `events({from: -5})` waited out the timeout and said only that no scheduler
+ * leads, and a write with a bad field was queued on the intake to be refused later.
+ */
+function checkRequest(subject: string, data: unknown): void {
+  const addressed = parseSubject(subject);
+  if (typeof addressed === "string") return; // no op there: the scheduler says so
+  const problems = requestProblems(addressed.def, data ?? {});
+  if (problems.length === 0) return;
+  const e = invalidRequest(addressed.def.op, problems);
+  throw new ClientError(e.message, "INVALID_REQUEST", e.field);
 }
 
 /** The v1 subject of a request, or a ClientError saying which role is missing. */
@@ -810,11 +827,10 @@ export async function longPollOnce<T>(
  * retried until the timeout, which the key makes safe too.
  */
 export async function writeOnce<T>(c: ClusterClient, op: string, data: Record<string, unknown>, key: string): Promise<T> {
-  // Checked before anything is published: the intake would drop a message with a bad key, and the
-  // caller would learn it only from the outcome poll.
-  if (typeof key !== "string" || !REQUEST_KEY.test(key))
-    throw new ClientError(`key must be 1 to 128 letters, digits or "_.:=+-" (got ${JSON.stringify(key)})`, "INVALID_REQUEST", "key");
   const subject = subjectFor(op, data);
+  // Before anything is published: the intake would drop a bad key, or the leader refuse a bad
+  // field, and the caller would learn it only from the outcome poll, or with no leader not at all.
+  checkRequest(subject, { ...data, key });
   const who = subject.slice(API_V1_PREFIX.length).split(".")[0]!;
   const deadline = Date.now() + c.timeoutMs;
   const pub = c.publishIntake ? await c.publishIntake(INTAKE_PREFIX + subject.slice(API_V1_PREFIX.length), `${who}/${key}`, data) : null;

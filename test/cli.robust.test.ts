@@ -235,6 +235,23 @@ describe("bad values are refused at once, naming the flag and the rule", () => {
     });
   }, 30_000);
 
+  it("--nats that is no NATS URL, for a command and for the daemons; credentials in it are refused, never echoed", async () => {
+    // Before: "cannot reach NATS at not a url: Invalid URL; is nats-server running there?" and,
+    // from the daemons, "roost: Invalid URL".
+    const [list, scheduler, agent] = await batched([
+      () => timed(["job", "list", "--nats", "not a url"]),
+      () => timed(["scheduler", "--nats", "nats://127.0.0.1:99999"]),
+      () => timed(["agent", "--nats", "nats://ops:s3cret@127.0.0.1:4999", "--id", "a1"]),
+    ]);
+    expect(list.code).toBe(1);
+    expect(list.stderr).toMatch(/^roost: nats URL "not a url": must be nats:\/\/HOST:PORT, tls:\/\/HOST:PORT or HOST:PORT/);
+    expect(scheduler.code).not.toBe(0);
+    expect(scheduler.stderr).toMatch(/nats URL "nats:\/\/127\.0\.0\.1:99999": must be nats:\/\/HOST:PORT/);
+    expect(agent.code).not.toBe(0);
+    expect(agent.stderr).toMatch(/nats URL "nats:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:4999": carries credentials; give them with --creds FILE/);
+    expect(agent.stderr).not.toMatch(/s3cret/);
+  }, 30_000);
+
   it("roost --version prints package.json's version", async () => {
     const r = await timed(["--version"]);
     expect(r.code).toBe(0);

@@ -183,11 +183,46 @@ export interface ClusterClient {
 }
 
 /** A NATS URL, or several separated by commas (a cluster's members). */
+/**
+ * The NATS servers of a URL list (`--nats`, a cluster file's `nats`, RoostClient's `nats`), each
+ * checked: the NATS client's own failure for a bad one is a bare "Invalid URL", which the CLI
+ * printed as "cannot reach NATS at not a url: Invalid URL; is nats-server running there?" and the
+ * daemons as "roost: Invalid URL", naming neither the value nor the rule.
+ */
 export function natsServers(url: string): string[] {
-  return url
+  const servers = url
     .split(",")
     .map((u) => u.trim())
     .filter((u) => u.length > 0);
+  for (const u of servers) {
+    let ok = false;
+    try {
+      const parsed = new URL(u.includes("://") ? u : `nats://${u}`);
+      if (parsed.username !== "" || parsed.password !== "") {
+        // Never echoed: the message would put the password in a terminal's scrollback and in logs.
+        parsed.username = parsed.username ? "***" : "";
+        parsed.password = parsed.password ? "***" : "";
+        throw new ClientError(
+          `nats URL ${JSON.stringify(parsed.href)}: carries credentials; give them with --creds FILE or ROOST_CREDS (a credentials file), not in the URL`,
+          "INVALID_REQUEST",
+          "nats",
+        );
+      }
+      ok =
+        (parsed.protocol === "nats:" || parsed.protocol === "tls:") && parsed.hostname !== "" && parsed.pathname.replace(/^\/$/, "") === "";
+    } catch (err) {
+      if (err instanceof ClientError) throw err;
+      ok = false;
+    }
+    if (!ok) {
+      throw new ClientError(
+        `nats URL ${JSON.stringify(u.replace(/\/\/[^/]*@/, "//***@"))}: must be nats://HOST:PORT, tls://HOST:PORT or HOST:PORT (port 1 to 65535), several separated by commas`,
+        "INVALID_REQUEST",
+        "nats",
+      );
+    }
+  }
+  return servers;
 }
 
 export function loadClusterFile(path = DEFAULT_CLUSTER_FILE): ClusterFile {

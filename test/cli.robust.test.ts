@@ -206,7 +206,7 @@ describe("no nats-server at the URL", () => {
 });
 
 describe("bad values are refused at once, naming the flag and the rule", () => {
-  it("log tail --from abc, -5 and 0; job kill --timeout x; job add COUNT 0; a malformed job key", async () => {
+  it("log tail --from abc, -5 and 0; job kill --timeout x; job add COUNT 0; a malformed job key; a mistyped command: one line each", async () => {
     const url = `nats://127.0.0.1:${await freePort()}`; // never reached: refused before connecting
     const cases: Array<[string[], RegExp]> = [
       [["log", "tail", "--from", "abc"], /option '--from <seq>' argument 'abc' is invalid\. --from must be a positive integer sequence/],
@@ -219,6 +219,9 @@ describe("bad values are refused at once, naming the flag and the rule", () => {
       [["job", "add", "www-data/devel/x", "0"], /argument 'count'\. COUNT must be a whole number from 1 to 4000/],
       [["job", "kill", "www-data/devel/x", "--instances", "3-1"], /--instances: range 3-1 runs backwards/],
       [["job", "status", "www-data/../x"], /a job key must be ROLE\/ENV\/NAME/],
+      // Below a millisecond the client library would refuse it, naming its own timeoutMs, not the flag.
+      [["job", "list", "--timeout", "0.0001"], /--timeout must be a positive number of seconds \(from 0\.001 to 1000000\), got "0\.0001"/],
+      [["job", "lisst"], /unknown command 'lisst' \(Did you mean list\?\)/],
     ];
     const results = await batched(
       cases.map(
@@ -232,6 +235,8 @@ describe("bad values are refused at once, naming the flag and the rule", () => {
       expect(r.code, what).not.toBe(0);
       expect(r.stderr, what).toMatch(cases[i]![1]);
       expect(r.stderr, what).not.toMatch(/cannot reach/);
+      // One line, as every failure: before, commander's "error: …" and then the whole help.
+      expect(r.stderr, what).toMatch(/^roost: [^\n]+ \(see --help\)\n$/);
     });
   }, 30_000);
 

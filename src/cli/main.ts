@@ -118,7 +118,17 @@ program
   .name("roost")
   .description("An Aurora-style cluster scheduler on a replicated NATS JetStream log")
   .version(packageVersion(), "-V, --version", "print roost's version")
-  .showHelpAfterError();
+  // A usage error is one line like every other failure, `roost: <message>`, not commander's
+  // "error: …" followed by the whole help (18 lines for a mistyped --timeout).
+  .configureOutput({
+    outputError: (str, write) =>
+      write(
+        `roost: ${str
+          .replace(/^error: /, "")
+          .trim()
+          .replace(/\s*\n\s*/g, " ")} (see --help)\n`,
+      ),
+  });
 
 // ---- option and argument checks: a bad value is refused at once, naming the flag and the rule ----
 
@@ -132,17 +142,28 @@ function wholeNumber(name: string, rule: string, min: number, max = Number.MAX_S
 }
 
 /** A number greater than 0, at most `max`. */
-function positiveNumber(name: string, rule: string, max = Number.MAX_SAFE_INTEGER) {
+function positiveNumber(name: string, rule: string, max = Number.MAX_SAFE_INTEGER, min = 0) {
   return (v: string): number => {
     const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n) || n <= 0 || n > max) throw new InvalidArgumentError(`${name} must be ${rule}, got "${v}"`);
+    if (v.trim() === "" || !Number.isFinite(n) || n <= 0 || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be ${rule}, got "${v}"`);
     return n;
   };
 }
 
-/** The longest --timeout (setTimeout cannot wait longer than 24.8 days). */
+/**
+ * The longest --timeout (setTimeout cannot wait longer than 24.8 days), and the shortest: a
+ * millisecond, the client's least timeout (below it, --timeout 0.0001 was refused by the client
+ * library as "timeoutMs must be …", naming no flag).
+ */
 const MAX_TIMEOUT_S = 1_000_000;
-const timeoutArg = positiveNumber("--timeout", `a positive number of seconds (at most ${MAX_TIMEOUT_S})`, MAX_TIMEOUT_S);
+const MIN_TIMEOUT_S = 0.001;
+const timeoutArg = positiveNumber(
+  "--timeout",
+  `a positive number of seconds (from ${MIN_TIMEOUT_S} to ${MAX_TIMEOUT_S})`,
+  MAX_TIMEOUT_S,
+  MIN_TIMEOUT_S,
+);
 
 const NAME_RE = new RegExp(NAME_PATTERN);
 const NAME_RULE = `letters, digits, "_", "." and "-", not starting with "." or "-", at most ${NAME_MAX_LENGTH} characters`;

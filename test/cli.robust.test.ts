@@ -187,6 +187,24 @@ describe("no nats-server at the URL", () => {
     });
   }, 60_000);
 
+  it("the daemons (scheduler, agent, gateway) say which URL they cannot reach, and exit 1; a bad --policy is refused before connecting", async () => {
+    const url = `nats://127.0.0.1:${await freePort()}`;
+    const runs = await batched([
+      () => timed(["scheduler", "--nats", url]),
+      () => timed(["agent", "--nats", url, "--id", "a1"]),
+      () => timed(["gateway", "--listen", "127.0.0.1:0", "--nats", url]),
+    ]);
+    for (const r of runs) {
+      expect(r.code).toBe(1);
+      // Before: "roost: connection refused", naming no server.
+      expect(r.stderr).toContain(`roost: cannot reach NATS at ${url}: connection refused`);
+    }
+    const policy = await timed(["scheduler", "--nats", url, "--policy", '{"bogus":1}']);
+    expect(policy.code).toBe(1);
+    // Before: the connection was tried first ("connection refused"), the policy never named.
+    expect(policy.stderr).toMatch(/^roost: option '--policy <json>' argument '\{"bogus":1\}' is invalid\. --policy: unknown field "bogus"/);
+  }, 30_000);
+
   it("a server that never speaks NATS: the command gives up at --timeout, saying what it waited for", async () => {
     const sockets: Socket[] = [];
     const silent = createServer((s) => sockets.push(s)); // accepts, never says INFO

@@ -19,14 +19,22 @@ export class NatsBus implements Bus {
   static async connect(servers: string | string[], name: string, creds?: Creds): Promise<NatsBus> {
     // No async stack traces: the client would build two Errors per request (a launch, a kill) to
     // point a failure at its caller; request() names the subject instead (see openJetStreamLog).
-    const nc = await connect({
-      servers,
-      name,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      noAsyncTraces: true,
-      ...creds?.connectOptions(),
-    });
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        servers,
+        name,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        noAsyncTraces: true,
+        ...creds?.connectOptions(),
+      });
+    } catch (err) {
+      // The client's own message names no server: `roost scheduler` and `roost agent` said only
+      // "roost: connection refused".
+      const where = Array.isArray(servers) ? servers.join(",") : servers;
+      throw new Error(`cannot reach NATS at ${where}: ${(err as Error).message}`, { cause: err });
+    }
     return new NatsBus(nc, true);
   }
 

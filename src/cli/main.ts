@@ -367,7 +367,16 @@ program
   .addOption(new Option("--replicas <n>", "stream replicas when creating it").choices(["1", "3"]).default("1"))
   .option("--id <id>", "scheduler id (default host:pid)")
   .option("--creds <file>", CREDS_HELP)
-  .option("--policy <json>", "override scheduling timings, e.g. '{\"preemptionDelayMs\":5000}' (defaults: Aurora's)")
+  .option(
+    "--policy <json>",
+    "override scheduling timings, e.g. '{\"preemptionDelayMs\":5000}' (defaults: Aurora's)",
+    // Checked here, before connecting: a bad one used to surface only after NATS answered (or as
+    // "connection refused" when it did not), naming no flag.
+    (v: string) => {
+      parsePolicyArg(v);
+      return v;
+    },
+  )
   .option("--json", "log as JSON lines (always)")
   .option(
     "--lease-ms <ms>",

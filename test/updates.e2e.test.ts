@@ -47,7 +47,16 @@ async function runJob(s: Record<string, unknown>): Promise<void> {
   c = await startCluster({ agents: 2 });
   await c.scheduler.intake.create({ spec: s });
   const n = s.instances as number;
-  await waitFor(c.scheduler, () => status().instances.filter((i) => i.state === "RUNNING").length === n, `${n} instances RUNNING`);
+  // At a timeout, each instance's state and why: one CI run in many timed out here after 20 s
+  // (3.5 s is usual), and the bare "6 instances RUNNING" said nothing of where they were.
+  await waitFor(
+    c.scheduler,
+    () => status().instances.filter((i) => i.state === "RUNNING").length === n,
+    () =>
+      `${n} instances RUNNING; now ${status()
+        .instances.map((i) => `${i.instance} ${i.state}${i.reason ? ` (${i.reason})` : ""}`)
+        .join(", ")}`,
+  );
 }
 
 async function startUpdate(s: Record<string, unknown>): Promise<string> {

@@ -190,6 +190,7 @@ export interface ClusterClient {
  * daemons as "roost: Invalid URL", naming neither the value nor the rule.
  */
 export function natsServers(url: string): string[] {
+  if (typeof url !== "string") throw new ClientError(`nats must be a string of NATS URLs (got ${typeof url})`, "INVALID_REQUEST", "nats");
   const servers = url
     .split(",")
     .map((u) => u.trim())

@@ -103,13 +103,21 @@ export async function startCluster(
   };
 }
 
-/** Resolve when `pred` holds for the scheduler's state, checked after every commit. */
-export function waitFor(scheduler: Scheduler, pred: (s: ClusterState) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+/**
+ * Resolve when `pred` holds for the scheduler's state, checked after every commit. `what` may be a
+ * function, read at the timeout, so the error can say where things stood then.
+ */
+export function waitFor(
+  scheduler: Scheduler,
+  pred: (s: ClusterState) => boolean,
+  what: string | (() => string),
+  timeoutMs = 20_000,
+): Promise<void> {
   if (pred(scheduler.state)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off();
-      reject(new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`));
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for: ${typeof what === "string" ? what : what()}`));
     }, timeoutMs);
     const off = scheduler.onChange(() => {
       if (pred(scheduler.state)) {

@@ -562,7 +562,6 @@ function clusterSubject(op: ClusterOp): string {
 /** What a subject asks for: the op's definition, and the role for a role's op. */
 export type Addressed = { def: OpDef; role: string | null };
 
-/** Reads a subject under roost.api.v1.; a string says what is wrong with it. */
 const REQUEST_CHECKS = new WeakMap<OpDef, (v: unknown) => Problem[]>();
 /**
  * What is wrong with `req` as `def`'s request body, by the op's own schema: every problem, each
@@ -576,6 +575,7 @@ export function requestProblems(def: OpDef, req: unknown): Problem[] {
   return c(req);
 }
 
+/** Reads a subject under roost.api.v1.; a string says what is wrong with it. */
 export function parseSubject(subject: string): Addressed | string {
   if (!subject.startsWith(API_V1_PREFIX)) return `subject ${subject} is not under ${API_V1_PREFIX}`;
   const rest = subject.slice(API_V1_PREFIX.length);

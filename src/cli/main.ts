@@ -141,7 +141,7 @@ function wholeNumber(name: string, rule: string, min: number, max = Number.MAX_S
   };
 }
 
-/** A number greater than 0, at most `max`. */
+/** A number greater than 0, from `min` to `max`. */
 function positiveNumber(name: string, rule: string, max = Number.MAX_SAFE_INTEGER, min = 0) {
   return (v: string): number => {
     const n = Number(v);

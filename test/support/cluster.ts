@@ -67,8 +67,13 @@ export async function startCluster(
   const reads = await startReplicaReads({ replica: scheduler, log, bus, logger: silentLogger });
   const agents: Agent[] = [];
   for (let i = 1; i <= (opts.agents ?? 3); i++) {
-    // Distinct ranges per agent, below 65536 (a registration offering more is refused).
-    const base = 30000 + ((i - 1) % 11) * 3000 + Math.floor(Math.random() * 29) * 100;
+    // Distinct ranges per agent, in 20000–30999: below Linux's ephemeral ports (32768–60999), where
+    // every nats-server of the tests (freePort) and every outgoing connection gets its port, and
+    // below roost dev's agents (31000–32000). What taught it: ranges from 30000 to 62999 let a
+    // test's task be given a port some socket of the file running beside it already held, and a
+    // service that cannot bind fails: discovery.test's instance 0 was never announced (its
+    // replacement waits out a 120 s flap penalty there) in one clean-clone run in many.
+    const base = 20000 + ((i - 1) % 11) * 1000 + Math.floor(Math.random() * 10) * 100;
     const agent = new Agent({
       bus,
       agentId: `agent-${i}`,

@@ -9,16 +9,16 @@
 // sandbox under it; each is SIGKILLed with its process group), then the nats-servers; it reports
 // whatever is still alive, and removes the directory.
 
-import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import type { ClusterStatus } from "../../src/cli/cluster.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { startNatsCluster, type NatsClusterHandle } from "../../src/natsServer/cluster.js";
-import { ROOST, roost, type RunResult } from "./roost.js";
+import type { ClusterStatus } from "../../src/cli/cluster.js";
+import { type NatsClusterHandle, startNatsCluster } from "../../src/natsServer/cluster.js";
+import { ROOST, type RunResult, roost } from "./roost.js";
 
 // ---- daemons ----------------------------------------------------------------------------------
 
@@ -367,8 +367,10 @@ export class HaCell {
         }
       }
       for (let i = 1; i <= (o.schedulers ?? 3); i++) cell.startScheduler(`scheduler-${i}`);
-      // Port ranges: 100 per agent from a random base well away from 4222 and the dev cluster's.
-      const base = 30000 + Math.floor(Math.random() * 250) * 100;
+      // Port ranges: 100 per agent from a random base in 20000–30999, away from 4222, the dev
+      // cluster's (31000–32000) and the ephemeral ports (32768–60999) that the nats-servers and every
+      // outgoing connection take (see support/cluster.ts).
+      const base = 20000 + Math.floor(Math.random() * 108) * 100;
       const res = o.agentResources ?? { cpus: 8, ramMb: 8192, diskMb: 16384 };
       for (let i = 1; i <= (o.agents ?? 3); i++) {
         const lo = base + (i - 1) * 100;

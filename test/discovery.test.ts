@@ -21,13 +21,14 @@ import { type EndpointChange, RoostClient, RoostError } from "../src/client/inde
 import { type IntakeSource, openIntake } from "../src/eventlog/intake.js";
 import type { JetStreamLog } from "../src/eventlog/jetstream.js";
 import { authorizationConf, type Identity } from "../src/natsServer/auth.js";
-import { startNatsServer, type NatsServerHandle } from "../src/natsServer/server.js";
+import { type NatsServerHandle, startNatsServer } from "../src/natsServer/server.js";
 import { foldRecord } from "../src/replay/fold.js";
+import { jobStatus } from "../src/replay/queries.js";
 import { ClusterState } from "../src/replay/state.js";
 import { KvEndpointStore, liveEntries } from "../src/storage/discoveryBucket.js";
 import { silentLogger } from "../src/util/logger.js";
 import { discoveryBucket, EndpointIndex, endpointKey, FENCE_KEY, parseEndpointKey } from "../src/views/discovery.js";
-import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
+import { startCluster, type TestCluster, waitFor } from "./support/cluster.js";
 import { withNats } from "./support/nats.js";
 import { RoostProcess, roost } from "./support/roost.js";
 import { testSpec } from "./support/specs.js";
@@ -77,7 +78,8 @@ class Watch {
       const i = this.changes.findIndex((ch, j) => j >= from && pred(ch));
       if (i >= 0) return i;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; changes so far: ${JSON.stringify(this.changes)}`);
+      if (left <= 0)
+        throw new Error(`timed out waiting for ${what}; changes so far: ${JSON.stringify(this.changes)}; the job's tasks: ${tasksNow()}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.wake = () => {
@@ -88,6 +90,15 @@ class Watch {
       });
     }
   }
+}
+
+/**
+ * The job's tasks as the scheduler has them, with each one's last reason: a timeout says where an
+ * instance stood (a CI run once saw instance 0, then 2, never announced, with nothing else to go on).
+ */
+function tasksNow(): string {
+  const status = c ? jobStatus(c.scheduler.state, JOB) : null;
+  return (status?.instances ?? []).map((i) => `${i.instance} ${i.taskId} ${i.state}${i.reason ? ` (${i.reason})` : ""}`).join("; ");
 }
 
 const put = (instance: number) => (ch: EndpointChange) => ch.op === "put" && ch.instance === instance;

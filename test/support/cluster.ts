@@ -66,14 +66,9 @@ export async function startCluster(
   // As every replica does (cli/daemons.ts): the SRE's reads on the bus, from its own fold.
   const reads = await startReplicaReads({ replica: scheduler, log, bus, logger: silentLogger });
   const agents: Agent[] = [];
+  const firstPort = agentPortsFrom(opts.agents ?? 3);
   for (let i = 1; i <= (opts.agents ?? 3); i++) {
-    // Distinct ranges per agent, in 20000–30999: below Linux's ephemeral ports (32768–60999), where
-    // every nats-server of the tests (freePort) and every outgoing connection gets its port, and
-    // below roost dev's agents (31000–32000). What taught it: ranges from 30000 to 62999 let a
-    // test's task be given a port some socket of the file running beside it already held, and a
-    // service that cannot bind fails: discovery.test's instance 0 was never announced (its
-    // replacement waits out a 120 s flap penalty there) in one clean-clone run in many.
-    const base = 20000 + ((i - 1) % 11) * 1000 + Math.floor(Math.random() * 10) * 100;
+    const base = firstPort + (i - 1) * 100;
     const agent = new Agent({
       bus,
       agentId: `agent-${i}`,
@@ -106,6 +101,25 @@ export async function startCluster(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Where a test cluster's agents' port ranges start: `agents` ranges of 100 from there, one per
+ * agent. Each Vitest worker has its own 5,500 ports of 20000–30999, so two files running at once
+ * never hand out the same port, and the whole span lies below Linux's ephemeral ports
+ * (32768–60999), where every nats-server of the tests (freePort) and every outgoing socket gets
+ * its port, and below roost dev's agents (31000–32000).
+ *
+ * What taught it: with ranges from 30000 to 62999, picked at random per cluster, a task could be
+ * given a port that a socket or a task of the file running beside it held; the service could not
+ * bind and failed, and discovery.test's instance (whose replacement waits out a 120 s flap penalty
+ * there) was never announced, in two clean-clone runs of several. Moving the ranges below the
+ * ephemeral ports alone, 10 random choices per agent, still let two files' clusters meet.
+ */
+function agentPortsFrom(agents: number): number {
+  const slot = (Number(process.env.VITEST_POOL_ID ?? "1") - 1) % 2;
+  const region = 20000 + slot * 5500;
+  return region + Math.floor(Math.random() * (55 - Math.min(agents, 54))) * 100;
 }
 
 /**

@@ -2,27 +2,27 @@
 // SIGTERM, SIGINT and SIGHUP stop them in order (a second signal: at once); with
 // --control-stdin `roost dev` drives them over stdin (control.ts) and they stop when it goes.
 
-import { createIsolator } from "../agent/isolation.js";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { KvLease } from "../actors/lease.js";
 import { KvMemberBoard } from "../actors/members.js";
-import { parsePolicy } from "../actors/policy.js";
+import type { SchedulingPolicy } from "../actors/policy.js";
 import { Scheduler } from "../actors/scheduler.js";
 import { Agent } from "../agent/agent.js";
+import { createIsolator } from "../agent/isolation.js";
 import { resolveCreds } from "../bus/creds.js";
 import { NatsBus } from "../bus/nats.js";
+import { natsServers } from "../client/transport.js";
 import type { AgentResources } from "../domain/types.js";
 import { openIntake } from "../eventlog/intake.js";
 import { openJetStreamLog } from "../eventlog/jetstream.js";
-import { SnapshotStore } from "../storage/snapshotStore.js";
-import { KvEndpointStore } from "../storage/discoveryBucket.js";
-import { discoveryBucket } from "../views/discovery.js";
-import { makeLogger } from "../util/logger.js";
 import { AgentMetrics } from "../metrics/agent.js";
 import { serveMetrics } from "../metrics/http.js";
-import { natsServers } from "../client/transport.js";
+import { KvEndpointStore } from "../storage/discoveryBucket.js";
+import { SnapshotStore } from "../storage/snapshotStore.js";
 import { type ReplicaReads, startReplicaReads } from "../ui/replica.js";
+import { makeLogger } from "../util/logger.js";
+import { discoveryBucket } from "../views/discovery.js";
 import { controlReply, listenForControl, onStopSignals } from "./control.js";
 
 export interface SchedulerFlags {
@@ -30,7 +30,8 @@ export interface SchedulerFlags {
   stream: string;
   replicas: 1 | 3;
   id?: string;
-  policy?: string;
+  /** --policy, parsed (cli/main.ts parsePolicyArg). */
+  policy?: Partial<SchedulingPolicy>;
   leaseMs?: number;
   snapshotEvery?: number;
   /** A regular expression: the environments a job may name. */
@@ -147,7 +148,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
       bus,
       logger,
       schedulerId: f.id,
-      policy: f.policy ? parsePolicy(f.policy) : undefined,
+      policy: f.policy,
       lease,
       members,
       intake,

@@ -370,12 +370,9 @@ program
   .option(
     "--policy <json>",
     "override scheduling timings, e.g. '{\"preemptionDelayMs\":5000}' (defaults: Aurora's)",
-    // Checked here, before connecting: a bad one used to surface only after NATS answered (or as
-    // "connection refused" when it did not), naming no flag.
-    (v: string) => {
-      parsePolicyArg(v);
-      return v;
-    },
+    // Parsed here, before connecting, as roost dev's: a bad one used to surface only after NATS
+    // answered (or as "connection refused" when it did not), naming no flag.
+    parsePolicyArg,
   )
   .option("--json", "log as JSON lines (always)")
   .option(

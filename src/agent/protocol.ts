@@ -10,7 +10,7 @@
 // Unknown fields are ignored, not refused (an agent and a scheduler of different builds meet
 // during a rolling upgrade); only the known fields are read, and only they reach the log.
 
-import { Type, type Static, type TSchema } from "typebox";
+import { Type, type Static, type TSchema } from "../vendor/typebox.js";
 import {
   AGENT_ID_MAX_LENGTH,
   AGENT_ID_PATTERN,

@@ -6,7 +6,7 @@
 // told "no leader, try again" from "your spec is wrong" by matching words in the text. A client
 // retried a quota refusal until its deadline, and a wording change broke a retry loop.
 
-import { Type, type Static } from "typebox";
+import { Type, type Static } from "../vendor/typebox.js";
 import { formatProblems, type Problem } from "../domain/validate.js";
 
 export const ERROR_CODES = [

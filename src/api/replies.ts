@@ -7,7 +7,7 @@
 // Loose on purpose where the state is loose (a task state is a string the client may not know
 // yet): a newer scheduler must not break an older client's validation.
 
-import { Type } from "typebox";
+import { Type } from "../vendor/typebox.js";
 
 const Str = Type.String();
 const Int = Type.Integer();

@@ -9,7 +9,7 @@
 // are looser than the rules for creating something new: a job an older build accepted under a
 // name today's rules refuse must stay reachable, to be inspected and killed.
 
-import { type Static, Type } from "typebox";
+import { type Static, Type } from "../vendor/typebox.js";
 import {
   MAX_INSTANCES,
   MAX_QUOTA_CPUS,

@@ -15,7 +15,7 @@
 // could tell role A's kill from role B's, and nothing in the request said which version of the
 // contract the client spoke.
 
-import { type TSchema, Type } from "typebox";
+import { type TSchema, Type } from "../vendor/typebox.js";
 import { checker, type Problem, RULE } from "../domain/validate.js";
 import * as R from "./replies.js";
 import { REQUEST_SCHEMAS } from "./requests.js";

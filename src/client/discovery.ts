@@ -8,7 +8,7 @@
 // is checked like an API request (the job key's schema, invalidRequest's wording), before
 // anything is read.
 
-import { Type } from "typebox";
+import { Type } from "../vendor/typebox.js";
 import { invalidRequest } from "../api/errors.js";
 import { JobKeySchema } from "../api/requests.js";
 import { checker, formatProblems } from "../domain/validate.js";

@@ -10,7 +10,7 @@
 // (transport.ts writeOnce). Refusals reject with an error carrying the API's code.
 
 import { randomUUID } from "node:crypto";
-import type { Static } from "typebox";
+import type { Static } from "../vendor/typebox.js";
 import type * as R from "../api/replies.js";
 import { EVENTS_FOLLOW_WAIT_MS, MAX_EVENTS_WAIT_MS, type Request } from "../api/requests.js";
 import { type DiscoverReply, discoverOnce, type EndpointChange, watchEndpoints } from "./discovery.js";

@@ -14,7 +14,7 @@
 // The schemas are the log's types, deliberately loose: no length or range policy (limits.ts
 // holds that, for new requests). A field an older build wrote must keep folding the same way.
 
-import { Type, type Static } from "typebox";
+import { Type, type Static } from "../vendor/typebox.js";
 import { TASK_STATES } from "../statemachines/taskStates.js";
 import { INSTANCE_ACTIONS, UPDATE_STATES } from "../statemachines/update.js";
 import { UpdateSettingsSchema } from "./update.js";

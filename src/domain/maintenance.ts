@@ -1,7 +1,7 @@
 // Host maintenance in the log: a drain request's shape (Aurora's HostMaintenanceRequest), kept in
 // the domain so that the events, the fold and the intake share one definition.
 
-import { Type, type Static } from "typebox";
+import { Type, type Static } from "../vendor/typebox.js";
 
 /** Aurora's PercentageSlaPolicy as a drain's default: `percentage` of a job's tasks active for `durationSecs`. */
 const DrainSlaSchema = Type.Object({ percentage: Type.Number(), durationSecs: Type.Integer() });

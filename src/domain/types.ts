@@ -2,7 +2,7 @@
 // Names follow Aurora (role/environment/name, instances, tier, priority, maxTaskFailures),
 // in camelCase.
 
-import { Type, type Static } from "typebox";
+import { Type, type Static } from "../vendor/typebox.js";
 import { UpdateSettingsSchema } from "./update.js";
 import { SlaPolicySchema } from "./maintenance.js";
 import { Dict } from "./validate.js";

@@ -3,7 +3,7 @@
 // every update any build ever logged still folds. Here, with the other logged types, so that the
 // domain does not depend on the updater.
 
-import { Type, type Static } from "typebox";
+import { Type, type Static } from "../vendor/typebox.js";
 
 const Int = Type.Integer();
 const Bool = Type.Boolean();

@@ -11,7 +11,7 @@
 // first problem only, for the fold's hot path).
 
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
-import { Type, type Static, type TSchema } from "typebox";
+import { Type, type Static, type TSchema } from "../vendor/typebox.js";
 
 export type { Static, TSchema };
 

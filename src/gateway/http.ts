@@ -23,7 +23,7 @@
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import type { TSchema } from "typebox";
+import type { TSchema } from "../vendor/typebox.js";
 import { openApiDocument } from "../api/docs.js";
 import { ApiError, type ApiErrorBody, HTTP_STATUS, invalidRequest, isErrorCode } from "../api/errors.js";
 import { API_V1_PREFIX, OPS, type OpDef, ROLE_TOKEN } from "../api/v1.js";

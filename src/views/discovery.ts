@@ -25,7 +25,7 @@
 // instances the record's events can have changed (not at every task): a leader folding thousands
 // of tasks rewrites nothing that did not change. actors/announcer.ts writes what it reports.
 
-import { Type } from "typebox";
+import { Type } from "../vendor/typebox.js";
 import { UNREADABLE, type LogEntry } from "../domain/events.js";
 import { TASK_ID_MAX_LENGTH } from "../domain/limits.js";
 import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";

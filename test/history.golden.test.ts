@@ -317,9 +317,10 @@ describe("the web UI's API on the log alone", () => {
     const h = new HistoryService({ log, head: () => state, source: () => "log" });
     const ui = await startUiServer({ history: h, listen: { host: "127.0.0.1", port: 0 } });
     const base = ui.url.replace(/\/ui\/$/, "");
+    // biome-ignore lint/suspicious/noExplicitAny: the replies' shapes are what the assertions check
     const get = async (p: string): Promise<{ status: number; body: any }> => {
       const r = await fetch(`${base}${p}`);
-      // biome-ignore lint/suspicious/noExplicitAny: the replies' shapes are what the assertions check
+      // biome-ignore lint/suspicious/noExplicitAny: as above
       return { status: r.status, body: r.headers.get("content-type")?.includes("json") ? ((await r.json()) as any) : await r.text() };
     };
     try {

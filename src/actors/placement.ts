@@ -89,7 +89,7 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
   /** Why a PENDING task waits, if placement has looked at it. */
   reasonFor(taskId: TaskId): string | undefined {
     const t = this.s.state.tasks.get(taskId);
-    if (!t || t.state !== "PENDING") return undefined;
+    if (t?.state !== "PENDING") return undefined;
     return this.noAgents ? NO_AGENTS : this.groupReasons.get(`${t.job}#${t.configVersion}`);
   }
 

@@ -146,7 +146,7 @@ export function drainedDecisions(state: ClusterState, hosts: Iterable<string>): 
   const out: MaintenanceDecision[] = [];
   for (const host of hosts) {
     const h = state.hosts.get(host);
-    if (!h || h.mode !== "DRAINING" || h.drain === null) continue;
+    if (h?.mode !== "DRAINING" || h.drain === null) continue;
     if (tasksOnHost(state, host).length > 0) continue;
     const by = h.user ?? (h.windowId !== null ? `window ${h.windowId}` : "the leader");
     out.push({ kind: "drained", host, reason: `host ${host} has no active task left: DRAINED (drain requested by ${by})` });

@@ -40,7 +40,7 @@ describe("the build", () => {
     const hooks = join(dir, "hooks.mjs");
     writeFileSync(
       hooks,
-      `export async function resolve(s, c, next) { const r = await next(s, c); if (r.url.startsWith("file:")) process._rawDebug("module " + r.url); return r; }\n`,
+      `import { writeSync } from "node:fs";\nexport async function resolve(s, c, next) { const r = await next(s, c); if (r.url.startsWith("file:")) writeSync(2, "module " + r.url + "\\n"); return r; }\n`,
     );
     const register = join(dir, "register.mjs");
     writeFileSync(register, `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`);

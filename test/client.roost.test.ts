@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Scheduler } from "../src/actors/scheduler.js";
 import { NatsBus } from "../src/bus/nats.js";
 import { RoostClient, RoostError, type RoostEvent } from "../src/client/index.js";
+import { ClientError, natsServers } from "../src/client/transport.js";
 import { type IntakeSource, openIntake } from "../src/eventlog/intake.js";
 import type { JetStreamLog } from "../src/eventlog/jetstream.js";
 import { startCluster, type TestCluster, waitFor } from "./support/cluster.js";
@@ -135,4 +136,40 @@ describe("RoostClient", () => {
       "killed",
     );
   }, 60_000);
+});
+
+describe("natsServers: the NATS URLs every client and daemon connects to", () => {
+  const refused = (v: unknown): string => {
+    try {
+      natsServers(v as string);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ClientError);
+      expect((err as ClientError).field).toBe("nats");
+      return (err as Error).message;
+    }
+    throw new Error(`natsServers(${JSON.stringify(v)}) was accepted`);
+  };
+
+  it("takes nats://, tls:// and HOST:PORT, several separated by commas", () => {
+    expect(natsServers(" nats://a:4222, tls://b:4223 ,c:4224")).toEqual(["nats://a:4222", "tls://b:4223", "c:4224"]);
+  });
+
+  it("refuses an empty list: the NATS client would fall back to 127.0.0.1:4222, whatever listens there", () => {
+    expect(refused("")).toBe('no NATS URL given (nats "")');
+    expect(refused(" , ")).toBe('no NATS URL given (nats " , ")');
+  });
+
+  it("refuses what is no string, naming the field", () => {
+    expect(refused(42)).toBe("nats must be a string of NATS URLs (got number)");
+    expect(refused(undefined)).toBe("nats must be a string of NATS URLs (got undefined)");
+  });
+
+  it("refuses credentials in a URL, and never echoes them, even in one that does not parse", () => {
+    expect(refused("nats://ops:s3cret@h:4222")).toMatch(/^nats URL "nats:\/\/\*\*\*:\*\*\*@h:4222": carries credentials/);
+    for (const bad of ["ops:s3/cret@h", "nats://ops:s3cret@/x y", "ops:s3@cret@h:1:2"]) {
+      const msg = refused(bad);
+      expect(msg, bad).toMatch(/must be nats:\/\/HOST:PORT/);
+      expect(msg, bad).not.toMatch(/s3/);
+    }
+  });
 });

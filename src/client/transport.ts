@@ -182,12 +182,14 @@ export interface ClusterClient {
   close(): Promise<void>;
 }
 
-/** A NATS URL, or several separated by commas (a cluster's members). */
 /**
- * The NATS servers of a URL list (`--nats`, a cluster file's `nats`, RoostClient's `nats`), each
- * checked: the NATS client's own failure for a bad one is a bare "Invalid URL", which the CLI
- * printed as "cannot reach NATS at not a url: Invalid URL; is nats-server running there?" and the
- * daemons as "roost: Invalid URL", naming neither the value nor the rule.
+ * The NATS servers of a URL list (`--nats`, a cluster file's `nats`, RoostClient's `nats`): one
+ * URL, or several separated by commas (a cluster's members), each checked. What taught it:
+ * - the NATS client's own failure for a bad one is a bare "Invalid URL", which the CLI printed as
+ *   "cannot reach NATS at not a url: Invalid URL; is nats-server running there?" and the daemons
+ *   as "roost: Invalid URL", naming neither the value nor the rule;
+ * - an empty list (`--nats "$NATS_URL"` with the variable unset) made the NATS client fall back to
+ *   its default, 127.0.0.1:4222: a daemon would join whatever server listens there.
  */
 export function natsServers(url: string): string[] {
   if (typeof url !== "string") throw new ClientError(`nats must be a string of NATS URLs (got ${typeof url})`, "INVALID_REQUEST", "nats");
@@ -195,35 +197,44 @@ export function natsServers(url: string): string[] {
     .split(",")
     .map((u) => u.trim())
     .filter((u) => u.length > 0);
+  if (servers.length === 0) throw new ClientError(`no NATS URL given (nats ${JSON.stringify(url)})`, "INVALID_REQUEST", "nats");
   for (const u of servers) {
-    let ok = false;
-    try {
-      const parsed = new URL(u.includes("://") ? u : `nats://${u}`);
-      if (parsed.username !== "" || parsed.password !== "") {
-        // Never echoed: the message would put the password in a terminal's scrollback and in logs.
-        parsed.username = parsed.username ? "***" : "";
-        parsed.password = parsed.password ? "***" : "";
-        throw new ClientError(
-          `nats URL ${JSON.stringify(parsed.href)}: carries credentials; give them with --creds FILE or ROOST_CREDS (a credentials file), not in the URL`,
-          "INVALID_REQUEST",
-          "nats",
-        );
-      }
-      ok =
-        (parsed.protocol === "nats:" || parsed.protocol === "tls:") && parsed.hostname !== "" && parsed.pathname.replace(/^\/$/, "") === "";
-    } catch (err) {
-      if (err instanceof ClientError) throw err;
-      ok = false;
-    }
-    if (!ok) {
+    const parsed = parseNatsUrl(u);
+    if (parsed !== null && (parsed.username !== "" || parsed.password !== "")) {
+      // Never echoed: the message would put the password in a terminal's scrollback and in logs.
+      parsed.username = parsed.username ? "***" : "";
+      parsed.password = parsed.password ? "***" : "";
       throw new ClientError(
-        `nats URL ${JSON.stringify(u.replace(/\/\/[^/]*@/, "//***@"))}: must be nats://HOST:PORT, tls://HOST:PORT or HOST:PORT (port 1 to 65535), several separated by commas`,
+        `nats URL ${JSON.stringify(parsed.href)}: carries credentials; give them with --creds FILE or ROOST_CREDS (a credentials file), not in the URL`,
+        "INVALID_REQUEST",
+        "nats",
+      );
+    }
+    const ok =
+      parsed !== null &&
+      (parsed.protocol === "nats:" || parsed.protocol === "tls:") &&
+      parsed.hostname !== "" &&
+      parsed.pathname.replace(/^\/$/, "") === "";
+    if (!ok) {
+      // Masked up to the last "@", scheme or not: "user:p/w@host" is no URL, but its password is one.
+      const shown = u.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, "$1***@");
+      throw new ClientError(
+        `nats URL ${JSON.stringify(shown)}: must be nats://HOST:PORT, tls://HOST:PORT or HOST:PORT (port 1 to 65535), several separated by commas`,
         "INVALID_REQUEST",
         "nats",
       );
     }
   }
   return servers;
+}
+
+/** A URL as the NATS client reads one (HOST:PORT means nats://HOST:PORT), or null. */
+function parseNatsUrl(u: string): URL | null {
+  try {
+    return new URL(u.includes("://") ? u : `nats://${u}`);
+  } catch {
+    return null;
+  }
 }
 
 export function loadClusterFile(path = DEFAULT_CLUSTER_FILE): ClusterFile {
@@ -319,8 +330,13 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
   const origin = opts.nats ? "" : ` (named by ${resolve(opts.cluster ?? DEFAULT_CLUSTER_FILE)})`;
   if (file.mode === "embedded") return new HttpClient((file.bridge ?? file.http)!, timeoutMs, note, origin);
   const url = file.nats!;
-  const servers = natsServers(url);
-  if (servers.length === 0) throw new ClientError(`no NATS URL given${origin}`);
+  let servers: string[];
+  try {
+    servers = natsServers(url);
+  } catch (err) {
+    // A cluster file's bad `nats` says which file named it.
+    throw err instanceof ClientError && origin ? new ClientError(`${err.message}${origin}`, err.code, err.field) : err;
+  }
   let creds: Creds | undefined;
   try {
     creds = resolveCreds(opts.creds, opts.nats ? undefined : file.creds);

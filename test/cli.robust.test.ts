@@ -258,14 +258,22 @@ describe("bad values are refused at once, naming the flag and the rule", () => {
     });
   }, 30_000);
 
-  it("--nats that is no NATS URL, for a command and for the daemons; credentials in it are refused, never echoed", async () => {
+  it("--nats that is no NATS URL or none, for a command and for the daemons; credentials in it are refused, never echoed", async () => {
     // Before: "cannot reach NATS at not a url: Invalid URL; is nats-server running there?" and,
     // from the daemons, "roost: Invalid URL".
-    const [list, scheduler, agent] = await batched([
+    const [list, scheduler, agent, empty, emptyDaemon] = await batched([
       () => timed(["job", "list", "--nats", "not a url"]),
       () => timed(["scheduler", "--nats", "nats://127.0.0.1:99999"]),
       () => timed(["agent", "--nats", "nats://ops:s3cret@127.0.0.1:4999", "--id", "a1"]),
+      // `--nats "$NATS_URL"` with the variable unset: before, a command used the directory's
+      // cluster file instead, and a daemon the NATS client's default, 127.0.0.1:4222.
+      () => timed(["job", "list", "--nats", ""]),
+      () => timed(["scheduler", "--nats", " , "]),
     ]);
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toMatch(/^roost: no NATS URL given \(nats ""\)/);
+    expect(emptyDaemon.code).not.toBe(0);
+    expect(emptyDaemon.stderr).toMatch(/no NATS URL given \(nats " , "\)/);
     expect(list.code).toBe(1);
     expect(list.stderr).toMatch(/^roost: nats URL "not a url": must be nats:\/\/HOST:PORT, tls:\/\/HOST:PORT or HOST:PORT/);
     expect(scheduler.code).not.toBe(0);

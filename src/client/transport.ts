@@ -326,8 +326,11 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
   checkMs("timeoutMs", opts.timeoutMs);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const note = opts.note ?? (() => {});
-  const file: ClusterFile = opts.nats ? { mode: "nats", nats: opts.nats } : loadClusterFile(opts.cluster);
-  const origin = opts.nats ? "" : ` (named by ${resolve(opts.cluster ?? DEFAULT_CLUSTER_FILE)})`;
+  // An empty nats is given, not absent: `--nats "$NATS_URL"` with the variable unset is refused
+  // (natsServers), not quietly replaced by whatever cluster file the directory holds.
+  const given = opts.nats !== undefined;
+  const file: ClusterFile = given ? { mode: "nats", nats: opts.nats } : loadClusterFile(opts.cluster);
+  const origin = given ? "" : ` (named by ${resolve(opts.cluster ?? DEFAULT_CLUSTER_FILE)})`;
   if (file.mode === "embedded") return new HttpClient((file.bridge ?? file.http)!, timeoutMs, note, origin);
   const url = file.nats!;
   let servers: string[];
@@ -339,7 +342,7 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
   }
   let creds: Creds | undefined;
   try {
-    creds = resolveCreds(opts.creds, opts.nats ? undefined : file.creds);
+    creds = resolveCreds(opts.creds, given ? undefined : file.creds);
   } catch (err) {
     throw new ClientError((err as Error).message);
   }
@@ -369,7 +372,7 @@ export async function connectClient(opts: ConnectOptions): Promise<ClusterClient
       : e.name === "TimeoutError" || /^timeout$/i.test(e.message)
         ? `no NATS handshake within ${seconds(timeoutMs)}`
         : e.message;
-    const hint = opts.nats ? "is nats-server running there?" : "is `roost dev` still running?";
+    const hint = given ? "is nats-server running there?" : "is `roost dev` still running?";
     throw new UnreachableError(`cannot reach NATS at ${url}${origin}: ${why}; ${hint}`);
   }
   return new NatsClient(url, nc, opts.stream ?? file.stream ?? "ROOST", timeoutMs, note, creds?.user, file.discovery);

@@ -20,19 +20,20 @@
 
 import { Packr } from "msgpackr";
 import {
-  EVENT_TYPES,
-  EVENT_VERSIONS,
-  UNREADABLE,
   type AnyEnvelope,
   type Envelope,
+  EVENT_TYPES,
+  EVENT_VERSIONS,
   type EventType,
   type LogEntry,
+  UNREADABLE,
   type UnreadableEntry,
 } from "../domain/events.js";
 import { internPayload, ownCopy } from "./intern.js";
+import { readRecord } from "./recordReader.js";
 
-export { makeEnvelope, UNREADABLE } from "../domain/events.js";
 export type { AnyEnvelope, Envelope, LogEntry, LogRecord } from "../domain/events.js";
+export { makeEnvelope, UNREADABLE } from "../domain/events.js";
 
 // Frozen: no records/structures, no extensions, undefined as nil. Never change these options.
 const codec = new Packr({
@@ -74,6 +75,16 @@ export function encodeRecord(events: readonly Envelope[]): Uint8Array {
  * record that cannot be read at all is one UNREADABLE entry.
  */
 export function decodeRecord(bytes: Uint8Array): LogEntry[] {
+  // Every record Roost writes takes the fast path (recordReader.ts); what it declines is read here,
+  // by the definition: msgpackr, the envelope checks, the upcasters.
+  return readRecord(bytes) ?? decodeRecordGeneric(bytes);
+}
+
+/**
+ * decodeRecord by msgpackr, for every record: the definition the fast path is checked against
+ * (test/recordReader.test.ts). Never throws.
+ */
+export function decodeRecordGeneric(bytes: Uint8Array): LogEntry[] {
   let raw: unknown;
   try {
     raw = codec.unpack(bytes);

@@ -1,5 +1,9 @@
 // Decoded strings made the engine's own (internalized) before the fold keeps them.
 //
+// Only on msgpackr's path (decodeRecordGeneric): the records Roost writes are read by
+// recordReader.ts, which builds each string on its own and hands an id it read recently back as
+// the same string, so it needs none of this. What follows is why msgpackr's path does.
+//
 // Why: msgpackr's native string extraction (msgpackr-extract) reads every string of a record in
 // one call, as one long string, and hands each value out as a slice of it. V8 keeps a slice of 13
 // characters or more as a SlicedString: a pointer into that parent. The fold keeps ids, hosts and

@@ -28,23 +28,23 @@
 //                        with no agent, then all 5,000 agents register at once: until every one
 //                        is registered, and until every task is placed (the README's known limit)
 
-import { Scheduler } from "../src/actors/scheduler.js";
-import { subjects } from "../src/bus/bus.js";
-import { MemoryBus } from "../src/bus/memory.js";
-import type { LogEntry } from "../src/eventlog/envelope.js";
-import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
-import { startNatsServer } from "../src/natsServer/server.js";
-import type { RegisterRequest } from "../src/agent/protocol.js";
-import { Rng } from "../src/sim/rng.js";
 import { GROUP_BATCH, ROUND_MAX } from "../src/actors/placement.js";
 import { AURORA_POLICY } from "../src/actors/policy.js";
-import { decodeRecord, encodeRecord, makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
+import { Scheduler } from "../src/actors/scheduler.js";
+import type { RegisterRequest } from "../src/agent/protocol.js";
+import { subjects } from "../src/bus/bus.js";
+import { MemoryBus } from "../src/bus/memory.js";
+import type { TaskId } from "../src/domain/types.js";
+import type { LogEntry } from "../src/eventlog/envelope.js";
+import { type AnyEnvelope, decodeRecordGeneric, encodeRecord, makeEnvelope } from "../src/eventlog/envelope.js";
+import { type JetStreamLog, openJetStreamLog } from "../src/eventlog/jetstream.js";
+import { startNatsServer } from "../src/natsServer/server.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { TaskGroup } from "../src/scheduling/feasible.js";
 import { activeAgents, OfferBook } from "../src/scheduling/offers.js";
 import { PlacementStack } from "../src/scheduling/stack.js";
-import type { TaskId } from "../src/domain/types.js";
+import { Rng } from "../src/sim/rng.js";
 import { gc } from "./support/gc.js";
 import { median, percentile } from "./support/stats.js";
 
@@ -172,7 +172,7 @@ function commitPathUs(raw: readonly Uint8Array[], placements: number): { encodeU
     let foldMs = 0;
     for (let i = 0; i < raw.length; i++) {
       const t0 = performance.now();
-      const decoded = decodeRecord(raw[i]!);
+      const decoded = decodeRecordGeneric(raw[i]!); // as the leader decodes what it commits (appender.ts)
       const t1 = performance.now();
       foldRecord(st, i + 1, decoded);
       const t2 = performance.now();
@@ -232,7 +232,7 @@ export default async function placementBench(): Promise<Record<string, number | 
     const raw: Uint8Array[] = [];
     for await (const r of log1.readRaw(1)) raw.push(r.data);
     await log1.close();
-    const records = raw.map(decodeRecord);
+    const records = raw.map(decodeRecordGeneric); // the leader's state: its commits, decoded as it decodes them
     const costs: number[] = [];
     for (let run = 0; run < 3; run++) costs.push(pureCostUs(unplaced(records)));
     const pureUs = median(costs);

@@ -75,8 +75,9 @@ export function encodeRecord(events: readonly Envelope[]): Uint8Array {
  * record that cannot be read at all is one UNREADABLE entry.
  */
 export function decodeRecord(bytes: Uint8Array): LogEntry[] {
-  // Every record Roost writes takes the fast path (recordReader.ts); what it declines is read here,
-  // by the definition: msgpackr, the envelope checks, the upcasters.
+  // Every record Roost writes takes the fast path (recordReader.ts); what it declines is read by
+  // the definition: msgpackr, the envelope checks, the upcasters. The leader decodes its own
+  // commits with the definition (appender.ts says why).
   return readRecord(bytes) ?? decodeRecordGeneric(bytes);
 }
 

@@ -3,8 +3,7 @@
 // Why: reading the log is decoding it. msgpackr's generic `unpack` built every value, its native
 // string extraction handed each string out as a slice of one long string per record, and then
 // decodeRecord walked each payload again to intern its ids (intern.ts says why that was needed).
-// bench replay's read spent more time decoding than the naive anchor's whole read, and the leader
-// decodes every record it commits (bench placement's `decodeUs`). This reader knows the envelope
+// bench replay's read spent more time decoding than the naive anchor's whole read. This reader knows the envelope
 // ([type, v, epoch, ts, corr, reason, data], envelope.ts) and reads it straight from the bytes:
 // - short ASCII strings (ids, hosts, keys, states: ≤ MAX_CACHED bytes) come from a cache keyed
 //   by their bytes, so an id read again is the very string read before: no new string, and a Map
@@ -22,8 +21,10 @@
 //   421k and 407k against 369k and 355k; jetstreamReadVsNaive 0.45 and 0.46 against 0.41 and 0.40;
 // - bench scale: heapBytes1M 718 MiB against 812 (exact-size strings, and one string per repeated
 //   id in place of one interned copy per occurrence kept until the collector ran);
-// - bench placement: no change beyond its noise (placementsPerSec 14.4k and 14.2k against 9.9k
-//   and 13.7k; pureCostUs 19.3 and 19.0 against 21.5 and 18.8).
+// - the leader's own commits are not read here: with this reader, bench placement placed 10.7k–
+//   12.3k tasks/s against 13.2k–14.9k with msgpackr's interning path (5 pairs), so the Appender
+//   decodes what it commits with decodeRecordGeneric (appender.ts). Replays, followers, cold
+//   starts' tails and the CLI's reads use this reader.
 // Its explicit limits: the cache holds at most CACHE_SLOTS strings of at most MAX_CACHED ASCII
 // characters (an array of 1 MiB and ≤ ~12 MiB of strings), and values nest at most MAX_DEPTH.
 //

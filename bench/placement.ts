@@ -28,23 +28,23 @@
 //                        with no agent, then all 5,000 agents register at once: until every one
 //                        is registered, and until every task is placed (the README's known limit)
 
-import { GROUP_BATCH, ROUND_MAX } from "../src/actors/placement.js";
-import { AURORA_POLICY } from "../src/actors/policy.js";
 import { Scheduler } from "../src/actors/scheduler.js";
-import type { RegisterRequest } from "../src/agent/protocol.js";
 import { subjects } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
-import type { TaskId } from "../src/domain/types.js";
 import type { LogEntry } from "../src/eventlog/envelope.js";
-import { type AnyEnvelope, decodeRecordGeneric, encodeRecord, makeEnvelope } from "../src/eventlog/envelope.js";
-import { type JetStreamLog, openJetStreamLog } from "../src/eventlog/jetstream.js";
+import { openJetStreamLog, type JetStreamLog } from "../src/eventlog/jetstream.js";
 import { startNatsServer } from "../src/natsServer/server.js";
+import type { RegisterRequest } from "../src/agent/protocol.js";
+import { Rng } from "../src/sim/rng.js";
+import { GROUP_BATCH, ROUND_MAX } from "../src/actors/placement.js";
+import { AURORA_POLICY } from "../src/actors/policy.js";
+import { decodeRecordGeneric, encodeRecord, makeEnvelope, type AnyEnvelope } from "../src/eventlog/envelope.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { ClusterState } from "../src/replay/state.js";
 import { TaskGroup } from "../src/scheduling/feasible.js";
 import { activeAgents, OfferBook } from "../src/scheduling/offers.js";
 import { PlacementStack } from "../src/scheduling/stack.js";
-import { Rng } from "../src/sim/rng.js";
+import type { TaskId } from "../src/domain/types.js";
 import { gc } from "./support/gc.js";
 import { median, percentile } from "./support/stats.js";
 

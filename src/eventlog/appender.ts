@@ -24,8 +24,8 @@
 //   owns the log: the appender is dead, every pending request rejects with FencedError, and the
 //   owner must step down.
 
-import { type AnyEnvelope, decodeRecordGeneric, encodeRecord, type LogEntry } from "./envelope.js";
-import { type AppendAck, type EventLog, FencedError, LogUnavailableError } from "./log.js";
+import { decodeRecordGeneric, encodeRecord, type AnyEnvelope, type LogEntry } from "./envelope.js";
+import { FencedError, LogUnavailableError, type AppendAck, type EventLog } from "./log.js";
 
 /** How a record's append ended (AppenderOptions.observe). */
 export type AppendOutcome = "ok" | "fenced" | "unavailable" | "error";

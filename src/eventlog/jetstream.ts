@@ -12,13 +12,13 @@
 //   sequence as of the call and never starts a consumer when there is nothing to read.
 // - openJetStreamLog() connects, finds or creates the stream (stream.ts), and makes the log.
 
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, type StreamInfo } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { type ChainedAppend, type RecordSizeLimit, RecordTooLargeError } from "./appender.js";
+import { RecordTooLargeError, type ChainedAppend, type RecordSizeLimit } from "./appender.js";
 import { decodeRecord, type LogRecord } from "./envelope.js";
 import { isUnavailable, mapUnavailable, retryWhileUnavailable, toLogError } from "./jetstreamErrors.js";
-import { type AppendAck, type EventLog, LogUnavailableError } from "./log.js";
-import { type JetStreamReadStats, type PullContext, PullSession, pullContext } from "./pullSession.js";
+import { LogUnavailableError, type AppendAck, type EventLog } from "./log.js";
+import { type JetStreamReadStats, type PullContext, pullContext, PullSession } from "./pullSession.js";
 import { openLogStream } from "./stream.js";
 
 export interface JetStreamLogOptions {

@@ -6,7 +6,7 @@
 
 import type { ChainedAppend } from "./appender.js";
 import { decodeRecord, type LogRecord } from "./envelope.js";
-import { type AppendAck, type EventLog, FencedError } from "./log.js";
+import { FencedError, type AppendAck, type EventLog } from "./log.js";
 
 export class MemoryLog implements EventLog, ChainedAppend {
   readonly name = "memory";

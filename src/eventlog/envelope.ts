@@ -20,20 +20,20 @@
 
 import { Packr } from "msgpackr";
 import {
-  type AnyEnvelope,
-  type Envelope,
   EVENT_TYPES,
   EVENT_VERSIONS,
+  UNREADABLE,
+  type AnyEnvelope,
+  type Envelope,
   type EventType,
   type LogEntry,
-  UNREADABLE,
   type UnreadableEntry,
 } from "../domain/events.js";
 import { internPayload, ownCopy } from "./intern.js";
 import { readRecord } from "./recordReader.js";
 
-export type { AnyEnvelope, Envelope, LogEntry, LogRecord } from "../domain/events.js";
 export { makeEnvelope, UNREADABLE } from "../domain/events.js";
+export type { AnyEnvelope, Envelope, LogEntry, LogRecord } from "../domain/events.js";
 
 // Frozen: no records/structures, no extensions, undefined as nil. Never change these options.
 const codec = new Packr({

@@ -2,9 +2,10 @@
 //
 // Why: reading the log is decoding it. msgpackr's generic `unpack` built every value, its native
 // string extraction handed each string out as a slice of one long string per record, and then
-// decodeRecord walked each payload again to intern its ids (intern.ts says why that was needed).
-// bench replay's read spent more time decoding than the naive anchor's whole read. This reader knows the envelope
-// ([type, v, epoch, ts, corr, reason, data], envelope.ts) and reads it straight from the bytes:
+// decodeRecord walked each payload again to intern its ids (intern.ts says why that was needed):
+// in a profile of decode-then-fold the interning alone took as long as msgpackr's whole unpack.
+// This reader knows the envelope ([type, v, epoch, ts, corr, reason, data], envelope.ts) and
+// reads it straight from the bytes:
 // - short ASCII strings (ids, hosts, keys, states: ≤ MAX_CACHED bytes) come from a cache keyed
 //   by their bytes, so an id read again is the very string read before: no new string, and a Map
 //   lookup with it compares one pointer. A string it has not seen is built once, on its own (not a
@@ -12,15 +13,15 @@
 // - other strings (reasons, correlation ids, long values) are built fresh, each on its own, so no
 //   decoded string keeps its record's bytes alive (what intern.ts's slices did).
 // Nothing is interned. Interning on a cache miss (intern.ts's property store) cost as much as the
-// reader saved: bench replay's fold of decoded records ran no faster than msgpackr's path. But
+// reader saved: decoding and folding bench replay's log ran no faster than msgpackr's path. But
 // the cache's size matters for the same reason interning did: with 2^14 slots, bench placement's
 // pure placement cost rose ~40% (ids and hosts compared by content once their first string was
 // evicted); with 2^17 it is back to msgpackr's path's (tmpprof/pure.mjs, 4 alternating rounds).
 // Measured on 2026-12-04, back to back with the build before (2 pairs each, a noisy evening):
 // - bench replay: decodeEventsPerSec 900k and 832k against 688k and 627k; foldDecodedEventsPerSec
 //   421k and 407k against 369k and 355k; jetstreamReadVsNaive 0.45 and 0.46 against 0.41 and 0.40;
-// - bench scale: heapBytes1M 718 MiB against 812 (exact-size strings, and one string per repeated
-//   id in place of one interned copy per occurrence kept until the collector ran);
+// - bench scale: heapBytes1M 718 MiB against 812 (a replica's state: exact-size strings, and one
+//   string per repeated id);
 // - the leader's own commits are not read here: with this reader, bench placement placed 10.7k–
 //   12.3k tasks/s against 13.2k–14.9k with msgpackr's interning path (5 pairs), so the Appender
 //   decodes what it commits with decodeRecordGeneric (appender.ts). Replays, followers, cold

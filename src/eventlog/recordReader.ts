@@ -65,9 +65,14 @@ const TYPES = new Map<string, EventType>(EVENT_TYPES.map((t) => [t, t]));
 /** Thrown to give up on a record; caught in readRecord, never seen outside. */
 const DECLINE = new Error("not a canonical record");
 
-let src: Uint8Array = new Uint8Array(0);
-let buf: Buffer = Buffer.alloc(0);
-let view: DataView = new DataView(src.buffer);
+/** What the reader holds between records: nothing of the last one. */
+const EMPTY = new Uint8Array(0);
+const EMPTY_BUF = Buffer.alloc(0);
+const EMPTY_VIEW = new DataView(EMPTY.buffer);
+
+let src: Uint8Array = EMPTY;
+let buf: Buffer = EMPTY_BUF;
+let view: DataView = EMPTY_VIEW;
 let pos = 0;
 let end = 0;
 
@@ -88,7 +93,8 @@ export function readRecord(bytes: Uint8Array): AnyEnvelope[] | null {
     for (let i = 0; i < n; i++) out[i] = envelope();
     return pos === end ? out : null;
   } catch {
-    // DECLINE, or a RangeError of a DataView read past the end: either way, not ours to read.
+    // DECLINE (every read is bounds-checked by need() first), or anything unforeseen: either way
+    // msgpackr's path reads the record.
     return null;
   } finally {
     src = EMPTY;
@@ -96,10 +102,6 @@ export function readRecord(bytes: Uint8Array): AnyEnvelope[] | null {
     view = EMPTY_VIEW;
   }
 }
-
-const EMPTY = new Uint8Array(0);
-const EMPTY_BUF = Buffer.alloc(0);
-const EMPTY_VIEW = new DataView(EMPTY.buffer);
 
 function envelope(): AnyEnvelope {
   if (arrayLength() !== 7) throw DECLINE;
@@ -144,6 +146,31 @@ function u32(): number {
   return v;
 }
 
+function i16(): number {
+  need(2);
+  const v = view.getInt16(pos);
+  pos += 2;
+  return v;
+}
+
+function i32(): number {
+  need(4);
+  const v = view.getInt32(pos);
+  pos += 4;
+  return v;
+}
+
+/**
+ * A 64-bit integer as msgpackr's `int64AsType: "number"` reads it, to the operation (the same
+ * rounding): its high word (read signed or unsigned by the caller) × 2^32, plus its low word.
+ */
+function int64(high: number): number {
+  let v = high * 0x100000000;
+  v += view.getUint32(pos + 4);
+  pos += 8;
+  return v;
+}
+
 /** A string value's byte length, from its header; declines anything that is not a string. */
 function stringLength(): number {
   need(1);
@@ -180,7 +207,6 @@ function value(depth: number): unknown {
   if (b < 0xa0) return array(b - 0x90, depth);
   if (b < 0xc0) return str(b - 0xa0);
   if (b >= 0xe0) return b - 0x100;
-  let v: number;
   switch (b) {
     case 0xc0:
       return null;
@@ -188,11 +214,12 @@ function value(depth: number): unknown {
       return false;
     case 0xc3:
       return true;
-    case 0xcb:
+    case 0xcb: {
       need(8);
-      v = view.getFloat64(pos);
+      const v = view.getFloat64(pos);
       pos += 8;
       return v;
+    }
     case 0xcc:
       need(1);
       return src[pos++]!;
@@ -201,31 +228,18 @@ function value(depth: number): unknown {
     case 0xce:
       return u32();
     case 0xcf:
-      // msgpackr's int64AsType "number", to the operation: the same rounding.
       need(8);
-      v = view.getUint32(pos) * 0x100000000;
-      v += view.getUint32(pos + 4);
-      pos += 8;
-      return v;
+      return int64(view.getUint32(pos));
     case 0xd0:
       need(1);
       return view.getInt8(pos++);
     case 0xd1:
-      need(2);
-      v = view.getInt16(pos);
-      pos += 2;
-      return v;
+      return i16();
     case 0xd2:
-      need(4);
-      v = view.getInt32(pos);
-      pos += 4;
-      return v;
+      return i32();
     case 0xd3:
       need(8);
-      v = view.getInt32(pos) * 0x100000000;
-      v += view.getUint32(pos + 4);
-      pos += 8;
-      return v;
+      return int64(view.getInt32(pos));
     case 0xd9:
       need(1);
       return str(src[pos++]!);

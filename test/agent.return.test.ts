@@ -253,6 +253,26 @@ describe("agent: back on the bus, it says so at once", () => {
     await expect(arrived(() => registrations.length >= 4, "no registration", 300)).rejects.toThrow(/timed out/);
   });
 
+  it("a new leader's announcement cuts short a registration still waiting on the dead one; repeating it does not", async () => {
+    // The registration sent when the connection came back went to the leader that then died: it
+    // would wait out its 5 s timeout, and the new leader holds placement until the agent registers.
+    answer = (i) => (i === 1 ? new Promise(() => {}) : { ok: true, epoch: 2, schedulerId: "next" });
+    rbus.reconnected();
+    await arrived(() => registrations.length >= 2, "the registration the dead leader holds");
+    const t0 = Date.now();
+    rbus.publish(subjects.leader, { schedulerId: "next", epoch: 2 });
+    await arrived(() => registrations.length >= 3, "a registration with the new leader");
+    expect(registrations[2]!.at - t0).toBeLessThan(AT_ONCE_MS);
+    await until(() => agent.isRegistered && agent.leaderEpoch === 2, "registered at epoch 2");
+    // The same announcement again (a careless operator, a duplicate delivery), while a
+    // registration is under way, sends nothing more: only a higher epoch cuts a wait short.
+    answer = () => new Promise(() => {});
+    rbus.publish(subjects.leader, { schedulerId: "next", epoch: 2 });
+    await arrived(() => registrations.length >= 4, "the registration the repeated announcement starts");
+    for (let i = 0; i < 5; i++) rbus.publish(subjects.leader, { schedulerId: "next", epoch: 2 });
+    await expect(arrived(() => registrations.length >= 5, "no registration", 300)).rejects.toThrow(/timed out/);
+  });
+
   it("a malformed leader announcement is ignored: it cannot make the agent refuse the real leader", async () => {
     for (const bad of [{ epoch: 1e300, schedulerId: "x" }, { epoch: "9".repeat(30), schedulerId: "x" }, { epoch: 5 }, "hello", null])
       rbus.publish(subjects.leader, bad);

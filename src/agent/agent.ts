@@ -293,7 +293,8 @@ export class Agent {
         }
         const m = d as LeaderAnnouncement;
         const epoch = m.epoch;
-        if (epoch > this.announcedEpoch) this.announcedEpoch = epoch;
+        const newLeader = epoch > this.announcedEpoch;
+        if (newLeader) this.announcedEpoch = epoch;
         // With agentId, the leader asks one agent to register again (it holds that agent
         // UNREACHABLE but hears its heartbeats again); the others have nothing to do.
         if (typeof m?.agentId === "string") {
@@ -304,7 +305,13 @@ export class Agent {
           return;
         }
         this.log.info({ epoch }, "a new leader announced itself; registering again");
-        void this.register();
+        // A registration under way waits on the leader before: for the reply to a request the
+        // dead leader will never answer (5 s), or in its backoff (up to 5 s). A new leader cuts
+        // that wait short: it holds placement until every agent has registered with it, and an
+        // agent that had reconnected after losing its nats-server made it wait 4 s (the failover
+        // bench's nats-loss runs). Only a higher epoch does, so repeating an announcement cannot
+        // make the agent send a registration for each one.
+        void this.register({ again: newLeader });
       }),
     );
     // The connection to NATS was lost and is back (the agent was stopped, or cut off, long

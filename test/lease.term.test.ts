@@ -13,6 +13,7 @@ import { Scheduler } from "../src/actors/scheduler.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { encodeRecord, makeEnvelope } from "../src/eventlog/envelope.js";
 import type { LogRecord } from "../src/eventlog/envelope.js";
+import { LogUnavailableError } from "../src/eventlog/log.js";
 import { MemoryLog } from "../src/eventlog/memory.js";
 import { testSpec } from "./support/specs.js";
 
@@ -156,5 +157,102 @@ describe("the lease of a new leader", () => {
     // follower had stopped (2 leases later) and a third of a lease on.
     expect(lease.renewedAt[0]! - lease.askedAt).toBeLessThan(lease.leaseMs * 0.9);
     await lease.until(() => scheduler!.role === "leader", "the takeover");
+  });
+});
+
+/** A memory log that does not answer while `down`: a stream electing its leader after its nats-server died. */
+class OutageLog extends MemoryLog {
+  down = false;
+  /** Reads refused while down: each takeover attempt begins with one (it folds to the end first). */
+  readsRefused = 0;
+  private refuse(): never {
+    throw new LogUnavailableError("event log unavailable: timeout (test outage)");
+  }
+  override async *read(fromSeq: number): AsyncIterable<LogRecord> {
+    if (this.down) {
+      this.readsRefused++;
+      this.refuse();
+    }
+    yield* super.read(fromSeq);
+  }
+  override async *follow(fromSeq: number, signal: AbortSignal): AsyncIterable<LogRecord> {
+    if (this.down) this.refuse();
+    yield* super.follow(fromSeq, signal);
+  }
+  override async lastSeq(): Promise<number> {
+    if (this.down) this.refuse();
+    return super.lastSeq();
+  }
+  override async append(record: Uint8Array, expectedLastSeq: number, msgId: string) {
+    if (this.down) this.refuse();
+    return super.append(record, expectedLastSeq, msgId);
+  }
+  override async appendAfter(record: Uint8Array, expectedLastSeq: number, msgId: string, prevMsgId: string | undefined) {
+    if (this.down) this.refuse();
+    return super.appendAfter(record, expectedLastSeq, msgId, prevMsgId);
+  }
+}
+
+/** Granted only once `grant` is set; counts releases; renewals fail once `lose` is set. */
+class GatedLease extends HeldLease {
+  grant = false;
+  lose = false;
+  releases = 0;
+  override async tryAcquire(me: LeaseHolder): Promise<number | null> {
+    return this.grant ? super.tryAcquire(me) : null;
+  }
+  override renew(): Promise<void> {
+    if (this.lose) {
+      this.renewals++;
+      return Promise.reject(new Error("leader lease lost: expired or taken"));
+    }
+    return super.renew();
+  }
+  override async release(): Promise<void> {
+    this.releases++;
+  }
+}
+
+// The failure that taught it (failover bench, the stream-leader nats-server killed with the
+// leader): the replica that won the lease found the log without a leader, its takeover timed out,
+// and it gave the lease up; another replica won it 3 s later, by when the log answered again.
+describe("a takeover the log does not answer", () => {
+  async function standby(log: OutageLog, lease: GatedLease): Promise<Scheduler> {
+    lease.hold = false;
+    const s = new Scheduler({ log, bus: new MemoryBus(), lease, schedulerId: "a" });
+    await s.start();
+    log.down = true;
+    lease.grant = true;
+    await lease.until(() => lease.acquires === 1 && log.readsRefused >= 3, "three takeover attempts the log refused");
+    return s;
+  }
+
+  it("is tried again while the lease is ours, and leads once the log answers: the lease is never given up", async () => {
+    const log = new OutageLog();
+    const lease = new GatedLease();
+    scheduler = await standby(log, lease);
+    expect(scheduler.role).not.toBe("leader");
+    log.down = false;
+    await lease.until(() => scheduler!.role === "leader", "the takeover");
+    expect(lease.acquires).toBe(1);
+    expect(lease.releases).toBe(0);
+    // One LeaderElected, written once the log answered.
+    const elected: number[] = [];
+    for await (const r of log.read(1)) for (const e of r.events) if (e.type === "LeaderElected") elected.push(r.seq);
+    expect(elected).toHaveLength(1);
+  });
+
+  it("is given up once the lease is lost: no replica holds a lease it cannot use", async () => {
+    const log = new OutageLog();
+    const lease = new GatedLease();
+    scheduler = await standby(log, lease);
+    lease.lose = true;
+    await lease.until(() => lease.releases >= 1, "the lease given up");
+    expect(scheduler.role).not.toBe("leader");
+    // Once the log answers and renewals land, it wins the lease again and leads.
+    lease.lose = false;
+    log.down = false;
+    await lease.until(() => scheduler!.role === "leader", "the takeover once the log answers");
+    expect(lease.acquires).toBeGreaterThanOrEqual(2);
   });
 });

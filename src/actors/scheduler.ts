@@ -51,6 +51,15 @@ const PROBE_GAP_MS = 300;
 const WARM_ROWS = 4096;
 /** A holder that has not answered by then is alive but slow: not evicted. */
 const PROBE_TIMEOUT_MS = 250;
+/** Takeover attempts refused by the fence (a deposed leader's records kept landing) before giving up. */
+const TAKEOVER_FENCED_RETRIES = 20;
+/**
+ * How long a takeover keeps trying a log that does not answer, while the lease is its own: past
+ * a stream's leader election on nats-server 2.9.10 (4-9 s in the failover bench).
+ */
+const TAKEOVER_UNAVAILABLE_MS = 15_000;
+/** Between takeover attempts on a log that did not answer. */
+const TAKEOVER_UNAVAILABLE_PAUSE_MS = 250;
 
 export interface SchedulerOptions {
   log: EventLog;
@@ -439,7 +448,7 @@ export class Scheduler {
       }
       let why: string;
       try {
-        await this.takeOver(epoch);
+        await this.takeOver(epoch, () => lost === null);
         why = await held!;
       } catch (err) {
         why = `the takeover failed: ${(err as Error).message}`;
@@ -582,63 +591,34 @@ export class Scheduler {
     return last > seq && this.state.seq === seq && idle() && this.term === term && this.leading;
   }
 
-  /** Fenced takeover, then the term begins (see the file comment). */
-  private async takeOver(leaseEpoch: number): Promise<void> {
+  /**
+   * Fenced takeover, then the term begins (see the file comment). `held` says whether the lease
+   * is still this replica's (without a lease there is no one to hand over to).
+   */
+  private async takeOver(leaseEpoch: number, held: () => boolean = () => false): Promise<void> {
     const t0 = performance.now();
     let term: LeaderTerm;
     for (let attempt = 0; ; attempt++) {
-      await this.catchUp();
-      // Epochs only grow along the log. The lease revision normally does too, but not always: after
-      // a nats-server loss the lease bucket's sequence can restart lower (seen on 2.9.10: a
-      // LeaderElected at epoch 141 after one at 148), and agents refuse to register with a
-      // leader older than one that announced itself, forever.
-      const epoch = Math.max(leaseEpoch, (this.state.leader?.epoch ?? 0) + 1);
-      this.epoch = epoch;
-      const appender: Appender = new Appender(this.eventLog, {
-        lastSeq: this.state.seq,
-        writerId: `${this.schedulerId}:${epoch}:${attempt}`,
-        onCommit: (seq, events) => candidate.onCommit(seq, events),
-        observe: (outcome, seconds, events, bytes) => this.metrics.appended(outcome, seconds, events, bytes),
-      });
-      const candidate: LeaderTerm = new LeaderTerm({
-        state: this.state,
-        eventLog: this.eventLog,
-        bus: this.bus,
-        clock: this.clock,
-        ids: this.ids,
-        log: this.log,
-        policy: this.policy,
-        allowedEnvironments: this.allowedEnvironments,
-        schedulerId: this.schedulerId,
-        agentRequestTimeoutMs: this.agentRequestTimeoutMs,
-        retryMs: this.retryMs,
-        epoch,
-        appender,
-        metrics: this.metrics,
-        intake: this.intakeSource,
-        discovery: this.discovery,
-        quiesced: this.quiesced,
-        folded: (_seq, events) => {
-          this.notifyChange(events);
-          const mine = () => this.term === candidate && this.leading;
-          if (mine()) this.snapshotWriter?.asLeader(() => this.state, mine);
-        },
-        changed: () => this.notifyChange(),
-        appendFailed: (failure) => this.appendFailed(candidate, failure),
-      });
-      const elected = candidate.event(
-        "LeaderElected",
-        { schedulerId: this.schedulerId, epoch, host: this.host, pid: this.pid },
-        `${this.schedulerId} took over at epoch ${epoch} after folding ${this.state.seq} records`,
-      );
+      let made: LeaderTerm | null = null;
       try {
-        await appender.append([elected]);
-        term = candidate;
+        term = await this.takeOverOnce(leaseEpoch, attempt, (t) => (made = t));
         break;
       } catch (err) {
-        candidate.end();
+        (made as LeaderTerm | null)?.end();
+        if (this.stopped) throw err;
         // A deposed leader's record landed after we caught up: fold it and try again.
-        if (!(err instanceof FencedError) || attempt >= 20 || this.stopped) throw err;
+        if (err instanceof FencedError && attempt < TAKEOVER_FENCED_RETRIES) continue;
+        // The log did not answer: its stream is electing a leader (its nats-server died, often
+        // with the scheduler that led), or this replica's connection is moving to another
+        // server. Try again while the lease is ours. Giving the lease up instead (as this did)
+        // cost the failover bench's nats-loss runs 3 s: another replica had to win it, and the
+        // log was back by then for this one too.
+        if (err instanceof LogUnavailableError && held() && performance.now() - t0 < TAKEOVER_UNAVAILABLE_MS) {
+          this.log.warn({ err: err.message, attempt }, "the log did not answer the takeover; trying again while the lease is ours");
+          await this.sleep(TAKEOVER_UNAVAILABLE_PAUSE_MS);
+          if (held() && !this.stopped) continue;
+        }
+        throw err;
       }
     }
     if (this.stopped) {
@@ -651,6 +631,57 @@ export class Scheduler {
     this.metrics.elected((performance.now() - t0) / 1000);
     this.publishMember();
     await term.begin({ schedulerId: this.schedulerId });
+  }
+
+  /** One attempt: fold to the end of the log, then append LeaderElected fenced on it. */
+  private async takeOverOnce(leaseEpoch: number, attempt: number, made: (t: LeaderTerm) => void): Promise<LeaderTerm> {
+    await this.catchUp();
+    // Epochs only grow along the log. The lease revision normally does too, but not always: after
+    // a nats-server loss the lease bucket's sequence can restart lower (seen on 2.9.10: a
+    // LeaderElected at epoch 141 after one at 148), and agents refuse to register with a
+    // leader older than one that announced itself, forever.
+    const epoch = Math.max(leaseEpoch, (this.state.leader?.epoch ?? 0) + 1);
+    this.epoch = epoch;
+    const appender: Appender = new Appender(this.eventLog, {
+      lastSeq: this.state.seq,
+      writerId: `${this.schedulerId}:${epoch}:${attempt}`,
+      onCommit: (seq, events) => candidate.onCommit(seq, events),
+      observe: (outcome, seconds, events, bytes) => this.metrics.appended(outcome, seconds, events, bytes),
+    });
+    const candidate: LeaderTerm = new LeaderTerm({
+      state: this.state,
+      eventLog: this.eventLog,
+      bus: this.bus,
+      clock: this.clock,
+      ids: this.ids,
+      log: this.log,
+      policy: this.policy,
+      allowedEnvironments: this.allowedEnvironments,
+      schedulerId: this.schedulerId,
+      agentRequestTimeoutMs: this.agentRequestTimeoutMs,
+      retryMs: this.retryMs,
+      epoch,
+      appender,
+      metrics: this.metrics,
+      intake: this.intakeSource,
+      discovery: this.discovery,
+      quiesced: this.quiesced,
+      folded: (_seq, events) => {
+        this.notifyChange(events);
+        const mine = () => this.term === candidate && this.leading;
+        if (mine()) this.snapshotWriter?.asLeader(() => this.state, mine);
+      },
+      changed: () => this.notifyChange(),
+      appendFailed: (failure) => this.appendFailed(candidate, failure),
+    });
+    const elected = candidate.event(
+      "LeaderElected",
+      { schedulerId: this.schedulerId, epoch, host: this.host, pid: this.pid },
+      `${this.schedulerId} took over at epoch ${epoch} after folding ${this.state.seq} records`,
+    );
+    made(candidate);
+    await appender.append([elected]);
+    return candidate;
   }
 
   /** The term's Appender died (fenced, or the log lost): with a lease, step down; without, stop. */

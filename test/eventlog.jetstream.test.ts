@@ -229,6 +229,35 @@ describe("JetStreamLog", () => {
     }
   });
 
+  it("probe() says where the log ends, and gives up after its own timeout, not the log's", async () => {
+    // What a takeover asks first (actors/scheduler.ts): a server that does not answer (stopped
+    // here with SIGSTOP; in the failover bench, a stream electing its leader) costs the probe's
+    // timeout, and the takeover tries again, rather than the log's request timeout.
+    const server = await startNatsServer();
+    try {
+      const log = await openJetStreamLog({ servers: server.url, stream: "JSTEST_PROBE", timeoutMs: 20_000 });
+      try {
+        await log.append(encodeRecord([ev(1)]), 0, "p:1");
+        await log.append(encodeRecord([ev(2)]), 1, "p:2");
+        expect(await log.probe(1000)).toBe(2);
+        process.kill(server.pid, "SIGSTOP");
+        const t0 = performance.now();
+        try {
+          await expect(log.probe(300)).rejects.toBeInstanceOf(LogUnavailableError);
+          // Far below the log's own 20 s: the probe's timeout decided.
+          expect(performance.now() - t0).toBeLessThan(10_000);
+        } finally {
+          process.kill(server.pid, "SIGCONT");
+        }
+        expect(await log.probe(1000)).toBe(2);
+      } finally {
+        await log.close();
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("Appender over JetStream: 5,000 requests without awaiting, group committed and pipelined", async () => {
     const log = await nats.openLog(streamName("appender"));
     const commits: number[] = [];

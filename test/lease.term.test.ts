@@ -163,7 +163,7 @@ describe("the lease of a new leader", () => {
 /** A memory log that does not answer while `down`: a stream electing its leader after its nats-server died. */
 class OutageLog extends MemoryLog {
   down = false;
-  /** Reads refused while down: each takeover attempt begins with one (it folds to the end first). */
+  /** Probes and reads refused while down: each takeover attempt begins with one. */
   readsRefused = 0;
   private refuse(): never {
     throw new LogUnavailableError("event log unavailable: timeout (test outage)");
@@ -181,6 +181,16 @@ class OutageLog extends MemoryLog {
   }
   override async lastSeq(): Promise<number> {
     if (this.down) this.refuse();
+    return super.lastSeq();
+  }
+  /** What a takeover asks first (EventLog.probe); refused while down, and counted with the reads. */
+  probes = 0;
+  async probe(_timeoutMs: number): Promise<number> {
+    this.probes++;
+    if (this.down) {
+      this.readsRefused++;
+      this.refuse();
+    }
     return super.lastSeq();
   }
   override async append(record: Uint8Array, expectedLastSeq: number, msgId: string) {
@@ -236,6 +246,7 @@ describe("a takeover the log does not answer", () => {
     await lease.until(() => scheduler!.role === "leader", "the takeover");
     expect(lease.acquires).toBe(1);
     expect(lease.releases).toBe(0);
+    expect(log.probes).toBeGreaterThanOrEqual(4); // every attempt asked first
     // One LeaderElected, written once the log answered.
     const elected: number[] = [];
     for await (const r of log.read(1)) for (const e of r.events) if (e.type === "LeaderElected") elected.push(r.seq);

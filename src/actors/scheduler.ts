@@ -2,7 +2,8 @@
 // and takes over at once. With a lease (roost scheduler) it is a hot standby that follows and
 // folds the log until it wins the lease, then takes over:
 //   1. fold to the end of the log, append LeaderElected fenced on that sequence (a deposed
-//      leader's later records are refused; if one slipped in first, fold it and retry);
+//      leader's later records are refused; if one slipped in first, fold it and retry; a log
+//      that does not answer, a stream electing its leader, is asked again while the lease holds);
 //   2. begin a leader term (term.ts): its actors, the reconciliation window, then placement,
 //      timers, preemption and agent health checks;
 //   3. renew the lease every leaseMs/3; a failed renewal, a fenced append, or a record in the log
@@ -60,6 +61,8 @@ const TAKEOVER_FENCED_RETRIES = 20;
 const TAKEOVER_UNAVAILABLE_MS = 15_000;
 /** Between takeover attempts on a log that did not answer. */
 const TAKEOVER_UNAVAILABLE_PAUSE_MS = 250;
+/** How long a takeover attempt waits for the log to say where it ends (EventLog.probe). */
+const TAKEOVER_PROBE_TIMEOUT_MS = 1000;
 
 export interface SchedulerOptions {
   log: EventLog;
@@ -635,6 +638,11 @@ export class Scheduler {
 
   /** One attempt: fold to the end of the log, then append LeaderElected fenced on it. */
   private async takeOverOnce(leaseEpoch: number, attempt: number, made: (t: LeaderTerm) => void): Promise<LeaderTerm> {
+    // Is the log there? Asked with a short timeout of its own (EventLog.probe): the first read of
+    // a takeover during a stream's election waited out the log's 5 s request timeout, and the
+    // attempt after it, 250 ms later, found the log answering. Only with a lease: without one
+    // nothing tries again, and the read below waits for the log as long as it takes.
+    if (this.lease) await this.eventLog.probe?.(TAKEOVER_PROBE_TIMEOUT_MS);
     await this.catchUp();
     // Epochs only grow along the log. The lease revision normally does too, but not always: after
     // a nats-server loss the lease bucket's sequence can restart lower (seen on 2.9.10: a

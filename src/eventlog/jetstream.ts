@@ -192,6 +192,23 @@ export class JetStreamLog implements EventLog, ChainedAppend, RecordSizeLimit {
     }
   }
 
+  /** Managers with a shorter request timeout than the log's, by timeout: for probe(). */
+  private readonly probeManagers = new Map<number, Promise<JetStreamManager>>();
+
+  async probe(timeoutMs: number): Promise<number> {
+    let jsm = this.probeManagers.get(timeoutMs);
+    if (jsm === undefined) {
+      // No API check: that would be a request of its own, with nothing to say a probe does not.
+      jsm = jetstreamManager(this.nc, { timeout: timeoutMs, checkAPI: false });
+      this.probeManagers.set(timeoutMs, jsm);
+    }
+    try {
+      return (await (await jsm).streams.info(this.stream)).state.last_seq;
+    } catch (err) {
+      throw mapUnavailable(err);
+    }
+  }
+
   /** Stream info, with connectivity errors mapped to LogUnavailableError. */
   async info(): Promise<StreamInfo> {
     try {

@@ -65,6 +65,14 @@ export interface EventLog {
   append(record: Uint8Array, expectedLastSeq: number, msgId: string): Promise<AppendAck>;
   /** The sequence of the newest record (0 when empty). */
   lastSeq(): Promise<number>;
+  /**
+   * lastSeq(), asked with a timeout of its own (LogUnavailableError when the log does not answer
+   * in time). A takeover asks this first: while a stream elects its leader after its nats-server
+   * died, each attempt then costs this timeout rather than the log's request timeout (5 s), so
+   * the takeover goes on soon after the stream answers again. Logs that are always there (the
+   * memory log) need not have it.
+   */
+  probe?(timeoutMs: number): Promise<number>;
   /** One record by sequence; null when the log does not hold it. */
   get(seq: number): Promise<LogRecord | null>;
   /** The records from `fromSeq` (inclusive) to the end as it is when called, in order. */

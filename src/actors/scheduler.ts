@@ -602,12 +602,10 @@ export class Scheduler {
     const t0 = performance.now();
     let term: LeaderTerm;
     for (let attempt = 0; ; attempt++) {
-      let made: LeaderTerm | null = null;
       try {
-        term = await this.takeOverOnce(leaseEpoch, attempt, (t) => (made = t));
+        term = await this.takeOverOnce(leaseEpoch, attempt);
         break;
       } catch (err) {
-        (made as LeaderTerm | null)?.end();
         if (this.stopped) throw err;
         // A deposed leader's record landed after we caught up: fold it and try again.
         if (err instanceof FencedError && attempt < TAKEOVER_FENCED_RETRIES) continue;
@@ -636,8 +634,8 @@ export class Scheduler {
     await term.begin({ schedulerId: this.schedulerId });
   }
 
-  /** One attempt: fold to the end of the log, then append LeaderElected fenced on it. */
-  private async takeOverOnce(leaseEpoch: number, attempt: number, made: (t: LeaderTerm) => void): Promise<LeaderTerm> {
+  /** One attempt: fold to the end of the log, then append LeaderElected fenced on it; the term, if it landed. */
+  private async takeOverOnce(leaseEpoch: number, attempt: number): Promise<LeaderTerm> {
     // Is the log there? Asked with a short timeout of its own (EventLog.probe): the first read of
     // a takeover during a stream's election waited out the log's 5 s request timeout, and the
     // attempt after it, 250 ms later, found the log answering. Only with a lease: without one
@@ -687,8 +685,12 @@ export class Scheduler {
       { schedulerId: this.schedulerId, epoch, host: this.host, pid: this.pid },
       `${this.schedulerId} took over at epoch ${epoch} after folding ${this.state.seq} records`,
     );
-    made(candidate);
-    await appender.append([elected]);
+    try {
+      await appender.append([elected]);
+    } catch (err) {
+      candidate.end();
+      throw err;
+    }
     return candidate;
   }
 

@@ -156,7 +156,11 @@ describe("service discovery", () => {
       service: true,
       resources: { cpus: 0.1, ramMb: 128, diskMb: 16, ports: ["http", "health"] },
       processes: [{ name: "main", cmdline: `BAD_FILE=${dir}/fail-$ROOST_INSTANCE exec ${process.execPath} ${SERVICE}` }],
-      healthCheck: { initialIntervalSecs: 0.2, intervalSecs: 0.2 },
+      // A grace of 10 s to start listening (50 forgiven checks): on a loaded CI machine a Node
+      // service once took longer than the 0.4 s a 0.2 s grace gives, and two of three instances
+      // failed fast before they were ever announced. Once RUNNING there is no grace left, so the
+      // instance made to fail still fails at its first bad check.
+      healthCheck: { initialIntervalSecs: 10, intervalSecs: 0.2 },
     });
     const created = await client.createJob({ spec, user: "svc" });
     for (const i of [0, 1, 2]) await watch.until(put(i), `instance ${i} announced`);

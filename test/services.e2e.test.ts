@@ -106,7 +106,8 @@ describe("health checks decide RUNNING and FAILED", () => {
       spec: spec("turns", {
         service: true,
         processes: [{ name: "server", cmdline: svcCmd({ ON_QUIT: "exit" }) }],
-        healthCheck: { initialIntervalSecs: 0.2, intervalSecs: 0.2 },
+        // 10 s to start listening: a 0.2 s grace is too little for a Node service on a loaded machine.
+        healthCheck: { initialIntervalSecs: 10, intervalSecs: 0.2 },
       }),
     });
     const job = "www-data/devel/turns";

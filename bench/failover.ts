@@ -294,7 +294,9 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
     client = (await connectClient({ nats: url })) as NatsClient;
     const jsm: JetStreamManager = await jetstreamManager(client.nc, { timeout: 1000 });
     reader = await openJetStreamLog({ servers: nats.urls, nc: client.nc, stream: "ROOST", create: false, timeoutMs: 500 });
-    const members = await KvMemberBoard.open(client.nc, { replicas: 3 });
+    // Followed, not listed: healthy() asks it every 200 ms, and each listing of the bucket made a
+    // consumer (members.ts). The watch ends with the client's connection.
+    const members = await KvMemberBoard.open(client.nc, { replicas: 3, follow: true });
 
     const lastSeq = async () => (await jsm.streams.info("ROOST")).state.last_seq;
     const info = () => client!.request<Info>("cluster.info", {}, 1000);

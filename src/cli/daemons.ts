@@ -101,6 +101,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
   let log: Awaited<ReturnType<typeof openJetStreamLog>> | null = null;
   let quiesceWhy: string | null = null;
   let reads: ReplicaReads | null = null;
+  let members: KvMemberBoard | null = null;
   const finish = stopper(logger, SCHEDULER_STOP_MS);
   // After the parent's end (its nats-server is going too, most likely) the stop is kept short.
   const exit = (code: number, why: string, parentGone = false) =>
@@ -110,6 +111,7 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
       [
         ["reads", () => reads?.stop()],
         ["scheduler", () => scheduler?.stop()],
+        ["members board", () => members?.close()],
         ["log", () => log?.close()],
         ["bus", () => bus?.close(parentGone ? 500 : undefined)],
       ],
@@ -133,7 +135,8 @@ export async function runScheduler(f: SchedulerFlags): Promise<void> {
     bus = await NatsBus.connect(natsServers(f.nats), `roost-scheduler-${f.id ?? process.pid}`, resolveCreds(f.creds));
     log = await openJetStreamLog({ servers: natsServers(f.nats), nc: bus.nc, stream: f.stream, replicas: f.replicas });
     const lease = await KvLease.open(bus.nc, { replicas: f.replicas, leaseMs: f.leaseMs });
-    const members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas });
+    // Followed with one watch, not listed every 2 s (members.ts says why).
+    members = await KvMemberBoard.open(bus.nc, { replicas: f.replicas, follow: true });
     const snapshots = await SnapshotStore.forLog(log);
     // Service discovery: the leader keeps <stream>_DISCOVERY equal to its fold (actors/announcer.ts).
     const discovery = await KvEndpointStore.open(bus.nc, { bucket: discoveryBucket(f.stream), replicas: f.replicas });

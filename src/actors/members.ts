@@ -110,8 +110,10 @@ export class KvMemberBoard implements MemberBoard {
     // replica made it again: the watch resumes past the new stream's first sequences and would
     // miss them). Start it again, and read the bucket meanwhile.
     if (this.#view && now - this.#lastArrival >= this.ttlMs) {
+      const stale = this.#watch;
+      this.#watch = null; // what it still delivers cannot make the view again
       this.#view = null;
-      this.#watch?.stop();
+      stale?.stop();
     }
     const view = this.#view;
     if (view) {
@@ -162,7 +164,7 @@ export class KvMemberBoard implements MemberBoard {
           else next.delete(e.key);
           // The first update comes after every entry the bucket held at the start (the library
           // marks the last of those as an update too): from here the view is complete.
-          if (e.isUpdate && this.#view !== next && !this.#closed) this.#view = next;
+          if (e.isUpdate && this.#watch === w && this.#view !== next && !this.#closed) this.#view = next;
         }
       } catch {
         // The watch could not start or ended with an error: list() reads the bucket meanwhile.

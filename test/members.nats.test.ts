@@ -66,6 +66,32 @@ function countCreates(nc: NatsConnection, stream: string): { readonly count: num
 
 const ids = (ms: MemberStatus[]) => ms.map((m) => m.id);
 
+/** Until the board's view is complete (list() answers from it). */
+const complete = (b: KvMemberBoard) =>
+  pollUntil(
+    async () => b.following,
+    (f) => f,
+    "the view complete",
+    10_000,
+    20,
+  );
+
+/** Until `id`, put by `writer` again and again, is in `b`'s view: from the view only, since a
+ *  list() that finds the view stale reads the bucket instead. */
+async function inTheView(b: KvMemberBoard, writer: KvMemberBoard, id: string, what: string, ms: number): Promise<void> {
+  await pollUntil(
+    async () => {
+      await writer.put(member(id));
+      const xs = ids(await b.list());
+      return b.following ? xs : [];
+    },
+    (xs) => xs.includes(id),
+    what,
+    ms,
+    200,
+  );
+}
+
 describe("members board", () => {
   it("a followed board lists from its watch: 50 listings create no consumer", async () => {
     const nc = await conn();
@@ -77,13 +103,7 @@ describe("members board", () => {
     open.push(follower);
     // Complete at the first update after the entries the bucket held.
     await writer.put(member("c"));
-    await pollUntil(
-      async () => follower.following,
-      (f) => f,
-      "the view complete",
-      10_000,
-      20,
-    );
+    await complete(follower);
     const creates = countCreates(nc, `KV_${bucket}`);
     await nc.flush();
     for (let i = 0; i < 50; i++) expect(ids(await follower.list())).toEqual(["a", "b", "c"]);
@@ -110,13 +130,7 @@ describe("members board", () => {
     await raw.put("junk", "not json");
     await raw.put("wrong", JSON.stringify({ id: "w", role: "king" }));
     await b.put(member("gone"));
-    await pollUntil(
-      async () => b.following,
-      (f) => f,
-      "the view complete",
-      10_000,
-      20,
-    );
+    await complete(b);
     expect(ids(await b.list())).toEqual(["gone"]);
     // Kept alive by puts: still there after two of its lives.
     const until = Date.now() + 2000;
@@ -133,30 +147,13 @@ describe("members board", () => {
     const b = await board(nc, { follow: true, ttlMs: 1000 });
     const bucket = `members_${n}`;
     for (let i = 0; i < 20; i++) await b.put(member(`before-${i % 2}`));
-    await pollUntil(
-      async () => b.following,
-      (f) => f,
-      "the view complete",
-      10_000,
-      20,
-    );
+    await complete(b);
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(`KV_${bucket}`);
     const again = await KvMemberBoard.open(nc, { bucket, ttlMs: 1000 });
     open.push(again);
     // The new stream's first sequences are below where the old watch stood.
-    await pollUntil(
-      async () => {
-        await again.put(member("after"));
-        // From the view only: a list() that finds it stale reads the bucket instead.
-        const xs = ids(await b.list());
-        return b.following ? xs : [];
-      },
-      (xs) => xs.includes("after"),
-      "the view back on the new bucket",
-      20_000,
-      200,
-    );
+    await inTheView(b, again, "after", "the view back on the new bucket", 20_000);
     expect(ids(await b.list())).toEqual(["after"]);
   });
 
@@ -184,27 +181,11 @@ describe("members board", () => {
       const nc = await conn(server.url);
       const b = await board(nc, { follow: true });
       await b.put(member("one"));
-      await pollUntil(
-        async () => b.following,
-        (f) => f,
-        "the view complete",
-        10_000,
-        20,
-      );
+      await complete(b);
       await server.stop();
       server = null;
       server = await startNatsServer({ dir: join(dir, "b"), storeDir: join(dir, "js"), port });
-      await pollUntil(
-        async () => {
-          await b.put(member("two"));
-          const xs = ids(await b.list());
-          return b.following ? xs : [];
-        },
-        (xs) => xs.includes("two"),
-        "the view back after the restart",
-        30_000,
-        200,
-      );
+      await inTheView(b, b, "two", "the view back after the restart", 30_000);
       expect(ids(await b.list())).toEqual(["one", "two"]);
       await b.close();
       expect(b.following).toBe(false);

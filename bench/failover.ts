@@ -533,16 +533,17 @@ async function failoverFigures(): Promise<Record<string, number | string>> {
           }
         }
       }
+      const launchWaitP50 = launchWaits.length ? Math.round(median(launchWaits)) : -1;
       const after = await info();
       note(
-        `soak: ${stalls} stalls (longest ${longest} ms), ${submitted} jobs accepted (${refused} refused or timed out), ${placements} placements (median wait from TaskAssigned to STARTING ${launchWaits.length ? Math.round(median(launchWaits)) : "-"} ms), ${elections} LeaderElected; leader ${before.schedulerId} → ${after.schedulerId}`,
+        `soak: ${stalls} stalls (longest ${longest} ms), ${submitted} jobs accepted (${refused} refused or timed out), ${placements} placements (median wait from TaskAssigned to STARTING ${launchWaitP50} ms), ${elections} LeaderElected; leader ${before.schedulerId} → ${after.schedulerId}`,
       );
       return {
         falseFailovers: elections,
         soakStalls: stalls,
         soakLongestStallMs: longest,
         soakPlacements: placements,
-        soakLaunchWaitP50Ms: launchWaits.length ? Math.round(median(launchWaits)) : -1,
+        soakLaunchWaitP50Ms: launchWaitP50,
         soakJobsRefused: refused,
       };
     };

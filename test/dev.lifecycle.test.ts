@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { acquireDevLock } from "../src/cli/devLock.js";
 import { startNatsServer } from "../src/natsServer/server.js";
 import { ROOST, roost } from "./support/roost.js";
+import { stopProcess } from "./support/stop.js";
 
 const SERVICE = `
 role: www-data
@@ -95,6 +96,38 @@ class Dev {
 
   ready(): Promise<Record<string, unknown>> {
     return this.until((m) => typeof m.clusterFile === "string", "cluster ready");
+  }
+
+  /**
+   * Resolves once agent `name` runs again and has registered with a leader: the pid of its newest
+   * start (none exited since) wrote "registered" to its log. An agent that starts while the
+   * nats-server is down exits ("cannot reach NATS") and is restarted a second later; roost dev
+   * killed -9 in that second leaves its tasks behind, with no agent to kill them (CI, twice).
+   */
+  async agentBack(name: string, timeoutMs = 30_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    const logFile = join(this.dir, ".roost", "logs", `${name}.log`);
+    for (;;) {
+      let pid = 0;
+      for (const l of this.lines) {
+        let m: Record<string, unknown>;
+        try {
+          m = JSON.parse(l);
+        } catch {
+          continue;
+        }
+        if (m.restarted === name) pid = m.pid as number;
+        else if (m.exited === name) pid = 0;
+      }
+      if (pid !== 0) {
+        const registered = readFileSync(logFile, "utf8")
+          .split("\n")
+          .some((l) => l.includes('"registered"') && l.includes(`"pid":${pid},`));
+        if (registered) return pid;
+      }
+      if (Date.now() > deadline) throw new Error(`${name} did not run and register again within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** The pids roost dev printed once its children had started. */
@@ -305,11 +338,12 @@ describe("roost dev owns its directory and its children", () => {
     const pids = await dev.pids();
     await runService(dir);
 
+    // Both at once: the agent's restart may come while the nats-server is still down, so it
+    // exits ("cannot reach NATS") and is restarted again.
     process.kill(pids["agent-2"]!, "SIGKILL");
+    process.kill(pids["nats-server"]!, "SIGKILL");
     const agent = await dev.until((m) => m.restarted === "agent-2", "agent-2 restarted");
     expect(agent).toMatchObject({ signal: "SIGKILL", pid: expect.any(Number) });
-
-    process.kill(pids["nats-server"]!, "SIGKILL");
     const server = await dev.until((m) => m.restarted === "nats-server", "nats-server restarted");
     expect(server).toMatchObject({ signal: "SIGKILL", pid: expect.any(Number) });
     // The cluster serves again: the leader answers (after the clients reconnect).
@@ -321,6 +355,8 @@ describe("roost dev owns its directory and its children", () => {
     }
     expect(status.stderr).not.toMatch(/no leader answered/);
     expect(status.code, status.stderr).toBe(0);
+    // Every agent runs again: one that exited meanwhile, restarted by nobody, would leave its tasks.
+    await dev.agentBack("agent-2");
 
     process.kill(dev.pid, "SIGKILL");
     expect(await awaitNoneLeft(dir, 10_000)).toEqual([]);
@@ -329,6 +365,42 @@ describe("roost dev owns its directory and its children", () => {
     expect(JSON.parse(readFileSync(join(dir, ".roost", "dev.lock"), "utf8")).pid).toBe(dev.pid);
     const again = new Dev(dir);
     await again.ready();
+    process.kill(again.pid, "SIGTERM");
+    expect((await again.exited).code).toBe(0);
+    expect(await awaitNoneLeft(dir, 10_000)).toEqual([]);
+  }, 90_000);
+
+  it("kill -9 of roost dev while an agent waits to be restarted: its task runs on; the next roost dev there re-attaches to it and stops it", async () => {
+    const dir = tempDir();
+    const dev = new Dev(dir);
+    await dev.ready();
+    const pids = await dev.pids();
+    await runService(dir);
+    // Stopped first, so that it cannot restart the agent before it dies.
+    await stopProcess(dev.pid);
+    process.kill(pids["agent-2"]!, "SIGKILL");
+    process.kill(dev.pid, "SIGKILL");
+
+    // Everything else stops; agent-2's task, with no agent to kill it, runs on.
+    const sandboxes = join(dir, ".roost", "agents", "agent-2", "sandboxes");
+    const deadline = Date.now() + 10_000;
+    let left = processesOf(dir);
+    while (
+      !(left.length > 0 && left.every((p) => p.cmd.includes(sandboxes) || !/roost|nats-server/.test(p.cmd))) &&
+      Date.now() < deadline
+    ) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = processesOf(dir);
+    }
+    expect(left.map((p) => p.cmd)).toContainEqual("sleep 1000");
+    expect(left.filter((p) => /roost\.js|nats-server/.test(p.cmd))).toEqual([]);
+    const orphan = readdirSync(sandboxes).find((t) => left.some((p) => p.cmd.includes(join(sandboxes, t))));
+    expect(orphan).toBeDefined();
+
+    const again = new Dev(dir);
+    await again.ready();
+    const log = readFileSync(join(dir, ".roost", "logs", "agent-2.log"), "utf8");
+    expect(log).toMatch(new RegExp(`re-attached to its tasks.*${orphan}|${orphan}.*re-attached to its tasks`));
     process.kill(again.pid, "SIGTERM");
     expect((await again.exited).code).toBe(0);
     expect(await awaitNoneLeft(dir, 10_000)).toEqual([]);

@@ -162,14 +162,23 @@ function processesOf(dir: string): Array<{ pid: number; cmd: string }> {
   return out;
 }
 
-/** Poll /proc until no process of dir is left (or the deadline passes): what is left. */
-async function awaitNoneLeft(dir: string, timeoutMs: number): Promise<Array<{ pid: number; cmd: string }>> {
+/** Poll /proc until the processes of dir satisfy `done` (or the deadline passes): what is left. */
+async function awaitLeft(
+  dir: string,
+  done: (left: Array<{ pid: number; cmd: string }>) => boolean,
+  timeoutMs: number,
+): Promise<Array<{ pid: number; cmd: string }>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const left = processesOf(dir);
-    if (left.length === 0 || Date.now() > deadline) return left;
+    if (done(left) || Date.now() > deadline) return left;
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Poll /proc until no process of dir is left (or the deadline passes): what is left. */
+function awaitNoneLeft(dir: string, timeoutMs: number): Promise<Array<{ pid: number; cmd: string }>> {
+  return awaitLeft(dir, (left) => left.length === 0, timeoutMs);
 }
 
 interface LogLine {
@@ -383,15 +392,11 @@ describe("roost dev owns its directory and its children", () => {
 
     // Everything else stops; agent-2's task, with no agent to kill it, runs on.
     const sandboxes = join(dir, ".roost", "agents", "agent-2", "sandboxes");
-    const deadline = Date.now() + 10_000;
-    let left = processesOf(dir);
-    while (
-      !(left.length > 0 && left.every((p) => p.cmd.includes(sandboxes) || !/roost|nats-server/.test(p.cmd))) &&
-      Date.now() < deadline
-    ) {
-      await new Promise((r) => setTimeout(r, 100));
-      left = processesOf(dir);
-    }
+    const left = await awaitLeft(
+      dir,
+      (ps) => ps.length > 0 && ps.every((p) => p.cmd.includes(sandboxes) || !/roost|nats-server/.test(p.cmd)),
+      10_000,
+    );
     expect(left.map((p) => p.cmd)).toContainEqual("sleep 1000");
     expect(left.filter((p) => /roost\.js|nats-server/.test(p.cmd))).toEqual([]);
     const orphan = readdirSync(sandboxes).find((t) => left.some((p) => p.cmd.includes(join(sandboxes, t))));

@@ -27,7 +27,7 @@
 //                        record, so the p99 of 10,000 tasks is the slowest of the 100 jobs
 //   appendAckP50Ms, appendAckMaxMs   in that window, from each append's write to its ack (the
 //                        nats-server's part; each job is two appends: its creation, its placements).
-//                        The slowest ack alone is a large part of the slowest job
+//                        The slowest ack alone can be half of the slowest job
 //   agentsJoinBacklogRegisteredMs, agentsJoinBacklogPlacedMs   300 jobs × 100 tasks wait in a cell
 //                        with no agent, then all 5,000 agents register at once: until every one
 //                        is registered, and until every task is placed (the README's known limit)

@@ -356,7 +356,7 @@ export class SnapshotStore extends BaseSnapshotStore {
     const js: JetStreamClient = jetstream(nc, { timeout: timeoutMs });
     let os: ObjectStore;
     try {
-      if (opts.create !== false) await createBucket(nc, bucket, opts.replicas ?? 1, timeoutMs);
+      await awaitBucket(nc, bucket, opts.create !== false, opts.replicas ?? 1, timeoutMs);
       os = await new Objm(js).open(bucket);
     } catch (err) {
       throw new Error(`snapshot bucket ${bucket}: ${(err as Error).message}`, { cause: err });
@@ -441,25 +441,34 @@ export class SnapshotStore extends BaseSnapshotStore {
  *  well under the client's pending limits. */
 const CHUNK_BYTES = 512 * 1024;
 
-/** How long one attempt to create the bucket waits for an answer (see createBucket). */
+/** How long one attempt to create or open the bucket waits for an answer (see awaitBucket). */
 const CREATE_ATTEMPT_MS = 500;
 
 /**
- * Create the bucket unless it exists (Objm.create looks it up before it adds it). Replicas of a
- * new cluster start at once and race to create it, and on a 3-node nats-server 2.9 a create request
- * that loses the race can go unanswered (seen: the whole 10 s timeout, and open() threw).
- * So an attempt waits at most CREATE_ATTEMPT_MS; the next one finds the stream the winner created.
+ * Create the bucket unless it exists (when `create`; Objm.create looks it up before it adds it),
+ * then look it up until its stream answers. Replicas of a new cluster start at once and race to
+ * create it, and on a 3-node nats-server 2.9 a request to a stream that has no leader yet can go
+ * unanswered: a create that lost the race waited out the whole 10 s timeout (and open() threw),
+ * and once a lookup (open()'s stream info, with the store's own long timeout) of a bucket just
+ * created by another replica held a replica's cold start past its test's 30 s (CI, once in many
+ * runs, 2026-12-05). So each attempt waits at most CREATE_ATTEMPT_MS, until the deadline; once
+ * one lookup is answered, the stream has a leader and the store's own requests are answered too.
  */
-async function createBucket(nc: NatsConnection, bucket: string, replicas: number, timeoutMs: number): Promise<void> {
+async function awaitBucket(nc: NatsConnection, bucket: string, create: boolean, replicas: number, timeoutMs: number): Promise<void> {
   const objm = new Objm(jetstream(nc, { timeout: Math.min(timeoutMs, CREATE_ATTEMPT_MS) }));
   const deadline = performance.now() + timeoutMs;
+  let created = !create;
   for (;;) {
     try {
-      await objm.create(bucket, {
-        replicas,
-        storage: StorageType.File,
-        description: "Roost state snapshots (src/storage/snapshotStore.ts)",
-      });
+      if (!created) {
+        await objm.create(bucket, {
+          replicas,
+          storage: StorageType.File,
+          description: "Roost state snapshots (src/storage/snapshotStore.ts)",
+        });
+        created = true;
+      }
+      await objm.open(bucket);
       return;
     } catch (err) {
       if ((err as Error).name !== "TimeoutError" || performance.now() >= deadline) throw err;

@@ -357,7 +357,7 @@ export class SnapshotStore extends BaseSnapshotStore {
     let os: ObjectStore;
     try {
       await awaitBucket(nc, bucket, opts.create !== false, opts.replicas ?? 1, timeoutMs);
-      os = await new Objm(js).open(bucket);
+      os = await new Objm(js).open(bucket, false); // awaitBucket looked it up
     } catch (err) {
       throw new Error(`snapshot bucket ${bucket}: ${(err as Error).message}`, { cause: err });
     }
@@ -442,20 +442,21 @@ export class SnapshotStore extends BaseSnapshotStore {
 const CHUNK_BYTES = 512 * 1024;
 
 /** How long one attempt to create or open the bucket waits for an answer (see awaitBucket). */
-const CREATE_ATTEMPT_MS = 500;
+const ATTEMPT_MS = 500;
 
 /**
  * Create the bucket unless it exists (when `create`; Objm.create looks it up before it adds it),
  * then look it up until its stream answers. Replicas of a new cluster start at once and race to
  * create it, and on a 3-node nats-server 2.9 a request to a stream that has no leader yet can go
  * unanswered: a create that lost the race waited out the whole 10 s timeout (and open() threw),
- * and once a lookup (open()'s stream info, with the store's own long timeout) of a bucket just
- * created by another replica held a replica's cold start past its test's 30 s (CI, once in many
- * runs, 2026-12-05). So each attempt waits at most CREATE_ATTEMPT_MS, until the deadline; once
- * one lookup is answered, the stream has a leader and the store's own requests are answered too.
+ * and the lookup after it (open()'s stream info) ran with the store's own long timeout: the
+ * racing replicas' test once timed out at 30 s in CI (2026-12-05, not reproduced; such a lookup
+ * of a bucket another replica had just created is the likely wait). So each attempt, create or
+ * lookup, waits at most ATTEMPT_MS, until the deadline, and the store opens without a second
+ * lookup once one was answered.
  */
 async function awaitBucket(nc: NatsConnection, bucket: string, create: boolean, replicas: number, timeoutMs: number): Promise<void> {
-  const objm = new Objm(jetstream(nc, { timeout: Math.min(timeoutMs, CREATE_ATTEMPT_MS) }));
+  const objm = new Objm(jetstream(nc, { timeout: Math.min(timeoutMs, ATTEMPT_MS) }));
   const deadline = performance.now() + timeoutMs;
   let created = !create;
   for (;;) {

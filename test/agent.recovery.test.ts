@@ -5,6 +5,7 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
@@ -18,6 +19,7 @@ import type { StatusUpdate } from "../src/agent/statusQueue.js";
 import { subjects } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { waitForFile, waitForPid } from "./support/files.js";
+import { ROOST as ROOST_CLI } from "./support/roost.js";
 
 const AGENT_ID = "agent-r";
 
@@ -485,5 +487,75 @@ describe("Agent recovery after a real kill -9", () => {
     expect(second.child.exitCode).toBe(0);
     for (const pid of [main, side, ...wrappers]) expect(isAlive(pid)).toBe(false);
     expect(processesUnder(tmp)).toEqual([]);
+  });
+});
+
+/** A TCP server that accepts and never speaks: a NATS client connecting to it waits for its INFO. */
+async function silentServer(): Promise<{ url: string; connected: Promise<void>; close(): Promise<void> }> {
+  const sockets: net.Socket[] = [];
+  let onConnect!: () => void;
+  const connected = new Promise<void>((r) => (onConnect = r));
+  const server = net.createServer((s) => {
+    sockets.push(s);
+    onConnect();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    connected,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+describe("roost agent stopped while it connects", () => {
+  it("kills the checkpoint's tasks with --kill-tasks-on-exit (and leaves them running without it)", async () => {
+    // An agent on this host's real boot id, whose task then outlives it (as after kill -9).
+    const a1 = newAgent({ bootId: fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() });
+    await a1.start();
+    await launch("t-conn", { main: "echo $$ > main.pid; sleep 1000" });
+    await fake.status("t-conn", "RUNNING");
+    const main = await waitForPid(path.join(sandbox("t-conn"), "main.pid"));
+    await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
+    const wrapper = checkpoint().tasks[0]!.processes[0]!.pid!;
+    a1.abandon();
+
+    // `roost agent` as roost dev runs it, its NATS never answering; its control pipe closes
+    // (roost dev was killed) while it still connects.
+    const stopWhileConnecting = async (flags: string[]) => {
+      const nats = await silentServer();
+      const child = spawn(
+        process.execPath,
+        [ROOST_CLI, "agent", "--nats", nats.url, "--id", AGENT_ID, "--work-dir", workDir, "--control-stdin", "--no-isolation", ...flags],
+        { cwd: tmp, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ROOST_LOG_LEVEL: "info" } },
+      );
+      children.push(child);
+      let output = "";
+      child.stdout!.on("data", (d) => (output += d));
+      child.stderr!.on("data", (d) => (output += d));
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      await Promise.race([nats.connected, exited.then(() => Promise.reject(new Error(`the agent exited before connecting: ${output}`)))]);
+      child.stdin!.end();
+      const code = await exited;
+      await nats.close();
+      return { code, output };
+    };
+
+    const kept = await stopWhileConnecting([]);
+    expect(kept.code).toBe(0);
+    expect(isAlive(main)).toBe(true);
+    expect(isAlive(wrapper)).toBe(true);
+
+    const killed = await stopWhileConnecting(["--kill-tasks-on-exit"]);
+    expect(killed.code).toBe(0);
+    expect(killed.output).toContain("killing the checkpoint's tasks before connecting");
+    expect(isAlive(main)).toBe(false);
+    expect(isAlive(wrapper)).toBe(false);
+    expect(processesUnder(tmp)).toEqual([]);
+    // Left for the next agent on this work dir, which reports what it finds.
+    expect(checkpoint().tasks.map((t) => t.taskId)).toEqual(["t-conn"]);
   });
 });

@@ -184,6 +184,47 @@ function readBootId(): string {
 }
 
 /**
+ * Kills the tasks that `workDir`'s checkpoint describes, with no bus and no Agent, and returns
+ * their ids: for `roost agent --kill-tasks-on-exit` told to stop before an Agent took the
+ * checkpoint over (still connecting to NATS). What taught it: `roost dev` restarts an agent that
+ * died, and the new one connects first; when roost dev was killed -9 in that window, the
+ * agent's stop found no Agent, killed nothing, and the tasks of the agent before it ran on,
+ * orphans of a cluster that was gone. The checkpoint is left as it is: the next agent on this
+ * work dir re-attaches to it, finds the processes gone and reports their ends (LOST where the
+ * kill left no exit status), as after any agent that died with its tasks. A checkpoint of
+ * another agent or another boot (its processes died with the host), or one that cannot be read,
+ * kills nothing: start() handles those, and says so.
+ */
+export async function killCheckpointedTasks(opts: {
+  workDir: string;
+  agentId: string;
+  reason: string;
+  /** SIGTERM → SIGKILL; default each task's own grace. */
+  graceMs?: number;
+  bootId?: string;
+  logger?: Logger;
+}): Promise<string[]> {
+  const log = opts.logger ?? silentLogger;
+  let cp: Checkpoint | null;
+  try {
+    cp = readCheckpoint(checkpointPath(opts.workDir));
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "cannot read the checkpoint: its tasks, if any, are left running");
+    return [];
+  }
+  if (!cp || cp.tasks.length === 0) return [];
+  if (cp.agentId !== opts.agentId || cp.bootId !== (opts.bootId ?? readBootId())) return [];
+  const executor = new Executor({ onEvent: () => {} });
+  for (const t of cp.tasks) executor.adopt(t);
+  await new Promise<void>((r) => setImmediate(r)); // adopt() settles what ended meanwhile in a microtask
+  const ids = executor.runningTasks();
+  log.info({ tasks: ids, reason: opts.reason }, "killing the checkpoint's tasks before connecting");
+  await executor.shutdown(opts.graceMs, opts.reason);
+  executor.detach();
+  return ids;
+}
+
+/**
  * How long an agent believes a leader announcement that no leader confirms (a registration reply
  * at that epoch) while a lower-epoch leader keeps answering. Well past a lease (3 s), the time a
  * deposed leader may still answer before it steps down.

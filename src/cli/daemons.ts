@@ -8,7 +8,7 @@ import { KvLease } from "../actors/lease.js";
 import { KvMemberBoard } from "../actors/members.js";
 import type { SchedulingPolicy } from "../actors/policy.js";
 import { Scheduler } from "../actors/scheduler.js";
-import { Agent } from "../agent/agent.js";
+import { Agent, killCheckpointedTasks } from "../agent/agent.js";
 import { createIsolator } from "../agent/isolation.js";
 import { resolveCreds } from "../bus/creds.js";
 import { NatsBus } from "../bus/nats.js";
@@ -248,6 +248,8 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   // the kills are hastened (SIGKILL now) and the wait cut short. After the parent's end (its
   // nats-server is going too, most likely) the agent waits little.
   let stopping = false;
+  /** The Agent's start() began: it has read the checkpoint, and its stop() kills what it adopted. */
+  let took = false;
   const stop = (why: string, fast: boolean, parentGone = false) => {
     const short = fast || parentGone;
     const opts = {
@@ -260,12 +262,22 @@ export async function runAgent(f: AgentFlags): Promise<void> {
     if (stopping) {
       if (fast) logger.warn({ why }, "stopping at once");
       // Hastens the kills; the first stop's wait ends with this one (Agent.stop).
-      if (fast && agent) void agent.stop(opts).catch(() => {});
+      if (fast && agent && took) void agent.stop(opts).catch(() => {});
       return;
     }
     stopping = true;
     void finish(0, why, [
-      ["agent", () => agent?.stop(opts)],
+      // Before the Agent took its checkpoint over (still connecting), the tasks it would have
+      // re-attached to are killed from the checkpoint (killCheckpointedTasks says why).
+      [
+        "agent",
+        () =>
+          took
+            ? agent?.stop(opts)
+            : f.killTasksOnExit
+              ? killCheckpointedTasks({ workDir: resolve(f.workDir), agentId, reason: why, graceMs: opts.graceMs, logger })
+              : undefined,
+      ],
       ["bus", closeBus],
       ["metrics", () => metricsServer?.close()],
     ]);
@@ -304,6 +316,8 @@ export async function runAgent(f: AgentFlags): Promise<void> {
       metricsServer = await serveMetrics(metricsAt, agent.metrics.registry);
       logger.info({ url: metricsServer.url }, "serving metrics");
     }
+    if (stopping) return; // told to stop while the metrics server started
+    took = true;
     await agent.start();
   });
 }

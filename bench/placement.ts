@@ -27,7 +27,11 @@
 //                        record, so the p99 of 10,000 tasks is the slowest of the 100 jobs
 //   appendAckP50Ms, appendAckMaxMs   in that window, from each append's write to its ack (the
 //                        nats-server's part; each job is two appends: its creation, its placements).
-//                        The slowest ack alone can be half of the slowest job
+//                        The slowest ack alone can be half of the slowest job. The note on stderr
+//                        names the 3 slowest jobs (by submission order) and the collector's pauses
+//                        within each. On 2026-12-05 the slowest was the cell's first job in most
+//                        runs (15-25 ms, most often with no pause), and the others had waited out
+//                        a scavenge (5-11 ms of theirs) or an ack
 //   agentsJoinBacklogRegisteredMs, agentsJoinBacklogPlacedMs   300 jobs × 100 tasks wait in a cell
 //                        with no agent, then all 5,000 agents register at once: until every one
 //                        is registered, and until every task is placed (the README's known limit)
@@ -49,6 +53,7 @@ import { TaskGroup } from "../src/scheduling/feasible.js";
 import { activeAgents, OfferBook } from "../src/scheduling/offers.js";
 import { PlacementStack } from "../src/scheduling/stack.js";
 import type { TaskId } from "../src/domain/types.js";
+import { PerformanceObserver } from "node:perf_hooks";
 import { gc } from "./support/gc.js";
 import { median, percentile } from "./support/stats.js";
 
@@ -207,67 +212,77 @@ function commitPathUs(raw: readonly Uint8Array[], placements: number): { encodeU
   return { encodeUs: median(runs.encodeUs), decodeUs: median(runs.decodeUs), foldUs: median(runs.foldUs) };
 }
 
+/**
+ * The throughput run, then the pure cost and the commit path on its log. A function of its own so
+ * that nothing of it (its cell's state, its records) is reachable once it returns: the latency
+ * phase then starts from a heap of its own (support/gc.ts says why).
+ */
+async function throughput(server: { url: string }) {
+  const log1 = await openJetStreamLog({ servers: server.url, stream: "PLACE1", replicas: 1 });
+  const { scheduler: s1, bus: bus1, register: register1 } = await cell(log1);
+  const total = JOBS * 100;
+  const done = new Promise<number>((resolve) => {
+    let placed = 0;
+    s1.onChange((_seq, events) => {
+      if (!events) return;
+      for (const e of events) if (e.type === "TaskAssigned") placed++;
+      if (placed >= total) resolve(performance.now());
+    });
+  });
+  // The agents register first, then the jobs are submitted back to back, and the clock runs from
+  // the first submit to the last placement committed. Submitting first and registering after
+  // measured the registrations instead: with 30,000 tasks pending, each of 5,000 agents joining
+  // set off a placement round over every group (40 s to register them; see the README).
+  await register1();
+  note(`${AGENTS} agents registered`);
+  const rng = new Rng(1);
+  // Many clients at once (SUBMIT_WINDOW creates in flight), as C1M's submitters were: one client
+  // awaiting each create measured that client's round trips (9,125 placements/s, 0.19 of the bound).
+  const specs = Array.from({ length: JOBS }, (_, i) => jobSpec(i, rng));
+  let next = 0;
+  const t0 = performance.now();
+  const submitter = async () => {
+    while (next < specs.length) await s1.intake.create({ spec: specs[next++]!, user: "bench" });
+  };
+  await Promise.all(Array.from({ length: SUBMIT_WINDOW }, submitter));
+  const submitted = performance.now();
+  const t1 = await done;
+  const placementsPerSec = (total / (t1 - t0)) * 1000;
+  note(
+    `${total} placements in ${Math.round(t1 - t0)} ms (submitting took ${Math.round(submitted - t0)} ms): ${Math.round(placementsPerSec)}/s`,
+  );
+  const pendingLeft = s1.state.pending.size;
+  await s1.stop();
+  await bus1.close();
+  const raw: Uint8Array[] = [];
+  for await (const r of log1.readRaw(1)) raw.push(r.data);
+  await log1.close();
+  const records = raw.map(decodeRecordGeneric); // the leader's state: its commits, decoded as it decodes them
+  const costs: number[] = [];
+  for (let run = 0; run < 3; run++) costs.push(pureCostUs(unplaced(records)));
+  const pureUs = median(costs);
+  const placementEfficiency = (placementsPerSec * pureUs) / 1e6;
+  note(
+    `pure placement on the same state: ${pureUs.toFixed(2)} µs per task (runs ${costs.map((c) => c.toFixed(2)).join(", ")}): bound ${Math.round(1e6 / pureUs)}/s; efficiency ${placementEfficiency.toFixed(2)}`,
+  );
+  const path = commitPathUs(raw, total);
+  const pathUs = path.encodeUs + path.decodeUs + path.foldUs;
+  const efficiencyCeiling = pureUs / (pureUs + pathUs);
+  note(
+    `the log of the run, per placement: encode ${path.encodeUs.toFixed(2)} µs, decode ${path.decodeUs.toFixed(2)}, fold ${path.foldUs.toFixed(2)}; ` +
+      `committed placement took ${(1e6 / placementsPerSec).toFixed(1)} µs; ceiling ${efficiencyCeiling.toFixed(2)}`,
+  );
+  return { placementsPerSec, pureUs, placementEfficiency, path, pathUs, efficiencyCeiling, total, pendingLeft };
+}
+
 export default async function placementBench(): Promise<Record<string, number | string>> {
   const server = await startNatsServer();
   try {
-    // Throughput.
-    const log1 = await openJetStreamLog({ servers: server.url, stream: "PLACE1", replicas: 1 });
-    const { scheduler: s1, bus: bus1, register: register1 } = await cell(log1);
-    const total = JOBS * 100;
-    const done = new Promise<number>((resolve) => {
-      let placed = 0;
-      s1.onChange((_seq, events) => {
-        if (!events) return;
-        for (const e of events) if (e.type === "TaskAssigned") placed++;
-        if (placed >= total) resolve(performance.now());
-      });
-    });
-    // The agents register first, then the jobs are submitted back to back, and the clock runs from
-    // the first submit to the last placement committed. Submitting first and registering after
-    // measured the registrations instead: with 30,000 tasks pending, each of 5,000 agents joining
-    // set off a placement round over every group (40 s to register them; see the README).
-    await register1();
-    note(`${AGENTS} agents registered`);
-    const rng = new Rng(1);
-    // Many clients at once (SUBMIT_WINDOW creates in flight), as C1M's submitters were: one client
-    // awaiting each create measured that client's round trips (9,125 placements/s, 0.19 of the bound).
-    const specs = Array.from({ length: JOBS }, (_, i) => jobSpec(i, rng));
-    let next = 0;
-    const t0 = performance.now();
-    const submitter = async () => {
-      while (next < specs.length) await s1.intake.create({ spec: specs[next++]!, user: "bench" });
-    };
-    await Promise.all(Array.from({ length: SUBMIT_WINDOW }, submitter));
-    const submitted = performance.now();
-    const t1 = await done;
-    const placementsPerSec = (total / (t1 - t0)) * 1000;
-    note(
-      `${total} placements in ${Math.round(t1 - t0)} ms (submitting took ${Math.round(submitted - t0)} ms): ${Math.round(placementsPerSec)}/s`,
-    );
-    const pendingLeft = s1.state.pending.size;
-    await s1.stop();
-    await bus1.close();
-    const raw: Uint8Array[] = [];
-    for await (const r of log1.readRaw(1)) raw.push(r.data);
-    await log1.close();
-    const records = raw.map(decodeRecordGeneric); // the leader's state: its commits, decoded as it decodes them
-    const costs: number[] = [];
-    for (let run = 0; run < 3; run++) costs.push(pureCostUs(unplaced(records)));
-    const pureUs = median(costs);
-    const placementEfficiency = (placementsPerSec * pureUs) / 1e6;
-    note(
-      `pure placement on the same state: ${pureUs.toFixed(2)} µs per task (runs ${costs.map((c) => c.toFixed(2)).join(", ")}): bound ${Math.round(1e6 / pureUs)}/s; efficiency ${placementEfficiency.toFixed(2)}`,
-    );
-    const path = commitPathUs(raw, total);
-    const pathUs = path.encodeUs + path.decodeUs + path.foldUs;
-    const efficiencyCeiling = pureUs / (pureUs + pathUs);
-    note(
-      `the log of the run, per placement: encode ${path.encodeUs.toFixed(2)} µs, decode ${path.decodeUs.toFixed(2)}, fold ${path.foldUs.toFixed(2)}; ` +
-        `committed placement took ${(1e6 / placementsPerSec).toFixed(1)} µs; ceiling ${efficiencyCeiling.toFixed(2)}`,
-    );
+    const { placementsPerSec, pureUs, placementEfficiency, path, pathUs, efficiencyCeiling, total, pendingLeft } = await throughput(server);
 
     // Latency at 1,000 tasks/s, from a heap without the phases before (support/gc.ts says why).
     gc();
+    note(`the latency phase starts with ${Math.round(process.memoryUsage().heapUsed / 2 ** 20)} MiB of heap in use`);
     const log2 = await openJetStreamLog({ servers: server.url, stream: "PLACE2", replicas: 1 });
     const { scheduler: s2, bus: bus2, register: register2 } = await cell(log2);
     await register2();
@@ -275,6 +290,14 @@ export default async function placementBench(): Promise<Record<string, number | 
     timeAppends(log2, appendAcks);
     const submittedAt = new Map<string, number>();
     const latencies: number[] = [];
+    /** Each job's latency (its slowest task), by the job's place in the submission order. */
+    const jobLatency = new Map<string, number>();
+    // The collector's pauses in the window, to tell which slow jobs waited one out.
+    const pauses: Array<{ at: number; ms: number }> = [];
+    const gcWatch = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) pauses.push({ at: e.startTime, ms: e.duration });
+    });
+    gcWatch.observe({ entryTypes: ["gc"] });
     s2.onChange((_seq, events?: readonly LogEntry[]) => {
       if (!events) return;
       const now = performance.now();
@@ -282,7 +305,9 @@ export default async function placementBench(): Promise<Record<string, number | 
         if (e.type !== "TaskAssigned") continue;
         const job = s2.state.tasks.get(e.data.taskId)!.job;
         const at = submittedAt.get(job);
-        if (at !== undefined) latencies.push(now - at);
+        if (at === undefined) continue;
+        latencies.push(now - at);
+        jobLatency.set(job, Math.max(jobLatency.get(job) ?? 0, now - at));
       }
     });
     const rng2 = new Rng(2);
@@ -304,9 +329,19 @@ export default async function placementBench(): Promise<Record<string, number | 
     const p99 = percentile(latencies, 99);
     const ackP50 = percentile(appendAcks, 50);
     const ackMax = Math.max(...appendAcks);
+    gcWatch.disconnect();
+    const order = [...submittedAt.keys()];
+    const slowest = [...jobLatency]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([job, ms]) => {
+        const from = submittedAt.get(job)!;
+        const gcMs = pauses.filter((p) => p.at + p.ms > from && p.at < from + ms).reduce((sum, p) => sum + p.ms, 0);
+        return `#${order.indexOf(job)} ${ms.toFixed(1)} ms (${gcMs.toFixed(1)} ms of it in GC pauses)`;
+      });
     note(
       `offered 1,000 tasks/s for 10 s: submit→placed p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; ` +
-        `${appendAcks.length} appends acked in p50 ${ackP50.toFixed(2)} ms, max ${ackMax.toFixed(1)} ms`,
+        `${appendAcks.length} appends acked in p50 ${ackP50.toFixed(2)} ms, max ${ackMax.toFixed(1)} ms; slowest jobs ${slowest.join(", ")}`,
     );
 
     gc();

@@ -191,9 +191,9 @@ function readBootId(): string {
  * agent's stop found no Agent, killed nothing, and the tasks of the agent before it ran on,
  * orphans of a cluster that was gone. The checkpoint is left as it is: the next agent on this
  * work dir re-attaches to it, finds the processes gone and reports their ends (LOST where the
- * kill left no exit status), as after any agent that died with its tasks. A checkpoint of
- * another agent or another boot (its processes died with the host), or one that cannot be read,
- * kills nothing: start() handles those, and says so.
+ * kill left no exit status), as after any agent that died with its tasks. A checkpoint that
+ * cannot be read, or is another agent's, kills nothing, and says so; one of another boot kills
+ * nothing either (its processes died with the host).
  */
 export async function killCheckpointedTasks(opts: {
   workDir: string;
@@ -213,7 +213,11 @@ export async function killCheckpointedTasks(opts: {
     return [];
   }
   if (!cp || cp.tasks.length === 0) return [];
-  if (cp.agentId !== opts.agentId || cp.bootId !== (opts.bootId ?? readBootId())) return [];
+  if (cp.agentId !== opts.agentId) {
+    log.warn({ checkpointOf: cp.agentId }, "the checkpoint is another agent's: its tasks are left running");
+    return [];
+  }
+  if (cp.bootId !== (opts.bootId ?? readBootId())) return []; // its processes died with the host
   const executor = new Executor({ onEvent: () => {} });
   for (const t of cp.tasks) executor.adopt(t);
   await new Promise<void>((r) => setImmediate(r)); // adopt() settles what ended meanwhile in a microtask

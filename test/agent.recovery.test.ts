@@ -11,7 +11,7 @@ import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Agent } from "../src/agent/agent.js";
+import { Agent, killCheckpointedTasks } from "../src/agent/agent.js";
 import { readCheckpoint, type Checkpoint } from "../src/agent/checkpoint.js";
 import { isAlive } from "../src/agent/proc.js";
 import type { KillRequest, LaunchRequest, RegisterRequest, StatusRequest } from "../src/agent/protocol.js";
@@ -557,5 +557,23 @@ describe("roost agent stopped while it connects", () => {
     expect(processesUnder(tmp)).toEqual([]);
     // Left for the next agent on this work dir, which reports what it finds.
     expect(checkpoint().tasks.map((t) => t.taskId)).toEqual(["t-conn"]);
+  });
+
+  it("kills nothing from another agent's checkpoint, or another boot's", async () => {
+    const a1 = newAgent({ bootId: "boot-A" });
+    await a1.start();
+    await launch("t-other", { main: "echo $$ > main.pid; sleep 1000" });
+    await fake.status("t-other", "RUNNING");
+    const main = await waitForPid(path.join(sandbox("t-other"), "main.pid"));
+    await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
+    a1.abandon();
+    const opts = { workDir, agentId: AGENT_ID, reason: "test", graceMs: 0 };
+    expect(await killCheckpointedTasks({ ...opts, agentId: "agent-other", bootId: "boot-A" })).toEqual([]);
+    expect(await killCheckpointedTasks({ ...opts, bootId: "boot-B" })).toEqual([]);
+    expect(isAlive(main)).toBe(true);
+    // The same call on its own checkpoint and boot kills it.
+    expect(await killCheckpointedTasks({ ...opts, bootId: "boot-A" })).toEqual(["t-other"]);
+    expect(isAlive(main)).toBe(false);
+    expect(processesUnder(tmp)).toEqual([]);
   });
 });

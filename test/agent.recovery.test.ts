@@ -559,6 +559,64 @@ describe("roost agent stopped while it connects", () => {
     expect(checkpoint().tasks.map((t) => t.taskId)).toEqual(["t-conn"]);
   });
 
+  it("a second stop hastens those kills: a task that ignores SIGTERM, with a 60 s grace, is SIGKILLed at once", async () => {
+    const a1 = newAgent({ bootId: fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() });
+    await a1.start();
+    const req: LaunchRequest = {
+      taskId: "t-stubborn",
+      job: "www-data/devel/recovery",
+      instance: 0,
+      processes: [{ name: "main", cmdline: "trap '' TERM; echo $$ > main.pid; sleep 1000" }],
+      ports: {},
+      resources: { cpus: 0.1, ramMb: 16, diskMb: 16 },
+      finalizationWaitSecs: 60,
+    };
+    expect(await bus.request(subjects.launch(AGENT_ID), req)).toEqual({ ok: true });
+    await fake.status("t-stubborn", "RUNNING");
+    const main = await waitForPid(path.join(sandbox("t-stubborn"), "main.pid"));
+    await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
+    a1.abandon();
+
+    const nats = await silentServer();
+    const child = spawn(
+      process.execPath,
+      [
+        ROOST_CLI,
+        "agent",
+        "--nats",
+        nats.url,
+        "--id",
+        AGENT_ID,
+        "--work-dir",
+        workDir,
+        "--control-stdin",
+        "--no-isolation",
+        "--kill-tasks-on-exit",
+      ],
+      { cwd: tmp, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ROOST_LOG_LEVEL: "info" } },
+    );
+    children.push(child);
+    let output = "";
+    const killing = new Promise<void>((resolve) => {
+      const on = (d: Buffer) => {
+        output += d;
+        if (output.includes("killing the checkpoint's tasks before connecting")) resolve();
+      };
+      child.stdout!.on("data", on);
+      child.stderr!.on("data", on);
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    await nats.connected;
+    child.stdin!.write("stop an orderly stop\n");
+    await killing;
+    expect(isAlive(main)).toBe(true); // SIGTERM ignored; its grace has 60 s to run
+    child.stdin!.write("kill hurry\n");
+    expect(await exited).toBe(0);
+    await nats.close();
+    expect(isAlive(main)).toBe(false);
+    expect(processesUnder(tmp)).toEqual([]);
+  });
+
   it("kills nothing from another agent's checkpoint, or another boot's", async () => {
     const a1 = newAgent({ bootId: "boot-A" });
     await a1.start();

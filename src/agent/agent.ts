@@ -203,6 +203,8 @@ export async function killCheckpointedTasks(opts: {
   graceMs?: number;
   bootId?: string;
   logger?: Logger;
+  /** Given, once the kills begin, a function that hastens them (SIGKILL now), as a second stop does. */
+  onKilling?: (hasten: () => void) => void;
 }): Promise<string[]> {
   const log = opts.logger ?? silentLogger;
   let cp: Checkpoint | null;
@@ -223,7 +225,9 @@ export async function killCheckpointedTasks(opts: {
   await new Promise<void>((r) => setImmediate(r)); // adopt() settles what ended meanwhile in a microtask
   const ids = executor.runningTasks();
   log.info({ tasks: ids, reason: opts.reason }, "killing the checkpoint's tasks before connecting");
-  await executor.shutdown(opts.graceMs, opts.reason);
+  const killed = executor.shutdown(opts.graceMs, opts.reason);
+  opts.onKilling?.(() => void executor.shutdown(0, opts.reason));
+  await killed;
   executor.detach();
   return ids;
 }

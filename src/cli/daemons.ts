@@ -250,6 +250,8 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   let stopping = false;
   /** The Agent's start() began: it has read the checkpoint, and its stop() kills what it adopted. */
   let took = false;
+  /** Before that, hastens the kills of the checkpoint's tasks (killCheckpointedTasks). */
+  let hastenEarly: (() => void) | null = null;
   const stop = (why: string, fast: boolean, parentGone = false) => {
     const short = fast || parentGone;
     const opts = {
@@ -263,6 +265,7 @@ export async function runAgent(f: AgentFlags): Promise<void> {
       if (fast) logger.warn({ why }, "stopping at once");
       // Hastens the kills; the first stop's wait ends with this one (Agent.stop).
       if (fast && agent && took) void agent.stop(opts).catch(() => {});
+      if (fast && !took) hastenEarly?.();
       return;
     }
     stopping = true;
@@ -275,7 +278,14 @@ export async function runAgent(f: AgentFlags): Promise<void> {
           took
             ? agent?.stop(opts)
             : f.killTasksOnExit
-              ? killCheckpointedTasks({ workDir: resolve(f.workDir), agentId, reason: why, graceMs: opts.graceMs, logger })
+              ? killCheckpointedTasks({
+                  workDir: resolve(f.workDir),
+                  agentId,
+                  reason: why,
+                  graceMs: opts.graceMs,
+                  logger,
+                  onKilling: (hasten) => (hastenEarly = hasten),
+                })
               : undefined,
       ],
       ["bus", closeBus],

@@ -511,47 +511,96 @@ async function silentServer(): Promise<{ url: string; connected: Promise<void>; 
   };
 }
 
+const BOOT_ID = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+
+/**
+ * A task left running by an agent gone as after kill -9 (abandoned, checkpoint written), on this
+ * host's real boot id unless told otherwise; its command's pid and its wrapper's.
+ */
+async function orphanedTask(
+  taskId: string,
+  cmdline: string,
+  opts: { bootId?: string; finalizationWaitSecs?: number } = {},
+): Promise<{ main: number; wrapper: number }> {
+  const a = newAgent({ bootId: opts.bootId ?? BOOT_ID });
+  await a.start();
+  const req: LaunchRequest = {
+    taskId,
+    job: "www-data/devel/recovery",
+    instance: 0,
+    processes: [{ name: "main", cmdline: `echo $$ > main.pid; ${cmdline}` }],
+    ports: {},
+    resources: { cpus: 0.1, ramMb: 16, diskMb: 16 },
+    ...(opts.finalizationWaitSecs !== undefined ? { finalizationWaitSecs: opts.finalizationWaitSecs } : {}),
+  };
+  expect(await bus.request(subjects.launch(AGENT_ID), req)).toEqual({ ok: true });
+  await fake.status(taskId, "RUNNING");
+  const main = await waitForPid(path.join(sandbox(taskId), "main.pid"));
+  await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
+  const wrapper = checkpoint().tasks[0]!.processes[0]!.pid!;
+  a.abandon();
+  return { main, wrapper };
+}
+
+/**
+ * `roost agent` as roost dev runs it (--control-stdin), against a NATS that never answers, once
+ * it is connecting; `saw(text)` resolves when its log has said `text`.
+ */
+async function connectingAgent(flags: string[]) {
+  const nats = await silentServer();
+  const child = spawn(
+    process.execPath,
+    [ROOST_CLI, "agent", "--nats", nats.url, "--id", AGENT_ID, "--work-dir", workDir, "--control-stdin", "--no-isolation", ...flags],
+    { cwd: tmp, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ROOST_LOG_LEVEL: "info" } },
+  );
+  children.push(child);
+  let output = "";
+  const waiters = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    output += d;
+    for (const w of [...waiters]) w();
+  };
+  child.stdout!.on("data", onData);
+  child.stderr!.on("data", onData);
+  const exitCode = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  await Promise.race([nats.connected, exitCode.then(() => Promise.reject(new Error(`the agent exited before connecting: ${output}`)))]);
+  return {
+    stdin: child.stdin!,
+    output: () => output,
+    saw: (text: string) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (!output.includes(text)) return;
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+        check();
+      }),
+    /** Its exit code, once it has exited and the stand-in NATS is closed. */
+    exited: async () => {
+      const code = await exitCode;
+      await nats.close();
+      return code;
+    },
+  };
+}
+
 describe("roost agent stopped while it connects", () => {
   it("kills the checkpoint's tasks with --kill-tasks-on-exit (and leaves them running without it)", async () => {
-    // An agent on this host's real boot id, whose task then outlives it (as after kill -9).
-    const a1 = newAgent({ bootId: fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() });
-    await a1.start();
-    await launch("t-conn", { main: "echo $$ > main.pid; sleep 1000" });
-    await fake.status("t-conn", "RUNNING");
-    const main = await waitForPid(path.join(sandbox("t-conn"), "main.pid"));
-    await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
-    const wrapper = checkpoint().tasks[0]!.processes[0]!.pid!;
-    a1.abandon();
+    const { main, wrapper } = await orphanedTask("t-conn", "sleep 1000");
 
-    // `roost agent` as roost dev runs it, its NATS never answering; its control pipe closes
-    // (roost dev was killed) while it still connects.
-    const stopWhileConnecting = async (flags: string[]) => {
-      const nats = await silentServer();
-      const child = spawn(
-        process.execPath,
-        [ROOST_CLI, "agent", "--nats", nats.url, "--id", AGENT_ID, "--work-dir", workDir, "--control-stdin", "--no-isolation", ...flags],
-        { cwd: tmp, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ROOST_LOG_LEVEL: "info" } },
-      );
-      children.push(child);
-      let output = "";
-      child.stdout!.on("data", (d) => (output += d));
-      child.stderr!.on("data", (d) => (output += d));
-      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-      await Promise.race([nats.connected, exited.then(() => Promise.reject(new Error(`the agent exited before connecting: ${output}`)))]);
-      child.stdin!.end();
-      const code = await exited;
-      await nats.close();
-      return { code, output };
-    };
-
-    const kept = await stopWhileConnecting([]);
-    expect(kept.code).toBe(0);
+    // Its control pipe closes (roost dev was killed) while it still connects.
+    const kept = await connectingAgent([]);
+    kept.stdin.end();
+    expect(await kept.exited()).toBe(0);
     expect(isAlive(main)).toBe(true);
     expect(isAlive(wrapper)).toBe(true);
 
-    const killed = await stopWhileConnecting(["--kill-tasks-on-exit"]);
-    expect(killed.code).toBe(0);
-    expect(killed.output).toContain("killing the checkpoint's tasks before connecting");
+    const killing = await connectingAgent(["--kill-tasks-on-exit"]);
+    killing.stdin.end();
+    expect(await killing.exited()).toBe(0);
+    expect(killing.output()).toContain("killing the checkpoint's tasks before connecting");
     expect(isAlive(main)).toBe(false);
     expect(isAlive(wrapper)).toBe(false);
     expect(processesUnder(tmp)).toEqual([]);
@@ -560,71 +609,19 @@ describe("roost agent stopped while it connects", () => {
   });
 
   it("a second stop hastens those kills: a task that ignores SIGTERM, with a 60 s grace, is SIGKILLed at once", async () => {
-    const a1 = newAgent({ bootId: fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() });
-    await a1.start();
-    const req: LaunchRequest = {
-      taskId: "t-stubborn",
-      job: "www-data/devel/recovery",
-      instance: 0,
-      processes: [{ name: "main", cmdline: "trap '' TERM; echo $$ > main.pid; sleep 1000" }],
-      ports: {},
-      resources: { cpus: 0.1, ramMb: 16, diskMb: 16 },
-      finalizationWaitSecs: 60,
-    };
-    expect(await bus.request(subjects.launch(AGENT_ID), req)).toEqual({ ok: true });
-    await fake.status("t-stubborn", "RUNNING");
-    const main = await waitForPid(path.join(sandbox("t-stubborn"), "main.pid"));
-    await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
-    a1.abandon();
-
-    const nats = await silentServer();
-    const child = spawn(
-      process.execPath,
-      [
-        ROOST_CLI,
-        "agent",
-        "--nats",
-        nats.url,
-        "--id",
-        AGENT_ID,
-        "--work-dir",
-        workDir,
-        "--control-stdin",
-        "--no-isolation",
-        "--kill-tasks-on-exit",
-      ],
-      { cwd: tmp, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ROOST_LOG_LEVEL: "info" } },
-    );
-    children.push(child);
-    let output = "";
-    const killing = new Promise<void>((resolve) => {
-      const on = (d: Buffer) => {
-        output += d;
-        if (output.includes("killing the checkpoint's tasks before connecting")) resolve();
-      };
-      child.stdout!.on("data", on);
-      child.stderr!.on("data", on);
-    });
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    await nats.connected;
-    child.stdin!.write("stop an orderly stop\n");
-    await killing;
+    const { main } = await orphanedTask("t-stubborn", "trap '' TERM; sleep 1000", { finalizationWaitSecs: 60 });
+    const agent = await connectingAgent(["--kill-tasks-on-exit"]);
+    agent.stdin.write("stop an orderly stop\n");
+    await agent.saw("killing the checkpoint's tasks before connecting");
     expect(isAlive(main)).toBe(true); // SIGTERM ignored; its grace has 60 s to run
-    child.stdin!.write("kill hurry\n");
-    expect(await exited).toBe(0);
-    await nats.close();
+    agent.stdin.write("kill hurry\n");
+    expect(await agent.exited()).toBe(0);
     expect(isAlive(main)).toBe(false);
     expect(processesUnder(tmp)).toEqual([]);
   });
 
   it("kills nothing from another agent's checkpoint, or another boot's", async () => {
-    const a1 = newAgent({ bootId: "boot-A" });
-    await a1.start();
-    await launch("t-other", { main: "echo $$ > main.pid; sleep 1000" });
-    await fake.status("t-other", "RUNNING");
-    const main = await waitForPid(path.join(sandbox("t-other"), "main.pid"));
-    await until(() => checkpoint().tasks[0]?.started ?? false, "started checkpointed");
-    a1.abandon();
+    const { main } = await orphanedTask("t-other", "sleep 1000", { bootId: "boot-A" });
     const opts = { workDir, agentId: AGENT_ID, reason: "test", graceMs: 0 };
     expect(await killCheckpointedTasks({ ...opts, agentId: "agent-other", bootId: "boot-A" })).toEqual([]);
     expect(await killCheckpointedTasks({ ...opts, bootId: "boot-B" })).toEqual([]);

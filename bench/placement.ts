@@ -108,6 +108,18 @@ async function registerAgents(bus: MemoryBus): Promise<void> {
   await Promise.all(regs);
 }
 
+/** Resolves with performance.now() once `scheduler` has committed `total` placements. */
+function allPlaced(scheduler: Scheduler, total: number): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let placed = 0;
+    scheduler.onChange((_seq, events) => {
+      if (!events) return;
+      for (const e of events) if (e.type === "TaskAssigned") placed++;
+      if (placed >= total) resolve(performance.now());
+    });
+  });
+}
+
 /** Times each append to `log`, from its write to its ack, into `into` (every append goes through appendAfter). */
 function timeAppends(log: JetStreamLog, into: number[]): void {
   const appendAfter = log.appendAfter.bind(log);
@@ -221,14 +233,7 @@ async function throughput(server: { url: string }) {
   const log1 = await openJetStreamLog({ servers: server.url, stream: "PLACE1", replicas: 1 });
   const { scheduler: s1, bus: bus1, register: register1 } = await cell(log1);
   const total = JOBS * 100;
-  const done = new Promise<number>((resolve) => {
-    let placed = 0;
-    s1.onChange((_seq, events) => {
-      if (!events) return;
-      for (const e of events) if (e.type === "TaskAssigned") placed++;
-      if (placed >= total) resolve(performance.now());
-    });
-  });
+  const done = allPlaced(s1, total);
   // The agents register first, then the jobs are submitted back to back, and the clock runs from
   // the first submit to the last placement committed. Submitting first and registering after
   // measured the registrations instead: with 30,000 tasks pending, each of 5,000 agents joining
@@ -351,14 +356,7 @@ export default async function placementBench(): Promise<Record<string, number | 
     const { scheduler: s3, bus: bus3, register: register3 } = await cell(log3);
     const rng3 = new Rng(3);
     const stormTotal = STORM_JOBS * 100;
-    const stormPlaced = new Promise<number>((resolve) => {
-      let placed = 0;
-      s3.onChange((_seq, events) => {
-        if (!events) return;
-        for (const e of events) if (e.type === "TaskAssigned") placed++;
-        if (placed >= stormTotal) resolve(performance.now());
-      });
-    });
+    const stormPlaced = allPlaced(s3, stormTotal);
     for (let i = 0; i < STORM_JOBS; i++) await s3.intake.create({ spec: jobSpec(i, rng3), user: "bench" });
     const r0 = performance.now();
     await register3();

@@ -458,16 +458,16 @@ const ATTEMPT_MS = 500;
 async function awaitBucket(nc: NatsConnection, bucket: string, create: boolean, replicas: number, timeoutMs: number): Promise<void> {
   const objm = new Objm(jetstream(nc, { timeout: Math.min(timeoutMs, ATTEMPT_MS) }));
   const deadline = performance.now() + timeoutMs;
-  let created = !create;
+  let toCreate = create;
   for (;;) {
     try {
-      if (!created) {
+      if (toCreate) {
         await objm.create(bucket, {
           replicas,
           storage: StorageType.File,
           description: "Roost state snapshots (src/storage/snapshotStore.ts)",
         });
-        created = true;
+        toCreate = false;
       }
       await objm.open(bucket);
       return;

@@ -12,6 +12,7 @@ import { encodeSnapshot, readSnapshot, verifySnapshot } from "../src/replay/snap
 import { ClusterState, type TaskRecord } from "../src/replay/state.js";
 import { TaskMap } from "../src/replay/taskMap.js";
 import { IdIndex, idHash } from "../src/replay/idIndex.js";
+import { PackedIds } from "../src/replay/packedIds.js";
 import { SnapshotError } from "../src/replay/snapshot.js";
 import { Rng } from "../src/sim/rng.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
@@ -164,7 +165,7 @@ describe("the id index of a snapshot's rows", () => {
       const keys = [...ids].map(asTaskId);
       // Only the first n are indexed (the string table holds more ids than rows).
       const n = keys.length - 1000;
-      const index = new IdIndex(keys, n);
+      const index = new IdIndex(PackedIds.of(keys), n);
       for (let p = 0; p < keys.length; p++) expect(index.find(keys[p]!)).toBe(p < n ? p : -1);
       expect(index.find(asTaskId("role-prod-job1-1-nothere"))).toBe(-1);
     }
@@ -172,10 +173,10 @@ describe("the id index of a snapshot's rows", () => {
 
   it("refuses an id held twice, and a count beyond its keys", () => {
     const keys = ["a", "b", "c", "b"].map(asTaskId);
-    expect(() => new IdIndex(keys, 4)).toThrow(SnapshotError);
-    expect(() => new IdIndex(keys, 4)).toThrow(/task b twice/);
-    expect(new IdIndex(keys, 3).find(asTaskId("b"))).toBe(1);
-    expect(() => new IdIndex(keys, 5)).toThrow(/cannot index/);
+    expect(() => new IdIndex(PackedIds.of(keys), 4)).toThrow(SnapshotError);
+    expect(() => new IdIndex(PackedIds.of(keys), 4)).toThrow(/task b twice/);
+    expect(new IdIndex(PackedIds.of(keys), 3).find(asTaskId("b"))).toBe(1);
+    expect(() => new IdIndex(PackedIds.of(keys), 5)).toThrow(/cannot index/);
   });
 
   it("hashes every character (ids differing only in their middle or their end differ)", () => {

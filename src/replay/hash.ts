@@ -423,7 +423,7 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
     f.pos = pos;
     const anc = ancestor.a[p]! + ancestor.b;
     if (anc === -1) f.bytes(NULL);
-    else f.json(strs[anc]!);
+    else f.json(strs.at(anc));
     f.room(room);
     pos = put(f.buf, f.pos, L_CONFIG);
     pos = putNum(f, buf, pos, configVersion.a[p]! + configVersion.b);
@@ -465,7 +465,7 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
     f.bytes(L_SUCCESSOR);
     const suc = successor.a[p]! + successor.b;
     if (suc === -1) f.bytes(NULL);
-    else f.json(strs[suc]!);
+    else f.json(strs.at(suc));
     const throttle = throttleMs.a[p]! + throttleMs.b;
     if (throttle) {
       f.bytes(L_THROTTLE);

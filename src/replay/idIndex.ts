@@ -7,7 +7,9 @@
 // variable part (4.6–6.7 s of a 9–12 s start at 10M events). A Map of 2.4M ids costs ~2 s to fill
 // and ~70 MB of heap; this costs ~0.25 s and 42 MB outside the heap (an open-addressing table of
 // positions, linear probing, at most half full, and each id's hash to skip most string
-// comparisons).
+// comparisons). (0.65-0.7 s at 2.4M ids in a cold start on 2026-12-05, a slow day: hashing ~0.2 s
+// of it, the rest inserts into a fresh 32 MB table.) The ids are hashed from the snapshot's bytes
+// (packedIds.ts), so building the index makes no string but those of ids whose hashes meet.
 //
 // Building it also proves the ids are distinct: a snapshot that holds one twice cannot be a Map's
 // keys, and is refused (SnapshotError) before anything is built from it.
@@ -17,33 +19,26 @@
 // the leader (src/actors/clock.ts), not chosen by clients, so there is nobody to collide them.
 
 import type { TaskId } from "../domain/types.js";
+import { type IdTable, idHash } from "./packedIds.js";
 import { SnapshotError } from "./snapshotError.js";
 
-/** The 32-bit hash of a string (FNV-1a, then fmix32). */
-export function idHash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) | 0;
-}
+export { idHash };
 
 /** Explicit limit: positions are stored as int32 (+1), and the table has 2^k ≥ 2n slots. */
 const ID_INDEX_MAX_KEYS = 2 ** 28;
 
 export class IdIndex {
   readonly n: number;
-  readonly #keys: readonly TaskId[];
+  readonly #keys: IdTable;
   /** Slot → position + 1 (0: empty). */
   readonly #slots: Int32Array;
   readonly #mask: number;
   /** Position → its key's hash. */
   readonly #hashes: Int32Array;
 
-  /** Indexes keys[0 … n-1]; SnapshotError when one is there twice. */
-  constructor(keys: readonly TaskId[], n: number) {
+  /** Indexes keys 0 … n-1; SnapshotError when one is there twice. Hashes the ids without making
+   *  them strings (packedIds.ts): only ids whose hashes meet are compared, so made. */
+  constructor(keys: IdTable, n: number) {
     if (!(Number.isSafeInteger(n) && n >= 0 && n <= keys.length && n <= ID_INDEX_MAX_KEYS))
       throw new SnapshotError(`cannot index ${n} task ids`);
     this.n = n;
@@ -54,12 +49,11 @@ export class IdIndex {
     const mask = size - 1;
     const hashes = new Int32Array(n);
     for (let p = 0; p < n; p++) {
-      const key = keys[p]!;
-      const h = idHash(key);
+      const h = keys.hashAt(p);
       hashes[p] = h;
       let k = h & mask;
       for (let q = slots[k]!; q !== 0; q = slots[k]!) {
-        if (hashes[q - 1] === h && keys[q - 1] === key) throw new SnapshotError(`snapshot holds task ${key} twice`);
+        if (hashes[q - 1] === h && keys.at(q - 1) === keys.at(p)) throw new SnapshotError(`snapshot holds task ${keys.at(p)} twice`);
         k = (k + 1) & mask;
       }
       slots[k] = p + 1;
@@ -75,7 +69,7 @@ export class IdIndex {
     const slots = this.#slots;
     const mask = this.#mask;
     for (let k = h & mask, q = slots[k]!; q !== 0; k = (k + 1) & mask, q = slots[k]!) {
-      if (this.#hashes[q - 1] === h && this.#keys[q - 1] === id) return q - 1;
+      if (this.#hashes[q - 1] === h && this.#keys.at(q - 1) === id) return q - 1;
     }
     return -1;
   }

@@ -57,6 +57,7 @@ import {
   unpackColumn,
 } from "./taskColumns.js";
 import { TaskMap } from "./taskMap.js";
+import { PackedIds } from "./packedIds.js";
 
 export { SnapshotError };
 
@@ -171,6 +172,23 @@ function unpackStrings(v: unknown, what: string): string[] {
   }
   if (offset !== bytes.length) throw new SnapshotError(`string table ${what} is longer than its lengths`);
   return out;
+}
+
+/**
+ * The task id table, left as bytes until each id is read (packedIds.ts), in either form
+ * packStrings writes: the bytes and a column of lengths, or (not all ASCII) an array of strings.
+ */
+function unpackIds(v: unknown): PackedIds {
+  if (Array.isArray(v)) return PackedIds.of(unpackStrings(v, "strs") as TaskId[]);
+  const t = v as { count?: unknown; bytes?: unknown; lengths?: unknown } | null;
+  if (typeof t !== "object" || t === null || !Number.isSafeInteger(t.count) || !(t.bytes instanceof Uint8Array))
+    throw new SnapshotError("string table strs is malformed");
+  const n = t.count as number;
+  const lengths = unpackColumn(t.lengths, n, "strs lengths");
+  const bytes = Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
+  const ids = PackedIds.fromBytes(bytes, n, (i) => lengths.a[i]! + lengths.b);
+  if (ids === null) throw new SnapshotError("string table strs does not add up to its lengths");
+  return ids;
 }
 
 // ---- the fields the codec knows --------------------------------------------------------------
@@ -814,7 +832,13 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   }
   const { n, entries } = body;
   // The task id table: every string in it is a task id (the brand is a type, not a check).
-  const strs = unpackStrings(body.strs, "strs") as TaskId[];
+  const strs = unpackIds(body.strs);
+  /** Task id k of the table, for the small part's references (a bad index is a bad snapshot). */
+  const idAt = (k: unknown, what: string): TaskId => {
+    if (typeof k !== "number" || !(k >= 0 && k < strs.length && (k | 0) === k))
+      throw new SnapshotError(`snapshot ${what} names task index ${String(k)}, out of range`);
+    return strs.at(k);
+  };
   const syms = unpackStrings(body.syms, "syms");
   const small = smallCodec.unpack(body.small) as Small;
   // The tasks stay columns; each becomes a record when used (taskColumns.ts, taskMap.ts).
@@ -826,7 +850,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   for (const [keyIdx, config, cv, configs, createdSeq, createdTs, instanceIds, instanceTasks, killed] of small.jobs) {
     const key = syms[keyIdx]! as JobKeyString;
     const instances = new Map<number, TaskId>();
-    for (let k = 0; k < instanceIds.length; k++) instances.set(instanceIds[k]!, strs[instanceTasks[k]!]!);
+    for (let k = 0; k < instanceIds.length; k++) instances.set(instanceIds[k]!, idAt(instanceTasks[k], "job instances"));
     state.jobs.set(key, {
       key,
       config: config as JobRecord["config"],
@@ -864,7 +888,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
       registeredTs,
       used: unpackUsed(used),
       usedPorts: new Set(usedPorts),
-      tasks: new Set(agentTasks.map((k) => strs[k]!)),
+      tasks: new Set(agentTasks.map((k) => idAt(k, "agent tasks"))),
       ...(isolation !== undefined ? { isolation } : {}),
     });
   }
@@ -894,7 +918,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const pendingCol = unpackColumn(body.pending, body.np, "pending");
   for (let k = 0; k < pendingCol.a.length; k++) {
     const p = pendingCol.a[k]! + pendingCol.b;
-    const id = strs[p];
+    const id = p >= 0 && p < strs.length ? strs.at(p) : undefined;
     if (id === undefined || !(p < n && columns.isPending(p)))
       throw new SnapshotError(`snapshot pending index names ${id}, which is not PENDING`);
     state.pending.add(id);

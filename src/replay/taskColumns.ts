@@ -3,7 +3,8 @@
 //
 // Why columns and not objects: decoding 2.4M tasks into objects took 15 s of a 19 s cold start
 // (see taskMap.ts). Here decoding is checking the columns (typed-array scans) and building the
-// string tables; a row becomes a record when it is used.
+// string tables (the task ids' stays bytes until each id is read: packedIds.ts); a row becomes a
+// record when it is used.
 //
 // Nothing a row is built from can throw later: every string index is checked against its table
 // here, when the columns are made, so `row()` cannot fail inside a fold. Whether the rows are the
@@ -13,6 +14,7 @@
 import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import { IdIndex } from "./idIndex.js";
+import type { PackedIds } from "./packedIds.js";
 import { SnapshotError } from "./snapshotError.js";
 import type { ColdRows } from "./taskMap.js";
 import { HISTORY_STRIDE, type TaskRecord } from "./taskRecord.js";
@@ -92,8 +94,9 @@ export interface TaskColumnsInput {
   n: number;
   /** History entries, all rows' back to back. */
   entries: number;
-  /** Task ids: row p is strs[p]; ancestors and successors index it too. */
-  strs: readonly TaskId[];
+  /** Task ids: row p is strs.at(p); ancestors and successors index it too. Left as bytes until
+   *  read (packedIds.ts). */
+  strs: PackedIds;
   /** Every other string (job keys, agent ids, hosts, reasons, port names). */
   syms: readonly string[];
   /** The packed columns, by name (TASK_COLUMNS, portName, portValue, hSeq, hIdx, hTs, hState). */
@@ -112,7 +115,7 @@ export class TaskColumns implements ColdRows {
   /** Where each id's row is; it outlives the columns in the TaskMap (taskMap.ts). */
   readonly index: IdIndex;
   // Read by the state digest too (hash.ts writes a cold row's digest from them).
-  readonly strs: readonly TaskId[];
+  readonly strs: PackedIds;
   readonly syms: readonly string[];
   readonly c: Record<TaskColumn, Unpacked>;
   readonly hSeq: Unpacked;
@@ -190,7 +193,11 @@ export class TaskColumns implements ColdRows {
   }
 
   key(p: number): TaskId {
-    return this.strs[p]!;
+    return this.strs.at(p);
+  }
+
+  get ids(): PackedIds {
+    return this.strs;
   }
 
   /** Whether row p has a value no column holds (its record is the only way to read it). */
@@ -251,11 +258,11 @@ export class TaskColumns implements ColdRows {
     }
     // The same literal, field for field, as fold.ts's TaskCreated: one hidden class.
     const task: TaskRecord = {
-      taskId: strs[p]!,
+      taskId: strs.at(p),
       job: str(c.job, p, syms) as JobKeyString,
       instance: c.instance.a[p]! + c.instance.b,
       configVersion: c.configVersion.a[p]! + c.configVersion.b,
-      ancestorId: str(c.ancestor, p, strs),
+      ancestorId: id(c.ancestor, p, strs),
       service: (flags & F_SERVICE) !== 0,
       maxTaskFailures: c.maxTaskFailures.a[p]! + c.maxTaskFailures.b,
       state: TASK_STATES[c.state.a[p]! + c.state.b] as TaskStateName,
@@ -267,7 +274,7 @@ export class TaskColumns implements ColdRows {
       agentSeq: c.agentSeq.a[p]! + c.agentSeq.b,
       exitCode: flags & F_EXIT_NULL ? null : c.exitCode.a[p]! + c.exitCode.b,
       rescheduleWanted: (flags & F_RESCHEDULE) !== 0,
-      successorId: str(c.successor, p, strs),
+      successorId: id(c.successor, p, strs),
       history,
       lastReason: syms[c.reason.a[p]! + c.reason.b]!,
       throttleMs: c.throttleMs.a[p]! + c.throttleMs.b,
@@ -284,6 +291,12 @@ export class TaskColumns implements ColdRows {
 function str<T extends string>(u: Unpacked, p: number, table: readonly T[]): T | null {
   const k = u.a[p]! + u.b;
   return k === -1 ? null : table[k]!;
+}
+
+/** A task id column's value at p: -1 is null (indexes are checked when the columns are made). */
+function id(u: Unpacked, p: number, table: PackedIds): TaskId | null {
+  const k = u.a[p]! + u.b;
+  return k === -1 ? null : table.at(k);
 }
 
 /** Every value of a string column is -1 (null) or an index of its table. */

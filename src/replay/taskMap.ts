@@ -30,6 +30,9 @@ export interface ColdRows {
   readonly n: number;
   /** Row p's task id (the map key). */
   key(p: number): TaskId;
+  /** The ids again, as a table the map keeps once the rows are gone (key(p) is ids.at(p)):
+   *  each id becomes a string when first read; materializeAll makes the rest. */
+  readonly ids: { at(p: number): TaskId; materializeAll(): void };
   /** Row p as a new record. */
   row(p: number): TaskRecord;
   /** Where each of the n ids is: `find(id)` is its position, or -1. */
@@ -44,8 +47,12 @@ export interface ColdRows {
 }
 
 export class TaskMap implements Map<TaskId, TaskRecord> {
-  /** Keys and records by position; a cold row's record is undefined until built. */
+  /** Keys by position: the first #coldN are #coldIds' (a snapshot's, read when asked for: a
+   *  cold start makes no string for an id it does not read, packedIds.ts), then #keys. */
+  #coldIds: ColdRows["ids"] | null = null;
+  #coldN = 0;
   #keys: TaskId[] = [];
+  /** Records by position; a cold row's record is undefined until built. */
   #rows: (TaskRecord | undefined)[] = [];
   /** Positions of the first rows' keys (a snapshot's), when the table started cold. */
   #index: ColdRows["index"] | null = null;
@@ -60,10 +67,10 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
   static fromCold(cold: ColdRows): TaskMap {
     const m = new TaskMap();
     const n = cold.n;
-    m.#keys = new Array<TaskId>(n);
-    for (let p = 0; p < n; p++) m.#keys[p] = cold.key(p);
     m.#rows = new Array<TaskRecord | undefined>(n);
     if (n > 0) {
+      m.#coldIds = cold.ids;
+      m.#coldN = n;
       m.#index = cold.index;
       m.#cold = cold;
       m.#coldLeft = n;
@@ -72,7 +79,11 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
   }
 
   get size(): number {
-    return this.#keys.length;
+    return this.#coldN + this.#keys.length;
+  }
+
+  #key(p: number): TaskId {
+    return p < this.#coldN ? this.#coldIds!.at(p) : this.#keys[p - this.#coldN]!;
   }
 
   get [Symbol.toStringTag](): string {
@@ -88,7 +99,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
    *  are (src/replay/hash.ts). null once a row was built or set, or a key added. */
   untouchedCold(): ColdRows | null {
     const c = this.#cold;
-    return c !== null && this.#coldLeft === c.n && this.#keys.length === c.n ? c : null;
+    return c !== null && this.#coldLeft === c.n && this.#keys.length === 0 ? c : null;
   }
 
   /** Row p's record when built, else a record for reading only, not kept (a digest of a cold
@@ -114,7 +125,12 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
 
   #built(p: number, r: TaskRecord): void {
     this.#rows[p] = r;
-    if (--this.#coldLeft === 0) this.#cold = null;
+    if (--this.#coldLeft === 0) {
+      this.#cold = null;
+      // Every row holds its id now; the ids no row holds (a task's ancestor the state no longer
+      // has) are made too, so the table lets the snapshot's bytes go.
+      this.#coldIds!.materializeAll();
+    }
   }
 
   /**
@@ -147,7 +163,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
   set(id: TaskId, t: TaskRecord): this {
     const p = this.#find(id);
     if (p < 0) {
-      this.#pos.set(id, this.#keys.length);
+      this.#pos.set(id, this.size);
       this.#keys.push(id);
       this.#rows.push(t);
     } else if (this.#rows[p] === undefined) this.#built(p, t);
@@ -160,15 +176,21 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
     const p = this.#find(id);
     if (p < 0) return false;
     this.warm(Number.POSITIVE_INFINITY);
-    this.#keys.splice(p, 1);
+    const keys = Array.from({ length: this.size }, (_, q) => this.#key(q));
+    keys.splice(p, 1);
+    this.#keys = keys;
+    this.#coldIds = null;
+    this.#coldN = 0;
     this.#rows.splice(p, 1);
     this.#index = null;
     this.#pos.clear();
-    for (let q = 0; q < this.#keys.length; q++) this.#pos.set(this.#keys[q]!, q);
+    for (let q = 0; q < keys.length; q++) this.#pos.set(keys[q]!, q);
     return true;
   }
 
   clear(): void {
+    this.#coldIds = null;
+    this.#coldN = 0;
     this.#keys = [];
     this.#rows = [];
     this.#pos.clear();
@@ -180,15 +202,15 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
 
   *entries(): MapIterator<[TaskId, TaskRecord]> {
     // The length is read each turn: rows set while iterating are visited, as a Map does.
-    for (let p = 0; p < this.#keys.length; p++) yield [this.#keys[p]!, this.#at(p)];
+    for (let p = 0; p < this.size; p++) yield [this.#key(p), this.#at(p)];
   }
 
   *keys(): MapIterator<TaskId> {
-    for (let p = 0; p < this.#keys.length; p++) yield this.#keys[p]!;
+    for (let p = 0; p < this.size; p++) yield this.#key(p);
   }
 
   *values(): MapIterator<TaskRecord> {
-    for (let p = 0; p < this.#keys.length; p++) yield this.#at(p);
+    for (let p = 0; p < this.size; p++) yield this.#at(p);
   }
 
   [Symbol.iterator](): MapIterator<[TaskId, TaskRecord]> {
@@ -196,7 +218,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
   }
 
   forEach(fn: (value: TaskRecord, key: TaskId, map: Map<TaskId, TaskRecord>) => void, thisArg?: unknown): void {
-    for (let p = 0; p < this.#keys.length; p++) fn.call(thisArg, this.#at(p), this.#keys[p]!, this);
+    for (let p = 0; p < this.size; p++) fn.call(thisArg, this.#at(p), this.#key(p), this);
   }
 
   /**
@@ -205,7 +227,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
    * does not return (a takeover's obligations).
    */
   *matching(test: (state: TaskStateName, rescheduleWanted: boolean) => boolean): Generator<TaskRecord> {
-    for (let p = 0; p < this.#keys.length; p++) {
+    for (let p = 0; p < this.size; p++) {
       const r = this.#rows[p];
       if (r !== undefined) {
         if (test(r.state, r.rescheduleWanted)) yield r;
@@ -223,7 +245,7 @@ export class TaskMap implements Map<TaskId, TaskRecord> {
   /** How many tasks are in each state, cold rows counted from their columns. */
   stateCounts(): Map<TaskStateName, number> {
     const counts = new Map<TaskStateName, number>(TASK_STATES.map((s) => [s, 0]));
-    for (let p = 0; p < this.#keys.length; p++) {
+    for (let p = 0; p < this.size; p++) {
       const r = this.#rows[p];
       const code = r === undefined ? this.#cold!.stateCode(p) : -1;
       const s = code >= 0 ? TASK_STATES[code]! : this.#at(p).state;

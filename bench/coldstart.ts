@@ -30,6 +30,8 @@
 //   snapshotVerifyWaitMs  how long the main thread waited for the worker's verdict after the tail
 //   snapshotCopyMs        placing the bytes where the worker reads them (0: fetched into shared
 //                         memory)
+//   snapshotIndexBy       where each run built the task id index: "thread" (src/storage/
+//                         indexWorker.ts, while the main thread decoded the rest) or "here"
 //   tailMs, tailRecords, tailEvents
 //   snapshotBytes, snapshotEncodeMs, snapshotWriteMs (the writer's side)
 //   coldStartInlineCheckMs  for comparison, a cold start in the bench's own process with the state
@@ -74,6 +76,8 @@ interface ColdRun {
   snapshotVerifyMs: number;
   snapshotVerifyWaitMs: number;
   snapshotCopyMs: number;
+  snapshotIndexBy: string;
+  snapshotIndexFailure: string;
   snapshotBytes: number;
   snapshotSeq: number;
   tailMs: number;
@@ -184,7 +188,7 @@ export default async function coldStartBench(): Promise<Record<string, number | 
       note(
         `cold start ${i + 1}/${RUNS}: ${Math.round(r.ms)} ms (snapshot ${Math.round(r.snapshotLoadMs)} ms: fetch ${Math.round(r.snapshotFetchMs)}, decode ${Math.round(r.snapshotDecodeMs)}; ` +
           `tail of ${r.tailRecords} records / ${r.tailEvents} events ${Math.round(r.tailMs)} ms; ` +
-          `check ${r.snapshotVerify} ${Math.round(r.snapshotVerifyMs)} ms, waited ${Math.round(r.snapshotVerifyWaitMs)} ms), heap ${mib(r.heapAfterStart)}; ` +
+          `check ${r.snapshotVerify} ${Math.round(r.snapshotVerifyMs)} ms, waited ${Math.round(r.snapshotVerifyWaitMs)} ms; id index built ${r.snapshotIndexBy === "thread" ? "in a thread" : `here${r.snapshotIndexFailure ? ` (${r.snapshotIndexFailure})` : ""}`}), heap ${mib(r.heapAfterStart)}; ` +
           `then the ${r.coldRows} rows left as columns built in ${Math.round(r.warmMs)} ms (the scheduler does it in the background), heap then ${mib(r.heapAfterWarm)}`,
       );
       runs.push(r);
@@ -204,6 +208,7 @@ export default async function coldStartBench(): Promise<Record<string, number | 
       snapshotVerifyMs: med((r) => r.snapshotVerifyMs),
       snapshotVerifyWaitMs: med((r) => r.snapshotVerifyWaitMs),
       snapshotCopyMs: med((r) => r.snapshotCopyMs),
+      snapshotIndexBy: runs.map((r) => r.snapshotIndexBy).join(","),
       tailMs: med((r) => r.tailMs),
       tailRunsMs: each((r) => r.tailMs),
       tailRecords: first.tailRecords,

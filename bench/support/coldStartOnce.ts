@@ -40,6 +40,8 @@ async function main(): Promise<void> {
       snapshotVerifyMs: r.snapshotVerifyMs,
       snapshotVerifyWaitMs: r.snapshotVerifyWaitMs,
       snapshotCopyMs: r.snapshotCopyMs,
+      snapshotIndexBy: r.snapshotIndexBy ?? "none",
+      snapshotIndexFailure: r.snapshotIndexFailure ?? "",
       snapshotBytes: r.snapshotBytes,
       snapshotSeq: r.snapshotSeq,
       tailMs: r.tailMs,

@@ -27,40 +27,70 @@ export { idHash };
 /** Explicit limit: positions are stored as int32 (+1), and the table has 2^k ≥ 2n slots. */
 const ID_INDEX_MAX_KEYS = 2 ** 28;
 
+/** The index's tables, built here or by the index thread (src/storage/indexWorker.ts), which runs
+ *  hashIdsInto and fillIdSlots on the same bytes. */
+export interface IdTables {
+  /** Slot → position + 1 (0: empty); idSlots(n) of them. */
+  slots: Int32Array;
+  /** Position → its id's hash. */
+  hashes: Int32Array;
+}
+
+/** How many slots n ids take: a power of two, at least 2n (at most half full). */
+export function idSlots(n: number): number {
+  let size = 16;
+  while (size < 2 * n) size *= 2;
+  return size;
+}
+
+/**
+ * Put positions 0 … n-1 into `slots` (zeroed, idSlots(n) long) by `hashes`, linear probing.
+ * Returns -1, or a position whose id is an earlier one's: `same(p, q)` is asked only when two
+ * hashes meet.
+ */
+export function fillIdSlots(hashes: Int32Array, n: number, slots: Int32Array, same: (p: number, q: number) => boolean): number {
+  const mask = slots.length - 1;
+  for (let p = 0; p < n; p++) {
+    const h = hashes[p]!;
+    let k = h & mask;
+    for (let q = slots[k]!; q !== 0; q = slots[k]!) {
+      if (hashes[q - 1] === h && same(p, q - 1)) return p;
+      k = (k + 1) & mask;
+    }
+    slots[k] = p + 1;
+  }
+  return -1;
+}
+
 export class IdIndex {
   readonly n: number;
   readonly #keys: IdTable;
-  /** Slot → position + 1 (0: empty). */
   readonly #slots: Int32Array;
   readonly #mask: number;
-  /** Position → its key's hash. */
   readonly #hashes: Int32Array;
 
-  /** Indexes keys 0 … n-1; SnapshotError when one is there twice. Hashes the ids without making
-   *  them strings (packedIds.ts): only ids whose hashes meet are compared, so made. */
-  constructor(keys: IdTable, n: number) {
+  /**
+   * Indexes keys 0 … n-1; SnapshotError when one is there twice. Hashes the ids without making
+   * them strings (packedIds.ts): only ids whose hashes meet are compared, so made. With `tables`
+   * (the index thread's, for these keys), takes them as they are.
+   */
+  constructor(keys: IdTable, n: number, tables?: IdTables) {
     if (!(Number.isSafeInteger(n) && n >= 0 && n <= keys.length && n <= ID_INDEX_MAX_KEYS))
       throw new SnapshotError(`cannot index ${n} task ids`);
     this.n = n;
     this.#keys = keys;
-    let size = 16;
-    while (size < 2 * n) size *= 2;
-    const slots = new Int32Array(size);
-    const mask = size - 1;
-    const hashes = new Int32Array(n);
-    for (let p = 0; p < n; p++) {
-      const h = keys.hashAt(p);
-      hashes[p] = h;
-      let k = h & mask;
-      for (let q = slots[k]!; q !== 0; q = slots[k]!) {
-        if (hashes[q - 1] === h && keys.at(q - 1) === keys.at(p)) throw new SnapshotError(`snapshot holds task ${keys.at(p)} twice`);
-        k = (k + 1) & mask;
-      }
-      slots[k] = p + 1;
+    const size = idSlots(n);
+    if (tables !== undefined && tables.slots.length === size && tables.hashes.length === n) {
+      this.#slots = tables.slots;
+      this.#hashes = tables.hashes;
+    } else {
+      this.#slots = new Int32Array(size);
+      this.#hashes = new Int32Array(n);
+      for (let p = 0; p < n; p++) this.#hashes[p] = keys.hashAt(p);
+      const dup = fillIdSlots(this.#hashes, n, this.#slots, (p, q) => keys.at(p) === keys.at(q));
+      if (dup >= 0) throw new SnapshotError(`snapshot holds task ${keys.at(dup)} twice`);
     }
-    this.#slots = slots;
-    this.#mask = mask;
-    this.#hashes = hashes;
+    this.#mask = size - 1;
   }
 
   /** The position of `id`, or -1. */

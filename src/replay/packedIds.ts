@@ -33,6 +33,11 @@ export interface IdTable {
 function bytesHash(b: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5;
   for (let i = start; i < end; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  return fmix32(h);
+}
+
+/** murmur3's final avalanche: the low bits the index masks with depend on every unit. */
+function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -40,15 +45,27 @@ function bytesHash(b: Uint8Array, start: number, end: number): number {
   return (h ^ (h >>> 16)) | 0;
 }
 
+/** out[i] = the hash of id i of `bytes`/`start` (PackedIds' layout), i < n: what the index thread
+ *  runs (src/storage/indexWorker.ts). */
+export function hashIdsInto(bytes: Uint8Array, start: Uint32Array, n: number, out: Int32Array): void {
+  for (let i = 0; i < n; i++) out[i] = bytesHash(bytes, start[i]!, start[i + 1]!);
+}
+
+/** Whether ids p and q of `bytes`/`start` are the same bytes. */
+export function sameIdBytes(bytes: Uint8Array, start: Uint32Array, p: number, q: number): boolean {
+  const a = start[p]!;
+  const len = start[p + 1]! - a;
+  const b = start[q]!;
+  if (start[q + 1]! - b !== len) return false;
+  for (let k = 0; k < len; k++) if (bytes[a + k] !== bytes[b + k]) return false;
+  return true;
+}
+
 /** The 32-bit hash of a string (FNV-1a, then fmix32). */
 export function idHash(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) | 0;
+  return fmix32(h);
 }
 
 /** Explicit limit: offsets are u32. */
@@ -83,7 +100,10 @@ export class PackedIds implements IdTable {
    */
   static fromBytes(bytes: Buffer, n: number, lengths: (i: number) => number): PackedIds | null {
     if (!Number.isSafeInteger(n) || n < 0 || bytes.length > PACKED_IDS_MAX_BYTES) return null;
-    const start = new Uint32Array(n + 1);
+    // In shared memory when the bytes are: the index thread reads both (src/storage/indexWorker.ts).
+    const start = new Uint32Array(
+      bytes.buffer instanceof SharedArrayBuffer ? new SharedArrayBuffer(4 * (n + 1)) : new ArrayBuffer(4 * (n + 1)),
+    );
     let offset = 0;
     let left = 0;
     for (let i = 0; i < n; i++) {
@@ -108,6 +128,16 @@ export class PackedIds implements IdTable {
     const s = this.#cache[i]!;
     if (s.length > 0 || this.#bytes === null) return idHash(s);
     return bytesHash(this.#bytes, this.#start![i]!, this.#start![i + 1]!);
+  }
+
+  /** The bytes and offsets, while they are kept and in shared memory (for the index thread); else
+   *  null. */
+  shared(): { bytes: Uint8Array; start: Uint32Array } | null {
+    const bytes = this.#bytes;
+    const start = this.#start;
+    if (bytes === null || start === null) return null;
+    if (!(bytes.buffer instanceof SharedArrayBuffer && start.buffer instanceof SharedArrayBuffer)) return null;
+    return { bytes, start };
   }
 
   /** Ids not made into strings yet. */

@@ -58,6 +58,7 @@ import {
 } from "./taskColumns.js";
 import { TaskMap } from "./taskMap.js";
 import { PackedIds } from "./packedIds.js";
+import type { IdTables } from "./idIndex.js";
 
 export { SnapshotError };
 
@@ -765,6 +766,12 @@ export interface ReadOptions {
    * (src/storage/verifyWorker.ts) while it folds the tail.
    */
   verify?: boolean;
+  /**
+   * Have another thread build the task id index while this one decodes the rest: given the id
+   * table, returns a function that waits for the tables (null: build them here), or null at once
+   * when it cannot (src/storage/indexWorker.ts). The tables must be what IdIndex would build.
+   */
+  indexTables?: (ids: PackedIds, n: number) => (() => IdTables | null) | null;
 }
 
 export interface ReadSnapshot {
@@ -784,7 +791,7 @@ export function readSnapshot(bytes: Uint8Array, opts: ReadOptions = {}): ReadSna
   let state: ClusterState;
   let order: number[];
   try {
-    ({ state, order } = decodeBody(body));
+    ({ state, order } = decodeBody(body, opts.indexTables));
   } catch (err) {
     if (err instanceof SnapshotError) throw err;
     throw new SnapshotError(`snapshot body does not decode: ${(err as Error).message}`, { cause: err });
@@ -825,7 +832,7 @@ interface Body {
   small: Uint8Array;
 }
 
-function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] } {
+function decodeBody(bytes: Uint8Array, indexTables?: ReadOptions["indexTables"]): { state: ClusterState; order: number[] } {
   const body = bodyCodec.unpack(bytes) as Body;
   if (typeof body !== "object" || body === null || typeof body.t !== "object" || !(body.small instanceof Uint8Array)) {
     throw new SnapshotError("snapshot body is malformed");
@@ -833,6 +840,8 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const { n, entries } = body;
   // The task id table: every string in it is a task id (the brand is a type, not a check).
   const strs = unpackIds(body.strs);
+  // Started first, waited for last (when the task table is made, after the jobs and agents).
+  const tables = Number.isSafeInteger(n) && n > 0 && n <= strs.length ? (indexTables?.(strs, n) ?? null) : null;
   /** Task id k of the table, for the small part's references (a bad index is a bad snapshot). */
   const idAt = (k: unknown, what: string): TaskId => {
     if (typeof k !== "number" || !(k >= 0 && k < strs.length && (k | 0) === k))
@@ -842,16 +851,16 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
   const syms = unpackStrings(body.syms, "syms");
   const small = smallCodec.unpack(body.small) as Small;
   // The tasks stay columns; each becomes a record when used (taskColumns.ts, taskMap.ts).
-  const columns = new TaskColumns({ n, entries, strs, syms, t: body.t, order: body.order, odd: small.odd, fields: TASK_FIELDS });
-  const state = new ClusterState(TaskMap.fromCold(columns));
+  const columns = new TaskColumns({ n, entries, strs, syms, t: body.t, order: body.order, odd: small.odd, fields: TASK_FIELDS, tables });
   const order = Array.from(columns.order);
 
   // Jobs share their key string with their tasks (as the fold does).
+  const jobs: JobRecord[] = [];
   for (const [keyIdx, config, cv, configs, createdSeq, createdTs, instanceIds, instanceTasks, killed] of small.jobs) {
     const key = syms[keyIdx]! as JobKeyString;
     const instances = new Map<number, TaskId>();
     for (let k = 0; k < instanceIds.length; k++) instances.set(instanceIds[k]!, idAt(instanceTasks[k], "job instances"));
-    state.jobs.set(key, {
+    jobs.push({
       key,
       config: config as JobRecord["config"],
       configVersion: cv,
@@ -862,6 +871,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
       killedInstances: new Set(killed),
     });
   }
+  const agents: AgentRecord[] = [];
   for (const [
     agentIdx,
     hostIdx,
@@ -877,7 +887,7 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
     isolation,
   ] of small.agents) {
     const agentId = syms[agentIdx]! as AgentId;
-    state.agents.set(agentId, {
+    agents.push({
       agentId,
       host: syms[hostIdx]!,
       attributes: attributes as AgentRecord["attributes"],
@@ -892,6 +902,10 @@ function decodeBody(bytes: Uint8Array): { state: ClusterState; order: number[] }
       ...(isolation !== undefined ? { isolation } : {}),
     });
   }
+  // The task table now, its id index with it (the other thread's tables, when it built them).
+  const state = new ClusterState(TaskMap.fromCold(columns));
+  for (const job of jobs) state.jobs.set(job.key, job);
+  for (const agent of agents) state.agents.set(agent.agentId, agent);
   state.seq = small.seq;
   state.eventCount = small.eventCount;
   state.leader = small.leader;

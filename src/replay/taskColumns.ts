@@ -13,7 +13,7 @@
 
 import type { AgentId, JobKeyString, TaskId } from "../domain/types.js";
 import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
-import { IdIndex } from "./idIndex.js";
+import { IdIndex, type IdTables } from "./idIndex.js";
 import type { PackedIds } from "./packedIds.js";
 import { SnapshotError } from "./snapshotError.js";
 import type { ColdRows } from "./taskMap.js";
@@ -107,13 +107,16 @@ export interface TaskColumnsInput {
   odd: unknown[];
   /** The fields a record has (src/replay/snapshot.ts's TASK_FIELDS): odd values name one. */
   fields: readonly string[];
+  /** The id index's tables when another thread builds them: called when the index is first
+   *  needed, it waits for them (null: build the index here). */
+  tables?: (() => IdTables | null) | null;
 }
 
 export class TaskColumns implements ColdRows {
   readonly n: number;
   readonly order: Numbers;
-  /** Where each id's row is; it outlives the columns in the TaskMap (taskMap.ts). */
-  readonly index: IdIndex;
+  #index: IdIndex | null = null;
+  readonly #tables: (() => IdTables | null) | null;
   // Read by the state digest too (hash.ts writes a cold row's digest from them).
   readonly strs: PackedIds;
   readonly syms: readonly string[];
@@ -177,7 +180,7 @@ export class TaskColumns implements ColdRows {
       seen[p] = 1;
     }
     this.order = order;
-    this.index = new IdIndex(strs, n);
+    this.#tables = input.tables ?? null;
     const odd = input.odd;
     if (!Array.isArray(odd) || odd.length % 3 !== 0) throw new SnapshotError("snapshot odd values are malformed");
     this.odd = new Map();
@@ -190,6 +193,17 @@ export class TaskColumns implements ColdRows {
       if (list === undefined) this.odd.set(p, (list = []));
       list.push(field, odd[k + 2]);
     }
+  }
+
+  /** Where each id's row is; it outlives the columns in the TaskMap (taskMap.ts). Built when first
+   *  asked for (SnapshotError when an id is there twice), so that a decode can do its other work
+   *  while another thread builds the tables. */
+  get index(): IdIndex {
+    if (this.#index === null) {
+      const tables = this.#tables?.() ?? undefined;
+      this.#index = new IdIndex(this.strs, this.n, tables);
+    }
+    return this.#index;
   }
 
   key(p: number): TaskId {

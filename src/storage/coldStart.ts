@@ -58,6 +58,10 @@ export interface ColdStartResult {
   snapshotVerifyWaitMs: number;
   /** Time to place the bytes where the worker reads them (0: fetched into shared memory), ms. */
   snapshotCopyMs: number;
+  /** Where the snapshot's task id index was built ("thread": src/storage/indexWorker.ts; null
+   *  without a snapshot), and why not in the thread when it was asked to and could not. */
+  snapshotIndexBy: "thread" | "here" | null;
+  snapshotIndexFailure: string | null;
   /** Time to read and fold the tail, ms (over every attempt). */
   tailMs: number;
   /** Wall time of the whole cold start, ms. */
@@ -137,6 +141,8 @@ export async function coldStart(log: EventLog, store?: SnapshotSource, opts: Col
       snapshotVerifyMs: verdict?.ms ?? 0,
       snapshotVerifyWaitMs,
       snapshotCopyMs: loaded?.copyMs ?? 0,
+      snapshotIndexBy: loaded?.indexBuiltBy ?? null,
+      snapshotIndexFailure: loaded?.indexFailure ?? null,
       tailMs,
       ms: t4 - t0,
     };

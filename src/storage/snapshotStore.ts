@@ -27,6 +27,7 @@ import {
   type SnapshotHeader,
 } from "../replay/snapshot.js";
 import type { ClusterState } from "../replay/state.js";
+import { type Indexer, startIndexer } from "./indexWorker.js";
 import { startVerifier, toShared, type Verdict } from "./verifyWorker.js";
 import type { JetStreamLog } from "../eventlog/jetstream.js";
 
@@ -101,6 +102,10 @@ export interface LoadedSnapshot {
   /** Time to place the bytes where the worker reads them (a copy into shared memory; 0 when they
    *  were fetched there, or inline), ms. */
   copyMs: number;
+  /** Where the task id index was built: "thread" (src/storage/indexWorker.ts) or "here" (also
+   *  when the thread could not be used: indexFailure says why). */
+  indexBuiltBy: "thread" | "here";
+  indexFailure: string | null;
 }
 
 /** Where the state hash of a snapshot is checked: "inline" before the load returns; "worker" in a
@@ -123,6 +128,21 @@ const WORKER_MIN_TASKS = 50_000;
  * path took 3.25 s against 3.0 s inline (medians of 3), and was slower still under load.
  */
 const WORKER_MIN_CPUS = 4;
+/**
+ * The index thread (indexWorker.ts) does work the main thread then skips, so a second core is
+ * enough: while the main thread decodes, the nats-server has sent the bytes and is idle.
+ */
+const INDEX_THREAD_MIN_CPUS = 2;
+/** Explicit limit: how long a load waits for the index thread to start (it takes ~60 ms from
+ *  dist, ~1 s from source under tsx). */
+const INDEX_THREAD_READY_MS = 3000;
+
+function readyWithin(indexer: Indexer, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([indexer.ready, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() =>
+    clearTimeout(timer),
+  );
+}
 
 export interface LoadOptions {
   /** Default "inline": the state comes back checked. */
@@ -209,14 +229,35 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
       /** Take the writer's check for bytes of this codec whose body digest matches (see
        *  checkedByWriter): no state hash computed. */
       trustWriter?: boolean;
+      /** Build the task id index in a thread while this one decodes the rest (indexWorker.ts). */
+      indexThread?: boolean;
     } = {},
   ): Promise<Omit<LoadedSnapshot, "seq" | "name" | "skipped" | "ms">> {
     const stream = opts.stream ?? this.stream;
     const t0 = performance.now();
-    // Started before the fetch: the thread loads its modules while the bytes arrive.
+    // Started before the fetch: the threads load their modules while the bytes arrive.
     const verifier = opts.verify === "worker" ? startVerifier() : null;
+    const indexer = opts.indexThread ? startIndexer() : null;
+    let indexBuiltBy: "thread" | "here" = "here";
+    const read = (bytes: Uint8Array, verify: boolean) =>
+      readSnapshot(bytes, {
+        verify,
+        ...(indexer && {
+          indexTables: (ids, n) => {
+            const wait = indexer.tablesFor(ids, n);
+            return (
+              wait &&
+              (() => {
+                const tables = wait();
+                if (tables) indexBuiltBy = "thread";
+                return tables;
+              })
+            );
+          },
+        }),
+      });
     try {
-      const bytes = await this.getBytes(name, { shared: verifier !== null });
+      const bytes = await this.getBytes(name, { shared: verifier !== null || indexer !== null });
       if (bytes === null) throw new Error(`snapshot ${name} does not exist`);
       const t1 = performance.now();
       const head = readSnapshotHeader(bytes);
@@ -225,12 +266,15 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
       if (stream !== undefined && head.stream !== undefined && head.stream !== stream) {
         throw new Error(`snapshot ${name} is a state of the stream ${head.stream}, not of ${stream}`);
       }
+      // The thread loads its modules while the bytes arrive (~60 ms from dist); when the fetch was
+      // quicker, its start is waited for, up to a bound (then the index is built here).
+      if (indexer) await readyWithin(indexer, INDEX_THREAD_READY_MS);
       if (opts.trustWriter) {
         const tc = performance.now();
         if (checkedByWriter(bytes)) {
           verifier?.cancel();
           const t2 = performance.now();
-          const { state, header } = readSnapshot(bytes, { verify: false });
+          const { state, header } = read(bytes, false);
           const decodeMs = performance.now() - t2;
           return {
             state,
@@ -241,6 +285,8 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
             verified: Promise.resolve({ by: "writer", ms: t2 - tc }),
             cancelVerify: () => {},
             copyMs: 0,
+            indexBuiltBy,
+            indexFailure: indexer?.failure ?? null,
           };
         }
       }
@@ -254,7 +300,7 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
         verified.catch(() => {}); // the caller awaits it; meanwhile a rejection is not unhandled
       }
       const t2 = performance.now();
-      const { state, header } = readSnapshot(bytes, { verify: verifier === null });
+      const { state, header } = read(bytes, verifier === null);
       const decodeMs = performance.now() - t2;
       return {
         state,
@@ -265,10 +311,14 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
         verified: verified ?? Promise.resolve({ by: "inline", ms: decodeMs }),
         cancelVerify: () => verifier?.cancel(),
         copyMs,
+        indexBuiltBy,
+        indexFailure: indexer?.failure ?? null,
       };
     } catch (err) {
       verifier?.cancel();
       throw err;
+    } finally {
+      indexer?.stop();
     }
   }
 
@@ -298,15 +348,13 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
       }
       try {
         const verify = opts.verify ?? "inline";
-        const worker =
-          verify === "worker" ||
-          (verify === "auto" &&
-            availableParallelism() >= WORKER_MIN_CPUS &&
-            (info.size >= WORKER_MIN_BYTES || (info.tasks ?? 0) >= WORKER_MIN_TASKS));
+        const large = info.size >= WORKER_MIN_BYTES || (info.tasks ?? 0) >= WORKER_MIN_TASKS;
+        const worker = verify === "worker" || (verify === "auto" && large && availableParallelism() >= WORKER_MIN_CPUS);
         const one = await this.load(info.name, {
           verify: worker ? "worker" : "inline",
           stream: opts.stream,
           trustWriter: verify === "auto",
+          indexThread: verify === "auto" && large && availableParallelism() >= INDEX_THREAD_MIN_CPUS,
         });
         return { loaded: { ...one, seq: one.header.seq, name: info.name, skipped, ms: performance.now() - t0 }, skipped };
       } catch (err) {

@@ -14,10 +14,9 @@
 // thread's side (startVerifier). The built CLI starts the worker on this compiled .js; tests run
 // src/*.ts directly, and then the worker loads this .ts file through tsx (a devDependency).
 
-import { createRequire } from "node:module";
-import { pathToFileURL } from "node:url";
 import { parentPort, Worker, workerData } from "node:worker_threads";
 import { SnapshotError, verifySnapshot } from "../replay/snapshot.js";
+import { workerTarget } from "./workerTarget.js";
 
 const VERIFIER = "roost-snapshot-verifier";
 
@@ -62,28 +61,6 @@ export function toShared(bytes: Uint8Array): Uint8Array {
 }
 
 /**
- * What `new Worker` needs to run this module: the compiled .js itself; or, for the .ts source
- * (vitest, tsx), a small script that registers tsx's loader in the worker first and then imports
- * this file. (`execArgv: ["--import", "tsx"]` is not enough on Node 20: tsx's loader registers
- * itself only on the main thread there, so the worker could not load .ts.)
- */
-function workerTarget(): { target: URL | string; eval: boolean } {
-  const self = new URL(import.meta.url);
-  if (!self.pathname.endsWith(".ts")) return { target: self, eval: false };
-  // tsx resolved from here, so the working directory does not matter. require.resolve finds the
-  // CommonJS build of tsx/esm/api; its ES module build (which registers the hooks) sits beside it.
-  const tsxApi = pathToFileURL(
-    createRequire(import.meta.url)
-      .resolve("tsx/esm/api")
-      .replace(/\.cjs$/, ".mjs"),
-  ).href;
-  return {
-    target: `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(self.href)}); });`,
-    eval: true,
-  };
-}
-
-/**
  * Start a verifier thread now (loading its modules takes a while: start it before fetching the
  * bytes), to check one snapshot. If the worker cannot give a verdict (it fails to start, dies, runs
  * out of memory), the check runs on this thread instead: a broken worker never rejects a good
@@ -106,7 +83,7 @@ class VerifierThread implements Verifier {
 
   constructor() {
     try {
-      const { target, eval: isEval } = workerTarget();
+      const { target, eval: isEval } = workerTarget(import.meta.url);
       this.worker = new Worker(target, { eval: isEval, workerData: { [VERIFIER]: true } });
     } catch (err) {
       this.broken = `the verifier thread did not start: ${(err as Error).message}`;

@@ -95,7 +95,7 @@ describe("a decoded snapshot's task ids", () => {
     expect([...decoded.tasks.keys()]).toEqual([...state.tasks.keys()]);
   });
 
-  it("a job instance or agent task naming an index the table does not have is refused, naming it", () => {
+  it("a job instance or agent task naming an index the table does not have, or an id table shorter than its lengths, is refused, naming it", () => {
     const outer = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number", mapsAsObjects: true, useToJSON: false });
     const small = new Packr({ useRecords: false, structuredClone: true, int64AsType: "number", mapsAsObjects: true, useToJSON: false });
     const [header, bodyBytes] = outer.unpack(bytes) as [Record<string, unknown>, Uint8Array];
@@ -118,6 +118,11 @@ describe("a decoded snapshot's task ids", () => {
       (agent[10] as unknown[])[0] = "7";
     });
     expect(() => readSnapshot(badAgent, { verify: false })).toThrow(/agent tasks names task index 7, out of range/);
+    // The id table itself: bytes one short of what its lengths add up to.
+    const body = outer.unpack(bodyBytes) as { strs: { bytes: Uint8Array } } & Record<string, unknown>;
+    const short = outer.pack([header, outer.pack({ ...body, strs: { ...body.strs, bytes: body.strs.bytes.subarray(1) } })]);
+    expect(() => readSnapshot(short, { verify: false })).toThrow(SnapshotError);
+    expect(() => readSnapshot(short, { verify: false })).toThrow("string table strs does not add up to its lengths");
     const ok = tamper(() => {});
     expect(stateHash(readSnapshot(ok, { verify: false }).state)).toBe(stateHash(state));
   });

@@ -352,7 +352,7 @@ function writeTaskDigest(f: Utf8Feed, t: TaskRecord): void {
  * row of its states). A row with a value no column holds is left to writeTaskDigest (false).
  */
 function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
-  const { c, strs, syms, hStart } = t;
+  const { c, ids, syms, hStart } = t;
   const order = t.order;
   // Each column's value is a[p] + b (taskColumns.ts), each read at a load site of its own.
   const {
@@ -423,7 +423,7 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
     f.pos = pos;
     const anc = ancestor.a[p]! + ancestor.b;
     if (anc === -1) f.bytes(NULL);
-    else f.json(strs.at(anc));
+    else f.json(ids.at(anc));
     f.room(room);
     pos = put(f.buf, f.pos, L_CONFIG);
     pos = putNum(f, buf, pos, configVersion.a[p]! + configVersion.b);
@@ -465,7 +465,7 @@ function columnWriter(t: TaskColumns): (f: Utf8Feed, k: number) => boolean {
     f.bytes(L_SUCCESSOR);
     const suc = successor.a[p]! + successor.b;
     if (suc === -1) f.bytes(NULL);
-    else f.json(strs.at(suc));
+    else f.json(ids.at(suc));
     const throttle = throttleMs.a[p]! + throttleMs.b;
     if (throttle) {
       f.bytes(L_THROTTLE);
@@ -579,13 +579,13 @@ export function* stateHashSteps(state: ClusterState, opts: StateHashOptions = {}
       if (k % (TASKS_PER_STEP * 4) === 0) yield;
       // (rows is a permutation: checked when the columns were made.) Lookups in the table search
       // this order, so rows out of it are a broken snapshot, not just another order to sort.
-      if (k > 0 && !(cold.key(rows[k - 1]!) < cold.key(rows[k]!)))
+      if (k > 0 && !(cold.ids.at(rows[k - 1]!) < cold.ids.at(rows[k]!)))
         throw new SnapshotError(`snapshot task order is not by id at position ${k}: the table's lookups would miss`);
     }
     return yield* digestState(
       state,
       n,
-      (k) => cold.key(rows[k]!),
+      (k) => cold.ids.at(rows[k]!),
       (k) => state.tasks.peek(rows[k]!),
       cold instanceof TaskColumns ? columnWriter(cold) : undefined,
     );

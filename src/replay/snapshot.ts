@@ -932,7 +932,7 @@ function decodeBody(bytes: Uint8Array, indexTables?: ReadOptions["indexTables"])
   const pendingCol = unpackColumn(body.pending, body.np, "pending");
   for (let k = 0; k < pendingCol.a.length; k++) {
     const p = pendingCol.a[k]! + pendingCol.b;
-    const id = p >= 0 && p < strs.length ? strs.at(p) : undefined;
+    const id = p >= 0 && p < strs.length && (p | 0) === p ? strs.at(p) : undefined;
     if (id === undefined || !(p < n && columns.isPending(p)))
       throw new SnapshotError(`snapshot pending index names ${id}, which is not PENDING`);
     state.pending.add(id);

@@ -116,9 +116,10 @@ export class TaskColumns implements ColdRows {
   readonly n: number;
   readonly order: Numbers;
   #index: IdIndex | null = null;
-  readonly #tables: (() => IdTables | null) | null;
+  #tables: (() => IdTables | null) | null;
   // Read by the state digest too (hash.ts writes a cold row's digest from them).
-  readonly strs: PackedIds;
+  /** Task ids: row p is ids.at(p). */
+  readonly ids: PackedIds;
   readonly syms: readonly string[];
   readonly c: Record<TaskColumn, Unpacked>;
   readonly hSeq: Unpacked;
@@ -139,7 +140,7 @@ export class TaskColumns implements ColdRows {
     if (!Number.isSafeInteger(n) || !Number.isSafeInteger(entries) || n < 0 || entries < 0 || strs.length < n)
       throw new SnapshotError("snapshot body is malformed");
     this.n = n;
-    this.strs = strs;
+    this.ids = strs;
     this.syms = syms;
     // The columns stay as the snapshot packs them (u8/u16/u32/f64 views into its bytes, each
     // read as a[i] + b). They were widened to f64 once, for monomorphic loads: 680 MB of fresh
@@ -201,17 +202,10 @@ export class TaskColumns implements ColdRows {
   get index(): IdIndex {
     if (this.#index === null) {
       const tables = this.#tables?.() ?? undefined;
-      this.#index = new IdIndex(this.strs, this.n, tables);
+      this.#tables = null;
+      this.#index = new IdIndex(this.ids, this.n, tables);
     }
     return this.#index;
-  }
-
-  key(p: number): TaskId {
-    return this.strs.at(p);
-  }
-
-  get ids(): PackedIds {
-    return this.strs;
   }
 
   /** Whether row p has a value no column holds (its record is the only way to read it). */
@@ -258,7 +252,7 @@ export class TaskColumns implements ColdRows {
   }
 
   row(p: number): TaskRecord {
-    const { c, syms, strs } = this;
+    const { c, syms, ids } = this;
     const flags = c.flags.a[p]! + c.flags.b;
     // Exactly sized (push would leave slack in every one of millions of arrays).
     const h0 = this.hStart[p]!;
@@ -272,11 +266,11 @@ export class TaskColumns implements ColdRows {
     }
     // The same literal, field for field, as fold.ts's TaskCreated: one hidden class.
     const task: TaskRecord = {
-      taskId: strs.at(p),
+      taskId: ids.at(p),
       job: str(c.job, p, syms) as JobKeyString,
       instance: c.instance.a[p]! + c.instance.b,
       configVersion: c.configVersion.a[p]! + c.configVersion.b,
-      ancestorId: id(c.ancestor, p, strs),
+      ancestorId: id(c.ancestor, p, ids),
       service: (flags & F_SERVICE) !== 0,
       maxTaskFailures: c.maxTaskFailures.a[p]! + c.maxTaskFailures.b,
       state: TASK_STATES[c.state.a[p]! + c.state.b] as TaskStateName,
@@ -288,7 +282,7 @@ export class TaskColumns implements ColdRows {
       agentSeq: c.agentSeq.a[p]! + c.agentSeq.b,
       exitCode: flags & F_EXIT_NULL ? null : c.exitCode.a[p]! + c.exitCode.b,
       rescheduleWanted: (flags & F_RESCHEDULE) !== 0,
-      successorId: id(c.successor, p, strs),
+      successorId: id(c.successor, p, ids),
       history,
       lastReason: syms[c.reason.a[p]! + c.reason.b]!,
       throttleMs: c.throttleMs.a[p]! + c.throttleMs.b,

@@ -28,10 +28,8 @@ import type { TaskRecord } from "./taskRecord.js";
 export interface ColdRows {
   /** How many rows: positions 0 … n-1. */
   readonly n: number;
-  /** Row p's task id (the map key). */
-  key(p: number): TaskId;
-  /** The ids again, as a table the map keeps once the rows are gone (key(p) is ids.at(p)):
-   *  each id becomes a string when first read; materializeAll makes the rest. */
+  /** Row p's task id (the map key) is ids.at(p): a table the map keeps once the rows are gone,
+   *  each id a string when first read; materializeAll makes the rest. */
   readonly ids: { at(p: number): TaskId; materializeAll(): void };
   /** Row p as a new record. */
   row(p: number): TaskRecord;

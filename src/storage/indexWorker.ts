@@ -53,6 +53,8 @@ export interface Indexer {
   tablesFor(ids: PackedIds, n: number): (() => IdTables | null) | null;
   /** Why the last wait built nothing (the thread's failure), if it did not. */
   readonly failure: string | null;
+  /** Whether a wait returned the thread's tables (the index was built there). */
+  readonly built: boolean;
   /** Settles once the thread can take ids (or cannot ever). */
   readonly ready: Promise<void>;
   /** Stop the thread. */
@@ -68,6 +70,7 @@ class IndexerThread implements Indexer {
   private worker: Worker | null = null;
   private online = false;
   failure: string | null = null;
+  built = false;
   readonly ready: Promise<void>;
   private settleReady: () => void = () => {};
 
@@ -118,7 +121,10 @@ class IndexerThread implements Indexer {
       const reply = state === DONE ? (receiveMessageOnPort(port1)?.message as IdTables | undefined) : undefined;
       port1.close();
       this.stop();
-      if (reply !== undefined && reply.slots instanceof Int32Array && reply.hashes instanceof Int32Array) return reply;
+      if (reply !== undefined && reply.slots instanceof Int32Array && reply.hashes instanceof Int32Array) {
+        this.built = true;
+        return reply;
+      }
       // A duplicate: the tables are not usable, and IdIndex, built here, refuses the snapshot
       // with the same error (it finds the same duplicate).
       if (state === DUPLICATE) return null;

@@ -238,24 +238,8 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
     // Started before the fetch: the threads load their modules while the bytes arrive.
     const verifier = opts.verify === "worker" ? startVerifier() : null;
     const indexer = opts.indexThread ? startIndexer() : null;
-    let indexBuiltBy: "thread" | "here" = "here";
     const read = (bytes: Uint8Array, verify: boolean) =>
-      readSnapshot(bytes, {
-        verify,
-        ...(indexer && {
-          indexTables: (ids, n) => {
-            const wait = indexer.tablesFor(ids, n);
-            return (
-              wait &&
-              (() => {
-                const tables = wait();
-                if (tables) indexBuiltBy = "thread";
-                return tables;
-              })
-            );
-          },
-        }),
-      });
+      readSnapshot(bytes, { verify, ...(indexer && { indexTables: (ids, n) => indexer.tablesFor(ids, n) }) });
     try {
       const bytes = await this.getBytes(name, { shared: verifier !== null || indexer !== null });
       if (bytes === null) throw new Error(`snapshot ${name} does not exist`);
@@ -285,7 +269,7 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
             verified: Promise.resolve({ by: "writer", ms: t2 - tc }),
             cancelVerify: () => {},
             copyMs: 0,
-            indexBuiltBy,
+            indexBuiltBy: indexer?.built ? "thread" : "here",
             indexFailure: indexer?.failure ?? null,
           };
         }
@@ -311,7 +295,7 @@ export abstract class BaseSnapshotStore implements SnapshotSource {
         verified: verified ?? Promise.resolve({ by: "inline", ms: decodeMs }),
         cancelVerify: () => verifier?.cancel(),
         copyMs,
-        indexBuiltBy,
+        indexBuiltBy: indexer?.built ? "thread" : "here",
         indexFailure: indexer?.failure ?? null,
       };
     } catch (err) {

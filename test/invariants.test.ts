@@ -9,7 +9,7 @@ import { foldRecord } from "../src/replay/fold.js";
 import { checkInvariants, INVARIANTS, type InvariantName } from "../src/replay/invariants.js";
 import { ClusterState } from "../src/replay/state.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
-import { asAgentId, asJobKey, asTaskId } from "../src/domain/types.js";
+import { asAgentId, asJobKey, asTaskId, type TaskId } from "../src/domain/types.js";
 
 describe("the invariants hold on real logs, after every record", () => {
   for (const name of ["v1-synthetic", "v1-rules", "v1-poisoned", "v1-devrun", "v1-deploys"]) {
@@ -23,6 +23,24 @@ describe("the invariants hold on real logs, after every record", () => {
       expect(s.tasks.size).toBeGreaterThan(0);
     });
   }
+
+  it("placement's pending groups, once built, stay exactly the pending tasks, in order", () => {
+    const s = new ClusterState();
+    let seq = 0;
+    for (const r of syntheticLog({ seed: 11, events: 10_000, agents: 20 })) {
+      foldRecord(s, ++seq, r);
+      if (seq === 3) s.pendingGroups(); // built early, then kept by the fold
+      expect(checkInvariants(s), `after record ${seq}`).toEqual([]);
+      // Each group in the order its tasks became PENDING: the pending index's order.
+      const order = new Map([...s.pending].map((id, i) => [id, i]));
+      for (const versions of s.pendingGroups().values())
+        for (const ids of versions.values()) {
+          const at = [...ids].map((id) => order.get(id)!);
+          expect(at, `after record ${seq}`).toEqual([...at].sort((a, b) => a - b));
+        }
+    }
+    expect(s.pending.size).toBeGreaterThan(0);
+  });
 
   it("synthetic logs (two seeds, 10,000 events each)", () => {
     for (const seed of [42, 7]) {
@@ -188,7 +206,7 @@ const CASES: Array<{ breaks: InvariantName; how: string; mutate: (s: ClusterStat
       t1.history.push(9, 0, ts, 1);
       t1.agentId = null;
       t1.ports = null;
-      s.pending.add(asTaskId("t1"));
+      (s.pending as Set<TaskId>).add(asTaskId("t1"));
     },
   },
   {
@@ -201,8 +219,25 @@ const CASES: Array<{ breaks: InvariantName; how: string; mutate: (s: ClusterStat
     how: "an instance beyond the job's count",
     mutate: (s) => (s.jobs.get(asJobKey("www/devel/web"))!.config.instances = 1),
   },
-  { breaks: "pending-index", how: "a PENDING task missing from the index", mutate: (s) => s.pending.delete(asTaskId("t1b")) },
-  { breaks: "pending-index", how: "a running task in the index", mutate: (s) => s.pending.add(asTaskId("t0")) },
+  {
+    breaks: "pending-index",
+    how: "a PENDING task missing from the index",
+    mutate: (s) => (s.pending as Set<TaskId>).delete(asTaskId("t1b")),
+  },
+  { breaks: "pending-index", how: "a running task in the index", mutate: (s) => (s.pending as Set<TaskId>).add(asTaskId("t0")) },
+  {
+    breaks: "pending-index",
+    how: "a PENDING task missing from placement's groups",
+    mutate: (s) => {
+      const versions = s.pendingGroups().get(asJobKey("www/devel/web"))!;
+      (versions.get(1) as Set<TaskId>).delete(asTaskId("t1b"));
+    },
+  },
+  {
+    breaks: "pending-index",
+    how: "a task in placement's groups that is not PENDING",
+    mutate: (s) => (s.pendingGroups().get(asJobKey("www/devel/web"))!.get(1) as Set<TaskId>).add(asTaskId("t0")),
+  },
   {
     breaks: "reschedule-obligation",
     how: "a running task that wants rescheduling",
@@ -255,7 +290,7 @@ describe("each invariant catches a state broken by hand", () => {
   it("reports at most `limit` lines, and says how many more", () => {
     const s = fixture();
     for (const a of s.agents.values()) a.used.cpus = -1;
-    s.pending.clear();
+    (s.pending as Set<TaskId>).clear();
     const found = checkInvariants(s, { limit: 2 });
     expect(found).toHaveLength(3);
     expect(found[2]).toMatch(/^… and \d+ more$/);

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { subjects } from "../src/bus/bus.js";
 import { NatsBus } from "../src/bus/nats.js";
-import { asTaskId } from "../src/domain/types.js";
+import { asTaskId, type TaskId } from "../src/domain/types.js";
 import { AgentMetrics } from "../src/metrics/agent.js";
 import { mountMetrics } from "../src/metrics/http.js";
 import { SchedulerMetrics } from "../src/metrics/scheduler.js";
@@ -136,14 +136,14 @@ describe("a scheduler's metrics", () => {
     const st = new ClusterState();
     const reasons = new Map<string, string>();
     for (let i = 0; i < 40; i++) {
-      st.pending.add(asTaskId(`t${i}`));
+      (st.pending as Set<TaskId>).add(asTaskId(`t${i}`));
       reasons.set(`t${i}`, `Constraint not satisfied: attr${i}`);
     }
     // Free text and numbers are never labels.
-    st.pending.add(asTaskId("t-free"));
+    (st.pending as Set<TaskId>).add(asTaskId("t-free"));
     reasons.set("t-free", "needs ramMb 512, free 100 of 1024");
-    st.pending.add(asTaskId("t-none"));
-    st.pending.add(asTaskId("t-agents"));
+    (st.pending as Set<TaskId>).add(asTaskId("t-none"));
+    (st.pending as Set<TaskId>).add(asTaskId("t-agents"));
     reasons.set("t-agents", "No active agents");
     m.watch({
       state: () => st,

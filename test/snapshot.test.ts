@@ -35,7 +35,7 @@ import {
 import { ClusterState, type AgentRecord, type JobRecord, type TaskRecord } from "../src/replay/state.js";
 import { startVerifier, toShared } from "../src/storage/verifyWorker.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
-import { asTaskId, asAgentId } from "../src/domain/types.js";
+import { asTaskId, asAgentId, type TaskId } from "../src/domain/types.js";
 
 function foldAll(records: readonly LogEntry[][], state = new ClusterState(), firstSeq = 1): ClusterState {
   for (const [i, r] of records.entries()) foldRecord(state, firstSeq + i, r);
@@ -202,8 +202,8 @@ describe("snapshot round trip", () => {
     const pending = [...s.pending];
     expect(pending.length).toBeGreaterThan(3);
     // Re-order: move the first pending task to the end (as a task that went PENDING again would).
-    s.pending.delete(pending[0]!);
-    s.pending.add(pending[0]!);
+    (s.pending as Set<TaskId>).delete(pending[0]!);
+    (s.pending as Set<TaskId>).add(pending[0]!);
     const d = roundTrip(s);
     expect([...d.pending]).toEqual([...pending.slice(1), pending[0]]);
   });
@@ -334,10 +334,10 @@ describe("snapshot header and errors", () => {
   it("refuses to write a state whose pending index is not exactly its PENDING tasks", () => {
     const s = foldAll([...syntheticLog({ seed: 2, events: 2_000, agents: 5 })]);
     const notPending = [...s.tasks.values()].find((t) => t.state !== "PENDING")!;
-    s.pending.add(notPending.taskId);
+    (s.pending as Set<TaskId>).add(notPending.taskId);
     expect(() => encodeSnapshot(s)).toThrow(SnapshotError);
-    s.pending.delete(notPending.taskId);
-    s.pending.delete([...s.pending][0]!);
+    (s.pending as Set<TaskId>).delete(notPending.taskId);
+    (s.pending as Set<TaskId>).delete([...s.pending][0]!);
     expect(() => encodeSnapshot(s)).toThrow(/pending index holds/);
   });
 });

@@ -12,7 +12,7 @@
 // round; kicks that arrive meanwhile make one more round. Its pending reasons and its view of the
 // active agents are a read model others read (PlacementView), never change.
 
-import type { TaskId } from "../domain/types.js";
+import type { JobKeyString, TaskId } from "../domain/types.js";
 import { TaskGroup } from "../scheduling/feasible.js";
 import { activeAgents, OfferBook } from "../scheduling/offers.js";
 import { PlacementStack } from "../scheduling/stack.js";
@@ -145,20 +145,11 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
     this.noAgents = this.activeAgents().length === 0;
     if (this.noAgents) return;
     const now = s.clock.now();
-    // Grouped by job, then config version: a key string per group, not per pending task (a round
-    // looks at every pending task, and a round follows every commit).
-    const groups = new Map<string, TaskId[]>();
-    const byJob = new Map<string, Map<number, TaskId[]>>();
-    for (const taskId of st.pending) {
-      const t = st.tasks.get(taskId)!;
-      let versions = byJob.get(t.job);
-      if (!versions) byJob.set(t.job, (versions = new Map()));
-      let g = versions.get(t.configVersion);
-      if (!g) {
-        versions.set(t.configVersion, (g = []));
-        groups.set(`${t.job}#${t.configVersion}`, g);
-      }
-      g.push(taskId);
+    // The state keeps the pending tasks grouped (ClusterState.pendingGroups): a round costs the
+    // groups and the tasks it places, not every pending task. A key string per group.
+    const groups = new Map<string, { job: JobKeyString; version: number; ids: ReadonlySet<TaskId> }>();
+    for (const [job, versions] of st.pendingGroups()) {
+      for (const [version, ids] of versions) groups.set(`${job}#${version}`, { job, version, ids });
     }
     // Reasons and backoffs of groups no longer pending go: a stale backoff would re-arm a 0 ms
     // wake-up for nothing, for ever (the swarm found it: a busy loop until capacity changed).
@@ -170,25 +161,31 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
     const offers = new OfferBook(st);
     const agents = this.activeAgents();
     const events = [];
-    const cursor = new Map<string, number>(); // group → tasks of it handled this round
+    // group → its tasks not yet handled this round, in order (the state does not change until
+    // the round's commit, so the iterator stays valid)
+    const cursor = new Map<string, Iterator<TaskId>>();
     const blocked = new Set<string>();
+    const done = new Set<string>();
     const turn = this.groupTurn++ % ready.length;
     const order = [...ready.slice(turn), ...ready.slice(0, turn)];
     let progress = true;
     while (progress && events.length < ROUND_MAX) {
       progress = false;
       for (const key of order) {
-        if (blocked.has(key) || events.length >= ROUND_MAX) continue;
-        const taskIds = groups.get(key)!;
-        const from = cursor.get(key) ?? 0;
-        if (from >= taskIds.length) continue;
-        const first = st.tasks.get(taskIds[from]!)!;
-        const g = new TaskGroup(st.jobs.get(first.job)!, first.configVersion);
+        if (blocked.has(key) || done.has(key) || events.length >= ROUND_MAX) continue;
+        const group = groups.get(key)!;
+        let it = cursor.get(key);
+        if (it === undefined) cursor.set(key, (it = group.ids.values()));
+        const batch = nextBatch(it, GROUP_BATCH);
+        if (batch.length === 0) {
+          done.add(key);
+          continue;
+        }
+        const g = new TaskGroup(st.jobs.get(group.job)!, group.version);
         // Timed with the real clock (a virtual one stands still while placement computes).
         const t0 = performance.now();
-        const out = this.stack.placeGroup(st, offers, agents, g, taskIds.slice(from, from + GROUP_BATCH), GROUP_BATCH);
+        const out = this.stack.placeGroup(st, offers, agents, g, batch, GROUP_BATCH);
         this.attempts.decided(out.assignments.length, out.blocked !== null, (performance.now() - t0) / 1000);
-        cursor.set(key, from + out.assignments.length);
         for (const a of out.assignments) {
           events.push(
             s.event(
@@ -247,4 +244,15 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
       Math.max(0, earliest - this.s.clock.now()),
     );
   }
+}
+
+/** The next up to `n` ids from `it`. */
+function nextBatch(it: Iterator<TaskId>, n: number): TaskId[] {
+  const out: TaskId[] = [];
+  while (out.length < n) {
+    const r = it.next();
+    if (r.done === true) break;
+    out.push(r.value);
+  }
+  return out;
 }

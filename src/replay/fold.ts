@@ -751,8 +751,8 @@ function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName
   const from = task.state;
   if (step.changed) {
     task.state = step.next;
-    if (from === "PENDING") state.pending.delete(task.taskId);
-    else if (step.next === "PENDING") state.pending.add(task.taskId);
+    if (from === "PENDING") state.unmarkPending(task);
+    else if (step.next === "PENDING") state.markPending(task);
     if (step.next === "KILLING") task.everKilling = true;
     record(task, at, step.next);
     if (TERMINAL_STATES.has(step.next)) state.reservations.delete(task.taskId);

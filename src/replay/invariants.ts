@@ -193,6 +193,29 @@ export function checkInvariants(state: ClusterState, opts: { limit?: number } = 
     }
   }
 
+  // Placement's groups, once a leader built them, hold exactly the pending tasks, each under its
+  // own job and config version.
+  const groups = state.builtPendingGroups();
+  if (groups !== null) {
+    let grouped = 0;
+    for (const [job, versions] of groups) {
+      for (const [version, ids] of versions) {
+        if (ids.size === 0) bad("pending-index", `the pending group ${job}#${version} is empty but kept`);
+        for (const id of ids) {
+          grouped++;
+          const t = state.tasks.get(id);
+          if (!state.pending.has(id) || t?.job !== job || t.configVersion !== version)
+            bad(
+              "pending-index",
+              `the pending group ${job}#${version} holds ${id}, which is ${t ? `${t.state} in ${t.job}#${t.configVersion}` : "not in the state"}`,
+            );
+        }
+      }
+    }
+    if (grouped !== state.pending.size)
+      bad("pending-index", `the pending groups hold ${grouped} tasks, the pending index ${state.pending.size}`);
+  }
+
   // ---- agents: their task sets, resources and ports are exactly their tasks' ----------------------
   for (const agent of state.agents.values()) {
     const u = agent.used;

@@ -935,7 +935,7 @@ function decodeBody(bytes: Uint8Array, indexTables?: ReadOptions["indexTables"])
     const id = p >= 0 && p < strs.length && (p | 0) === p ? strs.at(p) : undefined;
     if (id === undefined || !(p < n && columns.isPending(p)))
       throw new SnapshotError(`snapshot pending index names ${id}, which is not PENDING`);
-    state.pending.add(id);
+    state.restorePending(id);
   }
   const pendingTasks = columns.pendingRows();
   if (pendingTasks !== state.pending.size)

@@ -240,8 +240,13 @@ export class ClusterState {
   /** Derived counters (not hashed): bumped when agents change, and when resources free up. */
   agentsVersion = 0;
   capacityVersion = 0;
-  /** Derived index: PENDING tasks, in the order they became PENDING. Not hashed. */
-  readonly pending = new Set<TaskId>();
+  /** Derived index: PENDING tasks, in the order they became PENDING. Not hashed. Changed only
+   *  through markPending and unmarkPending, which keep pendingGroups() in step with it. */
+  readonly pending: ReadonlySet<TaskId> = new Set<TaskId>();
+  /** PENDING tasks by job, then config version: placement's task groups. Built from `pending`
+   *  when first asked for (a leader's first round), then kept by the fold; replicas that never
+   *  place never build it. Not hashed. */
+  #groups: Map<JobKeyString, Map<number, Set<TaskId>>> | null = null;
   /** Entries the fold could not apply: kept, never thrown, so replay never bricks (the first MAX_ANOMALIES_KEPT). */
   readonly anomalies: Anomaly[] = [];
   /** All anomalies folded, kept or not. */
@@ -249,6 +254,61 @@ export class ClusterState {
 
   constructor(tasks: TaskMap = new TaskMap()) {
     this.tasks = tasks;
+  }
+
+  /** `task` became PENDING (the fold's). */
+  markPending(task: Pick<TaskRecord, "taskId" | "job" | "configVersion">): void {
+    (this.pending as Set<TaskId>).add(task.taskId);
+    if (this.#groups !== null) this.#group(this.#groups, task);
+  }
+
+  #group(groups: Map<JobKeyString, Map<number, Set<TaskId>>>, task: Pick<TaskRecord, "taskId" | "job" | "configVersion">): void {
+    let versions = groups.get(task.job);
+    if (versions === undefined) groups.set(task.job, (versions = new Map()));
+    let ids = versions.get(task.configVersion);
+    if (ids === undefined) versions.set(task.configVersion, (ids = new Set()));
+    ids.add(task.taskId);
+  }
+
+  /** A snapshot decode's: `id` is PENDING (its row may still be cold, so no group yet: the
+   *  groups are built from `pending` when first asked for). */
+  restorePending(id: TaskId): void {
+    if (this.#groups !== null) throw new Error("invariant: a pending task restored after the pending groups were built");
+    (this.pending as Set<TaskId>).add(id);
+  }
+
+  /** `task` is PENDING no more. */
+  unmarkPending(task: Pick<TaskRecord, "taskId" | "job" | "configVersion">): void {
+    if (!(this.pending as Set<TaskId>).delete(task.taskId)) return;
+    const versions = this.#groups?.get(task.job);
+    const ids = versions?.get(task.configVersion);
+    if (ids === undefined || !ids.delete(task.taskId) || ids.size > 0) return;
+    versions!.delete(task.configVersion);
+    if (versions!.size === 0) this.#groups!.delete(task.job);
+  }
+
+  /** pendingGroups() if something asked for it already, else null (for checks that must not build it). */
+  builtPendingGroups(): ReadonlyMap<JobKeyString, ReadonlyMap<number, ReadonlySet<TaskId>>> | null {
+    return this.#groups;
+  }
+
+  /**
+   * The PENDING tasks grouped by job, then config version; each group's tasks in the order they
+   * became PENDING, and groups in the order they last became non-empty. Read-only to callers.
+   * Why it is kept rather than grouped per round: a placement round grouped every pending task,
+   * a task-table lookup each, and a round follows every commit; with 50,000 tasks pending in
+   * `bench placement`, that was ~25 lookups per placement made.
+   */
+  pendingGroups(): ReadonlyMap<JobKeyString, ReadonlyMap<number, ReadonlySet<TaskId>>> {
+    if (this.#groups === null) {
+      const groups = new Map<JobKeyString, Map<number, Set<TaskId>>>();
+      for (const id of this.pending) {
+        const t = this.tasks.get(id);
+        if (t !== undefined) this.#group(groups, t); // always there: invariants.ts checks `pending-index`
+      }
+      this.#groups = groups;
+    }
+    return this.#groups;
   }
 
   /** The job's update that is not over yet (at most one per job), or undefined. */

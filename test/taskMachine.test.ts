@@ -5,7 +5,7 @@
 
 import { describe, expect, it } from "vitest";
 import type { TaskAction, TaskGuardInput } from "../src/statemachines/task.js";
-import { bitsToGuard, machineStep, taskStep } from "../src/statemachines/taskTable.js";
+import { bitsToGuard, machineStep, taskStep, warmTaskTable } from "../src/statemachines/taskTable.js";
 import { TASK_STATES, type TaskStateName } from "../src/statemachines/taskStates.js";
 
 const S = "SAVE_STATE",
@@ -150,5 +150,16 @@ describe("fast path", () => {
       }
     }
     expect(n).toBe(16 * 16 * 8);
+  });
+
+  it("gives the same entry every time, asked first or warmed (entries are made when first needed)", () => {
+    const first = taskStep("RUNNING", "FAILED", 3);
+    warmTaskTable();
+    expect(taskStep("RUNNING", "FAILED", 3)).toBe(first);
+    expect(Object.isFrozen(first) && Object.isFrozen(first.actions)).toBe(true);
+  });
+
+  it("refuses a guard input that is not an integer 0-7, rather than reading another entry", () => {
+    for (const bad of [8, -1, 1.5, Number.NaN]) expect(() => taskStep("RUNNING", "FAILED", bad)).toThrow(/guard input/);
   });
 });

@@ -12,12 +12,12 @@ import { openJetStreamLog } from "../../src/eventlog/jetstream.js";
 import { stateHash } from "../../src/replay/hash.js";
 import { coldStart } from "../../src/storage/coldStart.js";
 import { SnapshotStore } from "../../src/storage/snapshotStore.js";
-import { warmTaskTable } from "../../src/statemachines/taskTable.js";
 
 async function main(): Promise<void> {
   const [url, stream, bucket] = process.argv.slice(2);
   if (!url || !stream || !bucket) throw new Error("usage: coldStartOnce.js URL STREAM BUCKET");
-  warmTaskTable(); // as a scheduler's start does before it reads the log
+  // No warmTaskTable(): a scheduler asks the task machine for each table entry as its fold first
+  // needs it, and so does this cold start.
   const log = await openJetStreamLog({ servers: url, stream, replicas: 1 });
   try {
     const store = await SnapshotStore.forLog(log, { bucket });

@@ -3,9 +3,9 @@
 // XState's pure transition() costs 25–65 µs a call (measured, xstate 5): far too slow for a fold that
 // must apply a million events a second. The task machine is finite (16 states × 16 target
 // events × 8 guard inputs), so we compile it, by asking the machine itself, into a flat lookup
-// table, an entry the first time it is needed (all 2,048 transition() calls take ~0.2 s). The machine stays the one
-// definition; test/taskMachine.test.ts checks the table and the machine agree on every
-// (state, event, guard input) triple.
+// table, an entry the first time it is needed (all 2,048 transition() calls take ~0.2 s). The
+// machine stays the one definition; test/taskMachine.test.ts checks the table and the machine
+// agree on every (state, event, guard input) triple.
 
 import { transition } from "xstate";
 import { TASK_ACTIONS, taskMachine, type TaskAction, type TaskGuardInput } from "./task.js";

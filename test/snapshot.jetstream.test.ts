@@ -283,3 +283,51 @@ describe("roost snapshot list / verify (the built CLI)", () => {
     }
   }, 60_000);
 });
+
+describe("roost snapshot write (the built CLI)", () => {
+  it("writes the state at a moment, which verifies; keeps the newest 3; refuses a moment outside the log", async () => {
+    const log = await nats.openLog("SNAP_WRITE");
+    await writeLog(log, records.slice(0, 60));
+    const store = await SnapshotStore.forLog(log, { bucket: "snap_write" });
+    await store.put(foldPrefix(20));
+    const dir = mkdtempSync(join(tmpdir(), "roost-snap-write-"));
+    const args = ["--nats", nats.url, "--stream", "SNAP_WRITE", "--bucket", "snap_write"];
+    try {
+      const at = await roost(["snapshot", "write", ...args, "--at", "45", "--json"], dir);
+      expect(at.code, at.stderr).toBe(0);
+      expect(JSON.parse(at.stdout)).toMatchObject({ name: snapshotName(45), seq: 45, pruned: [] });
+      const stored = await store.loadNewestReport(45, { verify: "inline" });
+      expect(stored.loaded?.seq).toBe(45);
+      expect(stateHash(stored.loaded!.state)).toBe(stateHash(foldPrefix(45)));
+
+      // Default: the end of the log; it verifies against a fold from genesis.
+      const end = await roost(["snapshot", "write", ...args], dir);
+      expect(end.code, end.stderr).toBe(0);
+      expect(end.stdout).toMatch(/^wrote snap\/000000000060: seq 60, /);
+      const verified = await roost(["snapshot", "verify", ...args, "--json"], dir);
+      expect(JSON.parse(verified.stdout)).toMatchObject({ name: snapshotName(60), match: true });
+
+      // A fourth: the oldest goes, as a scheduler's writer prunes.
+      const fourth = await roost(["snapshot", "write", ...args, "--at", "50", "--json"], dir);
+      expect(JSON.parse(fourth.stdout)).toMatchObject({ seq: 50, pruned: [snapshotName(20)] });
+      expect((await store.list()).map((s) => s.seq)).toEqual([60, 50, 45]);
+
+      // Moments outside the log, and garbage: refused, naming --at, and nothing written.
+      for (const [bad, why] of [
+        ["61", /beyond the end of the log/],
+        ["0", /before the first record/],
+        ["-1", /--at <seq\|time>.*must be a log sequence/],
+        ["yesterday", /must be a log sequence/],
+        ["1999-01-01T00:00:00Z", /before the first record/],
+      ] as const) {
+        const r = await roost(["snapshot", "write", ...args, "--at", bad], dir);
+        expect(r.code, bad).toBe(1);
+        expect(r.stderr, bad).toMatch(why);
+        expect(r.stderr, bad).not.toMatch(/at .*\.js:\d+/);
+      }
+      expect((await store.list()).map((s) => s.seq)).toEqual([60, 50, 45]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

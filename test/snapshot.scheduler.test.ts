@@ -53,6 +53,26 @@ describe("snapshots in the scheduler", () => {
     await second.stop();
   });
 
+  it("a leader with no standby leaves a snapshot of a state over its limit unwritten (the pause could cost it the lease)", async () => {
+    const log = new MemoryLog();
+    const store = new MemorySnapshotStore();
+    const lone = new Scheduler({
+      log,
+      bus: new MemoryBus(),
+      schedulerId: "a",
+      snapshots: store,
+      snapshotEvery: 20,
+      leaderSnapshotMaxTasks: 10,
+    });
+    await lone.start();
+    await lone.intake.create({ spec: testSpec("j1", { instances: 30 }), user: "t" }); // 30 tasks: over 10
+    for (let i = 0; i < 1000 && lone.snapshotsLeftByLeader === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(lone.snapshotsLeftByLeader).toBeGreaterThan(0);
+    expect(lone.snapshotsWritten).toBe(0);
+    expect(await store.list()).toEqual([]);
+    await lone.stop();
+  });
+
   it("skips a snapshot that will not decode and falls back to an older one, or to the log", async () => {
     const log = new MemoryLog();
     const store = new MemorySnapshotStore();

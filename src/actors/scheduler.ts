@@ -102,6 +102,8 @@ export interface SchedulerOptions {
   snapshotEvery?: number;
   /** A standby encodes a snapshot this many ms at a time between turns of its event loop. Default 10. */
   snapshotSliceMs?: number;
+  /** A leader with no standby encodes snapshots of at most this many tasks (snapshotWriter.ts). Default LEADER_ENCODE_MAX_TASKS. */
+  leaderSnapshotMaxTasks?: number;
   /** Where this replica's Prometheus metrics go (one SchedulerMetrics per replica); default: a fresh one. */
   metrics?: SchedulerMetrics;
 }
@@ -198,6 +200,7 @@ export class Scheduler {
           log: this.log,
           members: () => (this.members ? this.membersSeen : null),
           readMembers: () => this.readMembers(),
+          ...(opts.leaderSnapshotMaxTasks !== undefined ? { leaderMaxTasks: opts.leaderSnapshotMaxTasks } : {}),
         })
       : null;
   }
@@ -257,6 +260,11 @@ export class Scheduler {
   /** Snapshots this replica encoded and began storing (for tests and the log). */
   get snapshotsWritten(): number {
     return this.snapshotWriter?.written ?? 0;
+  }
+
+  /** Snapshots due that this replica, leading with no standby, left to others: its state was too large to encode on its own loop. */
+  get snapshotsLeftByLeader(): number {
+    return this.snapshotWriter?.leaderSkipped ?? 0;
   }
 
   /**

@@ -12,8 +12,13 @@
 //   its event loop keeps turning (lease polls, its member entry); folding resumes before the
 //   upload. If it wins the lease meanwhile, it drops the snapshot and takes over.
 // - The leader writes only when no standby is fresh on the board (a lone scheduler, or one with
-//   no board), deciding on a fresh read of the board; then encoding pauses it, ~3 s per 250k
-//   tasks. The snapshot is of the state as it is then: a snapshot may cover any sequence.
+//   no board), deciding on a fresh read of the board, and only a state of at most
+//   LEADER_ENCODE_MAX_TASKS tasks: encoding pauses it (~15 µs per task on this project's
+//   machines), and a pause near the lease's 3 s loses it. It did: at a cell's restart with
+//   240k tasks, the first replica up led, found a snapshot due while the others still replayed
+//   (not yet on the board), paused 3.7 s to encode it, and a standby took over. A larger state
+//   waits for a standby, or for `roost snapshot write` (src/cli/snapshot.ts), and the leader says
+//   so in its log. The snapshot is of the state as it is then: a snapshot may cover any sequence.
 // Views of the board can differ for a moment, so a point may get two writers (the same state,
 // stored twice under one name) or none (the next point has one). Either is harmless: a snapshot is
 // only a shortcut.
@@ -25,6 +30,13 @@ import type { BaseSnapshotStore } from "../storage/snapshotStore.js";
 import type { Logger } from "../util/logger.js";
 import type { Clock } from "./clock.js";
 import type { MemberStatus } from "./members.js";
+
+/**
+ * The most tasks a leader encodes a snapshot of on its own event loop: ~0.75 s at the ~15 µs per
+ * task measured here (`bench snapshot`: 3.7 s at 240k), a quarter of the 3 s lease, leaving room
+ * for a machine twice as slow before the pause reaches the lease's renewal margin.
+ */
+export const LEADER_ENCODE_MAX_TASKS = 50_000;
 
 /** A member entry older than this is not counted (entries are refreshed every second). */
 const MEMBER_FRESH_MS = 5000;
@@ -86,6 +98,8 @@ export class SnapshotWriter {
   private writing = false;
   /** Snapshots this replica encoded and began storing (for tests and the log). */
   written = 0;
+  /** Snapshots due that this replica, leading with no standby, left unwritten: the state was too large. */
+  leaderSkipped = 0;
 
   constructor(
     private readonly o: {
@@ -99,6 +113,8 @@ export class SnapshotWriter {
       members: () => readonly MemberStatus[] | null;
       /** Read the board again (the leader decides on a fresh read). */
       readMembers: () => Promise<void>;
+      /** LEADER_ENCODE_MAX_TASKS unless given (tests). */
+      leaderMaxTasks?: number;
     },
   ) {}
 
@@ -121,7 +137,8 @@ export class SnapshotWriter {
 
   /**
    * The leader, when no standby can: it decides on a fresh read of the board (a stale view could
-   * pause it for nothing), then encodes the state as it is by then, at once (its loop pauses).
+   * pause it for nothing), then encodes the state as it is by then, at once (its loop pauses), if
+   * it has at most LEADER_ENCODE_MAX_TASKS tasks.
    */
   asLeader(state: () => ClusterState, leading: () => boolean): void {
     if (!this.due(state())) return;
@@ -129,6 +146,17 @@ export class SnapshotWriter {
     void this.o.readMembers().then(() => {
       this.writing = false;
       if (!leading() || !this.mine("leader")) return;
+      const tasks = state().tasks.size;
+      const max = this.o.leaderMaxTasks ?? LEADER_ENCODE_MAX_TASKS;
+      if (tasks > max) {
+        this.leaderSkipped++;
+        this.o.log.warn(
+          { seq: state().seq, tasks, max },
+          "a snapshot is due and no standby is on the members board to write it; the leader does not encode a state this large " +
+            "(the pause could cost it its lease): run a standby, or `roost snapshot write`",
+        );
+        return;
+      }
       const t0 = performance.now();
       const encoded = runSteps(encodeSnapshotSteps(state(), { createdTs: this.o.clock.now(), stream: this.o.store.stream }));
       this.store(encoded, performance.now() - t0, "leader");

@@ -17,21 +17,13 @@ import { isoTime } from "../domain/time.js";
 import { connectClient, cliConnectOptions, type ClusterClient } from "../client/transport.js";
 import { HistoryService, type LiveHash, NotFoundError } from "../history/service.js";
 import { AtError, type AtSpec, type LogReader } from "../history/timeMachine.js";
+import { atArg } from "./atArg.js";
 import type { DiffReport, ReplayReport } from "../views/cluster.js";
 import { table } from "./format.js";
 import { type SnapshotOptions, withCluster } from "./snapshot.js";
 
 interface HistoryCliOptions extends SnapshotOptions {
   timeout?: number;
-}
-
-const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
-
-/** `--at`, `--from`, `--to`: a log sequence (0 = before the first record) or an RFC 3339 time. */
-export function atArg(v: string): number | string {
-  if (/^\d+$/.test(v) && Number.isSafeInteger(Number(v))) return Number(v);
-  if (TIME.test(v) && Number.isFinite(Date.parse(v))) return v;
-  throw new InvalidArgumentError("must be a log sequence (0, 1, 2, …) or a time (RFC 3339, e.g. 2026-12-02T03:12:00Z)");
 }
 
 /** A LogReader over a CLI cluster client (the embedded dev cluster's bridge has no JetStream). */

@@ -72,7 +72,8 @@ import {
   formatWhy,
   table,
 } from "./format.js";
-import { addHistoryCommands, atArg, withHistory } from "./history.js";
+import { atArg } from "./atArg.js";
+import { addHistoryCommands, withHistory } from "./history.js";
 import { registerHostCommands } from "./maintenance.js";
 import { registerSimCommand } from "./sim.js";
 import { registerSlaCommands } from "./sla.js";

@@ -1,8 +1,18 @@
-// `roost snapshot list` and `roost snapshot verify`: the snapshots in the cluster's object store,
-// and whether one equals the fold of the log from genesis up to the sequence it covers.
+// `roost snapshot list`, `verify` and `write`: the snapshots in the cluster's object store, whether
+// one equals the fold of the log from genesis up to the sequence it covers, and a new one written
+// by an operator.
 //
 //   roost snapshot list [--json]
 //   roost snapshot verify [--name snap/000000001234] [--json]     exit 1 unless it matches
+//   roost snapshot write [--at SEQ|TIME] [--json]                 the state at that moment (default:
+//                                                                 the end of the log), stored
+//
+// Why `write`: schedulers write snapshots themselves (a standby, or a leader with none), but a
+// leader with no standby does not encode a large state (src/actors/snapshotWriter.ts: that pause
+// once cost it its lease), so a lone scheduler's cell gets its snapshots from this command, run
+// by an operator or a timer. It needs no leader: it folds the log from the newest snapshot at or
+// before the moment (checked) as `roost replay --at` does, then stores the bytes only after they
+// decode to their own state hash (the writer's check), and keeps the newest 3 as schedulers do.
 //
 // Both reach the cluster as the other commands do (.roost/cluster.json, or --nats URL) and open
 // their own NATS connection for the log and the object store. An embedded `roost dev` keeps no
@@ -14,10 +24,12 @@ import { resolveCreds } from "../bus/creds.js";
 import { type JetStreamLog, openJetStreamLog } from "../eventlog/jetstream.js";
 import { foldRecord } from "../replay/fold.js";
 import { stateHash } from "../replay/hash.js";
-import { readSnapshot, SnapshotError } from "../replay/snapshot.js";
+import { encodeSnapshotWithHeader, readSnapshot, SnapshotError } from "../replay/snapshot.js";
 import { ClusterState } from "../replay/state.js";
 import { DEFAULT_SNAPSHOT_BUCKET, type SnapshotInfo, SnapshotStore } from "../storage/snapshotStore.js";
 import { cliConnectOptions, connectClient, loadClusterFile, natsServers } from "../client/transport.js";
+import { type AtSpec, TimeMachine } from "../history/timeMachine.js";
+import { atArg } from "./atArg.js";
 
 export interface SnapshotOptions {
   json?: boolean;
@@ -184,7 +196,53 @@ async function verifySnapshot(log: JetStreamLog, store: SnapshotStore, name?: st
   };
 }
 
-/** Adds `roost snapshot list|verify` to the program; `withClusterOptions` adds the options every
+interface WriteReport {
+  name: string;
+  seq: number;
+  eventCount: number;
+  tasks: number;
+  bytes: number;
+  /** Building the state: the newest snapshot at or before the moment, then the log to it, ms. */
+  foldMs: number;
+  encodeMs: number;
+  /** The writer's check (the bytes decode to their header's state hash), ms. */
+  checkMs: number;
+  writeMs: number;
+  /** Older snapshots removed (the newest 3 are kept). */
+  pruned: string[];
+}
+
+async function writeSnapshot(log: JetStreamLog, store: SnapshotStore, at: AtSpec): Promise<WriteReport> {
+  const tm = new TimeMachine({ log, store, progress: (m) => process.stderr.write(`roost: ${m}\n`) });
+  const { seq } = await tm.resolve(at);
+  if (seq === 0)
+    throw new Error(
+      at === undefined
+        ? "the log is empty: there is no state to snapshot"
+        : "at: the moment is before the first record of the log: there is no state to snapshot",
+    );
+  const t0 = performance.now();
+  const state = await tm.stateAt(seq);
+  const t1 = performance.now();
+  const encoded = encodeSnapshotWithHeader(state, { createdTs: Date.now(), stream: store.stream });
+  const encodeMs = performance.now() - t1;
+  const put = await store.putEncoded(encoded); // checked before it is stored
+  const pruned = await store.prune(3);
+  return {
+    name: put.name,
+    seq,
+    eventCount: encoded.header.eventCount,
+    tasks: encoded.header.tasks,
+    bytes: encoded.bytes.length,
+    foldMs: Math.round(t1 - t0),
+    encodeMs: Math.round(encodeMs),
+    checkMs: Math.round(put.checkMs),
+    writeMs: Math.round(put.writeMs),
+    pruned,
+  };
+}
+
+/** Adds `roost snapshot list|verify|write` to the program; `withClusterOptions` adds the options every
  *  cluster command takes (--json, --nats, --cluster). */
 export function registerSnapshotCommand(program: Command, withClusterOptions: (c: Command) => Command): void {
   const snapshot = program.command("snapshot").description("state snapshots in the JetStream object store");
@@ -220,5 +278,24 @@ export function registerSnapshotCommand(program: Command, withClusterOptions: (c
         );
       }
       if (!r.match) process.exitCode = 1;
+    });
+
+  withOptions(
+    snapshot
+      .command("write")
+      .description(
+        "write a snapshot of the state at a moment (default: the end of the log), folded from the newest snapshot before it; no leader needed",
+      ),
+  )
+    .option("--at <seq|time>", "the moment: a log sequence, or a time (the last record written at or before it)", atArg)
+    .action(async (o: SnapshotOptions & { at?: AtSpec }) => {
+      const r = await withCluster(o, ({ log, store }) => writeSnapshot(log, store, o.at));
+      if (o.json) console.log(JSON.stringify(r, null, 2));
+      else
+        console.log(
+          `wrote ${r.name}: seq ${r.seq}, ${r.eventCount} events, ${r.tasks} tasks, ${(r.bytes / 2 ** 20).toFixed(1)} MiB ` +
+            `(state built in ${r.foldMs} ms, encoded in ${r.encodeMs}, checked in ${r.checkMs}, stored in ${r.writeMs})` +
+            (r.pruned.length ? `; removed ${r.pruned.join(", ")} (the newest 3 are kept)` : ""),
+        );
     });
 }

@@ -36,7 +36,7 @@ import type { MemberStatus } from "./members.js";
  * task measured here (`bench snapshot`: 3.7 s at 240k), a quarter of the 3 s lease, leaving room
  * for a machine twice as slow before the pause reaches the lease's renewal margin.
  */
-export const LEADER_ENCODE_MAX_TASKS = 50_000;
+const LEADER_ENCODE_MAX_TASKS = 50_000;
 
 /** A member entry older than this is not counted (entries are refreshed every second). */
 const MEMBER_FRESH_MS = 5000;

@@ -240,6 +240,26 @@ describe("preemption", () => {
     expect(victims[0]!.successorId).not.toBeNull();
   });
 
+  it("each task of a blocked production group gets a slot in turn, and runs in the slot held for it", async () => {
+    sim = await Sim.start({ seed: 15, agents: [full], policy: { preemptionDelayMs: 0 } });
+    await sim.createJob(spec("batchy", { instances: 4, tier: "preemptible" }));
+    await sim.advance(1_000);
+    await sim.request("quota.set", { role: "www", cpus: 10, ramMb: 10000, diskMb: 10000, user: "admin" });
+    await sim.createJob(spec("prod", { instances: 2, tier: "preferred", environment: "prod" }));
+    await sim.runUntil(
+      () => sim!.status("www/prod/prod").instances.every((i) => i.state === "RUNNING"),
+      10 * MIN,
+      "both prod instances RUNNING",
+    );
+    const held = [...sim.state.tasks.values()].filter((t) => t.job === "www/prod/prod" && t.state === "RUNNING");
+    expect(held).toHaveLength(2);
+    for (const t of held) {
+      const h = await withReasons(taskHistory(sim.state, t.taskId)!, sim.log);
+      expect(h.events.find((e) => e.state === "ASSIGNED")!.reason).toMatch(/in the slot the preemptor held for it/);
+    }
+    expect([...sim.state.tasks.values()].filter((t) => t.job === "www/devel/batchy" && t.state === "KILLED")).toHaveLength(2);
+  });
+
   it("within a role and tier, higher priority preempts lower; another role is left alone", async () => {
     sim = await Sim.start({ seed: 13, agents: [{ count: 1, cpus: 2, ramMb: 4096, diskMb: 10000 }], policy: { preemptionDelayMs: 0 } });
     await sim.createJob({ ...spec("other", { instances: 1, priority: 0 }), role: "ads" });

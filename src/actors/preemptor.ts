@@ -61,33 +61,42 @@ export class Preemptor extends Actor<PreemptorMsg> {
       const st = s.state;
       const offers = new OfferBook(st);
       const agents = this.placement.activeAgents();
-      const seen = new Set<string>();
       const taken = new Set<TaskId>();
       const events = [];
       let slots = 0;
-      for (const taskId of st.pending) {
-        const t = st.tasks.get(taskId)!;
-        const key = `${t.job}#${t.configVersion}`;
-        if (seen.has(key) || st.reservations.has(taskId)) continue;
-        if (this.placement.reasonFor(taskId) === undefined) continue; // not blocked (or not looked at yet)
-        if (now - enteredTs(t) < s.policy.preemptionDelayMs) continue;
-        seen.add(key);
-        const g = new TaskGroup(st.jobs.get(t.job)!, t.configVersion);
-        const slot = findSlot(st, offers, agents, g, taskId, taken);
-        if (!slot) continue;
-        for (const v of slot.victims) taken.add(v);
-        events.push(
-          s.event(
-            "SlotReserved",
-            { taskId, agentId: slot.agentId, victims: slot.victims, expiresTs: now + s.policy.reservationMs },
-            `${taskId} waited ${fmtMs(now - enteredTs(t))} (${this.placement.reasonFor(taskId)}); preempting ${slot.victims.length} task(s) on ${slot.host} and holding the slot for ${fmtMs(s.policy.reservationMs)}`,
-          ),
-        );
-        for (const v of slot.victims) {
-          events.push(s.event("TaskStateChanged", { taskId: v, to: "PREEMPTING" }, `preempted for ${taskId} of ${t.job}: ${slot.why}`));
+      // Each group's oldest pending task that has no slot held for it (a group's tasks are in the
+      // order they became PENDING, so when that one has not waited long enough, none has). The
+      // groups are the state's (ClusterState.pendingGroups): a pass costs the groups, not the
+      // backlog, which it used to walk task by task.
+      for (const [job, versions] of st.pendingGroups()) {
+        for (const [version, ids] of versions) {
+          let taskId: TaskId | undefined;
+          for (const id of ids) {
+            if (!st.reservations.has(id)) {
+              taskId = id;
+              break;
+            }
+          }
+          if (taskId === undefined || this.placement.reasonFor(taskId) === undefined) continue; // not blocked (or not looked at yet)
+          const t = st.tasks.get(taskId)!;
+          if (now - enteredTs(t) < s.policy.preemptionDelayMs) continue;
+          const g = new TaskGroup(st.jobs.get(job)!, version);
+          const slot = findSlot(st, offers, agents, g, taskId, taken);
+          if (!slot) continue;
+          for (const v of slot.victims) taken.add(v);
+          events.push(
+            s.event(
+              "SlotReserved",
+              { taskId, agentId: slot.agentId, victims: slot.victims, expiresTs: now + s.policy.reservationMs },
+              `${taskId} waited ${fmtMs(now - enteredTs(t))} (${this.placement.reasonFor(taskId)}); preempting ${slot.victims.length} task(s) on ${slot.host} and holding the slot for ${fmtMs(s.policy.reservationMs)}`,
+            ),
+          );
+          for (const v of slot.victims) {
+            events.push(s.event("TaskStateChanged", { taskId: v, to: "PREEMPTING" }, `preempted for ${taskId} of ${t.job}: ${slot.why}`));
+          }
+          this.slots++;
+          slots++;
         }
-        this.slots++;
-        slots++;
       }
       if (events.length) {
         await s.commit(events);

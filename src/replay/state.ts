@@ -243,9 +243,9 @@ export class ClusterState {
   /** Derived index: PENDING tasks, in the order they became PENDING. Not hashed. Changed only
    *  through markPending and unmarkPending, which keep pendingGroups() in step with it. */
   readonly pending: ReadonlySet<TaskId> = new Set<TaskId>();
-  /** PENDING tasks by job, then config version: placement's task groups. Built from `pending`
-   *  when first asked for (a leader's first round), then kept by the fold; replicas that never
-   *  place never build it. Not hashed. */
+  /** PENDING tasks by job, then config version: the task groups placement and the preemptor
+   *  walk. Built from `pending` when first asked for (a leader's first round), then kept by the
+   *  fold; replicas that never place never build it. Not hashed. */
   #groups: Map<JobKeyString, Map<number, Set<TaskId>>> | null = null;
   /** Entries the fold could not apply: kept, never thrown, so replay never bricks (the first MAX_ANOMALIES_KEPT). */
   readonly anomalies: Anomaly[] = [];

@@ -16,6 +16,7 @@ import { coldStart } from "../src/storage/coldStart.js";
 import { foldRecord } from "../src/replay/fold.js";
 import { stateHash } from "../src/replay/hash.js";
 import { ClusterState } from "../src/replay/state.js";
+import { readSnapshotHeader } from "../src/replay/snapshot.js";
 import { syntheticLog } from "../src/sim/synthetic.js";
 import { withNats } from "./support/nats.js";
 import { roost } from "./support/roost.js";
@@ -299,6 +300,7 @@ describe("roost snapshot write (the built CLI)", () => {
       const stored = await store.loadNewestReport(45, { verify: "inline" });
       expect(stored.loaded?.seq).toBe(45);
       expect(stateHash(stored.loaded!.state)).toBe(stateHash(foldPrefix(45)));
+      expect(readSnapshotHeader((await store.getBytes(snapshotName(45)))!).stream).toBe("SNAP_WRITE"); // as a scheduler's names it
 
       // Default: the end of the log; it verifies against a fold from genesis.
       const end = await roost(["snapshot", "write", ...args], dir);

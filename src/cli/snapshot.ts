@@ -84,7 +84,9 @@ async function openCluster(
   });
   try {
     const log = await openJetStreamLog({ servers, nc, stream, create: false, readyTimeoutMs: opts.timeoutMs });
-    const opened = SnapshotStore.open(nc, { bucket: o.bucket ?? DEFAULT_SNAPSHOT_BUCKET, create: false });
+    // The stream, so that a snapshot of another stream in the bucket is never taken for this one's,
+    // and one written here names its stream (as a scheduler's does).
+    const opened = SnapshotStore.open(nc, { bucket: o.bucket ?? DEFAULT_SNAPSHOT_BUCKET, create: false, stream });
     // A log without a snapshot bucket still folds (from genesis): the history commands go on.
     const store = storeOptional ? await opened.catch(() => undefined) : await opened;
     return { nc, log, store: store as SnapshotStore };

@@ -22,8 +22,6 @@ import type { TaskId } from "../domain/types.js";
 import { type IdTable, idHash } from "./packedIds.js";
 import { SnapshotError } from "./snapshotError.js";
 
-export { idHash };
-
 /** Explicit limit: positions are stored as int32 (+1), and the table has 2^k ≥ 2n slots. */
 const ID_INDEX_MAX_KEYS = 2 ** 28;
 

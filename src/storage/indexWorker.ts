@@ -40,7 +40,7 @@ interface IndexRequest {
   bytes: Uint8Array;
   start: Uint32Array;
   n: number;
-  /** [state, the duplicate's position] */
+  /** [state]: RUNNING, then DONE, DUPLICATE or FAILED (a duplicate is named by the inline build). */
   status: Int32Array;
   /** Where the tables go (IdTables, their buffers transferred), before the state says DONE. */
   port: MessagePort;
@@ -109,7 +109,7 @@ class IndexerThread implements Indexer {
       this.stop();
       return null;
     }
-    const status = new Int32Array(new SharedArrayBuffer(8));
+    const status = new Int32Array(new SharedArrayBuffer(4));
     const { port1, port2 } = new MessageChannel();
     w.postMessage({ bytes: parts.bytes, start: parts.start, n, status, port: port2 } satisfies IndexRequest, [port2]);
     return () => {
@@ -161,7 +161,6 @@ if (parentPort !== null && (workerData as Record<string, unknown> | null)?.[INDE
       const hashes = new Int32Array(n);
       hashIdsInto(bytes, start, n, hashes);
       const dup = fillIdSlots(hashes, n, slots, (p, q) => sameIdBytes(bytes, start, p, q));
-      Atomics.store(status, 1, dup);
       if (dup < 0) out.postMessage({ slots, hashes } satisfies IdTables, [slots.buffer, hashes.buffer]);
       state = dup < 0 ? DONE : DUPLICATE;
     } finally {

@@ -24,12 +24,16 @@ describe("the invariants hold on real logs, after every record", () => {
     });
   }
 
-  it("placement's pending groups, once built, stay exactly the pending tasks, in order", () => {
+  it("placement's pending groups and the counts by state, once built, stay exact (the groups in order)", () => {
     const s = new ClusterState();
     let seq = 0;
     for (const r of syntheticLog({ seed: 11, events: 10_000, agents: 20 })) {
       foldRecord(s, ++seq, r);
-      if (seq === 3) s.pendingGroups(); // built early, then kept by the fold
+      if (seq === 3) {
+        // built early, then kept by the fold
+        s.pendingGroups();
+        s.taskStateCounts();
+      }
       expect(checkInvariants(s), `after record ${seq}`).toEqual([]);
       // Each group in the order its tasks became PENDING: the pending index's order.
       const order = new Map([...s.pending].map((id, i) => [id, i]));
@@ -237,6 +241,14 @@ const CASES: Array<{ breaks: InvariantName; how: string; mutate: (s: ClusterStat
     breaks: "pending-index",
     how: "a task in placement's groups that is not PENDING",
     mutate: (s) => (s.pendingGroups().get(asJobKey("www/devel/web"))!.get(1) as Set<TaskId>).add(asTaskId("t0")),
+  },
+  {
+    breaks: "task-state-counts",
+    how: "a count moved without its task",
+    mutate: (s) => {
+      s.taskStateCounts();
+      s.taskEntered("RUNNING", "FINISHED");
+    },
   },
   {
     breaks: "reschedule-obligation",

@@ -17,11 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { subjects } from "../src/bus/bus.js";
 import { NatsBus } from "../src/bus/nats.js";
-import { asTaskId, type TaskId } from "../src/domain/types.js";
+import { asAgentId, asJobKey, asTaskId } from "../src/domain/types.js";
 import { AgentMetrics } from "../src/metrics/agent.js";
 import { mountMetrics } from "../src/metrics/http.js";
 import { SchedulerMetrics } from "../src/metrics/scheduler.js";
-import { ClusterState } from "../src/replay/state.js";
+import { ClusterState, type TaskRecord } from "../src/replay/state.js";
 import { apiRequest, errorOf } from "./support/api.js";
 import { startCluster, waitFor, type TestCluster } from "./support/cluster.js";
 import { withNats } from "./support/nats.js";
@@ -134,33 +134,41 @@ describe("a scheduler's metrics", () => {
   it("keep the pending reasons a bounded set: veto texts of known shapes, at most 32, the rest other", async () => {
     const m = new SchedulerMetrics();
     const st = new ClusterState();
+    st.pendingGroups(); // built (as a leader's placement builds them), then kept by markPending
     const reasons = new Map<string, string>();
+    const pend = (job: string) => st.markPending({ taskId: asTaskId(`t-${job}`), job: asJobKey(`r/e/${job}`), configVersion: 1 });
     for (let i = 0; i < 40; i++) {
-      (st.pending as Set<TaskId>).add(asTaskId(`t${i}`));
-      reasons.set(`t${i}`, `Constraint not satisfied: attr${i}`);
+      pend(`j${i}`);
+      reasons.set(`r/e/j${i}`, `Constraint not satisfied: attr${i}`);
     }
     // Free text and numbers are never labels.
-    (st.pending as Set<TaskId>).add(asTaskId("t-free"));
-    reasons.set("t-free", "needs ramMb 512, free 100 of 1024");
-    (st.pending as Set<TaskId>).add(asTaskId("t-none"));
-    (st.pending as Set<TaskId>).add(asTaskId("t-agents"));
-    reasons.set("t-agents", "No active agents");
+    pend("free");
+    reasons.set("r/e/free", "needs ramMb 512, free 100 of 1024");
+    pend("none");
+    pend("agents");
+    reasons.set("r/e/agents", "No active agents");
+    // j0's second task has a slot held for it: reserved; its first keeps the group's reason.
+    const held = { taskId: asTaskId("t-held"), job: asJobKey("r/e/j0"), configVersion: 1, state: "PENDING" } as const;
+    st.tasks.set(held.taskId, held as unknown as TaskRecord);
+    st.markPending(held);
+    st.reservations.set(held.taskId, { taskId: held.taskId, agentId: asAgentId("a1"), victims: [], expiresTs: 0 });
     m.watch({
       state: () => st,
       leading: () => true,
       epoch: () => 1,
-      pendingReason: (id) => reasons.get(id),
+      pendingReason: (job, version) => (version === 1 ? reasons.get(job) : "wrong version"),
       mailboxes: () => [],
       logLastSeq: async () => 0,
     });
     const metrics = await m.registry.getMetricsAsJSON();
     const pending = metrics.find((x) => x.name === "roost_pending_tasks")!.values;
     const byReason = new Map(pending.map((v) => [String(v.labels.reason), v.value]));
-    expect(byReason.size).toBe(32 + 3); // 32 veto texts, other, not evaluated, no active agent
+    expect(byReason.size).toBe(32 + 4); // 32 veto texts, other, not evaluated, no active agent, reserved
     expect(byReason.get("other")).toBe(40 - 32 + 1);
     expect(byReason.get("not evaluated")).toBe(1);
     expect(byReason.get("no active agent")).toBe(1);
     expect(byReason.get("Constraint not satisfied: attr0")).toBe(1);
+    expect(byReason.get("reserved")).toBe(1);
     expect([...byReason.values()].reduce((a, b) => a + b, 0)).toBe(st.pending.size);
   });
 });

@@ -182,6 +182,25 @@ describe("snapshot round trip", () => {
     expect(stateHash(decoded)).toBe(stateHash(foldAll(log)));
   });
 
+  it("counts a decoded state's tasks by state from its columns, building no row, and the fold keeps the counts", () => {
+    const log = [...syntheticLog({ seed: 78, events: 20_000, agents: 30 })];
+    const cut = Math.floor(log.length / 2);
+    const decoded = roundTrip(foldAll(log.slice(0, cut)));
+    const cold = decoded.tasks.coldRows;
+    expect(cold).toBeGreaterThan(1000);
+    const recount = (st: ClusterState) => {
+      const c = new Map<string, number>();
+      for (const t of st.tasks.values()) c.set(t.state, (c.get(t.state) ?? 0) + 1);
+      return c;
+    };
+    const counts = decoded.taskStateCounts();
+    expect(decoded.tasks.coldRows).toBe(cold); // read from the columns
+    foldAll(log.slice(cut), decoded, cut + 1);
+    const kept = [...decoded.taskStateCounts()].filter(([, n]) => n > 0);
+    expect(new Map(kept)).toEqual(recount(decoded));
+    expect([...counts.values()].reduce((a, b) => a + b, 0)).toBe(cold);
+  });
+
   for (const name of ["v1-synthetic", "v1-rules", "v1-deploys"]) {
     it(`${name}: a snapshot at every cut, folded on, reaches the golden hash`, () => {
       const { records, expected } = golden(name);

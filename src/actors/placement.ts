@@ -90,7 +90,12 @@ export class Placement extends Actor<PlacementMsg> implements PlacementView {
   reasonFor(taskId: TaskId): string | undefined {
     const t = this.s.state.tasks.get(taskId);
     if (t?.state !== "PENDING") return undefined;
-    return this.noAgents ? NO_AGENTS : this.groupReasons.get(`${t.job}#${t.configVersion}`);
+    return this.reasonForGroup(t.job, t.configVersion);
+  }
+
+  /** Why the pending tasks of a job's config version wait, if placement has looked at them. */
+  reasonForGroup(job: JobKeyString, configVersion: number): string | undefined {
+    return this.noAgents ? NO_AGENTS : this.groupReasons.get(`${job}#${configVersion}`);
   }
 
   /** The view `roost job status` reads pending reasons through. */

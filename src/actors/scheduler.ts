@@ -186,7 +186,7 @@ export class Scheduler {
       state: () => this.state,
       leading: () => this.leading,
       epoch: () => (this.leading ? this.epoch : (this.state.leader?.epoch ?? 0)),
-      pendingReason: (taskId) => this.term?.placement.reasonFor(taskId),
+      pendingReason: (job, configVersion) => this.term?.placement.reasonForGroup(job, configVersion),
       mailboxes: () => this.actorStats(),
       logLastSeq: () => this.eventLog.lastSeq(),
     });

@@ -21,7 +21,7 @@
 //   and at most MAX_REASON_LABELS distinct ones per replica; the rest count as "other".
 
 import { Counter, collectDefaultMetrics, exponentialBuckets, Gauge, Histogram, Registry } from "prom-client";
-import type { TaskId } from "../domain/types.js";
+import type { JobKeyString } from "../domain/types.js";
 import type { ClusterState } from "../replay/state.js";
 import { AGENT_STATES } from "../statemachines/agent.js";
 import type { TaskStateName } from "../statemachines/taskStates.js";
@@ -55,8 +55,9 @@ export interface ReplicaView {
   leading(): boolean;
   /** The epoch it leads at, or the newest it has folded. */
   epoch(): number;
-  /** Why a PENDING task waits, as the leader's placement sees it (undefined: not evaluated, or not leading). */
-  pendingReason(taskId: TaskId): string | undefined;
+  /** Why a job's PENDING tasks of one config version wait, as the leader's placement sees them
+   *  (undefined: not evaluated, or not leading). */
+  pendingReason(job: JobKeyString, configVersion: number): string | undefined;
   /** The leader's actors and their mailbox depths (none on a standby). */
   mailboxes(): ReadonlyArray<{ name: string; depth: number }>;
   /** The log's last sequence (a network round trip on JetStream). */
@@ -67,8 +68,6 @@ export class SchedulerMetrics {
   readonly registry = new Registry();
   private view: ReplicaView | null = null;
   private readonly reasonLabels = new Set<string>();
-  /** Tasks by state, counted once per scrape (two gauges read them; the state changes only by folding, which moves seq). */
-  private counted: { state: ClusterState; seq: number; counts: Map<TaskStateName, number> } | null = null;
 
   private readonly attempts: Counter<"result">;
   private readonly attemptSeconds: Histogram<"result">;
@@ -132,7 +131,6 @@ export class SchedulerMetrics {
     });
     const view = () => this.view;
     const reasonLabel = (r: string | undefined) => this.reasonLabel(r);
-    const taskCounts = (st: ClusterState) => this.taskCounts(st);
     new Gauge({
       name: "roost_pending_tasks",
       help: "Tasks waiting to be placed, by why (leader only): a veto of the closest agent, throttled, reserved, no active agent, not evaluated, other",
@@ -144,9 +142,25 @@ export class SchedulerMetrics {
         if (!v?.leading()) return;
         const st = v.state();
         const counts = new Map<string, number>();
-        const add = (reason: string) => counts.set(reason, (counts.get(reason) ?? 0) + 1);
-        for (const taskId of st.pending) add(st.reservations.has(taskId) ? "reserved" : reasonLabel(v.pendingReason(taskId)));
-        const throttled = taskCounts(st).get("THROTTLED")!;
+        const add = (reason: string, n: number) => counts.set(reason, (counts.get(reason) ?? 0) + n);
+        // A pending task a slot is held for counts as reserved, not under its group's reason.
+        const held = new Map<string, number>();
+        for (const taskId of st.reservations.keys()) {
+          const t = st.pending.has(taskId) ? st.tasks.get(taskId) : undefined;
+          if (t === undefined) continue;
+          add("reserved", 1);
+          const key = `${t.job}#${t.configVersion}`;
+          held.set(key, (held.get(key) ?? 0) + 1);
+        }
+        // The rest under their group's reason: a pass over placement's groups (a reason is a
+        // group's), not over every pending task, which cost O(pending) on the leader per scrape.
+        for (const [job, versions] of st.pendingGroups()) {
+          for (const [version, ids] of versions) {
+            const n = ids.size - (held.get(`${job}#${version}`) ?? 0);
+            if (n > 0) add(reasonLabel(v.pendingReason(job, version)), n);
+          }
+        }
+        const throttled = st.taskStateCounts().get("THROTTLED")!;
         if (throttled > 0) counts.set("throttled", throttled);
         for (const [reason, n] of counts) this.set({ reason }, n);
       },
@@ -319,7 +333,8 @@ export class SchedulerMetrics {
       collect() {
         const v = view();
         if (!v) return;
-        for (const [state, n] of taskCounts(v.state())) this.set({ state }, n);
+        // Kept by the fold (ClusterState.taskStateCounts): a scrape walks no task.
+        for (const [state, n] of v.state().taskStateCounts()) this.set({ state }, n);
       },
     });
     new Gauge({
@@ -422,16 +437,6 @@ export class SchedulerMetrics {
     this.cronTriggers.inc({ outcome });
     if (missed > 0) this.cronMisfires.inc(missed);
     if (collided) this.cronCollisions.inc();
-  }
-
-  /** Tasks by state: one pass over the state's tasks per scrape (per fold, at most). */
-  private taskCounts(st: ClusterState): Map<TaskStateName, number> {
-    const c = this.counted;
-    if (c && c.state === st && c.seq === st.seq) return c.counts;
-    // (A snapshot's cold rows are counted from their columns, not built.)
-    const counts = st.tasks.stateCounts();
-    this.counted = { state: st, seq: st.seq, counts };
-    return counts;
   }
 
   /** A pending reason as a bounded label (see the file comment). */

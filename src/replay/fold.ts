@@ -302,6 +302,7 @@ function onTaskCreated(state: ClusterState, d: EventPayloads["TaskCreated"], at:
     throttledUntil: d.state === "THROTTLED" ? at.ts + (d.throttleMs ?? 0) : 0,
   };
   state.tasks.set(d.taskId, task);
+  state.taskEntered(null, "INIT");
   job.instances.set(d.instance, d.taskId);
   if (d.ancestorId !== null) {
     const ancestor = state.tasks.get(d.ancestorId);
@@ -751,6 +752,7 @@ function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName
   const from = task.state;
   if (step.changed) {
     task.state = step.next;
+    state.taskEntered(from, step.next);
     if (from === "PENDING") state.unmarkPending(task);
     else if (step.next === "PENDING") state.markPending(task);
     if (step.next === "KILLING") task.everKilling = true;
@@ -789,6 +791,7 @@ function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName
         if (task.state !== "DELETED") {
           const before = task.state;
           task.state = "DELETED";
+          state.taskEntered(before, "DELETED");
           record(task, at, "DELETED");
           if (ON_AGENT[before]) release(state, task);
           // Terminal, as above: a slot held for a pending task killed before it was placed goes

@@ -27,6 +27,7 @@ export const INVARIANTS = [
   "one-live-task-per-instance",
   "instances-newest-task",
   "pending-index",
+  "task-state-counts",
   "reschedule-obligation",
   "successor-link",
   "failure-budget",
@@ -214,6 +215,16 @@ export function checkInvariants(state: ClusterState, opts: { limit?: number } = 
     }
     if (grouped !== state.pending.size)
       bad("pending-index", `the pending groups hold ${grouped} tasks, the pending index ${state.pending.size}`);
+  }
+
+  // The counts by state, once something asked for them, are the tasks' own.
+  const kept = state.builtTaskStateCounts();
+  if (kept !== null) {
+    const counted = new Map<string, number>();
+    for (const t of state.tasks.values()) counted.set(t.state, (counted.get(t.state) ?? 0) + 1);
+    for (const [s, n] of kept) {
+      if ((counted.get(s) ?? 0) !== n) bad("task-state-counts", `${n} tasks counted ${s}, but ${counted.get(s) ?? 0} are`);
+    }
   }
 
   // ---- agents: their task sets, resources and ports are exactly their tasks' ----------------------

@@ -476,6 +476,9 @@ export async function runSwarm(seed: number, opts: SwarmRunOptions = {}): Promis
   const watch = (replica: Scheduler, seq: number, events: readonly LogEntry[]): void => {
     opts.onFold?.(replica, seq, events);
     checks++;
+    // The counts by state are built on a first read (a metrics scrape, a summary), then kept by
+    // the fold: read them at once, so every record after is checked against them.
+    replica.state.taskStateCounts();
     const problems = checkInvariants(replica.state);
     if (problems.length === 0) return;
     const v = violation(problems, {

@@ -14,10 +14,10 @@ import type { UpdateSettings } from "../domain/update.js";
 import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import type { TaskRecord } from "./taskRecord.js";
 import { TaskMap } from "./taskMap.js";
+export { HISTORY_STRIDE, type TaskRecord } from "./taskRecord.js";
 
 /** A task state's place in TASK_STATES: the index of its count. */
 const STATE_INDEX: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
-export { HISTORY_STRIDE, type TaskRecord } from "./taskRecord.js";
 
 /** A slot the preemptor holds on an agent for a pending task (Aurora holds it 5 min). */
 export interface Reservation {

@@ -29,6 +29,8 @@ type Deps = Pick<TermContext, "state" | "clock" | "log" | "policy" | "reconcilin
 export interface PlacementView {
   /** Why a PENDING task waits, if placement has looked at it. */
   reasonFor(taskId: TaskId): string | undefined;
+  /** Why the PENDING tasks of a job's config version wait, if placement has looked at them. */
+  reasonForGroup(job: JobKeyString, configVersion: number): string | undefined;
   /** The active agents in a stable order. */
   activeAgents(): readonly AgentRecord[];
 }

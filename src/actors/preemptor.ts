@@ -77,7 +77,9 @@ export class Preemptor extends Actor<PreemptorMsg> {
               break;
             }
           }
-          if (taskId === undefined || this.placement.reasonFor(taskId) === undefined) continue; // not blocked (or not looked at yet)
+          if (taskId === undefined) continue;
+          const why = this.placement.reasonForGroup(job, version);
+          if (why === undefined) continue; // not blocked (or not looked at yet)
           const t = st.tasks.get(taskId)!;
           if (now - enteredTs(t) < s.policy.preemptionDelayMs) continue;
           const g = new TaskGroup(st.jobs.get(job)!, version);
@@ -88,7 +90,7 @@ export class Preemptor extends Actor<PreemptorMsg> {
             s.event(
               "SlotReserved",
               { taskId, agentId: slot.agentId, victims: slot.victims, expiresTs: now + s.policy.reservationMs },
-              `${taskId} waited ${fmtMs(now - enteredTs(t))} (${this.placement.reasonFor(taskId)}); preempting ${slot.victims.length} task(s) on ${slot.host} and holding the slot for ${fmtMs(s.policy.reservationMs)}`,
+              `${taskId} waited ${fmtMs(now - enteredTs(t))} (${why}); preempting ${slot.victims.length} task(s) on ${slot.host} and holding the slot for ${fmtMs(s.policy.reservationMs)}`,
             ),
           );
           for (const v of slot.victims) {

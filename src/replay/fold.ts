@@ -28,10 +28,15 @@ import { agentStep, type AgentEventName } from "../statemachines/agent.js";
 import { taskStep } from "../statemachines/taskTable.js";
 import { TERMINAL_UPDATE_STATES, type UpdateStatus, updateStep } from "../statemachines/update.js";
 import { type HostMode, hostStep } from "../statemachines/host.js";
-import { KILL_STATES, ON_AGENT_STATES, TASK_STATES, TERMINAL_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import {
+  KILL_STATES,
+  ON_AGENT_STATES,
+  TASK_STATE_CODE,
+  TASK_STATES,
+  TERMINAL_STATES,
+  type TaskStateName,
+} from "../statemachines/taskStates.js";
 import { MAX_ANOMALIES_KEPT, type AgentRecord, type ClusterState, type RequestOutcome, type TaskRecord } from "./state.js";
-
-const STATE_CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
 /** States with a deadline the leader enforces: the flap penalty, and Aurora's transient timeout. */
 export const TIMED_STATES: readonly TaskStateName[] = ["THROTTLED", "ASSIGNED", ...KILL_STATES, "PARTITIONED"];
@@ -806,7 +811,7 @@ function transitionTask(state: ClusterState, task: TaskRecord, to: TaskStateName
 }
 
 function record(task: TaskRecord, at: At, to: TaskStateName): void {
-  task.history.push(at.seq, at.idx, at.ts, STATE_CODE[to]!);
+  task.history.push(at.seq, at.idx, at.ts, TASK_STATE_CODE[to]!);
   task.lastReason = at.reason;
 }
 

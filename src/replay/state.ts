@@ -11,13 +11,10 @@ import type { HostMode } from "../statemachines/host.js";
 import { type InstanceAction, TERMINAL_UPDATE_STATES as UPDATE_TERMINAL, type UpdateStatus } from "../statemachines/update.js";
 import type { UpdateSettings } from "../domain/update.js";
 
-import { TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
+import { TASK_STATE_CODE, TASK_STATES, type TaskStateName } from "../statemachines/taskStates.js";
 import type { TaskRecord } from "./taskRecord.js";
 import { TaskMap } from "./taskMap.js";
 export { HISTORY_STRIDE, type TaskRecord } from "./taskRecord.js";
-
-/** A task state's place in TASK_STATES: the index of its count. */
-const STATE_INDEX: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
 /** A slot the preemptor holds on an agent for a pending task (Aurora holds it 5 min). */
 export interface Reservation {
@@ -324,8 +321,8 @@ export class ClusterState {
   taskEntered(from: TaskStateName | null, to: TaskStateName): void {
     const c = this.#stateCounts;
     if (c === null) return;
-    if (from !== null) c[STATE_INDEX[from]!]!--;
-    c[STATE_INDEX[to]!]!++;
+    if (from !== null) c[TASK_STATE_CODE[from]!]!--;
+    c[TASK_STATE_CODE[to]!]!++;
   }
 
   /** taskStateCounts() if something asked for it already, else null (for checks that must not build it). */

@@ -9,7 +9,7 @@
 
 import { transition } from "xstate";
 import { TASK_ACTIONS, taskMachine, type TaskAction, type TaskGuardInput } from "./task.js";
-import { TASK_STATES, type TaskStateName } from "./taskStates.js";
+import { TASK_STATE_CODE as STATE_INDEX, TASK_STATES, type TaskStateName } from "./taskStates.js";
 
 export interface TaskStep {
   /** The state after the request (equal to the current one when the request is refused). */
@@ -21,7 +21,6 @@ export interface TaskStep {
 }
 
 const N = TASK_STATES.length;
-const STATE_INDEX: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(TASK_STATES.map((s, i) => [s, i])));
 
 /** The guard input a table entry stands for: bit 0 isService, bit 1 belowMaxFailures, bit 2 everKilling (fold.ts builds the bits). */
 export function bitsToGuard(bits: number): TaskGuardInput {
